@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             p.set_defaults(_missing=name)
             continue
         adder = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
