@@ -1,0 +1,138 @@
+"""Cycle formulas of the algorithm units around the systolic array (im2col, kn2row, Winograd, FFT).
+
+Each formula is the exact cycle count of the matching unit in ``rtl/`` and is checked against
+Amaranth simulation in ``tests/rtl/test_<unit>.py``.  They are vectorised: every argument may
+be a scalar or an integer array of the namespace ``xp`` (numpy by default, or torch), and only
+operations common to both are used (``+ - * //``, comparisons, ``xp.where``), so one call
+evaluates (layers × choices × hardware points) at once.
+
+Cycle convention, the same for every unit: cycles are counted from the cycle in which the unit
+accepts its first input beat (stream units) or sees ``start`` (generator units), through the
+cycle of its last output transfer, inclusive, with a source that is always valid and a sink
+that is always ready.  Stalls on either stream add cycles one for one; the formulas give the
+stall-free count.
+
+Throughput assumptions (the units as built):
+
+- requantiser: one word of ``lanes`` accumulators per cycle, two pipeline registers.
+- Winograd input / output transform: one whole tile ((m+2)² values in, or (m+2)² accumulators
+  in and m² outputs out) per cycle per lane, fully parallel constant adders, one register.
+- im2col window generator: one feature-buffer word (``lanes`` channels of one pixel) per cycle;
+  padding words cost a cycle like real ones (they are streamed as zeros).
+- kn2row shift-and-add: one partial-sum word (``lanes`` filters of one input pixel) per cycle
+  for each of the R·S 1×1 products, then the output buffer drains one word per cycle.
+- 2-D FFT/IFFT: one memory-based radix-2 engine per unit: N² cycles to load a tile, one
+  butterfly per cycle for 2·log2(N) passes of N²/2 butterflies (one bubble cycle between
+  passes so a pass reads what the previous one wrote), and N² cycles to stream it out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "REQUANT_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY", "KN2ROW_LATENCY", "FFT_LATENCY",
+    "cdiv", "requant_cycles",
+    "winograd_tiles", "winograd_input_transform_cycles", "winograd_output_transform_cycles",
+    "im2col_stream_cycles", "im2col_overhead_cycles",
+    "kn2row_shift_add_cycles",
+    "fft_log2", "fft_tiles", "fft2d_pass_cycles", "fft2d_cycles",
+]
+
+#: Pipeline registers of rtl.requant.Requant (product, then round/saturate/ReLU).
+REQUANT_LATENCY = 2
+#: Pipeline registers of the Winograd input and output transforms.
+WINOGRAD_LATENCY = 1
+#: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
+IM2COL_LATENCY = 2
+#: Cycles of rtl.kn2row.ShiftAdd beyond one per beat in and one per word out.
+KN2ROW_LATENCY = 3
+#: Cycles of rtl.fft.FFT2D per tile beyond load, passes and unload.
+FFT_LATENCY = 2
+
+
+def cdiv(a, b):
+    """Ceiling division of non-negative integers (works on numpy and torch integers)."""
+    return -(-a // b)
+
+
+def requant_cycles(words, xp=np):
+    """Cycles of the requantiser on ``words`` words (one word per cycle, 2 registers)."""
+    return words + REQUANT_LATENCY
+
+
+def winograd_tiles(out_h, out_w, m, xp=np):
+    """Number of m×m output tiles covering an out_h × out_w output (ragged edges padded)."""
+    return cdiv(out_h, m) * cdiv(out_w, m)
+
+
+def winograd_input_transform_cycles(tiles, channels, m=2, lanes=1, xp=np):
+    """Cycles of Bᵀ·d·B over ``tiles`` tiles of ``channels`` input channels.
+
+    Each of ``lanes`` parallel transforms takes one (m+2)×(m+2) tile per cycle; the tile size
+    does not change the rate (the adders are fully parallel), so ``m`` only documents which
+    variant is meant.
+    """
+    return tiles * cdiv(channels, lanes) + WINOGRAD_LATENCY + 0 * m
+
+
+def winograd_output_transform_cycles(tiles, filters, m=2, lanes=1, xp=np):
+    """Cycles of Aᵀ·M·A over ``tiles`` tiles of ``filters`` output channels (one tile/cycle/lane)."""
+    return tiles * cdiv(filters, lanes) + WINOGRAD_LATENCY + 0 * m
+
+
+def im2col_stream_cycles(out_h, out_w, kernel_h, kernel_w, in_words, xp=np):
+    """Cycles for the window generator to stream every patch row of a layer.
+
+    One word per cycle: out_h·out_w patches of kernel_h·kernel_w·in_words words, where
+    ``in_words`` = ceil(input channels / lanes).
+    """
+    return out_h * out_w * kernel_h * kernel_w * in_words + IM2COL_LATENCY
+
+
+def im2col_overhead_cycles(out_h, out_w, kernel_h, kernel_w, in_words, xp=np):
+    """Cycles the window generator adds in front of a GEMM it feeds at the array's rate.
+
+    The generator delivers a word per cycle, as fast as the array takes a row, so the only
+    cost is its latency (the arguments broadcast the constant to the right shape).
+    """
+    return 0 * (out_h * out_w * kernel_h * kernel_w * in_words) + IM2COL_LATENCY
+
+
+def kn2row_shift_add_cycles(in_h, in_w, kernel_h, kernel_w, out_h, out_w, filter_words, xp=np):
+    """Cycles of the shift-and-add unit for one layer (all R·S passes, then the drain).
+
+    Every pass streams all in_h·in_w input pixels × ``filter_words`` words (= ceil(filters /
+    lanes)); those that land outside the output or between strided outputs are dropped but
+    still take their cycle.  The drain then streams out_h·out_w·filter_words words.
+    """
+    beats = kernel_h * kernel_w * in_h * in_w * filter_words
+    return beats + out_h * out_w * filter_words + KN2ROW_LATENCY
+
+
+def fft_log2(n_fft, xp=np):
+    """log2 of the FFT size for sizes 4, 8, 16, 32 (ops common to numpy and torch)."""
+    return (2 + xp.where(n_fft >= 8, 1, 0) + xp.where(n_fft >= 16, 1, 0)
+            + xp.where(n_fft >= 32, 1, 0))
+
+
+def fft_tiles(out_h, out_w, n_fft, kernel, xp=np):
+    """Overlap-add tiles of a layer: each N×N tile yields a (N - kernel + 1)² block of output."""
+    step = n_fft - kernel + 1
+    return cdiv(out_h, step) * cdiv(out_w, step)
+
+
+def fft2d_pass_cycles(n_fft, xp=np):
+    """Cycles of one N×N 2-D FFT or IFFT: load, 2·log2(N) butterfly passes, unload."""
+    n2 = n_fft * n_fft
+    passes = 2 * fft_log2(n_fft, xp)
+    return n2 + passes * (n2 // 2 + 1) + n2 + FFT_LATENCY
+
+
+def fft2d_cycles(n_fft, tiles, channels, xp=np):
+    """Cycles of one FFT unit transforming ``tiles`` tiles of ``channels`` channels each.
+
+    The unit works on one tile at a time (no overlap between tiles), so this is
+    tiles·channels times :func:`fft2d_pass_cycles`.  The same count holds for the IFFT.
+    """
+    return tiles * channels * fft2d_pass_cycles(n_fft, xp)
