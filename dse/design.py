@@ -1,0 +1,186 @@
+"""The design point document, ``design.json``: what the explorer chose and what it predicts.
+
+Fields exactly as DESIGN.md "Outputs" (``config``, ``board``, ``clock_mhz``, ``hardware``,
+``layers``, ``total_cycles``, ``latency_ms``, ``power_w``, ``energy_mj``, ``resources``,
+``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
+``optimal``, ``mapping_method``, ``hardware_points``, ``pareto``).  :func:`read_design`
+reads a document back and checks it; :func:`write_text_atomic` writes any output file so
+that nothing half-written is ever left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["LayerPlan", "Design", "read_design", "write_text_atomic", "table_lines",
+           "LAYER_FIELDS", "RESOURCE_FIELDS"]
+
+#: Keys of every entry of ``layers`` (DESIGN.md), in order.
+LAYER_FIELDS = ("name", "algorithm", "variant", "dataflow", "tiling", "macs", "cycles",
+                "compute_cycles", "transform_cycles", "memory_cycles", "dram_bytes")
+#: Keys of ``resources``.
+RESOURCE_FIELDS = ("dsp", "lut", "ff", "bram_blocks")
+_REQUIRED = ("config", "board", "clock_mhz", "hardware", "layers", "total_cycles",
+             "latency_ms", "power_w", "energy_mj", "resources", "search_seconds")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer's chosen algorithm and dataflow and its predicted cost.
+
+    Members
+    -------
+    name: layer name (as in the network).
+    algorithm: :class:`rtl.params.Algorithm` value actually used (after any fallback).
+    variant: algorithm size, e.g. ``"F2x2_3x3"``, ``"fft8"``; ``""`` for im2col and kn2row.
+    dataflow: ``"ws"``, ``"os"`` or ``"is"``; ``""`` for layers that do not use the array.
+    tiling: the tiling of the GEMM on the array (a flat dict of integers).
+    macs: multiply-accumulates of the layer.
+    cycles: predicted cycles of the layer including its incoming layout changes.
+    compute_cycles: cycles with unlimited DRAM bandwidth.
+    transform_cycles: cycles of the algorithm's transforms (part of compute_cycles).
+    memory_cycles: cycles of DRAM transfer (overlapped with compute where double-buffered).
+    dram_bytes: bytes moved to and from DRAM.
+    """
+
+    name: str
+    algorithm: str
+    variant: str
+    dataflow: str
+    tiling: dict
+    macs: int
+    cycles: int
+    compute_cycles: int
+    transform_cycles: int
+    memory_cycles: int
+    dram_bytes: int
+
+
+@dataclass(frozen=True)
+class Design:
+    """A design point: hardware parameters, per-layer plan and predicted totals.
+
+    ``hardware`` is :meth:`rtl.params.OverlayParams.as_dict`; ``resources`` has
+    :data:`RESOURCE_FIELDS`.  Times: ``latency_ms`` at ``clock_mhz``; ``energy_mj`` per
+    inference; ``search_seconds`` the wall time of the search in process.
+    """
+
+    config: str
+    board: str
+    clock_mhz: float
+    hardware: dict
+    layers: tuple
+    total_cycles: int
+    latency_ms: float
+    power_w: float
+    energy_mj: float
+    resources: dict
+    search_seconds: float
+    network: str = ""
+    objective: str = "latency"
+    precision: int = 8
+    optimal: bool = True
+    mapping_method: str = ""
+    hardware_points: int = 0
+    pareto: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Return the JSON document (plain dicts and lists)."""
+        doc = asdict(self)
+        doc["layers"] = [asdict(layer) if isinstance(layer, LayerPlan) else dict(layer)
+                         for layer in self.layers]
+        return doc
+
+    def to_json(self) -> str:
+        """Return the document as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc, source="design.json") -> "Design":
+        """Return the design in ``doc``; raise :class:`InputError` naming a missing field."""
+        if not isinstance(doc, dict):
+            raise InputError(source, "", f"must be a JSON object, not {type(doc).__name__}")
+        for key in _REQUIRED:
+            if key not in doc:
+                raise InputError(source, key, "is required")
+        if not isinstance(doc["layers"], list):
+            raise InputError(source, "layers", "must be a list")
+        layers = []
+        for i, entry in enumerate(doc["layers"]):
+            if not isinstance(entry, dict):
+                raise InputError(source, f"layers[{i}]", "must be an object")
+            for key in LAYER_FIELDS:
+                if key not in entry:
+                    raise InputError(source, f"layers[{i}].{key}", "is required")
+            layers.append(LayerPlan(**{k: entry[k] for k in LAYER_FIELDS}))
+        for key in RESOURCE_FIELDS:
+            if key not in doc["resources"]:
+                raise InputError(source, f"resources.{key}", "is required")
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        kwargs["layers"] = tuple(layers)
+        return cls(**kwargs)
+
+    def to_markdown(self) -> str:
+        """Return a readable report: the hardware, the totals and the per-layer table."""
+        hw = self.hardware
+        lines = [f"# {self.config}: design point", "",
+                 f"- network: {self.network}; board: {self.board} at {self.clock_mhz:g} MHz; "
+                 f"objective: {self.objective}; precision: int{self.precision}",
+                 f"- array {hw.get('rows')} x {hw.get('cols')}, winograd_m {hw.get('winograd_m')}"
+                 f", fft_size {hw.get('fft_size')}, buffers act/weight/out "
+                 f"{hw.get('act_buffer_kib')}/{hw.get('weight_buffer_kib')}/"
+                 f"{hw.get('out_buffer_kib')} KiB, bus {hw.get('bus_bits')} bits",
+                 f"- total {self.total_cycles:,} cycles = {self.latency_ms:.4f} ms; "
+                 f"{self.power_w:.2f} W; {self.energy_mj:.3f} mJ per inference",
+                 "- resources: " + ", ".join(f"{k} {self.resources[k]:,}"
+                                             for k in RESOURCE_FIELDS),
+                 f"- mapping: {'optimal' if self.optimal else 'NOT proved optimal'} "
+                 f"({self.mapping_method}); {self.hardware_points:,} hardware points searched "
+                 f"in {self.search_seconds:.2f} s", ""]
+        lines += table_lines(self.layers)
+        return "\n".join(lines) + "\n"
+
+
+def table_lines(layers) -> list[str]:
+    """Return the per-layer plan as markdown table lines."""
+    head = ("layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
+            "transform", "memory", "DRAM bytes")
+    rows = [head, tuple("---" for _ in head)]
+    for p in layers:
+        rows.append((p.name, p.algorithm, p.variant or "-", p.dataflow or "-", f"{p.macs:,}",
+                     f"{p.cycles:,}", f"{p.compute_cycles:,}", f"{p.transform_cycles:,}",
+                     f"{p.memory_cycles:,}", f"{p.dram_bytes:,}"))
+    return ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def read_design(path) -> Design:
+    """Return the design stored at ``path`` (InputError if unreadable or incomplete)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(path, "", f"cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"line {exc.lineno}", f"is not valid JSON: {exc.msg}") from None
+    return Design.from_dict(doc, path)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
