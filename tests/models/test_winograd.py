@@ -1,0 +1,88 @@
+"""Winograd golden: F(2×2,3×3) exact; F(4×4,3×3) within its stated, tested error bound."""
+
+import numpy as np
+import pytest
+
+from sim.models.conv import conv2d
+from sim.models.winograd import (AT, BT, G_DENOM, G_SCALED, input_transform, transform_weights,
+                                 winograd_conv, winograd_error_bound, winograd_worst_case_error)
+from sim.reference import ort_conv_integer
+
+# (channels, height, width, filters, padding)
+LAYERS = [(3, 9, 10, 5, 1), (5, 11, 9, 7, 0), (6, 12, 13, 4, 1), (1, 3, 3, 2, 0),
+          (9, 8, 7, 3, 2), (13, 6, 6, 10, 1)]
+
+
+def test_matrices_give_1d_minimal_filtering():
+    # F(m, 3) in 1-D: Aᵀ[(G g) ⊙ (Bᵀ d)] = correlation of d with g (float check of the tables)
+    rng = np.random.default_rng(0)
+    for m in (2, 4):
+        d = rng.standard_normal(m + 2)
+        g = rng.standard_normal(3)
+        y = AT[m] @ ((G_SCALED[m] / G_DENOM[m]) @ g * (BT[m] @ d))
+        np.testing.assert_allclose(y, [d[i:i + 3] @ g for i in range(m)], atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_f2_int8_equals_conv_integer(layer):
+    c, h, w, n, p = layer
+    rng = np.random.default_rng(sum(layer))
+    x = rng.integers(-128, 128, (c, h, w))
+    wt = rng.integers(-128, 128, (n, c, 3, 3))
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2),
+                                  ort_conv_integer(x, wt, 1, p))
+
+
+@pytest.mark.parametrize("layer", LAYERS[::2])
+def test_f2_int16_equals_int64_conv(layer):
+    c, h, w, n, p = layer
+    rng = np.random.default_rng(3 + sum(layer))
+    x = rng.integers(-32768, 32768, (c, h, w))
+    wt = rng.integers(-32768, 32768, (n, c, 3, 3))
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2), conv2d(x, wt, 1, p))
+
+
+def test_f2_widths_for_int8():
+    # stated widths: V fits 10-bit signed, 2G-transformed weights fit 12-bit signed.  Each V
+    # entry is a linear form in d with coefficients Bᵀ[i,k]·B[l,j]; its extremes over int8 d
+    # pick -128 or 127 per coefficient sign (exact, no sampling).
+    coef = np.einsum("ik,lj->ijkl", BT[2], BT[2].T)
+    vmax = np.maximum(coef * 127, coef * -128).sum(axis=(2, 3))
+    vmin = np.minimum(coef * 127, coef * -128).sum(axis=(2, 3))
+    assert vmin.min() == -512 and vmax.max() == 510
+    d = np.where(coef[1, 1] > 0, -128, 127)[None]          # attains the minimum
+    assert input_transform(d, 2)[0, 1, 1] == -512
+    u = transform_weights(np.full((1, 1, 3, 3), -128), 2)
+    assert -2048 <= u.min() and u.max() <= 2047
+    u = transform_weights(np.full((1, 1, 3, 3), 127), 2)
+    assert u.max() == 9 * 127
+
+
+@pytest.mark.parametrize("frac_bits", [4, 8, 12])
+@pytest.mark.parametrize("layer", LAYERS[:4])
+def test_f4_error_within_bound(layer, frac_bits):
+    c, h, w, n, p = layer
+    rng = np.random.default_rng(sum(layer) + frac_bits)
+    x = rng.integers(-128, 128, (c, h, w))
+    wt = rng.integers(-128, 128, (n, c, 3, 3))
+    err = np.abs(winograd_conv(x, wt, p, m=4, frac_bits=frac_bits) - conv2d(x, wt, 1, p))
+    bound = winograd_error_bound(x, p, m=4, frac_bits=frac_bits)
+    assert (err <= bound).all()
+    assert bound.max() <= winograd_worst_case_error(c, frac_bits)
+
+
+def test_f4_exact_when_weights_are_exact():
+    # weights whose U is a multiple of 2^-f are stored exactly: only the final rounding is
+    # left, and Aᵀ M A is then a multiple of 2^f, so the result is exact
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, (2, 8, 8))
+    wt = np.zeros((1, 2, 3, 3), dtype=np.int64)
+    wt[0, :, 0, 0] = [9, -18]            # corner tap: U = g·G[:,0]G[:,0]ᵀ has denominators | 576 = 9·64
+    assert (transform_weights(wt, 4, 10) * 576 == (G_SCALED[4] @ wt @ G_SCALED[4].T)
+            * 1024).all()
+    np.testing.assert_array_equal(winograd_conv(x, wt, 0, 4, 10), conv2d(x, wt, 1, 0))
+
+
+def test_winograd_refuses_non_3x3():
+    with pytest.raises(ValueError, match=r"^kernel must be 3×3, not 5×5$"):
+        winograd_conv(np.zeros((1, 8, 8)), np.zeros((1, 1, 5, 5)))
