@@ -359,21 +359,21 @@ class NetworkBuilder:
 
     # -- one method per op, so that the built-in networks read like their papers ---------
 
-    def conv(self, name=None, inputs=None, **params) -> str:
+    def conv(self, name=None, inputs=None, *, where=None, **params) -> str:
         """Add a ``conv`` layer (see :meth:`add`); return its name."""
-        return self.add("conv", name, inputs, **params)
+        return self.add("conv", name, inputs, where=where, **params)
 
-    def fc(self, name=None, inputs=None, **params) -> str:
+    def fc(self, name=None, inputs=None, *, where=None, **params) -> str:
         """Add an ``fc`` layer (see :meth:`add`); return its name."""
-        return self.add("fc", name, inputs, **params)
+        return self.add("fc", name, inputs, where=where, **params)
 
-    def maxpool(self, name=None, inputs=None, **params) -> str:
+    def maxpool(self, name=None, inputs=None, *, where=None, **params) -> str:
         """Add a ``maxpool`` layer (see :meth:`add`); return its name."""
-        return self.add("maxpool", name, inputs, **params)
+        return self.add("maxpool", name, inputs, where=where, **params)
 
-    def avgpool(self, name=None, inputs=None, **params) -> str:
+    def avgpool(self, name=None, inputs=None, *, where=None, **params) -> str:
         """Add an ``avgpool`` layer (see :meth:`add`); return its name."""
-        return self.add("avgpool", name, inputs, **params)
+        return self.add("avgpool", name, inputs, where=where, **params)
 
     def gap(self, name=None, inputs=None) -> str:
         """Add a global average pool; return its name."""

@@ -1,0 +1,22 @@
+"""Importers: files in other formats → :class:`~dse.network.Network`.
+
+One module per format: :mod:`.onnx_import` (ONNX, BatchNorm folded), :mod:`.yaml_import`
+(our own format, DESIGN.md "Network YAML") and :mod:`.scalesim` (SCALE-Sim topology CSV).
+Use :func:`dse.load.load_network` to pick one by the file's suffix.
+"""
+
+from __future__ import annotations
+
+from .onnx_import import import_onnx
+from .scalesim import import_scalesim
+from .yaml_import import import_yaml
+
+__all__ = ["import_onnx", "import_scalesim", "import_yaml", "IMPORTERS"]
+
+#: File suffix -> importer.
+IMPORTERS = {
+    ".onnx": import_onnx,
+    ".yaml": import_yaml,
+    ".yml": import_yaml,
+    ".csv": import_scalesim,
+}
