@@ -227,7 +227,8 @@ def _hardware(path, value, precision) -> MappingProxyType:
         OverlayParams(**trial)
     except (TypeError, ValueError) as exc:
         field, _, message = str(exc).partition(" ")
-        if field in value:
+        # Messages of one field read "<field> must ..."; others name several fields.
+        if field in value and message.startswith("must"):
             raise InputError(path, f"hardware.{field}", message) from None
         raise InputError(path, "hardware", str(exc)) from None
     return MappingProxyType(dict(value))
