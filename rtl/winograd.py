@@ -1,0 +1,149 @@
+"""Winograd F(m×m, 3×3) transform units: input Bᵀ·d·B and output Aᵀ·M·A (m = 2 or 4).
+
+Both are streams of whole tiles, one tile per cycle: constant-matrix products built from
+shifts and adds (the constants are 0, ±1, ±2, ±4, ±5, ±8), then one register.  The array
+between them does the (m+2)² element-wise GEMMs over channels with weights the compiler has
+already transformed (``sim/models/winograd.py``: 2G for m = 2, quantised U for m = 4).
+
+The output transform divides by the weights' scale: an exact arithmetic shift by 2 for
+m = 2 (Aᵀ M A is a multiple of 4), a round-half-up shift by ``frac_bits`` for m = 4.
+Output widths are exact: no wrap is possible, so the units equal the golden model bit for bit.
+
+The tables are written here independently of the golden model's (rtl imports nothing of
+ours); tests check that both agree through simulation.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["WINOGRAD_BT", "WINOGRAD_AT", "transform_growth_bits", "InputTransform",
+           "OutputTransform"]
+
+WINOGRAD_BT = {
+    2: ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+    4: ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+        (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
+}
+WINOGRAD_AT = {
+    2: ((1, 1, 1, 0), (0, 1, -1, -1)),
+    4: ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+}
+
+
+def transform_growth_bits(matrix) -> int:
+    """Extra bits a 2-D transform X ↦ M·X·Mᵀ can add: ceil(log2(max row |sum|²))."""
+    peak = max(sum(abs(c) for c in row) for row in matrix) ** 2
+    return (peak - 1).bit_length()
+
+
+def _cmul(x, c: int):
+    """x·c for a small constant c, as shifts and adds (no multiplier is inferred)."""
+    if c == 0:
+        return None
+    mag = abs(c)
+    terms = [x << b if b else x for b in range(mag.bit_length()) if mag >> b & 1]
+    acc = terms[0]
+    for t in terms[1:]:
+        acc = acc + t
+    return -acc if c < 0 else acc
+
+
+def _lin(xs, coeffs):
+    """Σ c·x over non-zero coefficients (an expression)."""
+    parts = [_cmul(x, c) for x, c in zip(xs, coeffs) if c]
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = acc + p
+    return acc
+
+
+def _check(component, name, value, allowed) -> None:
+    if value not in allowed:
+        component._MustUse__silence = True      # Amaranth would warn "created but never used"
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+
+
+class _TileTransform(wiring.Component):
+    """Y = L·X·Lᵀ per tile, then a shift; one tile per cycle with back-pressure."""
+
+    def __init__(self, matrix, in_width: int, out_width: int, shift: int, round_half: bool):
+        self._mat = matrix
+        self._shift = shift
+        self._round = round_half
+        rows, cols = len(matrix), len(matrix[0])
+        self._rows, self._cols = rows, cols
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(signed(in_width), cols * cols))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(signed(out_width), rows * rows))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        mat, r, c = self._mat, self._rows, self._cols
+        x = self.i_stream.payload
+        valid = Signal()
+        out = Signal.like(self.o_stream.payload)
+        advance = ~valid | self.o_stream.ready
+        m.d.comb += [self.i_stream.ready.eq(advance), self.o_stream.valid.eq(valid),
+                     self.o_stream.payload.eq(out)]
+        # first L·X (r × c), then (L·X)·Lᵀ (r × r)
+        t = [[_lin([x[k * c + j] for k in range(c)], mat[i]) for j in range(c)]
+             for i in range(r)]
+        with m.If(advance):
+            m.d.sync += valid.eq(self.i_stream.valid)
+            for i in range(r):
+                for j in range(r):
+                    y = _lin(t[i], mat[j])
+                    if self._shift:
+                        if self._round:
+                            y = y + (1 << (self._shift - 1))
+                        y = y >> self._shift
+                    m.d.sync += out[i * r + j].eq(y)
+        return m
+
+
+class InputTransform(_TileTransform):
+    """V = Bᵀ·d·B on (m+2)×(m+2) input tiles (row-major payloads), one tile per cycle.
+
+    Parameters
+    ----------
+    m:
+        Output tile size, 2 or 4.
+    in_width:
+        Signed width of the input elements (8 or 16).
+
+    The output width is ``in_width + transform_growth_bits(Bᵀ)`` (10 bits for int8 and
+    m = 2; 15 for int8 and m = 4), so no value can wrap.
+    """
+
+    def __init__(self, m: int = 2, in_width: int = 8):
+        _check(self, "m", m, (2, 4))
+        self.m = m
+        self.out_width = in_width + transform_growth_bits(WINOGRAD_BT[m])
+        super().__init__(WINOGRAD_BT[m], in_width, self.out_width, 0, False)
+
+
+class OutputTransform(_TileTransform):
+    """Y = Aᵀ·M·A / scale on (m+2)×(m+2) accumulator tiles → m×m outputs, one per cycle.
+
+    Parameters
+    ----------
+    m:
+        Output tile size, 2 (exact ÷4) or 4 (round-half-up ÷2^frac_bits).
+    acc_width:
+        Signed width of the array's accumulators.
+    frac_bits:
+        Fraction bits of the quantised F(4×4,3×3) weights (ignored for m = 2).
+
+    The output width is ``acc_width + transform_growth_bits(Aᵀ) − shift``.
+    """
+
+    def __init__(self, m: int = 2, acc_width: int = 32, frac_bits: int = 8):
+        _check(self, "m", m, (2, 4))
+        self.m = m
+        shift = 2 if m == 2 else frac_bits
+        self.out_width = acc_width + transform_growth_bits(WINOGRAD_AT[m]) - shift + 1
+        super().__init__(WINOGRAD_AT[m], acc_width, self.out_width, shift, m == 4)

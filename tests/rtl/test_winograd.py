@@ -1,0 +1,133 @@
+"""rtl.winograd transforms vs sim/models/winograd.py (Amaranth simulator, random stalls).
+
+Also runs a whole F(2×2,3×3) layer as input transform → (numpy element-wise GEMMs, the
+array's job) → output transform and checks it equals exact convolution.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from dse.cost.transforms import (winograd_input_transform_cycles,
+                                 winograd_output_transform_cycles)
+from rtl.winograd import InputTransform, OutputTransform
+from sim.models.conv import conv2d
+from sim.models.winograd import input_transform, output_transform, transform_weights
+
+
+def run_stream(dut, inputs, n_out, *, idle=0.0, stall=0.0, seed=0, timeout=100_000):
+    """Drive ``inputs`` into dut.i_stream, collect n_out payloads; returns (outputs, cycles).
+
+    cycles: first input transfer through last output transfer, inclusive.
+    """
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    got, marks = [], {}
+
+    async def source(ctx):
+        rng, i, k, pending = random.Random(seed), 0, 0, False
+        s = dut.i_stream
+        while i < len(inputs):
+            if pending or rng.random() >= idle:
+                ctx.set(s.payload, inputs[i])
+                ctx.set(s.valid, 1)
+            else:
+                ctx.set(s.valid, 0)
+            _, _, v, r = await ctx.tick().sample(s.valid, s.ready)
+            pending = bool(v and not r)
+            if v and r:
+                marks.setdefault("first", k)
+                i += 1
+            k += 1
+        ctx.set(s.valid, 0)
+
+    async def sink(ctx):
+        rng, k, o = random.Random(seed + 1), 0, dut.o_stream
+        while len(got) < n_out:
+            ctx.set(o.ready, 0 if rng.random() < stall else 1)
+            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
+            if v and r:
+                got.append(list(p))
+                marks["last"] = k
+            k += 1
+            assert k < timeout
+
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return got, marks["last"] - marks["first"] + 1
+
+
+def rtl_input_transform(d, m, in_width, **kw):
+    t = m + 2
+    got, cycles = run_stream(InputTransform(m, in_width), d.reshape(-1, t * t).tolist(),
+                             len(d), **kw)
+    return np.array(got).reshape(-1, t, t), cycles
+
+
+def rtl_output_transform(acc, m, acc_width, frac_bits=8, **kw):
+    t = m + 2
+    got, cycles = run_stream(OutputTransform(m, acc_width, frac_bits),
+                             acc.reshape(-1, t * t).tolist(), len(acc), **kw)
+    return np.array(got).reshape(-1, m, m), cycles
+
+
+@pytest.mark.parametrize("m,bits", [(2, 8), (4, 8), (2, 16)])
+def test_input_transform_bit_exact(m, bits):
+    rng = np.random.default_rng(m + bits)
+    t = m + 2
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    d = rng.integers(lo, hi + 1, (12, t, t))
+    d[0], d[1] = lo, hi                                       # extremes
+    d[2] = np.where(np.indices((t, t)).sum(0) % 2, lo, hi)
+    got, _ = rtl_input_transform(d, m, bits, idle=0.3, stall=0.3, seed=m)
+    np.testing.assert_array_equal(got, input_transform(d, m))
+
+
+@pytest.mark.parametrize("m,acc_w,frac", [(2, 32, 0), (4, 32, 8), (4, 24, 3)])
+def test_output_transform_bit_exact(m, acc_w, frac):
+    rng = np.random.default_rng(m + acc_w)
+    t = m + 2
+    lim = 1 << (acc_w - 1)
+    acc = rng.integers(-lim // 64, lim // 64, (12, t, t))
+    # any accumulators (not only multiples of 4): both sides shift with floor semantics
+    acc[0], acc[1] = -lim, lim - 1
+    got, _ = rtl_output_transform(acc, m, acc_w, frac, idle=0.3, stall=0.3, seed=m)
+    at_m = output_transform(acc, m, frac)
+    np.testing.assert_array_equal(got, at_m)
+
+
+def test_cycles_match_formula():
+    d = np.arange(5 * 16).reshape(5, 4, 4) - 40
+    _, cycles = rtl_input_transform(d, 2, 8)
+    assert cycles == winograd_input_transform_cycles(5, 1, m=2)
+    acc = np.zeros((7, 6, 6), dtype=np.int64)
+    _, cycles = rtl_output_transform(acc, 4, 32, 8)
+    assert cycles == winograd_output_transform_cycles(7, 1, m=4)
+
+
+def test_f2_layer_through_rtl_transforms_is_exact():
+    # 3 channels, 2 filters, 6×5 input, padding 1: 3×3 output tiles of 2×2
+    rng = np.random.default_rng(4)
+    x = rng.integers(-128, 128, (3, 6, 5))
+    w = rng.integers(-128, 128, (2, 3, 3, 3))
+    oh, ow = 6, 5
+    th, tw = 3, 3
+    xp = np.zeros((3, th * 2 + 2, tw * 2 + 2), dtype=np.int64)
+    xp[:, 1:7, 1:6] = x
+    tiles = np.array([[[xp[c, 2 * i:2 * i + 4, 2 * j:2 * j + 4] for j in range(tw)]
+                       for i in range(th)] for c in range(3)])           # c, th, tw, 4, 4
+    v, _ = rtl_input_transform(tiles.reshape(-1, 4, 4), 2, 8, stall=0.2, seed=3)
+    v = v.reshape(3, th, tw, 4, 4)
+    u = transform_weights(w, 2)                                         # 4·U, 12-bit
+    acc = np.einsum("nckl,cijkl->nijkl", u, v)                          # the array's GEMMs
+    y, _ = rtl_output_transform(acc.reshape(-1, 4, 4), 2, 32, idle=0.2, seed=5)
+    y = y.reshape(2, th, tw, 2, 2).transpose(0, 1, 3, 2, 4).reshape(2, 6, 6)[:, :oh, :ow]
+    np.testing.assert_array_equal(y, conv2d(x, w, 1, 1))
+
+
+def test_rejects_bad_m():
+    with pytest.raises(ValueError, match=r"^m must be one of \(2, 4\), not 3$"):
+        InputTransform(3)
