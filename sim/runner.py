@@ -56,6 +56,9 @@ __all__ = [
     "build_verilator",
     "build_component",
     "run_cocotb",
+    "LINT_WAIVERS",
+    "LintWarning",
+    "lint_verilog",
 ]
 
 #: Repository root (the folder holding ``sim/``); build products go under ``REPO_ROOT/build``.
@@ -370,6 +373,113 @@ def run_cocotb(build: VerilatorBuild, test_module: str, *, test_dir: Path,
                             f"{', '.join(failed) or '(none named)'} of {tests} "
                             f"(exit status {status}); end of {log_file}:\n{_tail(log_file)}")
     return CocotbRun(tests, 0, results_xml, log_file, seconds)
+
+
+#: Rules waived in ``verilator --lint-only -Wall`` of Amaranth output, with the reason for each
+#: (``docs/verilator-waivers.md`` explains them at length).  UNUSEDSIGNAL is waived only where
+#: the unused signal is not an input port: Amaranth keeps every named signal as a debug wire
+#: (per-element views like ``a__payload[3]``, parent-side names of submodule ports, unused bits
+#: of temporaries), but an input port that nothing reads is a real bug and stays an error.
+LINT_WAIVERS: dict[str, str] = {
+    "WIDTHEXPAND": "Amaranth arithmetic widens operands implicitly (acc + a * b)",
+    "PROCASSINIT": "Amaranth declares a register with its reset value as initialiser and "
+                   "assigns it in an always block (its power-on-value idiom)",
+    "DECLFILENAME": "one file holds the whole hierarchy; submodules are named '\\top.sub'",
+    "UNUSEDSIGNAL": "debug wires Amaranth keeps for every named signal (input ports excepted)",
+}
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    """One Verilator lint message.
+
+    Members
+    -------
+    rule:
+        Verilator's warning code (``UNUSEDSIGNAL``).
+    line:
+        Line in the linted Verilog.
+    message:
+        Verilator's text.
+    """
+
+    rule: str
+    line: int
+    message: str
+
+
+def _input_ports(verilog_text: str) -> dict[int, str]:
+    """Map each line of the Verilog to the set of input port names of its module."""
+    import re
+
+    ports_by_line: dict[int, frozenset[str]] = {}
+    module_start, ports = 0, set()
+    lines = verilog_text.splitlines()
+    spans = []
+    for n, text in enumerate(lines, 1):
+        if re.match(r"\s*module\s", text):
+            module_start, ports = n, set()
+        m = re.match(r"\s*input\s+(?:signed\s+)?(?:\[[^\]]*\]\s*)?(\\?\S+)\s*;", text)
+        if m:
+            ports.add(m.group(1).lstrip("\\"))
+        if re.match(r"\s*endmodule", text):
+            spans.append((module_start, n, frozenset(ports)))
+    for start, end, names in spans:
+        for n in range(start, end + 1):
+            ports_by_line[n] = names
+    return ports_by_line
+
+
+def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = None
+                 ) -> tuple[list[LintWarning], list[LintWarning]]:
+    """Run ``verilator --lint-only -Wall`` and split its warnings into violations and waived.
+
+    Parameters
+    ----------
+    verilog_text:
+        The Verilog to lint (e.g. from :func:`emit_verilog`).
+    toplevel:
+        Its top module.
+    work_dir:
+        Where to write ``<toplevel>.v`` (default ``build/lint``).
+
+    Returns
+    -------
+    violations, waived:
+        Warnings that no waiver covers (the lint passes when this is empty), and the waived
+        ones (by :data:`LINT_WAIVERS`).
+    """
+    import re
+
+    work = Path(work_dir) if work_dir is not None else REPO_ROOT / "build" / "lint"
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"{toplevel}.v"
+    src.write_text(verilog_text)
+    env = {**os.environ, "PATH": f"{VERILATOR_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(VERILATOR_BIN / "verilator"), "--lint-only", "-Wall",
+                           "-Wno-fatal", "--top-module", toplevel, src.name],
+                          cwd=work, env=env, capture_output=True, text=True)
+    ports = _input_ports(verilog_text)
+    violations, waived = [], []
+    pattern = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: [^:]*:(\d+):(?:\d+:)? (.*)$")
+    for text in proc.stderr.splitlines():
+        m = pattern.match(text)
+        if not m:
+            continue
+        kind, rule, line, message = m.group(1), m.group(2) or kind, int(m.group(3)), m.group(4)
+        warning = LintWarning(rule, line, message)
+        # The whole quoted name: 'a__payload[3]' is a view wire, not the port 'a__payload'.
+        unused = re.search(r"not used: '\\?([^']+)'", message)
+        is_port = unused is not None and unused.group(1) in ports.get(line, ())
+        if kind == "Warning" and rule in LINT_WAIVERS and not (rule == "UNUSEDSIGNAL"
+                                                                and is_port):
+            waived.append(warning)
+        else:
+            violations.append(warning)
+    if proc.returncode != 0 and not violations:
+        violations.append(LintWarning("EXIT", 0, f"verilator exited {proc.returncode}: "
+                                                  f"{proc.stderr.strip()[-2000:]}"))
+    return violations, waived
 
 
 def _main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual tool

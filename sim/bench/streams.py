@@ -25,7 +25,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import Event, FallingEdge, ReadOnly, RisingEdge
 
 __all__ = [
     "ArrayCodec",
@@ -176,6 +176,7 @@ class StreamSource:
         self._rng = random.Random(seed)
         self._queue: deque = deque()
         self._presenting = False
+        self._more = Event()
         self.sent = 0
         if self._valid is not None:
             self._valid.value = 0
@@ -184,6 +185,7 @@ class StreamSource:
     def put(self, items: Iterable[Any]) -> None:
         """Queue items to send, in order."""
         self._queue.extend(items)
+        self._more.set()
 
     @property
     def pending(self) -> int:
@@ -234,6 +236,11 @@ class StreamSource:
             if self._presenting:
                 await read_only
                 fired = _high(self._ready)
+            elif not self._queue:
+                # Nothing to send: sleep until put() instead of waking every cycle, so a
+                # long computation between loads costs no Python time per cycle.
+                self._more.clear()
+                await self._more.wait()
 
 
 class StreamSink:
@@ -309,3 +316,14 @@ class StreamSink:
                 await read_only
                 if _high(self._valid):
                     self.items.append(self._decode(self._payload.value.to_unsigned()))
+                elif not self._bp_prob and self._valid is not None:
+                    # Ready stays high on its own: sleep until valid rises instead of waking
+                    # every cycle.  Valid may rise right after a clock edge or, if the DUT
+                    # makes it combinationally, at any time; either way the settled values
+                    # in this time step's ReadOnly phase decide the transfer at the next
+                    # rising edge, which is then awaited so the beat is recorded once.
+                    await RisingEdge(self._valid)
+                    await read_only
+                    if _high(self._valid):
+                        self.items.append(self._decode(self._payload.value.to_unsigned()))
+                        await RisingEdge(self._clk)
