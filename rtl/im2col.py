@@ -1,0 +1,125 @@
+"""im2col window generator: streams patch rows from the feature buffer, no matrix in DRAM.
+
+The feature buffer holds the layer input as words of ``lanes`` channels:
+word address = (y·in_w + x)·c_words + channel word (``sim/models/im2col.py: hwc_words``).
+After ``start`` the generator walks (oy, ox, ky, kx, cw), cw fastest, and streams one word per
+cycle: the buffer word at (oy·stride + ky·dil − pad, ox·stride + kx·dil − pad), or a zero
+word where that pixel lies in the padding.  Consecutive K = R·S·c_words words form one patch
+row of the GEMM's A matrix, in the order (ky, kx, c) that the compiler lays out B in.
+
+Layer geometry comes from per-layer settings (held stable while ``busy``).  The buffer read is
+synchronous, so a word appears one cycle after its address; the read port's enable holds the
+word while the sink stalls.  Cycles: ``dse.cost.transforms.im2col_stream_cycles``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Im2col"]
+
+
+def _check_int(component, name: str, value, low: int) -> None:
+    err = None
+    if not isinstance(value, int) or isinstance(value, bool):
+        err = TypeError(f"{name} must be an integer, not {value!r}")
+    elif value < low:
+        err = ValueError(f"{name} must be at least {low}, not {value}")
+    if err is not None:
+        component._MustUse__silence = True      # Amaranth would warn "created but never used"
+        raise err
+
+
+class Im2col(wiring.Component):
+    """Window address generator over an owned feature buffer.
+
+    Parameters
+    ----------
+    lanes:
+        Channels per buffer word (and per streamed word).
+    width:
+        Signed element width.
+    depth:
+        Buffer depth in words.
+    dim_bits:
+        Width of the geometry settings (sizes up to 2^dim_bits − 1).
+
+    Attributes
+    ----------
+    w_addr, w_data, w_en:
+        Buffer write port (the loader fills the buffer before ``start``).
+    in_h, in_w, c_words, kernel_h, kernel_w, stride, pad, dil, out_h, out_w:
+        Layer geometry (``c_words`` = ceil(channels / lanes)).
+    start, busy:
+        Pulse ``start`` for one cycle; ``busy`` stays high until the last word is issued.
+    o_stream:
+        Patch words.
+    """
+
+    def __init__(self, lanes: int = 4, width: int = 8, depth: int = 1024, dim_bits: int = 8):
+        for name, v, lo in (("lanes", lanes, 1), ("width", width, 2), ("depth", depth, 1),
+                            ("dim_bits", dim_bits, 2)):
+            _check_int(self, name, v, lo)
+        self.lanes, self.width, self.depth, self.dim_bits = lanes, width, depth, dim_bits
+        word = data.ArrayLayout(signed(width), lanes)
+        self._word = word
+        dims = {n: In(unsigned(dim_bits)) for n in ("in_h", "in_w", "c_words", "kernel_h",
+                                                    "kernel_w", "stride", "pad", "dil",
+                                                    "out_h", "out_w")}
+        super().__init__({
+            "w_addr": In(range(depth)), "w_data": In(word), "w_en": In(1),
+            **dims,
+            "start": In(1), "busy": Out(1),
+            "o_stream": Out(stream.Signature(word)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buf = buf = Memory(shape=self._word, depth=self.depth, init=[])
+        wp = buf.write_port()
+        rp = buf.read_port()
+        m.d.comb += [wp.addr.eq(self.w_addr), wp.data.eq(self.w_data), wp.en.eq(self.w_en)]
+
+        db = self.dim_bits
+        oy, ox, ky, kx, cw = (Signal(db, name=n) for n in ("oy", "ox", "ky", "kx", "cw"))
+        # input coordinates of this word (signed: padding makes them negative)
+        y = Signal(signed(2 * db + 2))
+        x = Signal(signed(2 * db + 2))
+        m.d.comb += [y.eq(oy * self.stride + ky * self.dil - self.pad),
+                     x.eq(ox * self.stride + kx * self.dil - self.pad)]
+        inside = (y >= 0) & (y < self.in_h) & (x >= 0) & (x < self.in_w)
+        addr = Signal(range(self.depth))
+        m.d.comb += addr.eq((y * self.in_w + x) * self.c_words + cw)
+
+        valid = Signal()          # o_stream.valid: rp.data holds a word
+        zero = Signal()           # that word lies in the padding
+        advance = ~valid | self.o_stream.ready
+        m.d.comb += [
+            rp.en.eq(advance),
+            rp.addr.eq(addr),
+            self.o_stream.valid.eq(valid),
+            self.o_stream.payload.eq(Mux(zero, 0, rp.data)),
+        ]
+        last = ((cw == self.c_words - 1) & (kx == self.kernel_w - 1)
+                & (ky == self.kernel_h - 1) & (ox == self.out_w - 1) & (oy == self.out_h - 1))
+        with m.If(advance):
+            m.d.sync += [valid.eq(self.busy), zero.eq(~inside)]
+            with m.If(self.busy):
+                # step the nested counters (oy, ox, ky, kx, cw), cw fastest
+                m.d.sync += cw.eq(cw + 1)
+                with m.If(cw == self.c_words - 1):
+                    m.d.sync += [cw.eq(0), kx.eq(kx + 1)]
+                    with m.If(kx == self.kernel_w - 1):
+                        m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                        with m.If(ky == self.kernel_h - 1):
+                            m.d.sync += [ky.eq(0), ox.eq(ox + 1)]
+                            with m.If(ox == self.out_w - 1):
+                                m.d.sync += [ox.eq(0), oy.eq(oy + 1)]
+                with m.If(last):
+                    m.d.sync += self.busy.eq(0)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [self.busy.eq(1), oy.eq(0), ox.eq(0), ky.eq(0), kx.eq(0), cw.eq(0)]
+        return m
