@@ -3,7 +3,8 @@
 Fields exactly as DESIGN.md "Outputs" (``config``, ``board``, ``clock_mhz``, ``hardware``,
 ``layers``, ``total_cycles``, ``latency_ms``, ``power_w``, ``energy_mj``, ``resources``,
 ``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
-``optimal``, ``mapping_method``, ``hardware_points``, ``pareto``).  :func:`read_design`
+``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
+of the searched points), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
 reads a document back and checks it; :func:`write_text_atomic` writes any output file so
 that nothing half-written is ever left behind.
 """
@@ -89,6 +90,7 @@ class Design:
     mapping_method: str = ""
     hardware_points: int = 0
     pareto: list = field(default_factory=list)
+    other_layers: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""

@@ -1,0 +1,667 @@
+"""Hardware search with the optimal per-layer mapping solved at every hardware point.
+
+The pipeline, each stage on whole arrays (STYLE.md 19):
+
+1. **enumerate** the OverlayParams grid for the board (:func:`hardware_space`): array rows ×
+   cols, which algorithm units exist and their sizes (Winograd m, FFT size; only for allowed
+   algorithms), activation / weight / output buffer KiB and the AXI bus width; operand widths
+   follow from the units present (``dse.cost.choices.required_widths``), the accumulator from
+   them and the network's longest reduction.  Hardware pins fix fields.
+2. **filter** by the resource model against the board (DSP, LUT, FF, BRAM with URAM); an empty
+   result is an :class:`~dse.errors.InputError`: the board cannot hold the smallest overlay,
+   or the pins contradict the board.
+3. **evaluate** the cost model once for (layers × choices × points) (``dse.cost.model``).
+4. **map**: build the PBQP of :mod:`dse.mapping` on the network's mapping graph (activations
+   folded into their producers; layers without MACs keep one spatial layout) with one node
+   choice per *layout class* (spatial, Winograd F(2), Winograd F(4)): the class's cost is the
+   best (algorithm variant, dataflow, tiling) of that class, since only the layout crosses an
+   edge; edges cost :mod:`dse.layout`'s layout changes.  Solved exactly for every point at once.
+5. **reduce** to the best point for the objective (``latency``: cycles; ``energy``: pJ; ``edp``:
+   energy × delay) and to the Pareto front of latency against power.
+
+Pins: ``algorithms`` / ``dataflows`` are allowed sets; a layer that no allowed algorithm can
+run (at a point) falls back to im2col (with the allowed dataflows).  ``layer_pins`` are hard:
+a pinned algorithm that cannot run that layer is an InputError naming it.
+
+EDP is not a sum over layers, so it is not a PBQP objective: for ``edp`` each point's mapping
+is the best EDP among the exact optima of ``cycles + λ·energy`` for a few λ (the convex hull
+of the (delay, energy) mappings), and the design says ``optimal: false`` for the mapping.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtl.params import Algorithm, Dataflow, OverlayParams
+
+from .errors import InputError
+from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout
+from .mapping import MappingProblem, solve
+
+__all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_space",
+           "pareto_front", "search", "OBJECTIVES"]
+
+#: Objectives the search can minimise.
+OBJECTIVES = ("latency", "energy", "edp")
+
+#: Operations folded into their producer: the overlay applies them in the drain of the layer
+#: before (DESIGN.md: "requantise, ReLU, pool"), so they store no tensor and keep its layout.
+FOLDED_OPS = ("relu", "relu6", "sigmoid", "identity", "flatten")
+
+#: Layout classes of a MAC layer's choices: name -> Winograd m (0: the plain spatial layout).
+LAYOUT_CLASSES = {"spatial": 0, "wino2": 2, "wino4": 4}
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """Nodes and edges of a network's mapping graph.
+
+    Members
+    -------
+    layers: the node layers, in the network's topological order.
+    edges: ``(producer, consumer)`` node-index pairs, one per tensor read (repeats kept).
+    node_of: every layer name -> index of its node (folded layers map to their producer's).
+    """
+
+    layers: tuple
+    edges: tuple
+    node_of: dict
+
+
+def layer_graph(network) -> LayerGraph:
+    """Return the mapping graph of ``network`` (activations folded into their producers)."""
+    layers, edges, node_of = [], [], {}
+    for layer in network.layers:
+        if layer.op in FOLDED_OPS and len(layer.inputs) == 1:
+            node_of[layer.name] = node_of[layer.inputs[0]]
+            continue
+        node_of[layer.name] = len(layers)
+        edges += [(node_of[src], len(layers)) for src in layer.inputs]
+        layers.append(layer)
+    return LayerGraph(tuple(layers), tuple(edges), node_of)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Value lists of the searched OverlayParams fields (the grid before filtering).
+
+    ``rows`` and ``cols`` are crossed; ``buffer_kib`` is crossed for the activation and weight
+    buffers; the output buffer takes ``out_buffer_kib``.  Unit sizes are offered only for
+    allowed algorithms.
+    """
+
+    rows: tuple = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+    cols: tuple = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+    winograd_m: tuple = (0, 2, 4)
+    fft_size: tuple = (0, 8, 16)
+    buffer_kib: tuple = (32, 128, 512)
+    out_buffer_kib: tuple = (64,)
+    bus_bits: tuple = (128, 512)
+
+
+def _acc_width(a_width, b_width, max_k: int, precision: int):
+    # The accumulator must hold a full reduction of the longest K without wrapping
+    # (DESIGN.md "Numerics"): a + b + ceil(log2 K) bits, at least the default 32 / 48.
+    grow = int(np.ceil(np.log2(max(2, max_k))))
+    base = 32 if precision == 8 else 48
+    return np.minimum(64, np.maximum(base, a_width + b_width + grow))
+
+
+def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
+                   space: SearchSpace | None = None):
+    """Return the :class:`dse.cost.hardware.HardwareTable` of the grid with ``pins`` applied.
+
+    Operand widths are the widest that the units present need; the accumulator follows
+    (:func:`_acc_width`).  Pinned fields replace their axis (a pinned width is kept as is).
+    """
+    from .cost.choices import VARIANTS, required_widths
+    from .cost.hardware import PARAM_FIELDS, HardwareTable
+
+    space = space or SearchSpace()
+    pins = dict(pins or {})
+    algos = set(algorithms)
+    axes = {
+        "rows": space.rows, "cols": space.cols,
+        "winograd_m": space.winograd_m if "winograd" in algos else (0,),
+        "fft_size": space.fft_size if "fft" in algos else (0,),
+        "act_buffer_kib": space.buffer_kib, "weight_buffer_kib": space.buffer_kib,
+        "out_buffer_kib": space.out_buffer_kib, "bus_bits": space.bus_bits,
+    }
+    for name, value in pins.items():
+        if name in axes:
+            axes[name] = (value,)
+    grids = np.meshgrid(*[np.asarray(v, dtype=np.int64) for v in axes.values()], indexing="ij")
+    arrays = {name: g.reshape(-1) for name, g in zip(axes, grids)}
+    # widths: the widest of im2col and the units present
+    base_a, base_b = required_widths("im2col", precision)
+    a = np.full_like(arrays["rows"], base_a)
+    b = np.full_like(arrays["rows"], base_b)
+    for variant, (_, m, n) in VARIANTS.items():
+        va, vb = required_widths(variant, precision)
+        has = ((arrays["winograd_m"] == m) & (m > 0)) | ((arrays["fft_size"] == n) & (n > 0))
+        a = np.where(has, np.maximum(a, va), a)
+        b = np.where(has, np.maximum(b, vb), b)
+    arrays["a_width"] = np.full_like(a, pins["a_width"]) if "a_width" in pins else a
+    arrays["b_width"] = np.full_like(b, pins["b_width"]) if "b_width" in pins else b
+    acc = _acc_width(arrays["a_width"], arrays["b_width"], max_k, precision)
+    arrays["acc_width"] = np.full_like(a, pins["acc_width"]) if "acc_width" in pins else acc
+    defaults = OverlayParams()
+    for name in PARAM_FIELDS:
+        if name not in arrays:
+            arrays[name] = np.full_like(a, pins.get(name, getattr(defaults, name)))
+    return HardwareTable(**{k: arrays[k].astype(np.int64) for k in PARAM_FIELDS},
+                         clock_mhz=float(board.clock_mhz), dram_gbps=float(board.dram_gbps),
+                         static_power_w=float(board.static_power_w), family=board.family)
+
+
+def pareto_front(latency, power) -> np.ndarray:
+    """Return the indices of the points no other point beats in both latency and power.
+
+    Sorted by latency; among equal (latency, power) pairs the first index is kept.
+    """
+    latency = np.asarray(latency, dtype=float)
+    power = np.asarray(power, dtype=float)
+    ok = np.flatnonzero(np.isfinite(latency) & np.isfinite(power))
+    order = ok[np.lexsort((power[ok], latency[ok]))]
+    front, best = [], np.inf
+    for i in order:
+        if power[i] < best:
+            front.append(int(i))
+            best = power[i]
+    return np.asarray(front, dtype=np.int64)
+
+
+def _pin_error(source, field, message):
+    return InputError(source, field, message)
+
+
+def _fit_mask(hardware, board):
+    """Return ``(mask, usage)``: points whose resource estimate fits the board, and the usage."""
+    from .cost import resources
+
+    usage = resources.estimate(hardware)
+    onchip_blocks = board.bram_blocks + board.uram_blocks * (288 // board.bram_block_kbits)
+    ok = ((usage["dsp"] <= board.dsp) & (usage["lut"] <= board.lut) & (usage["ff"] <= board.ff)
+          & (usage["bram_blocks"] <= onchip_blocks))
+    return ok, usage
+
+
+def _smallest_need(usage, board) -> str:
+    i = int(np.argmin(usage["dsp"] / board.dsp + usage["bram_blocks"] / max(1, board.bram_blocks)
+                      + usage["lut"] / board.lut))
+    return (f"{int(usage['dsp'][i])} DSP, {int(usage['lut'][i])} LUT, {int(usage['ff'][i])} FF, "
+            f"{int(usage['bram_blocks'][i])} BRAM blocks; the board has {board.dsp} DSP, "
+            f"{board.lut} LUT, {board.ff} FF, {board.bram_blocks} BRAM blocks")
+
+
+class _Progress:
+    """A rich progress bar shown only once the search has run for a second."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self.total = total
+        self.start = time.perf_counter()
+        self.bar = None
+        self.done = 0
+
+    def advance(self, n: int, what: str) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is None and time.perf_counter() - self.start > 1.0:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(what, total=self.total, completed=self.done)
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=self.done, description=what)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def search(network, board, *, config: str = "", precision: int = 8,
+           objective: str = "latency", algorithms=("im2col", "kn2row", "winograd", "fft"),
+           dataflows=("ws", "os", "is"), hardware_pins=None, layer_pins=None,
+           space: SearchSpace | None = None, source: str = "config", progress: bool = False,
+           chunk_points: int = 1024, exhaustive: bool = False, top_groups: int = 8):
+    """Return the best :class:`dse.design.Design` of ``network`` on ``board``.
+
+    Parameters
+    ----------
+    network, board:
+        A :class:`dse.network.Network` and a :class:`dse.board.Board`.
+    config:
+        Label written to design.json.
+    precision:
+        8 or 16 bits of weights and activations.
+    objective:
+        ``"latency"``, ``"energy"`` or ``"edp"``.
+    algorithms, dataflows:
+        Allowed sets (names).
+    hardware_pins:
+        ``{OverlayParams field: value}`` fixed in the search.
+    layer_pins:
+        ``{layer name: {"algorithm": name, "dataflow": name}}`` (either key may be absent).
+    space:
+        The grid to search (default :class:`SearchSpace`).
+    source:
+        The config file, for error messages.
+    progress:
+        Show a progress bar when the search takes longer than a second.
+    chunk_points:
+        Hardware points evaluated per cost-model call (bounds memory).
+    exhaustive:
+        Map every fitting point.  By default the search runs in two stages: every
+        (rows, cols, winograd_m, fft_size) group at its largest fitting buffers and bus, then
+        the full buffer x bus grid of the ``top_groups`` best groups.
+    top_groups:
+        Groups refined in the second stage.
+
+    Raises
+    ------
+    InputError
+        Bad objective or pins, a board that cannot hold the smallest overlay, or a pinned
+        algorithm that cannot run its layer.
+    """
+    from .cost.choices import enumerate_choices, hardware_mask, legal_mask
+    from .cost.workload import AuxTable, LayerTable
+
+    start = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise InputError(source, "objective", f"must be one of {', '.join(OBJECTIVES)}, "
+                                              f"not {objective!r}")
+    hardware_pins = dict(hardware_pins or {})
+    layer_pins = dict(layer_pins or {})
+    graph = layer_graph(network)
+    mac_nodes = [i for i, layer in enumerate(graph.layers) if layer.op in ("conv", "fc")]
+    layers = LayerTable.from_layers([graph.layers[i] for i in mac_nodes])
+    aux = AuxTable.from_network(network)
+    by_name = {layer.name: layer for layer in network.layers}
+    for name, pin in layer_pins.items():
+        if name not in by_name or by_name[name].op not in ("conv", "fc"):
+            raise InputError(source, f"layers.{name}",
+                             f"must name a conv or fc layer of {network.name}, not {name!r}")
+
+    # -- the choice axis: allowed algorithms, plus im2col for the fallback --------------------
+    pinned_algos = {p["algorithm"] for p in layer_pins.values() if "algorithm" in p}
+    offered = list(dict.fromkeys(list(algorithms) + ["im2col"] + sorted(pinned_algos)))
+    flows = list(dict.fromkeys(list(dataflows)
+                               + [p["dataflow"] for p in layer_pins.values() if "dataflow" in p]))
+    choices = enumerate_choices(offered, flows)
+    algo_of = np.array([c.algorithm.value for c in choices.choices])
+    flow_of = np.array([c.dataflow.value for c in choices.choices])
+    allowed = np.isin(algo_of, list(algorithms)) & np.isin(flow_of, list(dataflows))
+    fallback = (algo_of == "im2col") & np.isin(flow_of, list(dataflows))
+    legal = legal_mask(layers, choices)                                   # (L, C)
+    pin_mask = np.ones_like(legal)
+    for li, name in enumerate(layers.names):
+        pin = layer_pins.get(name)
+        if not pin:
+            continue
+        keep = np.ones(len(choices), dtype=bool)
+        if "algorithm" in pin:
+            keep &= algo_of == pin["algorithm"]
+        if "dataflow" in pin:
+            keep &= flow_of == pin["dataflow"]
+        if not (legal[li] & keep).any():
+            what = "/".join(pin[k] for k in ("algorithm", "dataflow") if k in pin)
+            layer = by_name[name]
+            raise InputError(source, f"layers.{name}",
+                             f"{what} cannot run this layer ({layer.op} "
+                             f"{layer.kernel[0]}x{layer.kernel[1]}, stride "
+                             f"{layer.stride[0]}, groups {layer.groups})")
+        pin_mask[li] = keep
+
+    # -- hardware points that fit the board ----------------------------------------------------
+    max_k = int(max([1] + [int(k) for k in (layers.c_in // layers.groups * layers.kh
+                                            * layers.kw)]))
+    unit_algos = set(algorithms) | pinned_algos
+    try:
+        hardware = hardware_space(board, precision, unit_algos, max_k, hardware_pins, space)
+    except ValueError as exc:
+        raise InputError(source, "hardware", str(exc)) from None
+    fits, usage = _fit_mask(hardware, board)
+    if not fits.any():
+        if hardware_pins:
+            raise InputError(source, "hardware",
+                             f"pins {hardware_pins} do not fit board {board.name}: the "
+                             f"smallest pinned overlay needs {_smallest_need(usage, board)}")
+        raise InputError(board.name, "", "cannot hold the smallest overlay: it needs "
+                         + _smallest_need(usage, board))
+    hardware = hardware.take(fits)
+    usage = {k: np.asarray(v)[fits] for k, v in usage.items()}
+    n_points = len(hardware)
+
+    # Pinned layers whose algorithm needs a unit no searched point has.
+    hw_ok_all = hardware_mask(choices, hardware, precision)               # (C, P)
+    for li, name in enumerate(layers.names):
+        if name in layer_pins and not (legal[li] & pin_mask[li] & hw_ok_all.any(axis=1)).any():
+            raise InputError(source, f"layers.{name}",
+                             f"{layer_pins[name].get('algorithm', 'its pin')} needs hardware "
+                             f"that no overlay fitting {board.name} with these pins has")
+
+    def run(table, bar):
+        return _map_points(network, graph, mac_nodes, layers, aux, choices, table, precision,
+                           objective, legal, allowed, fallback, pin_mask, layer_pins,
+                           chunk_points, bar)
+
+    # Stage A: every (array shape, units) group at its largest fitting buffers and bus.
+    # Stage B: the whole buffer x bus grid of the best groups.  ``exhaustive`` maps every point.
+    group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m, hardware.fft_size],
+                     axis=1)
+    _, group_id = np.unique(group, axis=0, return_inverse=True)
+    group_id = group_id.reshape(-1)
+    if exhaustive:
+        first = np.arange(n_points)
+    else:
+        size = (hardware.act_buffer_kib + hardware.weight_buffer_kib + hardware.out_buffer_kib
+                + hardware.bus_bits)
+        order = np.lexsort((-size, group_id))
+        first = order[np.r_[True, group_id[order][1:] != group_id[order][:-1]]]
+    bar = _Progress(progress, n_points if exhaustive else len(first) + top_groups * 32)
+    result = _Mapped.empty(n_points)
+    result.merge(first, run(hardware.take(first), bar))
+    if not exhaustive:
+        key = result.key(objective)
+        best_groups = group_id[first][np.argsort(key[first], kind="stable")][:top_groups]
+        second = np.setdiff1d(np.flatnonzero(np.isin(group_id, best_groups)), first)
+        if second.size:
+            result.merge(second, run(hardware.take(second), bar))
+    bar.close()
+    done = np.flatnonzero(result.evaluated)
+    design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
+                     aux, choices, hardware.take(done),
+                     {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
+                     start)
+    return design
+
+
+@dataclass
+class _Mapped:
+    """Per-point outcome of the mapping stage (all arrays have a leading axis of P points)."""
+
+    choice: np.ndarray          # (P, L) choice index of each MAC layer
+    cycles: np.ndarray          # (P,) total cycles including layout changes and aux layers
+    energy_pj: np.ndarray       # (P,) total energy
+    optimal: bool
+    method: str
+    evaluated: np.ndarray | None = None     # (P,) bool: the point was mapped
+
+    @classmethod
+    def empty(cls, n_points: int) -> "_Mapped":
+        return cls(np.zeros((n_points, 0), dtype=np.int64), np.full(n_points, np.inf),
+                   np.full(n_points, np.inf), True, "", np.zeros(n_points, dtype=bool))
+
+    def merge(self, index, other: "_Mapped") -> None:
+        if self.choice.shape[1] != other.choice.shape[1]:
+            self.choice = np.zeros((len(self.cycles), other.choice.shape[1]), dtype=np.int64)
+        self.choice[index] = other.choice
+        self.cycles[index] = other.cycles
+        self.energy_pj[index] = other.energy_pj
+        self.evaluated[index] = True
+        self.optimal = self.optimal and other.optimal
+        self.method = other.method
+
+    def key(self, objective: str) -> np.ndarray:
+        return {"latency": self.cycles, "energy": self.energy_pj,
+                "edp": self.cycles * self.energy_pj}[objective]
+
+    def subset(self, index) -> "_Mapped":
+        return _Mapped(self.choice[index], self.cycles[index], self.energy_pj[index],
+                       self.optimal, self.method, self.evaluated[index])
+
+
+def _aux_costs(aux, hardware, precision: int, bpc: np.ndarray):
+    """Return ``(cycles, dram_bytes)`` of the non-MAC layers, each ``(A, P)``.
+
+    Pools, global pools and adds are element-wise passes bound by DRAM: they read their
+    inputs and write their output once (``element_bytes`` each).  A pool that the drain of its
+    producer conv can apply on the way out (``fusable``) costs nothing.
+    """
+    element_bytes = precision // 8
+    moved = (aux.in_elems + aux.out_elems).astype(float) * element_bytes
+    moved = np.where(aux.fusable, 0.0, moved)
+    return moved[:, None] / bpc[None, :], np.broadcast_to(moved[:, None],
+                                                          (len(aux), len(bpc)))
+
+
+def _energy_pj_per_dram_byte() -> float:
+    from .cost import energy
+
+    return float(energy.DRAM_PJ_PER_BYTE)
+
+
+def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, precision,
+                objective, legal, allowed, fallback, pin_mask, layer_pins, chunk_points, bar):
+    from .cost.choices import hardware_mask
+    from .cost.model import evaluate
+
+    n_points = len(hardware)
+    n_layers = len(layers)
+    pinned = np.array([name in layer_pins for name in layers.names], dtype=bool)
+    wino_m = choices.wino_m
+    class_ms = list(LAYOUT_CLASSES.values())
+    e_byte = _energy_pj_per_dram_byte()
+    aux_index = {name: i for i, name in enumerate(aux.names)}
+    mac_index = {node: li for li, node in enumerate(mac_nodes)}
+    element_bytes = precision // 8
+    out = _Mapped(np.zeros((n_points, n_layers), dtype=np.int64), np.zeros(n_points),
+                  np.zeros(n_points), True, "reduce")
+    for lo in range(0, n_points, chunk_points):
+        idx = np.arange(lo, min(n_points, lo + chunk_points))
+        hw = hardware.take(idx)
+        p = len(idx)
+        cost = evaluate(layers, choices, hw)
+        cycles = np.asarray(cost.cycles, dtype=float)                     # (L, C, p)
+        energy = np.asarray(cost.energy_pj, dtype=float)
+        hw_ok = hardware_mask(choices, hw, precision)                      # (C, p)
+        base = legal[:, :, None] & hw_ok[None, :, :] & pin_mask[:, :, None]
+        ok = base & np.where(pinned[:, None], True, allowed[None, :])[:, :, None]
+        none = ~ok.any(axis=1, keepdims=True) & ~pinned[:, None, None]
+        ok = ok | (none & base & fallback[None, :, None])
+        cycles = np.where(ok, cycles, np.inf)
+        energy = np.where(ok, energy, np.inf)
+        bpc = dram_bytes_per_cycle(hw.dram_gbps, hw.clock_mhz, hw.bus_bits)    # (p,)
+        static_pj_per_cycle = hw.static_power_w / hw.clock_mhz * 1e6        # W / MHz -> pJ
+        aux_cycles, aux_bytes = _aux_costs(aux, hw, precision, bpc)
+        aux_energy = aux_bytes * e_byte + aux_cycles * static_pj_per_cycle
+
+        def build(weight_c, weight_e):
+            """The PBQP for ``weight_c * cycles + weight_e * energy`` (weights per point)."""
+            obj = cycles * weight_c[None, None, :]
+            if weight_e is not None:
+                obj = obj + energy * weight_e[None, None, :]
+            obj = np.where(ok, obj, np.inf)          # 0 * inf would be NaN
+            node_costs, best_choice, node_ms = [], {}, []
+            for node, layer in enumerate(graph.layers):
+                if node in mac_index:
+                    li = mac_index[node]
+                    vecs, args, ms = [], [], []
+                    for m in class_ms:
+                        sel = np.flatnonzero(wino_m == m)
+                        sub = obj[li][sel]                                  # (k, p)
+                        if not sel.size or not np.isfinite(sub).any():
+                            continue
+                        a = sub.argmin(axis=0)
+                        vecs.append(sub[a, np.arange(p)])
+                        args.append(sel[a])
+                        ms.append(m)
+                    if not vecs:
+                        vecs, args, ms = [np.full(p, np.inf)], [np.zeros(p, np.int64)], [0]
+                    node_costs.append(np.stack(vecs, axis=1))
+                    best_choice[node] = np.stack(args, axis=1)
+                    node_ms.append(ms)
+                else:
+                    c = np.zeros(p)
+                    if layer.name in aux_index:
+                        a = aux_index[layer.name]
+                        c = weight_c * aux_cycles[a]
+                        if weight_e is not None:
+                            c = c + weight_e * aux_energy[a]
+                    node_costs.append(c[:, None])
+                    node_ms.append([0])
+            per_byte = weight_c / bpc
+            if weight_e is not None:
+                per_byte = per_byte + weight_e * (e_byte + static_pj_per_cycle / bpc)
+            mats = []
+            for u, v in graph.edges:
+                mb = np.array([[_change_bytes(mu, mv, graph, u, v, element_bytes)
+                                for mv in node_ms[v]] for mu in node_ms[u]])
+                mats.append(mb[None, :, :] * per_byte[:, None, None])
+            return MappingProblem(tuple(node_costs), graph.edges, tuple(mats)), best_choice
+
+        def totals(sol, best_choice):
+            ch = np.zeros((p, n_layers), dtype=np.int64)
+            for node, li in mac_index.items():
+                ch[:, li] = best_choice[node][np.arange(p), sol.choices[:, node]]
+            rows = np.arange(p)
+            cyc = aux_cycles.sum(axis=0).copy()
+            en = aux_energy.sum(axis=0).copy()
+            for li in range(n_layers):
+                cyc += cycles[li, ch[:, li], rows]
+                en += energy[li, ch[:, li], rows]
+            node_m = [wino_m[ch[:, mac_index[node]]] if node in mac_index else np.zeros(p, int)
+                      for node in range(len(graph.layers))]
+            extra = _edge_bytes(graph, node_m, element_bytes, p)
+            cyc += extra / bpc
+            en += extra * e_byte + extra / bpc * static_pj_per_cycle
+            return ch, cyc, en
+
+        ones = np.ones(p)
+        if objective == "latency":
+            prob, bc = build(ones, None)
+            sol = solve(prob)
+            ch, cyc, en = totals(sol, bc)
+            optimal, method = sol.optimal, sol.method
+        elif objective == "energy":
+            prob, bc = build(np.zeros(p), ones)
+            sol = solve(prob)
+            ch, cyc, en = totals(sol, bc)
+            optimal, method = sol.optimal, sol.method
+        else:
+            prob, bc = build(ones, None)
+            sol = solve(prob)
+            ch, cyc, en = totals(sol, bc)
+            t0 = np.where(np.isfinite(cyc) & (cyc > 0), cyc, 1.0)
+            e0 = np.where(np.isfinite(en) & (en > 0), en, 1.0)
+            for lam in (0.25, 1.0, 4.0, None):
+                wc, we = (np.zeros(p), 1.0 / e0) if lam is None else (1.0 / t0, lam / e0)
+                prob, bc2 = build(wc, we)
+                sol2 = solve(prob)
+                ch2, cyc2, en2 = totals(sol2, bc2)
+                better = cyc2 * en2 < cyc * en
+                ch = np.where(better[:, None], ch2, ch)
+                cyc = np.where(better, cyc2, cyc)
+                en = np.where(better, en2, en)
+            optimal, method = False, "reduce (edp: best of weighted sums)"
+        out.choice[idx] = ch
+        out.cycles[idx] = cyc
+        out.energy_pj[idx] = en
+        out.optimal = out.optimal and optimal
+        out.method = method
+        bar.advance(p, "mapping hardware points")
+    return out
+
+
+def _change_bytes(mu, mv, graph, u, v, element_bytes) -> float:
+    """Extra bytes on edge u -> v for producer Winograd m ``mu`` and consumer ``mv`` (0: none)."""
+    produced = out_layout("winograd", mu) if mu else "spatial"
+    needed = in_layout("winograd", mv) if mv else "spatial"
+    return layout_change_bytes(produced, needed, graph.layers[u].out_shape,
+                               graph.layers[v].kernel, element_bytes)
+
+
+def _edge_bytes(graph, node_m, element_bytes, p):
+    """Return ``(p,)`` extra DRAM bytes of the layout changes, given each node's Winograd m."""
+    total = np.zeros(p)
+    for u, v in graph.edges:
+        for mu in np.unique(node_m[u]):
+            for mv in np.unique(node_m[v]):
+                b = _change_bytes(int(mu), int(mv), graph, u, v, element_bytes)
+                if b:
+                    total += np.where((node_m[u] == mu) & (node_m[v] == mv), b, 0.0)
+    return total
+
+
+def _variant(choice) -> str:
+    return "" if choice.variant in ("im2col", "kn2row") else choice.variant
+
+
+def _design(network, board, config, precision, objective, graph, mac_nodes, layers, aux,
+            choices, hardware, usage, result: _Mapped, start: float):
+    """Pick the best point for the objective and write its plan as a Design."""
+    from .cost.model import evaluate
+    from .design import Design, LayerPlan
+
+    cyc, en = result.cycles, result.energy_pj
+    key = {"latency": cyc, "energy": en, "edp": cyc * en}[objective]
+    if not np.isfinite(key).any():
+        raise InputError(network.name, "", f"has no layer plan that runs on any overlay fitting "
+                                           f"{board.name} with these pins")
+    # ties (equal objective) go to the point with fewer DSPs, then the lower index
+    best = int(np.lexsort((np.asarray(usage["dsp"]), key))[0])
+    hw = hardware.take([best])
+    cost = evaluate(layers, choices, hw, precision=precision)
+    ch = result.choice[best]
+    clock_mhz = float(board.clock_mhz)
+    bpc = float(dram_bytes_per_cycle(board.dram_gbps, clock_mhz, hw.bus_bits)[0])
+    element_bytes = precision // 8
+    node_m = {node: int(choices.wino_m[ch[li]]) for li, node in enumerate(mac_nodes)}
+    incoming = np.zeros(len(graph.layers))
+    for u, v in graph.edges:
+        incoming[v] += _change_bytes(node_m.get(u, 0), node_m.get(v, 0), graph, u, v,
+                                     element_bytes)
+
+    def at(name, li):
+        return float(np.asarray(getattr(cost, name))[li, ch[li], 0])
+
+    plans = []
+    for li, node in enumerate(mac_nodes):
+        c = choices.choices[ch[li]]
+        layout_cycles = incoming[node] / bpc
+        plans.append(LayerPlan(
+            name=layers.names[li], algorithm=c.algorithm.value, variant=_variant(c),
+            dataflow=c.dataflow.value, tiling={"resident": c.tiling},
+            macs=int(layers.macs[li]),
+            cycles=int(np.ceil(at("cycles", li) + layout_cycles)),
+            compute_cycles=int(at("compute_cycles", li)),
+            transform_cycles=int(at("transform_cycles", li)),
+            memory_cycles=int(np.ceil(at("memory_cycles", li) + layout_cycles)),
+            dram_bytes=int(at("dram_bytes", li) + incoming[node])))
+    total_cycles = int(np.ceil(cyc[best]))
+    latency_ms = total_cycles / (clock_mhz * 1e3)
+    energy_mj = float(en[best]) * 1e-9
+    power_w = energy_mj / latency_ms if latency_ms > 0 else 0.0
+    latency_all = cyc / (clock_mhz * 1e3)
+    power_all = en * 1e-9 / np.where(latency_all > 0, latency_all, np.inf)
+    front = pareto_front(latency_all, power_all)
+    pareto = []
+    for i in front[:64]:
+        point = hardware.params(int(i))
+        pareto.append({"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
+                       "fft_size": point.fft_size, "act_buffer_kib": point.act_buffer_kib,
+                       "weight_buffer_kib": point.weight_buffer_kib,
+                       "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
+                       "latency_ms": round(float(latency_all[i]), 6),
+                       "power_w": round(float(power_all[i]), 4)})
+    aux_cycles, _ = _aux_costs(aux, hw, precision,
+                               dram_bytes_per_cycle(board.dram_gbps, clock_mhz, hw.bus_bits))
+    other = [{"name": name, "op": op, "cycles": int(np.ceil(aux_cycles[a, 0]))}
+             for a, (name, op) in enumerate(zip(aux.names, aux.ops))]
+    return Design(
+        config=config, board=board.name, clock_mhz=clock_mhz,
+        hardware=hardware.params(best).as_dict(), layers=tuple(plans),
+        total_cycles=total_cycles, latency_ms=latency_ms, power_w=power_w,
+        energy_mj=energy_mj,
+        resources={k: int(np.asarray(usage[k])[best]) for k in ("dsp", "lut", "ff",
+                                                               "bram_blocks")},
+        search_seconds=round(time.perf_counter() - start, 4), network=network.name,
+        objective=objective, precision=precision, optimal=bool(result.optimal),
+        mapping_method=result.method, hardware_points=len(hardware), pareto=pareto,
+        other_layers=other)

@@ -1,0 +1,170 @@
+"""``omniconv dse`` and ``omniconv verilog``: explore, write design.json, generate the overlay.
+
+``dse CONFIG`` loads the config, its network and board, runs the hardware search with the
+per-layer mapping (:func:`dse.search.search`), prints the per-layer table and writes
+``DIR/design.json`` and ``DIR/report.md`` (``DIR`` defaults to ``build/<config stem>``).
+Every file is written through a temporary file and a rename, and only after the whole search
+succeeded, so bad input leaves nothing behind.
+
+``verilog CONFIG`` reuses ``DIR/design.json`` when it is newer than its inputs (the config, the
+board file and a network file), else reruns the search; then generates the RTL top for the
+chosen array as ``DIR/overlay.v``.  The RTL is imported lazily, so ``dse`` never loads Amaranth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+
+__all__ = ["add_dse_arguments", "run_dse", "add_verilog_arguments", "run_verilog", "explore",
+           "inputs_of", "is_stale", "RTL_TOP"]
+
+#: Module of the RTL top that ``verilog`` generates (the GEMM engine until the overlay lands).
+RTL_TOP = "rtl.gemm_engine"
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", metavar="CONFIG",
+                        help="run config: a path, or a name in configs/ (with or without .yaml)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: build/<config stem>)")
+
+
+def add_dse_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``omniconv dse``."""
+    _common_arguments(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print design.json to stdout instead of the table "
+                             "(default: %(default)s)")
+
+
+def add_verilog_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``omniconv verilog``."""
+    _common_arguments(parser)
+
+
+def _out_dir(args, config) -> Path:
+    return Path(args.out) if args.out else config.out_dir
+
+
+def inputs_of(config) -> list[Path]:
+    """Return the files a design depends on: the config, its board file, its network file."""
+    from dse.board import BOARDS_DIR
+
+    paths = [Path(config.path)]
+    board = Path(config.board_spec)
+    if not board.is_absolute():
+        board = config.base_dir / board
+    if not board.is_file():
+        board = BOARDS_DIR / f"{config.board.name}.yaml"
+    paths.append(board)
+    spec = Path(config.network_spec)
+    if spec.is_file():
+        paths.append(spec)
+    return [p for p in paths if p.is_file()]
+
+
+def is_stale(design_path: Path, config) -> bool:
+    """Return whether ``design_path`` is missing or older than any input of ``config``."""
+    if not design_path.is_file():
+        return True
+    built = design_path.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in inputs_of(config))
+
+
+def explore(config, *, progress: bool = True):
+    """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run)."""
+    from dse.load import load_network
+    from dse.search import search
+
+    network = load_network(config.network_spec, config.base_dir)
+    return search(network, config.board, config=config.name, precision=config.precision,
+                  objective=config.objective,
+                  algorithms=tuple(a.value for a in config.algorithms),
+                  dataflows=tuple(d.value for d in config.dataflows),
+                  hardware_pins=dict(config.hardware),
+                  layer_pins={name: {k: getattr(pin, k).value
+                                     for k in ("algorithm", "dataflow")
+                                     if getattr(pin, k) is not None}
+                              for name, pin in config.layers.items()},
+                  source=str(config.path), progress=progress)
+
+
+def _write_design(design, out_dir: Path) -> None:
+    from dse.design import write_text_atomic
+
+    # Render both texts first: an error in either leaves no file written.
+    json_text = design.to_json()
+    report_text = design.to_markdown()
+    write_text_atomic(out_dir / "design.json", json_text)
+    write_text_atomic(out_dir / "report.md", report_text)
+
+
+def run_dse(args) -> int:
+    """Run ``omniconv dse``: search, write design.json and report.md, print the result."""
+    from omniconv.config import load_config
+
+    config = load_config(args.config)
+    out_dir = _out_dir(args, config)
+    design = explore(config, progress=not args.json and sys.stderr.isatty())
+    _write_design(design, out_dir)
+    if args.json:
+        sys.stdout.write(design.to_json())
+    else:
+        sys.stdout.write(design.to_markdown())
+        print(f"wrote {out_dir / 'design.json'} and {out_dir / 'report.md'}")
+    return 0
+
+
+def _generate_verilog(design, board, out_dir: Path) -> Path:
+    """Write the RTL top for ``design``'s array as ``out_dir/overlay.v``; return the path."""
+    from amaranth.back import verilog
+
+    from dse.design import write_text_atomic
+    from rtl.gemm_engine import GemmEngine
+    from rtl.params import OverlayParams
+
+    params = OverlayParams(**design.hardware)
+    # The engine holds one A tile (max_m x max_k) in the activation buffer half and one B
+    # tile (max_k x max_n) in the weight buffer half; size the tile limits to fit them.
+    side = 1 << max(params.rows, params.cols).bit_length() + 2
+    act_elems = params.act_buffer_kib * 1024 * 8 // params.a_width
+    weight_elems = params.weight_buffer_kib * 1024 * 8 // params.b_width
+    max_k = max(1, min(act_elems, weight_elems) // side)
+    max_k = 1 << (max_k.bit_length() - 1)
+    engine = GemmEngine(params.array, max_m=side, max_k=max_k, max_n=side, target=board.family)
+    text = verilog.convert(engine, name="overlay")
+    path = out_dir / "overlay.v"
+    write_text_atomic(path, text)
+    return path
+
+
+def run_verilog(args) -> int:
+    """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v."""
+    from dse.design import read_design
+    from omniconv.config import load_config
+
+    config = load_config(args.config)
+    out_dir = _out_dir(args, config)
+    design_path = out_dir / "design.json"
+    if is_stale(design_path, config):
+        design = explore(config, progress=sys.stderr.isatty())
+        _write_design(design, out_dir)
+        print(f"wrote {design_path} (searched in {design.search_seconds:.2f} s)")
+    else:
+        design = read_design(design_path)
+        print(f"{design_path} is up to date: search skipped")
+    if importlib.util.find_spec(RTL_TOP) is None:
+        print(f"omniconv verilog: RTL top not built yet ({RTL_TOP.replace('.', '/')}.py is "
+              f"missing); design.json is written, overlay.v is not", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    path = _generate_verilog(design, config.board, out_dir)
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
