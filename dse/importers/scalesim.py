@@ -1,9 +1,12 @@
 """SCALE-Sim topology CSV, so that users bring the workloads they already simulate.
 
-Format (one conv layer per row, rows end with a comma)::
+Format (one conv layer per row, rows end with a comma; the header is :data:`HEADER`)::
 
-    Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
+    Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter,
+    Strides,
     Conv1, 230, 230, 7, 7, 3, 64, 2,
+
+(the header is one line in the file).
 
 How rows become IR layers (see ``docs/networks.md``):
 
