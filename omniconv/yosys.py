@@ -457,7 +457,7 @@ def _run_tool(tool: str, argv: list[str], workdir: Path, label: str, progress,
                                 stdin=subprocess.DEVNULL)
         while True:
             try:
-                proc.wait(timeout=0.5)
+                proc.wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
                 elapsed = time.monotonic() - start
