@@ -246,8 +246,8 @@ def _configs(draw):
     return doc
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(doc=_configs())
 def test_random_configs_never_crash(tmp_path, doc):
     path = write(tmp_path, yaml.safe_dump(doc))
