@@ -46,7 +46,7 @@ WINOGRAD_LATENCY = 1
 #: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
 IM2COL_LATENCY = 2
 #: Cycles of rtl.kn2row.ShiftAdd beyond one per beat in and one per word out.
-KN2ROW_LATENCY = 3
+KN2ROW_LATENCY = 2
 #: Cycles of rtl.fft.FFT2D per tile beyond load, passes and unload.
 FFT_LATENCY = 2
 
