@@ -16,7 +16,7 @@ What becomes what (see ``docs/networks.md`` for the full table):
   over the whole map.
 - ``Relu`` → relu; ``Clip`` with constant bounds → relu6 for [0, 6], relu for [0, ∞);
   ``Sigmoid`` → sigmoid.
-- ``Add`` of two activations → add; ``Concat`` on axis 1 → concat; ``Flatten``, ``Reshape`` to
+- ``Add`` of two activations and ``Sum`` (Caffe2's n-ary add) → add; ``Concat`` on axis 1 → concat; ``Flatten``, ``Reshape`` to
   ``[1, N]`` and ``Squeeze`` of a 1×1 map → flatten; ``Identity`` → identity.
 - ``Dropout``, ``LRN``, ``Softmax``/``LogSoftmax``, ``QuantizeLinear``/``DequantizeLinear``
   and a zero ``Pad`` (merged into the next conv or pool) leave no layer.
@@ -48,7 +48,7 @@ _ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Identity": "identity"}
 SUPPORTED_OPS = tuple(sorted(set(_PASS_THROUGH + _AFFINE + tuple(_ACTIVATIONS) + (
     "Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "ReduceMean", "Clip", "Concat", "Flatten", "Reshape", "Squeeze", "Pad", "Constant",
-    "Shape"))))
+    "Shape", "Sum"))))
 #: Ops that may appear on constant-only paths (shape arithmetic, weight dequantisation).
 _CONST_FOLDABLE = set(SUPPORTED_OPS) | {"Gather", "Unsqueeze", "Cast", "Slice",
                                         "ConstantOfShape", "Floor", "Ceil", "Range",
@@ -57,7 +57,7 @@ _CONST_FOLDABLE = set(SUPPORTED_OPS) | {"Gather", "Unsqueeze", "Cast", "Slice",
 _IR_OP = {"Conv": "conv", "Gemm": "fc", "MatMul": "fc", "MaxPool": "maxpool",
           "AveragePool": "avgpool", "GlobalAveragePool": "gap", "GlobalMaxPool": "maxpool",
           "ReduceMean": "gap", "Relu": "relu", "Sigmoid": "sigmoid", "Identity": "identity",
-          "Add": "add", "Concat": "concat", "Flatten": "flatten", "Reshape": "flatten",
+          "Add": "add", "Sum": "add", "Concat": "concat", "Flatten": "flatten", "Reshape": "flatten",
           "Squeeze": "flatten"}
 
 
@@ -382,6 +382,15 @@ class _Importer:
                                     f"activations is not supported)")
 
     _op_Sub = _op_Mul = _op_Div = _affine
+
+    def _op_Sum(self, node, where, name):
+        consts = [t for t in node.input if t not in self.act]
+        if consts:
+            raise self.error(where, f"must sum activations only, not constants {consts}")
+        if len(node.input) == 1:
+            self._alias(node)
+            return
+        self._emit(node, "add", name, [self.act[t] for t in node.input], where)
 
     def _op_Concat(self, node, where, name):
         consts = [t for t in node.input if t not in self.act]

@@ -4,7 +4,9 @@ and load_network's dispatch."""
 import math
 import re
 import textwrap
+from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -450,3 +452,51 @@ def test_load_network_dispatch_and_errors(tmp_path):
     assert _err(lambda: load_network("net.txt")).startswith("net.txt: must be a built-in")
     assert _err(lambda: load_network("missing.yaml", base_dir=sub)) == \
         f"{sub / 'missing.yaml'}: does not exist"
+
+
+# -- real exported models: the "light" (weightless) models shipped with the onnx wheel ------
+
+_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def _light(name):
+    path = _LIGHT / f"light_{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this onnx wheel")
+    return load_network(str(path))
+
+
+def _structure(layer):
+    """What must agree between an exported model and our built-in, names aside."""
+    if layer.op in ("gap", "maxpool", "avgpool") and layer.out_shape[1:] == (1, 1):
+        return ("global pool",)  # exporters write GAP as a full-map AveragePool
+    if layer.op in ("maxpool", "avgpool"):
+        return (layer.op, layer.kernel, layer.stride)
+    return (layer.op, layer.kernel, layer.stride, layer.padding, layer.groups,
+            layer.out_shape[0])
+
+
+def _same_structure(a, b):
+    match = lambda x, y: _structure(x["layer"]) == _structure(y["layer"])  # noqa: E731
+    return nx.is_isomorphic(a.graph(), b.graph(), node_match=match)
+
+
+def test_exported_resnet50_is_our_resnet50():
+    exported = _light("resnet50")  # Caffe2 export: Sum for residuals, BN folded, no names
+    ours = zoo.builtin("resnet50")
+    assert _same_structure(exported, ours)
+    assert exported.total_macs == ours.total_macs
+    assert exported.total_macs == pytest.approx(4.09e9, rel=0.01)
+
+
+def test_exported_googlenet_has_our_structure():
+    # This Caffe2 conversion predates ONNX's ceil_mode, so its pools round down (55-27-13-6
+    # maps, 1.43 GMAC); the layers and their wiring are those of the paper's network.
+    exported = _light("inception_v1")
+    assert _same_structure(exported, zoo.builtin("googlenet"))
+    assert [l.out_shape[1] for l in exported if l.op == "maxpool" and l.stride == (2, 2)] == \
+        [55, 27, 13, 6]
+
+
+def test_exported_vgg19_matches_published_macs():
+    assert _light("vgg19").total_macs == pytest.approx(19.63e9, rel=0.01)
