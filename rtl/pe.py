@@ -1,0 +1,144 @@
+"""One processing element of the systolic array, serving all three dataflows.
+
+The PE has four registered paths (see docs/rtl.md for the timing):
+
+* horizontal operand ``h`` with its ``valid``/``first`` flags, passed to the right neighbour;
+* vertical operand ``v``, passed down: the B stream (os) or the stationary operand while it is
+  being preloaded (ws, is);
+* a stationary register ``s`` that takes ``v`` when the column's ``latch`` strobe is high;
+* the accumulator ``acc``, which is also the partial-sum output to the PE below: ws/is add
+  the partial sum from above (``acc <= p_in + a·b``); os accumulates in place and, when the
+  column drains, shifts accumulators down the column (``acc <= p_in``).
+
+Operands of the multiplier per dataflow (A activations, B weights)::
+
+    ws:  a = h (A streaming),   b = s (B stationary)
+    os:  a = h (A streaming),   b = v (B streaming)
+    is:  a = s (A stationary),  b = h (B streaming)
+
+The multiplier's ``latency`` register stages delay the product; ``valid``/``first`` are delayed
+by the same amount beside it, so every dataflow simply sees the whole array shifted in time.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.dsp import Multiplier
+from rtl.params import ArrayParams, Dataflow
+
+__all__ = ["ProcessingElement"]
+
+_WS, _OS, _IS = Dataflow.WS.code, Dataflow.OS.code, Dataflow.IS.code
+
+
+class ProcessingElement(wiring.Component):
+    """Multiply-accumulate cell at row ``row`` of the array.
+
+    Parameters
+    ----------
+    params:
+        Operand and accumulator widths (``rows``/``cols`` are not used by one PE).
+    row:
+        Row index of this PE; an os drain shifts this PE only in drain steps ``< row``, so the
+        rows above may already start the next tile.
+    mult_latency:
+        Register stages of the multiplier (0 … 3).
+    target:
+        Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
+
+    Members
+    -------
+    mode : In(2)
+        Dataflow code (0 ws, 1 os, 2 is); held constant while a GEMM runs.
+    h_in, h_valid_in, h_first_in : In
+        Horizontal operand and flags from the left; ``h_*_out`` are their registered copies.
+    v_in : In
+        Vertical operand from above; ``v_out`` its registered copy.
+    latch : In(1)
+        Column strobe: ``s <= v`` (ws/is).
+    drain, drain_step : In
+        Column drain strobe and step index (os).
+    p_in : In(signed(acc_width))
+        Partial sum (ws/is) or drained accumulator (os) from the PE above.
+    p_out, p_valid_out : Out
+        ``acc`` and, for ws/is, whether it holds a valid partial sum.
+    """
+
+    def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = 3,
+                 target: str = "sim"):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be an ArrayParams, not {params!r}")
+        if isinstance(row, bool) or not isinstance(row, int):
+            raise TypeError(f"row must be an integer, not {row!r}")
+        if not 0 <= row < params.rows:
+            raise ValueError(f"row must be between 0 and {params.rows - 1}, not {row}")
+        self._params = params
+        self._row = row
+        self._mult = Multiplier(params.a_width, params.b_width, mult_latency, target)
+        hw = max(params.a_width, params.b_width)
+        step_bits = max(1, (params.rows - 1).bit_length())
+        super().__init__({
+            "mode": In(2),
+            "h_in": In(signed(hw)), "h_valid_in": In(1), "h_first_in": In(1),
+            "h_out": Out(signed(hw)), "h_valid_out": Out(1), "h_first_out": Out(1),
+            "v_in": In(signed(hw)), "v_out": Out(signed(hw)),
+            "latch": In(1), "drain": In(1), "drain_step": In(step_bits),
+            "p_in": In(signed(params.acc_width)),
+            "p_out": Out(signed(params.acc_width)), "p_valid_out": Out(1),
+        })
+
+    @property
+    def params(self) -> ArrayParams:
+        """Widths of this PE."""
+        return self._params
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        m.submodules.mult = mult = self._mult
+
+        h = Signal.like(self.h_in, name="h")
+        hv = Signal(name="h_valid")
+        hf = Signal(name="h_first")
+        v = Signal.like(self.v_in, name="v")
+        s = Signal.like(self.v_in, name="s")
+        m.d.sync += [h.eq(self.h_in), hv.eq(self.h_valid_in), hf.eq(self.h_first_in),
+                     v.eq(self.v_in)]
+        with m.If(self.latch):
+            m.d.sync += s.eq(v)
+        m.d.comb += [self.h_out.eq(h), self.h_valid_out.eq(hv), self.h_first_out.eq(hf),
+                     self.v_out.eq(v)]
+
+        is_os = self.mode == _OS
+        is_is = self.mode == _IS
+        is_ws = self.mode == _WS
+        # The registers are max(a_width, b_width) wide; each holds a value of the operand it
+        # carries in this dataflow, so truncating to that operand's width is lossless.
+        m.d.comb += [
+            mult.a.eq(Mux(is_is, s, h)[:p.a_width].as_signed()),
+            mult.b.eq(Mux(is_os, v, Mux(is_ws, s, h))[:p.b_width].as_signed()),
+        ]
+        # valid/first travel beside the multiplier's pipeline.
+        pv, pf = hv, hf
+        for stage in range(mult.latency):
+            pv_r = Signal(name=f"p_valid{stage}")
+            pf_r = Signal(name=f"p_first{stage}")
+            m.d.sync += [pv_r.eq(pv), pf_r.eq(pf)]
+            pv, pf = pv_r, pf_r
+
+        acc = Signal(signed(p.acc_width), name="acc")
+        acc_valid = Signal(name="acc_valid")
+        with m.If(is_os):
+            # Row r passes the accumulators of the rows above during drain steps 0 … r-1;
+            # afterwards its content has been taken by the row below and it is free again.
+            with m.If(self.drain & (self.drain_step < self._row)):
+                m.d.sync += acc.eq(self.p_in)
+            with m.Elif(pv):
+                m.d.sync += acc.eq(Mux(pf, 0, acc) + mult.p)
+        with m.Else():
+            m.d.sync += [acc.eq(self.p_in + mult.p), acc_valid.eq(pv)]
+        m.d.comb += [self.p_out.eq(acc), self.p_valid_out.eq(acc_valid)]
+        return m

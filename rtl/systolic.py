@@ -1,0 +1,152 @@
+"""rows × cols systolic array with input skew, output de-skew and a run-time dataflow.
+
+Inputs arrive time-aligned (one vector per cycle, as read from the row/column-banked buffers);
+the array skews them itself: row ``r`` of the horizontal operand is delayed ``r`` cycles and
+column ``c`` of the vertical operand and of the column controls ``c`` cycles, so that a value
+presented in cycle τ is in the ``h``/``v`` registers of PE(r, c) in cycle τ + r + c + 1.  The
+partial sums / drained accumulators leave at the bottom of column ``c`` skewed by ``c``; the
+de-skew delays column ``c`` by ``cols − 1 − c`` so that ``out`` is again one aligned vector.
+
+Dataflows (``mode`` = ``rtl.params.Dataflow.code``; SCALE-Sim's spatial assignment):
+
+* ws (0): PE(r, c) holds B[k0+r][n0+c]; ``h`` row r streams A[t][k0+r]; ``out[c]`` = the
+  partial C[t][n0+c] over this K tile.
+* os (1): PE(r, c) accumulates C[m0+r][n0+c]; ``h`` row r streams A[m0+r][t], ``v`` column c
+  streams B[t][n0+c]; a drain (``drain`` for ``rows`` cycles, step 0 … rows−1) shifts the
+  accumulators out of the bottom, row m0+rows−1 first.
+* is (2): PE(r, c) holds A[m0+c][k0+r]; ``h`` row r streams B[k0+r][t]; ``out[c]`` = the
+  partial C[m0+c][t].
+
+Stationary operands (ws, is) are preloaded through ``v``: the value for row r is presented
+``rows − 1 − r`` cycles before ``latch``; ``latch`` copies ``v`` into ``s`` in every PE of the
+column at once.  Timing and the resulting cycle formula: docs/rtl.md.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.params import ArrayParams, Dataflow
+from rtl.pe import ProcessingElement
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """The PE grid with skew and de-skew.
+
+    Parameters
+    ----------
+    params:
+        Array shape and widths.
+    mult_latency:
+        Register stages of each PE's multiplier (0 … 3); outputs come ``mult_latency`` cycles
+        later than with a combinational multiplier.
+    target:
+        Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
+
+    Members
+    -------
+    mode : In(2)
+        Dataflow code; constant while a GEMM runs.
+    h_in : In(ArrayLayout(signed(max(a_width, b_width)), rows))
+        Horizontal operand vector (A in ws/os, B in is).
+    h_valid, h_first : In(1)
+        The vector is valid; it is the first of an os tile (clears the accumulators).
+    v_in : In(ArrayLayout(signed(max(a_width, b_width)), cols))
+        Vertical operand vector (B in os; the stationary operand during a ws/is preload).
+    latch, drain : In(1)
+        Latch the preloaded stationary operand (ws/is); drain step ``drain_step`` (os).
+    drain_step : In(bits for rows − 1)
+    out : Out(ArrayLayout(signed(acc_width), cols))
+        De-skewed output vector.
+    out_valid : Out(1)
+    """
+
+    def __init__(self, params: ArrayParams, mult_latency: int = 3, target: str = "sim"):
+        if not isinstance(params, ArrayParams):
+            raise TypeError(f"params must be an ArrayParams, not {params!r}")
+        self._params = params
+        self._pes = [[ProcessingElement(params, r, mult_latency, target)
+                      for _ in range(params.cols)] for r in range(params.rows)]
+        self._mult_latency = self._pes[0][0]._mult.latency
+        hw = max(params.a_width, params.b_width)
+        step_bits = max(1, (params.rows - 1).bit_length())
+        super().__init__({
+            "mode": In(2),
+            "h_in": In(data.ArrayLayout(signed(hw), params.rows)),
+            "h_valid": In(1), "h_first": In(1),
+            "v_in": In(data.ArrayLayout(signed(hw), params.cols)),
+            "latch": In(1), "drain": In(1), "drain_step": In(step_bits),
+            "out": Out(data.ArrayLayout(signed(params.acc_width), params.cols)),
+            "out_valid": Out(1),
+        })
+
+    @property
+    def params(self) -> ArrayParams:
+        """Shape and widths of the array."""
+        return self._params
+
+    @property
+    def mult_latency(self) -> int:
+        """Register stages of each PE's multiplier."""
+        return self._mult_latency
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        rows, cols = p.rows, p.cols
+        pes = self._pes
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                m.d.comb += pes[r][c].mode.eq(self.mode)
+
+        def delay(sig, n, name):
+            """Delay ``sig`` by ``n`` registers (skew / de-skew line)."""
+            for i in range(n):
+                reg = Signal.like(sig, name=f"{name}_d{i}")
+                m.d.sync += reg.eq(sig)
+                sig = reg
+            return sig
+
+        # Left edge: row r skewed by r cycles, together with its flags.
+        for r in range(rows):
+            pe = pes[r][0]
+            m.d.comb += [
+                pe.h_in.eq(delay(self.h_in[r], r, f"h_skew{r}")),
+                pe.h_valid_in.eq(delay(self.h_valid, r, f"hv_skew{r}")),
+                pe.h_first_in.eq(delay(self.h_first, r, f"hf_skew{r}")),
+            ]
+            for c in range(1, cols):
+                left, pe = pes[r][c - 1], pes[r][c]
+                m.d.comb += [pe.h_in.eq(left.h_out), pe.h_valid_in.eq(left.h_valid_out),
+                             pe.h_first_in.eq(left.h_first_out)]
+
+        # Top edge: column c skewed by c cycles; its controls reach every PE of the column at
+        # once (a column-wide strobe: the preloaded values sit in all rows in the same cycle).
+        out_cols = []
+        out_valid_cols = []
+        for c in range(cols):
+            v_top = delay(self.v_in[c], c, f"v_skew{c}")
+            latch = delay(self.latch, c, f"latch_skew{c}")
+            drain = delay(self.drain, c, f"drain_skew{c}")
+            step = delay(self.drain_step, c, f"step_skew{c}")
+            m.d.comb += [pes[0][c].v_in.eq(v_top), pes[0][c].p_in.eq(Const(0))]
+            for r in range(rows):
+                pe = pes[r][c]
+                m.d.comb += [pe.latch.eq(latch), pe.drain.eq(drain), pe.drain_step.eq(step)]
+                if r:
+                    m.d.comb += [pe.v_in.eq(pes[r - 1][c].v_out),
+                                 pe.p_in.eq(pes[r - 1][c].p_out)]
+            bottom = pes[rows - 1][c]
+            valid = Mux(self.mode == Dataflow.OS.code, drain, bottom.p_valid_out)
+            out_cols.append(delay(bottom.p_out, cols - 1 - c, f"out_deskew{c}"))
+            out_valid_cols.append(delay(valid, cols - 1 - c, f"outv_deskew{c}"))
+        for c in range(cols):
+            m.d.comb += self.out[c].eq(out_cols[c])
+        # All columns are aligned after the de-skew; column 0's flag stands for the vector.
+        m.d.comb += self.out_valid.eq(out_valid_cols[0])
+        return m
