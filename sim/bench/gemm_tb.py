@@ -122,12 +122,15 @@ class GemmResult:
     cycles:
         The engine's ``cycles`` register after ``done``.
     busy_cycles:
-        Cycles with ``busy`` high, counted by the testbench.
+        Cycles with ``busy`` high, counted by the testbench (-1 when not counted).
+    compute_seconds:
+        Wall time of the simulation from the start handshake to ``done``.
     """
 
     c: np.ndarray
     cycles: int
     busy_cycles: int
+    compute_seconds: float = 0.0
 
 
 def _check_case(case: GemmCase, cfg: EngineConfig) -> None:
@@ -150,7 +153,7 @@ def _safe(text: str) -> str:
 
 
 def rtl_gemm_batch(cases: Sequence[GemmCase], cfg: EngineConfig, *, run_name: str,
-                   seed: int = 1) -> list[GemmResult]:
+                   seed: int = 1, count_busy: bool = True) -> list[GemmResult]:
     """Run GEMMs one after another on one simulated engine and return their results.
 
     Parameters
@@ -163,6 +166,9 @@ def rtl_gemm_batch(cases: Sequence[GemmCase], cfg: EngineConfig, *, run_name: st
         Names the run's folder ``build/sim/<run_name>`` (job, results, log).
     seed:
         ``COCOTB_RANDOM_SEED`` of the run (the stall generators use each case's own seed).
+    count_busy:
+        Count ``busy`` cycles in the testbench (a Python wake-up per cycle); switch off to
+        time the simulator with Python idle while the engine computes.
 
     Raises
     ------
@@ -180,13 +186,14 @@ def rtl_gemm_batch(cases: Sequence[GemmCase], cfg: EngineConfig, *, run_name: st
     out.unlink(missing_ok=True)
     job = {"acc_width": cfg.params.acc_width, "a_width": cfg.params.a_width,
            "b_width": cfg.params.b_width, "cases": [c.to_json() for c in cases],
-           "out": str(out), "count_busy": True}
+           "out": str(out), "count_busy": count_busy}
     (test_dir / "gemm_job.json").write_text(json.dumps(job))
     run_cocotb(build, TB_MODULE, test_dir=test_dir, module_dir=REPO_ROOT / "tests" / "cocotb",
                seed=seed, extra_env={"OMNICONV_TB_JOB": str(test_dir / "gemm_job.json")})
     results = json.loads(out.read_text())
     return [GemmResult(np.array(r["c"], dtype=np.int64).reshape(len(c.a), np.shape(c.b)[1]),
-                       r["cycles"], r["busy_cycles"]) for c, r in zip(cases, results)]
+                       r["cycles"], r["busy_cycles"], r["compute_seconds"])
+            for c, r in zip(cases, results)]
 
 
 def rtl_gemm(a, b, params: ArrayParams, dataflow: Dataflow, *, idle_prob: float = 0.0,
