@@ -500,3 +500,11 @@ def test_exported_googlenet_has_our_structure():
 
 def test_exported_vgg19_matches_published_macs():
     assert _light("vgg19").total_macs == pytest.approx(19.63e9, rel=0.01)
+
+
+def test_the_yaml_example_in_docs_loads(tmp_path):
+    doc = (Path(__file__).parents[2] / "docs" / "networks.md").read_text()
+    block = doc.split("## Our YAML format", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    net = load_network(str(_write(tmp_path, "small.yaml", block)))
+    assert net["cat"].out_shape == (16, 16, 16) and net["fc"].out_shape == (10, 1, 1)
+    assert net["b1"].kernel == (1, 7) and net["b1"].padding == (0, 3, 0, 3)
