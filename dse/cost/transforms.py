@@ -48,7 +48,7 @@ IM2COL_LATENCY = 2
 #: Cycles of rtl.kn2row.ShiftAdd beyond one per beat in and one per word out.
 KN2ROW_LATENCY = 2
 #: Cycles of rtl.fft.FFT2D per tile beyond load, passes and unload.
-FFT_LATENCY = 2
+FFT_LATENCY = 1
 
 
 def cdiv(a, b):
