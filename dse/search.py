@@ -180,9 +180,11 @@ def _pin_error(source, field, message):
 
 def _fit_mask(hardware, board):
     """Return ``(mask, usage)``: points whose resource estimate fits the board, and the usage."""
-    from .cost import resources
+    from .cost.resources import estimate_resources
 
-    usage = resources.estimate(hardware)
+    r = estimate_resources(hardware)
+    usage = {"dsp": r.dsp, "lut": r.lut, "ff": r.ff, "bram_blocks": r.bram_blocks}
+    # UltraRAM holds buffers too: count each 288 Kb block as that many block RAMs
     onchip_blocks = board.bram_blocks + board.uram_blocks * (288 // board.bram_block_kbits)
     ok = ((usage["dsp"] <= board.dsp) & (usage["lut"] <= board.lut) & (usage["ff"] <= board.ff)
           & (usage["bram_blocks"] <= onchip_blocks))
@@ -374,6 +376,10 @@ def search(network, board, *, config: str = "", precision: int = 8,
         if second.size:
             result.merge(second, run(hardware.take(second), bar))
     bar.close()
+    if not np.isfinite(result.key(objective)).any():
+        field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
+        raise InputError(source, field, f"no overlay fitting {board.name} can run every layer "
+                         "with these pins (a tile that fits the buffers, operands wide enough)")
     done = np.flatnonzero(result.evaluated)
     design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
                      aux, choices, hardware.take(done),
@@ -417,24 +423,20 @@ class _Mapped:
                        self.optimal, self.method, self.evaluated[index])
 
 
-def _aux_costs(aux, hardware, precision: int, bpc: np.ndarray):
-    """Return ``(cycles, dram_bytes)`` of the non-MAC layers, each ``(A, P)``.
+def _aux_costs(aux, hardware, precision: int):
+    """Return ``(cycles, dram_bytes, energy_pj)`` of the non-MAC layers, each ``(A, P)``."""
+    from .cost.model import evaluate_aux
 
-    Pools, global pools and adds are element-wise passes bound by DRAM: they read their
-    inputs and write their output once (``element_bytes`` each).  A pool that the drain of its
-    producer conv can apply on the way out (``fusable``) costs nothing.
-    """
-    element_bytes = precision // 8
-    moved = (aux.in_elems + aux.out_elems).astype(float) * element_bytes
-    moved = np.where(aux.fusable, 0.0, moved)
-    return moved[:, None] / bpc[None, :], np.broadcast_to(moved[:, None],
-                                                          (len(aux), len(bpc)))
+    cost = evaluate_aux(aux, hardware, precision=precision)
+    shape = (len(aux), len(hardware))
+    return tuple(np.broadcast_to(np.asarray(a, dtype=float), shape)
+                 for a in (cost.cycles, cost.dram_bytes, cost.energy_pj))
 
 
 def _energy_pj_per_dram_byte() -> float:
-    from .cost import energy
+    from .cost.energy import dram_pj_per_byte
 
-    return float(energy.DRAM_PJ_PER_BYTE)
+    return float(dram_pj_per_byte())
 
 
 def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, precision,
@@ -457,27 +459,29 @@ def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, preci
         idx = np.arange(lo, min(n_points, lo + chunk_points))
         hw = hardware.take(idx)
         p = len(idx)
-        cost = evaluate(layers, choices, hw)
+        cost = evaluate(layers, choices, hw, precision=precision, fill_drain=False)
         cycles = np.asarray(cost.cycles, dtype=float)                     # (L, C, p)
         energy = np.asarray(cost.energy_pj, dtype=float)
         hw_ok = hardware_mask(choices, hw, precision)                      # (C, p)
-        base = legal[:, :, None] & hw_ok[None, :, :] & pin_mask[:, :, None]
+        base = (legal[:, :, None] & hw_ok[None, :, :] & pin_mask[:, :, None]
+                & np.isfinite(cycles) & np.isfinite(energy))
         ok = base & np.where(pinned[:, None], True, allowed[None, :])[:, :, None]
         none = ~ok.any(axis=1, keepdims=True) & ~pinned[:, None, None]
         ok = ok | (none & base & fallback[None, :, None])
         cycles = np.where(ok, cycles, np.inf)
         energy = np.where(ok, energy, np.inf)
+        # finite copies for the weighted objective (0 * inf would be NaN)
+        cycles_f, energy_f = np.where(ok, cycles, 0.0), np.where(ok, energy, 0.0)
         bpc = dram_bytes_per_cycle(hw.dram_gbps, hw.clock_mhz, hw.bus_bits)    # (p,)
         static_pj_per_cycle = hw.static_power_w / hw.clock_mhz * 1e6        # W / MHz -> pJ
-        aux_cycles, aux_bytes = _aux_costs(aux, hw, precision, bpc)
-        aux_energy = aux_bytes * e_byte + aux_cycles * static_pj_per_cycle
+        aux_cycles, _, aux_energy = _aux_costs(aux, hw, precision)
 
         def build(weight_c, weight_e):
             """The PBQP for ``weight_c * cycles + weight_e * energy`` (weights per point)."""
-            obj = cycles * weight_c[None, None, :]
+            obj = cycles_f * weight_c[None, None, :]
             if weight_e is not None:
-                obj = obj + energy * weight_e[None, None, :]
-            obj = np.where(ok, obj, np.inf)          # 0 * inf would be NaN
+                obj = obj + energy_f * weight_e[None, None, :]
+            obj = np.where(ok, obj, np.inf)
             node_costs, best_choice, node_ms = [], {}, []
             for node, layer in enumerate(graph.layers):
                 if node in mac_index:
@@ -639,7 +643,9 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     energy_mj = float(en[best]) * 1e-9
     power_w = energy_mj / latency_ms if latency_ms > 0 else 0.0
     latency_all = cyc / (clock_mhz * 1e3)
-    power_all = en * 1e-9 / np.where(latency_all > 0, latency_all, np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        power_all = np.where(np.isfinite(en) & (latency_all > 0), en * 1e-9 / latency_all,
+                             np.inf)
     front = pareto_front(latency_all, power_all)
     pareto = []
     for i in front[:64]:
@@ -650,8 +656,7 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
                        "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
                        "latency_ms": round(float(latency_all[i]), 6),
                        "power_w": round(float(power_all[i]), 4)})
-    aux_cycles, _ = _aux_costs(aux, hw, precision,
-                               dram_bytes_per_cycle(board.dram_gbps, clock_mhz, hw.bus_bits))
+    aux_cycles = _aux_costs(aux, hw, precision)[0]
     other = [{"name": name, "op": op, "cycles": int(np.ceil(aux_cycles[a, 0]))}
              for a, (name, op) in enumerate(zip(aux.names, aux.ops))]
     return Design(

@@ -135,7 +135,9 @@ def _generate_verilog(design, board, out_dir: Path) -> Path:
     act_elems = params.act_buffer_kib * 1024 * 8 // params.a_width
     weight_elems = params.weight_buffer_kib * 1024 * 8 // params.b_width
     max_k = max(1, min(act_elems, weight_elems) // side)
-    max_k = 1 << (max_k.bit_length() - 1)
+    # ...and keep max_k products of the widest operands inside the accumulator
+    max_k = min(1 << (max_k.bit_length() - 1),
+                1 << max(0, params.acc_width - params.a_width - params.b_width))
     engine = GemmEngine(params.array, max_m=side, max_k=max_k, max_n=side, target=board.family)
     text = verilog.convert(engine, name="overlay")
     path = out_dir / "overlay.v"

@@ -1,0 +1,89 @@
+"""`omniconv dse` / `omniconv verilog` end to end on the tiny config."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from dse.design import LAYER_FIELDS, RESOURCE_FIELDS, read_design
+from omniconv.cli import main
+
+TOP_FIELDS = ("config", "board", "clock_mhz", "hardware", "layers", "total_cycles",
+              "latency_ms", "power_w", "energy_mj", "resources", "search_seconds")
+
+
+def test_dse_writes_design_and_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["dse", "tiny", "--out", str(out)]) == 0
+    doc = json.loads((out / "design.json").read_text())
+    for key in TOP_FIELDS:
+        assert key in doc
+    assert list(doc["layers"][0]) == list(LAYER_FIELDS)
+    assert set(RESOURCE_FIELDS) <= set(doc["resources"])
+    assert doc["hardware"]["rows"] == 8 and doc["hardware"]["cols"] == 8    # tiny.yaml pins
+    assert doc["latency_ms"] == pytest.approx(doc["total_cycles"] / (doc["clock_mhz"] * 1e3))
+    assert "| layer | algorithm |" in (out / "report.md").read_text()
+    printed = capsys.readouterr().out
+    assert "| layer | algorithm |" in printed
+    # reading back gives the same document
+    assert read_design(out / "design.json").to_dict() == doc
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temp files left
+
+
+def test_dse_json_prints_the_document(tmp_path, capsys):
+    assert main(["dse", "tiny", "--out", str(tmp_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "design.json").read_text())
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("network: tiny\nboard: ecp5-85k\nbogus: 1\n", r"bogus: is not a known key"),
+    ("network: tiny\nboard: ecp5-85k\nhardware: {rows: 128, cols: 128}\n",
+     r"hardware: pins .* do not fit board ecp5-85k"),
+    ("network: tiny\nboard: ecp5-85k\nlayers: {conv2: {algorithm: fft}}\n",
+     r"layers\.conv2: fft cannot run this layer"),
+    ("network: tiny\nboard: ecp5-85k\nhardware: {winograd_m: 0}\n"
+     "layers: {conv1: {algorithm: winograd}}\n", r"layers\.conv1: winograd needs hardware"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, text, message):
+    import re
+
+    out = tmp_path / "out"
+    assert main(["dse", str(_config(tmp_path, text)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()
+
+
+def test_verilog_reuses_a_fresh_design(tmp_path, capsys, monkeypatch):
+    import omniconv.flow as flow
+
+    out = tmp_path / "out"
+    assert main(["dse", "tiny", "--out", str(out)]) == 0
+    stamp = (out / "design.json").stat().st_mtime
+    monkeypatch.setattr(flow, "_generate_verilog", lambda d, b, o: o / "overlay.v")
+    time.sleep(0.01)
+    assert main(["verilog", "tiny", "--out", str(out)]) == 0
+    assert "up to date: search skipped" in capsys.readouterr().out
+    assert (out / "design.json").stat().st_mtime == stamp
+    # an input newer than design.json makes it stale
+    os.utime(out / "design.json", (stamp - 3600, stamp - 3600))
+    assert main(["verilog", "tiny", "--out", str(out)]) == 0
+    assert "searched in" in capsys.readouterr().out
+
+
+def test_verilog_without_rtl_top(tmp_path, capsys, monkeypatch):
+    import omniconv.flow as flow
+
+    monkeypatch.setattr(flow, "RTL_TOP", "rtl.no_such_top_module")
+    assert main(["verilog", "tiny", "--out", str(tmp_path)]) == 2
+    assert "RTL top not built yet" in capsys.readouterr().err

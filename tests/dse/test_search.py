@@ -1,0 +1,124 @@
+"""Hardware search and mapping on real networks: pins, fallback, errors, optimality bounds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dse.board import load_board
+from dse.errors import InputError
+from dse.search import layer_graph, pareto_front, search
+from dse.zoo import builtin
+
+# One fully pinned overlay: the search has one point, so only the mapping is exercised.
+PINNED = {"rows": 16, "cols": 16, "winograd_m": 2, "fft_size": 8, "act_buffer_kib": 128,
+          "weight_buffer_kib": 128, "out_buffer_kib": 64, "bus_bits": 128}
+
+
+@pytest.fixture(scope="module")
+def zcu102():
+    return load_board("zcu102")
+
+
+def test_layer_graph_folds_activations():
+    net = builtin("tiny")
+    graph = layer_graph(net)
+    ops = {layer.op for layer in graph.layers}
+    assert not ops & {"relu", "relu6", "sigmoid", "identity", "flatten"}
+    # every edge joins nodes in topological order and every layer has a node
+    assert all(u < v for u, v in graph.edges)
+    assert set(graph.node_of) == {layer.name for layer in net.layers}
+
+
+def test_pareto_front_equals_brute_force():
+    rng = np.random.default_rng(5)
+    lat, pw = rng.integers(0, 20, 200).astype(float), rng.integers(0, 20, 200).astype(float)
+    front = set(pareto_front(lat, pw).tolist())
+    for i in range(200):
+        dominated = np.any((lat <= lat[i]) & (pw <= pw[i]) & ((lat < lat[i]) | (pw < pw[i])))
+        duplicate_before = np.any((lat[:i] == lat[i]) & (pw[:i] == pw[i]))
+        assert (i in front) == (not dominated and not duplicate_before)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "inception_v4"])
+def test_full_graphs_are_mapped_optimally_with_mixed_algorithms(name, zcu102):
+    design = search(builtin(name), zcu102, config=name)
+    assert design.optimal and design.mapping_method == "reduce"
+    algorithms = {p.algorithm for p in design.layers}
+    assert "im2col" in algorithms and len(algorithms) >= 2
+
+
+def test_plan_totals_are_consistent_and_bounded(zcu102):
+    net = builtin("resnet18")
+    design = search(net, zcu102, hardware_pins=PINNED)
+    aux = sum(o["cycles"] for o in design.other_layers)
+    layer_sum = sum(p.cycles for p in design.layers) + aux
+    # per-layer cycles are rounded up one by one
+    assert design.total_cycles <= layer_sum <= design.total_cycles + len(design.layers)
+    # free choice is never worse than any single algorithm everywhere it is legal
+    only_im2col = search(net, zcu102, hardware_pins=PINNED, algorithms=("im2col",))
+    assert design.total_cycles <= only_im2col.total_cycles
+    assert {p.algorithm for p in only_im2col.layers} == {"im2col"}
+
+
+def test_energy_objective_trades_latency_for_energy(zcu102):
+    net = builtin("resnet18")
+    fast = search(net, zcu102, hardware_pins=PINNED, objective="latency")
+    frugal = search(net, zcu102, hardware_pins=PINNED, objective="energy")
+    assert frugal.energy_mj <= fast.energy_mj * (1 + 1e-12)
+    assert fast.total_cycles <= frugal.total_cycles
+
+
+def test_fallback_to_im2col_where_no_allowed_algorithm_runs(zcu102):
+    net = builtin("tiny")
+    design = search(net, zcu102, algorithms=("winograd",), hardware_pins=PINNED)
+    for plan in design.layers:
+        layer = net[plan.name]
+        square3 = layer.kernel[0] == layer.kernel[1] >= 3 and layer.stride == (1, 1)
+        assert plan.algorithm == ("winograd" if square3 and layer.groups == 1 else "im2col")
+
+
+def test_layer_pins_are_obeyed(zcu102):
+    net = builtin("tiny")
+    conv = [layer.name for layer in net.layers if layer.op == "conv"]
+    pins = {conv[0]: {"algorithm": "kn2row", "dataflow": "is"} if net[conv[0]].kernel != (1, 1)
+            else {"dataflow": "is"}}
+    design = search(net, zcu102, layer_pins=pins, hardware_pins=PINNED)
+    plan = {p.name: p for p in design.layers}[conv[0]]
+    assert plan.dataflow == "is"
+    assert plan.algorithm == pins[conv[0]].get("algorithm", plan.algorithm)
+
+
+def test_pin_an_algorithm_cannot_run_names_the_layer(zcu102):
+    net = builtin("googlenet")
+    with pytest.raises(InputError, match=r"^cfg: layers\.inception_3a/1x1: winograd cannot run"):
+        search(net, zcu102, layer_pins={"inception_3a/1x1": {"algorithm": "winograd"}},
+               source="cfg")
+
+
+def test_unknown_layer_pin(zcu102):
+    with pytest.raises(InputError, match=r"^cfg: layers\.nope: must name a conv or fc layer"):
+        search(builtin("tiny"), zcu102, layer_pins={"nope": {"dataflow": "ws"}}, source="cfg")
+
+
+def test_hardware_pin_that_does_not_fit_the_board():
+    board = load_board("ecp5-85k")
+    with pytest.raises(InputError, match=r"^cfg: hardware: pins .* do not fit board ecp5-85k"):
+        search(builtin("tiny"), board, hardware_pins={"rows": 128, "cols": 128}, source="cfg")
+
+
+def test_board_too_small_for_any_overlay():
+    board = dataclasses.replace(load_board("ecp5-85k"), dsp=1)
+    with pytest.raises(InputError, match=r"^ecp5-85k: cannot hold the smallest overlay"):
+        search(builtin("tiny"), board)
+
+
+def test_winograd_pin_with_no_winograd_unit(zcu102):
+    net = builtin("tiny")
+    name = next(l.name for l in net.layers if l.op == "conv" and l.kernel == (3, 3)
+                and l.stride == (1, 1))
+    with pytest.raises(InputError, match=rf"^cfg: layers\.{name}: winograd needs hardware"):
+        search(net, zcu102, hardware_pins={**PINNED, "winograd_m": 0}, source="cfg",
+               layer_pins={name: {"algorithm": "winograd"}})
