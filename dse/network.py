@@ -11,6 +11,7 @@ cost model and the mapper consume them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from .errors import InputError
@@ -31,13 +32,14 @@ def _int_tuple(owner: str, name: str, value, length: int, low: int) -> tuple[int
     if not isinstance(value, (tuple, list)) or len(value) != length:
         raise TypeError(f"{owner}.{name} must be a tuple of {length} integers, not {value!r}")
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int):
+        # numbers.Integral admits numpy integers, which the cost model's arrays hand back
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise TypeError(f"{owner}.{name} must be a tuple of {length} integers, "
                             f"not {value!r}")
         if v < low:
             raise ValueError(f"{owner}.{name} must hold integers of at least {low}, "
                              f"not {tuple(value)!r}")
-    return tuple(value)
+    return tuple(int(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,9 @@ class Layer:
         set_(self, "stride", _int_tuple("Layer", "stride", self.stride, 2, 1))
         set_(self, "padding", _int_tuple("Layer", "padding", self.padding, 4, 0))
         set_(self, "dilation", _int_tuple("Layer", "dilation", self.dilation, 2, 1))
-        if isinstance(self.groups, bool) or not isinstance(self.groups, int):
+        if isinstance(self.groups, bool) or not isinstance(self.groups, numbers.Integral):
             raise TypeError(f"Layer.groups must be an integer, not {self.groups!r}")
+        set_(self, "groups", int(self.groups))
         if self.groups < 1:
             raise ValueError(f"Layer.groups must be positive, not {self.groups}")
         if not isinstance(self.ceil_mode, bool):
