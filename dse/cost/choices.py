@@ -1,0 +1,274 @@
+"""The choice axis of the cost model: (algorithm, variant, dataflow, tiling) per layer.
+
+A *choice* is everything a layer decides on a given overlay:
+
+* the algorithm and its variant: ``im2col``; ``kn2row``; Winograd ``F2x2_3x3`` or
+  ``F4x4_3x3``; FFT overlap-and-add ``fft8`` or ``fft16``;
+* the array dataflow: ``ws``, ``os`` or ``is`` (:class:`rtl.params.Dataflow`);
+* the tiling, i.e. which operand stays resident in its on-chip buffer while the other
+  streams past it -- the spectral paper's "reuse kernels or activations?":
+  ``weights`` (a block of output channels' weights is resident; the activations stream, and
+  are re-fetched once per weight block) or ``activations`` (a spatial tile of the input is
+  resident; all weights stream past it, re-fetched once per tile).  The tile sizes follow
+  from the buffer capacities of each hardware point (``dse.cost.traffic``).
+
+:class:`ChoiceTable` is the axis as arrays; :func:`legal_mask` says which (layer, choice)
+pairs can run at all and :func:`hardware_mask` which (choice, hardware point) pairs the
+overlay supports.
+
+Legality (the algorithm's own limits, independent of the hardware):
+
+* im2col runs every conv and fc layer (grouped and depthwise convs as ``groups`` GEMMs).
+* kn2row runs conv layers with a kernel larger than 1×1 (a 1×1 kn2row *is* im2col, so it is
+  not offered twice).  Any stride or dilation: the shift-and-add unit streams every input
+  pixel of each of the R·S 1×1 products and drops the ones that fall between strided outputs
+  (``dse.cost.transforms.kn2row_shift_add_cycles``), so a stride-s layer pays for the full
+  input map.  Groups run as ``groups`` sets of GEMMs.
+* Winograd F(m×m, 3×3) runs square kernels k×k with k >= 3, stride 1, dilation 1, groups 1.
+  A kernel larger than 3×3 is split into ceil(k/3)² zero-padded 3×3 pieces whose transformed
+  products accumulate before one output transform (DYNAMAP's (K/r)² decomposition).
+* FFT overlap-and-add with N-point tiles runs convs with stride 1, dilation 1, groups 1, a
+  kernel larger than 1×1 and at most N - 1 in each dimension (rectangular kernels allowed:
+  each tile yields (N-kh+1)×(N-kw+1) outputs).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtl.params import Algorithm, Dataflow
+
+__all__ = ["Choice", "ChoiceTable", "VARIANTS", "TILINGS", "enumerate_choices", "legal_mask",
+           "hardware_mask", "required_widths", "weight_word_bytes",
+           "REAL_PRODUCTS_PER_COMPLEX"]
+
+#: Variant name -> (algorithm, Winograd output tile m, FFT size N).
+VARIANTS = {
+    "im2col": (Algorithm.IM2COL, 0, 0),
+    "kn2row": (Algorithm.KN2ROW, 0, 0),
+    "F2x2_3x3": (Algorithm.WINOGRAD, 2, 0),
+    "F4x4_3x3": (Algorithm.WINOGRAD, 4, 0),
+    "fft8": (Algorithm.FFT, 0, 8),
+    "fft16": (Algorithm.FFT, 0, 16),
+}
+
+#: Tiling names; the index is the tiling code in :class:`ChoiceTable`.
+TILINGS = ("weights", "activations")
+
+#: Real GEMMs per complex GEMM in the FFT path.  Gauss's trick: with X = a + ib and
+#: W = c + id, k1 = c(a+b), k2 = a(d-c), k3 = b(c+d); Re = k1 - k3, Im = k1 + k2.  The
+#: weight sums (d-c, c+d) are formed by adders at the weight buffer's read port and the
+#: activation sum a+b by the FFT unit's output stage, so the array runs three real GEMMs per
+#: frequency bin instead of four, at one extra bit on each operand.
+REAL_PRODUCTS_PER_COMPLEX = 3
+
+# Extra operand bits over the precision p that each variant needs in the array, as
+# (activation bits, weight bits).  Winograd F(2x2,3x3): B^T d B sums up to 4 inputs with
+# +-1 (p+2 bits); the weights are transformed with 2G so they stay integers, |2G g 2G^T| <=
+# 9*2^(p-1) (p+4 bits) -- DESIGN.md "Numerics": int8 needs about 10 x 12 bits.
+# F(4x4,3x3): the rows of B^T have absolute sums up to 10, so a 2-D transform grows inputs by
+# up to 100x (p+7 bits); its transformed weights are quantised to p+6 bits (provisional until
+# docs/algorithms.md fixes the width).  FFT: 16-bit fixed-point spectra for int8 (p+8), plus
+# one bit on each operand for Gauss's sums.
+_EXTRA_BITS = {"im2col": (0, 0), "kn2row": (0, 0), "F2x2_3x3": (2, 4), "F4x4_3x3": (7, 6),
+               "fft8": (9, 9), "fft16": (9, 9)}
+
+
+def required_widths(variant: str, precision: int) -> tuple[int, int]:
+    """Return the (activation, weight) operand bits the array needs for ``variant``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, not {variant!r}")
+    if precision not in (8, 16):
+        raise ValueError(f"precision must be 8 or 16, not {precision!r}")
+    ea, eb = _EXTRA_BITS[variant]
+    return precision + ea, precision + eb
+
+
+def weight_word_bytes(variant: str, precision: int) -> int:
+    """Bytes of one stored weight word in DRAM for ``variant`` (transformed weights are wider).
+
+    Spatial weights are ``precision`` bits.  Winograd weights are stored pre-transformed at
+    the width the array needs (p+4 or p+6 bits, rounded up to whole bytes).  FFT weights are
+    stored as the two real parts of each complex bin at p+8 bits each (rounded up to bytes);
+    the Gauss sums are formed on chip, so one stored bin is two words.
+    """
+    _, bits = required_widths(variant, precision)
+    if VARIANTS[variant][0] == Algorithm.FFT:
+        bits -= 1
+    return -(-bits // 8)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One point of the choice axis.
+
+    Members
+    -------
+    algorithm: the algorithm family.
+    variant: one of :data:`VARIANTS` (equals the algorithm's name for im2col and kn2row).
+    dataflow: array dataflow.
+    tiling: one of :data:`TILINGS` (the operand kept resident on chip).
+    """
+
+    algorithm: Algorithm
+    variant: str
+    dataflow: Dataflow
+    tiling: str
+
+    def __post_init__(self):
+        if not isinstance(self.algorithm, Algorithm):
+            raise TypeError(f"algorithm must be an Algorithm, not {self.algorithm!r}")
+        if not isinstance(self.dataflow, Dataflow):
+            raise TypeError(f"dataflow must be a Dataflow, not {self.dataflow!r}")
+        if self.variant not in VARIANTS or VARIANTS[self.variant][0] != self.algorithm:
+            raise ValueError(f"variant must be a variant of {self.algorithm.value}, "
+                             f"not {self.variant!r}")
+        if self.tiling not in TILINGS:
+            raise ValueError(f"tiling must be one of {TILINGS}, not {self.tiling!r}")
+
+    @property
+    def label(self) -> str:
+        """Short text form, e.g. ``winograd/F2x2_3x3/ws/weights``."""
+        return f"{self.algorithm.value}/{self.variant}/{self.dataflow.value}/{self.tiling}"
+
+
+class ChoiceTable:
+    """The choice axis as arrays (length ``C``), plus the :class:`Choice` objects.
+
+    Members
+    -------
+    choices: the :class:`Choice` objects, in axis order.
+    algo: index of the algorithm in ``list(Algorithm)``.
+    wino_m: Winograd output tile m (0 for other algorithms).
+    fft_n: FFT size N (0 for other algorithms).
+    dataflow: :attr:`rtl.params.Dataflow.code` (0 ws, 1 os, 2 is).
+    tiling: index into :data:`TILINGS` (0 weights resident, 1 activations resident).
+    """
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+        if not self.choices:
+            raise ValueError("choices must not be empty")
+        for c in self.choices:
+            if not isinstance(c, Choice):
+                raise TypeError(f"choices must be Choice objects, not {c!r}")
+        algos = list(Algorithm)
+        self.algo = np.array([algos.index(c.algorithm) for c in self.choices], dtype=np.int64)
+        self.wino_m = np.array([VARIANTS[c.variant][1] for c in self.choices], dtype=np.int64)
+        self.fft_n = np.array([VARIANTS[c.variant][2] for c in self.choices], dtype=np.int64)
+        self.dataflow = np.array([c.dataflow.code for c in self.choices], dtype=np.int64)
+        self.tiling = np.array([TILINGS.index(c.tiling) for c in self.choices], dtype=np.int64)
+        for arr in (self.algo, self.wino_m, self.fft_n, self.dataflow, self.tiling):
+            arr.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+    def __getitem__(self, i) -> Choice:
+        return self.choices[i]
+
+    def index(self, choice: Choice) -> int:
+        """Position of ``choice`` on the axis."""
+        return self.choices.index(choice)
+
+    def is_algorithm(self, algorithm: Algorithm) -> np.ndarray:
+        """Boolean ``(C,)`` mask of the choices of ``algorithm``."""
+        return self.algo == list(Algorithm).index(algorithm)
+
+    def column(self, name: str, xp=np):
+        """Return field ``name`` as a float64 ``(1, C, 1)`` array of namespace ``xp``."""
+        return xp.asarray(getattr(self, name).astype(np.float64).reshape(1, -1, 1))
+
+
+def _as_enum(values, enum_cls, what):
+    out = []
+    for v in values:
+        try:
+            out.append(v if isinstance(v, enum_cls) else enum_cls(v))
+        except ValueError:
+            raise ValueError(f"{what} must be one of {[e.value for e in enum_cls]}, "
+                             f"not {v!r}") from None
+    return out
+
+
+def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
+                      variants=None) -> ChoiceTable:
+    """Every (algorithm, variant, dataflow, tiling) combination of the allowed sets.
+
+    Parameters
+    ----------
+    algorithms:
+        Allowed algorithms (names or :class:`Algorithm`); default im2col, kn2row, winograd,
+        fft (sparse_fft has no cost model yet and is refused).
+    dataflows:
+        Allowed dataflows (names or :class:`Dataflow`); default all three.
+    tilings:
+        Allowed tilings (:data:`TILINGS`); default both.
+    variants:
+        Allowed variants (:data:`VARIANTS` names); default all of the allowed algorithms.
+    """
+    algos = _as_enum(algorithms if algorithms is not None
+                     else ("im2col", "kn2row", "winograd", "fft"), Algorithm, "algorithms")
+    if Algorithm.SPARSE_FFT in algos:
+        raise ValueError("algorithms must not include sparse_fft: its cost model does not "
+                         "exist yet")
+    flows = _as_enum(dataflows if dataflows is not None else list(Dataflow), Dataflow,
+                     "dataflows")
+    tils = tuple(tilings) if tilings is not None else TILINGS
+    for t in tils:
+        if t not in TILINGS:
+            raise ValueError(f"tilings must be among {TILINGS}, not {t!r}")
+    vnames = tuple(variants) if variants is not None else tuple(VARIANTS)
+    for v in vnames:
+        if v not in VARIANTS:
+            raise ValueError(f"variants must be among {tuple(VARIANTS)}, not {v!r}")
+    out = []
+    for v in vnames:
+        algo = VARIANTS[v][0]
+        if algo not in algos:
+            continue
+        for flow, til in itertools.product(flows, tils):
+            out.append(Choice(algo, v, flow, til))
+    return ChoiceTable(out)
+
+
+def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
+    """Boolean ``(L, C)``: the algorithm of each choice can compute each layer (module doc)."""
+    L = layers
+    conv = np.array([op == "conv" for op in L.ops], dtype=bool)[:, None]
+    k_gt1 = ((L.kh * L.kw) > 1)[:, None]
+    s1 = ((L.stride_h == 1) & (L.stride_w == 1))[:, None]
+    d1 = ((L.dil_h == 1) & (L.dil_w == 1))[:, None]
+    g1 = (L.groups == 1)[:, None]
+    im2col = choices.is_algorithm(Algorithm.IM2COL)[None, :]
+    kn2row = choices.is_algorithm(Algorithm.KN2ROW)[None, :]
+    wino = choices.is_algorithm(Algorithm.WINOGRAD)[None, :]
+    fft = choices.is_algorithm(Algorithm.FFT)[None, :]
+    square3 = ((L.kh == L.kw) & (L.kh >= 3))[:, None]
+    n = choices.fft_n[None, :]
+    fits_fft = (L.kh[:, None] <= n - 1) & (L.kw[:, None] <= n - 1)
+    ok = (im2col
+          | (kn2row & conv & k_gt1)
+          | (wino & conv & square3 & s1 & d1 & g1)
+          | (fft & conv & k_gt1 & s1 & d1 & g1 & fits_fft))
+    return np.broadcast_to(ok, (len(L), len(choices))).copy()
+
+
+def hardware_mask(choices: ChoiceTable, hardware, precision: int = 8) -> np.ndarray:
+    """Boolean ``(C, P)``: the overlay at each hardware point can run each choice.
+
+    A Winograd choice needs a Winograd unit of the same m, an FFT choice an FFT unit of the
+    same size, and every choice needs array operand widths of at least
+    :func:`required_widths` (transformed operands are wider).
+    """
+    req = np.array([required_widths(c.variant, precision) for c in choices.choices])
+    a_ok = hardware.a_width[None, :] >= req[:, 0:1]
+    b_ok = hardware.b_width[None, :] >= req[:, 1:2]
+    wm = choices.wino_m[:, None]
+    fn = choices.fft_n[:, None]
+    unit_ok = (((wm == 0) | (hardware.winograd_m[None, :] == wm))
+               & ((fn == 0) | (hardware.fft_size[None, :] == fn)))
+    return a_ok & b_ok & unit_ok

@@ -1,0 +1,318 @@
+"""The cost model's one vectorised entry point: (layers × choices × hardware points) at once.
+
+:func:`evaluate` returns :class:`CostArrays`, every member shaped ``(L, C, P)``:
+
+* ``compute_cycles`` -- the systolic array's cycles for the layer's GEMMs, fill and drain
+  included (:mod:`dse.cost.latency`, from :func:`dse.cost.gemm.gemm_cycles`);
+* ``fill_drain_cycles`` -- the part of ``compute_cycles`` spent filling and draining;
+* ``transform_cycles`` -- the busier of the front and back units (transforms, shift-add,
+  requantiser), which run beside the array;
+* ``memory_cycles`` -- DRAM transfer time, ``dram_bytes`` ÷ bytes per cycle (the smaller of
+  the AXI bus width and the board's GB/s at the clock);
+* ``cycles`` -- with double buffering, loads and stores of one tile overlap the compute of
+  another, except the first load and the last store::
+
+      exposed = (first_load_bytes + last_store_bytes) / bytes_per_cycle
+      on_chip = max(compute_cycles, front, back)
+      cycles  = exposed + max(on_chip, memory_cycles - exposed)
+
+* ``dram_bytes``, ``buffer_bytes`` (buffer space the tiling uses) from
+  :mod:`dse.cost.traffic`; ``energy_pj`` from :mod:`dse.cost.energy` (dynamic + static).
+
+Entries that cannot run -- an algorithm that cannot compute the layer
+(:func:`dse.cost.choices.legal_mask`), a unit the overlay lacks or operands too narrow
+(:func:`dse.cost.choices.hardware_mask`), or a tile that does not fit the buffers -- are
+``inf`` in every member and false in ``valid``.
+
+The same code runs on numpy (default) and torch (``xp=get_namespace("torch", "cuda")``);
+hardware points are processed in chunks so that the working arrays stay in cache.
+:func:`evaluate_one` is a per-candidate wrapper for tests and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse.cost.choices import Choice, ChoiceTable, hardware_mask, legal_mask
+from dse.cost.backend import take_last
+from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj,
+                             point_energies, sram_pj_per_byte, static_energy_pj, transform_ops)
+from dse.cost.hardware import HardwareTable
+from dse.cost.latency import array_cycles, gemm_shapes, transform_cycles
+from dse.cost.traffic import tile_traffic
+from dse.cost.workload import AuxTable, LayerTable
+from dse.network import Layer
+from rtl.params import OverlayParams
+
+__all__ = ["CostArrays", "CostReport", "AuxCost", "evaluate", "evaluate_one", "evaluate_aux",
+           "COST_FIELDS"]
+
+#: The ``(L, C, P)`` members of :class:`CostArrays`.
+COST_FIELDS = ("compute_cycles", "fill_drain_cycles", "transform_cycles", "memory_cycles",
+               "cycles", "dram_bytes", "buffer_bytes", "energy_pj")
+
+#: Elements of the (L, C, P) working arrays per chunk of hardware points (cache-sized).
+_CHUNK_ELEMS = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class CostArrays:
+    """Costs of every (layer, choice, hardware point); see the module docstring.
+
+    Members are arrays of the evaluation namespace, shape ``(L, C, P)``, float64; ``valid``
+    is boolean.  Cycles are in overlay clock cycles, bytes in bytes, energy in pJ.
+    """
+
+    compute_cycles: object
+    fill_drain_cycles: object
+    transform_cycles: object
+    memory_cycles: object
+    cycles: object
+    dram_bytes: object
+    buffer_bytes: object
+    energy_pj: object
+    valid: object
+
+    @property
+    def shape(self) -> tuple:
+        """``(L, C, P)``."""
+        return tuple(self.cycles.shape)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Costs of one layer under one choice on one overlay (:func:`evaluate_one`).
+
+    ``valid`` false means the choice cannot run there (every cost is then ``inf``);
+    ``gemm`` is (M, K, N, count) and ``tile`` is (hb, wb, nb) -- spatial tile in output rows
+    and columns, weight block in output channels -- with ``tiles`` and ``blocks`` their
+    counts.
+    """
+
+    valid: bool
+    compute_cycles: float
+    fill_drain_cycles: float
+    transform_cycles: float
+    memory_cycles: float
+    cycles: float
+    dram_bytes: float
+    act_bytes: float
+    weight_bytes: float
+    out_bytes: float
+    buffer_bytes: float
+    energy_pj: float
+    gemm: tuple
+    tile: tuple
+    tiles: int
+    blocks: int
+
+
+class _Points:
+    """A few hardware columns of the unique points of one key (rows, cols or buffers)."""
+
+    def __init__(self, arrays: dict):
+        self.arrays = arrays
+
+    def column(self, name, xp=np):
+        return xp.asarray(self.arrays[name].astype(np.float64).reshape(1, 1, -1))
+
+
+def _unique(hardware, names):
+    """Unique combinations of the ``names`` fields, and each point's index into them."""
+    key = np.stack([getattr(hardware, n) for n in names], axis=1)
+    uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+    return _Points({n: uniq[:, i] for i, n in enumerate(names)}), inverse.reshape(-1)
+
+
+class _Prepared:
+    """Everything that depends on only part of a hardware point, computed once.
+
+    Array timing depends on (rows, cols) only and tiling on (buffer sizes, accumulator
+    width) only; a search grid has few distinct values of each, so these are computed on the
+    unique combinations (``U`` and ``V`` of them) and gathered per point -- the costly
+    integer divisions then run on (L, C, U) and (L, C, V) arrays, not (L, C, P).
+    """
+
+    def __init__(self, layers, choices, hardware, precision, xp, fill_drain):
+        self.xp = xp
+        self.shapes = gemm_shapes(layers, choices, xp)
+        pts_u, self.inv_u = _unique(hardware, ("rows", "cols"))
+        compute, fill = array_cycles(self.shapes, choices, pts_u, xp, fill_drain=fill_drain)
+        front, back = transform_cycles(layers, choices, self.shapes, pts_u, xp)
+        self.compute = compute
+        self.fill = fill if fill is not None else 0.0 * compute
+        self.transform = xp.maximum(front, back)
+        self.on_chip = xp.maximum(compute, self.transform)
+        self.a_reads, self.b_reads, self.o_moves = access_counts(self.shapes, choices, pts_u,
+                                                                 xp)
+        pts_v, self.inv_v = _unique(hardware, ("act_buffer_kib", "weight_buffer_kib",
+                                               "out_buffer_kib", "acc_width"))
+        self.traffic = t = tile_traffic(layers, choices, pts_v, precision, xp)
+        kib = {n: pts_v.arrays[n].astype(np.float64) for n in
+               ("act_buffer_kib", "weight_buffer_kib", "out_buffer_kib")}
+        f = ENERGY_PJ["fpga_factor"]
+        e_fill = (t.act_bytes * xp.asarray(f * sram_pj_per_byte(kib["act_buffer_kib"]))
+                  + t.weight_bytes * xp.asarray(f * sram_pj_per_byte(kib["weight_buffer_kib"]))
+                  + t.out_bytes * xp.asarray(f * sram_pj_per_byte(kib["out_buffer_kib"])))
+        self.dram_energy = t.dram_bytes * DRAM_PJ_PER_BYTE + e_fill
+        self.exposed_bytes = t.first_load_bytes + t.last_store_bytes
+        self.adds, self.fixed_pj, self.outputs = transform_ops(layers, choices, self.shapes,
+                                                               precision, xp)
+        self.legal = xp.asarray(legal_mask(layers, choices)[:, :, None])
+        self.hmask = hardware_mask(choices, hardware, precision)
+        self.energies = point_energies(hardware)
+        self.bpc = np.asarray(hardware.dram_bytes_per_cycle()).reshape(-1)
+        board_bpc = hardware.dram_gbps * 1e3 / hardware.clock_mhz
+        self.bpc_grad = board_bpc if hasattr(board_bpc, "requires_grad") else None
+        self.static_per_cycle = hardware.static_power_w * 1e6 / hardware.clock_mhz
+        self.bus_bytes = hardware.bus_bits.astype(np.float64) / 8.0
+
+    def combine(self, idx, out=None):
+        """The :class:`CostArrays` members for the consecutive points ``idx``, as a dict, or
+        written into the ``(L, C, P)`` numpy arrays of ``out``."""
+        xp = self.xp
+        gu, gv = self.inv_u[idx], self.inv_v[idx]
+
+        def u(a):
+            return take_last(xp, a, gu)
+
+        def v(a):
+            return take_last(xp, a, gv)
+
+        def p(a):
+            return xp.asarray(np.asarray(a)[idx].reshape(1, 1, -1))
+
+        t = self.traffic
+        if self.bpc_grad is not None:           # keep the board bandwidth differentiable
+            bpc = xp.minimum(p(self.bus_bytes), self.bpc_grad)
+        else:
+            bpc = p(self.bpc)
+        compute = u(self.compute)
+        dram = v(t.dram_bytes)
+        memory = dram / bpc
+        exposed = v(self.exposed_bytes) / bpc
+        cycles = exposed + xp.maximum(u(self.on_chip), memory - exposed)
+        e = self.energies
+        energy = (self.shapes.macs * p(e["mac"]) + u(self.a_reads) * p(e["a_elem"])
+                  + u(self.b_reads) * p(e["b_elem"]) + u(self.o_moves) * p(e["o_elem"])
+                  + v(self.dram_energy) + self.adds * p(e["add"]) + self.fixed_pj
+                  + self.outputs * p(e["requant"]) + cycles * self.static_per_cycle)
+        hmask = xp.asarray(self.hmask[None, :, idx])
+        valid = xp.logical_and(xp.logical_and(self.legal, hmask), v(t.feasible))
+        fields = dict(compute_cycles=compute, fill_drain_cycles=u(self.fill),
+                      transform_cycles=u(self.transform), memory_cycles=memory, cycles=cycles,
+                      dram_bytes=dram, buffer_bytes=v(t.buffer_bytes), energy_pj=energy)
+        if out is None:
+            res = {k: xp.where(valid, x, float("inf")) for k, x in fields.items()}
+            res["valid"] = valid
+            return res
+        # numpy, writing into slices of preallocated outputs: adding 0 or inf masks in one
+        # pass (every cost is finite or +inf, never NaN, so x + inf is inf)
+        penalty = np.where(valid, 0.0, np.inf)
+        sl = (slice(None), slice(None), slice(idx[0], idx[-1] + 1))
+        for k, x in fields.items():
+            np.add(x, penalty, out=out[k][sl])
+        out["valid"][sl] = valid
+        return out
+
+
+def evaluate(layers: LayerTable, choices: ChoiceTable, hardware: HardwareTable, xp=np, *,
+             precision: int = 8, fill_drain: bool = True, chunk_points: int | None = None
+             ) -> CostArrays:
+    """Costs of every layer under every choice on every hardware point, shape ``(L, C, P)``.
+
+    Parameters
+    ----------
+    layers, choices, hardware:
+        The three axes (:class:`LayerTable`, :class:`ChoiceTable`, :class:`HardwareTable`).
+    xp:
+        Array namespace: ``numpy`` (default) or a :class:`dse.cost.backend.TorchNamespace`.
+    precision:
+        Bits of stored weights and activations, 8 or 16.
+    fill_drain:
+        Also compute ``fill_drain_cycles`` (zeros otherwise; saves one GEMM-formula pass).
+    chunk_points:
+        Hardware points per chunk (default: enough for about 64 k elements per array).
+    """
+    if not isinstance(layers, LayerTable):
+        raise TypeError(f"layers must be a LayerTable, not {type(layers).__name__}")
+    if not isinstance(choices, ChoiceTable):
+        raise TypeError(f"choices must be a ChoiceTable, not {type(choices).__name__}")
+    if not isinstance(hardware, HardwareTable):
+        raise TypeError(f"hardware must be a HardwareTable, not {type(hardware).__name__}")
+    n_l, n_c, n_p = len(layers), len(choices), len(hardware)
+    prep = _Prepared(layers, choices, hardware, precision, xp, fill_drain)
+    if chunk_points is None:
+        chunk_points = max(1, _CHUNK_ELEMS // max(1, n_l * n_c))
+    if xp is not np or chunk_points >= n_p:
+        return CostArrays(**prep.combine(np.arange(n_p)))
+    parts = {name: np.empty((n_l, n_c, n_p)) for name in COST_FIELDS}
+    parts["valid"] = np.empty((n_l, n_c, n_p), dtype=bool)
+    for start in range(0, n_p, chunk_points):
+        prep.combine(np.arange(start, min(n_p, start + chunk_points)), out=parts)
+    return CostArrays(**parts)
+
+
+def evaluate_one(layer: Layer, choice: Choice, hw: OverlayParams, *, clock_mhz: float = 200.0,
+                 dram_gbps: float = 19.2, static_power_w: float = 0.0, family: str = "xcup",
+                 precision: int = 8) -> CostReport:
+    """Costs of one layer under one choice on one overlay (the same formulas as
+    :func:`evaluate`, on 1×1×1 tables)."""
+    layers = LayerTable.from_layers([layer])
+    if len(layers) != 1:
+        raise ValueError(f"layer must be a conv or fc layer, not {layer.op!r}")
+    choices = ChoiceTable([choice])
+    table = HardwareTable.from_params([hw], clock_mhz=clock_mhz, dram_gbps=dram_gbps,
+                                      static_power_w=static_power_w, family=family)
+    prep = _Prepared(layers, choices, table, precision, np, True)
+    out = prep.combine(np.arange(1))
+    shapes, traffic = prep.shapes, prep.traffic
+
+    def scalar(x):
+        return float(np.asarray(x).reshape(-1)[0])
+
+    return CostReport(
+        valid=bool(np.asarray(out["valid"]).reshape(-1)[0]),
+        **{name: scalar(out[name]) for name in COST_FIELDS},
+        act_bytes=scalar(traffic.act_bytes), weight_bytes=scalar(traffic.weight_bytes),
+        out_bytes=scalar(traffic.out_bytes),
+        gemm=tuple(int(scalar(x)) for x in (shapes.m, shapes.k, shapes.n, shapes.count)),
+        tile=tuple(int(scalar(x)) for x in (traffic.hb, traffic.wb, traffic.nb)),
+        tiles=int(scalar(traffic.n_tiles)), blocks=int(scalar(traffic.n_blocks)))
+
+
+@dataclass(frozen=True, eq=False)
+class AuxCost:
+    """Costs of the non-MAC layers, each member ``(A, P)``: cycles, DRAM bytes, energy (pJ)."""
+
+    cycles: object
+    dram_bytes: object
+    energy_pj: object
+
+
+def evaluate_aux(aux: AuxTable, hardware: HardwareTable, xp=np, *, precision: int = 8,
+                 fuse: bool = True) -> AuxCost:
+    """Costs of pooling, global pooling and add layers on every hardware point.
+
+    An unfused layer is one streaming pass: read its inputs from DRAM, combine ``window``
+    elements per output on ``cols`` lanes, write its output; its cycles are the larger of the
+    lane time, ceil(out·window / cols), and the DRAM time.  With ``fuse``, a ``fusable``
+    layer (a pool right behind a conv that feeds nothing else) runs in that conv's back end
+    and costs nothing extra.
+    """
+    ab = precision / 8.0
+    cols = xp.asarray(hardware.cols.astype(np.float64)[None, :])
+    ins = xp.asarray(aux.in_elems.astype(np.float64)[:, None])
+    outs = xp.asarray(aux.out_elems.astype(np.float64)[:, None])
+    win = xp.asarray(aux.window.astype(np.float64)[:, None])
+    fused = xp.asarray((aux.fusable & fuse)[:, None])
+    bpc = xp.asarray(np.asarray(hardware.dram_bytes_per_cycle()).reshape(1, -1))
+    lanes = -(-(outs * win) // cols)
+    dram = (ins + outs) * ab + 0.0 * cols
+    cycles = xp.maximum(lanes, dram / bpc)
+    energy = (dram * DRAM_PJ_PER_BYTE + outs * win * ENERGY_PJ["fpga_factor"] * add_pj(32)
+              + static_energy_pj(cycles, hardware))
+    return AuxCost(cycles=xp.where(fused, 0.0, cycles), dram_bytes=xp.where(fused, 0.0, dram),
+                   energy_pj=xp.where(fused, 0.0, energy))
