@@ -106,8 +106,8 @@ def dram_bytes_per_cycle(dram_gbps, clock_mhz, bus_bits) -> np.ndarray:
     The lesser of the board's DRAM bandwidth (GB/s; 1 GB/s at 1 MHz is 1000 bytes a cycle)
     and the AXI bus (``bus_bits / 8`` bytes a cycle).
     """
-    return np.minimum(np.asarray(dram_gbps, dtype=float) * 1e3 / np.asarray(clock_mhz, float),
-                      np.asarray(bus_bits, dtype=float) / 8.0)
+    board = np.asarray(dram_gbps, dtype=float) * 1e3 / np.asarray(clock_mhz, dtype=float)
+    return np.minimum(board, np.asarray(bus_bits, dtype=float) / 8.0)
 
 
 def dynamap_transition_bytes(next_algorithm: str, last_algorithm: str, out_shape,
