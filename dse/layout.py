@@ -116,8 +116,8 @@ def dynamap_transition_bytes(next_algorithm: str, last_algorithm: str, out_shape
 
     papers.md 1.3 (``transition_LD_cost`` of the authors' tool): im2col consumers pay the
     Toeplitz expansion O1·O2·K1·K2·C; kn2row (and joins) O1·O2·C; Winograd the overlapping
-    tile expansion O1·O2·(t/m)²·C, divided by m² after a Winograd producer.  ``out_shape`` is the
-    producer's ``(C, O1, O2)``; the tool's 4 % lower effective bandwidth for Winograd is left to
+    tile expansion O1·O2·(t/m)²·C, divided by m² after a Winograd producer.  ``out_shape`` is
+    the producer's ``(C, O1, O2)``; the tool's 4 % lower effective bandwidth for Winograd is left to
     the caller.
     """
     c, o1, o2 = out_shape
