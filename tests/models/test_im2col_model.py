@@ -45,3 +45,26 @@ def test_words_are_padded_channels_of_patches():
     words = im2col_words(x, 1, 1, 0, 1, lanes=3)
     np.testing.assert_array_equal(words, [[1, 5, 0], [2, 6, 0], [3, 7, 0], [4, 8, 0]])
     np.testing.assert_array_equal(hwc_words(x, 3), words)
+
+
+def random_layer(rng, kernels=(1, 3, 5, 7)):
+    """A random conv layer: (c, h, w, n, k, stride, pad, dilation, groups)."""
+    k = int(rng.choice(kernels))
+    s, d = int(rng.integers(1, 3)), int(rng.integers(1, 3)) if k < 5 else 1
+    g = int(rng.choice([1, 1, 2, 3]))
+    c, n = g * int(rng.integers(1, 7)), g * int(rng.integers(1, 6))
+    p = int(rng.integers(0, k // 2 * d + 1))
+    h, w = int(rng.integers(d * (k - 1) + 1, 20)), int(rng.integers(d * (k - 1) + 1, 20))
+    return c, h, w, n, k, s, p, d, g
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(40))
+def test_im2col_random_layers(seed):
+    rng = np.random.default_rng(5000 + seed)
+    c, h, w, n, k, s, p, d, g = random_layer(rng)
+    bits = 16 if seed % 4 == 0 else 8
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (c, h, w))
+    wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, c // g, k, k))
+    ref = conv2d(x, wt, s, p, d, g) if bits == 16 else ort_conv_integer(x, wt, s, p, d, g)
+    np.testing.assert_array_equal(im2col_conv(x, wt, s, p, d, g), ref)

@@ -43,3 +43,20 @@ def test_shift_add_by_hand():
 def test_partial_words_order():
     p = kn2row_partials(np.ones((1, 1, 2)), np.arange(3).reshape(3, 1, 1, 1))
     np.testing.assert_array_equal(partial_words(p, 2), [[0, 1], [2, 0], [0, 1], [2, 0]])
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(40))
+def test_kn2row_random_layers(seed):
+    rng = np.random.default_rng(6000 + seed)
+    k = int(rng.choice([1, 3, 5, 7]))
+    s, d = int(rng.integers(1, 3)), int(rng.integers(1, 3)) if k < 5 else 1
+    g = int(rng.choice([1, 1, 2]))
+    c, n = g * int(rng.integers(1, 7)), g * int(rng.integers(1, 6))
+    p = int(rng.integers(0, k // 2 * d + 1))
+    h, w = int(rng.integers(d * (k - 1) + 1, 20)), int(rng.integers(d * (k - 1) + 1, 20))
+    bits = 16 if seed % 4 == 0 else 8
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (c, h, w))
+    wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, c // g, k, k))
+    ref = conv2d(x, wt, s, p, d, g) if bits == 16 else ort_conv_integer(x, wt, s, p, d, g)
+    np.testing.assert_array_equal(kn2row_conv(x, wt, s, p, d, g), ref)

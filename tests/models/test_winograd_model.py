@@ -86,3 +86,19 @@ def test_f4_exact_when_weights_are_exact():
 def test_winograd_refuses_non_3x3():
     with pytest.raises(ValueError, match=r"^kernel must be 3×3, not 5×5$"):
         winograd_conv(np.zeros((1, 8, 8)), np.zeros((1, 1, 5, 5)))
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(30))
+def test_winograd_random_layers(seed):
+    rng = np.random.default_rng(7000 + seed)
+    c, n = int(rng.integers(1, 20)), int(rng.integers(1, 9))
+    h, w, p = int(rng.integers(3, 20)), int(rng.integers(3, 20)), int(rng.integers(0, 3))
+    bits = 16 if seed % 4 == 0 else 8
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (c, h, w))
+    wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, c, 3, 3))
+    ref = conv2d(x, wt, 1, p) if bits == 16 else ort_conv_integer(x, wt, 1, p)
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2), ref)
+    f = int(rng.integers(4, 13))
+    err = np.abs(winograd_conv(x, wt, p, m=4, frac_bits=f) - ref)
+    assert (err <= winograd_error_bound(x, p, m=4, frac_bits=f)).all()

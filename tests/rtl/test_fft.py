@@ -136,3 +136,22 @@ def test_spectral_conv_through_rtl_fft_and_ifft():
 def test_rejects_bad_size():
     with pytest.raises(ValueError, match=r"^n must be 4, 8, 16 or 32, not 12$"):
         FFT2D(12)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("n,bits,inverse", [(8, 16, True), (16, 16, False), (16, 14, True),
+                                            (32, 16, False), (32, 18, True)])
+def test_fft_sweep(n, bits, inverse):
+    rng = np.random.default_rng(n + bits)
+    lg = n.bit_length() - 1
+    scale = tuple(bool(v) for v in rng.integers(0, 2, 2 * lg)) if inverse else None
+    p = FFTParams(n, bits, bits, scale)
+    lim = 1 << (bits - 1)
+    re = rng.integers(-lim, lim, (2, n, n)) >> rng.integers(0, bits, (2, 1, 1))
+    im = rng.integers(-lim, lim, (2, n, n)) >> rng.integers(0, bits, (2, 1, 1))
+    gr, gi, _ = rtl_fft2d(re, im, p, inverse, idle=0.3, stall=0.3, seed=n)
+    wr, wi = fft2d_fixed(re, im, p, inverse)
+    np.testing.assert_array_equal(gr, wr)
+    np.testing.assert_array_equal(gi, wi)
+    _, _, cycles = rtl_fft2d(re, im, p, inverse)
+    assert cycles == fft2d_cycles(n, 2, 1)

@@ -94,3 +94,21 @@ def test_im2col_int16_words():
     x = rng.integers(-32768, 32768, (3, 4, 4))
     got, _ = rtl_im2col(x, 3, 1, 1, 1, 3, width=16)
     np.testing.assert_array_equal(got, im2col_words(x, 3, 1, 1, 1, 3))
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(8))
+def test_im2col_sweep(seed):
+    rng = np.random.default_rng(300 + seed)
+    k = [1, 3, 5, 7][seed % 4]
+    s, d = int(rng.integers(1, 3)), int(rng.integers(1, 3)) if k < 5 else 1
+    p = int(rng.integers(0, k // 2 * d + 1))
+    c, lanes = int(rng.integers(1, 10)), int(rng.integers(1, 5))
+    h, w = int(rng.integers(d * (k - 1) + 1, 12)), int(rng.integers(d * (k - 1) + 1, 12))
+    bits = 16 if seed % 3 == 0 else 8
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (c, h, w))
+    got, _ = rtl_im2col(x, k, s, p, d, lanes, stall=0.4, seed=seed, width=bits)
+    np.testing.assert_array_equal(got, im2col_words(x, k, s, p, d, lanes))
+    _, cycles = rtl_im2col(x, k, s, p, d, lanes, width=bits)
+    oh, ow = conv_out_size(h, k, s, p, d), conv_out_size(w, k, s, p, d)
+    assert cycles == im2col_stream_cycles(oh, ow, k, k, -(-c // lanes))

@@ -113,3 +113,25 @@ def test_int16_partials_with_48_bit_accumulators():
     parts = kn2row_partials(x, wt)
     got, _ = rtl_shift_add(parts, 4, 5, 1, 1, 1, 2, acc_width=48)
     np.testing.assert_array_equal(got[0], conv2d(x, wt, 1, 1))
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(8))
+def test_shift_add_sweep(seed):
+    rng = np.random.default_rng(400 + seed)
+    k = [1, 3, 5, 7][seed % 4]
+    s = [1, 2, 4][seed % 3]
+    d = int(rng.integers(1, 3)) if k < 5 else 1
+    p = int(rng.integers(0, k // 2 * d + 1))
+    c, n, lanes = int(rng.integers(1, 6)), int(rng.integers(1, 8)), int(rng.integers(1, 4))
+    h, w = int(rng.integers(d * (k - 1) + 1, 10)), int(rng.integers(d * (k - 1) + 1, 10))
+    bits, acc_w = (16, 48) if seed % 3 == 0 else (8, 32)
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (c, h, w))
+    wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, c, k, k))
+    oh, ow = conv_out_size(h, k, s, p, d), conv_out_size(w, k, s, p, d)
+    parts = kn2row_partials(x, wt)
+    got, _ = rtl_shift_add(parts, oh, ow, s, p, d, lanes, idle=0.3, stall=0.3, seed=seed,
+                           acc_width=acc_w)
+    np.testing.assert_array_equal(got[0], conv2d(x, wt, s, p, d))
+    _, cycles = rtl_shift_add(parts, oh, ow, s, p, d, lanes, acc_width=acc_w)
+    assert cycles == [kn2row_shift_add_cycles(h, w, k, k, oh, ow, -(-n // lanes))]

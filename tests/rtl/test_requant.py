@@ -96,3 +96,22 @@ def test_requant_rejects_bad_params():
         Requant(0)
     with pytest.raises(TypeError, match=r"^acc_width must be an integer, not 3.0$"):
         Requant(1, 3.0)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("seed", range(6))
+def test_requant_sweep(seed):
+    rng = np.random.default_rng(1000 + seed)
+    lanes = int(rng.integers(1, 9))
+    acc_w, out_w = [(32, 8), (48, 16)][seed % 2]
+    mult_w = int(rng.integers(4, 25))
+    acc = rng.integers(-(1 << (acc_w - 1)), 1 << (acc_w - 1), (300, lanes))
+    acc >>= rng.integers(0, acc_w - 2, (300, lanes))
+    mult, shift = int(rng.integers(0, 1 << mult_w)), int(rng.integers(0, 63))
+    relu = seed % 3 == 0
+    dut = Requant(lanes, acc_w, out_w, mult_w)
+    cfg = {"mult": mult, "shift": shift, "relu": int(relu)}
+    got, _ = run_stream(dut, acc.tolist(), 300, config=cfg, idle=0.4, stall=0.4, seed=seed)
+    np.testing.assert_array_equal(got, requantize(acc, mult, shift, out_w, relu))
+    _, cycles = run_stream(Requant(lanes, acc_w, out_w, mult_w), acc.tolist(), 300, config=cfg)
+    assert cycles == requant_cycles(300)

@@ -131,3 +131,43 @@ def test_f2_layer_through_rtl_transforms_is_exact():
 def test_rejects_bad_m():
     with pytest.raises(ValueError, match=r"^m must be one of \(2, 4\), not 3$"):
         InputTransform(3)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("m,bits", [(2, 8), (4, 8), (2, 16), (4, 16)])
+def test_transforms_sweep(m, bits):
+    rng = np.random.default_rng(50 + m + bits)
+    t = m + 2
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    d = rng.integers(lo, hi + 1, (150, t, t))
+    d[rng.random(d.shape) < 0.2] = lo
+    d[rng.random(d.shape) < 0.2] = hi
+    got, _ = rtl_input_transform(d, m, bits, idle=0.4, stall=0.4, seed=bits)
+    np.testing.assert_array_equal(got, input_transform(d, m))
+    acc_w = 32 if bits == 8 else 48
+    acc = rng.integers(-(1 << (acc_w - 1)), 1 << (acc_w - 1), (150, t, t))
+    acc >>= rng.integers(0, acc_w, (150, t, t))
+    got, cycles = rtl_output_transform(acc, m, acc_w, 7, idle=0.4, stall=0.4, seed=m)
+    np.testing.assert_array_equal(got, output_transform(acc, m, 7))
+    _, cycles = rtl_output_transform(acc, m, acc_w, 7)
+    assert cycles == winograd_output_transform_cycles(150, 1, m=m)
+
+
+@pytest.mark.regress
+def test_f4_layer_through_rtl_transforms_equals_golden():
+    from sim.models.winograd import winograd_conv, winograd_error_bound
+    rng = np.random.default_rng(6)
+    c, n, frac = 3, 2, 7
+    x = rng.integers(-128, 128, (c, 8, 8))
+    w = rng.integers(-128, 128, (n, c, 3, 3))
+    xp = np.zeros((c, 10, 10), dtype=np.int64)
+    xp[:, 1:9, 1:9] = x
+    tiles = np.array([[[xp[ch, 4 * i:4 * i + 6, 4 * j:4 * j + 6] for j in range(2)]
+                       for i in range(2)] for ch in range(c)])
+    v, _ = rtl_input_transform(tiles.reshape(-1, 6, 6), 4, 8, stall=0.3, seed=1)
+    u = transform_weights(w, 4, frac)
+    acc = np.einsum("nckl,cijkl->nijkl", u, v.reshape(c, 2, 2, 6, 6))
+    y, _ = rtl_output_transform(acc.reshape(-1, 6, 6), 4, 32, frac, idle=0.3, seed=2)
+    y = y.reshape(n, 2, 2, 4, 4).transpose(0, 1, 3, 2, 4).reshape(n, 8, 8)
+    np.testing.assert_array_equal(y, winograd_conv(x, w, 1, 4, frac))
+    assert (np.abs(y - conv2d(x, w, 1, 1)) <= winograd_error_bound(x, 1, 4, frac)).all()
