@@ -155,3 +155,13 @@ def test_fft_sweep(n, bits, inverse):
     np.testing.assert_array_equal(gi, wi)
     _, _, cycles = rtl_fft2d(re, im, p, inverse)
     assert cycles == fft2d_cycles(n, 2, 1)
+
+
+@pytest.mark.verilator
+def test_lints_clean(tmp_path):
+    from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
+    for i, dut in enumerate([FFT2D(8), FFT2D(4, 12, 10)]):
+        top = f"lint_fft{i}"
+        violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
+        assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
+        assert {w.rule for w in waived} <= set(LINT_WAIVERS)

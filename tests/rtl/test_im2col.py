@@ -112,3 +112,13 @@ def test_im2col_sweep(seed):
     _, cycles = rtl_im2col(x, k, s, p, d, lanes, width=bits)
     oh, ow = conv_out_size(h, k, s, p, d), conv_out_size(w, k, s, p, d)
     assert cycles == im2col_stream_cycles(oh, ow, k, k, -(-c // lanes))
+
+
+@pytest.mark.verilator
+def test_lints_clean(tmp_path):
+    from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
+    for i, dut in enumerate([Im2col(4, 8, 256)]):
+        top = f"lint_im2col{i}"
+        violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
+        assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
+        assert {w.rule for w in waived} <= set(LINT_WAIVERS)

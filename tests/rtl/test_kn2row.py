@@ -135,3 +135,13 @@ def test_shift_add_sweep(seed):
     np.testing.assert_array_equal(got[0], conv2d(x, wt, s, p, d))
     _, cycles = rtl_shift_add(parts, oh, ow, s, p, d, lanes, acc_width=acc_w)
     assert cycles == [kn2row_shift_add_cycles(h, w, k, k, oh, ow, -(-n // lanes))]
+
+
+@pytest.mark.verilator
+def test_lints_clean(tmp_path):
+    from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
+    for i, dut in enumerate([ShiftAdd(2, 32, 32, 256)]):
+        top = f"lint_kn2row{i}"
+        violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
+        assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
+        assert {w.rule for w in waived} <= set(LINT_WAIVERS)

@@ -115,3 +115,13 @@ def test_requant_sweep(seed):
     np.testing.assert_array_equal(got, requantize(acc, mult, shift, out_w, relu))
     _, cycles = run_stream(Requant(lanes, acc_w, out_w, mult_w), acc.tolist(), 300, config=cfg)
     assert cycles == requant_cycles(300)
+
+
+@pytest.mark.verilator
+def test_lints_clean(tmp_path):
+    from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
+    for i, dut in enumerate([Requant(2)]):
+        top = f"lint_requant{i}"
+        violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
+        assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
+        assert {w.rule for w in waived} <= set(LINT_WAIVERS)

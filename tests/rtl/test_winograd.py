@@ -171,3 +171,13 @@ def test_f4_layer_through_rtl_transforms_equals_golden():
     y = y.reshape(n, 2, 2, 4, 4).transpose(0, 1, 3, 2, 4).reshape(n, 8, 8)
     np.testing.assert_array_equal(y, winograd_conv(x, w, 1, 4, frac))
     assert (np.abs(y - conv2d(x, w, 1, 1)) <= winograd_error_bound(x, 1, 4, frac)).all()
+
+
+@pytest.mark.verilator
+def test_lints_clean(tmp_path):
+    from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
+    for i, dut in enumerate([InputTransform(4, 8), OutputTransform(2, 32)]):
+        top = f"lint_winograd{i}"
+        violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
+        assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
+        assert {w.rule for w in waived} <= set(LINT_WAIVERS)
