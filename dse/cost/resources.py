@@ -10,7 +10,9 @@ Measured (docs/TOOLCHAIN.md section 3, Yosys ``-flatten``, output-stationary int
   Least squares through the origin over the two points: 49.85 LUT and 54.56 FF per PE, i.e.
   1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit.  (A fit with an intercept
   gives a negative one, so per-PE proportionality is what the data support.)
-* ecp5: 4085 LUT4 (8×8) and 12461 (16×16) -> 49.57 LUT4 per PE (1.0327 per bit); FF as xcup.
+* ecp5: 4085 LUT4 (8×8) and 12461 (16×16) are not proportional (the 8×8 count carries
+  muxes that do not grow with the array), so the line through both points is used: 43.625
+  LUT4 per PE (0.9089 per bit) plus 1293 for the array; FF as xcup.
 * One int8 × int8 multiply is one DSP48E2 or one MULT18X18D.  Wider operands: a DSP48E2 is a
   27×18 multiplier, a MULT18X18D 18×18, so a PE takes ceil(wide/27)·ceil(narrow/18) DSP48E2
   or ceil(a/18)·ceil(b/18) MULT18X18D.
@@ -37,12 +39,14 @@ import numpy as np
 
 from dse.cost.energy import WINOGRAD_ADDS
 
-__all__ = ["RESOURCE_COEFFS", "Resources", "estimate_resources"]
+__all__ = ["RESOURCE_COEFFS", "Resources", "estimate_resources", "array_resources",
+           "REQUANT_MULT_BITS"]
 
 #: Coefficients per family.  Keys ending in ``_uncalibrated`` are estimates awaiting Yosys.
 RESOURCE_COEFFS = {
     "xcup": {
         "lut_per_pe_bit": 49.85 / 48,      # TOOLCHAIN.md 3: sa8/sa16 fit
+        "lut_array_base": 0.0,
         "ff_per_pe_bit": 54.56 / 48,       # TOOLCHAIN.md 3: sa8/sa16 fit
         "dsp_max_a": 27, "dsp_max_b": 18,  # DSP48E2 multiplier port widths
         "bram_data_kbits": 32, "bram_max_width": 72,   # RAMB36E2
@@ -51,7 +55,8 @@ RESOURCE_COEFFS = {
         "fft_engine_lut_uncalibrated": 600, "fft_engine_dsp_uncalibrated": 4,
     },
     "ecp5": {
-        "lut_per_pe_bit": 49.57 / 48,      # TOOLCHAIN.md 3: LUT4 of sa8/sa16
+        "lut_per_pe_bit": 43.625 / 48,     # TOOLCHAIN.md 3: line through sa8/sa16 LUT4
+        "lut_array_base": 1293.0,
         "ff_per_pe_bit": 54.56 / 48,
         "dsp_max_a": 18, "dsp_max_b": 18,  # MULT18X18D
         "bram_data_kbits": 16, "bram_max_width": 36,   # DP16KD
@@ -103,16 +108,22 @@ def _blocks(kib, port_bits, c):
     return 2 * np.maximum(by_size, by_width)
 
 
+def array_resources(hw) -> tuple:
+    """``(dsp, lut, ff)`` of the PE array alone, float ``(P,)`` arrays (the measured part)."""
+    c = RESOURCE_COEFFS[hw.family]
+    pes = hw.rows * hw.cols
+    pe_bits = hw.a_width + hw.b_width + hw.acc_width
+    return (pes * _mults(hw.a_width, hw.b_width, c),
+            pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"],
+            pes * pe_bits * c["ff_per_pe_bit"])
+
+
 def estimate_resources(hw) -> Resources:
     """Estimated DSP, LUT, FF and BRAM blocks of every point of ``hw`` (module docstring)."""
     c = RESOURCE_COEFFS[hw.family]
     rows, cols = hw.rows, hw.cols
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
-    pes = rows * cols
-    pe_bits = a + b + acc
-    dsp = pes * _mults(a, b, c)
-    lut = pes * pe_bits * c["lut_per_pe_bit"]
-    ff = pes * pe_bits * c["ff_per_pe_bit"]
+    dsp, lut, ff = array_resources(hw)
     lut = lut + c["shell_lut_uncalibrated"]
     ff = ff + c["shell_ff_uncalibrated"]
     adder = c["lut_per_adder_bit_uncalibrated"]

@@ -1,0 +1,149 @@
+"""Array and transform cycles: GEMM decompositions derived by hand, and invariants.
+
+The cycles of one GEMM belong to dse.cost.gemm (tested against the RTL by its own tests); what
+is checked here is how each algorithm turns a layer into GEMMs -- the (M, K, N, count) worked
+out below from what the algorithm computes -- and that compute_cycles is count × one GEMM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dse.cost import gemm
+from dse.cost.choices import Choice, ChoiceTable, enumerate_choices
+from dse.cost.hardware import HardwareTable
+from dse.cost.latency import array_cycles, gemm_shapes
+from dse.cost.model import evaluate_one
+from dse.cost.workload import LayerTable
+from rtl.params import Algorithm, Dataflow, OverlayParams
+
+from cost_helpers import conv, fc
+
+WIDE = OverlayParams(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, winograd_m=2,
+                     fft_size=8)
+
+
+def _one(layer, variant, flow="os", hw=None):
+    """evaluate_one on a 4×4 overlay that has the unit ``variant`` needs."""
+    if hw is None:
+        m = {"F2x2_3x3": 2, "F4x4_3x3": 4}.get(variant, 2)
+        n = {"fft16": 16}.get(variant, 8)
+        hw = OverlayParams(**{**WIDE.__dict__, "winograd_m": m, "fft_size": n})
+    algo = {"im2col": Algorithm.IM2COL, "kn2row": Algorithm.KN2ROW, "F2x2_3x3":
+            Algorithm.WINOGRAD, "F4x4_3x3": Algorithm.WINOGRAD, "fft8": Algorithm.FFT,
+            "fft16": Algorithm.FFT}[variant]
+    return evaluate_one(layer, Choice(algo, variant, Dataflow(flow), "weights"), hw)
+
+
+# Each case: a layer, a variant, and (M, K, N, count) derived from the algorithm's meaning.
+HAND_CASES = [
+    # im2col: 8×8 input, 3×3, pad 1 -> 8×8 = 64 output pixels; a patch is 3·3·5 = 45 values; 7 filters
+    (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "im2col", (64, 45, 7, 1)),
+    # grouped (g=2): two GEMMs of 64 pixels × (3·3·4/2 = 18) × (6/2 = 3 filters)
+    (conv(c_in=4, h=8, w=8, c_out=6, k=3, p=1, g=2), "im2col", (64, 18, 3, 2)),
+    # fc on 16×2×2: one output "pixel", K = 64 features, N = 10
+    (fc(c=16, h=2, w=2, out=10), "im2col", (1, 64, 10, 1)),
+    # kn2row: 9 1×1 GEMMs over all 8·8 input pixels, K = Cin = 5, N = 7
+    (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "kn2row", (64, 5, 7, 9)),
+    # kn2row with stride 2: still every one of the 10·10 input pixels (strided ones dropped)
+    (conv(c_in=3, h=10, w=10, c_out=4, k=3, s=2, p=1), "kn2row", (100, 3, 4, 9)),
+    # Winograd F(2,3) on 7×7 outputs: ceil(7/2)² = 16 tiles, (2+2)² = 16 GEMMs
+    (conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1), "F2x2_3x3", (16, 5, 7, 16)),
+    # F(4,3) on 8×8 outputs: 4 tiles, 6² = 36 GEMMs
+    (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "F4x4_3x3", (4, 5, 7, 36)),
+    # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces -> 4·16 GEMMs over 4 tiles
+    (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 2, 3, 64)),
+    # FFT 8 with a 3×3 kernel: each tile yields 6×6 outputs; 12×12 -> 2·2 = 4 tiles;
+    # 8·(8/2+1) = 40 Hermitian bins, 3 real GEMMs each (Gauss)
+    (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (4, 5, 7, 120)),
+    # FFT 16 with a 1×7 kernel: tiles of 16×10 outputs over 9×9 -> 1·1
+    (conv(c_in=2, h=9, w=15, c_out=3, k=1, kw=7, p=0), "fft16", (1, 2, 3, 3 * 16 * 9)),
+]
+
+
+@pytest.mark.parametrize("layer, variant, expected", HAND_CASES)
+@pytest.mark.parametrize("flow", ["ws", "os", "is"])
+def test_gemm_decomposition_by_hand(layer, variant, expected, flow):
+    report = _one(layer, variant, flow)
+    assert report.valid
+    assert report.gemm == expected
+    m, k, n, count = expected
+    one = gemm.gemm_cycles(m, k, n, 4, 4, Dataflow(flow).code)
+    assert report.compute_cycles == count * one
+
+
+def test_fill_drain_is_a_part_of_compute():
+    layers = LayerTable.from_layers([conv("a", c_in=16, h=14, w=14, c_out=32, k=3, p=1),
+                                     conv("b", c_in=3, h=9, w=9, c_out=5, k=1, p=0)])
+    choices = enumerate_choices(["im2col", "kn2row", "winograd", "fft"])
+    hw = HardwareTable.from_grid(rows=[2, 4, 8], cols=[3, 8], a_width=[17], b_width=[17],
+                                 acc_width=[48])
+    total, fill = array_cycles(gemm_shapes(layers, choices), choices, hw)
+    shapes = gemm_shapes(layers, choices)
+    pes = (hw.rows * hw.cols).reshape(1, 1, -1)
+    assert np.all(fill >= 0)
+    # the rest streams at most rows·cols MACs a cycle
+    assert np.all(total - fill >= shapes.macs / pes - 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(c_in=st.integers(2, 8), c_out=st.integers(2, 8), size=st.integers(4, 10),
+       m=st.sampled_from([2, 4]))
+def test_winograd_does_fewer_multiplies_than_im2col_on_3x3(c_in, c_out, size, m):
+    # the point of Winograd: (m+2)² products per m² outputs instead of 9·m², per channel pair,
+    # so whenever m divides the output size the array's MACs drop by 9m²/(m+2)²
+    size = size // m * m
+    layer = conv(c_in=c_in, h=size, w=size, c_out=c_out, k=3, p=1)
+    direct = math.prod(_one(layer, "im2col").gemm)
+    wino = math.prod(_one(layer, f"F{m}x{m}_3x3").gemm)
+    assert wino * 9 * m * m == direct * (m + 2) ** 2
+
+
+@pytest.mark.parametrize("flow", ["ws", "os", "is"])
+def test_bigger_arrays_are_not_slower_on_big_layers(flow):
+    # layers whose GEMM dimensions are multiples of 32 (no ragged folds) and whose streamed
+    # dimension is long (an fc layer in ws streams M = 1 row and only pays more fill when
+    # the array grows, so it is not among them)
+    layers = LayerTable.from_layers([conv("a", c_in=64, h=32, w=32, c_out=64, k=3, p=1),
+                                     conv("b", c_in=128, h=16, w=16, c_out=256, k=1, p=0),
+                                     conv("c", c_in=256, h=8, w=8, c_out=128, k=3, p=1)])
+    choices = enumerate_choices(["im2col"], [flow], ["weights"])
+    hw = HardwareTable.from_grid(rows=[8, 16, 32], cols=[8, 16, 32])
+    total, _ = array_cycles(gemm_shapes(layers, choices), choices, hw, fill_drain=False)
+    by_shape = total[:, 0, :].reshape(len(layers), 3, 3)
+    assert np.all(np.diff(by_shape, axis=1) <= 0)      # more rows
+    assert np.all(np.diff(by_shape, axis=2) <= 0)      # more columns
+
+
+def test_transform_cycles_of_units():
+    # FFT: one engine transforms every input tile of every channel, and the IFFT every output
+    # tile of every filter; the slower of the two bounds the layer (transforms.py formulas)
+    from dse.cost import transforms as tf
+
+    layer = conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1)
+    report = _one(layer, "fft8")
+    assert report.transform_cycles == max(tf.fft2d_cycles(8, 4, 5), tf.fft2d_cycles(8, 4, 7))
+    assert report.cycles >= report.transform_cycles
+    # Winograd on 4 lanes: 16 tiles × ceil(5/4) channel words in, 16 × ceil(7/4) out
+    layer = conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1)
+    report = _one(layer, "F2x2_3x3")
+    back = max(tf.winograd_output_transform_cycles(16, 7, 2, lanes=4),
+               tf.requant_cycles(49 * 2))
+    assert report.transform_cycles == max(tf.winograd_input_transform_cycles(16, 5, 2, lanes=4),
+                                          back)
+
+
+def test_choice_table_order_does_not_matter():
+    layer = conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1)
+    choices = enumerate_choices()
+    rev = ChoiceTable(list(reversed(choices.choices)))
+    layers = LayerTable.from_layers([layer])
+    hw = HardwareTable.from_params([WIDE])
+    a, _ = array_cycles(gemm_shapes(layers, choices), choices, hw)
+    b, _ = array_cycles(gemm_shapes(layers, rev), rev, hw)
+    assert np.array_equal(a[:, ::-1], b)

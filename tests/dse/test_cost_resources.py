@@ -1,0 +1,65 @@
+"""Resource model: the measured array points of docs/TOOLCHAIN.md section 3, DSP packing by
+operand width, and BRAM blocks by capacity and port width (derived by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dse.cost.hardware import HardwareTable
+from dse.cost.resources import array_resources, estimate_resources
+from rtl.params import OverlayParams
+
+# Yosys -flatten on the int8 output-stationary array (TOOLCHAIN.md section 3)
+MEASURED = {("xcup", 8): (64, 3119, 3424), ("xcup", 16): (256, 12780, 13984),
+            ("ecp5", 8): (64, 4085, 3424), ("ecp5", 16): (256, 12461, 13984)}
+
+
+@pytest.mark.parametrize("family, size", sorted(MEASURED))
+def test_array_matches_measured_synthesis(family, size):
+    hw = HardwareTable.from_params([OverlayParams(rows=size, cols=size)], family=family)
+    dsp, lut, ff = (float(x[0]) for x in array_resources(hw))
+    m_dsp, m_lut, m_ff = MEASURED[family, size]
+    assert dsp == m_dsp
+    # a two-point proportional fit: within 3 % of both points
+    assert lut == pytest.approx(m_lut, rel=0.03)
+    assert ff == pytest.approx(m_ff, rel=0.03)
+
+
+@pytest.mark.parametrize("family, widths, per_pe", [
+    ("xcup", (17, 17), 1),     # fits a 27×18 DSP48E2
+    ("xcup", (27, 18), 1),
+    ("xcup", (20, 20), 2),     # 20 > 18 on the narrow port: two DSP48E2
+    ("ecp5", (17, 17), 1),     # fits an 18×18 MULT18X18D
+    ("ecp5", (20, 20), 4),     # 2 × 2 tiles of 18×18
+])
+def test_dsp_per_pe_by_operand_width(family, widths, per_pe):
+    a, b = widths
+    hw = HardwareTable.from_params([OverlayParams(rows=4, cols=4, a_width=a, b_width=b,
+                                                  acc_width=48)], family=family)
+    assert array_resources(hw)[0][0] == 16 * per_pe
+
+
+def test_bram_blocks_by_hand():
+    # act 64 KiB (rows 8 × 8 bit = 64-bit port), weight 16 KiB (cols 8 × 8 = 64 bit),
+    # out 4 KiB (cols 8 × 32 bit = 256-bit port), each double-buffered
+    p = OverlayParams(rows=8, cols=8, act_buffer_kib=64, weight_buffer_kib=16, out_buffer_kib=4)
+    xcup = estimate_resources(HardwareTable.from_params([p], family="xcup"))
+    # RAMB36 holds 4 KiB of bytes, 72 bits wide: 16 + 4 + max(1, ceil(256/72) = 4), × 2
+    assert xcup.bram_blocks[0] == 2 * (16 + 4 + 4)
+    ecp5 = estimate_resources(HardwareTable.from_params([p], family="ecp5"))
+    # DP16KD holds 2 KiB of bytes, 36 bits wide: 32 + 8 + max(2, ceil(256/36) = 8), × 2
+    assert ecp5.bram_blocks[0] == 2 * (32 + 8 + 8)
+
+
+def test_units_cost_resources_and_fits():
+    base = dict(rows=8, cols=8, a_width=17, b_width=17, acc_width=48)
+    hw = HardwareTable.from_params([OverlayParams(**base), OverlayParams(**base, winograd_m=2),
+                                    OverlayParams(**base, fft_size=8)])
+    res = estimate_resources(hw)
+    assert res.lut[1] > res.lut[0] and res.ff[1] > res.ff[0]        # Winograd adders
+    assert res.dsp[2] > res.dsp[0] and res.bram_blocks[2] > res.bram_blocks[0]   # FFT engines
+    assert list(res.fits(dsp=int(res.dsp[0]), lut=10**7, ff=10**7, bram_blocks=10**4)) == [
+        True, True, False]
+    assert res.as_dict(0)["dsp"] == int(res.dsp[0])
+    assert np.all(res.lut > 0)
