@@ -1,0 +1,371 @@
+"""The report's plots: one function per plot, each returning a matplotlib ``Figure``.
+
+Figures are built on the Agg canvas directly (no ``pyplot``, so no global figure state and no
+GUI backend is ever selected); :func:`png_bytes` renders one to PNG.  Every function takes the
+design (:class:`dse.design.Design`) and plain data, never a path, so the report decides what
+is written where.
+
+* :func:`latency_plot` -- per-layer latency stacked as array / exposed transform / exposed
+  memory (:func:`latency_stack` says how design.json's overlapping cycle counts are split),
+  coloured by algorithm;
+* :func:`roofline_plot` -- the board's roofline with each MAC layer at its arithmetic intensity;
+* :func:`resource_plot` -- resource use against the board budget (model, and Yosys if known);
+* :func:`pareto_plot` -- the latency-power Pareto front of the hardware search;
+* :func:`verify_plot` -- predicted against measured cycles per simulated layer.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+__all__ = ["ALGORITHM_COLOURS", "latency_stack", "latency_plot", "roofline_plot",
+           "resource_budget", "resource_plot", "pareto_plot", "verify_plot", "png_bytes"]
+
+#: One colour per algorithm (colour-blind-safe Okabe-Ito hues); ``other`` for pools and adds.
+ALGORITHM_COLOURS = {
+    "im2col": "#0072B2", "kn2row": "#E69F00", "winograd": "#009E73", "fft": "#CC79A7",
+    "sparse_fft": "#D55E00", "other": "#999999",
+}
+_FALLBACK_COLOUR = "#56B4E9"
+#: Hatches of the latency parts: array time is solid; the exposed parts are hatched.
+_PART_HATCH = {"array": "", "transform": "//", "memory": ".."}
+_PART_ALPHA = {"array": 1.0, "transform": 0.55, "memory": 0.3}
+_DPI = 110
+#: Above this many bars the latency plot turns horizontal (one row per layer).
+HORIZONTAL_ABOVE = 32
+
+
+def _colour(algorithm: str) -> str:
+    return ALGORITHM_COLOURS.get(algorithm, _FALLBACK_COLOUR)
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Return ``fig`` rendered as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
+def latency_stack(layer) -> tuple[int, int, int]:
+    """Split a layer's ``cycles`` into ``(array, transform, memory)`` parts that sum to it.
+
+    The cost model (``dse.cost.model``) runs the array and the transform units side by side
+    on double-buffered tiles, so on-chip time is ``max(compute, transform)``, and DRAM
+    transfers overlap it except the first load, the last store and any excess::
+
+        cycles = exposed + max(on_chip, memory_cycles - exposed)   (+ layout changes)
+
+    Stacking the three raw counts would double-count the overlap.  The honest stack is what
+    each stage adds on top of the others: ``array = compute_cycles``; ``transform = the part
+    of transform_cycles the array does not hide``, ``max(0, transform - compute)``; and
+    ``memory = cycles - max(compute, transform)``, the DRAM time not hidden behind on-chip
+    work (including the layout changes charged to the layer).  Each part is clamped so the
+    three are non-negative and sum exactly to ``cycles``.
+    """
+    cycles = int(layer.cycles)
+    array = min(int(layer.compute_cycles), cycles)
+    transform = min(max(0, int(layer.transform_cycles) - array), cycles - array)
+    return array, transform, cycles - array - transform
+
+
+def latency_plot(design) -> Figure:
+    """Per-layer latency bars stacked as array / exposed transform / exposed memory.
+
+    Bars are coloured by the layer's algorithm; a black tick marks the layer's whole DRAM
+    transfer time (``memory_cycles``), most of which the stack shows hidden under on-chip
+    work.  Pools and adds (``other_layers``) follow as grey bars that are not split.
+    """
+    layers = list(design.layers)
+    others = list(design.other_layers)
+    n = len(layers) + len(others)
+    # Long networks read better with one row per layer, top to bottom in network order.
+    horizontal = n > HORIZONTAL_ABOVE
+    if horizontal:
+        fig = _figure(10.0, max(4.8, 0.17 * n + 1.5))
+    else:
+        fig = _figure(max(6.5, 0.38 * n + 2.5) + 2.6, 4.8)
+    ax = fig.add_subplot()
+    peak = max([lay.cycles for lay in layers] + [o["cycles"] for o in others] + [0])
+    scale, unit = (1e3, "k") if peak < 1e6 else (1e6, "M")
+
+    def bar(pos, value, start=0.0, **style):
+        if horizontal:
+            ax.barh(pos, value, left=start, height=0.75, **style)
+        else:
+            ax.bar(pos, value, bottom=start, width=0.75, **style)
+
+    def tick(pos, value):
+        span, at = [pos - 0.375, pos + 0.375], [value, value]
+        ax.plot(*((at, span) if horizontal else (span, at)), color="black", linewidth=1.2)
+
+    names = []
+    for x, layer in enumerate(layers):
+        colour = _colour(layer.algorithm)
+        start = 0.0
+        for part, value in zip(("array", "transform", "memory"), latency_stack(layer)):
+            bar(x, value / scale, start, color=colour, alpha=_PART_ALPHA[part],
+                hatch=_PART_HATCH[part], edgecolor=colour, linewidth=0.6)
+            start += value / scale
+        tick(x, layer.memory_cycles / scale)
+        names.append(layer.name)
+    for j, other in enumerate(others):
+        bar(len(layers) + j, other["cycles"] / scale, color=_colour("other"))
+        names.append(f"{other['name']} ({other['op']})")
+    if horizontal:
+        ax.set_yticks(range(n), names, fontsize=7)
+        ax.set_ylim(n - 0.3, -0.7)
+        ax.set_xlabel(f"cycles ({unit})")
+        ax.grid(axis="x", alpha=0.3)
+    else:
+        ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylabel(f"cycles ({unit})")
+        ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{design.config}: per-layer latency ({design.total_cycles:,} cycles = "
+                 f"{design.latency_ms:.3f} ms at {design.clock_mhz:g} MHz)", fontsize=10)
+    used = list(dict.fromkeys(lay.algorithm for lay in layers))
+    algo_handles = [Patch(color=_colour(a), label=a) for a in used]
+    if others:
+        algo_handles.append(Patch(color=_colour("other"), label="pool / add (not split)"))
+    part_handles = [
+        Patch(facecolor="#555555", edgecolor="#555555", label="array (compute_cycles)"),
+        Patch(facecolor="#555555", alpha=0.55, hatch="//", edgecolor="#555555",
+              label="transform not hidden by array"),
+        Patch(facecolor="#555555", alpha=0.3, hatch="..", edgecolor="#555555",
+              label="DRAM not hidden by on-chip work"),
+        ax.plot([], [], color="black", linewidth=1.2, label="all DRAM time (memory_cycles)")[0],
+    ]
+    # legends outside the axes, so that they never hide a bar
+    first = ax.legend(handles=algo_handles, title="algorithm", loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    ax.add_artist(first)
+    ax.legend(handles=part_handles, title="part of the bar", loc="lower left",
+              bbox_to_anchor=(1.01, 0.0), fontsize=8, title_fontsize=8)
+    return fig
+
+
+def roofline_plot(design, board) -> Figure:
+    """The board's roofline and each MAC layer at (MACs per DRAM byte, achieved MAC/s).
+
+    Peak compute is ``rows · cols · clock`` (one MAC per PE per cycle); the memory roof is the
+    board's DRAM bandwidth, and a dashed roof shows the AXI bus when it is the narrower.
+    Achieved MAC/s counts the layer's direct-convolution MACs over its predicted time, so
+    Winograd and FFT layers may rise above the array's peak: they do fewer multiplications.
+    Layers without DRAM traffic are left out (their intensity is unbounded).
+    """
+    clock_hz = design.clock_mhz * 1e6
+    hw = design.hardware
+    peak = hw["rows"] * hw["cols"] * clock_hz
+    board_bw = board.dram_gbps * 1e9
+    bus_bw = hw["bus_bits"] / 8 * clock_hz
+    points = [(lay, lay.macs / lay.dram_bytes, lay.macs * clock_hz / lay.cycles)
+              for lay in design.layers if lay.dram_bytes > 0 and lay.cycles > 0]
+    fig = _figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    xs = [p[1] for p in points] + [peak / board_bw, peak / bus_bw]
+    lo, hi = min(xs) / 4, max(xs) * 12        # room on the right for the point labels
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    ax.plot(grid, [min(peak, board_bw * x) / 1e9 for x in grid], color="black", linewidth=1.8,
+            label=f"roof: {board.dram_gbps:g} GB/s DRAM, {peak / 1e9:,.1f} GMAC/s peak "
+                  f"({hw['rows']}x{hw['cols']} at {design.clock_mhz:g} MHz)")
+    if bus_bw < board_bw:
+        ax.plot(grid, [min(peak, bus_bw * x) / 1e9 for x in grid], color="black",
+                linestyle="--", linewidth=1.0,
+                label=f"AXI bus roof: {hw['bus_bits']} bits = {bus_bw / 1e9:.1f} GB/s")
+    for variant in sorted({lay.variant for lay, _, _ in points if lay.algorithm == "winograd"}):
+        gain = _winograd_gain(variant)
+        if gain:
+            ax.plot(grid, [min(peak * gain, board_bw * x) / 1e9 for x in grid],
+                    color=_colour("winograd"), linestyle=":", linewidth=1.0,
+                    label=f"Winograd {variant} ideal: {gain:g}x fewer multiplications")
+    seen = set()
+    for layer, x, y in points:
+        label = None if layer.algorithm in seen else layer.algorithm
+        seen.add(layer.algorithm)
+        ax.scatter([x], [y / 1e9], color=_colour(layer.algorithm), s=36, zorder=3,
+                   edgecolor="black", linewidth=0.5, label=label)
+    for names, x, y in _clusters([(lay.name, x, y / 1e9) for lay, x, y in points]):
+        text = ", ".join(names) if len(names) <= 3 else f"{names[0]} .. {names[-1]} ({len(names)})"
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, -3), fontsize=7)
+    ax.set_xlim(lo, hi)
+    top = max([peak] + [y for _, _, y in points]) / 1e9
+    ax.set_ylim(top=top * 3)
+    ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
+    ax.set_ylabel("achieved GMAC/s (direct-convolution MACs / predicted time)")
+    ax.set_title(f"{design.config}: roofline of {board.name}", fontsize=10)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def _winograd_gain(variant: str) -> float:
+    """Multiplications saved by Winograd F(m×m, r×r): (m·r)² direct against (m+r-1)²."""
+    match = re.fullmatch(r"F(\d+)x\d+_(\d+)x\d+", variant or "")
+    if not match:
+        return 0.0
+    m, r = int(match[1]), int(match[2])
+    return (m * r) ** 2 / (m + r - 1) ** 2
+
+
+def _clusters(points, ratio: float = 1.25):
+    """Group ``(name, x, y)`` points lying within ``ratio`` of each other on both log axes.
+
+    Returns ``(names, x, y)`` per group, at the group's first point, so that one label names
+    all the layers drawn on top of each other.
+    """
+    groups = []
+    for name, x, y in points:
+        for group in groups:
+            gx, gy = group[1], group[2]
+            if max(x, gx) / min(x, gx) < ratio and max(y, gy) / min(y, gy) < ratio:
+                group[0].append(name)
+                break
+        else:
+            groups.append(([name], x, y))
+    return groups
+
+
+def resource_budget(design, board, synthesis=None) -> list[dict]:
+    """Return one row per resource: ``resource``, ``budget``, ``model``, ``yosys`` (or None).
+
+    Budgets are the board's; where the board has UltraRAM, BRAM counts it as its equivalent
+    in block RAMs (each 288 Kb URAM holds ``288 // bram_block_kbits`` blocks' worth), as the
+    search's fit test does, and Yosys's URAM count is folded in the same way.
+    """
+    per_uram = board.URAM_BLOCK_KBITS // board.bram_block_kbits if board.uram_blocks else 0
+    bram_label = "BRAM" if not per_uram else f"BRAM (+URAM as {per_uram} blocks)"
+    budgets = {"dsp": ("DSP", board.dsp), "lut": ("LUT", board.lut), "ff": ("FF", board.ff),
+               "bram_blocks": (bram_label, board.bram_blocks + per_uram * board.uram_blocks)}
+    rows = []
+    for field, (label, budget) in budgets.items():
+        yosys = None
+        if synthesis is not None and synthesis.get(field) is not None:
+            yosys = synthesis[field]
+            if field == "bram_blocks":
+                yosys += per_uram * (synthesis.get("uram_blocks") or 0)
+        rows.append({"field": field, "resource": label, "budget": budget,
+                     "model": design.resources[field], "yosys": yosys})
+    return rows
+
+
+def resource_plot(design, board, synthesis=None) -> Figure:
+    """Horizontal bars: each resource as % of the board's budget, model and (if run) Yosys."""
+    rows = resource_budget(design, board, synthesis)
+    fig = _figure(7.5, 3.6)
+    ax = fig.add_subplot()
+    height = 0.38 if synthesis is not None else 0.6
+    worst = 100.0
+    for i, row in enumerate(rows):
+        y = len(rows) - 1 - i
+        series = [("model", row["model"], "#0072B2")]
+        if synthesis is not None:
+            series.append(("Yosys", row["yosys"], "#E69F00"))
+        for k, (name, used, colour) in enumerate(series):
+            if used is None:
+                continue
+            offset = (k - (len(series) - 1) / 2) * height
+            pct = 100.0 * used / row["budget"] if row["budget"] else 0.0
+            worst = max(worst, pct)
+            ax.barh(y + offset, pct, height=height * 0.95, color=colour,
+                    label=("explorer's model" if name == "model" else name)
+                    if i == 0 else None)
+            ax.annotate(f"{used:,} / {row['budget']:,} ({pct:.1f}%)", (pct, y + offset),
+                        textcoords="offset points", xytext=(3, 0), va="center", fontsize=7)
+    ax.axvline(100, color="red", linewidth=1.2, label="board budget")
+    ax.set_yticks(range(len(rows)), [r["resource"] for r in reversed(rows)])
+    ax.set_xlim(0, worst * 1.35)
+    ax.set_xlabel("% of the board's budget")
+    flow = f", Yosys flow {synthesis.get('flow')}" if synthesis is not None else ""
+    ax.set_title(f"{design.config}: resources on {board.name} ({board.part}{flow})",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def pareto_plot(design) -> Figure:
+    """The latency-power front of the searched hardware points, and the chosen design.
+
+    Front points are coloured by their DSP count and joined by the staircase that bounds the
+    dominated region; a few are labelled with their array shape.
+    """
+    front = sorted(design.pareto, key=lambda p: p["latency_ms"])
+    fig = _figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    if front:
+        xs = [p["latency_ms"] for p in front]
+        ys = [p["power_w"] for p in front]
+        ax.step(xs, ys, where="post", color="#777777", linewidth=0.8, zorder=1)
+        sc = ax.scatter(xs, ys, c=[p.get("dsp", 0) for p in front], cmap="viridis", s=30,
+                        zorder=2, edgecolor="black", linewidth=0.4,
+                        label=f"Pareto front ({len(front)} points)")
+        fig.colorbar(sc, ax=ax, label="DSPs of the point")
+        step = max(1, len(front) // 8)
+        for i, p in enumerate(front):
+            if i % step == 0 or i == len(front) - 1:
+                ax.annotate(f"{p['rows']}x{p['cols']}", (p["latency_ms"], p["power_w"]),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+    else:
+        ax.text(0.5, 0.6, "design.json has no Pareto front", transform=ax.transAxes,
+                ha="center", fontsize=9)
+    hw = design.hardware
+    ax.scatter([design.latency_ms], [design.power_w], marker="*", s=220, color="red",
+               edgecolor="black", linewidth=0.6, zorder=3,
+               label=f"chosen ({design.objective}): {hw['rows']}x{hw['cols']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per inference (ms)")
+    ax.set_ylabel("power (W)")
+    ax.set_title(f"{design.config}: latency-power front of {design.hardware_points:,} "
+                 f"searched points", fontsize=10)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def verify_plot(verify: dict) -> Figure:
+    """Predicted against measured cycles per simulated layer, and the relative error.
+
+    ``verify`` is the verify.json document; a layer whose output was not bit-exact is drawn
+    with a red edge and named so in its tick label.
+    """
+    layers = verify["layers"]
+    n = len(layers)
+    fig = _figure(max(6.5, 0.5 * n + 2.5), 5.6)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    width = 0.38
+    names, errors = [], []
+    for x, layer in enumerate(layers):
+        pred, meas = layer["predicted_cycles"], layer["measured_cycles"]
+        edge = "red" if layer.get("bit_exact") is False else "black"
+        top.bar(x - width / 2, pred, width, color="#0072B2", edgecolor=edge, linewidth=0.6,
+                label="predicted (model)" if x == 0 else None)
+        top.bar(x + width / 2, meas, width, color="#E69F00", edgecolor=edge, linewidth=0.6,
+                label="measured (Verilator)" if x == 0 else None)
+        errors.append(100.0 * (pred - meas) / meas if meas else 0.0)
+        suffix = " NOT exact" if layer.get("bit_exact") is False else ""
+        names.append(f"{layer['name']} ({layer.get('algorithm', '?')}){suffix}")
+    top.set_ylabel("cycles")
+    top.set_title("predicted vs measured cycles per layer", fontsize=10)
+    top.legend(fontsize=8)
+    top.grid(axis="y", alpha=0.3)
+    bottom.bar(range(n), errors, color=["#D55E00" if abs(e) > 10 else "#009E73"
+                                        for e in errors])
+    bottom.axhline(0, color="black", linewidth=0.8)
+    bottom.set_ylabel("(pred - meas) / meas, %")
+    bottom.set_title("relative error of the prediction (orange: beyond 10%)", fontsize=9)
+    bottom.grid(axis="y", alpha=0.3)
+    bottom.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
+    return fig
