@@ -472,7 +472,8 @@ def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = No
         m = pattern.match(text)
         if not m:
             continue
-        kind, rule, line, message = m.group(1), m.group(2) or kind, int(m.group(3)), m.group(4)
+        kind, line, message = m.group(1), int(m.group(3)), m.group(4)
+        rule = m.group(2) or kind
         warning = LintWarning(rule, line, message)
         # The whole quoted name: 'a__payload[3]' is a view wire, not the port 'a__payload'.
         unused = re.search(r"not used: '\\?([^']+)'", message)
