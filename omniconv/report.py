@@ -296,8 +296,8 @@ def _cycles_tables(design) -> list[tuple[str, list, list]]:
     mac = sum(lay.cycles for lay in design.layers)
     other = sum(o["cycles"] for o in design.other_layers)
     rows = [["MAC layers (table above)", _int(mac)], ["other layers", _int(other)],
-            ["rounding and layout changes between layers", _int(design.total_cycles - mac
-                                                                 - other)],
+            ["rounding (each layer rounds its cycles up)",
+             _int(design.total_cycles - mac - other)],
             ["**design total_cycles**", _int(design.total_cycles)]]
     tables.append(("Where the total comes from", ["part", "cycles"], rows))
     return tables
