@@ -65,6 +65,14 @@ class Multiplier(wiring.Component):
 
     def __init__(self, a_width: int, b_width: int, latency: int = MAX_LATENCY,
                  target: str = "sim"):
+        try:
+            self._setup(a_width, b_width, latency, target)
+        except Exception:
+            # Rejected at construction: do not also warn that it was never elaborated.
+            self._MustUse__silence = True
+            raise
+
+    def _setup(self, a_width, b_width, latency, target):
         for name, value in (("a_width", a_width), ("b_width", b_width), ("latency", latency)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")

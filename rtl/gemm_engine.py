@@ -89,6 +89,14 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
                  max_n: int = 64, target: str = "sim", mult_latency: int = MAX_LATENCY):
+        try:
+            self._setup(params, max_m, max_k, max_n, target, mult_latency)
+        except Exception:
+            # Rejected at construction: do not also warn that it was never elaborated.
+            self._MustUse__silence = True
+            raise
+
+    def _setup(self, params, max_m, max_k, max_n, target, mult_latency):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n)):

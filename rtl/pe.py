@@ -69,6 +69,14 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = 3,
                  target: str = "sim"):
+        try:
+            self._setup(params, row, mult_latency, target)
+        except Exception:
+            # Rejected at construction: do not also warn that it was never elaborated.
+            self._MustUse__silence = True
+            raise
+
+    def _setup(self, params, row, mult_latency, target):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         if isinstance(row, bool) or not isinstance(row, int):

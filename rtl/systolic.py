@@ -66,6 +66,14 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, params: ArrayParams, mult_latency: int = 3, target: str = "sim"):
+        try:
+            self._setup(params, mult_latency, target)
+        except Exception:
+            # Rejected at construction: do not also warn that it was never elaborated.
+            self._MustUse__silence = True
+            raise
+
+    def _setup(self, params, mult_latency, target):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         self._params = params
