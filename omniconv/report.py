@@ -489,9 +489,15 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def run(args) -> int:
     """Run ``omniconv report``: check the inputs, draw, write the page, print the tables."""
-    from omniconv.plots import png_bytes
-
     report = load_report(args.dir, config=args.config, board=args.board)
+    try:
+        from omniconv.plots import png_bytes
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "matplotlib":
+            raise
+        print("omniconv report: matplotlib is not installed; install the extra with "
+              "`pip install -e '.[report]'` (or run `make install`)", file=sys.stderr)
+        return 2
     names = report.plots
     images = {}
     for i, name in enumerate(names, 1):

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from omniconv.cli import main
 
+pytest.importorskip("matplotlib", reason="the report extra: pip install -e '.[report]'")
+
 PLOTS = ("latency.png", "roofline.png", "resources.png", "pareto.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -283,3 +285,15 @@ def test_winograd_gain_by_hand():
     # F(4x4,3x3): 16 x 9 = 144 against 6*6 = 36
     assert _winograd_gain("F4x4_3x3") == 4.0
     assert _winograd_gain("fft8") == 0.0
+
+
+def test_missing_matplotlib_says_how_to_install(build, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "omniconv.plots", raising=False)
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)          # importing it now fails
+    assert main(["report", str(build)]) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib is not installed" in err and ".[report]" in err
+    assert sorted(p.name for p in build.iterdir()) == ["design.json"]
