@@ -37,7 +37,7 @@ import numpy as np
 
 from dse.cost.choices import Choice, ChoiceTable, hardware_mask, legal_mask
 from dse.cost.backend import take_last
-from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj,
+from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj, mult_pj,
                              point_energies, sram_pj_per_byte, static_energy_pj, transform_ops)
 from dse.cost.hardware import HardwareTable
 from dse.cost.latency import array_cycles, gemm_shapes, transform_cycles
@@ -156,18 +156,24 @@ class _Prepared:
         e_fill = (t.act_bytes * xp.asarray(f * sram_pj_per_byte(kib["act_buffer_kib"]))
                   + t.weight_bytes * xp.asarray(f * sram_pj_per_byte(kib["weight_buffer_kib"]))
                   + t.out_bytes * xp.asarray(f * sram_pj_per_byte(kib["out_buffer_kib"])))
-        self.dram_energy = t.dram_bytes * DRAM_PJ_PER_BYTE + e_fill
+        # energy that depends on the V key only (accumulator width is part of it): DRAM and
+        # buffer fills, the transform units' adds, FFT butterflies, requantisation
+        adds, fixed_pj, outputs = transform_ops(layers, choices, self.shapes, precision, xp)
+        acc = pts_v.arrays["acc_width"].astype(np.float64)
+        self.v_energy = (t.dram_bytes * DRAM_PJ_PER_BYTE + e_fill + fixed_pj
+                         + adds * xp.asarray(f * add_pj(acc))
+                         + outputs * xp.asarray(f * (mult_pj(acc, 16) + add_pj(acc))))
         self.exposed_bytes = t.first_load_bytes + t.last_store_bytes
-        self.adds, self.fixed_pj, self.outputs = transform_ops(layers, choices, self.shapes,
-                                                               precision, xp)
         self.legal = xp.asarray(legal_mask(layers, choices)[:, :, None])
         self.hmask = hardware_mask(choices, hardware, precision)
         self.energies = point_energies(hardware)
-        self.bpc = np.asarray(hardware.dram_bytes_per_cycle()).reshape(-1)
-        board_bpc = hardware.dram_gbps * 1e3 / hardware.clock_mhz
-        self.bpc_grad = board_bpc if hasattr(board_bpc, "requires_grad") else None
-        self.static_per_cycle = hardware.static_power_w * 1e6 / hardware.clock_mhz
         self.bus_bytes = hardware.bus_bits.astype(np.float64) / 8.0
+        board_bpc = hardware.dram_gbps * 1e3 / hardware.clock_mhz
+        if hasattr(board_bpc, "requires_grad"):     # a torch scalar: keep it differentiable
+            self.bpc, self.bpc_grad = None, board_bpc
+        else:
+            self.bpc, self.bpc_grad = np.minimum(self.bus_bytes, board_bpc), None
+        self.static_per_cycle = hardware.static_power_w * 1e6 / hardware.clock_mhz
 
     def combine(self, idx, out=None):
         """The :class:`CostArrays` members for the consecutive points ``idx``, as a dict, or
@@ -197,8 +203,7 @@ class _Prepared:
         e = self.energies
         energy = (self.shapes.macs * p(e["mac"]) + u(self.a_reads) * p(e["a_elem"])
                   + u(self.b_reads) * p(e["b_elem"]) + u(self.o_moves) * p(e["o_elem"])
-                  + v(self.dram_energy) + self.adds * p(e["add"]) + self.fixed_pj
-                  + self.outputs * p(e["requant"]) + cycles * self.static_per_cycle)
+                  + v(self.v_energy) + cycles * self.static_per_cycle)
         hmask = xp.asarray(self.hmask[None, :, idx])
         valid = xp.logical_and(xp.logical_and(self.legal, hmask), v(t.feasible))
         fields = dict(compute_cycles=compute, fill_drain_cycles=u(self.fill),
