@@ -32,28 +32,31 @@ def main(argv=None) -> int:
                         help="square array sizes, comma-separated (default: %(default)s)")
     parser.add_argument("--size", type=int, default=256, metavar="L",
                         help="GEMM M = K = N = L (default: %(default)s)")
+    parser.add_argument("--shape", default=None, metavar="M,K,N",
+                        help="GEMM shape (and buffer sizes) instead of L x L x L; 32,64,32 "
+                             "reuses the builds of the cocotb tests (default: %(default)s)")
     parser.add_argument("--dataflows", default="ws", metavar="LIST",
                         help="dataflows to time: ws, os, is (default: %(default)s)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.arrays.split(",")]
     dataflows = [Dataflow(d) for d in args.dataflows.split(",")]
-    L = args.size
+    m, k, n = (int(x) for x in args.shape.split(",")) if args.shape else (args.size,) * 3
     rng = np.random.default_rng(0)
     rows = []
     for size in sizes:
-        cfg = EngineConfig(ArrayParams(size, size, 8, 8, 32), max_m=L, max_k=L, max_n=L)
+        cfg = EngineConfig(ArrayParams(size, size, 8, 8, 32), max_m=m, max_k=k, max_n=n)
         t0 = time.perf_counter()
         build = build_component(cfg.engine(), cfg.toplevel)
         build_note = "cached" if build.reused else f"built in {time.perf_counter() - t0:.1f} s"
-        a = rng.integers(-128, 128, (L, L))
-        b = rng.integers(-128, 128, (L, L))
+        a = rng.integers(-128, 128, (m, k))
+        b = rng.integers(-128, 128, (k, n))
         cases = [GemmCase(a, b, df, name=f"{df.value}") for df in dataflows]
-        results = rtl_gemm_batch(cases, cfg, run_name=f"sim_speed_{size}x{size}_L{L}",
+        results = rtl_gemm_batch(cases, cfg, run_name=f"sim_speed_{cfg.toplevel}",
                                  count_busy=False)
-        expected = a @ b  # |sum| <= 256 * 2^14 fits 32 bits: no wrap at these sizes
+        expected = a @ b  # |sum| <= K * 2^14 fits 32 bits for K < 2^17: no wrap
         for df, res in zip(dataflows, results):
             ok = "bit-exact" if np.array_equal(res.c, expected) else "MISMATCH"
-            rows.append((f"{size}x{size}", f"{L}x{L}x{L}", df.value, res.cycles,
+            rows.append((f"{size}x{size}", f"{m}x{k}x{n}", df.value, res.cycles,
                          res.compute_seconds, res.cycles / res.compute_seconds, ok, build_note))
     print(f"{'array':>7} {'M x K x N':>13} {'df':>3} {'cycles':>9} {'seconds':>8} "
           f"{'cycles/s':>10}  {'result':<9}  build")

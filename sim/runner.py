@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -414,10 +415,8 @@ class LintWarning:
     message: str
 
 
-def _input_ports(verilog_text: str) -> dict[int, str]:
+def _input_ports(verilog_text: str) -> dict[int, frozenset[str]]:
     """Map each line of the Verilog to the set of input port names of its module."""
-    import re
-
     ports_by_line: dict[int, frozenset[str]] = {}
     module_start, ports = 0, set()
     lines = verilog_text.splitlines()
@@ -455,8 +454,6 @@ def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = No
         Warnings that no waiver covers (the lint passes when this is empty), and the waived
         ones (by :data:`LINT_WAIVERS`).
     """
-    import re
-
     work = Path(work_dir) if work_dir is not None else REPO_ROOT / "build" / "lint"
     work.mkdir(parents=True, exist_ok=True)
     src = work / f"{toplevel}.v"

@@ -58,8 +58,8 @@ def _beats(seed: int) -> list[list[int]]:
     return extremes + [[rng.randint(-128, 127) for _ in range(3)] for _ in range(BEATS - 3)]
 
 
-@pytest.fixture(scope="module")
-def loopback_results():
+def run_loopback():
+    """Run every stall case through the FIFO in one simulation; return (build, results)."""
     build = build_component(StreamFifo(), "stream_fifo")
     test_dir = REPO_ROOT / "build" / "sim" / "stream_loopback"
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -70,32 +70,31 @@ def loopback_results():
     run_cocotb(build, "tb_stream_loopback", test_dir=test_dir, module_dir=HERE,
                extra_env={"OMNICONV_TB_JOB": str(test_dir / "job.json")})
     results = json.loads((test_dir / "out.json").read_text())
-    return build, {c["name"]: (c, results[c["name"]]) for c in cases}
+    return build, [(c, results[c["name"]]) for c in cases]
 
 
+# One test for the whole batch (not a module fixture shared by several tests): under
+# pytest -n 2 each worker would otherwise run the simulation again.
 @pytest.mark.verilator
-@pytest.mark.parametrize("stall", [s[0] for s in STALLS])
-def test_loopback(loopback_results, stall):
-    _, results = loopback_results
-    case, got = results[stall]
-    assert_stream_equal([tuple(b) for b in got["received"]], [tuple(b) for b in case["beats"]],
-                        name="o", context=f"stalls={stall}, seed={case['seed']}")
-    assert got["sent"] == BEATS
-    if stall == "none":
-        # One beat per cycle once the FIFO has filled: the drivers add no bubbles.
-        assert got["cycles"] <= BEATS + 4
-    else:
-        # The stalls really happened (idle or back-pressure with p >= 0.4 costs far more than
-        # 20% of the beats in extra cycles).
-        assert got["cycles"] > 1.2 * BEATS
-
-
-@pytest.mark.verilator
-def test_build_cache_reused(loopback_results):
-    first, _ = loopback_results
+def test_loopback_under_stalls():
+    build, results = run_loopback()
+    for case, got in results:
+        stall = case["name"]
+        assert_stream_equal([tuple(b) for b in got["received"]],
+                            [tuple(b) for b in case["beats"]],
+                            name="o", context=f"stalls={stall}, seed={case['seed']}")
+        assert got["sent"] == BEATS, stall
+        if stall == "none":
+            # One beat per cycle once the FIFO has filled: the drivers add no bubbles.
+            assert got["cycles"] <= BEATS + 4, got["cycles"]
+        else:
+            # The stalls really happened (idle or back-pressure with p >= 0.4 costs far more
+            # than 20 % of the beats in extra cycles).
+            assert got["cycles"] > 1.2 * BEATS, (stall, got["cycles"])
+    # The build is in the cache now: asking again is a lookup, not a build (5-60 s).
     again = build_component(StreamFifo(), "stream_fifo")
-    assert again.reused and again.key == first.key
-    assert again.lookup_seconds < 5.0  # a lookup, not a build (a build takes 5-60 s)
+    assert again.reused and again.key == build.key
+    assert again.lookup_seconds < 5.0
     assert (again.build_dir / "stream_fifo").is_file()
 
 
