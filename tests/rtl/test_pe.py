@@ -1,0 +1,145 @@
+"""One processing element, cycle by cycle, in the Amaranth simulator.
+
+Timing from docs/rtl.md: inputs driven in cycle τ are in the PE's registers in τ + 1, the
+product is ``mult_latency`` cycles later, and the accumulator shows it one cycle after that:
+``p_out`` reflects the operands of cycle τ in cycle τ + 2 + L.
+"""
+
+from __future__ import annotations
+
+import pytest
+from amaranth.sim import Simulator
+
+from rtl.params import ArrayParams, Dataflow
+from rtl.pe import ProcessingElement
+
+P = ArrayParams(rows=3, cols=1, a_width=8, b_width=12, acc_width=32)
+WS, OS, IS = (d.code for d in Dataflow)
+
+
+def run_pe(row, latency, mode, drive, cycles):
+    """Drive ``drive(t) -> dict`` each cycle; return the sampled (p_out, p_valid_out) list."""
+    pe = ProcessingElement(P, row=row, mult_latency=latency)
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+    trace = []
+
+    async def tb(ctx):
+        ctx.set(pe.mode, mode)
+        for t in range(cycles):
+            for name, value in drive(t).items():
+                ctx.set(getattr(pe, name), value)
+            trace.append((ctx.get(pe.p_out), ctx.get(pe.p_valid_out), ctx.get(pe.h_out)))
+            await ctx.tick()
+            for name in drive(t):
+                if name in ("h_valid_in", "h_first_in", "latch", "drain"):
+                    ctx.set(getattr(pe, name), 0)
+
+    sim.add_testbench(tb)
+    sim.run()
+    return trace
+
+
+@pytest.mark.parametrize("latency", [0, 2, 3])
+def test_os_accumulates_with_first_and_latency(latency):
+    a = [3, -128, 127, 5]
+    b = [-2048, 2047, -7, 1]
+
+    def drive(t):
+        if t < len(a):
+            return {"h_in": a[t], "v_in": b[t], "h_valid_in": 1, "h_first_in": int(t == 0)}
+        return {}
+
+    trace = run_pe(row=0, latency=latency, mode=OS, drive=drive, cycles=len(a) + 6)
+    acc = [x[0] for x in trace]
+    # Operand pair t is in the accumulator from cycle t + 2 + L on.
+    partial = 0
+    for t in range(len(a)):
+        partial += a[t] * b[t]
+        assert acc[t + 2 + latency] == partial, t
+    assert acc[-1] == sum(x * y for x, y in zip(a, b))
+    # The horizontal operand is forwarded one cycle later, unchanged.
+    assert [x[2] for x in trace[1:len(a) + 1]] == a
+
+
+def test_os_first_clears_previous_tile():
+    seq = [(2, 3, 1), (4, 5, 0), (7, -1, 1)]  # (a, b, first): the third starts a new tile
+
+    def drive(t):
+        if t < len(seq):
+            a, b, first = seq[t]
+            return {"h_in": a, "v_in": b, "h_valid_in": 1, "h_first_in": first}
+        return {}
+
+    trace = run_pe(row=0, latency=1, mode=OS, drive=drive, cycles=8)
+    assert trace[1 + 3][0] == 2 * 3 + 4 * 5
+    assert trace[2 + 3][0] == -7
+
+
+@pytest.mark.parametrize("mode", [WS, IS])
+def test_stationary_modes_add_partial_sum_from_above(mode):
+    latency = 2
+    stationary = -100 if mode == WS else 77   # B (12-bit) for ws, A (8-bit) for is
+    stream = [5, -3, 100, 0]
+    p_in = [1000, -1, 123456, 7]
+
+    def drive(t):
+        if t == 0:
+            return {"v_in": stationary}
+        if t == 1:
+            return {"latch": 1}                      # s <= v (v holds the value now)
+        i = t - 2
+        if i < len(stream):
+            return {"h_in": stream[i], "h_valid_in": 1}
+        return {}
+
+    # p_in must line up with the product: the operand of cycle τ meets p_in of τ + 1 + L.
+    pe_trace = []
+
+    pe = ProcessingElement(P, row=1, mult_latency=latency)
+    sim = Simulator(pe)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        ctx.set(pe.mode, mode)
+        for t in range(14):
+            for name, value in drive(t).items():
+                ctx.set(getattr(pe, name), value)
+            i = t - 2 - 1 - latency
+            ctx.set(pe.p_in, p_in[i] if 0 <= i < len(p_in) else 0)
+            pe_trace.append((ctx.get(pe.p_out), ctx.get(pe.p_valid_out)))
+            await ctx.tick()
+            for name in ("h_valid_in", "latch"):
+                ctx.set(getattr(pe, name), 0)
+
+    sim.add_testbench(tb)
+    sim.run()
+    for i, x in enumerate(stream):
+        out, valid = pe_trace[i + 2 + 2 + latency]
+        assert (out, valid) == (p_in[i] + x * stationary, 1), i
+    assert pe_trace[2 + 1 + latency][1] == 0          # nothing valid before the first
+
+
+@pytest.mark.parametrize("row", [0, 1, 2])
+def test_os_drain_shifts_only_in_steps_below_row(row):
+    # Load acc with 6 * 7 = 42, then drain steps 0..2 with p_in = 1000 + step.
+    def drive(t):
+        if t == 0:
+            return {"h_in": 6, "v_in": 7, "h_valid_in": 1, "h_first_in": 1}
+        if 4 <= t < 7:
+            return {"drain": 1, "drain_step": t - 4, "p_in": 1000 + t - 4}
+        return {}
+
+    trace = run_pe(row=row, latency=1, mode=OS, drive=drive, cycles=9)
+    acc = [x[0] for x in trace]
+    assert acc[4] == 42
+    # Row r takes p_in in steps 0 … r-1 and keeps the last one taken.
+    expected_end = 42 if row == 0 else 1000 + row - 1
+    assert acc[8] == expected_end
+
+
+def test_bad_row():
+    with pytest.raises(ValueError, match=r"^row must be between 0 and 2, not 3$"):
+        ProcessingElement(P, row=3)
+    with pytest.raises(TypeError, match=r"^params must be an ArrayParams, not None$"):
+        ProcessingElement(None)
