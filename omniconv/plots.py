@@ -22,6 +22,7 @@ import re
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatter
 
 __all__ = ["ALGORITHM_COLOURS", "latency_stack", "latency_plot", "roofline_plot",
            "resource_budget", "resource_plot", "pareto_plot", "verify_plot", "png_bytes"]
@@ -48,6 +49,12 @@ def _figure(width_in: float, height_in: float) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _plain_log_labels(axis) -> None:
+    """Label a log axis with plain numbers (20, 50, 100), minor ticks too on short ranges."""
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.6)))
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -203,6 +210,8 @@ def roofline_plot(design, board) -> Figure:
     ax.set_xlim(lo, hi)
     top = max([peak] + [y for _, _, y in points]) / 1e9
     ax.set_ylim(top=top * 3)
+    _plain_log_labels(ax.xaxis)
+    _plain_log_labels(ax.yaxis)
     ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
     ax.set_ylabel("achieved GMAC/s (direct-convolution MACs / predicted time)")
     ax.set_title(f"{design.config}: roofline of {board.name}", fontsize=10)
@@ -300,7 +309,8 @@ def pareto_plot(design) -> Figure:
     """The latency-power front of the searched hardware points, and the chosen design.
 
     Front points are coloured by their DSP count and joined by the staircase that bounds the
-    dominated region; a few are labelled with their array shape.
+    dominated region; a few are labelled with their array shape and units (``W2``: Winograd
+    m = 2, ``FFT8``: 8-point FFT).
     """
     front = sorted(design.pareto, key=lambda p: p["latency_ms"])
     fig = _figure(7.5, 5.0)
@@ -316,7 +326,9 @@ def pareto_plot(design) -> Figure:
         step = max(1, len(front) // 8)
         for i, p in enumerate(front):
             if i % step == 0 or i == len(front) - 1:
-                ax.annotate(f"{p['rows']}x{p['cols']}", (p["latency_ms"], p["power_w"]),
+                units = "".join(f" {tag}{p[key]}" for key, tag in
+                                (("winograd_m", "W"), ("fft_size", "FFT")) if p.get(key))
+                ax.annotate(f"{p['rows']}x{p['cols']}{units}", (p["latency_ms"], p["power_w"]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
     else:
         ax.text(0.5, 0.6, "design.json has no Pareto front", transform=ax.transAxes,
@@ -325,7 +337,12 @@ def pareto_plot(design) -> Figure:
     ax.scatter([design.latency_ms], [design.power_w], marker="*", s=220, color="red",
                edgecolor="black", linewidth=0.6, zorder=3,
                label=f"chosen ({design.objective}): {hw['rows']}x{hw['cols']}")
-    ax.set_xscale("log")
+    latencies = [p["latency_ms"] for p in front] + [design.latency_ms]
+    if max(latencies) > 20 * min(latencies):       # wide fronts span decades of latency
+        ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
+    else:
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_xlabel("latency per inference (ms)")
     ax.set_ylabel("power (W)")
     ax.set_title(f"{design.config}: latency-power front of {design.hardware_points:,} "

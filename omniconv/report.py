@@ -192,7 +192,8 @@ def _find_board(args, design, config):
             raise InputError(design.board, "", "is not a built-in board: pass --board FILE "
                                                "or --config CONFIG") from None
     if board.name != design.board:
-        raise InputError(args.board or design.board, "name",
+        source = args.board or (config.path if config is not None else design.board)
+        raise InputError(source, "name",
                          f"must be the design's board {design.board!r}, not {board.name!r}")
     return board
 
