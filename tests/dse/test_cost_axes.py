@@ -16,7 +16,8 @@ from cost_helpers import conv, fc
 
 
 def test_layer_table_fields():
-    layers = LayerTable.from_layers([conv("a", 6, 10, 12, 4, k=3, s=2, p=1, g=2), fc("f", 16, 2, 2, 10)])
+    layers = LayerTable.from_layers([conv("a", 6, 10, 12, 4, k=3, s=2, p=1, g=2),
+                                     fc("f", 16, 2, 2, 10)])
     assert layers.names == ("a", "f")
     assert list(layers.h_out) == [5, 1] and list(layers.w_out) == [6, 1]
     # fc: a 1×1 conv on a 1×1 map over the 16·2·2 flattened features

@@ -42,7 +42,8 @@ def _one(layer, variant, flow="os", hw=None):
 
 # Each case: a layer, a variant, and (M, K, N, count) derived from the algorithm's meaning.
 HAND_CASES = [
-    # im2col: 8×8 input, 3×3, pad 1 -> 8×8 = 64 output pixels; a patch is 3·3·5 = 45 values; 7 filters
+    # im2col: 8×8 input, 3×3, pad 1 -> 8×8 = 64 output pixels; a patch is 3·3·5 = 45 values;
+    # 7 filters
     (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "im2col", (64, 45, 7, 1)),
     # grouped (g=2): two GEMMs of 64 pixels × (3·3·4/2 = 18) × (6/2 = 3 filters)
     (conv(c_in=4, h=8, w=8, c_out=6, k=3, p=1, g=2), "im2col", (64, 18, 3, 2)),

@@ -8,7 +8,6 @@ of the tiling, skipping a reload only where the one tile or block stays resident
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
