@@ -120,12 +120,11 @@ def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
 
 def _breakdown(m, k, n, rows, cols, dataflow, xp):
     """Total and fill/drain cycles of one GEMM, both from :mod:`dse.cost.gemm`."""
-    total = _gemm.gemm_cycles(m, k, n, rows, cols, dataflow, xp=xp)
     split = getattr(_gemm, "gemm_cycle_breakdown", None)
     if split is not None:
         parts = split(m, k, n, rows, cols, dataflow, xp=xp)
-        fill = parts["fill_drain"] if isinstance(parts, dict) else parts[1]
-        return total, fill
+        return parts["cycles"], parts["fill_drain"]
+    total = _gemm.gemm_cycles(m, k, n, rows, cols, dataflow, xp=xp)
     # Without a breakdown: the array streams the temporal operand one element per cycle per
     # fold, so cycles are affine in the temporal extent t (SCALE-Sim's assignment: ws t = M,
     # os t = K, is t = N) and fill/drain = 2·cycles(t) - cycles(2t).
