@@ -1,0 +1,383 @@
+"""Host-side compiler of one convolution layer for the datapath (``rtl/conv_datapath.py``).
+
+:func:`plan_conv` turns a layer and its (algorithm, dataflow) into a :class:`ConvPlan`: the
+datapath invocations that run it (one per group and per block of filters that fits the
+buffers), each with the settings the datapath's ports take, the GEMMs it runs, and how its
+buffers are laid out.  The plan then builds the buffer images from data
+(:meth:`ConvPlan.feature_image`, :meth:`ConvPlan.tile_image`, :meth:`ConvPlan.weight_image`)
+and reassembles the layer output from the output buffers (:meth:`ConvPlan.decode`).
+
+Offline weight transforms live here (``dse`` must not import ``sim``): Winograd
+F(2×2,3×3) weights as (2G)·g·(2G)ᵀ = 4·U, exact integers; F(4×4,3×3) as U quantised half up
+to ``frac_bits`` fraction bits.  Kernels larger than 3×3 are split into ceil(k/3)² zero-padded
+3×3 pieces (DYNAMAP); the pieces' transformed products are accumulated by the array along K
+(K = pieces · C), so one output transform serves them all.  ``tests/dse/test_compiler.py``
+checks these transforms against ``sim/models/winograd.py``.
+
+Refusals (:class:`ValueError` with the reason; the CLI turns them into InputError): Winograd
+on anything but a square k×k (k >= 3), stride-1, dilation-1, ungrouped conv, or without a
+Winograd unit; kn2row with a stride other than 1, 2 or 4; unequal strides or dilations;
+FFT (not part of the datapath yet); a GEMM larger than the datapath's buffers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtl.params import Algorithm, Dataflow, OverlayParams
+
+__all__ = ["ALG_CODES", "WINO_G_SCALED", "WINO_G_DENOM", "winograd_weights",
+           "winograd_pieces", "Invocation", "ConvPlan", "plan_conv", "required_limits",
+           "default_requant"]
+
+#: Datapath ``alg`` register codes (must equal ``rtl.conv_datapath.ALG_CODES``; a test checks).
+ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2}
+
+#: G_DENOM[m]·G for F(m×m, 3×3): integer weight transforms (Lavin & Gray).
+WINO_G_SCALED = {
+    2: np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64),
+    4: np.array([[6, 0, 0], [-4, -4, -4], [-4, 4, -4], [1, 2, 4], [1, -2, 4], [0, 0, 24]],
+                dtype=np.int64),
+}
+WINO_G_DENOM = {2: 2, 4: 24}
+
+
+def winograd_pieces(kernel: int) -> int:
+    """3×3 pieces per side of a k×k kernel: ceil(k/3)."""
+    return -(-kernel // 3)
+
+
+def winograd_weights(w: np.ndarray, m: int, frac_bits: int = 0) -> np.ndarray:
+    """Transformed weights of 3×3 kernels N×C×3×3 → N×C×(m+2)×(m+2).
+
+    m = 2: (2G) g (2G)ᵀ = 4·U exactly.  m = 4: floor(U·2^frac_bits + 1/2), computed exactly
+    from the integer 576·U.
+    """
+    if m not in (2, 4):
+        raise ValueError(f"m must be 2 or 4, not {m!r}")
+    w = np.asarray(w, dtype=np.int64)
+    if w.shape[-2:] != (3, 3):
+        raise ValueError(f"kernel must be 3×3, not {w.shape[-2]}×{w.shape[-1]}")
+    gs = WINO_G_SCALED[m]
+    scaled = gs @ w @ gs.T
+    if m == 2:
+        return scaled
+    den = WINO_G_DENOM[m] ** 2
+    return (scaled * (1 << frac_bits) + den // 2) // den
+
+
+def _split_pieces(w: np.ndarray) -> np.ndarray:
+    """N×C×k×k → N×C×P×3×3: the kernel zero-padded to 3p×3p, cut into p² pieces row-major."""
+    n, c, k, _ = w.shape
+    p = winograd_pieces(k)
+    big = np.zeros((n, c, 3 * p, 3 * p), dtype=np.int64)
+    big[:, :, :k, :k] = w
+    return big.reshape(n, c, p, 3, p, 3).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, p * p, 3, 3)
+
+
+def default_requant(k: int, precision: int, mult_bits: int = 16) -> tuple[int, int]:
+    """A (mult, shift) that maps ±3σ of a K-term sum of uniform random operands to the
+    output range: σ = sqrt(K)·(2^(p−1))²/3 for operands uniform in [−2^(p−1), 2^(p−1))."""
+    sigma = math.sqrt(max(1, k)) * (1 << (2 * precision - 2)) / 3.0
+    mult = (1 << (mult_bits - 1)) - 1 - 0x155        # an odd, not-power-of-two multiplier
+    target = (1 << (precision - 1)) - 1
+    shift = max(0, math.ceil(math.log2(3 * sigma * mult / target)))
+    return mult, shift
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of the datapath: settings, GEMM shape and where its data comes from.
+
+    Members
+    -------
+    registers:
+        Datapath port name → value (``rtl.conv_datapath.ConvDatapath`` settings).
+    gemm:
+        (M, K, N) of each of its GEMMs.
+    gemms:
+        Number of GEMMs (1 im2col, R·S kn2row, (m+2)² Winograd).
+    group, filters:
+        The group and the slice of output channels (start, stop) it computes.
+    out_words:
+        Output buffer words it writes.
+    """
+
+    registers: dict
+    gemm: tuple
+    gemms: int
+    group: int
+    filters: tuple
+    out_words: int
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How one conv layer runs on the datapath (see the module docstring)."""
+
+    algorithm: str
+    variant: str
+    dataflow: str
+    in_shape: tuple
+    out_shape: tuple
+    kernel: tuple
+    stride: int
+    dilation: int
+    pads: tuple                  # (top, left, bottom, right) of the layer
+    unit_pad: int                # padding the units apply; the rest is in the buffer image
+    groups: int
+    winograd_m: int = 0
+    frac_bits: int = 0
+    invocations: tuple = field(default=())
+
+    # -- geometry helpers -----------------------------------------------------------------
+    @property
+    def padded_hw(self) -> tuple:
+        """Height and width of the input image in the feature buffer (extra padding in)."""
+        t, l, b, r = (p - self.unit_pad for p in self.pads)
+        return self.in_shape[1] + t + b, self.in_shape[2] + l + r
+
+    def _image_input(self, x: np.ndarray) -> np.ndarray:
+        t, l, b, r = (p - self.unit_pad for p in self.pads)
+        return np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
+
+    def _group_x(self, x, inv: Invocation):
+        cg = self.in_shape[0] // self.groups
+        return np.asarray(x, dtype=np.int64)[inv.group * cg:(inv.group + 1) * cg]
+
+    # -- buffer images --------------------------------------------------------------------
+    def feature_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
+        """Feature buffer words (one activation each), HWC order, for im2col and kn2row."""
+        xi = self._image_input(self._group_x(x, inv))
+        return xi.transpose(1, 2, 0).reshape(-1)
+
+    def tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
+        """Winograd tile buffer words ((m+2)² activations each), order (tile, piece, c)."""
+        m = self.winograd_m
+        t = m + 2
+        k = self.kernel[0]
+        p = winograd_pieces(k)
+        oh, ow = self.out_shape[1:]
+        th, tw = -(-oh // m), -(-ow // m)
+        top, left = self.pads[0], self.pads[1]
+        c = self.in_shape[0]
+        h_need = th * m + 3 * (p - 1) + t
+        w_need = tw * m + 3 * (p - 1) + t
+        full = np.zeros((c, h_need, w_need), dtype=np.int64)
+        xin = np.asarray(x, dtype=np.int64)
+        hh = min(xin.shape[1], h_need - top)
+        ww = min(xin.shape[2], w_need - left)
+        full[:, top:top + hh, left:left + ww] = xin[:, :hh, :ww]
+        words = np.zeros((th * tw, p * p, c, t * t), dtype=np.int64)
+        for ty in range(th):
+            for tx in range(tw):
+                for a in range(p):
+                    for b in range(p):
+                        y0, x0 = ty * m + 3 * a, tx * m + 3 * b
+                        d = full[:, y0:y0 + t, x0:x0 + t].reshape(c, t * t)
+                        words[ty * tw + tx, a * p + b] = d
+        return words.reshape(-1, t * t)
+
+    def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
+        """Weight buffer words: the invocation's B matrices back to back, each row-major."""
+        w = np.asarray(w, dtype=np.int64)
+        ng = self.out_shape[0] // self.groups
+        f0, f1 = inv.filters
+        wg = w[inv.group * ng:(inv.group + 1) * ng][f0:f1]             # n × c × r × s
+        n = wg.shape[0]
+        if self.algorithm == "im2col":
+            return wg.transpose(2, 3, 1, 0).reshape(-1, n).reshape(-1)   # (ky, kx, c) × n
+        if self.algorithm == "kn2row":
+            r, s = self.kernel
+            return np.concatenate([wg[:, :, ky, kx].T.reshape(-1)
+                                   for ky in range(r) for kx in range(s)])
+        m = self.winograd_m
+        t = m + 2
+        pieces = _split_pieces(wg)                                      # n, c, P, 3, 3
+        u = winograd_weights(pieces, m, self.frac_bits)                  # n, c, P, t, t
+        c, p2 = u.shape[1], u.shape[2]
+        # GEMM g = transformed position (g // t, g % t); B_g[piece·C + c][n]
+        b = u.transpose(3, 4, 2, 1, 0).reshape(t * t, p2 * c, n)
+        return b.reshape(-1)
+
+    def decode(self, words: np.ndarray, inv: Invocation) -> np.ndarray:
+        """This invocation's outputs (filters × OH × OW) from its output buffer words.
+
+        ``words`` is (out_words, lanes): spatial algorithms use lane 0 of words in HWC order
+        (pixel-major, filter fastest); Winograd words are m×m tiles, order (tile, filter).
+        """
+        words = np.asarray(words, dtype=np.int64)
+        oh, ow = self.out_shape[1:]
+        f0, f1 = inv.filters
+        n = f1 - f0
+        if self.algorithm != "winograd":
+            return words[:oh * ow * n, 0].reshape(oh, ow, n).transpose(2, 0, 1)
+        m = self.winograd_m
+        th, tw = -(-oh // m), -(-ow // m)
+        y = words[:th * tw * n, :m * m].reshape(th, tw, n, m, m)
+        return y.transpose(2, 0, 3, 1, 4).reshape(n, th * m, tw * m)[:, :oh, :ow]
+
+    def assemble(self, parts) -> np.ndarray:
+        """The layer output N×OH×OW from the decoded outputs of every invocation, in order."""
+        out = np.zeros(self.out_shape, dtype=np.int64)
+        ng = self.out_shape[0] // self.groups
+        for inv, part in zip(self.invocations, parts):
+            f0, f1 = inv.filters
+            out[inv.group * ng + f0:inv.group * ng + f1] = part
+        return out
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
+              frac_bits: int = 5, requant=None, relu: bool = False,
+              precision: int = 8) -> ConvPlan:
+    """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
+
+    Parameters
+    ----------
+    layer:
+        The conv layer (``op == "conv"``).
+    algorithm, dataflow:
+        Names or enums; Winograd uses ``params.winograd_m``.
+    params:
+        The overlay.
+    limits:
+        ``rtl.conv_datapath.DatapathLimits`` (any object with its attributes), or ``None``
+        for unbounded buffers (one invocation per group; used to size a datapath).
+    frac_bits:
+        F(4×4,3×3) weight fraction bits (the datapath's ``winograd_frac_bits``).
+    requant:
+        (mult, shift), default :func:`default_requant` of the layer's K.
+    relu:
+        Apply ReLU after requantisation.
+
+    Raises
+    ------
+    ValueError
+        For a layer/algorithm combination the datapath cannot run (module docstring).
+    """
+    algo = Algorithm(algorithm).value
+    flow = Dataflow(dataflow)
+    if getattr(layer, "op", "conv") != "conv":
+        raise ValueError(f"layer {layer.name} must be a conv layer, not {layer.op}")
+    c, h, w = layer.in_shape
+    n_out, oh, ow = layer.out_shape
+    r, s = _pair(layer.kernel)
+    sh, sw = _pair(layer.stride)
+    dh, dw = _pair(layer.dilation)
+    pads = tuple(layer.padding)
+    groups = layer.groups
+    what = f"layer {layer.name} ({r}x{s}, stride {sh}, dilation {dh}, groups {groups})"
+    if sh != sw or dh != dw:
+        raise ValueError(f"{what}: the datapath needs equal strides and dilations, "
+                         f"not {(sh, sw)} and {(dh, dw)}")
+    if algo == "fft":
+        raise ValueError(f"{what}: the FFT path is not part of the conv datapath yet")
+    if algo == "sparse_fft":
+        raise ValueError(f"{what}: sparse_fft has no datapath")
+    wm = 0
+    variant = algo
+    if algo == "winograd":
+        wm = params.winograd_m
+        if not wm:
+            raise ValueError(f"{what}: winograd needs a Winograd unit (winograd_m = 0)")
+        if not (r == s and r >= 3 and sh == 1 and dh == 1 and groups == 1):
+            raise ValueError(f"{what}: Winograd F({wm}x{wm},3x3) runs square kernels of at "
+                             f"least 3x3 with stride 1, dilation 1 and groups 1 only")
+        variant = f"F{wm}x{wm}_3x3"
+    if algo == "kn2row" and sh not in (1, 2, 4):
+        raise ValueError(f"{what}: kn2row's shift-and-add takes strides 1, 2 or 4 only")
+    unit_pad = min(pads)
+    cg, ng = c // groups, n_out // groups
+    t, l, b, rr = (p - unit_pad for p in pads)
+    hp, wp = h + t + b, w + l + rr
+    if algo == "im2col":
+        gm, gk, gemms = oh * ow, r * s * cg, 1
+    elif algo == "kn2row":
+        gm, gk, gemms = hp * wp, cg, r * s
+    else:
+        p = winograd_pieces(r)
+        gm, gk, gemms = (-(-oh // wm)) * (-(-ow // wm)), p * p * c, (wm + 2) ** 2
+    pix_out = gm if algo == "winograd" else oh * ow
+    # filters per invocation: what the engine and the output buffer hold
+    n_step = ng
+    if limits is not None:
+        n_step = min(ng, limits.max_n, max(1, limits.out_words // pix_out))
+        if algo == "kn2row":
+            n_step = min(n_step, max(1, limits.out_words // (oh * ow)))
+        problems = []
+        if gm > limits.max_m:
+            problems.append(f"M = {gm} > max_m = {limits.max_m}")
+        if gk > limits.max_k:
+            problems.append(f"K = {gk} > max_k = {limits.max_k}")
+        if gemms > limits.max_gemms:
+            problems.append(f"{gemms} GEMMs > max_gemms = {limits.max_gemms}")
+        if algo != "winograd" and hp * wp * cg > limits.feature_words:
+            problems.append(f"{hp * wp * cg} feature words > {limits.feature_words}")
+        if algo == "winograd" and gm * gk > limits.tile_words:
+            problems.append(f"{gm * gk} tile words > {limits.tile_words}")
+        if gemms * gk * n_step > limits.weight_words:
+            n_step = limits.weight_words // (gemms * gk)
+            if n_step < 1:
+                problems.append(f"{gemms * gk} weight words > {limits.weight_words}")
+        if problems:
+            raise ValueError(f"{what} does not fit the datapath's buffers: "
+                             + "; ".join(problems))
+    mult, shift = requant if requant is not None else default_requant(
+        gk if algo != "winograd" else r * s * c, precision)
+    invs = []
+    for gi in range(groups):
+        for f0 in range(0, ng, n_step):
+            f1 = min(ng, f0 + n_step)
+            nf = f1 - f0
+            regs = {"alg": ALG_CODES[algo], "mode": flow.code, "gemm_m": gm, "gemm_k": gk,
+                    "gemm_n": nf, "gemms": gemms, "rq_mult": mult, "rq_shift": shift,
+                    "rq_relu": int(relu)}
+            fe = dict(in_h=hp, in_w=wp, c_words=cg, kernel_h=r, kernel_w=s, stride=sh,
+                      pad=unit_pad, dil=dh, out_h=oh, out_w=ow)
+            if algo == "kn2row":
+                fe = dict(in_h=hp, in_w=wp, c_words=cg, kernel_h=1, kernel_w=1, stride=1,
+                          pad=0, dil=1, out_h=hp, out_w=wp)
+            sa = dict(in_h=hp, in_w=wp, kernel_h=r, kernel_w=s, out_h=oh, out_w=ow,
+                      f_words=nf, pad=unit_pad, dil=dh)
+            if algo == "winograd":
+                fe = {k: 0 for k in fe}
+            if algo != "kn2row":
+                sa = {k: 0 for k in sa}
+            regs.update({f"fe_{k}": v for k, v in fe.items()})
+            regs.update({f"sa_{k}": v for k, v in sa.items()})
+            regs["sa_stride_log2"] = (sh.bit_length() - 1) if algo == "kn2row" else 0
+            out_words = (gm if algo == "winograd" else oh * ow) * nf
+            regs["out_words"] = out_words
+            invs.append(Invocation(regs, (gm, gk, nf), gemms, gi, (f0, f1), out_words))
+    return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
+                    pads, unit_pad, groups, wm, frac_bits if wm == 4 else 0, tuple(invs))
+
+
+def required_limits(plans) -> dict:
+    """Smallest buffer sizes (``DatapathLimits`` keyword arguments) that hold every plan."""
+    # Buffers of at least 2 words: a 1-word memory would have a zero-width address port.
+    need = dict(max_m=1, max_k=1, max_n=1, feature_words=2, weight_words=2, tile_words=2,
+                out_words=2, max_gemms=1)
+    for plan in plans:
+        hp, wp = plan.padded_hw
+        for inv in plan.invocations:
+            gm, gk, gn = inv.gemm
+            need["max_m"] = max(need["max_m"], gm)
+            need["max_k"] = max(need["max_k"], gk)
+            need["max_n"] = max(need["max_n"], gn)
+            need["max_gemms"] = max(need["max_gemms"], inv.gemms)
+            need["weight_words"] = max(need["weight_words"], inv.gemms * gk * gn)
+            need["out_words"] = max(need["out_words"], inv.out_words)
+            if plan.algorithm == "winograd":
+                need["tile_words"] = max(need["tile_words"], gm * gk)
+            else:
+                cg = plan.in_shape[0] // plan.groups
+                need["feature_words"] = max(need["feature_words"], hp * wp * cg)
+    return need

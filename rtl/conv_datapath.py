@@ -1,0 +1,531 @@
+"""Convolution-layer datapath: one layer from on-chip buffers through the array to requantised out.
+
+Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` have it):
+
+* **feature buffer + window generator** (``rtl.im2col.Im2col``, one channel per word): the
+  im2col front, and for kn2row the reader of the input rows unchanged (a 1×1 window);
+* **tile buffer + Winograd input transform** (``rtl.winograd.InputTransform``, when
+  ``winograd_m``): the buffer holds the input in the ``wino<m>`` layout (dse/layout.py: the
+  overlapping (m+2)² tiles contiguous, one tile of one channel per word); a reader streams the
+  words through Bᵀ·d·B and picks the transformed element of the running GEMM;
+* **weight buffer + reader**: the compiler's weight image, all B matrices of the layer back to
+  back (Winograd weights already transformed offline);
+* **GEMM engine** (``rtl.gemm_engine.GemmEngine``);
+* **back**: for kn2row the shift-and-add unit (``rtl.kn2row.ShiftAdd``, fed the GEMMs' C
+  streams one tap after another); for Winograd a transformed-domain buffer (one lane per
+  GEMM) drained through Aᵀ·M·A (``rtl.winograd.OutputTransform``); im2col has none;
+* **requantiser** (``rtl.requant.Requant``) into the **output buffer**; the accumulations
+  entering the requantiser are kept in an **accumulator buffer** beside it, so a test can
+  check them against exact convolution.
+
+The algorithm (``alg``, codes :data:`ALG_CODES`), dataflow (``mode``) and all geometry are
+run-time settings, held stable while ``busy``.  The controller runs the layer's GEMMs one
+after another (load A and B, start, compute, drain C into the back unit), then the back's
+tail; it does not overlap GEMMs, so the cycles it takes are exactly predictable from the unit
+formulas (``dse.cost.verify_model``).  Cycle counters: ``cycles`` (the whole layer),
+``gemm_cycles`` (the engine's busy cycles), ``front_cycles``, ``back_cycles`` and
+``requant_cycles`` (each unit's cycles by the convention of ``dse/cost/transforms.py``:
+from its first input (or start) to its last output, cycles in which its source had nothing
+for it not counted).  Port contract and timing: docs/verify.md.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.gemm_engine import GemmEngine
+from rtl.im2col import Im2col
+from rtl.kn2row import ShiftAdd
+from rtl.params import OverlayParams
+from rtl.requant import Requant
+from rtl.winograd import WINOGRAD_AT, WINOGRAD_BT, InputTransform, OutputTransform, \
+    transform_growth_bits
+
+__all__ = ["ALG_CODES", "COUNTER_BITS", "MULT_BITS", "SHIFT_BITS", "DatapathLimits",
+           "ConvDatapath", "generate_verilog"]
+
+#: Run-time encoding of the algorithm register.
+ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2}
+#: Width of the cycle counters.
+COUNTER_BITS = 32
+#: Requantiser multiplier and shift widths.
+MULT_BITS = 16
+SHIFT_BITS = 6
+
+
+class DatapathLimits:
+    """Buffer sizes of one datapath build (what the compiler must fit a layer into).
+
+    Parameters
+    ----------
+    max_m, max_k, max_n:
+        Largest GEMM of one invocation (the engine's buffers).
+    feature_words:
+        Feature buffer depth (one activation per word: H·W·C of the input).
+    weight_words:
+        Weight buffer depth (all B matrices of an invocation).
+    tile_words:
+        Winograd tile buffer depth (tiles · pieces · C).
+    out_words:
+        Output and accumulator buffer depth (also the kn2row shift-and-add buffer).
+    max_gemms:
+        Most GEMMs in one invocation (kn2row R·S, Winograd (m+2)²).
+    """
+
+    def __init__(self, max_m=64, max_k=64, max_n=16, feature_words=1024, weight_words=4096,
+                 tile_words=1024, out_words=1024, max_gemms=64):
+        for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n),
+                            ("feature_words", feature_words), ("weight_words", weight_words),
+                            ("tile_words", tile_words), ("out_words", out_words),
+                            ("max_gemms", max_gemms)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            low = 2 if name.endswith("_words") else 1   # no zero-width address ports
+            if value < low:
+                raise ValueError(f"{name} must be at least {low}, not {value}")
+        self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
+        self.feature_words, self.weight_words = feature_words, weight_words
+        self.tile_words, self.out_words, self.max_gemms = tile_words, out_words, max_gemms
+
+    def as_dict(self) -> dict:
+        """The limits as a dict (JSON, cache keys)."""
+        return dict(vars(self))
+
+    def __eq__(self, other):
+        return isinstance(other, DatapathLimits) and vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash(tuple(sorted(vars(self).items())))
+
+    def __repr__(self):
+        return "DatapathLimits(" + ", ".join(f"{k}={v}" for k, v in vars(self).items()) + ")"
+
+
+class _Span:
+    """Stall-free cycle counter of one unit (docs/verify.md, "Measured cycles").
+
+    Counts from the cycle of ``first`` (the unit's start pulse or first input beat) through
+    the cycle of ``last_out`` inclusive, less the cycles before its last input beat in which
+    its source had no data (``starved``).  Accumulates over the layer; ``clear`` zeroes it.
+    """
+
+    def __init__(self, m, name, clear, first, starved, last_out):
+        self.count = Signal(COUNTER_BITS, name=f"{name}_count")
+        active = Signal(name=f"{name}_active")
+        counting = active | first
+        with m.If(clear):
+            # the clearing cycle may itself be the unit's first (a start pulse)
+            m.d.sync += [self.count.eq(first), active.eq(first & ~last_out)]
+        with m.Else():
+            with m.If(counting & ~(active & starved)):
+                m.d.sync += self.count.eq(self.count + 1)
+            with m.If(first):
+                m.d.sync += active.eq(1)
+            with m.If(counting & last_out):
+                m.d.sync += active.eq(0)
+
+
+class ConvDatapath(wiring.Component):
+    """Runs one convolution layer (its GEMMs and transforms) from on-chip buffers.
+
+    Parameters
+    ----------
+    params:
+        The overlay: array shape and widths, Winograd m (0: no Winograd unit).  The FFT unit
+        is not part of this datapath yet (``fft_size`` is ignored; docs/verify.md).
+    limits:
+        Buffer sizes (:class:`DatapathLimits`).
+    precision:
+        Bits of activations, weights and requantised outputs (8 or 16).
+    target:
+        Multiplier target of the array (``"sim"``, ``"xcup"``, ``"ecp5"``).
+    mult_latency:
+        Register stages of the PE multiplier.
+    winograd_frac_bits:
+        Fraction bits of the quantised F(4×4,3×3) weights (ignored unless winograd_m = 4).
+
+    Members (ports; docs/verify.md)
+    -------
+    alg, mode, gemm_m, gemm_k, gemm_n, gemms : settings of the layer
+    fe_* : window generator geometry; sa_* : shift-and-add geometry
+    out_words, rq_mult, rq_shift, rq_relu : output count and requantisation
+    fb_*, wb_*, tb_* : buffer write ports; ob_addr, ob_data, ab_data : output read port
+    start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
+    """
+
+    def __init__(self, params: OverlayParams, limits: DatapathLimits | None = None, *,
+                 precision: int = 8, target: str = "sim", mult_latency: int = 3,
+                 winograd_frac_bits: int = 5):
+        if not isinstance(params, OverlayParams):
+            self._MustUse__silence = True
+            raise TypeError(f"params must be an OverlayParams, not {params!r}")
+        limits = limits if limits is not None else DatapathLimits()
+        if not isinstance(limits, DatapathLimits):
+            self._MustUse__silence = True
+            raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
+        if precision not in (8, 16):
+            self._MustUse__silence = True
+            raise ValueError(f"precision must be 8 or 16, not {precision!r}")
+        if params.a_width < precision or params.b_width < precision:
+            self._MustUse__silence = True
+            raise ValueError(f"a_width and b_width must be at least the precision {precision}, "
+                             f"not {params.a_width} and {params.b_width}")
+        wm = params.winograd_m
+        if wm:
+            need = precision + transform_growth_bits(WINOGRAD_BT[wm])
+            if params.a_width < need:
+                self._MustUse__silence = True
+                raise ValueError(f"a_width must be at least {need} for Winograd F({wm}x{wm},3x3)"
+                                 f" on int{precision}, not {params.a_width}")
+        self._params, self._limits = params, limits
+        self._precision, self._target, self._lat = precision, target, mult_latency
+        self._frac = winograd_frac_bits
+        self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
+                                  max_n=limits.max_n, target=target, mult_latency=mult_latency)
+        self.lanes = wm * wm if wm else 1
+        # back-end width: accumulators, plus the output transform's growth
+        self.back_width = params.acc_width + (transform_growth_bits(WINOGRAD_AT[wm]) if wm
+                                              else 0)
+        biggest = max(limits.max_m, limits.max_k, limits.max_n, limits.feature_words,
+                      limits.out_words, 255)
+        self.dim_bits = biggest.bit_length()
+        db = self.dim_bits
+        ports = {
+            "alg": In(2), "mode": In(2),
+            "gemm_m": In(self._engine.dim_bits), "gemm_k": In(self._engine.dim_bits),
+            "gemm_n": In(self._engine.dim_bits),
+            "gemms": In(range(limits.max_gemms + 1)),
+            **{f"fe_{n}": In(unsigned(db)) for n in ("in_h", "in_w", "c_words", "kernel_h",
+                                                    "kernel_w", "stride", "pad", "dil",
+                                                    "out_h", "out_w")},
+            **{f"sa_{n}": In(unsigned(db)) for n in ("in_h", "in_w", "kernel_h", "kernel_w",
+                                                    "out_h", "out_w", "f_words", "pad",
+                                                    "dil")},
+            "sa_stride_log2": In(2),
+            "out_words": In(range(limits.out_words + 1)),
+            "rq_mult": In(unsigned(MULT_BITS)), "rq_shift": In(unsigned(SHIFT_BITS)),
+            "rq_relu": In(1),
+            "fb_addr": In(range(limits.feature_words)), "fb_data": In(signed(params.a_width)),
+            "fb_en": In(1),
+            "wb_addr": In(range(limits.weight_words)), "wb_data": In(signed(params.b_width)),
+            "wb_en": In(1),
+            "ob_addr": In(range(limits.out_words)),
+            "ob_data": Out(data.ArrayLayout(signed(precision), self.lanes)),
+            "ab_data": Out(data.ArrayLayout(signed(self.back_width), self.lanes)),
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            **{n: Out(COUNTER_BITS) for n in ("cycles", "gemm_cycles", "front_cycles",
+                                              "back_cycles", "requant_cycles")},
+        }
+        if wm:
+            t = wm + 2
+            self.tile_width = precision
+            ports.update({
+                "tb_addr": In(range(limits.tile_words)),
+                "tb_data": In(data.ArrayLayout(signed(precision), t * t)), "tb_en": In(1),
+            })
+        super().__init__(ports)
+
+    @property
+    def params(self) -> OverlayParams:
+        """The overlay parameters this datapath was built for."""
+        return self._params
+
+    @property
+    def limits(self) -> DatapathLimits:
+        """Buffer sizes."""
+        return self._limits
+
+    @property
+    def precision(self) -> int:
+        """Bits of activations, weights and outputs."""
+        return self._precision
+
+    @property
+    def engine(self) -> GemmEngine:
+        """The GEMM engine inside."""
+        return self._engine
+
+    # ------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        p, lim = self._params, self._limits
+        wm = p.winograd_m
+        lanes = self.lanes
+        m.submodules.engine = eng = self._engine
+        is_im2col = self.alg == ALG_CODES["im2col"]
+        is_kn2row = self.alg == ALG_CODES["kn2row"]
+        is_wino = (self.alg == ALG_CODES["winograd"]) if wm else False
+
+        # ---- controller ----------------------------------------------------------------
+        busy = Signal()
+        done = Signal()
+        cycles = Signal(COUNTER_BITS)
+        g = Signal(range(lim.max_gemms + 1))          # running GEMM
+        wbase = Signal(range(lim.weight_words + 1))   # its B matrix in the weight buffer
+        load_go = Signal()                            # pulse: start the fronts of GEMM g
+        c_count = Signal(range(lim.max_m * lim.max_n + 1))   # C beats of GEMM g
+        out_count = Signal(range(lim.out_words + 1))          # output words written
+        acc_count = Signal(range(lim.out_words + 1))          # accumulator words written
+        post_go = Signal()                            # pulse: Winograd output drain
+        mn = Signal(range(lim.max_m * lim.max_n + 1))
+        kn = Signal(range(lim.weight_words + 1))
+        m.d.comb += [mn.eq(self.gemm_m * self.gemm_n), kn.eq(self.gemm_k * self.gemm_n)]
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
+        m.d.comb += [eng.m.eq(self.gemm_m), eng.k.eq(self.gemm_k), eng.n.eq(self.gemm_n),
+                     eng.mode.eq(self.mode)]
+        c_fire = eng.c_stream.valid & eng.c_stream.ready
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        # States as an if-chain on a plain register (Tail last, the catch-all): Amaranth's
+        # Switch prunes trailing cases per signal, which Verilator flags as CASEINCOMPLETE.
+        idle, load, compute, nxt, post = range(5)
+        state = Signal(range(6))
+        m.d.comb += [load_go.eq(((state == idle) & self.start) | (state == nxt)),
+                     eng.start.eq(state == load),
+                     post_go.eq(state == post)]
+        with m.If(state == idle):
+            with m.If(self.start):
+                m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), g.eq(0), wbase.eq(0),
+                             c_count.eq(0), out_count.eq(0), acc_count.eq(0),
+                             state.eq(load)]
+        with m.Elif(state == load):
+            # Hold start until the engine takes it (both operands loaded).
+            with m.If(eng.start_ready):
+                m.d.sync += state.eq(compute)
+        with m.Elif(state == compute):
+            # The engine computes, then drains C into the back; the GEMM is over when its
+            # last C beat has been taken.
+            with m.If(c_fire):
+                m.d.sync += c_count.eq(c_count + 1)
+                with m.If(c_count == mn - 1):
+                    m.d.sync += [c_count.eq(0), g.eq(g + 1), wbase.eq(wbase + kn)]
+                    with m.If(g == self.gemms - 1):
+                        m.d.sync += state.eq(Mux(is_wino, post, post + 1) if wm
+                                             else post + 1)
+                    with m.Else():
+                        m.d.sync += state.eq(nxt)
+        with m.Elif(state == nxt):
+            m.d.sync += state.eq(load)
+        with m.Elif(state == post):
+            m.d.sync += state.eq(post + 1)
+        with m.Else():              # Tail: wait for the last output word
+            with m.If(out_count == self.out_words):
+                m.d.sync += [busy.eq(0), done.eq(1), state.eq(idle)]
+
+        # ---- weight buffer and B reader --------------------------------------------------
+        m.submodules.wbuf = wbuf = Memory(shape=signed(p.b_width), depth=lim.weight_words,
+                                          init=[])
+        wwp = wbuf.write_port()
+        wrp = wbuf.read_port()
+        m.d.comb += [wwp.addr.eq(self.wb_addr), wwp.data.eq(self.wb_data),
+                     wwp.en.eq(self.wb_en)]
+        b_addr = Signal(range(lim.weight_words + 1))
+        b_left = Signal(range(lim.weight_words + 1))
+        b_valid = Signal()
+        b_adv = ~b_valid | eng.b_stream.ready
+        m.d.comb += [wrp.en.eq(b_adv), wrp.addr.eq(b_addr),
+                     eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
+        with m.If(b_adv):
+            m.d.sync += b_valid.eq(b_left != 0)
+            with m.If(b_left != 0):
+                m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1)]
+        with m.If(load_go):
+            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, wbase)), b_left.eq(kn)]
+
+        # ---- fronts ----------------------------------------------------------------------
+        m.submodules.im2col = win = Im2col(lanes=1, width=p.a_width, depth=lim.feature_words,
+                                           dim_bits=self.dim_bits)
+        m.d.comb += [win.w_addr.eq(self.fb_addr), win.w_data[0].eq(self.fb_data),
+                     win.w_en.eq(self.fb_en)]
+        for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
+                  "out_h", "out_w"):
+            m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
+        spatial_front = ~is_wino if wm else 1
+        m.d.comb += win.start.eq(load_go & spatial_front)
+        a_fire = eng.a_stream.valid & eng.a_stream.ready
+        a_count = Signal(range(lim.max_m * lim.max_k + 1))
+        mk = Signal(range(lim.max_m * lim.max_k + 1))
+        m.d.comb += mk.eq(self.gemm_m * self.gemm_k)
+        with m.If(load_go):
+            m.d.sync += a_count.eq(0)
+        with m.Elif(a_fire):
+            m.d.sync += a_count.eq(a_count + 1)
+        a_last = a_fire & (a_count == mk - 1)
+
+        if wm:
+            t = wm + 2
+            m.submodules.tbuf = tbuf = Memory(
+                shape=data.ArrayLayout(signed(self._precision), t * t), depth=lim.tile_words,
+                init=[])
+            twp = tbuf.write_port()
+            trp = tbuf.read_port()
+            m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
+                         twp.en.eq(self.tb_en)]
+            m.submodules.in_transform = itf = InputTransform(wm, self._precision)
+            t_addr = Signal(range(lim.tile_words + 1))
+            t_left = Signal(range(lim.tile_words + 1))
+            t_valid = Signal()
+            t_adv = ~t_valid | itf.i_stream.ready
+            m.d.comb += [trp.en.eq(t_adv), trp.addr.eq(t_addr),
+                         itf.i_stream.valid.eq(t_valid), itf.i_stream.payload.eq(trp.data)]
+            with m.If(t_adv):
+                m.d.sync += t_valid.eq(t_left != 0)
+                with m.If(t_left != 0):
+                    m.d.sync += [t_addr.eq(t_addr + 1), t_left.eq(t_left - 1)]
+            with m.If(load_go & is_wino):
+                m.d.sync += [t_addr.eq(0), t_left.eq(mk)]
+            # GEMM g of Winograd is transformed-domain position g: pick that element.
+            gsel = Signal(range(t * t))
+            m.d.comb += gsel.eq(g)
+            with m.If(is_wino):
+                m.d.comb += [eng.a_stream.valid.eq(itf.o_stream.valid),
+                             eng.a_stream.payload.eq(itf.o_stream.payload[gsel]),
+                             itf.o_stream.ready.eq(eng.a_stream.ready)]
+            with m.Else():
+                m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
+                             eng.a_stream.payload.eq(win.o_stream.payload[0]),
+                             win.o_stream.ready.eq(eng.a_stream.ready)]
+            wino_first = itf.i_stream.valid & itf.i_stream.ready & (t_addr == 1) & is_wino
+        else:
+            m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
+                         eng.a_stream.payload.eq(win.o_stream.payload[0]),
+                         win.o_stream.ready.eq(eng.a_stream.ready)]
+
+        # ---- back ------------------------------------------------------------------------
+        m.submodules.shift_add = sa = ShiftAdd(lanes=1, in_width=p.acc_width,
+                                               acc_width=p.acc_width, depth=lim.out_words,
+                                               dim_bits=self.dim_bits)
+        for n in ("in_h", "in_w", "kernel_h", "kernel_w", "out_h", "out_w", "f_words", "pad",
+                  "dil"):
+            m.d.comb += getattr(sa, n).eq(getattr(self, f"sa_{n}"))
+        m.d.comb += [sa.stride_log2.eq(self.sa_stride_log2),
+                     sa.start.eq(self.start & ~busy & is_kn2row),
+                     sa.i_stream.payload[0].eq(eng.c_stream.payload)]
+        m.submodules.requant = rq = Requant(lanes=lanes, acc_width=self.back_width,
+                                            out_width=self._precision, mult_width=MULT_BITS,
+                                            shift_width=SHIFT_BITS)
+        m.d.comb += [rq.mult.eq(self.rq_mult), rq.shift.eq(self.rq_shift),
+                     rq.relu.eq(self.rq_relu), rq.o_stream.ready.eq(1)]
+
+        # C of the engine: to the requantiser (im2col), the shift-and-add (kn2row) or the
+        # transformed-domain buffer (Winograd).
+        with m.If(is_kn2row):
+            m.d.comb += [sa.i_stream.valid.eq(eng.c_stream.valid),
+                         eng.c_stream.ready.eq(sa.i_stream.ready),
+                         rq.i_stream.valid.eq(sa.o_stream.valid),
+                         rq.i_stream.payload[0].eq(sa.o_stream.payload[0]),
+                         sa.o_stream.ready.eq(rq.i_stream.ready)]
+        with m.Elif(is_im2col):
+            m.d.comb += [rq.i_stream.valid.eq(eng.c_stream.valid),
+                         rq.i_stream.payload[0].eq(eng.c_stream.payload),
+                         eng.c_stream.ready.eq(rq.i_stream.ready)]
+        back_first = Signal()
+        back_starved = Signal()
+        back_last = Signal()
+        sa_in_total = Signal(range(lim.max_gemms * lim.max_m * lim.max_n + 1))
+        sa_in_count = Signal.like(sa_in_total)
+        m.d.comb += sa_in_total.eq(self.gemms * mn)
+        sa_fire = sa.i_stream.valid & sa.i_stream.ready
+        with m.If(self.start & ~busy):
+            m.d.sync += sa_in_count.eq(0)
+        with m.Elif(sa_fire & is_kn2row):
+            m.d.sync += sa_in_count.eq(sa_in_count + 1)
+        rq_fire_in = rq.i_stream.valid & rq.i_stream.ready
+        rq_fire_out = rq.o_stream.valid & rq.o_stream.ready
+        with m.If(is_kn2row):
+            # ShiftAdd's cycles count from its start pulse (dse/cost/transforms.py), less the
+            # cycles it waits for partial sums while the engine loads and computes.
+            m.d.comb += [back_first.eq(sa.start),
+                         back_starved.eq((sa_in_count < sa_in_total) & ~sa.i_stream.valid),
+                         back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
+
+        if wm:
+            t = wm + 2
+            mbuf_rps = []
+            for lane in range(t * t):
+                mem = Memory(shape=signed(p.acc_width), depth=lim.max_m * lim.max_n, init=[])
+                m.submodules[f"mbuf{lane}"] = mem
+                wp = mem.write_port()
+                rp = mem.read_port()
+                m.d.comb += [wp.addr.eq(c_count), wp.data.eq(eng.c_stream.payload),
+                             wp.en.eq(is_wino & c_fire & (g == lane))]
+                mbuf_rps.append(rp)
+            m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width, self._frac)
+            q_addr = Signal(range(lim.max_m * lim.max_n + 1))
+            q_left = Signal(range(lim.max_m * lim.max_n + 1))
+            q_valid = Signal()
+            q_adv = ~q_valid | otf.i_stream.ready
+            for lane, rp in enumerate(mbuf_rps):
+                m.d.comb += [rp.en.eq(q_adv), rp.addr.eq(q_addr),
+                             otf.i_stream.payload[lane].eq(rp.data)]
+            m.d.comb += otf.i_stream.valid.eq(q_valid)
+            with m.If(q_adv):
+                m.d.sync += q_valid.eq(q_left != 0)
+                with m.If(q_left != 0):
+                    m.d.sync += [q_addr.eq(q_addr + 1), q_left.eq(q_left - 1)]
+            with m.If(post_go):
+                m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
+            with m.If(is_wino):
+                m.d.comb += [eng.c_stream.ready.eq(1),
+                             rq.i_stream.valid.eq(otf.o_stream.valid),
+                             otf.o_stream.ready.eq(rq.i_stream.ready)]
+                for lane in range(lanes):
+                    m.d.comb += rq.i_stream.payload[lane].eq(otf.o_stream.payload[lane])
+                ot_in = otf.i_stream.valid & otf.i_stream.ready
+                m.d.comb += [back_first.eq(ot_in & (q_addr == 1)),
+                             back_starved.eq(0),
+                             back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
+
+        # ---- output and accumulator buffers ------------------------------------------------
+        m.submodules.obuf = obuf = Memory(shape=data.ArrayLayout(signed(self._precision), lanes),
+                                          depth=lim.out_words, init=[])
+        m.submodules.abuf = abuf = Memory(shape=data.ArrayLayout(signed(self.back_width), lanes),
+                                          depth=lim.out_words, init=[])
+        owp, orp = obuf.write_port(), obuf.read_port()
+        awp, arp = abuf.write_port(), abuf.read_port()
+        m.d.comb += [owp.addr.eq(out_count), owp.data.eq(rq.o_stream.payload),
+                     owp.en.eq(rq_fire_out & busy),
+                     awp.addr.eq(acc_count), awp.data.eq(rq.i_stream.payload),
+                     awp.en.eq(rq_fire_in & busy),
+                     orp.addr.eq(self.ob_addr), arp.addr.eq(self.ob_addr),
+                     self.ob_data.eq(orp.data), self.ab_data.eq(arp.data)]
+        with m.If(rq_fire_out & busy):
+            m.d.sync += out_count.eq(out_count + 1)
+        with m.If(rq_fire_in & busy):
+            m.d.sync += acc_count.eq(acc_count + 1)
+
+        # ---- cycle counters --------------------------------------------------------------
+        clear = self.start & ~busy
+        gemm_count = Signal(COUNTER_BITS)
+        with m.If(clear):
+            m.d.sync += gemm_count.eq(0)
+        with m.Elif(eng.busy):
+            m.d.sync += gemm_count.eq(gemm_count + 1)
+        m.d.comb += self.gemm_cycles.eq(gemm_count)
+        # front: Im2col from its start pulse; the Winograd input transform from its first
+        # input beat; through the last A beat the engine takes, per GEMM.
+        front_first = (load_go & spatial_front) if not wm else \
+            Mux(is_wino, wino_first, load_go)
+        front = _Span(m, "front", clear, front_first, 0, a_last)
+        m.d.comb += self.front_cycles.eq(front.count)
+        back = _Span(m, "back", clear, back_first, back_starved, back_last)
+        m.d.comb += self.back_cycles.eq(back.count)
+        rq_total_in = acc_count
+        rq_first = rq_fire_in & (rq_total_in == 0)
+        rq_starved = (acc_count < self.out_words) & ~rq.i_stream.valid
+        rq_last = rq_fire_out & (out_count == self.out_words - 1)
+        requant = _Span(m, "requant", clear, rq_first & busy, rq_starved, rq_last)
+        m.d.comb += self.requant_cycles.eq(requant.count)
+        return m
+
+
+def generate_verilog(params: OverlayParams, limits: DatapathLimits | None = None, *,
+                     precision: int = 8, target: str = "sim", name: str = "overlay") -> str:
+    """Return the Verilog text of the datapath for ``params`` (top module ``name``)."""
+    from amaranth.back import verilog
+
+    dp = ConvDatapath(params, limits, precision=precision, target=target)
+    return verilog.convert(dp, name=name, emit_src=False)

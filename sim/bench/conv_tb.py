@@ -1,0 +1,320 @@
+"""Run convolution layers on ``rtl.conv_datapath.ConvDatapath`` in Verilator through cocotb.
+
+Two halves, one file, so the pytest side and the cocotb side agree on the job format:
+
+* pytest side: :func:`rtl_conv` (one layer: the golden model's signature plus cycles) and
+  :func:`rtl_conv_batch` (many layers in one simulator run: one build per datapath
+  configuration, cached by :mod:`sim.runner`).  The compiler (:mod:`dse.compiler`) plans each
+  layer and builds its buffer images; the job file carries them to the testbench, whose
+  results come back as JSON and are decoded into N×OH×OW outputs and accumulations.
+* cocotb side: :func:`drive_invocation` loads the feature / tile / weight buffers through
+  their write ports, sets the layer's settings, pulses ``start``, waits for ``done``, reads the
+  cycle counters and the output and accumulator buffers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rtl.params import OverlayParams
+
+__all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "rtl_conv",
+           "rtl_conv_batch", "drive_invocation", "run_job"]
+
+#: The cocotb test module (in tests/cocotb) that executes a job.
+TB_MODULE = "tb_conv_datapath"
+
+#: Cycle counters of the datapath, summed over a layer's invocations.
+COUNTERS = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")
+
+
+@dataclass(frozen=True)
+class DatapathConfig:
+    """Everything that selects one datapath build (one Verilator binary).
+
+    Members
+    -------
+    params:
+        The overlay parameters.
+    limits:
+        ``rtl.conv_datapath.DatapathLimits`` keyword arguments, as a sorted tuple of pairs.
+    precision:
+        Bits of activations, weights and outputs.
+    mult_latency:
+        PE multiplier stages.
+    frac_bits:
+        F(4×4,3×3) weight fraction bits.
+    """
+
+    params: OverlayParams
+    limits: tuple
+    precision: int = 8
+    mult_latency: int = 3
+    frac_bits: int = 5
+
+    @classmethod
+    def make(cls, params: OverlayParams, limits: dict, **kwargs) -> "DatapathConfig":
+        """Build from a limits dict (e.g. :func:`dse.compiler.required_limits`)."""
+        return cls(params, tuple(sorted(limits.items())), **kwargs)
+
+    def limits_obj(self):
+        """The :class:`rtl.conv_datapath.DatapathLimits`."""
+        from rtl.conv_datapath import DatapathLimits
+
+        return DatapathLimits(**dict(self.limits))
+
+    @property
+    def toplevel(self) -> str:
+        """Top module name, unique per configuration."""
+        p = self.params
+        blob = json.dumps([p.as_dict(), self.limits, self.precision, self.mult_latency,
+                           self.frac_bits])
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return f"conv_r{p.rows}c{p.cols}_a{p.a_width}b{p.b_width}w{p.winograd_m}_{digest}"
+
+    def datapath(self):
+        """The ``ConvDatapath`` to build (behavioural multipliers)."""
+        from rtl.conv_datapath import ConvDatapath
+
+        return ConvDatapath(self.params, self.limits_obj(), precision=self.precision,
+                            target="sim", mult_latency=self.mult_latency,
+                            winograd_frac_bits=self.frac_bits)
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """One layer to run.
+
+    Members
+    -------
+    x, w:
+        Input C×H×W and weights N×C/g×R×S (integers of the precision).
+    layer:
+        The :class:`dse.network.Layer` (conv).
+    algorithm, dataflow:
+        The choice (names).
+    relu:
+        ReLU after requantisation.
+    requant:
+        (mult, shift) or ``None`` for :func:`dse.compiler.default_requant`.
+    name:
+        Label.
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    layer: object
+    algorithm: str
+    dataflow: str
+    relu: bool = False
+    requant: tuple | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ConvResult:
+    """What one simulated layer produced.
+
+    Members
+    -------
+    outputs, accumulations:
+        N×OH×OW int64: requantised outputs and the accumulations entering the requantiser.
+    cycles:
+        Counter name → cycles, summed over the layer's invocations (:data:`COUNTERS`).
+    per_invocation:
+        The counters of each invocation.
+    plan:
+        The :class:`dse.compiler.ConvPlan` that ran.
+    """
+
+    outputs: np.ndarray
+    accumulations: np.ndarray
+    cycles: dict
+    per_invocation: list
+    plan: object
+
+    @property
+    def measured_cycles(self) -> int:
+        """Whole-layer cycles (the datapath's ``cycles`` counter, summed)."""
+        return self.cycles["cycles"]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def plan_case(case: ConvCase, cfg: DatapathConfig):
+    """The compiler's plan of ``case`` on ``cfg``'s datapath."""
+    from dse.compiler import plan_conv
+
+    return plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, cfg.limits_obj(),
+                     frac_bits=cfg.frac_bits, requant=case.requant, relu=case.relu,
+                     precision=cfg.precision)
+
+
+def _job_invocations(case: ConvCase, plan) -> list:
+    out = []
+    for inv in plan.invocations:
+        item = {"registers": inv.registers, "out_words": inv.out_words,
+                "weights": plan.weight_image(case.w, inv).tolist()}
+        if plan.algorithm == "winograd":
+            item["tiles"] = plan.tile_image(case.x, inv).tolist()
+        else:
+            item["feature"] = plan.feature_image(case.x, inv).tolist()
+        out.append(item)
+    return out
+
+
+def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: str,
+                   seed: int = 1, progress=None) -> list[ConvResult]:
+    """Run layers one after another on one simulated datapath; return their results.
+
+    ``progress`` (optional callable) is called with each case's name before the run starts
+    (the run is one simulator process for the whole batch).
+
+    Raises
+    ------
+    ValueError
+        If the compiler refuses a case (bad layer/algorithm combination, too big).
+    sim.runner.CocotbFailure
+        If the simulation fails.
+    """
+    from sim.runner import REPO_ROOT, build_component, run_cocotb
+
+    plans = [plan_case(c, cfg) for c in cases]
+    dp = cfg.datapath()
+    build = build_component(dp, cfg.toplevel)
+    test_dir = REPO_ROOT / "build" / "sim" / _safe(run_name)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    out = test_dir / "conv_results.json"
+    out.unlink(missing_ok=True)
+    job = {"precision": cfg.precision, "lanes": dp.lanes, "back_width": dp.back_width,
+           "a_width": cfg.params.a_width, "b_width": cfg.params.b_width,
+           "tile_lanes": (cfg.params.winograd_m + 2) ** 2 if cfg.params.winograd_m else 0,
+           "out": str(out),
+           "cases": [{"name": c.name, "invocations": _job_invocations(c, p)}
+                     for c, p in zip(cases, plans)]}
+    (test_dir / "conv_job.json").write_text(json.dumps(job))
+    if progress is not None:
+        for c in cases:
+            progress(c.name)
+    run_cocotb(build, TB_MODULE, test_dir=test_dir, module_dir=REPO_ROOT / "tests" / "cocotb",
+               seed=seed, extra_env={"OMNICONV_CONV_JOB": str(test_dir / "conv_job.json")})
+    results = json.loads(out.read_text())
+    done = []
+    for case, plan, res in zip(cases, plans, results):
+        outs, accs, per_inv = [], [], []
+        for inv, r in zip(plan.invocations, res):
+            outs.append(plan.decode(np.array(r["ob"], dtype=np.int64), inv))
+            accs.append(plan.decode(np.array(r["ab"], dtype=np.int64), inv))
+            per_inv.append({k: r[k] for k in COUNTERS})
+        totals = {k: sum(d[k] for d in per_inv) for k in COUNTERS}
+        done.append(ConvResult(plan.assemble(outs), plan.assemble(accs), totals, per_inv,
+                               plan))
+    return done
+
+
+def rtl_conv(x, w, layer, choice, params: OverlayParams, *, precision: int = 8,
+             limits: dict | None = None, relu: bool = False, requant=None):
+    """Run one conv layer on the simulated datapath.
+
+    ``choice`` is ``(algorithm, dataflow)`` (names or enums).  Returns
+    ``(outputs, accumulations, measured_cycles)``: N×OH×OW int64 arrays and the layer's
+    cycles.  The datapath is sized for this layer (``dse.compiler.required_limits``) unless
+    ``limits`` is given.
+    """
+    from dse.compiler import plan_conv, required_limits
+
+    algo, flow = (getattr(v, "value", v) for v in choice)
+    if limits is None:
+        limits = required_limits([plan_conv(layer, algo, flow, params, None,
+                                            precision=precision)])
+    cfg = DatapathConfig.make(params, limits, precision=precision)
+    case = ConvCase(np.asarray(x), np.asarray(w), layer, algo, flow, relu, requant,
+                    name=layer.name)
+    res = rtl_conv_batch([case], cfg, run_name=f"rtl_conv_{cfg.toplevel}_{layer.name}")[0]
+    return res.outputs, res.accumulations, res.measured_cycles
+
+
+# cocotb side ---------------------------------------------------------------------------
+
+
+async def _write_words(dut, clk, prefix: str, words, encode) -> None:
+    from cocotb.triggers import FallingEdge
+
+    en = getattr(dut, f"{prefix}_en")
+    addr = getattr(dut, f"{prefix}_addr")
+    data = getattr(dut, f"{prefix}_data")
+    for i, word in enumerate(words):
+        await FallingEdge(clk)
+        addr.value = i
+        data.value = encode(word)
+        en.value = 1
+    await FallingEdge(clk)
+    en.value = 0
+
+
+async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_000_000) -> dict:
+    """Load one invocation's buffers, run it and return its counters and output buffers."""
+    from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
+
+    from sim.bench.streams import ArrayCodec, IntCodec
+
+    clk = dut.clk
+    if "feature" in inv:
+        await _write_words(dut, clk, "fb", inv["feature"], IntCodec(job["a_width"]).encode)
+    if "tiles" in inv:
+        await _write_words(dut, clk, "tb", inv["tiles"],
+                           ArrayCodec(job["precision"], job["tile_lanes"]).encode)
+    await _write_words(dut, clk, "wb", inv["weights"], IntCodec(job["b_width"]).encode)
+    await FallingEdge(clk)
+    for name, value in inv["registers"].items():
+        getattr(dut, name).value = value
+    dut.start.value = 1
+    await FallingEdge(clk)
+    dut.start.value = 0
+    if str(dut.done.value) != "1":
+        await with_timeout(RisingEdge(dut.done), timeout_cycles * 10, "ns")
+    await ReadOnly()
+    counters = {k: getattr(dut, k).value.to_unsigned() for k in COUNTERS}
+    ob_codec = ArrayCodec(job["precision"], job["lanes"])
+    ab_codec = ArrayCodec(job["back_width"], job["lanes"])
+    ob, ab = [], []
+    for i in range(inv["out_words"]):
+        await FallingEdge(clk)
+        dut.ob_addr.value = i
+        await RisingEdge(clk)
+        await ReadOnly()
+        ob.append(list(ob_codec.decode(dut.ob_data.value.to_unsigned())))
+        ab.append(list(ab_codec.decode(dut.ab_data.value.to_unsigned())))
+    await ClockCycles(clk, 1, rising=False)
+    return {**counters, "ob": ob, "ab": ab}
+
+
+async def run_job(dut, job_path: str) -> None:
+    """Run every invocation of every case of a job file; write the results it names."""
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, FallingEdge
+
+    with open(job_path) as f:
+        job = json.load(f)
+    Clock(dut.clk, 10, unit="ns").start()
+    await FallingEdge(dut.clk)
+    dut.rst.value = 1
+    for name in ("start", "fb_en", "wb_en"):
+        getattr(dut, name).value = 0
+    if job["tile_lanes"]:
+        dut.tb_en.value = 0
+    await ClockCycles(dut.clk, 2, rising=False)
+    dut.rst.value = 0
+    results = []
+    for case in job["cases"]:
+        results.append([await drive_invocation(dut, inv, job) for inv in case["invocations"]])
+    Path(job["out"]).write_text(json.dumps(results))
