@@ -210,6 +210,31 @@ def test_tool_error_names_the_users_file(tmp_path, monkeypatch):
     assert str(info.value).startswith(f"yosys ecp5 t failed: {source}:1: ERROR: syntax error")
 
 
+def test_synth_refuses_a_flow_that_does_not_match_the_board(tmp_path, capsys):
+    from omniconv.cli import main
+
+    status = main(["synth", "tiny", "--flow", "xcup", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and err[0].endswith(
+        "tiny.yaml: board: must be a board of family xcup for --flow xcup, not ecp5-85k "
+        "(family ecp5)")
+    assert not (tmp_path / "out").exists()          # refused before writing anything
+
+
+def test_budget_by_hand():
+    from dse.board import load_board
+    from omniconv.synth import budget
+
+    b = budget({"dsp": 64, "lut": 90000, "ff": 100, "bram_blocks": 2.5}, load_board("ecp5-85k"))
+    assert b["dsp"] == {"used": 64, "available": 156, "fraction": round(64 / 156, 4),
+                        "fits": True, "margin": 92}
+    assert b["lut"]["fits"] is False and b["lut"]["margin"] == 83640 - 90000
+    assert b["bram_blocks"]["margin"] == 208 - 2.5
+    assert b["uram_blocks"] == {"used": 0, "available": 0, "fraction": None, "fits": True,
+                                "margin": 0}
+
+
 # -- real runs (regress) ------------------------------------------------------------------
 
 def mac_verilog() -> str:
