@@ -1,0 +1,257 @@
+"""The convolution-layer datapath in Verilator through cocotb, and its compiler.
+
+Each Verilator test runs a batch of layers in one simulator process (one build per datapath
+configuration, cached) and checks every layer:
+
+* accumulations equal exact integer convolution: onnxruntime's ConvInteger for int8
+  (``sim/reference.py``), the numpy int64 direct convolution for int16 (``sim/models/conv.py``)
+  -- im2col, kn2row and Winograd F(2×2,3×3) alike;
+* requantised outputs equal the numpy requantiser (``sim/models/requant.py``) on those;
+* every cycle counter (whole layer, GEMM engine, front, back, requantiser) equals
+  ``dse.cost.verify_model`` (the issue allows 2 %; we require 0 and report the largest
+  relative error in ``build/sim/<run>/conv_cycles.json``).
+
+``make test`` runs a small int8 batch on a 4×4 array (every algorithm, every dataflow, 1×1 /
+3×3 / 5×5 / 7×7, strides 1 and 2, padding, channel counts not multiples of 4);
+``make regress`` sweeps kernels × strides × algorithms × dataflows for int8 and int16.
+"""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from dse.compiler import ALG_CODES, plan_conv, winograd_weights, _split_pieces
+from dse.cost.verify_model import plan_cycles
+from dse.network import NetworkBuilder
+from rtl.params import OverlayParams
+from sim.models.conv import conv2d
+from sim.models.requant import requantize
+from sim.runner import REPO_ROOT
+
+INT8 = OverlayParams(rows=4, cols=4, a_width=10, b_width=12, acc_width=32, winograd_m=2)
+INT16 = OverlayParams(rows=4, cols=4, a_width=18, b_width=20, acc_width=48, winograd_m=2)
+#: One build for every smoke case (buffers a little larger than the largest case).
+SMOKE_LIMITS = dict(max_m=128, max_k=256, max_n=8, feature_words=1024, weight_words=4096,
+                    tile_words=2048, out_words=1024, max_gemms=49)
+SWEEP_LIMITS = dict(max_m=256, max_k=512, max_n=8, feature_words=2048, weight_words=8192,
+                    tile_words=4096, out_words=2048, max_gemms=49)
+
+
+def conv_layer(name, c, h, w, n, k, stride=1, pad=0):
+    """A one-conv network's layer (shapes inferred by the network IR)."""
+    b = NetworkBuilder(name, (c, h, w))
+    b.conv(name, out_channels=n, kernel=k, stride=stride, padding=pad)
+    return [layer for layer in b.build().layers if layer.op == "conv"][0]
+
+
+def make_case(layer, algo, flow, precision, seed, relu=False):
+    from sim.bench.conv_tb import ConvCase
+
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
+    x = rng.integers(lo, hi, layer.in_shape)
+    w = rng.integers(lo, hi, (layer.out_shape[0], layer.in_shape[0], *layer.kernel))
+    if seed % 5 == 0:           # extremes: the largest products, every sign
+        x = np.where(x >= 0, hi - 1, lo)
+        w = np.full_like(w, lo)
+    return ConvCase(x, w, layer, algo, flow, relu=relu,
+                    name=f"{layer.name} {algo} {flow} int{precision} seed{seed}")
+
+
+def exact_conv(case, precision):
+    """Exact convolution of a case, independent of the datapath and of our compiler."""
+    pad = case.layer.padding[0]
+    stride = case.layer.stride[0]
+    if precision == 8:
+        from sim.reference import ort_conv_integer
+
+        return ort_conv_integer(case.x, case.w, stride, pad)
+    return conv2d(case.x, case.w, stride, pad)
+
+
+def check_batch(cfg, cases, run_name, precision):
+    """Run a batch; check accumulations, outputs and every counter; return max rel. error."""
+    from sim.bench.conv_tb import rtl_conv_batch
+
+    results = rtl_conv_batch(cases, cfg, run_name=run_name)
+    failures, table, worst = [], [], 0.0
+    for case, res in zip(cases, results):
+        ref = exact_conv(case, precision)
+        regs = res.plan.invocations[0].registers
+        ref_out = requantize(ref, regs["rq_mult"], regs["rq_shift"], precision, case.relu)
+        if not np.array_equal(res.accumulations, ref):
+            bad = np.argwhere(res.accumulations != ref)[0]
+            failures.append(f"{case.name}: accumulation {tuple(bad)} is "
+                            f"{res.accumulations[tuple(bad)]}, exact {ref[tuple(bad)]}")
+        if not np.array_equal(res.outputs, ref_out):
+            failures.append(f"{case.name}: requantised outputs differ from the golden")
+        pred = plan_cycles(res.plan, cfg.params.rows, cfg.params.cols, cfg.mult_latency)
+        for key, value in pred.items():
+            measured = res.cycles[key]
+            if value:
+                worst = max(worst, abs(measured - value) / value)
+            if measured != value:
+                failures.append(f"{case.name}: {key} measured {measured}, model {value}")
+        table.append({"case": case.name, "measured": res.cycles, "predicted": pred})
+    out = REPO_ROOT / "build" / "sim" / run_name / "conv_cycles.json"
+    out.write_text(json.dumps({"max_rel_error": worst, "cases": table}, indent=1))
+    assert not failures, f"{len(failures)} problems in {len(cases)} layers:\n" + "\n".join(
+        failures[:20])
+    return worst
+
+
+def smoke_cases():
+    """Every algorithm and dataflow; 1×1, 3×3, 5×5, 7×7; strides 1, 2; ragged channels."""
+    l3 = conv_layer("c3s1", 5, 7, 6, 6, 3, 1, 1)
+    l5 = conv_layer("c5s1", 3, 6, 6, 5, 5, 1, 2)
+    l7 = conv_layer("c7s2", 3, 9, 8, 3, 7, 2, 3)
+    l1 = conv_layer("c1s2", 6, 5, 5, 7, 1, 2, 0)
+    l3s2 = conv_layer("c3s2", 5, 7, 7, 3, 3, 2, 1)
+    return [make_case(l3, "im2col", "ws", 8, 1), make_case(l3, "kn2row", "os", 8, 2),
+            make_case(l3, "winograd", "is", 8, 3, relu=True),
+            make_case(l5, "winograd", "ws", 8, 4), make_case(l7, "im2col", "os", 8, 5),
+            make_case(l1, "im2col", "is", 8, 6), make_case(l3s2, "kn2row", "ws", 8, 7)]
+
+
+@pytest.mark.verilator
+def test_conv_datapath_smoke_int8():
+    from sim.bench.conv_tb import DatapathConfig
+
+    cfg = DatapathConfig.make(INT8, SMOKE_LIMITS, precision=8)
+    assert check_batch(cfg, smoke_cases(), "conv_smoke_int8", 8) == 0.0
+
+
+def sweep_cases(precision):
+    cases, seed = [], 100
+    flows = itertools.cycle(["ws", "os", "is"])
+    for k, stride in itertools.product((1, 3, 5, 7), (1, 2)):
+        layer = conv_layer(f"k{k}s{stride}", 5, 11, 9, 6, k, stride, k // 2)
+        for algo in ("im2col", "kn2row", "winograd"):
+            if algo == "winograd" and (k < 3 or stride != 1):
+                continue
+            for flow in (next(flows), next(flows)):
+                cases.append(make_case(layer, algo, flow, precision, seed, relu=seed % 2))
+                seed += 1
+    return cases
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("precision", [8, 16])
+def test_conv_datapath_sweep(precision):
+    from sim.bench.conv_tb import DatapathConfig
+
+    params = INT8 if precision == 8 else INT16
+    cfg = DatapathConfig.make(params, SWEEP_LIMITS, precision=precision)
+    assert check_batch(cfg, sweep_cases(precision), f"conv_sweep_int{precision}",
+                       precision) == 0.0
+
+
+# -- compiler, without Verilator -------------------------------------------------------------
+
+
+def test_alg_codes_match_the_rtl():
+    from rtl.conv_datapath import ALG_CODES as RTL_CODES
+
+    assert ALG_CODES == RTL_CODES
+
+
+@pytest.mark.parametrize("m, frac", [(2, 0), (4, 5), (4, 8)])
+def test_winograd_weights_equal_the_golden_model(m, frac):
+    from sim.models.winograd import transform_weights
+
+    rng = np.random.default_rng(m * 10 + frac)
+    w = rng.integers(-128, 128, (4, 3, 3, 3))
+    np.testing.assert_array_equal(winograd_weights(w, m, frac),
+                                  transform_weights(w, m, frac if m == 4 else None))
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 7])
+def test_kernel_pieces_sum_to_the_convolution(k):
+    # Independent check of the DYNAMAP split: the pieces' convolutions of shifted inputs add
+    # up to the whole kernel's convolution.
+    rng = np.random.default_rng(k)
+    x = rng.integers(-128, 128, (2, 12, 12))
+    w = rng.integers(-128, 128, (3, 2, k, k))
+    pieces = _split_pieces(w)
+    p = -(-k // 3)
+    oh = 12 - k + 1
+    xp = np.pad(x, ((0, 0), (0, 3 * p), (0, 3 * p)))
+    total = np.zeros((3, oh, oh), dtype=np.int64)
+    for a in range(p):
+        for b in range(p):
+            sub = xp[:, 3 * a:3 * a + oh + 2, 3 * b:3 * b + oh + 2]
+            total += conv2d(sub, pieces[:, :, a * p + b])
+    np.testing.assert_array_equal(total, conv2d(x, w))
+
+
+def test_compiler_layouts_reproduce_the_convolution_in_numpy():
+    # The plan's buffer images and GEMM order, multiplied out in numpy (the datapath's job),
+    # equal direct convolution: checks the compiler without the RTL.
+    from sim.models.winograd import input_transform, output_transform
+
+    layer = conv_layer("l", 3, 7, 6, 5, 5, 1, 2)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (5, 3, 5, 5))
+    ref = conv2d(x, w, 1, 2)
+    plan = plan_conv(layer, "im2col", "ws", INT8)
+    inv = plan.invocations[0]
+    gm, gk, gn = inv.gemm
+    assert plan.unit_pad == 2           # symmetric padding: the window generator pads
+    feat = np.pad(plan.feature_image(x, inv).reshape(7, 6, 3), ((2, 2), (2, 2), (0, 0)))
+    a = np.stack([feat[oy:oy + 5, ox:ox + 5].reshape(-1) for oy in range(7) for ox in range(6)])
+    c = a @ plan.weight_image(w, inv).reshape(gk, gn)
+    np.testing.assert_array_equal(plan.decode(c.reshape(-1, 1), inv), ref)
+    plan = plan_conv(layer, "winograd", "os", INT8)
+    inv = plan.invocations[0]
+    gm, gk, gn = inv.gemm
+    v = input_transform(plan.tile_image(x, inv).reshape(-1, 4, 4), 2).reshape(gm, gk, 16)
+    b = plan.weight_image(w, inv).reshape(16, gk, gn)
+    acc = np.einsum("mkg,gkn->mng", v, b).reshape(gm, gn, 4, 4)
+    y = output_transform(acc, 2).reshape(gm * gn, 4)
+    np.testing.assert_array_equal(plan.decode(y, inv), ref)
+
+
+@pytest.mark.parametrize("algo, k, stride, message", [
+    ("winograd", 5, 2, "stride 1"),
+    ("winograd", 1, 1, "at least 3x3"),
+    ("fft", 3, 1, "FFT path is not part"),
+    ("kn2row", 3, 3, "strides 1, 2 or 4"),
+])
+def test_compiler_refuses_bad_combinations(algo, k, stride, message):
+    layer = conv_layer("bad", 4, 13, 13, 4, k, stride, k // 2)
+    with pytest.raises(ValueError, match=message):
+        plan_conv(layer, algo, "ws", INT8)
+
+
+def test_compiler_refuses_winograd_without_its_unit():
+    layer = conv_layer("l", 4, 8, 8, 4, 3, 1, 1)
+    with pytest.raises(ValueError, match="winograd_m = 0"):
+        plan_conv(layer, "winograd", "ws", OverlayParams(rows=4, cols=4))
+
+
+def test_compiler_refuses_a_layer_too_big_and_splits_filters():
+    from rtl.conv_datapath import DatapathLimits
+
+    layer = conv_layer("l", 4, 8, 8, 20, 3, 1, 1)
+    small = DatapathLimits(max_m=64, max_k=36, max_n=8, feature_words=256, weight_words=512,
+                           tile_words=64, out_words=512, max_gemms=16)
+    plan = plan_conv(layer, "im2col", "ws", INT8, small)
+    assert [inv.filters for inv in plan.invocations] == [(0, 8), (8, 16), (16, 20)]
+    with pytest.raises(ValueError, match="K = 36 > max_k = 16"):
+        plan_conv(layer, "im2col", "ws", INT8,
+                  DatapathLimits(max_m=64, max_k=16, max_n=8, feature_words=256))
+
+
+def test_smoke_set_covers_the_issue_list():
+    cases = smoke_cases()
+    assert {c.algorithm for c in cases} == {"im2col", "kn2row", "winograd"}
+    assert {c.dataflow for c in cases} == {"ws", "os", "is"}
+    assert {c.layer.kernel[0] for c in cases} == {1, 3, 5, 7}
+    assert {c.layer.stride[0] for c in cases} == {1, 2}
+    assert any(c.layer.padding[0] for c in cases)
+    assert any(c.layer.in_shape[0] % INT8.rows for c in cases)
+    assert any(c.layer.out_shape[0] % INT8.cols for c in cases)
