@@ -1,0 +1,133 @@
+"""``omniconv verify``: bad input exits 2 with one line; an ONNX network with odd shapes runs
+bit-exact in Verilator with the allowed set narrowed to each algorithm and each dataflow,
+and verify.json reports the algorithm actually used (DESIGN.md's fallback rule).
+
+The end-to-end runs build Verilator models, so they are ``regress``; the error paths are
+fast and run in ``make test``.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from omniconv.cli import main
+from sim.runner import REPO_ROOT
+
+#: Hardware pinned completely, so every narrowing runs on the same datapath build.
+HARDWARE = ("{rows: 4, cols: 4, a_width: 10, b_width: 12, acc_width: 32, winograd_m: 2, "
+            "fft_size: 0, act_buffer_kib: 32, weight_buffer_kib: 32, out_buffer_kib: 64, "
+            "bus_bits: 128}")
+
+
+def write_config(path, network, *, algorithms=None, dataflows=None, layers=None,
+                 hardware=HARDWARE, verify=None):
+    lines = [f"network: {network}", "board: ecp5-85k", "precision: 8"]
+    if algorithms:
+        lines.append(f"algorithms: [{', '.join(algorithms)}]")
+    if dataflows:
+        lines.append(f"dataflows: [{', '.join(dataflows)}]")
+    if hardware:
+        lines.append(f"hardware: {hardware}")
+    if layers:
+        lines.append(f"layers: {layers}")
+    if verify:
+        lines.append(f"verify: {{network: {verify}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def odd_onnx(path):
+    """Four convs with odd shapes: 3×3, 5×5, 1×1 and a stride-2 3×3 on a 3×11×9 input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    specs = [("a", 3, 5, 3, 1, 1), ("b", 5, 6, 5, 1, 2), ("c", 6, 7, 1, 1, 0),
+             ("d", 7, 3, 3, 2, 1)]
+    nodes, inits, prev = [], [], "x"
+    for name, cin, cout, k, s, p in specs:
+        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"{name}_w"))
+        nodes.append(helper.make_node("Conv", [prev, f"{name}_w"], [f"{name}_y"], name=name,
+                                      kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
+        nodes.append(helper.make_node("Relu", [f"{name}_y"], [f"{name}_r"],
+                                      name=f"{name}_relu"))
+        prev = f"{name}_r"
+    graph = helper.make_graph(
+        nodes, "odd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 11, 9])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main(["verify", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_missing_config_exits_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, tmp_path / "nope.yaml", "--out", tmp_path / "o")
+    assert code == 2
+    assert "nope.yaml" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "verify.json").exists()
+
+
+def test_fft_pin_is_refused_naming_the_layer(capsys, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", "tiny", layers="{conv1: {algorithm: fft}}",
+                       hardware="{rows: 4, cols: 4, fft_size: 8}")
+    code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o")
+    assert code == 2
+    assert "layers.conv1" in err and "fft" in err
+    assert not (tmp_path / "o" / "verify.json").exists()
+
+
+def test_winograd_pin_on_a_stride_2_layer_exits_2(capsys, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", "tiny", layers="{conv4: {algorithm: winograd}}")
+    code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o")
+    assert code == 2
+    assert "conv4" in err
+    assert not (tmp_path / "o" / "verify.json").exists()
+
+
+NARROWINGS = [
+    ({"algorithms": ["im2col"]}, {"a": "im2col", "b": "im2col", "c": "im2col", "d": "im2col"}),
+    ({"algorithms": ["kn2row"]}, {"a": "kn2row", "b": "kn2row", "c": "im2col", "d": "kn2row"}),
+    ({"algorithms": ["winograd"]},
+     {"a": "winograd", "b": "winograd", "c": "im2col", "d": "im2col"}),
+    ({"dataflows": ["ws"]}, None), ({"dataflows": ["os"]}, None), ({"dataflows": ["is"]}, None),
+]
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("narrow, expected", NARROWINGS,
+                         ids=[next(iter(n.values()))[0] for n, _ in NARROWINGS])
+def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
+    onnx_path = odd_onnx(tmp_path / "odd.onnx")
+    cfg = write_config(tmp_path / "odd.yaml", onnx_path.name, **narrow)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
+                           str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "verify.json").read_text())
+    assert [e["name"] for e in doc["layers"]] == ["a", "b", "c", "d"]
+    assert doc["totals"]["all_bit_exact"] is True
+    assert all(e["bit_exact"] for e in doc["layers"])
+    assert doc["totals"]["max_rel_error"] <= 0.02
+    for e in doc["layers"]:
+        assert e["measured_cycles"] == e["predicted_cycles"]
+        for unit in e["units"].values():
+            assert unit["measured"] == unit["predicted"]
+    if expected:
+        assert {e["name"]: e["algorithm"] for e in doc["layers"]} == expected
+    if "dataflows" in narrow:
+        assert {e["dataflow"] for e in doc["layers"]} == set(narrow["dataflows"])
+    for key in ("predicted_cycles", "measured_cycles", "max_rel_error", "all_bit_exact"):
+        assert key in doc["totals"]
+    assert doc["totals"]["measured_cycles"] == sum(e["measured_cycles"] for e in doc["layers"])
