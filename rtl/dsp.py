@@ -144,18 +144,15 @@ class Multiplier(wiring.Component):
             "p_CAS_MATCH_REG": "FALSE", "p_HIGHSPEED_CLK": "NONE",
             "i_SIGNEDA": Const(1), "i_SIGNEDB": Const(1),
             "i_SOURCEA": Const(0), "i_SOURCEB": Const(0),
-            "i_CLK0": ClockSignal("sync"),
-            "i_CE0": Const(1), "i_RST0": Const(0),
-            "i_CLK1": Const(0), "i_CLK2": Const(0), "i_CLK3": Const(0),
-            "i_CE1": Const(1), "i_CE2": Const(1), "i_CE3": Const(1),
-            "i_RST1": Const(0), "i_RST2": Const(0), "i_RST3": Const(0),
+            # Only clock/enable/reset 0 are used; the other clocks and the cascade inputs
+            # (SRIA/SRIB) stay unconnected as in Yosys's own MULT18X18D mapping: tying them
+            # to constants leaves nextpnr with unroutable constant arcs.
+            "i_CLK0": ClockSignal("sync"), "i_CE0": Const(1), "i_RST0": Const(0),
         }
         for i in range(18):
             ports[f"i_A{i}"] = a18[i]
             ports[f"i_B{i}"] = b18[i]
             ports[f"i_C{i}"] = Const(0)
-            for pre in ("SRIA", "SRIB"):
-                ports[f"i_{pre}{i}"] = Const(0)
         for i in range(36):
             ports[f"o_P{i}"] = p36[i]
         m.submodules.mult = Instance("MULT18X18D", **ports)

@@ -120,9 +120,14 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.h_out.eq(h), self.h_valid_out.eq(hv), self.h_first_out.eq(hf),
                      self.v_out.eq(v)]
 
-        is_os = self.mode == _OS
-        is_is = self.mode == _IS
-        is_ws = self.mode == _WS
+        # The mode is static for a whole GEMM (latched at start, two cycles before the first
+        # vector arrives); a registered per-PE decode keeps its array-wide fan-out off the
+        # operand and accumulator paths.
+        is_os = Signal(name="is_os")
+        is_is = Signal(name="is_is")
+        is_ws = Signal(name="is_ws")
+        m.d.sync += [is_os.eq(self.mode == _OS), is_is.eq(self.mode == _IS),
+                     is_ws.eq(self.mode == _WS)]
         # The registers are max(a_width, b_width) wide; each holds a value of the operand it
         # carries in this dataflow, so truncating to that operand's width is lossless.
         m.d.comb += [
@@ -139,14 +144,18 @@ class ProcessingElement(wiring.Component):
 
         acc = Signal(signed(p.acc_width), name="acc")
         acc_valid = Signal(name="acc_valid")
-        with m.If(is_os):
-            # Row r passes the accumulators of the rows above during drain steps 0 … r-1;
-            # afterwards its content has been taken by the row below and it is free again.
-            with m.If(self.drain & (self.drain_step < self._row)):
-                m.d.sync += acc.eq(self.p_in)
-            with m.Elif(pv):
-                m.d.sync += acc.eq(Mux(pf, 0, acc) + mult.p)
-        with m.Else():
-            m.d.sync += [acc.eq(self.p_in + mult.p), acc_valid.eq(pv)]
+        # One adder serves every dataflow, so the path is DSP output register -> one LUT ->
+        # carry chain -> acc:  ws/is  acc <= p_in + a·b;  os  acc <= (first ? 0 : acc) + a·b;
+        # os drain  acc <= p_in + 0.  Row r passes the accumulators of the rows above during
+        # drain steps 0 … r-1; afterwards the row below has taken its content and it is free.
+        shift = Signal(name="drain_shift")
+        m.d.comb += shift.eq(is_os & self.drain & (self.drain_step < self._row))
+        take_p_in = shift | ~is_os
+        operand = Mux(take_p_in, self.p_in, Mux(pf, 0, acc))
+        product = Mux(shift, 0, mult.p)
+        with m.If(~is_os | shift | pv):
+            m.d.sync += acc.eq(operand + product)
+        with m.If(~is_os):
+            m.d.sync += acc_valid.eq(pv)
         m.d.comb += [self.p_out.eq(acc), self.p_valid_out.eq(acc_valid)]
         return m
