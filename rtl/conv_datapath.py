@@ -446,7 +446,8 @@ class ConvDatapath(wiring.Component):
             t = wm + 2
             mbuf_rps = []
             for lane in range(t * t):
-                mem = Memory(shape=signed(p.acc_width), depth=lim.max_m * lim.max_n, init=[])
+                # M·N words per GEMM, which the output buffer must hold too (out_words)
+                mem = Memory(shape=signed(p.acc_width), depth=lim.out_words, init=[])
                 m.submodules[f"mbuf{lane}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port()
