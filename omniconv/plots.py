@@ -291,7 +291,8 @@ def resource_plot(design, board, synthesis=None) -> Figure:
             ax.barh(y + offset, pct, height=height * 0.95, color=colour,
                     label=("explorer's model" if name == "model" else name)
                     if i == 0 else None)
-            ax.annotate(f"{used:,} / {row['budget']:,} ({pct:.1f}%)", (pct, y + offset),
+            count = f"{used:,.0f}" if float(used).is_integer() else f"{used:,.1f}"
+            ax.annotate(f"{count} / {row['budget']:,} ({pct:.1f}%)", (pct, y + offset),
                         textcoords="offset points", xytext=(3, 0), va="center", fontsize=7)
     ax.axvline(100, color="red", linewidth=1.2, label="board budget")
     ax.set_yticks(range(len(rows)), [r["resource"] for r in reversed(rows)])
