@@ -11,6 +11,8 @@ starts and ends at a flip-flop):
                   -flatten``; reports DSP48E2, LUT, FF.
 ``ecp5_mult18``   target "ecp5": MULT18X18D instances with their input, pipeline and output
                   registers (latency 3); Yosys ``synth_ecp5`` + nextpnr-ecp5.
+``ecp5_mult18_l4`` the same plus one fabric register on the product (latency 4), so the
+                  route from the DSP column to the accumulator gets a cycle of its own.
 ``ecp5_naive``    target "sim", latency 0: an inferred, unregistered multiplier feeding the
                   accumulator (the issue's ~87 MHz baseline).
 ``ecp5_regs``     target "sim", latency 3: the same registers around an inferred multiplier;
@@ -48,6 +50,7 @@ __all__ = ["ArrayShell", "VARIANTS", "main"]
 VARIANTS = {
     "xcup": ("xcup", "xcup", 3),
     "ecp5_mult18": ("ecp5", "ecp5", 3),
+    "ecp5_mult18_l4": ("ecp5", "ecp5", 4),
     "ecp5_naive": ("ecp5", "sim", 0),
     "ecp5_regs": ("ecp5", "sim", 3),
 }

@@ -17,7 +17,9 @@ Targets
     The same behavioural description: Yosys ``synth_xilinx -family xcup`` infers a DSP48E2.
 ``"ecp5"``
     A ``MULT18X18D`` instance whose REG_INPUTA/B, REG_PIPELINE and REG_OUTPUT registers give
-    the latency (1: inputs; 2: inputs + output; 3: inputs + pipeline + output).  Operands are
+    the latency (1: inputs; 2: inputs + output; 3: inputs + pipeline + output; 4: all three
+    plus one fabric register on the product, which gives the DSP-to-fabric route a cycle of
+    its own — the DSP columns sit far from the accumulators' carry chains).  Operands are
     sign-extended to 18 bits.  Simulate with ``"sim"``: the timing is identical.
 """
 
@@ -27,15 +29,18 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["TARGETS", "MAX_LATENCY", "Multiplier"]
+__all__ = ["TARGETS", "MAX_LATENCY", "DEFAULT_LATENCY", "Multiplier"]
 
 #: Synthesis targets the multiplier knows.
 TARGETS = ("sim", "xcup", "ecp5")
-#: Largest register latency (MULT18X18D has input, pipeline and output registers).
-MAX_LATENCY = 3
+#: Largest register latency (MULT18X18D's input, pipeline and output registers + one in fabric).
+MAX_LATENCY = 4
+#: Latency of the engine's default PE (the cycle formula's default ``mult_latency``).
+DEFAULT_LATENCY = 3
 
 # Which MULT18X18D registers are enabled for each latency (inputs, pipeline, output).
-_ECP5_REGS = {1: (True, False, False), 2: (True, False, True), 3: (True, True, True)}
+_ECP5_REGS = {1: (True, False, False), 2: (True, False, True), 3: (True, True, True),
+              4: (True, True, True)}
 
 
 class Multiplier(wiring.Component):
@@ -46,7 +51,7 @@ class Multiplier(wiring.Component):
     a_width, b_width:
         Signed operand widths in bits.
     latency:
-        Register stages from ``a``/``b`` to ``p`` (0 … 3).  ``p`` in cycle *t* is the product
+        Register stages from ``a``/``b`` to ``p`` (0 … 4).  ``p`` in cycle *t* is the product
         of the operands of cycle *t − latency*.
     target:
         ``"sim"``, ``"xcup"`` or ``"ecp5"`` (see the module docstring).
@@ -63,7 +68,7 @@ class Multiplier(wiring.Component):
         For a bad parameter (ECP5 needs widths <= 18 and a latency >= 1).
     """
 
-    def __init__(self, a_width: int, b_width: int, latency: int = MAX_LATENCY,
+    def __init__(self, a_width: int, b_width: int, latency: int = DEFAULT_LATENCY,
                  target: str = "sim"):
         try:
             self._setup(a_width, b_width, latency, target)
@@ -115,14 +120,14 @@ class Multiplier(wiring.Component):
         a, b = self.a, self.b
         # Registers in the order of the DSP's own: inputs, then pipeline/output on the product.
         if self._latency >= 1:
-            a_r = Signal.like(a, name="a_reg")
-            b_r = Signal.like(b, name="b_reg")
+            a_r = Signal.like(a, name="a_reg", reset_less=True)
+            b_r = Signal.like(b, name="b_reg", reset_less=True)
             m.d.sync += [a_r.eq(a), b_r.eq(b)]
             a, b = a_r, b_r
         p = Signal(signed(self._a_width + self._b_width), name="prod")
         m.d.comb += p.eq(a * b)
         for stage in range(max(0, self._latency - 1)):
-            p_r = Signal.like(p, name=f"prod_reg{stage}")
+            p_r = Signal.like(p, name=f"prod_reg{stage}", reset_less=True)
             m.d.sync += p_r.eq(p)
             p = p_r
         m.d.comb += self.p.eq(p)
@@ -156,7 +161,13 @@ class Multiplier(wiring.Component):
         for i in range(36):
             ports[f"o_P{i}"] = p36[i]
         m.submodules.mult = Instance("MULT18X18D", **ports)
-        m.d.comb += self.p.eq(p36[:self._a_width + self._b_width])
+        product = p36[:self._a_width + self._b_width]
+        if self._latency == 4:
+            fabric = Signal(signed(self._a_width + self._b_width), name="prod_fabric",
+                            reset_less=True)
+            m.d.sync += fabric.eq(product)
+            product = fabric
+        m.d.comb += self.p.eq(product)
         return m
 
 

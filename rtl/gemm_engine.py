@@ -28,7 +28,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl.dsp import MAX_LATENCY, TARGETS
+from rtl.dsp import DEFAULT_LATENCY, TARGETS
 from rtl.params import ArrayParams, Dataflow
 from rtl.systolic import SystolicArray
 
@@ -67,7 +67,7 @@ class GemmEngine(wiring.Component):
     target:
         Multiplier target: ``"sim"`` (Amaranth simulator, Verilator), ``"xcup"``, ``"ecp5"``.
     mult_latency:
-        Register stages of each PE's multiplier (0 … 3); the cycle formula's ``mult_latency``.
+        Register stages of each PE's multiplier (0 … 4); the cycle formula's ``mult_latency``.
 
     Members
     -------
@@ -88,7 +88,7 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
-                 max_n: int = 64, target: str = "sim", mult_latency: int = MAX_LATENCY):
+                 max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY):
         try:
             self._setup(params, max_m, max_k, max_n, target, mult_latency)
         except Exception:

@@ -26,7 +26,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.dsp import Multiplier
+from rtl.dsp import DEFAULT_LATENCY, Multiplier
 from rtl.params import ArrayParams, Dataflow
 
 __all__ = ["ProcessingElement"]
@@ -45,7 +45,7 @@ class ProcessingElement(wiring.Component):
         Row index of this PE; an os drain shifts this PE only in drain steps ``< row``, so the
         rows above may already start the next tile.
     mult_latency:
-        Register stages of the multiplier (0 … 3).
+        Register stages of the multiplier (0 … 4).
     target:
         Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
 
@@ -67,7 +67,7 @@ class ProcessingElement(wiring.Component):
         ``acc`` and, for ws/is, whether it holds a valid partial sum.
     """
 
-    def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = 3,
+    def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = DEFAULT_LATENCY,
                  target: str = "sim"):
         try:
             self._setup(params, row, mult_latency, target)
@@ -108,11 +108,13 @@ class ProcessingElement(wiring.Component):
         p = self._params
         m.submodules.mult = mult = self._mult
 
-        h = Signal.like(self.h_in, name="h")
+        # Datapath registers need no reset (only the valid/first/latch controls do); leaving
+        # it out keeps the reset net off thousands of flip-flops.
+        h = Signal.like(self.h_in, name="h", reset_less=True)
         hv = Signal(name="h_valid")
         hf = Signal(name="h_first")
-        v = Signal.like(self.v_in, name="v")
-        s = Signal.like(self.v_in, name="s")
+        v = Signal.like(self.v_in, name="v", reset_less=True)
+        s = Signal.like(self.v_in, name="s", reset_less=True)
         m.d.sync += [h.eq(self.h_in), hv.eq(self.h_valid_in), hf.eq(self.h_first_in),
                      v.eq(self.v_in)]
         with m.If(self.latch):
@@ -142,7 +144,7 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [pv_r.eq(pv), pf_r.eq(pf)]
             pv, pf = pv_r, pf_r
 
-        acc = Signal(signed(p.acc_width), name="acc")
+        acc = Signal(signed(p.acc_width), name="acc", reset_less=True)
         acc_valid = Signal(name="acc_valid")
         # One adder serves every dataflow, so the path is DSP output register -> one LUT ->
         # carry chain -> acc:  ws/is  acc <= p_in + a·b;  os  acc <= (first ? 0 : acc) + a·b;

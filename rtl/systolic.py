@@ -28,6 +28,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.dsp import DEFAULT_LATENCY
 from rtl.params import ArrayParams, Dataflow
 from rtl.pe import ProcessingElement
 
@@ -42,7 +43,7 @@ class SystolicArray(wiring.Component):
     params:
         Array shape and widths.
     mult_latency:
-        Register stages of each PE's multiplier (0 … 3); outputs come ``mult_latency`` cycles
+        Register stages of each PE's multiplier (0 … 4); outputs come ``mult_latency`` cycles
         later than with a combinational multiplier.
     target:
         Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
@@ -65,7 +66,8 @@ class SystolicArray(wiring.Component):
     out_valid : Out(1)
     """
 
-    def __init__(self, params: ArrayParams, mult_latency: int = 3, target: str = "sim"):
+    def __init__(self, params: ArrayParams, mult_latency: int = DEFAULT_LATENCY,
+                 target: str = "sim"):
         try:
             self._setup(params, mult_latency, target)
         except Exception:
@@ -112,10 +114,10 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
                 m.d.comb += pes[r][c].mode.eq(self.mode)
 
-        def delay(sig, n, name):
+        def delay(sig, n, name, reset_less=False):
             """Delay ``sig`` by ``n`` registers (skew / de-skew line)."""
             for i in range(n):
-                reg = Signal.like(sig, name=f"{name}_d{i}")
+                reg = Signal.like(sig, name=f"{name}_d{i}", reset_less=reset_less)
                 m.d.sync += reg.eq(sig)
                 sig = reg
             return sig
@@ -124,7 +126,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             pe = pes[r][0]
             m.d.comb += [
-                pe.h_in.eq(delay(self.h_in[r], r, f"h_skew{r}")),
+                pe.h_in.eq(delay(self.h_in[r], r, f"h_skew{r}", reset_less=True)),
                 pe.h_valid_in.eq(delay(self.h_valid, r, f"hv_skew{r}")),
                 pe.h_first_in.eq(delay(self.h_first, r, f"hf_skew{r}")),
             ]
@@ -138,7 +140,7 @@ class SystolicArray(wiring.Component):
         out_cols = []
         out_valid_cols = []
         for c in range(cols):
-            v_top = delay(self.v_in[c], c, f"v_skew{c}")
+            v_top = delay(self.v_in[c], c, f"v_skew{c}", reset_less=True)
             latch = delay(self.latch, c, f"latch_skew{c}")
             drain = delay(self.drain, c, f"drain_skew{c}")
             step = delay(self.drain_step, c, f"step_skew{c}")
@@ -151,7 +153,8 @@ class SystolicArray(wiring.Component):
                                  pe.p_in.eq(pes[r - 1][c].p_out)]
             bottom = pes[rows - 1][c]
             valid = Mux(self.mode == Dataflow.OS.code, drain, bottom.p_valid_out)
-            out_cols.append(delay(bottom.p_out, cols - 1 - c, f"out_deskew{c}"))
+            out_cols.append(delay(bottom.p_out, cols - 1 - c, f"out_deskew{c}",
+                                  reset_less=True))
             out_valid_cols.append(delay(valid, cols - 1 - c, f"outv_deskew{c}"))
         for c in range(cols):
             m.d.comb += self.out[c].eq(out_cols[c])

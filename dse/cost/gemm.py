@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_MULT_LATENCY", "gemm_cycles", "gemm_cycle_breakdown"]
 
-#: Multiplier register stages of the engine's default PE (``rtl.dsp.MAX_LATENCY``).
+#: Multiplier register stages of the engine's default PE (``rtl.dsp.DEFAULT_LATENCY``).
 DEFAULT_MULT_LATENCY = 3
 
 
@@ -50,7 +50,7 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
         Array namespace (``numpy`` or ``torch``); only ``where``, ``//`` and arithmetic are
         used, so torch tensors (CPU or GPU) work unchanged.
     mult_latency:
-        Register stages of the PE multiplier (0 … 3; the ECP5 MULT18X18D wrapper uses 3).
+        Register stages of the PE multiplier (0 … 4; the engine's default is 3).
 
     Returns
     -------

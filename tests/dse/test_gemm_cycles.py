@@ -107,5 +107,5 @@ def test_torch_backend_agrees():
 
 
 def test_default_latency_is_the_rtl_default():
-    from rtl.dsp import MAX_LATENCY
-    assert DEFAULT_MULT_LATENCY == MAX_LATENCY
+    from rtl.dsp import DEFAULT_LATENCY
+    assert DEFAULT_MULT_LATENCY == DEFAULT_LATENCY

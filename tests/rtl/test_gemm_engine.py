@@ -224,7 +224,7 @@ def test_4x4_int16_acc48_extremes():
     check_runs(params, cases, runs)
 
 
-@pytest.mark.parametrize("latency", [0, 1, 2])
+@pytest.mark.parametrize("latency", [0, 1, 2, 4])
 def test_multiplier_latency_in_formula(latency):
     params = ArrayParams(rows=2, cols=3, a_width=10, b_width=12, acc_width=32)
     cases = make_cases(params, [(3, 4, 5)], seed=latency, kinds=("random", "min"))
@@ -287,8 +287,8 @@ def test_bad_parameters():
         GemmEngine(ArrayParams(acc_width=32), max_k=1 << 17)
     with pytest.raises(ValueError, match=r"^target must be one of sim, xcup, ecp5, not 'asic'$"):
         GemmEngine(ArrayParams(), target="asic")
-    with pytest.raises(ValueError, match=rf"^latency must be between 0 and {MAX_LATENCY}, not 4$"):
-        GemmEngine(ArrayParams(), mult_latency=4)
+    with pytest.raises(ValueError, match=rf"^latency must be between 0 and {MAX_LATENCY}, not 5$"):
+        GemmEngine(ArrayParams(), mult_latency=5)
     with pytest.raises(TypeError, match=r"^max_m must be an integer, not 2.0$"):
         GemmEngine(ArrayParams(), max_m=2.0)
     with pytest.raises(ValueError, match=r"^max_n must be at least 1, not 0$"):
