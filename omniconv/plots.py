@@ -381,6 +381,9 @@ def verify_plot(verify: dict) -> Figure:
     top.grid(axis="y", alpha=0.3)
     bottom.bar(range(n), errors, color=["#D55E00" if abs(e) > 10 else "#009E73"
                                         for e in errors])
+    for x, e in enumerate(errors):         # write the value: a zero error draws no bar
+        bottom.annotate(f"{e:+.1f}%", (x, e), textcoords="offset points",
+                        xytext=(0, 3 if e >= 0 else -10), ha="center", fontsize=8)
     bottom.axhline(0, color="black", linewidth=0.8)
     bottom.set_ylabel("(pred - meas) / meas, %")
     bottom.set_title("relative error of the prediction (orange: beyond 10%)", fontsize=9)
