@@ -66,12 +66,17 @@ def overlay_limits(params, precision: int = 8) -> dict:
                 out_words=max(2, min(out_words, side * side)), max_gemms=49)
 
 
-def write_overlay(design, board, out_dir: Path, precision: int = 8) -> Path:
-    """Write the conv datapath for ``design``'s hardware as ``out_dir/overlay.v``."""
+def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:
+    """Write the conv datapath for ``design``'s hardware as ``out_dir/overlay.v``.
+
+    ``precision`` defaults to the design's.  Returns the path.
+    """
     from dse.design import write_text_atomic
     from rtl.conv_datapath import DatapathLimits, generate_verilog
     from rtl.params import OverlayParams
 
+    if precision is None:
+        precision = int(getattr(design, "precision", 8) or 8)
     params = OverlayParams(**design.hardware)
     limits = DatapathLimits(**overlay_limits(params, precision))
     text = generate_verilog(params, limits, precision=precision, target=board.family,
