@@ -50,9 +50,9 @@ _QUIET_S = 10.0
 _HEARTBEAT_S = 30.0
 
 # Cell names per flow.  A RAMB18E2 is half of a RAMB36E2 site; FIFO primitives occupy the
-# same block RAM sites.  LUT6_2 is one physical fractured LUT6.  On ECP5, PDPW16KD is the
+# same block RAM sites.  LUT6_2 is one physical fractured LUT6; an INV cell becomes a LUT1.  On ECP5, PDPW16KD is the
 # pseudo-dual-port (36-bit wide) mode of one DP16KD block.
-_XCUP_LUTS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2")
+_XCUP_LUTS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV")
 _XCUP_BRAM_WEIGHTS = {"RAMB36E2": 1.0, "FIFO36E2": 1.0, "RAMB18E2": 0.5, "FIFO18E2": 0.5}
 _XCUP_URAMS = ("URAM288", "URAM288_BASE")
 _XCUP_CARRIES = ("CARRY4", "CARRY8")
@@ -88,7 +88,7 @@ class SynthResult:
     dsp:
         DSP blocks: DSP48E2 (xcup) or MULT18X18D (ecp5).
     lut:
-        Logic LUTs: LUT1..LUT6 (xcup) or LUT4 (ecp5).  Carry cells, LUT RAM and shift
+        Logic LUTs: LUT1..LUT6 and INV (xcup) or LUT4 (ecp5).  Carry cells, LUT RAM and shift
         registers are counted separately (``carry``, ``lutram``).
     ff:
         Flip-flops: FD* (xcup) or TRELLIS_FF (ecp5).

@@ -51,9 +51,9 @@ def test_count_cells_of_a_real_ecp5_run():
 def test_count_cells_by_hand():
     xcup = {"RAMB36E2": 3, "RAMB18E2": 3, "FIFO18E2": 1, "URAM288": 2, "LUT6": 5, "LUT6_2": 1,
             "LUT1": 2, "FDCE": 2, "FDRE": 3, "FDSE": 1, "FDPE": 1, "SRL16E": 1, "RAM64M": 2,
-            "DSP48E2": 7, "CARRY8": 4, "MUXF7": 9, "VCC": 1}
+            "DSP48E2": 7, "CARRY8": 4, "MUXF7": 9, "VCC": 1, "INV": 3}
     assert count_cells(xcup, "xcup") == {
-        "dsp": 7, "lut": 5 + 1 + 2, "ff": 2 + 3 + 1 + 1,
+        "dsp": 7, "lut": 5 + 1 + 2 + 3, "ff": 2 + 3 + 1 + 1,
         "bram_blocks": 3 + 3 / 2 + 1 / 2, "uram_blocks": 2, "carry": 4, "lutram": 1 + 2}
     ecp5 = {"DP16KD": 4, "PDPW16KD": 1, "TRELLIS_DPR16X4": 3, "LUT4": 10, "PFUMX": 4,
             "L6MUX21": 2, "TRELLIS_FF": 6, "MULT18X18D": 2, "CCU2C": 5}
