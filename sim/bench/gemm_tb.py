@@ -124,12 +124,16 @@ class GemmResult:
         Cycles with ``busy`` high, counted by the testbench (-1 when not counted).
     compute_seconds:
         Wall time of the simulation from the start handshake to ``done``.
+    compute_cpu_seconds:
+        CPU time of the simulator process over the same span (on a loaded machine, closer
+        to what the same run takes on an idle one).
     """
 
     c: np.ndarray
     cycles: int
     busy_cycles: int
     compute_seconds: float = 0.0
+    compute_cpu_seconds: float = 0.0
 
 
 def _check_case(case: GemmCase, cfg: EngineConfig) -> None:
@@ -191,7 +195,8 @@ def rtl_gemm_batch(cases: Sequence[GemmCase], cfg: EngineConfig, *, run_name: st
                seed=seed, extra_env={"OMNICONV_TB_JOB": str(test_dir / "gemm_job.json")})
     results = json.loads(out.read_text())
     return [GemmResult(np.array(r["c"], dtype=np.int64).reshape(len(c.a), np.shape(c.b)[1]),
-                       r["cycles"], r["busy_cycles"], r["compute_seconds"])
+                       r["cycles"], r["busy_cycles"], r["compute_seconds"],
+                       r["compute_cpu_seconds"])
             for c, r in zip(cases, results)]
 
 
@@ -229,8 +234,9 @@ async def drive_gemm(dut, a: np.ndarray, b: np.ndarray, mode: int, *, a_width: i
     """Run one GEMM on a running engine DUT (clock started) and return its outputs.
 
     Returns a dict with ``c`` (list of rows), ``cycles`` (the engine's register),
-    ``busy_cycles`` (counted here; -1 when ``count_busy`` is false) and ``compute_seconds``
-    (wall time from the start handshake to ``done``).
+    ``busy_cycles`` (counted here; -1 when ``count_busy`` is false), ``compute_seconds``
+    (wall time from the start handshake to ``done``) and ``compute_cpu_seconds`` (the
+    simulator process's CPU time over that span).
 
     Raises
     ------
@@ -274,7 +280,7 @@ async def drive_gemm(dut, a: np.ndarray, b: np.ndarray, mode: int, *, a_width: i
             if waited > timeout_cycles:
                 raise StreamTimeout(f"start_ready never rose after loading ({waited} cycles)")
         await RisingEdge(clk)  # the handshake edge
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         busy = 0
         await falling
         dut.start.value = 0
@@ -295,6 +301,7 @@ async def drive_gemm(dut, a: np.ndarray, b: np.ndarray, mode: int, *, a_width: i
             if str(dut.done.value) != "1":
                 await RisingEdge(dut.done)
         compute_seconds = time.perf_counter() - t0
+        compute_cpu_seconds = time.process_time() - cpu0
         measured = dut.cycles.value.to_unsigned()
         c = await sink_c.wait_for(m * n, timeout_cycles)
     finally:
@@ -302,7 +309,8 @@ async def drive_gemm(dut, a: np.ndarray, b: np.ndarray, mode: int, *, a_width: i
         src_b.stop()
         sink_c.stop()
     return {"c": np.array(c, dtype=np.int64).reshape(m, n).tolist(), "cycles": measured,
-            "busy_cycles": busy, "compute_seconds": compute_seconds}
+            "busy_cycles": busy, "compute_seconds": compute_seconds,
+            "compute_cpu_seconds": compute_cpu_seconds}
 
 
 async def run_job(dut, job_path: str) -> None:

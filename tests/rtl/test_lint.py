@@ -76,6 +76,43 @@ def test_unused_input_port_is_not_waived(tmp_path):
                                                                    "UNUSEDSIGNAL"]
 
 
+_RESETLESS_SUB = """\
+module sub(clk, rst, d, q);
+  input clk;
+  wire clk;
+  input rst;
+  wire rst;
+  input [3:0] d;
+  wire [3:0] d;
+  output [3:0] q;
+  reg [3:0] q = 4'h0;
+  always @(posedge clk) q <= d;
+endmodule
+module top(clk, rst, d, q);
+  input clk;
+  wire clk;
+  input rst;
+  wire rst;
+  input [3:0] d;
+  wire [3:0] d;
+  output [3:0] q;
+  wire [3:0] q;
+  sub sub (.clk(clk), .rst(rst), .d(d), .q(q));
+endmodule
+"""
+
+
+@pytest.mark.verilator
+def test_unused_rst_waived_only_in_submodules(tmp_path):
+    violations, waived = lint_verilog(_RESETLESS_SUB, "top", work_dir=tmp_path)
+    assert violations == []
+    assert any(w.rule == "UNUSEDSIGNAL" and "'rst'" in w.message for w in waived)
+    # The same reset-less register in the top module: its unused rst is reported.
+    violations, _ = lint_verilog(_RESETLESS_SUB.split("module top")[0], "sub",
+                                 work_dir=tmp_path)
+    assert [(w.rule, w.line) for w in violations] == [("UNUSEDSIGNAL", 4)]
+
+
 @pytest.mark.verilator
 def test_real_errors_are_violations(tmp_path):
     broken = _UNUSED_PORT.replace("o <= used;", "o <= missing;")
