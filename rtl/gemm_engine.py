@@ -380,10 +380,11 @@ class GemmEngine(wiring.Component):
             m.d.comb += v_mask[c].eq(Mux(os_, c < stream_walk.irem, pre_ok))
 
         # os drain: the accumulators of a tile are final rows + L + 1 cycles after its last
-        # stream issue (skew, multiplier latency); a delay line times the drain burst.
+        # stream issue (skew, multiplier latency); a delay line times the drain burst, issued
+        # one cycle early because the PEs register the strobe before acting on it.
         drain_arm = seq_slot & os_ & (o == t_len - 1)
         drain_go = drain_arm
-        for i in range(rows + lat + 1):
+        for i in range(rows + lat):
             reg = Signal(name=f"drain_delay{i}")
             m.d.sync += reg.eq(drain_go)
             drain_go = reg

@@ -150,9 +150,13 @@ class ProcessingElement(wiring.Component):
         # carry chain -> acc:  ws/is  acc <= p_in + a·b;  os  acc <= (first ? 0 : acc) + a·b;
         # os drain  acc <= p_in + 0.  Row r passes the accumulators of the rows above during
         # drain steps 0 … r-1; afterwards the row below has taken its content and it is free.
+        # The column's drain strobe reaches the PE one cycle before it acts: the PE registers
+        # its decision, so the operand selects are flip-flops, not a 6-input cone in front of
+        # the carry chain.
         shift = Signal(name="drain_shift")
-        m.d.comb += shift.eq(is_os & self.drain & (self.drain_step < self._row))
-        take_p_in = shift | ~is_os
+        take_p_in = Signal(name="take_p_in")
+        m.d.sync += [shift.eq(is_os & self.drain & (self.drain_step < self._row)),
+                     take_p_in.eq(~is_os | (self.drain & (self.drain_step < self._row)))]
         operand = Mux(take_p_in, self.p_in, Mux(pf, 0, acc))
         product = Mux(shift, 0, mult.p)
         with m.If(~is_os | shift | pv):

@@ -152,7 +152,10 @@ class SystolicArray(wiring.Component):
                     m.d.comb += [pe.v_in.eq(pes[r - 1][c].v_out),
                                  pe.p_in.eq(pes[r - 1][c].p_out)]
             bottom = pes[rows - 1][c]
-            valid = Mux(self.mode == Dataflow.OS.code, drain, bottom.p_valid_out)
+            # A drain step acts (and the bottom row shows its output) one cycle after the
+            # strobe reaches the column: the PEs register their shift decision.
+            drain_acting = delay(drain, 1, f"drain_act{c}")
+            valid = Mux(self.mode == Dataflow.OS.code, drain_acting, bottom.p_valid_out)
             out_cols.append(delay(bottom.p_out, cols - 1 - c, f"out_deskew{c}",
                                   reset_less=True))
             out_valid_cols.append(delay(valid, cols - 1 - c, f"outv_deskew{c}"))

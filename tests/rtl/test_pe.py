@@ -126,16 +126,21 @@ def test_os_drain_shifts_only_in_steps_below_row(row):
     def drive(t):
         if t == 0:
             return {"h_in": 6, "v_in": 7, "h_valid_in": 1, "h_first_in": 1}
+        d = {}
         if 4 <= t < 7:
-            return {"drain": 1, "drain_step": t - 4, "p_in": 1000 + t - 4}
-        return {}
+            d.update(drain=1, drain_step=t - 4)
+        if 5 <= t < 8:                  # p_in of the cycle in which step t - 5 acts
+            d["p_in"] = 1000 + t - 5
+        return d
 
-    trace = run_pe(row=row, latency=1, mode=OS, drive=drive, cycles=9)
+    trace = run_pe(row=row, latency=1, mode=OS, drive=drive, cycles=10)
     acc = [x[0] for x in trace]
-    assert acc[4] == 42
+    assert acc[5] == 42
+    # A strobe of cycle τ acts in τ + 1 (registered): step j's p_in shows in τ + 2.
     # Row r takes p_in in steps 0 … r-1 and keeps the last one taken.
-    expected_end = 42 if row == 0 else 1000 + row - 1
-    assert acc[8] == expected_end
+    for j in range(3):
+        expected = 1000 + min(j, row - 1) if row else 42
+        assert acc[4 + j + 2] == expected, j
 
 
 def test_bad_row():

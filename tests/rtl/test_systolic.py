@@ -2,8 +2,8 @@
 
 Expected timing (docs/rtl.md, derived from the register counts): a vector presented in cycle
 τ is in PE(r, c) in τ + r + c + 1; a ws/is output vector for the input of cycle τ appears
-de-skewed in τ + rows + cols + L; an os drain step presented in τ shows its row in
-τ + cols − 1.  Values are checked against numpy matrix products.
+de-skewed in τ + rows + cols + L; an os drain step presented in τ acts in τ + 1 and shows its row
+de-skewed in τ + cols.  Values are checked against numpy matrix products.
 """
 
 from __future__ import annotations
@@ -97,12 +97,13 @@ def test_output_stationary_with_drain(latency):
     sched = {t: {"h_in": list(a[:, t]), "v_in": list(b[t]), "h_valid": 1,
                  "h_first": int(t == 0)} for t in range(k)}
     # The last operands reach PE(rows-1, c) at (k-1) + rows + c and its accumulator
-    # L + 1 later: the drain may start rows + L + 1 cycles after the last input.
-    t_drain = (k - 1) + rows + latency + 1
+    # L + 1 later: the drain may act rows + L + 1 cycles after the last input; its strobe is
+    # presented one cycle before it acts (the PEs register it).
+    t_drain = (k - 1) + rows + latency
     for j in range(rows):
         sched[t_drain + j] = {"drain": 1, "drain_step": j}
-    outs = run_array(PARAMS, latency, OS, sched, t_drain + rows + cols + 2)
-    first_out = t_drain + cols - 1
+    outs = run_array(PARAMS, latency, OS, sched, t_drain + rows + cols + 3)
+    first_out = t_drain + cols
     assert sorted(outs) == list(range(first_out, first_out + rows))
     c = a @ b
     for j in range(rows):
