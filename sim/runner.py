@@ -251,6 +251,22 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+def _drop_intermediates(build_dir: Path, toplevel: str) -> None:
+    """Delete the C++ sources, objects and precompiled headers of a finished build.
+
+    A run needs only the simulator binary; the rest is 10-170 MB per entry (the .gch files
+    alone are tens of MB).  Kept: the binary, ``src/`` (the Verilog and .vlt), ``build.log``.
+    """
+    keep = {toplevel, "src", "build.log", "build.json"}
+    for entry in build_dir.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def build_verilator(verilog_text: str, toplevel: str, *, extra_args: Sequence[str] = (),
                     cache_dir: Path | None = None, lock_timeout_s: float = 1800.0
                     ) -> VerilatorBuild:
@@ -304,6 +320,7 @@ def build_verilator(verilog_text: str, toplevel: str, *, extra_args: Sequence[st
             raise RuntimeError(f"Verilator build of {toplevel} failed ({exc}); "
                                f"end of {log_file}:\n{_tail(log_file)}") from None
         seconds = time.perf_counter() - t0
+        _drop_intermediates(build_dir, toplevel)
         marker.write_text(json.dumps({"toplevel": toplevel, "build_seconds": seconds,
                                       "flags": _build_flags(extra_args)}, indent=1))
     return VerilatorBuild(key, build_dir, toplevel, seconds, False, time.perf_counter() - start)
