@@ -19,18 +19,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .validate import check_int
+
 __all__ = ["Im2col"]
-
-
-def _check_int(component, name: str, value, low: int) -> None:
-    err = None
-    if not isinstance(value, int) or isinstance(value, bool):
-        err = TypeError(f"{name} must be an integer, not {value!r}")
-    elif value < low:
-        err = ValueError(f"{name} must be at least {low}, not {value}")
-    if err is not None:
-        component._MustUse__silence = True      # Amaranth would warn "created but never used"
-        raise err
 
 
 class Im2col(wiring.Component):
@@ -62,7 +53,7 @@ class Im2col(wiring.Component):
     def __init__(self, lanes: int = 4, width: int = 8, depth: int = 1024, dim_bits: int = 8):
         for name, v, lo in (("lanes", lanes, 1), ("width", width, 2), ("depth", depth, 1),
                             ("dim_bits", dim_bits, 2)):
-            _check_int(self, name, v, lo)
+            check_int(self, name, v, lo)
         self.lanes, self.width, self.depth, self.dim_bits = lanes, width, depth, dim_bits
         word = data.ArrayLayout(signed(width), lanes)
         self._word = word

@@ -25,18 +25,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .validate import check_int
+
 __all__ = ["ShiftAdd"]
-
-
-def _check_int(component, name: str, value, low: int) -> None:
-    err = None
-    if not isinstance(value, int) or isinstance(value, bool):
-        err = TypeError(f"{name} must be an integer, not {value!r}")
-    elif value < low:
-        err = ValueError(f"{name} must be at least {low}, not {value}")
-    if err is not None:
-        component._MustUse__silence = True      # Amaranth would warn "created but never used"
-        raise err
 
 
 class ShiftAdd(wiring.Component):
@@ -72,7 +63,7 @@ class ShiftAdd(wiring.Component):
         for name, v, lo in (("lanes", lanes, 1), ("in_width", in_width, 2),
                             ("acc_width", acc_width, 2), ("depth", depth, 1),
                             ("dim_bits", dim_bits, 2)):
-            _check_int(self, name, v, lo)
+            check_int(self, name, v, lo)
         self.lanes, self.in_width, self.acc_width = lanes, in_width, acc_width
         self.depth, self.dim_bits = depth, dim_bits
         self._acc = data.ArrayLayout(signed(acc_width), lanes)

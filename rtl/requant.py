@@ -16,19 +16,9 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .validate import check_int
+
 __all__ = ["Requant"]
-
-
-def _check_int(component, name: str, value, low: int) -> None:
-    """Validate a constructor argument; a rejected component is silenced (never used)."""
-    err = None
-    if not isinstance(value, int) or isinstance(value, bool):
-        err = TypeError(f"{name} must be an integer, not {value!r}")
-    elif value < low:
-        err = ValueError(f"{name} must be at least {low}, not {value}")
-    if err is not None:
-        component._MustUse__silence = True      # Amaranth would warn "created but never used"
-        raise err
 
 
 class Requant(wiring.Component):
@@ -60,7 +50,7 @@ class Requant(wiring.Component):
         for name, v, lo in (("lanes", lanes, 1), ("acc_width", acc_width, 2),
                             ("out_width", out_width, 2), ("mult_width", mult_width, 1),
                             ("shift_width", shift_width, 1)):
-            _check_int(self, name, v, lo)
+            check_int(self, name, v, lo)
         self.lanes, self.acc_width, self.out_width = lanes, acc_width, out_width
         self.mult_width, self.shift_width = mult_width, shift_width
         super().__init__({

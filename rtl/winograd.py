@@ -19,6 +19,8 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .validate import reject
+
 __all__ = ["WINOGRAD_BT", "WINOGRAD_AT", "transform_growth_bits", "InputTransform",
            "OutputTransform"]
 
@@ -62,8 +64,7 @@ def _lin(xs, coeffs):
 
 def _check(component, name, value, allowed) -> None:
     if value not in allowed:
-        component._MustUse__silence = True      # Amaranth would warn "created but never used"
-        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        reject(component, ValueError(f"{name} must be one of {allowed}, not {value!r}"))
 
 
 class _TileTransform(wiring.Component):
