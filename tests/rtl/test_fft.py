@@ -1,14 +1,13 @@
 """rtl.fft.FFT2D vs the bit-accurate golden sim/models/fft.py (random stalls, extremes)."""
 
-import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dse.cost.transforms import fft2d_cycles, fft2d_pass_cycles
 from rtl.fft import FFT2D
 from sim.models.conv import conv2d
+from sim.bench.amaranth_stream import run_stream
 from sim.models.fft import FFTParams, fft2d_fixed, fft_conv, sqnr_db, spectral_kernels
 
 
@@ -17,43 +16,11 @@ def rtl_fft2d(re, im, params: FFTParams, inverse=False, *, idle=0.0, stall=0.0, 
     n = params.n
     dut = FFT2D(n, params.data_bits, params.twiddle_bits, params.scale)
     beats = [{"re": int(a), "im": int(b)} for a, b in zip(re.ravel(), im.ravel())]
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    got, marks = [], {}
-
-    async def source(ctx):
-        ctx.set(dut.inverse, int(inverse))
-        rng, i, k, pending, s = random.Random(seed), 0, 0, False, dut.i_stream
-        while i < len(beats):
-            if pending or rng.random() >= idle:
-                ctx.set(s.payload, beats[i])
-                ctx.set(s.valid, 1)
-            else:
-                ctx.set(s.valid, 0)
-            _, _, v, r = await ctx.tick().sample(s.valid, s.ready)
-            pending = bool(v and not r)
-            if v and r:
-                marks.setdefault("first", k)
-                i += 1
-            k += 1
-        ctx.set(s.valid, 0)
-
-    async def sink(ctx):
-        rng, k, o = random.Random(seed + 1), 0, dut.o_stream
-        while len(got) < len(beats):
-            ctx.set(o.ready, 0 if rng.random() < stall else 1)
-            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-            if v and r:
-                got.append((p.re, p.im))
-                marks["last"] = k
-            k += 1
-            assert k < 500_000
-
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    got, cycles = run_stream(dut, beats, len(beats), config={"inverse": int(inverse)},
+                             idle=idle, stall=stall, seed=seed,
+                             decode=lambda p: (p.re, p.im))
     out = np.array(got, dtype=np.int64).reshape(re.shape + (2,))
-    return out[..., 0], out[..., 1], marks["last"] - marks["first"] + 1
+    return out[..., 0], out[..., 1], cycles
 
 
 def test_fft8_random_tiles_bit_exact_with_stalls():

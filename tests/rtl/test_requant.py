@@ -1,70 +1,12 @@
 """rtl.requant.Requant vs sim/models/requant.py in the Amaranth simulator, with stalls."""
 
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dse.cost.transforms import requant_cycles
 from rtl.requant import Requant
+from sim.bench.amaranth_stream import run_stream
 from sim.models.requant import requantize
-
-
-def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=0.0, seed=0,
-               decode=list, timeout=200_000):
-    """Drive ``inputs`` into dut.i_stream (if any) and collect n_out words of dut.o_stream.
-
-    Random source idles and sink back-pressure come from ``seed``.  Returns (outputs, cycles)
-    with cycles counted from the first input transfer (or the ``start`` pulse) through the
-    last output transfer, inclusive (the convention of dse/cost/transforms.py).
-    """
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    got, marks = [], {}
-
-    async def source(ctx):
-        for name, value in (config or {}).items():
-            ctx.set(getattr(dut, name), value)
-        k = 0
-        if start:
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            marks["first"], k = 0, 1
-        rng, i, pending = random.Random(seed), 0, False
-        while i < len(inputs):
-            s = dut.i_stream
-            if pending or rng.random() >= idle:
-                ctx.set(s.payload, inputs[i])
-                ctx.set(s.valid, 1)
-            else:
-                ctx.set(s.valid, 0)
-            _, _, v, r = await ctx.tick().sample(s.valid, s.ready)
-            pending = bool(v and not r)
-            if v and r:
-                marks.setdefault("first", k)
-                i += 1
-            k += 1
-        if inputs:
-            ctx.set(dut.i_stream.valid, 0)
-
-    async def sink(ctx):
-        rng, k = random.Random(seed + 1), 0
-        o = dut.o_stream
-        while len(got) < n_out:
-            ctx.set(o.ready, 0 if rng.random() < stall else 1)
-            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-            if v and r:
-                got.append(decode(p))
-                marks["last"] = k
-            k += 1
-            assert k < timeout, f"only {len(got)} of {n_out} words in {timeout} cycles"
-
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return got, marks["last"] - marks["first"] + 1
 
 
 @pytest.mark.parametrize("lanes,acc_w,out_w,mult_w", [(2, 32, 8, 16), (1, 48, 16, 24)])

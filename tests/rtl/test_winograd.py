@@ -4,60 +4,16 @@ Also runs a whole F(2×2,3×3) layer as input transform → (numpy element-wise 
 array's job) → output transform and checks it equals exact convolution.
 """
 
-import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dse.cost.transforms import (winograd_input_transform_cycles,
                                  winograd_output_transform_cycles)
 from rtl.winograd import InputTransform, OutputTransform
+from sim.bench.amaranth_stream import run_stream
 from sim.models.conv import conv2d
 from sim.models.winograd import input_transform, output_transform, transform_weights
-
-
-def run_stream(dut, inputs, n_out, *, idle=0.0, stall=0.0, seed=0, timeout=100_000):
-    """Drive ``inputs`` into dut.i_stream, collect n_out payloads; returns (outputs, cycles).
-
-    cycles: first input transfer through last output transfer, inclusive.
-    """
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    got, marks = [], {}
-
-    async def source(ctx):
-        rng, i, k, pending = random.Random(seed), 0, 0, False
-        s = dut.i_stream
-        while i < len(inputs):
-            if pending or rng.random() >= idle:
-                ctx.set(s.payload, inputs[i])
-                ctx.set(s.valid, 1)
-            else:
-                ctx.set(s.valid, 0)
-            _, _, v, r = await ctx.tick().sample(s.valid, s.ready)
-            pending = bool(v and not r)
-            if v and r:
-                marks.setdefault("first", k)
-                i += 1
-            k += 1
-        ctx.set(s.valid, 0)
-
-    async def sink(ctx):
-        rng, k, o = random.Random(seed + 1), 0, dut.o_stream
-        while len(got) < n_out:
-            ctx.set(o.ready, 0 if rng.random() < stall else 1)
-            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-            if v and r:
-                got.append(list(p))
-                marks["last"] = k
-            k += 1
-            assert k < timeout
-
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return got, marks["last"] - marks["first"] + 1
 
 
 def rtl_input_transform(d, m, in_width, **kw):
