@@ -89,7 +89,10 @@ _MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
 #: entries are never reused by a runner that expects something else.
 _CACHE_FORMAT = 2
 
-_DEFAULT_CACHE = REPO_ROOT / "build" / "cache" / "verilator"
+#: Cache root; the environment variable OMNICONV_VERILATOR_CACHE moves it (e.g. to time a
+#: cold build, or to share one cache between checkouts).
+_DEFAULT_CACHE = Path(os.environ.get("OMNICONV_VERILATOR_CACHE",
+                                     REPO_ROOT / "build" / "cache" / "verilator"))
 
 
 class CocotbFailure(AssertionError):
