@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-place", action="store_true",
                         help="ECP5: skip nextpnr (resources only, no Fmax; placing a large "
                              "design takes many minutes) (default: %(default)s)")
+    parser.add_argument("--compose", action="store_true",
+                        help="estimate instead: synthesise each distinct sub-block once and "
+                             "compose by instance counts (omniconv.compose; faster on large "
+                             "arrays, no place and route) (default: %(default)s)")
 
 
 def budget(counts: dict, board) -> dict:
@@ -90,9 +94,14 @@ def run(args) -> int:
     design = read_design(out_dir / "design.json")
     work = out_dir / "synth" / chosen
     try:
-        result = synthesize([out_dir / "overlay.v"], TOP, chosen, work)
+        if getattr(args, "compose", False):
+            from omniconv.compose import composed_synthesis
+            result = composed_synthesis(out_dir / "overlay.v", TOP, chosen,
+                                        out_dir / "synth" / f"{chosen}-composed")
+        else:
+            result = synthesize([out_dir / "overlay.v"], TOP, chosen, work)
         placed = None
-        if chosen == "ecp5" and not args.no_place:
+        if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
             placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
                                           int(board.speed_grade), board.clock_mhz,
                                           out_dir / "synth" / "pnr")
@@ -104,6 +113,7 @@ def run(args) -> int:
         return 1
     counts = result.as_dict()
     doc = {"config": config.name, "board": board.name, **counts,
+           "composed": bool(getattr(args, "compose", False)),
            "fmax_mhz": None, "speed_grade": None}
     if placed is not None:
         doc.update(placed.as_dict())
