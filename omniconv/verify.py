@@ -47,23 +47,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: build/<config stem>)")
 
 
-def overlay_limits(params, precision: int = 8) -> dict:
-    """Buffer sizes of the datapath written as overlay.v, from the OverlayParams' KiB.
+#: Largest buffer (words) overlay.v gets: Amaranth writes every memory word's initial value
+#: into the Verilog, so KiB-sized one-element-per-word buffers of a big board would make a
+#: file of hundreds of MB that takes hours to generate (measured: the zcu102 VGG-16 point's
+#: ~900k words did not finish in 30 minutes).  The overlay top with BRAM-wide words replaces
+#: this datapath later.
+OVERLAY_MAX_WORDS = 4096
 
-    The GEMM tile limits follow the sizing the GEMM engine top used (``omniconv.flow``):
-    M and N up to 4× the array's larger side rounded to a power of two, K what one A and one
-    B tile of that size leave in the activation and weight buffers, within the accumulator.
+
+def overlay_limits(params, precision: int = 8) -> dict:
+    """Buffer sizes of the datapath written as overlay.v, from the OverlayParams.
+
+    One array tile of M and N (the larger side of the array), K what the accumulator holds
+    (at most 64), and the feature, weight, tile and output buffers from the OverlayParams'
+    KiB, each capped at :data:`OVERLAY_MAX_WORDS` words.
     """
-    side = 1 << max(params.rows, params.cols).bit_length() + 2
+    side = max(params.rows, params.cols)
     act_words = params.act_buffer_kib * 1024 * 8 // params.a_width
     weight_words = params.weight_buffer_kib * 1024 * 8 // params.b_width
     out_words = params.out_buffer_kib * 1024 * 8 // params.acc_width
-    max_k = max(1, min(act_words, weight_words) // side)
-    max_k = min(1 << (max_k.bit_length() - 1),
-                1 << max(0, params.acc_width - params.a_width - params.b_width))
-    return dict(max_m=side, max_k=max_k, max_n=side, feature_words=max(2, act_words),
-                weight_words=max(2, weight_words), tile_words=max(2, act_words),
-                out_words=max(2, min(out_words, side * side)), max_gemms=49)
+    max_k = min(64, 1 << max(0, params.acc_width - params.a_width - params.b_width))
+    cap = lambda v: max(2, min(v, OVERLAY_MAX_WORDS))  # noqa: E731
+    return dict(max_m=side, max_k=max_k, max_n=side, feature_words=cap(act_words),
+                weight_words=cap(weight_words), tile_words=cap(act_words),
+                out_words=cap(min(out_words, side * side)), max_gemms=49)
 
 
 def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:

@@ -255,3 +255,20 @@ def test_smoke_set_covers_the_issue_list():
     assert any(c.layer.padding[0] for c in cases)
     assert any(c.layer.in_shape[0] % INT8.rows for c in cases)
     assert any(c.layer.out_shape[0] % INT8.cols for c in cases)
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("params", [INT8, OverlayParams(rows=4, cols=8)], ids=["wino", "plain"])
+def test_datapath_lints_clean(params, tmp_path):
+    # `verilator --lint-only -Wall` with only the waivers of docs/verilator-waivers.md.
+    from rtl.conv_datapath import DatapathLimits, generate_verilog
+    from sim.runner import LINT_WAIVERS, lint_verilog
+
+    text = generate_verilog(params, DatapathLimits(max_m=32, max_k=32, max_n=8,
+                                                   feature_words=256, weight_words=256,
+                                                   tile_words=256, out_words=256),
+                            name="lint_conv")
+    violations, waived = lint_verilog(text, "lint_conv", work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {w.line}: {w.rule}: {w.message}"
+                                     for w in violations[:20])
+    assert {w.rule for w in waived} <= set(LINT_WAIVERS)
