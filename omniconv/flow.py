@@ -23,8 +23,8 @@ from pathlib import Path
 __all__ = ["add_dse_arguments", "run_dse", "add_verilog_arguments", "run_verilog", "explore",
            "inputs_of", "is_stale", "RTL_TOP"]
 
-#: Module of the RTL top that ``verilog`` generates (the GEMM engine until the overlay lands).
-RTL_TOP = "rtl.gemm_engine"
+#: Module of the RTL top that ``verilog`` generates (the conv datapath until the overlay lands).
+RTL_TOP = "rtl.conv_datapath"
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,28 +121,10 @@ def run_dse(args) -> int:
 
 
 def _generate_verilog(design, board, out_dir: Path) -> Path:
-    """Write the RTL top for ``design``'s array as ``out_dir/overlay.v``; return the path."""
-    from amaranth.back import verilog
+    """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path."""
+    from omniconv.verify import write_overlay   # the conv datapath (H9), docs/verify.md
 
-    from dse.design import write_text_atomic
-    from rtl.gemm_engine import GemmEngine
-    from rtl.params import OverlayParams
-
-    params = OverlayParams(**design.hardware)
-    # The engine holds one A tile (max_m x max_k) in the activation buffer half and one B
-    # tile (max_k x max_n) in the weight buffer half; size the tile limits to fit them.
-    side = 1 << max(params.rows, params.cols).bit_length() + 2
-    act_elems = params.act_buffer_kib * 1024 * 8 // params.a_width
-    weight_elems = params.weight_buffer_kib * 1024 * 8 // params.b_width
-    max_k = max(1, min(act_elems, weight_elems) // side)
-    # ...and keep max_k products of the widest operands inside the accumulator
-    max_k = min(1 << (max_k.bit_length() - 1),
-                1 << max(0, params.acc_width - params.a_width - params.b_width))
-    engine = GemmEngine(params.array, max_m=side, max_k=max_k, max_n=side, target=board.family)
-    text = verilog.convert(engine, name="overlay")
-    path = out_dir / "overlay.v"
-    write_text_atomic(path, text)
-    return path
+    return write_overlay(design, board, out_dir)
 
 
 def run_verilog(args) -> int:
