@@ -186,7 +186,7 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
     design = _map(config, network, params, log)
     by_name = {layer.name: layer for layer in network.layers}
     precision = config.precision
-    plans, cases, entries = [], [], []
+    plans, cases = [], []
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
     for lp in design.layers:
