@@ -83,6 +83,7 @@ def run_size(size: str, flow: str, out: Path, timeout_s: float) -> dict:
         w, c = whole[field], comp[field]
         row[field] = {"whole": w, "composed": c,
                       "rel_error": round((c - w) / w, 4) if w else (0.0 if c == w else None)}
+    (work / "row.json").write_text(json.dumps(row, indent=1) + "\n")
     return row
 
 

@@ -233,3 +233,47 @@ def test_composed_matches_whole_on_tiny_array(tmp_path):
     assert composed.dsp == whole.dsp == 4            # one DSP48E2 per 8×8 PE multiplier
     assert abs(composed.ff - whole.ff) <= 0.10 * whole.ff
     assert composed.bram_blocks == whole.bram_blocks
+
+
+def test_composed_synthesis_with_a_fake_yosys(tmp_path, monkeypatch, modules):
+    """The whole pipeline on the hand design, Yosys replaced by a script that writes a stat.
+
+    Hand-set own cells: top 1 FDRE; mid 2 LUT2; register 8 FDRE; incrementer 8 FDRE +
+    2 CARRY4 + 1 INV.  Composed by hand: FDRE 1 + 4·8 + 2·8 = 49, LUT 2·2 + 2·1 = 6
+    (LUT2 and INV), CARRY4 2·2 = 4.
+    """
+    import json
+    import sys
+
+    from omniconv import yosys
+    from omniconv.compose import composed_synthesis
+
+    keys = module_keys(modules, "top")
+    b = {n: f"b_{keys[n][:16]}" for n in keys}
+    stat = {"modules": {
+        "\\" + b["top"]: {"num_cells_by_type": {"FDRE": 1, b[r"\top.m0"]: 2}},
+        "\\" + b[r"\top.m0"]: {"num_cells_by_type": {"LUT2": 2, b[r"\top.m0.a"]: 2,
+                                                     b[r"\top.m0.c"]: 1}},
+        "\\" + b[r"\top.m0.a"]: {"num_cells_by_type": {"FDRE": 8}},
+        "\\" + b[r"\top.m0.c"]: {"num_cells_by_type": {"FDRE": 8, "CARRY4": 2, "INV": 1}},
+    }}
+    code = (f"import json; open('yosys.log', 'w').write('ok'); "
+            f"open('stat.json', 'w').write(json.dumps({stat!r}))")
+    monkeypatch.setattr(yosys, "_launcher", lambda tool: [sys.executable, "-c", code])
+    path = tmp_path / "d.v"
+    path.write_text(DESIGN)
+    cache = tmp_path / "cache"
+    r = composed_synthesis(path, "top", "xcup", tmp_path / "w", cache_dir=cache,
+                           progress=False)
+    assert (r.ff, r.lut, r.carry, r.dsp) == (49, 6, 4, 0)
+    assert r.netlist_json is None
+    script = (tmp_path / "w" / "synth.ys").read_text()
+    assert "-flatten" not in script and f"-top {b['top']}" in script
+    blocks = json.loads((tmp_path / "w" / "blocks.json").read_text())
+    assert sorted(x["instances"] for x in blocks) == [1, 2, 2, 4]
+    # second estimate: every block cached, the tool must not run
+    monkeypatch.setattr(yosys, "_launcher", lambda tool: [sys.executable, "-c", "exit(3)"])
+    again = composed_synthesis(path, "top", "xcup", tmp_path / "w2", cache_dir=cache,
+                               progress=False)
+    assert dict(again.cells_by_type) == dict(r.cells_by_type)
+    assert all(x["cached"] for x in json.loads((tmp_path / "w2" / "blocks.json").read_text()))
