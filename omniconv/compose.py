@@ -323,6 +323,16 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
         entry = cache / f"{_cache_key(block.key, flow)}.json" if cache else None
         if entry is not None and entry.is_file():
             own[block.key] = json.loads(entry.read_text())["cells_by_type"]
+    # A cached block enters the run as a black box, which hides its children from Yosys: use
+    # the cache for a block only if its whole sub-tree is cached (else synthesise it again).
+    names_by_key = {keys[n]: n for n in keys}
+    changed = True
+    while changed:
+        changed = False
+        for k in list(own):
+            if any(keys[child] not in own for child, _ in modules[names_by_key[k]].children):
+                del own[k]
+                changed = True
     todo = [b for b in blocks if b.key not in own]
     if todo:
         design, names = dedup_design(modules, top, cached=set(own))

@@ -277,3 +277,16 @@ def test_composed_synthesis_with_a_fake_yosys(tmp_path, monkeypatch, modules):
                                progress=False)
     assert dict(again.cells_by_type) == dict(r.cells_by_type)
     assert all(x["cached"] for x in json.loads((tmp_path / "w2" / "blocks.json").read_text()))
+    # a lost child entry: its cached parent must be synthesised again, not black-boxed
+    child_entry = [f for f in cache.rglob("*.json")
+                   if json.loads(f.read_text())["module"] == r"\top.m0.c"]
+    assert len(child_entry) == 1
+    child_entry[0].unlink()
+    monkeypatch.setattr(yosys, "_launcher", lambda tool: [sys.executable, "-c", code])
+    third = composed_synthesis(path, "top", "xcup", tmp_path / "w3", cache_dir=cache,
+                               progress=False)
+    assert dict(third.cells_by_type) == dict(r.cells_by_type)
+    design = (tmp_path / "w3" / "design.v").read_text()
+    assert design.count("(* blackbox *)") == 1        # only the plain register block
+    mid = b[r"\top.m0"]
+    assert f"(* blackbox *)\nmodule {mid}" not in design     # nor is its cached parent
