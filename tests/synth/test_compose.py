@@ -215,7 +215,7 @@ def test_parse_refusals():
 
 @pytest.mark.regress
 def test_composed_matches_whole_on_tiny_array(tmp_path):
-    """Real Yosys: a 2×2 overlay, composed against whole, within 10 % on DSP and FF."""
+    """Real Yosys: a 2×2 overlay, composed against whole (about 2 minutes)."""
     from omniconv.compose import composed_synthesis, whole_synthesis
     from omniconv.verify import overlay_limits
     from rtl.conv_datapath import DatapathLimits, generate_verilog
@@ -230,9 +230,11 @@ def test_composed_matches_whole_on_tiny_array(tmp_path):
     whole = whole_synthesis(path, "overlay", "xcup", tmp_path / "whole", progress=False)
     composed = composed_synthesis(path, "overlay", "xcup", tmp_path / "comp", cache_dir=None,
                                   progress=False)
-    assert composed.dsp == whole.dsp == 4            # one DSP48E2 per 8×8 PE multiplier
-    assert abs(composed.ff - whole.ff) <= 0.10 * whole.ff
-    assert composed.bram_blocks == whole.bram_blocks
+    # docs/composition.md: DSP and BRAM exact, LUT and FF within 10 %, never below whole
+    assert composed.dsp == whole.dsp and composed.bram_blocks == whole.bram_blocks
+    for field in ("lut", "ff"):
+        w, c = getattr(whole, field), getattr(composed, field)
+        assert w <= c <= 1.10 * w, (field, w, c)
 
 
 def test_composed_synthesis_with_a_fake_yosys(tmp_path, monkeypatch, modules):
