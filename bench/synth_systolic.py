@@ -114,8 +114,8 @@ def hide_wire_names(work: Path) -> Path:
     return work / "top_hidden.il"
 
 
-def run_variant(name: str, out_dir: Path) -> dict:
-    """Convert, synthesise and (ECP5) place one variant; return its figures."""
+def run_variant(name: str, out_dir: Path, seed: int = 1) -> dict:
+    """Convert, synthesise and (ECP5) place one variant (placer ``seed``); return its figures."""
     flow, target, latency = VARIANTS[name]
     work = out_dir / name
     work.mkdir(parents=True, exist_ok=True)
@@ -133,9 +133,9 @@ def run_variant(name: str, out_dir: Path) -> dict:
     if flow == "ecp5":
         part, package, speed, board_source = board_ecp5()
         pnr = place_and_route_ecp5(syn.netlist_json, part, package, speed, TARGET_MHZ,
-                                   work / "nextpnr", progress=True)
+                                   work / "nextpnr", seed=seed, progress=True)
         row.update(fmax_mhz=round(pnr.fmax_mhz, 1), device=part, package=package,
-                   speed_grade=speed, board_source=board_source,
+                   speed_grade=speed, board_source=board_source, seed=seed,
                    pnr_seconds=round(pnr.seconds, 1))
     row["wall_seconds"] = round(time.monotonic() - started, 1)
     return row
@@ -149,11 +149,13 @@ def main(argv=None) -> int:
                         help="variants to run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "synth_systolic",
                         metavar="DIR", help="output folder (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="nextpnr placer seed (default: %(default)s)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.variants:
-        rows.append(run_variant(name, args.out))
+        rows.append(run_variant(name, args.out, args.seed))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n8x8 int8 systolic array (acc 32), ECP5 target clock {TARGET_MHZ:g} MHz")
     print(f"{'variant':<19} {'flow':<5} {'mult':<5} {'L':>1} {'DSP':>4} {'LUT':>6} {'FF':>6} "

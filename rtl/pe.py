@@ -22,7 +22,16 @@ by the same amount beside it, so every dataflow simply sees the whole array shif
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import (
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    signed,
+)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,13 +119,21 @@ class ProcessingElement(wiring.Component):
 
         # Datapath registers need no reset (only the valid/first/latch controls do); leaving
         # it out keeps the reset net off thousands of flip-flops.
+        # The 1-bit controls (valid/first, mode decode, drain decision) go through ``control``:
+        # see _control_ff for why ECP5 gets explicit flip-flops.
+        target = self._mult.target
+
+        def control(q, d):
+            _control_ff(m, q, d, target)
+
         h = Signal.like(self.h_in, name="h", reset_less=True)
         hv = Signal(name="h_valid")
         hf = Signal(name="h_first")
         v = Signal.like(self.v_in, name="v", reset_less=True)
         s = Signal.like(self.v_in, name="s", reset_less=True)
-        m.d.sync += [h.eq(self.h_in), hv.eq(self.h_valid_in), hf.eq(self.h_first_in),
-                     v.eq(self.v_in)]
+        m.d.sync += [h.eq(self.h_in), v.eq(self.v_in)]
+        control(hv, self.h_valid_in)
+        control(hf, self.h_first_in)
         with m.If(self.latch):
             m.d.sync += s.eq(v)
         m.d.comb += [self.h_out.eq(h), self.h_valid_out.eq(hv), self.h_first_out.eq(hf),
@@ -128,8 +145,9 @@ class ProcessingElement(wiring.Component):
         is_os = Signal(name="is_os")
         is_is = Signal(name="is_is")
         is_ws = Signal(name="is_ws")
-        m.d.sync += [is_os.eq(self.mode == _OS), is_is.eq(self.mode == _IS),
-                     is_ws.eq(self.mode == _WS)]
+        control(is_os, self.mode == _OS)
+        control(is_is, self.mode == _IS)
+        control(is_ws, self.mode == _WS)
         # The registers are max(a_width, b_width) wide; each holds a value of the operand it
         # carries in this dataflow, so truncating to that operand's width is lossless.
         m.d.comb += [
@@ -141,7 +159,8 @@ class ProcessingElement(wiring.Component):
         for stage in range(mult.latency):
             pv_r = Signal(name=f"p_valid{stage}")
             pf_r = Signal(name=f"p_first{stage}")
-            m.d.sync += [pv_r.eq(pv), pf_r.eq(pf)]
+            control(pv_r, pv)
+            control(pf_r, pf)
             pv, pf = pv_r, pf_r
 
         acc = Signal(signed(p.acc_width), name="acc", reset_less=True)
@@ -155,8 +174,8 @@ class ProcessingElement(wiring.Component):
         # the carry chain.
         shift = Signal(name="drain_shift")
         take_p_in = Signal(name="take_p_in")
-        m.d.sync += [shift.eq(is_os & self.drain & (self.drain_step < self._row)),
-                     take_p_in.eq(~is_os | (self.drain & (self.drain_step < self._row)))]
+        control(shift, is_os & self.drain & (self.drain_step < self._row))
+        control(take_p_in, ~is_os | (self.drain & (self.drain_step < self._row)))
         operand = Mux(take_p_in, self.p_in, Mux(pf, 0, acc))
         product = Mux(shift, 0, mult.p)
         with m.If(~is_os | shift | pv):
@@ -165,3 +184,23 @@ class ProcessingElement(wiring.Component):
             m.d.sync += acc_valid.eq(pv)
         m.d.comb += [self.p_out.eq(acc), self.p_valid_out.eq(acc_valid)]
         return m
+
+
+def _control_ff(m: Module, q: Signal, d, target: str) -> None:
+    """``q <= d`` each cycle (synchronous reset to 0), kept a flip-flop of this PE on ECP5.
+
+    The valid/first flags of PEs on one anti-diagonal, and the mode decode of every PE, are
+    the same wave: Yosys' ``opt_merge`` folds such registers into one flip-flop whose fan-out
+    spans the array, and those routes (≈2.8 ns on ECP5-85) in front of the accumulator's carry
+    chain set the clock.  ``opt_merge`` merges only Yosys' internal cell types, so on ECP5 each
+    PE gets its own ``TRELLIS_FF`` instance (sync reset through LSR, like the inferred
+    register); other targets keep the plain register, so simulation is unchanged.
+    """
+    if target != "ecp5":
+        m.d.sync += q.eq(d)
+        return
+    m.submodules[f"{q.name}_ff"] = Instance(
+        "TRELLIS_FF",
+        p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR",
+        p_SRMODE="LSR_OVER_CE", p_REGSET="RESET",
+        i_CLK=ClockSignal("sync"), i_LSR=ResetSignal("sync"), i_CE=Const(1), i_DI=d, o_Q=q)
