@@ -148,3 +148,15 @@ def test_bad_row():
         ProcessingElement(P, row=3)
     with pytest.raises(TypeError, match=r"^params must be an ArrayParams, not None$"):
         ProcessingElement(None)
+
+
+@pytest.mark.parametrize("target,expected", [("ecp5", 15), ("xcup", 0), ("sim", 0)])
+def test_control_registers_are_explicit_cells_on_ecp5(target, expected):
+    # On ECP5, Yosys's opt_merge would fold identical control flags of different PEs into one
+    # array-wide flip-flop (the critical path at ~142 MHz); explicit TRELLIS_FF cells stay
+    # per PE.  Other targets keep plain registers.  15 = the flags rtl/pe.py lists as control.
+    from amaranth.back import verilog
+
+    pe = ProcessingElement(ArrayParams(rows=2, cols=2), target=target, mult_latency=4)
+    text = verilog.convert(pe, name="pe")
+    assert text.count("TRELLIS_FF ") == expected
