@@ -1,57 +1,97 @@
 """Resource model: DSP, BRAM, LUT and FF of overlay points, vectorised over a HardwareTable.
 
-All coefficients sit in one table, :data:`RESOURCE_COEFFS`, per FPGA family, each with where
-it came from; the synthesis issue recalibrates them against Yosys.
+What is modelled is the overlay that ``omniconv`` writes as ``overlay.v`` for an
+:class:`rtl.params.OverlayParams` point: the convolution datapath of ``rtl/conv_datapath.py``
+with the buffer limits of ``omniconv.verify.overlay_limits`` (docs/verify.md), synthesised by
+Yosys (docs/synthesis.md).  docs/calibration.md gives the method and the measured table.
 
-Measured (docs/TOOLCHAIN.md section 3, Yosys ``-flatten``, output-stationary int8 array with
-32-bit accumulators, a+b+acc = 48 bits per PE):
+Structure (derived by hand from the RTL and Yosys's library files, no fitted numbers):
 
-* xcup: 8×8 array 3119 LUT, 3424 FF, 64 DSP48E2; 16×16 12780 LUT, 13984 FF, 256 DSP48E2.
-  Least squares through the origin over the two points: 49.85 LUT and 54.56 FF per PE, i.e.
-  1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit.  (A fit with an intercept
-  gives a negative one, so per-PE proportionality is what the data support.)
-* ecp5: 4085 LUT4 (8×8) and 12461 (16×16) are not proportional (the 8×8 count carries
-  muxes that do not grow with the array), so the line through both points is used: 43.625
-  LUT4 per PE (0.9089 per bit) plus 1293 for the array; FF as xcup.
-* One int8 × int8 multiply is one DSP48E2 or one MULT18X18D.  Wider operands: a DSP48E2 is a
-  27×18 multiplier, a MULT18X18D 18×18, so a PE takes ceil(wide/27)·ceil(narrow/18) DSP48E2
-  or ceil(a/18)·ceil(b/18) MULT18X18D.
+* **DSP**: each PE multiplies a×b: one DSP48E2 up to 27×18 bits, wider operands in 17-bit
+  slices (:func:`_mults`), or ``ceil(a/18)·ceil(b/18)`` MULT18X18D; the requantiser
+  multiplies each of its lanes (1, or m² with a Winograd unit) by a 16-bit unsigned constant
+  (17 bits signed) at the back-end width (acc_width plus the output transform's growth, 4
+  bits for F(2×2), 9 for F(4×4)).
+* **BRAM**: every memory of the datapath with its depth and width (:func:`datapath_memories`:
+  the GEMM engine's A and B lane buffers and its C lanes, which have two read ports and so two
+  copies; the feature, weight, shift-and-add, output and accumulator buffers; with Winograd
+  the tile buffer and (m+2)² transformed-domain buffers), each mapped the way Yosys's
+  ``memory_libmap`` chooses (:func:`memory_blocks`): block RAM in the cheapest aspect ratio
+  (RAMB36E2 32K×1 .. 512×72, a RAMB18E2 counting one half; DP16KD 16K×1 .. 512×36) unless LUT
+  RAM costs less.  The read-multiplexer cost of LUT RAM, :data:`LUTRAM_MUX_COST`, is the one
+  number here set from measurements (the choices Yosys made on the calibration points).
 
-Estimated, not yet measured (marked ``uncalibrated`` in the table): the control/AXI shell; the
-Winograd transforms (fully parallel adders, one per non-zero of the transform matrices, per
-lane: rows input lanes, cols output lanes; one register stage); the FFT unit (one radix-2
-engine each for FFT and IFFT, a complex multiplier of 4 DSPs and an N² tile memory each);
-the kn2row shift-and-add (one accumulator adder per column); the requantiser (one
-acc × 16-bit multiply per column).
+Fitted (keys :data:`FITTED_KEYS`, least squares over the ``fit`` points of
+``dse/cost/calibration.json``, which ``python -m omniconv.calibrate`` regenerates and this
+module loads): the DSPs of the control logic's run-time multiplies (address and count
+products, ``dsp_control``, plus ``dsp_control_winograd`` with a Winograd unit), and LUT and
+FF beyond the PE array: a constant (controller, counters, address generators), a term per
+engine lane bit (``max(rows, cols)·(a+b) + cols·acc``: the lane buffers' muxes and
+registers) and a Winograd term (LUT: per adder bit of the input and output transforms; FF:
+per register bit of the transformed tiles) -- :func:`features`.
 
-BRAM: each of the act, weight and out buffers is double-buffered (the OverlayParams KiB figure
-is one half), and each half takes enough blocks for its capacity and for its port width (the
-activation buffer feeds ``rows·a_width`` bits a cycle, the weight buffer ``cols·b_width``,
-the output buffer takes ``cols·acc_width``).  RAMB36E2: 36 Kb, of which 32 Kb hold bytes,
-72 bits widest; DP16KD: 18 Kb, 16 Kb of bytes, 36 bits widest.
+The PE array's LUT and FF (:func:`array_resources`) are the earlier measurements of the
+array alone (docs/TOOLCHAIN.md section 3, Yosys ``-flatten``, output-stationary int8 array
+with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF, 16×16 12780
+LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
+12461 LUT4: 0.9089 per PE bit plus 1293.
+
+overlay.v caps its buffers at :data:`OVERLAY_MAX_WORDS` words (as ``omniconv.verify`` does) and
+sizes the output-side buffers to one array tile, so buffer KiB beyond the cap cost no block
+RAM here: the model follows the hardware that is generated today.  Set
+``OVERLAY_MAX_WORDS = None`` to count the buffers the OverlayParams ask for.
+
+Not calibrated (marked ``_uncalibrated``): the FFT unit, which the datapath does not have yet
+(one radix-2 engine each for FFT and IFFT, a complex multiplier of 4 DSPs and an N² tile
+memory each).  The datapath's precision is not an OverlayParams field: it is taken as 16 when
+both operands are at least 16 bits wide, else 8 (int8 designs have operands of 8 to 15 bits).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from dse.cost.energy import WINOGRAD_ADDS
 
-__all__ = ["RESOURCE_COEFFS", "Resources", "estimate_resources", "array_resources",
+__all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
+           "LUTRAM_MUX_COST", "OVERLAY_MAX_WORDS", "Resources", "estimate_resources",
+           "array_resources", "memory_blocks", "datapath_memories", "features", "precision_of",
            "REQUANT_MULT_BITS"]
 
-#: Coefficients per family.  Keys ending in ``_uncalibrated`` are estimates awaiting Yosys.
-RESOURCE_COEFFS = {
+#: The committed calibration (measured Yosys counts and the fitted coefficients).
+CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+
+#: Coefficients fitted by ``python -m omniconv.calibrate`` (per family).
+FITTED_KEYS = ("dsp_control", "dsp_control_winograd",
+               "lut_control", "lut_per_lane_bit", "lut_per_winograd_add_bit",
+               "ff_control", "ff_per_lane_bit", "ff_per_winograd_reg_bit")
+
+#: Block RAM aspect ratios: (width, depth, blocks) per family, blocks in ``bram_kind`` units.
+_XCUP_BRAMS = ([(w, 16384 // d, 0.5) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8), (18, 16),
+                                                   (36, 32))]                  # RAMB18E2
+               + [(w, 32768 // d, 1.0) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8), (18, 16),
+                                                    (36, 32), (72, 64))])      # RAMB36E2
+_ECP5_BRAMS = [(w, 16384 // d, 1.0) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8), (18, 16),
+                                                 (36, 32))]                    # DP16KD
+
+#: Defaults per family.  The fitted keys' defaults are the uncalibrated guesses (the "before"
+#: of docs/calibration.md); calibration.json overrides them.
+DEFAULT_COEFFS = {
     "xcup": {
         "lut_per_pe_bit": 49.85 / 48,      # TOOLCHAIN.md 3: sa8/sa16 fit
         "lut_array_base": 0.0,
         "ff_per_pe_bit": 54.56 / 48,       # TOOLCHAIN.md 3: sa8/sa16 fit
         "dsp_max_a": 27, "dsp_max_b": 18,  # DSP48E2 multiplier port widths
-        "bram_data_kbits": 32, "bram_max_width": 72,   # RAMB36E2
-        "shell_lut_uncalibrated": 2500, "shell_ff_uncalibrated": 3000,
-        "lut_per_adder_bit_uncalibrated": 1.0,
+        "dsp_partial_bits": 17,            # mul2dsp slice of an over-wide operand
+        "brams": _XCUP_BRAMS,
+        "lutram": (64, 7, 16, True),       # depth, width, cost, cost scaled by width used
+        "dsp_control": 0.0, "dsp_control_winograd": 0.0,
+        "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
+        "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
         "fft_engine_lut_uncalibrated": 600, "fft_engine_dsp_uncalibrated": 4,
     },
     "ecp5": {
@@ -59,15 +99,56 @@ RESOURCE_COEFFS = {
         "lut_array_base": 1293.0,
         "ff_per_pe_bit": 54.56 / 48,
         "dsp_max_a": 18, "dsp_max_b": 18,  # MULT18X18D
-        "bram_data_kbits": 16, "bram_max_width": 36,   # DP16KD
-        "shell_lut_uncalibrated": 2500, "shell_ff_uncalibrated": 3000,
-        "lut_per_adder_bit_uncalibrated": 1.0,
+        "brams": _ECP5_BRAMS,
+        "lutram": (16, 4, 4, False),       # TRELLIS_DPR16X4
+        "dsp_control": 0.0, "dsp_control_winograd": 0.0,
+        "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
+        "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
         "fft_engine_lut_uncalibrated": 600, "fft_engine_dsp_uncalibrated": 4,
     },
 }
 
-#: Bits of the requantiser's multiplier constant (rtl/requant.py).
+#: Bits of the requantiser's multiplier constant (rtl/requant.py; unsigned, so 17 signed).
 REQUANT_MULT_BITS = 16
+
+#: Yosys cost of the LUT-RAM read multiplexer, per data bit per extra primitive in depth
+#: (fitted to the measured choices: docs/calibration.md).
+LUTRAM_MUX_COST = 0.42
+
+#: Deepest buffer overlay.v gets (mirrors ``omniconv.verify.OVERLAY_MAX_WORDS``: Amaranth
+#: writes every memory word's initial value, so overlay.v caps its buffers).  ``None``
+#: counts the buffers the OverlayParams' KiB ask for instead.
+OVERLAY_MAX_WORDS = 4096
+
+#: Output transform growth bits (rtl/winograd.py transform_growth_bits of Aᵀ), per m.
+_OUT_GROWTH = {2: 4, 4: 9}
+
+
+def _load_calibrated(path: Path = CALIBRATION_PATH) -> dict:
+    """``{family: {key: value}}`` of calibration.json's fitted coefficients ({} if absent)."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    fitted = doc.get("coefficients", {})
+    for family, values in fitted.items():
+        unknown = set(values) - set(FITTED_KEYS)
+        if family not in DEFAULT_COEFFS or unknown:
+            raise ValueError(f"{path}: coefficients must be per family "
+                             f"({', '.join(DEFAULT_COEFFS)}) with keys from FITTED_KEYS, "
+                             f"not {family!r} {sorted(unknown)}")
+    return fitted
+
+
+def _merged(calibrated: dict) -> dict:
+    out = {}
+    for family, defaults in DEFAULT_COEFFS.items():
+        out[family] = {**defaults, **{k: float(v) for k, v in calibrated.get(family, {}).items()}}
+    return out
+
+
+#: Coefficients in use: the defaults with calibration.json's fitted values.
+RESOURCE_COEFFS = _merged(_load_calibrated())
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,18 +175,138 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+def _bit_length(x):
+    """Vectorised ``int.bit_length`` of non-negative integers."""
+    x = np.asarray(x, dtype=np.int64)
+    n = np.zeros_like(x)
+    while np.any(x > 0):
+        n = n + (x > 0)
+        x = x >> 1
+    return n
+
+
+def _pow2_at_least(x):
+    return np.left_shift(1, np.maximum(0, _bit_length(np.asarray(x) - 1)))
+
+
 def _mults(a, b, c):
-    """Hard multipliers for an a×b product with c's port limits."""
-    wide, narrow = np.maximum(a, b), np.minimum(a, b)
+    """Hard multipliers for an a×b product with c's port limits.
+
+    ecp5: ``ceil(a/18)·ceil(b/18)`` MULT18X18D.  xcup: the wider operand on the 27-bit port,
+    the narrower on the 18-bit one; Yosys's ``mul2dsp`` (``DSP_A_MAXWIDTH_PARTIAL=18``) splits
+    an operand that is too wide into 17-bit unsigned slices (the DSP48E2 cascade shifts by 17)
+    until the rest fits the port, so a w-bit operand on a p-bit port takes
+    ``1 + ceil((w - p) / 17)`` DSPs: the requantisers' 49 × 17 and 48 × 17-bit products take 3,
+    36 × 17 and 32 × 17 take 2, which makes the control DSPs of all calibration points agree
+    to ±1 (docs/calibration.md).
+    """
     if c["dsp_max_a"] == c["dsp_max_b"]:
         return _cdiv(a, c["dsp_max_a"]) * _cdiv(b, c["dsp_max_b"])
-    return _cdiv(wide, c["dsp_max_a"]) * _cdiv(narrow, c["dsp_max_b"])
+    wide, narrow = np.maximum(a, b), np.minimum(a, b)
+    step = c["dsp_partial_bits"]
+
+    def pieces(w, port):
+        return np.where(w <= port, 1, 1 + _cdiv(np.maximum(w - port, 0), step))
+
+    return pieces(wide, c["dsp_max_a"]) * pieces(narrow, c["dsp_max_b"])
 
 
-def _blocks(kib, port_bits, c):
-    by_size = _cdiv(kib * 8, c["bram_data_kbits"])
-    by_width = _cdiv(port_bits, c["bram_max_width"])
-    return 2 * np.maximum(by_size, by_width)
+def memory_blocks(depth, width, family: str):
+    """Block RAMs of one ``depth × width`` memory (float, ``bram_kind`` units), vectorised.
+
+    Yosys's ``memory_libmap`` picks the cheapest of its RAM kinds by the costs in its
+    library files (share/xilinx/brams_xcu.txt, lutrams_xcu.txt; share/lattice/brams_16kd.txt,
+    lutrams_trellis.txt):
+
+    * block RAM: ``ceil(width / w) · ceil(depth / d)`` blocks of the cheapest ``w``-wide,
+      ``d``-deep aspect ratio, each at the block's cost (RAMB18E2 129, RAMB36E2 257, DP16KD 128);
+    * LUT RAM: ``ceil(depth / d) · width / w`` primitives (xcup RAM64M8-style simple dual port,
+      64 × 7, cost 16, cost scaled by the width used; ecp5 TRELLIS_DPR16X4, 16 × 4, cost 4,
+      whole primitives), plus the read multiplexer over the ``ceil(depth / d)`` primitives:
+      :data:`LUTRAM_MUX_COST` per data bit per extra primitive (fitted to the measured
+      choices, docs/calibration.md).
+
+    Returns the block count when block RAM is at most as costly, else 0 (LUT RAM).
+    """
+    c = DEFAULT_COEFFS[family]
+    depth = np.asarray(depth, dtype=np.int64)
+    width = np.asarray(width, dtype=np.int64)
+    best = best_cost = None
+    for w, d, blocks in c["brams"]:
+        n = _cdiv(width, w) * _cdiv(depth, d)
+        cost = n * (257 if blocks == 1.0 and family == "xcup" else
+                    129 if family == "xcup" else 128)
+        n = n * blocks
+        if best is None:
+            best, best_cost = n, cost
+        else:
+            better = cost < best_cost
+            best, best_cost = np.where(better, n, best), np.where(better, cost, best_cost)
+    lut_d, lut_w, lut_cost, scaled = c["lutram"]
+    units = _cdiv(depth, lut_d)
+    per_width = width / lut_w if scaled else _cdiv(width, lut_w)
+    lut_total = units * per_width * lut_cost + LUTRAM_MUX_COST * width * (units - 1)
+    return np.where(best_cost <= lut_total, best.astype(float), 0.0)
+
+
+def _cap(words):
+    """Buffer depth overlay.v gets for ``words`` (``omniconv.verify.overlay_limits``)."""
+    if OVERLAY_MAX_WORDS is not None:
+        words = np.minimum(words, OVERLAY_MAX_WORDS)
+    return np.maximum(2, words)
+
+
+def precision_of(hw):
+    """Datapath precision of each point: 16 when both operands are >= 16 bits, else 8."""
+    return np.where(np.minimum(hw.a_width, hw.b_width) >= 16, 16, 8)
+
+
+def datapath_memories(hw) -> dict:
+    """Memories of each point's overlay.v: ``{name: (depth, width, copies)}``, ``(P,)`` arrays.
+
+    Mirrors ``omniconv.verify.overlay_limits`` (buffer limits from the KiB figures),
+    ``rtl.gemm_engine.GemmEngine`` (lane buffers: two halves, power-of-two depth) and
+    ``rtl.conv_datapath.ConvDatapath`` (which buffers exist); ``copies`` counts memories of
+    the same shape (and read ports beyond one: Yosys duplicates the memory for each).
+    """
+    rows, cols = hw.rows, hw.cols
+    a, b, acc = hw.a_width, hw.b_width, hw.acc_width
+    wm = hw.winograd_m
+    prec = precision_of(hw)
+    # omniconv.verify.overlay_limits: one array tile of M and N, K what the accumulator
+    # holds (at most 64), buffers from the KiB figures capped at OVERLAY_MAX_WORDS words
+    side = np.maximum(rows, cols)
+    act_words = hw.act_buffer_kib * 1024 * 8 // a
+    weight_words = hw.weight_buffer_kib * 1024 * 8 // b
+    out_words = hw.out_buffer_kib * 1024 * 8 // acc
+    max_k = np.minimum(64, np.left_shift(1, np.maximum(0, acc - a - b)))
+    max_m = max_n = side
+    feature_words = _cap(act_words)
+    weight_words = _cap(weight_words)
+    out_words = _cap(np.minimum(out_words, side * side))
+    # GemmEngine lane buffers (worst case over the dataflows' layouts), two halves each
+    a_words = np.maximum(np.maximum(_cdiv(max_m, rows) * max_k, _cdiv(max_m, cols) * max_k),
+                         _cdiv(max_k, rows) * max_m)
+    b_words = np.maximum(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
+    c_words = np.maximum(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
+    engine_lanes = np.maximum(rows, cols)
+    has_w = wm > 0
+    t2 = (wm + 2) ** 2
+    lanes = np.where(has_w, wm * wm, 1)
+    growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    back = acc + growth
+    return {
+        "engine_a": (2 * _pow2_at_least(a_words), a, engine_lanes),
+        "engine_b": (2 * _pow2_at_least(b_words), b, engine_lanes),
+        "engine_c": (2 * _pow2_at_least(c_words), acc, 2 * cols),   # 2 read ports
+        "feature": (feature_words, a, 1),
+        "weight": (weight_words, b, 1),
+        "shift_add": (out_words, acc, 1),
+        "output": (out_words, prec * lanes, 1),
+        "accumulator": (out_words, back * lanes, 1),
+        "tile": (feature_words, prec * t2, has_w * 1),
+        "transformed": (out_words, acc, has_w * t2),
+    }
 
 
 def array_resources(hw) -> tuple:
@@ -118,40 +319,73 @@ def array_resources(hw) -> tuple:
             pes * pe_bits * c["ff_per_pe_bit"])
 
 
-def estimate_resources(hw) -> Resources:
-    """Estimated DSP, LUT, FF and BRAM blocks of every point of ``hw`` (module docstring)."""
-    c = RESOURCE_COEFFS[hw.family]
+def features(hw) -> dict:
+    """The fitted terms' features, float ``(P,)`` arrays (module docstring).
+
+    ``control``: 1.  ``lane_bits``: ``max(rows, cols)·(a+b) + cols·acc``.  ``winograd``: 1
+    with a Winograd unit.  ``winograd_add_bits``: the transforms' adder bits,
+    ``adds_in·a_width + adds_out·back_width`` with the per-tile adds of
+    :data:`dse.cost.energy.WINOGRAD_ADDS`.  ``winograd_reg_bits``: their register bits,
+    ``(m+2)²·a_width + m²·back_width``.
+    """
     rows, cols = hw.rows, hw.cols
-    a, b, acc = hw.a_width, hw.b_width, hw.acc_width
-    dsp, lut, ff = array_resources(hw)
-    lut = lut + c["shell_lut_uncalibrated"]
-    ff = ff + c["shell_ff_uncalibrated"]
-    adder = c["lut_per_adder_bit_uncalibrated"]
-    # requantiser: one acc × 16 multiply and a rounding adder per column
-    dsp = dsp + cols * _mults(acc, np.full_like(acc, REQUANT_MULT_BITS), c)
-    lut = lut + cols * acc * adder
-    ff = ff + cols * acc
-    # kn2row shift-and-add: one accumulator adder per column (always present)
-    lut = lut + cols * acc * adder
-    ff = ff + cols * acc
-    # Winograd transforms: per input lane (one per row) the B^T d B adders at a_width, per
-    # output lane (one per column) the A^T M A adders at acc_width, one register stage each
-    for m, (adds_in, adds_out) in WINOGRAD_ADDS.items():
-        has = hw.winograd_m == m
-        t2 = (m + 2) ** 2
-        lut = lut + has * (rows * adds_in * a + cols * adds_out * acc) * adder
-        ff = ff + has * (rows * t2 * a + cols * m * m * acc)
-    # FFT and IFFT engines: a complex multiplier and butterfly adders each, plus an N² tile
-    # memory of complex words (two halves of a_width bits) in block RAM
+    lanes = np.maximum(rows, cols)
+    wm = hw.winograd_m
+    a = hw.a_width
+    back = hw.acc_width + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    adds_in = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][0], WINOGRAD_ADDS[4][0]], 0)
+    adds_out = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][1], WINOGRAD_ADDS[4][1]], 0)
+    has = (wm > 0).astype(float)
+    ones = np.ones(np.shape(rows), dtype=np.float64)
+    return {
+        "control": ones,
+        "lane_bits": (lanes * (a + hw.b_width) + cols * hw.acc_width).astype(float),
+        "winograd": has,
+        "winograd_add_bits": has * (adds_in * a + adds_out * back),
+        "winograd_reg_bits": has * ((wm + 2) ** 2 * a + wm * wm * back),
+    }
+
+
+def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
+    """Estimated DSP, LUT, FF and BRAM blocks of every point of ``hw`` (module docstring).
+
+    ``coeffs`` replaces :data:`RESOURCE_COEFFS` (the calibration uses it to compare
+    coefficient sets); by default the calibrated coefficients.
+    """
+    c = (coeffs if coeffs is not None else RESOURCE_COEFFS)[hw.family]
+    if coeffs is not None:
+        c = {**DEFAULT_COEFFS[hw.family], **c}
+    a = hw.a_width
+    wm = hw.winograd_m
+    pes = hw.rows * hw.cols
+    pe_bits = a + hw.b_width + hw.acc_width
+    dsp = pes * _mults(a, hw.b_width, c)
+    lut = pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"]
+    ff = pes * pe_bits * c["ff_per_pe_bit"]
+    # requantiser: one back-end-width × 17-bit multiply per lane
+    lanes = np.where(wm > 0, wm * wm, 1)
+    growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    dsp = dsp + lanes * _mults(hw.acc_width + growth,
+                               np.full_like(a, REQUANT_MULT_BITS + 1), c)
+    f = features(hw)
+    dsp = dsp + c["dsp_control"] * f["control"] + c["dsp_control_winograd"] * f["winograd"]
+    lut = (lut + c["lut_control"] * f["control"] + c["lut_per_lane_bit"] * f["lane_bits"]
+           + c["lut_per_winograd_add_bit"] * f["winograd_add_bits"])
+    ff = (ff + c["ff_control"] * f["control"] + c["ff_per_lane_bit"] * f["lane_bits"]
+          + c["ff_per_winograd_reg_bit"] * f["winograd_reg_bits"])
+    bram = np.zeros(np.shape(a), dtype=np.float64)
+    for depth, width, copies in datapath_memories(hw).values():
+        bram = bram + copies * memory_blocks(depth, width, hw.family)
+    # FFT and IFFT engines (not in overlay.v yet: uncalibrated): a complex multiplier and
+    # butterfly adders each, plus an N² tile memory of complex words (two halves of a_width)
     has_fft = hw.fft_size > 0
     dsp = dsp + has_fft * 2 * c["fft_engine_dsp_uncalibrated"]
     lut = lut + has_fft * 2 * c["fft_engine_lut_uncalibrated"]
     ff = ff + has_fft * 2 * 6 * 2 * a
     fft_kib = hw.fft_size ** 2 * 2 * a / 8 / 1024
-    fft_bram = has_fft * 2 * np.maximum(_cdiv(fft_kib * 8, c["bram_data_kbits"]), 1)
-    bram = (_blocks(hw.act_buffer_kib, rows * a, c) + _blocks(hw.weight_buffer_kib, cols * b, c)
-            + _blocks(hw.out_buffer_kib, cols * acc, c) + fft_bram)
-    return Resources(dsp=np.asarray(dsp, dtype=np.int64),
+    fft_data_kbits = 32 if hw.family == "xcup" else 16
+    bram = bram + has_fft * 2 * np.maximum(np.ceil(fft_kib * 8 / fft_data_kbits), 1)
+    return Resources(dsp=np.ceil(dsp).astype(np.int64),
                      lut=np.ceil(lut).astype(np.int64),
                      ff=np.ceil(ff).astype(np.int64),
-                     bram_blocks=np.asarray(np.ceil(bram), dtype=np.int64))
+                     bram_blocks=np.ceil(bram).astype(np.int64))
