@@ -40,18 +40,6 @@ def test_dsp_per_pe_by_operand_width(family, widths, per_pe):
     assert array_resources(hw)[0][0] == 16 * per_pe
 
 
-def test_bram_blocks_by_hand():
-    # act 64 KiB (rows 8 × 8 bit = 64-bit port), weight 16 KiB (cols 8 × 8 = 64 bit),
-    # out 4 KiB (cols 8 × 32 bit = 256-bit port), each double-buffered
-    p = OverlayParams(rows=8, cols=8, act_buffer_kib=64, weight_buffer_kib=16, out_buffer_kib=4)
-    xcup = estimate_resources(HardwareTable.from_params([p], family="xcup"))
-    # RAMB36 holds 4 KiB of bytes, 72 bits wide: 16 + 4 + max(1, ceil(256/72) = 4), × 2
-    assert xcup.bram_blocks[0] == 2 * (16 + 4 + 4)
-    ecp5 = estimate_resources(HardwareTable.from_params([p], family="ecp5"))
-    # DP16KD holds 2 KiB of bytes, 36 bits wide: 32 + 8 + max(2, ceil(256/36) = 8), × 2
-    assert ecp5.bram_blocks[0] == 2 * (32 + 8 + 8)
-
-
 def test_units_cost_resources_and_fits():
     base = dict(rows=8, cols=8, a_width=17, b_width=17, acc_width=48)
     hw = HardwareTable.from_params([OverlayParams(**base), OverlayParams(**base, winograd_m=2),
@@ -59,7 +47,10 @@ def test_units_cost_resources_and_fits():
     res = estimate_resources(hw)
     assert res.lut[1] > res.lut[0] and res.ff[1] > res.ff[0]        # Winograd adders
     assert res.dsp[2] > res.dsp[0] and res.bram_blocks[2] > res.bram_blocks[0]   # FFT engines
+    # the Winograd datapath requantises m² lanes (one DSP each), so it no longer fits the plain
+    # point's DSP budget (measured: docs/calibration.md)
+    assert res.dsp[1] > res.dsp[0]
     assert list(res.fits(dsp=int(res.dsp[0]), lut=10**7, ff=10**7, bram_blocks=10**4)) == [
-        True, True, False]
+        True, False, False]
     assert res.as_dict(0)["dsp"] == int(res.dsp[0])
     assert np.all(res.lut > 0)
