@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.params import Algorithm, Dataflow, OverlayParams
+from rtl.params import OverlayParams
 
 from .errors import InputError
 from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout

@@ -19,7 +19,7 @@ def _run(op: str, x: np.ndarray, w: np.ndarray, elem_in, elem_out, stride, paddi
          groups: int) -> np.ndarray:
     import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     sh, sw = pair(stride, "stride")
     ph, pw = pair(padding, "padding")
