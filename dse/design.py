@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .errors import InputError
 
-__all__ = ["LayerPlan", "Design", "read_design", "write_text_atomic", "table_lines",
-           "LAYER_FIELDS", "RESOURCE_FIELDS"]
+__all__ = ["LayerPlan", "Design", "read_design", "write_bytes_atomic", "write_text_atomic",
+           "table_lines", "LAYER_FIELDS", "RESOURCE_FIELDS"]
 
 #: Keys of every entry of ``layers`` (DESIGN.md), in order.
 LAYER_FIELDS = ("name", "algorithm", "variant", "dataflow", "tiling", "macs", "cycles",
@@ -174,14 +174,14 @@ def read_design(path) -> Design:
     return Design.from_dict(doc, path)
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the usual file mode
@@ -189,3 +189,8 @@ def write_text_atomic(path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))

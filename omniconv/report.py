@@ -21,12 +21,11 @@ import argparse
 import html
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from dse.design import write_bytes_atomic
 from dse.errors import InputError
 
 __all__ = ["add_arguments", "run", "PLOTS", "layer_table", "Report", "load_report",
@@ -474,20 +473,6 @@ def _draw(report: Report, name: str):
     return plots.verify_plot(report.verify)
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def run(args) -> int:
     """Run ``omniconv report``: check the inputs, draw, write the page, print the tables."""
     report = load_report(args.dir, config=args.config, board=args.board)
@@ -508,11 +493,11 @@ def run(args) -> int:
     page = render_html(report).encode()
     markdown = render_markdown(report)
     for name, data in images.items():
-        _write_bytes_atomic(report.out_dir / name, data)
+        write_bytes_atomic(report.out_dir / name, data)
     stale = report.out_dir / "verify.png"
     if "verify.png" not in images and stale.is_file():
         stale.unlink()                      # a plot of an older verify.json would mislead
-    _write_bytes_atomic(report.out_dir / "report.html", page)
+    write_bytes_atomic(report.out_dir / "report.html", page)
     sys.stdout.write(markdown)
     print(f"wrote {report.out_dir / 'report.html'} and {len(images)} plots "
           f"({', '.join(images)})")
