@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import InputError
-from .yamlio import check_keys, load_yaml
+from .yamlio import check_keys, load_yaml, resolve_named_file
 
 __all__ = ["FAMILIES", "BOARDS_DIR", "Board", "load_board", "board_names"]
 
@@ -162,25 +162,6 @@ def board_names() -> list[str]:
     return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
 
 
-def _resolve(spec, base_dir) -> Path:
-    if not isinstance(spec, (str, Path)) or not str(spec).strip():
-        raise InputError("board", "", f"must be a board name or a path, not {spec!r}")
-    path = Path(spec)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if path.is_file():
-        return path
-    text = str(spec).strip()
-    # A bare name (no folder part) is looked up in boards/, with or without ".yaml".
-    if "/" not in text and "\\" not in text:
-        stem = text[:-5] if text.endswith(".yaml") else text
-        candidate = BOARDS_DIR / f"{stem}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise InputError(spec, "", f"must be a board file or a name in boards/ "
-                               f"({', '.join(board_names())}), but neither exists")
-
-
 def load_board(spec: str | Path, base_dir: str | Path | None = None) -> Board:
     """Load and validate a board.
 
@@ -198,7 +179,7 @@ def load_board(spec: str | Path, base_dir: str | Path | None = None) -> Board:
         If the board cannot be found, is not valid YAML, has unknown, duplicate or missing
         keys, or a value out of range; the message names the file and the field.
     """
-    path = _resolve(spec, base_dir)
+    path = resolve_named_file(spec, "board", BOARDS_DIR, base_dir)
     data = load_yaml(path)
     names = [f.name for f in fields(Board)]
     check_keys(path, "", data, names, required=names)

@@ -8,7 +8,7 @@ import yaml
 
 from .errors import InputError
 
-__all__ = ["load_yaml", "check_keys"]
+__all__ = ["load_yaml", "check_keys", "resolve_named_file"]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -56,3 +56,28 @@ def check_keys(source, field: str, mapping, allowed, required=()) -> None:
     for key in required:
         if key not in mapping:
             raise InputError(source, f"{field}.{key}" if field else key, "is required")
+
+
+def resolve_named_file(spec, what: str, folder: Path, base_dir=None) -> Path:
+    """Return the YAML file *spec* names: a path (relative to *base_dir* if given), or a bare
+    name with or without ``.yaml`` looked up in *folder*.
+
+    *what* names the kind of file in messages (``"board"``, ``"config"``).  Raises
+    :class:`InputError` when *spec* is empty or names neither.
+    """
+    if not isinstance(spec, (str, Path)) or not str(spec).strip():
+        raise InputError(what, "", f"must be a {what} name or a path, not {spec!r}")
+    path = Path(spec)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_file():
+        return path
+    text = str(spec).strip()
+    if "/" not in text and "\\" not in text:
+        stem = text[:-5] if text.endswith(".yaml") else text
+        candidate = Path(folder) / f"{stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
+    raise InputError(spec, "", f"must be a {what} file or a name in {Path(folder).name}/ "
+                               f"({names}), but neither exists")

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from dse.board import Board, load_board
 from dse.errors import InputError
-from dse.yamlio import check_keys, load_yaml
+from dse.yamlio import check_keys, load_yaml, resolve_named_file
 from rtl.params import Algorithm, Dataflow, OverlayParams
 
 __all__ = ["CONFIGS_DIR", "OBJECTIVES", "PRECISIONS", "DEFAULT_ALGORITHMS", "LayerPin",
@@ -159,22 +159,6 @@ def _network_spec(network: str, base_dir: Path) -> str:
     return str(path if path.is_absolute() else (base_dir / path).resolve())
 
 
-def _resolve(spec) -> Path:
-    if not isinstance(spec, (str, Path)) or not str(spec).strip():
-        raise InputError("config", "", f"must be a config path or name, not {spec!r}")
-    path = Path(spec)
-    if path.is_file():
-        return path
-    text = str(spec).strip()
-    if "/" not in text and "\\" not in text:
-        stem = text[:-5] if text.endswith(".yaml") else text
-        candidate = CONFIGS_DIR / f"{stem}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise InputError(spec, "", f"must be a config file or a name in configs/ "
-                               f"({', '.join(config_names())}), but neither exists")
-
-
 def _text(path, field, value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(path, field, f"must be a non-empty string, not {value!r}")
@@ -274,7 +258,7 @@ def load_config(spec: str | Path) -> RunConfig:
         missing keys, a bad value, a per-layer pin outside the allowed sets, or a board that
         cannot be loaded; the message names the file and the field.
     """
-    path = _resolve(spec)
+    path = resolve_named_file(spec, "config", CONFIGS_DIR)
     data = load_yaml(path)
     check_keys(path, "", data, _KEYS, required=("network", "board"))
     name = _text(path, "name", data.get("name", path.stem))
