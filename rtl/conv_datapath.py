@@ -41,8 +41,15 @@ from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
 from rtl.params import OverlayParams
 from rtl.requant import Requant
-from rtl.winograd import WINOGRAD_AT, WINOGRAD_BT, InputTransform, OutputTransform, \
-    transform_growth_bits
+from rtl.winograd import (
+    WINOGRAD_AT,
+    WINOGRAD_BT,
+    InputTransform,
+    OutputTransform,
+    transform_growth_bits,
+)
+
+from .validate import reject
 
 __all__ = ["ALG_CODES", "COUNTER_BITS", "MULT_BITS", "SHIFT_BITS", "DatapathLimits",
            "ConvDatapath", "generate_verilog"]
@@ -128,6 +135,27 @@ class _Span:
                 m.d.sync += active.eq(0)
 
 
+def _memory_streamer(m: Module, read_ports, ready, words: int, name: str):
+    """Stream words out of synchronous memory read ports, one per cycle, under back-pressure.
+
+    The read data is the output register: a word is read (``en``) whenever the register is
+    empty or its word is being taken, and is valid the next cycle.  The caller loads
+    ``addr``/``left`` to start a run, and drives the stream's ``valid`` from the returned
+    ``valid`` and its payload from the ports' ``data``.  Returns ``(addr, left, valid)``.
+    """
+    addr = Signal(range(words + 1), name=f"{name}_addr")
+    left = Signal(range(words + 1), name=f"{name}_left")
+    valid = Signal(name=f"{name}_valid")
+    advance = ~valid | ready
+    for rp in read_ports:
+        m.d.comb += [rp.en.eq(advance), rp.addr.eq(addr)]
+    with m.If(advance):
+        m.d.sync += valid.eq(left != 0)
+        with m.If(left != 0):
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+    return addr, left, valid
+
+
 class ConvDatapath(wiring.Component):
     """Runs one convolution layer (its GEMMs and transforms) from on-chip buffers.
 
@@ -160,26 +188,22 @@ class ConvDatapath(wiring.Component):
                  precision: int = 8, target: str = "sim", mult_latency: int = 3,
                  winograd_frac_bits: int = 5):
         if not isinstance(params, OverlayParams):
-            self._MustUse__silence = True
-            raise TypeError(f"params must be an OverlayParams, not {params!r}")
+            reject(self, TypeError(f"params must be an OverlayParams, not {params!r}"))
         limits = limits if limits is not None else DatapathLimits()
         if not isinstance(limits, DatapathLimits):
-            self._MustUse__silence = True
-            raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
+            reject(self, TypeError(f"limits must be a DatapathLimits, not {limits!r}"))
         if precision not in (8, 16):
-            self._MustUse__silence = True
-            raise ValueError(f"precision must be 8 or 16, not {precision!r}")
+            reject(self, ValueError(f"precision must be 8 or 16, not {precision!r}"))
         if params.a_width < precision or params.b_width < precision:
-            self._MustUse__silence = True
-            raise ValueError(f"a_width and b_width must be at least the precision {precision}, "
-                             f"not {params.a_width} and {params.b_width}")
+            reject(self, ValueError(f"a_width and b_width must be at least the precision "
+                                    f"{precision}, not {params.a_width} and {params.b_width}"))
         wm = params.winograd_m
         if wm:
             need = precision + transform_growth_bits(WINOGRAD_BT[wm])
             if params.a_width < need:
-                self._MustUse__silence = True
-                raise ValueError(f"a_width must be at least {need} for Winograd F({wm}x{wm},3x3)"
-                                 f" on int{precision}, not {params.a_width}")
+                reject(self, ValueError(f"a_width must be at least {need} for Winograd "
+                                        f"F({wm}x{wm},3x3) on int{precision}, "
+                                        f"not {params.a_width}"))
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
         self._frac = winograd_frac_bits
@@ -322,16 +346,9 @@ class ConvDatapath(wiring.Component):
         wrp = wbuf.read_port()
         m.d.comb += [wwp.addr.eq(self.wb_addr), wwp.data.eq(self.wb_data),
                      wwp.en.eq(self.wb_en)]
-        b_addr = Signal(range(lim.weight_words + 1))
-        b_left = Signal(range(lim.weight_words + 1))
-        b_valid = Signal()
-        b_adv = ~b_valid | eng.b_stream.ready
-        m.d.comb += [wrp.en.eq(b_adv), wrp.addr.eq(b_addr),
-                     eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
-        with m.If(b_adv):
-            m.d.sync += b_valid.eq(b_left != 0)
-            with m.If(b_left != 0):
-                m.d.sync += [b_addr.eq(b_addr + 1), b_left.eq(b_left - 1)]
+        b_addr, b_left, b_valid = _memory_streamer(m, [wrp], eng.b_stream.ready,
+                                                   lim.weight_words, "b")
+        m.d.comb += [eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
         with m.If(load_go):
             m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, wbase)), b_left.eq(kn)]
 
@@ -365,16 +382,9 @@ class ConvDatapath(wiring.Component):
             m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
                          twp.en.eq(self.tb_en)]
             m.submodules.in_transform = itf = InputTransform(wm, self._precision)
-            t_addr = Signal(range(lim.tile_words + 1))
-            t_left = Signal(range(lim.tile_words + 1))
-            t_valid = Signal()
-            t_adv = ~t_valid | itf.i_stream.ready
-            m.d.comb += [trp.en.eq(t_adv), trp.addr.eq(t_addr),
-                         itf.i_stream.valid.eq(t_valid), itf.i_stream.payload.eq(trp.data)]
-            with m.If(t_adv):
-                m.d.sync += t_valid.eq(t_left != 0)
-                with m.If(t_left != 0):
-                    m.d.sync += [t_addr.eq(t_addr + 1), t_left.eq(t_left - 1)]
+            t_addr, t_left, t_valid = _memory_streamer(m, [trp], itf.i_stream.ready,
+                                                       lim.tile_words, "t")
+            m.d.comb += [itf.i_stream.valid.eq(t_valid), itf.i_stream.payload.eq(trp.data)]
             with m.If(load_go & is_wino):
                 m.d.sync += [t_addr.eq(0), t_left.eq(mk)]
             # GEMM g of Winograd is transformed-domain position g: pick that element.
@@ -455,18 +465,11 @@ class ConvDatapath(wiring.Component):
                              wp.en.eq(is_wino & c_fire & (g == lane))]
                 mbuf_rps.append(rp)
             m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width, self._frac)
-            q_addr = Signal(range(lim.max_m * lim.max_n + 1))
-            q_left = Signal(range(lim.max_m * lim.max_n + 1))
-            q_valid = Signal()
-            q_adv = ~q_valid | otf.i_stream.ready
+            q_addr, q_left, q_valid = _memory_streamer(m, mbuf_rps, otf.i_stream.ready,
+                                                       lim.max_m * lim.max_n, "q")
             for lane, rp in enumerate(mbuf_rps):
-                m.d.comb += [rp.en.eq(q_adv), rp.addr.eq(q_addr),
-                             otf.i_stream.payload[lane].eq(rp.data)]
+                m.d.comb += otf.i_stream.payload[lane].eq(rp.data)
             m.d.comb += otf.i_stream.valid.eq(q_valid)
-            with m.If(q_adv):
-                m.d.sync += q_valid.eq(q_left != 0)
-                with m.If(q_left != 0):
-                    m.d.sync += [q_addr.eq(q_addr + 1), q_left.eq(q_left - 1)]
             with m.If(post_go):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
             with m.If(is_wino):
