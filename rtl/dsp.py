@@ -29,6 +29,8 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .validate import rejecting
+
 __all__ = ["TARGETS", "MAX_LATENCY", "DEFAULT_LATENCY", "Multiplier"]
 
 #: Synthesis targets the multiplier knows.
@@ -70,12 +72,8 @@ class Multiplier(wiring.Component):
 
     def __init__(self, a_width: int, b_width: int, latency: int = DEFAULT_LATENCY,
                  target: str = "sim"):
-        try:
+        with rejecting(self):
             self._setup(a_width, b_width, latency, target)
-        except Exception:
-            # Rejected at construction: do not also warn that it was never elaborated.
-            self._MustUse__silence = True
-            raise
 
     def _setup(self, a_width, b_width, latency, target):
         for name, value in (("a_width", a_width), ("b_width", b_width), ("latency", latency)):

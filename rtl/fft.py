@@ -28,6 +28,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .validate import reject
+
 __all__ = ["complex_layout", "twiddle_table", "FFT2D"]
 
 
@@ -65,13 +67,11 @@ class FFT2D(wiring.Component):
 
     def __init__(self, n: int = 8, data_bits: int = 16, twiddle_bits: int = 16, scale=None):
         if n not in (4, 8, 16, 32):
-            self._MustUse__silence = True       # Amaranth would warn "created but never used"
-            raise ValueError(f"n must be 4, 8, 16 or 32, not {n!r}")
+            reject(self, ValueError(f"n must be 4, 8, 16 or 32, not {n!r}"))
         lg = n.bit_length() - 1
         scale = (True,) * (2 * lg) if scale is None else tuple(bool(s) for s in scale)
         if len(scale) != 2 * lg:
-            self._MustUse__silence = True
-            raise ValueError(f"scale must have {2 * lg} flags, not {len(scale)}")
+            reject(self, ValueError(f"scale must have {2 * lg} flags, not {len(scale)}"))
         self.n, self.lg, self.data_bits, self.twiddle_bits = n, lg, data_bits, twiddle_bits
         self.scale = scale
         self._cplx = complex_layout(data_bits)

@@ -32,6 +32,8 @@ from rtl.dsp import DEFAULT_LATENCY, TARGETS
 from rtl.params import ArrayParams, Dataflow
 from rtl.systolic import SystolicArray
 
+from .validate import rejecting
+
 __all__ = ["GemmEngine", "CYCLE_BITS"]
 
 #: Width of the ``cycles`` register.
@@ -89,12 +91,8 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
                  max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY):
-        try:
+        with rejecting(self):
             self._setup(params, max_m, max_k, max_n, target, mult_latency)
-        except Exception:
-            # Rejected at construction: do not also warn that it was never elaborated.
-            self._MustUse__silence = True
-            raise
 
     def _setup(self, params, max_m, max_k, max_n, target, mult_latency):
         if not isinstance(params, ArrayParams):

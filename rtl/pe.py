@@ -38,6 +38,8 @@ from amaranth.lib.wiring import In, Out
 from rtl.dsp import DEFAULT_LATENCY, Multiplier
 from rtl.params import ArrayParams, Dataflow
 
+from .validate import rejecting
+
 __all__ = ["ProcessingElement"]
 
 _WS, _OS, _IS = Dataflow.WS.code, Dataflow.OS.code, Dataflow.IS.code
@@ -78,12 +80,8 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = DEFAULT_LATENCY,
                  target: str = "sim"):
-        try:
+        with rejecting(self):
             self._setup(params, row, mult_latency, target)
-        except Exception:
-            # Rejected at construction: do not also warn that it was never elaborated.
-            self._MustUse__silence = True
-            raise
 
     def _setup(self, params, row, mult_latency, target):
         if not isinstance(params, ArrayParams):

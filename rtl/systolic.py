@@ -32,6 +32,8 @@ from rtl.dsp import DEFAULT_LATENCY
 from rtl.params import ArrayParams, Dataflow
 from rtl.pe import ProcessingElement
 
+from .validate import rejecting
+
 __all__ = ["SystolicArray"]
 
 
@@ -68,12 +70,8 @@ class SystolicArray(wiring.Component):
 
     def __init__(self, params: ArrayParams, mult_latency: int = DEFAULT_LATENCY,
                  target: str = "sim"):
-        try:
+        with rejecting(self):
             self._setup(params, mult_latency, target)
-        except Exception:
-            # Rejected at construction: do not also warn that it was never elaborated.
-            self._MustUse__silence = True
-            raise
 
     def _setup(self, params, mult_latency, target):
         if not isinstance(params, ArrayParams):

@@ -7,13 +7,25 @@ would later warn "created but never used" (an error under the test suite's warni
 
 from __future__ import annotations
 
-__all__ = ["reject", "check_int"]
+from contextlib import contextmanager
+
+__all__ = ["reject", "rejecting", "check_int"]
 
 
 def reject(component, error: Exception) -> None:
     """Raise *error* for a rejected *component*, silencing Amaranth's must-use warning."""
     component._MustUse__silence = True
     raise error
+
+
+@contextmanager
+def rejecting(component):
+    """Run a constructor's checks; any exception rejects *component* (see :func:`reject`)."""
+    try:
+        yield
+    except Exception:
+        component._MustUse__silence = True
+        raise
 
 
 def check_int(component, name: str, value, low: int) -> None:
