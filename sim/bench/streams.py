@@ -136,6 +136,21 @@ def _high(handle) -> bool:
     return handle is None or str(handle.value) == "1"
 
 
+def _bind_stream(end, dut, name: str, clk, prob_name: str, prob: float, seed: int) -> None:
+    """Attach a source or sink *end* to the DUT's stream *name* (its ports, clock and seeded
+    random generator), checking the stall probability *prob* called *prob_name*."""
+    if not 0.0 <= prob < 1.0:
+        raise ValueError(f"{prob_name} must be in [0, 1), not {prob!r}")
+    end.name = name
+    end._payload = _port(dut, name, "payload")
+    end._valid = _port(dut, name, "valid")
+    end._ready = _port(dut, name, "ready")
+    if end._payload is None:
+        raise ValueError(f"DUT has no port {name}__payload")
+    end._clk = clk
+    end._rng = random.Random(seed)
+
+
 class StreamSource:
     """Drive beats into a DUT stream *input* ``<name>__payload/__valid/__ready``.
 
@@ -162,18 +177,9 @@ class StreamSource:
 
     def __init__(self, dut, name: str, clk, *, encode: Callable[[Any], int] | None = None,
                  idle_prob: float = 0.0, seed: int = 0):
-        if not 0.0 <= idle_prob < 1.0:
-            raise ValueError(f"idle_prob must be in [0, 1), not {idle_prob!r}")
-        self.name = name
-        self._payload = _port(dut, name, "payload")
-        self._valid = _port(dut, name, "valid")
-        self._ready = _port(dut, name, "ready")
-        if self._payload is None:
-            raise ValueError(f"DUT has no port {name}__payload")
-        self._clk = clk
+        _bind_stream(self, dut, name, clk, "idle_prob", idle_prob, seed)
         self._encode = encode if encode is not None else int
         self._idle_prob = float(idle_prob)
-        self._rng = random.Random(seed)
         self._queue: deque = deque()
         self._presenting = False
         self._more = Event()
@@ -265,18 +271,9 @@ class StreamSink:
 
     def __init__(self, dut, name: str, clk, *, decode: Callable[[int], Any] | None = None,
                  backpressure_prob: float = 0.0, seed: int = 0):
-        if not 0.0 <= backpressure_prob < 1.0:
-            raise ValueError(f"backpressure_prob must be in [0, 1), not {backpressure_prob!r}")
-        self.name = name
-        self._payload = _port(dut, name, "payload")
-        self._valid = _port(dut, name, "valid")
-        self._ready = _port(dut, name, "ready")
-        if self._payload is None:
-            raise ValueError(f"DUT has no port {name}__payload")
-        self._clk = clk
+        _bind_stream(self, dut, name, clk, "backpressure_prob", backpressure_prob, seed)
         self._decode = decode if decode is not None else (lambda raw: raw)
         self._bp_prob = float(backpressure_prob)
-        self._rng = random.Random(seed)
         self.items: list = []
         if self._ready is not None:
             self._ready.value = 0
