@@ -14,10 +14,20 @@ to ``frac_bits`` fraction bits.  Kernels larger than 3×3 are split into ceil(k/
 (K = pieces · C), so one output transform serves them all.  ``tests/dse/test_compiler.py``
 checks these transforms against ``sim/models/winograd.py``.
 
+FFT (overlap-and-add, ``rtl/spectral.py``): input tiles of step T = N − R + 1 pixels of the
+padded input, zero-padded to N×N, one tile buffer word per activation in the order (tile,
+channel, y, x); kernel spectra computed offline in float64 from the flipped kernel and
+quantised half up to ``b_width − 1`` bits with the largest fraction that fits the whole
+layer (:func:`fft_kernel_spectra`, the same rule as ``sim/models/fft.py``); the weight buffer
+holds three real planes per bin for Gauss's three real GEMMs: c, d − c and c + d of
+W = c + jd.  GEMM 3u + j is part j of bin u: M = tiles, K = C, N = filters.
+
 Refusals (:class:`ValueError` with the reason; the CLI turns them into InputError): Winograd
 on anything but a square k×k (k >= 3), stride-1, dilation-1, ungrouped conv, or without a
-Winograd unit; kn2row with a stride other than 1, 2 or 4; unequal strides or dilations;
-FFT (not part of the datapath yet); a GEMM larger than the datapath's buffers.
+Winograd unit; FFT on anything but a square, stride-1, dilation-1, ungrouped conv whose kernel
+is smaller than the FFT tile, or without an FFT unit; kn2row with a stride other than 1, 2 or
+4; unequal strides or dilations; sparse FFT (no datapath); a GEMM larger than the datapath's
+buffers.
 """
 
 from __future__ import annotations
@@ -30,11 +40,11 @@ import numpy as np
 from rtl.params import Algorithm, Dataflow, OverlayParams
 
 __all__ = ["ALG_CODES", "WINO_G_SCALED", "WINO_G_DENOM", "winograd_weights",
-           "winograd_pieces", "Invocation", "ConvPlan", "plan_conv", "required_limits",
-           "default_requant"]
+           "winograd_pieces", "fft_kernel_spectra", "fft_mac_shift_bound", "Invocation",
+           "ConvPlan", "plan_conv", "required_limits", "default_requant"]
 
 #: Datapath ``alg`` register codes (must equal ``rtl.conv_datapath.ALG_CODES``; a test checks).
-ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2}
+ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2, "fft": 3}
 
 #: G_DENOM[m]·G for F(m×m, 3×3): integer weight transforms (Lavin & Gray).
 WINO_G_SCALED = {
@@ -76,6 +86,36 @@ def _split_pieces(w: np.ndarray) -> np.ndarray:
     big = np.zeros((n, c, 3 * p, 3 * p), dtype=np.int64)
     big[:, :, :k, :k] = w
     return big.reshape(n, c, p, 3, p, 3).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, p * p, 3, 3)
+
+
+def fft_kernel_spectra(w: np.ndarray, n: int, kernel_bits: int):
+    """Quantised kernel spectra of N×C×R×S weights for N-point tiles: (re, im, frac).
+
+    The kernel is flipped (the layer correlates), zero-padded to n×n and transformed in
+    float64; both parts are quantised half up, floor(v·2^frac + 1/2), with the largest
+    ``frac`` that keeps every part of the layer within ``kernel_bits`` signed bits.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    nf, c, r, s = w.shape
+    padded = np.zeros((nf, c, n, n))
+    padded[:, :, :r, :s] = w[:, :, ::-1, ::-1]
+    spec = np.fft.fft2(padded)
+    peak = max(float(np.abs(spec.real).max()), float(np.abs(spec.imag).max()), 1e-300)
+    frac = int(np.floor(np.log2(((1 << (kernel_bits - 1)) - 1) / peak)))
+    scale = 2.0 ** frac
+    quant = lambda v: np.floor(v * scale + 0.5).astype(np.int64)  # noqa: E731
+    return quant(spec.real), quant(spec.imag), frac
+
+
+def fft_mac_shift_bound(channels: int, data_bits: int, kernel_bits: int) -> int:
+    """A requantisation shift of the spectral sums that can never saturate.
+
+    |Re|, |Im| ≤ C·2·2^(data_bits−1)·2^(kernel_bits−1), brought under 2^(data_bits−1).
+    Safe but coarse: ``omniconv verify`` calibrates the shift on its data instead (the
+    smallest that saturates nothing, as ``sim.models.fft.fft_conv`` picks it).
+    """
+    peak = channels * 2 * (1 << (data_bits - 1)) * (1 << (kernel_bits - 1))
+    return max(0, peak.bit_length() - (data_bits - 1))
 
 
 def default_requant(k: int, precision: int, mult_bits: int = 16) -> tuple[int, int]:
@@ -132,6 +172,34 @@ class ConvPlan:
     winograd_m: int = 0
     frac_bits: int = 0
     invocations: tuple = field(default=())
+    fft_n: int = 0               # FFT tile N (0 unless FFT)
+    fft_shift: int = 0           # requantisation shift of the spectral sums
+    data_bits: int = 0           # FFT data width (a_width − 1)
+    kernel_bits: int = 0         # bits of each quantised kernel-spectrum part (b_width − 1)
+    precision: int = 8           # bits of activations and weights
+
+    @property
+    def fft_step(self) -> int:
+        """Output pixels per FFT tile side, N − R + 1."""
+        return self.fft_n - self.kernel[0] + 1
+
+    @property
+    def fft_grid(self) -> tuple:
+        """FFT tiles (rows, columns) covering the padded input."""
+        hp, wp = self.padded_hw
+        step = self.fft_step
+        return -(-hp // step), -(-wp // step)
+
+    def fft_scale_exp(self, kernel_frac: int) -> int:
+        """e with accumulations · 2^e ≈ exact convolution (every FFT pass halves).
+
+        Forward and inverse transforms each scale by 2^(−2·log2 N), the IFFT is
+        unnormalised (×N²), inputs enter shifted up by data_bits − precision − 1 and the
+        kernels by ``kernel_frac``: e = 2·log2 N + fft_shift − in_shift − kernel_frac.
+        """
+        lg = self.fft_n.bit_length() - 1
+        in_shift = self.data_bits - self.precision - 1
+        return 2 * lg + self.fft_shift - in_shift - kernel_frac
 
     # -- geometry helpers -----------------------------------------------------------------
     @property
@@ -181,9 +249,35 @@ class ConvPlan:
                         words[ty * tw + tx, a * p + b] = d
         return words.reshape(-1, t * t)
 
+    def fft_tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
+        """FFT tile buffer words (one activation each), order (tile, channel, y, x): each
+        tile's step × step pixels of the padded input, zero-padded to N×N."""
+        n, step = self.fft_n, self.fft_step
+        th, tw = self.fft_grid
+        xi = self._image_input(x)
+        c = xi.shape[0]
+        full = np.zeros((c, th * step, tw * step), dtype=np.int64)
+        full[:, :xi.shape[1], :xi.shape[2]] = xi
+        blocks = full.reshape(c, th, step, tw, step).transpose(1, 3, 0, 2, 4)
+        words = np.zeros((th, tw, c, n, n), dtype=np.int64)
+        words[..., :step, :step] = blocks
+        return words.reshape(-1)
+
+    def fft_weights(self, w: np.ndarray):
+        """The layer's quantised kernel spectra (re, im, frac) (:func:`fft_kernel_spectra`)."""
+        return fft_kernel_spectra(w, self.fft_n, self.kernel_bits)
+
     def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
         """Weight buffer words: the invocation's B matrices back to back, each row-major."""
         w = np.asarray(w, dtype=np.int64)
+        if self.algorithm == "fft":
+            kr, ki, _ = self.fft_weights(w)          # whole layer: one fraction for all
+            f0, f1 = inv.filters
+            kr, ki = kr[f0:f1], ki[f0:f1]
+            planes = np.stack([kr, ki - kr, kr + ki])           # 3, n, c, N, N
+            n = self.fft_n
+            # GEMM 3u + j: B[c][f] = plane j at bin u
+            return planes.transpose(3, 4, 0, 2, 1).reshape(-1)
         ng = self.out_shape[0] // self.groups
         f0, f1 = inv.filters
         wg = w[inv.group * ng:(inv.group + 1) * ng][f0:f1]             # n × c × r × s
@@ -236,7 +330,7 @@ def _pair(v):
 
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
               frac_bits: int = 5, requant=None, relu: bool = False,
-              precision: int = 8) -> ConvPlan:
+              precision: int = 8, fft_shift: int | None = None) -> ConvPlan:
     """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
 
     Parameters
@@ -256,6 +350,9 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         (mult, shift), default :func:`default_requant` of the layer's K.
     relu:
         Apply ReLU after requantisation.
+    fft_shift:
+        FFT: requantisation shift of the spectral sums before the IFFT; ``None`` for
+        :func:`fft_mac_shift_bound` (never saturates; coarse).
 
     Raises
     ------
@@ -277,8 +374,6 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     if sh != sw or dh != dw:
         raise ValueError(f"{what}: the datapath needs equal strides and dilations, "
                          f"not {(sh, sw)} and {(dh, dw)}")
-    if algo == "fft":
-        raise ValueError(f"{what}: the FFT path is not part of the conv datapath yet")
     if algo == "sparse_fft":
         raise ValueError(f"{what}: sparse_fft has no datapath")
     wm = 0
@@ -291,9 +386,19 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             raise ValueError(f"{what}: Winograd F({wm}x{wm},3x3) runs square kernels of at "
                              f"least 3x3 with stride 1, dilation 1 and groups 1 only")
         variant = f"F{wm}x{wm}_3x3"
+    fn = 0
+    if algo == "fft":
+        fn = params.fft_size
+        if not fn:
+            raise ValueError(f"{what}: fft needs an FFT unit (fft_size = 0)")
+        if not (r == s and r < fn and sh == 1 and dh == 1 and groups == 1):
+            raise ValueError(f"{what}: FFT with {fn}x{fn} tiles runs square kernels smaller "
+                             f"than the tile ({fn}x{fn}) with stride 1, dilation 1 and "
+                             f"groups 1 only")
+        variant = f"fft{fn}"
     if algo == "kn2row" and sh not in (1, 2, 4):
         raise ValueError(f"{what}: kn2row's shift-and-add takes strides 1, 2 or 4 only")
-    unit_pad = min(pads)
+    unit_pad = 0 if algo == "fft" else min(pads)
     cg, ng = c // groups, n_out // groups
     t, l, b, rr = (p - unit_pad for p in pads)
     hp, wp = h + t + b, w + l + rr
@@ -301,6 +406,9 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         gm, gk, gemms = oh * ow, r * s * cg, 1
     elif algo == "kn2row":
         gm, gk, gemms = hp * wp, cg, r * s
+    elif algo == "fft":
+        step = fn - r + 1
+        gm, gk, gemms = (-(-hp // step)) * (-(-wp // step)), c, 3 * fn * fn
     else:
         p = winograd_pieces(r)
         gm, gk, gemms = (-(-oh // wm)) * (-(-ow // wm)), p * p * c, (wm + 2) ** 2
@@ -318,10 +426,15 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             problems.append(f"K = {gk} > max_k = {limits.max_k}")
         if gemms > limits.max_gemms:
             problems.append(f"{gemms} GEMMs > max_gemms = {limits.max_gemms}")
-        if algo != "winograd" and hp * wp * cg > limits.feature_words:
+        if algo in ("im2col", "kn2row") and hp * wp * cg > limits.feature_words:
             problems.append(f"{hp * wp * cg} feature words > {limits.feature_words}")
         if algo == "winograd" and gm * gk > limits.tile_words:
             problems.append(f"{gm * gk} tile words > {limits.tile_words}")
+        if algo == "fft":
+            spectral = getattr(limits, "spectral_words", 0)
+            if gm * gk * fn * fn > spectral:
+                problems.append(f"{gm * gk * fn * fn} FFT tile words > {spectral}")
+            n_step = min(n_step, max(1, spectral // (gm * fn * fn)))
         if gemms * gk * n_step > limits.weight_words:
             n_step = limits.weight_words // (gemms * gk)
             if n_step < 1:
@@ -329,8 +442,24 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         if problems:
             raise ValueError(f"{what} does not fit the datapath's buffers: "
                              + "; ".join(problems))
-    mult, shift = requant if requant is not None else default_requant(
-        gk if algo != "winograd" else r * s * c, precision)
+    data_bits, kernel_bits = (params.a_width - 1, params.b_width - 1) if fn else (0, 0)
+    if fn:
+        if fft_shift is None:
+            fft_shift = fft_mac_shift_bound(c, data_bits, kernel_bits)
+    else:
+        fft_shift = 0
+    if requant is not None:
+        mult, shift = requant
+    else:
+        mult, shift = default_requant(r * s * cg, precision)
+        if fn:
+            # The accumulations are the convolution / 2^e; e depends on the kernel spectra's
+            # fraction, estimated from the bound |spectrum| <= R·S·2^(p-1).
+            lg = fn.bit_length() - 1
+            frac = int(np.floor(np.log2(((1 << (kernel_bits - 1)) - 1)
+                                        / (r * s * (1 << (precision - 1))))))
+            e = 2 * lg + fft_shift - (data_bits - precision - 1) - frac
+            shift = max(0, shift - e)
     invs = []
     for gi in range(groups):
         for f0 in range(0, ng, n_step):
@@ -346,25 +475,32 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                           pad=0, dil=1, out_h=hp, out_w=wp)
             sa = dict(in_h=hp, in_w=wp, kernel_h=r, kernel_w=s, out_h=oh, out_w=ow,
                       f_words=nf, pad=unit_pad, dil=dh)
-            if algo == "winograd":
+            if algo in ("winograd", "fft"):
                 fe = {k: 0 for k in fe}
             if algo != "kn2row":
                 sa = {k: 0 for k in sa}
             regs.update({f"fe_{k}": v for k, v in fe.items()})
             regs.update({f"sa_{k}": v for k, v in sa.items()})
             regs["sa_stride_log2"] = (sh.bit_length() - 1) if algo == "kn2row" else 0
+            if params.fft_size:
+                th_tw = (-(-hp // (fn - r + 1)), -(-wp // (fn - r + 1))) if fn else (0, 0)
+                ff = dict(tiles_w=th_tw[1], step=fn - r + 1 if fn else 0,
+                          kernel=r if fn else 0, out_h=oh if fn else 0,
+                          out_w=ow if fn else 0, shift=fft_shift)
+                regs.update({f"ff_{k}": v for k, v in ff.items()})
             out_words = (gm if algo == "winograd" else oh * ow) * nf
             regs["out_words"] = out_words
             invs.append(Invocation(regs, (gm, gk, nf), gemms, gi, (f0, f1), out_words))
     return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
-                    pads, unit_pad, groups, wm, frac_bits if wm == 4 else 0, tuple(invs))
+                    pads, unit_pad, groups, wm, frac_bits if wm == 4 else 0, tuple(invs),
+                    fn, fft_shift, data_bits, kernel_bits, precision)
 
 
 def required_limits(plans) -> dict:
     """Smallest buffer sizes (``DatapathLimits`` keyword arguments) that hold every plan."""
     # Buffers of at least 2 words: a 1-word memory would have a zero-width address port.
     need = dict(max_m=1, max_k=1, max_n=1, feature_words=2, weight_words=2, tile_words=2,
-                out_words=2, max_gemms=1)
+                out_words=2, max_gemms=1, spectral_words=2)
     for plan in plans:
         hp, wp = plan.padded_hw
         for inv in plan.invocations:
@@ -377,6 +513,10 @@ def required_limits(plans) -> dict:
             need["out_words"] = max(need["out_words"], inv.out_words)
             if plan.algorithm == "winograd":
                 need["tile_words"] = max(need["tile_words"], gm * gk)
+            elif plan.algorithm == "fft":
+                n2 = plan.fft_n ** 2
+                need["spectral_words"] = max(need["spectral_words"], gm * gk * n2,
+                                             gm * gn * n2)
             else:
                 cg = plan.in_shape[0] // plan.groups
                 need["feature_words"] = max(need["feature_words"], hp * wp * cg)

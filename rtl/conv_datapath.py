@@ -41,6 +41,7 @@ from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
 from rtl.params import OverlayParams
 from rtl.requant import Requant
+from rtl.spectral import SpectralPath
 from rtl.winograd import (
     WINOGRAD_AT,
     WINOGRAD_BT,
@@ -49,13 +50,14 @@ from rtl.winograd import (
     transform_growth_bits,
 )
 
+from .memstream import memory_streamer
 from .validate import reject
 
 __all__ = ["ALG_CODES", "COUNTER_BITS", "MULT_BITS", "SHIFT_BITS", "DatapathLimits",
            "ConvDatapath", "generate_verilog"]
 
 #: Run-time encoding of the algorithm register.
-ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2}
+ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2, "fft": 3}
 #: Width of the cycle counters.
 COUNTER_BITS = 32
 #: Requantiser multiplier and shift widths.
@@ -79,15 +81,18 @@ class DatapathLimits:
     out_words:
         Output and accumulator buffer depth (also the kn2row shift-and-add buffer).
     max_gemms:
-        Most GEMMs in one invocation (kn2row R·S, Winograd (m+2)²).
+        Most GEMMs in one invocation (kn2row R·S, Winograd (m+2)², FFT 3·N²).
+    spectral_words:
+        FFT tile buffer and spectrum buffer depth (tiles · channels · N², and tiles ·
+        filters · N²); unused without an FFT unit.
     """
 
     def __init__(self, max_m=64, max_k=64, max_n=16, feature_words=1024, weight_words=4096,
-                 tile_words=1024, out_words=1024, max_gemms=64):
+                 tile_words=1024, out_words=1024, max_gemms=64, spectral_words=1024):
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n),
                             ("feature_words", feature_words), ("weight_words", weight_words),
                             ("tile_words", tile_words), ("out_words", out_words),
-                            ("max_gemms", max_gemms)):
+                            ("max_gemms", max_gemms), ("spectral_words", spectral_words)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             low = 2 if name.endswith("_words") else 1   # no zero-width address ports
@@ -96,6 +101,7 @@ class DatapathLimits:
         self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
         self.feature_words, self.weight_words = feature_words, weight_words
         self.tile_words, self.out_words, self.max_gemms = tile_words, out_words, max_gemms
+        self.spectral_words = spectral_words
 
     def as_dict(self) -> dict:
         """The limits as a dict (JSON, cache keys)."""
@@ -135,35 +141,14 @@ class _Span:
                 m.d.sync += active.eq(0)
 
 
-def _memory_streamer(m: Module, read_ports, ready, words: int, name: str):
-    """Stream words out of synchronous memory read ports, one per cycle, under back-pressure.
-
-    The read data is the output register: a word is read (``en``) whenever the register is
-    empty or its word is being taken, and is valid the next cycle.  The caller loads
-    ``addr``/``left`` to start a run, and drives the stream's ``valid`` from the returned
-    ``valid`` and its payload from the ports' ``data``.  Returns ``(addr, left, valid)``.
-    """
-    addr = Signal(range(words + 1), name=f"{name}_addr")
-    left = Signal(range(words + 1), name=f"{name}_left")
-    valid = Signal(name=f"{name}_valid")
-    advance = ~valid | ready
-    for rp in read_ports:
-        m.d.comb += [rp.en.eq(advance), rp.addr.eq(addr)]
-    with m.If(advance):
-        m.d.sync += valid.eq(left != 0)
-        with m.If(left != 0):
-            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
-    return addr, left, valid
-
-
 class ConvDatapath(wiring.Component):
     """Runs one convolution layer (its GEMMs and transforms) from on-chip buffers.
 
     Parameters
     ----------
     params:
-        The overlay: array shape and widths, Winograd m (0: no Winograd unit).  The FFT unit
-        is not part of this datapath yet (``fft_size`` is ignored; docs/verify.md).
+        The overlay: array shape and widths, Winograd m (0: no Winograd unit), FFT size N
+        (0: no FFT path; else ``rtl.spectral.SpectralPath`` with data width a_width − 1).
     limits:
         Buffer sizes (:class:`DatapathLimits`).
     precision:
@@ -204,6 +189,13 @@ class ConvDatapath(wiring.Component):
                 reject(self, ValueError(f"a_width must be at least {need} for Winograd "
                                         f"F({wm}x{wm},3x3) on int{precision}, "
                                         f"not {params.a_width}"))
+        if params.fft_size:
+            if params.a_width < precision + 2:
+                reject(self, ValueError(f"a_width must be at least {precision + 2} for the FFT "
+                                        f"path on int{precision}, not {params.a_width}"))
+            if params.acc_width < params.a_width + 2:
+                reject(self, ValueError(f"acc_width must be at least {params.a_width + 2} for "
+                                        f"the FFT path, not {params.acc_width}"))
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
         self._frac = winograd_frac_bits
@@ -215,6 +207,8 @@ class ConvDatapath(wiring.Component):
                                               else 0)
         biggest = max(limits.max_m, limits.max_k, limits.max_n, limits.feature_words,
                       limits.out_words, 255)
+        if params.fft_size:
+            biggest = max(biggest, limits.spectral_words)
         self.dim_bits = biggest.bit_length()
         db = self.dim_bits
         ports = {
@@ -250,6 +244,14 @@ class ConvDatapath(wiring.Component):
                 "tb_addr": In(range(limits.tile_words)),
                 "tb_data": In(data.ArrayLayout(signed(precision), t * t)), "tb_en": In(1),
             })
+        if params.fft_size:
+            ports.update({
+                "xb_addr": In(range(limits.spectral_words)), "xb_data": In(signed(precision)),
+                "xb_en": In(1),
+                **{f"ff_{n}": In(unsigned(db)) for n in ("tiles_w", "step", "kernel", "out_h",
+                                                        "out_w")},
+                "ff_shift": In(range(params.acc_width + 2)),
+            })
         super().__init__(ports)
 
     @property
@@ -282,8 +284,12 @@ class ConvDatapath(wiring.Component):
         is_im2col = self.alg == ALG_CODES["im2col"]
         is_kn2row = self.alg == ALG_CODES["kn2row"]
         is_wino = (self.alg == ALG_CODES["winograd"]) if wm else False
+        fn = p.fft_size
+        is_fft = (self.alg == ALG_CODES["fft"]) if fn else False
 
         # ---- controller ----------------------------------------------------------------
+        fft_fwd_last = Signal()     # driven by the spectral path
+        fft_inv_last = Signal()
         busy = Signal()
         done = Signal()
         cycles = Signal(COUNTER_BITS)
@@ -305,16 +311,19 @@ class ConvDatapath(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
         # States as an if-chain on a plain register (Tail last, the catch-all): Amaranth's
         # Switch prunes trailing cases per signal, which Verilator flags as CASEINCOMPLETE.
-        idle, load, compute, nxt, post = range(5)
-        state = Signal(range(6))
-        m.d.comb += [load_go.eq(((state == idle) & self.start) | (state == nxt)),
+        # FFT layers run the forward transforms first (fwd), then the GEMMs, then the
+        # inverse transforms (inv) before the drain (post, tail).
+        idle, load, compute, nxt, post, tail, fwd, inv = range(8)
+        state = Signal(range(8) if fn else range(6))
+        fwd_go = ((state == idle) & self.start & is_fft) if fn else False
+        m.d.comb += [load_go.eq(((state == idle) & self.start & ~is_fft) | (state == nxt)),
                      eng.start.eq(state == load),
                      post_go.eq(state == post)]
         with m.If(state == idle):
             with m.If(self.start):
                 m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), g.eq(0), wbase.eq(0),
                              c_count.eq(0), out_count.eq(0), acc_count.eq(0),
-                             state.eq(load)]
+                             state.eq(Mux(is_fft, fwd, load) if fn else load)]
         with m.Elif(state == load):
             # Hold start until the engine takes it (both operands loaded).
             with m.If(eng.start_ready):
@@ -327,14 +336,22 @@ class ConvDatapath(wiring.Component):
                 with m.If(c_count == mn - 1):
                     m.d.sync += [c_count.eq(0), g.eq(g + 1), wbase.eq(wbase + kn)]
                     with m.If(g == self.gemms - 1):
-                        m.d.sync += state.eq(Mux(is_wino, post, post + 1) if wm
-                                             else post + 1)
+                        after = Mux(is_wino, post, tail) if wm else tail
+                        m.d.sync += state.eq(Mux(is_fft, inv, after) if fn else after)
                     with m.Else():
                         m.d.sync += state.eq(nxt)
         with m.Elif(state == nxt):
             m.d.sync += state.eq(load)
         with m.Elif(state == post):
-            m.d.sync += state.eq(post + 1)
+            m.d.sync += state.eq(tail)
+        if fn:
+            # states fwd and inv end on the spectral path's last-beat pulses (below)
+            with m.Elif(state == fwd):
+                with m.If(fft_fwd_last):
+                    m.d.sync += state.eq(nxt)
+            with m.Elif(state == inv):
+                with m.If(fft_inv_last):
+                    m.d.sync += state.eq(post)
         with m.Else():              # Tail: wait for the last output word
             with m.If(out_count == self.out_words):
                 m.d.sync += [busy.eq(0), done.eq(1), state.eq(idle)]
@@ -346,7 +363,7 @@ class ConvDatapath(wiring.Component):
         wrp = wbuf.read_port()
         m.d.comb += [wwp.addr.eq(self.wb_addr), wwp.data.eq(self.wb_data),
                      wwp.en.eq(self.wb_en)]
-        b_addr, b_left, b_valid = _memory_streamer(m, [wrp], eng.b_stream.ready,
+        b_addr, b_left, b_valid = memory_streamer(m, [wrp], eng.b_stream.ready,
                                                    lim.weight_words, "b")
         m.d.comb += [eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
         with m.If(load_go):
@@ -360,7 +377,7 @@ class ConvDatapath(wiring.Component):
         for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
                   "out_h", "out_w"):
             m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
-        spatial_front = ~is_wino if wm else 1
+        spatial_front = (self.alg <= ALG_CODES["kn2row"]) if fn else (~is_wino if wm else 1)
         m.d.comb += win.start.eq(load_go & spatial_front)
         a_fire = eng.a_stream.valid & eng.a_stream.ready
         a_count = Signal(range(lim.max_m * lim.max_k + 1))
@@ -382,7 +399,7 @@ class ConvDatapath(wiring.Component):
             m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
                          twp.en.eq(self.tb_en)]
             m.submodules.in_transform = itf = InputTransform(wm, self._precision)
-            t_addr, t_left, t_valid = _memory_streamer(m, [trp], itf.i_stream.ready,
+            t_addr, t_left, t_valid = memory_streamer(m, [trp], itf.i_stream.ready,
                                                        lim.tile_words, "t")
             m.d.comb += [itf.i_stream.valid.eq(t_valid), itf.i_stream.payload.eq(trp.data)]
             with m.If(load_go & is_wino):
@@ -465,7 +482,7 @@ class ConvDatapath(wiring.Component):
                              wp.en.eq(is_wino & c_fire & (g == lane))]
                 mbuf_rps.append(rp)
             m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width, self._frac)
-            q_addr, q_left, q_valid = _memory_streamer(m, mbuf_rps, otf.i_stream.ready,
+            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, otf.i_stream.ready,
                                                        lim.max_m * lim.max_n, "q")
             for lane, rp in enumerate(mbuf_rps):
                 m.d.comb += otf.i_stream.payload[lane].eq(rp.data)
@@ -482,6 +499,47 @@ class ConvDatapath(wiring.Component):
                 m.d.comb += [back_first.eq(ot_in & (q_addr == 1)),
                              back_starved.eq(0),
                              back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
+
+        if fn:
+            # FFT: forward transforms, then three real GEMMs per bin (Gauss), then the
+            # inverse transforms with overlap-add, drained through the requantiser.
+            m.submodules.spectral = sp = SpectralPath(
+                fn, self._precision, p.a_width, p.acc_width, lim.spectral_words,
+                lim.max_m * lim.max_n, lim.out_words, self.dim_bits)
+            fft_bin = Signal(range(fn * fn))
+            fft_part = Signal(2)
+            with m.If(self.start & ~busy):
+                m.d.sync += [fft_bin.eq(0), fft_part.eq(0)]
+            with m.Elif((state == compute) & c_fire & (c_count == mn - 1)):
+                m.d.sync += fft_part.eq(fft_part + 1)
+                with m.If(fft_part == 2):
+                    m.d.sync += [fft_part.eq(0), fft_bin.eq(fft_bin + 1)]
+            inv_go = ((state == compute) & c_fire & (c_count == mn - 1)
+                      & (g == self.gemms - 1) & is_fft)
+            m.d.comb += [sp.xb_addr.eq(self.xb_addr), sp.xb_data.eq(self.xb_data),
+                         sp.xb_en.eq(self.xb_en),
+                         sp.tiles.eq(self.gemm_m), sp.chans.eq(self.gemm_k),
+                         sp.filters.eq(self.gemm_n), sp.tiles_w.eq(self.ff_tiles_w),
+                         sp.step.eq(self.ff_step), sp.kernel.eq(self.ff_kernel),
+                         sp.out_h.eq(self.ff_out_h), sp.out_w.eq(self.ff_out_w),
+                         sp.shift.eq(self.ff_shift),
+                         sp.fwd_go.eq(fwd_go), sp.a_go.eq(load_go & is_fft),
+                         sp.a_bin.eq(fft_bin), sp.a_part.eq(fft_part),
+                         sp.inv_go.eq(inv_go), sp.out_go.eq(post_go & is_fft),
+                         sp.out_words_n.eq(self.out_words),
+                         fft_fwd_last.eq(sp.fwd_last), fft_inv_last.eq(sp.inv_last),
+                         sp.c_stream.valid.eq(eng.c_stream.valid & is_fft),
+                         sp.c_stream.payload.eq(eng.c_stream.payload)]
+            with m.If(is_fft):
+                m.d.comb += [eng.a_stream.valid.eq(sp.a_stream.valid),
+                             eng.a_stream.payload.eq(sp.a_stream.payload),
+                             sp.a_stream.ready.eq(eng.a_stream.ready),
+                             eng.c_stream.ready.eq(sp.c_stream.ready),
+                             rq.i_stream.valid.eq(sp.o_stream.valid),
+                             rq.i_stream.payload[0].eq(sp.o_stream.payload),
+                             sp.o_stream.ready.eq(rq.i_stream.ready),
+                             back_first.eq(sp.inv_first), back_starved.eq(0),
+                             back_last.eq(sp.inv_last)]
 
         # ---- output and accumulator buffers ------------------------------------------------
         m.submodules.obuf = obuf = Memory(shape=data.ArrayLayout(signed(self._precision), lanes),
@@ -511,9 +569,14 @@ class ConvDatapath(wiring.Component):
         m.d.comb += self.gemm_cycles.eq(gemm_count)
         # front: Im2col from its start pulse; the Winograd input transform from its first
         # input beat; through the last A beat the engine takes, per GEMM.
+        # The FFT's front is the forward transform phase.
         front_first = (load_go & spatial_front) if not wm else \
             Mux(is_wino, wino_first, load_go)
-        front = _Span(m, "front", clear, front_first, 0, a_last)
+        front_last = a_last
+        if fn:
+            front_first = Mux(is_fft, sp.fwd_first, front_first)
+            front_last = Mux(is_fft, sp.fwd_last, a_last)
+        front = _Span(m, "front", clear, front_first, 0, front_last)
         m.d.comb += self.front_cycles.eq(front.count)
         back = _Span(m, "back", clear, back_first, back_starved, back_last)
         m.d.comb += self.back_cycles.eq(back.count)

@@ -106,6 +106,9 @@ class ConvCase:
         (mult, shift) or ``None`` for :func:`dse.compiler.default_requant`.
     name:
         Label.
+    fft_shift:
+        FFT: requantisation shift of the spectral sums; ``None`` calibrates it on the case's
+        data (:func:`calibrated_fft_shift`).
     """
 
     x: np.ndarray
@@ -116,6 +119,7 @@ class ConvCase:
     relu: bool = False
     requant: tuple | None = None
     name: str = ""
+    fft_shift: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,13 +154,39 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
 
 
+def fft_golden(x, w, plan, fft_shift=None):
+    """``sim.models.fft.fft_conv`` of a layer with the plan's widths and padding (the
+    bit-accurate golden model of the FFT path); ``fft_shift`` ``None`` picks the smallest
+    shift that saturates nothing on this data."""
+    from sim.models.fft import FFTParams, fft_conv
+
+    t, l, b, r = plan.pads
+    xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
+    params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
+    return fft_conv(xp, w, params, padding=0, in_bits=plan.precision,
+                    kernel_bits=plan.kernel_bits, mac_shift=fft_shift)
+
+
+def calibrated_fft_shift(case: ConvCase, cfg: DatapathConfig) -> int:
+    """The spectral requantisation shift a calibrating compiler stores for this layer: the
+    smallest that saturates nothing on the case's data (``fft_conv``'s choice)."""
+    from dse.compiler import plan_conv
+
+    plan = plan_conv(case.layer, "fft", case.dataflow, cfg.params, None,
+                     precision=cfg.precision)
+    return fft_golden(case.x, case.w, plan).mac_shift
+
+
 def plan_case(case: ConvCase, cfg: DatapathConfig):
     """The compiler's plan of ``case`` on ``cfg``'s datapath."""
     from dse.compiler import plan_conv
 
+    shift = case.fft_shift
+    if case.algorithm == "fft" and shift is None:
+        shift = calibrated_fft_shift(case, cfg)
     return plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, cfg.limits_obj(),
                      frac_bits=cfg.frac_bits, requant=case.requant, relu=case.relu,
-                     precision=cfg.precision)
+                     precision=cfg.precision, fft_shift=shift)
 
 
 def _job_invocations(case: ConvCase, plan) -> list:
@@ -166,6 +196,8 @@ def _job_invocations(case: ConvCase, plan) -> list:
                 "weights": plan.weight_image(case.w, inv).tolist()}
         if plan.algorithm == "winograd":
             item["tiles"] = plan.tile_image(case.x, inv).tolist()
+        elif plan.algorithm == "fft":
+            item["fft_tiles"] = plan.fft_tile_image(case.x, inv).tolist()
         else:
             item["feature"] = plan.feature_image(case.x, inv).tolist()
         out.append(item)
@@ -198,6 +230,7 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
     job = {"precision": cfg.precision, "lanes": dp.lanes, "back_width": dp.back_width,
            "a_width": cfg.params.a_width, "b_width": cfg.params.b_width,
            "tile_lanes": (cfg.params.winograd_m + 2) ** 2 if cfg.params.winograd_m else 0,
+           "fft": cfg.params.fft_size,
            "out": str(out),
            "cases": [{"name": c.name, "invocations": _job_invocations(c, p)}
                      for c, p in zip(cases, plans)]}
@@ -273,6 +306,8 @@ async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_0
     if "tiles" in inv:
         await _write_words(dut, clk, "tb", inv["tiles"],
                            ArrayCodec(job["precision"], job["tile_lanes"]).encode)
+    if "fft_tiles" in inv:
+        await _write_words(dut, clk, "xb", inv["fft_tiles"], IntCodec(job["precision"]).encode)
     await _write_words(dut, clk, "wb", inv["weights"], IntCodec(job["b_width"]).encode)
     await FallingEdge(clk)
     for name, value in inv["registers"].items():
@@ -312,6 +347,8 @@ async def run_job(dut, job_path: str) -> None:
         getattr(dut, name).value = 0
     if job["tile_lanes"]:
         dut.tb_en.value = 0
+    if job.get("fft"):
+        dut.xb_en.value = 0
     await ClockCycles(dut.clk, 2, rising=False)
     dut.rst.value = 0
     results = []
