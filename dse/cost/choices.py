@@ -27,9 +27,9 @@ Legality (the algorithm's own limits, independent of the hardware):
 * Winograd F(m×m, 3×3) runs square kernels k×k with k >= 3, stride 1, dilation 1, groups 1.
   A kernel larger than 3×3 is split into ceil(k/3)² zero-padded 3×3 pieces whose transformed
   products accumulate before one output transform (DYNAMAP's (K/r)² decomposition).
-* FFT overlap-and-add with N-point tiles runs convs with stride 1, dilation 1, groups 1, a
-  kernel larger than 1×1 and at most N - 1 in each dimension (rectangular kernels allowed:
-  each tile yields (N-kh+1)×(N-kw+1) outputs).
+* FFT overlap-and-add with N-point tiles runs convs with stride 1, dilation 1, groups 1 and
+  a square kernel larger than 1×1 and smaller than the tile (at most N − 1), as the datapath
+  (``rtl/spectral.py``) and its compiler do; each tile yields (N−k+1)² outputs.
 """
 
 from __future__ import annotations
@@ -247,13 +247,14 @@ def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
     kn2row = choices.is_algorithm(Algorithm.KN2ROW)[None, :]
     wino = choices.is_algorithm(Algorithm.WINOGRAD)[None, :]
     fft = choices.is_algorithm(Algorithm.FFT)[None, :]
-    square3 = ((L.kh == L.kw) & (L.kh >= 3))[:, None]
+    square = (L.kh == L.kw)[:, None]
+    square3 = square & (L.kh >= 3)[:, None]
     n = choices.fft_n[None, :]
     fits_fft = (L.kh[:, None] <= n - 1) & (L.kw[:, None] <= n - 1)
     ok = (im2col
           | (kn2row & conv & k_gt1)
           | (wino & conv & square3 & s1 & d1 & g1)
-          | (fft & conv & k_gt1 & s1 & d1 & g1 & fits_fft))
+          | (fft & conv & k_gt1 & s1 & d1 & g1 & fits_fft & square))
     return np.broadcast_to(ok, (len(L), len(choices))).copy()
 
 

@@ -117,9 +117,10 @@ def fft_log2(n_fft, xp=np):
 
 
 def fft_tiles(out_h, out_w, n_fft, kernel, xp=np):
-    """Overlap-add tiles of a layer: each N×N tile yields a (N - kernel + 1)² block of output."""
+    """Overlap-add tiles of a layer: input blocks of (N − kernel + 1)² pixels covering the
+    padded input (out + kernel − 1 per side), each zero-padded to N×N (``rtl/spectral.py``)."""
     step = n_fft - kernel + 1
-    return cdiv(out_h, step) * cdiv(out_w, step)
+    return cdiv(out_h + kernel - 1, step) * cdiv(out_w + kernel - 1, step)
 
 
 def fft2d_pass_cycles(n_fft, xp=np):

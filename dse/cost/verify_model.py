@@ -14,6 +14,15 @@ datapath's own plumbing, named below.  Per GEMM (from the cycle its fronts start
   busy cycle (result-half flag, drainer start, synchronous read, FIFO);
 * one controller cycle to start the next GEMM (or the tail).
 
+FFT (``rtl/spectral.py``) runs its forward transforms before the GEMMs: the tile reader's
+``TILE_READ_LATENCY``, then ``fft2d_cycles`` over tiles × channels (the unit works one tile
+at a time and the reader never starves it); the first GEMM then starts as any first GEMM
+does.  Its A reader streams one bin's M·K spectrum words with the same latency as the weight
+reader (load = max(M·K, K·N) + ``WEIGHT_READ_LATENCY``).  Its tail: the output-spectrum
+reader (``TILE_READ_LATENCY``), the inverse transforms (``fft2d_cycles`` over tiles ×
+filters), one cycle to start the drain, the overlap-add buffer's reader
+(``TILE_READ_LATENCY``) and the requantiser.
+
 Then the tail: im2col waits for the requantiser (``REQUANT_LATENCY``) and one cycle to see
 the last output word; kn2row for the shift-and-add drain (one word per cycle, starting one
 cycle after its last partial sum) and the requantiser; Winograd reads the transformed-domain
@@ -58,6 +67,8 @@ def _front(plan, inv) -> int:
         return int(tf.im2col_stream_cycles(oh, ow, r, s, cg))
     if plan.algorithm == "kn2row":
         return int(tf.im2col_stream_cycles(hp, wp, 1, 1, cg))
+    if plan.algorithm == "fft":
+        return int(tf.fft2d_cycles(plan.fft_n, gm, gk))
     return int(tf.winograd_input_transform_cycles(gm, gk, plan.winograd_m))
 
 
@@ -72,7 +83,11 @@ def unit_cycles(plan, inv, rows: int, cols: int,
         back = int(tf.kn2row_shift_add_cycles(hp, wp, r, s, oh, ow, gn))
     elif plan.algorithm == "winograd":
         back = int(tf.winograd_output_transform_cycles(gm, gn, plan.winograd_m))
-    return {"gemm_cycles": inv.gemms * g, "front_cycles": inv.gemms * _front(plan, inv),
+    elif plan.algorithm == "fft":
+        back = int(tf.fft2d_cycles(plan.fft_n, gm, gn))
+    # the FFT's front (its forward transforms) runs once; the other fronts once per GEMM
+    front_runs = 1 if plan.algorithm == "fft" else inv.gemms
+    return {"gemm_cycles": inv.gemms * g, "front_cycles": front_runs * _front(plan, inv),
             "back_cycles": back, "requant_cycles": int(tf.requant_cycles(inv.out_words))}
 
 
@@ -84,6 +99,8 @@ def invocation_cycles(plan, inv, rows: int, cols: int,
     front = _front(plan, inv)
     if plan.algorithm == "winograd":
         front += TILE_READ_LATENCY
+    if plan.algorithm == "fft":
+        front = gm * gk + WEIGHT_READ_LATENCY        # the spectrum (A) reader of one GEMM
     load = max(front, gk * gn + WEIGHT_READ_LATENCY)
     per_gemm = (load + units["gemm_cycles"] // inv.gemms + gm * gn
                 + ENGINE_DRAIN_LATENCY + 1)
@@ -92,6 +109,11 @@ def invocation_cycles(plan, inv, rows: int, cols: int,
         tail = requant_tail
     elif plan.algorithm == "kn2row":
         tail = inv.out_words + 1 + requant_tail
+    elif plan.algorithm == "fft":
+        lead = TILE_READ_LATENCY + units["front_cycles"]
+        tail = (TILE_READ_LATENCY + units["back_cycles"] + 1 + TILE_READ_LATENCY
+                + units["requant_cycles"] - 1)
+        return {"cycles": lead + inv.gemms * per_gemm + tail - 1, **units}
     else:
         tail = 1 + TILE_READ_LATENCY + units["back_cycles"] + tf.REQUANT_LATENCY
     return {"cycles": inv.gemms * per_gemm + tail - 1, **units}

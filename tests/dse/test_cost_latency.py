@@ -59,11 +59,11 @@ HAND_CASES = [
     (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "F4x4_3x3", (4, 5, 7, 36)),
     # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces -> 4·16 GEMMs over 4 tiles
     (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 2, 3, 64)),
-    # FFT 8 with a 3×3 kernel: each tile yields 6×6 outputs; 12×12 -> 2·2 = 4 tiles;
-    # 8·(8/2+1) = 40 Hermitian bins, 3 real GEMMs each (Gauss)
-    (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (4, 5, 7, 120)),
-    # FFT 16 with a 1×7 kernel: tiles of 16×10 outputs over 9×9 -> 1·1
-    (conv(c_in=2, h=9, w=15, c_out=3, k=1, kw=7, p=0), "fft16", (1, 2, 3, 3 * 16 * 9)),
+    # FFT 8 with a 3×3 kernel: input tiles of 6×6 pixels over the 14×14 padded input ->
+    # 3·3 = 9 tiles; all 8·8 = 64 bins, 3 real GEMMs each (Gauss)
+    (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (9, 5, 7, 192)),
+    # FFT 16 with a 7×7 kernel: input tiles of 10×10 pixels over 9×15 -> 1·2 tiles
+    (conv(c_in=2, h=9, w=15, c_out=3, k=7, p=0), "fft16", (2, 2, 3, 3 * 16 * 16)),
 ]
 
 
@@ -123,12 +123,13 @@ def test_bigger_arrays_are_not_slower_on_big_layers(flow):
 
 def test_transform_cycles_of_units():
     # FFT: one engine transforms every input tile of every channel, and the IFFT every output
-    # tile of every filter; the slower of the two bounds the layer (transforms.py formulas)
+    # tile of every filter; the slower of the two bounds the layer (transforms.py formulas).
+    # 12×12 padded to 14×14 in tiles of 6×6 input pixels: 3·3 = 9 tiles
     from dse.cost import transforms as tf
 
     layer = conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1)
     report = _one(layer, "fft8")
-    assert report.transform_cycles == max(tf.fft2d_cycles(8, 4, 5), tf.fft2d_cycles(8, 4, 7))
+    assert report.transform_cycles == max(tf.fft2d_cycles(8, 9, 5), tf.fft2d_cycles(8, 9, 7))
     assert report.cycles >= report.transform_cycles
     # Winograd on 4 lanes: 16 tiles × ceil(5/4) channel words in, 16 × ceil(7/4) out
     layer = conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1)
