@@ -6,16 +6,18 @@ Steps:
    config's inputs (:func:`omniconv.flow.is_stale`), else a fresh search of the config.
 2. The verification network (``verify.network``, default the config's network) is mapped anew
    on exactly that hardware (every OverlayParams field pinned) with the config's allowed
-   algorithms and dataflows, objective and the per-layer pins whose names match.  The FFT
-   path is not part of the datapath yet, so FFT is taken out of the allowed set (layers fall
-   back as DESIGN.md says; a per-layer FFT pin is refused with exit status 2).
+   algorithms and dataflows, objective and the per-layer pins whose names match.  Sparse FFT
+   has no datapath, so it is taken out of the allowed set (layers fall back as DESIGN.md
+   says; a per-layer sparse_fft pin is refused with exit status 2).
 3. The compiler (:mod:`dse.compiler`) plans every conv layer; one datapath is generated for the
    hardware with buffers sized for the largest plan, built once by Verilator (cached), and
    every layer runs through it with random data (seeded) loaded into its buffers.
 4. Each layer's accumulations are compared with exact convolution (numpy int64; for int8 also
-   onnxruntime's ConvInteger) -- or, for Winograd F(4×4,3×3), with its bit-accurate golden
-   model -- and its requantised outputs with the numpy requantiser; measured cycles with
-   :mod:`dse.cost.verify_model`.
+   onnxruntime's ConvInteger) -- or, for the approximate algorithms (Winograd F(4×4,3×3),
+   FFT), with their bit-accurate golden models, whose SQNR against exact convolution is
+   reported -- and its requantised outputs with the numpy requantiser; measured cycles with
+   :mod:`dse.cost.verify_model`.  FFT layers' spectral requantisation shift is calibrated on
+   the layer's data (the smallest that saturates nothing).
 5. ``DIR/verify.json`` is written atomically.  Exit 0 when every layer is bit-exact, 1 when
    any is not, 2 for bad input.
 """
@@ -60,7 +62,8 @@ def overlay_limits(params, precision: int = 8) -> dict:
 
     One array tile of M and N (the larger side of the array), K what the accumulator holds
     (at most 64), and the feature, weight, tile and output buffers from the OverlayParams'
-    KiB, each capped at :data:`OVERLAY_MAX_WORDS` words.
+    KiB, each capped at :data:`OVERLAY_MAX_WORDS` words; the FFT path's tile and spectrum
+    buffers like the feature buffer, and room for its 3·N² GEMMs.
     """
     side = max(params.rows, params.cols)
     act_words = params.act_buffer_kib * 1024 * 8 // params.a_width
@@ -70,7 +73,8 @@ def overlay_limits(params, precision: int = 8) -> dict:
     cap = lambda v: max(2, min(v, OVERLAY_MAX_WORDS))  # noqa: E731
     return dict(max_m=side, max_k=max_k, max_n=side, feature_words=cap(act_words),
                 weight_words=cap(weight_words), tile_words=cap(act_words),
-                out_words=cap(min(out_words, side * side)), max_gemms=49)
+                out_words=cap(min(out_words, side * side)),
+                max_gemms=max(49, 3 * params.fft_size ** 2), spectral_words=cap(act_words))
 
 
 def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:
@@ -94,11 +98,16 @@ def write_overlay(design, board, out_dir: Path, precision: int | None = None) ->
 
 
 def golden_accumulations(x, w, plan) -> np.ndarray:
-    """What the datapath's accumulations must equal: exact convolution, or for Winograd
+    """What the datapath's accumulations must equal: exact convolution; for Winograd
     F(4×4,3×3) its golden model (``sim/models/winograd.py``) summed over the 3×3 pieces
-    before the one rounding output transform."""
+    before the one rounding output transform; for FFT the bit-accurate
+    ``sim.models.fft.fft_conv`` with the plan's widths and shift."""
     from sim.models.conv import conv2d
 
+    if plan.algorithm == "fft":
+        from sim.bench.conv_tb import fft_golden
+
+        return fft_golden(x, w, plan, plan.fft_shift).acc
     pads = plan.pads
     if plan.algorithm != "winograd" or plan.winograd_m == 2:
         xp = np.pad(np.asarray(x, dtype=np.int64),
@@ -149,19 +158,18 @@ def _hardware(config, out_dir: Path, log):
 def _map(config, network, params, log):
     from dse.search import search
 
-    algorithms = [a.value for a in config.algorithms if a.value not in ("fft", "sparse_fft")]
-    dropped = [a.value for a in config.algorithms if a.value in ("fft", "sparse_fft")]
-    if dropped:
-        log(f"{', '.join(dropped)} not in the conv datapath yet: mapped without it")
+    algorithms = [a.value for a in config.algorithms if a.value != "sparse_fft"]
+    if len(algorithms) < len(config.algorithms):
+        log("sparse_fft has no conv datapath: mapped without it")
     names = {layer.name for layer in network.layers if layer.op in ("conv", "fc")}
     pins = {}
     for name, pin in config.layers.items():
         if name not in names:
             continue
-        if pin.algorithm is not None and pin.algorithm.value in ("fft", "sparse_fft"):
+        if pin.algorithm is not None and pin.algorithm.value == "sparse_fft":
             raise InputError(config.path, f"layers.{name}",
-                             f"{pin.algorithm.value} is not part of the conv datapath yet; "
-                             "omniconv verify cannot run this pin")
+                             "sparse_fft has no conv datapath; omniconv verify cannot run "
+                             "this pin")
         pins[name] = {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
                       if getattr(pin, k) is not None}
     if not algorithms:
@@ -174,10 +182,10 @@ def _map(config, network, params, log):
 
 def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) -> dict:
     """Run the whole verification of ``config``; return the verify.json document."""
-    from dse.compiler import plan_conv, required_limits
+    from dse.compiler import plan_conv
     from dse.cost.verify_model import plan_cycles
     from dse.load import load_network
-    from sim.bench.conv_tb import ConvCase, DatapathConfig, rtl_conv_batch
+    from sim.bench.conv_tb import ConvCase, rtl_conv_batch, sized_config
     from sim.models.fft import sqnr_db
     from sim.models.requant import requantize
 
@@ -186,28 +194,26 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
     design = _map(config, network, params, log)
     by_name = {layer.name: layer for layer in network.layers}
     precision = config.precision
-    plans, cases = [], []
+    cases = []
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
     for lp in design.layers:
         layer = by_name[lp.name]
         if layer.op != "conv":
             continue
-        try:
-            plan = plan_conv(layer, lp.algorithm, lp.dataflow, params, None,
-                             precision=precision)
+        try:    # refuse a combination the datapath cannot run before building anything
+            plan_conv(layer, lp.algorithm, lp.dataflow, params, None, precision=precision)
         except ValueError as exc:
             raise InputError(config.path, f"layers.{lp.name}", str(exc)) from None
         x = rng.integers(lo, hi, layer.in_shape)
         w = rng.integers(lo, hi, (layer.out_shape[0], layer.in_shape[0] // layer.groups,
                                   *layer.kernel))
-        plans.append(plan)
         cases.append(ConvCase(x, w, layer, lp.algorithm, lp.dataflow, name=lp.name))
     if not cases:
         raise InputError(config.verify_network_spec, "", "has no convolution layer to verify")
     # Powers of two: verifications of similar networks then share one cached build.
-    limits = {k: 1 << max(1, (v - 1).bit_length()) for k, v in required_limits(plans).items()}
-    cfg = DatapathConfig.make(params, limits, precision=precision)
+    cfg = sized_config(cases, params, precision=precision)
+    limits = dict(cfg.limits)
     log(f"datapath {params.rows}x{params.cols}, a{params.a_width} b{params.b_width} "
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
         f"building (cached) and simulating")
@@ -218,8 +224,10 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
     for case, res in zip(cases, results):
         plan = res.plan
         gold_acc = golden_accumulations(case.x, case.w, plan)
+        approximate = plan.algorithm == "fft" or (plan.algorithm == "winograd"
+                                                  and plan.winograd_m == 4)
         exact = None
-        if precision == 8 and not (plan.algorithm == "winograd" and plan.winograd_m == 4):
+        if precision == 8 and not approximate:
             from sim.reference import ort_conv_integer
 
             pads = plan.pads
@@ -235,16 +243,20 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
         units = {k: {"predicted": pred[k], "measured": res.cycles[k]}
                  for k in ("gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")}
         entry = {"name": case.name, "algorithm": plan.algorithm,
-                 "variant": plan.variant if plan.algorithm == "winograd" else "",
+                 "variant": plan.variant if plan.algorithm in ("winograd", "fft") else "",
                  "dataflow": plan.dataflow, "predicted_cycles": pred["cycles"],
                  "measured_cycles": res.measured_cycles, "bit_exact": bit_exact,
                  "invocations": len(plan.invocations), "units": units}
-        if plan.algorithm == "winograd" and plan.winograd_m == 4:
+        if approximate:
             from sim.models.conv import conv2d
 
             pads = plan.pads
             xp = np.pad(case.x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-            entry["sqnr_db"] = round(sqnr_db(res.accumulations, conv2d(xp, case.w)), 2)
+            scaled = res.accumulations
+            if plan.algorithm == "fft":
+                scaled = scaled * 2.0 ** plan.fft_scale_exp(plan.fft_weights(case.w)[2])
+                entry["fft_shift"] = plan.fft_shift
+            entry["sqnr_db"] = round(sqnr_db(scaled, conv2d(xp, case.w)), 2)
         layers.append(entry)
         rel = abs(entry["measured_cycles"] - entry["predicted_cycles"]) / entry["predicted_cycles"]
         log(f"  {case.name}: {plan.algorithm} {entry['variant'] or ''} {plan.dataflow} "

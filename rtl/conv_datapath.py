@@ -487,7 +487,7 @@ class ConvDatapath(wiring.Component):
             for lane, rp in enumerate(mbuf_rps):
                 m.d.comb += otf.i_stream.payload[lane].eq(rp.data)
             m.d.comb += otf.i_stream.valid.eq(q_valid)
-            with m.If(post_go):
+            with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
             with m.If(is_wino):
                 m.d.comb += [eng.c_stream.ready.eq(1),

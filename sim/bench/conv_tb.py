@@ -25,8 +25,9 @@ import numpy as np
 
 from rtl.params import OverlayParams
 
-__all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "rtl_conv",
-           "rtl_conv_batch", "drive_invocation", "run_job"]
+__all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "sized_config",
+           "fft_golden", "calibrated_fft_shift", "plan_case", "rtl_conv", "rtl_conv_batch",
+           "drive_invocation", "run_job"]
 
 #: The cocotb test module (in tests/cocotb) that executes a job.
 TB_MODULE = "tb_conv_datapath"
@@ -152,6 +153,18 @@ class ConvResult:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def sized_config(cases: Sequence[ConvCase], params: OverlayParams, *, precision: int = 8,
+                 **kwargs) -> DatapathConfig:
+    """A datapath configuration whose buffers hold every case, each limit rounded up to a
+    power of two (so batches of similar layers share one cached build)."""
+    from dse.compiler import plan_conv, required_limits
+
+    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision)
+             for c in cases]
+    limits = {k: 1 << max(1, (v - 1).bit_length()) for k, v in required_limits(plans).items()}
+    return DatapathConfig.make(params, limits, precision=precision, **kwargs)
 
 
 def fft_golden(x, w, plan, fft_shift=None):

@@ -20,6 +20,10 @@ from sim.runner import REPO_ROOT
 HARDWARE = ("{rows: 4, cols: 4, a_width: 10, b_width: 12, acc_width: 32, winograd_m: 2, "
             "fft_size: 0, act_buffer_kib: 32, weight_buffer_kib: 32, out_buffer_kib: 64, "
             "bus_bits: 128}")
+#: With an 8-point FFT unit (16-bit FFT data for int8: a_width − 1).
+FFT_HARDWARE = ("{rows: 4, cols: 4, a_width: 17, b_width: 17, acc_width: 48, winograd_m: 0, "
+                "fft_size: 8, act_buffer_kib: 32, weight_buffer_kib: 32, out_buffer_kib: 64, "
+                "bus_bits: 128}")
 
 
 def write_config(path, network, *, algorithms=None, dataflows=None, layers=None,
@@ -78,12 +82,13 @@ def test_missing_config_exits_2(capsys, tmp_path):
     assert not (tmp_path / "o" / "verify.json").exists()
 
 
-def test_fft_pin_is_refused_naming_the_layer(capsys, tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", "tiny", layers="{conv1: {algorithm: fft}}",
-                       hardware="{rows: 4, cols: 4, fft_size: 8}")
+def test_fft_pin_on_a_stride_2_layer_exits_2(capsys, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", "tiny", layers="{conv4: {algorithm: fft}}",
+                       hardware=FFT_HARDWARE)
     code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o")
     assert code == 2
-    assert "layers.conv1" in err and "fft" in err
+    last = err.strip().splitlines()[-1]         # after the progress lines: one error line
+    assert "layers.conv4" in last and "fft" in last
     assert not (tmp_path / "o" / "verify.json").exists()
 
 
@@ -100,6 +105,8 @@ NARROWINGS = [
     ({"algorithms": ["kn2row"]}, {"a": "kn2row", "b": "kn2row", "c": "im2col", "d": "kn2row"}),
     ({"algorithms": ["winograd"]},
      {"a": "winograd", "b": "winograd", "c": "im2col", "d": "im2col"}),
+    ({"algorithms": ["fft"], "hardware": FFT_HARDWARE},
+     {"a": "fft", "b": "fft", "c": "im2col", "d": "im2col"}),
     ({"dataflows": ["ws"]}, None), ({"dataflows": ["os"]}, None), ({"dataflows": ["is"]}, None),
 ]
 
@@ -128,6 +135,9 @@ def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
         assert {e["name"]: e["algorithm"] for e in doc["layers"]} == expected
     if "dataflows" in narrow:
         assert {e["dataflow"] for e in doc["layers"]} == set(narrow["dataflows"])
+    for e in doc["layers"]:
+        if e["algorithm"] == "fft":
+            assert e["variant"] == "fft8" and e["sqnr_db"] >= 40
     for key in ("predicted_cycles", "measured_cycles", "max_rel_error", "all_bit_exact"):
         assert key in doc["totals"]
     assert doc["totals"]["measured_cycles"] == sum(e["measured_cycles"] for e in doc["layers"])

@@ -5,15 +5,19 @@ configuration, cached) and checks every layer:
 
 * accumulations equal exact integer convolution: onnxruntime's ConvInteger for int8
   (``sim/reference.py``), the numpy int64 direct convolution for int16 (``sim/models/conv.py``)
-  -- im2col, kn2row and Winograd F(2×2,3×3) alike;
+  -- im2col, kn2row and Winograd F(2×2,3×3) alike; the approximate algorithms equal their
+  bit-accurate golden models instead (Winograd F(4×4,3×3): ``sim/models/winograd.py``; FFT:
+  ``sim.models.fft.fft_conv``, whose SQNR against exact convolution must be at least 40 dB);
 * requantised outputs equal the numpy requantiser (``sim/models/requant.py``) on those;
 * every cycle counter (whole layer, GEMM engine, front, back, requantiser) equals
   ``dse.cost.verify_model`` (the issue allows 2 %; we require 0 and report the largest
   relative error in ``build/sim/<run>/conv_cycles.json``).
 
 ``make test`` runs a small int8 batch on a 4×4 array (every algorithm, every dataflow, 1×1 /
-3×3 / 5×5 / 7×7, strides 1 and 2, padding, channel counts not multiples of 4);
-``make regress`` sweeps kernels × strides × algorithms × dataflows for int8 and int16.
+3×3 / 5×5 / 7×7, strides 1 and 2, padding, channel counts not multiples of 4) and a few FFT
+and F(4×4) layers on a second build with those units;
+``make regress`` sweeps kernels × strides × algorithms × dataflows for int8 and int16, FFT
+(8- and 16-point tiles) and F(4×4) included.
 """
 
 import itertools
@@ -37,6 +41,11 @@ SMOKE_LIMITS = dict(max_m=128, max_k=256, max_n=8, feature_words=1024, weight_wo
                     tile_words=2048, out_words=1024, max_gemms=49)
 SWEEP_LIMITS = dict(max_m=256, max_k=512, max_n=8, feature_words=2048, weight_words=8192,
                     tile_words=4096, out_words=2048, max_gemms=49)
+#: Datapaths with FFT and F(4×4) units (a_width − 1 = 16-bit FFT data for int8, 24 for int16).
+SPECTRAL8 = OverlayParams(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, winograd_m=4,
+                          fft_size=8)
+SPECTRAL16 = OverlayParams(rows=4, cols=4, a_width=25, b_width=25, acc_width=64, winograd_m=4,
+                           fft_size=16)
 
 
 def conv_layer(name, c, h, w, n, k, stride=1, pad=0):
@@ -71,6 +80,26 @@ def exact_conv(case, precision):
     return conv2d(case.x, case.w, stride, pad)
 
 
+def golden_accumulations(case, plan, precision):
+    """What the accumulations must equal, and the SQNR of that golden against exact
+    convolution (``None`` for the exact algorithms)."""
+    from sim.bench.conv_tb import fft_golden
+    from sim.models.fft import sqnr_db
+
+    exact = exact_conv(case, precision)
+    if plan.algorithm == "fft":
+        gold = fft_golden(case.x, case.w, plan, plan.fft_shift)
+        kfrac = plan.fft_weights(case.w)[2]
+        assert gold.kernel_frac == kfrac            # compiler and golden agree on the spectra
+        return gold.acc, sqnr_db(gold.acc * 2.0 ** plan.fft_scale_exp(kfrac), exact)
+    if plan.algorithm == "winograd" and plan.winograd_m == 4:
+        from omniconv.verify import golden_accumulations as wino_golden
+
+        gold = wino_golden(case.x, case.w, plan)
+        return gold, sqnr_db(gold, exact)
+    return exact, None
+
+
 def check_batch(cfg, cases, run_name, precision):
     """Run a batch; check accumulations, outputs and every counter; return max rel. error."""
     from sim.bench.conv_tb import rtl_conv_batch
@@ -78,7 +107,10 @@ def check_batch(cfg, cases, run_name, precision):
     results = rtl_conv_batch(cases, cfg, run_name=run_name)
     failures, table, worst = [], [], 0.0
     for case, res in zip(cases, results):
-        ref = exact_conv(case, precision)
+        ref, sqnr = golden_accumulations(case, res.plan, precision)
+        # the FFT's numerics target (F(4×4)'s own bound is tested on its golden model)
+        if res.plan.algorithm == "fft" and sqnr < 40:
+            failures.append(f"{case.name}: golden SQNR {sqnr:.1f} dB < 40 dB")
         regs = res.plan.invocations[0].registers
         ref_out = requantize(ref, regs["rq_mult"], regs["rq_shift"], precision, case.relu)
         if not np.array_equal(res.accumulations, ref):
@@ -94,7 +126,8 @@ def check_batch(cfg, cases, run_name, precision):
                 worst = max(worst, abs(measured - value) / value)
             if measured != value:
                 failures.append(f"{case.name}: {key} measured {measured}, model {value}")
-        table.append({"case": case.name, "measured": res.cycles, "predicted": pred})
+        table.append({"case": case.name, "measured": res.cycles, "predicted": pred,
+                      "sqnr_db": sqnr})
     out = REPO_ROOT / "build" / "sim" / run_name / "conv_cycles.json"
     out.write_text(json.dumps({"max_rel_error": worst, "cases": table}, indent=1))
     assert not failures, f"{len(failures)} problems in {len(cases)} layers:\n" + "\n".join(
@@ -121,6 +154,48 @@ def test_conv_datapath_smoke_int8():
 
     cfg = DatapathConfig.make(INT8, SMOKE_LIMITS, precision=8)
     assert check_batch(cfg, smoke_cases(), "conv_smoke_int8", 8) == 0.0
+
+
+def spectral_smoke_cases():
+    """FFT (3×3 and 5×5, padding, ragged channels) and Winograd F(4×4,3×3)."""
+    l3 = conv_layer("f3", 3, 7, 6, 5, 3, 1, 1)
+    l5 = conv_layer("f5", 2, 9, 8, 3, 5, 1, 2)
+    return [make_case(l3, "fft", "ws", 8, 11), make_case(l5, "fft", "is", 8, 12),
+            make_case(l3, "winograd", "os", 8, 13)]
+
+
+@pytest.mark.verilator
+def test_conv_datapath_spectral_smoke_int8():
+    from sim.bench.conv_tb import sized_config
+
+    cases = spectral_smoke_cases()
+    cfg = sized_config(cases, SPECTRAL8, precision=8)
+    assert check_batch(cfg, cases, "conv_smoke_spectral_int8", 8) == 0.0
+
+
+def spectral_sweep_cases(precision):
+    cases, seed = [], 300
+    flows = itertools.cycle(["ws", "os", "is"])
+    for k in (1, 3, 5, 7):
+        layer = conv_layer(f"s{k}", 5, 11, 9, 6, k, 1, k // 2)
+        for algo in ("fft", "winograd"):
+            if algo == "winograd" and k < 3:
+                continue
+            for flow in (next(flows), next(flows)):
+                cases.append(make_case(layer, algo, flow, precision, seed, relu=seed % 2))
+                seed += 1
+    return cases
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("precision", [8, 16])
+def test_conv_datapath_spectral_sweep(precision):
+    from sim.bench.conv_tb import sized_config
+
+    cases = spectral_sweep_cases(precision)
+    cfg = sized_config(cases, SPECTRAL8 if precision == 8 else SPECTRAL16, precision=precision)
+    assert check_batch(cfg, cases, f"conv_sweep_spectral_int{precision}", precision) == 0.0
 
 
 def sweep_cases(precision):
@@ -218,13 +293,71 @@ def test_compiler_layouts_reproduce_the_convolution_in_numpy():
 @pytest.mark.parametrize("algo, k, stride, message", [
     ("winograd", 5, 2, "stride 1"),
     ("winograd", 1, 1, "at least 3x3"),
-    ("fft", 3, 1, "FFT path is not part"),
+    ("fft", 3, 2, "stride 1"),
+    ("fft", 9, 1, "smaller than the tile"),
+    ("fft", 8, 1, "smaller than the tile"),
     ("kn2row", 3, 3, "strides 1, 2 or 4"),
 ])
 def test_compiler_refuses_bad_combinations(algo, k, stride, message):
     layer = conv_layer("bad", 4, 13, 13, 4, k, stride, k // 2)
     with pytest.raises(ValueError, match=message):
-        plan_conv(layer, algo, "ws", INT8)
+        plan_conv(layer, algo, "ws", SPECTRAL8 if algo == "fft" else INT8)
+
+
+def test_compiler_refuses_fft_without_its_unit():
+    layer = conv_layer("l", 4, 8, 8, 4, 3, 1, 1)
+    with pytest.raises(ValueError, match="fft_size = 0"):
+        plan_conv(layer, "fft", "ws", INT8)
+
+
+def test_fft_kernel_spectra_equal_the_golden_model():
+    from dse.compiler import fft_kernel_spectra
+    from sim.models.fft import spectral_kernels
+
+    rng = np.random.default_rng(5)
+    for n, k, bits in ((8, 3, 16), (16, 5, 16), (8, 7, 24)):
+        w = rng.integers(-128, 128, (4, 3, k, k))
+        got, want = fft_kernel_spectra(w, n, bits), spectral_kernels(w, n, bits)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fft_plan_in_numpy_equals_the_golden_model():
+    # The plan's tile and weight images, put through the golden model's fixed-point FFT and
+    # Gauss's three real GEMMs per bin in numpy, give the golden model's accumulations:
+    # checks the compiler's layouts without the RTL.
+    from sim.bench.conv_tb import fft_golden
+    from sim.models.fft import FFTParams, fft2d_fixed
+
+    layer = conv_layer("l", 3, 9, 7, 5, 3, 1, 1)
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (5, 3, 3, 3))
+    gold = fft_golden(x, w, plan_conv(layer, "fft", "ws", SPECTRAL8))
+    plan = plan_conv(layer, "fft", "ws", SPECTRAL8, fft_shift=gold.mac_shift)
+    inv = plan.invocations[0]
+    gm, gk, gn = inv.gemm
+    n, d = plan.fft_n, plan.data_bits
+    fp = FFTParams(n=n, data_bits=d, twiddle_bits=d)
+    tiles = plan.fft_tile_image(x, inv).reshape(gm, gk, n, n) << (d - 8 - 1)
+    xr, xi = fft2d_fixed(tiles, np.zeros_like(tiles), fp)          # tiles, C, N, N
+    b = plan.weight_image(w, inv).reshape(n, n, 3, gk, gn)
+    k1 = np.einsum("tcuv,uvcf->tfuv", xr + xi, b[:, :, 0])
+    k2 = np.einsum("tcuv,uvcf->tfuv", xr, b[:, :, 1])
+    k3 = np.einsum("tcuv,uvcf->tfuv", xi, b[:, :, 2])
+    half = (1 << plan.fft_shift) >> 1
+    lim = 1 << (d - 1)
+    zr = np.clip((k1 - k3 + half) >> plan.fft_shift, -lim, lim - 1)
+    zi = np.clip((k1 + k2 + half) >> plan.fft_shift, -lim, lim - 1)
+    yr, _ = fft2d_fixed(zr, zi, fp, inverse=True)                   # tiles, F, N, N
+    th, tw = plan.fft_grid
+    step, r = plan.fft_step, 3
+    big = np.zeros((gn, th * step + r - 1, tw * step + r - 1), dtype=np.int64)
+    for t in range(gm):
+        ty, tx = divmod(t, tw)
+        big[:, ty * step:ty * step + n, tx * step:tx * step + n] += yr[t]
+    oh, ow = plan.out_shape[1:]
+    np.testing.assert_array_equal(big[:, r - 1:r - 1 + oh, r - 1:r - 1 + ow], gold.acc)
 
 
 def test_compiler_refuses_winograd_without_its_unit():
@@ -249,6 +382,8 @@ def test_compiler_refuses_a_layer_too_big_and_splits_filters():
 def test_smoke_set_covers_the_issue_list():
     cases = smoke_cases()
     assert {c.algorithm for c in cases} == {"im2col", "kn2row", "winograd"}
+    spectral = spectral_smoke_cases()
+    assert {c.algorithm for c in spectral} == {"fft", "winograd"}
     assert {c.dataflow for c in cases} == {"ws", "os", "is"}
     assert {c.layer.kernel[0] for c in cases} == {1, 3, 5, 7}
     assert {c.layer.stride[0] for c in cases} == {1, 2}
@@ -258,7 +393,8 @@ def test_smoke_set_covers_the_issue_list():
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("params", [INT8, OverlayParams(rows=4, cols=8)], ids=["wino", "plain"])
+@pytest.mark.parametrize("params", [INT8, OverlayParams(rows=4, cols=8), SPECTRAL8],
+                         ids=["wino", "plain", "fft_wino4"])
 def test_datapath_lints_clean(params, tmp_path):
     # `verilator --lint-only -Wall` with only the waivers of docs/verilator-waivers.md.
     from rtl.conv_datapath import DatapathLimits, generate_verilog
@@ -266,7 +402,8 @@ def test_datapath_lints_clean(params, tmp_path):
 
     text = generate_verilog(params, DatapathLimits(max_m=32, max_k=32, max_n=8,
                                                    feature_words=256, weight_words=256,
-                                                   tile_words=256, out_words=256),
+                                                   tile_words=256, out_words=256,
+                                                   max_gemms=192, spectral_words=1024),
                             name="lint_conv")
     violations, waived = lint_verilog(text, "lint_conv", work_dir=tmp_path)
     assert not violations, "\n".join(f"line {w.line}: {w.rule}: {w.message}"
