@@ -15,7 +15,8 @@ Structure (derived by hand from the RTL and Yosys's library files, no fitted num
 * **BRAM**: every memory of the datapath with its depth and width (:func:`datapath_memories`:
   the GEMM engine's A and B lane buffers and its C lanes, which have two read ports and so two
   copies; the feature, weight, shift-and-add, output and accumulator buffers; with Winograd
-  the tile buffer and (m+2)² transformed-domain buffers), each mapped the way Yosys's
+  the tile buffer and (m+2)² transformed-domain buffers; with FFT the tile, spectrum, Gauss-sum
+  and overlap-add buffers), each mapped the way Yosys's
   ``memory_libmap`` chooses (:func:`memory_blocks`): block RAM in the cheapest aspect ratio
   (RAMB36E2 32K×1 .. 512×72, a RAMB18E2 counting one half; DP16KD 16K×1 .. 512×36) unless LUT
   RAM costs less.  The read-multiplexer cost of LUT RAM, :data:`LUTRAM_MUX_COST`, is the one
@@ -41,10 +42,15 @@ sizes the output-side buffers to one array tile, so buffer KiB beyond the cap co
 RAM here: the model follows the hardware that is generated today.  Set
 ``OVERLAY_MAX_WORDS = None`` to count the buffers the OverlayParams ask for.
 
-Not calibrated (marked ``_uncalibrated``): the FFT unit, which the datapath does not have yet
-(one radix-2 engine each for FFT and IFFT, a complex multiplier of 4 DSPs and an N² tile
-memory each).  The datapath's precision is not an OverlayParams field: it is taken as 16 when
-both operands are at least 16 bits wide, else 8 (int8 designs have operands of 8 to 15 bits).
+Measured alone (``dse/cost/unit_resources.json``, written by ``python bench/synth_units.py
+--write``): the FFT unit.  A point with ``fft_size > 0`` has exactly one
+``rtl.fft.FFT2D(n=fft_size, data_bits=a_width-1, twiddle_bits=a_width-1)``, shared by the
+forward FFT and the IFFT; its DSP, LUT, FF and block RAM are :func:`fft_resources` (from the
+FFT2D points Yosys synthesised), and the FFT path's buffers outside it (tile, spectra, Gauss
+sum, overlap-add) are in :func:`datapath_memories`.  The datapath's precision is not an
+OverlayParams field: it is taken as 16 when both operands are at least 16 bits wide, else 8
+(int8 designs have operands of 8 to 15 bits), and with an FFT unit as 16 when they are at
+least 25 bits (int8 FFT operands are 17 bits wide).
 """
 
 from __future__ import annotations
@@ -55,15 +61,20 @@ from pathlib import Path
 
 import numpy as np
 
+from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
-           "LUTRAM_MUX_COST", "OVERLAY_MAX_WORDS", "Resources", "estimate_resources",
-           "array_resources", "memory_blocks", "datapath_memories", "features", "precision_of",
+           "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "OVERLAY_MAX_WORDS",
+           "Resources", "estimate_resources", "array_resources", "fft_resources",
+           "memory_blocks", "datapath_memories", "features", "precision_of",
            "REQUANT_MULT_BITS"]
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+
+#: Yosys counts of the rtl/ units synthesised alone (``python bench/synth_units.py --write``).
+UNIT_RESOURCES_PATH = Path(__file__).with_name("unit_resources.json")
 
 #: Coefficients fitted by ``python -m omniconv.calibrate`` (per family).
 FITTED_KEYS = ("dsp_control", "dsp_control_winograd",
@@ -92,7 +103,6 @@ DEFAULT_COEFFS = {
         "dsp_control": 0.0, "dsp_control_winograd": 0.0,
         "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
         "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
-        "fft_engine_lut_uncalibrated": 600, "fft_engine_dsp_uncalibrated": 4,
     },
     "ecp5": {
         "lut_per_pe_bit": 43.625 / 48,     # TOOLCHAIN.md 3: line through sa8/sa16 LUT4
@@ -104,7 +114,6 @@ DEFAULT_COEFFS = {
         "dsp_control": 0.0, "dsp_control_winograd": 0.0,
         "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
         "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
-        "fft_engine_lut_uncalibrated": 600, "fft_engine_dsp_uncalibrated": 4,
     },
 }
 
@@ -257,8 +266,16 @@ def _cap(words):
 
 
 def precision_of(hw):
-    """Datapath precision of each point: 16 when both operands are >= 16 bits, else 8."""
-    return np.where(np.minimum(hw.a_width, hw.b_width) >= 16, 16, 8)
+    """Datapath precision of each point: 16 when both operands are >= 16 bits, else 8.
+
+    With an FFT unit the operands carry the spectra's extra bits
+    (:func:`dse.cost.choices.required_widths`: int8 needs 17, int16 25), so there the
+    threshold is int16's FFT width.
+    """
+    narrow = np.minimum(hw.a_width, hw.b_width)
+    fft16 = min(required_widths("fft8", 16))
+    return np.where(hw.fft_size > 0, np.where(narrow >= fft16, 16, 8),
+                    np.where(narrow >= 16, 16, 8))
 
 
 def datapath_memories(hw) -> dict:
@@ -268,6 +285,15 @@ def datapath_memories(hw) -> dict:
     ``rtl.gemm_engine.GemmEngine`` (lane buffers: two halves, power-of-two depth) and
     ``rtl.conv_datapath.ConvDatapath`` (which buffers exist); ``copies`` counts memories of
     the same shape (and read ports beyond one: Yosys duplicates the memory for each).
+
+    With an FFT unit (``fft_size > 0``) the FFT path's buffers are listed too: the raw
+    activation tiles (``fft_tile``, precision bits), the forward spectra (``spectrum_in``,
+    complex: 2·D bits with D = a_width − 1, the FFT2D's part width), the output spectra
+    (``spectrum_out``, real and imaginary parts in two memories of D bits), the Gauss sum k1
+    of one array tile (``gauss_k1``, exactly max_m·max_n accumulators) and the overlap-add
+    buffer (``overlap_add``).  The spectral buffers are as deep as the tile buffer.  The FFT2D's
+    own tile memory and twiddle ROM are not here: they are in its measured counts
+    (:func:`fft_resources`).
     """
     rows, cols = hw.rows, hw.cols
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
@@ -295,6 +321,9 @@ def datapath_memories(hw) -> dict:
     lanes = np.where(has_w, wm * wm, 1)
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     back = acc + growth
+    has_fft = (hw.fft_size > 0) * 1
+    fft_part = a - 1                      # the FFT2D's data_bits (rtl.fft.FFT2D)
+    spectral_words = feature_words        # as deep as the tile buffer
     return {
         "engine_a": (2 * _pow2_at_least(a_words), a, engine_lanes),
         "engine_b": (2 * _pow2_at_least(b_words), b, engine_lanes),
@@ -306,6 +335,11 @@ def datapath_memories(hw) -> dict:
         "accumulator": (out_words, back * lanes, 1),
         "tile": (feature_words, prec * t2, has_w * 1),
         "transformed": (out_words, acc, has_w * t2),
+        "fft_tile": (spectral_words, prec, has_fft),
+        "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
+        "spectrum_out": (spectral_words, fft_part, 2 * has_fft),
+        "gauss_k1": (max_m * max_n, acc, has_fft),
+        "overlap_add": (out_words, acc, has_fft),
     }
 
 
@@ -318,6 +352,85 @@ def array_resources(hw) -> tuple:
             pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"],
             pes * pe_bits * c["ff_per_pe_bit"])
 
+
+def _load_fft_points(path: Path = UNIT_RESOURCES_PATH) -> dict:
+    """``{family: {(n, data_bits): {dsp, lut, ff, bram_blocks}}}`` of the measured FFT2D points.
+
+    Raises ValueError when the points of a family are not a full grid of at least two n by two
+    data widths (:func:`fft_resources` interpolates between them), or a point's twiddle width
+    differs from its data width (the datapath instantiates them equal).
+    """
+    doc = json.loads(path.read_text())
+    points = doc.get("units", {}).get("fft2d", {}).get("points", {})
+    out: dict = {family: {} for family in DEFAULT_COEFFS}
+    for label, point in points.items():
+        params = point["params"]
+        if params["twiddle_bits"] != params["data_bits"]:
+            raise ValueError(f"{path}: fft2d point {label} must have twiddle_bits equal to "
+                             f"data_bits, not {params['twiddle_bits']} and {params['data_bits']}")
+        for family, got in point["flows"].items():
+            out[family][params["n"], params["data_bits"]] = {
+                k: float(got[k]) for k in ("dsp", "lut", "ff", "bram_blocks")}
+    for family, got in out.items():
+        ns, ds = {n for n, _ in got}, {d for _, d in got}
+        if len(ns) < 2 or len(ds) < 2 or len(got) != len(ns) * len(ds):
+            raise ValueError(f"{path}: fft2d must be measured on a grid of at least two sizes n "
+                             f"by two data widths on {family}, not at {sorted(got)} (run "
+                             f"python bench/synth_units.py --units fft2d --write)")
+    return out
+
+
+#: The FFT2D points Yosys synthesised alone: ``{family: {(n, data_bits): counts}}``.
+FFT_MEASURED = _load_fft_points()
+
+
+def _axis(x, grid):
+    """Bracketing indices and weight of ``x`` clamped into the sorted ``grid``."""
+    grid = np.asarray(grid, dtype=np.float64)
+    xc = np.clip(x, grid[0], grid[-1])
+    hi = np.clip(np.searchsorted(grid, xc), 1, len(grid) - 1)
+    lo = hi - 1
+    return lo, hi, (xc - grid[lo]) / (grid[hi] - grid[lo]), xc
+
+
+def fft_resources(hw) -> tuple:
+    """``(dsp, lut, ff, bram_blocks)`` of each point's FFT2D, float ``(P,)`` arrays (0 without).
+
+    The unit is ``rtl.fft.FFT2D(n=fft_size, data_bits=D, twiddle_bits=D)`` with D = a_width − 1
+    (one unit for the forward FFT and the IFFT).  From its Yosys runs alone
+    (:data:`FFT_MEASURED`: n = 8 and 16 at D = 16 and 24, the widths the search gives int8 and
+    int16 FFT points):
+
+    * **DSP**: the butterfly's complex multiply, four D × D products (``t = b·w``), each
+      :func:`_mults` hard multipliers: 4 DSP48E2 / MULT18X18D at D = 16; 8 DSP48E2 (24 bits
+      on the 18-bit port take two slices) and 16 MULT18X18D (2 × 2 tiles) at D = 24 -- what
+      Yosys counted on every measured point.
+    * **LUT, FF, block RAM**: bilinear interpolation in n² and D between the measured points
+      (exact there).  Outside the measured box the nearest box value is scaled in proportion
+      to n² and to D: the unit is dominated by its tile memory, N² complex words with two read
+      and two write ports, which Yosys builds from N²·2D flip-flops and LUT multiplexers (no
+      block RAM has four ports; ``memory_libmap`` chooses "FF mapping" for it and for the n/2-word
+      twiddle ROM), so its block RAM is 0.  The search offers n = 8, 16 at D = 16, 24 only;
+      n = 4, 32 and other widths are extrapolations.
+    """
+    c = DEFAULT_COEFFS[hw.family]          # DSP port widths (not fitted)
+    has = (hw.fft_size > 0).astype(float)
+    dsp = has * 4 * _mults(hw.a_width - 1, hw.a_width - 1, c)
+    points = FFT_MEASURED[hw.family]
+    ns = sorted({n * n for n, _ in points})
+    ds = sorted({d for _, d in points})
+    n2 = (hw.fft_size ** 2).astype(float)
+    d = (hw.a_width - 1).astype(float)
+    n_lo, n_hi, tn, n2c = _axis(n2, ns)
+    d_lo, d_hi, td, dc = _axis(d, ds)
+    scale = has * (n2 / n2c) * (d / dc)
+    rest = []
+    for resource in ("lut", "ff", "bram_blocks"):
+        table = np.array([[points[round(np.sqrt(q)), w][resource] for w in ds] for q in ns])
+        value = ((1 - tn) * (1 - td) * table[n_lo, d_lo] + tn * (1 - td) * table[n_hi, d_lo]
+                 + (1 - tn) * td * table[n_lo, d_hi] + tn * td * table[n_hi, d_hi])
+        rest.append(scale * value)
+    return (dsp, *rest)
 
 def features(hw) -> dict:
     """The fitted terms' features, float ``(P,)`` arrays (module docstring).
@@ -376,15 +489,10 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     bram = np.zeros(np.shape(a), dtype=np.float64)
     for depth, width, copies in datapath_memories(hw).values():
         bram = bram + copies * memory_blocks(depth, width, hw.family)
-    # FFT and IFFT engines (not in overlay.v yet: uncalibrated): a complex multiplier and
-    # butterfly adders each, plus an N² tile memory of complex words (two halves of a_width)
-    has_fft = hw.fft_size > 0
-    dsp = dsp + has_fft * 2 * c["fft_engine_dsp_uncalibrated"]
-    lut = lut + has_fft * 2 * c["fft_engine_lut_uncalibrated"]
-    ff = ff + has_fft * 2 * 6 * 2 * a
-    fft_kib = hw.fft_size ** 2 * 2 * a / 8 / 1024
-    fft_data_kbits = 32 if hw.family == "xcup" else 16
-    bram = bram + has_fft * 2 * np.maximum(np.ceil(fft_kib * 8 / fft_data_kbits), 1)
+    # the one FFT2D (measured alone; its tile memory and twiddle ROM are inside these counts,
+    # the FFT path's buffers outside it are in datapath_memories)
+    fft_dsp, fft_lut, fft_ff, fft_bram = fft_resources(hw)
+    dsp, lut, ff, bram = dsp + fft_dsp, lut + fft_lut, ff + fft_ff, bram + fft_bram
     return Resources(dsp=np.ceil(dsp).astype(np.int64),
                      lut=np.ceil(lut).astype(np.int64),
                      ff=np.ceil(ff).astype(np.int64),

@@ -1,0 +1,133 @@
+"""The committed Yosys counts of the transform units alone, and the FFT terms built on them.
+
+``dse/cost/unit_resources.json`` holds what Yosys counted on each ``rtl/`` transform unit
+synthesised alone (``python bench/synth_units.py --flow all --write``; docs/calibration.md,
+"Transform units measured alone").  Nothing here runs Yosys: the tests check that the file is
+complete and plausible, and that the resource model's FFT unit reproduces the measured FFT2D
+points.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from dse.cost.hardware import HardwareTable
+from dse.cost.resources import (FFT_MEASURED, UNIT_RESOURCES_PATH, datapath_memories,
+                                estimate_resources, fft_resources)
+from rtl.params import OverlayParams
+
+DOC = json.loads(UNIT_RESOURCES_PATH.read_text())
+FLOWS = ("xcup", "ecp5")
+#: unit -> class, as bench/synth_units.py's UNITS names them
+UNITS = {"im2col": "rtl.im2col.Im2col", "shift_add": "rtl.kn2row.ShiftAdd",
+         "wino_in": "rtl.winograd.InputTransform", "wino_out": "rtl.winograd.OutputTransform",
+         "fft2d": "rtl.fft.FFT2D", "requant": "rtl.requant.Requant"}
+ROWS = [(unit, label, flow, point["flows"][flow])
+        for unit, entry in DOC["units"].items()
+        for label, point in entry["points"].items() for flow in FLOWS]
+
+
+def _ids(row):
+    return "-".join(row[:3])
+
+
+def test_every_unit_measured_on_both_flows():
+    assert set(DOC["units"]) == set(UNITS)
+    for unit, entry in DOC["units"].items():
+        assert entry["class"] == UNITS[unit]
+        assert entry["points"], unit
+        for label, point in entry["points"].items():
+            assert set(point["flows"]) == set(FLOWS), (unit, label)
+            assert re.fullmatch(r"[0-9a-f]{64}", point["verilog_sha256"])
+            for got in point["flows"].values():
+                assert re.fullmatch(r"\d+\.\d+\S*", got["yosys_version"])
+                assert re.fullmatch(r"\d{4}-\d\d-\d\d", got["date"])
+    # the points docs/calibration.md compares the Winograd terms with
+    assert set(DOC["units"]["wino_in"]["points"]) == {"m2-w8", "m4-w8"}
+    assert set(DOC["units"]["wino_out"]["points"]) == {"m2-acc32", "m4-acc40-f5"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=_ids)
+def test_counts_are_plausible(row):
+    unit, _, _, got = row
+    assert got["lut"] > 0 and got["ff"] > 0
+    assert got["dsp"] >= 0 and got["bram_blocks"] >= 0 and got["synth_seconds"] > 0
+    if unit in ("fft2d", "requant"):
+        assert got["dsp"] > 0                   # complex multiply; the requant product
+    if unit in ("wino_in", "wino_out"):
+        assert got["dsp"] == 0                  # constant products are shifts and adds
+    if unit in ("im2col", "shift_add"):
+        assert got["bram_blocks"] > 0           # the 1024-word buffer each owns
+
+
+def _fft_point(n, data_bits, family, fft_size=None):
+    params = OverlayParams(rows=4, cols=4, a_width=data_bits + 1, b_width=data_bits + 1,
+                           acc_width=2 * data_bits + 8,
+                           fft_size=n if fft_size is None else fft_size)
+    return HardwareTable.from_params([params], family=family)
+
+
+MEASURED = [(family, n, d) for family in FLOWS for n, d in sorted(FFT_MEASURED[family])]
+
+
+@pytest.mark.parametrize("family, n, data_bits", MEASURED)
+def test_fft_unit_is_the_measured_fft2d(family, n, data_bits):
+    """At every measured point the model's FFT2D is Yosys's: DSP exactly, LUT, FF and block RAM
+    within 0.5 (the bilinear form has as many terms as there are measured points)."""
+    got = FFT_MEASURED[family][n, data_bits]
+    dsp, lut, ff, bram = (float(x[0]) for x in fft_resources(_fft_point(n, data_bits, family)))
+    assert dsp == got["dsp"]
+    assert lut == pytest.approx(got["lut"], abs=0.5)
+    assert ff == pytest.approx(got["ff"], abs=0.5)
+    assert bram == pytest.approx(got["bram_blocks"], abs=0.5)
+
+
+@pytest.mark.parametrize("family, n, data_bits", MEASURED)
+def test_estimate_adds_the_fft2d_and_the_fft_buffers(family, n, data_bits):
+    """Against the same point without FFT: + the measured DSP exactly, + the measured LUT and FF
+    (within the model's rounding up, 1), + the FFT buffers' block RAM."""
+    with_fft = estimate_resources(_fft_point(n, data_bits, family)).as_dict(0)
+    without = estimate_resources(_fft_point(n, data_bits, family, fft_size=0)).as_dict(0)
+    got = FFT_MEASURED[family][n, data_bits]
+    assert with_fft["dsp"] - without["dsp"] == got["dsp"]
+    assert abs(with_fft["lut"] - without["lut"] - got["lut"]) <= 1
+    assert abs(with_fft["ff"] - without["ff"] - got["ff"]) <= 1
+    assert with_fft["bram_blocks"] > without["bram_blocks"]
+
+
+@pytest.mark.parametrize("family", FLOWS)
+def test_no_fft_no_fft_resources(family):
+    hw = _fft_point(8, 16, family, fft_size=0)
+    assert all(float(x[0]) == 0.0 for x in fft_resources(hw))
+    memories = datapath_memories(hw)
+    for name in ("fft_tile", "spectrum_in", "spectrum_out", "gauss_k1", "overlap_add"):
+        assert int(np.ravel(memories[name][2])[0]) == 0, name
+
+
+def test_fft_buffers_follow_the_datapath():
+    """Depths and widths of the FFT path's buffers (a_width 17: D = 16, int8)."""
+    hw = HardwareTable.from_params([OverlayParams(rows=4, cols=8, a_width=17, b_width=17,
+                                                  acc_width=48, fft_size=8,
+                                                  act_buffer_kib=4, out_buffer_kib=4)])
+    mem = {k: tuple(int(np.ravel(x)[0]) for x in v) for k, v in datapath_memories(hw).items()}
+    tile_words = 4 * 1024 * 8 // 17
+    assert mem["fft_tile"] == (tile_words, 8, 1)
+    assert mem["spectrum_in"] == (tile_words, 32, 1)
+    assert mem["spectrum_out"] == (tile_words, 16, 2)
+    assert mem["gauss_k1"] == (8 * 8, 48, 1)
+    assert mem["overlap_add"] == (min(4 * 1024 * 8 // 48, 64), 48, 1)
+
+
+@pytest.mark.parametrize("family", FLOWS)
+def test_fft_extrapolation_grows_with_size_and_width(family):
+    """Off the measured points (n = 4, 32; other widths) the FFT2D still costs more with
+    larger n and wider parts, and never nothing."""
+    sizes, widths = (4, 8, 16, 32), (12, 16, 20, 24, 26)
+    table = np.array([[[float(x[0]) for x in fft_resources(_fft_point(n, d, family))][1:3]
+                       for d in widths] for n in sizes])         # (n, D, [lut, ff])
+    assert np.all(table > 0)
+    assert np.all(np.diff(table, axis=0) > 0) and np.all(np.diff(table, axis=1) > 0)
