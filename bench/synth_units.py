@@ -38,6 +38,9 @@ fitted Winograd terms (``dse.cost.resources``: LUT per transform adder bit, FF p
 transformed-tile register bit, fitted on whole overlays) against the transforms measured
 alone, and the model's requantiser DSPs against the ``requant`` unit's.
 
+``--fft-overlay`` also synthesises a whole int8 FFT8 overlay (:data:`FFT_OVERLAY`, as
+``omniconv verilog`` writes it) and compares the resource model's estimate with it.
+
 ``--write`` writes ``dse/cost/unit_resources.json`` (the counts per unit/point/flow with the
 Yosys version, the Verilog's sha256 and the run's date), which the resource model reads for
 the FFT unit (docs/calibration.md, "Transform units measured alone").  Points not run keep
@@ -60,8 +63,8 @@ sys.path.insert(0, str(REPO))
 from omniconv.calibrate import yosys_safe  # noqa: E402
 from omniconv.yosys import FLOWS, SynthError, count_cells, synthesize  # noqa: E402
 
-__all__ = ["UNITS", "UNIT_RESOURCES_PATH", "unit_verilog", "synth_unit", "winograd_check",
-           "main"]
+__all__ = ["UNITS", "UNIT_RESOURCES_PATH", "FFT_OVERLAY", "unit_verilog", "synth_unit",
+           "fft_overlay_check", "winograd_check", "main"]
 
 #: Where ``--write`` puts the measured table (read by ``dse.cost.resources``).
 UNIT_RESOURCES_PATH = REPO / "dse" / "cost" / "unit_resources.json"
@@ -148,6 +151,49 @@ def synth_unit(unit: str, label: str, flow: str, *, force: bool = False,
     return {**row, "cached": False}
 
 
+#: The whole-overlay check of ``--fft-overlay``: a small int8 FFT point (OverlayParams fields).
+FFT_OVERLAY = dict(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=8,
+                   act_buffer_kib=2, weight_buffer_kib=2, out_buffer_kib=1)
+
+
+def fft_overlay_check(flow: str, *, force: bool = False, timeout_s: float | None = 1800) -> dict:
+    """Synthesise the overlay.v of :data:`FFT_OVERLAY` (int8) and compare the model with it.
+
+    The model's FFT part is the FFT2D measured alone plus the FFT path's buffers; this checks
+    the sum on a whole overlay (``omniconv.verify.write_overlay``, as ``omniconv verilog``
+    writes it).  Cached like the units, by the overlay's sha256.  Returns ``{"yosys": counts,
+    "model": counts, "synth_seconds", "verilog_sha256", "cached"}``.
+    """
+    from types import SimpleNamespace
+
+    from dse.cost.hardware import HardwareTable
+    from dse.cost.resources import estimate_resources
+    from omniconv.verify import write_overlay
+    from rtl.params import OverlayParams
+
+    scratch = CACHE / flow / "overlay-fft-new"
+    scratch.mkdir(parents=True, exist_ok=True)
+    text = write_overlay(SimpleNamespace(hardware=FFT_OVERLAY, precision=8),
+                         SimpleNamespace(family=flow), scratch, precision=8).read_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    work = CACHE / flow / f"overlay-fft8-{digest[:16]}"
+    result_file = work / "result.json"
+    if not force and result_file.is_file() and \
+            json.loads(result_file.read_text()).get("verilog_sha256") == digest:
+        row = {**json.loads(result_file.read_text()), "cached": True}
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "overlay.v").write_text(yosys_safe(text))
+        result = synthesize([work / "overlay.v"], "overlay", flow, work / "yosys",
+                            timeout_s=timeout_s)
+        row = {"yosys": count_cells(dict(result.cells_by_type), flow),
+               "synth_seconds": round(result.seconds, 1), "verilog_sha256": digest}
+        result_file.write_text(json.dumps(row, indent=1) + "\n")
+        row = {**row, "cached": False}
+    hw = HardwareTable.from_params([OverlayParams(**FFT_OVERLAY)], family=flow)
+    return {**row, "model": estimate_resources(hw).as_dict(0)}
+
+
 def winograd_check(measured: dict) -> list[dict]:
     """Model-vs-unit rows for the Winograd transforms and the requantiser.
 
@@ -219,7 +265,7 @@ def _write(measured: dict, selected_flows: list[str]) -> None:
             point["verilog_sha256"] = got["verilog_sha256"]
             point["flows"][flow] = {k: got[k] for k in keep}
     doc = {
-        "generated_by": "python bench/synth_units.py --flow all --write",
+        "generated_by": "python bench/synth_units.py --write",
         "about": "Yosys counts of each rtl/ transform unit synthesised alone (xcup: "
                  "synth_xilinx -family xcup -flatten; ecp5: synth_ecp5; no place-and-route). "
                  "bram_blocks in RAMB36E2 (xcup, RAMB18E2 = 0.5) or DP16KD (ecp5) units; lut "
@@ -244,6 +290,9 @@ def main(argv=None) -> int:
                         help="synthesise again even when a cached run of the same Verilog exists")
     parser.add_argument("--write", action="store_true",
                         help=f"write {UNIT_RESOURCES_PATH.relative_to(REPO)}")
+    parser.add_argument("--fft-overlay", action="store_true",
+                        help="also synthesise a whole 4x4 int8 FFT8 overlay and compare the "
+                             "resource model with it")
     args = parser.parse_args(argv)
     units = [u.strip() for u in args.units.split(",") if u.strip()]
     unknown = [u for u in units if u not in UNITS]
@@ -287,6 +336,25 @@ def main(argv=None) -> int:
             err = "-" if r["error"] is None else f"{100 * r['error']:+.1f}"
             print(f"| {r['unit']} | {r['point']} | {r['flow']} | {r['what']} | "
                   f"{r['unit_value']} | {r['model']} | {err} |")
+    if args.fft_overlay:
+        print(f"\nWhole overlay, int8 FFT8 ({FFT_OVERLAY}): Yosys against the model")
+        print("\n| flow | Yosys DSP / LUT / FF / BRAM | model DSP / LUT / FF / BRAM | "
+              "error % | synth s |")
+        print("| --- | --- | --- | --- | ---: |")
+        for flow in flows:
+            try:
+                got = fft_overlay_check(flow, force=args.force, timeout_s=args.timeout)
+            except SynthError as exc:
+                print(f"fft overlay {flow}: {exc}", file=sys.stderr)
+                failed.append(f"fft overlay {flow}")
+                continue
+            keys = ("dsp", "lut", "ff", "bram_blocks")
+            y, mo = got["yosys"], got["model"]
+            err = " / ".join(f"{100 * (mo[k] - y[k]) / y[k]:+.1f}" if y[k] else "-"
+                             for k in keys)
+            print(f"| {flow} | {' / '.join(f'{y[k]:g}' for k in keys)} | "
+                  f"{' / '.join(str(mo[k]) for k in keys)} | {err} | "
+                  f"{got['synth_seconds']:.1f} |")
     if failed:
         print("failed: " + "; ".join(failed), file=sys.stderr)
         return 1

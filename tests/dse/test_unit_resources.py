@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -131,3 +133,31 @@ def test_fft_extrapolation_grows_with_size_and_width(family):
                        for d in widths] for n in sizes])         # (n, D, [lut, ff])
     assert np.all(table > 0)
     assert np.all(np.diff(table, axis=0) > 0) and np.all(np.diff(table, axis=1) > 0)
+
+
+_MEMORY = re.compile(r"^\s*reg (?:\[(\d+):0\] )?\\?(\S+) +\[(\d+):0\];$", re.M)
+
+
+def test_fft_memories_are_the_generated_verilogs(tmp_path):
+    """With an FFT unit, the memories the model counts are those overlay.v declares, except the
+    FFT2D's own tile memory ``mem`` and twiddle ROM ``rom`` (inside its measured counts, so
+    not in the memory list) and the engine's 4-word C FIFO ``storage`` (LUT RAM).  One
+    generation, a few seconds; the FFT counterpart of test_resources_calibration's check."""
+    from omniconv.verify import write_overlay
+
+    fields = dict(rows=2, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=8,
+                  act_buffer_kib=3, weight_buffer_kib=5, out_buffer_kib=1)
+    text = write_overlay(SimpleNamespace(hardware=fields, precision=8),
+                         SimpleNamespace(family="xcup"), tmp_path, precision=8).read_text()
+    found = _MEMORY.findall(text)
+    internal = Counter((int(d) + 1, int(w or 0) + 1) for w, name, d in found
+                       if name in ("mem", "rom"))
+    assert internal == Counter({(8 * 8, 2 * 16): 1, (8 // 2, 3 * 16): 1})
+    declared = Counter((int(d) + 1, int(w or 0) + 1) for w, name, d in found
+                       if name not in ("storage", "mem", "rom"))
+    hw = HardwareTable.from_params([OverlayParams(**fields)], family="xcup")
+    modelled = Counter()
+    for name, (depth, width, copies) in datapath_memories(hw).items():
+        n = int(np.ravel(copies)[0]) // (2 if name == "engine_c" else 1)  # ports, not memories
+        modelled[int(np.ravel(depth)[0]), int(np.ravel(width)[0])] += n
+    assert +declared == +modelled
