@@ -18,9 +18,11 @@ FFT (overlap-and-add, ``rtl/spectral.py``): input tiles of step T = N − R + 1 
 padded input, zero-padded to N×N, one tile buffer word per activation in the order (tile,
 channel, y, x); kernel spectra computed offline in float64 from the flipped kernel and
 quantised half up to ``b_width − 1`` bits with the largest fraction that fits the whole
-layer (:func:`fft_kernel_spectra`, the same rule as ``sim/models/fft.py``); the weight buffer
-holds three real planes per bin for Gauss's three real GEMMs: c, d − c and c + d of
-W = c + jd.  GEMM 3u + j is part j of bin u: M = tiles, K = C, N = filters.
+layer (:func:`fft_kernel_spectra`, the same rule as ``sim/models/fft.py``); only the bins
+(u, v) with v ≤ N/2 are computed (the spectrum of a real tile is Hermitian; the datapath
+mirrors the rest), in order u-major; the weight buffer holds three real planes per bin for
+Gauss's three real GEMMs: c, d − c and c + d of W = c + jd.  GEMM 3b + j is part j of the
+b-th computed bin: M = tiles, K = C, N = filters; 3·N·(N/2 + 1) GEMMs.
 
 Refusals (:class:`ValueError` with the reason; the CLI turns them into InputError): Winograd
 on anything but a square k×k (k >= 3), stride-1, dilation-1, ungrouped conv, or without a
@@ -274,9 +276,9 @@ class ConvPlan:
             kr, ki, _ = self.fft_weights(w)          # whole layer: one fraction for all
             f0, f1 = inv.filters
             kr, ki = kr[f0:f1], ki[f0:f1]
-            planes = np.stack([kr, ki - kr, kr + ki])           # 3, n, c, N, N
-            n = self.fft_n
-            # GEMM 3u + j: B[c][f] = plane j at bin u
+            half = self.fft_n // 2 + 1
+            planes = np.stack([kr, ki - kr, kr + ki])[..., :half]   # 3, n, c, N, N/2+1
+            # GEMM 3b + j: B[c][f] = plane j at the b-th bin (u, v ≤ N/2), u-major
             return planes.transpose(3, 4, 0, 2, 1).reshape(-1)
         ng = self.out_shape[0] // self.groups
         f0, f1 = inv.filters
@@ -408,7 +410,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         gm, gk, gemms = hp * wp, cg, r * s
     elif algo == "fft":
         step = fn - r + 1
-        gm, gk, gemms = (-(-hp // step)) * (-(-wp // step)), c, 3 * fn * fn
+        gm, gk, gemms = (-(-hp // step)) * (-(-wp // step)), c, 3 * fn * (fn // 2 + 1)
     else:
         p = winograd_pieces(r)
         gm, gk, gemms = (-(-oh // wm)) * (-(-ow // wm)), p * p * c, (wm + 2) ** 2

@@ -31,7 +31,7 @@ for it not counted).  Port contract and timing: docs/verify.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -501,19 +501,24 @@ class ConvDatapath(wiring.Component):
                              back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
 
         if fn:
-            # FFT: forward transforms, then three real GEMMs per bin (Gauss), then the
-            # inverse transforms with overlap-add, drained through the requantiser.
+            # FFT: forward transforms, then three real GEMMs per bin (Gauss) of the bins
+            # (u, v ≤ N/2), then the inverse transforms with overlap-add, drained through
+            # the requantiser.
             m.submodules.spectral = sp = SpectralPath(
                 fn, self._precision, p.a_width, p.acc_width, lim.spectral_words,
                 lim.max_m * lim.max_n, lim.out_words, self.dim_bits)
-            fft_bin = Signal(range(fn * fn))
+            lg = fn.bit_length() - 1
+            bin_u, bin_v = Signal(lg), Signal(lg)      # row and column of the running bin
             fft_part = Signal(2)
             with m.If(self.start & ~busy):
-                m.d.sync += [fft_bin.eq(0), fft_part.eq(0)]
+                m.d.sync += [bin_u.eq(0), bin_v.eq(0), fft_part.eq(0)]
             with m.Elif((state == compute) & c_fire & (c_count == mn - 1)):
                 m.d.sync += fft_part.eq(fft_part + 1)
                 with m.If(fft_part == 2):
-                    m.d.sync += [fft_part.eq(0), fft_bin.eq(fft_bin + 1)]
+                    m.d.sync += [fft_part.eq(0), bin_v.eq(bin_v + 1)]
+                    with m.If(bin_v == fn // 2):
+                        m.d.sync += [bin_v.eq(0), bin_u.eq(bin_u + 1)]
+            fft_bin = Cat(bin_v, bin_u)                 # u·N + v
             inv_go = ((state == compute) & c_fire & (c_count == mn - 1)
                       & (g == self.gemms - 1) & is_fft)
             m.d.comb += [sp.xb_addr.eq(self.xb_addr), sp.xb_data.eq(self.xb_data),

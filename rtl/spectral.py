@@ -11,7 +11,9 @@ another:
    (one guard bit, as ``sim/models/fft.py`` does).  The spectra are written to the input
    spectrum buffer so that bin u of (t, c) lands at ``u·T·C + t·C + c``: the A matrix of bin
    u (T × C, row-major) is then contiguous.
-2. **Spectral MAC on the array**: three real GEMMs per bin (Gauss's trick, docs/algorithms.md):
+2. **Spectral MAC on the array**, for the bins (u, v) with v ≤ N/2 only (a real tile's
+   spectrum is Hermitian; the datapath's controller walks them): three real GEMMs per bin
+   (Gauss's trick, docs/algorithms.md):
    for X = a + jb and W = c + jd, part 0 computes k1 = Σ (a+b)·c, part 1 k2 = Σ a·(d−c), part
    2 k3 = Σ b·(c+d).  ``a_go`` loads the A reader for (``a_bin``, ``a_part``), which streams
    a+b, a or b of that bin; the weights (c, d−c, c+d, formed offline) come from the datapath's
@@ -19,7 +21,8 @@ another:
    forms Im = k1 + k2 and Re = k1 − k3, requantises each to ``data_bits`` (``shift``: round
    half up, saturate) and writes the output spectrum of (t, f) bin u at ``(t·F + f)·N² + u``.
 3. **Inverse** (``inv_go``): the output spectra stream through the FFT unit with conjugate
-   twiddles; each real output sample of (t, f) is overlap-added into the overlap-add buffer at
+   twiddles, the bins v > N/2 read from their mirrors conj Z(−u mod N, N − v) (the negated
+   imaginary part saturated, as ``sim.models.fft.hermitian_extend`` does); each real output sample of (t, f) is overlap-added into the overlap-add buffer at
    its output pixel (tiles placed every ``step`` = N − R + 1 pixels; samples outside the
    output are dropped).  The first contribution to a pixel (in tile order) is written, later
    ones are added (read-modify-write through a transparent read port), so the buffer needs no
@@ -223,7 +226,20 @@ class SpectralPath(wiring.Component):
         inv_ready = fft.i_stream.ready & inverse
         z_addr, z_left, z_valid_r = memory_streamer(m, [zre_rp, zim_rp], inv_ready,
                                                     self.spectral_words, "spec_z")
-        m.d.comb += [z_valid.eq(z_valid_r), z_re.eq(zre_rp.data), z_im.eq(zim_rp.data)]
+        # bin (u, v) of the word the streamer reads; v > N/2 reads conj of (−u mod N, N − v)
+        zu, zv = z_addr[lg:2 * lg], z_addr[:lg]
+        mirror = zv > n // 2
+        mu, mv = Signal(lg), Signal(lg)
+        m.d.comb += [mu.eq(-zu), mv.eq(n - zv)]
+        z_raddr = Signal.like(z_addr)
+        m.d.comb += z_raddr.eq(Mux(mirror, Cat(mv, mu, z_addr[2 * lg:]), z_addr))
+        m.d.comb += [zre_rp.addr.eq(z_raddr), zim_rp.addr.eq(z_raddr)]   # overrides the streamer's
+        conj = Signal()
+        with m.If(~z_valid_r | inv_ready):          # the streamer's read enable
+            m.d.sync += conj.eq(mirror)
+        neg_im = Mux(zim_rp.data == lo, hi, -zim_rp.data)
+        m.d.comb += [z_valid.eq(z_valid_r), z_re.eq(zre_rp.data),
+                     z_im.eq(Mux(conj, neg_im, zim_rp.data))]
         with m.If(self.inv_go):
             m.d.sync += [z_addr.eq(0), z_left.eq(mn << (2 * lg))]
         m.d.comb += self.inv_first.eq(in_fire & inverse & (z_addr == 1))

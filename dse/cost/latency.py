@@ -10,7 +10,7 @@ algorithm  M                           K            N            GEMMs
 im2col     Ho·Wo                       kh·kw·Cin/g  Cout/g       g
 kn2row     Hin·Win (every input pixel)  Cin/g        Cout/g       g·kh·kw
 Winograd   ceil(Ho/m)·ceil(Wo/m)        Cin          Cout         (m+2)²·ceil(k/3)²
-FFT        ceil((Ho+kh-1)/(N-kh+1))·    Cin          Cout         3·N²
+FFT        ceil((Ho+kh-1)/(N-kh+1))·    Cin          Cout         3·N·(N/2+1)
            ceil((Wo+kw-1)/(N-kw+1))
 =========  ==========================  ===========  ===========  ===========================
 
@@ -21,11 +21,9 @@ FFT        ceil((Ho+kh-1)/(N-kh+1))·    Cin          Cout         3·N²
 * Winograd kernels larger than 3×3 are split into ceil(k/3)² 3×3 pieces (module
   :mod:`dse.cost.choices`); each piece is (m+2)² more GEMMs over the same tiles.
 * FFT: overlap-and-add tiles of N−kh+1 input pixels cover the padded input (Ho+kh−1 rows),
-  as ``rtl/spectral.py`` runs them; every one of the N² complex bins is one complex GEMM of 3
-  real GEMMs by Gauss's trick (:data:`dse.cost.choices.REAL_PRODUCTS_PER_COMPLEX`).  A real
-  tile's spectrum is Hermitian, so N·(N/2+1) bins would do, but the fixed-point FFT's
-  rounding is not exactly symmetric and the datapath computes all N² bins (bit-exact with
-  ``sim/models/fft.py``); exploiting the symmetry is future work.
+  as ``rtl/spectral.py`` runs them; a real tile's spectrum is Hermitian, so the datapath
+  computes the N·(N/2+1) bins with v ≤ N/2 and mirrors the rest; each is one complex GEMM of 3
+  real GEMMs by Gauss's trick (:data:`dse.cost.choices.REAL_PRODUCTS_PER_COMPLEX`).
 
 Cycles of one GEMM come from :func:`dse.cost.gemm.gemm_cycles` only (the RTL-verified
 formula is the single source of truth), and ``compute_cycles`` = GEMMs × that.  The GEMM is
@@ -105,7 +103,7 @@ def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
     step_h = xp.maximum(n_f - kh + 1, 1.0)
     step_w = xp.maximum(n_f - kw + 1, 1.0)
     f_tiles = _cdiv(ho + kh - 1, step_h) * _cdiv(wo + kw - 1, step_w)
-    bins = n_f * n_f
+    bins = n_f * (n_f // 2 + 1)
     pix_out = ho * wo
     pix_in = col("h_in") * col("w_in")
 

@@ -177,7 +177,7 @@ def fft_golden(x, w, plan, fft_shift=None):
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
     return fft_conv(xp, w, params, padding=0, in_bits=plan.precision,
-                    kernel_bits=plan.kernel_bits, mac_shift=fft_shift)
+                    kernel_bits=plan.kernel_bits, mac_shift=fft_shift, hermitian=True)
 
 
 def calibrated_fft_shift(case: ConvCase, cfg: DatapathConfig) -> int:

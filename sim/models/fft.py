@@ -32,7 +32,8 @@ import numpy as np
 
 from sim.models.conv import conv_out_size, pad_chw, pair
 
-__all__ = ["FFTParams", "twiddles", "bit_reverse", "fft2d_fixed", "SpectralResult",
+__all__ = ["FFTParams", "twiddles", "bit_reverse", "fft2d_fixed", "hermitian_extend",
+           "SpectralResult",
            "spectral_kernels", "fft_conv", "sqnr_db"]
 
 
@@ -211,9 +212,25 @@ def spectral_kernels(w: np.ndarray, n: int, kernel_bits: int = 16):
     return q(k.real), q(k.imag), frac
 
 
+def hermitian_extend(re, im, bits: int, stats: dict | None = None):
+    """Fill bins (u, v) with v > N/2 of [..., N, N] spectra from their mirrors: X(u, v) =
+    conj X(−u mod N, N − v), the negated imaginary part saturated to ``bits`` (−(−2^(bits−1))
+    does not fit).  The computed half (v ≤ N/2) is kept as it is."""
+    re, im = np.array(re, dtype=np.int64), np.array(im, dtype=np.int64)
+    n = re.shape[-1]
+    cols = np.arange(n // 2 + 1, n)
+    rows = (-np.arange(n)) % n
+    re[..., cols] = re[..., rows, :][..., n - cols]
+    neg, saturated = _sat(-im[..., rows, :][..., n - cols], bits)
+    im[..., cols] = neg
+    if stats is not None:
+        stats["saturated"] = stats.get("saturated", 0) + saturated
+    return re, im
+
+
 def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: int = 16,
-             mac_shift: int | None = None, inverse_params: FFTParams | None = None
-             ) -> SpectralResult:
+             mac_shift: int | None = None, inverse_params: FFTParams | None = None,
+             hermitian: bool = False) -> SpectralResult:
     """Stride-1 convolution through the fixed-point FFT path (overlap-and-add).
 
     ``x`` C×H×W and ``w`` N×C×R×S integers of ``in_bits``.  Inputs enter the FFT as
@@ -221,6 +238,10 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     accumulators to ``data_bits`` before the IFFT; ``None`` picks the smallest shift that
     saturates nothing on this data (what a calibrating compiler would store).
     ``inverse_params`` (same n and widths) may give the IFFT its own scaling schedule.
+    ``hermitian``: only the bins (u, v ≤ N/2) are multiply-accumulated (the spectrum of a real
+    tile is Hermitian); the others are their conjugate mirrors (:func:`hermitian_extend`), as
+    the datapath (``rtl/spectral.py``) computes them.  ``mac_shift`` ``None`` then looks at
+    the computed half only.
     """
     n = params.n
     ip = inverse_params or params
@@ -251,6 +272,8 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     # complex MAC across channels per bin, exact (the array's job)
     acc_r = np.einsum("ncuv,cijuv->nijuv", kr, xr) - np.einsum("ncuv,cijuv->nijuv", ki, xi)
     acc_i = np.einsum("ncuv,cijuv->nijuv", kr, xi) + np.einsum("ncuv,cijuv->nijuv", ki, xr)
+    if hermitian:                           # what is not computed cannot saturate
+        acc_r, acc_i = acc_r[..., :n // 2 + 1], acc_i[..., :n // 2 + 1]
     if mac_shift is None:
         peak = int(max(np.abs(acc_r).max(), np.abs(acc_i).max(), 1))
         mac_shift = max(0, peak.bit_length() - (params.data_bits - 1))
@@ -259,6 +282,11 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     half = (1 << mac_shift) >> 1
     zr, s1 = _sat((acc_r + half) >> mac_shift, params.data_bits)
     zi, s2 = _sat((acc_i + half) >> mac_shift, params.data_bits)
+    if hermitian:
+        full_r = np.zeros(zr.shape[:-1] + (n,), dtype=np.int64)
+        full_i = np.zeros_like(full_r)
+        full_r[..., :n // 2 + 1], full_i[..., :n // 2 + 1] = zr, zi
+        zr, zi = hermitian_extend(full_r, full_i, params.data_bits, stats)
     yr, _ = fft2d_fixed(zr, zi, ip, inverse=True, stats=stats)
     # overlap-add of N×N blocks placed every `step` pixels (full convolution with flip(w))
     big = np.zeros((nf, th * step + r - 1, tw * step + s - 1), dtype=np.int64)

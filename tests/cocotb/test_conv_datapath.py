@@ -322,10 +322,10 @@ def test_fft_kernel_spectra_equal_the_golden_model():
 
 def test_fft_plan_in_numpy_equals_the_golden_model():
     # The plan's tile and weight images, put through the golden model's fixed-point FFT and
-    # Gauss's three real GEMMs per bin in numpy, give the golden model's accumulations:
-    # checks the compiler's layouts without the RTL.
+    # Gauss's three real GEMMs per computed bin in numpy, mirrored to the other half, give the
+    # golden model's accumulations: checks the compiler's layouts without the RTL.
     from sim.bench.conv_tb import fft_golden
-    from sim.models.fft import FFTParams, fft2d_fixed
+    from sim.models.fft import FFTParams, fft2d_fixed, hermitian_extend
 
     layer = conv_layer("l", 3, 9, 7, 5, 3, 1, 1)
     rng = np.random.default_rng(9)
@@ -339,14 +339,19 @@ def test_fft_plan_in_numpy_equals_the_golden_model():
     fp = FFTParams(n=n, data_bits=d, twiddle_bits=d)
     tiles = plan.fft_tile_image(x, inv).reshape(gm, gk, n, n) << (d - 8 - 1)
     xr, xi = fft2d_fixed(tiles, np.zeros_like(tiles), fp)          # tiles, C, N, N
-    b = plan.weight_image(w, inv).reshape(n, n, 3, gk, gn)
+    hv = n // 2 + 1
+    xr, xi = xr[..., :hv], xi[..., :hv]
+    b = plan.weight_image(w, inv).reshape(n, hv, 3, gk, gn)
     k1 = np.einsum("tcuv,uvcf->tfuv", xr + xi, b[:, :, 0])
     k2 = np.einsum("tcuv,uvcf->tfuv", xr, b[:, :, 1])
     k3 = np.einsum("tcuv,uvcf->tfuv", xi, b[:, :, 2])
     half = (1 << plan.fft_shift) >> 1
     lim = 1 << (d - 1)
-    zr = np.clip((k1 - k3 + half) >> plan.fft_shift, -lim, lim - 1)
-    zi = np.clip((k1 + k2 + half) >> plan.fft_shift, -lim, lim - 1)
+    zr = np.zeros((gm, gn, n, n), dtype=np.int64)
+    zi = np.zeros_like(zr)
+    zr[..., :hv] = np.clip((k1 - k3 + half) >> plan.fft_shift, -lim, lim - 1)
+    zi[..., :hv] = np.clip((k1 + k2 + half) >> plan.fft_shift, -lim, lim - 1)
+    zr, zi = hermitian_extend(zr, zi, d)
     yr, _ = fft2d_fixed(zr, zi, fp, inverse=True)                   # tiles, F, N, N
     th, tw = plan.fft_grid
     step, r = plan.fft_step, 3

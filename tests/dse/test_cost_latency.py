@@ -60,10 +60,10 @@ HAND_CASES = [
     # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces -> 4·16 GEMMs over 4 tiles
     (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 2, 3, 64)),
     # FFT 8 with a 3×3 kernel: input tiles of 6×6 pixels over the 14×14 padded input ->
-    # 3·3 = 9 tiles; all 8·8 = 64 bins, 3 real GEMMs each (Gauss)
-    (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (9, 5, 7, 192)),
+    # 3·3 = 9 tiles; 8·(8/2+1) = 40 Hermitian bins, 3 real GEMMs each (Gauss)
+    (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (9, 5, 7, 120)),
     # FFT 16 with a 7×7 kernel: input tiles of 10×10 pixels over 9×15 -> 1·2 tiles
-    (conv(c_in=2, h=9, w=15, c_out=3, k=7, p=0), "fft16", (2, 2, 3, 3 * 16 * 16)),
+    (conv(c_in=2, h=9, w=15, c_out=3, k=7, p=0), "fft16", (2, 2, 3, 3 * 16 * 9)),
 ]
 
 

@@ -53,12 +53,13 @@ def test_saturation_is_counted():
 
 
 # (n, kernel, channels): the SQNR target is 40 dB at 16-bit data and twiddles
+@pytest.mark.parametrize("hermitian", [False, True], ids=["all_bins", "hermitian"])
 @pytest.mark.parametrize("n,k,c", [(8, 3, 16), (8, 5, 6), (8, 1, 3), (16, 3, 8), (16, 7, 5)])
-def test_spectral_conv_sqnr_at_16_bits(n, k, c):
+def test_spectral_conv_sqnr_at_16_bits(n, k, c, hermitian):
     rng = np.random.default_rng(n * k + c)
     x = rng.integers(-128, 128, (c, 19, 17))
     w = rng.integers(-128, 128, (4, c, k, k))
-    res = fft_conv(x, w, FFTParams(n), padding=k // 2)
+    res = fft_conv(x, w, FFTParams(n), padding=k // 2, hermitian=hermitian)
     exact = ort_conv_float(x, w, 1, k // 2)
     np.testing.assert_array_equal(exact, conv2d(x, w, 1, k // 2))
     assert res.saturated == 0
@@ -88,3 +89,24 @@ def test_params_validated():
         FFTParams("8")
     with pytest.raises(ValueError, match=r"^scale must have 6 flags, not 2$"):
         FFTParams(8, scale=(True, False))
+
+
+def test_hermitian_extend_mirrors_and_saturates():
+    # bins v > N/2 become conj of (−u mod N, N − v); −(−2^(b−1)) saturates to 2^(b−1) − 1
+    from sim.models.fft import hermitian_extend
+
+    rng = np.random.default_rng(3)
+    re = rng.integers(-100, 100, (8, 8))
+    im = rng.integers(-100, 100, (8, 8))
+    im[3, 2] = -128
+    st = {}
+    r2, i2 = hermitian_extend(re, im, 8, st)
+    for u in range(8):
+        for v in range(8):
+            if v <= 4:
+                assert (r2[u, v], i2[u, v]) == (re[u, v], im[u, v])
+            else:
+                mu, mv = (-u) % 8, 8 - v
+                want = 127 if im[mu, mv] == -128 else -im[mu, mv]
+                assert (r2[u, v], i2[u, v]) == (re[mu, mv], want)
+    assert st["saturated"] == 1
