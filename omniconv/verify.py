@@ -218,7 +218,10 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
         f"building (cached) and simulating")
     start = time.perf_counter()
+    # the simulator's files beside verify.json: verifications into other folders may run at
+    # the same time
     results = rtl_conv_batch(cases, cfg, run_name=f"verify_{config.stem}",
+                             work_dir=out_dir.resolve() / "sim",
                              progress=lambda n: log(f"  queued {n}"))
     layers = []
     for case, res in zip(cases, results):

@@ -218,11 +218,14 @@ def _job_invocations(case: ConvCase, plan) -> list:
 
 
 def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: str,
-                   seed: int = 1, progress=None) -> list[ConvResult]:
+                   seed: int = 1, progress=None, work_dir: Path | None = None
+                   ) -> list[ConvResult]:
     """Run layers one after another on one simulated datapath; return their results.
 
     ``progress`` (optional callable) is called with each case's name before the run starts
-    (the run is one simulator process for the whole batch).
+    (the run is one simulator process for the whole batch).  The job and result files go to
+    ``work_dir``, by default ``build/sim/<run_name>``: two runs at the same time must not share
+    one (each would read the other's results).
 
     Raises
     ------
@@ -236,7 +239,8 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
     plans = [plan_case(c, cfg) for c in cases]
     dp = cfg.datapath()
     build = build_component(dp, cfg.toplevel)
-    test_dir = REPO_ROOT / "build" / "sim" / _safe(run_name)
+    test_dir = Path(work_dir) if work_dir is not None else \
+        REPO_ROOT / "build" / "sim" / _safe(run_name)
     test_dir.mkdir(parents=True, exist_ok=True)
     out = test_dir / "conv_results.json"
     out.unlink(missing_ok=True)
