@@ -39,7 +39,10 @@ transformed-tile register bit, fitted on whole overlays) against the transforms 
 alone, and the model's requantiser DSPs against the ``requant`` unit's.
 
 ``--fft-overlay`` also synthesises a whole int8 FFT8 overlay (:data:`FFT_OVERLAY`, as
-``omniconv verilog`` writes it) and compares the resource model's estimate with it.
+``omniconv verilog`` writes it) and compares the resource model's estimate with it.  It is
+the same overlay as ``omniconv.calibrate``'s fit point ``4x4-fft8-i8``, whose Yosys counts
+the model's ``*_control_fft`` terms are fitted to, so it is no held-out check; the
+calibration's ``4x4-fft16-i8`` holdout is.
 
 ``--write`` writes ``dse/cost/unit_resources.json`` (the counts per unit/point/flow with the
 Yosys version, the Verilog's sha256 and the run's date), which the resource model reads for
@@ -151,7 +154,8 @@ def synth_unit(unit: str, label: str, flow: str, *, force: bool = False,
     return {**row, "cached": False}
 
 
-#: The whole-overlay check of ``--fft-overlay``: a small int8 FFT point (OverlayParams fields).
+#: The whole-overlay check of ``--fft-overlay``: a small int8 FFT point (OverlayParams fields;
+#: ``omniconv.calibrate.POINTS["4x4-fft8-i8"]``, a fit point).
 FFT_OVERLAY = dict(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=8,
                    act_buffer_kib=2, weight_buffer_kib=2, out_buffer_kib=1)
 

@@ -10,7 +10,8 @@ this module
    timeout), reusing an earlier run of the same Verilog text when its ``stat.json`` is there;
 3. fits the model's calibrated coefficients (:data:`dse.cost.resources.FITTED_KEYS`) by least
    squares over the points whose role is ``"fit"`` -- the ``"holdout"`` points are never
-   used in the fit, only reported;
+   used in the fit, only reported; the FFT terms in a second stage, on the FFT points only
+   (:data:`FIT_TERMS`);
 4. writes ``dse/cost/calibration.json``: per point the parameters, the flow, Yosys's counts and
    synthesis time, and the model's counts before (the code's uncalibrated defaults) and after
    (the fitted coefficients); plus the fitted coefficients themselves, which
@@ -48,8 +49,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["POINTS", "CALIBRATION_PATH", "yosys_safe", "generate_point", "synth_point",
-           "fit", "main"]
+__all__ = ["POINTS", "CALIBRATION_PATH", "FIT_TERMS", "yosys_safe", "generate_point",
+           "synth_point", "fit", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The committed calibration data (read by dse/cost/resources.py).
@@ -75,6 +76,16 @@ POINTS = {
                        out_buffer_kib=4), 8, "holdout"),
     "2x4-wino2-i8": (dict(rows=2, cols=4, a_width=10, b_width=12, acc_width=32, winograd_m=2,
                           act_buffer_kib=1, weight_buffer_kib=2, out_buffer_kib=1), 8,
+                     "holdout"),
+    # FFT points: int8 FFT operands are 17 bits (dse.cost.choices.required_widths("fft8", 8)),
+    # the FFT2D's parts 16 bits; the accumulator is 48 bits as the search gives them
+    "4x4-fft8-i8": (dict(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=8,
+                         act_buffer_kib=2, weight_buffer_kib=2, out_buffer_kib=1), 8, "fit"),
+    "4x8-fft8-wino2-i8": (dict(rows=4, cols=8, a_width=17, b_width=17, acc_width=48,
+                               winograd_m=2, fft_size=8, act_buffer_kib=4, weight_buffer_kib=2,
+                               out_buffer_kib=1), 8, "fit"),
+    "4x4-fft16-i8": (dict(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=16,
+                          act_buffer_kib=2, weight_buffer_kib=2, out_buffer_kib=1), 8,
                      "holdout"),
 }
 
@@ -184,45 +195,76 @@ def _model_counts(params_list, flow, coeffs) -> list[dict]:
     return [res.as_dict(i) for i in range(len(params_list))]
 
 
-def fit(points: list[dict]) -> dict:
-    """Fitted coefficients ``{family: {key: value}}`` from measured points (role ``fit`` only).
+#: The fitted terms: resource -> ((coefficient key, feature of
+#: :func:`dse.cost.resources.features`), ...), in two stages.  The first is fitted on the fit
+#: points without an FFT unit; the second on the fit points with one, to what the first
+#: leaves over there.  The FFT features are 0 without an FFT unit, so the second stage cannot
+#: change any estimate of a point without one, and the first stage sees exactly the points
+#: and features it saw before the FFT points were added.
+FIT_TERMS = (
+    {"dsp": (("dsp_control", "control"), ("dsp_control_winograd", "winograd")),
+     "lut": (("lut_control", "control"), ("lut_per_lane_bit", "lane_bits"),
+             ("lut_per_winograd_add_bit", "winograd_add_bits")),
+     "ff": (("ff_control", "control"), ("ff_per_lane_bit", "lane_bits"),
+            ("ff_per_winograd_reg_bit", "winograd_reg_bits"))},
+    {"dsp": (("dsp_control_fft", "fft"),),
+     "lut": (("lut_control_fft", "fft"),),
+     "ff": (("ff_control_fft", "fft"),)},
+)
 
-    Per family and per resource (DSP, LUT, FF) the part the structural model leaves over
-    (Yosys minus the model with every fitted coefficient zero) is fitted by non-negative
-    least squares to the features of :func:`dse.cost.resources.features`: DSP to
-    ``control`` and ``winograd``; LUT to ``control``, ``lane_bits`` and
-    ``winograd_add_bits``; FF to ``control``, ``lane_bits`` and ``winograd_reg_bits``.  A
-    feature that is zero on every fit point gets coefficient 0.
+
+def _nnls_stage(chosen: list[dict], flow: str, known: dict, terms: dict) -> dict:
+    """Coefficients of ``terms`` fitted on ``chosen`` with the ``known`` ones held fixed.
+
+    Per resource, the part that the model with ``known`` (every other fitted coefficient
+    zero) leaves over is fitted by non-negative least squares to the terms' features; a
+    feature that is zero on every chosen point gets coefficient 0.
     """
     from scipy.optimize import nnls
 
     from dse.cost.resources import DEFAULT_COEFFS, FITTED_KEYS, features
     from rtl.params import OverlayParams
 
-    terms = {"dsp": (("dsp_control", "control"), ("dsp_control_winograd", "winograd")),
-             "lut": (("lut_control", "control"), ("lut_per_lane_bit", "lane_bits"),
-                     ("lut_per_winograd_add_bit", "winograd_add_bits")),
-             "ff": (("ff_control", "control"), ("ff_per_lane_bit", "lane_bits"),
-                    ("ff_per_winograd_reg_bit", "winograd_reg_bits"))}
+    params = [OverlayParams(**p["params"]) for p in chosen]
+    fixed = {flow: {**DEFAULT_COEFFS[flow], **{k: 0.0 for k in FITTED_KEYS}, **known}}
+    base = _model_counts(params, flow, fixed)
+    feats = features(_table(params, flow))
+    coeffs = {}
+    for resource, pairs in terms.items():
+        y = np.array([p["yosys"][resource] - b[resource] for p, b in zip(chosen, base)],
+                     dtype=float)
+        x = np.stack([feats[f] for _, f in pairs], axis=1)
+        used = np.any(x != 0, axis=0)
+        sol = np.zeros(len(pairs))
+        if used.any():
+            sol[used] = nnls(x[:, used], y)[0]
+        coeffs.update({key: round(float(v), 6) for (key, _), v in zip(pairs, sol)})
+    return coeffs
+
+
+def fit(points: list[dict]) -> dict:
+    """Fitted coefficients ``{family: {key: value}}`` from measured points (role ``fit`` only).
+
+    Per family, in the stages of :data:`FIT_TERMS`: first DSP to ``control`` and
+    ``winograd``, LUT to ``control``, ``lane_bits`` and ``winograd_add_bits``, FF to
+    ``control``, ``lane_bits`` and ``winograd_reg_bits`` (features of
+    :func:`dse.cost.resources.features`), on the fit points without an FFT unit; then each
+    resource's ``*_control_fft`` to the ``fft`` feature, on the fit points with an FFT unit,
+    with the first stage's coefficients fixed.  Each stage is a non-negative least-squares
+    fit of what the model leaves over (:func:`_nnls_stage`).
+    """
     out = {}
     for flow in sorted({p["flow"] for p in points}):
-        chosen = [p for p in points if p["flow"] == flow and p["role"] == "fit"]
-        if not chosen:
+        fitted = [p for p in points if p["flow"] == flow and p["role"] == "fit"]
+        if not fitted:
             continue
-        params = [OverlayParams(**p["params"]) for p in chosen]
-        zero = {flow: {**DEFAULT_COEFFS[flow], **{k: 0.0 for k in FITTED_KEYS}}}
-        base = _model_counts(params, flow, zero)
-        feats = features(_table(params, flow))
-        coeffs = {}
-        for resource, pairs in terms.items():
-            y = np.array([p["yosys"][resource] - b[resource] for p, b in zip(chosen, base)],
-                         dtype=float)
-            x = np.stack([feats[f] for _, f in pairs], axis=1)
-            used = np.any(x != 0, axis=0)
-            sol = np.zeros(len(pairs))
-            if used.any():
-                sol[used] = nnls(x[:, used], y)[0]
-            coeffs.update({key: round(float(v), 6) for (key, _), v in zip(pairs, sol)})
+        coeffs: dict = {}
+        for stage, terms in enumerate(FIT_TERMS):
+            chosen = [p for p in fitted if (p["params"].get("fft_size", 0) > 0) == (stage == 1)]
+            if chosen:
+                coeffs.update(_nnls_stage(chosen, flow, coeffs, terms))
+            else:
+                coeffs.update({key: 0.0 for pairs in terms.values() for key, _ in pairs})
         out[flow] = coeffs
     return out
 

