@@ -56,7 +56,6 @@ import argparse
 import datetime
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -64,7 +63,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from omniconv.calibrate import yosys_safe  # noqa: E402
-from omniconv.yosys import FLOWS, SynthError, count_cells, synthesize  # noqa: E402
+from omniconv.yosys import (FLOWS, SynthError, count_cells, synthesize,  # noqa: E402
+                            yosys_version)
 
 __all__ = ["UNITS", "UNIT_RESOURCES_PATH", "FFT_OVERLAY", "unit_verilog", "synth_unit",
            "fft_overlay_check", "winograd_check", "main"]
@@ -114,17 +114,6 @@ def unit_verilog(unit: str, label: str) -> str:
     return verilog.convert(_component(class_path, kwargs), name="unit", emit_src=False)
 
 
-def _yosys_version(log: Path) -> str | None:
-    if not log.is_file():
-        return None
-    with open(log, errors="replace") as fh:
-        for line in fh:
-            found = re.search(r"Yosys (\d+\.\d+\S*)", line)
-            if found:
-                return found.group(1)
-    return None
-
-
 def synth_unit(unit: str, label: str, flow: str, *, force: bool = False,
                timeout_s: float | None = 1800) -> dict:
     """Synthesise one unit point for ``flow`` (or reuse the cached run of the same Verilog).
@@ -148,7 +137,7 @@ def synth_unit(unit: str, label: str, flow: str, *, force: bool = False,
     cells = dict(result.cells_by_type)
     row = {**count_cells(cells, flow), "cells_by_type": cells,
            "synth_seconds": round(result.seconds, 1), "verilog_sha256": digest,
-           "yosys_version": _yosys_version(work / "yosys" / "yosys.log"),
+           "yosys_version": yosys_version(work / "yosys" / "yosys.log"),
            "date": datetime.date.today().isoformat()}
     result_file.write_text(json.dumps(row, indent=1) + "\n")
     return {**row, "cached": False}

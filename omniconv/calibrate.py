@@ -274,18 +274,6 @@ def _errors(model: dict, measured: dict) -> dict:
             for k in ("dsp", "lut", "ff", "bram_blocks")}
 
 
-def _yosys_version(workdir: Path) -> str | None:
-    log = workdir / "yosys.log"
-    if not log.is_file():
-        return None
-    with open(log, errors="replace") as fh:
-        for line in fh:
-            found = re.search(r"Yosys (\d+\.\d+\S*)", line)
-            if found:
-                return found.group(1)
-    return None
-
-
 def _rows(doc: dict) -> str:
     lines = ["| flow | point | role | Yosys DSP/BRAM/LUT/FF | model DSP/BRAM/LUT/FF | "
              "error DSP/BRAM/LUT/FF | synth s |", "|" + " --- |" * 7]
@@ -302,7 +290,7 @@ def _rows(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Synthesise the selected points, refit, write calibration.json; 0 on success."""
     from dse.cost.resources import DEFAULT_COEFFS
-    from omniconv.yosys import FLOWS, SynthError
+    from omniconv.yosys import FLOWS, SynthError, yosys_version
     from rtl.params import OverlayParams
 
     parser = argparse.ArgumentParser(prog="python -m omniconv.calibrate",
@@ -351,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured[flow, name] = {"name": name, "flow": flow, "role": role,
                                         "precision": precision, "params": asdict(params),
                                         "source": _git_state(), "yosys": counts}
-                version = _yosys_version(args.work / flow / name / "yosys")
+                version = yosys_version(args.work / flow / name / "yosys" / "yosys.log")
                 if version:
                     versions[flow] = version
                 print(f"{flow} {name}: done ({time.monotonic() - start:.0f} s wall)",

@@ -30,7 +30,7 @@ from types import MappingProxyType
 __all__ = [
     "FLOWS", "INSTALL_HINT", "SynthError", "ToolMissingError", "SynthResult", "PnrResult",
     "count_cells", "parse_stat", "parse_nextpnr_report", "ecp5_device_flag", "synthesize",
-    "place_and_route_ecp5", "run_tool", "check_flow",
+    "place_and_route_ecp5", "run_tool", "check_flow", "yosys_version",
 ]
 
 #: Synthesis flows: the board ``family`` values of DESIGN.md.
@@ -498,3 +498,15 @@ def run_tool(tool: str, argv: list[str], workdir: Path, label: str, progress,
     if seconds >= _QUIET_S:
         _say(progress, f"{label}: done in {seconds:.1f} s")
     return seconds
+
+
+def yosys_version(log: Path) -> str | None:
+    """The Yosys version a run's log names (``Yosys 0.70…``), or ``None`` without a log."""
+    if not log.is_file():
+        return None
+    with open(log, errors="replace") as fh:
+        for line in fh:
+            found = re.search(r"Yosys (\d+\.\d+\S*)", line)
+            if found:
+                return found.group(1)
+    return None
