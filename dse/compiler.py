@@ -484,11 +484,11 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             regs.update({f"fe_{k}": v for k, v in fe.items()})
             regs.update({f"sa_{k}": v for k, v in sa.items()})
             regs["sa_stride_log2"] = (sh.bit_length() - 1) if algo == "kn2row" else 0
-            if params.fft_size:
-                th_tw = (-(-hp // (fn - r + 1)), -(-wp // (fn - r + 1))) if fn else (0, 0)
-                ff = dict(tiles_w=th_tw[1], step=fn - r + 1 if fn else 0,
-                          kernel=r if fn else 0, out_h=oh if fn else 0,
-                          out_w=ow if fn else 0, shift=fft_shift)
+            if params.fft_size:         # the FFT settings exist only with an FFT unit
+                ff = dict(tiles_w=0, step=0, kernel=0, out_h=0, out_w=0, shift=fft_shift)
+                if fn:
+                    step = fn - r + 1
+                    ff.update(tiles_w=-(-wp // step), step=step, kernel=r, out_h=oh, out_w=ow)
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
             out_words = (gm if algo == "winograd" else oh * ow) * nf
             regs["out_words"] = out_words
