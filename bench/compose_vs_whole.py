@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from omniconv.compose import composed_synthesis, whole_synthesis  # noqa: E402
 from omniconv.verify import overlay_limits  # noqa: E402
-from rtl.conv_datapath import DatapathLimits, generate_verilog  # noqa: E402
+from rtl.conv_datapath import generate_verilog  # noqa: E402
+from rtl.params import DatapathLimits  # noqa: E402
 from rtl.params import OverlayParams  # noqa: E402
 
 __all__ = ["FIELDS", "params_for", "run_size", "main"]

@@ -39,14 +39,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtl.params import Algorithm, Dataflow, OverlayParams
+from dse.cost.gemm import DEFAULT_MULT_LATENCY
+from dse.lowering import Geometry, lowering
+from dse.lowering import im2col as im2col_lowering
+from dse.lowering.winograd import pieces as winograd_pieces
+from rtl.params import Algorithm, DatapathLimits, Dataflow, OverlayParams
 
-__all__ = ["ALG_CODES", "WINO_G_SCALED", "WINO_G_DENOM", "winograd_weights",
+__all__ = ["WINO_G_SCALED", "WINO_G_DENOM", "winograd_weights",
            "winograd_pieces", "fft_kernel_spectra", "fft_mac_shift_bound", "Invocation",
            "ConvPlan", "plan_conv", "required_limits", "default_requant"]
-
-#: Datapath ``alg`` register codes (must equal ``rtl.conv_datapath.ALG_CODES``; a test checks).
-ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2, "fft": 3}
 
 #: G_DENOM[m]·G for F(m×m, 3×3): integer weight transforms (Lavin & Gray).
 WINO_G_SCALED = {
@@ -55,11 +56,6 @@ WINO_G_SCALED = {
                 dtype=np.int64),
 }
 WINO_G_DENOM = {2: 2, 4: 24}
-
-
-def winograd_pieces(kernel: int) -> int:
-    """3×3 pieces per side of a k×k kernel: ceil(k/3)."""
-    return -(-kernel // 3)
 
 
 def winograd_weights(w: np.ndarray, m: int, frac_bits: int = 0) -> np.ndarray:
@@ -179,6 +175,36 @@ class ConvPlan:
     data_bits: int = 0           # FFT data width (a_width − 1)
     kernel_bits: int = 0         # bits of each quantised kernel-spectrum part (b_width − 1)
     precision: int = 8           # bits of activations and weights
+
+    @property
+    def geometry(self) -> Geometry:
+        """The layer's geometry (:class:`dse.lowering.Geometry`)."""
+        (c, h, w), (n, oh, ow) = self.in_shape, self.out_shape
+        return Geometry(c, n, self.groups, *self.kernel, self.stride, self.dilation, h, w,
+                        oh, ow, *self.pads)
+
+    @property
+    def unit(self) -> int:
+        """The transform unit's size the plan uses: Winograd m, FFT N, else 0."""
+        return self.winograd_m or self.fft_n
+
+    def invocation_cycles(self, inv: "Invocation", rows: int, cols: int,
+                          mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
+        """Predicted counters of one invocation on a rows×cols array (``dse.lowering``):
+        ``cycles`` and the ``gemm``, ``front``, ``back`` and ``requant`` unit counters."""
+        mod = lowering(self.algorithm)
+        low = mod.lower(self.geometry, self.unit, n=inv.gemm[2])
+        flow = Dataflow(self.dataflow).code
+        return {k: int(v) for k, v in mod.cycles(low, rows, cols, flow,
+                                                  mult_latency=mult_latency).items()}
+
+    def cycles(self, rows: int, cols: int, mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
+        """Predicted counters of the whole layer: :meth:`invocation_cycles` summed."""
+        total: dict = {}
+        for inv in self.invocations:
+            for k, v in self.invocation_cycles(inv, rows, cols, mult_latency).items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     @property
     def fft_step(self) -> int:
@@ -373,47 +399,34 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     pads = tuple(layer.padding)
     groups = layer.groups
     what = f"layer {layer.name} ({r}x{s}, stride {sh}, dilation {dh}, groups {groups})"
-    if sh != sw or dh != dw:
-        raise ValueError(f"{what}: the datapath needs equal strides and dilations, "
-                         f"not {(sh, sw)} and {(dh, dw)}")
     if algo == "sparse_fft":
         raise ValueError(f"{what}: sparse_fft has no datapath")
-    wm = 0
-    variant = algo
+    if sh != sw or dh != dw:
+        raise ValueError(f"{what}: {im2col_lowering.RULE}, not {(sh, sw)} and {(dh, dw)}")
+    unit, variant = 0, algo
     if algo == "winograd":
-        wm = params.winograd_m
-        if not wm:
+        unit = params.winograd_m
+        if not unit:
             raise ValueError(f"{what}: winograd needs a Winograd unit (winograd_m = 0)")
-        if not (r == s and r >= 3 and sh == 1 and dh == 1 and groups == 1):
-            raise ValueError(f"{what}: Winograd F({wm}x{wm},3x3) runs square kernels of at "
-                             f"least 3x3 with stride 1, dilation 1 and groups 1 only")
-        variant = f"F{wm}x{wm}_3x3"
-    fn = 0
+        variant = f"F{unit}x{unit}_3x3"
     if algo == "fft":
-        fn = params.fft_size
-        if not fn:
+        unit = params.fft_size
+        if not unit:
             raise ValueError(f"{what}: fft needs an FFT unit (fft_size = 0)")
-        if not (r == s and r < fn and sh == 1 and dh == 1 and groups == 1):
-            raise ValueError(f"{what}: FFT with {fn}x{fn} tiles runs square kernels smaller "
-                             f"than the tile ({fn}x{fn}) with stride 1, dilation 1 and "
-                             f"groups 1 only")
-        variant = f"fft{fn}"
-    if algo == "kn2row" and sh not in (1, 2, 4):
-        raise ValueError(f"{what}: kn2row's shift-and-add takes strides 1, 2 or 4 only")
+        variant = f"fft{unit}"
+    geometry = Geometry.of_layer(layer)
+    low_mod = lowering(algo)
+    if not bool(low_mod.legal(geometry, unit)):
+        rule = low_mod.RULE.replace(" m x m,", f" {unit}x{unit},").replace(
+            " N x N ", f" {unit}x{unit} ")
+        raise ValueError(f"{what}: {rule}")
+    wm = unit if algo == "winograd" else 0
+    fn = unit if algo == "fft" else 0
+    low = low_mod.lower(geometry, unit)
+    gm, gk, gemms = int(low.m), int(low.k), int(low.gemms)
     unit_pad = 0 if algo == "fft" else min(pads)
     cg, ng = c // groups, n_out // groups
-    t, l, b, rr = (p - unit_pad for p in pads)
-    hp, wp = h + t + b, w + l + rr
-    if algo == "im2col":
-        gm, gk, gemms = oh * ow, r * s * cg, 1
-    elif algo == "kn2row":
-        gm, gk, gemms = hp * wp, cg, r * s
-    elif algo == "fft":
-        step = fn - r + 1
-        gm, gk, gemms = (-(-hp // step)) * (-(-wp // step)), c, 3 * fn * (fn // 2 + 1)
-    else:
-        p = winograd_pieces(r)
-        gm, gk, gemms = (-(-oh // wm)) * (-(-ow // wm)), p * p * c, (wm + 2) ** 2
+    hp, wp = (int(v) for v in geometry.padded(unit_pad))
     pix_out = gm if algo == "winograd" else oh * ow
     # filters per invocation: what the engine and the output buffer hold
     n_step = ng
@@ -467,7 +480,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         for f0 in range(0, ng, n_step):
             f1 = min(ng, f0 + n_step)
             nf = f1 - f0
-            regs = {"alg": ALG_CODES[algo], "mode": flow.code, "gemm_m": gm, "gemm_k": gk,
+            regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": gm, "gemm_k": gk,
                     "gemm_n": nf, "gemms": gemms, "rq_mult": mult, "rq_shift": shift,
                     "rq_relu": int(relu)}
             fe = dict(in_h=hp, in_w=wp, c_words=cg, kernel_h=r, kernel_w=s, stride=sh,
@@ -500,9 +513,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
 
 def required_limits(plans) -> dict:
     """Smallest buffer sizes (``DatapathLimits`` keyword arguments) that hold every plan."""
-    # Buffers of at least 2 words: a 1-word memory would have a zero-width address port.
-    need = dict(max_m=1, max_k=1, max_n=1, feature_words=2, weight_words=2, tile_words=2,
-                out_words=2, max_gemms=1, spectral_words=2)
+    need = DatapathLimits.smallest().as_dict()
     for plan in plans:
         hp, wp = plan.padded_hw
         for inv in plan.invocations:

@@ -16,7 +16,7 @@ Steps:
    onnxruntime's ConvInteger) -- or, for the approximate algorithms (Winograd F(4×4,3×3),
    FFT), with their bit-accurate golden models, whose SQNR against exact convolution is
    reported -- and its requantised outputs with the numpy requantiser; measured cycles with
-   :mod:`dse.cost.verify_model`.  FFT layers' spectral requantisation shift is calibrated on
+   ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own formula).  FFT layers' spectral requantisation shift is calibrated on
    the layer's data (the smallest that saturates nothing).
 5. ``DIR/verify.json`` is written atomically.  Exit 0 when every layer is bit-exact, 1 when
    any is not, 2 for bad input.
@@ -83,8 +83,8 @@ def write_overlay(design, board, out_dir: Path, precision: int | None = None) ->
     ``precision`` defaults to the design's.  Returns the path.
     """
     from dse.design import write_text_atomic
-    from rtl.conv_datapath import DatapathLimits, generate_verilog
-    from rtl.params import OverlayParams
+    from rtl.conv_datapath import generate_verilog
+    from rtl.params import DatapathLimits, OverlayParams
 
     if precision is None:
         precision = int(getattr(design, "precision", 8) or 8)
@@ -183,7 +183,6 @@ def _map(config, network, params, log):
 def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) -> dict:
     """Run the whole verification of ``config``; return the verify.json document."""
     from dse.compiler import plan_conv
-    from dse.cost.verify_model import plan_cycles
     from dse.load import load_network
     from sim.bench.conv_tb import ConvCase, rtl_conv_batch, sized_config
     from sim.models.fft import sqnr_db
@@ -242,7 +241,7 @@ def verify_config(config, out_dir: Path, *, log=print, seed: int = DATA_SEED) ->
         bit_exact = bool(np.array_equal(res.accumulations, gold_acc)
                          and np.array_equal(res.outputs, gold_out)
                          and (exact is None or np.array_equal(res.accumulations, exact)))
-        pred = plan_cycles(plan, params.rows, params.cols)
+        pred = plan.cycles(params.rows, params.cols)
         units = {k: {"predicted": pred[k], "measured": res.cycles[k]}
                  for k in ("gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")}
         entry = {"name": case.name, "algorithm": plan.algorithm,

@@ -18,11 +18,11 @@ Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` 
   entering the requantiser are kept in an **accumulator buffer** beside it, so a test can
   check them against exact convolution.
 
-The algorithm (``alg``, codes :data:`ALG_CODES`), dataflow (``mode``) and all geometry are
-run-time settings, held stable while ``busy``.  The controller runs the layer's GEMMs one
-after another (load A and B, start, compute, drain C into the back unit), then the back's
-tail; it does not overlap GEMMs, so the cycles it takes are exactly predictable from the unit
-formulas (``dse.cost.verify_model``).  Cycle counters: ``cycles`` (the whole layer),
+The algorithm (``alg``, codes :attr:`rtl.params.Algorithm.code`), dataflow (``mode``) and all
+geometry are run-time settings, held stable while ``busy``.  The controller runs the layer's
+GEMMs one after another (load A and B, start, compute, drain C into the back unit), then the
+back's tail; it does not overlap GEMMs, so the cycles it takes are exactly predictable from
+the unit formulas (``dse.lowering``, the same code the explorer prices layers with).  Cycle counters: ``cycles`` (the whole layer),
 ``gemm_cycles`` (the engine's busy cycles), ``front_cycles``, ``back_cycles`` and
 ``requant_cycles`` (each unit's cycles by the convention of ``dse/cost/transforms.py``:
 from its first input (or start) to its last output, cycles in which its source had nothing
@@ -39,7 +39,8 @@ from amaranth.lib.wiring import In, Out
 from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
-from rtl.params import OverlayParams
+from rtl.params import (ALG_BITS, COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS,
+                        Algorithm, DatapathLimits, OverlayParams)
 from rtl.requant import Requant
 from rtl.spectral import SpectralPath
 from rtl.winograd import (
@@ -53,69 +54,7 @@ from rtl.winograd import (
 from .memstream import memory_streamer
 from .validate import reject
 
-__all__ = ["ALG_CODES", "COUNTER_BITS", "MULT_BITS", "SHIFT_BITS", "DatapathLimits",
-           "ConvDatapath", "generate_verilog"]
-
-#: Run-time encoding of the algorithm register.
-ALG_CODES = {"im2col": 0, "kn2row": 1, "winograd": 2, "fft": 3}
-#: Width of the cycle counters.
-COUNTER_BITS = 32
-#: Requantiser multiplier and shift widths.
-MULT_BITS = 16
-SHIFT_BITS = 6
-
-
-class DatapathLimits:
-    """Buffer sizes of one datapath build (what the compiler must fit a layer into).
-
-    Parameters
-    ----------
-    max_m, max_k, max_n:
-        Largest GEMM of one invocation (the engine's buffers).
-    feature_words:
-        Feature buffer depth (one activation per word: H·W·C of the input).
-    weight_words:
-        Weight buffer depth (all B matrices of an invocation).
-    tile_words:
-        Winograd tile buffer depth (tiles · pieces · C).
-    out_words:
-        Output and accumulator buffer depth (also the kn2row shift-and-add buffer).
-    max_gemms:
-        Most GEMMs in one invocation (kn2row R·S, Winograd (m+2)², FFT 3·N²).
-    spectral_words:
-        FFT tile buffer and spectrum buffer depth (tiles · channels · N², and tiles ·
-        filters · N²); unused without an FFT unit.
-    """
-
-    def __init__(self, max_m=64, max_k=64, max_n=16, feature_words=1024, weight_words=4096,
-                 tile_words=1024, out_words=1024, max_gemms=64, spectral_words=1024):
-        for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n),
-                            ("feature_words", feature_words), ("weight_words", weight_words),
-                            ("tile_words", tile_words), ("out_words", out_words),
-                            ("max_gemms", max_gemms), ("spectral_words", spectral_words)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, not {value!r}")
-            low = 2 if name.endswith("_words") else 1   # no zero-width address ports
-            if value < low:
-                raise ValueError(f"{name} must be at least {low}, not {value}")
-        self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
-        self.feature_words, self.weight_words = feature_words, weight_words
-        self.tile_words, self.out_words, self.max_gemms = tile_words, out_words, max_gemms
-        self.spectral_words = spectral_words
-
-    def as_dict(self) -> dict:
-        """The limits as a dict (JSON, cache keys)."""
-        return dict(vars(self))
-
-    def __eq__(self, other):
-        return isinstance(other, DatapathLimits) and vars(self) == vars(other)
-
-    def __hash__(self):
-        return hash(tuple(sorted(vars(self).items())))
-
-    def __repr__(self):
-        return "DatapathLimits(" + ", ".join(f"{k}={v}" for k, v in vars(self).items()) + ")"
-
+__all__ = ["ConvDatapath", "generate_verilog"]
 
 class _Span:
     """Stall-free cycle counter of one unit (docs/verify.md, "Measured cycles").
@@ -212,7 +151,7 @@ class ConvDatapath(wiring.Component):
         self.dim_bits = biggest.bit_length()
         db = self.dim_bits
         ports = {
-            "alg": In(2), "mode": In(2),
+            "alg": In(ALG_BITS), "mode": In(2),
             "gemm_m": In(self._engine.dim_bits), "gemm_k": In(self._engine.dim_bits),
             "gemm_n": In(self._engine.dim_bits),
             "gemms": In(range(limits.max_gemms + 1)),
@@ -224,7 +163,8 @@ class ConvDatapath(wiring.Component):
                                                     "dil")},
             "sa_stride_log2": In(2),
             "out_words": In(range(limits.out_words + 1)),
-            "rq_mult": In(unsigned(MULT_BITS)), "rq_shift": In(unsigned(SHIFT_BITS)),
+            "rq_mult": In(unsigned(REQUANT_MULT_BITS)),
+            "rq_shift": In(unsigned(REQUANT_SHIFT_BITS)),
             "rq_relu": In(1),
             "fb_addr": In(range(limits.feature_words)), "fb_data": In(signed(params.a_width)),
             "fb_en": In(1),
@@ -281,11 +221,11 @@ class ConvDatapath(wiring.Component):
         wm = p.winograd_m
         lanes = self.lanes
         m.submodules.engine = eng = self._engine
-        is_im2col = self.alg == ALG_CODES["im2col"]
-        is_kn2row = self.alg == ALG_CODES["kn2row"]
-        is_wino = (self.alg == ALG_CODES["winograd"]) if wm else False
+        is_im2col = self.alg == Algorithm.IM2COL.code
+        is_kn2row = self.alg == Algorithm.KN2ROW.code
+        is_wino = (self.alg == Algorithm.WINOGRAD.code) if wm else False
         fn = p.fft_size
-        is_fft = (self.alg == ALG_CODES["fft"]) if fn else False
+        is_fft = (self.alg == Algorithm.FFT.code) if fn else False
 
         # ---- controller ----------------------------------------------------------------
         fft_fwd_last = Signal()     # driven by the spectral path
@@ -377,7 +317,7 @@ class ConvDatapath(wiring.Component):
         for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
                   "out_h", "out_w"):
             m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
-        spatial_front = (self.alg <= ALG_CODES["kn2row"]) if fn else (~is_wino if wm else 1)
+        spatial_front = (self.alg <= Algorithm.KN2ROW.code) if fn else (~is_wino if wm else 1)
         m.d.comb += win.start.eq(load_go & spatial_front)
         a_fire = eng.a_stream.valid & eng.a_stream.ready
         a_count = Signal(range(lim.max_m * lim.max_k + 1))
@@ -432,8 +372,9 @@ class ConvDatapath(wiring.Component):
                      sa.start.eq(self.start & ~busy & is_kn2row),
                      sa.i_stream.payload[0].eq(eng.c_stream.payload)]
         m.submodules.requant = rq = Requant(lanes=lanes, acc_width=self.back_width,
-                                            out_width=self._precision, mult_width=MULT_BITS,
-                                            shift_width=SHIFT_BITS)
+                                            out_width=self._precision,
+                                            mult_width=REQUANT_MULT_BITS,
+                                            shift_width=REQUANT_SHIFT_BITS)
         m.d.comb += [rq.mult.eq(self.rq_mult), rq.shift.eq(self.rq_shift),
                      rq.relu.eq(self.rq_relu), rq.o_stream.ready.eq(1)]
 

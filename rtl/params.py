@@ -11,7 +11,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields
 
-__all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams"]
+__all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
+           "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS"]
+
+#: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
+ALG_BITS = 2
+#: Width of the datapath's cycle counters.
+COUNTER_BITS = 32
+#: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
+REQUANT_MULT_BITS = 16
+REQUANT_SHIFT_BITS = 6
 
 
 class Algorithm(str, enum.Enum):
@@ -22,6 +31,16 @@ class Algorithm(str, enum.Enum):
     WINOGRAD = "winograd"
     FFT = "fft"
     SPARSE_FFT = "sparse_fft"
+
+    @property
+    def code(self) -> int:
+        """Encoding in the datapath's ``alg`` register (:data:`ALG_BITS` bits).
+
+        Sparse FFT has no datapath yet, so it has no code (``ValueError``).
+        """
+        if self is Algorithm.SPARSE_FFT:
+            raise ValueError("sparse_fft has no datapath, so no algorithm code")
+        return list(Algorithm).index(self)
 
 
 class Dataflow(str, enum.Enum):
@@ -156,4 +175,58 @@ class OverlayParams:
 
     def as_dict(self) -> dict:
         """The fields as a flat dict (design.json's ``hardware``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: (field, smallest value) of :class:`DatapathLimits`; buffers of at least 2 words, so that
+#: no memory gets a zero-width address port.
+_LIMIT_FIELDS = (("max_m", 1), ("max_k", 1), ("max_n", 1), ("feature_words", 2),
+                 ("weight_words", 2), ("tile_words", 2), ("out_words", 2), ("max_gemms", 1),
+                 ("spectral_words", 2))
+
+
+@dataclass(frozen=True)
+class DatapathLimits:
+    """Buffer sizes of one conv datapath build: what the compiler must fit a layer into.
+
+    Parameters
+    ----------
+    max_m, max_k, max_n:
+        Largest GEMM of one invocation (the engine's buffers).
+    feature_words:
+        Feature buffer depth (one activation per word: H·W·C of the input).
+    weight_words:
+        Weight buffer depth (all B matrices of an invocation).
+    tile_words:
+        Winograd tile buffer depth (tiles · pieces · C).
+    out_words:
+        Output and accumulator buffer depth (also the kn2row shift-and-add buffer).
+    max_gemms:
+        Most GEMMs in one invocation (kn2row R·S, Winograd (m+2)², FFT 3·N·(N/2+1)).
+    spectral_words:
+        FFT tile buffer and spectrum buffer depth (tiles · channels · N², and tiles ·
+        filters · N²); unused without an FFT unit.
+    """
+
+    max_m: int = 64
+    max_k: int = 64
+    max_n: int = 16
+    feature_words: int = 1024
+    weight_words: int = 4096
+    tile_words: int = 1024
+    out_words: int = 1024
+    max_gemms: int = 64
+    spectral_words: int = 1024
+
+    def __post_init__(self):
+        for name, low in _LIMIT_FIELDS:
+            _check_int(name, getattr(self, name), low)
+
+    @classmethod
+    def smallest(cls) -> "DatapathLimits":
+        """The smallest limits allowed (the start of a fit over several layers)."""
+        return cls(**dict(_LIMIT_FIELDS))
+
+    def as_dict(self) -> dict:
+        """The limits as a dict (JSON, cache keys)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -28,7 +28,7 @@ another:
    ones are added (read-modify-write through a transparent read port), so the buffer needs no
    clearing.  ``out_go`` then streams the buffer (HWC order, filters fastest) to ``o_stream``.
 
-Bit for bit this is ``sim.models.fft.fft_conv``.  Cycles: ``dse.cost.verify_model``.
+Bit for bit this is ``sim.models.fft.fft_conv``.  Cycles: ``dse.lowering.fft``.
 """
 
 from __future__ import annotations

@@ -16,20 +16,12 @@ A *choice* is everything a layer decides on a given overlay:
 pairs can run at all and :func:`hardware_mask` which (choice, hardware point) pairs the
 overlay supports.
 
-Legality (the algorithm's own limits, independent of the hardware):
-
-* im2col runs every conv and fc layer (grouped and depthwise convs as ``groups`` GEMMs).
-* kn2row runs conv layers with a kernel larger than 1×1 (a 1×1 kn2row *is* im2col, so it is
-  not offered twice).  Any stride or dilation: the shift-and-add unit streams every input
-  pixel of each of the R·S 1×1 products and drops the ones that fall between strided outputs
-  (``dse.cost.transforms.kn2row_shift_add_cycles``), so a stride-s layer pays for the full
-  input map.  Groups run as ``groups`` sets of GEMMs.
-* Winograd F(m×m, 3×3) runs square kernels k×k with k >= 3, stride 1, dilation 1, groups 1.
-  A kernel larger than 3×3 is split into ceil(k/3)² zero-padded 3×3 pieces whose transformed
-  products accumulate before one output transform (DYNAMAP's (K/r)² decomposition).
-* FFT overlap-and-add with N-point tiles runs convs with stride 1, dilation 1, groups 1 and
-  a square kernel larger than 1×1 and smaller than the tile (at most N − 1), as the datapath
-  (``rtl/spectral.py``) and its compiler do; each tile yields (N−k+1)² outputs.
+Legality (the algorithm's own limits, independent of the hardware) is each algorithm's
+lowering's (:mod:`dse.lowering`: ``legal`` and ``RULE``), the rule the compiler refuses by:
+im2col runs every conv and fc layer with equal strides and dilations; kn2row kernels larger
+than 1×1 (a 1×1 kn2row is im2col) with strides 1, 2 or 4; Winograd F(m×m, 3×3) square
+kernels k ≥ 3 at stride 1, dilation 1, one group (larger kernels as ceil(k/3)² 3×3 pieces);
+FFT with N-point tiles square kernels 1 < k < N at stride 1, dilation 1, one group.
 """
 
 from __future__ import annotations
@@ -42,8 +34,7 @@ import numpy as np
 from rtl.params import Algorithm, Dataflow
 
 __all__ = ["Choice", "ChoiceTable", "VARIANTS", "TILINGS", "enumerate_choices", "legal_mask",
-           "hardware_mask", "required_widths", "weight_word_bytes",
-           "REAL_PRODUCTS_PER_COMPLEX"]
+           "hardware_mask", "required_widths", "weight_word_bytes"]
 
 #: Variant name -> (algorithm, Winograd output tile m, FFT size N).
 VARIANTS = {
@@ -57,13 +48,6 @@ VARIANTS = {
 
 #: Tiling names; the index is the tiling code in :class:`ChoiceTable`.
 TILINGS = ("weights", "activations")
-
-#: Real GEMMs per complex GEMM in the FFT path.  Gauss's trick: with X = a + ib and
-#: W = c + id, k1 = c(a+b), k2 = a(d-c), k3 = b(c+d); Re = k1 - k3, Im = k1 + k2.  The
-#: weight sums (d-c, c+d) are formed by adders at the weight buffer's read port and the
-#: activation sum a+b by the FFT unit's output stage, so the array runs three real GEMMs per
-#: frequency bin instead of four, at one extra bit on each operand.
-REAL_PRODUCTS_PER_COMPLEX = 3
 
 # Extra operand bits over the precision p that each variant needs in the array, as
 # (activation bits, weight bits).  Winograd F(2x2,3x3): B^T d B sums up to 4 inputs with
@@ -236,26 +220,21 @@ def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
 
 
 def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
-    """Boolean ``(L, C)``: the algorithm of each choice can compute each layer (module doc)."""
-    L = layers
-    conv = np.array([op == "conv" for op in L.ops], dtype=bool)[:, None]
-    k_gt1 = ((L.kh * L.kw) > 1)[:, None]
-    s1 = ((L.stride_h == 1) & (L.stride_w == 1))[:, None]
-    d1 = ((L.dil_h == 1) & (L.dil_w == 1))[:, None]
-    g1 = (L.groups == 1)[:, None]
-    im2col = choices.is_algorithm(Algorithm.IM2COL)[None, :]
-    kn2row = choices.is_algorithm(Algorithm.KN2ROW)[None, :]
-    wino = choices.is_algorithm(Algorithm.WINOGRAD)[None, :]
-    fft = choices.is_algorithm(Algorithm.FFT)[None, :]
-    square = (L.kh == L.kw)[:, None]
-    square3 = square & (L.kh >= 3)[:, None]
-    n = choices.fft_n[None, :]
-    fits_fft = (L.kh[:, None] <= n - 1) & (L.kw[:, None] <= n - 1)
-    ok = (im2col
-          | (kn2row & conv & k_gt1)
-          | (wino & conv & square3 & s1 & d1 & g1)
-          | (fft & conv & k_gt1 & s1 & d1 & g1 & fits_fft & square))
-    return np.broadcast_to(ok, (len(L), len(choices))).copy()
+    """Boolean ``(L, C)``: the datapath can run each layer by each choice's algorithm, by
+    the legality rule of that algorithm's lowering (:mod:`dse.lowering`, the rules the
+    compiler refuses by)."""
+    from dse.lowering import LOWERINGS, Geometry
+
+    g = Geometry.of_table(layers)
+    out = np.zeros((len(layers), len(choices)), dtype=bool)
+    for algo, mod in LOWERINGS.items():
+        sel = choices.is_algorithm(algo)
+        if not sel.any():
+            continue
+        unit = choices.column("wino_m" if algo == Algorithm.WINOGRAD else "fft_n")
+        ok = np.broadcast_to(mod.legal(g, unit), (len(layers), len(choices), 1))[:, :, 0]
+        out[:, sel] = ok[:, sel]
+    return out
 
 
 def hardware_mask(choices: ChoiceTable, hardware, precision: int = 8) -> np.ndarray:

@@ -2,19 +2,20 @@
 
 :func:`evaluate` returns :class:`CostArrays`, every member shaped ``(L, C, P)``:
 
-* ``compute_cycles`` -- the systolic array's cycles for the layer's GEMMs, fill and drain
-  included (:mod:`dse.cost.latency`, from :func:`dse.cost.gemm.gemm_cycles`);
-* ``fill_drain_cycles`` -- the part of ``compute_cycles`` spent filling and draining;
-* ``transform_cycles`` -- the busier of the front and back units (transforms, shift-add,
-  requantiser), which run beside the array;
+* ``compute_cycles`` -- the conv datapath's cycles for the layer with its data on chip,
+  transforms, loads and drains included: the formula of the layer's lowering
+  (:mod:`dse.lowering` through :mod:`dse.cost.latency`), the same the compiler plans with and
+  ``omniconv verify`` measures;
+* ``fill_drain_cycles`` -- the array's pipeline fill and drain inside its busy cycles;
+* ``transform_cycles`` -- the part of ``compute_cycles`` outside the array's busy cycles
+  (operand loads, result drains, transforms, shift-add and requantiser tails);
 * ``memory_cycles`` -- DRAM transfer time, ``dram_bytes`` ÷ bytes per cycle (the smaller of
   the AXI bus width and the board's GB/s at the clock);
 * ``cycles`` -- with double buffering, loads and stores of one tile overlap the compute of
   another, except the first load and the last store::
 
       exposed = (first_load_bytes + last_store_bytes) / bytes_per_cycle
-      on_chip = max(compute_cycles, front, back)
-      cycles  = exposed + max(on_chip, memory_cycles - exposed)
+      cycles  = exposed + max(compute_cycles, memory_cycles - exposed)
 
 * ``dram_bytes``, ``buffer_bytes`` (buffer space the tiling uses) from
   :mod:`dse.cost.traffic`; ``energy_pj`` from :mod:`dse.cost.energy` (dynamic + static).
@@ -40,7 +41,7 @@ from dse.cost.backend import take_last
 from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj, mult_pj,
                              point_energies, sram_pj_per_byte, static_energy_pj, transform_ops)
 from dse.cost.hardware import HardwareTable
-from dse.cost.latency import array_cycles, gemm_shapes, transform_cycles
+from dse.cost.latency import datapath_cycles, gemm_shapes
 from dse.cost.traffic import tile_traffic
 from dse.cost.workload import AuxTable, LayerTable
 from dse.network import Layer
@@ -139,12 +140,12 @@ class _Prepared:
         self.xp = xp
         self.shapes = gemm_shapes(layers, choices, xp)
         pts_u, self.inv_u = _unique(hardware, ("rows", "cols"))
-        compute, fill = array_cycles(self.shapes, choices, pts_u, xp, fill_drain=fill_drain)
-        front, back = transform_cycles(layers, choices, self.shapes, pts_u, xp)
+        compute, fill, transform = datapath_cycles(layers, choices, pts_u, xp,
+                                                   fill_drain=fill_drain)
         self.compute = compute
         self.fill = fill if fill is not None else 0.0 * compute
-        self.transform = xp.maximum(front, back)
-        self.on_chip = xp.maximum(compute, self.transform)
+        self.transform = transform
+        self.on_chip = compute
         self.a_reads, self.b_reads, self.o_moves = access_counts(self.shapes, choices, pts_u,
                                                                  xp)
         pts_v, self.inv_v = _unique(hardware, ("act_buffer_kib", "weight_buffer_kib",

@@ -66,6 +66,7 @@ import numpy as np
 
 from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
+from rtl.params import REQUANT_MULT_BITS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
@@ -125,8 +126,6 @@ DEFAULT_COEFFS = {
     },
 }
 
-#: Bits of the requantiser's multiplier constant (rtl/requant.py; unsigned, so 17 signed).
-REQUANT_MULT_BITS = 16
 
 #: Yosys cost of the LUT-RAM read multiplexer, per data bit per extra primitive in depth
 #: (fitted to the measured choices: docs/calibration.md).

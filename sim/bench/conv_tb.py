@@ -45,7 +45,7 @@ class DatapathConfig:
     params:
         The overlay parameters.
     limits:
-        ``rtl.conv_datapath.DatapathLimits`` keyword arguments, as a sorted tuple of pairs.
+        ``rtl.params.DatapathLimits`` keyword arguments, as a sorted tuple of pairs.
     precision:
         Bits of activations, weights and outputs.
     mult_latency:
@@ -66,8 +66,8 @@ class DatapathConfig:
         return cls(params, tuple(sorted(limits.items())), **kwargs)
 
     def limits_obj(self):
-        """The :class:`rtl.conv_datapath.DatapathLimits`."""
-        from rtl.conv_datapath import DatapathLimits
+        """The :class:`rtl.params.DatapathLimits`."""
+        from rtl.params import DatapathLimits
 
         return DatapathLimits(**dict(self.limits))
 

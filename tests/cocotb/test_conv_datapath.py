@@ -10,7 +10,7 @@ configuration, cached) and checks every layer:
   ``sim.models.fft.fft_conv``, whose SQNR against exact convolution must be at least 40 dB);
 * requantised outputs equal the numpy requantiser (``sim/models/requant.py``) on those;
 * every cycle counter (whole layer, GEMM engine, front, back, requantiser) equals
-  ``dse.cost.verify_model`` (the issue allows 2 %; we require 0 and report the largest
+  ``dse.lowering`` (through ``ConvPlan.cycles``) (the issue allows 2 %; we require 0 and report the largest
   relative error in ``build/sim/<run>/conv_cycles.json``).
 
 ``make test`` runs a small int8 batch on a 4×4 array (every algorithm, every dataflow, 1×1 /
@@ -26,8 +26,8 @@ import json
 import numpy as np
 import pytest
 
-from dse.compiler import ALG_CODES, plan_conv, winograd_weights, _split_pieces
-from dse.cost.verify_model import plan_cycles
+from dse.compiler import plan_conv, winograd_weights, _split_pieces
+from dse.lowering import Geometry, lowering
 from dse.network import NetworkBuilder
 from rtl.params import OverlayParams
 from sim.models.conv import conv2d
@@ -128,7 +128,7 @@ def check_batch(cfg, cases, run_name, precision):
                             f"{res.accumulations[tuple(bad)]}, exact {ref[tuple(bad)]}")
         if not np.array_equal(res.outputs, ref_out):
             failures.append(f"{case.name}: requantised outputs differ from the golden")
-        pred = plan_cycles(res.plan, cfg.params.rows, cfg.params.cols, cfg.mult_latency)
+        pred = res.plan.cycles(cfg.params.rows, cfg.params.cols, cfg.mult_latency)
         for key, value in pred.items():
             measured = res.cycles[key]
             if value:
@@ -202,7 +202,8 @@ def sweep_cases(precision, algorithms=("im2col", "kn2row", "winograd"), strides=
     for k, stride in itertools.product((1, 3, 5, 7), strides):
         layer = conv_layer(f"k{k}s{stride}", 5, 11, 9, 6, k, stride, k // 2)
         for algo in algorithms:
-            if algo == "winograd" and (k < 3 or stride != 1) or algo == "fft" and stride != 1:
+            unit = {"winograd": 2, "fft": 8}.get(algo, 0)
+            if not bool(lowering(algo).legal(Geometry.of_layer(layer), unit)):
                 continue
             for flow in (next(flows), next(flows)):
                 cases.append(make_case(layer, algo, flow, precision, seed, relu=seed % 2))
@@ -223,12 +224,6 @@ def test_conv_datapath_sweep(precision):
 
 
 # -- compiler, without Verilator -------------------------------------------------------------
-
-
-def test_alg_codes_match_the_rtl():
-    from rtl.conv_datapath import ALG_CODES as RTL_CODES
-
-    assert ALG_CODES == RTL_CODES
 
 
 @pytest.mark.parametrize("m, frac", [(2, 0), (4, 5), (4, 8)])
@@ -370,7 +365,7 @@ def test_compiler_refuses_winograd_without_its_unit():
 
 
 def test_compiler_refuses_a_layer_too_big_and_splits_filters():
-    from rtl.conv_datapath import DatapathLimits
+    from rtl.params import DatapathLimits
 
     layer = conv_layer("l", 4, 8, 8, 20, 3, 1, 1)
     small = DatapathLimits(max_m=64, max_k=36, max_n=8, feature_words=256, weight_words=512,
@@ -400,7 +395,8 @@ def test_smoke_set_covers_the_issue_list():
                          ids=["wino", "plain", "fft_wino4"])
 def test_datapath_lints_clean(params, tmp_path):
     # `verilator --lint-only -Wall` with only the waivers of docs/verilator-waivers.md.
-    from rtl.conv_datapath import DatapathLimits, generate_verilog
+    from rtl.conv_datapath import generate_verilog
+    from rtl.params import DatapathLimits
     from sim.runner import LINT_WAIVERS, lint_verilog
 
     text = generate_verilog(params, DatapathLimits(max_m=32, max_k=32, max_n=8,

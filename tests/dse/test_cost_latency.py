@@ -1,8 +1,10 @@
-"""Array and transform cycles: GEMM decompositions derived by hand, and invariants.
+"""The explorer's on-chip cycles: GEMM decompositions derived by hand, and invariants.
 
-The cycles of one GEMM belong to dse.cost.gemm (tested against the RTL by its own tests); what
-is checked here is how each algorithm turns a layer into GEMMs -- the (M, K, N, count) worked
-out below from what the algorithm computes -- and that compute_cycles is count × one GEMM.
+The cycles of a layer belong to its lowering (dse/lowering, checked against Verilator by the
+datapath's cocotb tests and ``omniconv verify``); what is checked here is how each algorithm
+turns a layer into GEMMs -- the (M, K, N, count) worked out below from what the algorithm
+computes -- and that the explorer's vectorised evaluation gives every layer exactly the
+cycles the compiler's plan of that layer has.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from hypothesis import strategies as st
 from dse.cost import gemm
 from dse.cost.choices import Choice, ChoiceTable, enumerate_choices
 from dse.cost.hardware import HardwareTable
-from dse.cost.latency import array_cycles, gemm_shapes
+from dse.compiler import plan_conv
+from dse.cost.latency import datapath_cycles, gemm_shapes
 from dse.cost.model import evaluate_one
 from dse.cost.workload import LayerTable
 from rtl.params import Algorithm, Dataflow, OverlayParams
@@ -49,7 +52,8 @@ HAND_CASES = [
     (conv(c_in=4, h=8, w=8, c_out=6, k=3, p=1, g=2), "im2col", (64, 18, 3, 2)),
     # fc on 16×2×2: one output "pixel", K = 64 features, N = 10
     (fc(c=16, h=2, w=2, out=10), "im2col", (1, 64, 10, 1)),
-    # kn2row: 9 1×1 GEMMs over all 8·8 input pixels, K = Cin = 5, N = 7
+    # kn2row: 9 1×1 GEMMs over all 8·8 input pixels (the window's own padding of 1 is not
+    # in the buffer), K = Cin = 5, N = 7
     (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "kn2row", (64, 5, 7, 9)),
     # kn2row with stride 2: still every one of the 10·10 input pixels (strided ones dropped)
     (conv(c_in=3, h=10, w=10, c_out=4, k=3, s=2, p=1), "kn2row", (100, 3, 4, 9)),
@@ -57,8 +61,9 @@ HAND_CASES = [
     (conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1), "F2x2_3x3", (16, 5, 7, 16)),
     # F(4,3) on 8×8 outputs: 4 tiles, 6² = 36 GEMMs
     (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "F4x4_3x3", (4, 5, 7, 36)),
-    # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces -> 4·16 GEMMs over 4 tiles
-    (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 2, 3, 64)),
+    # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces, summed by the array along K
+    # (K = 4 pieces · 2 channels) -> 16 GEMMs over 4 tiles
+    (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 8, 3, 16)),
     # FFT 8 with a 3×3 kernel: input tiles of 6×6 pixels over the 14×14 padded input ->
     # 3·3 = 9 tiles; 8·(8/2+1) = 40 Hermitian bins, 3 real GEMMs each (Gauss)
     (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (9, 5, 7, 120)),
@@ -75,21 +80,42 @@ def test_gemm_decomposition_by_hand(layer, variant, expected, flow):
     assert report.gemm == expected
     m, k, n, count = expected
     one = gemm.gemm_cycles(m, k, n, 4, 4, Dataflow(flow).code)
-    assert report.compute_cycles == count * one
+    # the array is busy count × one GEMM; the rest is loads, drains and transforms
+    assert report.compute_cycles - report.transform_cycles == count * one
+    assert report.transform_cycles > 0
 
 
-def test_fill_drain_is_a_part_of_compute():
+@pytest.mark.parametrize("layer, variant, expected", [c for c in HAND_CASES
+                                                      if c[0].op == "conv"])
+@pytest.mark.parametrize("flow", ["ws", "os", "is"])
+def test_explorer_cycles_are_the_compilers_plan(layer, variant, expected, flow):
+    # the vectorised evaluation (every layer × choice × point, masked) gives each layer the
+    # cycles of the plan the compiler makes for the datapath (summed over its invocations)
+    report = _one(layer, variant, flow)
+    hw = OverlayParams(**{**WIDE.__dict__,
+                          "winograd_m": {"F4x4_3x3": 4}.get(variant, 2),
+                          "fft_size": {"fft16": 16}.get(variant, 8)})
+    algo = {"F2x2_3x3": "winograd", "F4x4_3x3": "winograd", "fft8": "fft",
+            "fft16": "fft"}.get(variant, variant)
+    plan = plan_conv(layer, algo, flow, hw)
+    cycles = plan.cycles(hw.rows, hw.cols)
+    assert report.compute_cycles == cycles["cycles"]
+    assert report.compute_cycles - report.transform_cycles == cycles["gemm_cycles"]
+
+
+def test_fill_drain_is_a_part_of_the_arrays_cycles():
     layers = LayerTable.from_layers([conv("a", c_in=16, h=14, w=14, c_out=32, k=3, p=1),
                                      conv("b", c_in=3, h=9, w=9, c_out=5, k=1, p=0)])
     choices = enumerate_choices(["im2col", "kn2row", "winograd", "fft"])
     hw = HardwareTable.from_grid(rows=[2, 4, 8], cols=[3, 8], a_width=[17], b_width=[17],
                                  acc_width=[48])
-    total, fill = array_cycles(gemm_shapes(layers, choices), choices, hw)
+    total, fill, transform = datapath_cycles(layers, choices, hw)
+    busy = total - transform
     shapes = gemm_shapes(layers, choices)
     pes = (hw.rows * hw.cols).reshape(1, 1, -1)
-    assert np.all(fill >= 0)
+    assert np.all(fill >= 0) and np.all(fill <= busy) and np.all(transform > 0)
     # the rest streams at most rows·cols MACs a cycle
-    assert np.all(total - fill >= shapes.macs / pes - 1e-9)
+    assert np.all(busy - fill >= shapes.macs / pes - 1e-9)
 
 
 @settings(max_examples=40, deadline=None)
@@ -115,29 +141,10 @@ def test_bigger_arrays_are_not_slower_on_big_layers(flow):
                                      conv("c", c_in=256, h=8, w=8, c_out=128, k=3, p=1)])
     choices = enumerate_choices(["im2col"], [flow], ["weights"])
     hw = HardwareTable.from_grid(rows=[8, 16, 32], cols=[8, 16, 32])
-    total, _ = array_cycles(gemm_shapes(layers, choices), choices, hw, fill_drain=False)
+    total, _, _ = datapath_cycles(layers, choices, hw, fill_drain=False)
     by_shape = total[:, 0, :].reshape(len(layers), 3, 3)
     assert np.all(np.diff(by_shape, axis=1) <= 0)      # more rows
     assert np.all(np.diff(by_shape, axis=2) <= 0)      # more columns
-
-
-def test_transform_cycles_of_units():
-    # FFT: one engine transforms every input tile of every channel, and the IFFT every output
-    # tile of every filter; the slower of the two bounds the layer (transforms.py formulas).
-    # 12×12 padded to 14×14 in tiles of 6×6 input pixels: 3·3 = 9 tiles
-    from dse.cost import transforms as tf
-
-    layer = conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1)
-    report = _one(layer, "fft8")
-    assert report.transform_cycles == max(tf.fft2d_cycles(8, 9, 5), tf.fft2d_cycles(8, 9, 7))
-    assert report.cycles >= report.transform_cycles
-    # Winograd on 4 lanes: 16 tiles × ceil(5/4) channel words in, 16 × ceil(7/4) out
-    layer = conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1)
-    report = _one(layer, "F2x2_3x3")
-    back = max(tf.winograd_output_transform_cycles(16, 7, 2, lanes=4),
-               tf.requant_cycles(49 * 2))
-    assert report.transform_cycles == max(tf.winograd_input_transform_cycles(16, 5, 2, lanes=4),
-                                          back)
 
 
 def test_choice_table_order_does_not_matter():
@@ -146,6 +153,6 @@ def test_choice_table_order_does_not_matter():
     rev = ChoiceTable(list(reversed(choices.choices)))
     layers = LayerTable.from_layers([layer])
     hw = HardwareTable.from_params([WIDE])
-    a, _ = array_cycles(gemm_shapes(layers, choices), choices, hw)
-    b, _ = array_cycles(gemm_shapes(layers, rev), rev, hw)
+    a, _, _ = datapath_cycles(layers, choices, hw)
+    b, _, _ = datapath_cycles(layers, rev, hw)
     assert np.array_equal(a[:, ::-1], b)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from dse.cost.choices import Choice
 from dse.cost.model import evaluate_one
 from dse.cost.traffic import fetched_extent
+from dse.lowering import Geometry, lowering
 from rtl.params import Algorithm, Dataflow, OverlayParams
 
 from cost_helpers import conv
@@ -78,7 +79,7 @@ def layers(draw):
        algo=st.sampled_from(["im2col", "kn2row"]), precision=st.sampled_from([8, 16]),
        kib=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)))
 def test_dram_bytes_equal_the_loop_nest(layer, tiling, algo, precision, kib):
-    assume(algo == "im2col" or layer.kernel[0] > 1)
+    assume(bool(lowering(algo).legal(Geometry.of_layer(layer))))
     hw = OverlayParams(rows=4, cols=4, a_width=16, b_width=16, acc_width=40,
                        act_buffer_kib=kib[0], weight_buffer_kib=kib[1], out_buffer_kib=kib[2])
     choice = Choice(Algorithm(algo), algo, Dataflow.OS, tiling)

@@ -218,7 +218,8 @@ def test_composed_matches_whole_on_tiny_array(tmp_path):
     """Real Yosys: a 2×2 overlay, composed against whole (about 2 minutes)."""
     from omniconv.compose import composed_synthesis, whole_synthesis
     from omniconv.verify import overlay_limits
-    from rtl.conv_datapath import DatapathLimits, generate_verilog
+    from rtl.conv_datapath import generate_verilog
+    from rtl.params import DatapathLimits
     from rtl.params import OverlayParams
 
     params = OverlayParams(rows=2, cols=2, act_buffer_kib=1, weight_buffer_kib=1,

@@ -1,0 +1,59 @@
+"""One lowering per convolution algorithm, shared by the explorer and the compiler.
+
+Each module here (:mod:`~dse.lowering.im2col`, :mod:`~dse.lowering.kn2row`,
+:mod:`~dse.lowering.winograd`, :mod:`~dse.lowering.fft`) says, for its algorithm:
+
+* ``legal(g, unit)`` -- whether the datapath can run the layer (``RULE`` says why not);
+* ``lower(g, unit, n=None)`` -- the GEMMs of one datapath invocation (:class:`Lowered`):
+  their shape M×K×N and count, the invocations (one per group), the words the invocation
+  writes, and the cycles of the front and back units around the array;
+* ``cycles(low, rows, cols, dataflow)`` -- the invocation's cycles on the conv datapath
+  (``rtl/conv_datapath.py``), whole and per unit counter, exactly as the RTL counts them.
+
+Every function takes a :class:`Geometry` whose members are either Python integers (the
+compiler: one layer, :meth:`Geometry.of_layer`) or broadcasting numpy/torch arrays (the
+explorer: every layer × choice × hardware point at once, :meth:`Geometry.of_table`), and
+uses only arithmetic, ``//`` and ``xp.maximum``/``xp.where``, so one formula serves both.
+The explorer's per-layer ``compute_cycles`` *is* :func:`layer_cycles`, and ``omniconv
+verify`` checks the same numbers against Verilator.
+
+:data:`LOWERINGS` maps each algorithm with a datapath to its module.
+"""
+
+from __future__ import annotations
+
+from dse.lowering import fft, im2col, kn2row, winograd
+from dse.lowering.geometry import Geometry, Lowered
+from rtl.params import Algorithm
+
+__all__ = ["LOWERINGS", "Geometry", "Lowered", "lowering", "layer_cycles"]
+
+#: Algorithm → its lowering module (sparse FFT has no datapath yet).
+LOWERINGS = {
+    Algorithm.IM2COL: im2col,
+    Algorithm.KN2ROW: kn2row,
+    Algorithm.WINOGRAD: winograd,
+    Algorithm.FFT: fft,
+}
+
+
+def lowering(algorithm):
+    """The lowering module of ``algorithm`` (a name or :class:`Algorithm`)."""
+    algo = Algorithm(algorithm)
+    if algo not in LOWERINGS:
+        raise ValueError(f"{algo.value} has no datapath, so no lowering")
+    return LOWERINGS[algo]
+
+
+def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=None) -> dict:
+    """Cycles of a whole layer with its data on chip: every invocation (one per group) of
+    :func:`lower` run through :func:`cycles`, summed.  Returns the dict of counters
+    (``cycles``, ``gemm_cycles``, ``front_cycles``, ``back_cycles``, ``requant_cycles``)
+    and the :class:`Lowered` under ``"lowered"``.
+    """
+    mod = lowering(algorithm)
+    low = mod.lower(g, unit, xp=xp)
+    per = mod.cycles(low, rows, cols, dataflow, xp=xp)
+    out = {k: v * low.invocations for k, v in per.items()}
+    out["lowered"] = low
+    return out

@@ -1,0 +1,55 @@
+"""Timing of the conv datapath around its units (``rtl/conv_datapath.py``), shared by every
+lowering.
+
+The datapath runs an invocation's GEMMs one after another.  Per GEMM, from the cycle its
+fronts start:
+
+* **load**: the slower of the A front (the algorithm's ``Lowered.load``) and the weight
+  reader (``K·N + WEIGHT_READ_LATENCY``); the engine takes ``start`` in the cycle after the
+  last operand beat;
+* **compute**: :func:`dse.cost.gemm.gemm_cycles` (the engine's busy cycles);
+* **drain**: M·N beats of C, the first ``ENGINE_DRAIN_LATENCY`` + 1 cycles after the last
+  busy cycle (result-half flag, drainer start, synchronous read, FIFO);
+* one controller cycle to start the next GEMM (or the tail).
+
+Each algorithm adds its lead and tail (its module).  ``cycles`` counts the cycles ``busy``
+is high (the start cycle itself is not counted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dse.cost import transforms as tf
+from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
+
+__all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY",
+           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "requant_cycles"]
+
+#: Weight (and tile, and transformed-domain) buffer readers: a registered start, then a
+#: synchronous read, so the first word is on the stream two cycles after the start.
+WEIGHT_READ_LATENCY = 2
+TILE_READ_LATENCY = 2
+#: Cycles from the engine's last busy cycle to its first C beat, less one: the result-half
+#: flag, the drainer's start, its synchronous read, then the C FIFO (rtl/gemm_engine.py).
+ENGINE_DRAIN_LATENCY = 3
+#: Cycles after the last C beat until the last output word is seen written (requantiser
+#: pipeline, then one cycle).
+REQUANT_TAIL = tf.REQUANT_LATENCY + 1
+
+
+def gemm_busy(low, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENCY):
+    """The engine's busy cycles of one of the invocation's GEMMs."""
+    return gemm_cycles(low.m, low.k, low.n, rows, cols, dataflow, xp=xp,
+                       mult_latency=mult_latency)
+
+
+def per_gemm_cycles(low, busy, xp=np):
+    """Cycles of one GEMM of the invocation: load, compute (``busy``), drain, next start."""
+    load = xp.maximum(low.load, low.k * low.n + WEIGHT_READ_LATENCY)
+    return load + busy + low.m * low.n + ENGINE_DRAIN_LATENCY + 1
+
+
+def requant_cycles(low):
+    """The requantiser's counter over the invocation's output words."""
+    return tf.requant_cycles(low.out_words)

@@ -1,0 +1,54 @@
+"""kn2row on the conv datapath: R·S 1×1 GEMMs over every padded input pixel, shift-and-add.
+
+The window generator with a 1×1 window reads the input rows unchanged (A = Xᵀ: M = Hp·Wp
+pixels of the input with the padding beyond the units' own in the buffer, K = C/g); GEMM
+(ky, kx) multiplies by B = W[:, :, ky, kx]ᵀ (K × N), and its C stream goes into the
+shift-and-add unit (``rtl/kn2row.py``), which adds every partial sum into the output pixel
+its tap shifts it to and drops the rest, then drains the output into the requantiser.
+Strides are powers of two up to 4 (the unit divides by shifting); a 1×1 kernel is im2col's
+(not offered twice).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dse.cost import transforms as tf
+from dse.cost.gemm import DEFAULT_MULT_LATENCY
+from dse.lowering import datapath as dp
+from dse.lowering.geometry import Geometry, Lowered
+
+__all__ = ["RULE", "legal", "lower", "cycles"]
+
+#: What :func:`legal` requires, for refusals.
+RULE = ("kn2row runs kernels larger than 1x1 with strides 1, 2 or 4 only (its "
+        "shift-and-add divides by shifting; a 1x1 kn2row is im2col)")
+
+
+def legal(g: Geometry, unit=0, xp=np):
+    """Whether the datapath runs ``g`` by kn2row."""
+    s = g.stride
+    return ((g.kh * g.kw > 1) & ((s == 1) | (s == 2) | (s == 4))
+            & xp.asarray(g.square_steps))
+
+
+def lower(g: Geometry, unit=0, n=None, xp=np) -> Lowered:
+    """The R·S GEMMs of one invocation (one group); ``n`` filters (default the group's)."""
+    n = g.n_group if n is None else n
+    hp, wp = g.padded(g.unit_pad(xp))
+    load = tf.im2col_stream_cycles(hp, wp, 1, 1, g.c_group)
+    gemms = g.kh * g.kw
+    back = tf.kn2row_shift_add_cycles(hp, wp, g.kh, g.kw, g.h_out, g.w_out, n)
+    return Lowered(m=hp * wp, k=g.c_group, n=n, gemms=gemms, invocations=g.groups,
+                   out_words=g.h_out * g.w_out * n, tiles=hp * wp, pieces=1, load=load,
+                   front=gemms * load, back=back)
+
+
+def cycles(low: Lowered, rows, cols, dataflow, xp=np,
+           mult_latency=DEFAULT_MULT_LATENCY) -> dict:
+    """Counters of one invocation: the R·S GEMMs, then the shift-and-add drain."""
+    busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
+    tail = low.out_words + 1 + dp.REQUANT_TAIL
+    total = low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1
+    return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
+            "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}
