@@ -5,8 +5,8 @@ GUI backend is ever selected); :func:`png_bytes` renders one to PNG.  Every func
 design (:class:`dse.design.Design`) and plain data, never a path, so the report decides what
 is written where.
 
-* :func:`latency_plot` -- per-layer latency stacked as array / exposed transform / exposed
-  memory (:func:`latency_stack` says how design.json's overlapping cycle counts are split),
+* :func:`latency_plot` -- per-layer latency stacked as array busy / loads and transforms /
+  exposed memory (:func:`latency_stack` says how design.json's overlapping cycle counts are split),
   coloured by algorithm;
 * :func:`roofline_plot` -- the board's roofline with each MAC layer at its arithmetic intensity;
 * :func:`resource_plot` -- resource use against the board budget (model, and Yosys if known);
@@ -67,27 +67,26 @@ def png_bytes(fig: Figure) -> bytes:
 def latency_stack(layer) -> tuple[int, int, int]:
     """Split a layer's ``cycles`` into ``(array, transform, memory)`` parts that sum to it.
 
-    The cost model (``dse.cost.model``) runs the array and the transform units side by side
-    on double-buffered tiles, so on-chip time is ``max(compute, transform)``, and DRAM
-    transfers overlap it except the first load, the last store and any excess::
+    ``compute_cycles`` is the conv datapath's time with the data on chip (``dse.lowering``),
+    of which ``transform_cycles`` lie outside the array's busy cycles (operand loads, result
+    drains, transforms, tails); DRAM transfers overlap the on-chip time except the first
+    load, the last store and any excess::
 
-        cycles = exposed + max(on_chip, memory_cycles - exposed)   (+ layout changes)
+        cycles = exposed + max(compute_cycles, memory_cycles - exposed)   (+ layout changes)
 
-    Stacking the three raw counts would double-count the overlap.  The honest stack is what
-    each stage adds on top of the others: ``array = compute_cycles``; ``transform = the part
-    of transform_cycles the array does not hide``, ``max(0, transform - compute)``; and
-    ``memory = cycles - max(compute, transform)``, the DRAM time not hidden behind on-chip
-    work (including the layout changes charged to the layer).  Each part is clamped so the
-    three are non-negative and sum exactly to ``cycles``.
+    So the stack is: ``array = compute - transform`` (the array busy), ``transform`` (the
+    rest of the on-chip time) and ``memory = cycles - compute``, the DRAM time not hidden
+    behind on-chip work (including the layout changes charged to the layer).  Each part is
+    clamped so the three are non-negative and sum exactly to ``cycles``.
     """
     cycles = int(layer.cycles)
-    array = min(int(layer.compute_cycles), cycles)
-    transform = min(max(0, int(layer.transform_cycles) - array), cycles - array)
-    return array, transform, cycles - array - transform
+    compute = min(int(layer.compute_cycles), cycles)
+    transform = min(max(0, int(layer.transform_cycles)), compute)
+    return compute - transform, transform, cycles - compute
 
 
 def latency_plot(design) -> Figure:
-    """Per-layer latency bars stacked as array / exposed transform / exposed memory.
+    """Per-layer latency bars stacked as array busy / loads and transforms / exposed memory.
 
     Bars are coloured by the layer's algorithm; a black tick marks the layer's whole DRAM
     transfer time (``memory_cycles``), most of which the stack shows hidden under on-chip
@@ -146,9 +145,9 @@ def latency_plot(design) -> Figure:
     if others:
         algo_handles.append(Patch(color=_colour("other"), label="pool / add (not split)"))
     part_handles = [
-        Patch(facecolor="#555555", edgecolor="#555555", label="array (compute_cycles)"),
+        Patch(facecolor="#555555", edgecolor="#555555", label="array busy (compute − transform)"),
         Patch(facecolor="#555555", alpha=0.55, hatch="//", edgecolor="#555555",
-              label="transform not hidden by array"),
+              label="loads, drains, transforms (transform_cycles)"),
         Patch(facecolor="#555555", alpha=0.3, hatch="..", edgecolor="#555555",
               label="DRAM not hidden by on-chip work"),
         ax.plot([], [], color="black", linewidth=1.2, label="all DRAM time (memory_cycles)")[0],
