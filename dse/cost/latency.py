@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from dse.cost import gemm as _gemm
-from dse.lowering import LOWERINGS, Geometry
 from rtl.params import Algorithm
 
 __all__ = ["GemmShapes", "gemm_shapes", "datapath_cycles"]
@@ -72,9 +71,20 @@ def _pick(choices, values: dict, xp):
     return out
 
 
+def _lowerings():
+    # imported when first used: dse.lowering imports dse.cost's formulas, and dse.cost's
+    # package init imports this module
+    from dse.lowering import LOWERINGS
+
+    return LOWERINGS
+
+
 def _lowered(layers, choices, xp):
+    from dse.lowering import Geometry
+
     g = Geometry.of_table(layers, xp)
-    return {a: mod.lower(g, _unit(choices, a, xp), xp=xp) for a, mod in LOWERINGS.items()}
+    return {a: mod.lower(g, _unit(choices, a, xp), xp=xp)
+            for a, mod in _lowerings().items()}
 
 
 def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
@@ -97,7 +107,7 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True):
     flow = choices.column("dataflow", xp)
     low = _lowered(layers, choices, xp)
     total, busy, fill = {}, {}, {}
-    for a, mod in LOWERINGS.items():
+    for a, mod in _lowerings().items():
         v = low[a]
         c = mod.cycles(v, rows, cols, flow, xp=xp)
         total[a] = c["cycles"] * v.invocations

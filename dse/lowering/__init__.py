@@ -22,6 +22,8 @@ verify`` checks the same numbers against Verilator.
 
 from __future__ import annotations
 
+import numpy as np
+
 from dse.lowering import fft, im2col, kn2row, winograd
 from dse.lowering.geometry import Geometry, Lowered
 from rtl.params import Algorithm
@@ -45,7 +47,7 @@ def lowering(algorithm):
     return LOWERINGS[algo]
 
 
-def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=None) -> dict:
+def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np) -> dict:
     """Cycles of a whole layer with its data on chip: every invocation (one per group) of
     :func:`lower` run through :func:`cycles`, summed.  Returns the dict of counters
     (``cycles``, ``gemm_cycles``, ``front_cycles``, ``back_cycles``, ``requant_cycles``)
