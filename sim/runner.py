@@ -355,7 +355,7 @@ def run_cocotb(build: VerilatorBuild, test_module: str, *, test_dir: Path,
     build:
         From :func:`build_verilator`.
     test_module:
-        Importable name of the cocotb test module (e.g. ``"tb_gemm_engine"``).
+        Importable name of the cocotb test module (e.g. ``"sim.bench.tb_gemm_engine"``).
     test_dir:
         Working folder of this run (results, log, waves); created if missing.  Use one per
         test (``build/sim/<test id>``) so parallel workers never share it.
