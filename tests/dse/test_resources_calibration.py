@@ -132,7 +132,7 @@ def test_model_memories_are_the_generated_verilogs(fields, precision, tmp_path):
     """The (depth, width) of every memory the model counts equals what the generator
     declares in overlay.v (``reg [W-1:0] name [D-1:0];``), the engine's 4-word C FIFO
     (``storage``, LUT RAM) aside."""
-    from omniconv.verify import write_overlay
+    from omniconv.overlay import write_overlay
 
     params = OverlayParams(**fields)
     design = SimpleNamespace(hardware=fields, precision=precision)
@@ -149,6 +149,6 @@ def test_model_memories_are_the_generated_verilogs(fields, precision, tmp_path):
 
 
 def test_overlay_cap_mirrors_the_generator():
-    from omniconv.verify import OVERLAY_MAX_WORDS as generator_cap
+    from omniconv.overlay import OVERLAY_MAX_WORDS as generator_cap
 
     assert OVERLAY_MAX_WORDS == generator_cap
