@@ -92,10 +92,17 @@ _MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
 #: entries are never reused by a runner that expects something else.
 _CACHE_FORMAT = 2
 
-#: Cache root; the environment variable OMNICONV_VERILATOR_CACHE moves it (e.g. to time a
-#: cold build, or to share one cache between checkouts).
-_DEFAULT_CACHE = Path(os.environ.get("OMNICONV_VERILATOR_CACHE",
-                                     REPO_ROOT / "build" / "cache" / "verilator"))
+#: Cache root: ``build/cache/verilator`` in a checkout; for an installed package (no
+#: pyproject.toml beside ``sim/``) the user's cache folder, ``$XDG_CACHE_HOME/omniconv/verilator``
+#: (default ``~/.cache/omniconv/verilator``), not site-packages.  The environment variable
+#: OMNICONV_VERILATOR_CACHE moves it (e.g. to time a cold build, or to share one cache between
+#: checkouts).
+_INSTALLED_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+    / "omniconv" / "verilator"
+_DEFAULT_CACHE = Path(os.environ.get(
+    "OMNICONV_VERILATOR_CACHE",
+    REPO_ROOT / "build" / "cache" / "verilator" if (REPO_ROOT / "pyproject.toml").is_file()
+    else _INSTALLED_CACHE))
 
 
 class CocotbFailure(AssertionError):
