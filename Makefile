@@ -22,7 +22,7 @@ help:
 	@echo "make synth CONFIG=NAME       Yosys (+ nextpnr for ECP5) resources and Fmax"
 	@echo "make bench                   paper tables, search and simulation speeds, synthesis"
 	@echo "make report CONFIG=NAME      HTML report with plots for build/<name>"
-	@echo "make lint                    Verilator lint of the generated Verilog"
+	@echo "make lint CONFIG=NAME        omniconv verilog, then Verilator lint of build/<name>/overlay.v"
 	@echo "make calibrate               re-synthesise the calibration points, refit dse/cost/calibration.json"
 	@echo "make clean                   remove build/ and caches (keeps .venv)"
 
@@ -40,8 +40,11 @@ test: $(STAMP)
 regress: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "regress" -q
 
+# `omniconv verilog` regenerates overlay.v only when it is older than design.json or the
+# generator's sources; `omniconv lint` exits 1 on any violation, 2 when overlay.v is missing.
 lint: $(STAMP)
-	$(PY) -m pytest -q tests/rtl/test_lint.py
+	$(PY) -m omniconv verilog $(CONFIG)
+	$(PY) -m omniconv lint $(CONFIG)
 
 dse: $(STAMP)
 	$(PY) -m omniconv dse $(CONFIG)

@@ -5,7 +5,7 @@ Usage: ``.venv/bin/python bench/compose_vs_whole.py [--sizes 4x4 4x8 ...] [--flo
 
 For each size, the overlay (``rtl.conv_datapath``, int8: 8 × 8-bit operands, 32-bit
 accumulators, no Winograd unit, 16 KiB activation, weight and output buffers, buffer limits
-from ``omniconv.verify.overlay_limits`` as ``overlay.v`` has them) is generated for the flow's
+from ``omniconv.overlay.overlay_limits`` as ``overlay.v`` has them) is generated for the flow's
 multipliers and synthesised twice:
 
 * **whole**: ``omniconv.compose.whole_synthesis``: what ``omniconv synth`` runs
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from omniconv.compose import composed_synthesis, whole_synthesis  # noqa: E402
-from omniconv.verify import overlay_limits  # noqa: E402
+from omniconv.overlay import overlay_limits  # noqa: E402
 from rtl.conv_datapath import generate_verilog  # noqa: E402
 from rtl.params import DatapathLimits  # noqa: E402
 from rtl.params import OverlayParams  # noqa: E402

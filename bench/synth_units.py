@@ -153,7 +153,7 @@ def fft_overlay_check(flow: str, *, force: bool = False, timeout_s: float | None
     """Synthesise the overlay.v of :data:`FFT_OVERLAY` (int8) and compare the model with it.
 
     The model's FFT part is the FFT2D measured alone plus the FFT path's buffers; this checks
-    the sum on a whole overlay (``omniconv.verify.write_overlay``, as ``omniconv verilog``
+    the sum on a whole overlay (``omniconv.overlay.write_overlay``, as ``omniconv verilog``
     writes it).  Cached like the units, by the overlay's sha256.  Returns ``{"yosys": counts,
     "model": counts, "synth_seconds", "verilog_sha256", "cached"}``.
     """
@@ -161,7 +161,7 @@ def fft_overlay_check(flow: str, *, force: bool = False, timeout_s: float | None
 
     from dse.cost.hardware import HardwareTable
     from dse.cost.resources import estimate_resources
-    from omniconv.verify import write_overlay
+    from omniconv.overlay import write_overlay
     from rtl.params import OverlayParams
 
     scratch = CACHE / flow / "overlay-fft-new"

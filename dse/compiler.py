@@ -370,7 +370,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     params:
         The overlay.
     limits:
-        ``rtl.conv_datapath.DatapathLimits`` (any object with its attributes), or ``None``
+        ``rtl.params.DatapathLimits`` (any object with its attributes), or ``None``
         for unbounded buffers (one invocation per group; used to size a datapath).
     frac_bits:
         F(4×4,3×3) weight fraction bits (the datapath's ``winograd_frac_bits``).

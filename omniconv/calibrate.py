@@ -4,8 +4,8 @@ For every calibration point (an :class:`rtl.params.OverlayParams` and a precisio
 this module
 
 1. generates the overlay Verilog exactly as ``omniconv`` writes ``overlay.v``
-   (:func:`omniconv.verify.write_overlay`: the conv datapath with the buffer limits of
-   :func:`omniconv.verify.overlay_limits`);
+   (:func:`omniconv.overlay.write_overlay`: the conv datapath with the buffer limits of
+   :func:`omniconv.overlay.overlay_limits`);
 2. synthesises it with :func:`omniconv.yosys.synthesize` (one point at a time, with a
    timeout), reusing an earlier run of the same Verilog text when its ``stat.json`` is there;
 3. fits the model's calibrated coefficients (:data:`dse.cost.resources.FITTED_KEYS`) by least
@@ -115,7 +115,7 @@ def generate_point(name: str, flow: str, work: Path) -> Path:
 
     Returns the path of the Yosys-safe copy, ``work/<flow>/<name>/overlay_yosys.v``.
     """
-    from omniconv.verify import write_overlay
+    from omniconv.overlay import write_overlay
 
     params, precision, _ = _params(name)
     out = work / flow / name
@@ -178,7 +178,7 @@ def _git_state() -> dict:
             return None
 
     commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "rtl", "omniconv/verify.py")
+    dirty = git("status", "--porcelain", "--", "rtl", "omniconv/overlay.py")
     return {"commit": commit, "rtl_dirty": None if dirty is None else bool(dirty)}
 
 
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         p["error_after"] = _errors(p["model_after"], p["yosys"])
     doc = {
         "generated_by": "python -m omniconv.calibrate",
-        "overlay": "omniconv.verify.write_overlay (rtl/conv_datapath.py), names made "
+        "overlay": "omniconv.overlay.write_overlay (rtl/conv_datapath.py), names made "
                    "Yosys-safe (omniconv.calibrate.yosys_safe)",
         "yosys_version": versions,
         "coefficients": coeffs,

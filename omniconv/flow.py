@@ -8,7 +8,9 @@ succeeded, so bad input leaves nothing behind.
 
 ``verilog CONFIG`` reuses ``DIR/design.json`` when it is newer than its inputs (the config, the
 board file and a network file), else reruns the search; then generates the RTL top for the
-chosen array as ``DIR/overlay.v``.  The RTL is imported lazily, so ``dse`` never loads Amaranth.
+chosen array as ``DIR/overlay.v`` (:func:`omniconv.overlay.write_overlay`), unless overlay.v is
+already newer than design.json and the generator's sources (:func:`overlay_is_stale`).  The RTL
+is imported lazily, so ``dse`` never loads Amaranth.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 
 __all__ = ["add_dse_arguments", "run_dse", "add_verilog_arguments", "run_verilog", "explore",
-           "inputs_of", "is_stale", "RTL_TOP"]
+           "inputs_of", "is_stale", "overlay_is_stale", "RTL_TOP"]
 
 #: Module of the RTL top that ``verilog`` generates (the conv datapath until the overlay lands).
 RTL_TOP = "rtl.conv_datapath"
@@ -76,6 +78,17 @@ def is_stale(design_path: Path, config) -> bool:
     return any(p.stat().st_mtime > built for p in inputs_of(config))
 
 
+def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:
+    """Return whether ``overlay_path`` is missing or older than ``design_path`` or any source of
+    the generator (:func:`omniconv.overlay.generator_sources`)."""
+    from omniconv.overlay import generator_sources
+
+    if not overlay_path.is_file() or not design_path.is_file():
+        return True
+    built = overlay_path.stat().st_mtime
+    return any(p.stat().st_mtime > built for p in [design_path, *generator_sources()])
+
+
 def explore(config, *, progress: bool = True):
     """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run)."""
     from dse.load import load_network
@@ -122,13 +135,14 @@ def run_dse(args) -> int:
 
 def _generate_verilog(design, board, out_dir: Path) -> Path:
     """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path."""
-    from omniconv.verify import write_overlay   # the conv datapath (H9), docs/verify.md
+    from omniconv.overlay import write_overlay   # the conv datapath (H9), docs/verify.md
 
     return write_overlay(design, board, out_dir)
 
 
 def run_verilog(args) -> int:
-    """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v."""
+    """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v if it is
+    stale."""
     from dse.design import read_design
     from omniconv.config import load_config
 
@@ -146,6 +160,10 @@ def run_verilog(args) -> int:
         print(f"omniconv verilog: RTL top not built yet ({RTL_TOP.replace('.', '/')}.py is "
               f"missing); design.json is written, overlay.v is not", file=sys.stderr)
         return 2
+    overlay_path = out_dir / "overlay.v"
+    if not overlay_is_stale(overlay_path, design_path):
+        print(f"{overlay_path} is up to date: generation skipped")
+        return 0
     start = time.perf_counter()
     path = _generate_verilog(design, config.board, out_dir)
     print(f"wrote {path} in {time.perf_counter() - start:.1f} s")

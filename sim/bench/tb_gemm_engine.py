@@ -2,7 +2,8 @@
 
 The job (``OMNICONV_TB_JOB``) lists GEMM cases; each runs after a reset through
 :func:`sim.bench.gemm_tb.drive_gemm`, and the results go to the file the job names.  Checking
-happens on the pytest side (test_cocotb_gemm_engine.py) against numpy and the cycle model.
+happens on the pytest side (tests/cocotb/test_cocotb_gemm_engine.py) against numpy and the
+cycle model.
 """
 
 import os
