@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -550,7 +550,7 @@ class GemmEngine(wiring.Component):
         a_kb_rd = Mux(os_, o_kb, Mux(is_, pre_walk.iidx, stream_walk.iidx))
         for bank, mem in enumerate(a_mem):
             # Banks below the group's first bank hold its rows of the next line.
-            line = g_line + Mux(g_bank > bank, stride, 0)
+            line = g_line + Mux(g_bank > bank, stride, 0) if bank < lanes - 1 else g_line
             m.d.comb += mem.rps[0].addr.eq(mem_addr("a", line + a_kb_rd, op_half))
 
         # Lanes outside a partial tile read as zero.
@@ -611,12 +611,26 @@ class GemmEngine(wiring.Component):
         bank_el = [Signal(signed(p.a_width), name=f"a_bank{b}_el") for b in range(lanes)]
         for b, word in enumerate(a_words):
             m.d.comb += bank_el[b].eq(word[al_el] if rows > 1 else word[0])
-        a_rot = [Signal(signed(p.a_width), name=f"a_rot{j}") for j in range(lanes)]
+
+        def select(name, shape, index, values):
+            """values[index] (index < len(values)), as a complete case statement."""
+            out = Signal(shape, name=name)
+            with m.Switch(index):
+                for i, value in enumerate(values[:-1]):
+                    with m.Case(i):
+                        m.d.comb += out.eq(value)
+                with m.Default():
+                    m.d.comb += out.eq(values[-1])
+            return out
+
+        a_rot = []
         for j in range(lanes):
             idx = al_bank + j
-            m.d.comb += a_rot[j].eq(Array(bank_el)[Mux(idx >= lanes, idx - lanes, idx)])
+            rot_idx = Signal(range(lanes), name=f"a_rot{j}_bank")
+            m.d.comb += rot_idx.eq(Mux(idx >= lanes, idx - lanes, idx))
+            a_rot.append(select(f"a_rot{j}", signed(p.a_width), rot_idx, bank_el))
         for r in range(rows):
-            a_ws = Array([word[r] for word in a_words])[al_bank]
+            a_ws = select(f"a_ws{r}", signed(p.a_width), al_bank, [word[r] for word in a_words])
             h_val = Mux(is_, b_mem[r].rps[0].data, Mux(ws_, a_ws, a_rot[r]))
             m.d.comb += array.h_in[r].eq(Mux(al_hmask[r], h_val, 0))
         for c in range(cols):

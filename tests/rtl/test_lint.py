@@ -1,8 +1,9 @@
 """Verilator ``--lint-only -Wall`` of the generated Verilog: clean but for documented waivers.
 
 Lints the GEMM engine and the systolic array (int8 4×4, int8 4×8 and int16 4×4, the shapes
-the cocotb tests simulate) and checks the lint machinery itself: a waiver never hides an
-unused input port, and every waived rule is documented in docs/verilator-waivers.md.
+the cocotb tests simulate; the engine also with wide streams) and checks the lint machinery
+itself: a waiver never hides an unused input port, and every waived rule is documented in
+docs/verilator-waivers.md.
 """
 
 import re
@@ -22,6 +23,14 @@ PARAMS = {
 # make test lints the 4x4 int8 shapes; the others (same code, other widths) under regress.
 SHAPES = [pytest.param(name, marks=[] if name == "int8_4x4" else [pytest.mark.regress])
           for name in PARAMS]
+# The engine narrow in every shape, and with wide streams (one array-edge vector per beat on
+# A, B and C) in 4x4 (make test) and 4x8 (regress).
+ENGINE_SHAPES = [pytest.param(name, False, id=name,
+                              marks=[] if name == "int8_4x4" else [pytest.mark.regress])
+                 for name in PARAMS] + [
+    pytest.param("int8_4x4", True, id="int8_4x4-wide"),
+    pytest.param("int8_4x8", True, id="int8_4x8-wide", marks=[pytest.mark.regress]),
+]
 
 
 def _report(violations) -> str:
@@ -29,11 +38,11 @@ def _report(violations) -> str:
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("name", SHAPES)
-def test_engine_lints_clean(name, tmp_path):
-    top = f"lint_engine_{name}"
-    text = emit_verilog(GemmEngine(PARAMS[name], max_m=32, max_k=64, max_n=32, target="sim"),
-                        top)
+@pytest.mark.parametrize("name,wide", ENGINE_SHAPES)
+def test_engine_lints_clean(name, wide, tmp_path):
+    top = f"lint_engine_{name}{'_wide' if wide else ''}"
+    text = emit_verilog(GemmEngine(PARAMS[name], max_m=32, max_k=64, max_n=32, target="sim",
+                                   a_wide=wide, b_wide=wide, c_wide=wide), top)
     violations, waived = lint_verilog(text, top, work_dir=tmp_path)
     assert not violations, f"{len(violations)} lint violations in {top}:\n{_report(violations)}"
     assert {w.rule for w in waived} <= set(LINT_WAIVERS)
