@@ -1,30 +1,49 @@
 """GEMM engine: C[M×N] = A[M×K]·B[K×N] on the systolic array, from on-chip buffers.
 
-Blocks (one ``Module``; the buffers are ``amaranth.lib.memory.Memory`` lanes):
+Blocks (one ``Module``; the buffers are ``amaranth.lib.memory.Memory`` banks/lanes):
 
-* **loader** — takes A and B row-major from two streams and writes them into lane memories
-  in the bank layout the chosen dataflow reads (every lane is read at the same address in a
-  cycle, so one address feeds the whole array edge);
-* **sequencer** — walks the tiles, issues one read per cycle to the operand lanes (stream
+* **loaders** — take A and B from two streams and write them into the operand buffers;
+* **sequencer** — walks the tiles, issues one read per cycle to the operand buffers (stream
   vector and, for ws/is, the next tile's stationary preload in the same cycles), the os drain
   strobes, and counts the busy cycles;
 * **systolic array** (``rtl.systolic``);
 * **writer** — writes the array's output vectors into the result lanes, read-modify-write to
   accumulate the K tiles of ws/is;
-* **drainer** — reads C row-major out of the result lanes into ``c_stream``.
+* **drainer** — reads C out of the result lanes into ``c_stream``.
 
-Every buffer has two halves (double buffering): the loader fills one operand half while the
+Each stream is either *narrow* (one element per beat, row-major: today's protocol) or *wide*
+(one array-edge vector per beat), chosen per stream at construction (``a_wide``, ``b_wide``,
+``c_wide``); the sequencer, and so the busy cycles, are the same for both.
+
+Buffer layouts (L = max(rows, cols); docs/rtl.md has the tables):
+
+* **A** (one layout for every dataflow and both stream widths): L banks, bank ``m mod L``;
+  a word is a K-chunk of ``rows`` elements A[m, kb·rows … kb·rows+rows−1]; address
+  ``(m div L)·S + kb`` with the constant stride S = ⌈max_k/rows⌉.  A narrow beat writes one
+  element of a word (element-granular write port), a wide beat a whole word.  Reads: ws —
+  h_in = the word of row m (one bank); os — h_in[r] = element k mod rows of row m0+r (rows
+  banks, each at its own address); is — v_in[c] = element k mod rows of row m0+c (cols
+  banks).  A group of consecutive rows starting at m0 occupies banks (m0 mod L) + j (mod L);
+  banks below m0 mod L hold the rows of the next line, hence their address is one stride on.
+* **B**: L lanes; ws/os: lane ``n mod cols``, address ``(n div cols)·K + k``; is: lane
+  ``k mod rows``, address ``(k div rows)·N + n``.  A wide beat is one address across the
+  lanes (an N-chunk of row k in ws/os, a K-chunk of column n in is).
+* **C**: cols lanes; ws/os: lane ``n mod cols``, address ``(n div cols)·M + m``; is: lane
+  ``m mod cols``, address ``(m div cols)·N + n``.  A wide beat is one address across the lanes.
+
+Every buffer has two halves (double buffering): the loaders fill one operand half while the
 sequencer reads the other, and one result half drains while the next GEMM writes the other.
-Port-level protocol, timing and the cycle formula: docs/rtl.md.  The formula lives in
-``dse.cost.gemm.gemm_cycles`` and the tests check that ``cycles`` equals it.
+Port-level protocol, beat orders, timing and the cycle formula: docs/rtl.md.  The formulas live
+in ``dse.cost.gemm`` (``gemm_cycles``, ``a_beats``, ``b_beats``, ``c_beats``) and the tests check
+the engine against them.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import fifo, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -70,6 +89,10 @@ class GemmEngine(wiring.Component):
         Multiplier target: ``"sim"`` (Amaranth simulator, Verilator), ``"xcup"``, ``"ecp5"``.
     mult_latency:
         Register stages of each PE's multiplier (0 … 4); the cycle formula's ``mult_latency``.
+    a_wide, b_wide, c_wide:
+        Stream width, per stream: ``False`` (default) one element per beat, row-major;
+        ``True`` one array-edge vector per beat (``a_lanes``, ``b_lanes``, ``c_lanes``
+        elements; beat orders in docs/rtl.md and the module docstring).
 
     Members
     -------
@@ -79,8 +102,15 @@ class GemmEngine(wiring.Component):
     start_ready, busy, done : Out(1)
     cycles : Out(32)
     a_stream : In(stream.Signature(signed(a_width)))
+        Wide: ``ArrayLayout(signed(a_width), rows)``, a K-chunk A[m, kb·rows …], beats
+        (m, kb) row-major in every dataflow.
     b_stream : In(stream.Signature(signed(b_width)))
+        Wide: ``ArrayLayout(signed(b_width), max(rows, cols))``; ws/os: B[k, nb·cols …]
+        (lanes ≥ cols ignored), beats (k, nb); is: B[kb·rows …, n] (lanes ≥ rows ignored),
+        beats (n, kb).
     c_stream : Out(stream.Signature(signed(acc_width)))
+        Wide: ``ArrayLayout(signed(acc_width), cols)``; ws/os: C[m, nb·cols …], beats (m, nb);
+        is: C[mb·cols …, n], beats (mb, n).  Lanes past N (ws/os) or M (is) are zero.
 
     Raises
     ------
@@ -90,11 +120,14 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
-                 max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY):
+                 max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY,
+                 a_wide: bool = False, b_wide: bool = False, c_wide: bool = False):
         with rejecting(self):
-            self._setup(params, max_m, max_k, max_n, target, mult_latency)
+            self._setup(params, max_m, max_k, max_n, target, mult_latency,
+                        a_wide, b_wide, c_wide)
 
-    def _setup(self, params, max_m, max_k, max_n, target, mult_latency):
+    def _setup(self, params, max_m, max_k, max_n, target, mult_latency,
+               a_wide, b_wide, c_wide):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n)):
@@ -103,6 +136,9 @@ class GemmEngine(wiring.Component):
                 raise ValueError(f"{name} must be at most {1 << 20}, not {value}")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+        for name, value in (("a_wide", a_wide), ("b_wide", b_wide), ("c_wide", c_wide)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, not {value!r}")
         # |a·b| <= 2^(a_width + b_width − 2), reached by (−2^(aw−1))·(−2^(bw−1)) > 0.
         worst = max_k << (params.a_width + params.b_width - 2)
         if worst > (1 << (params.acc_width - 1)) - 1:
@@ -112,11 +148,14 @@ class GemmEngine(wiring.Component):
                              f"not {params.acc_width}")
         self._params = params
         self._max = (max_m, max_k, max_n)
+        self._wide = {"a": a_wide, "b": b_wide, "c": c_wide}
         self._array = SystolicArray(params, mult_latency, target)
         rows, cols = params.rows, params.cols
-        # Words per lane in one half, worst case over the dataflows' layouts (docs/rtl.md).
-        a_words = max(_cdiv(max_m, rows) * max_k, _cdiv(max_m, cols) * max_k,
-                      _cdiv(max_k, rows) * max_m)
+        lanes = max(rows, cols)
+        # A: K-chunk words, bank m mod L, address (m div L)·S + kb with the constant stride S.
+        self._a_stride = _cdiv(max_k, rows)
+        a_words = _cdiv(max_m, lanes) * self._a_stride
+        # B and C: words per lane in one half, worst case over the dataflows (docs/rtl.md).
         b_words = max(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
         c_words = max(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
         self._half_depth = {"a": _pow2_at_least(a_words), "b": _pow2_at_least(b_words),
@@ -128,10 +167,15 @@ class GemmEngine(wiring.Component):
             "start": In(1), "start_ready": Out(1),
             "busy": Out(1), "done": Out(1),
             "cycles": Out(CYCLE_BITS),
-            "a_stream": In(stream.Signature(signed(params.a_width))),
-            "b_stream": In(stream.Signature(signed(params.b_width))),
-            "c_stream": Out(stream.Signature(signed(params.acc_width))),
+            "a_stream": In(stream.Signature(self._beat_shape("a", params.a_width))),
+            "b_stream": In(stream.Signature(self._beat_shape("b", params.b_width))),
+            "c_stream": Out(stream.Signature(self._beat_shape("c", params.acc_width))),
         })
+
+    def _beat_shape(self, key, width):
+        """A stream's payload: one element, or an ``ArrayLayout`` of its lanes when wide."""
+        lanes = {"a": self.a_lanes, "b": self.b_lanes, "c": self.c_lanes}[key]
+        return data.ArrayLayout(signed(width), lanes) if self._wide[key] else signed(width)
 
     @property
     def params(self) -> ArrayParams:
@@ -154,6 +198,27 @@ class GemmEngine(wiring.Component):
         return self._max
 
     @property
+    def a_lanes(self) -> int:
+        """Elements per ``a_stream`` beat: ``rows`` when wide, else 1."""
+        return self._params.rows if self._wide["a"] else 1
+
+    @property
+    def b_lanes(self) -> int:
+        """Elements per ``b_stream`` beat: max(rows, cols) when wide (ws/os use the first
+        cols, is the first rows), else 1."""
+        return max(self._params.rows, self._params.cols) if self._wide["b"] else 1
+
+    @property
+    def c_lanes(self) -> int:
+        """Elements per ``c_stream`` beat: ``cols`` when wide, else 1."""
+        return self._params.cols if self._wide["c"] else 1
+
+    @property
+    def wide(self) -> dict[str, bool]:
+        """Whether each stream (``"a"``, ``"b"``, ``"c"``) is wide."""
+        return dict(self._wide)
+
+    @property
     def half_depths(self) -> dict[str, int]:
         """Words per lane in one buffer half, for ``"a"``, ``"b"``, ``"c"``."""
         return dict(self._half_depth)
@@ -164,6 +229,8 @@ class GemmEngine(wiring.Component):
         p = self._params
         rows, cols = p.rows, p.cols
         lanes = max(rows, cols)
+        stride = self._a_stride
+        wide = self._wide
         lat = self.mult_latency
         dbits = self._dim_bits
         abits = {key: (depth - 1).bit_length() for key, depth in self._half_depth.items()}
@@ -172,18 +239,21 @@ class GemmEngine(wiring.Component):
         m.submodules.array = array = self._array
 
         # ---- buffers ------------------------------------------------------------------
-        def lane_memories(key, count, shape, read_ports):
+        def lane_memories(key, count, shape, read_ports, granularity=None):
             mems = []
             for lane in range(count):
                 mem = Memory(shape=shape, depth=2 * self._half_depth[key], init=[])
                 m.submodules[f"{key}_lane{lane}"] = mem
-                wp = mem.write_port()
+                wp = mem.write_port(granularity=granularity)
                 rps = [mem.read_port(transparent_for=(wp,) if transparent else ())
                        for transparent in read_ports]
                 mems.append(SimpleNamespace(wp=wp, rps=rps))
             return mems
 
-        a_mem = lane_memories("a", lanes, signed(p.a_width), [False])
+        # A banks: a word is a K-chunk of `rows` elements, written one element (narrow beat)
+        # or the whole word (wide beat) at a time.
+        a_mem = lane_memories("a", lanes, data.ArrayLayout(signed(p.a_width), rows), [False],
+                              granularity=1)
         b_mem = lane_memories("b", lanes, signed(p.b_width), [False])
         # Result lanes: read port 0 for the writer's read-modify-write (transparent, so a K
         # tile may read what the previous K tile writes in the same cycle), 1 for the drainer.
@@ -228,7 +298,18 @@ class GemmEngine(wiring.Component):
         os_ = cmode == _OS
         is_ = cmode == _IS
 
-        # ---- loader --------------------------------------------------------------------
+        # ---- loaders -------------------------------------------------------------------
+        def handshake(name, strm, complete):
+            take = Signal(name=f"{name}_take")
+            m.d.comb += [strm.ready.eq(~complete), take.eq(strm.valid & strm.ready)]
+            return take
+
+        def completion(complete, take, last):
+            with m.If(fire):
+                m.d.sync += complete.eq(0)
+            with m.Elif(take & last):
+                m.d.sync += complete.eq(1)
+
         def row_major(name, e0, e1, by_j, period, step, clear):
             """Row-major (i, j) walk over an e0 × e1 matrix and its lane/address.
 
@@ -264,25 +345,91 @@ class GemmEngine(wiring.Component):
             m.d.comb += addr.eq(base + Mux(by_j, i, j))
             return SimpleNamespace(lane=lane, addr=addr, last=last)
 
-        def loader(name, strm, mems, e0, e1, by_j, period, complete):
-            take = Signal(name=f"{name}_take")
-            m.d.comb += [strm.ready.eq(~complete), take.eq(strm.valid & strm.ready)]
-            walk = row_major(name, e0, e1, by_j, period, take, fire)
-            for lane, mem in enumerate(mems):
-                m.d.comb += [mem.wp.addr.eq(mem_addr(name[0], walk.addr, ld_half)),
-                             mem.wp.data.eq(strm.payload),
-                             mem.wp.en.eq(take & (walk.lane == lane))]
-            with m.If(fire):
-                m.d.sync += complete.eq(0)
-            with m.Elif(take & walk.last):
-                m.d.sync += complete.eq(1)
+        def chunk_walk(name, e0, e1, s0, s1, a0, a1, step, clear):
+            """Row-major (i, j) walk over an e0 × e1 matrix in chunks of s0 × s1 elements.
 
-        # The loader places data for the dataflow on the `mode` input (held until start).
-        live_os, live_is = self.mode == _OS, self.mode == _IS
-        loader("a_load", self.a_stream, a_mem, self.m, self.k, ~live_os & ~live_is,
-               Mux(live_is, cols, rows), a_complete)
-        loader("b_load", self.b_stream, b_mem, self.k, self.n, ~live_is,
-               Mux(live_is, rows, cols), b_complete)
+            ``i``, ``j`` are the first element indices of the chunk; its address is
+            (i div s0)·a0 + (j div s1)·a1, kept incrementally.
+            """
+            i = Signal(dbits, name=f"{name}_i")
+            j = Signal(dbits, name=f"{name}_j")
+            ai = Signal(wbits, name=f"{name}_ai")
+            aj = Signal(wbits, name=f"{name}_aj")
+            last_j = j + s1 >= e1
+            last_i = i + s0 >= e0
+            with m.If(clear):
+                m.d.sync += [i.eq(0), j.eq(0), ai.eq(0), aj.eq(0)]
+            with m.Elif(step):
+                with m.If(last_j):
+                    m.d.sync += [j.eq(0), aj.eq(0), i.eq(i + s0), ai.eq(ai + a0)]
+                with m.Else():
+                    m.d.sync += [j.eq(j + s1), aj.eq(aj + a1)]
+            addr = Signal(wbits, name=f"{name}_addr")
+            m.d.comb += addr.eq(ai + aj)
+            return SimpleNamespace(i=i, j=j, addr=addr, last=last_i & last_j)
+
+        # A: bank m mod L, address (m div L)·S + kb, element k mod rows; beats (m, k) narrow,
+        # (m, kb) wide, row-major in both cases and in every dataflow.
+        a_take = handshake("a_load", self.a_stream, a_complete)
+        a_row = Signal(dbits, name="a_load_m")
+        a_k = Signal(dbits, name="a_load_k")               # first k of the beat
+        a_el = Signal(range(rows), name="a_load_el")       # k mod rows (narrow)
+        a_kb = Signal(range(stride), name="a_load_kb")     # k div rows
+        a_bank = Signal(range(lanes), name="a_load_bank")  # m mod L
+        a_line = Signal(wbits, name="a_load_line")         # (m div L)·S
+        a_kstep = rows if wide["a"] else 1
+        a_last_k = a_k + a_kstep >= self.k
+        with m.If(fire):
+            m.d.sync += [a_row.eq(0), a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_bank.eq(0),
+                         a_line.eq(0)]
+        with m.Elif(a_take):
+            with m.If(a_last_k):
+                m.d.sync += [a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_row.eq(a_row + 1)]
+                with m.If(a_bank == lanes - 1):
+                    m.d.sync += [a_bank.eq(0), a_line.eq(a_line + stride)]
+                with m.Else():
+                    m.d.sync += a_bank.eq(a_bank + 1)
+            with m.Else():
+                m.d.sync += a_k.eq(a_k + a_kstep)
+                if wide["a"]:
+                    m.d.sync += a_kb.eq(a_kb + 1)
+                else:
+                    with m.If(a_el == rows - 1):
+                        m.d.sync += [a_el.eq(0), a_kb.eq(a_kb + 1)]
+                    with m.Else():
+                        m.d.sync += a_el.eq(a_el + 1)
+        completion(a_complete, a_take, a_last_k & (a_row == self.m - 1))
+        if wide["a"]:
+            a_word, a_el_en = self.a_stream.payload, Const((1 << rows) - 1, rows)
+        else:
+            a_word = Cat(*[self.a_stream.payload] * rows)
+            a_el_en = Cat(*[a_el == e for e in range(rows)])
+        for bank, mem in enumerate(a_mem):
+            m.d.comb += [mem.wp.addr.eq(mem_addr("a", a_line + a_kb, ld_half)),
+                         mem.wp.data.eq(a_word),
+                         mem.wp.en.eq(Mux(a_take & (a_bank == bank), a_el_en, 0))]
+
+        # B: placed for the dataflow on the `mode` input (held until start).
+        live_is = self.mode == _IS
+        b_take = handshake("b_load", self.b_stream, b_complete)
+        if wide["b"]:
+            # A beat is one address across the lanes: ws/os beats (k, nb) at nb·K + k,
+            # is beats (n, kb) at kb·N + n.
+            b_walk = chunk_walk("b_load", Mux(live_is, self.n, self.k),
+                                Mux(live_is, self.k, self.n), 1, Mux(live_is, rows, cols),
+                                1, Mux(live_is, self.n, self.k), b_take, fire)
+            for lane, mem in enumerate(b_mem):
+                m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
+                             mem.wp.data.eq(self.b_stream.payload[lane]),
+                             mem.wp.en.eq(b_take)]
+        else:
+            b_walk = row_major("b_load", self.k, self.n, ~live_is, Mux(live_is, rows, cols),
+                               b_take, fire)
+            for lane, mem in enumerate(b_mem):
+                m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
+                             mem.wp.data.eq(self.b_stream.payload),
+                             mem.wp.en.eq(b_take & (b_walk.lane == lane))]
+        completion(b_complete, b_take, b_walk.last)
 
         # ---- tile walkers (stream, preload, writer share the tile order) ----------------
         # Tile loops: ws: n tiles (outer) × k tiles (inner); is: m × k; os: m × n.
@@ -298,15 +445,20 @@ class GemmEngine(wiring.Component):
             inner_base = Signal(wbits, name=f"{name}_ibase")
             outer_base = Signal(wbits, name=f"{name}_obase")
             inner_first = Signal(name=f"{name}_ifirst")
+            inner_idx = Signal(dbits, name=f"{name}_iidx")     # inner tile index
             finished = Signal(name=f"{name}_finished")
+            outer_step = Signal(name=f"{name}_ostep")           # next outer tile this cycle
             last_inner = inner_rem <= istep_rem
             last_outer = outer_rem <= ostep_rem
+            m.d.comb += outer_step.eq(~clear & advance & last_inner & ~last_outer)
             with m.If(clear):
                 m.d.sync += [inner_rem.eq(irem0), outer_rem.eq(orem0), inner_base.eq(0),
-                             outer_base.eq(0), inner_first.eq(1), finished.eq(0)]
+                             outer_base.eq(0), inner_first.eq(1), inner_idx.eq(0),
+                             finished.eq(0)]
             with m.Elif(advance):
                 with m.If(last_inner):
-                    m.d.sync += [inner_rem.eq(irem0), inner_base.eq(0), inner_first.eq(1)]
+                    m.d.sync += [inner_rem.eq(irem0), inner_base.eq(0), inner_first.eq(1),
+                                 inner_idx.eq(0)]
                     with m.If(last_outer):
                         m.d.sync += finished.eq(1)
                     with m.Else():
@@ -314,9 +466,11 @@ class GemmEngine(wiring.Component):
                                      outer_base.eq(outer_base + obase_step)]
                 with m.Else():
                     m.d.sync += [inner_rem.eq(inner_rem - istep_rem),
-                                 inner_base.eq(inner_base + ibase_step), inner_first.eq(0)]
+                                 inner_base.eq(inner_base + ibase_step), inner_first.eq(0),
+                                 inner_idx.eq(inner_idx + 1)]
             return SimpleNamespace(irem=inner_rem, orem=outer_rem, ibase=inner_base,
-                                   obase=outer_base, ifirst=inner_first, finished=finished,
+                                   obase=outer_base, ifirst=inner_first, iidx=inner_idx,
+                                   outer_step=outer_step, finished=finished,
                                    last=last_inner & last_outer)
 
         # ---- sequencer ------------------------------------------------------------------
@@ -331,10 +485,11 @@ class GemmEngine(wiring.Component):
         seq_tail = Signal()
         s_adv = Signal()
         pre_adv = Signal()
-        stream_walk = walker("s", s_adv, init, Mux(os_, ck, Mux(is_, cn, cm)),
-                             Mux(os_, ck, 0))
+        # B stream (os, is) address base; A's reads have their own group trackers below.
+        stream_walk = walker("s", s_adv, init, Mux(os_, ck, Mux(is_, cn, 0)), 0)
         pre_walk = walker("pre", pre_adv, init, rows, ck)
 
+        ws_ = ~os_ & ~is_
         with m.If(init):
             m.d.sync += [o.eq(0), pi.eq(0), seq_pro.eq(~os_), seq_slot.eq(os_)]
 
@@ -354,18 +509,49 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [seq_slot.eq(0), seq_tail.eq(1)]
         with m.If(finish):
             m.d.sync += seq_tail.eq(0)
+        # The cycles in which o steps and in which it restarts at 0 (the statements above).
+        o_inc = Signal()
+        o_zero = Signal()
+        m.d.comb += [o_inc.eq(seq_slot & ~slot_end),
+                     o_zero.eq(~o_inc & (init | (seq_pro & (pi == rows - 1)) | slot_end))]
 
-        # Operand reads: one address for all lanes of a buffer.
+        # B reads: one address for all lanes.
         rr = rows - 1 - pi                        # preload item pi carries row rows-1-pi
-        stream_addr = Mux(os_, stream_walk.obase, stream_walk.ibase) + o
         b_stream_addr = stream_walk.ibase + o
         pre_addr = pre_walk.obase + pre_walk.ibase + rr
-        a_rd_addr = Mux(is_, pre_addr, stream_addr)
         b_rd_addr = Mux(os_ | is_, b_stream_addr, pre_addr)
-        for mem in a_mem:
-            m.d.comb += mem.rps[0].addr.eq(mem_addr("a", a_rd_addr, op_half))
         for mem in b_mem:
             m.d.comb += mem.rps[0].addr.eq(mem_addr("b", b_rd_addr, op_half))
+
+        # A reads a group of consecutive rows x … x + g − 1 of A, all at one K-chunk kb and
+        # element e: ws: x = o (the streamed row, g = 1, the whole word); os: x = m0 (g = rows,
+        # e = o mod rows); is: x = m0 (g = cols, e = the preload row rr).  The group tracker
+        # keeps x mod L (the bank of the group's first row) and (x div L)·S (its line).
+        g_bank = Signal(range(lanes), name="a_grp_bank")
+        g_line = Signal(wbits, name="a_grp_line")
+        g_next = g_bank + Mux(ws_, 1, Mux(os_, rows, cols))
+        with m.If(Mux(ws_, o_zero, init)):
+            m.d.sync += [g_bank.eq(0), g_line.eq(0)]
+        with m.Elif(Mux(ws_, o_inc, Mux(os_, stream_walk.outer_step, pre_walk.outer_step))):
+            with m.If(g_next >= lanes):
+                m.d.sync += [g_bank.eq(g_next - lanes), g_line.eq(g_line + stride)]
+            with m.Else():
+                m.d.sync += g_bank.eq(g_next)
+        # os: o = o_kb·rows + o_el
+        o_el = Signal(range(rows), name="a_os_el")
+        o_kb = Signal(dbits, name="a_os_kb")
+        with m.If(o_zero):
+            m.d.sync += [o_el.eq(0), o_kb.eq(0)]
+        with m.Elif(o_inc):
+            with m.If(o_el == rows - 1):
+                m.d.sync += [o_el.eq(0), o_kb.eq(o_kb + 1)]
+            with m.Else():
+                m.d.sync += o_el.eq(o_el + 1)
+        a_kb_rd = Mux(os_, o_kb, Mux(is_, pre_walk.iidx, stream_walk.iidx))
+        for bank, mem in enumerate(a_mem):
+            # Banks below the group's first bank hold its rows of the next line.
+            line = g_line + Mux(g_bank > bank, stride, 0) if bank < lanes - 1 else g_line
+            m.d.comb += mem.rps[0].addr.eq(mem_addr("a", line + a_kb_rd, op_half))
 
         # Lanes outside a partial tile read as zero.
         h_mask = Signal(rows)
@@ -407,6 +593,9 @@ class GemmEngine(wiring.Component):
         al_step = Signal(range(rows))
         al_hmask = Signal(rows)
         al_vmask = Signal(cols)
+        al_bank = Signal(range(lanes))
+        al_el = Signal(range(rows))
+        m.d.sync += [al_bank.eq(g_bank), al_el.eq(Mux(os_, o_el, rr))]
         m.d.sync += [
             al_valid.eq(issue_stream), al_first.eq(issue_stream & (o == 0)),
             al_latch.eq(issue_stream & (o == 0) & ~os_),
@@ -416,11 +605,36 @@ class GemmEngine(wiring.Component):
         m.d.comb += [array.h_valid.eq(al_valid), array.h_first.eq(al_first),
                      array.latch.eq(al_latch), array.drain.eq(al_drain),
                      array.drain_step.eq(al_step)]
+        # A: ws lane r takes element r of the group bank's word; os/is lane j takes element
+        # al_el of bank (al_bank + j) mod L.
+        a_words = [mem.rps[0].data for mem in a_mem]
+        bank_el = [Signal(signed(p.a_width), name=f"a_bank{b}_el") for b in range(lanes)]
+        for b, word in enumerate(a_words):
+            m.d.comb += bank_el[b].eq(word[al_el] if rows > 1 else word[0])
+
+        def select(name, shape, index, values):
+            """values[index] (index < len(values)), as a complete case statement."""
+            out = Signal(shape, name=name)
+            with m.Switch(index):
+                for i, value in enumerate(values[:-1]):
+                    with m.Case(i):
+                        m.d.comb += out.eq(value)
+                with m.Default():
+                    m.d.comb += out.eq(values[-1])
+            return out
+
+        a_rot = []
+        for j in range(lanes):
+            idx = al_bank + j
+            rot_idx = Signal(range(lanes), name=f"a_rot{j}_bank")
+            m.d.comb += rot_idx.eq(Mux(idx >= lanes, idx - lanes, idx))
+            a_rot.append(select(f"a_rot{j}", signed(p.a_width), rot_idx, bank_el))
         for r in range(rows):
-            h_val = Mux(is_, b_mem[r].rps[0].data, a_mem[r].rps[0].data)
+            a_ws = select(f"a_ws{r}", signed(p.a_width), al_bank, [word[r] for word in a_words])
+            h_val = Mux(is_, b_mem[r].rps[0].data, Mux(ws_, a_ws, a_rot[r]))
             m.d.comb += array.h_in[r].eq(Mux(al_hmask[r], h_val, 0))
         for c in range(cols):
-            v_val = Mux(is_, a_mem[c].rps[0].data, b_mem[c].rps[0].data)
+            v_val = Mux(is_, a_rot[c], b_mem[c].rps[0].data)
             m.d.comb += array.v_in[c].eq(Mux(al_vmask[c], v_val, 0))
 
         # ---- writer ----------------------------------------------------------------------
@@ -475,27 +689,40 @@ class GemmEngine(wiring.Component):
         d_issued = Signal()
         d_clear = Signal()
         in_flight = Signal()
-        d_lane = Signal(range(cols))
-        m.submodules.c_fifo = c_fifo = fifo.SyncFIFO(width=p.acc_width, depth=4)
+        m.submodules.c_fifo = c_fifo = fifo.SyncFIFO(width=p.acc_width * self.c_lanes, depth=4)
         e_m = Mux(d_half, dm[1], dm[0])
         e_n = Mux(d_half, dn[1], dn[0])
         e_is = Mux(d_half, dis[1], dis[0])
         d_step_rd = Signal()
-        d_walk = row_major("c_drain", e_m, e_n, ~e_is, cols, d_step_rd, d_clear)
         # Keep at most 3 words queued or in flight, so a read never finds the FIFO full.
         room = (c_fifo.level + in_flight) < 3
         m.d.comb += [d_clear.eq(~d_run & c_full.bit_select(d_half, 1)),
                      d_step_rd.eq(d_run & ~d_issued & room)]
+        m.d.sync += in_flight.eq(d_step_rd)
+        if wide["c"]:
+            # A beat is one address across the lanes: ws/os beats (m, nb) at nb·M + m,
+            # is beats (mb, n) at mb·N + n; lanes past N (ws/os) or M (is) read as zero.
+            d_walk = chunk_walk("c_drain", e_m, e_n, Mux(e_is, cols, 1), Mux(e_is, 1, cols),
+                                Mux(e_is, e_n, 1), Mux(e_is, 1, e_m), d_step_rd, d_clear)
+            d_mask = Signal(cols)
+            m.d.sync += d_mask.eq(Cat(*[Mux(e_is, d_walk.i + c < e_m, d_walk.j + c < e_n)
+                                        for c in range(cols)]))
+            rd_word = Cat(*[Mux(d_mask[c], mem.rps[1].data, 0) for c, mem in enumerate(c_mem)])
+            payload = c_fifo.r_data
+        else:
+            d_walk = row_major("c_drain", e_m, e_n, ~e_is, cols, d_step_rd, d_clear)
+            d_lane = Signal(range(cols))
+            m.d.sync += d_lane.eq(d_walk.lane)
+            rd_word = Signal(signed(p.acc_width))
+            with m.Switch(d_lane):
+                for c, mem in enumerate(c_mem):
+                    with m.Case(c):
+                        m.d.comb += rd_word.eq(mem.rps[1].data)
+            payload = c_fifo.r_data.as_signed()
         for mem in c_mem:
             m.d.comb += mem.rps[1].addr.eq(mem_addr("c", d_walk.addr, d_half))
-        m.d.sync += [in_flight.eq(d_step_rd), d_lane.eq(d_walk.lane)]
-        rd_word = Signal(signed(p.acc_width))
-        with m.Switch(d_lane):
-            for c, mem in enumerate(c_mem):
-                with m.Case(c):
-                    m.d.comb += rd_word.eq(mem.rps[1].data)
         m.d.comb += [c_fifo.w_data.eq(rd_word), c_fifo.w_en.eq(in_flight),
-                     self.c_stream.payload.eq(c_fifo.r_data.as_signed()),
+                     self.c_stream.payload.eq(payload),
                      self.c_stream.valid.eq(c_fifo.r_rdy),
                      c_fifo.r_en.eq(self.c_stream.ready)]
         with m.If(d_clear):

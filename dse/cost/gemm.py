@@ -17,17 +17,44 @@ the temporal extent of the dataflow (SCALE-Sim's assignment)::
 The ``rows − 1`` extra cycles per slot let the next tile's stationary operand be preloaded
 (ws, is) or the finished accumulators be drained (os) underneath the current tile.  Once per
 GEMM come the pipeline fill and drain: ``rows + cols + mult_latency + 3`` cycles, plus one
-for the first stationary preload in ws and is.
+for the first stationary preload in ws and is.  The busy cycles do not depend on the stream
+widths (narrow or wide): the sequencer reads the same buffers either way.
+
+Stream beats per GEMM (``a_beats``, ``b_beats``, ``c_beats``): a narrow stream moves one
+element per beat; a wide one moves one array-edge vector (docs/rtl.md, "Wide streams")::
+
+    stream  narrow   wide ws / os          wide is
+    A       M·K      M·⌈K/rows⌉            M·⌈K/rows⌉
+    B       K·N      K·⌈N/cols⌉            N·⌈K/rows⌉
+    C       M·N      M·⌈N/cols⌉            ⌈M/cols⌉·N
+
+``pipelined_gemms_cycles`` gives the cycles of a sequence of GEMMs run back to back through the
+double buffers (loads of GEMM i+1 and the drain of GEMM i−1 under the compute of GEMM i).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_MULT_LATENCY", "gemm_cycles", "gemm_cycle_breakdown"]
+__all__ = ["DEFAULT_MULT_LATENCY", "LOAD_START_LATENCY", "ENGINE_C_LATENCY", "C_DRAIN_GAP",
+           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_cycle_breakdown", "a_beats", "b_beats",
+           "c_beats", "pipelined_gemms_schedule", "pipelined_gemms_cycles"]
 
 #: Multiplier register stages of the engine's default PE (``rtl.dsp.DEFAULT_LATENCY``).
 DEFAULT_MULT_LATENCY = 3
+
+#: A start is accepted at the earliest this many cycles after the cycle of the last operand
+#: beat (the loader's "complete" flag is a register).
+LOAD_START_LATENCY = 1
+#: The first C beat leaves this many cycles, plus one, after the last busy cycle: the
+#: result-half flag, the drainer's start, its synchronous read, the C FIFO.
+ENGINE_C_LATENCY = 3
+#: Idle cycles on ``c_stream`` between the last beat of one GEMM and the first of the next
+#: when the next is already computed (FIFO empty, half released, next half's drain started).
+C_DRAIN_GAP = 4
+#: The result half of GEMM i is free for GEMM i+2 (its start accepted) at the earliest this
+#: many cycles after the cycle of GEMM i's last C beat.
+C_HALF_FREE_LATENCY = 2
 
 
 def _cdiv(a, b):
@@ -84,3 +111,98 @@ def gemm_cycles(m, k, n, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_
     ``cycles`` register of ``rtl.gemm_engine.GemmEngine`` (see the module docstring).
     """
     return gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp, mult_latency)["cycles"]
+
+
+def _where(xp, cond, a, b):
+    """``xp.where`` that also takes a Python bool (torch.where needs a tensor condition)."""
+    if isinstance(cond, (bool, np.bool_)):
+        return a if cond else b
+    return xp.where(cond, a, b)
+
+
+def a_beats(m, k, rows, wide, xp=np):
+    """Beats on the engine's ``a_stream`` for A[m×k]: m·k narrow, m·⌈k/rows⌉ wide (every
+    dataflow: a wide beat is a K-chunk of one row of A).  Broadcasts like ``gemm_cycles``."""
+    return _where(xp, wide, m * _cdiv(k, rows), m * k)
+
+
+def b_beats(k, n, rows, cols, dataflow, wide, xp=np):
+    """Beats on ``b_stream`` for B[k×n]: k·n narrow; wide: k·⌈n/cols⌉ (ws, os: N-chunks of a
+    row of B) or n·⌈k/rows⌉ (is: K-chunks of a column)."""
+    chunks = _where(xp, dataflow == 2, n * _cdiv(k, rows), k * _cdiv(n, cols))
+    return _where(xp, wide, chunks, k * n)
+
+
+def c_beats(m, n, cols, dataflow, wide, xp=np):
+    """Beats on ``c_stream`` for C[m×n]: m·n narrow; wide: m·⌈n/cols⌉ (ws, os: N-chunks of a
+    row of C) or ⌈m/cols⌉·n (is: M-chunks of a column)."""
+    chunks = _where(xp, dataflow == 2, _cdiv(m, cols) * n, m * _cdiv(n, cols))
+    return _where(xp, wide, chunks, m * n)
+
+
+def pipelined_gemms_schedule(shapes, rows, cols, dataflows, wide=(False, False, False),
+                             xp=np, mult_latency=DEFAULT_MULT_LATENCY):
+    """Return ``(starts, last_c)``: per GEMM run back to back (see
+    :func:`pipelined_gemms_cycles`), the cycle of its start handshake ``f_i`` and of its last
+    C beat ``e_i``, as lists."""
+    if isinstance(dataflows, (int, np.integer)):
+        dataflows = [dataflows] * len(shapes)
+    a_wide, b_wide, c_wide = wide
+    fire_prev = -1
+    busy_prev = None
+    starts, ends = [], []
+    for (m, k, n), flow in zip(shapes, dataflows):
+        load = xp.maximum(xp.asarray(a_beats(m, k, rows, a_wide, xp)),
+                          xp.asarray(b_beats(k, n, rows, cols, flow, b_wide, xp)))
+        busy = gemm_cycles(m, k, n, rows, cols, flow, xp, mult_latency)
+        drain = c_beats(m, n, cols, flow, c_wide, xp)
+        fire = fire_prev + load + LOAD_START_LATENCY
+        if busy_prev is not None:
+            fire = xp.maximum(xp.asarray(fire), xp.asarray(fire_prev + busy_prev + 1))
+        if len(ends) >= 2:
+            fire = xp.maximum(xp.asarray(fire), xp.asarray(ends[-2] + C_HALF_FREE_LATENCY))
+        first = fire + busy + ENGINE_C_LATENCY + 1
+        if ends:
+            first = xp.maximum(xp.asarray(first), xp.asarray(ends[-1] + C_DRAIN_GAP + 1))
+        starts.append(fire)
+        ends.append(first + drain - 1)
+        fire_prev, busy_prev = fire, busy
+    return starts, ends
+
+
+def pipelined_gemms_cycles(shapes, rows, cols, dataflows, wide=(False, False, False),
+                           xp=np, mult_latency=DEFAULT_MULT_LATENCY):
+    """Return the cycles of GEMMs run back to back through the engine's double buffers.
+
+    Assumes the host keeps ``start`` high from the first cycle (setting the next GEMM's
+    shape right after each handshake), the A and B sources are always valid and the C sink
+    always ready.  Counted from the first cycle (A and B beats of GEMM 0 are taken from
+    cycle 0 on) up to and including the cycle of the last C beat of the last GEMM.
+
+    With ``f_i`` the cycle of GEMM i's start handshake, ``B_i`` its busy cycles
+    (:func:`gemm_cycles`), ``L_i`` = max(A beats, B beats), ``D_i`` its C beats and ``e_i``
+    the cycle of its last C beat (``f_-1`` = −1, ``e_-1``, ``e_-2`` = −∞)::
+
+        f_i = max(f_(i−1) + L_i + LOAD_START_LATENCY,    loads after the previous start
+                  f_(i−1) + B_(i−1) + 1,                  compute of the previous GEMM
+                  e_(i−2) + C_HALF_FREE_LATENCY)          its result half drained
+        e_i = max(f_i + B_i + ENGINE_C_LATENCY + 1,       first C beat after compute
+                  e_(i−1) + C_DRAIN_GAP + 1) + D_i − 1    after the previous drain
+
+    and the result is ``e_(G−1) + 1``.  For G equal GEMMs it approaches
+    G·max(L + 1, B + 1, D + C_DRAIN_GAP, (B + D + ENGINE_C_LATENCY + C_HALF_FREE_LATENCY)/2)
+    plus one fill (the last bound: GEMM i+2 waits for the drain of GEMM i).
+
+    Parameters
+    ----------
+    shapes:
+        Sequence of ``(m, k, n)`` (each integer or array; all broadcast together).
+    rows, cols:
+        Array shape.
+    dataflows:
+        One dataflow code per GEMM, or one for all.
+    wide:
+        ``(a_wide, b_wide, c_wide)`` of the engine.
+    """
+    return pipelined_gemms_schedule(shapes, rows, cols, dataflows, wide, xp,
+                                    mult_latency)[1][-1] + 1

@@ -15,6 +15,12 @@ configuration, cached) and checks every case:
 ``make test`` runs a 4×4 int8 smoke batch (every dataflow, ragged shapes, K ≫ rows, K = 1,
 extremes, with and without stalls); ``make regress`` sweeps 4×4, 8×8, 4×8 int8 and 4×4, 4×8
 int16 arrays.
+
+Wide streams (one array-edge vector per beat on A, B and C): ``make test`` runs a smoke batch
+on 4×4 and 4×8 int8 engines, ``make regress`` the full sweep on 4×4, 4×8, 8×4, 8×8 int8 and
+4×8 int16.  On top of the checks above, the beats each stream moved must equal
+``dse.cost.gemm``'s ``a_beats``/``b_beats``/``c_beats`` and the lanes of C beats past the
+matrix edge must be zero (the A and B lanes past it carry nonzero filler the engine ignores).
 """
 
 import json
@@ -22,7 +28,7 @@ import json
 import numpy as np
 import pytest
 
-from dse.cost.gemm import gemm_cycles
+from dse.cost.gemm import a_beats, b_beats, c_beats, gemm_cycles
 from rtl.params import ArrayParams, Dataflow
 from sim.bench.gemm_tb import EngineConfig, GemmCase, rtl_gemm_batch
 from sim.bench.scoreboard import assert_matrix_equal
@@ -32,6 +38,22 @@ DATAFLOWS = list(Dataflow)
 STALLS = {"none": (0.0, 0.0), "both": (0.3, 0.4)}
 
 INT8_4x4 = EngineConfig(ArrayParams(4, 4, 8, 8, 32), max_m=32, max_k=64, max_n=32)
+WIDE = (True, True, True)
+WIDE_SMOKE_CONFIGS = {
+    "int8_4x4": EngineConfig(ArrayParams(4, 4, 8, 8, 32), max_m=32, max_k=64, max_n=32,
+                             wide=WIDE),
+    "int8_4x8": EngineConfig(ArrayParams(4, 8, 8, 8, 32), max_m=32, max_k=64, max_n=32,
+                             wide=WIDE),
+}
+WIDE_REGRESS_CONFIGS = {
+    **WIDE_SMOKE_CONFIGS,
+    "int8_8x4": EngineConfig(ArrayParams(8, 4, 8, 8, 32), max_m=32, max_k=64, max_n=32,
+                             wide=WIDE),
+    "int8_8x8": EngineConfig(ArrayParams(8, 8, 8, 8, 32), max_m=32, max_k=64, max_n=32,
+                             wide=WIDE),
+    "int16_4x8": EngineConfig(ArrayParams(4, 8, 16, 16, 48), max_m=32, max_k=64, max_n=32,
+                              wide=WIDE),
+}
 REGRESS_CONFIGS = {
     "int8_4x4": INT8_4x4,
     "int8_8x8": EngineConfig(ArrayParams(8, 8, 8, 8, 32), max_m=32, max_k=64, max_n=32),
@@ -86,6 +108,20 @@ def smoke_cases(p: ArrayParams) -> list[GemmCase]:
     return cases
 
 
+def wide_smoke_cases(p: ArrayParams) -> list[GemmCase]:
+    """A handful: every dataflow with stalls, ragged M/K/N around the array, K = 1, extremes."""
+    r, c = p.rows, p.cols
+    cases, seed = [], 3000
+    for df in DATAFLOWS:
+        cases.append(_case("random", 2 * max(r, c) + 3, 2 * r + 1, 2 * c - 1, df, "both", p,
+                           seed))
+        seed += 1
+    cases.append(_case("min_min", 5, 1, c + 1, Dataflow.IS, "both", p, seed))
+    cases.append(_case("mixed_extremes", 9, 20, 3, Dataflow.OS, "none", p, seed + 1))
+    cases.append(_case("max_min", 3, r + 2, 2 * c, Dataflow.WS, "both", p, seed + 2))
+    return cases
+
+
 def sweep_cases(p: ArrayParams, cfg: EngineConfig) -> list[GemmCase]:
     """The full sweep of one configuration: shapes × kinds × dataflows × stalls."""
     r, c = p.rows, p.cols
@@ -134,6 +170,15 @@ def check_batch(cfg: EngineConfig, cases: list[GemmCase], run_name: str) -> floa
         if res.cycles != predicted:
             failures.append(f"{case.name}: measured {res.cycles} cycles, model predicts "
                             f"{predicted} (relative error {rel:.4f})")
+        a_w, b_w, c_w = cfg.wide
+        flow = case.dataflow.code
+        beats = (int(a_beats(m, k, p.rows, a_w)), int(b_beats(k, n, p.rows, p.cols, flow, b_w)),
+                 int(c_beats(m, n, p.cols, flow, c_w)))
+        if tuple(res.beats) != beats:
+            failures.append(f"{case.name}: streams moved (A, B, C) = {tuple(res.beats)} beats, "
+                            f"dse.cost.gemm predicts {beats}")
+        if res.c_pad_nonzero:
+            failures.append(f"{case.name}: {res.c_pad_nonzero} C lanes past the edge not zero")
     # Stalls must not change the compute cycles: equal-shaped no-stall/stall twins agree.
     out = REPO_ROOT / "build" / "sim" / run_name / "cycles.json"
     out.write_text(json.dumps({"max_rel_error": max(rel_errors), "cases": table}, indent=1))
@@ -145,6 +190,21 @@ def check_batch(cfg: EngineConfig, cases: list[GemmCase], run_name: str) -> floa
 @pytest.mark.verilator
 def test_gemm_engine_smoke_int8_4x4():
     assert check_batch(INT8_4x4, smoke_cases(INT8_4x4.params), "gemm_smoke_int8_4x4") == 0.0
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("name", list(WIDE_SMOKE_CONFIGS))
+def test_gemm_engine_wide_smoke(name):
+    cfg = WIDE_SMOKE_CONFIGS[name]
+    assert check_batch(cfg, wide_smoke_cases(cfg.params), f"gemm_wide_smoke_{name}") == 0.0
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("name", list(WIDE_REGRESS_CONFIGS))
+def test_gemm_engine_wide_sweep(name):
+    cfg = WIDE_REGRESS_CONFIGS[name]
+    assert check_batch(cfg, sweep_cases(cfg.params, cfg), f"gemm_wide_sweep_{name}") == 0.0
 
 
 @pytest.mark.verilator

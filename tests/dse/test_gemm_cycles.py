@@ -109,3 +109,42 @@ def test_torch_backend_agrees():
 def test_default_latency_is_the_rtl_default():
     from rtl.dsp import DEFAULT_LATENCY
     assert DEFAULT_MULT_LATENCY == DEFAULT_LATENCY
+
+
+def test_beats_match_enumeration():
+    """Beat functions against counting the chunks of each wide beat order (docs/rtl.md)."""
+    from dse.cost.gemm import a_beats, b_beats, c_beats
+
+    for (m, k, n), (rows, cols) in itertools.product(SHAPES, ARRAYS):
+        chunks = lambda extent, size: len(range(0, extent, size))  # noqa: E731
+        assert int(a_beats(m, k, rows, True)) == m * chunks(k, rows)
+        assert int(a_beats(m, k, rows, False)) == m * k
+        for flow in (WS, OS, IS):
+            want_b = n * chunks(k, rows) if flow == IS else k * chunks(n, cols)
+            want_c = chunks(m, cols) * n if flow == IS else m * chunks(n, cols)
+            assert int(b_beats(k, n, rows, cols, flow, True)) == want_b
+            assert int(c_beats(m, n, cols, flow, True)) == want_c
+            assert int(b_beats(k, n, rows, cols, flow, False)) == k * n
+            assert int(c_beats(m, n, cols, flow, False)) == m * n
+
+
+def test_beats_broadcast_numpy_and_torch():
+    from dse.cost.gemm import a_beats, b_beats, c_beats
+
+    m = np.array([1, 5, 9, 17])
+    k = np.array([1, 4, 13, 3])
+    n = np.array([2, 8, 3, 30])
+    flows = np.array([WS, OS, IS, IS])
+    wide = np.array([True, False, True, True])
+    calls = ((b_beats, (k, n, 4, 8, flows, wide)), (c_beats, (m, n, 8, flows, wide)),
+             (a_beats, (m, k, 4, wide)))
+    expect = []
+    for fn, args in calls:
+        each = [int(fn(*[a[i] if isinstance(a, np.ndarray) else a for a in args]))
+                for i in range(4)]
+        assert fn(*args).tolist() == each
+        expect.append(each)
+    torch = pytest.importorskip("torch")
+    for (fn, args), each in zip(calls, expect):
+        targs = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args]
+        assert fn(*targs, xp=torch).tolist() == each

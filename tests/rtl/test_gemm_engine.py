@@ -8,6 +8,13 @@ number of cycles ``busy`` was observed high.  Expectations: C from ``sim.models.
 (numpy int64 with explicit wrap), cycles from ``dse.cost.gemm.gemm_cycles`` (derived by hand
 in docs/rtl.md), and the busy count observed independently of the counter.
 
+Wide streams (``a_wide``/``b_wide``/``c_wide``): the harness writes the beat orders out from
+docs/rtl.md (``a_stream_beats``, ``b_stream_beats``, ``c_from_beats``), fills the lanes past the
+matrix edge of A and B beats with random values (the engine must ignore them) and checks the
+zero lanes of C beats; the beats each stream moved per GEMM are measured from the handshakes
+and compared with ``dse.cost.gemm``'s ``a_beats``/``b_beats``/``c_beats``, and back-to-back
+runs with ``pipelined_gemms_schedule``.
+
 Budget: the fast set runs in ~30 s of Amaranth simulation; sweeps are ``regress``.
 """
 
@@ -18,9 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from amaranth.hdl import Shape, signed
 from amaranth.sim import Simulator
 
-from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
+from dse.cost.gemm import (
+    DEFAULT_MULT_LATENCY,
+    a_beats,
+    b_beats,
+    c_beats,
+    gemm_cycles,
+    pipelined_gemms_cycles,
+    pipelined_gemms_schedule,
+)
 from rtl.dsp import MAX_LATENCY
 from rtl.gemm_engine import GemmEngine
 from rtl.params import ArrayParams, Dataflow
@@ -34,6 +50,59 @@ class GemmRun:
     cycles: int
     busy_cycles: int
     overlapped_load: bool  # some operand beat was taken while the previous GEMM computed
+    a_beats: int = -1      # A / B beats the engine took between the previous start and this one
+    b_beats: int = -1
+    c_beats: int = -1      # C beats of this GEMM (as decoded by the test's beat order)
+    start_cycle: int = -1  # cycle of the start handshake (cycle 0: the first clock cycle)
+    last_c_cycle: int = -1  # cycle of its last C beat
+
+
+# ---- beat orders of the wide streams (written out from docs/rtl.md, independent of the RTL) --
+
+def a_stream_beats(a, rows, wide, pad):
+    """A beats: elements row-major (narrow) or K-chunks (m, kb) row-major padded by ``pad``."""
+    if not wide:
+        return [int(x) for x in a.flatten()]
+    m, k = a.shape
+    return [[int(x) for x in a[i, k0:k0 + rows]] + pad(rows - len(a[i, k0:k0 + rows]))
+            for i in range(m) for k0 in range(0, k, rows)]
+
+
+def b_stream_beats(b, rows, cols, flow, wide, pad):
+    """B beats: row-major (narrow); wide ws/os N-chunks (k, nb), is K-chunks (n, kb)."""
+    if not wide:
+        return [int(x) for x in b.flatten()]
+    k, n = b.shape
+    lanes = max(rows, cols)
+    if flow == Dataflow.IS.code:
+        chunks = [b[k0:k0 + rows, j] for j in range(n) for k0 in range(0, k, rows)]
+    else:
+        chunks = [b[i, n0:n0 + cols] for i in range(k) for n0 in range(0, n, cols)]
+    return [[int(x) for x in ch] + pad(lanes - len(ch)) for ch in chunks]
+
+
+def c_from_beats(beats, m, n, cols, flow, wide):
+    """C from its beats (checks the zero lanes past M or N); None if the count is wrong."""
+    if not wide:
+        return np.array(beats, dtype=np.int64).reshape(m, n)
+    c = np.zeros((m, n), dtype=np.int64)
+    if flow == Dataflow.IS.code:
+        spots = [(slice(m0, min(m0 + cols, m)), j) for m0 in range(0, m, cols) for j in range(n)]
+    else:
+        spots = [(i, slice(n0, min(n0 + cols, n))) for i in range(m) for n0 in range(0, n, cols)]
+    assert len(beats) == len(spots)
+    for beat, spot in zip(beats, spots):
+        valid = len(c[spot])
+        c[spot] = beat[:valid]
+        assert list(beat[valid:]) == [0] * (cols - valid), f"nonzero lanes past the edge: {beat}"
+    return c
+
+
+def c_beat_count(m, n, cols, flow, wide):
+    """C beats of one GEMM by enumeration of the beat order above."""
+    if not wide:
+        return m * n
+    return len(range(0, m, cols)) * n if flow == Dataflow.IS.code else m * len(range(0, n, cols))
 
 
 async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
@@ -45,7 +114,7 @@ async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
             await ctx.tick()
             continue
         ctx.set(strm.valid, 1)
-        ctx.set(strm.payload, int(values[i]))
+        ctx.set(strm.payload, values[i])
         *_, ready, is_busy = await ctx.tick().sample(strm.ready, busy)
         if ready:
             if is_busy:
@@ -56,7 +125,8 @@ async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
 
 def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float = 0.0,
               backpressure: float = 0.0, seed: int = 0, max_dim: int = 16,
-              start_delay: int = 0) -> list[GemmRun]:
+              start_delay: int = 0, wide=(False, False, False),
+              eager_start: bool = False) -> list[GemmRun]:
     """Run ``cases`` (a list of ``(a, b, dataflow_code)``) on one engine, back to back.
 
     Parameters
@@ -65,16 +135,33 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
         Probability of an idle cycle on the A and B sources, of ``ready`` low on the C sink.
     start_delay:
         Cycles the host waits after loading before raising ``start`` (at most; random).
+    wide:
+        ``(a_wide, b_wide, c_wide)`` of the engine; lanes of a wide beat past the matrix edge
+        carry random values (the engine must ignore them).
+    eager_start:
+        Hold ``start`` high from the first cycle (the next GEMM's shape set right after each
+        handshake) instead of raising it once the operands are sent.
     """
+    a_wide, b_wide, c_wide = wide
     eng = GemmEngine(params, max_m=max_dim, max_k=max_dim, max_n=max_dim,
-                     mult_latency=mult_latency)
+                     mult_latency=mult_latency, a_wide=a_wide, b_wide=b_wide, c_wide=c_wide)
     rng = random.Random(seed)
+    pad_rng = random.Random(seed + 1)
+    lo = -(1 << (min(params.a_width, params.b_width) - 1))
+
+    def pad(count):
+        return [pad_rng.choice([lo, -lo - 1, 1, -1]) for _ in range(count)]
+
+    rows, cols = params.rows, params.cols
+    streams = [(a_stream_beats(a, rows, a_wide, pad),
+                b_stream_beats(b, rows, cols, flow, b_wide, pad)) for a, b, flow in cases]
     sim = Simulator(eng)
     sim.add_clock(1e-8)
     shapes = [(a.shape[0], a.shape[1], b.shape[1]) for a, b, _ in cases]
     loaded = [[False, False] for _ in cases]
     overlap = [[False] for _ in cases]
     cycles, busy_counts, outputs = [], [], []
+    fires, a_takes, b_takes, c_takes = [], [], [], []
 
     def set_dims(ctx, i):
         m, k, n = shapes[i]
@@ -87,8 +174,8 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
         async def run(ctx):
             strm = eng.a_stream if which == 0 else eng.b_stream
             src_rng = random.Random(rng.random())
-            for i, case in enumerate(cases):
-                await _put(ctx, strm, case[which].flatten(), src_rng, idle, eng.busy, overlap[i])
+            for i in range(len(cases)):
+                await _put(ctx, strm, streams[i][which], src_rng, idle, eng.busy, overlap[i])
                 loaded[i][which] = True
         return run
 
@@ -96,7 +183,7 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
         ctl_rng = random.Random(rng.random())
         set_dims(ctx, 0)
         for i in range(len(cases)):
-            while not all(loaded[i]):
+            while not all(loaded[i]) and not eager_start:
                 await ctx.tick()
             if start_delay:
                 await ctx.tick().repeat(ctl_rng.randint(1, start_delay))
@@ -110,8 +197,20 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
                 set_dims(ctx, i + 1)
 
     async def monitor(ctx):
-        prev_busy, count = 0, 0
-        async for _, _, busy, cyc in ctx.tick().sample(eng.busy, eng.cycles):
+        prev_busy, count, t = 0, 0, 0
+        async for _, _, busy, cyc, start, start_ready, av, ar, bv, br, cv, cr in ctx.tick().sample(
+                eng.busy, eng.cycles, eng.start, eng.start_ready, eng.a_stream.valid,
+                eng.a_stream.ready, eng.b_stream.valid, eng.b_stream.ready, eng.c_stream.valid,
+                eng.c_stream.ready):
+            if start and start_ready:
+                fires.append(t)
+            if av and ar:
+                a_takes.append(t)
+            if bv and br:
+                b_takes.append(t)
+            if cv and cr:
+                c_takes.append(t)
+            t += 1
             if busy:
                 count += 1
             elif prev_busy:
@@ -122,16 +221,16 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
 
     async def sink(ctx):
         snk_rng = random.Random(rng.random())
-        for m, _, n in shapes:
+        for (m, _, n), (_, _, flow) in zip(shapes, cases):
             words = []
-            while len(words) < m * n:
+            while len(words) < c_beat_count(m, n, cols, flow, c_wide):
                 ready = not (backpressure and snk_rng.random() < backpressure)
                 ctx.set(eng.c_stream.ready, ready)
                 *_, valid, payload = await ctx.tick().sample(eng.c_stream.valid,
                                                              eng.c_stream.payload)
                 if valid and ready:
-                    words.append(payload)
-            outputs.append(np.array(words, dtype=np.int64).reshape(m, n))
+                    words.append([payload[i] for i in range(cols)] if c_wide else payload)
+            outputs.append(c_from_beats(words, m, n, cols, flow, c_wide))
         ctx.set(eng.c_stream.ready, 0)
         # A few more cycles: an extra (duplicated) beat would show up here.
         for _ in range(8):
@@ -146,8 +245,18 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
     sim.add_testbench(monitor, background=True)
     sim.run()
     assert len(cycles) == len(cases), f"saw {len(cycles)} GEMMs finish, not {len(cases)}"
-    return [GemmRun(c, cyc, busy, ov[0])
-            for c, cyc, busy, ov in zip(outputs, cycles, busy_counts, overlap)]
+    assert len(fires) == len(cases)
+    runs, prev_fire, c_seen = [], -1, 0
+    for i, (c, cyc, busy, ov) in enumerate(zip(outputs, cycles, busy_counts, overlap)):
+        (m, _, n), flow = shapes[i], cases[i][2]
+        n_a = sum(prev_fire < t < fires[i] for t in a_takes)
+        n_b = sum(prev_fire < t < fires[i] for t in b_takes)
+        n_c = c_beat_count(m, n, cols, flow, c_wide)
+        c_seen += n_c
+        runs.append(GemmRun(c, cyc, busy, ov[0], n_a, n_b, n_c, fires[i], c_takes[c_seen - 1]))
+        prev_fire = fires[i]
+    assert len(c_takes) == c_seen, f"c_stream moved {len(c_takes)} beats, not {c_seen}"
+    return runs
 
 
 # ---- cases -------------------------------------------------------------------------------
@@ -182,17 +291,22 @@ def make_cases(params, shapes, seed, kinds=("random",)):
     return cases
 
 
-def check_runs(params, cases, runs, mult_latency=DEFAULT_MULT_LATENCY):
-    """Every GEMM bit-exact; cycles register == busy count == the formula."""
+def check_runs(params, cases, runs, mult_latency=DEFAULT_MULT_LATENCY,
+               wide=(False, False, False)):
+    """Every GEMM bit-exact; cycles register == busy count == the formula; beats per GEMM
+    on each stream == ``dse.cost.gemm``'s beat functions."""
+    rows, cols = params.rows, params.cols
     for (a, b, flow), run in zip(cases, runs):
         (m, k), n = a.shape, b.shape[1]
-        where = f"{Dataflow(list(Dataflow)[flow]).value} M={m} K={k} N={n}"
+        where = f"{Dataflow(list(Dataflow)[flow]).value} M={m} K={k} N={n} wide={wide}"
         np.testing.assert_array_equal(
             run.c, golden_gemm(a, b, params.acc_width, params.a_width, params.b_width),
             err_msg=where)
-        predicted = int(gemm_cycles(m, k, n, params.rows, params.cols, flow,
-                                    mult_latency=mult_latency))
+        predicted = int(gemm_cycles(m, k, n, rows, cols, flow, mult_latency=mult_latency))
         assert (run.cycles, run.busy_cycles) == (predicted, predicted), where
+        beats = (int(a_beats(m, k, rows, wide[0])), int(b_beats(k, n, rows, cols, flow, wide[1])),
+                 int(c_beats(m, n, cols, flow, wide[2])))
+        assert (run.a_beats, run.b_beats, run.c_beats) == beats, where
 
 
 # K = 1, M and N not multiples of the array, K much larger than the array, exact multiples.
@@ -278,6 +392,79 @@ def test_1x1_array():
     check_runs(params, cases, runs)
 
 
+# ---- wide streams (one array-edge vector per beat) ----------------------------------------
+
+WIDE = (True, True, True)
+
+
+def wide_shapes(rows, cols):
+    """Ragged M, K, N around the array and the bank count L, K = 1, exact multiples."""
+    lanes = max(rows, cols)
+    return [(1, 1, 1), (2 * lanes + 1, rows + 1, cols + 2), (lanes + 2, 1, 2 * cols - 1),
+            (3, 2 * rows, 2 * cols)]
+
+
+# 2×3 and 8×4... : L = 3 is not a multiple of rows = 2 (os groups cross a bank line); 3×2:
+# not of cols = 2 (is preload groups cross it).
+@pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (3, 2), (4, 4), (4, 8), (8, 4)],
+                         ids=lambda v: str(v))
+def test_wide_all_dataflows(rows, cols):
+    params = ArrayParams(rows=rows, cols=cols, a_width=8, b_width=8, acc_width=32)
+    cases = make_cases(params, wide_shapes(rows, cols), seed=rows * 7 + cols,
+                       kinds=("random", "extreme", "min", "max"))
+    runs = sim_gemms(params, cases, idle=0.3, backpressure=0.3, seed=rows + 3 * cols,
+                     start_delay=2, wide=WIDE, max_dim=20)
+    check_runs(params, cases, runs, wide=WIDE)
+
+
+@pytest.mark.parametrize("wide", [(True, False, False), (False, True, False),
+                                  (False, False, True), (True, True, False)],
+                         ids=lambda w: "".join("w" if x else "n" for x in w))
+def test_mixed_stream_widths(wide):
+    params = ArrayParams(rows=2, cols=3, a_width=8, b_width=8, acc_width=32)
+    cases = make_cases(params, [(7, 5, 4), (1, 1, 2)], seed=21, kinds=("random", "extreme"))
+    runs = sim_gemms(params, cases, idle=0.25, backpressure=0.25, seed=8, wide=wide)
+    check_runs(params, cases, runs, wide=wide)
+
+
+def test_wide_int16_acc48_extremes_long_k():
+    params = ArrayParams(rows=4, cols=4, a_width=16, b_width=16, acc_width=48)
+    cases = make_cases(params, [(6, 37, 5)], seed=5, kinds=("min", "extreme", "max"))
+    runs = sim_gemms(params, cases, idle=0.2, backpressure=0.2, seed=6, wide=WIDE, max_dim=40)
+    check_runs(params, cases, runs, wide=WIDE)
+
+
+# wide: compute-bound; narrow: load-bound; wide A/B with narrow C: drain-bound (the result
+# half of GEMM i is what GEMM i+2 waits for).
+@pytest.mark.parametrize("wide", [WIDE, (False, False, False), (True, True, False)],
+                         ids=["wide", "narrow", "narrow-c"])
+@pytest.mark.parametrize("rows,cols,shape", [(4, 4, (8, 8, 8)), (2, 3, (7, 5, 9))],
+                         ids=["4x4", "2x3"])
+def test_pipelined_gemms_overlap(wide, rows, cols, shape):
+    """G GEMMs back to back, start held high, no stalls: loads of GEMM i+1 and the drain of
+    GEMM i−1 overlap the compute of GEMM i, and the total is the double-buffer recurrence."""
+    params = ArrayParams(rows=rows, cols=cols, a_width=8, b_width=8, acc_width=32)
+    gemms = 4
+    cases = [c for c in make_cases(params, [shape] * gemms, seed=3) if c[2] == 0][:gemms]
+    cases += make_cases(params, [shape], seed=4)       # then one per dataflow
+    runs = sim_gemms(params, cases, wide=wide, eager_start=True)
+    check_runs(params, cases, runs, wide=wide)
+    shapes = [(a.shape[0], a.shape[1], b.shape[1]) for a, b, _ in cases]
+    flows = [flow for _, _, flow in cases]
+    total = runs[-1].last_c_cycle + 1
+    assert total == int(pipelined_gemms_cycles(shapes, rows, cols, flows, wide))
+    # The recurrence step by step: every start handshake and every last C beat; and the
+    # overlap is real: each GEMM's load, compute and drain one after the other take far longer.
+    starts, ends = pipelined_gemms_schedule(shapes, rows, cols, flows, wide)
+    assert [r.start_cycle for r in runs] == [int(x) for x in starts]
+    assert [r.last_c_cycle for r in runs] == [int(x) for x in ends]
+    serial = sum(int(max(a_beats(m, k, rows, wide[0]), b_beats(k, n, rows, cols, f, wide[1])))
+                 + int(gemm_cycles(m, k, n, rows, cols, f)) + int(c_beats(m, n, cols, f, wide[2]))
+                 for (m, k, n), f in zip(shapes, flows))
+    assert total < 0.75 * serial
+    assert all(r.overlapped_load for r in runs[1:])
+
+
 # ---- construction errors -------------------------------------------------------------------
 
 def test_bad_parameters():
@@ -297,6 +484,24 @@ def test_bad_parameters():
         GemmEngine(8)
     with pytest.raises(ValueError, match=r"^a_width and b_width must be at most 18 for "):
         GemmEngine(ArrayParams(a_width=20, acc_width=64), target="ecp5")
+    with pytest.raises(TypeError, match=r"^b_wide must be True or False, not 1$"):
+        GemmEngine(ArrayParams(), b_wide=1)
+    with pytest.raises(TypeError, match=r"^a_wide must be True or False, not None$"):
+        GemmEngine(ArrayParams(), a_wide=None)
+
+
+def test_wide_ports_and_depths():
+    eng = GemmEngine(ArrayParams(rows=2, cols=3, a_width=8, b_width=6, acc_width=32),
+                     max_m=10, max_k=7, max_n=5, a_wide=True, b_wide=True, c_wide=True)
+    # A: L = 3 banks of ⌈10/3⌉ = 4 lines × S = ⌈7/2⌉ = 4 chunks = 16 words per half.
+    assert (eng.a_lanes, eng.b_lanes, eng.c_lanes) == (2, 3, 3)
+    assert eng.half_depths["a"] == 16
+    assert eng.a_stream.payload.shape().length == 2
+    assert Shape.cast(eng.b_stream.payload.shape()).width == 3 * 6
+    assert Shape.cast(eng.c_stream.payload.shape()).width == 3 * 32
+    narrow = GemmEngine(ArrayParams(rows=2, cols=3), max_m=10, max_k=7, max_n=5)
+    assert (narrow.a_lanes, narrow.b_lanes, narrow.c_lanes) == (1, 1, 1)
+    assert narrow.a_stream.payload.shape() == signed(8)
 
 
 # ---- regression sweep ----------------------------------------------------------------------

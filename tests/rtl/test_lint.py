@@ -1,11 +1,11 @@
 """Verilator ``--lint-only -Wall`` of the generated Verilog: clean but for documented waivers.
 
 Lints the GEMM engine and the systolic array (int8 4×4, int8 4×8 and int16 4×4, the shapes
-the cocotb tests simulate) and an ECP5 multiplier against Yosys's declaration of its
-MULT18X18D, and checks the lint machinery itself: a waiver never hides an unused input port
-or a missing pin outside vendor cells, and every waived rule is documented in
-docs/verilator-waivers.md.  (``omniconv lint`` / ``make lint`` lint a config's whole
-overlay.v: tests/cli/test_lint_overlay.py.)
+the cocotb tests simulate; the engine also with wide streams) and an ECP5 multiplier against
+Yosys's declaration of its MULT18X18D, and checks the lint machinery itself: a waiver never
+hides an unused input port or a missing pin outside vendor cells, and every waived rule is
+documented in docs/verilator-waivers.md.  (``omniconv lint`` / ``make lint`` lint a config's
+whole overlay.v: tests/cli/test_lint_overlay.py.)
 """
 
 import re
@@ -26,6 +26,14 @@ PARAMS = {
 # make test lints the 4x4 int8 shapes; the others (same code, other widths) under regress.
 SHAPES = [pytest.param(name, marks=[] if name == "int8_4x4" else [pytest.mark.regress])
           for name in PARAMS]
+# The engine narrow in every shape, and with wide streams (one array-edge vector per beat on
+# A, B and C) in 4x4 (make test) and 4x8 (regress).
+ENGINE_SHAPES = [pytest.param(name, False, id=name,
+                              marks=[] if name == "int8_4x4" else [pytest.mark.regress])
+                 for name in PARAMS] + [
+    pytest.param("int8_4x4", True, id="int8_4x4-wide"),
+    pytest.param("int8_4x8", True, id="int8_4x8-wide", marks=[pytest.mark.regress]),
+]
 
 
 def _report(violations) -> str:
@@ -33,11 +41,11 @@ def _report(violations) -> str:
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("name", SHAPES)
-def test_engine_lints_clean(name, tmp_path):
-    top = f"lint_engine_{name}"
-    text = emit_verilog(GemmEngine(PARAMS[name], max_m=32, max_k=64, max_n=32, target="sim"),
-                        top)
+@pytest.mark.parametrize("name,wide", ENGINE_SHAPES)
+def test_engine_lints_clean(name, wide, tmp_path):
+    top = f"lint_engine_{name}{'_wide' if wide else ''}"
+    text = emit_verilog(GemmEngine(PARAMS[name], max_m=32, max_k=64, max_n=32, target="sim",
+                                   a_wide=wide, b_wide=wide, c_wide=wide), top)
     violations, waived = lint_verilog(text, top, work_dir=tmp_path)
     assert not violations, f"{len(violations)} lint violations in {top}:\n{_report(violations)}"
     assert {w.rule for w in waived} <= set(LINT_WAIVERS)
