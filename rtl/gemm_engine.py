@@ -69,6 +69,12 @@ def _pow2_at_least(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
 
+def _index(count: int) -> range:
+    """Range of an index below ``count``, at least one bit wide (a zero-width wire in an
+    address sum makes the Verilog ``[-1:0]``)."""
+    return range(max(count, 2))
+
+
 def _check_count(name: str, value, low: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -373,9 +379,9 @@ class GemmEngine(wiring.Component):
         a_take = handshake("a_load", self.a_stream, a_complete)
         a_row = Signal(dbits, name="a_load_m")
         a_k = Signal(dbits, name="a_load_k")               # first k of the beat
-        a_el = Signal(range(rows), name="a_load_el")       # k mod rows (narrow)
-        a_kb = Signal(range(stride), name="a_load_kb")     # k div rows
-        a_bank = Signal(range(lanes), name="a_load_bank")  # m mod L
+        a_el = Signal(_index(rows), name="a_load_el")       # k mod rows (narrow)
+        a_kb = Signal(_index(stride), name="a_load_kb")     # k div rows
+        a_bank = Signal(_index(lanes), name="a_load_bank")  # m mod L
         a_line = Signal(wbits, name="a_load_line")         # (m div L)·S
         a_kstep = rows if wide["a"] else 1
         a_last_k = a_k + a_kstep >= self.k
@@ -527,7 +533,7 @@ class GemmEngine(wiring.Component):
         # element e: ws: x = o (the streamed row, g = 1, the whole word); os: x = m0 (g = rows,
         # e = o mod rows); is: x = m0 (g = cols, e = the preload row rr).  The group tracker
         # keeps x mod L (the bank of the group's first row) and (x div L)·S (its line).
-        g_bank = Signal(range(lanes), name="a_grp_bank")
+        g_bank = Signal(_index(lanes), name="a_grp_bank")
         g_line = Signal(wbits, name="a_grp_line")
         g_next = g_bank + Mux(ws_, 1, Mux(os_, rows, cols))
         with m.If(Mux(ws_, o_zero, init)):
@@ -538,7 +544,7 @@ class GemmEngine(wiring.Component):
             with m.Else():
                 m.d.sync += g_bank.eq(g_next)
         # os: o = o_kb·rows + o_el
-        o_el = Signal(range(rows), name="a_os_el")
+        o_el = Signal(_index(rows), name="a_os_el")
         o_kb = Signal(dbits, name="a_os_kb")
         with m.If(o_zero):
             m.d.sync += [o_el.eq(0), o_kb.eq(0)]
@@ -593,8 +599,8 @@ class GemmEngine(wiring.Component):
         al_step = Signal(range(rows))
         al_hmask = Signal(rows)
         al_vmask = Signal(cols)
-        al_bank = Signal(range(lanes))
-        al_el = Signal(range(rows))
+        al_bank = Signal(_index(lanes))
+        al_el = Signal(_index(rows))
         m.d.sync += [al_bank.eq(g_bank), al_el.eq(Mux(os_, o_el, rr))]
         m.d.sync += [
             al_valid.eq(issue_stream), al_first.eq(issue_stream & (o == 0)),
@@ -626,7 +632,7 @@ class GemmEngine(wiring.Component):
         a_rot = []
         for j in range(lanes):
             idx = al_bank + j
-            rot_idx = Signal(range(lanes), name=f"a_rot{j}_bank")
+            rot_idx = Signal(_index(lanes), name=f"a_rot{j}_bank")
             m.d.comb += rot_idx.eq(Mux(idx >= lanes, idx - lanes, idx))
             a_rot.append(select(f"a_rot{j}", signed(p.a_width), rot_idx, bank_el))
         for r in range(rows):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from amaranth.hdl import Shape, signed
+from amaranth.hdl import Fragment, Shape, signed
 from amaranth.sim import Simulator
 
 from dse.cost.gemm import (
@@ -502,6 +502,9 @@ def test_wide_ports_and_depths():
     narrow = GemmEngine(ArrayParams(rows=2, cols=3), max_m=10, max_k=7, max_n=5)
     assert (narrow.a_lanes, narrow.b_lanes, narrow.c_lanes) == (1, 1, 1)
     assert narrow.a_stream.payload.shape() == signed(8)
+    # Elaborate both (an elaboratable never elaborated warns when collected).
+    Fragment.get(eng, None)
+    Fragment.get(narrow, None)
 
 
 # ---- regression sweep ----------------------------------------------------------------------
