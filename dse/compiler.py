@@ -175,6 +175,8 @@ class ConvPlan:
     data_bits: int = 0           # FFT data width (a_width − 1)
     kernel_bits: int = 0         # bits of each quantised kernel-spectrum part (b_width − 1)
     precision: int = 8           # bits of activations and weights
+    rows: int = 1                # the array the plan is for
+    cols: int = 1
 
     @property
     def geometry(self) -> Geometry:
@@ -193,8 +195,8 @@ class ConvPlan:
         """Predicted counters of one invocation on a rows×cols array (``dse.lowering``):
         ``cycles`` and the ``gemm``, ``front``, ``back`` and ``requant`` unit counters."""
         mod = lowering(self.algorithm)
-        low = mod.lower(self.geometry, self.unit, n=inv.gemm[2])
         flow = Dataflow(self.dataflow).code
+        low = mod.lower(self.geometry, self.unit, rows, cols, flow, n=inv.gemm[2])
         return {k: int(v) for k, v in mod.cycles(low, rows, cols, flow,
                                                   mult_latency=mult_latency).items()}
 
@@ -246,9 +248,14 @@ class ConvPlan:
 
     # -- buffer images --------------------------------------------------------------------
     def feature_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
-        """Feature buffer words (one activation each), HWC order, for im2col and kn2row."""
+        """Feature buffer words for im2col and kn2row, ``(words, rows)``: ``rows`` channels
+        of a pixel each (the last word of a pixel zero-filled), order (y, x, channel word)."""
         xi = self._image_input(self._group_x(x, inv))
-        return xi.transpose(1, 2, 0).reshape(-1)
+        c, hp, wp = xi.shape
+        cw = -(-c // self.rows)
+        full = np.zeros((cw * self.rows, hp, wp), dtype=np.int64)
+        full[:c] = xi
+        return full.transpose(1, 2, 0).reshape(hp * wp * cw, self.rows)
 
     def tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """Winograd tile buffer words ((m+2)² activations each), order (tile, piece, c)."""
@@ -295,8 +302,9 @@ class ConvPlan:
         """The layer's quantised kernel spectra (re, im, frac) (:func:`fft_kernel_spectra`)."""
         return fft_kernel_spectra(w, self.fft_n, self.kernel_bits)
 
-    def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
-        """Weight buffer words: the invocation's B matrices back to back, each row-major."""
+    def gemm_weights(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
+        """The invocation's B matrices, ``(gemms, K, N)``, K as the engine runs it (the zero
+        channels of partly filled feature words included)."""
         w = np.asarray(w, dtype=np.int64)
         if self.algorithm == "fft":
             kr, ki, _ = self.fft_weights(w)          # whole layer: one fraction for all
@@ -305,38 +313,78 @@ class ConvPlan:
             half = self.fft_n // 2 + 1
             planes = np.stack([kr, ki - kr, kr + ki])[..., :half]   # 3, n, c, N, N/2+1
             # GEMM 3b + j: B[c][f] = plane j at the b-th bin (u, v ≤ N/2), u-major
-            return planes.transpose(3, 4, 0, 2, 1).reshape(-1)
+            n, c = planes.shape[1:3]
+            return planes.transpose(3, 4, 0, 2, 1).reshape(-1, c, n)
         ng = self.out_shape[0] // self.groups
         f0, f1 = inv.filters
         wg = w[inv.group * ng:(inv.group + 1) * ng][f0:f1]             # n × c × r × s
-        n = wg.shape[0]
-        if self.algorithm == "im2col":
-            return wg.transpose(2, 3, 1, 0).reshape(-1, n).reshape(-1)   # (ky, kx, c) × n
-        if self.algorithm == "kn2row":
-            r, s = self.kernel
-            return np.concatenate([wg[:, :, ky, kx].T.reshape(-1)
-                                   for ky in range(r) for kx in range(s)])
+        n, cg, r, s = wg.shape
+        if self.algorithm in ("im2col", "kn2row"):
+            cw = -(-cg // self.rows)
+            full = np.zeros((n, cw * self.rows, r, s), dtype=np.int64)
+            full[:, :cg] = wg
+            if self.algorithm == "im2col":                             # (ky, kx, c) × n
+                return full.transpose(2, 3, 1, 0).reshape(1, -1, n)
+            return full.transpose(2, 3, 1, 0).reshape(r * s, cw * self.rows, n)
         m = self.winograd_m
         t = m + 2
         pieces = _split_pieces(wg)                                      # n, c, P, 3, 3
         u = winograd_weights(pieces, m, self.frac_bits)                  # n, c, P, t, t
         c, p2 = u.shape[1], u.shape[2]
         # GEMM g = transformed position (g // t, g % t); B_g[piece·C + c][n]
-        b = u.transpose(3, 4, 2, 1, 0).reshape(t * t, p2 * c, n)
-        return b.reshape(-1)
+        return u.transpose(3, 4, 2, 1, 0).reshape(t * t, p2 * c, n)
+
+    def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
+        """Weight buffer words, ``(words, max(rows, cols))``: the invocation's B matrices back
+        to back, each as the engine's wide B beats -- ws and os: N-chunks of ``cols`` filters
+        of a row k, order (k, chunk); is: K-chunks of ``rows`` of a column n, order (n,
+        chunk); lanes past the matrix zero."""
+        rows, cols = self.rows, self.cols
+        edge = max(rows, cols)
+        words = []
+        for b in self.gemm_weights(w, inv):
+            k, n = b.shape
+            if self.dataflow == "is":
+                kb = -(-k // rows)
+                full = np.zeros((kb * rows, n), dtype=np.int64)
+                full[:k] = b
+                chunks = full.reshape(kb, rows, n).transpose(2, 0, 1).reshape(-1, rows)
+            else:
+                nb = -(-n // cols)
+                full = np.zeros((k, nb * cols), dtype=np.int64)
+                full[:, :n] = b
+                chunks = full.reshape(k * nb, cols)
+            wide = np.zeros((len(chunks), edge), dtype=np.int64)
+            wide[:, :chunks.shape[1]] = chunks
+            words.append(wide)
+        return np.concatenate(words)
 
     def decode(self, words: np.ndarray, inv: Invocation) -> np.ndarray:
         """This invocation's outputs (filters × OH × OW) from its output buffer words.
 
-        ``words`` is (out_words, lanes): spatial algorithms use lane 0 of words in HWC order
-        (pixel-major, filter fastest); Winograd words are m×m tiles, order (tile, filter).
+        ``words`` is (out_words, lanes): im2col and kn2row words are C vectors of ``cols``
+        lanes -- ws and os: filters of a pixel, order (pixel, filter chunk); is (im2col):
+        pixels of a filter, order (pixel chunk, filter); FFT words hold one output in lane 0,
+        HWC order (pixel-major, filter fastest); Winograd words are m×m tiles, order (tile,
+        filter).
         """
         words = np.asarray(words, dtype=np.int64)
         oh, ow = self.out_shape[1:]
         f0, f1 = inv.filters
         n = f1 - f0
-        if self.algorithm != "winograd":
+        cols = self.cols
+        if self.algorithm == "fft":
             return words[:oh * ow * n, 0].reshape(oh, ow, n).transpose(2, 0, 1)
+        if self.algorithm in ("im2col", "kn2row"):
+            pix = oh * ow
+            if self.dataflow == "is":
+                mb = -(-pix // cols)
+                c = words[:mb * n, :cols].reshape(mb, n, cols).transpose(0, 2, 1)
+                c = c.reshape(mb * cols, n)[:pix]
+            else:
+                nb = -(-n // cols)
+                c = words[:pix * nb, :cols].reshape(pix, nb * cols)[:, :n]
+            return c.reshape(oh, ow, n).transpose(2, 0, 1)
         m = self.winograd_m
         th, tw = -(-oh // m), -(-ow // m)
         y = words[:th * tw * n, :m * m].reshape(th, tw, n, m, m)
@@ -420,29 +468,41 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         rule = low_mod.RULE.replace(" m x m,", f" {unit}x{unit},").replace(
             " N x N ", f" {unit}x{unit} ")
         raise ValueError(f"{what}: {rule}")
+    if flow not in low_mod.DATAFLOWS:
+        names = " and ".join(d.value for d in low_mod.DATAFLOWS)
+        raise ValueError(f"{what}: the datapath runs {algo} in the {names} dataflows only, "
+                         f"not {flow.value}")
+    rows, cols = params.rows, params.cols
+
+    def lowered(nf=None):
+        return low_mod.lower(geometry, unit, rows, cols, flow.code, n=nf)
+
     wm = unit if algo == "winograd" else 0
     fn = unit if algo == "fft" else 0
-    low = low_mod.lower(geometry, unit)
+    low = lowered()
     gm, gk, gemms = int(low.m), int(low.k), int(low.gemms)
     unit_pad = 0 if algo == "fft" else min(pads)
     cg, ng = c // groups, n_out // groups
+    c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
-    pix_out = gm if algo == "winograd" else oh * ow
-    # filters per invocation: what the engine and the output buffer hold
+    # filters per invocation: what the engine, the output and the weight buffer hold
     n_step = ng
     if limits is not None:
-        n_step = min(ng, limits.max_n, max(1, limits.out_words // pix_out))
-        if algo == "kn2row":
-            n_step = min(n_step, max(1, limits.out_words // (oh * ow)))
+        n_step = min(ng, limits.max_n)
+        while n_step > 1 and int(lowered(n_step).out_words) > limits.out_words:
+            n_step -= 1
         problems = []
+        if int(lowered(n_step).out_words) > limits.out_words:
+            problems.append(f"{int(lowered(n_step).out_words)} output words > "
+                            f"{limits.out_words}")
         if gm > limits.max_m:
             problems.append(f"M = {gm} > max_m = {limits.max_m}")
         if gk > limits.max_k:
             problems.append(f"K = {gk} > max_k = {limits.max_k}")
         if gemms > limits.max_gemms:
             problems.append(f"{gemms} GEMMs > max_gemms = {limits.max_gemms}")
-        if algo in ("im2col", "kn2row") and hp * wp * cg > limits.feature_words:
-            problems.append(f"{hp * wp * cg} feature words > {limits.feature_words}")
+        if algo in ("im2col", "kn2row") and hp * wp * c_words > limits.feature_words:
+            problems.append(f"{hp * wp * c_words} feature words > {limits.feature_words}")
         if algo == "winograd" and gm * gk > limits.tile_words:
             problems.append(f"{gm * gk} tile words > {limits.tile_words}")
         if algo == "fft":
@@ -450,10 +510,11 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             if gm * gk * fn * fn > spectral:
                 problems.append(f"{gm * gk * fn * fn} FFT tile words > {spectral}")
             n_step = min(n_step, max(1, spectral // (gm * fn * fn)))
-        if gemms * gk * n_step > limits.weight_words:
-            n_step = limits.weight_words // (gemms * gk)
-            if n_step < 1:
-                problems.append(f"{gemms * gk} weight words > {limits.weight_words}")
+        while n_step > 1 and gemms * int(lowered(n_step).b_words) > limits.weight_words:
+            n_step -= 1
+        if gemms * int(lowered(n_step).b_words) > limits.weight_words:
+            problems.append(f"{gemms * int(lowered(n_step).b_words)} weight words > "
+                            f"{limits.weight_words}")
         if problems:
             raise ValueError(f"{what} does not fit the datapath's buffers: "
                              + "; ".join(problems))
@@ -480,16 +541,18 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         for f0 in range(0, ng, n_step):
             f1 = min(ng, f0 + n_step)
             nf = f1 - f0
+            lo = lowered(nf)
             regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": gm, "gemm_k": gk,
-                    "gemm_n": nf, "gemms": gemms, "rq_mult": mult, "rq_shift": shift,
-                    "rq_relu": int(relu)}
-            fe = dict(in_h=hp, in_w=wp, c_words=cg, kernel_h=r, kernel_w=s, stride=sh,
+                    "gemm_n": nf, "gemms": gemms, "a_words": int(lo.a_words),
+                    "b_words": int(lo.b_words), "c_words": int(lo.c_words),
+                    "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu)}
+            fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=r, kernel_w=s, stride=sh,
                       pad=unit_pad, dil=dh, out_h=oh, out_w=ow)
             if algo == "kn2row":
-                fe = dict(in_h=hp, in_w=wp, c_words=cg, kernel_h=1, kernel_w=1, stride=1,
+                fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=1, kernel_w=1, stride=1,
                           pad=0, dil=1, out_h=hp, out_w=wp)
             sa = dict(in_h=hp, in_w=wp, kernel_h=r, kernel_w=s, out_h=oh, out_w=ow,
-                      f_words=nf, pad=unit_pad, dil=dh)
+                      f_words=-(-nf // cols), pad=unit_pad, dil=dh)
             if algo in ("winograd", "fft"):
                 fe = {k: 0 for k in fe}
             if algo != "kn2row":
@@ -503,12 +566,12 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                     step = fn - r + 1
                     ff.update(tiles_w=-(-wp // step), step=step, kernel=r, out_h=oh, out_w=ow)
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
-            out_words = (gm if algo == "winograd" else oh * ow) * nf
+            out_words = int(lo.out_words)
             regs["out_words"] = out_words
             invs.append(Invocation(regs, (gm, gk, nf), gemms, gi, (f0, f1), out_words))
     return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
                     pads, unit_pad, groups, wm, frac_bits if wm == 4 else 0, tuple(invs),
-                    fn, fft_shift, data_bits, kernel_bits, precision)
+                    fn, fft_shift, data_bits, kernel_bits, precision, rows, cols)
 
 
 def required_limits(plans) -> dict:
@@ -522,7 +585,8 @@ def required_limits(plans) -> dict:
             need["max_k"] = max(need["max_k"], gk)
             need["max_n"] = max(need["max_n"], gn)
             need["max_gemms"] = max(need["max_gemms"], inv.gemms)
-            need["weight_words"] = max(need["weight_words"], inv.gemms * gk * gn)
+            need["weight_words"] = max(need["weight_words"],
+                                       inv.gemms * inv.registers["b_words"])
             need["out_words"] = max(need["out_words"], inv.out_words)
             if plan.algorithm == "winograd":
                 need["tile_words"] = max(need["tile_words"], gm * gk)
@@ -531,6 +595,6 @@ def required_limits(plans) -> dict:
                 need["spectral_words"] = max(need["spectral_words"], gm * gk * n2,
                                              gm * gn * n2)
             else:
-                cg = plan.in_shape[0] // plan.groups
-                need["feature_words"] = max(need["feature_words"], hp * wp * cg)
+                need["feature_words"] = max(need["feature_words"],
+                                            hp * wp * inv.registers["fe_c_words"])
     return need

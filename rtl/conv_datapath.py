@@ -43,6 +43,7 @@ from rtl.params import (ALG_BITS, COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT
                         Algorithm, DatapathLimits, OverlayParams)
 from rtl.requant import Requant
 from rtl.spectral import SpectralPath
+from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
     WINOGRAD_AT,
     WINOGRAD_BT,
@@ -139,8 +140,14 @@ class ConvDatapath(wiring.Component):
         self._precision, self._target, self._lat = precision, target, mult_latency
         self._frac = winograd_frac_bits
         self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
-                                  max_n=limits.max_n, target=target, mult_latency=mult_latency)
-        self.lanes = wm * wm if wm else 1
+                                  max_n=limits.max_n, target=target, mult_latency=mult_latency,
+                                  a_wide=True, b_wide=True, c_wide=True)
+        #: Lanes of a weight buffer word (the engine's wide B beat).
+        self.edge = max(params.rows, params.cols)
+        #: Lanes of an output word: a C beat of ``cols`` filters, or a Winograd m×m tile.
+        self.lanes = max(params.cols, wm * wm) if wm else params.cols
+        #: Depth of the Winograd transformed-domain buffers: the C beats of one GEMM.
+        self.mbuf_words = limits.max_m * -(-limits.max_n // params.cols)
         # back-end width: accumulators, plus the output transform's growth
         self.back_width = params.acc_width + (transform_growth_bits(WINOGRAD_AT[wm]) if wm
                                               else 0)
@@ -155,6 +162,9 @@ class ConvDatapath(wiring.Component):
             "gemm_m": In(self._engine.dim_bits), "gemm_k": In(self._engine.dim_bits),
             "gemm_n": In(self._engine.dim_bits),
             "gemms": In(range(limits.max_gemms + 1)),
+            "a_words": In(range(limits.max_m * limits.max_k + 1)),
+            "b_words": In(range(limits.weight_words + 1)),
+            "c_words": In(range(limits.max_m * limits.max_n + 1)),
             **{f"fe_{n}": In(unsigned(db)) for n in ("in_h", "in_w", "c_words", "kernel_h",
                                                     "kernel_w", "stride", "pad", "dil",
                                                     "out_h", "out_w")},
@@ -166,9 +176,11 @@ class ConvDatapath(wiring.Component):
             "rq_mult": In(unsigned(REQUANT_MULT_BITS)),
             "rq_shift": In(unsigned(REQUANT_SHIFT_BITS)),
             "rq_relu": In(1),
-            "fb_addr": In(range(limits.feature_words)), "fb_data": In(signed(params.a_width)),
+            "fb_addr": In(range(limits.feature_words)),
+            "fb_data": In(data.ArrayLayout(signed(params.a_width), params.rows)),
             "fb_en": In(1),
-            "wb_addr": In(range(limits.weight_words)), "wb_data": In(signed(params.b_width)),
+            "wb_addr": In(range(limits.weight_words)),
+            "wb_data": In(data.ArrayLayout(signed(params.b_width), self.edge)),
             "wb_en": In(1),
             "ob_addr": In(range(limits.out_words)),
             "ob_data": Out(data.ArrayLayout(signed(precision), self.lanes)),
@@ -236,17 +248,19 @@ class ConvDatapath(wiring.Component):
         g = Signal(range(lim.max_gemms + 1))          # running GEMM
         wbase = Signal(range(lim.weight_words + 1))   # its B matrix in the weight buffer
         load_go = Signal()                            # pulse: start the fronts of GEMM g
-        c_count = Signal(range(lim.max_m * lim.max_n + 1))   # C beats of GEMM g
+        c_count = Signal(range(lim.max_m * lim.max_n + 1))   # C words of GEMM g consumed
         out_count = Signal(range(lim.out_words + 1))          # output words written
         acc_count = Signal(range(lim.out_words + 1))          # accumulator words written
         post_go = Signal()                            # pulse: Winograd output drain
-        mn = Signal(range(lim.max_m * lim.max_n + 1))
-        kn = Signal(range(lim.weight_words + 1))
-        m.d.comb += [mn.eq(self.gemm_m * self.gemm_n), kn.eq(self.gemm_k * self.gemm_n)]
+        # per GEMM: C words its back takes (engine beats; FFT: elements), B words
+        mn = self.c_words
+        kn = self.b_words
         m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles)]
         m.d.comb += [eng.m.eq(self.gemm_m), eng.k.eq(self.gemm_k), eng.n.eq(self.gemm_n),
                      eng.mode.eq(self.mode)]
-        c_fire = eng.c_stream.valid & eng.c_stream.ready
+        # a C word taken by the back (FFT: an element out of the C unpacker, below)
+        c_fire = Signal()
+        eng_c_fire = eng.c_stream.valid & eng.c_stream.ready
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
         # States as an if-chain on a plain register (Tail last, the catch-all): Amaranth's
@@ -297,8 +311,8 @@ class ConvDatapath(wiring.Component):
                 m.d.sync += [busy.eq(0), done.eq(1), state.eq(idle)]
 
         # ---- weight buffer and B reader --------------------------------------------------
-        m.submodules.wbuf = wbuf = Memory(shape=signed(p.b_width), depth=lim.weight_words,
-                                          init=[])
+        m.submodules.wbuf = wbuf = Memory(shape=data.ArrayLayout(signed(p.b_width), self.edge),
+                                          depth=lim.weight_words, init=[])
         wwp = wbuf.write_port()
         wrp = wbuf.read_port()
         m.d.comb += [wwp.addr.eq(self.wb_addr), wwp.data.eq(self.wb_data),
@@ -310,9 +324,9 @@ class ConvDatapath(wiring.Component):
             m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, wbase)), b_left.eq(kn)]
 
         # ---- fronts ----------------------------------------------------------------------
-        m.submodules.im2col = win = Im2col(lanes=1, width=p.a_width, depth=lim.feature_words,
-                                           dim_bits=self.dim_bits)
-        m.d.comb += [win.w_addr.eq(self.fb_addr), win.w_data[0].eq(self.fb_data),
+        m.submodules.im2col = win = Im2col(lanes=p.rows, width=p.a_width,
+                                           depth=lim.feature_words, dim_bits=self.dim_bits)
+        m.d.comb += [win.w_addr.eq(self.fb_addr), win.w_data.eq(self.fb_data),
                      win.w_en.eq(self.fb_en)]
         for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
                   "out_h", "out_w"):
@@ -321,13 +335,31 @@ class ConvDatapath(wiring.Component):
         m.d.comb += win.start.eq(load_go & spatial_front)
         a_fire = eng.a_stream.valid & eng.a_stream.ready
         a_count = Signal(range(lim.max_m * lim.max_k + 1))
-        mk = Signal(range(lim.max_m * lim.max_k + 1))
+        mk = Signal(range(lim.max_m * lim.max_k + 1))     # A elements of a GEMM
         m.d.comb += mk.eq(self.gemm_m * self.gemm_k)
         with m.If(load_go):
             m.d.sync += a_count.eq(0)
         with m.Elif(a_fire):
             m.d.sync += a_count.eq(a_count + 1)
-        a_last = a_fire & (a_count == mk - 1)
+        a_last = a_fire & (a_count == self.a_words - 1)
+        # Fronts that deliver one element a cycle (Winograd, FFT) reach the engine through a
+        # packer: K-chunks of ``rows`` elements of a row of A.
+        packed = bool(wm or fn)
+        if packed:
+            m.submodules.a_packer = pack = Packer(signed(p.a_width), p.rows,
+                                                  self._engine.dim_bits)
+            m.d.comb += pack.row_len.eq(self.gemm_k)
+        spatial = Signal()
+        m.d.comb += spatial.eq(spatial_front)
+        with m.If(spatial):
+            m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
+                         eng.a_stream.payload.eq(win.o_stream.payload),
+                         win.o_stream.ready.eq(eng.a_stream.ready)]
+        if packed:
+            with m.Else():
+                m.d.comb += [eng.a_stream.valid.eq(pack.o_stream.valid),
+                             eng.a_stream.payload.eq(pack.o_stream.payload),
+                             pack.o_stream.ready.eq(eng.a_stream.ready)]
 
         if wm:
             t = wm + 2
@@ -348,21 +380,13 @@ class ConvDatapath(wiring.Component):
             gsel = Signal(range(t * t))
             m.d.comb += gsel.eq(g)
             with m.If(is_wino):
-                m.d.comb += [eng.a_stream.valid.eq(itf.o_stream.valid),
-                             eng.a_stream.payload.eq(itf.o_stream.payload[gsel]),
-                             itf.o_stream.ready.eq(eng.a_stream.ready)]
-            with m.Else():
-                m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
-                             eng.a_stream.payload.eq(win.o_stream.payload[0]),
-                             win.o_stream.ready.eq(eng.a_stream.ready)]
+                m.d.comb += [pack.i_stream.valid.eq(itf.o_stream.valid),
+                             pack.i_stream.payload.eq(itf.o_stream.payload[gsel]),
+                             itf.o_stream.ready.eq(pack.i_stream.ready)]
             wino_first = itf.i_stream.valid & itf.i_stream.ready & (t_addr == 1) & is_wino
-        else:
-            m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
-                         eng.a_stream.payload.eq(win.o_stream.payload[0]),
-                         win.o_stream.ready.eq(eng.a_stream.ready)]
 
         # ---- back ------------------------------------------------------------------------
-        m.submodules.shift_add = sa = ShiftAdd(lanes=1, in_width=p.acc_width,
+        m.submodules.shift_add = sa = ShiftAdd(lanes=p.cols, in_width=p.acc_width,
                                                acc_width=p.acc_width, depth=lim.out_words,
                                                dim_bits=self.dim_bits)
         for n in ("in_h", "in_w", "kernel_h", "kernel_w", "out_h", "out_w", "f_words", "pad",
@@ -370,7 +394,7 @@ class ConvDatapath(wiring.Component):
             m.d.comb += getattr(sa, n).eq(getattr(self, f"sa_{n}"))
         m.d.comb += [sa.stride_log2.eq(self.sa_stride_log2),
                      sa.start.eq(self.start & ~busy & is_kn2row),
-                     sa.i_stream.payload[0].eq(eng.c_stream.payload)]
+                     sa.i_stream.payload.eq(eng.c_stream.payload)]
         m.submodules.requant = rq = Requant(lanes=lanes, acc_width=self.back_width,
                                             out_width=self._precision,
                                             mult_width=REQUANT_MULT_BITS,
@@ -384,12 +408,16 @@ class ConvDatapath(wiring.Component):
             m.d.comb += [sa.i_stream.valid.eq(eng.c_stream.valid),
                          eng.c_stream.ready.eq(sa.i_stream.ready),
                          rq.i_stream.valid.eq(sa.o_stream.valid),
-                         rq.i_stream.payload[0].eq(sa.o_stream.payload[0]),
-                         sa.o_stream.ready.eq(rq.i_stream.ready)]
+                         sa.o_stream.ready.eq(rq.i_stream.ready),
+                         c_fire.eq(eng_c_fire)]
+            for lane in range(p.cols):
+                m.d.comb += rq.i_stream.payload[lane].eq(sa.o_stream.payload[lane])
         with m.Elif(is_im2col):
             m.d.comb += [rq.i_stream.valid.eq(eng.c_stream.valid),
-                         rq.i_stream.payload[0].eq(eng.c_stream.payload),
-                         eng.c_stream.ready.eq(rq.i_stream.ready)]
+                         eng.c_stream.ready.eq(rq.i_stream.ready),
+                         c_fire.eq(eng_c_fire)]
+            for lane in range(p.cols):
+                m.d.comb += rq.i_stream.payload[lane].eq(eng.c_stream.payload[lane])
         back_first = Signal()
         back_starved = Signal()
         back_last = Signal()
@@ -414,30 +442,45 @@ class ConvDatapath(wiring.Component):
             t = wm + 2
             mbuf_rps = []
             for lane in range(t * t):
-                # M·N words per GEMM, which the output buffer must hold too (out_words)
-                mem = Memory(shape=signed(p.acc_width), depth=lim.out_words, init=[])
+                # the C beats of one GEMM (``cols`` filters of one tile each), at the beat's
+                # index; the GEMM of transformed position g writes lane g
+                mem = Memory(shape=data.ArrayLayout(signed(p.acc_width), p.cols),
+                             depth=self.mbuf_words, init=[])
                 m.submodules[f"mbuf{lane}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port()
                 m.d.comb += [wp.addr.eq(c_count), wp.data.eq(eng.c_stream.payload),
-                             wp.en.eq(is_wino & c_fire & (g == lane))]
+                             wp.en.eq(is_wino & eng_c_fire & (g == lane))]
                 mbuf_rps.append(rp)
+            # The drain reads one word of every lane (cols tiles·filters × (m+2)² positions)
+            # and an unpacker hands the output transform one (tile, filter) a cycle.
+            tile = data.ArrayLayout(signed(p.acc_width), t * t)
+            m.submodules.m_unpacker = m_unp = Unpacker(tile, p.cols, self._engine.dim_bits)
             m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width, self._frac)
-            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, otf.i_stream.ready,
-                                                       lim.max_m * lim.max_n, "q")
+            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unp.i_stream.ready,
+                                                       self.mbuf_words, "q")
             for lane, rp in enumerate(mbuf_rps):
-                m.d.comb += otf.i_stream.payload[lane].eq(rp.data)
-            m.d.comb += otf.i_stream.valid.eq(q_valid)
+                for c in range(p.cols):
+                    m.d.comb += m_unp.i_stream.payload[c][lane].eq(rp.data[c])
+            m.d.comb += [m_unp.i_stream.valid.eq(q_valid), m_unp.row_len.eq(self.gemm_n),
+                         otf.i_stream.valid.eq(m_unp.o_stream.valid),
+                         otf.i_stream.payload.eq(m_unp.o_stream.payload),
+                         m_unp.o_stream.ready.eq(otf.i_stream.ready)]
             with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
+            ot_in = otf.i_stream.valid & otf.i_stream.ready
+            ot_started = Signal()
+            with m.If(post_go):
+                m.d.sync += ot_started.eq(0)
+            with m.Elif(ot_in):
+                m.d.sync += ot_started.eq(1)
             with m.If(is_wino):
-                m.d.comb += [eng.c_stream.ready.eq(1),
+                m.d.comb += [eng.c_stream.ready.eq(1), c_fire.eq(eng_c_fire),
                              rq.i_stream.valid.eq(otf.o_stream.valid),
                              otf.o_stream.ready.eq(rq.i_stream.ready)]
-                for lane in range(lanes):
+                for lane in range(wm * wm):
                     m.d.comb += rq.i_stream.payload[lane].eq(otf.o_stream.payload[lane])
-                ot_in = otf.i_stream.valid & otf.i_stream.ready
-                m.d.comb += [back_first.eq(ot_in & (q_addr == 1)),
+                m.d.comb += [back_first.eq(ot_in & ~ot_started),
                              back_starved.eq(0),
                              back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
 
@@ -473,14 +516,22 @@ class ConvDatapath(wiring.Component):
                          sp.a_bin.eq(fft_bin), sp.a_part.eq(fft_part),
                          sp.inv_go.eq(inv_go), sp.out_go.eq(post_go & is_fft),
                          sp.out_words_n.eq(self.out_words),
-                         fft_fwd_last.eq(sp.fwd_last), fft_inv_last.eq(sp.inv_last),
-                         sp.c_stream.valid.eq(eng.c_stream.valid & is_fft),
-                         sp.c_stream.payload.eq(eng.c_stream.payload)]
+                         fft_fwd_last.eq(sp.fwd_last), fft_inv_last.eq(sp.inv_last)]
+            # the spectral path takes C one element a cycle: an unpacker of the C beats
+            m.submodules.c_unpacker = c_unp = Unpacker(signed(p.acc_width), p.cols,
+                                                       self._engine.dim_bits)
+            m.d.comb += [c_unp.row_len.eq(self.gemm_n),
+                         c_unp.i_stream.payload.eq(eng.c_stream.payload),
+                         c_unp.i_stream.valid.eq(eng.c_stream.valid & is_fft),
+                         sp.c_stream.valid.eq(c_unp.o_stream.valid),
+                         sp.c_stream.payload.eq(c_unp.o_stream.payload),
+                         c_unp.o_stream.ready.eq(sp.c_stream.ready)]
             with m.If(is_fft):
-                m.d.comb += [eng.a_stream.valid.eq(sp.a_stream.valid),
-                             eng.a_stream.payload.eq(sp.a_stream.payload),
-                             sp.a_stream.ready.eq(eng.a_stream.ready),
-                             eng.c_stream.ready.eq(sp.c_stream.ready),
+                m.d.comb += [pack.i_stream.valid.eq(sp.a_stream.valid),
+                             pack.i_stream.payload.eq(sp.a_stream.payload),
+                             sp.a_stream.ready.eq(pack.i_stream.ready),
+                             eng.c_stream.ready.eq(c_unp.i_stream.ready),
+                             c_fire.eq(c_unp.o_stream.valid & c_unp.o_stream.ready),
                              rq.i_stream.valid.eq(sp.o_stream.valid),
                              rq.i_stream.payload[0].eq(sp.o_stream.payload),
                              sp.o_stream.ready.eq(rq.i_stream.ready),

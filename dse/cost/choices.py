@@ -233,7 +233,8 @@ def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
             continue
         unit = choices.column("wino_m" if algo == Algorithm.WINOGRAD else "fft_n")
         ok = np.broadcast_to(mod.legal(g, unit), (len(layers), len(choices), 1))[:, :, 0]
-        out[:, sel] = ok[:, sel]
+        flows = np.isin(choices.dataflow, [d.code for d in mod.DATAFLOWS])
+        out[:, sel] = ok[:, sel] & flows[None, sel]
     return out
 
 

@@ -79,24 +79,26 @@ def _lowerings():
     return LOWERINGS
 
 
-def _lowered(layers, choices, xp):
+def _lowered(layers, choices, rows, cols, xp):
     from dse.lowering import Geometry
 
     g = Geometry.of_table(layers, xp)
-    return {a: mod.lower(g, _unit(choices, a, xp), xp=xp)
+    flow = choices.column("dataflow", xp)
+    return {a: mod.lower(g, _unit(choices, a, xp), rows, cols, flow, xp=xp)
             for a, mod in _lowerings().items()}
 
 
 def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
-    """The GEMMs of each (layer, choice): its lowering's shape and count."""
-    low = _lowered(layers, choices, xp)
+    """The GEMMs of each (layer, choice) as the algorithm needs them: its lowering's shape
+    and count, K without the zero channels that fill a feature word on a given array."""
+    low = _lowered(layers, choices, 1.0, 1.0, xp)
     zero = 0.0 * choices.column("algo", xp)
 
     def field(name):
         return _pick(choices, {a: getattr(v, name) + zero for a, v in low.items()}, xp)
 
     count = _pick(choices, {a: v.gemms * v.invocations + zero for a, v in low.items()}, xp)
-    return GemmShapes(field("m"), field("k"), field("n"), count, field("tiles"),
+    return GemmShapes(field("m"), field("k_alg"), field("n"), count, field("tiles"),
                       field("pieces"))
 
 
@@ -105,7 +107,7 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True):
     datapath (module docstring); ``fill_drain`` is ``None`` when not asked for."""
     rows, cols = hardware.column("rows", xp), hardware.column("cols", xp)
     flow = choices.column("dataflow", xp)
-    low = _lowered(layers, choices, xp)
+    low = _lowered(layers, choices, rows, cols, xp)
     total, busy, fill = {}, {}, {}
     for a, mod in _lowerings().items():
         v = low[a]

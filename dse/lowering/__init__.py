@@ -3,10 +3,12 @@
 Each module here (:mod:`~dse.lowering.im2col`, :mod:`~dse.lowering.kn2row`,
 :mod:`~dse.lowering.winograd`, :mod:`~dse.lowering.fft`) says, for its algorithm:
 
-* ``legal(g, unit)`` -- whether the datapath can run the layer (``RULE`` says why not);
-* ``lower(g, unit, n=None)`` -- the GEMMs of one datapath invocation (:class:`Lowered`):
-  their shape M×K×N and count, the invocations (one per group), the words the invocation
-  writes, and the cycles of the front and back units around the array;
+* ``legal(g, unit)`` -- whether the datapath can run the layer (``RULE`` says why not), and
+  ``DATAFLOWS``, the dataflows it runs the algorithm in;
+* ``lower(g, unit, rows, cols, dataflow, n=None)`` -- the GEMMs of one datapath invocation
+  (:class:`Lowered`): their shape M×K×N and count, the invocations (one per group), the
+  vectors each stream moves, the words the invocation writes, and the cycles of the front
+  and back units around the array;
 * ``cycles(low, rows, cols, dataflow)`` -- the invocation's cycles on the conv datapath
   (``rtl/conv_datapath.py``), whole and per unit counter, exactly as the RTL counts them.
 
@@ -54,7 +56,7 @@ def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np) -> d
     and the :class:`Lowered` under ``"lowered"``.
     """
     mod = lowering(algorithm)
-    low = mod.lower(g, unit, xp=xp)
+    low = mod.lower(g, unit, rows, cols, dataflow, xp=xp)
     per = mod.cycles(low, rows, cols, dataflow, xp=xp)
     out = {k: v * low.invocations for k, v in per.items()}
     out["lowered"] = low

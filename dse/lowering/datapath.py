@@ -1,15 +1,19 @@
 """Timing of the conv datapath around its units (``rtl/conv_datapath.py``), shared by every
 lowering.
 
-The datapath runs an invocation's GEMMs one after another.  Per GEMM, from the cycle its
-fronts start:
+The GEMM engine's streams are array-edge vectors (``dse.cost.gemm``: ``a_beats``,
+``b_beats``, ``c_beats`` with ``wide``): A arrives as K-chunks of ``rows`` elements of a row,
+B as weight-buffer words of N-chunks (ws, os) or K-chunks (is), C leaves as vectors of
+``cols`` accumulators.  The datapath runs an invocation's GEMMs one after another.  Per
+GEMM, from the cycle its fronts start:
 
 * **load**: the slower of the A front (the algorithm's ``Lowered.load``) and the weight
-  reader (``K·N + WEIGHT_READ_LATENCY``); the engine takes ``start`` in the cycle after the
-  last operand beat;
+  reader (its words + ``WEIGHT_READ_LATENCY``); the engine takes ``start`` in the cycle
+  after the last operand beat;
 * **compute**: :func:`dse.cost.gemm.gemm_cycles` (the engine's busy cycles);
-* **drain**: M·N beats of C, the first ``ENGINE_DRAIN_LATENCY`` + 1 cycles after the last
-  busy cycle (result-half flag, drainer start, synchronous read, FIFO);
+* **drain**: ``Lowered.drain`` (the C words, or for a back that takes one element a cycle
+  the elements and the unpacker's latency), the first ``ENGINE_DRAIN_LATENCY`` + 1 cycles
+  after the last busy cycle;
 * one controller cycle to start the next GEMM (or the tail).
 
 Each algorithm adds its lead and tail (its module).  ``cycles`` counts the cycles ``busy``
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dse.cost import gemm as _gemm
 from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
 
-__all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY",
-           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "requant_cycles"]
+__all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
+           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "requant_cycles", "a_words",
+           "b_words", "c_words"]
 
 #: Weight (and tile, and transformed-domain) buffer readers: a registered start, then a
 #: synchronous read, so the first word is on the stream two cycles after the start.
@@ -32,10 +38,28 @@ WEIGHT_READ_LATENCY = 2
 TILE_READ_LATENCY = 2
 #: Cycles from the engine's last busy cycle to its first C beat, less one: the result-half
 #: flag, the drainer's start, its synchronous read, then the C FIFO (rtl/gemm_engine.py).
-ENGINE_DRAIN_LATENCY = 3
+ENGINE_DRAIN_LATENCY = _gemm.ENGINE_C_LATENCY
+#: A packer's vector leaves one cycle after its last element; an unpacker's first element
+#: one cycle after its vector (``rtl.widen.WIDEN_LATENCY``).
+WIDEN_LATENCY = 1
 #: Cycles after the last C beat until the last output word is seen written (requantiser
 #: pipeline, then one cycle).
 REQUANT_TAIL = tf.REQUANT_LATENCY + 1
+
+
+def a_words(m, k, rows, xp=np):
+    """K-chunks of A per GEMM (the engine's wide A beats)."""
+    return _gemm.a_beats(m, k, rows, True, xp)
+
+
+def b_words(k, n, rows, cols, dataflow, xp=np):
+    """Weight-buffer words per GEMM (the engine's wide B beats)."""
+    return _gemm.b_beats(k, n, rows, cols, dataflow, True, xp)
+
+
+def c_words(m, n, cols, dataflow, xp=np):
+    """C vectors per GEMM (the engine's wide C beats)."""
+    return _gemm.c_beats(m, n, cols, dataflow, True, xp)
 
 
 def gemm_busy(low, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENCY):
@@ -46,8 +70,8 @@ def gemm_busy(low, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENC
 
 def per_gemm_cycles(low, busy, xp=np):
     """Cycles of one GEMM of the invocation: load, compute (``busy``), drain, next start."""
-    load = xp.maximum(low.load, low.k * low.n + WEIGHT_READ_LATENCY)
-    return load + busy + low.m * low.n + ENGINE_DRAIN_LATENCY + 1
+    load = xp.maximum(low.load, low.b_words + WEIGHT_READ_LATENCY)
+    return load + busy + low.drain + ENGINE_DRAIN_LATENCY + 1
 
 
 def requant_cycles(low):

@@ -4,9 +4,10 @@ Input tiles of T = N − k + 1 pixels of the padded input, zero-padded to N×N, 
 forward 2-D FFT (one unit, one tile at a time) into the input-spectrum buffer; for each of
 the N·(N/2+1) bins with v ≤ N/2 (a real tile's spectrum is Hermitian; the datapath mirrors
 the rest) the array runs three real GEMMs by Gauss's trick (M = tiles, K = C, N =
-filters); the output spectra go back through the same FFT unit inverted and are
-overlap-added, then drained through the requantiser.  Square kernels larger than 1×1 and
-smaller than the tile, stride 1, dilation 1, one group.
+filters; A through a packer of K-chunks, C through an unpacker: the spectral path moves
+one element a cycle); the output spectra go back through the same FFT unit inverted and
+are overlap-added, then drained through the requantiser.  Square kernels larger than 1×1
+and smaller than the tile, stride 1, dilation 1, one group; ws and os only.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
+from rtl.params import Dataflow
 
-__all__ = ["RULE", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles", "tile_grid"]
+__all__ = ["RULE", "DATAFLOWS", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles", "tile_grid"]
 
 #: Real GEMMs per complex GEMM in the FFT path.  Gauss's trick: with X = a + ib and
 #: W = c + id, k1 = c(a+b), k2 = a(d-c), k3 = b(c+d); Re = k1 - k3, Im = k1 + k2, so the
 #: array runs three real GEMMs per frequency bin instead of four, at one extra bit on each
 #: operand (the compiler stores the weight planes c, d-c and c+d).
 REAL_PRODUCTS_PER_COMPLEX = 3
+
+#: The dataflows the datapath runs this algorithm in.
+DATAFLOWS = (Dataflow.WS, Dataflow.OS)
 
 #: What :func:`legal` requires, for refusals.
 RULE = ("FFT with N x N tiles runs square kernels larger than 1x1 and smaller than the tile "
@@ -45,15 +50,20 @@ def legal(g: Geometry, unit, xp=np):
             & (g.dilation == 1) & (g.groups == 1) & xp.asarray(g.square_steps))
 
 
-def lower(g: Geometry, unit, n=None, xp=np) -> Lowered:
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
     """The 3·N·(N/2+1) GEMMs of ``unit``-point tiles; ``n`` filters (default all)."""
     n = g.c_out if n is None else n
     th, tw = tile_grid(g, unit, xp)
     tiles = th * tw
     gemms = REAL_PRODUCTS_PER_COMPLEX * unit * (unit // 2 + 1)
-    return Lowered(m=tiles, k=g.c_in, n=n, gemms=gemms, invocations=1,
+    # the spectral path takes C one element a cycle, through an unpacker
+    elements = tiles * n
+    return Lowered(m=tiles, k=g.c_in, n=n, k_alg=g.c_in, gemms=gemms, invocations=1,
+                   a_words=dp.a_words(tiles, g.c_in, rows, xp),
+                   b_words=dp.b_words(g.c_in, n, rows, cols, dataflow, xp), c_words=elements,
                    out_words=g.h_out * g.w_out * n, tiles=tiles, pieces=1,
-                   load=tiles * g.c_in + dp.WEIGHT_READ_LATENCY,
+                   load=tiles * g.c_in + dp.WEIGHT_READ_LATENCY + dp.WIDEN_LATENCY,
+                   drain=elements + dp.WIDEN_LATENCY,
                    front=tf.fft2d_cycles(unit, tiles, g.c_in, xp=xp),
                    back=tf.fft2d_cycles(unit, tiles, n, xp=xp))
 

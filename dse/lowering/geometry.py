@@ -99,30 +99,46 @@ class Lowered:
 
     Members
     -------
-    m, k, n: the shape of each GEMM (A activations M×K, B weights K×N).
+    m, k, n: the shape of each GEMM the engine runs (A activations M×K, B weights K×N; K
+        includes the zero channels that fill the last feature-buffer word of a pixel).
+    k_alg: K of the algorithm itself (without those zero channels).
     gemms: GEMMs per invocation.
     invocations: identical invocations of the layer (one per group).
+    a_words, b_words, c_words: per GEMM, the vectors its A front delivers, the weight
+        buffer words it reads, and the C words its back takes.
     out_words: output-buffer words the invocation writes.
     tiles, pieces: Winograd/FFT tiles (im2col: output pixels, kn2row: input pixels) and
         Winograd 3×3 pieces per kernel (1 elsewhere), for the energy model.
-    load: cycles the front needs to deliver one GEMM's A (and for the FFT the spectrum
-        reader's), the engine's start waits for it.
+    load: cycles the A front needs to deliver one GEMM's A; the engine's start waits for it
+        (and for the weights).
+    drain: cycles from the engine's first C word of a GEMM to its back taking the last.
     front, back: the front and back unit counters of one invocation.
     """
 
     m: object
     k: object
     n: object
+    k_alg: object
     gemms: object
     invocations: object
+    a_words: object
+    b_words: object
+    c_words: object
     out_words: object
     tiles: object
     pieces: object
     load: object
+    drain: object
     front: object
     back: object
 
     @property
     def macs(self):
-        """Multiplies the array performs in the whole layer (transformed domain)."""
+        """Multiplies the array performs in the whole layer (transformed domain, with the
+        zero channels of partly filled feature words)."""
         return self.invocations * self.gemms * self.m * self.k * self.n
+
+    @property
+    def macs_needed(self):
+        """Multiplies the algorithm needs (transformed domain, no padding channels)."""
+        return self.invocations * self.gemms * self.m * self.k_alg * self.n

@@ -1,12 +1,14 @@
 """kn2row on the conv datapath: R·S 1×1 GEMMs over every padded input pixel, shift-and-add.
 
 The window generator with a 1×1 window reads the input rows unchanged (A = Xᵀ: M = Hp·Wp
-pixels of the input with the padding beyond the units' own in the buffer, K = C/g); GEMM
-(ky, kx) multiplies by B = W[:, :, ky, kx]ᵀ (K × N), and its C stream goes into the
-shift-and-add unit (``rtl/kn2row.py``), which adds every partial sum into the output pixel
-its tap shifts it to and drops the rest, then drains the output into the requantiser.
-Strides are powers of two up to 4 (the unit divides by shifting); a 1×1 kernel is im2col's
-(not offered twice).
+pixels of the input with the padding beyond the units' own in the buffer, K = ⌈C/g/rows⌉·rows
+channels, a feature word per cycle); GEMM (ky, kx) multiplies by B = W[:, :, ky, kx]ᵀ
+(K × N), and its C vectors (``cols`` filters of a pixel) go into the shift-and-add unit
+(``rtl/kn2row.py``, ``cols`` lanes), which adds every partial sum into the output pixel its
+tap shifts it to and drops the rest, then drains the output into the requantiser.  Strides
+are powers of two up to 4 (the unit divides by shifting); a 1×1 kernel is im2col's (not
+offered twice); ws and os only (the shift-and-add takes filter vectors, which is drains as
+pixel vectors).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import numpy as np
 from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import datapath as dp
-from dse.lowering.geometry import Geometry, Lowered
+from dse.lowering.geometry import Geometry, Lowered, cdiv
+from rtl.params import Dataflow
 
-__all__ = ["RULE", "legal", "lower", "cycles"]
+__all__ = ["RULE", "DATAFLOWS", "legal", "lower", "cycles"]
+
+#: The dataflows the datapath runs this algorithm in.
+DATAFLOWS = (Dataflow.WS, Dataflow.OS)
 
 #: What :func:`legal` requires, for refusals.
 RULE = ("kn2row runs kernels larger than 1x1 with strides 1, 2 or 4 only (its "
@@ -32,16 +38,22 @@ def legal(g: Geometry, unit=0, xp=np):
             & xp.asarray(g.square_steps))
 
 
-def lower(g: Geometry, unit=0, n=None, xp=np) -> Lowered:
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
     """The R·S GEMMs of one invocation (one group); ``n`` filters (default the group's)."""
     n = g.n_group if n is None else n
+    c_words = cdiv(g.c_group, rows)
     hp, wp = g.padded(g.unit_pad(xp))
-    load = tf.im2col_stream_cycles(hp, wp, 1, 1, g.c_group)
+    k = c_words * rows
+    load = tf.im2col_stream_cycles(hp, wp, 1, 1, c_words)
     gemms = g.kh * g.kw
-    back = tf.kn2row_shift_add_cycles(hp, wp, g.kh, g.kw, g.h_out, g.w_out, n)
-    return Lowered(m=hp * wp, k=g.c_group, n=n, gemms=gemms, invocations=g.groups,
-                   out_words=g.h_out * g.w_out * n, tiles=hp * wp, pieces=1, load=load,
-                   front=gemms * load, back=back)
+    f_words = cdiv(n, cols)
+    back = tf.kn2row_shift_add_cycles(hp, wp, g.kh, g.kw, g.h_out, g.w_out, f_words)
+    c = dp.c_words(hp * wp, n, cols, dataflow, xp)
+    return Lowered(m=hp * wp, k=k, n=n, k_alg=g.c_group, gemms=gemms, invocations=g.groups,
+                   a_words=dp.a_words(hp * wp, k, rows, xp),
+                   b_words=dp.b_words(k, n, rows, cols, dataflow, xp), c_words=c,
+                   out_words=g.h_out * g.w_out * f_words, tiles=hp * wp, pieces=1,
+                   load=load, drain=c, front=gemms * load, back=back)
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,

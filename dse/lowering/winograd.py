@@ -4,10 +4,11 @@ The tile buffer holds the input's overlapping (m+2)² tiles, one tile of one cha
 word, order (tile, piece, channel); kernels larger than 3×3 are cut into P = ceil(k/3)²
 zero-padded 3×3 pieces whose products the array sums along K.  For transformed position g
 a reader streams the words through the input transform Bᵀ·d·B (``rtl/winograd.py``) and
-element g of each goes to the engine: GEMM g has M = ceil(Ho/m)·ceil(Wo/m) tiles, K = P·C,
-N = filters.  Its C stream fills lane g of the transformed-domain buffer, which then drains
-through the output transform Aᵀ·M·A into the requantiser, m×m outputs per word.  Square
-kernels of at least 3×3, stride 1, dilation 1, one group.
+element g of each goes, through a packer of K-chunks, to the engine: GEMM g has
+M = ceil(Ho/m)·ceil(Wo/m) tiles, K = P·C, N = filters.  Its C vectors fill lane g of the
+transformed-domain buffer, which then drains, one (tile, filter) a cycle through an
+unpacker, through the output transform Aᵀ·M·A into the requantiser, m×m outputs per word.
+Square kernels of at least 3×3, stride 1, dilation 1, one group; ws and os only.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
+from rtl.params import Dataflow
 
-__all__ = ["RULE", "legal", "lower", "cycles", "pieces"]
+__all__ = ["RULE", "DATAFLOWS", "legal", "lower", "cycles", "pieces"]
+
+#: The dataflows the datapath runs this algorithm in.
+DATAFLOWS = (Dataflow.WS, Dataflow.OS)
 
 #: What :func:`legal` requires, for refusals.
 RULE = ("Winograd F(m x m, 3x3) runs square kernels of at least 3x3 with stride 1, "
@@ -37,7 +42,7 @@ def legal(g: Geometry, unit=0, xp=np):
             & (g.groups == 1) & xp.asarray(g.square_steps))
 
 
-def lower(g: Geometry, unit, n=None, xp=np) -> Lowered:
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
     """The (m+2)² GEMMs of F(``unit``×``unit``, 3×3); ``n`` filters (default all)."""
     m = unit
     n = g.c_out if n is None else n
@@ -46,9 +51,13 @@ def lower(g: Geometry, unit, n=None, xp=np) -> Lowered:
     k = p2 * g.c_in
     gemms = (m + 2) * (m + 2)
     transform = tf.winograd_input_transform_cycles(tiles, k, m)
-    return Lowered(m=tiles, k=k, n=n, gemms=gemms, invocations=1, out_words=tiles * n,
-                   tiles=tiles, pieces=p2, load=transform + dp.TILE_READ_LATENCY,
-                   front=gemms * transform,
+    c = dp.c_words(tiles, n, cols, dataflow, xp)
+    return Lowered(m=tiles, k=k, n=n, k_alg=k, gemms=gemms, invocations=1,
+                   a_words=dp.a_words(tiles, k, rows, xp),
+                   b_words=dp.b_words(k, n, rows, cols, dataflow, xp), c_words=c,
+                   out_words=tiles * n, tiles=tiles, pieces=p2,
+                   load=transform + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY, drain=c,
+                   front=gemms * (transform + dp.WIDEN_LATENCY),
                    back=tf.winograd_output_transform_cycles(tiles, n, m))
 
 
@@ -56,7 +65,7 @@ def cycles(low: Lowered, rows, cols, dataflow, xp=np,
            mult_latency=DEFAULT_MULT_LATENCY) -> dict:
     """Counters of one invocation: the GEMMs, then the output transform's drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    tail = 1 + dp.TILE_READ_LATENCY + low.back + tf.REQUANT_LATENCY
+    tail = 1 + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY + low.back + tf.REQUANT_LATENCY
     total = low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}

@@ -246,6 +246,7 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
     out = test_dir / "conv_results.json"
     out.unlink(missing_ok=True)
     job = {"precision": cfg.precision, "lanes": dp.lanes, "back_width": dp.back_width,
+           "rows": cfg.params.rows, "edge": dp.edge,
            "a_width": cfg.params.a_width, "b_width": cfg.params.b_width,
            "tile_lanes": (cfg.params.winograd_m + 2) ** 2 if cfg.params.winograd_m else 0,
            "fft": cfg.params.fft_size,
@@ -320,13 +321,15 @@ async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_0
 
     clk = dut.clk
     if "feature" in inv:
-        await _write_words(dut, clk, "fb", inv["feature"], IntCodec(job["a_width"]).encode)
+        await _write_words(dut, clk, "fb", inv["feature"],
+                           ArrayCodec(job["a_width"], job["rows"]).encode)
     if "tiles" in inv:
         await _write_words(dut, clk, "tb", inv["tiles"],
                            ArrayCodec(job["precision"], job["tile_lanes"]).encode)
     if "fft_tiles" in inv:
         await _write_words(dut, clk, "xb", inv["fft_tiles"], IntCodec(job["precision"]).encode)
-    await _write_words(dut, clk, "wb", inv["weights"], IntCodec(job["b_width"]).encode)
+    await _write_words(dut, clk, "wb", inv["weights"],
+                       ArrayCodec(job["b_width"], job["edge"]).encode)
     await FallingEdge(clk)
     for name, value in inv["registers"].items():
         getattr(dut, name).value = value

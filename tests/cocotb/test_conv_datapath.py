@@ -152,7 +152,7 @@ def smoke_cases():
     l1 = conv_layer("c1s2", 6, 5, 5, 7, 1, 2, 0)
     l3s2 = conv_layer("c3s2", 5, 7, 7, 3, 3, 2, 1)
     return [make_case(l3, "im2col", "ws", 8, 1), make_case(l3, "kn2row", "os", 8, 2),
-            make_case(l3, "winograd", "is", 8, 3, relu=True),
+            make_case(l3, "winograd", "os", 8, 3, relu=True),
             make_case(l5, "winograd", "ws", 8, 4), make_case(l7, "im2col", "os", 8, 5),
             make_case(l1, "im2col", "is", 8, 6), make_case(l3s2, "kn2row", "ws", 8, 7)]
 
@@ -169,7 +169,7 @@ def spectral_smoke_cases():
     """FFT (3×3 and 5×5, padding, ragged channels) and Winograd F(4×4,3×3)."""
     l3 = conv_layer("f3", 3, 7, 6, 5, 3, 1, 1)
     l5 = conv_layer("f5", 2, 9, 8, 3, 5, 1, 2)
-    return [make_case(l3, "fft", "ws", 8, 11), make_case(l5, "fft", "is", 8, 12),
+    return [make_case(l3, "fft", "ws", 8, 11), make_case(l5, "fft", "os", 8, 12),
             make_case(l3, "winograd", "os", 8, 13)]
 
 
@@ -265,19 +265,43 @@ def test_compiler_layouts_reproduce_the_convolution_in_numpy():
     x = rng.integers(-128, 128, layer.in_shape)
     w = rng.integers(-128, 128, (5, 3, 5, 5))
     ref = conv2d(x, w, 1, 2)
-    plan = plan_conv(layer, "im2col", "ws", INT8)
-    inv = plan.invocations[0]
-    gm, gk, gn = inv.gemm
-    assert plan.unit_pad == 2           # symmetric padding: the window generator pads
-    feat = np.pad(plan.feature_image(x, inv).reshape(7, 6, 3), ((2, 2), (2, 2), (0, 0)))
-    a = np.stack([feat[oy:oy + 5, ox:ox + 5].reshape(-1) for oy in range(7) for ox in range(6)])
-    c = a @ plan.weight_image(w, inv).reshape(gk, gn)
-    np.testing.assert_array_equal(plan.decode(c.reshape(-1, 1), inv), ref)
+    rows, cols = INT8.rows, INT8.cols
+    for flow in ("ws", "os", "is"):
+        plan = plan_conv(layer, "im2col", flow, INT8)
+        inv = plan.invocations[0]
+        gm, gk, gn = inv.gemm
+        assert plan.unit_pad == 2           # symmetric padding: the window generator pads
+        assert gk == 25 * rows              # 3 channels in one word of `rows` lanes
+        words = plan.feature_image(x, inv)
+        assert words.shape == (7 * 6, rows) and not words[:, 3:].any()
+        feat = np.pad(words.reshape(7, 6, rows), ((2, 2), (2, 2), (0, 0)))
+        a = np.stack([feat[oy:oy + 5, ox:ox + 5].reshape(-1) for oy in range(7)
+                      for ox in range(6)])
+        b = plan.gemm_weights(w, inv)[0]
+        c = a @ b
+        # the weight words are B's rows cut in `cols` filters (ws, os) or its columns cut
+        # in `rows` inputs (is)
+        wide = plan.weight_image(w, inv)
+        if flow == "is":
+            back = wide[:, :rows].reshape(gn, -1)[:, :gk].T
+        else:
+            back = wide[:, :cols].reshape(gk, -1)[:, :gn]
+        np.testing.assert_array_equal(back, b)
+        # the output words are the C vectors the engine drains
+        if flow == "is":
+            cp = np.zeros((-(-gm // cols) * cols, gn), dtype=np.int64)
+            cp[:gm] = c
+            out = cp.reshape(-1, cols, gn).transpose(0, 2, 1).reshape(-1, cols)
+        else:
+            cp = np.zeros((gm, -(-gn // cols) * cols), dtype=np.int64)
+            cp[:, :gn] = c
+            out = cp.reshape(-1, cols)
+        np.testing.assert_array_equal(plan.decode(out, inv), ref)
     plan = plan_conv(layer, "winograd", "os", INT8)
     inv = plan.invocations[0]
     gm, gk, gn = inv.gemm
     v = input_transform(plan.tile_image(x, inv).reshape(-1, 4, 4), 2).reshape(gm, gk, 16)
-    b = plan.weight_image(w, inv).reshape(16, gk, gn)
+    b = plan.gemm_weights(w, inv)
     acc = np.einsum("mkg,gkn->mng", v, b).reshape(gm, gn, 4, 4)
     y = output_transform(acc, 2).reshape(gm * gn, 4)
     np.testing.assert_array_equal(plan.decode(y, inv), ref)
@@ -295,6 +319,13 @@ def test_compiler_refuses_bad_combinations(algo, k, stride, message):
     layer = conv_layer("bad", 4, 13, 13, 4, k, stride, k // 2)
     with pytest.raises(ValueError, match=message):
         plan_conv(layer, algo, "ws", SPECTRAL8 if algo == "fft" else INT8)
+
+
+@pytest.mark.parametrize("algo", ["kn2row", "winograd", "fft"])
+def test_compiler_refuses_is_where_the_back_takes_filter_vectors(algo):
+    layer = conv_layer("l", 4, 9, 9, 4, 3, 1, 1)
+    with pytest.raises(ValueError, match="in the ws and os dataflows only, not is"):
+        plan_conv(layer, algo, "is", SPECTRAL8)
 
 
 def test_compiler_refuses_fft_without_its_unit():
