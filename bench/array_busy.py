@@ -3,8 +3,8 @@ the ideal bound (the multiplies the chosen algorithm needs ÷ the PEs).
 
 For a config (default ``vgg16``, the zcu102 point) the explorer runs as ``omniconv dse``
 does; each conv layer's plan is lowered again (``dse.lowering``, the same code) to count the
-array's multiplies -- transformed-domain products for Winograd and FFT -- and its busy
-cycles.  Prints one row per conv layer and the totals; the ratios are the figures of merit:
+multiplies the algorithm needs -- transformed-domain products for Winograd and FFT, without
+the zero channels that fill a pixel's last feature word -- and the array's busy cycles.  Prints one row per conv layer and the totals; the ratios are the figures of merit:
 ``compute / ideal`` (how far the datapath is from keeping every PE busy) and ``compute /
 busy`` (how much of the on-chip time lies outside the array: serial loads, drains,
 transforms).  Never asserts.
@@ -44,7 +44,8 @@ def layer_rows(design, network) -> list[dict]:
                          Dataflow(lp.dataflow).code)
         rows.append({"name": lp.name, "choice": f"{lp.algorithm} {lp.variant or ''} "
                                                  f"{lp.dataflow}".replace("  ", " "),
-                     "ideal": int(c["lowered"].macs) / pes, "busy": int(c["gemm_cycles"]),
+                     "ideal": int(c["lowered"].macs_needed) / pes,
+                     "busy": int(c["gemm_cycles"]),
                      "compute": int(lp.compute_cycles), "cycles": int(lp.cycles)})
     return rows
 

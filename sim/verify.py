@@ -263,6 +263,8 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     return {"config": settings.name, "network": network.name, "hardware": params.as_dict(),
             "precision": precision, "limits": limits, "seed": seed,
             "layers": layers,
+            "other_layers": [layer.name for layer in network.layers
+                             if layer.op not in ("conv", "input")],
             "totals": {"predicted_cycles": sum(e["predicted_cycles"] for e in layers),
                        "measured_cycles": sum(e["measured_cycles"] for e in layers),
                        "max_rel_error": max(rels),

@@ -287,6 +287,12 @@ def _cap(words):
     return np.maximum(2, words)
 
 
+def out_lanes(hw):
+    """Lanes of the requantiser and the output words: a C vector of ``cols`` accumulators,
+    or a Winograd m×m tile (``rtl.conv_datapath.ConvDatapath.lanes``)."""
+    return np.maximum(hw.cols, hw.winograd_m * hw.winograd_m)
+
+
 def precision_of(hw):
     """Datapath precision of each point: 16 when both operands are >= 16 bits, else 8.
 
@@ -332,31 +338,33 @@ def datapath_memories(hw) -> dict:
     feature_words = _cap(act_words)
     weight_words = _cap(weight_words)
     out_words = _cap(np.minimum(out_words, side * side))
-    # GemmEngine lane buffers (worst case over the dataflows' layouts), two halves each
-    a_words = np.maximum(np.maximum(_cdiv(max_m, rows) * max_k, _cdiv(max_m, cols) * max_k),
-                         _cdiv(max_k, rows) * max_m)
+    # GemmEngine B and C lane buffers (worst case over the dataflows' layouts), two halves
     b_words = np.maximum(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
     c_words = np.maximum(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
     engine_lanes = np.maximum(rows, cols)
+    # the engine's A buffer: K-chunk words of ``rows`` elements in L banks (bank m mod L)
+    a_words = _cdiv(max_m, engine_lanes) * _cdiv(max_k, rows)
     has_w = wm > 0
     t2 = (wm + 2) ** 2
-    lanes = np.where(has_w, wm * wm, 1)
+    lanes = out_lanes(hw)
+    # the Winograd transformed-domain buffers: the C vectors of one GEMM
+    mbuf_words = max_m * _cdiv(max_n, cols)
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     back = acc + growth
     has_fft = (hw.fft_size > 0) * 1
     fft_part = a - 1                      # the FFT2D's data_bits (rtl.fft.FFT2D)
     spectral_words = feature_words        # as deep as the tile buffer
     return {
-        "engine_a": (2 * _pow2_at_least(a_words), a, engine_lanes),
+        "engine_a": (2 * _pow2_at_least(a_words), a * rows, engine_lanes),
         "engine_b": (2 * _pow2_at_least(b_words), b, engine_lanes),
         "engine_c": (2 * _pow2_at_least(c_words), acc, 2 * cols),   # 2 read ports
-        "feature": (feature_words, a, 1),
-        "weight": (weight_words, b, 1),
-        "shift_add": (out_words, acc, 1),
+        "feature": (feature_words, a * rows, 1),
+        "weight": (weight_words, b * engine_lanes, 1),
+        "shift_add": (out_words, acc * cols, 1),
         "output": (out_words, prec * lanes, 1),
         "accumulator": (out_words, back * lanes, 1),
         "tile": (feature_words, prec * t2, has_w * 1),
-        "transformed": (out_words, acc, has_w * t2),
+        "transformed": (mbuf_words, acc * cols, has_w * t2),
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
         "spectrum_out": (spectral_words, fft_part, 2 * has_fft),
@@ -503,7 +511,7 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     lut = pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"]
     ff = pes * pe_bits * c["ff_per_pe_bit"]
     # requantiser: one back-end-width × 17-bit multiply per lane
-    lanes = np.where(wm > 0, wm * wm, 1)
+    lanes = out_lanes(hw)
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     dsp = dsp + lanes * _mults(hw.acc_width + growth,
                                np.full_like(a, REQUANT_MULT_BITS + 1), c)

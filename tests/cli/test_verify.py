@@ -141,3 +141,63 @@ def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
     for key in ("predicted_cycles", "measured_cycles", "max_rel_error", "all_bit_exact"):
         assert key in doc["totals"]
     assert doc["totals"]["measured_cycles"] == sum(e["measured_cycles"] for e in doc["layers"])
+
+
+def branchy_onnx(path):
+    """A residual block and an inception split/concat with odd shapes: a 7×7 stride-2 stem,
+    1×1, 5×5 and 3×3 branches concatenated, a 3×3 conv added back to the concat (residual),
+    a 3×3 stride-2 conv; 3, 10, 6, 5, 7 and 9 channels on a 3×13×11 input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    nodes, inits = [], []
+
+    def conv(name, x, cin, cout, k, s, p):
+        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"{name}_w"))
+        nodes.append(helper.make_node("Conv", [x, f"{name}_w"], [f"{name}_y"], name=name,
+                                      kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
+        nodes.append(helper.make_node("Relu", [f"{name}_y"], [f"{name}_r"],
+                                      name=f"{name}_relu"))
+        return f"{name}_r"
+
+    stem = conv("stem", "x", 3, 10, 7, 2, 3)
+    branches = [conv("b1", stem, 10, 6, 1, 1, 0), conv("b5", stem, 10, 5, 5, 1, 2),
+                conv("b3", stem, 10, 7, 3, 1, 1)]
+    nodes.append(helper.make_node("Concat", branches, ["cat"], name="cat", axis=1))
+    res = conv("res", "cat", 18, 18, 3, 1, 1)
+    nodes.append(helper.make_node("Add", ["cat", res], ["sum"], name="sum"))
+    out = conv("down", "sum", 18, 9, 3, 2, 1)
+    graph = helper.make_graph(
+        nodes, "branchy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 13, 11])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.verilator
+def test_verify_measures_what_design_json_predicts(tmp_path):
+    """The explorer free but for an 8×8 array: every conv layer of design.json runs with its
+    algorithm and dataflow, bit-exact, in exactly design.json's compute_cycles."""
+    onnx_path = branchy_onnx(tmp_path / "branchy.onnx")
+    cfg = write_config(tmp_path / "branchy.yaml", onnx_path.name, hardware="{rows: 8, cols: 8}")
+    out = tmp_path / "out"
+    for command in ("dse", "verify"):
+        proc = subprocess.run([sys.executable, "-m", "omniconv", command, str(cfg), "--out",
+                               str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    design = json.loads((out / "design.json").read_text())
+    doc = json.loads((out / "verify.json").read_text())
+    convs = ["stem", "b1", "b5", "b3", "res", "down"]
+    planned = {e["name"]: e for e in design["layers"] if e["name"] in convs}
+    assert [e["name"] for e in doc["layers"]] == [n for n in planned]
+    assert {"cat", "sum"} <= set(doc["other_layers"])
+    assert doc["totals"]["all_bit_exact"] is True
+    for e in doc["layers"]:
+        want = planned[e["name"]]
+        assert (e["algorithm"], e["dataflow"]) == (want["algorithm"], want["dataflow"])
+        assert e["measured_cycles"] == want["compute_cycles"], e["name"]
