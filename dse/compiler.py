@@ -258,7 +258,9 @@ class ConvPlan:
         return full.transpose(1, 2, 0).reshape(hp * wp * cw, self.rows)
 
     def tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
-        """Winograd tile buffer words ((m+2)² activations each), order (tile, piece, c)."""
+        """Winograd tile buffer words, ``(words, rows, (m+2)²)``: ``rows`` channels of one
+        (m+2)×(m+2) input tile piece each (the last word of a piece zero-filled), order
+        (tile, piece, channel word)."""
         m = self.winograd_m
         t = m + 2
         k = self.kernel[0]
@@ -274,15 +276,16 @@ class ConvPlan:
         hh = min(xin.shape[1], h_need - top)
         ww = min(xin.shape[2], w_need - left)
         full[:, top:top + hh, left:left + ww] = xin[:, :hh, :ww]
-        words = np.zeros((th * tw, p * p, c, t * t), dtype=np.int64)
+        cw = -(-c // self.rows)
+        words = np.zeros((th * tw, p * p, cw * self.rows, t * t), dtype=np.int64)
         for ty in range(th):
             for tx in range(tw):
                 for a in range(p):
                     for b in range(p):
                         y0, x0 = ty * m + 3 * a, tx * m + 3 * b
                         d = full[:, y0:y0 + t, x0:x0 + t].reshape(c, t * t)
-                        words[ty * tw + tx, a * p + b] = d
-        return words.reshape(-1, t * t)
+                        words[ty * tw + tx, a * p + b, :c] = d
+        return words.reshape(-1, self.rows, t * t)
 
     def fft_tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """FFT tile buffer words (one activation each), order (tile, channel, y, x): each
@@ -330,9 +333,13 @@ class ConvPlan:
         t = m + 2
         pieces = _split_pieces(wg)                                      # n, c, P, 3, 3
         u = winograd_weights(pieces, m, self.frac_bits)                  # n, c, P, t, t
-        c, p2 = u.shape[1], u.shape[2]
-        # GEMM g = transformed position (g // t, g % t); B_g[piece·C + c][n]
-        return u.transpose(3, 4, 2, 1, 0).reshape(t * t, p2 * c, n)
+        p2 = u.shape[2]
+        cw = -(-cg // self.rows)
+        full = np.zeros((n, cw * self.rows, p2, t, t), dtype=np.int64)
+        full[:, :cg] = u
+        # GEMM g = transformed position (g // t, g % t); B_g[piece·C' + c][n], C' the
+        # channels up to whole tile-buffer words
+        return full.transpose(3, 4, 2, 1, 0).reshape(t * t, p2 * cw * self.rows, n)
 
     def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
         """Weight buffer words, ``(words, max(rows, cols))``: the invocation's B matrices back

@@ -194,7 +194,9 @@ class ConvDatapath(wiring.Component):
             self.tile_width = precision
             ports.update({
                 "tb_addr": In(range(limits.tile_words)),
-                "tb_data": In(data.ArrayLayout(signed(precision), t * t)), "tb_en": In(1),
+                "tb_data": In(data.ArrayLayout(data.ArrayLayout(signed(precision), t * t),
+                                               params.rows)),
+                "tb_en": In(1),
             })
         if params.fft_size:
             ports.update({
@@ -342,48 +344,58 @@ class ConvDatapath(wiring.Component):
         with m.Elif(a_fire):
             m.d.sync += a_count.eq(a_count + 1)
         a_last = a_fire & (a_count == self.a_words - 1)
-        # Fronts that deliver one element a cycle (Winograd, FFT) reach the engine through a
-        # packer: K-chunks of ``rows`` elements of a row of A.
-        packed = bool(wm or fn)
-        if packed:
+        # The FFT's spectral reader delivers one element a cycle: a packer makes K-chunks of
+        # ``rows`` elements of a row of A for the engine.
+        if fn:
             m.submodules.a_packer = pack = Packer(signed(p.a_width), p.rows,
                                                   self._engine.dim_bits)
             m.d.comb += pack.row_len.eq(self.gemm_k)
+        if wm:
+            # Winograd: a tile-buffer word holds ``rows`` channels of one tile piece; ``rows``
+            # input transforms turn them into Bᵀ·d·B at once, and GEMM g takes transformed
+            # element g of each -- a K-chunk a cycle.
+            t = wm + 2
+            tile = data.ArrayLayout(signed(self._precision), t * t)
+            m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(tile, p.rows),
+                                              depth=lim.tile_words, init=[])
+            twp = tbuf.write_port()
+            trp = tbuf.read_port()
+            m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
+                         twp.en.eq(self.tb_en)]
+            itfs = []
+            for lane in range(p.rows):
+                itf = InputTransform(wm, self._precision)
+                m.submodules[f"in_transform{lane}"] = itf
+                itfs.append(itf)
+            t_addr, t_left, t_valid = memory_streamer(m, [trp], itfs[0].i_stream.ready,
+                                                       lim.tile_words, "t")
+            for lane, itf in enumerate(itfs):
+                m.d.comb += [itf.i_stream.valid.eq(t_valid),
+                             itf.i_stream.payload.eq(trp.data[lane]),
+                             itf.o_stream.ready.eq(eng.a_stream.ready & is_wino)]
+            with m.If(load_go & is_wino):
+                m.d.sync += [t_addr.eq(0), t_left.eq(self.a_words)]
+            # GEMM g of Winograd is transformed-domain position g: pick that element.
+            gsel = Signal(range(t * t))
+            m.d.comb += gsel.eq(g)
+            wino_first = (itfs[0].i_stream.valid & itfs[0].i_stream.ready & (t_addr == 1)
+                          & is_wino)
         spatial = Signal()
         m.d.comb += spatial.eq(spatial_front)
         with m.If(spatial):
             m.d.comb += [eng.a_stream.valid.eq(win.o_stream.valid),
                          eng.a_stream.payload.eq(win.o_stream.payload),
                          win.o_stream.ready.eq(eng.a_stream.ready)]
-        if packed:
-            with m.Else():
+        if wm:
+            with m.Elif(is_wino):
+                m.d.comb += eng.a_stream.valid.eq(itfs[0].o_stream.valid)
+                for lane, itf in enumerate(itfs):
+                    m.d.comb += eng.a_stream.payload[lane].eq(itf.o_stream.payload[gsel])
+        if fn:
+            with m.Elif(is_fft):
                 m.d.comb += [eng.a_stream.valid.eq(pack.o_stream.valid),
                              eng.a_stream.payload.eq(pack.o_stream.payload),
                              pack.o_stream.ready.eq(eng.a_stream.ready)]
-
-        if wm:
-            t = wm + 2
-            m.submodules.tbuf = tbuf = Memory(
-                shape=data.ArrayLayout(signed(self._precision), t * t), depth=lim.tile_words,
-                init=[])
-            twp = tbuf.write_port()
-            trp = tbuf.read_port()
-            m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
-                         twp.en.eq(self.tb_en)]
-            m.submodules.in_transform = itf = InputTransform(wm, self._precision)
-            t_addr, t_left, t_valid = memory_streamer(m, [trp], itf.i_stream.ready,
-                                                       lim.tile_words, "t")
-            m.d.comb += [itf.i_stream.valid.eq(t_valid), itf.i_stream.payload.eq(trp.data)]
-            with m.If(load_go & is_wino):
-                m.d.sync += [t_addr.eq(0), t_left.eq(mk)]
-            # GEMM g of Winograd is transformed-domain position g: pick that element.
-            gsel = Signal(range(t * t))
-            m.d.comb += gsel.eq(g)
-            with m.If(is_wino):
-                m.d.comb += [pack.i_stream.valid.eq(itf.o_stream.valid),
-                             pack.i_stream.payload.eq(itf.o_stream.payload[gsel]),
-                             itf.o_stream.ready.eq(pack.i_stream.ready)]
-            wino_first = itf.i_stream.valid & itf.i_stream.ready & (t_addr == 1) & is_wino
 
         # ---- back ------------------------------------------------------------------------
         m.submodules.shift_add = sa = ShiftAdd(lanes=p.cols, in_width=p.acc_width,

@@ -363,7 +363,7 @@ def datapath_memories(hw) -> dict:
         "shift_add": (out_words, acc * cols, 1),
         "output": (out_words, prec * lanes, 1),
         "accumulator": (out_words, back * lanes, 1),
-        "tile": (feature_words, prec * t2, has_w * 1),
+        "tile": (feature_words, prec * t2 * rows, has_w * 1),
         "transformed": (mbuf_words, acc * cols, has_w * t2),
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
@@ -467,9 +467,10 @@ def features(hw) -> dict:
 
     ``control``: 1.  ``lane_bits``: ``max(rows, cols)·(a+b) + cols·acc``.  ``winograd``: 1
     with a Winograd unit.  ``winograd_add_bits``: the transforms' adder bits,
-    ``adds_in·a_width + adds_out·back_width`` with the per-tile adds of
-    :data:`dse.cost.energy.WINOGRAD_ADDS`.  ``winograd_reg_bits``: their register bits,
-    ``(m+2)²·a_width + m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
+    ``rows·adds_in·a_width + adds_out·back_width`` with the per-tile adds of
+    :data:`dse.cost.energy.WINOGRAD_ADDS` (``rows`` input transforms, one per channel of a
+    tile-buffer word, and one output transform).  ``winograd_reg_bits``: their register bits,
+    ``rows·(m+2)²·a_width + m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
     control beyond the FFT2D and its buffers: ``rtl/spectral.py``'s run-time address and count
     products, counters and multiplexers); 0 on every point without one, so the ``*_fft``
     coefficients leave those points' estimates as they are.
@@ -488,8 +489,8 @@ def features(hw) -> dict:
         "control": ones,
         "lane_bits": (lanes * (a + hw.b_width) + cols * hw.acc_width).astype(float),
         "winograd": has,
-        "winograd_add_bits": has * (adds_in * a + adds_out * back),
-        "winograd_reg_bits": has * ((wm + 2) ** 2 * a + wm * wm * back),
+        "winograd_add_bits": has * (rows * adds_in * a + adds_out * back),
+        "winograd_reg_bits": has * (rows * (wm + 2) ** 2 * a + wm * wm * back),
         "fft": has_fft,
     }
 

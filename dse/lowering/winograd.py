@@ -1,11 +1,12 @@
 """Winograd F(m×m, 3×3) on the conv datapath: (m+2)² GEMMs in the transformed domain.
 
 The tile buffer holds the input's overlapping (m+2)² tiles, one tile of one channel per
-word, order (tile, piece, channel); kernels larger than 3×3 are cut into P = ceil(k/3)²
-zero-padded 3×3 pieces whose products the array sums along K.  For transformed position g
-a reader streams the words through the input transform Bᵀ·d·B (``rtl/winograd.py``) and
-element g of each goes, through a packer of K-chunks, to the engine: GEMM g has
-M = ceil(Ho/m)·ceil(Wo/m) tiles, K = P·C, N = filters.  Its C vectors fill lane g of the
+word, order (tile, piece, channel word); kernels larger than 3×3 are cut into P =
+ceil(k/3)² zero-padded 3×3 pieces whose products the array sums along K.  A tile-buffer word
+holds ``rows`` channels of a tile piece; for transformed position g a reader streams the
+words through ``rows`` input transforms Bᵀ·d·B (``rtl/winograd.py``) at once and element g
+of each goes to the engine as a K-chunk: GEMM g has M = ceil(Ho/m)·ceil(Wo/m) tiles,
+K = P·⌈C/rows⌉·rows, N = filters.  Its C vectors fill lane g of the
 transformed-domain buffer, which then drains, one (tile, filter) a cycle through an
 unpacker, through the output transform Aᵀ·M·A into the requantiser, m×m outputs per word.
 Square kernels of at least 3×3, stride 1, dilation 1, one group; ws and os only.
@@ -48,16 +49,18 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
     n = g.c_out if n is None else n
     p2 = pieces(g.kh) * pieces(g.kw)
     tiles = cdiv(g.h_out, m) * cdiv(g.w_out, m)
-    k = p2 * g.c_in
+    c_words = cdiv(g.c_in, rows)
+    k = p2 * c_words * rows
     gemms = (m + 2) * (m + 2)
-    transform = tf.winograd_input_transform_cycles(tiles, k, m)
+    # ``rows`` input transforms take one tile-buffer word (rows channels) a cycle
+    transform = tf.winograd_input_transform_cycles(tiles, p2 * c_words, m)
     c = dp.c_words(tiles, n, cols, dataflow, xp)
-    return Lowered(m=tiles, k=k, n=n, k_alg=k, gemms=gemms, invocations=1,
+    return Lowered(m=tiles, k=k, n=n, k_alg=p2 * g.c_in, gemms=gemms, invocations=1,
                    a_words=dp.a_words(tiles, k, rows, xp),
                    b_words=dp.b_words(k, n, rows, cols, dataflow, xp), c_words=c,
                    out_words=tiles * n, tiles=tiles, pieces=p2,
-                   load=transform + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY, drain=c,
-                   front=gemms * (transform + dp.WIDEN_LATENCY),
+                   load=transform + dp.TILE_READ_LATENCY, drain=c,
+                   front=gemms * transform,
                    back=tf.winograd_output_transform_cycles(tiles, n, m))
 
 

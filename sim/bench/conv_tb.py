@@ -317,15 +317,16 @@ async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_0
     """Load one invocation's buffers, run it and return its counters and output buffers."""
     from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
 
-    from sim.bench.streams import ArrayCodec, IntCodec
+    from sim.bench.streams import ArrayCodec, IntCodec, NestedCodec
 
     clk = dut.clk
     if "feature" in inv:
         await _write_words(dut, clk, "fb", inv["feature"],
                            ArrayCodec(job["a_width"], job["rows"]).encode)
     if "tiles" in inv:
+        tile = ArrayCodec(job["precision"], job["tile_lanes"])
         await _write_words(dut, clk, "tb", inv["tiles"],
-                           ArrayCodec(job["precision"], job["tile_lanes"]).encode)
+                           NestedCodec(tile, job["rows"]).encode)
     if "fft_tiles" in inv:
         await _write_words(dut, clk, "xb", inv["fft_tiles"], IntCodec(job["precision"]).encode)
     await _write_words(dut, clk, "wb", inv["weights"],

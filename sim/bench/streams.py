@@ -29,6 +29,7 @@ from cocotb.triggers import Event, FallingEdge, ReadOnly, RisingEdge
 
 __all__ = [
     "ArrayCodec",
+    "NestedCodec",
     "IntCodec",
     "StreamSource",
     "StreamSink",
@@ -126,6 +127,33 @@ class ArrayCodec:
                 v -= 1 << self.width
             out.append(v)
         return tuple(out)
+
+
+class NestedCodec:
+    """Payload codec of an ``ArrayLayout`` of ``count`` elements that are themselves arrays
+    (``inner``, an :class:`ArrayCodec`): element ``i`` occupies the ``i``-th block of
+    ``inner.width · inner.count`` bits."""
+
+    def __init__(self, inner: ArrayCodec, count: int):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"count must be a positive integer, not {count!r}")
+        self.inner, self.count = inner, count
+        self._bits = inner.width * inner.count
+
+    def encode(self, values) -> int:
+        """Return the raw payload bits of ``count`` inner element lists."""
+        if len(values) != self.count:
+            raise ValueError(f"payload must have {self.count} elements, not {len(values)}")
+        raw = 0
+        for i, v in enumerate(values):
+            raw |= self.inner.encode(v) << (i * self._bits)
+        return raw
+
+    def decode(self, raw: int) -> tuple:
+        """Return the inner element tuples of raw payload bits."""
+        mask = (1 << self._bits) - 1
+        return tuple(self.inner.decode((raw >> (i * self._bits)) & mask)
+                     for i in range(self.count))
 
 
 def _port(dut, name: str, member: str):
