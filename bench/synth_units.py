@@ -86,7 +86,7 @@ UNITS = {
                 [("m2-w8", dict(m=2, in_width=8)), ("m4-w8", dict(m=4, in_width=8))]),
     "wino_out": ("rtl.winograd.OutputTransform",
                  [("m2-acc32", dict(m=2, acc_width=32)),
-                  ("m4-acc40-f5", dict(m=4, acc_width=40, frac_bits=5))]),
+                  ("m4-acc40", dict(m=4, acc_width=40))]),
     "fft2d": ("rtl.fft.FFT2D",
               [("n8-d16", dict(n=8, data_bits=16, twiddle_bits=16)),
                ("n16-d16", dict(n=16, data_bits=16, twiddle_bits=16)),

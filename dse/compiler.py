@@ -8,8 +8,8 @@ buffers are laid out.  The plan then builds the buffer images from data
 and reassembles the layer output from the output buffers (:meth:`ConvPlan.decode`).
 
 Offline weight transforms live here (``dse`` must not import ``sim``): Winograd
-F(2×2,3×3) weights as (2G)·g·(2G)ᵀ = 4·U, exact integers; F(4×4,3×3) as U quantised half up
-to ``frac_bits`` fraction bits.  Kernels larger than 3×3 are split into ceil(k/3)² zero-padded
+F(2×2,3×3) weights as (2G)·g·(2G)ᵀ = 4·U and F(4×4,3×3) as (24G)·g·(24G)ᵀ = 576·U, exact
+integers (the output transform divides exactly).  Kernels larger than 3×3 are split into ceil(k/3)² zero-padded
 3×3 pieces (DYNAMAP); the pieces' transformed products are accumulated by the array along K
 (K = pieces · C), so one output transform serves them all.  ``tests/dse/test_compiler.py``
 checks these transforms against ``sim/models/winograd.py``.
@@ -58,11 +58,11 @@ WINO_G_SCALED = {
 WINO_G_DENOM = {2: 2, 4: 24}
 
 
-def winograd_weights(w: np.ndarray, m: int, frac_bits: int = 0) -> np.ndarray:
+def winograd_weights(w: np.ndarray, m: int) -> np.ndarray:
     """Transformed weights of 3×3 kernels N×C×3×3 → N×C×(m+2)×(m+2).
 
-    m = 2: (2G) g (2G)ᵀ = 4·U exactly.  m = 4: floor(U·2^frac_bits + 1/2), computed exactly
-    from the integer 576·U.
+    (G_DENOM·G) g (G_DENOM·G)ᵀ = G_DENOM²·U exactly: 4·U for m = 2, 576·U for m = 4 (the
+    output transform divides by it exactly).
     """
     if m not in (2, 4):
         raise ValueError(f"m must be 2 or 4, not {m!r}")
@@ -70,11 +70,7 @@ def winograd_weights(w: np.ndarray, m: int, frac_bits: int = 0) -> np.ndarray:
     if w.shape[-2:] != (3, 3):
         raise ValueError(f"kernel must be 3×3, not {w.shape[-2]}×{w.shape[-1]}")
     gs = WINO_G_SCALED[m]
-    scaled = gs @ w @ gs.T
-    if m == 2:
-        return scaled
-    den = WINO_G_DENOM[m] ** 2
-    return (scaled * (1 << frac_bits) + den // 2) // den
+    return gs @ w @ gs.T
 
 
 def _split_pieces(w: np.ndarray) -> np.ndarray:
@@ -168,7 +164,6 @@ class ConvPlan:
     unit_pad: int                # padding the units apply; the rest is in the buffer image
     groups: int
     winograd_m: int = 0
-    frac_bits: int = 0
     invocations: tuple = field(default=())
     fft_n: int = 0               # FFT tile N (0 unless FFT)
     fft_shift: int = 0           # requantisation shift of the spectral sums
@@ -332,7 +327,7 @@ class ConvPlan:
         m = self.winograd_m
         t = m + 2
         pieces = _split_pieces(wg)                                      # n, c, P, 3, 3
-        u = winograd_weights(pieces, m, self.frac_bits)                  # n, c, P, t, t
+        u = winograd_weights(pieces, m)                                  # n, c, P, t, t
         p2 = u.shape[2]
         cw = -(-cg // self.rows)
         full = np.zeros((n, cw * self.rows, p2, t, t), dtype=np.int64)
@@ -412,7 +407,7 @@ def _pair(v):
 
 
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
-              frac_bits: int = 5, requant=None, relu: bool = False,
+              requant=None, relu: bool = False,
               precision: int = 8, fft_shift: int | None = None) -> ConvPlan:
     """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
 
@@ -427,8 +422,6 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     limits:
         ``rtl.params.DatapathLimits`` (any object with its attributes), or ``None``
         for unbounded buffers (one invocation per group; used to size a datapath).
-    frac_bits:
-        F(4×4,3×3) weight fraction bits (the datapath's ``winograd_frac_bits``).
     requant:
         (mult, shift), default :func:`default_requant` of the layer's K.
     relu:
@@ -577,7 +570,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             regs["out_words"] = out_words
             invs.append(Invocation(regs, (gm, gk, nf), gemms, gi, (f0, f1), out_words))
     return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
-                    pads, unit_pad, groups, wm, frac_bits if wm == 4 else 0, tuple(invs),
+                    pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols)
 
 

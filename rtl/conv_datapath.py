@@ -40,7 +40,7 @@ from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
 from rtl.params import (ALG_BITS, COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS,
-                        Algorithm, DatapathLimits, OverlayParams)
+                        WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits, OverlayParams)
 from rtl.requant import Requant
 from rtl.spectral import SpectralPath
 from rtl.widen import Packer, Unpacker
@@ -97,8 +97,6 @@ class ConvDatapath(wiring.Component):
         Multiplier target of the array (``"sim"``, ``"xcup"``, ``"ecp5"``).
     mult_latency:
         Register stages of the PE multiplier.
-    winograd_frac_bits:
-        Fraction bits of the quantised F(4×4,3×3) weights (ignored unless winograd_m = 4).
 
     Members (ports; docs/verify.md)
     -------
@@ -110,8 +108,7 @@ class ConvDatapath(wiring.Component):
     """
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits | None = None, *,
-                 precision: int = 8, target: str = "sim", mult_latency: int = 3,
-                 winograd_frac_bits: int = 5):
+                 precision: int = 8, target: str = "sim", mult_latency: int = 3):
         if not isinstance(params, OverlayParams):
             reject(self, TypeError(f"params must be an OverlayParams, not {params!r}"))
         limits = limits if limits is not None else DatapathLimits()
@@ -124,11 +121,12 @@ class ConvDatapath(wiring.Component):
                                     f"{precision}, not {params.a_width} and {params.b_width}"))
         wm = params.winograd_m
         if wm:
-            need = precision + transform_growth_bits(WINOGRAD_BT[wm])
-            if params.a_width < need:
-                reject(self, ValueError(f"a_width must be at least {need} for Winograd "
-                                        f"F({wm}x{wm},3x3) on int{precision}, "
-                                        f"not {params.a_width}"))
+            need_a, need_b = (precision + e for e in WINOGRAD_EXTRA_BITS[wm])
+            if params.a_width < need_a or params.b_width < need_b:
+                reject(self, ValueError(f"a_width and b_width must be at least {need_a} and "
+                                        f"{need_b} for Winograd F({wm}x{wm},3x3) on "
+                                        f"int{precision}, not {params.a_width} and "
+                                        f"{params.b_width}"))
         if params.fft_size:
             if params.a_width < precision + 2:
                 reject(self, ValueError(f"a_width must be at least {precision + 2} for the FFT "
@@ -138,7 +136,6 @@ class ConvDatapath(wiring.Component):
                                         f"the FFT path, not {params.acc_width}"))
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
-        self._frac = winograd_frac_bits
         self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
                                   max_n=limits.max_n, target=target, mult_latency=mult_latency,
                                   a_wide=True, b_wide=True, c_wide=True)
@@ -468,7 +465,7 @@ class ConvDatapath(wiring.Component):
             # and an unpacker hands the output transform one (tile, filter) a cycle.
             tile = data.ArrayLayout(signed(p.acc_width), t * t)
             m.submodules.m_unpacker = m_unp = Unpacker(tile, p.cols, self._engine.dim_bits)
-            m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width, self._frac)
+            m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width)
             q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unp.i_stream.ready,
                                                        self.mbuf_words, "q")
             for lane, rp in enumerate(mbuf_rps):

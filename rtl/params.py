@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
-           "OVERLAY_MAX_WORDS"]
+           "OVERLAY_MAX_WORDS", "WINOGRAD_EXTRA_BITS"]
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2
@@ -27,6 +27,12 @@ REQUANT_SHIFT_BITS = 6
 #: a file of hundreds of MB that takes hours to generate (the zcu102 VGG-16 point's ~900k
 #: words did not finish in 30 minutes).  The generator and the resource model both read it.
 OVERLAY_MAX_WORDS = 4096
+#: Extra (activation, weight) operand bits over the precision p that exact Winograd
+#: F(m×m, 3×3) needs in the array, per m: Bᵀ·d·B grows inputs by the squared largest row sum
+#: of |Bᵀ| (4 for m = 2, 100 for m = 4: p+2 and p+7 bits); the weights are stored as
+#: (G_DENOM·G)·g·(G_DENOM·G)ᵀ, up to G_DENOM²·(largest |G| row sum)²·2^(p−1) (9·2^(p−1):
+#: p+4 bits for m = 2; 576·2^(p−1): p+10 bits for m = 4 -- one 15 × 18 multiply for int8).
+WINOGRAD_EXTRA_BITS = {2: (2, 4), 4: (7, 10)}
 
 
 class Algorithm(str, enum.Enum):

@@ -3,11 +3,14 @@
 Both are streams of whole tiles, one tile per cycle: constant-matrix products built from
 shifts and adds (the constants are 0, ±1, ±2, ±4, ±5, ±8), then one register.  The array
 between them does the (m+2)² element-wise GEMMs over channels with weights the compiler has
-already transformed (``sim/models/winograd.py``: 2G for m = 2, quantised U for m = 4).
+already transformed exactly (``sim/models/winograd.py``: 2G for m = 2, 24G for m = 4).
 
-The output transform divides by the weights' scale: an exact arithmetic shift by 2 for
-m = 2 (Aᵀ M A is a multiple of 4), a round-half-up shift by ``frac_bits`` for m = 4.
-Output widths are exact: no wrap is possible, so the units equal the golden model bit for bit.
+The output transform divides by the weights' scale, exactly: Aᵀ M A is a multiple of 4
+(m = 2: an arithmetic shift by 2) or of 576 (m = 4: a shift by 6, then a division by 9 of a
+multiple of 9, which is a product by 9's inverse modulo 2^width -- five shifted adds, as
+9⁻¹ ≡ (1 − 8)(1 + 2⁶)(1 + 2¹²)(1 + 2²⁴)… mod 2^width).  Output widths are exact: no wrap is
+possible, so the units equal the golden model bit for bit, and the result is the
+convolution itself.
 
 The tables are written here independently of the golden model's (rtl imports nothing of
 ours); tests check that both agree through simulation.
@@ -62,6 +65,20 @@ def _lin(xs, coeffs):
     return acc
 
 
+def _div9_exact(y, width: int):
+    """y / 9 for y a multiple of 9 within ``width`` signed bits: y · 9⁻¹ mod 2^width.
+
+    (1 + 8)(1 − 8)(1 + 2⁶)(1 + 2¹²)… = 1 − 2^(2s) for the last factor 1 + 2^s, which is
+    1 modulo 2^width once 2s ≥ width.
+    """
+    v = (y - (y << 3))[:width]
+    s = 6
+    while s < width:
+        v = (v + (v << s))[:width]
+        s *= 2
+    return v.as_signed()
+
+
 def _check(component, name, value, allowed) -> None:
     if value not in allowed:
         reject(component, ValueError(f"{name} must be one of {allowed}, not {value!r}"))
@@ -70,10 +87,10 @@ def _check(component, name, value, allowed) -> None:
 class _TileTransform(wiring.Component):
     """Y = L·X·Lᵀ per tile, then a shift; one tile per cycle with back-pressure."""
 
-    def __init__(self, matrix, in_width: int, out_width: int, shift: int, round_half: bool):
+    def __init__(self, matrix, in_width: int, out_width: int, shift: int, div9: bool):
         self._mat = matrix
         self._shift = shift
-        self._round = round_half
+        self._div9 = div9
         rows, cols = len(matrix), len(matrix[0])
         self._rows, self._cols = rows, cols
         super().__init__({
@@ -99,9 +116,9 @@ class _TileTransform(wiring.Component):
                 for j in range(r):
                     y = _lin(t[i], mat[j])
                     if self._shift:
-                        if self._round:
-                            y = y + (1 << (self._shift - 1))
                         y = y >> self._shift
+                    if self._div9:
+                        y = _div9_exact(y, len(out[i * r + j]))
                     m.d.sync += out[i * r + j].eq(y)
         return m
 
@@ -128,23 +145,23 @@ class InputTransform(_TileTransform):
 
 
 class OutputTransform(_TileTransform):
-    """Y = Aᵀ·M·A / scale on (m+2)×(m+2) accumulator tiles → m×m outputs, one per cycle.
+    """Y = Aᵀ·M·A / scale on (m+2)×(m+2) accumulator tiles → m×m outputs, one per cycle,
+    exactly: scale 4 for m = 2, 576 for m = 4 (the module docstring).
 
     Parameters
     ----------
     m:
-        Output tile size, 2 (exact ÷4) or 4 (round-half-up ÷2^frac_bits).
+        Output tile size, 2 or 4.
     acc_width:
         Signed width of the array's accumulators.
-    frac_bits:
-        Fraction bits of the quantised F(4×4,3×3) weights (ignored for m = 2).
 
-    The output width is ``acc_width + transform_growth_bits(Aᵀ) − shift``.
+    The output width is ``acc_width + transform_growth_bits(Aᵀ) − shift`` with the shift
+    2 or 6 (the division by 9 only narrows the value).
     """
 
-    def __init__(self, m: int = 2, acc_width: int = 32, frac_bits: int = 8):
+    def __init__(self, m: int = 2, acc_width: int = 32):
         _check(self, "m", m, (2, 4))
         self.m = m
-        shift = 2 if m == 2 else frac_bits
-        self.out_width = acc_width + transform_growth_bits(WINOGRAD_AT[m]) - shift + 1
+        shift = 2 if m == 2 else 6
+        self.out_width = acc_width + transform_growth_bits(WINOGRAD_AT[m]) - shift
         super().__init__(WINOGRAD_AT[m], acc_width, self.out_width, shift, m == 4)

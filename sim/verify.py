@@ -12,10 +12,11 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
    every layer runs through it with random data (seeded) loaded into its buffers
    (:func:`sim.bench.conv_tb.rtl_conv_batch`);
 3. compares each layer's accumulations with exact convolution (numpy int64; for int8 also
-   onnxruntime's ConvInteger) -- or, for the approximate algorithms (Winograd F(4×4,3×3), FFT),
-   with their bit-accurate golden models in :mod:`sim.models` (:func:`golden_accumulations`),
-   whose SQNR against exact convolution is reported -- and its requantised outputs with the
-   numpy requantiser; measured cycles with ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own formula).  FFT layers' spectral
+   onnxruntime's ConvInteger) -- or, for the approximate FFT, with its bit-accurate golden
+   model in :mod:`sim.models` (:func:`golden_accumulations`), whose SQNR against exact
+   convolution is reported -- and its requantised outputs with the numpy requantiser;
+   measured cycles with ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own
+   formula).  FFT layers' spectral
    requantisation shift is calibrated on the layer's data (the smallest that saturates
    nothing);
 4. returns the verify.json document.
@@ -86,10 +87,9 @@ class VerifySettings:
 def golden_accumulations(x, w, plan) -> np.ndarray:
     """What the datapath's accumulations of a planned layer must equal.
 
-    Exact convolution (:func:`sim.models.conv.conv2d`); for Winograd F(4×4,3×3) its golden
-    model :func:`sim.models.winograd.winograd_piecewise_conv` (the 3×3 pieces summed before the
-    one rounding output transform); for FFT the bit-accurate :func:`sim.models.fft.fft_conv`
-    with the plan's widths and shift (:func:`sim.bench.conv_tb.fft_golden`).
+    Exact convolution (:func:`sim.models.conv.conv2d`) -- im2col, kn2row and both Winograd
+    variants are exact; for FFT the bit-accurate :func:`sim.models.fft.fft_conv` with the
+    plan's widths and shift (:func:`sim.bench.conv_tb.fft_golden`).
     """
     from sim.models.conv import conv2d
 
@@ -98,13 +98,8 @@ def golden_accumulations(x, w, plan) -> np.ndarray:
 
         return fft_golden(x, w, plan, plan.fft_shift).acc
     pads = plan.pads
-    if plan.algorithm != "winograd" or plan.winograd_m == 2:
-        xp = np.pad(np.asarray(x, dtype=np.int64),
-                    ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-        return conv2d(xp, w, plan.stride, 0, plan.dilation, plan.groups)
-    from sim.models.winograd import winograd_piecewise_conv
-
-    return winograd_piecewise_conv(x, w, pads, plan.winograd_m, plan.frac_bits)
+    xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    return conv2d(xp, w, plan.stride, 0, plan.dilation, plan.groups)
 
 
 def map_network(network, params, settings: VerifySettings, log: Callable[[str], None] = print):
@@ -172,8 +167,7 @@ def _layer_entry(case, res, params, precision: int) -> dict:
 
     plan = res.plan
     gold_acc = golden_accumulations(case.x, case.w, plan)
-    approximate = plan.algorithm == "fft" or (plan.algorithm == "winograd"
-                                              and plan.winograd_m == 4)
+    approximate = plan.algorithm == "fft"
     pads = plan.pads
     xp = np.pad(case.x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     exact = None

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.params import Algorithm, Dataflow
+from rtl.params import WINOGRAD_EXTRA_BITS, Algorithm, Dataflow
 
 __all__ = ["Choice", "ChoiceTable", "VARIANTS", "TILINGS", "enumerate_choices", "legal_mask",
            "hardware_mask", "required_widths", "weight_word_bytes"]
@@ -50,14 +50,11 @@ VARIANTS = {
 TILINGS = ("weights", "activations")
 
 # Extra operand bits over the precision p that each variant needs in the array, as
-# (activation bits, weight bits).  Winograd F(2x2,3x3): B^T d B sums up to 4 inputs with
-# +-1 (p+2 bits); the weights are transformed with 2G so they stay integers, |2G g 2G^T| <=
-# 9*2^(p-1) (p+4 bits) -- DESIGN.md "Numerics": int8 needs about 10 x 12 bits.
-# F(4x4,3x3): the rows of B^T have absolute sums up to 10, so a 2-D transform grows inputs by
-# up to 100x (p+7 bits); its transformed weights are quantised to p+6 bits (provisional until
-# docs/algorithms.md fixes the width).  FFT: 16-bit fixed-point spectra for int8 (p+8), plus
-# one bit on each operand for Gauss's sums.
-_EXTRA_BITS = {"im2col": (0, 0), "kn2row": (0, 0), "F2x2_3x3": (2, 4), "F4x4_3x3": (7, 6),
+# (activation bits, weight bits).  Winograd: rtl.params.WINOGRAD_EXTRA_BITS (exact transforms:
+# int8 needs 10 x 12 bits for F(2x2,3x3), 15 x 18 for F(4x4,3x3)).  FFT: 16-bit fixed-point
+# spectra for int8 (p+8), plus one bit on each operand for Gauss's sums.
+_EXTRA_BITS = {"im2col": (0, 0), "kn2row": (0, 0), "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
+               "F4x4_3x3": WINOGRAD_EXTRA_BITS[4],
                "fft8": (9, 9), "fft16": (9, 9)}
 
 

@@ -51,15 +51,12 @@ class DatapathConfig:
         Bits of activations, weights and outputs.
     mult_latency:
         PE multiplier stages.
-    frac_bits:
-        F(4×4,3×3) weight fraction bits.
     """
 
     params: OverlayParams
     limits: tuple
     precision: int = 8
     mult_latency: int = 3
-    frac_bits: int = 5
 
     @classmethod
     def make(cls, params: OverlayParams, limits: dict, **kwargs) -> "DatapathConfig":
@@ -77,7 +74,7 @@ class DatapathConfig:
         """Top module name, unique per configuration."""
         p = self.params
         blob = json.dumps([p.as_dict(), self.limits, self.precision, self.mult_latency,
-                           self.frac_bits])
+                           ])
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         return f"conv_r{p.rows}c{p.cols}_a{p.a_width}b{p.b_width}w{p.winograd_m}_{digest}"
 
@@ -87,7 +84,7 @@ class DatapathConfig:
 
         return ConvDatapath(self.params, self.limits_obj(), precision=self.precision,
                             target="sim", mult_latency=self.mult_latency,
-                            winograd_frac_bits=self.frac_bits)
+)
 
 
 @dataclass(frozen=True)
@@ -199,7 +196,7 @@ def plan_case(case: ConvCase, cfg: DatapathConfig):
     if case.algorithm == "fft" and shift is None:
         shift = calibrated_fft_shift(case, cfg)
     return plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, cfg.limits_obj(),
-                     frac_bits=cfg.frac_bits, requant=case.requant, relu=case.relu,
+                     requant=case.requant, relu=case.relu,
                      precision=cfg.precision, fft_shift=shift)
 
 

@@ -1,4 +1,4 @@
-"""Winograd minimal filtering F(m×m, 3×3) for m = 2 (exact) and m = 4 (quantised weights).
+"""Winograd minimal filtering F(m×m, 3×3) for m = 2 and m = 4, both bit-exact.
 
 One output tile Y (m×m) from an input tile d ((m+2)×(m+2)) and a 3×3 kernel g:
 Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A, summed over input channels inside the brackets.
@@ -10,12 +10,12 @@ Bᵀ and Aᵀ are integer matrices for both variants, so the input and output tr
   arithmetic shift by 2: the sum is a multiple of 4).  Widths for int8 (|d| ≤ 128):
   V ∈ [−512, 510] → 10-bit signed inputs; |U'| ≤ 3·3·128 = 1152 →
   12-bit signed weights.  Bit-exact with direct convolution.
-- F(4×4, 3×3): G has denominators up to 24, so U = G g Gᵀ is stored quantised,
-  U_q = round_half_up(U · 2^f) (exactly computed from the integer 576·U = (24G) g (24G)ᵀ);
-  the output transform rounds Aᵀ M A / 2^f half up.  Error bound, per output element
-  (tested):  |Y_q − Y| ≤ 2^−(f+1) · (|Aᵀ| (Σ_c |V_c|) |A|) + 1/2, i.e. at most
-  floor of that since both are integers.  |U| ≤ 128 for int8 kernels (row sums of |G| ≤ 1),
-  so U_q needs 8 + f + 1 bits signed; |V| ≤ 10·10·128 = 12800 → 15-bit signed inputs.
+- F(4×4, 3×3): G has denominators up to 24, so the compiler stores U' = (24G) g (24G)ᵀ =
+  576·U, integers; the array accumulates Σ_c U'⊙V and the output transform divides Aᵀ M A by
+  576 exactly (an arithmetic shift by 6, then an exact division by 9: the sum is a multiple of
+  576).  Widths for int8: |U'| ≤ 24·24·128 = 73728 → 18-bit signed weights; |V| ≤
+  10·10·128 = 12800 → 15-bit signed inputs; each product is one 15×18 multiply.  Bit-exact
+  with direct convolution.
 
 Only stride 1, dilation 1, groups 1 layers run on Winograd; the functions refuse others.
 :func:`winograd_conv` takes 3×3 kernels; :func:`winograd_piecewise_conv` is the golden model of
@@ -30,8 +30,7 @@ import numpy as np
 from sim.models.conv import conv_out_size, pad_chw, pair
 
 __all__ = ["BT", "AT", "G_SCALED", "G_DENOM", "tile_size", "input_transform",
-           "output_transform", "transform_weights", "winograd_conv", "winograd_piecewise_conv",
-           "winograd_error_bound", "winograd_worst_case_error"]
+           "output_transform", "transform_weights", "winograd_conv", "winograd_piecewise_conv"]
 
 #: Input transforms Bᵀ ((m+2)×(m+2)), integer.
 BT = {
@@ -73,37 +72,32 @@ def input_transform(d: np.ndarray, m: int) -> np.ndarray:
     return bt @ np.asarray(d, dtype=np.int64) @ bt.T
 
 
-def output_transform(acc: np.ndarray, m: int, frac_bits: int | None = None) -> np.ndarray:
-    """Y = Aᵀ M A scaled back: exact ÷4 for m = 2, round-half-up ÷2^f for m = 4."""
+def output_transform(acc: np.ndarray, m: int) -> np.ndarray:
+    """Y = Aᵀ M A divided by the weights' scale G_DENOM² (4 or 576), exactly.
+
+    Raises ValueError if Aᵀ M A is not a multiple of the scale (the accumulations did not
+    come from transformed weights).
+    """
     _check_m(m)
     at = AT[m]
     y = at @ np.asarray(acc, dtype=np.int64) @ at.T
-    shift = 2 if m == 2 else frac_bits
-    if shift is None:
-        raise ValueError("frac_bits must be given for m = 4")
-    if m == 2:
-        return y >> 2                       # exact: y is a multiple of 4
-    return (y + (1 << (shift - 1))) >> shift if shift else y
+    den = G_DENOM[m] ** 2
+    if np.any(y % den):
+        raise ValueError(f"Aᵀ M A must be a multiple of {den} (weights transformed with "
+                         f"{G_DENOM[m]}·G)")
+    return y // den
 
 
-def transform_weights(w: np.ndarray, m: int, frac_bits: int | None = None) -> np.ndarray:
-    """Weights N×C×3×3 → transformed N×C×(m+2)×(m+2), as the compiler stores them.
-
-    m = 2: U' = (2G) g (2G)ᵀ = 4U exactly.  m = 4: U_q = round_half_up(U · 2^frac_bits),
-    computed exactly from 576·U in integers.
-    """
+def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
+    """Weights N×C×3×3 → transformed N×C×(m+2)×(m+2), as the compiler stores them:
+    U' = (G_DENOM·G) g (G_DENOM·G)ᵀ = G_DENOM²·U, exact integers (4·U for m = 2, 576·U
+    for m = 4)."""
     _check_m(m)
     w = np.asarray(w, dtype=np.int64)
     if w.shape[-2:] != (3, 3):
         raise ValueError(f"kernel must be 3×3, not {w.shape[-2]}×{w.shape[-1]}")
     gs = G_SCALED[m]
-    scaled = gs @ w @ gs.T                  # G_DENOM² · U, exact
-    if m == 2:
-        return scaled
-    if frac_bits is None or frac_bits < 0:
-        raise ValueError(f"frac_bits must be a non-negative integer, not {frac_bits!r}")
-    den = G_DENOM[m] ** 2
-    return (scaled * (1 << frac_bits) + den // 2) // den     # floor(x + 1/2), exact
+    return gs @ w @ gs.T
 
 
 def _tiles(x: np.ndarray, padding, m: int):
@@ -121,11 +115,8 @@ def _tiles(x: np.ndarray, padding, m: int):
     return d, oh, ow, th, tw
 
 
-def winograd_conv(x, w, padding=0, m: int = 2, frac_bits: int = 8) -> np.ndarray:
-    """3×3 stride-1 convolution by F(m×m, 3×3) tiles; int64 N×OH×OW.
-
-    Exact for m = 2; for m = 4 within :func:`winograd_error_bound` of the exact result.
-    """
+def winograd_conv(x, w, padding=0, m: int = 2) -> np.ndarray:
+    """3×3 stride-1 convolution by F(m×m, 3×3) tiles; int64 N×OH×OW, exact."""
     _check_m(m)
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
@@ -134,23 +125,21 @@ def winograd_conv(x, w, padding=0, m: int = 2, frac_bits: int = 8) -> np.ndarray
                          "(Winograd runs groups = 1 only)")
     d, oh, ow, th, tw = _tiles(x, padding, m)
     v = input_transform(d, m)                                   # c, th, tw, t, t
-    u = transform_weights(w, m, frac_bits)                      # n, c, t, t
+    u = transform_weights(w, m)                                 # n, c, t, t
     acc = np.einsum("nckl,cijkl->nijkl", u, v)                  # the (m+2)² GEMMs
-    y = output_transform(acc, m, frac_bits)                     # n, th, tw, m, m
+    y = output_transform(acc, m)                                # n, th, tw, m, m
     n = w.shape[0]
     out = y.transpose(0, 1, 3, 2, 4).reshape(n, th * m, tw * m)
     return out[:, :oh, :ow]
 
 
-def winograd_piecewise_conv(x, w, pads, m: int = 4, frac_bits: int | None = None
-                            ) -> np.ndarray:
+def winograd_piecewise_conv(x, w, pads, m: int = 4) -> np.ndarray:
     """k×k stride-1 convolution by F(m×m, 3×3) on 3×3 pieces of the kernel; int64 N×OH×OW.
 
     The kernel is zero-padded to 3⌈kh/3⌉ × 3⌈kw/3⌉ and cut into 3×3 pieces; piece (a, b)
     sees the input tiles shifted by (3a, 3b).  The transformed products of every piece and
-    channel are summed in the transformed domain and go through *one* output transform, so
-    F(4×4,3×3) rounds once per output, as the datapath does (its accumulator holds the sum
-    over the pieces).  Exact for m = 2.
+    channel are summed in the transformed domain and go through *one* output transform, as
+    the datapath does (its accumulator holds the sum over the pieces).  Exact.
 
     Parameters
     ----------
@@ -162,8 +151,6 @@ def winograd_piecewise_conv(x, w, pads, m: int = 4, frac_bits: int | None = None
         Zero padding ``(top, left, bottom, right)``.
     m:
         Output tile side: 2 or 4.
-    frac_bits:
-        F(4×4) weight fraction bits (required for m = 4).
     """
     _check_m(m)
     x = np.asarray(x, dtype=np.int64)
@@ -193,37 +180,7 @@ def winograd_piecewise_conv(x, w, pads, m: int = 4, frac_bits: int | None = None
             ix = (np.arange(tw) * m + 3 * b)[:, None] + np.arange(t)[None, :]
             d = full[:, iy[:, None, :, None], ix[None, :, None, :]]   # c, th, tw, t, t
             v = input_transform(d, m)
-            u = transform_weights(big[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3], m, frac_bits)
+            u = transform_weights(big[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3], m)
             acc = acc + np.einsum("nckl,cijkl->nijkl", u, v)
-    y = output_transform(acc, m, frac_bits)                           # n, th, tw, m, m
+    y = output_transform(acc, m)                                      # n, th, tw, m, m
     return y.transpose(0, 1, 3, 2, 4).reshape(n, th * m, tw * m)[:, :oh, :ow]
-
-
-def winograd_error_bound(x, padding=0, m: int = 4, frac_bits: int = 8) -> np.ndarray:
-    """Data-dependent bound on |winograd_conv − conv2d| per output (1×OH×OW, any filter).
-
-    Weight quantisation error is at most 2^−(f+1) per entry of U, so the error before the
-    output rounding is at most 2^−(f+1)·(|Aᵀ| Σ_c|V_c| |A|); the rounding adds at most 1/2.
-    Both results are integers, so the floor of the sum bounds the difference.  For m = 2 the
-    bound is 0.
-    """
-    _check_m(m)
-    x = np.asarray(x, dtype=np.int64)
-    d, oh, ow, th, tw = _tiles(x, padding, m)
-    if m == 2:
-        return np.zeros((1, oh, ow), dtype=np.int64)
-    vabs = np.abs(input_transform(d, m)).sum(axis=0)           # th, tw, t, t
-    at = np.abs(AT[m])
-    s = at @ vabs @ at.T                                          # th, tw, m, m
-    bound = np.floor(s / 2.0 ** (frac_bits + 1) + 0.5).astype(np.int64)
-    out = bound.transpose(0, 2, 1, 3).reshape(1, th * m, tw * m)
-    return out[:, :oh, :ow]
-
-
-def winograd_worst_case_error(channels: int, frac_bits: int, in_bits: int = 8) -> int:
-    """Input-independent bound for F(4×4,3×3): all |d| at the signed in_bits extreme."""
-    bt = np.abs(BT[4])
-    at = np.abs(AT[4])
-    vmax = bt.sum(axis=1)[:, None] * bt.sum(axis=1)[None, :] * (1 << (in_bits - 1))
-    s = (at @ (vmax * channels) @ at.T).max()
-    return int(np.floor(s / 2.0 ** (frac_bits + 1) + 0.5))

@@ -42,9 +42,9 @@ SMOKE_LIMITS = dict(max_m=128, max_k=256, max_n=8, feature_words=1024, weight_wo
 SWEEP_LIMITS = dict(max_m=256, max_k=512, max_n=8, feature_words=2048, weight_words=8192,
                     tile_words=4096, out_words=2048, max_gemms=49)
 #: Datapaths with FFT and F(4×4) units (a_width − 1 = 16-bit FFT data for int8, 24 for int16).
-SPECTRAL8 = OverlayParams(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, winograd_m=4,
+SPECTRAL8 = OverlayParams(rows=4, cols=4, a_width=17, b_width=18, acc_width=48, winograd_m=4,
                           fft_size=8)
-SPECTRAL16 = OverlayParams(rows=4, cols=4, a_width=25, b_width=25, acc_width=64, winograd_m=4,
+SPECTRAL16 = OverlayParams(rows=4, cols=4, a_width=25, b_width=26, acc_width=64, winograd_m=4,
                            fft_size=16)
 
 
@@ -100,11 +100,6 @@ def golden_accumulations(case, plan, precision):
         kfrac = plan.fft_weights(case.w)[2]
         assert gold.kernel_frac == kfrac            # compiler and golden agree on the spectra
         return gold.acc, sqnr_db(gold.acc * 2.0 ** plan.fft_scale_exp(kfrac), exact)
-    if plan.algorithm == "winograd" and plan.winograd_m == 4:
-        from sim.verify import golden_accumulations as wino_golden
-
-        gold = wino_golden(case.x, case.w, plan)
-        return gold, sqnr_db(gold, exact)
     return exact, None
 
 
@@ -116,7 +111,7 @@ def check_batch(cfg, cases, run_name, precision):
     failures, table, worst = [], [], 0.0
     for case, res in zip(cases, results):
         ref, sqnr = golden_accumulations(case, res.plan, precision)
-        # the FFT's numerics target (F(4×4)'s own bound is tested on its golden model)
+        # the FFT's numerics target
         floor = FFT_SQNR_DB[case.name.rsplit(" ", 1)[-1]]
         if res.plan.algorithm == "fft" and sqnr < floor:
             failures.append(f"{case.name}: golden SQNR {sqnr:.1f} dB < {floor} dB")
@@ -230,14 +225,13 @@ def test_conv_datapath_sweep(precision):
 # -- compiler, without Verilator -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("m, frac", [(2, 0), (4, 5), (4, 8)])
-def test_winograd_weights_equal_the_golden_model(m, frac):
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_weights_equal_the_golden_model(m):
     from sim.models.winograd import transform_weights
 
-    rng = np.random.default_rng(m * 10 + frac)
+    rng = np.random.default_rng(m * 10)
     w = rng.integers(-128, 128, (4, 3, 3, 3))
-    np.testing.assert_array_equal(winograd_weights(w, m, frac),
-                                  transform_weights(w, m, frac if m == 4 else None))
+    np.testing.assert_array_equal(winograd_weights(w, m), transform_weights(w, m))
 
 
 @pytest.mark.parametrize("k", [3, 4, 5, 7])

@@ -95,7 +95,7 @@ def test_hardware_mask_needs_units_and_widths():
     points = [OverlayParams(),                                           # 8-bit, no units
               OverlayParams(a_width=a2, b_width=b2, winograd_m=2),
               OverlayParams(a_width=8, b_width=8, winograd_m=2, acc_width=32),   # too narrow
-              OverlayParams(a_width=17, b_width=17, acc_width=48, winograd_m=4, fft_size=16)]
+              OverlayParams(a_width=17, b_width=18, acc_width=48, winograd_m=4, fft_size=16)]
     mask = hardware_mask(choices, HardwareTable.from_params(points), precision=8)
     ok = {i: {c.variant for c, m in zip(choices.choices, mask[:, i]) if m} for i in range(4)}
     assert ok[0] == {"im2col", "kn2row"}

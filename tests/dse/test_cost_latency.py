@@ -27,7 +27,7 @@ from rtl.params import Algorithm, Dataflow, OverlayParams
 
 from cost_helpers import conv, fc
 
-WIDE = OverlayParams(rows=4, cols=4, a_width=17, b_width=17, acc_width=48, winograd_m=2,
+WIDE = OverlayParams(rows=4, cols=4, a_width=17, b_width=18, acc_width=48, winograd_m=2,
                      fft_size=8)
 
 
@@ -44,7 +44,7 @@ def _one(layer, variant, flow="os", hw=None):
 
 
 # Each case: a layer, a variant, (M, K, N, count) derived from the algorithm's meaning, and
-# the K the 4-row array's engine runs (im2col and kn2row read feature words of 4 channels,
+# the K the 4-row array's engine runs (im2col, kn2row and Winograd read words of 4 channels,
 # so a pixel's channels count up to a multiple of 4; zeros fill the rest).
 HAND_CASES = [
     # im2col: 8×8 input, 3×3, pad 1 -> 8×8 = 64 output pixels; a patch is 3·3·5 = 45 values;
@@ -60,12 +60,12 @@ HAND_CASES = [
     # kn2row with stride 2: still every one of the 10·10 input pixels (strided ones dropped)
     (conv(c_in=3, h=10, w=10, c_out=4, k=3, s=2, p=1), "kn2row", (100, 3, 4, 9), 4),
     # Winograd F(2,3) on 7×7 outputs: ceil(7/2)² = 16 tiles, (2+2)² = 16 GEMMs
-    (conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1), "F2x2_3x3", (16, 5, 7, 16), 5),
+    (conv(c_in=5, h=7, w=7, c_out=7, k=3, p=1), "F2x2_3x3", (16, 5, 7, 16), 8),
     # F(4,3) on 8×8 outputs: 4 tiles, 6² = 36 GEMMs
-    (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "F4x4_3x3", (4, 5, 7, 36), 5),
+    (conv(c_in=5, h=8, w=8, c_out=7, k=3, p=1), "F4x4_3x3", (4, 5, 7, 36), 8),
     # F(2,3) on a 5×5 kernel: 2×2 = 4 zero-padded 3×3 pieces, summed by the array along K
     # (K = 4 pieces · 2 channels) -> 16 GEMMs over 4 tiles
-    (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 8, 3, 16), 8),
+    (conv(c_in=2, h=4, w=4, c_out=3, k=5, p=2), "F2x2_3x3", (4, 8, 3, 16), 16),
     # FFT 8 with a 3×3 kernel: input tiles of 6×6 pixels over the 14×14 padded input ->
     # 3·3 = 9 tiles; 8·(8/2+1) = 40 Hermitian bins, 3 real GEMMs each (Gauss)
     (conv(c_in=5, h=12, w=12, c_out=7, k=3, p=1), "fft8", (9, 5, 7, 120), 5),

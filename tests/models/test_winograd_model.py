@@ -1,12 +1,11 @@
-"""Winograd golden: F(2×2,3×3) exact; F(4×4,3×3) within its stated, tested error bound."""
+"""Winograd golden: F(2×2,3×3) and F(4×4,3×3) exact, at the stated operand widths."""
 
 import numpy as np
 import pytest
 
 from sim.models.conv import conv2d
-from sim.models.winograd import (AT, BT, G_DENOM, G_SCALED, input_transform, transform_weights,
-                                 winograd_conv, winograd_error_bound, winograd_piecewise_conv,
-                                 winograd_worst_case_error)
+from sim.models.winograd import (AT, BT, G_DENOM, G_SCALED, input_transform, output_transform,
+                                 transform_weights, winograd_conv, winograd_piecewise_conv)
 from sim.reference import ort_conv_integer
 
 # (channels, height, width, filters, padding)
@@ -59,29 +58,47 @@ def test_f2_widths_for_int8():
     assert u.max() == 9 * 127
 
 
-@pytest.mark.parametrize("frac_bits", [4, 8, 12])
-@pytest.mark.parametrize("layer", LAYERS[:4])
-def test_f4_error_within_bound(layer, frac_bits):
+@pytest.mark.parametrize("layer", LAYERS)
+def test_f4_int8_equals_conv_integer(layer):
     c, h, w, n, p = layer
-    rng = np.random.default_rng(sum(layer) + frac_bits)
+    rng = np.random.default_rng(40 + sum(layer))
     x = rng.integers(-128, 128, (c, h, w))
     wt = rng.integers(-128, 128, (n, c, 3, 3))
-    err = np.abs(winograd_conv(x, wt, p, m=4, frac_bits=frac_bits) - conv2d(x, wt, 1, p))
-    bound = winograd_error_bound(x, p, m=4, frac_bits=frac_bits)
-    assert (err <= bound).all()
-    assert bound.max() <= winograd_worst_case_error(c, frac_bits)
+    x[0, 0, :] = -128                       # extremes inside the random data
+    wt[0, 0] = -128
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=4),
+                                  ort_conv_integer(x, wt, 1, p))
 
 
-def test_f4_exact_when_weights_are_exact():
-    # weights whose U is a multiple of 2^-f are stored exactly: only the final rounding is
-    # left, and Aᵀ M A is then a multiple of 2^f, so the result is exact
-    rng = np.random.default_rng(9)
-    x = rng.integers(-128, 128, (2, 8, 8))
-    wt = np.zeros((1, 2, 3, 3), dtype=np.int64)
-    wt[0, :, 0, 0] = [9, -18]            # corner tap: U = g·G[:,0]G[:,0]ᵀ has denominators | 576 = 9·64
-    assert (transform_weights(wt, 4, 10) * 576 == (G_SCALED[4] @ wt @ G_SCALED[4].T)
-            * 1024).all()
-    np.testing.assert_array_equal(winograd_conv(x, wt, 0, 4, 10), conv2d(x, wt, 1, 0))
+@pytest.mark.parametrize("layer", LAYERS[::2])
+def test_f4_int16_equals_int64_conv(layer):
+    c, h, w, n, p = layer
+    rng = np.random.default_rng(9 + sum(layer))
+    x = rng.integers(-32768, 32768, (c, h, w))
+    wt = rng.integers(-32768, 32768, (n, c, 3, 3))
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=4), conv2d(x, wt, 1, p))
+
+
+def test_f4_widths_for_int8():
+    # stated widths: V within 15-bit signed (|V| ≤ 10·10·128 = 12800), the 24G-transformed
+    # weights within 18-bit signed (|576·U| ≤ 24·24·128 = 73728); extremes of linear forms
+    # over int8 data pick -128 or 127 per coefficient sign (exact, no sampling)
+    coef = np.einsum("ik,lj->ijkl", BT[4], BT[4].T)
+    vbound = np.maximum(np.abs(np.maximum(coef * 127, coef * -128).sum(axis=(2, 3))),
+                        np.abs(np.minimum(coef * 127, coef * -128).sum(axis=(2, 3))))
+    assert vbound.max() <= 12800 < 1 << 14
+    wcoef = np.einsum("ik,jl->ijkl", G_SCALED[4], G_SCALED[4])
+    wbound = np.abs(wcoef).sum(axis=(2, 3)).max() * 128
+    assert wbound == 73728 and wbound < 1 << 17
+    u = transform_weights(np.where(wcoef[5, 5] > 0, -128, 127)[None, None], 4)
+    assert u[0, 0, 5, 5] == -73728
+
+
+def test_output_transform_refuses_what_transformed_weights_cannot_give():
+    acc = np.zeros((6, 6), dtype=np.int64)
+    acc[0, 0] = 1                           # Aᵀ M A = 1: not a multiple of 576
+    with pytest.raises(ValueError, match="multiple of 576"):
+        output_transform(acc, 4)
 
 
 def test_winograd_refuses_non_3x3():
@@ -100,9 +117,7 @@ def test_winograd_random_layers(seed):
     wt = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, c, 3, 3))
     ref = conv2d(x, wt, 1, p) if bits == 16 else ort_conv_integer(x, wt, 1, p)
     np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2), ref)
-    f = int(rng.integers(4, 13))
-    err = np.abs(winograd_conv(x, wt, p, m=4, frac_bits=f) - ref)
-    assert (err <= winograd_error_bound(x, p, m=4, frac_bits=f)).all()
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=4), ref)
 
 
 # (channels, height, width, filters, kernel, pads (top, left, bottom, right))
@@ -120,18 +135,14 @@ def test_piecewise_f2_equals_exact_conv(layer):
     np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, pads, m=2), conv2d(xp, wt))
 
 
-@pytest.mark.parametrize("layer", [layer for layer in PIECEWISE if layer[4] > 3])
-def test_piecewise_f4_rounds_to_exact_with_fine_weights(layer):
-    # With 24 fraction bits and small inputs (|V| ≤ 300) the summed weight-quantisation error
-    # stays below 1/2, so the one rounding lands on the exact result: every piece must see
-    # the right input window.
+@pytest.mark.parametrize("layer", PIECEWISE)
+def test_piecewise_f4_equals_exact_conv(layer):
     c, h, w, n, k, pads = layer
     rng = np.random.default_rng(5 + sum(layer[:5]))
-    x = rng.integers(-3, 4, (c, h, w))
+    x = rng.integers(-128, 128, (c, h, w))
     wt = rng.integers(-128, 128, (n, c, k, k))
     xp = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, pads, m=4, frac_bits=24),
-                                  conv2d(xp, wt))
+    np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, pads, m=4), conv2d(xp, wt))
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2])
@@ -139,28 +150,9 @@ def test_piecewise_3x3_is_winograd_conv(padding):
     rng = np.random.default_rng(padding)
     x = rng.integers(-128, 128, (5, 10, 9))
     wt = rng.integers(-128, 128, (3, 5, 3, 3))
-    for m, f in ((2, None), (4, 5), (4, 8)):
-        np.testing.assert_array_equal(
-            winograd_piecewise_conv(x, wt, (padding,) * 4, m=m, frac_bits=f),
-            winograd_conv(x, wt, padding, m=m, frac_bits=f if f is not None else 8))
-
-
-def test_piecewise_f4_rounds_once_not_per_piece():
-    # 5×5 at 5 fraction bits: summing four separately rounded 3×3 convolutions differs from
-    # the one-rounding model somewhere (the datapath accumulates before its output transform).
-    rng = np.random.default_rng(7)
-    x = rng.integers(-128, 128, (4, 12, 12))
-    wt = rng.integers(-128, 128, (2, 4, 5, 5))
-    once = winograd_piecewise_conv(x, wt, (0, 0, 0, 0), m=4, frac_bits=5)
-    big = np.zeros((2, 4, 6, 6), dtype=np.int64)
-    big[:, :, :5, :5] = wt
-    xz = np.pad(x, ((0, 0), (0, 1), (0, 1)))
-    per_piece = sum(winograd_conv(xz[:, 3 * a:, 3 * b:], big[:, :, 3 * a:3 * a + 3,
-                                                             3 * b:3 * b + 3],
-                                  0, m=4, frac_bits=5)[:, :8, :8]
-                    for a in range(2) for b in range(2))
-    assert once.shape == (2, 8, 8)
-    assert not np.array_equal(once, per_piece)
+    for m in (2, 4):
+        np.testing.assert_array_equal(winograd_piecewise_conv(x, wt, (padding,) * 4, m=m),
+                                      winograd_conv(x, wt, padding, m=m))
 
 
 def test_piecewise_refuses_groups_and_bad_m():

@@ -23,9 +23,9 @@ def rtl_input_transform(d, m, in_width, **kw):
     return np.array(got).reshape(-1, t, t), cycles
 
 
-def rtl_output_transform(acc, m, acc_width, frac_bits=8, **kw):
+def rtl_output_transform(acc, m, acc_width, **kw):
     t = m + 2
-    got, cycles = run_stream(OutputTransform(m, acc_width, frac_bits),
+    got, cycles = run_stream(OutputTransform(m, acc_width),
                              acc.reshape(-1, t * t).tolist(), len(acc), **kw)
     return np.array(got).reshape(-1, m, m), cycles
 
@@ -42,17 +42,27 @@ def test_input_transform_bit_exact(m, bits):
     np.testing.assert_array_equal(got, input_transform(d, m))
 
 
-@pytest.mark.parametrize("m,acc_w,frac", [(2, 32, 0), (4, 32, 8), (4, 24, 3)])
-def test_output_transform_bit_exact(m, acc_w, frac):
-    rng = np.random.default_rng(m + acc_w)
+def transformed_sums(rng, m, count, channels, bits=8, extreme=False):
+    """Accumulations the array can produce: Σ over channels of U'⊙V for random (or extreme)
+    kernels and tiles, so Aᵀ M A is a multiple of the weights' scale."""
     t = m + 2
-    lim = 1 << (acc_w - 1)
-    acc = rng.integers(-lim // 64, lim // 64, (12, t, t))
-    # any accumulators (not only multiples of 4): both sides shift with floor semantics
-    acc[0], acc[1] = -lim, lim - 1
-    got, _ = rtl_output_transform(acc, m, acc_w, frac, idle=0.3, stall=0.3, seed=m)
-    at_m = output_transform(acc, m, frac)
-    np.testing.assert_array_equal(got, at_m)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    d = rng.integers(lo, hi + 1, (count, channels, t, t))
+    g = rng.integers(lo, hi + 1, (count, channels, 3, 3))
+    if extreme:
+        d = np.where(rng.random(d.shape) < 0.5, lo, hi)
+        g = np.where(rng.random(g.shape) < 0.5, lo, hi)
+    return (transform_weights(g, m) * input_transform(d, m)).sum(axis=1)
+
+
+@pytest.mark.parametrize("m,acc_w", [(2, 32), (4, 40), (4, 48)])
+def test_output_transform_bit_exact(m, acc_w):
+    rng = np.random.default_rng(m + acc_w)
+    acc = np.concatenate([transformed_sums(rng, m, 8, 16),
+                          transformed_sums(rng, m, 8, 16, extreme=True),
+                          -transformed_sums(rng, m, 2, 64, extreme=True)])
+    got, _ = rtl_output_transform(acc, m, acc_w, idle=0.3, stall=0.3, seed=m)
+    np.testing.assert_array_equal(got, output_transform(acc, m))
 
 
 def test_cycles_match_formula():
@@ -60,7 +70,7 @@ def test_cycles_match_formula():
     _, cycles = rtl_input_transform(d, 2, 8)
     assert cycles == winograd_input_transform_cycles(5, 1, m=2)
     acc = np.zeros((7, 6, 6), dtype=np.int64)
-    _, cycles = rtl_output_transform(acc, 4, 32, 8)
+    _, cycles = rtl_output_transform(acc, 4, 32)
     assert cycles == winograd_output_transform_cycles(7, 1, m=4)
 
 
@@ -100,20 +110,19 @@ def test_transforms_sweep(m, bits):
     d[rng.random(d.shape) < 0.2] = hi
     got, _ = rtl_input_transform(d, m, bits, idle=0.4, stall=0.4, seed=bits)
     np.testing.assert_array_equal(got, input_transform(d, m))
-    acc_w = 32 if bits == 8 else 48
-    acc = rng.integers(-(1 << (acc_w - 1)), 1 << (acc_w - 1), (150, t, t))
-    acc >>= rng.integers(0, acc_w, (150, t, t))
-    got, cycles = rtl_output_transform(acc, m, acc_w, 7, idle=0.4, stall=0.4, seed=m)
-    np.testing.assert_array_equal(got, output_transform(acc, m, 7))
-    _, cycles = rtl_output_transform(acc, m, acc_w, 7)
+    acc_w = 40 if bits == 8 else 64
+    acc = np.concatenate([transformed_sums(rng, m, 100, 8, bits),
+                          transformed_sums(rng, m, 50, 8, bits, extreme=True)])
+    got, cycles = rtl_output_transform(acc, m, acc_w, idle=0.4, stall=0.4, seed=m)
+    np.testing.assert_array_equal(got, output_transform(acc, m))
+    _, cycles = rtl_output_transform(acc, m, acc_w)
     assert cycles == winograd_output_transform_cycles(150, 1, m=m)
 
 
 @pytest.mark.regress
-def test_f4_layer_through_rtl_transforms_equals_golden():
-    from sim.models.winograd import winograd_conv, winograd_error_bound
+def test_f4_layer_through_rtl_transforms_is_exact():
     rng = np.random.default_rng(6)
-    c, n, frac = 3, 2, 7
+    c, n = 3, 2
     x = rng.integers(-128, 128, (c, 8, 8))
     w = rng.integers(-128, 128, (n, c, 3, 3))
     xp = np.zeros((c, 10, 10), dtype=np.int64)
@@ -121,18 +130,18 @@ def test_f4_layer_through_rtl_transforms_equals_golden():
     tiles = np.array([[[xp[ch, 4 * i:4 * i + 6, 4 * j:4 * j + 6] for j in range(2)]
                        for i in range(2)] for ch in range(c)])
     v, _ = rtl_input_transform(tiles.reshape(-1, 6, 6), 4, 8, stall=0.3, seed=1)
-    u = transform_weights(w, 4, frac)
+    u = transform_weights(w, 4)                                         # 576·U, 18-bit
     acc = np.einsum("nckl,cijkl->nijkl", u, v.reshape(c, 2, 2, 6, 6))
-    y, _ = rtl_output_transform(acc.reshape(-1, 6, 6), 4, 32, frac, idle=0.3, seed=2)
+    y, _ = rtl_output_transform(acc.reshape(-1, 6, 6), 4, 40, idle=0.3, seed=2)
     y = y.reshape(n, 2, 2, 4, 4).transpose(0, 1, 3, 2, 4).reshape(n, 8, 8)
-    np.testing.assert_array_equal(y, winograd_conv(x, w, 1, 4, frac))
-    assert (np.abs(y - conv2d(x, w, 1, 1)) <= winograd_error_bound(x, 1, 4, frac)).all()
+    np.testing.assert_array_equal(y, conv2d(x, w, 1, 1))
 
 
 @pytest.mark.verilator
 def test_lints_clean(tmp_path):
     from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
-    for i, dut in enumerate([InputTransform(4, 8), OutputTransform(2, 32)]):
+    for i, dut in enumerate([InputTransform(4, 8), OutputTransform(2, 32),
+                             OutputTransform(4, 40)]):
         top = f"lint_winograd{i}"
         violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
         assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
