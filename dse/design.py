@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 __all__ = ["LayerPlan", "Design", "read_design", "write_bytes_atomic", "write_text_atomic",
            "table_lines", "LAYER_FIELDS", "RESOURCE_FIELDS"]
@@ -175,10 +175,19 @@ def read_design(path) -> Design:
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Any failure (the folder cannot be created, is read-only or lies under a regular file, the
+    disk is full) raises :class:`dse.errors.OutputError` naming ``path`` and the OS's reason,
+    and leaves neither the temporary file nor a partial ``path``: an existing ``path`` is
+    kept as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError.from_os_error(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -186,8 +195,13 @@ def write_bytes_atomic(path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError.from_os_error(exc, path) from None
         raise
 
 

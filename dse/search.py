@@ -37,7 +37,7 @@ import numpy as np
 
 from rtl.params import OverlayParams
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout
 from .mapping import MappingProblem, solve
 
@@ -287,8 +287,10 @@ def search(network, board, *, config: str = "", precision: int = 8,
     by_name = {layer.name: layer for layer in network.layers}
     for name, pin in layer_pins.items():
         if name not in by_name or by_name[name].op not in ("conv", "fc"):
+            macs = [n for n, layer in by_name.items() if layer.op in ("conv", "fc")]
             raise InputError(source, f"layers.{name}",
-                             f"must name a conv or fc layer of {network.name}, not {name!r}")
+                             f"must name a conv or fc layer of {network.name}, not {name!r}"
+                             f"{did_you_mean(name, macs)}")
 
     # -- the choice axis: allowed algorithms, plus im2col for the fallback --------------------
     pinned_algos = {p["algorithm"] for p in layer_pins.values() if "algorithm" in p}

@@ -119,10 +119,12 @@ def _write_design(design, out_dir: Path) -> None:
 
 def run_dse(args) -> int:
     """Run ``omniconv dse``: search, write design.json and report.md, print the result."""
+    from dse.errors import check_output_dir
     from omniconv.config import load_config
 
     config = load_config(args.config)
     out_dir = _out_dir(args, config)
+    check_output_dir(out_dir)            # an unwritable --out fails now, not after the search
     design = explore(config, progress=not args.json and sys.stderr.isatty())
     _write_design(design, out_dir)
     if args.json:
@@ -144,10 +146,12 @@ def run_verilog(args) -> int:
     """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v if it is
     stale."""
     from dse.design import read_design
+    from dse.errors import check_output_dir
     from omniconv.config import load_config
 
     config = load_config(args.config)
     out_dir = _out_dir(args, config)
+    check_output_dir(out_dir)
     design_path = out_dir / "design.json"
     if is_stale(design_path, config):
         design = explore(config, progress=sys.stderr.isatty())

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from dse.design import write_bytes_atomic
-from dse.errors import InputError
+from dse.errors import InputError, output_errors
 
 __all__ = ["add_arguments", "run", "PLOTS", "layer_table", "Report", "load_report",
            "render_markdown", "render_html"]
@@ -475,7 +475,10 @@ def _draw(report: Report, name: str):
 
 def run(args) -> int:
     """Run ``omniconv report``: check the inputs, draw, write the page, print the tables."""
+    from dse.errors import check_output_dir
+
     report = load_report(args.dir, config=args.config, board=args.board)
+    check_output_dir(report.out_dir)     # before the drawing, which takes a while
     try:
         from omniconv.plots import png_bytes
     except ModuleNotFoundError as exc:
@@ -496,7 +499,8 @@ def run(args) -> int:
         write_bytes_atomic(report.out_dir / name, data)
     stale = report.out_dir / "verify.png"
     if "verify.png" not in images and stale.is_file():
-        stale.unlink()                      # a plot of an older verify.json would mislead
+        with output_errors(report.out_dir):
+            stale.unlink()                  # a plot of an older verify.json would mislead
     write_bytes_atomic(report.out_dir / "report.html", page)
     sys.stdout.write(markdown)
     print(f"wrote {report.out_dir / 'report.html'} and {len(images)} plots "

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from dse.errors import InputError
+from dse.errors import InputError, check_output_dir, output_errors
 from omniconv.yosys import FLOWS, SynthError, ToolMissingError
 
 __all__ = ["add_arguments", "run", "budget", "TOP"]
@@ -70,11 +70,28 @@ def _ensure_overlay(args, out_dir: Path) -> int:
     return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir)))
 
 
+def _synthesise(args, chosen: str, board, out_dir: Path):
+    """Yosys (composed or whole), then nextpnr on ECP5: ``(SynthResult, PnrResult or None)``."""
+    from omniconv.yosys import place_and_route_ecp5, synthesize
+
+    if getattr(args, "compose", False):
+        from omniconv.compose import composed_synthesis
+        result = composed_synthesis(out_dir / "overlay.v", TOP, chosen,
+                                    out_dir / "synth" / f"{chosen}-composed")
+    else:
+        result = synthesize([out_dir / "overlay.v"], TOP, chosen, out_dir / "synth" / chosen)
+    placed = None
+    if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
+        placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
+                                      int(board.speed_grade), board.clock_mhz,
+                                      out_dir / "synth" / "pnr")
+    return result, placed
+
+
 def run(args) -> int:
     """Run ``omniconv synth``; return 0, 1 when a tool fails, 2 for bad input or no tools."""
     from dse.design import read_design, write_text_atomic
     from omniconv.config import load_config
-    from omniconv.yosys import place_and_route_ecp5, synthesize
 
     config = load_config(args.config)
     board = config.board
@@ -84,23 +101,14 @@ def run(args) -> int:
                                                f"--flow {chosen}, not {board.name} "
                                                f"(family {board.family})")
     out_dir = Path(args.out) if args.out else config.out_dir
+    check_output_dir(out_dir)
     status = _ensure_overlay(args, out_dir)
     if status:
         return status
     design = read_design(out_dir / "design.json")
-    work = out_dir / "synth" / chosen
     try:
-        if getattr(args, "compose", False):
-            from omniconv.compose import composed_synthesis
-            result = composed_synthesis(out_dir / "overlay.v", TOP, chosen,
-                                        out_dir / "synth" / f"{chosen}-composed")
-        else:
-            result = synthesize([out_dir / "overlay.v"], TOP, chosen, work)
-        placed = None
-        if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
-            placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
-                                          int(board.speed_grade), board.clock_mhz,
-                                          out_dir / "synth" / "pnr")
+        with output_errors(out_dir):
+            result, placed = _synthesise(args, chosen, board, out_dir)
     except ToolMissingError as exc:
         print(f"omniconv synth: {exc}", file=sys.stderr)
         return 2
