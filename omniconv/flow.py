@@ -2,7 +2,9 @@
 
 ``dse CONFIG`` loads the config, its network and board, runs the hardware search with the
 per-layer mapping (:func:`dse.search.search`), prints the per-layer table and writes
-``DIR/design.json`` and ``DIR/report.md`` (``DIR`` defaults to ``build/<config stem>``).
+``DIR/design.json``, ``DIR/report.md`` and ``DIR/layers.csv`` (the per-layer table with the
+array utilisation, :meth:`dse.design.Design.to_csv`; ``DIR`` defaults to
+``build/<config stem>``).
 Every file is written through a temporary file and a rename, and only after the whole search
 succeeded, so bad input leaves nothing behind.
 
@@ -110,11 +112,13 @@ def explore(config, *, progress: bool = True):
 def _write_design(design, out_dir: Path) -> None:
     from dse.design import write_text_atomic
 
-    # Render both texts first: an error in either leaves no file written.
+    # Render every text first: an error in any leaves no file written.
     json_text = design.to_json()
     report_text = design.to_markdown()
+    csv_text = design.to_csv()
     write_text_atomic(out_dir / "design.json", json_text)
     write_text_atomic(out_dir / "report.md", report_text)
+    write_text_atomic(out_dir / "layers.csv", csv_text)
 
 
 def run_dse(args) -> int:
@@ -131,7 +135,8 @@ def run_dse(args) -> int:
         sys.stdout.write(design.to_json())
     else:
         sys.stdout.write(design.to_markdown())
-        print(f"wrote {out_dir / 'design.json'} and {out_dir / 'report.md'}")
+        print(f"wrote {out_dir / 'design.json'}, {out_dir / 'report.md'} and "
+              f"{out_dir / 'layers.csv'}")
     return 0
 
 

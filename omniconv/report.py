@@ -247,25 +247,28 @@ def layer_table(design) -> tuple[list, list]:
     Totals are the sums over the MAC layers of design.json; intensity and GMAC/s of the
     total row are those of the summed MACs, bytes and cycles.
     """
+    from dse.design import utilisation
+
     head = ["layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
-            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s"]
+            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s", "utilisation"]
+    pes = (design.hardware.get("rows") or 0, design.hardware.get("cols") or 0)
     clock_hz = design.clock_mhz * 1e6
     keys = ("macs", "cycles", "compute_cycles", "transform_cycles", "memory_cycles",
             "dram_bytes")
 
-    def derived(macs, dram, cycles):
-        intensity = f"{macs / dram:,.1f}" if dram else "-"
-        rate = f"{macs * clock_hz / cycles / 1e9:,.2f}" if cycles else "-"
-        return [intensity, rate]
+    def derived(layer):
+        intensity = f"{layer.macs / layer.dram_bytes:,.1f}" if layer.dram_bytes else "-"
+        rate = f"{layer.macs * clock_hz / layer.cycles / 1e9:,.2f}" if layer.cycles else "-"
+        util = utilisation(layer, *pes)
+        return [intensity, rate, "-" if util is None else f"{100 * util:.1f}%"]
 
     rows = []
     for lay in design.layers:
         rows.append([lay.name, lay.algorithm, lay.variant or "-", lay.dataflow or "-"]
-                    + [_int(getattr(lay, k)) for k in keys]
-                    + derived(lay.macs, lay.dram_bytes, lay.cycles))
+                    + [_int(getattr(lay, k)) for k in keys] + derived(lay))
     sums = {k: sum(getattr(lay, k) for lay in design.layers) for k in keys}
     rows.append(["**total**", "", "", ""] + [_int(sums[k]) for k in keys]
-                + derived(sums["macs"], sums["dram_bytes"], sums["cycles"]))
+                + derived(argparse.Namespace(**sums)))
     return head, rows
 
 

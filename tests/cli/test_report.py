@@ -25,6 +25,7 @@ def tiny_design(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     assert main(["dse", "tiny", "--out", str(out), "--json"]) == 0
     (out / "report.md").unlink()
+    (out / "layers.csv").unlink()
     return out
 
 
