@@ -3,7 +3,8 @@
 Makes sure ``DIR/overlay.v`` is current (through ``omniconv verilog``, which reruns the search
 only when ``design.json`` is stale and the generation only when ``overlay.v`` is),
 synthesises it with Yosys for the board's family, places and routes it with nextpnr-ecp5 on
-ECP5 boards (the board's part, package, speed grade and clock), and writes
+ECP5 boards (the board's part, package, speed grade and clock; out of context, so the
+overlay's ports need no package pins and Fmax is that of its internal paths), and writes
 ``DIR/resources.json``: the counts (DESIGN.md "Outputs"), the explorer's estimate of the same
 fields (``model``), and the board budget with what fits and by how much.
 """
@@ -82,9 +83,11 @@ def _synthesise(args, chosen: str, board, out_dir: Path):
         result = synthesize([out_dir / "overlay.v"], TOP, chosen, out_dir / "synth" / chosen)
     placed = None
     if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
+        # out of context: the overlay is a block, its ports are not package pins (the 8x8
+        # tiny overlay has more ports than the ECP5-85's package has pins)
         placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
                                       int(board.speed_grade), board.clock_mhz,
-                                      out_dir / "synth" / "pnr")
+                                      out_dir / "synth" / "pnr", out_of_context=True)
     return result, placed
 
 
