@@ -1,6 +1,6 @@
 """The design point document, ``design.json``: what the explorer chose and what it predicts.
 
-Fields exactly as DESIGN.md "Outputs" (``config``, ``board``, ``clock_mhz``, ``hardware``,
+Fields: the documented outputs (``config``, ``board``, ``clock_mhz``, ``hardware``,
 ``layers``, ``total_cycles``, ``latency_ms``, ``power_w``, ``energy_mj``, ``resources``,
 ``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
 ``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
@@ -22,7 +22,7 @@ from .errors import InputError, OutputError
 __all__ = ["LayerPlan", "Design", "read_design", "write_bytes_atomic", "write_text_atomic",
            "table_lines", "utilisation", "LAYER_FIELDS", "RESOURCE_FIELDS", "CSV_FIELDS"]
 
-#: Keys of every entry of ``layers`` (DESIGN.md), in order.
+#: Keys of every entry of ``layers``, in order.
 LAYER_FIELDS = ("name", "algorithm", "variant", "dataflow", "tiling", "macs", "cycles",
                 "compute_cycles", "transform_cycles", "memory_cycles", "dram_bytes")
 #: Columns of the per-layer CSV (``layers.csv`` beside design.json, :meth:`Design.to_csv`).

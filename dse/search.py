@@ -48,7 +48,7 @@ __all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_s
 OBJECTIVES = ("latency", "energy", "edp")
 
 #: Operations folded into their producer: the overlay applies them in the drain of the layer
-#: before (DESIGN.md: "requantise, ReLU, pool"), so they store no tensor and keep its layout.
+#: before (the back end requantises, applies ReLU and pools on the way out), so they store no tensor and keep its layout.
 FOLDED_OPS = ("relu", "relu6", "sigmoid", "identity", "flatten")
 
 #: Layout classes of a MAC layer's choices: name -> Winograd m (0: the plain spatial layout).
@@ -104,7 +104,7 @@ class SearchSpace:
 
 def _acc_width(a_width, b_width, max_k: int, precision: int):
     # The accumulator must hold a full reduction of the longest K without wrapping
-    # (DESIGN.md "Numerics"): a + b + ceil(log2 K) bits, at least the default 32 / 48.
+    # (exact sums need a + b + ceil(log2 K) bits), at least the default 32 / 48.
     grow = int(np.ceil(np.log2(max(2, max_k))))
     base = 32 if precision == 8 else 48
     return np.minimum(64, np.maximum(base, a_width + b_width + grow))

@@ -158,7 +158,7 @@ def run_dse(args) -> int:
 
 def _generate_verilog(design, board, out_dir: Path) -> Path:
     """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path."""
-    from omniconv.overlay import write_overlay   # the conv datapath (H9), docs/verify.md
+    from omniconv.overlay import write_overlay   # the conv datapath, docs/verify.md
 
     return write_overlay(design, board, out_dir)
 

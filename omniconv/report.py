@@ -132,7 +132,7 @@ def _read_design(path: Path):
 
 
 def _read_verify(path: Path):
-    """Return verify.json's document, or None when absent (fields in DESIGN.md)."""
+    """Return verify.json's document, or None when absent (fields in docs/verify.md)."""
     if not path.is_file():
         return None
     doc = _read_json(path)
@@ -147,7 +147,7 @@ def _read_verify(path: Path):
 
 
 def _read_resources(path: Path):
-    """Return resources.json's document, or None when absent (fields in DESIGN.md)."""
+    """Return resources.json's document, or None when absent (fields in docs/synthesis.md)."""
     if not path.is_file():
         return None
     doc = _read_json(path)

@@ -5,7 +5,7 @@ only when ``design.json`` is stale and the generation only when ``overlay.v`` is
 synthesises it with Yosys for the board's family, places and routes it with nextpnr-ecp5 on
 ECP5 boards (the board's part, package, speed grade and clock; out of context, so the
 overlay's ports need no package pins and Fmax is that of its internal paths), and writes
-``DIR/resources.json``: the counts (DESIGN.md "Outputs"), the explorer's estimate of the same
+``DIR/resources.json``: the counts (docs/synthesis.md), the explorer's estimate of the same
 fields (``model``), and the board budget with what fits and by how much.
 """
 

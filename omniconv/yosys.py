@@ -33,7 +33,7 @@ __all__ = [
     "nextpnr_ecp5_argv", "place_and_route_ecp5", "run_tool", "check_flow", "yosys_version",
 ]
 
-#: Synthesis flows: the board ``family`` values of DESIGN.md.
+#: Synthesis flows: the board ``family`` values (docs/boards.md).
 FLOWS = ("xcup", "ecp5")
 
 #: What to tell a user whose synthesis tools are missing or broken.

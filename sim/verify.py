@@ -6,7 +6,8 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
 1. maps the network anew on exactly that hardware (every OverlayParams field pinned) with the
    allowed algorithms and dataflows, objective and the per-layer pins whose names match
    (:func:`map_network`).  Sparse FFT has no datapath, so it is taken out of the allowed set
-   (layers fall back as DESIGN.md says; a per-layer sparse_fft pin is refused);
+   (a layer whose algorithm cannot run falls back to im2col; a per-layer sparse_fft pin is
+   refused);
 2. has the compiler (:mod:`dse.compiler`) plan every conv layer; one datapath is generated for
    the hardware with buffers sized for the largest plan, built once by Verilator (cached), and
    every layer runs through it with random data (seeded) loaded into its buffers
