@@ -8,8 +8,11 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
    (:func:`map_network`).  Sparse FFT has no datapath, so it is taken out of the allowed set
    (a layer whose algorithm cannot run falls back to im2col; a per-layer sparse_fft pin is
    refused);
-2. has the compiler (:mod:`dse.compiler`) plan every conv layer; one datapath is generated for
-   the hardware with buffers sized for the largest plan, built once by Verilator (cached), and
+2. has the compiler (:mod:`dse.compiler`) plan every conv layer (or those of a ``layers``
+   selection, :func:`select_layers`), estimates the run's memory and time
+   (:func:`estimate_cost`) and refuses one above the budget; one datapath is generated for
+   the hardware with each buffer sized for the plan that needs it most, built once by
+   Verilator (cached), and
    every layer runs through it with random data (seeded) loaded into its buffers
    (:func:`sim.bench.conv_tb.rtl_conv_batch`);
 3. compares each layer's accumulations with exact convolution (numpy int64; for int8 also
@@ -45,13 +48,23 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 DATA_SEED = 2024
 
 #: Peak resident memory of a verification, ``BASE + PER_BIT · buffer_bits + PER_WORD ·
-#: job_words`` bytes (:func:`estimate_cost`), fitted to ``/usr/bin/time -v`` measurements of
-#: whole runs (Verilog generation, the Verilator build and the simulation; docs/verify.md).
-MEMORY_BASE_BYTES = 800 * 2 ** 20
-MEMORY_PER_BUFFER_BIT = 4.0
-MEMORY_PER_JOB_WORD = 120.0
-#: Wall time, ``BUILD + cycles / CYCLES_PER_S + job_words · SECONDS_PER_WORD`` (same runs).
-BUILD_SECONDS = 60.0
+#: job_words`` bytes (:func:`estimate_cost`).  The buffers dominate: generating the Verilog
+#: (Amaranth, then Yosys) and building it (Verilator) take memory in proportion to the
+#: buffers' bits.  ``PER_BIT`` is the largest ratio of ``/usr/bin/time -v`` peak RSS to
+#: buffer bits over whole runs of 3.8, 17.6 and 38.6 Mbit (0.72, 2.89 and at least 7.1 GB:
+#: 188, 164 and 184 bytes a bit; docs/verify.md); ``BASE`` is the interpreter with numpy,
+#: onnx and Amaranth loaded; ``PER_WORD`` a loaded or read word held as a Python int in a list
+#: and as JSON text, in the command and in the simulator (about 2 × 50 bytes).
+MEMORY_BASE_BYTES = 256 * 2 ** 20
+MEMORY_PER_BUFFER_BIT = 185.0
+MEMORY_PER_JOB_WORD = 100.0
+#: Wall time, ``BUILD + buffer_bits · SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S +
+#: job_words · SECONDS_PER_WORD`` seconds, from the same runs on two shared cores (a rough
+#: guide: the buffer term is mostly generating the Verilog, which is done even when the
+#: Verilator build is cached (about 60 s for tiny's 3.8 Mbit); it grows faster than
+#: linearly for the largest buffers).
+BUILD_SECONDS = 30.0
+SECONDS_PER_BUFFER_BIT = 20e-6
 CYCLES_PER_S = 1.0e5
 SECONDS_PER_WORD = 1.0e-4
 
@@ -156,8 +169,8 @@ def select_layers(network, design, names, source: str = "--layers") -> list[str]
     nearest valid names; an empty selection is refused too."""
     from dse.errors import did_you_mean
 
-    convs = [lp.name for lp in design.layers
-             if next(layer for layer in network.layers if layer.name == lp.name).op == "conv"]
+    ops = {layer.name: layer.op for layer in network.layers}
+    convs = [lp.name for lp in design.layers if ops.get(lp.name) == "conv"]
     wanted = [n.strip() for n in names if n.strip()]
     if not wanted:
         raise InputError(source, "", "must name at least one conv layer")
@@ -330,12 +343,14 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     words = sum(_job_words(p) for p in plans)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
     memory = int(MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * bits + MEMORY_PER_JOB_WORD * words)
-    seconds = BUILD_SECONDS + cycles / CYCLES_PER_S + words * SECONDS_PER_WORD
+    seconds = (BUILD_SECONDS + bits * SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S
+               + words * SECONDS_PER_WORD)
     return VerifyCost(bits, words, cycles, memory, seconds, largest)
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2 ** 30:.1f} GiB"
+    gib = n / 2 ** 30
+    return f"{gib:.2f} GiB" if gib < 1 else f"{gib:,.1f} GiB"
 
 
 def _duration(seconds: float) -> str:
@@ -403,19 +418,24 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     limits = dict(cfg.limits)
     log(f"datapath {params.rows}x{params.cols}, a{params.a_width} b{params.b_width} "
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
-        f"building (cached) and simulating")
+        f"generating and building it (cached in build/cache/verilator), then simulating")
     start = time.perf_counter()
+    # One simulator run for every layer: generating the datapath (even to find its cached
+    # build) takes as long as a small network's simulation, so it is done once.
+    n = len(cases)
     results = rtl_conv_batch(cases, cfg, run_name=f"verify_{settings.stem}",
                              work_dir=Path(work_dir).resolve(),
-                             progress=lambda n: log(f"  queued {n}"))
+                             progress=lambda name: log(f"  queued {name}"))
+    log(f"  simulated {n} layers in {time.perf_counter() - start:.1f} s; checking")
     entries = []
     for i, (case, res) in enumerate(zip(cases, results), 1):
         entry = _layer_entry(case, res, params, precision)
         entries.append(entry)
         rel = abs(entry["measured_cycles"] - entry["predicted_cycles"]) / entry["predicted_cycles"]
-        log(f"  [{i}/{len(cases)}] {case.name}: {entry['algorithm']} {entry['variant'] or ''} {entry['dataflow']} "
-            f"bit_exact={entry['bit_exact']} cycles {entry['measured_cycles']} "
-            f"(model {entry['predicted_cycles']}, rel. error {rel:.4f})")
+        log(f"  [{i}/{n}] {case.name}: {entry['algorithm']} {entry['variant'] or ''} "
+            f"{entry['dataflow']} bit_exact={entry['bit_exact']} cycles "
+            f"{entry['measured_cycles']} (model {entry['predicted_cycles']}, rel. error "
+            f"{rel:.4f})")
     rels = []
     for e in entries:
         rels.append(abs(e["measured_cycles"] - e["predicted_cycles"]) / e["predicted_cycles"])
@@ -437,9 +457,11 @@ def _too_big(cost: VerifyCost, cases, params, precision: int, budget: int, hint:
     fitting = [c.name for c in cases
                if estimate_cost([c], params, precision).memory_bytes <= budget]
     raise_it = f", or raise {hint}" if hint else ""
+    alone = MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * cost.largest[1]
     head = (f"verifying {len(cases)} conv layers on a {params.rows}x{params.cols} array needs "
-            f"about {_gib(cost.memory_bytes)} of memory (buffers sized for the largest layer, "
-            f"{cost.largest[0]}), more than the {_gib(budget)} allowed; ")
+            f"about {_gib(cost.memory_bytes)} of memory (each buffer sized for the layer that "
+            f"needs it most; the largest alone, {cost.largest[0]}, about {_gib(alone)}), more "
+            f"than the {_gib(budget)} allowed; ")
     if fitting:
         return (head + f"narrow with --layers (the {len(fitting)} of {len(cases)} layers that "
                 f"fit alone include {', '.join(fitting[:3])}), or verify a smaller network "
