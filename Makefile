@@ -17,11 +17,11 @@ export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
 help:
 	@echo "make test                    fast suite: unit, Amaranth-simulator and Verilator smoke tests"
-	@echo "make verilog CONFIG=NAME     explore, then write build/<name>/design.json and overlay.v"
+	@echo "make verilog CONFIG=NAME     explore, then write build/<name>/design.json and overlay.v (skips what is up to date)"
 	@echo "make regress                 full cocotb/Verilator sweeps"
 	@echo "make synth CONFIG=NAME       Yosys (+ nextpnr for ECP5) resources and Fmax"
 	@echo "make bench                   paper tables, search and simulation speeds, synthesis"
-	@echo "make report CONFIG=NAME      HTML report with plots for build/<name>"
+	@echo "make report CONFIG=NAME      search if design.json is missing or stale, then the HTML report for build/<name>"
 	@echo "make lint CONFIG=NAME        omniconv verilog, then Verilator lint of build/<name>/overlay.v"
 	@echo "make calibrate               re-synthesise the calibration points, refit dse/cost/calibration.json"
 	@echo "make clean                   remove build/ and caches (keeps .venv)"
