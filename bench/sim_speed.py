@@ -3,7 +3,7 @@
 The engine computes from its on-chip buffers: the testbench streams A and B in once, raises
 ``start`` and then only awaits ``done`` (no Python per cycle while it computes), so the figure
 is the speed of the Verilator model driven by cocotb's clock -- the "memory-fed" setting of
-TOOLCHAIN.md.  Loading and draining run through the Python stream drivers and are not timed.
+docs/testing.md.  Loading and draining run through the Python stream drivers and are not timed.
 
 Prints a table (array, GEMM shape, dataflow, cycles, seconds, cycles/s, cycles per CPU
 second of the simulator process) and the build time of each engine (or "cached").  Never

@@ -1,6 +1,6 @@
 """Boards: the resource budget, memory bandwidth, clock and synthesis family of one FPGA board.
 
-A board is a YAML file in ``boards/`` (fields in DESIGN.md "Board YAML"); ``load_board`` reads
+A board is a YAML file in ``boards/`` (fields in docs/boards.md); ``load_board`` reads
 one by name or path, validates every field and refuses unknown or duplicate keys with an
 :class:`~dse.errors.InputError` naming the file and the field.
 """

@@ -1,6 +1,6 @@
 """The design point document, ``design.json``: what the explorer chose and what it predicts.
 
-Fields exactly as DESIGN.md "Outputs" (``config``, ``board``, ``clock_mhz``, ``hardware``,
+Fields: the documented outputs (``config``, ``board``, ``clock_mhz``, ``hardware``,
 ``layers``, ``total_cycles``, ``latency_ms``, ``power_w``, ``energy_mj``, ``resources``,
 ``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
 ``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
@@ -17,14 +17,17 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 __all__ = ["LayerPlan", "Design", "read_design", "write_bytes_atomic", "write_text_atomic",
-           "table_lines", "LAYER_FIELDS", "RESOURCE_FIELDS"]
+           "table_lines", "utilisation", "LAYER_FIELDS", "RESOURCE_FIELDS", "CSV_FIELDS"]
 
-#: Keys of every entry of ``layers`` (DESIGN.md), in order.
+#: Keys of every entry of ``layers``, in order.
 LAYER_FIELDS = ("name", "algorithm", "variant", "dataflow", "tiling", "macs", "cycles",
                 "compute_cycles", "transform_cycles", "memory_cycles", "dram_bytes")
+#: Columns of the per-layer CSV (``layers.csv`` beside design.json, :meth:`Design.to_csv`).
+CSV_FIELDS = ("name", "algorithm", "variant", "dataflow", "macs", "cycles", "compute_cycles",
+              "transform_cycles", "memory_cycles", "dram_bytes", "utilisation")
 #: Keys of ``resources``.
 RESOURCE_FIELDS = ("dsp", "lut", "ff", "bram_blocks")
 _REQUIRED = ("config", "board", "clock_mhz", "hardware", "layers", "total_cycles",
@@ -146,20 +149,52 @@ class Design:
                  f"- mapping: {'optimal' if self.optimal else 'NOT proved optimal'} "
                  f"({self.mapping_method}); {self.hardware_points:,} hardware points searched "
                  f"in {self.search_seconds:.2f} s", ""]
-        lines += table_lines(self.layers)
+        lines += table_lines(self.layers, hw.get("rows"), hw.get("cols"))
         return "\n".join(lines) + "\n"
 
+    def to_csv(self) -> str:
+        """Return the per-layer table as CSV (:data:`CSV_FIELDS`, a header line first):
+        design.json's per-layer numbers and the array utilisation (:func:`utilisation`)."""
+        import csv
+        import io
 
-def table_lines(layers) -> list[str]:
-    """Return the per-layer plan as markdown table lines."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_FIELDS)
+        rows, cols = self.hardware.get("rows"), self.hardware.get("cols")
+        for p in self.layers:
+            util = utilisation(p, rows, cols)
+            writer.writerow([p.name, p.algorithm, p.variant, p.dataflow, p.macs, p.cycles,
+                             p.compute_cycles, p.transform_cycles, p.memory_cycles,
+                             p.dram_bytes, "" if util is None else f"{util:.4f}"])
+        return buf.getvalue()
+
+
+def utilisation(layer, rows, cols) -> float | None:
+    """The array utilisation of a layer, ``macs / (rows · cols · compute_cycles)``: the share
+    of the processing elements' cycles on chip that direct-convolution MACs would fill.
+    Winograd and FFT layers can pass 1 (they multiply less than ``macs``).  ``None`` when
+    the layer has no compute cycles or the array size is unknown."""
+    if not rows or not cols or not layer.compute_cycles:
+        return None
+    return layer.macs / (rows * cols * layer.compute_cycles)
+
+
+def table_lines(layers, rows=None, cols=None) -> list[str]:
+    """Return the per-layer plan as markdown table lines; with the array's ``rows`` and
+    ``cols`` a last column gives the array utilisation (:func:`utilisation`)."""
     head = ("layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
-            "transform", "memory", "DRAM bytes")
-    rows = [head, tuple("---" for _ in head)]
+            "transform", "memory", "DRAM bytes") + (("utilisation",) if rows and cols else ())
+    lines = [head, tuple("---" for _ in head)]
     for p in layers:
-        rows.append((p.name, p.algorithm, p.variant or "-", p.dataflow or "-", f"{p.macs:,}",
-                     f"{p.cycles:,}", f"{p.compute_cycles:,}", f"{p.transform_cycles:,}",
-                     f"{p.memory_cycles:,}", f"{p.dram_bytes:,}"))
-    return ["| " + " | ".join(r) + " |" for r in rows]
+        line = (p.name, p.algorithm, p.variant or "-", p.dataflow or "-", f"{p.macs:,}",
+                f"{p.cycles:,}", f"{p.compute_cycles:,}", f"{p.transform_cycles:,}",
+                f"{p.memory_cycles:,}", f"{p.dram_bytes:,}")
+        if rows and cols:
+            util = utilisation(p, rows, cols)
+            line += ("-" if util is None else f"{100 * util:.1f}%",)
+        lines.append(line)
+    return ["| " + " | ".join(r) + " |" for r in lines]
 
 
 def read_design(path) -> Design:
@@ -175,10 +210,19 @@ def read_design(path) -> Design:
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Any failure (the folder cannot be created, is read-only or lies under a regular file, the
+    disk is full) raises :class:`dse.errors.OutputError` naming ``path`` and the OS's reason,
+    and leaves neither the temporary file nor a partial ``path``: an existing ``path`` is
+    kept as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError.from_os_error(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -186,8 +230,13 @@ def write_bytes_atomic(path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError.from_os_error(exc, path) from None
         raise
 
 

@@ -4,7 +4,7 @@ Every layer stores its output to DRAM once; the cost model charges that plain st
 consumer's load.  An edge costs the *extra* bytes the producer must store so that its
 consumer's front can stream what it needs, divided by the DRAM bytes per cycle.  Only the
 store side is paid: the buffers are double-buffered, so the consumer's load of the same bytes
-overlaps its compute (DYNAMAP, papers.md 1.3: "with double buffering only the store side is
+overlaps its compute (DYNAMAP, FPGA'21: "with double buffering only the store side is
 paid").
 
 Layouts, from the algorithm units as built (``dse/cost/transforms.py``):
@@ -22,7 +22,7 @@ Layouts, from the algorithm units as built (``dse/cost/transforms.py``):
 
 Departure from DYNAMAP's table: DYNAMAP charges an im2col consumer the Toeplitz expansion
 O1·O2·K²·C (its im2col matrix lives in DRAM); our overlay generates windows on chip
-(DESIGN.md), so that cell is 0.  :func:`dynamap_transition_bytes` keeps the literal table for
+(the back end writes the next layer's layout), so that cell is 0.  :func:`dynamap_transition_bytes` keeps the literal table for
 the DYNAMAP benchmark, and ``toeplitz=True`` in :func:`layout_change_bytes` restores it.
 """
 
@@ -114,7 +114,7 @@ def dynamap_transition_bytes(next_algorithm: str, last_algorithm: str, out_shape
                              kernel=(1, 1), m: int = 2, r: int = 3) -> float:
     """Return DYNAMAP's literal transition volume (elements, 1 byte each) for an edge.
 
-    papers.md 1.3 (``transition_LD_cost`` of the authors' tool): im2col consumers pay the
+    DYNAMAP's table (``transition_LD_cost`` of the authors' tool): im2col consumers pay the
     Toeplitz expansion O1·O2·K1·K2·C; kn2row (and joins) O1·O2·C; Winograd the overlapping
     tile expansion O1·O2·(t/m)²·C, divided by m² after a Winograd producer.  ``out_shape`` is
     the producer's ``(C, O1, O2)``; the tool's 4 % lower effective bandwidth for Winograd is left to

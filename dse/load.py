@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .importers import IMPORTERS
 from .network import Network
 from .zoo import BUILTINS, builtin
@@ -37,7 +37,8 @@ def load_network(spec: str, base_dir: str | Path | None = None) -> Network:
     suffix = Path(spec).suffix.lower()
     if suffix not in IMPORTERS:
         raise InputError(spec, "", f"must be a built-in network ({', '.join(BUILTINS)}) or a "
-                                   "path ending .onnx, .yaml, .yml or .csv")
+                                   f"path ending .onnx, .yaml, .yml or .csv"
+                                   f"{did_you_mean(spec, BUILTINS)}")
     path = Path(spec)
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path

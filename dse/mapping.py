@@ -1,6 +1,6 @@
 """Exact per-layer mapping: a PBQP on the layer graph, solved for many hardware points at once.
 
-The problem (DYNAMAP, papers.md 1.2): every node ``v`` of a graph picks one of ``a_v`` choices
+The problem (DYNAMAP, Meng et al., FPGA'21: a PBQP over the layer graph): every node ``v`` of a graph picks one of ``a_v`` choices
 at cost ``c_v[i]``; every edge ``(u, v)`` adds ``C_uv[i, j]`` for the pair of choices it joins
 (the layout change between a producer and a consumer).  Minimise the sum.  The problem is
 NP-hard in general, but on series-parallel graphs -- chains, Inception fork/join modules,

@@ -37,7 +37,7 @@ import numpy as np
 
 from rtl.params import OverlayParams
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout
 from .mapping import MappingProblem, solve
 
@@ -48,7 +48,7 @@ __all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_s
 OBJECTIVES = ("latency", "energy", "edp")
 
 #: Operations folded into their producer: the overlay applies them in the drain of the layer
-#: before (DESIGN.md: "requantise, ReLU, pool"), so they store no tensor and keep its layout.
+#: before (the back end requantises, applies ReLU and pools on the way out), so they store no tensor and keep its layout.
 FOLDED_OPS = ("relu", "relu6", "sigmoid", "identity", "flatten")
 
 #: Layout classes of a MAC layer's choices: name -> Winograd m (0: the plain spatial layout).
@@ -104,7 +104,7 @@ class SearchSpace:
 
 def _acc_width(a_width, b_width, max_k: int, precision: int):
     # The accumulator must hold a full reduction of the longest K without wrapping
-    # (DESIGN.md "Numerics"): a + b + ceil(log2 K) bits, at least the default 32 / 48.
+    # (exact sums need a + b + ceil(log2 K) bits), at least the default 32 / 48.
     grow = int(np.ceil(np.log2(max(2, max_k))))
     base = 32 if precision == 8 else 48
     return np.minimum(64, np.maximum(base, a_width + b_width + grow))
@@ -287,8 +287,10 @@ def search(network, board, *, config: str = "", precision: int = 8,
     by_name = {layer.name: layer for layer in network.layers}
     for name, pin in layer_pins.items():
         if name not in by_name or by_name[name].op not in ("conv", "fc"):
+            macs = [n for n, layer in by_name.items() if layer.op in ("conv", "fc")]
             raise InputError(source, f"layers.{name}",
-                             f"must name a conv or fc layer of {network.name}, not {name!r}")
+                             f"must name a conv or fc layer of {network.name}, not {name!r}"
+                             f"{did_you_mean(name, macs)}")
 
     # -- the choice axis: allowed algorithms, plus im2col for the fallback --------------------
     pinned_algos = {p["algorithm"] for p in layer_pins.values() if "algorithm" in p}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 
 __all__ = ["load_yaml", "check_keys", "resolve_named_file"]
 
@@ -52,7 +52,8 @@ def check_keys(source, field: str, mapping, allowed, required=()) -> None:
     for key in mapping:
         if key not in allowed:
             raise InputError(source, f"{field}.{key}" if field else str(key),
-                             f"is not a known key (expected one of: {', '.join(allowed)})")
+                             f"is not a known key (expected one of: {', '.join(allowed)})"
+                             f"{did_you_mean(key, allowed)}")
     for key in required:
         if key not in mapping:
             raise InputError(source, f"{field}.{key}" if field else key, "is required")
@@ -78,6 +79,7 @@ def resolve_named_file(spec, what: str, folder: Path, base_dir=None) -> Path:
         candidate = Path(folder) / f"{stem}.yaml"
         if candidate.is_file():
             return candidate
-    names = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
+    stems = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+    guess = did_you_mean(Path(text).stem, stems)
     raise InputError(spec, "", f"must be a {what} file or a name in {Path(folder).name}/ "
-                               f"({names}), but neither exists")
+                               f"({', '.join(stems)}), but neither exists{guess}")

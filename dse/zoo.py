@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .network import Network, NetworkBuilder
 
 __all__ = ["BUILTINS", "builtin", "names"]
@@ -377,5 +377,6 @@ def builtin(name: str) -> Network:
         make = BUILTINS[name]
     except KeyError:
         raise InputError(name, "", f"must be a built-in network ({', '.join(BUILTINS)}) or a "
-                                   "path ending .onnx, .yaml, .yml or .csv") from None
+                                   f"path ending .onnx, .yaml, .yml or .csv"
+                                   f"{did_you_mean(name, BUILTINS)}") from None
     return make()

@@ -1,6 +1,6 @@
 """Run configs: which network on which board, at what precision, for what objective, with pins.
 
-A run config is a YAML file (DESIGN.md "Run config").  ``load_config`` finds it (a path if that
+A run config is a YAML file (fields in docs/architecture.md, "Run configs").  ``load_config`` finds it (a path if that
 file exists, else a name in ``configs/`` with or without ``.yaml``), validates every field and
 loads its board; any problem is an :class:`~dse.errors.InputError` naming the file and field.
 The network is kept as written plus the config's folder: the flow resolves it.

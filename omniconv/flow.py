@@ -2,7 +2,9 @@
 
 ``dse CONFIG`` loads the config, its network and board, runs the hardware search with the
 per-layer mapping (:func:`dse.search.search`), prints the per-layer table and writes
-``DIR/design.json`` and ``DIR/report.md`` (``DIR`` defaults to ``build/<config stem>``).
+``DIR/design.json``, ``DIR/report.md`` and ``DIR/layers.csv`` (the per-layer table with the
+array utilisation, :meth:`dse.design.Design.to_csv`; ``DIR`` defaults to
+``build/<config stem>``).
 Every file is written through a temporary file and a rename, and only after the whole search
 succeeded, so bad input leaves nothing behind.
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 
 __all__ = ["add_dse_arguments", "run_dse", "add_verilog_arguments", "run_verilog", "explore",
-           "inputs_of", "is_stale", "overlay_is_stale", "RTL_TOP"]
+           "inputs_of", "is_stale", "overlay_is_stale", "summary", "RTL_TOP"]
 
 #: Module of the RTL top that ``verilog`` generates (the conv datapath until the overlay lands).
 RTL_TOP = "rtl.conv_datapath"
@@ -42,6 +44,9 @@ def add_dse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print design.json to stdout instead of the table "
                              "(default: %(default)s)")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="search only when DIR/design.json is missing or older than the "
+                             "config, board or network file (default: %(default)s)")
 
 
 def add_verilog_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,51 +115,76 @@ def explore(config, *, progress: bool = True):
 def _write_design(design, out_dir: Path) -> None:
     from dse.design import write_text_atomic
 
-    # Render both texts first: an error in either leaves no file written.
+    # Render every text first: an error in any leaves no file written.
     json_text = design.to_json()
     report_text = design.to_markdown()
+    csv_text = design.to_csv()
     write_text_atomic(out_dir / "design.json", json_text)
     write_text_atomic(out_dir / "report.md", report_text)
+    write_text_atomic(out_dir / "layers.csv", csv_text)
 
 
 def run_dse(args) -> int:
     """Run ``omniconv dse``: search, write design.json and report.md, print the result."""
+    from dse.errors import check_output_dir
     from omniconv.config import load_config
 
     config = load_config(args.config)
     out_dir = _out_dir(args, config)
+    check_output_dir(out_dir)            # an unwritable --out fails now, not after the search
+    design_path = out_dir / "design.json"
+    if getattr(args, "if_stale", False) and not is_stale(design_path, config):
+        from dse.design import read_design, write_text_atomic
+
+        design = read_design(design_path)
+        for name, render in (("report.md", design.to_markdown), ("layers.csv", design.to_csv)):
+            if not (out_dir / name).is_file():        # a build folder of an older version
+                write_text_atomic(out_dir / name, render())
+        if args.json:
+            sys.stdout.write(design.to_json())
+        else:
+            print(f"{design_path} is up to date: search skipped")
+        return 0
     design = explore(config, progress=not args.json and sys.stderr.isatty())
     _write_design(design, out_dir)
     if args.json:
         sys.stdout.write(design.to_json())
     else:
         sys.stdout.write(design.to_markdown())
-        print(f"wrote {out_dir / 'design.json'} and {out_dir / 'report.md'}")
+        print(f"wrote {out_dir / 'design.json'}, {out_dir / 'report.md'} and "
+              f"{out_dir / 'layers.csv'}")
     return 0
 
 
 def _generate_verilog(design, board, out_dir: Path) -> Path:
     """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path."""
-    from omniconv.overlay import write_overlay   # the conv datapath (H9), docs/verify.md
+    from omniconv.overlay import write_overlay   # the conv datapath, docs/verify.md
 
     return write_overlay(design, board, out_dir)
 
 
 def run_verilog(args) -> int:
     """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v if it is
-    stale."""
+    stale; progress on stderr, then a summary (latency, resources against the board, files
+    written or up to date) and the commands to try next (unless ``args.summary`` is False)."""
     from dse.design import read_design
+    from dse.errors import check_output_dir
     from omniconv.config import load_config
 
     config = load_config(args.config)
     out_dir = _out_dir(args, config)
+    check_output_dir(out_dir)
     design_path = out_dir / "design.json"
+    written, current = [], []
     if is_stale(design_path, config):
+        _say(f"[1/2] searching hardware and mapping for {config.name} ({config.board.name})")
         design = explore(config, progress=sys.stderr.isatty())
         _write_design(design, out_dir)
+        written += [design_path, out_dir / "report.md", out_dir / "layers.csv"]
         print(f"wrote {design_path} (searched in {design.search_seconds:.2f} s)")
     else:
         design = read_design(design_path)
+        current.append(design_path)
         print(f"{design_path} is up to date: search skipped")
     if importlib.util.find_spec(RTL_TOP) is None:
         print(f"omniconv verilog: RTL top not built yet ({RTL_TOP.replace('.', '/')}.py is "
@@ -162,11 +192,49 @@ def run_verilog(args) -> int:
         return 2
     overlay_path = out_dir / "overlay.v"
     if not overlay_is_stale(overlay_path, design_path):
+        current.append(overlay_path)
         print(f"{overlay_path} is up to date: generation skipped")
-        return 0
-    start = time.perf_counter()
-    path = _generate_verilog(design, config.board, out_dir)
-    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    else:
+        hw = design.hardware
+        _say(f"[2/2] generating {overlay_path} ({hw['rows']}x{hw['cols']} array, Amaranth "
+             f"to Verilog; seconds for small arrays, minutes for large ones)")
+        start = time.perf_counter()
+        path = _generate_verilog(design, config.board, out_dir)
+        written.append(path)
+        print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    if getattr(args, "summary", True):
+        print(summary(design, config, out_dir, written, current, args.config))
     return 0
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def summary(design, config, out_dir: Path, written, current, config_arg: str) -> str:
+    """The closing lines of ``omniconv verilog``: latency, resources against the board, the
+    files written or up to date, and the commands to try next."""
+    board = config.board
+    hw = design.hardware
+    lines = [f"summary: {design.network or config.network} on {board.name}: "
+             f"{hw['rows']}x{hw['cols']} array, {design.total_cycles:,} cycles = "
+             f"{design.latency_ms:.3f} ms per inference at {design.clock_mhz:g} MHz, "
+             f"{design.power_w:.2f} W"]
+    budget = {"DSP": ("dsp", board.dsp), "LUT": ("lut", board.lut), "FF": ("ff", board.ff),
+              "BRAM": ("bram_blocks", board.bram_blocks)}
+    parts = []
+    for label, (field, total) in budget.items():
+        used = design.resources.get(field, 0) or 0
+        share = f" ({100 * used / total:.0f}%)" if total else ""
+        parts.append(f"{label} {used:,}/{total:,}{share}")
+    lines.append("  resources (model) against the board: " + ", ".join(parts))
+    if written:
+        lines.append("  written: " + ", ".join(str(p) for p in written))
+    if current:
+        lines.append("  up to date: " + ", ".join(str(p) for p in current))
+    name = config_arg
+    lines.append(f"  next: omniconv verify {name} (Verilator, bit-exact), omniconv lint {name}, "
+                 f"omniconv synth {name}, omniconv report {out_dir}")
+    if Path(out_dir) == config.out_dir:
+        lines.append(f"    (or: make verify|lint|synth|report CONFIG={name})")
+    return "\n".join(lines)

@@ -3,7 +3,7 @@
 NETWORK is a built-in name or a path (``.onnx``, ``.yaml``/``.yml``, ``.csv``).  The JSON
 document is ``{"network", "input", "layers": [{"name", "op", "inputs", "in_shape",
 "out_shape", "kernel", "stride", "padding", "groups", "macs"}], "total_macs"}`` with shapes as
-``[C, H, W]`` and every node listed (DESIGN.md, "Outputs").
+``[C, H, W]`` and every node listed.
 """
 
 from __future__ import annotations

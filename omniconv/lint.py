@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from dse.errors import InputError
+from dse.errors import InputError, check_output_dir, output_errors
 
 __all__ = ["add_arguments", "run", "lint_overlay"]
 
@@ -61,8 +61,10 @@ def run(args) -> int:
         print(f"omniconv lint: {path} is older than design.json or the generator's sources "
               f"(or has no design.json beside it); `omniconv verilog {args.config}` "
               f"regenerates it", file=sys.stderr)
+    check_output_dir(out_dir / "lint")
     start = time.perf_counter()
-    violations, waived = lint_overlay(path, config.board.family, out_dir / "lint")
+    with output_errors(out_dir):
+        violations, waived = lint_overlay(path, config.board.family, out_dir / "lint")
     seconds = time.perf_counter() - start
     for w in violations:
         print(f"{path}:{w.line}: %{w.rule}: {w.message}")

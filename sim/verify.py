@@ -6,9 +6,13 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
 1. maps the network anew on exactly that hardware (every OverlayParams field pinned) with the
    allowed algorithms and dataflows, objective and the per-layer pins whose names match
    (:func:`map_network`).  Sparse FFT has no datapath, so it is taken out of the allowed set
-   (layers fall back as DESIGN.md says; a per-layer sparse_fft pin is refused);
-2. has the compiler (:mod:`dse.compiler`) plan every conv layer; one datapath is generated for
-   the hardware with buffers sized for the largest plan, built once by Verilator (cached), and
+   (a layer whose algorithm cannot run falls back to im2col; a per-layer sparse_fft pin is
+   refused);
+2. has the compiler (:mod:`dse.compiler`) plan every conv layer (or those of a ``layers``
+   selection, :func:`select_layers`), estimates the run's memory and time
+   (:func:`estimate_cost`) and refuses one above the budget; one datapath is generated for
+   the hardware with each buffer sized for the plan that needs it most, built once by
+   Verilator (cached), and
    every layer runs through it with random data (seeded) loaded into its buffers
    (:func:`sim.bench.conv_tb.rtl_conv_batch`);
 3. compares each layer's accumulations with exact convolution (numpy int64; for int8 also
@@ -37,11 +41,33 @@ import numpy as np
 
 from dse.errors import InputError
 
-__all__ = ["DATA_SEED", "VerifySettings", "golden_accumulations", "map_network",
-           "verify_config"]
+__all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", "map_network",
+           "select_layers", "buffer_bits", "estimate_cost", "verify_config"]
 
-#: Seed of the random layer data (a run replays exactly).
+#: Seed of the random layer data (a run replays exactly; a ``--layers`` subset gets the same
+#: data for its layers as the whole run).
 DATA_SEED = 2024
+
+#: Peak resident memory of a verification, ``BASE + PER_BIT · buffer_bits + PER_WORD ·
+#: job_words`` bytes (:func:`estimate_cost`).  The buffers dominate: generating the Verilog
+#: (Amaranth, then Yosys) and building it (Verilator) take memory in proportion to the
+#: buffers' bits.  ``PER_BIT`` is the largest ratio of ``/usr/bin/time -v`` peak RSS to
+#: buffer bits over whole runs of 3.8, 17.6 and 38.6 Mbit (0.72, 2.89 and at least 7.1 GB:
+#: 188, 164 and 184 bytes a bit; docs/verify.md); ``BASE`` is the interpreter with numpy,
+#: onnx and Amaranth loaded; ``PER_WORD`` a loaded or read word held as a Python int in a list
+#: and as JSON text, in the command and in the simulator (about 2 × 50 bytes).
+MEMORY_BASE_BYTES = 256 * 2 ** 20
+MEMORY_PER_BUFFER_BIT = 185.0
+MEMORY_PER_JOB_WORD = 100.0
+#: Wall time, ``BUILD + buffer_bits · SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S +
+#: job_words · SECONDS_PER_WORD`` seconds, from the same runs on two shared cores (a rough
+#: guide: the buffer term is mostly generating the Verilog, which is done even when the
+#: Verilator build is cached (about 60 s for tiny's 3.8 Mbit); it grows faster than
+#: linearly for the largest buffers).
+BUILD_SECONDS = 30.0
+SECONDS_PER_BUFFER_BIT = 20e-6
+CYCLES_PER_S = 1.0e5
+SECONDS_PER_WORD = 1.0e-4
 
 
 @dataclass(frozen=True)
@@ -132,8 +158,36 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
                   hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source)
 
 
-def _cases(network, design, params, settings: VerifySettings, seed: int) -> list:
-    """One :class:`sim.bench.conv_tb.ConvCase` per conv layer, random data of the precision."""
+def select_layers(network, design, names, source: str = "--layers") -> list[str]:
+    """Check a ``--layers`` selection against the conv layers ``design`` maps; return it in
+    network order.  An unknown name raises :class:`dse.errors.InputError` offering the
+    nearest valid names; an empty selection is refused too."""
+    from dse.errors import did_you_mean
+
+    ops = {layer.name: layer.op for layer in network.layers}
+    convs = [lp.name for lp in design.layers if ops.get(lp.name) == "conv"]
+    wanted = [n.strip() for n in names if n.strip()]
+    if not wanted:
+        raise InputError(source, "", "must name at least one conv layer")
+    for name in wanted:
+        if name not in convs:
+            others = {layer.name for layer in network.layers}
+            what = "is not a conv layer" if name in others else "is not a layer"
+            raise InputError(source, "", f"{name!r} {what} of {network.name}"
+                             f"{did_you_mean(name, convs) or f' (conv layers: {_few(convs)})'}")
+    return [n for n in convs if n in wanted]
+
+
+def _few(names, n: int = 5) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f", … ({len(names)} in all)" if len(names) > n else "")
+
+
+def _cases(network, design, params, settings: VerifySettings, seed: int,
+           only=None) -> list:
+    """One :class:`sim.bench.conv_tb.ConvCase` per conv layer (those named in ``only`` when it
+    is given), random data of the precision drawn in network order for every layer, so a
+    layer's data does not depend on the selection."""
     from dse.compiler import plan_conv
     from sim.bench.conv_tb import ConvCase
 
@@ -146,13 +200,15 @@ def _cases(network, design, params, settings: VerifySettings, seed: int) -> list
         layer = by_name[lp.name]
         if layer.op != "conv":
             continue
+        x = rng.integers(lo, hi, layer.in_shape)
+        w = rng.integers(lo, hi, (layer.out_shape[0], layer.in_shape[0] // layer.groups,
+                                  *layer.kernel))
+        if only is not None and lp.name not in only:
+            continue
         try:    # refuse a combination the datapath cannot run before building anything
             plan_conv(layer, lp.algorithm, lp.dataflow, params, None, precision=precision)
         except ValueError as exc:
             raise InputError(settings.source, f"layers.{lp.name}", str(exc)) from None
-        x = rng.integers(lo, hi, layer.in_shape)
-        w = rng.integers(lo, hi, (layer.out_shape[0], layer.in_shape[0] // layer.groups,
-                                  *layer.kernel))
         cases.append(ConvCase(x, w, layer, lp.algorithm, lp.dataflow, name=lp.name))
     if not cases:
         raise InputError(settings.network_source, "", "has no convolution layer to verify")
@@ -198,8 +254,116 @@ def _layer_entry(case, res, params, precision: int) -> dict:
     return entry
 
 
+@dataclass(frozen=True)
+class VerifyCost:
+    """What a verification is estimated to take, before anything is built.
+
+    Members
+    -------
+    buffer_bits:
+        Storage bits of the datapath's buffers sized for the cases (:func:`buffer_bits`).
+    job_words:
+        Words the testbench writes into and reads out of the buffers, all invocations.
+    cycles:
+        The cases' predicted datapath cycles (``ConvPlan.cycles``).
+    memory_bytes:
+        Estimated peak resident memory of the run (Verilog generation, Verilator build,
+        simulation), by the fitted :data:`MEMORY_BASE_BYTES` formula.
+    seconds:
+        Estimated wall time (a Verilator build not yet cached included).
+    largest:
+        ``(layer name, bits)`` of the layer whose buffers alone are the largest.
+    """
+
+    buffer_bits: int
+    job_words: int
+    cycles: int
+    memory_bytes: int
+    seconds: float
+    largest: tuple
+
+
+def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
+    """Storage bits of a datapath built with ``limits`` (``rtl.params.DatapathLimits`` fields)
+    on ``params``, counted from the limits: the GEMM engine's double-buffered A (M·K), B
+    (K·N) and C (M·N) buffers, the feature, weight, Winograd tile, FFT and kn2row buffers, and
+    the output and accumulator buffers of one array-edge vector per word.  An approximation
+    of what the generated RTL holds (it rounds depths to powers of two), good for the memory
+    estimate."""
+    lim = dict(limits)
+    rows, cols = params.rows, params.cols
+    edge = max(rows, cols)
+    wm = params.winograd_m
+    lanes = max(cols, wm * wm)                  # output words: a C vector or an m×m tile
+    acc = params.acc_width
+    bits = 2 * (lim["max_m"] * lim["max_k"] * params.a_width
+                + lim["max_k"] * lim["max_n"] * params.b_width
+                + lim["max_m"] * lim["max_n"] * acc)
+    # feature words of ``rows`` channels, weight words of the array's edge
+    bits += lim["feature_words"] * params.a_width * rows
+    bits += lim["weight_words"] * params.b_width * edge
+    if wm:
+        bits += lim["tile_words"] * precision * (wm + 2) ** 2 * rows
+    if params.fft_size:
+        bits += 2 * lim["spectral_words"] * 2 * acc
+    bits += lim["out_words"] * (acc * cols + lanes * (precision + acc))
+    return bits
+
+
+def _job_words(plan) -> int:
+    """Words written into and read out of the buffers for one planned layer."""
+    hp, wp = plan.padded_hw
+    words = 0
+    for inv in plan.invocations:
+        gm, gk, gn = inv.gemm
+        regs = inv.registers
+        if plan.algorithm == "winograd":
+            words += regs["a_words"]                # tile words: one K-chunk each
+        elif plan.algorithm == "fft":
+            words += gm * gk * plan.fft_n ** 2
+        else:
+            words += hp * wp * regs["fe_c_words"]
+        words += inv.gemms * regs["b_words"] + 2 * inv.out_words
+    return words
+
+
+def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
+    """Estimate memory and time of verifying ``cases`` on ``params`` (nothing is built)."""
+    from dse.compiler import plan_conv, required_limits
+
+    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision)
+             for c in cases]
+    pow2 = lambda v: 1 << max(1, (v - 1).bit_length())  # noqa: E731  (as sized_config)
+    limits = {k: pow2(v) for k, v in required_limits(plans).items()}
+    bits = buffer_bits(limits, params, precision)
+    per_layer = [(c.name, buffer_bits({k: pow2(v) for k, v in required_limits([p]).items()},
+                                      params, precision)) for c, p in zip(cases, plans)]
+    largest = max(per_layer, key=lambda item: item[1])
+    words = sum(_job_words(p) for p in plans)
+    cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
+    memory = int(MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * bits + MEMORY_PER_JOB_WORD * words)
+    seconds = (BUILD_SECONDS + bits * SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S
+               + words * SECONDS_PER_WORD)
+    return VerifyCost(bits, words, cycles, memory, seconds, largest)
+
+
+def _gib(n: float) -> str:
+    gib = n / 2 ** 30
+    return f"{gib:.2f} GiB" if gib < 1 else f"{gib:,.1f} GiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
-                  log: Callable[[str], None] = print, seed: int = DATA_SEED) -> dict:
+                  log: Callable[[str], None] = print, seed: int = DATA_SEED,
+                  layers=None, max_memory_bytes: int | None = None,
+                  memory_hint: str = "") -> dict:
     """Run every conv layer of ``network`` on the datapath of ``params``; return verify.json.
 
     Parameters
@@ -217,11 +381,19 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
         Called with each progress line.
     seed:
         Seed of the random layer data.
+    layers:
+        Names of the conv layers to verify (default: every one); see :func:`select_layers`.
+    max_memory_bytes:
+        Refuse (``InputError``) when :func:`estimate_cost` puts the run above this; ``None``
+        checks nothing.
+    memory_hint:
+        How the caller lets the budget be raised (``--max-memory-gb``), for the message.
 
     Raises
     ------
     dse.errors.InputError
-        A pin or layer the datapath cannot run, or no conv layer; nothing has been built.
+        A pin or layer the datapath cannot run, an unknown layer name, no conv layer, or a run
+        estimated above ``max_memory_bytes``; nothing has been built.
     sim.runner.CocotbFailure
         If the simulation itself fails.
     """
@@ -229,38 +401,71 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
 
     design = map_network(network, params, settings, log)
     precision = settings.precision
-    cases = _cases(network, design, params, settings, seed)
+    only = None if layers is None else set(select_layers(network, design, layers))
+    cases = _cases(network, design, params, settings, seed, only)
+    cost = estimate_cost(cases, params, precision)
+    log(f"estimate: {len(cases)} conv layers, buffers {cost.buffer_bits / 8 / 2 ** 20:.1f} MiB "
+        f"(largest alone: {cost.largest[0]}), {cost.cycles:,} cycles, "
+        f"{cost.job_words:,} words loaded; about {_gib(cost.memory_bytes)} of memory and "
+        f"{_duration(cost.seconds)}")
+    if max_memory_bytes is not None and cost.memory_bytes > max_memory_bytes:
+        raise InputError(settings.network_source, "",
+                         _too_big(cost, cases, params, precision, max_memory_bytes,
+                                  memory_hint))
     # Powers of two: verifications of similar networks then share one cached build.
     cfg = sized_config(cases, params, precision=precision)
     limits = dict(cfg.limits)
     log(f"datapath {params.rows}x{params.cols}, a{params.a_width} b{params.b_width} "
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
-        f"building (cached) and simulating")
+        f"generating and building it (cached in build/cache/verilator), then simulating")
     start = time.perf_counter()
+    # One simulator run for every layer: generating the datapath (even to find its cached
+    # build) takes as long as a small network's simulation, so it is done once.
+    n = len(cases)
     results = rtl_conv_batch(cases, cfg, run_name=f"verify_{settings.stem}",
                              work_dir=Path(work_dir).resolve(),
-                             progress=lambda n: log(f"  queued {n}"))
-    layers = []
-    for case, res in zip(cases, results):
+                             progress=lambda name: log(f"  queued {name}"))
+    log(f"  simulated {n} layers in {time.perf_counter() - start:.1f} s; checking")
+    entries = []
+    for i, (case, res) in enumerate(zip(cases, results), 1):
         entry = _layer_entry(case, res, params, precision)
-        layers.append(entry)
+        entries.append(entry)
         rel = abs(entry["measured_cycles"] - entry["predicted_cycles"]) / entry["predicted_cycles"]
-        log(f"  {case.name}: {entry['algorithm']} {entry['variant'] or ''} {entry['dataflow']} "
-            f"bit_exact={entry['bit_exact']} cycles {entry['measured_cycles']} "
-            f"(model {entry['predicted_cycles']}, rel. error {rel:.4f})")
+        log(f"  [{i}/{n}] {case.name}: {entry['algorithm']} {entry['variant'] or ''} "
+            f"{entry['dataflow']} bit_exact={entry['bit_exact']} cycles "
+            f"{entry['measured_cycles']} (model {entry['predicted_cycles']}, rel. error "
+            f"{rel:.4f})")
     rels = []
-    for e in layers:
+    for e in entries:
         rels.append(abs(e["measured_cycles"] - e["predicted_cycles"]) / e["predicted_cycles"])
         for u in e["units"].values():
             if u["predicted"]:
                 rels.append(abs(u["measured"] - u["predicted"]) / u["predicted"])
     return {"config": settings.name, "network": network.name, "hardware": params.as_dict(),
             "precision": precision, "limits": limits, "seed": seed,
-            "layers": layers,
+            "layers": entries,
             "other_layers": [layer.name for layer in network.layers
                              if layer.op not in ("conv", "input")],
-            "totals": {"predicted_cycles": sum(e["predicted_cycles"] for e in layers),
-                       "measured_cycles": sum(e["measured_cycles"] for e in layers),
+            "totals": {"predicted_cycles": sum(e["predicted_cycles"] for e in entries),
+                       "measured_cycles": sum(e["measured_cycles"] for e in entries),
                        "max_rel_error": max(rels),
-                       "all_bit_exact": all(e["bit_exact"] for e in layers)},
+                       "all_bit_exact": all(e["bit_exact"] for e in entries)},
             "simulation_seconds": round(time.perf_counter() - start, 2)}
+
+
+def _too_big(cost: VerifyCost, cases, params, precision: int, budget: int, hint: str) -> str:
+    """The one-line refusal of a run estimated above ``budget``: what to narrow."""
+    fitting = [c.name for c in cases
+               if estimate_cost([c], params, precision).memory_bytes <= budget]
+    raise_it = f", or raise {hint}" if hint else ""
+    alone = MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * cost.largest[1]
+    head = (f"verifying {len(cases)} conv layers on a {params.rows}x{params.cols} array needs "
+            f"about {_gib(cost.memory_bytes)} of memory (each buffer sized for the layer that "
+            f"needs it most; the largest alone, {cost.largest[0]}, about {_gib(alone)}), more "
+            f"than the {_gib(budget)} allowed; ")
+    if fitting:
+        return (head + f"narrow with --layers (the {len(fitting)} of {len(cases)} layers that "
+                f"fit alone include {', '.join(fitting[:3])}), or verify a smaller network "
+                f"(verify.network) or array{raise_it}")
+    return (head + f"no layer fits alone: verify a smaller network (verify.network) or "
+            f"array{raise_it}")

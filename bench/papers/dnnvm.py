@@ -1,7 +1,7 @@
 """DNNVM (Xing et al., TCAD 2020): VGG16, ResNet-50 and GoogLeNet on ZU9 (ZCU102) at 330 MHz.
 
 Prints our modelled throughput (2 ops per MAC, batch 1) and efficiency beside the published
-numbers with their conditions and confidence tags from papers.md section 2.
+numbers with their conditions and confidence tags from the paper (Xing et al., TCAD 2020).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PUBLISHED = {"dnnvm_vgg16": (2.82, 123.7), "dnnvm_resnet50": (1.38, None),
 
 
 def main() -> int:
-    print("Conditions (papers.md 2.1): ZU9 at 330 MHz [C]; 8-bit [U]; batch 1 per core [U]; "
+    print("Conditions: ZU9 at 330 MHz [C]; 8-bit [U]; batch 1 per core [U]; "
           "accelerator configuration not recovered [U] (3 x B4096 DPU cores is a hypothesis: "
           "peak 4.06 TOPS [D]).  Ops = 2 x MACs of conv and fc layers.\n")
     print(f"{'network':10} {'ours TOPs/s':>11} {'DNNVM TOPs/s':>12} {'ratio':>6} "

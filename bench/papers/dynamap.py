@@ -2,9 +2,9 @@
 
 Prints, for each network, our modelled latency with the optimal per-layer mapping beside the
 single-algorithm plans on the same overlay, and the paper's claims with their conditions and
-confidence tags from papers.md section 1 ([C] confirmed, [R] authors' code, [D] derived,
+confidence tags from the paper (Meng et al., FPGA'21) ([C] confirmed, [R] authors' code, [D] derived,
 [U] unconfirmed).  Also checks our copy of DYNAMAP's layout-transition table against the
-edge costs computed with the authors' code (papers.md 1.3).
+edge costs computed with the authors' code.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _mix(design) -> str:
 
 
 def main() -> int:
-    print("Conditions (papers.md 1.1): Alveo U200 [U], 16-bit fixed point [U], batch 1 [U]; "
+    print("Conditions: Alveo U200 [U], 16-bit fixed point [U], batch 1 [U]; "
           "the authors' tool uses 200 MHz, 64 GB/s, a 92x64 array, Winograd F(2x2,3x3) [R].")
     print("Absolute latencies, array size and the baselines of 2.8x / 1.4x were not recovered "
           "[U]: only our own ratios can be shown.\n")

@@ -1,6 +1,6 @@
 """Liang et al. (ICCAD'22): ResNet-18 hardware/dataflow co-optimisation, our search beside it.
 
-The paper's claims are relative to baselines named only by category (papers.md 4.1), so they
+The paper's claims are relative to baselines named only by category (Liang et al., ICCAD'22), so they
 cannot be reproduced here; this prints our latency-objective design, our latency-power Pareto
 front and our search time for ResNet-18, beside the published figures and conditions.
 """
@@ -22,7 +22,7 @@ def main() -> int:
     start = time.perf_counter()
     d = explore(cfg, progress=False)
     wall = time.perf_counter() - start
-    print("Published (papers.md 4.1): up to 1.7x lower latency, 37.5% less power, 3x less area, "
+    print("Published: up to 1.7x lower latency, 37.5% less power, 3x less area, "
           "6.2x faster optimiser than 'state-of-the-art methods' on ResNet-18 [C]; baselines "
           "(GA, Gumbel-Softmax, Bayesian optimisation) named by category only [C/U]; no FPGA, "
           "architecture template and technology not recovered [U].\n")

@@ -1,7 +1,7 @@
 """Importers: files in other formats → :class:`~dse.network.Network`.
 
 One module per format: :mod:`.onnx_import` (ONNX, BatchNorm folded), :mod:`.yaml_import`
-(our own format, DESIGN.md "Network YAML") and :mod:`.scalesim` (SCALE-Sim topology CSV).
+(our own format, docs/networks.md) and :mod:`.scalesim` (SCALE-Sim topology CSV).
 Use :func:`dse.load.load_network` to pick one by the file's suffix.
 """
 

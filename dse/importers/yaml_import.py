@@ -1,4 +1,4 @@
-"""Our own network format (DESIGN.md, "Network YAML"), read and written.
+"""Our own network format (docs/networks.md, "YAML"), read and written.
 
 .. code-block:: yaml
 

@@ -13,7 +13,7 @@ from dse.errors import InputError
 from omniconv.config import CONFIGS_DIR, LayerPin, RunConfig, config_names, load_config
 from rtl.params import Algorithm, Dataflow
 
-# The configs issue 2 asks for, with the network, board and precision each must name.
+# The built-in configs, with the network, board and precision each must name.
 EXPECTED = {
     "vgg16": ("vgg16", "zcu102", 8),
     "tiny": ("tiny", "ecp5-85k", 8),

@@ -130,3 +130,55 @@ def test_verilog_without_rtl_top(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(flow, "RTL_TOP", "rtl.no_such_top_module")
     assert main(["verilog", "tiny", "--out", str(tmp_path)]) == 2
     assert "RTL top not built yet" in capsys.readouterr().err
+
+
+def test_dse_if_stale_skips_a_fresh_design(tmp_path, capsys, monkeypatch):
+    """`make report` runs `omniconv dse CONFIG --if-stale`: a search only when needed."""
+    import omniconv.flow as flow
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text((Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text())
+    out = tmp_path / "out"
+    assert main(["dse", str(config), "--out", str(out), "--if-stale"]) == 0   # missing: search
+    assert (out / "design.json").is_file() and (out / "layers.csv").is_file()
+    stamp = (out / "design.json").stat().st_mtime
+    (out / "layers.csv").unlink()                                   # an older build folder
+    capsys.readouterr()
+    monkeypatch.setattr(flow, "explore", lambda *a, **k: pytest.fail("searched again"))
+    assert main(["dse", str(config), "--out", str(out), "--if-stale"]) == 0
+    assert "up to date: search skipped" in capsys.readouterr().out
+    assert (out / "design.json").stat().st_mtime == stamp
+    assert (out / "layers.csv").is_file()
+    assert main(["dse", str(config), "--out", str(out), "--if-stale", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((out / "design.json").read_text())
+    monkeypatch.undo()
+    os.utime(config, (stamp + 60, stamp + 60))                      # stale: searched again
+    assert main(["dse", str(config), "--out", str(out), "--if-stale"]) == 0
+    assert (out / "design.json").stat().st_mtime > stamp
+
+
+def test_verilog_ends_with_a_summary_and_next_commands(tmp_path, capsys, monkeypatch):
+    import omniconv.flow as flow
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text((Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text())
+    out = tmp_path / "out"
+
+    def fake_generate(design, board, out_dir):
+        (out_dir / "overlay.v").write_text("module overlay; endmodule\n")
+        return out_dir / "overlay.v"
+
+    monkeypatch.setattr(flow, "_generate_verilog", fake_generate)
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "[1/2] searching" in captured.err and "[2/2] generating" in captured.err
+    design = json.loads((out / "design.json").read_text())
+    text = captured.out
+    assert f"{design['latency_ms']:.3f} ms per inference" in text
+    assert f"DSP {design['resources']['dsp']:,}/156" in text             # the ecp5-85k budget
+    assert f"written: {out / 'design.json'}" in text and f"{out / 'overlay.v'}" in text
+    assert f"next: omniconv verify {config}" in text
+    assert main(["verilog", str(config), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"up to date: {out / 'design.json'}, {out / 'overlay.v'}" in captured.out
+    assert "written:" not in captured.out and captured.err == ""

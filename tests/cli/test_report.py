@@ -25,6 +25,7 @@ def tiny_design(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     assert main(["dse", "tiny", "--out", str(out), "--json"]) == 0
     (out / "report.md").unlink()
+    (out / "layers.csv").unlink()
     return out
 
 
@@ -125,7 +126,7 @@ def test_markdown_totals_are_the_sums_of_the_layers(reported):
 
 
 def _companions(build):
-    """Write a verify.json and a resources.json (DESIGN.md fields) beside the design."""
+    """Write a verify.json and a resources.json (their documented fields) beside the design."""
     doc = json.loads((build / "design.json").read_text())
     layers = [{"name": lay["name"], "algorithm": lay["algorithm"], "variant": lay["variant"],
                "dataflow": lay["dataflow"], "predicted_cycles": 1000 * (i + 1),

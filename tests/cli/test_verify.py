@@ -1,6 +1,6 @@
 """``omniconv verify``: bad input exits 2 with one line; an ONNX network with odd shapes runs
 bit-exact in Verilator with the allowed set narrowed to each algorithm and each dataflow,
-and verify.json reports the algorithm actually used (DESIGN.md's fallback rule).
+and verify.json reports the algorithm actually used (the fallback rule: a layer its algorithm cannot run goes to im2col).
 
 The end-to-end runs build Verilator models, so they are ``regress``; the error paths are
 fast and run in ``make test``.

@@ -1,4 +1,4 @@
-"""Resource model: the measured array points of docs/TOOLCHAIN.md section 3, DSP packing by
+"""Resource model: the measured array-only Yosys points (sa8/sa16), DSP packing by
 operand width, and BRAM blocks by capacity and port width (derived by hand)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dse.cost.hardware import HardwareTable
 from dse.cost.resources import array_resources, estimate_resources
 from rtl.params import OverlayParams
 
-# Yosys -flatten on the int8 output-stationary array (TOOLCHAIN.md section 3)
+# Yosys -flatten on the int8 output-stationary array (the array-only measurement)
 MEASURED = {("xcup", 8): (64, 3119, 3424), ("xcup", 16): (256, 12780, 13984),
             ("ecp5", 8): (64, 4085, 3424), ("ecp5", 16): (256, 12461, 13984)}
 

@@ -323,7 +323,7 @@ def test_yaml_defaults_names_inputs_and_padding_forms(tmp_path):
     ("input: [3, 8, 8]\nlayers:\n  - {op: conv, out_channels: 4, kernel: 3}\n"
      "  - {op: relu}\n  - {op: relu}\n  - {op: conv, out_channels: 2, kernell: 3}\n",
      "layers[3].kernell: is not a known key (expected one of: name, op, inputs, out_channels, "
-     "kernel, stride, padding, dilation, groups)"),
+     "kernel, stride, padding, dilation, groups); did you mean 'kernel'?"),
     ("input: [3, 8, 8]\nlayers:\n  - {op: lstm}\n",
      "layers[0].op: must be one of conv, fc, maxpool, avgpool, gap, add, concat, relu, relu6, "
      "sigmoid, flatten, identity, not 'lstm'"),

@@ -7,7 +7,7 @@ import pytest
 from dse.layout import (dram_bytes_per_cycle, dynamap_transition_bytes, edge_matrix_bytes,
                         in_layout, layout_change_bytes, out_layout)
 
-# papers.md 1.3: 64 GB/s = 64e6 bytes per ms; Inception-3a edge costs computed with the
+# DYNAMAP (FPGA'21): 64 GB/s = 64e6 bytes per ms; Inception-3a edge costs computed with the
 # authors' own formulas (1 byte per element).
 BYTES_PER_MS = 64e6
 

