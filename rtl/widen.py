@@ -30,7 +30,22 @@ __all__ = ["Packer", "Unpacker", "WIDEN_LATENCY"]
 WIDEN_LATENCY = 1
 
 
-class Packer(wiring.Component):
+class _Widen(wiring.Component):
+    """The ports both adapters share: ``row_len`` and the two streams."""
+
+    def __init__(self, shape, lanes: int, len_bits: int, wide_in: bool):
+        check_int(self, "lanes", lanes, 1)
+        check_int(self, "len_bits", len_bits, 1)
+        self._shape, self._lanes = shape, lanes
+        vector = data.ArrayLayout(shape, lanes)
+        super().__init__({
+            "row_len": In(unsigned(len_bits)),
+            "i_stream": In(stream.Signature(vector if wide_in else shape)),
+            "o_stream": Out(stream.Signature(shape if wide_in else vector)),
+        })
+
+
+class Packer(_Widen):
     """Elements in, vectors of ``lanes`` consecutive elements of a row out.
 
     Parameters
@@ -51,14 +66,7 @@ class Packer(wiring.Component):
     """
 
     def __init__(self, shape, lanes: int, len_bits: int):
-        check_int(self, "lanes", lanes, 1)
-        check_int(self, "len_bits", len_bits, 1)
-        self._shape, self._lanes = shape, lanes
-        super().__init__({
-            "row_len": In(unsigned(len_bits)),
-            "i_stream": In(stream.Signature(shape)),
-            "o_stream": Out(stream.Signature(data.ArrayLayout(shape, lanes))),
-        })
+        super().__init__(shape, lanes, len_bits, wide_in=False)
 
     def elaborate(self, platform):
         m = Module()
@@ -96,7 +104,7 @@ class Packer(wiring.Component):
         return m
 
 
-class Unpacker(wiring.Component):
+class Unpacker(_Widen):
     """Vectors of ``lanes`` elements in, their elements out, in lane order, one per cycle;
     the lanes past the end of a row of ``row_len`` elements are dropped.
 
@@ -104,14 +112,7 @@ class Unpacker(wiring.Component):
     """
 
     def __init__(self, shape, lanes: int, len_bits: int):
-        check_int(self, "lanes", lanes, 1)
-        check_int(self, "len_bits", len_bits, 1)
-        self._shape, self._lanes = shape, lanes
-        super().__init__({
-            "row_len": In(unsigned(len_bits)),
-            "i_stream": In(stream.Signature(data.ArrayLayout(shape, lanes))),
-            "o_stream": Out(stream.Signature(shape)),
-        })
+        super().__init__(shape, lanes, len_bits, wide_in=True)
 
     def elaborate(self, platform):
         m = Module()

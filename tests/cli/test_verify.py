@@ -10,10 +10,10 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from omniconv.cli import main
+from onnx_nets import ConvBuilder
 from sim.runner import REPO_ROOT
 
 #: Hardware pinned completely, so every narrowing runs on the same datapath build.
@@ -45,28 +45,11 @@ def write_config(path, network, *, algorithms=None, dataflows=None, layers=None,
 
 def odd_onnx(path):
     """Four convs with odd shapes: 3×3, 5×5, 1×1 and a stride-2 3×3 on a 3×11×9 input."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    specs = [("a", 3, 5, 3, 1, 1), ("b", 5, 6, 5, 1, 2), ("c", 6, 7, 1, 1, 0),
-             ("d", 7, 3, 3, 2, 1)]
-    nodes, inits, prev = [], [], "x"
-    for name, cin, cout, k, s, p in specs:
-        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"{name}_w"))
-        nodes.append(helper.make_node("Conv", [prev, f"{name}_w"], [f"{name}_y"], name=name,
-                                      kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
-        nodes.append(helper.make_node("Relu", [f"{name}_y"], [f"{name}_r"],
-                                      name=f"{name}_relu"))
-        prev = f"{name}_r"
-    graph = helper.make_graph(
-        nodes, "odd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 11, 9])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    net, prev = ConvBuilder(0), "x"
+    for name, cin, cout, k, s, p in [("a", 3, 5, 3, 1, 1), ("b", 5, 6, 5, 1, 2),
+                                     ("c", 6, 7, 1, 1, 0), ("d", 7, 3, 3, 2, 1)]:
+        prev = net.conv(name, prev, cin, cout, k, s, p)
+    return net.save(path, [1, 3, 11, 9], prev)
 
 
 def run_cli(capsys, *argv):
@@ -147,36 +130,14 @@ def branchy_onnx(path):
     """A residual block and an inception split/concat with odd shapes: a 7×7 stride-2 stem,
     1×1, 5×5 and 3×3 branches concatenated, a 3×3 conv added back to the concat (residual),
     a 3×3 stride-2 conv; 3, 10, 6, 5, 7 and 9 channels on a 3×13×11 input."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(1)
-    nodes, inits = [], []
-
-    def conv(name, x, cin, cout, k, s, p):
-        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"{name}_w"))
-        nodes.append(helper.make_node("Conv", [x, f"{name}_w"], [f"{name}_y"], name=name,
-                                      kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
-        nodes.append(helper.make_node("Relu", [f"{name}_y"], [f"{name}_r"],
-                                      name=f"{name}_relu"))
-        return f"{name}_r"
-
-    stem = conv("stem", "x", 3, 10, 7, 2, 3)
-    branches = [conv("b1", stem, 10, 6, 1, 1, 0), conv("b5", stem, 10, 5, 5, 1, 2),
-                conv("b3", stem, 10, 7, 3, 1, 1)]
-    nodes.append(helper.make_node("Concat", branches, ["cat"], name="cat", axis=1))
-    res = conv("res", "cat", 18, 18, 3, 1, 1)
-    nodes.append(helper.make_node("Add", ["cat", res], ["sum"], name="sum"))
-    out = conv("down", "sum", 18, 9, 3, 2, 1)
-    graph = helper.make_graph(
-        nodes, "branchy",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 13, 11])],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    net = ConvBuilder(1)
+    stem = net.conv("stem", "x", 3, 10, 7, 2, 3)
+    branches = [net.conv("b1", stem, 10, 6, 1), net.conv("b5", stem, 10, 5, 5),
+                net.conv("b3", stem, 10, 7, 3)]
+    cat = net.node("Concat", branches, "cat", "cat", axis=1)
+    res = net.conv("res", cat, 18, 18, 3)
+    total = net.node("Add", [cat, res], "sum", "sum")
+    return net.save(path, [1, 3, 13, 11], net.conv("down", total, 18, 9, 3, 2, 1))
 
 
 @pytest.mark.verilator

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
 import pytest
 
 from omniconv.cli import main
+from onnx_nets import ConvBuilder
 from omniconv.verify import MEMORY_FRACTION, memory_budget, physical_memory
 from sim.verify import buffer_bits
 
@@ -31,27 +31,12 @@ def write_config(path, network, hardware=HW_4X8, board="zcu102"):
 
 def onnx_net(path):
     """Three convs named as torchvision's exporter names them (``/conv1/Conv`` ...)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    specs = [("/conv1/Conv", 3, 8, 3), ("/layer1/layer1.0/conv1/Conv", 8, 8, 3),
-             ("/layer1/layer1.0/conv2/Conv", 8, 8, 1)]
-    nodes, inits, prev = [], [], "x"
-    for i, (name, cin, cout, k) in enumerate(specs):
-        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"w{i}"))
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"y{i}"], name=name,
-                                      kernel_shape=[k, k], pads=[k // 2] * 4))
-        nodes.append(helper.make_node("Relu", [f"y{i}"], [f"r{i}"], name=f"/relu{i}/Relu"))
-        prev = f"r{i}"
-    graph = helper.make_graph(
-        nodes, "tvlike", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    net, prev = ConvBuilder(0), "x"
+    for i, (name, cin, cout, k) in enumerate([("/conv1/Conv", 3, 8, 3),
+                                              ("/layer1/layer1.0/conv1/Conv", 8, 8, 3),
+                                              ("/layer1/layer1.0/conv2/Conv", 8, 8, 1)]):
+        prev = net.conv(name, prev, cin, cout, k, relu_name=f"/relu{i}/Relu")
+    return net.save(path, [1, 3, 8, 8], prev)
 
 
 def run_cli(capsys, *argv):
@@ -67,8 +52,8 @@ def test_whole_resnet18_on_4x8_is_refused_quickly_with_one_line(tmp_path, capsys
     seconds = time.perf_counter() - start
     assert code == 2
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"omniconv verify: resnet18: verifying 20 conv layers on a 4x8 "
-                           f"array needs about ")
+    assert last.startswith("omniconv verify: resnet18: verifying 20 conv layers on a 4x8 "
+                           "array needs about ")
     assert "more than the 16.0 GiB allowed" in last and "--layers" in last
     assert "--max-memory-gb" in last and "Traceback" not in err
     assert not (tmp_path / "o").exists()              # nothing generated, nothing written

@@ -23,23 +23,27 @@ def test_matrices_give_1d_minimal_filtering():
         np.testing.assert_allclose(y, [d[i:i + 3] @ g for i in range(m)], atol=1e-12)
 
 
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("layer", LAYERS)
-def test_f2_int8_equals_conv_integer(layer):
+def test_int8_equals_conv_integer(layer, m):
     c, h, w, n, p = layer
-    rng = np.random.default_rng(sum(layer))
+    rng = np.random.default_rng(10 * m + sum(layer))
     x = rng.integers(-128, 128, (c, h, w))
     wt = rng.integers(-128, 128, (n, c, 3, 3))
-    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2),
+    x[0, 0, :] = -128                       # extremes inside the random data
+    wt[0, 0] = -128
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=m),
                                   ort_conv_integer(x, wt, 1, p))
 
 
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("layer", LAYERS[::2])
-def test_f2_int16_equals_int64_conv(layer):
+def test_int16_equals_int64_conv(layer, m):
     c, h, w, n, p = layer
-    rng = np.random.default_rng(3 + sum(layer))
+    rng = np.random.default_rng(3 + 10 * m + sum(layer))
     x = rng.integers(-32768, 32768, (c, h, w))
     wt = rng.integers(-32768, 32768, (n, c, 3, 3))
-    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=2), conv2d(x, wt, 1, p))
+    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=m), conv2d(x, wt, 1, p))
 
 
 def test_f2_widths_for_int8():
@@ -56,27 +60,6 @@ def test_f2_widths_for_int8():
     assert -2048 <= u.min() and u.max() <= 2047
     u = transform_weights(np.full((1, 1, 3, 3), 127), 2)
     assert u.max() == 9 * 127
-
-
-@pytest.mark.parametrize("layer", LAYERS)
-def test_f4_int8_equals_conv_integer(layer):
-    c, h, w, n, p = layer
-    rng = np.random.default_rng(40 + sum(layer))
-    x = rng.integers(-128, 128, (c, h, w))
-    wt = rng.integers(-128, 128, (n, c, 3, 3))
-    x[0, 0, :] = -128                       # extremes inside the random data
-    wt[0, 0] = -128
-    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=4),
-                                  ort_conv_integer(x, wt, 1, p))
-
-
-@pytest.mark.parametrize("layer", LAYERS[::2])
-def test_f4_int16_equals_int64_conv(layer):
-    c, h, w, n, p = layer
-    rng = np.random.default_rng(9 + sum(layer))
-    x = rng.integers(-32768, 32768, (c, h, w))
-    wt = rng.integers(-32768, 32768, (n, c, 3, 3))
-    np.testing.assert_array_equal(winograd_conv(x, wt, p, m=4), conv2d(x, wt, 1, p))
 
 
 def test_f4_widths_for_int8():

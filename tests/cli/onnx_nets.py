@@ -1,0 +1,54 @@
+"""Small ONNX networks for the CLI tests, built with ``onnx.helper``: a conv (+ ReLU) builder
+and the one way to wrap nodes into a saved model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ConvBuilder"]
+
+
+class ConvBuilder:
+    """Collects Conv + Relu nodes with random float weights (seeded) and saves the model.
+
+    ``conv(name, x, cin, cout, k, s=1, p=k//2)`` adds a conv named ``name`` reading tensor
+    ``x`` and returns the name of its ReLU output; ``node(...)`` adds any other node;
+    ``save(path, input_shape, output)`` writes the model (opset 13, IR 8) and returns
+    ``path``.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.nodes, self.inits = [], []
+
+    def conv(self, name, x, cin, cout, k, s=1, p=None, relu_name=None):
+        from onnx import helper, numpy_helper
+
+        p = k // 2 if p is None else p
+        tag = f"w{len(self.inits)}"
+        w = self.rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        self.inits.append(numpy_helper.from_array(w, tag))
+        self.nodes.append(helper.make_node("Conv", [x, tag], [f"{tag}_y"], name=name,
+                                           kernel_shape=[k, k], strides=[s, s], pads=[p] * 4))
+        self.nodes.append(helper.make_node("Relu", [f"{tag}_y"], [f"{tag}_r"],
+                                           name=relu_name or f"{name}_relu"))
+        return f"{tag}_r"
+
+    def node(self, op, inputs, output, name, **attrs):
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], name=name, **attrs))
+        return output
+
+    def save(self, path, input_shape, output):
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            self.nodes, "net",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, path)
+        return path
