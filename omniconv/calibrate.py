@@ -68,7 +68,7 @@ POINTS = {
                           act_buffer_kib=2, weight_buffer_kib=4, out_buffer_kib=2), 8, "fit"),
     "4x4-i16-b8": (dict(rows=4, cols=4, a_width=16, b_width=16, acc_width=48,
                         act_buffer_kib=8, weight_buffer_kib=8, out_buffer_kib=8), 16, "fit"),
-    "4x4-wino4-i8": (dict(rows=4, cols=4, a_width=15, b_width=14, acc_width=40, winograd_m=4,
+    "4x4-wino4-i8": (dict(rows=4, cols=4, a_width=15, b_width=18, acc_width=40, winograd_m=4,
                           act_buffer_kib=2, weight_buffer_kib=2, out_buffer_kib=1), 8, "fit"),
     "4x4-i8-b1": (dict(rows=4, cols=4, act_buffer_kib=1, weight_buffer_kib=2,
                        out_buffer_kib=1), 8, "holdout"),

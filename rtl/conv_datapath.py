@@ -46,7 +46,6 @@ from rtl.spectral import SpectralPath
 from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
     WINOGRAD_AT,
-    WINOGRAD_BT,
     InputTransform,
     OutputTransform,
     transform_growth_bits,
