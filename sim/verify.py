@@ -52,12 +52,12 @@ DATA_SEED = 2024
 #: job_words`` bytes (:func:`estimate_cost`).  The buffers dominate: generating the Verilog
 #: (Amaranth, then Yosys) and building it (Verilator) take memory in proportion to the
 #: buffers' bits.  ``PER_BIT`` is the largest ratio of ``/usr/bin/time -v`` peak RSS to
-#: buffer bits over whole runs of 3.8, 17.6 and 38.6 Mbit (0.72, 2.89 and at least 7.1 GB:
-#: 188, 164 and 184 bytes a bit; docs/verify.md); ``BASE`` is the interpreter with numpy,
+#: buffer bits over whole runs of 3.8, 17.6 and 38.6 Mbit (0.72, 2.89 and 8.95 GB: 188, 164
+#: and 232 bytes a bit, the last Verilator's; docs/verify.md); ``BASE`` is the interpreter with numpy,
 #: onnx and Amaranth loaded; ``PER_WORD`` a loaded or read word held as a Python int in a list
 #: and as JSON text, in the command and in the simulator (about 2 × 50 bytes).
 MEMORY_BASE_BYTES = 256 * 2 ** 20
-MEMORY_PER_BUFFER_BIT = 185.0
+MEMORY_PER_BUFFER_BIT = 235.0
 MEMORY_PER_JOB_WORD = 100.0
 #: Wall time, ``BUILD + buffer_bits · SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S +
 #: job_words · SECONDS_PER_WORD`` seconds, from the same runs on two shared cores (a rough
