@@ -36,7 +36,8 @@ WINOGRAD_EXTRA_BITS = {2: (2, 4), 4: (7, 10)}
 
 
 class Algorithm(str, enum.Enum):
-    """Convolution algorithm families the overlay can run (names as in DESIGN.md)."""
+    """Convolution algorithm families the overlay can run (the names configs and design.json
+    use)."""
 
     IM2COL = "im2col"
     KN2ROW = "kn2row"

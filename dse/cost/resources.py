@@ -35,7 +35,7 @@ the spectral path's control) -- :func:`features`.  The FFT terms are fitted afte
 on the FFT points only, so they do not move the coefficients of points without an FFT unit.
 
 The PE array's LUT and FF (:func:`array_resources`) are the earlier measurements of the
-array alone (docs/TOOLCHAIN.md section 3, Yosys ``-flatten``, output-stationary int8 array
+array alone (Yosys ``-flatten`` runs of a bare output-stationary int8 array
 with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF, 16×16 12780
 LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
 12461 LUT4: 0.9089 per PE bit plus 1293.
@@ -98,9 +98,9 @@ _ECP5_BRAMS = [(w, 16384 // d, 1.0) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8),
 #: of docs/calibration.md); calibration.json overrides them.
 DEFAULT_COEFFS = {
     "xcup": {
-        "lut_per_pe_bit": 49.85 / 48,      # TOOLCHAIN.md 3: sa8/sa16 fit
+        "lut_per_pe_bit": 49.85 / 48,      # bare arrays: sa8/sa16 fit (module docstring)
         "lut_array_base": 0.0,
-        "ff_per_pe_bit": 54.56 / 48,       # TOOLCHAIN.md 3: sa8/sa16 fit
+        "ff_per_pe_bit": 54.56 / 48,       # bare arrays: sa8/sa16 fit
         "dsp_max_a": 27, "dsp_max_b": 18,  # DSP48E2 multiplier port widths
         "dsp_partial_bits": 17,            # mul2dsp slice of an over-wide operand
         "brams": _XCUP_BRAMS,
@@ -112,7 +112,7 @@ DEFAULT_COEFFS = {
         "ff_control_fft": 0.0,
     },
     "ecp5": {
-        "lut_per_pe_bit": 43.625 / 48,     # TOOLCHAIN.md 3: line through sa8/sa16 LUT4
+        "lut_per_pe_bit": 43.625 / 48,     # bare arrays: line through sa8/sa16 LUT4
         "lut_array_base": 1293.0,
         "ff_per_pe_bit": 54.56 / 48,
         "dsp_max_a": 18, "dsp_max_b": 18,  # MULT18X18D

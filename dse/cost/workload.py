@@ -11,8 +11,8 @@ average pooling and element-wise add.  Activations, ``flatten``, ``identity`` an
 cost nothing on this overlay (activations are folded into the requantiser; concat writes its
 inputs side by side in DRAM, as DNNVM does, and flatten/identity are views), so they are not
 listed.  A pooling layer whose only input is a conv layer that feeds nothing else is marked
-``fusable``: the back end of the array pools on the way out (DESIGN.md, "requantise, ReLU,
-pool"), and the search may then charge it nothing.
+``fusable``: the back end of the array pools on the way out (requantise, ReLU, pool), and
+the search may then charge it nothing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """im2col: convolution as one GEMM over patch rows, and the word stream of rtl/im2col.py.
 
-GEMM convention (DESIGN.md): C[M×N] = A[M×K]·B[K×N], A the activations with M = output pixels
+GEMM convention (as everywhere in the project): C[M×N] = A[M×K]·B[K×N], A the activations with M = output pixels
 (raster order) and K = window elements × input channels ordered (ky, kx, c), B the weights.
 The hardware never materialises A: its window generator streams A's rows from the feature
 buffer; :func:`im2col_words` is exactly that stream.
