@@ -42,7 +42,11 @@ from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_la
 from .mapping import MappingProblem, solve
 
 __all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_space",
-           "pareto_front", "search", "OBJECTIVES"]
+           "pareto_front", "search", "OBJECTIVES", "NEAR_TIE"]
+
+#: Relative tolerance within which two hardware points count as equally good for the
+#: objective; the cheaper one (smaller share of the board's resources) is chosen.
+NEAR_TIE = 0.005
 
 #: Objectives the search can minimise.
 OBJECTIVES = ("latency", "energy", "edp")
@@ -610,8 +614,15 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     if not np.isfinite(key).any():
         raise InputError(network.name, "", f"has no layer plan that runs on any overlay fitting "
                                            f"{board.name} with these pins")
-    # ties (equal objective) go to the point with fewer DSPs, then the lower index
-    best = int(np.lexsort((np.asarray(usage["dsp"]), key))[0])
+    # near-ties (within NEAR_TIE of the best objective) go to the cheaper point: the smallest
+    # share of the board's DSP, LUT, FF and block RAM, then the lower index -- so a unit no
+    # layer needs is not added for a gain below the tolerance
+    finite = np.where(np.isfinite(key), key, np.inf)
+    near = finite <= finite.min() * (1.0 + NEAR_TIE)
+    share = sum(np.asarray(usage[k], dtype=np.float64) / max(1, total) for k, total in
+                (("dsp", board.dsp), ("lut", board.lut), ("ff", board.ff),
+                 ("bram_blocks", board.bram_blocks)))
+    best = int(np.lexsort((np.where(near, share, np.inf), ~near))[0])
     hw = hardware.take([best])
     cost = evaluate(layers, choices, hw, precision=precision)
     ch = result.choice[best]

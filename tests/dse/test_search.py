@@ -124,3 +124,15 @@ def test_winograd_pin_with_no_winograd_unit(zcu102):
     with pytest.raises(InputError, match=rf"^cfg: layers\.{name}: winograd needs hardware"):
         search(net, zcu102, hardware_pins={**PINNED, "winograd_m": 0}, source="cfg",
                layer_pins={name: {"algorithm": "winograd"}})
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "googlenet"])
+def test_no_transform_unit_that_no_layer_uses(name, zcu102):
+    # a unit bought for a gain inside the near-tie tolerance is not worth its resources: the
+    # cheaper point without it is chosen (here: an FFT unit no layer ran, +63k LUT, 2x power)
+    design = search(builtin(name), zcu102, config=name)
+    used = {p.algorithm for p in design.layers}
+    if "fft" not in used:
+        assert design.hardware["fft_size"] == 0
+    if "winograd" not in used:
+        assert design.hardware["winograd_m"] == 0
