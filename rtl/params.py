@@ -73,6 +73,11 @@ class Dataflow(str, enum.Enum):
         return list(Dataflow).index(self)
 
 
+def _fields_dict(obj) -> dict:
+    """A dataclass's fields as a flat dict."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -188,7 +193,7 @@ class OverlayParams:
 
     def as_dict(self) -> dict:
         """The fields as a flat dict (design.json's ``hardware``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return _fields_dict(self)
 
 
 #: (field, smallest value) of :class:`DatapathLimits`; buffers of at least 2 words, so that
@@ -242,4 +247,4 @@ class DatapathLimits:
 
     def as_dict(self) -> dict:
         """The limits as a dict (JSON, cache keys)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return _fields_dict(self)

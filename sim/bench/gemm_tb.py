@@ -243,23 +243,29 @@ def rtl_gemm(a, b, params: ArrayParams, dataflow: Dataflow, *, idle_prob: float 
 PAD = -1
 
 
-def a_stream_beats(a: np.ndarray, rows: int) -> list[list[int]]:
-    """Wide A beats: K-chunks A[m, kb·rows … +rows], (m, kb) row-major, padded with PAD."""
+def _pad_lanes(count: int) -> list[int]:
+    return [PAD] * count
+
+
+def a_stream_beats(a: np.ndarray, rows: int, pad=_pad_lanes) -> list[list[int]]:
+    """Wide A beats: K-chunks A[m, kb·rows … +rows], (m, kb) row-major; the lanes past K hold
+    ``pad(count)`` (default PAD: the engine must ignore them)."""
     m, k = a.shape
-    return [[int(x) for x in a[i, k0:k0 + rows]] + [PAD] * max(0, k0 + rows - k)
+    return [[int(x) for x in a[i, k0:k0 + rows]] + pad(max(0, k0 + rows - k))
             for i in range(m) for k0 in range(0, k, rows)]
 
 
-def b_stream_beats(b: np.ndarray, rows: int, cols: int, mode: int) -> list[list[int]]:
+def b_stream_beats(b: np.ndarray, rows: int, cols: int, mode: int,
+                   pad=_pad_lanes) -> list[list[int]]:
     """Wide B beats of max(rows, cols) lanes: ws/os N-chunks B[k, nb·cols …], (k, nb)
-    row-major; is K-chunks B[kb·rows …, n], (n, kb) row-major; padded with PAD."""
+    row-major; is K-chunks B[kb·rows …, n], (n, kb) row-major; padded with ``pad``."""
     k, n = b.shape
     lanes = max(rows, cols)
     if mode == Dataflow.IS.code:
         chunks = [b[k0:k0 + rows, j] for j in range(n) for k0 in range(0, k, rows)]
     else:
         chunks = [b[i, n0:n0 + cols] for i in range(k) for n0 in range(0, n, cols)]
-    return [[int(x) for x in ch] + [PAD] * (lanes - len(ch)) for ch in chunks]
+    return [[int(x) for x in ch] + pad(lanes - len(ch)) for ch in chunks]
 
 
 def c_from_beats(beats, m: int, n: int, cols: int, mode: int) -> tuple[np.ndarray, int]:

@@ -10,10 +10,11 @@ import json
 import subprocess
 import sys
 
+import cli_helpers
 import pytest
+from cli_helpers import ConvBuilder
 
 from omniconv.cli import main
-from onnx_nets import ConvBuilder
 from sim.runner import REPO_ROOT
 
 #: Hardware pinned completely, so every narrowing runs on the same datapath build.
@@ -26,21 +27,8 @@ FFT_HARDWARE = ("{rows: 4, cols: 4, a_width: 17, b_width: 17, acc_width: 48, win
                 "bus_bits: 128}")
 
 
-def write_config(path, network, *, algorithms=None, dataflows=None, layers=None,
-                 hardware=HARDWARE, verify=None):
-    lines = [f"network: {network}", "board: ecp5-85k", "precision: 8"]
-    if algorithms:
-        lines.append(f"algorithms: [{', '.join(algorithms)}]")
-    if dataflows:
-        lines.append(f"dataflows: [{', '.join(dataflows)}]")
-    if hardware:
-        lines.append(f"hardware: {hardware}")
-    if layers:
-        lines.append(f"layers: {layers}")
-    if verify:
-        lines.append(f"verify: {{network: {verify}}}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def write_config(path, network, *, hardware=HARDWARE, **kw):
+    return cli_helpers.write_config(path, network, hardware=hardware, **kw)
 
 
 def odd_onnx(path):

@@ -11,22 +11,21 @@ from __future__ import annotations
 import json
 import time
 
+import cli_helpers
 import pytest
+from cli_helpers import ConvBuilder
 
 from omniconv.cli import main
-from onnx_nets import ConvBuilder
 from omniconv.verify import MEMORY_FRACTION, memory_budget, physical_memory
 from sim.verify import buffer_bits
 
-HW_4X8 = ("{rows: 4, cols: 8, a_width: 15, b_width: 14, acc_width: 42, winograd_m: 4, "
+HW_4X8 = ("{rows: 4, cols: 8, a_width: 15, b_width: 18, acc_width: 42, winograd_m: 4, "
           "fft_size: 0, act_buffer_kib: 32, weight_buffer_kib: 32, out_buffer_kib: 64, "
           "bus_bits: 512}")
 
 
 def write_config(path, network, hardware=HW_4X8, board="zcu102"):
-    path.write_text(f"network: {network}\nboard: {board}\nprecision: 8\n"
-                    f"hardware: {hardware}\n")
-    return path
+    return cli_helpers.write_config(path, network, hardware=hardware, board=board)
 
 
 def onnx_net(path):

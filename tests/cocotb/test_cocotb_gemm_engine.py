@@ -199,20 +199,17 @@ def test_gemm_engine_wide_smoke(name):
     assert check_batch(cfg, wide_smoke_cases(cfg.params), f"gemm_wide_smoke_{name}") == 0.0
 
 
-@pytest.mark.verilator
-@pytest.mark.regress
-@pytest.mark.parametrize("name", list(WIDE_REGRESS_CONFIGS))
-def test_gemm_engine_wide_sweep(name):
-    cfg = WIDE_REGRESS_CONFIGS[name]
-    assert check_batch(cfg, sweep_cases(cfg.params, cfg), f"gemm_wide_sweep_{name}") == 0.0
+#: Every regress configuration, narrow and wide streams, by run name.
+SWEEPS = {**{f"gemm_sweep_{n}": c for n, c in REGRESS_CONFIGS.items()},
+          **{f"gemm_wide_sweep_{n}": c for n, c in WIDE_REGRESS_CONFIGS.items()}}
 
 
 @pytest.mark.verilator
 @pytest.mark.regress
-@pytest.mark.parametrize("name", list(REGRESS_CONFIGS))
-def test_gemm_engine_sweep(name):
-    cfg = REGRESS_CONFIGS[name]
-    assert check_batch(cfg, sweep_cases(cfg.params, cfg), f"gemm_sweep_{name}") == 0.0
+@pytest.mark.parametrize("run", list(SWEEPS))
+def test_gemm_engine_sweep(run):
+    cfg = SWEEPS[run]
+    assert check_batch(cfg, sweep_cases(cfg.params, cfg), run) == 0.0
 
 
 def test_exact_gemm_wraps_like_twos_complement():

@@ -8,8 +8,8 @@ number of cycles ``busy`` was observed high.  Expectations: C from ``sim.models.
 (numpy int64 with explicit wrap), cycles from ``dse.cost.gemm.gemm_cycles`` (derived by hand
 in docs/rtl.md), and the busy count observed independently of the counter.
 
-Wide streams (``a_wide``/``b_wide``/``c_wide``): the harness writes the beat orders out from
-docs/rtl.md (``a_stream_beats``, ``b_stream_beats``, ``c_from_beats``), fills the lanes past the
+Wide streams (``a_wide``/``b_wide``/``c_wide``): the harness uses the beat orders written out
+from docs/rtl.md in ``sim.bench.gemm_tb`` (shared with the Verilator tests), fills the lanes past the
 matrix edge of A and B beats with random values (the engine must ignore them) and checks the
 zero lanes of C beats; the beats each stream moved per GEMM are measured from the handshakes
 and compared with ``dse.cost.gemm``'s ``a_beats``/``b_beats``/``c_beats``, and back-to-back
@@ -40,7 +40,9 @@ from dse.cost.gemm import (
 from rtl.dsp import MAX_LATENCY
 from rtl.gemm_engine import GemmEngine
 from rtl.params import ArrayParams, Dataflow
+from sim.bench.gemm_tb import a_stream_beats, b_stream_beats, c_beat_count, c_from_beats
 from sim.models.gemm import golden_gemm
+
 
 @dataclass(frozen=True)
 class GemmRun:
@@ -57,52 +59,9 @@ class GemmRun:
     last_c_cycle: int = -1  # cycle of its last C beat
 
 
-# ---- beat orders of the wide streams (written out from docs/rtl.md, independent of the RTL) --
-
-def a_stream_beats(a, rows, wide, pad):
-    """A beats: elements row-major (narrow) or K-chunks (m, kb) row-major padded by ``pad``."""
-    if not wide:
-        return [int(x) for x in a.flatten()]
-    m, k = a.shape
-    return [[int(x) for x in a[i, k0:k0 + rows]] + pad(rows - len(a[i, k0:k0 + rows]))
-            for i in range(m) for k0 in range(0, k, rows)]
-
-
-def b_stream_beats(b, rows, cols, flow, wide, pad):
-    """B beats: row-major (narrow); wide ws/os N-chunks (k, nb), is K-chunks (n, kb)."""
-    if not wide:
-        return [int(x) for x in b.flatten()]
-    k, n = b.shape
-    lanes = max(rows, cols)
-    if flow == Dataflow.IS.code:
-        chunks = [b[k0:k0 + rows, j] for j in range(n) for k0 in range(0, k, rows)]
-    else:
-        chunks = [b[i, n0:n0 + cols] for i in range(k) for n0 in range(0, n, cols)]
-    return [[int(x) for x in ch] + pad(lanes - len(ch)) for ch in chunks]
-
-
-def c_from_beats(beats, m, n, cols, flow, wide):
-    """C from its beats (checks the zero lanes past M or N); None if the count is wrong."""
-    if not wide:
-        return np.array(beats, dtype=np.int64).reshape(m, n)
-    c = np.zeros((m, n), dtype=np.int64)
-    if flow == Dataflow.IS.code:
-        spots = [(slice(m0, min(m0 + cols, m)), j) for m0 in range(0, m, cols) for j in range(n)]
-    else:
-        spots = [(i, slice(n0, min(n0 + cols, n))) for i in range(m) for n0 in range(0, n, cols)]
-    assert len(beats) == len(spots)
-    for beat, spot in zip(beats, spots):
-        valid = len(c[spot])
-        c[spot] = beat[:valid]
-        assert list(beat[valid:]) == [0] * (cols - valid), f"nonzero lanes past the edge: {beat}"
-    return c
-
-
-def c_beat_count(m, n, cols, flow, wide):
-    """C beats of one GEMM by enumeration of the beat order above."""
-    if not wide:
-        return m * n
-    return len(range(0, m, cols)) * n if flow == Dataflow.IS.code else m * len(range(0, n, cols))
+def _flat(x) -> list[int]:
+    """Narrow beats: the elements row-major."""
+    return [int(v) for v in x.flatten()]
 
 
 async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
@@ -153,8 +112,9 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
         return [pad_rng.choice([lo, -lo - 1, 1, -1]) for _ in range(count)]
 
     rows, cols = params.rows, params.cols
-    streams = [(a_stream_beats(a, rows, a_wide, pad),
-                b_stream_beats(b, rows, cols, flow, b_wide, pad)) for a, b, flow in cases]
+    streams = [(a_stream_beats(a, rows, pad) if a_wide else _flat(a),
+                b_stream_beats(b, rows, cols, flow, pad) if b_wide else _flat(b))
+               for a, b, flow in cases]
     sim = Simulator(eng)
     sim.add_clock(1e-8)
     shapes = [(a.shape[0], a.shape[1], b.shape[1]) for a, b, _ in cases]
@@ -230,7 +190,12 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
                                                              eng.c_stream.payload)
                 if valid and ready:
                     words.append([payload[i] for i in range(cols)] if c_wide else payload)
-            outputs.append(c_from_beats(words, m, n, cols, flow, c_wide))
+            if c_wide:
+                c, bad = c_from_beats(words, m, n, cols, flow)
+                assert bad == 0, f"nonzero lanes past the edge in {words}"
+                outputs.append(c)
+            else:
+                outputs.append(np.array(words, dtype=np.int64).reshape(m, n))
         ctx.set(eng.c_stream.ready, 0)
         # A few more cycles: an extra (duplicated) beat would show up here.
         for _ in range(8):

@@ -1,11 +1,30 @@
-"""Small ONNX networks for the CLI tests, built with ``onnx.helper``: a conv (+ ReLU) builder
-and the one way to wrap nodes into a saved model."""
+"""Helpers of the CLI tests: a run config writer, and small ONNX networks built with
+``onnx.helper`` (a conv (+ ReLU) builder and the one way to wrap nodes into a saved model)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ConvBuilder"]
+__all__ = ["ConvBuilder", "write_config"]
+
+
+def write_config(path, network, *, hardware, board="ecp5-85k", algorithms=None,
+                 dataflows=None, layers=None, verify=None):
+    """Write an int8 run config for ``network`` on ``board`` with the ``hardware`` pins (a
+    YAML flow mapping) and the optional allowed sets, layer pins and verify network."""
+    lines = [f"network: {network}", f"board: {board}", "precision: 8"]
+    if algorithms:
+        lines.append(f"algorithms: [{', '.join(algorithms)}]")
+    if dataflows:
+        lines.append(f"dataflows: [{', '.join(dataflows)}]")
+    if hardware:
+        lines.append(f"hardware: {hardware}")
+    if layers:
+        lines.append(f"layers: {layers}")
+    if verify:
+        lines.append(f"verify: {{network: {verify}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 class ConvBuilder:
