@@ -597,7 +597,6 @@ class ConvDatapath(wiring.Component):
 def generate_verilog(params: OverlayParams, limits: DatapathLimits | None = None, *,
                      precision: int = 8, target: str = "sim", name: str = "overlay") -> str:
     """Return the Verilog text of the datapath for ``params`` (top module ``name``)."""
-    from amaranth.back import verilog
+    from rtl.emit import verilog_text
 
-    dp = ConvDatapath(params, limits, precision=precision, target=target)
-    return verilog.convert(dp, name=name, emit_src=False)
+    return verilog_text(ConvDatapath(params, limits, precision=precision, target=target), name)

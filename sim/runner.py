@@ -202,11 +202,12 @@ def emit_verilog(component, name: str) -> str:
     """Return the Verilog text of an Amaranth component with top module ``name``.
 
     Ports come from the component's signature (``<member>__payload`` etc. for streams) plus
-    ``clk`` and ``rst`` (synchronous, active high).
+    ``clk`` and ``rst`` (synchronous, active high); all-zero memories have no initialiser
+    (``rtl.emit``).
     """
-    from amaranth.back import verilog  # deferred: importing sim.runner needs no Amaranth
+    from rtl.emit import verilog_text  # deferred: importing sim.runner needs no Amaranth
 
-    return verilog.convert(component, name=name, emit_src=False)
+    return verilog_text(component, name)
 
 
 def verilator_version() -> str:
