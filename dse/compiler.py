@@ -133,7 +133,11 @@ class Invocation:
     gemm:
         (M, K, N) of each of its GEMMs.
     gemms:
-        Number of GEMMs (1 im2col, R·S kn2row, (m+2)² Winograd).
+        Number of GEMMs (im2col: one per band of output rows, R·S kn2row, (m+2)² Winograd,
+        3·N·(N/2+1) FFT).
+    b_matrices:
+        B matrices in the weight buffer: one for im2col (every band multiplies the same
+        weights), one per GEMM otherwise.
     group, filters:
         The group and the slice of output channels (start, stop) it computes.
     out_words:
@@ -146,6 +150,16 @@ class Invocation:
     group: int
     filters: tuple
     out_words: int
+
+    @property
+    def b_matrices(self) -> int:
+        """B matrices the invocation reads from the weight buffer (see above)."""
+        return 1 if self.registers["alg"] == Algorithm.IM2COL.code else self.gemms
+
+    @property
+    def weight_words(self) -> int:
+        """Weight-buffer words of the invocation."""
+        return self.b_matrices * self.registers["b_words"]
 
 
 @dataclass(frozen=True)
@@ -510,10 +524,11 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             if gm * gk * fn * fn > spectral:
                 problems.append(f"{gm * gk * fn * fn} FFT tile words > {spectral}")
             n_step = min(n_step, max(1, spectral // (gm * fn * fn)))
-        while n_step > 1 and gemms * int(lowered(n_step).b_words) > limits.weight_words:
+        b_mats = 1 if algo == "im2col" else gemms
+        while n_step > 1 and b_mats * int(lowered(n_step).b_words) > limits.weight_words:
             n_step -= 1
-        if gemms * int(lowered(n_step).b_words) > limits.weight_words:
-            problems.append(f"{gemms * int(lowered(n_step).b_words)} weight words > "
+        if b_mats * int(lowered(n_step).b_words) > limits.weight_words:
+            problems.append(f"{b_mats * int(lowered(n_step).b_words)} weight words > "
                             f"{limits.weight_words}")
         if problems:
             raise ValueError(f"{what} does not fit the datapath's buffers: "
@@ -542,12 +557,16 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             f1 = min(ng, f0 + n_step)
             nf = f1 - f0
             lo = lowered(nf)
-            regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": gm, "gemm_k": gk,
-                    "gemm_n": nf, "gemms": gemms, "a_words": int(lo.a_words),
+            im, igemms = int(lo.m), int(lo.gemms)         # im2col's bands depend on N
+            if limits is not None and im > limits.max_m:
+                raise ValueError(f"{what} does not fit the datapath's buffers: M = {im} > "
+                                 f"max_m = {limits.max_m}")
+            regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": im, "gemm_k": gk,
+                    "gemm_n": nf, "gemms": igemms, "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
                     "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu)}
             fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=r, kernel_w=s, stride=sh,
-                      pad=unit_pad, dil=dh, out_h=oh, out_w=ow)
+                      pad=unit_pad, dil=dh, out_h=int(lo.band), out_w=ow)
             if algo == "kn2row":
                 fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=1, kernel_w=1, stride=1,
                           pad=0, dil=1, out_h=hp, out_w=wp)
@@ -568,7 +587,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
             out_words = int(lo.out_words)
             regs["out_words"] = out_words
-            invs.append(Invocation(regs, (gm, gk, nf), gemms, gi, (f0, f1), out_words))
+            invs.append(Invocation(regs, (im, gk, nf), igemms, gi, (f0, f1), out_words))
     return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
                     pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols)
@@ -585,8 +604,7 @@ def required_limits(plans) -> dict:
             need["max_k"] = max(need["max_k"], gk)
             need["max_n"] = max(need["max_n"], gn)
             need["max_gemms"] = max(need["max_gemms"], inv.gemms)
-            need["weight_words"] = max(need["weight_words"],
-                                       inv.gemms * inv.registers["b_words"])
+            need["weight_words"] = max(need["weight_words"], inv.weight_words)
             need["out_words"] = max(need["out_words"], inv.out_words)
             if plan.algorithm == "winograd":
                 need["tile_words"] = max(need["tile_words"], gm * gk)

@@ -20,9 +20,11 @@ Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` 
 
 The algorithm (``alg``, codes :attr:`rtl.params.Algorithm.code`), dataflow (``mode``) and all
 geometry are run-time settings, held stable while ``busy``.  The controller runs the layer's
-GEMMs one after another (load A and B, start, compute, drain C into the back unit), then the
-back's tail; it does not overlap GEMMs, so the cycles it takes are exactly predictable from
-the unit formulas (``dse.lowering``, the same code the explorer prices layers with).  Cycle counters: ``cycles`` (the whole layer),
+GEMMs through the engine's double buffers: the fronts of GEMM g + 1 load while GEMM g
+computes and GEMM g − 1 drains into the back unit (the FFT, whose spectral path holds one
+bin, runs them one after another), then the back's tail.  The cycles it takes are exactly
+predictable from the unit formulas (``dse.lowering``, the same code the explorer prices
+layers with).  Cycle counters: ``cycles`` (the whole layer),
 ``gemm_cycles`` (the engine's busy cycles), ``front_cycles``, ``back_cycles`` and
 ``requant_cycles`` (each unit's cycles by the convention of ``dse/cost/transforms.py``:
 from its first input (or start) to its last output, cycles in which its source had nothing
@@ -31,7 +33,7 @@ for it not counted).  Port contract and timing: docs/verify.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -243,10 +245,12 @@ class ConvDatapath(wiring.Component):
         busy = Signal()
         done = Signal()
         cycles = Signal(COUNTER_BITS)
-        g = Signal(range(lim.max_gemms + 1))          # running GEMM
-        wbase = Signal(range(lim.weight_words + 1))   # its B matrix in the weight buffer
-        load_go = Signal()                            # pulse: start the fronts of GEMM g
-        c_count = Signal(range(lim.max_m * lim.max_n + 1))   # C words of GEMM g consumed
+        gf = Signal(range(lim.max_gemms + 1))         # GEMM whose operands the fronts load
+        gc = Signal(range(lim.max_gemms + 1))         # GEMM whose C the back takes
+        wbase = Signal(range(lim.weight_words + 1))   # B matrix of GEMM gf in the weight buffer
+        load_go = Signal()                            # pulse: start the fronts of GEMM gf
+        next_go = Signal()                            # load_go in the next cycle (no overlap)
+        c_count = Signal(range(lim.max_m * lim.max_n + 1))   # C words of GEMM gc consumed
         out_count = Signal(range(lim.out_words + 1))          # output words written
         acc_count = Signal(range(lim.out_words + 1))          # accumulator words written
         post_go = Signal()                            # pulse: Winograd output drain
@@ -265,42 +269,58 @@ class ConvDatapath(wiring.Component):
         # Switch prunes trailing cases per signal, which Verilator flags as CASEINCOMPLETE.
         # FFT layers run the forward transforms first (fwd), then the GEMMs, then the
         # inverse transforms (inv) before the drain (post, tail).
-        idle, load, compute, nxt, post, tail, fwd, inv = range(8)
-        state = Signal(range(8) if fn else range(6))
+        #
+        # While running, the engine is asked to start GEMM gf as long as one is left; it
+        # takes the start once both operands are loaded, its array is free and a result
+        # half is free.  The fronts of GEMM gf + 1 start in the cycle the engine takes GEMM
+        # gf, so its operands load while GEMM gf computes and GEMM gf − 1 drains (the
+        # engine's double buffers).  The FFT's spectral path has one set of bin registers
+        # for its A and C sides, so there the next GEMM's fronts wait for the last C beat.
+        idle, run, post, tail, fwd, inv = range(6)
+        state = Signal(range(6) if fn else range(4))
+        overlap = ~is_fft if fn else Const(1, 1)
+        issue = (state == run) & (gf < self.gemms)
+        eng_fire = issue & eng.start_ready
+        c_last = c_fire & (c_count == mn - 1)
         fwd_go = ((state == idle) & self.start & is_fft) if fn else False
-        m.d.comb += [load_go.eq(((state == idle) & self.start & ~is_fft) | (state == nxt)),
-                     eng.start.eq(state == load),
+        m.d.comb += [load_go.eq(((state == idle) & self.start & ~is_fft) | next_go
+                                | (eng_fire & overlap & (gf + 1 < self.gemms))),
+                     eng.start.eq(issue),
                      post_go.eq(state == post)]
+        m.d.sync += next_go.eq(0)
+        # im2col runs its GEMMs on bands of ``fe_out_h`` output rows with one B; the others
+        # take the next B matrix for each GEMM
+        row0 = Signal(self.dim_bits)                  # first output row of GEMM gf (im2col)
+        with m.If(eng_fire):
+            m.d.sync += gf.eq(gf + 1)
+            with m.If(is_im2col):
+                m.d.sync += row0.eq(row0 + self.fe_out_h)
+            with m.Else():
+                m.d.sync += wbase.eq(wbase + kn)
         with m.If(state == idle):
             with m.If(self.start):
-                m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), g.eq(0), wbase.eq(0),
-                             c_count.eq(0), out_count.eq(0), acc_count.eq(0),
-                             state.eq(Mux(is_fft, fwd, load) if fn else load)]
-        with m.Elif(state == load):
-            # Hold start until the engine takes it (both operands loaded).
-            with m.If(eng.start_ready):
-                m.d.sync += state.eq(compute)
-        with m.Elif(state == compute):
-            # The engine computes, then drains C into the back; the GEMM is over when its
-            # last C beat has been taken.
+                m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), gf.eq(0), gc.eq(0),
+                             wbase.eq(0), row0.eq(0), c_count.eq(0), out_count.eq(0),
+                             acc_count.eq(0),
+                             state.eq(Mux(is_fft, fwd, run) if fn else run)]
+        with m.Elif(state == run):
+            # the GEMM is over when its last C beat has been taken
             with m.If(c_fire):
                 m.d.sync += c_count.eq(c_count + 1)
                 with m.If(c_count == mn - 1):
-                    m.d.sync += [c_count.eq(0), g.eq(g + 1), wbase.eq(wbase + kn)]
-                    with m.If(g == self.gemms - 1):
+                    m.d.sync += [c_count.eq(0), gc.eq(gc + 1)]
+                    with m.If(gc == self.gemms - 1):
                         after = Mux(is_wino, post, tail) if wm else tail
                         m.d.sync += state.eq(Mux(is_fft, inv, after) if fn else after)
-                    with m.Else():
-                        m.d.sync += state.eq(nxt)
-        with m.Elif(state == nxt):
-            m.d.sync += state.eq(load)
+                    with m.Elif(~overlap):
+                        m.d.sync += next_go.eq(1)
         with m.Elif(state == post):
             m.d.sync += state.eq(tail)
         if fn:
             # states fwd and inv end on the spectral path's last-beat pulses (below)
             with m.Elif(state == fwd):
                 with m.If(fft_fwd_last):
-                    m.d.sync += state.eq(nxt)
+                    m.d.sync += [state.eq(run), next_go.eq(1)]
             with m.Elif(state == inv):
                 with m.If(fft_inv_last):
                     m.d.sync += state.eq(post)
@@ -319,7 +339,8 @@ class ConvDatapath(wiring.Component):
                                                    lim.weight_words, "b")
         m.d.comb += [eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
         with m.If(load_go):
-            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, wbase)), b_left.eq(kn)]
+            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0,
+                                          Mux(eng_fire & ~is_im2col, wbase + kn, wbase))), b_left.eq(kn)]
 
         # ---- fronts ----------------------------------------------------------------------
         m.submodules.im2col = win = Im2col(lanes=p.rows, width=p.a_width,
@@ -330,7 +351,7 @@ class ConvDatapath(wiring.Component):
                   "out_h", "out_w"):
             m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
         spatial_front = (self.alg <= Algorithm.KN2ROW.code) if fn else (~is_wino if wm else 1)
-        m.d.comb += win.start.eq(load_go & spatial_front)
+        m.d.comb += [win.start.eq(load_go & spatial_front), win.row0.eq(row0)]
         a_fire = eng.a_stream.valid & eng.a_stream.ready
         a_count = Signal(range(lim.max_m * lim.max_k + 1))
         mk = Signal(range(lim.max_m * lim.max_k + 1))     # A elements of a GEMM
@@ -373,7 +394,7 @@ class ConvDatapath(wiring.Component):
                 m.d.sync += [t_addr.eq(0), t_left.eq(self.a_words)]
             # GEMM g of Winograd is transformed-domain position g: pick that element.
             gsel = Signal(range(t * t))
-            m.d.comb += gsel.eq(g)
+            m.d.comb += gsel.eq(gf)
             wino_first = (itfs[0].i_stream.valid & itfs[0].i_stream.ready & (t_addr == 1)
                           & is_wino)
         spatial = Signal()
@@ -458,7 +479,7 @@ class ConvDatapath(wiring.Component):
                 wp = mem.write_port()
                 rp = mem.read_port()
                 m.d.comb += [wp.addr.eq(c_count), wp.data.eq(eng.c_stream.payload),
-                             wp.en.eq(is_wino & eng_c_fire & (g == lane))]
+                             wp.en.eq(is_wino & eng_c_fire & (gc == lane))]
                 mbuf_rps.append(rp)
             # The drain reads one word of every lane (cols tiles·filters × (m+2)² positions)
             # and an unpacker hands the output transform one (tile, filter) a cycle.
@@ -504,15 +525,14 @@ class ConvDatapath(wiring.Component):
             fft_part = Signal(2)
             with m.If(self.start & ~busy):
                 m.d.sync += [bin_u.eq(0), bin_v.eq(0), fft_part.eq(0)]
-            with m.Elif((state == compute) & c_fire & (c_count == mn - 1)):
+            with m.Elif((state == run) & c_last):
                 m.d.sync += fft_part.eq(fft_part + 1)
                 with m.If(fft_part == 2):
                     m.d.sync += [fft_part.eq(0), bin_v.eq(bin_v + 1)]
                     with m.If(bin_v == fn // 2):
                         m.d.sync += [bin_v.eq(0), bin_u.eq(bin_u + 1)]
             fft_bin = Cat(bin_v, bin_u)                 # u·N + v
-            inv_go = ((state == compute) & c_fire & (c_count == mn - 1)
-                      & (g == self.gemms - 1) & is_fft)
+            inv_go = (state == run) & c_last & (gc == self.gemms - 1) & is_fft
             m.d.comb += [sp.xb_addr.eq(self.xb_addr), sp.xb_data.eq(self.xb_data),
                          sp.xb_en.eq(self.xb_en),
                          sp.tiles.eq(self.gemm_m), sp.chans.eq(self.gemm_k),

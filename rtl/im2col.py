@@ -2,9 +2,11 @@
 
 The feature buffer holds the layer input as words of ``lanes`` channels:
 word address = (y·in_w + x)·c_words + channel word (``sim/models/im2col.py: hwc_words``).
-After ``start`` the generator walks (oy, ox, ky, kx, cw), cw fastest, and streams one word per
-cycle: the buffer word at (oy·stride + ky·dil − pad, ox·stride + kx·dil − pad), or a zero
-word where that pixel lies in the padding.  Consecutive K = R·S·c_words words form one patch
+After ``start`` the generator walks (oy, ox, ky, kx, cw), cw fastest, over ``out_h`` output
+rows from output row ``row0`` on (a band of the output: the datapath runs a layer as several
+GEMMs of a band each) and streams one word per cycle: the buffer word at
+((row0 + oy)·stride + ky·dil − pad, ox·stride + kx·dil − pad), or a zero word where that
+pixel lies in the padding or below the input.  Consecutive K = R·S·c_words words form one patch
 row of the GEMM's A matrix, in the order (ky, kx, c) that the compiler lays out B in.
 
 Layer geometry comes from per-layer settings (held stable while ``busy``).  The buffer read is
@@ -43,7 +45,9 @@ class Im2col(wiring.Component):
     w_addr, w_data, w_en:
         Buffer write port (the loader fills the buffer before ``start``).
     in_h, in_w, c_words, kernel_h, kernel_w, stride, pad, dil, out_h, out_w:
-        Layer geometry (``c_words`` = ceil(channels / lanes)).
+        Layer geometry (``c_words`` = ceil(channels / lanes)); ``out_h`` output rows a run.
+    row0:
+        First output row of a run (read while ``busy``).
     start, busy:
         Pulse ``start`` for one cycle; ``busy`` stays high until the last word is issued.
     o_stream:
@@ -63,6 +67,7 @@ class Im2col(wiring.Component):
         super().__init__({
             "w_addr": In(range(depth)), "w_data": In(word), "w_en": In(1),
             **dims,
+            "row0": In(unsigned(dim_bits)),
             "start": In(1), "busy": Out(1),
             "o_stream": Out(stream.Signature(word)),
         })
@@ -77,9 +82,9 @@ class Im2col(wiring.Component):
         db = self.dim_bits
         oy, ox, ky, kx, cw = (Signal(db, name=n) for n in ("oy", "ox", "ky", "kx", "cw"))
         # input coordinates of this word (signed: padding makes them negative)
-        y = Signal(signed(2 * db + 2))
-        x = Signal(signed(2 * db + 2))
-        m.d.comb += [y.eq(oy * self.stride + ky * self.dil - self.pad),
+        y = Signal(signed(2 * db + 3))
+        x = Signal(signed(2 * db + 3))
+        m.d.comb += [y.eq((oy + self.row0) * self.stride + ky * self.dil - self.pad),
                      x.eq(ox * self.stride + kx * self.dil - self.pad)]
         inside = (y >= 0) & (y < self.in_h) & (x >= 0) & (x < self.in_w)
         addr = Signal(range(self.depth))

@@ -323,7 +323,7 @@ def _job_words(plan) -> int:
             words += gm * gk * plan.fft_n ** 2
         else:
             words += hp * wp * regs["fe_c_words"]
-        words += inv.gemms * regs["b_words"] + 2 * inv.out_words
+        words += inv.weight_words + 2 * inv.out_words
     return words
 
 

@@ -79,19 +79,22 @@ def _lowerings():
     return LOWERINGS
 
 
-def _lowered(layers, choices, rows, cols, xp):
+def _lowered(layers, choices, rows, cols, xp, banded=True):
+    """Every algorithm's lowering of every (layer, choice); ``banded=False`` keeps im2col
+    as one GEMM of all output pixels (the algorithm's GEMM, not the datapath's bands)."""
     from dse.lowering import Geometry
 
     g = Geometry.of_table(layers, xp)
     flow = choices.column("dataflow", xp)
-    return {a: mod.lower(g, _unit(choices, a, xp), rows, cols, flow, xp=xp)
+    return {a: mod.lower(g, _unit(choices, a, xp), rows, cols, flow, xp=xp,
+                         **({} if banded or a != Algorithm.IM2COL else {"banded": False}))
             for a, mod in _lowerings().items()}
 
 
 def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
     """The GEMMs of each (layer, choice) as the algorithm needs them: its lowering's shape
     and count, K without the zero channels that fill a feature word on a given array."""
-    low = _lowered(layers, choices, 1.0, 1.0, xp)
+    low = _lowered(layers, choices, 1.0, 1.0, xp, banded=False)
     zero = 0.0 * choices.column("algo", xp)
 
     def field(name):

@@ -4,8 +4,7 @@ lowering.
 The GEMM engine's streams are array-edge vectors (``dse.cost.gemm``: ``a_beats``,
 ``b_beats``, ``c_beats`` with ``wide``): A arrives as K-chunks of ``rows`` elements of a row,
 B as weight-buffer words of N-chunks (ws, os) or K-chunks (is), C leaves as vectors of
-``cols`` accumulators.  The datapath runs an invocation's GEMMs one after another.  Per
-GEMM, from the cycle its fronts start:
+``cols`` accumulators.  Per GEMM, from the cycle its fronts start:
 
 * **load**: the slower of the A front (the algorithm's ``Lowered.load``) and the weight
   reader (its words + ``WEIGHT_READ_LATENCY``); the engine takes ``start`` in the cycle
@@ -15,6 +14,15 @@ GEMM, from the cycle its fronts start:
   the elements and the unpacker's latency), the first ``ENGINE_DRAIN_LATENCY`` + 1 cycles
   after the last busy cycle;
 * one controller cycle to start the next GEMM (or the tail).
+
+A lone GEMM takes the sum of the four (:func:`per_gemm_cycles`).  An invocation of G GEMMs
+overlaps them through the engine's double buffers (:func:`gemms_cycles`): the fronts of GEMM
+i + 1 start in the cycle the engine takes the start of GEMM i, so they load while GEMM i
+computes and GEMM i − 1 drains.  For the lowerings that run several GEMMs (kn2row,
+Winograd) a GEMM's loads and drain are never longer than its compute (``tests/dse``
+checks this over random layers and arrays), so each GEMM after the first adds its busy
+cycles and the one cycle between the engine's last busy cycle and its next start.  The FFT
+runs its GEMMs one after another (its spectral path holds one bin for its A and C sides).
 
 Each algorithm adds its lead and tail (its module).  ``cycles`` counts the cycles ``busy``
 is high (the start cycle itself is not counted).
@@ -29,7 +37,8 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
 
 __all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
-           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "requant_cycles", "a_words",
+           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "gemms_cycles", "overlap_slack",
+           "requant_cycles", "a_words",
            "b_words", "c_words"]
 
 #: Weight (and tile, and transformed-domain) buffer readers: a registered start, then a
@@ -72,6 +81,21 @@ def per_gemm_cycles(low, busy, xp=np):
     """Cycles of one GEMM of the invocation: load, compute (``busy``), drain, next start."""
     load = xp.maximum(low.load, low.b_words + WEIGHT_READ_LATENCY)
     return load + busy + low.drain + ENGINE_DRAIN_LATENCY + 1
+
+
+def overlap_slack(low, busy, xp=np):
+    """How many cycles the compute of one GEMM exceeds its loads and its drain by: the
+    overlapped period :func:`gemms_cycles` assumes holds when this is at least 0."""
+    load = xp.maximum(low.load, low.b_words + WEIGHT_READ_LATENCY)
+    return xp.minimum(busy + 1 - load, busy + 1 - (low.drain + _gemm.C_DRAIN_GAP))
+
+
+def gemms_cycles(low, busy, xp=np):
+    """Cycles of the invocation's ``low.gemms`` GEMMs overlapped through the engine's double
+    buffers, from the first fronts' start to the last C beat: the first GEMM whole
+    (:func:`per_gemm_cycles`), then ``busy + 1`` for each further GEMM (the start the engine
+    takes in the cycle after its last busy cycle; needs :func:`overlap_slack` >= 0)."""
+    return per_gemm_cycles(low, busy, xp) + (low.gemms - 1) * (busy + 1)
 
 
 def requant_cycles(low):

@@ -113,6 +113,7 @@ class Lowered:
         (and for the weights).
     drain: cycles from the engine's first C word of a GEMM to its back taking the last.
     front, back: the front and back unit counters of one invocation.
+    band: im2col: output rows of each GEMM (0 elsewhere).
     """
 
     m: object
@@ -131,6 +132,7 @@ class Lowered:
     drain: object
     front: object
     back: object
+    band: object = 0
 
     @property
     def macs(self):

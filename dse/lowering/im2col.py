@@ -1,16 +1,22 @@
-"""im2col on the conv datapath: one GEMM of output pixels × (window · channels) × filters.
+"""im2col on the conv datapath: GEMMs of output pixels × (window · channels) × filters.
 
 The window generator (``rtl/im2col.py``) walks the feature buffer, whose words hold ``rows``
-channels of a pixel, and streams the patch rows of A (M = Ho·Wo, K = R·S·⌈C/g/rows⌉·rows,
-order (ky, kx, c)) straight into the engine's A loader, one word (K-chunk) per cycle; B holds
-the weights (K × N = C_out/g) as the engine's wide words.  No back unit: the C vectors go
-through the requantiser into the output buffer (ws, os: ``cols`` filters of a pixel per word,
-pixel-major; is: ``cols`` pixels of a filter).  Grouped convs run one invocation
-per group.  Every conv and fc layer can run this way (the fallback of every other algorithm)
-as long as its strides and dilations are equal in both directions.
+channels of a pixel, and streams the patch rows of A (K = R·S·⌈C/g/rows⌉·rows, order (ky,
+kx, c)) straight into the engine's A loader, one word (K-chunk) per cycle; B holds the
+weights (K × N = C_out/g) as the engine's wide words.  In ws and os the output rows are cut
+into bands of equal height, one GEMM each (M = band · Wo; the last band is padded to full
+height and its extra rows dropped), all with the same B, so the generator streams band i + 1
+while the engine computes band i (:func:`lower` picks the band count).  No back unit: the C
+vectors go through the requantiser into the output buffer (ws, os: ``cols`` filters of a
+pixel per word, pixel-major, band after band; is: ``cols`` pixels of a filter, one band).
+Grouped convs run one invocation per group.  Every conv and fc layer can run this way (the
+fallback of every other algorithm) as long as its strides and dilations are equal in both
+directions.
 """
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import numpy as np
 
@@ -20,7 +26,7 @@ from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
 from rtl.params import Dataflow
 
-__all__ = ["RULE", "DATAFLOWS", "legal", "lower", "cycles"]
+__all__ = ["RULE", "DATAFLOWS", "BAND_COUNTS", "legal", "lower", "cycles"]
 
 #: The dataflows the datapath runs this algorithm in.
 DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
@@ -34,27 +40,56 @@ def legal(g: Geometry, unit=0, xp=np):
     return xp.asarray(g.square_steps)
 
 
-def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
-    """The GEMM of one invocation (one group) on a rows×cols array; ``n`` filters (default
-    all of the group's).  A feature-buffer word holds ``rows`` channels of a pixel, so K
-    counts the channels up to a whole number of words (the rest are zeros)."""
-    n = g.n_group if n is None else n
+#: Band counts the lowering tries (the output rows split into that many GEMMs, or fewer).
+BAND_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _lower_bands(g: Geometry, rows, cols, dataflow, n, bands, xp) -> Lowered:
+    """The invocation as GEMMs of ``band`` = ceil(Ho / bands) output rows each (the last
+    band padded to full height: its extra rows are computed and dropped)."""
     c_words = cdiv(g.c_group, rows)
-    pix = g.h_out * g.w_out
+    band = cdiv(g.h_out, bands)
+    gemms = cdiv(g.h_out, band)
+    pix = band * g.w_out
     k = g.kh * g.kw * c_words * rows
-    load = tf.im2col_stream_cycles(g.h_out, g.w_out, g.kh, g.kw, c_words)
+    load = tf.im2col_stream_cycles(band, g.w_out, g.kh, g.kw, c_words)
     c = dp.c_words(pix, n, cols, dataflow, xp)
-    return Lowered(m=pix, k=k, n=n, k_alg=g.kh * g.kw * g.c_group, gemms=1,
+    return Lowered(m=pix, k=k, n=n, k_alg=g.kh * g.kw * g.c_group, gemms=gemms,
                    invocations=g.groups, a_words=dp.a_words(pix, k, rows, xp),
                    b_words=dp.b_words(k, n, rows, cols, dataflow, xp), c_words=c,
-                   out_words=c, tiles=pix, pieces=1, load=load, drain=c, front=load,
-                   back=0 * load)
+                   out_words=gemms * c, tiles=g.h_out * g.w_out, pieces=1, load=load,
+                   drain=c, front=gemms * load, back=0 * load, band=band)
+
+
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True) -> Lowered:
+    """The GEMMs of one invocation (one group) on a rows×cols array; ``n`` filters (default
+    all of the group's).  A feature-buffer word holds ``rows`` channels of a pixel, so K
+    counts the channels up to a whole number of words (the rest are zeros).
+
+    In ws and os the output rows are cut into bands, one GEMM each, so that the window
+    generator loads the next band while the engine computes this one: of the splits into
+    :data:`BAND_COUNTS` bands, the one with the fewest :func:`cycles` (ties: fewer bands).
+    In is an output word holds pixels of one filter, so the layer stays one GEMM; so does
+    every layer with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and
+    traffic)."""
+    n = g.n_group if n is None else n
+    best = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
+    best_cycles = cycles(best, rows, cols, dataflow, xp)["cycles"]
+    banded = banded & (dataflow != Dataflow.IS.code)
+    for bands in BAND_COUNTS[1:]:
+        low = _lower_bands(g, rows, cols, dataflow, n, bands, xp)
+        total = cycles(low, rows, cols, dataflow, xp)["cycles"]
+        better = banded & (total < best_cycles)
+        best = Lowered(**{f.name: xp.where(better, getattr(low, f.name), getattr(best, f.name))
+                          for f in fields(Lowered)})
+        best_cycles = xp.where(better, total, best_cycles)
+    return best
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
            mult_latency=DEFAULT_MULT_LATENCY) -> dict:
     """Counters of one invocation: the GEMM, then the requantiser's last words."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    total = low.gemms * dp.per_gemm_cycles(low, busy, xp) + dp.REQUANT_TAIL - 1
+    total = dp.gemms_cycles(low, busy, xp) + dp.REQUANT_TAIL - 1
     return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
             "back_cycles": 0 * total, "requant_cycles": dp.requant_cycles(low)}

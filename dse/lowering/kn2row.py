@@ -61,6 +61,6 @@ def cycles(low: Lowered, rows, cols, dataflow, xp=np,
     """Counters of one invocation: the R·S GEMMs, then the shift-and-add drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     tail = low.out_words + 1 + dp.REQUANT_TAIL
-    total = low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1
+    total = dp.gemms_cycles(low, busy, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}

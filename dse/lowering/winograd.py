@@ -69,6 +69,6 @@ def cycles(low: Lowered, rows, cols, dataflow, xp=np,
     """Counters of one invocation: the GEMMs, then the output transform's drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     tail = 1 + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY + low.back + tf.REQUANT_LATENCY
-    total = low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1
+    total = dp.gemms_cycles(low, busy, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}

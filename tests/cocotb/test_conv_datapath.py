@@ -291,8 +291,10 @@ def test_compiler_layouts_reproduce_the_convolution_in_numpy():
             cp[:gm] = c
             out = cp.reshape(-1, cols, gn).transpose(0, 2, 1).reshape(-1, cols)
         else:
-            cp = np.zeros((gm, -(-gn // cols) * cols), dtype=np.int64)
-            cp[:, :gn] = c
+            # bands of gm pixels, the last one padded past the 7 output rows
+            assert inv.gemms * gm >= 42 and gm % 6 == 0
+            cp = np.full((inv.gemms * gm, -(-gn // cols) * cols), 99, dtype=np.int64)
+            cp[:42, :gn] = c
             out = cp.reshape(-1, cols)
         np.testing.assert_array_equal(plan.decode(out, inv), ref)
     plan = plan_conv(layer, "winograd", "os", INT8)
