@@ -217,6 +217,16 @@ class ConvPlan:
                 total[k] = total.get(k, 0) + v
         return total
 
+    def ideal_cycles(self, rows: int, cols: int) -> int:
+        """The ideal bound of the layer on a rows×cols array: the multiplies its algorithm
+        needs (:attr:`dse.lowering.Lowered.macs_needed`, summed over the invocations) ÷ PEs,
+        rounded up."""
+        mod = lowering(self.algorithm)
+        flow = Dataflow(self.dataflow).code
+        macs = sum(int(mod.lower(self.geometry, self.unit, rows, cols, flow,
+                                 n=inv.gemm[2]).macs_needed) for inv in self.invocations)
+        return -(-macs // (rows * cols))
+
     @property
     def fft_step(self) -> int:
         """Output pixels per FFT tile side, N − R + 1."""

@@ -48,7 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.dsp import DEFAULT_LATENCY, TARGETS
-from rtl.params import ArrayParams, Dataflow
+from rtl.params import ArrayParams, Dataflow, accumulator_bits
 from rtl.systolic import SystolicArray
 
 from .validate import rejecting
@@ -145,10 +145,8 @@ class GemmEngine(wiring.Component):
         for name, value in (("a_wide", a_wide), ("b_wide", b_wide), ("c_wide", c_wide)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, not {value!r}")
-        # |a·b| <= 2^(a_width + b_width − 2), reached by (−2^(aw−1))·(−2^(bw−1)) > 0.
-        worst = max_k << (params.a_width + params.b_width - 2)
-        if worst > (1 << (params.acc_width - 1)) - 1:
-            need = worst.bit_length() + 1
+        need = accumulator_bits(params.a_width, params.b_width, max_k)
+        if need > params.acc_width:
             raise ValueError(f"acc_width must be at least {need} for max_k = {max_k} products "
                              f"of {params.a_width} × {params.b_width} bits, "
                              f"not {params.acc_width}")

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
+           "accumulator_bits",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "OVERLAY_MAX_WORDS", "WINOGRAD_EXTRA_BITS"]
 
@@ -71,6 +72,13 @@ class Dataflow(str, enum.Enum):
     def code(self) -> int:
         """Encoding of the dataflow in the array's 2-bit mode register."""
         return list(Dataflow).index(self)
+
+
+def accumulator_bits(a_width: int, b_width: int, terms: int) -> int:
+    """Bits of a signed accumulator that holds every sum of ``terms`` products of signed
+    ``a_width``- and ``b_width``-bit values exactly: |a·b| <= 2^(a_width + b_width − 2),
+    reached by (−2^(a_width−1))·(−2^(b_width−1)) > 0."""
+    return (terms << (a_width + b_width - 2)).bit_length() + 1
 
 
 def _fields_dict(obj) -> dict:

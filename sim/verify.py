@@ -40,6 +40,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from dse.errors import InputError
+from rtl.params import accumulator_bits
 
 __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", "map_network",
            "select_layers", "buffer_bits", "estimate_cost", "verify_config"]
@@ -49,24 +50,23 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 DATA_SEED = 2024
 
 #: Peak resident memory of a verification, ``BASE + PER_BIT · buffer_bits + PER_WORD ·
-#: job_words`` bytes (:func:`estimate_cost`).  The buffers dominate: generating the Verilog
-#: (Amaranth, then Yosys) and building it (Verilator) take memory in proportion to the
-#: buffers' bits.  ``PER_BIT`` is the largest ratio of ``/usr/bin/time -v`` peak RSS to
-#: buffer bits over whole runs of 3.8, 17.6 and 38.6 Mbit (0.72, 2.89 and 8.95 GB: 188, 164
-#: and 232 bytes a bit, the last Verilator's; docs/verify.md); ``BASE`` is the interpreter with numpy,
-#: onnx and Amaranth loaded; ``PER_WORD`` a loaded or read word held as a Python int in a list
-#: and as JSON text, in the command and in the simulator (about 2 × 50 bytes).
-MEMORY_BASE_BYTES = 256 * 2 ** 20
-MEMORY_PER_BUFFER_BIT = 235.0
+#: job_words`` bytes (:func:`estimate_cost`).  ``BASE`` covers the command itself (numpy,
+#: onnx and Amaranth loaded, the datapath elaborated: up to 0.7 GB) beside the Verilator
+#: build or the simulator's own interpreter; ``PER_BIT`` is the simulator's model holding the
+#: buffers (1.17 bytes a bit measured on a 404 Mbit 16×16 Winograd datapath, rounded up: a
+#: C++ word per 32 bits of each buffer word); ``PER_WORD`` a loaded or read word held as a
+#: Python int in a list and as JSON text, in the command and in the simulator (about 2 × 50
+#: bytes).  Generating and building the Verilog no longer grows with the buffers: memories
+#: carry no per-word initialisers (``rtl/emit.py``).
+MEMORY_BASE_BYTES = 1536 * 2 ** 20
+MEMORY_PER_BUFFER_BIT = 1.5
 MEMORY_PER_JOB_WORD = 100.0
-#: Wall time, ``BUILD + buffer_bits · SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S +
-#: job_words · SECONDS_PER_WORD`` seconds, from the same runs on two shared cores (a rough
-#: guide: the buffer term is mostly generating the Verilog, which is done even when the
-#: Verilator build is cached (about 60 s for tiny's 3.8 Mbit); it grows faster than
-#: linearly for the largest buffers).
-BUILD_SECONDS = 30.0
-SECONDS_PER_BUFFER_BIT = 20e-6
-CYCLES_PER_S = 1.0e5
+#: Wall time, ``BUILD + cycles · PEs / PE_CYCLES_PER_S + job_words · SECONDS_PER_WORD``
+#: seconds on two shared cores (a rough guide): generating the Verilog and a Verilator build
+#: not yet cached (about 110 s for a 16×16 array with a Winograd unit), then the simulation,
+#: which runs at about 7 M PE-cycles a second (28 k cycles/s on 16×16, 110 k on 8×8).
+BUILD_SECONDS = 120.0
+PE_CYCLES_PER_S = 7.0e6
 SECONDS_PER_WORD = 1.0e-4
 
 
@@ -243,7 +243,9 @@ def _layer_entry(case, res, params, precision: int) -> dict:
     entry = {"name": case.name, "algorithm": plan.algorithm,
              "variant": plan.variant if plan.algorithm in ("winograd", "fft") else "",
              "dataflow": plan.dataflow, "predicted_cycles": pred["cycles"],
-             "measured_cycles": res.measured_cycles, "bit_exact": bit_exact,
+             "measured_cycles": res.measured_cycles,
+             "ideal_cycles": plan.ideal_cycles(params.rows, params.cols),
+             "bit_exact": bit_exact,
              "invocations": len(plan.invocations), "units": units}
     if approximate:
         scaled = res.accumulations
@@ -342,7 +344,7 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     words = sum(_job_words(p) for p in plans)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
     memory = int(MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * bits + MEMORY_PER_JOB_WORD * words)
-    seconds = (BUILD_SECONDS + bits * SECONDS_PER_BUFFER_BIT + cycles / CYCLES_PER_S
+    seconds = (BUILD_SECONDS + cycles * params.rows * params.cols / PE_CYCLES_PER_S
                + words * SECONDS_PER_WORD)
     return VerifyCost(bits, words, cycles, memory, seconds, largest)
 
@@ -415,6 +417,14 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     # Powers of two: verifications of similar networks then share one cached build.
     cfg = sized_config(cases, params, precision=precision)
     limits = dict(cfg.limits)
+    need = accumulator_bits(params.a_width, params.b_width, limits["max_k"])
+    if need > params.acc_width:
+        raise InputError(settings.source, "hardware.acc_width",
+                         f"must be at least {need} for the engine to sum K = "
+                         f"{limits['max_k']} products of {params.a_width} × {params.b_width} "
+                         f"bits exactly (the largest K of the layers, rounded up to a power "
+                         f"of two), not {params.acc_width}; raise it, or verify fewer layers "
+                         f"(--layers)")
     log(f"datapath {params.rows}x{params.cols}, a{params.a_width} b{params.b_width} "
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
         f"generating and building it (cached in build/cache/verilator), then simulating")
@@ -425,7 +435,8 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     results = rtl_conv_batch(cases, cfg, run_name=f"verify_{settings.stem}",
                              work_dir=Path(work_dir).resolve(),
                              progress=lambda name: log(f"  queued {name}"))
-    log(f"  simulated {n} layers in {time.perf_counter() - start:.1f} s; checking")
+    sim_seconds = time.perf_counter() - start
+    log(f"  simulated {n} layers in {sim_seconds:.1f} s; checking")
     entries = []
     for i, (case, res) in enumerate(zip(cases, results), 1):
         entry = _layer_entry(case, res, params, precision)
@@ -435,6 +446,7 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
             f"{entry['dataflow']} bit_exact={entry['bit_exact']} cycles "
             f"{entry['measured_cycles']} (model {entry['predicted_cycles']}, rel. error "
             f"{rel:.4f})")
+    seconds = time.perf_counter() - start
     rels = []
     for e in entries:
         rels.append(abs(e["measured_cycles"] - e["predicted_cycles"]) / e["predicted_cycles"])
@@ -450,7 +462,9 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
                        "measured_cycles": sum(e["measured_cycles"] for e in entries),
                        "max_rel_error": max(rels),
                        "all_bit_exact": all(e["bit_exact"] for e in entries)},
-            "simulation_seconds": round(time.perf_counter() - start, 2)}
+            "simulation_seconds": round(seconds, 2),
+            "simulated_cycles_per_s": round(sum(e["measured_cycles"] for e in entries)
+                                            / max(sim_seconds, 1e-9))}
 
 
 def _too_big(cost: VerifyCost, cases, params, precision: int, budget: int, hint: str) -> str:

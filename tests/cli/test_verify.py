@@ -150,3 +150,45 @@ def test_verify_measures_what_design_json_predicts(tmp_path):
         want = planned[e["name"]]
         assert (e["algorithm"], e["dataflow"]) == (want["algorithm"], want["dataflow"])
         assert e["measured_cycles"] == want["compute_cycles"], e["name"]
+
+
+def full_size_onnx(path):
+    """VGG16's conv3_1 (128 → 256 channels, 3×3, at 56×56), a 4×4 max pool, then a 3×3 conv
+    of 256 → 512 channels at 14×14."""
+    net = ConvBuilder(3)
+    conv3_1 = net.conv("conv3_1", "x", 128, 256, 3)
+    pool = net.node("MaxPool", [conv3_1], "pool", "pool", kernel_shape=[4, 4], strides=[4, 4])
+    return net.save(path, [1, 128, 56, 56], net.conv("conv_512", pool, 256, 512, 3))
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+def test_full_size_layers_on_16x16(tmp_path):
+    """Full-size layers on a 16×16 array on the zcu102, the explorer free but for the array:
+    bit-exact, measured = design.json's compute_cycles, and at most 1.25× the ideal bound
+    (the multiplies the chosen algorithm needs ÷ 256 PEs, worked out here by hand)."""
+    onnx_path = full_size_onnx(tmp_path / "full.onnx")
+    cfg = write_config(tmp_path / "full.yaml", onnx_path.name, board="zcu102",
+                       hardware="{rows: 16, cols: 16}")
+    out = tmp_path / "out"
+    for command in ("dse", "verify"):
+        proc = subprocess.run([sys.executable, "-m", "omniconv", command, str(cfg), "--out",
+                               str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    design = {e["name"]: e for e in json.loads((out / "design.json").read_text())["layers"]}
+    doc = json.loads((out / "verify.json").read_text())
+    assert [e["name"] for e in doc["layers"]] == ["conv3_1", "conv_512"]
+    assert doc["totals"]["all_bit_exact"] is True
+    shapes = {"conv3_1": (56, 128, 256), "conv_512": (14, 256, 512)}
+    for e in doc["layers"]:
+        size, c, n = shapes[e["name"]]
+        if e["algorithm"] == "winograd":
+            m = int(e["variant"][1])                        # "F4x4_3x3"
+            macs = (-(-size // m)) ** 2 * (m + 2) ** 2 * c * n
+        else:
+            assert e["algorithm"] in ("im2col", "kn2row")
+            macs = size * size * 9 * c * n
+        assert e["ideal_cycles"] == -(-macs // 256)
+        assert e["measured_cycles"] == design[e["name"]]["compute_cycles"]
+        assert e["measured_cycles"] <= 1.25 * e["ideal_cycles"], e
+    assert doc["simulated_cycles_per_s"] > 0

@@ -44,16 +44,16 @@ def run_cli(capsys, *argv):
     return code, out.out, out.err
 
 
-def test_whole_resnet18_on_4x8_is_refused_quickly_with_one_line(tmp_path, capsys):
+def test_whole_resnet18_over_the_budget_is_refused_quickly_with_one_line(tmp_path, capsys):
     cfg = write_config(tmp_path / "r18.yaml", "resnet18")
     start = time.perf_counter()
-    code, out, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 16)
+    code, out, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 2)
     seconds = time.perf_counter() - start
     assert code == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith("omniconv verify: resnet18: verifying 20 conv layers on a 4x8 "
                            "array needs about ")
-    assert "more than the 16.0 GiB allowed" in last and "--layers" in last
+    assert "more than the 2.0 GiB allowed" in last and "--layers" in last
     assert "--max-memory-gb" in last and "Traceback" not in err
     assert not (tmp_path / "o").exists()              # nothing generated, nothing written
     assert seconds < 30                               # ~2 s alone; generous under load
@@ -139,3 +139,16 @@ def test_a_layer_subset_gives_the_whole_runs_entries(tmp_path):
     assert [e["name"] for e in p["layers"]] == ["conv2"]
     assert p["layers"][0] == next(e for e in w["layers"] if e["name"] == "conv2")
     assert p["seed"] == w["seed"] and p["hardware"] == w["hardware"]
+
+
+def test_an_accumulator_too_narrow_for_the_layers_is_one_line(tmp_path, capsys):
+    # the pinned 42-bit accumulator cannot sum the largest K of ResNet-18's layers as the
+    # datapath runs them (rounded up to 4096) of 15 × 18-bit products: refused before
+    # anything is built
+    cfg = write_config(tmp_path / "r18.yaml", "resnet18")
+    code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 16)
+    assert code == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "hardware.acc_width: must be at least 45" in last
+    assert last.endswith("not 42; raise it, or verify fewer layers (--layers)")
+    assert not (tmp_path / "o").exists()
