@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtl.params import OVERLAY_MAX_WORDS
-
 __all__ = ["TOP", "overlay_limits", "write_overlay", "generator_sources"]
 
 #: Name of overlay.v's top module.
@@ -19,23 +17,12 @@ TOP = "overlay"
 
 
 def overlay_limits(params, precision: int = 8) -> dict:
-    """Buffer sizes of the datapath written as overlay.v, from the OverlayParams.
+    """Buffer sizes of the datapath written as overlay.v, from the OverlayParams: each buffer
+    holds its KiB (``dse.cost.resources.overlay_buffer_words``, which the resource model
+    counts too)."""
+    from dse.cost.resources import overlay_buffer_words
 
-    One array tile of M and N (the larger side of the array), K what the accumulator holds
-    (at most 64), and the feature, weight, tile and output buffers from the OverlayParams'
-    KiB, each capped at :data:`rtl.params.OVERLAY_MAX_WORDS` words; the FFT path's tile and spectrum
-    buffers like the feature buffer, and room for its 3·N² GEMMs.
-    """
-    side = max(params.rows, params.cols)
-    act_words = params.act_buffer_kib * 1024 * 8 // params.a_width
-    weight_words = params.weight_buffer_kib * 1024 * 8 // params.b_width
-    out_words = params.out_buffer_kib * 1024 * 8 // params.acc_width
-    max_k = min(64, 1 << max(0, params.acc_width - params.a_width - params.b_width))
-    cap = lambda v: max(2, min(v, OVERLAY_MAX_WORDS))  # noqa: E731
-    return dict(max_m=side, max_k=max_k, max_n=side, feature_words=cap(act_words),
-                weight_words=cap(weight_words), tile_words=cap(act_words),
-                out_words=cap(min(out_words, side * side)),
-                max_gemms=max(49, 3 * params.fft_size ** 2), spectral_words=cap(act_words))
+    return {k: int(v) for k, v in overlay_buffer_words(params, precision).items()}
 
 
 def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:

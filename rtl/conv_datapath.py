@@ -339,8 +339,9 @@ class ConvDatapath(wiring.Component):
                                                    lim.weight_words, "b")
         m.d.comb += [eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
         with m.If(load_go):
-            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0,
-                                          Mux(eng_fire & ~is_im2col, wbase + kn, wbase))), b_left.eq(kn)]
+            # the next B matrix (im2col's bands all read the first)
+            b_next = Mux(eng_fire & ~is_im2col, wbase + kn, wbase)
+            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, b_next)), b_left.eq(kn)]
 
         # ---- fronts ----------------------------------------------------------------------
         m.submodules.im2col = win = Im2col(lanes=p.rows, width=p.a_width,
@@ -482,19 +483,23 @@ class ConvDatapath(wiring.Component):
                              wp.en.eq(is_wino & eng_c_fire & (gc == lane))]
                 mbuf_rps.append(rp)
             # The drain reads one word of every lane (cols tiles·filters × (m+2)² positions)
-            # and an unpacker hands the output transform one (tile, filter) a cycle.
-            tile = data.ArrayLayout(signed(p.acc_width), t * t)
-            m.submodules.m_unpacker = m_unp = Unpacker(tile, p.cols, self._engine.dim_bits)
+            # and one unpacker per lane, all in lockstep, hand the output transform one
+            # (tile, filter) a cycle (per lane: one unpacker of the whole tile vectors would
+            # be a signal of cols·(m+2)²·acc_width bits, past Amaranth's 65536 on big arrays).
             m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width)
-            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unp.i_stream.ready,
+            m_unps = []
+            for lane in range(t * t):
+                unp = Unpacker(signed(p.acc_width), p.cols, self._engine.dim_bits)
+                m.submodules[f"m_unpacker{lane}"] = unp
+                m_unps.append(unp)
+            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unps[0].i_stream.ready,
                                                        self.mbuf_words, "q")
-            for lane, rp in enumerate(mbuf_rps):
-                for c in range(p.cols):
-                    m.d.comb += m_unp.i_stream.payload[c][lane].eq(rp.data[c])
-            m.d.comb += [m_unp.i_stream.valid.eq(q_valid), m_unp.row_len.eq(self.gemm_n),
-                         otf.i_stream.valid.eq(m_unp.o_stream.valid),
-                         otf.i_stream.payload.eq(m_unp.o_stream.payload),
-                         m_unp.o_stream.ready.eq(otf.i_stream.ready)]
+            for lane, (rp, unp) in enumerate(zip(mbuf_rps, m_unps)):
+                m.d.comb += [unp.i_stream.payload.eq(rp.data), unp.i_stream.valid.eq(q_valid),
+                             unp.row_len.eq(self.gemm_n),
+                             unp.o_stream.ready.eq(otf.i_stream.ready),
+                             otf.i_stream.payload[lane].eq(unp.o_stream.payload)]
+            m.d.comb += otf.i_stream.valid.eq(m_unps[0].o_stream.valid)
             with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
             ot_in = otf.i_stream.valid & otf.i_stream.ready

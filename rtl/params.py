@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
            "accumulator_bits",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
-           "OVERLAY_MAX_WORDS", "WINOGRAD_EXTRA_BITS"]
+           "WINOGRAD_EXTRA_BITS"]
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2
@@ -23,11 +23,6 @@ COUNTER_BITS = 32
 #: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
 REQUANT_MULT_BITS = 16
 REQUANT_SHIFT_BITS = 6
-#: Largest buffer (words) overlay.v gets today: Amaranth writes every memory word's initial
-#: value into the Verilog, so KiB-sized one-element-per-word buffers of a big board would make
-#: a file of hundreds of MB that takes hours to generate (the zcu102 VGG-16 point's ~900k
-#: words did not finish in 30 minutes).  The generator and the resource model both read it.
-OVERLAY_MAX_WORDS = 4096
 #: Extra (activation, weight) operand bits over the precision p that exact Winograd
 #: F(m×m, 3×3) needs in the array, per m: Bᵀ·d·B grows inputs by the squared largest row sum
 #: of |Bᵀ| (4 for m = 2, 100 for m = 4: p+2 and p+7 bits); the weights are stored as

@@ -40,10 +40,9 @@ with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF
 LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
 12461 LUT4: 0.9089 per PE bit plus 1293.
 
-overlay.v caps its buffers at :data:`OVERLAY_MAX_WORDS` words (``rtl.params``) and
-sizes the output-side buffers to one array tile, so buffer KiB beyond the cap cost no block
-RAM here: the model follows the hardware that is generated today.  Set
-``OVERLAY_MAX_WORDS = None`` to count the buffers the OverlayParams ask for.
+overlay.v's feature, tile, weight and output buffers hold the OverlayParams' KiB in words as
+wide as the datapath makes them (:func:`overlay_buffer_words`, which ``omniconv.overlay``
+generates overlay.v with); its GEMM engine holds one array tile of M and N.
 
 Measured alone (``dse/cost/unit_resources.json``, written by ``python bench/synth_units.py
 --write``): the FFT unit.  A point with ``fft_size > 0`` has exactly one
@@ -66,11 +65,11 @@ import numpy as np
 
 from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
-from rtl.params import OVERLAY_MAX_WORDS, REQUANT_MULT_BITS
+from rtl.params import REQUANT_MULT_BITS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
-           "TRANSPARENT_MEMORIES", "OVERLAY_MAX_WORDS",
+           "TRANSPARENT_MEMORIES", "overlay_buffer_words",
            "Resources", "estimate_resources", "array_resources", "fft_resources",
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "REQUANT_MULT_BITS"]
@@ -144,9 +143,6 @@ LUTRAM_TRANSPARENT_COST = 0.5
 #: (``rtl.kn2row.ShiftAdd``'s buffer, ``rtl.spectral``'s overlap-add buffer).
 TRANSPARENT_MEMORIES = ("shift_add", "overlap_add")
 
-#: Deepest buffer overlay.v gets: ``rtl.params.OVERLAY_MAX_WORDS``, the generator's cap
-#: (imported above).  Set this module's name to ``None`` to count the buffers the
-#: OverlayParams' KiB ask for instead.
 
 #: Output transform growth bits (rtl/winograd.py transform_growth_bits of Aᵀ), per m.
 _OUT_GROWTH = {2: 4, 4: 9}
@@ -280,13 +276,6 @@ def memory_blocks(depth, width, family: str, transparent: bool = False):
     return np.where(best_cost <= lut_total, best.astype(float), 0.0)
 
 
-def _cap(words):
-    """Buffer depth overlay.v gets for ``words`` (``omniconv.verify.overlay_limits``)."""
-    if OVERLAY_MAX_WORDS is not None:
-        words = np.minimum(words, OVERLAY_MAX_WORDS)
-    return np.maximum(2, words)
-
-
 def out_lanes(hw):
     """Lanes of the requantiser and the output words: a C vector of ``cols`` accumulators,
     or a Winograd m×m tile (``rtl.conv_datapath.ConvDatapath.lanes``)."""
@@ -306,10 +295,41 @@ def precision_of(hw):
                     np.where(narrow >= 16, 16, 8))
 
 
+def overlay_buffer_words(hw, precision) -> dict:
+    """Buffer limits of each point's overlay.v (``rtl.params.DatapathLimits`` fields), from
+    the OverlayParams (or a :class:`dse.cost.hardware.HardwareTable`: arrays broadcast).
+
+    The feature buffer holds ``act_buffer_kib`` in words of ``rows`` activations, the
+    Winograd tile buffer the same KiB in words of ``rows`` (m+2)² tiles of ``precision``
+    bits, the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
+    the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add
+    buffer; the output and accumulator buffers beside it are as deep); the FFT path's tile
+    and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM engine
+    holds one array tile of M and N, K what the accumulator sums exactly (at most 64); room
+    for the (m+2)² Winograd and 3·N² FFT GEMMs.  At least two words each.
+    """
+    rows, cols = hw.rows, hw.cols
+    a, b, acc = hw.a_width, hw.b_width, hw.acc_width
+    t2 = (hw.winograd_m + 2) ** 2
+    act_bits = hw.act_buffer_kib * 8192
+    side = np.maximum(rows, cols)
+    at_least_2 = lambda v: np.maximum(2, v)  # noqa: E731
+    return {
+        "max_m": side, "max_n": side,
+        "max_k": np.minimum(64, np.left_shift(1, np.maximum(0, acc - a - b))),
+        "feature_words": at_least_2(act_bits // (a * rows)),
+        "tile_words": at_least_2(act_bits // (precision * t2 * rows)),
+        "weight_words": at_least_2(hw.weight_buffer_kib * 8192 // (b * side)),
+        "out_words": at_least_2(hw.out_buffer_kib * 8192 // (acc * cols)),
+        "spectral_words": at_least_2(act_bits // a),
+        "max_gemms": np.maximum(49, 3 * hw.fft_size ** 2),
+    }
+
+
 def datapath_memories(hw) -> dict:
     """Memories of each point's overlay.v: ``{name: (depth, width, copies)}``, ``(P,)`` arrays.
 
-    Mirrors ``omniconv.verify.overlay_limits`` (buffer limits from the KiB figures),
+    Mirrors :func:`overlay_buffer_words` (buffer limits from the KiB figures),
     ``rtl.gemm_engine.GemmEngine`` (lane buffers: two halves, power-of-two depth) and
     ``rtl.conv_datapath.ConvDatapath`` (which buffers exist); ``copies`` counts memories of
     the same shape (and read ports beyond one: Yosys duplicates the memory for each).
@@ -327,17 +347,11 @@ def datapath_memories(hw) -> dict:
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
     wm = hw.winograd_m
     prec = precision_of(hw)
-    # omniconv.verify.overlay_limits: one array tile of M and N, K what the accumulator
-    # holds (at most 64), buffers from the KiB figures capped at OVERLAY_MAX_WORDS words
-    side = np.maximum(rows, cols)
-    act_words = hw.act_buffer_kib * 1024 * 8 // a
-    weight_words = hw.weight_buffer_kib * 1024 * 8 // b
-    out_words = hw.out_buffer_kib * 1024 * 8 // acc
-    max_k = np.minimum(64, np.left_shift(1, np.maximum(0, acc - a - b)))
-    max_m = max_n = side
-    feature_words = _cap(act_words)
-    weight_words = _cap(weight_words)
-    out_words = _cap(np.minimum(out_words, side * side))
+    words = overlay_buffer_words(hw, prec)
+    max_m, max_k, max_n = words["max_m"], words["max_k"], words["max_n"]
+    feature_words, weight_words = words["feature_words"], words["weight_words"]
+    out_words, tile_words = words["out_words"], words["tile_words"]
+    spectral_words = words["spectral_words"]
     # GemmEngine B and C lane buffers (worst case over the dataflows' layouts), two halves
     b_words = np.maximum(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
     c_words = np.maximum(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
@@ -353,7 +367,6 @@ def datapath_memories(hw) -> dict:
     back = acc + growth
     has_fft = (hw.fft_size > 0) * 1
     fft_part = a - 1                      # the FFT2D's data_bits (rtl.fft.FFT2D)
-    spectral_words = feature_words        # as deep as the tile buffer
     return {
         "engine_a": (2 * _pow2_at_least(a_words), a * rows, engine_lanes),
         "engine_b": (2 * _pow2_at_least(b_words), b, engine_lanes),
@@ -363,7 +376,7 @@ def datapath_memories(hw) -> dict:
         "shift_add": (out_words, acc * cols, 1),
         "output": (out_words, prec * lanes, 1),
         "accumulator": (out_words, back * lanes, 1),
-        "tile": (feature_words, prec * t2 * rows, has_w * 1),
+        "tile": (tile_words, prec * t2 * rows, has_w * 1),
         "transformed": (mbuf_words, acc * cols, has_w * t2),
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -216,14 +217,16 @@ def _job_invocations(case: ConvCase, plan) -> list:
 
 
 def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: str,
-                   seed: int = 1, progress=None, work_dir: Path | None = None
-                   ) -> list[ConvResult]:
+                   seed: int = 1, progress=None, work_dir: Path | None = None,
+                   timing: dict | None = None) -> list[ConvResult]:
     """Run layers one after another on one simulated datapath; return their results.
 
     ``progress`` (optional callable) is called with each case's name before the run starts
     (the run is one simulator process for the whole batch).  The job and result files go to
     ``work_dir``, by default ``build/sim/<run_name>``: two runs at the same time must not share
-    one (each would read the other's results).
+    one (each would read the other's results).  ``timing`` (optional dict) gets the wall
+    seconds of generating and building the datapath (``build_s``) and of the simulator run
+    (``simulate_s``).
 
     Raises
     ------
@@ -235,8 +238,10 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
     from sim.runner import REPO_ROOT, build_component, run_cocotb
 
     plans = [plan_case(c, cfg) for c in cases]
+    start = time.perf_counter()
     dp = cfg.datapath()
     build = build_component(dp, cfg.toplevel)
+    built = time.perf_counter()
     test_dir = Path(work_dir) if work_dir is not None else \
         REPO_ROOT / "build" / "sim" / _safe(run_name)
     test_dir.mkdir(parents=True, exist_ok=True)
@@ -256,6 +261,8 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
             progress(c.name)
     run_cocotb(build, TB_MODULE, test_dir=test_dir, seed=seed,
                extra_env={"OMNICONV_CONV_JOB": str(test_dir / "conv_job.json")})
+    if timing is not None:
+        timing.update(build_s=built - start, simulate_s=time.perf_counter() - built)
     results = json.loads(out.read_text())
     done = []
     for case, plan, res in zip(cases, plans, results):

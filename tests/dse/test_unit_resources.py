@@ -123,7 +123,8 @@ def test_fft_buffers_follow_the_datapath():
     assert mem["spectrum_in"] == (tile_words, 32, 1)
     assert mem["spectrum_out"] == (tile_words, 16, 2)
     assert mem["gauss_k1"] == (8 * 8, 48, 1)
-    assert mem["overlap_add"] == (min(4 * 1024 * 8 // 48, 64), 48, 2)   # 2 read ports
+    # as deep as the output side: 4 KiB of words of 8 (cols) 48-bit accumulators; 2 read ports
+    assert mem["overlap_add"] == (4 * 1024 * 8 // (48 * 8), 48, 2)
 
 
 @pytest.mark.parametrize("family", FLOWS)
