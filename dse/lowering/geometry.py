@@ -144,7 +144,5 @@ class Lowered:
     def macs_needed(self):
         """Multiplies the algorithm needs (transformed domain, no padding channels, and for
         im2col's bands no padded rows: its ``tiles`` are the output pixels)."""
-        rows_a = self.gemms * self.m
-        if not isinstance(self.band, int) or self.band:
-            rows_a = np.where(np.asarray(self.band) > 0, self.tiles, rows_a)
+        rows_a = np.where(np.asarray(self.band) > 0, self.tiles, self.gemms * self.m)
         return self.invocations * rows_a * self.k_alg * self.n
