@@ -49,16 +49,19 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 #: data for its layers as the whole run).
 DATA_SEED = 2024
 
-#: Peak resident memory of a verification, ``BASE + PER_BIT · buffer_bits + PER_WORD ·
-#: job_words`` bytes (:func:`estimate_cost`).  ``BASE`` covers the command itself (numpy,
-#: onnx and Amaranth loaded, the datapath elaborated: up to 0.7 GB) beside the Verilator
-#: build or the simulator's own interpreter; ``PER_BIT`` is the simulator's model holding the
-#: buffers (1.17 bytes a bit measured on a 404 Mbit 16×16 Winograd datapath, rounded up: a
-#: C++ word per 32 bits of each buffer word); ``PER_WORD`` a loaded or read word held as a
-#: Python int in a list and as JSON text, in the command and in the simulator (about 2 × 50
-#: bytes).  Generating and building the Verilog no longer grows with the buffers: memories
-#: carry no per-word initialisers (``rtl/emit.py``).
-MEMORY_BASE_BYTES = 1536 * 2 ** 20
+#: Peak resident memory of a verification, ``BASE + PER_PE · PEs + PER_BIT · buffer_bits +
+#: PER_WORD · job_words`` bytes (:func:`estimate_cost`).  ``BASE`` is the command itself
+#: (numpy, onnx and Amaranth loaded) beside the Verilator build or the simulator's own
+#: interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
+#: simulator runs (3.4 GB for a 16×64 array with a Winograd unit, 0.7 GB for 16×16);
+#: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
+#: Mbit and 3.5 Gbit datapaths, rounded up: a C++ word per 32 bits of each buffer word);
+#: ``PER_WORD`` a loaded or read word held as a Python int in a list and as JSON text, in
+#: the command and in the simulator (about 2 × 50 bytes).  Generating and building the
+#: Verilog no longer grows with the buffers: memories carry no per-word initialisers
+#: (``rtl/emit.py``).
+MEMORY_BASE_BYTES = 2 ** 30
+MEMORY_PER_PE_BYTES = 3.5 * 2 ** 20
 MEMORY_PER_BUFFER_BIT = 1.5
 MEMORY_PER_JOB_WORD = 100.0
 #: Wall time, ``BUILD + cycles · PEs / PE_CYCLES_PER_S + job_words · SECONDS_PER_WORD``
@@ -329,6 +332,12 @@ def _job_words(plan) -> int:
     return words
 
 
+def _fixed_bytes(params) -> float:
+    """The estimate's memory that does not grow with the buffers: the command and its
+    elaborated datapath."""
+    return MEMORY_BASE_BYTES + MEMORY_PER_PE_BYTES * params.rows * params.cols
+
+
 def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     """Estimate memory and time of verifying ``cases`` on ``params`` (nothing is built)."""
     from dse.compiler import plan_conv, required_limits
@@ -343,7 +352,8 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     largest = max(per_layer, key=lambda item: item[1])
     words = sum(_job_words(p) for p in plans)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
-    memory = int(MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * bits + MEMORY_PER_JOB_WORD * words)
+    memory = int(_fixed_bytes(params) + MEMORY_PER_BUFFER_BIT * bits
+                 + MEMORY_PER_JOB_WORD * words)
     seconds = (BUILD_SECONDS + cycles * params.rows * params.cols / PE_CYCLES_PER_S
                + words * SECONDS_PER_WORD)
     return VerifyCost(bits, words, cycles, memory, seconds, largest)
@@ -474,7 +484,7 @@ def _too_big(cost: VerifyCost, cases, params, precision: int, budget: int, hint:
     fitting = [c.name for c in cases
                if estimate_cost([c], params, precision).memory_bytes <= budget]
     raise_it = f", or raise {hint}" if hint else ""
-    alone = MEMORY_BASE_BYTES + MEMORY_PER_BUFFER_BIT * cost.largest[1]
+    alone = _fixed_bytes(params) + MEMORY_PER_BUFFER_BIT * cost.largest[1]
     head = (f"verifying {len(cases)} conv layers on a {params.rows}x{params.cols} array needs "
             f"about {_gib(cost.memory_bytes)} of memory (each buffer sized for the layer that "
             f"needs it most; the largest alone, {cost.largest[0]}, about {_gib(alone)}), more "
