@@ -150,11 +150,7 @@ class Invocation:
     group: int
     filters: tuple
     out_words: int
-
-    @property
-    def b_matrices(self) -> int:
-        """B matrices the invocation reads from the weight buffer (see above)."""
-        return 1 if self.registers["alg"] == Algorithm.IM2COL.code else self.gemms
+    b_matrices: int
 
     @property
     def weight_words(self) -> int:
@@ -501,6 +497,10 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     def lowered(nf=None):
         return low_mod.lower(geometry, unit, rows, cols, flow.code, n=nf)
 
+    def b_matrices(gemms):
+        """B matrices in the weight buffer: im2col's bands all multiply the same weights."""
+        return 1 if algo == "im2col" else gemms
+
     wm = unit if algo == "winograd" else 0
     fn = unit if algo == "fft" else 0
     low = lowered()
@@ -534,7 +534,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             if gm * gk * fn * fn > spectral:
                 problems.append(f"{gm * gk * fn * fn} FFT tile words > {spectral}")
             n_step = min(n_step, max(1, spectral // (gm * fn * fn)))
-        b_mats = 1 if algo == "im2col" else gemms
+        b_mats = b_matrices(gemms)
         while n_step > 1 and b_mats * int(lowered(n_step).b_words) > limits.weight_words:
             n_step -= 1
         if b_mats * int(lowered(n_step).b_words) > limits.weight_words:
@@ -597,7 +597,8 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
             out_words = int(lo.out_words)
             regs["out_words"] = out_words
-            invs.append(Invocation(regs, (im, gk, nf), igemms, gi, (f0, f1), out_words))
+            invs.append(Invocation(regs, (im, gk, nf), igemms, gi, (f0, f1), out_words,
+                                   b_matrices(igemms)))
     return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
                     pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ConvBuilder", "write_config"]
+__all__ = ["ConvBuilder", "write_config", "run_verify"]
 
 
 def write_config(path, network, *, hardware, board="ecp5-85k", algorithms=None,
@@ -25,6 +25,15 @@ def write_config(path, network, *, hardware, board="ecp5-85k", algorithms=None,
         lines.append(f"verify: {{network: {verify}}}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_verify(capsys, *argv):
+    """``omniconv verify ARGV`` in-process: (exit status, stdout, stderr)."""
+    from omniconv.cli import main
+
+    code = main(["verify", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 class ConvBuilder:

@@ -14,7 +14,6 @@ import cli_helpers
 import pytest
 from cli_helpers import ConvBuilder
 
-from omniconv.cli import main
 from sim.runner import REPO_ROOT
 
 #: Hardware pinned completely, so every narrowing runs on the same datapath build.
@@ -40,10 +39,7 @@ def odd_onnx(path):
     return net.save(path, [1, 3, 11, 9], prev)
 
 
-def run_cli(capsys, *argv):
-    code = main(["verify", *map(str, argv)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run_cli = cli_helpers.run_verify
 
 
 def test_missing_config_exits_2(capsys, tmp_path):

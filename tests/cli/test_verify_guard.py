@@ -38,10 +38,7 @@ def onnx_net(path):
     return net.save(path, [1, 3, 8, 8], prev)
 
 
-def run_cli(capsys, *argv):
-    code = main(["verify", *map(str, argv)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run_cli = cli_helpers.run_verify
 
 
 def test_whole_resnet18_over_the_budget_is_refused_quickly_with_one_line(tmp_path, capsys):
