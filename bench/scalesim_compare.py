@@ -82,10 +82,11 @@ def main() -> int:
         print(f"  {flow}: total ours/SCALE-Sim = {total_ours / total_ss:.3f}; per layer "
               f"min {min(ratios):.3f}, max {max(ratios):.3f}")
     print("\nWhy they differ: our engine (dse.cost.gemm, equal to the RTL) overlaps folds -- "
-          "each tile takes T + rows - 1 cycles because the next stationary operand is "
-          "preloaded (ws, is) or the accumulators drained (os) under the current tile -- and "
-          "pays the array fill/drain (rows + cols + multiplier latency + 3) once per GEMM; "
-          "SCALE-Sim charges 2R + C + T - 2 per fold, i.e. R + C - 1 more cycles every fold.  "
+          "a tile takes max(T, rows + 1) cycles in ws/is, because the next stationary operand "
+          "is preloaded and latched under the current tile and the PEs switch with its first "
+          "vector, and T + rows - 1 in os, where the accumulators drain under the next tile -- "
+          "and pays the array fill/drain (rows + cols + multiplier latency + 3) once per GEMM; "
+          "SCALE-Sim charges 2R + C + T - 2 per fold.  "
           "The gap is largest where T is short (many folds of small T), smallest for long T.")
     return 0
 

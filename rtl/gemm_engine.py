@@ -482,9 +482,17 @@ class GemmEngine(wiring.Component):
         m.d.sync += init.eq(fire)
         t_len = Mux(os_, ck, Mux(is_, cn, cm))   # temporal extent of a tile
         span = max(self._max) + rows + 1
+        # Tile slot: os T + rows − 1 (the drain of the accumulators shifts rows cycles
+        # under the next tile's stream); ws/is max(T, rows + 1): the next tile's stationary
+        # operand is preloaded in the slot's last rows + 1 cycles and latched in its last
+        # cycle, and the PEs switch to it with the next tile's first vector (rtl/pe.py).
+        slot_len = Signal(range(span + 1))
+        m.d.comb += slot_len.eq(Mux(os_, t_len + rows - 1,
+                                    Mux(t_len > rows, t_len, rows + 1)))
         o = Signal(range(span))                  # offset in the tile slot
         pi = Signal(range(rows))                 # preload item
-        seq_pro = Signal()
+        seq_pro = Signal()                       # ws/is: preload of tile 0
+        seq_lat = Signal()                       # ws/is: its latch, one cycle
         seq_slot = Signal()
         seq_tail = Signal()
         s_adv = Signal()
@@ -498,13 +506,17 @@ class GemmEngine(wiring.Component):
             m.d.sync += [o.eq(0), pi.eq(0), seq_pro.eq(~os_), seq_slot.eq(os_)]
 
         issue_stream = seq_slot & (o < t_len)
-        issue_pre = (seq_pro | (seq_slot & ~os_ & (o >= t_len - 1))) & ~pre_walk.finished
-        slot_end = seq_slot & (o == t_len + rows - 2)
+        in_window = (o + rows + 1 >= slot_len) & (o + 1 < slot_len)
+        issue_pre = (seq_pro | (seq_slot & ~os_ & in_window)) & ~pre_walk.finished
+        issue_latch = seq_lat | (seq_slot & ~os_ & (o + 1 == slot_len))
+        slot_end = seq_slot & (o + 1 == slot_len)
         m.d.comb += [pre_adv.eq(issue_pre & (pi == rows - 1)), s_adv.eq(slot_end)]
         with m.If(issue_pre):
             m.d.sync += pi.eq(Mux(pi == rows - 1, 0, pi + 1))
         with m.If(seq_pro & (pi == rows - 1)):
-            m.d.sync += [seq_pro.eq(0), seq_slot.eq(1), o.eq(0)]
+            m.d.sync += [seq_pro.eq(0), seq_lat.eq(1)]
+        with m.If(seq_lat):
+            m.d.sync += [seq_lat.eq(0), seq_slot.eq(1), o.eq(0)]
         with m.If(seq_slot):
             m.d.sync += o.eq(o + 1)
             with m.If(slot_end):
@@ -517,7 +529,7 @@ class GemmEngine(wiring.Component):
         o_inc = Signal()
         o_zero = Signal()
         m.d.comb += [o_inc.eq(seq_slot & ~slot_end),
-                     o_zero.eq(~o_inc & (init | (seq_pro & (pi == rows - 1)) | slot_end))]
+                     o_zero.eq(~o_inc & (init | seq_lat | slot_end))]
 
         # B reads: one address for all lanes.
         rr = rows - 1 - pi                        # preload item pi carries row rows-1-pi
@@ -602,7 +614,7 @@ class GemmEngine(wiring.Component):
         m.d.sync += [al_bank.eq(g_bank), al_el.eq(Mux(os_, o_el, rr))]
         m.d.sync += [
             al_valid.eq(issue_stream), al_first.eq(issue_stream & (o == 0)),
-            al_latch.eq(issue_stream & (o == 0) & ~os_),
+            al_latch.eq(issue_latch),
             al_drain.eq(iss_drain), al_step.eq(iss_step),
             al_hmask.eq(h_mask), al_vmask.eq(v_mask),
         ]

@@ -5,7 +5,12 @@ The PE has four registered paths (see docs/rtl.md for the timing):
 * horizontal operand ``h`` with its ``valid``/``first`` flags, passed to the right neighbour;
 * vertical operand ``v``, passed down: the B stream (os) or the stationary operand while it is
   being preloaded (ws, is);
-* a stationary register ``s`` that takes ``v`` when the column's ``latch`` strobe is high;
+* the stationary operand of ws/is in two registers: a shadow ``w`` that takes ``v`` when the
+  column's ``latch`` strobe is high, and ``s``, the multiplier's operand, that takes ``w``
+  with the first vector of a tile (``h_first`` beside a valid ``h``).  The switch to the next
+  tile's operand thus travels through the array with the tile's first vector, one row and
+  one column a cycle, so the next tile's vectors can follow the last of the current one
+  without a gap while its operand is preloaded and latched underneath;
 * the accumulator ``acc``, which is also the partial-sum output to the PE below: ws/is add
   the partial sum from above (``acc <= p_in + a·b``); os accumulates in place and, when the
   column drains, shifts accumulators down the column (``acc <= p_in``).
@@ -69,7 +74,7 @@ class ProcessingElement(wiring.Component):
     v_in : In
         Vertical operand from above; ``v_out`` its registered copy.
     latch : In(1)
-        Column strobe: ``s <= v`` (ws/is).
+        Column strobe: ``w <= v`` (ws/is); ``s <= w`` follows with the tile's first vector.
     drain, drain_step : In
         Column drain strobe and step index (os).
     p_in : In(signed(acc_width))
@@ -128,12 +133,16 @@ class ProcessingElement(wiring.Component):
         hv = Signal(name="h_valid")
         hf = Signal(name="h_first")
         v = Signal.like(self.v_in, name="v", reset_less=True)
+        w = Signal.like(self.v_in, name="w", reset_less=True)
         s = Signal.like(self.v_in, name="s", reset_less=True)
         m.d.sync += [h.eq(self.h_in), v.eq(self.v_in)]
         control(hv, self.h_valid_in)
         control(hf, self.h_first_in)
         with m.If(self.latch):
-            m.d.sync += s.eq(v)
+            m.d.sync += w.eq(v)
+        # s changes in the edge that brings the tile's first vector into h (os ignores s)
+        with m.If(self.h_first_in & self.h_valid_in):
+            m.d.sync += s.eq(w)
         m.d.comb += [self.h_out.eq(h), self.h_valid_out.eq(hv), self.h_first_out.eq(hf),
                      self.v_out.eq(v)]
 

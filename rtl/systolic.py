@@ -18,8 +18,13 @@ Dataflows (``mode`` = ``rtl.params.Dataflow.code``; SCALE-Sim's spatial assignme
   partial C[m0+c][t].
 
 Stationary operands (ws, is) are preloaded through ``v``: the value for row r is presented
-``rows − 1 − r`` cycles before ``latch``; ``latch`` copies ``v`` into ``s`` in every PE of the
-column at once.  Timing and the resulting cycle formula: docs/rtl.md.
+``rows − 1 − r`` cycles before ``latch``; ``latch`` copies ``v`` into the shadow register of
+every PE of the column at once, and each PE moves its shadow into its stationary register
+with the first vector of the next tile (``h_first``), which reaches PE(r, c) r + c cycles
+after it enters.  So the latch for tile t + 1 may come once the first vector of tile t has
+passed the last row (``rows`` − 1 cycles after it entered) and must come at least one cycle
+before tile t + 1's first vector: tiles can follow each other every max(T, rows) cycles.
+Timing and the resulting cycle formula: docs/rtl.md.
 """
 
 from __future__ import annotations
@@ -57,11 +62,13 @@ class SystolicArray(wiring.Component):
     h_in : In(ArrayLayout(signed(max(a_width, b_width)), rows))
         Horizontal operand vector (A in ws/os, B in is).
     h_valid, h_first : In(1)
-        The vector is valid; it is the first of an os tile (clears the accumulators).
+        The vector is valid; it is the first of a tile (os: clears the accumulators; ws/is:
+        switches to the latched stationary operand).
     v_in : In(ArrayLayout(signed(max(a_width, b_width)), cols))
         Vertical operand vector (B in os; the stationary operand during a ws/is preload).
     latch, drain : In(1)
-        Latch the preloaded stationary operand (ws/is); drain step ``drain_step`` (os).
+        Latch the preloaded stationary operand into the shadow registers (ws/is); drain step
+        ``drain_step`` (os).
     drain_step : In(bits for rows − 1)
     out : Out(ArrayLayout(signed(acc_width), cols))
         De-skewed output vector.

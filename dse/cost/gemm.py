@@ -6,18 +6,21 @@ already on chip (loading and draining overlap with compute through double buffer
 tests run the RTL in simulation and require equality for every tested shape, array and
 dataflow.  Derivation: docs/rtl.md, "Cycle formula".
 
-The engine walks ``tiles`` tiles; each occupies a slot of ``T + rows − 1`` cycles, where T is
-the temporal extent of the dataflow (SCALE-Sim's assignment)::
+The engine walks ``tiles`` tiles, each in a slot of cycles, where T is the temporal extent of
+the dataflow (SCALE-Sim's assignment)::
 
     dataflow   spatial rows × cols     temporal T   tiles
     ws (0)     K × N                   M            ⌈K/rows⌉ · ⌈N/cols⌉
     os (1)     M × N                   K            ⌈M/rows⌉ · ⌈N/cols⌉
     is (2)     K × M                   N            ⌈K/rows⌉ · ⌈M/cols⌉
 
-The ``rows − 1`` extra cycles per slot let the next tile's stationary operand be preloaded
-(ws, is) or the finished accumulators be drained (os) underneath the current tile.  Once per
-GEMM come the pipeline fill and drain: ``rows + cols + mult_latency + 3`` cycles, plus one
-for the first stationary preload in ws and is.  The busy cycles do not depend on the stream
+An os slot is ``T + rows − 1`` cycles: the finished accumulators drain down the columns for
+rows cycles underneath the next tile's stream.  A ws/is slot is ``max(T, rows + 1)`` cycles:
+the next tile's stationary operand is preloaded into the PEs' shadow registers during the
+current tile and each PE switches to it with the next tile's first vector (``rtl/pe.py``), so
+tiles follow each other without a gap unless T is shorter than the preload and its latch.
+Once per GEMM come the pipeline fill and drain: ``rows + cols + mult_latency + 3`` cycles,
+plus, in ws and is, ``rows + 1`` for the first stationary preload and its latch.  The busy cycles do not depend on the stream
 widths (narrow or wide): the sequencer reads the same buffers either way.
 
 Stream beats per GEMM (``a_beats``, ``b_beats``, ``c_beats``): a narrow stream moves one
@@ -83,8 +86,8 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
     -------
     dict
         ``tiles`` (tiles walked), ``steady`` (cycles with one vector streamed each:
-        tiles · T), ``fill_drain`` (all other cycles: per-tile preload/drain slack of
-        rows − 1 and the once-per-GEMM pipeline fill and drain) and ``cycles`` (their sum,
+        tiles · T), ``fill_drain`` (all other cycles: per-tile slack, os rows − 1, ws/is
+        max(0, rows + 1 − T), and the once-per-GEMM pipeline fill and drain) and ``cycles`` (their sum,
         equal to :func:`gemm_cycles`).
     """
     is_ws = dataflow == 0
@@ -95,10 +98,11 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
     temporal = xp.where(is_ws, m, xp.where(is_os, k, n))
     tiles = _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols)
     steady = tiles * temporal
-    # The ws/is engine spends its first `rows` cycles preloading tile 0's stationary operand
-    # before any vector streams; os needs none, hence the one-cycle difference (docs/rtl.md).
-    once = rows + cols + mult_latency + 3 + xp.where(is_os, 0, 1)
-    fill_drain = tiles * (rows - 1) + once
+    # os: every slot is rows − 1 longer than T.  ws/is: a slot is max(T, rows + 1), and the
+    # GEMM adds tile 0's preload and latch (rows + 1) before its first vector.
+    once = rows + cols + mult_latency + 3
+    slack_stationary = (tiles - 1) * xp.maximum(rows + 1 - temporal, 0) + rows + 1
+    fill_drain = once + xp.where(is_os, tiles * (rows - 1), slack_stationary)
     return {"tiles": tiles, "steady": steady, "fill_drain": fill_drain,
             "cycles": steady + fill_drain}
 

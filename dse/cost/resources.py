@@ -38,7 +38,8 @@ The PE array's LUT and FF (:func:`array_resources`) are the earlier measurements
 array alone (Yosys ``-flatten`` runs of a bare output-stationary int8 array
 with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF, 16×16 12780
 LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
-12461 LUT4: 0.9089 per PE bit plus 1293.
+12461 LUT4: 0.9089 per PE bit plus 1293.  Each PE also has the shadow register of the next
+stationary operand, max(a, b) flip-flops (:func:`shadow_bits`), counted at the FF rate.
 
 overlay.v's feature, tile, weight and output buffers hold the OverlayParams' KiB in words as
 wide as the datapath makes them (:func:`overlay_buffer_words`, which ``omniconv.overlay``
@@ -70,7 +71,7 @@ from rtl.params import REQUANT_MULT_BITS
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
            "TRANSPARENT_MEMORIES", "overlay_buffer_words",
-           "Resources", "estimate_resources", "array_resources", "fft_resources",
+           "Resources", "estimate_resources", "array_resources", "shadow_bits", "fft_resources",
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "REQUANT_MULT_BITS"]
 
@@ -393,7 +394,13 @@ def array_resources(hw) -> tuple:
     pe_bits = hw.a_width + hw.b_width + hw.acc_width
     return (pes * _mults(hw.a_width, hw.b_width, c),
             pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"],
-            pes * pe_bits * c["ff_per_pe_bit"])
+            pes * (pe_bits + shadow_bits(hw)) * c["ff_per_pe_bit"])
+
+
+def shadow_bits(hw):
+    """Flip-flops of a PE's shadow register (the next stationary operand, ``rtl/pe.py``):
+    ``max(a_width, b_width)``; registers with an enable, so no LUTs."""
+    return np.maximum(hw.a_width, hw.b_width)
 
 
 def _load_fft_points(path: Path = UNIT_RESOURCES_PATH) -> dict:
@@ -523,7 +530,7 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     pe_bits = a + hw.b_width + hw.acc_width
     dsp = pes * _mults(a, hw.b_width, c)
     lut = pes * pe_bits * c["lut_per_pe_bit"] + c["lut_array_base"]
-    ff = pes * pe_bits * c["ff_per_pe_bit"]
+    ff = pes * (pe_bits + shadow_bits(hw)) * c["ff_per_pe_bit"]
     # requantiser: one back-end-width × 17-bit multiply per lane
     lanes = out_lanes(hw)
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)

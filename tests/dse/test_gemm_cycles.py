@@ -2,8 +2,9 @@
 
 RTL simulation equality is tested in tests/rtl/test_gemm_engine.py (and through Verilator in
 tests/cocotb); here the closed form is checked against an independent brute-force walk of the
-engine's schedule as documented in docs/rtl.md (one INIT cycle, ws/is preload of tile 0,
-slots of T + rows − 1 cycles, then the pipeline latency of the last vector to its write),
+engine's schedule as documented in docs/rtl.md (one INIT cycle, ws/is preload and latch of
+tile 0, slots of T + rows − 1 cycles (os) or max(T, rows + 1) (ws, is), then the pipeline
+latency of the last vector to its write),
 and for the properties the explorer relies on: broadcasting, numpy/torch agreement, tile
 counts by enumeration, and the breakdown adding up.
 """
@@ -33,12 +34,15 @@ def walk_schedule(m, k, n, rows, cols, flow, lat):
         t_len = k
     cycle = 1                                # busy cycle 1: INIT resets the tile walkers
     if flow != OS:
-        cycle += rows                        # preload of tile 0's stationary operand
+        cycle += rows + 1                    # preload of tile 0's stationary operand, latch
     last_issue = None
     for _ in tiles:
         slot_start = cycle + 1
         last_issue = slot_start + t_len - 1  # one vector per cycle
-        cycle += t_len + rows - 1            # slot: stream T, hide preload/drain of rows-1
+        if flow == OS:
+            cycle += t_len + rows - 1        # slot: stream T, drain rows under the next
+        else:
+            cycle += max(t_len, rows + 1)    # slot: stream T; preload and latch the next
     if flow == OS:
         # drain starts rows + L + 1 after the last vector, lasts rows cycles; each drained
         # row leaves the de-skew cols cycles after its drain step and is written one later.
@@ -63,11 +67,11 @@ def test_closed_form_equals_schedule_walk(lat):
 
 def test_hand_derived_smallest_case():
     # 1×1×1 on a 1×1 array, L = 3 (docs/rtl.md): os: INIT, issue, 1+L+1 to the accumulator,
-    # drain step, write → 1 + 1 + (1 + 3 + 1) + 1 + 1 = 9; ws/is add the one-cycle preload
-    # and the read-modify-write path: 1 + 1 + 1 + (1 + 1 + 3 + 1) + 1 = 10.
+    # drain step, write → 1 + 1 + (1 + 3 + 1) + 1 + 1 = 9; ws/is add the one-cycle preload,
+    # its latch and the read-modify-write path: 1 + 1 + 1 + 1 + (1 + 1 + 3 + 1) + 1 = 11.
     assert int(gemm_cycles(1, 1, 1, 1, 1, OS)) == 9
-    assert int(gemm_cycles(1, 1, 1, 1, 1, WS)) == 10
-    assert int(gemm_cycles(1, 1, 1, 1, 1, IS)) == 10
+    assert int(gemm_cycles(1, 1, 1, 1, 1, WS)) == 11
+    assert int(gemm_cycles(1, 1, 1, 1, 1, IS)) == 11
 
 
 def test_tiles_match_enumeration_and_breakdown_adds_up():

@@ -87,10 +87,10 @@ def test_stationary_modes_add_partial_sum_from_above(mode):
         if t == 0:
             return {"v_in": stationary}
         if t == 1:
-            return {"latch": 1}                      # s <= v (v holds the value now)
+            return {"latch": 1}                      # w <= v (v holds the value now)
         i = t - 2
-        if i < len(stream):
-            return {"h_in": stream[i], "h_valid_in": 1}
+        if i < len(stream):                          # s <= w with the first vector
+            return {"h_in": stream[i], "h_valid_in": 1, "h_first_in": int(i == 0)}
         return {}
 
     # p_in must line up with the product: the operand of cycle τ meets p_in of τ + 1 + L.
@@ -109,7 +109,7 @@ def test_stationary_modes_add_partial_sum_from_above(mode):
             ctx.set(pe.p_in, p_in[i] if 0 <= i < len(p_in) else 0)
             pe_trace.append((ctx.get(pe.p_out), ctx.get(pe.p_valid_out)))
             await ctx.tick()
-            for name in ("h_valid_in", "latch"):
+            for name in ("h_valid_in", "h_first_in", "latch"):
                 ctx.set(getattr(pe, name), 0)
 
     sim.add_testbench(tb)
@@ -118,6 +118,36 @@ def test_stationary_modes_add_partial_sum_from_above(mode):
         out, valid = pe_trace[i + 2 + 2 + latency]
         assert (out, valid) == (p_in[i] + x * stationary, 1), i
     assert pe_trace[2 + 1 + latency][1] == 0          # nothing valid before the first
+
+
+@pytest.mark.parametrize("mode", [WS, IS])
+def test_next_stationary_latched_under_the_stream_switches_with_its_first_vector(mode):
+    # Tile 0 uses 3, tile 1 uses -5; -5 is latched (into the shadow) while tile 0 streams,
+    # and tile 1's first vector follows tile 0's last without a gap.
+    stream = [(2, 1), (7, 0), (-4, 0), (9, 1), (6, 0)]   # (value, first of a tile)
+    tile = [0, 0, 0, 1, 1]
+    stat = [3, -5]
+
+    def drive(t):
+        d = {}
+        if t == 0:
+            d["v_in"] = stat[0]
+        if t == 1:
+            d["latch"] = 1
+        if t == 2:
+            d["v_in"] = stat[1]
+        if t == 3:
+            d["latch"] = 1                           # during tile 0's second vector
+        i = t - 2
+        if 0 <= i < len(stream):
+            d.update(h_in=stream[i][0], h_valid_in=1, h_first_in=stream[i][1])
+        return d
+
+    latency = 1
+    trace = run_pe(row=0, latency=latency, mode=mode, drive=drive, cycles=12)
+    outs = [x[0] for x in trace]
+    for i, (x, _) in enumerate(stream):
+        assert outs[i + 2 + 2 + latency] == x * stat[tile[i]], i
 
 
 @pytest.mark.parametrize("row", [0, 1, 2])

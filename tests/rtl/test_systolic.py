@@ -59,10 +59,11 @@ def stationary_schedule(stat, stream):
     sched = {}
     for i in range(rows):                    # item i carries row rows-1-i
         sched[i] = {"v_in": list(stat[rows - 1 - i])}
+    sched[rows] = {"latch": 1}               # the cycle after the last item
     for t in range(stream.shape[1]):
-        sched[rows + t] = {"h_in": list(stream[:, t]), "h_valid": 1}
-    sched[rows]["latch"] = 1
-    return sched, rows
+        sched[rows + 1 + t] = {"h_in": list(stream[:, t]), "h_valid": 1,
+                               "h_first": int(t == 0)}
+    return sched, rows + 1
 
 
 @pytest.mark.parametrize("latency", [0, 3])
@@ -85,6 +86,43 @@ def test_stationary_dataflows(mode, latency):
     assert sorted(outs) == list(range(first_out, first_out + t_len))
     for t in range(t_len):
         assert outs[first_out + t] == list(expect[t]), t
+
+
+@pytest.mark.parametrize("t_len", [1, 2, 5])
+@pytest.mark.parametrize("mode", [WS, IS])
+def test_stationary_tiles_back_to_back(mode, t_len):
+    """Three tiles every max(T, rows) cycles: each tile's operand is preloaded and latched
+    while the previous tile streams, and the PEs switch with the tile's first vector."""
+    rng = np.random.default_rng(7 * t_len + mode)
+    rows, cols = PARAMS.rows, PARAMS.cols
+    slot = max(t_len, rows)
+    tiles = []
+    for _ in range(3):
+        if mode == WS:
+            b = rng.integers(-128, 128, (rows, cols))
+            a = rng.integers(-128, 128, (t_len, rows))
+            tiles.append((b, a.T, a @ b))
+        else:
+            a = rng.integers(-128, 128, (cols, rows))
+            b = rng.integers(-128, 128, (rows, t_len))
+            tiles.append((a.T, b, (a @ b).T))
+    sched = {}
+    first = rows + 1                        # tile 0: preload 0 … rows-1, latch at rows
+    for i, (stat, stream, _) in enumerate(tiles):
+        start = first + i * slot
+        latch = start - 1
+        for j in range(rows):               # item j carries row rows-1-j
+            sched.setdefault(latch - rows + j, {})["v_in"] = list(stat[rows - 1 - j])
+        sched.setdefault(latch, {})["latch"] = 1
+        for t in range(t_len):
+            sched.setdefault(start + t, {}).update(
+                h_in=list(stream[:, t]), h_valid=1, h_first=int(t == 0))
+    last = first + 2 * slot + t_len
+    outs = run_array(PARAMS, 1, mode, sched, last + rows + cols + 4)
+    first_out = first + rows + cols + 1
+    want = {first_out + i * slot + t: list(tiles[i][2][t])
+            for i in range(3) for t in range(t_len)}
+    assert outs == want
 
 
 @pytest.mark.parametrize("latency", [0, 2])
