@@ -39,7 +39,8 @@ def layer_rows(design, network) -> list[dict]:
         layer = by_name[lp.name]
         if layer.op != "conv":
             continue
-        unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(lp.algorithm, 0)
+        unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(
+            lp.algorithm, int(lp.variant == "patches"))
         c = layer_cycles(lp.algorithm, Geometry.of_layer(layer), unit, hw["rows"], hw["cols"],
                          Dataflow(lp.dataflow).code)
         rows.append({"name": lp.name, "choice": f"{lp.algorithm} {lp.variant or ''} "

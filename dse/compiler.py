@@ -34,6 +34,7 @@ buffers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -182,6 +183,9 @@ class ConvPlan:
     precision: int = 8           # bits of activations and weights
     rows: int = 1                # the array the plan is for
     cols: int = 1
+    winograd_lanes: int = 1      # Winograd output transforms (filters per output word)
+    host_patches: tuple = ()     # im2col from host patches: the layer's (kernel, stride,
+                                 # dilation, pads); the plan's shapes are the 1×1 conv's
 
     @property
     def geometry(self) -> Geometry:
@@ -195,13 +199,19 @@ class ConvPlan:
         """The transform unit's size the plan uses: Winograd m, FFT N, else 0."""
         return self.winograd_m or self.fft_n
 
+    def lowered(self, rows: int, cols: int, n: int):
+        """The lowering of one invocation of ``n`` filters on a rows×cols array."""
+        extra = {"lanes": self.winograd_lanes} if self.algorithm == "winograd" else {}
+        return lowering(self.algorithm).lower(self.geometry, self.unit, rows, cols,
+                                              Dataflow(self.dataflow).code, n=n, **extra)
+
     def invocation_cycles(self, inv: "Invocation", rows: int, cols: int,
                           mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
         """Predicted counters of one invocation on a rows×cols array (``dse.lowering``):
         ``cycles`` and the ``gemm``, ``front``, ``back`` and ``requant`` unit counters."""
         mod = lowering(self.algorithm)
         flow = Dataflow(self.dataflow).code
-        low = mod.lower(self.geometry, self.unit, rows, cols, flow, n=inv.gemm[2])
+        low = self.lowered(rows, cols, inv.gemm[2])
         return {k: int(v) for k, v in mod.cycles(low, rows, cols, flow,
                                                   mult_latency=mult_latency).items()}
 
@@ -217,10 +227,8 @@ class ConvPlan:
         """The ideal bound of the layer on a rows×cols array: the multiplies its algorithm
         needs (:attr:`dse.lowering.Lowered.macs_needed`, summed over the invocations) ÷ PEs,
         rounded up."""
-        mod = lowering(self.algorithm)
-        flow = Dataflow(self.dataflow).code
-        macs = sum(int(mod.lower(self.geometry, self.unit, rows, cols, flow,
-                                 n=inv.gemm[2]).macs_needed) for inv in self.invocations)
+        macs = sum(int(self.lowered(rows, cols, inv.gemm[2]).macs_needed)
+                   for inv in self.invocations)
         return -(-macs // (rows * cols))
 
     @property
@@ -261,11 +269,36 @@ class ConvPlan:
         cg = self.in_shape[0] // self.groups
         return np.asarray(x, dtype=np.int64)[inv.group * cg:(inv.group + 1) * cg]
 
+    # -- host patches ---------------------------------------------------------------------
+    def host_input(self, x: np.ndarray) -> np.ndarray:
+        """The layer input as the plan reads it: ``x`` itself, or with ``host_patches`` its
+        im2col patches C·R·S × OH × OW (channel (c, ky, kx), what the host writes to DRAM)."""
+        x = np.asarray(x, dtype=np.int64)
+        if not self.host_patches:
+            return x
+        (r, s), stride, dil, (t, l, b, rr) = self.host_patches
+        c = x.shape[0]
+        oh, ow = self.out_shape[1:]
+        xp = np.pad(x, ((0, 0), (t, b), (l, rr)))
+        out = np.empty((c, r, s, oh, ow), dtype=np.int64)
+        for ky in range(r):
+            for kx in range(s):
+                out[:, ky, kx] = xp[:, ky * dil:ky * dil + (oh - 1) * stride + 1:stride,
+                                    kx * dil:kx * dil + (ow - 1) * stride + 1:stride]
+        return out.reshape(c * r * s, oh, ow)
+
+    def host_weights(self, w: np.ndarray) -> np.ndarray:
+        """The weights as the plan multiplies them: ``w``, or with ``host_patches`` the
+        N × C·R·S × 1 × 1 weights of the 1×1 convolution over the patches."""
+        w = np.asarray(w, dtype=np.int64)
+        return w.reshape(w.shape[0], -1, 1, 1) if self.host_patches else w
+
     # -- buffer images --------------------------------------------------------------------
     def feature_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """Feature buffer words for im2col and kn2row, ``(words, rows)``: ``rows`` channels
-        of a pixel each (the last word of a pixel zero-filled), order (y, x, channel word)."""
-        xi = self._image_input(self._group_x(x, inv))
+        of a pixel each (the last word of a pixel zero-filled), order (y, x, channel word);
+        ``x`` is the layer's input (with ``host_patches``, the host makes the patches)."""
+        xi = self._image_input(self._group_x(self.host_input(x), inv))
         c, hp, wp = xi.shape
         cw = -(-c // self.rows)
         full = np.zeros((cw * self.rows, hp, wp), dtype=np.int64)
@@ -364,7 +397,7 @@ class ConvPlan:
         rows, cols = self.rows, self.cols
         edge = max(rows, cols)
         words = []
-        for b in self.gemm_weights(w, inv):
+        for b in self.gemm_weights(self.host_weights(w), inv):
             k, n = b.shape
             if self.dataflow == "is":
                 kb = -(-k // rows)
@@ -387,8 +420,8 @@ class ConvPlan:
         ``words`` is (out_words, lanes): im2col and kn2row words are C vectors of ``cols``
         lanes -- ws and os: filters of a pixel, order (pixel, filter chunk); is (im2col):
         pixels of a filter, order (pixel chunk, filter); FFT words hold one output in lane 0,
-        HWC order (pixel-major, filter fastest); Winograd words are m×m tiles, order (tile,
-        filter).
+        HWC order (pixel-major, filter fastest); Winograd words are the m×m tiles of
+        ``winograd_lanes`` filters (filter-major), order (tile, filter group).
         """
         words = np.asarray(words, dtype=np.int64)
         oh, ow = self.out_shape[1:]
@@ -407,9 +440,10 @@ class ConvPlan:
                 nb = -(-n // cols)
                 c = words[:pix * nb, :cols].reshape(pix, nb * cols)[:, :n]
             return c.reshape(oh, ow, n).transpose(2, 0, 1)
-        m = self.winograd_m
+        m, wl = self.winograd_m, self.winograd_lanes
         th, tw = -(-oh // m), -(-ow // m)
-        y = words[:th * tw * n, :m * m].reshape(th, tw, n, m, m)
+        groups = -(-n // wl)
+        y = words[:th * tw * groups, :wl * m * m].reshape(th, tw, groups * wl, m, m)[:, :, :n]
         return y.transpose(2, 0, 3, 1, 4).reshape(n, th * m, tw * m)[:, :oh, :ow]
 
     def assemble(self, parts) -> np.ndarray:
@@ -428,7 +462,8 @@ def _pair(v):
 
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
               requant=None, relu: bool = False,
-              precision: int = 8, fft_shift: int | None = None) -> ConvPlan:
+              precision: int = 8, fft_shift: int | None = None,
+              variant: str | None = None) -> ConvPlan:
     """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
 
     Parameters
@@ -449,6 +484,12 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     fft_shift:
         FFT: requantisation shift of the spectral sums before the IFFT; ``None`` for
         :func:`fft_mac_shift_bound` (never saturates; coarse).
+    variant:
+        ``"patches"``: im2col of the host's im2col patches of the layer input (a layer that
+        reads the network input: :func:`dse.lowering.im2col.patched`); the plan is the 1×1
+        convolution over them and records the layer's window in ``host_patches``.  Any other
+        value is the algorithm's own variant, which follows from the algorithm and the
+        overlay (design.json's names, or empty).
 
     Raises
     ------
@@ -459,6 +500,21 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     flow = Dataflow(dataflow)
     if getattr(layer, "op", "conv") != "conv":
         raise ValueError(f"layer {layer.name} must be a conv layer, not {layer.op}")
+    host_patches = ()
+    if variant == "patches":
+        if algo != "im2col" or layer.groups != 1:
+            raise ValueError(f"layer {layer.name}: host patches are an im2col variant of "
+                             f"one group, not {algo} with {layer.groups} groups")
+        sh_, sw_ = _pair(layer.stride)
+        dh_, dw_ = _pair(layer.dilation)
+        if sh_ != sw_ or dh_ != dw_:
+            raise ValueError(f"layer {layer.name}: {im2col_lowering.RULE}, not "
+                             f"{(sh_, sw_)} and {(dh_, dw_)}")
+        host_patches = (tuple(_pair(layer.kernel)), sh_, dh_, tuple(layer.padding))
+        r_, s_ = _pair(layer.kernel)
+        layer = dataclasses.replace(
+            layer, in_shape=(layer.in_shape[0] * r_ * s_, *layer.out_shape[1:]), kernel=(1, 1),
+            stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0))
     c, h, w = layer.in_shape
     n_out, oh, ow = layer.out_shape
     r, s = _pair(layer.kernel)
@@ -494,8 +550,11 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                          f"not {flow.value}")
     rows, cols = params.rows, params.cols
 
+    wlanes = params.winograd_lanes if algo == "winograd" else 1
+
     def lowered(nf=None):
-        return low_mod.lower(geometry, unit, rows, cols, flow.code, n=nf)
+        extra = {"lanes": wlanes} if algo == "winograd" else {}
+        return low_mod.lower(geometry, unit, rows, cols, flow.code, n=nf, **extra)
 
     def b_matrices(gemms):
         """B matrices in the weight buffer: im2col's bands all multiply the same weights."""
@@ -599,9 +658,10 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             regs["out_words"] = out_words
             invs.append(Invocation(regs, (im, gk, nf), igemms, gi, (f0, f1), out_words,
                                    b_matrices(igemms)))
-    return ConvPlan(algo, variant, flow.value, (c, h, w), (n_out, oh, ow), (r, s), sh, dh,
-                    pads, unit_pad, groups, wm, tuple(invs),
-                    fn, fft_shift, data_bits, kernel_bits, precision, rows, cols)
+    return ConvPlan(algo, "patches" if host_patches else variant, flow.value, (c, h, w),
+                    (n_out, oh, ow), (r, s), sh, dh, pads, unit_pad, groups, wm, tuple(invs),
+                    fn, fft_shift, data_bits, kernel_bits, precision, rows, cols, wlanes,
+                    host_patches)
 
 
 def required_limits(plans) -> dict:

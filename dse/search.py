@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtl.params import OverlayParams
+from rtl.params import OverlayParams, winograd_lanes_ok
 
 from .errors import InputError, did_you_mean
 from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout
@@ -100,6 +100,7 @@ class SearchSpace:
     rows: tuple = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
     cols: tuple = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
     winograd_m: tuple = (0, 2, 4)
+    winograd_lanes: tuple = (1, 2, 4, 8, 16)
     fft_size: tuple = (0, 8, 16)
     buffer_kib: tuple = (32, 128, 512)
     out_buffer_kib: tuple = (64,)
@@ -130,6 +131,7 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
     axes = {
         "rows": space.rows, "cols": space.cols,
         "winograd_m": space.winograd_m if "winograd" in algos else (0,),
+        "winograd_lanes": space.winograd_lanes if "winograd" in algos else (1,),
         "fft_size": space.fft_size if "fft" in algos else (0,),
         "act_buffer_kib": space.buffer_kib, "weight_buffer_kib": space.buffer_kib,
         "out_buffer_kib": space.out_buffer_kib, "bus_bits": space.bus_bits,
@@ -139,6 +141,11 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
             axes[name] = (value,)
     grids = np.meshgrid(*[np.asarray(v, dtype=np.int64) for v in axes.values()], indexing="ij")
     arrays = {name: g.reshape(-1) for name, g in zip(axes, grids)}
+    # output transform lanes only where they fit the unit and the array (OverlayParams)
+    keep = winograd_lanes_ok(arrays["cols"], arrays["winograd_m"], arrays["winograd_lanes"])
+    if not keep.any():
+        keep = arrays["winograd_lanes"] == arrays["winograd_lanes"].min()
+    arrays = {name: v[keep] for name, v in arrays.items()}
     # widths: the widest of im2col and the units present
     base_a, base_b = required_widths("im2col", precision)
     a = np.full_like(arrays["rows"], base_a)
@@ -264,7 +271,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
         Hardware points evaluated per cost-model call (bounds memory).
     exhaustive:
         Map every fitting point.  By default the search runs in two stages: every
-        (rows, cols, winograd_m, fft_size) group at its largest fitting buffers and bus, then
+        (rows, cols, winograd_m, winograd_lanes, fft_size) group at its largest fitting
+        buffers and bus, then
         the full buffer x bus grid of the ``top_groups`` best groups.
     top_groups:
         Groups refined in the second stage.
@@ -286,7 +294,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
     layer_pins = dict(layer_pins or {})
     graph = layer_graph(network)
     mac_nodes = [i for i, layer in enumerate(graph.layers) if layer.op in ("conv", "fc")]
-    layers = LayerTable.from_layers([graph.layers[i] for i in mac_nodes])
+    layers = LayerTable.from_layers([graph.layers[i] for i in mac_nodes],
+                                    inputs={x.name for x in graph.layers if x.op == "input"})
     aux = AuxTable.from_network(network)
     by_name = {layer.name: layer for layer in network.layers}
     for name, pin in layer_pins.items():
@@ -361,8 +370,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
 
     # Stage A: every (array shape, units) group at its largest fitting buffers and bus.
     # Stage B: the whole buffer x bus grid of the best groups.  ``exhaustive`` maps every point.
-    group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m, hardware.fft_size],
-                     axis=1)
+    group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m,
+                      hardware.winograd_lanes, hardware.fft_size], axis=1)
     _, group_id = np.unique(group, axis=0, return_inverse=True)
     group_id = group_id.reshape(-1)
     if exhaustive:
@@ -664,7 +673,7 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     for i in front[:64]:
         point = hardware.params(int(i))
         pareto.append({"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
-                       "fft_size": point.fft_size, "act_buffer_kib": point.act_buffer_kib,
+                       "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size, "act_buffer_kib": point.act_buffer_kib,
                        "weight_buffer_kib": point.weight_buffer_kib,
                        "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
                        "latency_ms": round(float(latency_all[i]), 6),

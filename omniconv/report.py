@@ -276,6 +276,8 @@ def _summary(report: Report) -> list[str]:
     d, b, hw = report.design, report.board, report.design.hardware
     units = ", ".join(f"{k} {hw[k]}" for k in ("winograd_m", "fft_size", "sparse_lanes")
                       if hw.get(k))
+    if hw.get("winograd_m") and hw.get("winograd_lanes", 1) > 1:
+        units += f" with {hw['winograd_lanes']} output transforms"
     return [
         f"network {d.network or '?'} on {b.name} ({b.part}) at {d.clock_mhz:g} MHz; "
         f"objective {d.objective}; int{d.precision}",

@@ -98,6 +98,8 @@ class ConvDatapath(wiring.Component):
         Multiplier target of the array (``"sim"``, ``"xcup"``, ``"ecp5"``).
     mult_latency:
         Register stages of the PE multiplier.
+    pe_instances:
+        Instantiate the PEs by module name, for Verilog (``rtl.systolic.SystolicArray``).
 
     Members (ports; docs/verify.md)
     -------
@@ -109,7 +111,8 @@ class ConvDatapath(wiring.Component):
     """
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits | None = None, *,
-                 precision: int = 8, target: str = "sim", mult_latency: int = 3):
+                 precision: int = 8, target: str = "sim", mult_latency: int = 3,
+                 pe_instances: bool = False):
         if not isinstance(params, OverlayParams):
             reject(self, TypeError(f"params must be an OverlayParams, not {params!r}"))
         limits = limits if limits is not None else DatapathLimits()
@@ -139,7 +142,8 @@ class ConvDatapath(wiring.Component):
         self._precision, self._target, self._lat = precision, target, mult_latency
         self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
                                   max_n=limits.max_n, target=target, mult_latency=mult_latency,
-                                  a_wide=True, b_wide=True, c_wide=True)
+                                  a_wide=True, b_wide=True, c_wide=True,
+                                  pe_instances=pe_instances)
         #: Lanes of a weight buffer word (the engine's wide B beat).
         self.edge = max(params.rows, params.cols)
         #: Lanes of an output word: a C beat of ``cols`` filters, or a Winograd m×m tile.
@@ -225,6 +229,10 @@ class ConvDatapath(wiring.Component):
     def engine(self) -> GemmEngine:
         """The GEMM engine inside."""
         return self._engine
+
+    def instance_modules(self) -> dict:
+        """The modules the array instantiates by name (``rtl.emit.verilog_text``)."""
+        return self._engine.instance_modules()
 
     # ------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -482,24 +490,36 @@ class ConvDatapath(wiring.Component):
                 m.d.comb += [wp.addr.eq(c_count), wp.data.eq(eng.c_stream.payload),
                              wp.en.eq(is_wino & eng_c_fire & (gc == lane))]
                 mbuf_rps.append(rp)
-            # The drain reads one word of every lane (cols tiles·filters × (m+2)² positions)
-            # and one unpacker per lane, all in lockstep, hand the output transform one
-            # (tile, filter) a cycle (per lane: one unpacker of the whole tile vectors would
-            # be a signal of cols·(m+2)²·acc_width bits, past Amaranth's 65536 on big arrays).
-            m.submodules.out_transform = otf = OutputTransform(wm, p.acc_width)
+            # The drain reads one word of every lane (cols filters of a tile × (m+2)²
+            # positions), and one unpacker per lane, all in lockstep, hand the
+            # ``winograd_lanes`` output transforms a group of as many filters of one tile a
+            # cycle (per lane: one unpacker of the whole tile vectors would be a signal of
+            # cols·(m+2)²·acc_width bits, past Amaranth's 65536 on big arrays).
+            wl = p.winograd_lanes
+            otfs = []
+            for j in range(wl):
+                otf = OutputTransform(wm, p.acc_width)
+                m.submodules[f"out_transform{j}"] = otf
+                otfs.append(otf)
+            group = data.ArrayLayout(signed(p.acc_width), wl)
             m_unps = []
             for lane in range(t * t):
-                unp = Unpacker(signed(p.acc_width), p.cols, self._engine.dim_bits)
+                unp = Unpacker(group, p.cols // wl, self._engine.dim_bits)
                 m.submodules[f"m_unpacker{lane}"] = unp
                 m_unps.append(unp)
             q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unps[0].i_stream.ready,
                                                        self.mbuf_words, "q")
+            groups = (self.gemm_n + (wl - 1)) >> (wl.bit_length() - 1)   # wl: a power of 2
             for lane, (rp, unp) in enumerate(zip(mbuf_rps, m_unps)):
                 m.d.comb += [unp.i_stream.payload.eq(rp.data), unp.i_stream.valid.eq(q_valid),
-                             unp.row_len.eq(self.gemm_n),
-                             unp.o_stream.ready.eq(otf.i_stream.ready),
-                             otf.i_stream.payload[lane].eq(unp.o_stream.payload)]
-            m.d.comb += otf.i_stream.valid.eq(m_unps[0].o_stream.valid)
+                             unp.row_len.eq(groups),
+                             unp.o_stream.ready.eq(otfs[0].i_stream.ready)]
+                for j, otf in enumerate(otfs):
+                    m.d.comb += otf.i_stream.payload[lane].eq(unp.o_stream.payload[j])
+            for otf in otfs:
+                m.d.comb += [otf.i_stream.valid.eq(m_unps[0].o_stream.valid),
+                             otf.o_stream.ready.eq(rq.i_stream.ready)]
+            otf = otfs[0]
             with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
             ot_in = otf.i_stream.valid & otf.i_stream.ready
@@ -510,10 +530,12 @@ class ConvDatapath(wiring.Component):
                 m.d.sync += ot_started.eq(1)
             with m.If(is_wino):
                 m.d.comb += [eng.c_stream.ready.eq(1), c_fire.eq(eng_c_fire),
-                             rq.i_stream.valid.eq(otf.o_stream.valid),
-                             otf.o_stream.ready.eq(rq.i_stream.ready)]
-                for lane in range(wm * wm):
-                    m.d.comb += rq.i_stream.payload[lane].eq(otf.o_stream.payload[lane])
+                             rq.i_stream.valid.eq(otf.o_stream.valid)]
+                # an output word: the m×m tiles of the group's filters, filter-major
+                for j, each in enumerate(otfs):
+                    for e in range(wm * wm):
+                        m.d.comb += rq.i_stream.payload[j * wm * wm + e].eq(
+                            each.o_stream.payload[e])
                 m.d.comb += [back_first.eq(ot_in & ~ot_started),
                              back_starved.eq(0),
                              back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
@@ -624,4 +646,5 @@ def generate_verilog(params: OverlayParams, limits: DatapathLimits | None = None
     """Return the Verilog text of the datapath for ``params`` (top module ``name``)."""
     from rtl.emit import verilog_text
 
-    return verilog_text(ConvDatapath(params, limits, precision=precision, target=target), name)
+    return verilog_text(ConvDatapath(params, limits, precision=precision, target=target,
+                                     pe_instances=True), name)

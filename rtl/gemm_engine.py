@@ -99,6 +99,8 @@ class GemmEngine(wiring.Component):
         Stream width, per stream: ``False`` (default) one element per beat, row-major;
         ``True`` one array-edge vector per beat (``a_lanes``, ``b_lanes``, ``c_lanes``
         elements; beat orders in docs/rtl.md and the module docstring).
+    pe_instances:
+        Instantiate the PEs by module name, for Verilog (``rtl.systolic.SystolicArray``).
 
     Members
     -------
@@ -127,13 +129,14 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
                  max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY,
-                 a_wide: bool = False, b_wide: bool = False, c_wide: bool = False):
+                 a_wide: bool = False, b_wide: bool = False, c_wide: bool = False,
+                 pe_instances: bool = False):
         with rejecting(self):
             self._setup(params, max_m, max_k, max_n, target, mult_latency,
-                        a_wide, b_wide, c_wide)
+                        a_wide, b_wide, c_wide, pe_instances)
 
     def _setup(self, params, max_m, max_k, max_n, target, mult_latency,
-               a_wide, b_wide, c_wide):
+               a_wide, b_wide, c_wide, pe_instances):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n)):
@@ -153,7 +156,7 @@ class GemmEngine(wiring.Component):
         self._params = params
         self._max = (max_m, max_k, max_n)
         self._wide = {"a": a_wide, "b": b_wide, "c": c_wide}
-        self._array = SystolicArray(params, mult_latency, target)
+        self._array = SystolicArray(params, mult_latency, target, pe_instances)
         rows, cols = params.rows, params.cols
         lanes = max(rows, cols)
         # A: K-chunk words, bank m mod L, address (m div L)·S + kb with the constant stride S.
@@ -185,6 +188,10 @@ class GemmEngine(wiring.Component):
     def params(self) -> ArrayParams:
         """Array shape and widths."""
         return self._params
+
+    def instance_modules(self) -> dict:
+        """The modules the array instantiates by name (``rtl.emit.verilog_text``)."""
+        return self._array.instance_modules()
 
     @property
     def mult_latency(self) -> int:

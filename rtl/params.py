@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
-           "accumulator_bits",
+           "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS"]
 
@@ -76,6 +76,16 @@ def accumulator_bits(a_width: int, b_width: int, terms: int) -> int:
     return (terms << (a_width + b_width - 2)).bit_length() + 1
 
 
+def winograd_lanes_ok(cols, m, lanes):
+    """Whether ``lanes`` output transforms fit an overlay with ``cols`` columns and Winograd
+    F(m×m) (:class:`OverlayParams`): 1 when m is 0, else a power of two dividing ``cols``
+    with lanes·m² ≤ max(cols, m²).  Works on integers and on numpy integer arrays alike."""
+    m2 = m * m
+    power_of_two = (lanes & (lanes - 1)) == 0
+    return ((m == 0) & (lanes == 1)) | ((m > 0) & power_of_two & (cols % lanes == 0)
+                                        & (lanes * m2 <= cols + (m2 > cols) * (m2 - cols)))
+
+
 def _fields_dict(obj) -> dict:
     """A dataclass's fields as a flat dict."""
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
@@ -136,6 +146,11 @@ class OverlayParams:
         The systolic array (see :class:`ArrayParams`).
     winograd_m:
         Output tile of the Winograd unit, F(m×m, 3×3); 0 when there is no Winograd unit.
+    winograd_lanes:
+        Output transforms of the Winograd unit, each taking one (tile, filter) a cycle
+        (1 without a Winograd unit).  They share the requantiser with the C vectors, so
+        ``winograd_lanes``·m² may not exceed ``max(cols, m²)``, and they split the transformed
+        domain's ``cols``-lane words, so they divide ``cols``; a power of two.
     fft_size:
         Points per side of the 2-D FFT unit; 0 when there is no FFT unit.
     sparse_lanes, sparse_banks:
@@ -152,6 +167,7 @@ class OverlayParams:
     b_width: int = 8
     acc_width: int = 32
     winograd_m: int = 0
+    winograd_lanes: int = 1
     fft_size: int = 0
     sparse_lanes: int = 0
     sparse_banks: int = 0
@@ -164,6 +180,12 @@ class OverlayParams:
         ArrayParams(self.rows, self.cols, self.a_width, self.b_width, self.acc_width)
         if self.winograd_m not in (0, 2, 4):
             raise ValueError(f"winograd_m must be 0, 2 or 4, not {self.winograd_m!r}")
+        _check_int("winograd_lanes", self.winograd_lanes, 1, 256)
+        if not winograd_lanes_ok(self.cols, self.winograd_m, self.winograd_lanes):
+            raise ValueError(f"winograd_lanes must be 1 without a Winograd unit, else a power "
+                             f"of two dividing cols ({self.cols}) with winograd_lanes·m² at most "
+                             f"max(cols, m²) = {max(self.cols, self.winograd_m ** 2)}, "
+                             f"not {self.winograd_lanes}")
         if self.fft_size not in (0, 4, 8, 16, 32):
             raise ValueError(f"fft_size must be 0, 4, 8, 16 or 32, not {self.fft_size!r}")
         _check_int("sparse_lanes", self.sparse_lanes, 0, 1024)

@@ -29,7 +29,9 @@ Timing and the resulting cycle formula: docs/rtl.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+import hashlib
+
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,6 +56,11 @@ class SystolicArray(wiring.Component):
         later than with a combinational multiplier.
     target:
         Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
+    pe_instances:
+        Instantiate each PE by module name (one Verilog module per row, written once by
+        ``rtl.emit.verilog_text``) instead of inlining its logic, so the Verilog of a big
+        array is converted in seconds; for Verilog only (Amaranth's simulator cannot run
+        instances).  The logic is the same.
 
     Members
     -------
@@ -76,17 +83,33 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, params: ArrayParams, mult_latency: int = DEFAULT_LATENCY,
-                 target: str = "sim"):
+                 target: str = "sim", pe_instances: bool = False):
         with rejecting(self):
-            self._setup(params, mult_latency, target)
+            self._setup(params, mult_latency, target, pe_instances)
 
-    def _setup(self, params, mult_latency, target):
+    def _setup(self, params, mult_latency, target, pe_instances):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
+        if not isinstance(pe_instances, bool):
+            raise TypeError(f"pe_instances must be True or False, not {pe_instances!r}")
         self._params = params
-        self._pes = [[ProcessingElement(params, r, mult_latency, target)
-                      for _ in range(params.cols)] for r in range(params.rows)]
-        self._mult_latency = self._pes[0][0]._mult.latency
+        self._pe_instances = pe_instances
+        if pe_instances:
+            # one PE component per row (its Verilog module); each PE is an instance of it
+            # wired through plain signals shaped like its ports
+            self._row_pes = [ProcessingElement(params, r, mult_latency, target)
+                             for r in range(params.rows)]
+            for pe in self._row_pes:             # converted by rtl.emit, not elaborated here
+                pe._MustUse__silence = pe._mult._MustUse__silence = True
+            self._pes = [[_PortWires(self._row_pes[r], f"pe_{r}_{c}")
+                          for c in range(params.cols)] for r in range(params.rows)]
+            self._mult_latency = self._row_pes[0]._mult.latency
+        else:
+            self._pes = [[ProcessingElement(params, r, mult_latency, target)
+                          for _ in range(params.cols)] for r in range(params.rows)]
+            self._mult_latency = self._pes[0][0]._mult.latency
+        digest = hashlib.sha256(repr((params, self._mult_latency, target)).encode())
+        self._pe_module = f"omniconv_pe_{digest.hexdigest()[:10]}"
         hw = max(params.a_width, params.b_width)
         step_bits = max(1, (params.rows - 1).bit_length())
         super().__init__({
@@ -109,6 +132,21 @@ class SystolicArray(wiring.Component):
         """Register stages of each PE's multiplier."""
         return self._mult_latency
 
+    def instance_modules(self) -> dict:
+        """``{Verilog module name: component}`` of the modules the array instantiates by
+        name when built with ``pe_instances`` (one PE per row; ``rtl.emit.verilog_text``
+        writes them after the top), else empty."""
+        if not self._pe_instances:
+            return {}
+        return {f"{self._pe_module}_r{r}": pe for r, pe in enumerate(self._row_pes)}
+
+    def _pe_instance(self, r, wires):
+        """An ``Instance`` of row ``r``'s PE module on ``wires`` (a :class:`_PortWires`)."""
+        ports = {"i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync")}
+        for name, member in self._row_pes[r].signature.members.items():
+            ports[f"{'i' if member.flow == In else 'o'}_{name}"] = getattr(wires, name)
+        return Instance(f"{self._pe_module}_r{r}", **ports)
+
     def elaborate(self, platform):
         m = Module()
         p = self._params
@@ -116,7 +154,10 @@ class SystolicArray(wiring.Component):
         pes = self._pes
         for r in range(rows):
             for c in range(cols):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                if self._pe_instances:
+                    m.submodules[f"pe_{r}_{c}"] = self._pe_instance(r, pes[r][c])
+                else:
+                    m.submodules[f"pe_{r}_{c}"] = pes[r][c]
                 m.d.comb += pes[r][c].mode.eq(self.mode)
 
         def delay(sig, n, name, reset_less=False):
@@ -169,3 +210,12 @@ class SystolicArray(wiring.Component):
         # All columns are aligned after the de-skew; column 0's flag stands for the vector.
         m.d.comb += self.out_valid.eq(out_valid_cols[0])
         return m
+
+
+class _PortWires:
+    """One signal per port of ``pe``, same shapes, named ``<prefix>_<port>``: the wires of an
+    instance of the PE's module."""
+
+    def __init__(self, pe, prefix):
+        for name, member in pe.signature.members.items():
+            setattr(self, name, Signal(member.shape, name=f"{prefix}_{name}"))

@@ -113,10 +113,16 @@ class VerifySettings:
     layer_pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
-def golden_accumulations(x, w, plan) -> np.ndarray:
-    """What the datapath's accumulations of a planned layer must equal.
+def _padded_input(x, layer) -> np.ndarray:
+    t, l, b, r = layer.padding
+    return np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
 
-    Exact convolution (:func:`sim.models.conv.conv2d`) -- im2col, kn2row and both Winograd
+
+def golden_accumulations(x, w, layer, plan) -> np.ndarray:
+    """What the datapath's accumulations of ``layer``, as ``plan`` runs it, must equal.
+
+    Exact convolution of the layer itself (:func:`sim.models.conv.conv2d`; the plan's own
+    shapes may be a rewriting, e.g. host patches) -- im2col, kn2row and both Winograd
     variants are exact; for FFT the bit-accurate :func:`sim.models.fft.fft_conv` with the
     plan's widths and shift (:func:`sim.bench.conv_tb.fft_golden`).
     """
@@ -126,9 +132,8 @@ def golden_accumulations(x, w, plan) -> np.ndarray:
         from sim.bench.conv_tb import fft_golden
 
         return fft_golden(x, w, plan, plan.fft_shift).acc
-    pads = plan.pads
-    xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    return conv2d(xp, w, plan.stride, 0, plan.dilation, plan.groups)
+    return conv2d(_padded_input(x, layer), w, layer.stride[0], 0, layer.dilation[0],
+                  layer.groups)
 
 
 def map_network(network, params, settings: VerifySettings, log: Callable[[str], None] = print):
@@ -209,10 +214,12 @@ def _cases(network, design, params, settings: VerifySettings, seed: int,
         if only is not None and lp.name not in only:
             continue
         try:    # refuse a combination the datapath cannot run before building anything
-            plan_conv(layer, lp.algorithm, lp.dataflow, params, None, precision=precision)
+            plan_conv(layer, lp.algorithm, lp.dataflow, params, None, precision=precision,
+                      variant=lp.variant)
         except ValueError as exc:
             raise InputError(settings.source, f"layers.{lp.name}", str(exc)) from None
-        cases.append(ConvCase(x, w, layer, lp.algorithm, lp.dataflow, name=lp.name))
+        cases.append(ConvCase(x, w, layer, lp.algorithm, lp.dataflow, name=lp.name,
+                              variant=lp.variant))
     if not cases:
         raise InputError(settings.network_source, "", "has no convolution layer to verify")
     return cases
@@ -224,16 +231,16 @@ def _layer_entry(case, res, params, precision: int) -> dict:
     from sim.models.fft import sqnr_db
     from sim.models.requant import requantize
 
-    plan = res.plan
-    gold_acc = golden_accumulations(case.x, case.w, plan)
+    plan, layer = res.plan, case.layer
+    gold_acc = golden_accumulations(case.x, case.w, layer, plan)
     approximate = plan.algorithm == "fft"
-    pads = plan.pads
-    xp = np.pad(case.x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    xp = _padded_input(case.x, layer)
     exact = None
     if precision == 8 and not approximate:
         from sim.reference import ort_conv_integer
 
-        exact = ort_conv_integer(xp, case.w, plan.stride, 0, plan.dilation, plan.groups)
+        exact = ort_conv_integer(xp, case.w, layer.stride[0], 0, layer.dilation[0],
+                                 layer.groups)
     inv = plan.invocations[0]
     gold_out = requantize(gold_acc, inv.registers["rq_mult"], inv.registers["rq_shift"],
                           precision, bool(inv.registers["rq_relu"]))
@@ -244,7 +251,8 @@ def _layer_entry(case, res, params, precision: int) -> dict:
     units = {k: {"predicted": pred[k], "measured": res.cycles[k]}
              for k in ("gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")}
     entry = {"name": case.name, "algorithm": plan.algorithm,
-             "variant": plan.variant if plan.algorithm in ("winograd", "fft") else "",
+             "variant": plan.variant if plan.algorithm in ("winograd", "fft")
+             or plan.host_patches else "",
              "dataflow": plan.dataflow, "predicted_cycles": pred["cycles"],
              "measured_cycles": res.measured_cycles,
              "ideal_cycles": plan.ideal_cycles(params.rows, params.cols),
@@ -342,7 +350,8 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     """Estimate memory and time of verifying ``cases`` on ``params`` (nothing is built)."""
     from dse.compiler import plan_conv, required_limits
 
-    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision)
+    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision,
+                       variant=c.variant)
              for c in cases]
     pow2 = lambda v: 1 << max(1, (v - 1).bit_length())  # noqa: E731  (as sized_config)
     limits = {k: pow2(v) for k, v in required_limits(plans).items()}

@@ -33,12 +33,16 @@ import numpy as np
 
 from rtl.params import WINOGRAD_EXTRA_BITS, Algorithm, Dataflow
 
-__all__ = ["Choice", "ChoiceTable", "VARIANTS", "TILINGS", "enumerate_choices", "legal_mask",
+__all__ = ["Choice", "ChoiceTable", "VARIANTS", "TILINGS", "UNIT_COLUMN", "enumerate_choices",
+           "legal_mask",
            "hardware_mask", "required_widths", "weight_word_bytes"]
 
-#: Variant name -> (algorithm, Winograd output tile m, FFT size N).
+#: Variant name -> (algorithm, Winograd output tile m, FFT size N).  ``patches``: im2col of a
+#: layer that reads the network's input, from the host's im2col patches of that input
+#: (:func:`dse.lowering.im2col.patched`).
 VARIANTS = {
     "im2col": (Algorithm.IM2COL, 0, 0),
+    "patches": (Algorithm.IM2COL, 0, 0),
     "kn2row": (Algorithm.KN2ROW, 0, 0),
     "F2x2_3x3": (Algorithm.WINOGRAD, 2, 0),
     "F4x4_3x3": (Algorithm.WINOGRAD, 4, 0),
@@ -53,7 +57,7 @@ TILINGS = ("weights", "activations")
 # (activation bits, weight bits).  Winograd: rtl.params.WINOGRAD_EXTRA_BITS (exact transforms:
 # int8 needs 10 x 12 bits for F(2x2,3x3), 15 x 18 for F(4x4,3x3)).  FFT: 16-bit fixed-point
 # spectra for int8 (p+8), plus one bit on each operand for Gauss's sums.
-_EXTRA_BITS = {"im2col": (0, 0), "kn2row": (0, 0), "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
+_EXTRA_BITS = {"im2col": (0, 0), "patches": (0, 0), "kn2row": (0, 0), "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
                "F4x4_3x3": WINOGRAD_EXTRA_BITS[4],
                "fft8": (9, 9), "fft16": (9, 9)}
 
@@ -127,6 +131,7 @@ class ChoiceTable:
     fft_n: FFT size N (0 for other algorithms).
     dataflow: :attr:`rtl.params.Dataflow.code` (0 ws, 1 os, 2 is).
     tiling: index into :data:`TILINGS` (0 weights resident, 1 activations resident).
+    patches: 1 for im2col from host patches (variant ``patches``), else 0.
     """
 
     def __init__(self, choices):
@@ -142,7 +147,9 @@ class ChoiceTable:
         self.fft_n = np.array([VARIANTS[c.variant][2] for c in self.choices], dtype=np.int64)
         self.dataflow = np.array([c.dataflow.code for c in self.choices], dtype=np.int64)
         self.tiling = np.array([TILINGS.index(c.tiling) for c in self.choices], dtype=np.int64)
-        for arr in (self.algo, self.wino_m, self.fft_n, self.dataflow, self.tiling):
+        self.patches = np.array([c.variant == "patches" for c in self.choices], dtype=np.int64)
+        for arr in (self.algo, self.wino_m, self.fft_n, self.dataflow, self.tiling,
+                    self.patches):
             arr.setflags(write=False)
 
     def __len__(self) -> int:
@@ -216,6 +223,11 @@ def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
     return ChoiceTable(out)
 
 
+#: The :class:`ChoiceTable` column that is each algorithm's ``unit`` in :mod:`dse.lowering`.
+UNIT_COLUMN = {Algorithm.IM2COL: "patches", Algorithm.WINOGRAD: "wino_m",
+               Algorithm.FFT: "fft_n"}
+
+
 def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
     """Boolean ``(L, C)``: the datapath can run each layer by each choice's algorithm, by
     the legality rule of that algorithm's lowering (:mod:`dse.lowering`, the rules the
@@ -228,8 +240,10 @@ def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
         sel = choices.is_algorithm(algo)
         if not sel.any():
             continue
-        unit = choices.column("wino_m" if algo == Algorithm.WINOGRAD else "fft_n")
+        unit = choices.column(UNIT_COLUMN.get(algo, "fft_n"))
         ok = np.broadcast_to(mod.legal(g, unit), (len(layers), len(choices), 1))[:, :, 0]
+        if algo == Algorithm.IM2COL:        # host patches: only of the network's input
+            ok = ok & ((choices.patches[None, :] == 0) | (layers.first[:, None] == 1))
         flows = np.isin(choices.dataflow, [d.code for d in mod.DATAFLOWS])
         out[:, sel] = ok[:, sel] & flows[None, sel]
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from rtl.params import OverlayParams
+from rtl.params import OverlayParams, winograd_lanes_ok
 
 __all__ = ["HardwareTable", "PARAM_FIELDS"]
 
@@ -41,6 +41,12 @@ def _check_points(arrays: dict) -> None:
     bad("acc_width", arrays["acc_width"] >= arrays["a_width"] + arrays["b_width"],
         "at least a_width + b_width")
     bad("winograd_m", np.isin(arrays["winograd_m"], (0, 2, 4)), "0, 2 or 4")
+    bad("winograd_lanes", (arrays["winograd_lanes"] >= 1) & (arrays["winograd_lanes"] <= 256),
+        "between 1 and 256")
+    bad("winograd_lanes", winograd_lanes_ok(arrays["cols"], arrays["winograd_m"],
+                                            arrays["winograd_lanes"]),
+        "1 without a Winograd unit, else a power of two dividing cols with winograd_lanes·m² "
+        "at most max(cols, m²)")
     bad("fft_size", np.isin(arrays["fft_size"], (0, 4, 8, 16, 32)), "0, 4, 8, 16 or 32")
     for name in ("sparse_lanes", "sparse_banks"):
         bad(name, (arrays[name] >= 0) & (arrays[name] <= 1024), "between 0 and 1024")
@@ -58,7 +64,8 @@ class HardwareTable:
 
     Members
     -------
-    rows, cols, a_width, b_width, acc_width, winograd_m, fft_size, sparse_lanes, sparse_banks,
+    rows, cols, a_width, b_width, acc_width, winograd_m, winograd_lanes, fft_size, sparse_lanes,
+    sparse_banks,
     act_buffer_kib, weight_buffer_kib, out_buffer_kib, bus_bits:
         ``(P,)`` int64 arrays, one per :class:`rtl.params.OverlayParams` field.
     clock_mhz:
@@ -77,6 +84,7 @@ class HardwareTable:
     b_width: np.ndarray
     acc_width: np.ndarray
     winograd_m: np.ndarray
+    winograd_lanes: np.ndarray
     fft_size: np.ndarray
     sparse_lanes: np.ndarray
     sparse_banks: np.ndarray

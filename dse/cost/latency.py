@@ -59,6 +59,8 @@ def _unit(choices, algo, xp):
         return xp.maximum(choices.column("wino_m", xp), 1.0)
     if algo == Algorithm.FFT:
         return xp.maximum(choices.column("fft_n", xp), 4.0)
+    if algo == Algorithm.IM2COL:
+        return choices.column("patches", xp)
     return 0.0
 
 
@@ -79,15 +81,18 @@ def _lowerings():
     return LOWERINGS
 
 
-def _lowered(layers, choices, rows, cols, xp, banded=True):
+def _lowered(layers, choices, rows, cols, xp, banded=True, wino_lanes=1):
     """Every algorithm's lowering of every (layer, choice); ``banded=False`` keeps im2col
-    as one GEMM of all output pixels (the algorithm's GEMM, not the datapath's bands)."""
+    as one GEMM of all output pixels (the algorithm's GEMM, not the datapath's bands);
+    ``wino_lanes``: the points' Winograd output transforms."""
     from dse.lowering import Geometry
 
     g = Geometry.of_table(layers, xp)
     flow = choices.column("dataflow", xp)
+    extra = {Algorithm.IM2COL: {} if banded else {"banded": False},
+             Algorithm.WINOGRAD: {"lanes": wino_lanes}}
     return {a: mod.lower(g, _unit(choices, a, xp), rows, cols, flow, xp=xp,
-                         **({} if banded or a != Algorithm.IM2COL else {"banded": False}))
+                         **extra.get(a, {}))
             for a, mod in _lowerings().items()}
 
 
@@ -110,7 +115,8 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True):
     datapath (module docstring); ``fill_drain`` is ``None`` when not asked for."""
     rows, cols = hardware.column("rows", xp), hardware.column("cols", xp)
     flow = choices.column("dataflow", xp)
-    low = _lowered(layers, choices, rows, cols, xp)
+    low = _lowered(layers, choices, rows, cols, xp,
+                   wino_lanes=hardware.column("winograd_lanes", xp))
     total, busy, fill = {}, {}, {}
     for a, mod in _lowerings().items():
         v = low[a]

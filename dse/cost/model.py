@@ -130,8 +130,8 @@ def _unique(hardware, names):
 class _Prepared:
     """Everything that depends on only part of a hardware point, computed once.
 
-    Array timing depends on (rows, cols) only and tiling on (buffer sizes, accumulator
-    width) only; a search grid has few distinct values of each, so these are computed on the
+    Array timing depends on (rows, cols, winograd_lanes) only and tiling on (buffer sizes,
+    accumulator width) only; a search grid has few distinct values of each, so these are computed on the
     unique combinations (``U`` and ``V`` of them) and gathered per point -- the costly
     integer divisions then run on (L, C, U) and (L, C, V) arrays, not (L, C, P).
     """
@@ -139,7 +139,7 @@ class _Prepared:
     def __init__(self, layers, choices, hardware, precision, xp, fill_drain):
         self.xp = xp
         self.shapes = gemm_shapes(layers, choices, xp)
-        pts_u, self.inv_u = _unique(hardware, ("rows", "cols"))
+        pts_u, self.inv_u = _unique(hardware, ("rows", "cols", "winograd_lanes"))
         compute, fill, transform = datapath_cycles(layers, choices, pts_u, xp,
                                                    fill_drain=fill_drain)
         self.compute = compute

@@ -34,12 +34,13 @@ transformed tiles) and a constant with an FFT unit (``lut_control_fft``, ``ff_co
 the spectral path's control) -- :func:`features`.  The FFT terms are fitted after the others,
 on the FFT points only, so they do not move the coefficients of points without an FFT unit.
 
-The PE array's LUT and FF (:func:`array_resources`) are the earlier measurements of the
-array alone (Yosys ``-flatten`` runs of a bare output-stationary int8 array
-with 32-bit accumulators, a+b+acc = 48 bits per PE): xcup 8×8 3119 LUT, 3424 FF, 16×16 12780
-LUT, 13984 FF: 1.0385 LUT and 1.1367 FF per PE per operand/accumulator bit; ecp5 4085 and
-12461 LUT4: 0.9089 per PE bit plus 1293.  Each PE also has the shadow register of the next
-stationary operand, max(a, b) flip-flops (:func:`shadow_bits`), counted at the FF rate.
+The PE array's LUT and FF (:func:`array_resources`) are measurements of the array alone
+(``python bench/synth_bare_array.py``: ``rtl.systolic.SystolicArray``, int8 operands, 32-bit
+accumulators, the flow's multiplier at its default latency), proportional fits through
+the 8×8 and 16×16 points, per PE bit: a + b + acc = 48 bits for LUTs, plus the shadow
+register of the next stationary operand, max(a, b) = 8 bits (:func:`shadow_bits`), for
+flip-flops.  xcup: 4181 and 16989 LUT, 7379 and 29218 FF, so 1.3813 LUT and 2.0393 FF per
+bit; ecp5: 4882 and 19586 LUT4, 6329 and 25608 FF, so 1.5936 and 1.7851.
 
 overlay.v's feature, tile, weight and output buffers hold the OverlayParams' KiB in words as
 wide as the datapath makes them (:func:`overlay_buffer_words`, which ``omniconv.overlay``
@@ -98,9 +99,9 @@ _ECP5_BRAMS = [(w, 16384 // d, 1.0) for w, d in ((1, 1), (2, 2), (4, 4), (9, 8),
 #: of docs/calibration.md); calibration.json overrides them.
 DEFAULT_COEFFS = {
     "xcup": {
-        "lut_per_pe_bit": 49.85 / 48,      # bare arrays: sa8/sa16 fit (module docstring)
+        "lut_per_pe_bit": 1.3813,          # bare arrays, 8×8 and 16×16 (module docstring)
         "lut_array_base": 0.0,
-        "ff_per_pe_bit": 54.56 / 48,       # bare arrays: sa8/sa16 fit
+        "ff_per_pe_bit": 2.0393,
         "dsp_max_a": 27, "dsp_max_b": 18,  # DSP48E2 multiplier port widths
         "dsp_partial_bits": 17,            # mul2dsp slice of an over-wide operand
         "brams": _XCUP_BRAMS,
@@ -112,9 +113,9 @@ DEFAULT_COEFFS = {
         "ff_control_fft": 0.0,
     },
     "ecp5": {
-        "lut_per_pe_bit": 43.625 / 48,     # bare arrays: line through sa8/sa16 LUT4
-        "lut_array_base": 1293.0,
-        "ff_per_pe_bit": 54.56 / 48,
+        "lut_per_pe_bit": 1.5936,          # bare arrays, 8×8 and 16×16 (LUT4)
+        "lut_array_base": 0.0,
+        "ff_per_pe_bit": 1.7851,
         "dsp_max_a": 18, "dsp_max_b": 18,  # MULT18X18D
         "brams": _ECP5_BRAMS,
         "lutram": (16, 4, 4, False),       # TRELLIS_DPR16X4
@@ -487,10 +488,10 @@ def features(hw) -> dict:
 
     ``control``: 1.  ``lane_bits``: ``max(rows, cols)·(a+b) + cols·acc``.  ``winograd``: 1
     with a Winograd unit.  ``winograd_add_bits``: the transforms' adder bits,
-    ``rows·adds_in·a_width + adds_out·back_width`` with the per-tile adds of
+    ``rows·adds_in·a_width + lanes·adds_out·back_width`` with the per-tile adds of
     :data:`dse.cost.energy.WINOGRAD_ADDS` (``rows`` input transforms, one per channel of a
-    tile-buffer word, and one output transform).  ``winograd_reg_bits``: their register bits,
-    ``rows·(m+2)²·a_width + m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
+    tile-buffer word, and ``lanes`` = ``winograd_lanes`` output transforms).
+    ``winograd_reg_bits``: their register bits, ``rows·(m+2)²·a_width + lanes·m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
     control beyond the FFT2D and its buffers: ``rtl/spectral.py``'s run-time address and count
     products, counters and multiplexers); 0 on every point without one, so the ``*_fft``
     coefficients leave those points' estimates as they are.
@@ -502,6 +503,7 @@ def features(hw) -> dict:
     back = hw.acc_width + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     adds_in = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][0], WINOGRAD_ADDS[4][0]], 0)
     adds_out = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][1], WINOGRAD_ADDS[4][1]], 0)
+    wl = hw.winograd_lanes
     has = (wm > 0).astype(float)
     has_fft = (hw.fft_size > 0).astype(float)
     ones = np.ones(np.shape(rows), dtype=np.float64)
@@ -509,8 +511,8 @@ def features(hw) -> dict:
         "control": ones,
         "lane_bits": (lanes * (a + hw.b_width) + cols * hw.acc_width).astype(float),
         "winograd": has,
-        "winograd_add_bits": has * (rows * adds_in * a + adds_out * back),
-        "winograd_reg_bits": has * (rows * (wm + 2) ** 2 * a + wm * wm * back),
+        "winograd_add_bits": has * (rows * adds_in * a + wl * adds_out * back),
+        "winograd_reg_bits": has * (rows * (wm + 2) ** 2 * a + wl * wm * wm * back),
         "fft": has_fft,
     }
 

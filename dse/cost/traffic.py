@@ -92,6 +92,32 @@ class Traffic:
         self.__dict__.update(kw)
 
 
+#: Layer columns as :class:`dse.lowering.Geometry` fields.
+_GEOMETRY_FIELD = {"stride_h": "stride", "stride_w": "stride", "dil_h": "dilation",
+                   "dil_w": "dilation"}
+
+
+class _AsRun:
+    """The layer columns of the convolution each choice runs: a choice from host patches
+    (variant ``patches``) runs the 1×1 convolution of :func:`dse.lowering.im2col.patched`,
+    whose input (the patches) is what it loads."""
+
+    def __init__(self, layers, choices, xp):
+        from dse.lowering import Geometry
+        from dse.lowering.im2col import patched
+
+        self._layers, self._xp = layers, xp
+        self._on = choices.column("patches", xp) == 1
+        self._g = patched(Geometry.of_table(layers, xp), choices.column("patches", xp), xp)
+
+    def column(self, name, xp=None):
+        base = self._layers.column(name, self._xp)
+        field = _GEOMETRY_FIELD.get(name, name)
+        if not hasattr(self._g, field):
+            return base
+        return self._xp.where(self._on, getattr(self._g, field), base)
+
+
 def _weight_bytes_per_channel(layers, choices, precision, xp):
     """DRAM bytes of one output channel's weights, ``(L, C, 1)``."""
     col = lambda name: layers.column(name, xp)  # noqa: E731
@@ -134,6 +160,7 @@ def tile_traffic(layers, choices, hardware, precision=8, xp=np) -> Traffic:
     """Tile sizes and DRAM bytes for every (layer, choice, point) (module docstring)."""
     if precision not in (8, 16):
         raise ValueError(f"precision must be 8 or 16, not {precision!r}")
+    layers = _AsRun(layers, choices, xp)
     col = lambda name: layers.column(name, xp)  # noqa: E731
     ab = precision / 8.0
     c_in, c_out = col("c_in"), col("c_out")

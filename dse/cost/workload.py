@@ -48,6 +48,8 @@ class LayerTable:
     pad_t, pad_l, pad_b, pad_r: zero padding (top, left, bottom, right).
     groups: convolution groups (``c_in`` for depthwise).
     macs: multiply-accumulates of one inference.
+    first: 1 where the layer reads the network's input (which the host writes to DRAM in
+        whatever layout the layer asks for, e.g. im2col patches), else 0.
     """
 
     names: tuple
@@ -70,9 +72,16 @@ class LayerTable:
     pad_r: np.ndarray
     groups: np.ndarray
     macs: np.ndarray
+    first: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.names)
+        first = np.zeros(n, dtype=np.int64) if self.first is None else np.asarray(self.first)
+        if first.shape != (n,) or not np.isin(first, (0, 1)).all():
+            raise ValueError(f"first must be {n} values of 0 or 1, not {self.first!r}")
+        first = first.astype(np.int64)
+        first.setflags(write=False)
+        object.__setattr__(self, "first", first)
         if len(set(self.names)) != n:
             raise ValueError("names must be unique")
         if len(self.ops) != n or any(op not in ("conv", "fc") for op in self.ops):
@@ -97,19 +106,26 @@ class LayerTable:
         return len(self.names)
 
     @classmethod
-    def from_layers(cls, layers) -> "LayerTable":
-        """Build the table from :class:`dse.network.Layer` objects (non-MAC layers skipped)."""
+    def from_layers(cls, layers, inputs=None) -> "LayerTable":
+        """Build the table from :class:`dse.network.Layer` objects (non-MAC layers skipped);
+        ``inputs``: the names of the network's input layers (default: the ``input`` layers
+        among ``layers``)."""
+        layers = list(layers)
+        if inputs is None:
+            inputs = {layer.name for layer in layers if layer.op == "input"}
         rows = {name: [] for name in _INT_FIELDS}
-        names, ops = [], []
+        names, ops, first = [], [], []
         for layer in layers:
             if layer.op not in ("conv", "fc"):
                 continue
             names.append(layer.name)
             ops.append(layer.op)
+            first.append(int(bool(layer.inputs) and all(i in inputs for i in layer.inputs)))
             for key, value in _layer_row(layer).items():
                 rows[key].append(value)
         arrays = {k: np.asarray(v, dtype=np.int64).reshape(len(names)) for k, v in rows.items()}
-        return cls(names=tuple(names), ops=tuple(ops), **arrays)
+        return cls(names=tuple(names), ops=tuple(ops), **arrays,
+                   first=np.asarray(first, dtype=np.int64).reshape(len(names)))
 
     @classmethod
     def from_network(cls, network: Network) -> "LayerTable":
@@ -122,7 +138,7 @@ class LayerTable:
         kw = {f.name: getattr(self, f.name)[index] for f in fields(self)
               if f.name in _INT_FIELDS}
         return LayerTable(names=tuple(self.names[i] for i in index),
-                          ops=tuple(self.ops[i] for i in index), **kw)
+                          ops=tuple(self.ops[i] for i in index), **kw, first=self.first[index])
 
     def column(self, name: str, xp=np):
         """Return field ``name`` as a float64 ``(L, 1, 1)`` array of namespace ``xp``."""

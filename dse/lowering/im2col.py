@@ -12,6 +12,11 @@ pixel per word, pixel-major, band after band; is: ``cols`` pixels of a filter, o
 Grouped convs run one invocation per group.  Every conv and fc layer can run this way (the
 fallback of every other algorithm) as long as its strides and dilations are equal in both
 directions.
+
+**Host patches** (variant ``patches``, ``unit`` = 1): a layer that reads the network's input
+can have the host write that input as its im2col patches (output pixel-major, channel order
+(c, ky, kx)); the layer is then the 1×1 convolution of :func:`patched`, R·S·C channels a
+pixel, so a first layer of 3 channels fills the array's rows instead of 3 of them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
 from rtl.params import Dataflow
 
-__all__ = ["RULE", "DATAFLOWS", "BAND_COUNTS", "legal", "lower", "cycles"]
+__all__ = ["RULE", "DATAFLOWS", "BAND_COUNTS", "legal", "lower", "cycles", "patched"]
 
 #: The dataflows the datapath runs this algorithm in.
 DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
@@ -36,8 +41,26 @@ RULE = "the datapath needs equal strides and dilations in both directions"
 
 
 def legal(g: Geometry, unit=0, xp=np):
-    """Whether the datapath runs ``g`` by im2col."""
-    return xp.asarray(g.square_steps)
+    """Whether the datapath runs ``g`` by im2col (``unit`` = 1: from host patches, which
+    needs one group; whether the layer reads the network input is the caller's check)."""
+    return xp.asarray(g.square_steps) & ((unit == 0) | (g.groups == 1))
+
+
+def patched(g: Geometry, unit=1, xp=np) -> Geometry:
+    """The geometry the datapath runs with host patches (``unit`` = 1, where ``unit`` may be
+    an array): a 1×1 convolution, stride 1, no padding, of C·R·S channels on the output
+    map; ``g`` unchanged where ``unit`` is 0."""
+    on = unit == 1
+    one = 0 * g.c_in + 1
+
+    def pick(new, old):
+        return xp.where(on, new, old) if not isinstance(on, bool) else (new if on else old)
+
+    return Geometry(pick(g.c_in * g.kh * g.kw, g.c_in), g.c_out, g.groups,
+                    pick(one, g.kh), pick(one, g.kw), pick(one, g.stride),
+                    pick(one, g.dilation), pick(g.h_out, g.h_in), pick(g.w_out, g.w_in),
+                    g.h_out, g.w_out, pick(0 * one, g.pad_t), pick(0 * one, g.pad_l),
+                    pick(0 * one, g.pad_b), pick(0 * one, g.pad_r), g.square_steps)
 
 
 #: Band counts the lowering tries (the output rows split into that many GEMMs, or fewer).
@@ -71,7 +94,8 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True) -
     :data:`BAND_COUNTS` bands, the one with the fewest :func:`cycles` (ties: fewer bands).
     In is an output word holds pixels of one filter, so the layer stays one GEMM; so does
     every layer with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and
-    traffic)."""
+    traffic).  ``unit`` = 1: the layer from host patches (:func:`patched`)."""
+    g = patched(g, unit, xp)
     n = g.n_group if n is None else n
     best = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
     best_cycles = cycles(best, rows, cols, dataflow, xp)["cycles"]

@@ -7,8 +7,9 @@ holds ``rows`` channels of a tile piece; for transformed position g a reader str
 words through ``rows`` input transforms Bᵀ·d·B (``rtl/winograd.py``) at once and element g
 of each goes to the engine as a K-chunk: GEMM g has M = ceil(Ho/m)·ceil(Wo/m) tiles,
 K = P·⌈C/rows⌉·rows, N = filters.  Its C vectors fill lane g of the
-transformed-domain buffer, which then drains, one (tile, filter) a cycle through an
-unpacker, through the output transform Aᵀ·M·A into the requantiser, m×m outputs per word.
+transformed-domain buffer, which then drains through unpackers into ``lanes`` output
+transforms Aᵀ·M·A (``OverlayParams.winograd_lanes``), each taking one (tile, filter) a cycle,
+and the requantiser: a word holds the m×m outputs of ``lanes`` filters of one tile.
 Square kernels of at least 3×3, stride 1, dilation 1, one group; ws and os only.
 """
 
@@ -43,8 +44,9 @@ def legal(g: Geometry, unit=0, xp=np):
             & (g.groups == 1) & xp.asarray(g.square_steps))
 
 
-def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
-    """The (m+2)² GEMMs of F(``unit``×``unit``, 3×3); ``n`` filters (default all)."""
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, lanes=1, xp=np) -> Lowered:
+    """The (m+2)² GEMMs of F(``unit``×``unit``, 3×3); ``n`` filters (default all) drained
+    through ``lanes`` output transforms (``OverlayParams.winograd_lanes``)."""
     m = unit
     n = g.c_out if n is None else n
     p2 = pieces(g.kh) * pieces(g.kw)
@@ -58,10 +60,10 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
     return Lowered(m=tiles, k=k, n=n, k_alg=p2 * g.c_in, gemms=gemms, invocations=1,
                    a_words=dp.a_words(tiles, k, rows, xp),
                    b_words=dp.b_words(k, n, rows, cols, dataflow, xp), c_words=c,
-                   out_words=tiles * n, tiles=tiles, pieces=p2,
+                   out_words=tiles * cdiv(n, lanes), tiles=tiles, pieces=p2,
                    load=transform + dp.TILE_READ_LATENCY, drain=c,
                    front=gemms * transform,
-                   back=tf.winograd_output_transform_cycles(tiles, n, m))
+                   back=tf.winograd_output_transform_cycles(tiles, n, m, lanes))
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,

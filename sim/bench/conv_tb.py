@@ -84,8 +84,7 @@ class DatapathConfig:
         from rtl.conv_datapath import ConvDatapath
 
         return ConvDatapath(self.params, self.limits_obj(), precision=self.precision,
-                            target="sim", mult_latency=self.mult_latency,
-)
+                            target="sim", mult_latency=self.mult_latency, pe_instances=True)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,8 @@ class ConvCase:
     fft_shift:
         FFT: requantisation shift of the spectral sums; ``None`` calibrates it on the case's
         data (:func:`calibrated_fft_shift`).
+    variant:
+        ``"patches"`` for im2col from the host's patches (``dse.compiler.plan_conv``).
     """
 
     x: np.ndarray
@@ -120,6 +121,7 @@ class ConvCase:
     requant: tuple | None = None
     name: str = ""
     fft_shift: int | None = None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def sized_config(cases: Sequence[ConvCase], params: OverlayParams, *, precision:
     power of two (so batches of similar layers share one cached build)."""
     from dse.compiler import plan_conv, required_limits
 
-    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision)
+    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision,
+                       variant=c.variant)
              for c in cases]
     limits = {k: 1 << max(1, (v - 1).bit_length()) for k, v in required_limits(plans).items()}
     return DatapathConfig.make(params, limits, precision=precision, **kwargs)
@@ -198,7 +201,7 @@ def plan_case(case: ConvCase, cfg: DatapathConfig):
         shift = calibrated_fft_shift(case, cfg)
     return plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, cfg.limits_obj(),
                      requant=case.requant, relu=case.relu,
-                     precision=cfg.precision, fft_shift=shift)
+                     precision=cfg.precision, fft_shift=shift, variant=case.variant)
 
 
 def _job_invocations(case: ConvCase, plan) -> list:

@@ -87,7 +87,7 @@ class EngineConfig:
         a_wide, b_wide, c_wide = self.wide
         return GemmEngine(self.params, max_m=self.max_m, max_k=self.max_k, max_n=self.max_n,
                           target="sim", mult_latency=self.mult_latency, a_wide=a_wide,
-                          b_wide=b_wide, c_wide=c_wide)
+                          b_wide=b_wide, c_wide=c_wide, pe_instances=True)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def conv_layer(name, c, h, w, n, k, stride=1, pad=0):
     return [layer for layer in b.build().layers if layer.op == "conv"][0]
 
 
-def make_case(layer, algo, flow, precision, seed, relu=False):
+def make_case(layer, algo, flow, precision, seed, relu=False, variant=None):
     from sim.bench.conv_tb import ConvCase
 
     rng = np.random.default_rng(seed)
@@ -67,8 +67,9 @@ def make_case(layer, algo, flow, precision, seed, relu=False):
         x = np.where(x >= 0, hi - 1, lo)
         w = np.full_like(w, lo)
         data = "extreme"
-    return ConvCase(x, w, layer, algo, flow, relu=relu,
-                    name=f"{layer.name} {algo} {flow} int{precision} seed{seed} {data}")
+    label = algo if variant is None else f"{algo}/{variant}"
+    return ConvCase(x, w, layer, algo, flow, relu=relu, variant=variant,
+                    name=f"{layer.name} {label} {flow} int{precision} seed{seed} {data}")
 
 
 #: Least SQNR of the FFT golden model against exact convolution: the issue's 40 dB on random
@@ -149,7 +150,8 @@ def smoke_cases():
     return [make_case(l3, "im2col", "ws", 8, 1), make_case(l3, "kn2row", "os", 8, 2),
             make_case(l3, "winograd", "os", 8, 3, relu=True),
             make_case(l5, "winograd", "ws", 8, 4), make_case(l7, "im2col", "os", 8, 5),
-            make_case(l1, "im2col", "is", 8, 6), make_case(l3s2, "kn2row", "ws", 8, 7)]
+            make_case(l1, "im2col", "is", 8, 6), make_case(l3s2, "kn2row", "ws", 8, 7),
+            make_case(l7, "im2col", "ws", 8, 8, variant="patches")]
 
 
 @pytest.mark.verilator
@@ -175,6 +177,24 @@ def test_conv_datapath_spectral_smoke_int8():
     cases = spectral_smoke_cases()
     cfg = sized_config(cases, SPECTRAL8, precision=8)
     assert check_batch(cfg, cases, "conv_smoke_spectral_int8", 8) == 0.0
+
+
+#: Two Winograd output transforms on a 4×8 array: an output word holds 2 filters' tiles.
+WINO_LANES = OverlayParams(rows=4, cols=8, a_width=10, b_width=12, acc_width=32, winograd_m=2,
+                           winograd_lanes=2)
+
+
+@pytest.mark.verilator
+def test_conv_datapath_winograd_output_lanes():
+    from sim.bench.conv_tb import sized_config
+
+    # 5 and 11 filters: the last group half full, and a C vector past the array's 8 columns
+    l5 = conv_layer("w5", 3, 7, 6, 5, 3, 1, 1)
+    l11 = conv_layer("w11", 6, 6, 7, 11, 5, 1, 2)
+    cases = [make_case(l5, "winograd", "ws", 8, 21, relu=True),
+             make_case(l11, "winograd", "os", 8, 22), make_case(l5, "winograd", "os", 8, 25)]
+    cfg = sized_config(cases, WINO_LANES, precision=8)
+    assert check_batch(cfg, cases, "conv_winograd_lanes", 8) == 0.0
 
 
 @pytest.mark.verilator
@@ -305,6 +325,40 @@ def test_compiler_layouts_reproduce_the_convolution_in_numpy():
     acc = np.einsum("mkg,gkn->mng", v, b).reshape(gm, gn, 4, 4)
     y = output_transform(acc, 2).reshape(gm * gn, 4)
     np.testing.assert_array_equal(plan.decode(y, inv), ref)
+
+
+@pytest.mark.parametrize("flow", ["ws", "os", "is"])
+def test_host_patches_reproduce_the_convolution_in_numpy(flow):
+    # A first layer (3 channels, 7×7, stride 2, padding 3) as the 1×1 convolution of the
+    # host's patches: the plan's images multiplied out in numpy equal direct convolution.
+    layer = conv_layer("first", 3, 11, 9, 5, 7, 2, 3)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (5, 3, 7, 7))
+    plan = plan_conv(layer, "im2col", flow, INT8, variant="patches")
+    assert plan.variant == "patches" and plan.kernel == (1, 1) and plan.stride == 1
+    assert plan.in_shape == (147, 6, 5)         # C·R·S channels on the output map
+    inv = plan.invocations[0]
+    gm, gk, gn = inv.gemm
+    a = plan.feature_image(x, inv)              # one pixel's 147 channels in 37 words
+    a = a.reshape(30, -1)[:, :gk]
+    c = a @ plan.gemm_weights(plan.host_weights(w), inv)[0]
+    cols = INT8.cols
+    if flow == "is":
+        cp = np.zeros((-(-30 // cols) * cols, gn), dtype=np.int64)
+        cp[:30] = c
+        out = cp.reshape(-1, cols, gn).transpose(0, 2, 1).reshape(-1, cols)
+    else:
+        cp = np.zeros((inv.gemms * gm, -(-gn // cols) * cols), dtype=np.int64)
+        cp[:30, :gn] = c
+        out = cp.reshape(-1, cols)
+    np.testing.assert_array_equal(plan.decode(out, inv), conv2d(x, w, 2, 3))
+
+
+def test_host_patches_refused_off_im2col():
+    layer = conv_layer("first", 3, 11, 9, 5, 3, 1, 1)
+    with pytest.raises(ValueError, match="host patches are an im2col variant"):
+        plan_conv(layer, "kn2row", "ws", INT8, variant="patches")
 
 
 @pytest.mark.parametrize("algo, k, stride, message", [

@@ -49,11 +49,11 @@ def test_aux_table_marks_fusable_pools():
 
 def test_enumerate_choices_is_the_full_product():
     table = enumerate_choices()
-    # 6 variants × 3 dataflows × 2 tilings
-    assert len(table) == 36
-    assert len(set(table.choices)) == 36
+    # 7 variants (im2col, host patches, kn2row, 2 Winograd, 2 FFT) × 3 dataflows × 2 tilings
+    assert len(table) == 42
+    assert len(set(table.choices)) == 42
     few = enumerate_choices(["im2col", "winograd"], ["ws"], ["weights"])
-    assert [c.variant for c in few.choices] == ["im2col", "F2x2_3x3", "F4x4_3x3"]
+    assert [c.variant for c in few.choices] == ["im2col", "patches", "F2x2_3x3", "F4x4_3x3"]
     with pytest.raises(ValueError, match="algorithms"):
         enumerate_choices(["direct"])
     with pytest.raises(ValueError, match="sparse_fft"):
@@ -98,10 +98,11 @@ def test_hardware_mask_needs_units_and_widths():
               OverlayParams(a_width=17, b_width=18, acc_width=48, winograd_m=4, fft_size=16)]
     mask = hardware_mask(choices, HardwareTable.from_params(points), precision=8)
     ok = {i: {c.variant for c, m in zip(choices.choices, mask[:, i]) if m} for i in range(4)}
-    assert ok[0] == {"im2col", "kn2row"}
-    assert ok[1] == {"im2col", "kn2row", "F2x2_3x3"}
-    assert ok[2] == {"im2col", "kn2row"}
-    assert ok[3] == {"im2col", "kn2row", "F4x4_3x3", "fft16"}
+    plain = {"im2col", "patches", "kn2row"}      # host patches need no unit
+    assert ok[0] == plain
+    assert ok[1] == plain | {"F2x2_3x3"}
+    assert ok[2] == plain
+    assert ok[3] == plain | {"F4x4_3x3", "fft16"}
 
 
 def test_hardware_table_grid_and_params_round_trip():

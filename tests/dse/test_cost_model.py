@@ -9,7 +9,7 @@ import pytest
 from dse.cost import energy
 from dse.cost.backend import get_namespace, to_numpy, torch_available
 from dse.cost.choices import Choice, enumerate_choices
-from dse.cost.hardware import HardwareTable
+from dse.cost.hardware import PARAM_FIELDS, HardwareTable
 from dse.cost.model import COST_FIELDS, evaluate, evaluate_aux, evaluate_one
 from dse.cost.workload import AuxTable, LayerTable
 from dse.network import Layer, Network
@@ -52,10 +52,13 @@ def test_shapes_and_invalid_entries_are_inf(case):
     # Winograd on the 1×1 layer and on the stride-2 layer is never valid
     wino = np.array([c.algorithm == Algorithm.WINOGRAD for c in choices.choices])
     assert not valid[1][wino].any() and not valid[2][wino].any()
-    # im2col runs every layer at every point that has room for its tiles
-    im2col = np.array([c.algorithm == Algorithm.IM2COL for c in choices.choices])
+    # im2col runs every layer at every point that has room for its tiles; from host patches
+    # only where the layer reads the network's input (none of these: no input layer)
+    im2col = np.array([c.variant == "im2col" for c in choices.choices])
+    patches = np.array([c.variant == "patches" for c in choices.choices])
     big = (hw.act_buffer_kib == 64) & (hw.weight_buffer_kib == 64)
     assert valid[:, im2col][:, :, big].all()
+    assert not valid[:, patches].any()
 
 
 def test_evaluate_equals_evaluate_one(case):
@@ -159,11 +162,7 @@ def test_torch_backend_equals_numpy_and_has_gradients(case):
     for name in COST_FIELDS + ("valid",):
         assert np.array_equal(to_numpy(getattr(tcost, name)), np.asarray(getattr(cost, name))), name
     gbps = torch.tensor(12.8, dtype=torch.float64, requires_grad=True)
-    hw_g = HardwareTable(**{k: getattr(hw, k) for k in ("rows", "cols", "a_width", "b_width",
-                                                        "acc_width", "winograd_m", "fft_size",
-                                                        "sparse_lanes", "sparse_banks",
-                                                        "act_buffer_kib", "weight_buffer_kib",
-                                                        "out_buffer_kib", "bus_bits")},
+    hw_g = HardwareTable(**{k: getattr(hw, k) for k in PARAM_FIELDS},
                          clock_mhz=200.0, dram_gbps=gbps)
     g = evaluate(layers, choices, hw_g, xp)
     total = torch.where(g.valid, g.cycles, torch.zeros_like(g.cycles)).sum()

@@ -53,9 +53,10 @@ def test_engine_lints_clean(name, wide, tmp_path):
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("name", SHAPES)
-def test_array_lints_clean(name, tmp_path):
+@pytest.mark.parametrize("instances", [False, True], ids=["inline", "pe-modules"])
+def test_array_lints_clean(name, instances, tmp_path):
     top = f"lint_array_{name}"
-    text = emit_verilog(SystolicArray(PARAMS[name], 3, "sim"), top)
+    text = emit_verilog(SystolicArray(PARAMS[name], 3, "sim", pe_instances=instances), top)
     violations, _ = lint_verilog(text, top, work_dir=tmp_path)
     assert not violations, f"{len(violations)} lint violations in {top}:\n{_report(violations)}"
 
@@ -186,3 +187,18 @@ def test_every_waiver_is_documented():
         assert re.search(rf"^\| `{rule}` \|", doc, re.M), f"{rule} missing from the lint table"
     for flag in WAIVERS:
         assert re.search(rf"^\| `{flag}` \|", doc, re.M), f"{flag} missing from the build table"
+
+
+def test_datapath_has_no_combinational_cycle():
+    """``rtl.emit.verilog_text`` skips Amaranth's combinational-cycle search for speed; it
+    runs here, in Amaranth's own conversion, on a datapath with every unit."""
+    from amaranth.back import rtlil
+
+    from rtl.conv_datapath import ConvDatapath
+    from rtl.params import DatapathLimits, OverlayParams
+
+    params = OverlayParams(rows=2, cols=8, a_width=17, b_width=18, acc_width=48,
+                           winograd_m=2, winograd_lanes=2, fft_size=4)
+    limits = DatapathLimits(max_m=16, max_k=16, max_n=16, feature_words=64, weight_words=64,
+                            tile_words=64, out_words=64, max_gemms=16, spectral_words=64)
+    rtlil.convert(ConvDatapath(params, limits, pe_instances=True), name="cycle_check")

@@ -60,3 +60,30 @@ def test_as_dict_is_flat_and_complete():
     assert d["rows"] == 4 and d["cols"] == 16
     assert set(d) == {f.name for f in dataclasses.fields(OverlayParams)}
     assert OverlayParams(rows=4, cols=16).array == ArrayParams(rows=4, cols=16)
+
+
+@pytest.mark.parametrize("cols, m, lanes, ok", [
+    (8, 0, 1, True), (8, 0, 2, False),          # no Winograd unit: one (unused) lane
+    (8, 2, 2, True), (8, 2, 4, False),          # 4 lanes of 2×2 tiles: 16 > max(8, 4)
+    (4, 2, 1, True), (64, 4, 4, True), (64, 4, 8, False),
+    (48, 4, 2, True), (48, 2, 3, False),        # 3 divides 48 but is not a power of two
+    (24, 2, 16, False),                         # 16 does not divide 24
+])
+def test_winograd_lanes_rule(cols, m, lanes, ok):
+    from dse.cost.hardware import HardwareTable
+    from rtl.params import winograd_lanes_ok
+
+    assert bool(winograd_lanes_ok(cols, m, lanes)) == ok
+    widths = dict(a_width=15, b_width=18, acc_width=48) if m else {}
+    make = lambda: OverlayParams(cols=cols, winograd_m=m, winograd_lanes=lanes,  # noqa: E731
+                                 **widths)
+    grid = lambda: HardwareTable.from_grid(cols=[cols], winograd_m=[m],  # noqa: E731
+                                           winograd_lanes=[lanes], **{k: [v] for k, v in
+                                                                      widths.items()})
+    if ok:
+        assert make().winograd_lanes == lanes and len(grid()) == 1
+    else:
+        with pytest.raises(ValueError, match="winograd_lanes must be"):
+            make()
+        with pytest.raises(ValueError, match="winograd_lanes must be"):
+            grid()
