@@ -511,10 +511,11 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             raise ValueError(f"layer {layer.name}: {im2col_lowering.RULE}, not "
                              f"{(sh_, sw_)} and {(dh_, dw_)}")
         host_patches = (tuple(_pair(layer.kernel)), sh_, dh_, tuple(layer.padding))
-        r_, s_ = _pair(layer.kernel)
+        pg = im2col_lowering.patched(Geometry.of_layer(layer))     # the lowering's rule
         layer = dataclasses.replace(
-            layer, in_shape=(layer.in_shape[0] * r_ * s_, *layer.out_shape[1:]), kernel=(1, 1),
-            stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0))
+            layer, in_shape=(pg.c_in, pg.h_in, pg.w_in), kernel=(pg.kh, pg.kw),
+            stride=(pg.stride, pg.stride), dilation=(pg.dilation, pg.dilation),
+            padding=(pg.pad_t, pg.pad_l, pg.pad_b, pg.pad_r))
     c, h, w = layer.in_shape
     n_out, oh, ow = layer.out_shape
     r, s = _pair(layer.kernel)
