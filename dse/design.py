@@ -139,7 +139,8 @@ class Design:
                  f"- network: {self.network}; board: {self.board} at {self.clock_mhz:g} MHz; "
                  f"objective: {self.objective}; precision: int{self.precision}",
                  f"- array {hw.get('rows')} x {hw.get('cols')}, winograd_m {hw.get('winograd_m')}"
-                 f", fft_size {hw.get('fft_size')}, buffers act/weight/out "
+                 f" ({hw.get('winograd_lanes', 1)} output transforms), fft_size "
+                 f"{hw.get('fft_size')}, buffers act/weight/out "
                  f"{hw.get('act_buffer_kib')}/{hw.get('weight_buffer_kib')}/"
                  f"{hw.get('out_buffer_kib')} KiB, bus {hw.get('bus_bits')} bits",
                  f"- total {self.total_cycles:,} cycles = {self.latency_ms:.4f} ms; "
