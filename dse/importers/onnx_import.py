@@ -88,6 +88,16 @@ def network_from_model(model, source: object = "<onnx>", name: str = "onnx") -> 
     return _Importer(model, source, name).run()
 
 
+#: Fewest inputs of the operators whose handlers read more than the data input.
+_MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "Add": 2, "Sub": 2, "Mul": 2, "Div": 2,
+               "Reshape": 2}
+
+#: Kinds of the attributes the importer reads (others pass unchecked).
+_ATTR_KINDS = {"kernel_shape": "ints", "strides": "ints", "pads": "ints", "dilations": "ints",
+               "group": "int", "axis": "int", "ceil_mode": "int", "transA": "int",
+               "transB": "int", "auto_pad": "str", "mode": "str"}
+
+
 class _Importer:
     def __init__(self, model, source, name):
         import onnx
@@ -193,6 +203,10 @@ class _Importer:
         if op == "Shape":
             self.const[node.output[0]] = None
             return
+        if len(node.input) < _MIN_INPUTS.get(op, 1) or not node.output:
+            raise self.error(where, f"must have at least {_MIN_INPUTS.get(op, 1)} inputs and "
+                                    f"one output, not {len(node.input)} and "
+                                    f"{len(node.output)}")
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             if op in _PASS_THROUGH:
@@ -226,8 +240,23 @@ class _Importer:
                 value = np.array(list(self.onnx.helper.get_attribute_value(a)))
         self.const[node.output[0]] = value
 
-    def _attrs(self, node) -> dict:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+    def _attrs(self, node, where: str = "") -> dict:
+        """The node's attributes, those this importer reads checked for their kind."""
+        out = {}
+        for a in node.attribute:
+            value = self.onnx.helper.get_attribute_value(a)
+            kind = _ATTR_KINDS.get(a.name)
+            ok = {"ints": lambda v: isinstance(v, list)
+                  and all(isinstance(i, int) for i in v),
+                  "int": lambda v: isinstance(v, int),
+                  "str": lambda v: isinstance(v, (bytes, str))}
+            if kind is not None and not ok[kind](value):
+                text = {"ints": "a list of integers", "int": "an integer",
+                        "str": "a string"}[kind]
+                raise self.error(f"{where or node.op_type}.{a.name}",
+                                 f"must be {text}, not {value!r}")
+            out[a.name] = value
+        return out
 
     def _data(self, node, where: str) -> str:
         """Return the IR layer of the node's first input (which must be an activation)."""
@@ -284,7 +313,7 @@ class _Importer:
         if w_shape is None or len(w_shape) != 4:
             raise self.error(where, f"must have a 4-D weight [M, C/group, kh, kw], "
                                     f"not {w_shape}")
-        attrs = self._attrs(node)
+        attrs = self._attrs(node, where)
         groups = attrs.get("group", 1)
         in_c, h, w = self.b.shape(x)
         if w_shape[1] * groups != in_c:
@@ -297,7 +326,7 @@ class _Importer:
 
     def _pool(self, node, where, name, op):
         x = self._data(node, where)
-        attrs = self._attrs(node)
+        attrs = self._attrs(node, where)
         if "kernel_shape" not in attrs:
             raise self.error(f"{where}.kernel_shape", "is required")
         _, h, w = self.b.shape(x)
@@ -323,7 +352,7 @@ class _Importer:
 
     def _op_ReduceMean(self, node, where, name):
         x = self._data(node, where)
-        axes = self._attrs(node).get("axes")
+        axes = self._attrs(node, where).get("axes")
         if axes is None and len(node.input) > 1 and node.input[1]:
             value = self.value(node.input[1])
             axes = None if value is None else [int(a) for a in value.reshape(-1)]
@@ -343,7 +372,7 @@ class _Importer:
 
     def _op_Clip(self, node, where, name):
         x = self._data(node, where)
-        attrs = self._attrs(node)
+        attrs = self._attrs(node, where)
         bounds = [attrs.get("min"), attrs.get("max")]  # opset < 11 keeps them as attributes
         for i in (1, 2):
             if len(node.input) > i and node.input[i]:
@@ -397,7 +426,7 @@ class _Importer:
         if consts:
             raise self.error(where, "must concatenate activations only, not constants "
                                     f"{consts}")
-        axis = self._attrs(node).get("axis")
+        axis = self._attrs(node, where).get("axis")
         if axis is None or axis % 4 != 1:
             raise self.error(f"{where}.axis", f"must be 1 (channels), not {axis}")
         xs = [self.act[t] for t in node.input]
@@ -408,7 +437,7 @@ class _Importer:
 
     def _op_Flatten(self, node, where, name):
         x = self._data(node, where)
-        axis = self._attrs(node).get("axis", 1)
+        axis = self._attrs(node, where).get("axis", 1)
         if axis != 1:
             raise self.error(f"{where}.axis", f"must be 1 (keep the batch), not {axis}")
         self._emit(node, "flatten", name, [x], where)
@@ -446,7 +475,7 @@ class _Importer:
 
     def _op_Gemm(self, node, where, name):
         x = self._data(node, where)
-        attrs = self._attrs(node)
+        attrs = self._attrs(node, where)
         if attrs.get("transA", 0):
             raise self.error(f"{where}.transA", "must be 0")
         w_shape = self.const_shape(node.input[1]) if node.input[1] in self.const else None
@@ -471,7 +500,7 @@ class _Importer:
 
     def _op_Pad(self, node, where, name):
         self._data(node, where)
-        attrs = self._attrs(node)
+        attrs = self._attrs(node, where)
         mode = attrs.get("mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         pads = attrs.get("pads")
