@@ -307,6 +307,10 @@ def search(network, board, *, config: str = "", precision: int = 8,
 
     # -- the choice axis: allowed algorithms, plus im2col for the fallback --------------------
     pinned_algos = {p["algorithm"] for p in layer_pins.values() if "algorithm" in p}
+    if "sparse_fft" in algorithms or "sparse_fft" in pinned_algos:
+        field = "algorithms" if "sparse_fft" in algorithms else "layers"
+        raise InputError(source, field, "sparse_fft has no cost model or datapath yet; "
+                                        "allow im2col, kn2row, winograd or fft")
     offered = list(dict.fromkeys(list(algorithms) + ["im2col"] + sorted(pinned_algos)))
     flows = list(dict.fromkeys(list(dataflows)
                                + [p["dataflow"] for p in layer_pins.values() if "dataflow" in p]))

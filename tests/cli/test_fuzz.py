@@ -1,11 +1,12 @@
-"""Mutated ONNX models through ``omniconv dse``: a result or one line and exit 2, never a
-traceback.
+"""Mutated ONNX models and odd configs through ``omniconv dse``: a result or one line and
+exit 2, never a traceback.
 
 A small valid model (convs with padding and stride, a concat, a residual add, pooling, a
 fully connected head) is mutated the ways real files go wrong -- flipped or truncated bytes,
 attributes with odd values, initialisers of the wrong shape, odd input dimensions, rewired or
 unknown nodes, nodes or weights missing -- and each mutant runs through the command in
-process.
+process.  Configs get odd pins, algorithm and dataflow sets, layer choices, boards and
+objectives, mostly valid so that the search runs too.
 """
 
 from __future__ import annotations
@@ -147,3 +148,61 @@ def test_mutated_models_give_a_design_or_one_line(tmp_path, base, capsys, data):
 @given(data=st.data())
 def test_thousands_of_mutated_models(tmp_path, base, capsys, data):
     _check_mutant(tmp_path, base, capsys, data)
+
+
+# -- configs through the command -----------------------------------------------------------
+
+_HW_KEYS = ["rows", "cols", "a_width", "b_width", "acc_width", "winograd_m", "winograd_lanes",
+            "fft_size", "act_buffer_kib", "weight_buffer_kib", "out_buffer_kib", "bus_bits",
+            "sparse_lanes", "bogus"]
+_ODD = st.one_of(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128]), st.sampled_from([1, 2, 4]),
+                 st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 4]),
+                 st.integers(-4, 300), st.sampled_from([0, 3, 1 << 20]),
+                 st.text(max_size=4), st.none(), st.floats(-1, 3), st.booleans(),
+                 st.lists(st.integers(0, 9), max_size=2))
+
+
+@st.composite
+def configs(draw):
+    """A tiny-network config with odd pins, sets and layer choices."""
+    doc = {"network": draw(st.sampled_from(["tiny", "m.onnx", "tiny", "m.onnx", "nosuch"])),
+           "board": draw(st.sampled_from(["ecp5-85k", "zu2", "zcu102", "ecp5"]))}
+    if draw(st.booleans()):
+        doc["hardware"] = draw(st.dictionaries(st.sampled_from(_HW_KEYS), _ODD, max_size=4))
+    if draw(st.booleans()):
+        doc["algorithms"] = draw(st.lists(st.sampled_from(
+            ["im2col", "kn2row", "winograd", "fft", "winograd", "fft", "sparse_fft", "x"]),
+            min_size=1, max_size=3, unique=True))
+    if draw(st.booleans()):
+        doc["dataflows"] = draw(st.lists(st.sampled_from(["ws", "os", "is", "ws", "xs"]),
+                                         min_size=1, max_size=3, unique=True))
+    if draw(st.booleans()):
+        doc["layers"] = draw(st.dictionaries(
+            st.sampled_from(["conv1", "conv2", "conv3", "fc", "nope"]),
+            st.dictionaries(st.sampled_from(["algorithm", "dataflow", "variant"]),
+                            st.sampled_from(["im2col", "kn2row", "winograd", "fft", "ws",
+                                             "is", "patches", 3]), max_size=2), max_size=2))
+    for key, values in (("precision", [8, 8, 16, 4]), ("objective", ["latency", "energy",
+                                                                     "edp", "fast"])):
+        if draw(st.booleans()):
+            doc[key] = draw(st.sampled_from(values))
+    return doc
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=_HEALTH)
+@given(doc=configs())
+def test_odd_configs_give_a_design_or_one_line(tmp_path, base, capsys, doc):
+    import yaml
+
+    from omniconv.cli import main
+
+    (tmp_path / "m.onnx").write_bytes(base.SerializeToString())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    status = main(["dse", str(cfg), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if status != 0:
+        assert status == 2, err
+        lines = [line for line in err.splitlines() if line.startswith("omniconv dse:")]
+        assert len(lines) == 1, err
