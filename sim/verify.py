@@ -53,7 +53,8 @@ DATA_SEED = 2024
 #: PER_WORD · job_words`` bytes (:func:`estimate_cost`).  ``BASE`` is the command itself
 #: (numpy, onnx and Amaranth loaded) beside the Verilator build or the simulator's own
 #: interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
-#: simulator runs (3.4 GB for a 16×64 array with a Winograd unit, 0.7 GB for 16×16);
+#: simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs instances of one
+#: module per row; 3.4 GB for 16×64 when the PEs were inlined);
 #: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
 #: Mbit and 3.5 Gbit datapaths, rounded up: a C++ word per 32 bits of each buffer word);
 #: ``PER_WORD`` a loaded or read word held as a Python int in a list and as JSON text, in
@@ -61,7 +62,7 @@ DATA_SEED = 2024
 #: Verilog no longer grows with the buffers: memories carry no per-word initialisers
 #: (``rtl/emit.py``).
 MEMORY_BASE_BYTES = 2 ** 30
-MEMORY_PER_PE_BYTES = 3.5 * 2 ** 20
+MEMORY_PER_PE_BYTES = 1.25 * 2 ** 20
 MEMORY_PER_BUFFER_BIT = 1.5
 MEMORY_PER_JOB_WORD = 100.0
 #: Wall time, ``BUILD + cycles · PEs / PE_CYCLES_PER_S + job_words · SECONDS_PER_WORD``
