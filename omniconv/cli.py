@@ -44,6 +44,8 @@ COMMANDS = {
     "lint": ("omniconv.lint", "Verilator lint (-Wall, documented waivers) of overlay.v"),
     "synth": ("omniconv.synth", "Yosys (+ nextpnr for ECP5) resources and Fmax"),
     "report": ("omniconv.report", "plots and an HTML page for a build folder"),
+    "sweep": ("omniconv.sweep", "the explorer over networks x boards x precisions x "
+                                "objectives, on Dask; sweep.csv and sweep.png"),
 }
 
 
