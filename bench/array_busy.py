@@ -42,7 +42,9 @@ def layer_rows(design, network) -> list[dict]:
         unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(
             lp.algorithm, int(lp.variant == "patches"))
         c = layer_cycles(lp.algorithm, Geometry.of_layer(layer), unit, hw["rows"], hw["cols"],
-                         Dataflow(lp.dataflow).code)
+                         Dataflow(lp.dataflow).code, lanes=hw.get("winograd_lanes", 1))
+        # the layer's cycles from the lowering, as design.json has them
+        assert int(c["cycles"]) == int(lp.compute_cycles), lp.name
         rows.append({"name": lp.name, "choice": f"{lp.algorithm} {lp.variant or ''} "
                                                  f"{lp.dataflow}".replace("  ", " "),
                      "ideal": int(c["lowered"].macs_needed) / pes,

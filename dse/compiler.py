@@ -201,9 +201,8 @@ class ConvPlan:
 
     def lowered(self, rows: int, cols: int, n: int):
         """The lowering of one invocation of ``n`` filters on a rows×cols array."""
-        extra = {"lanes": self.winograd_lanes} if self.algorithm == "winograd" else {}
-        return lowering(self.algorithm).lower(self.geometry, self.unit, rows, cols,
-                                              Dataflow(self.dataflow).code, n=n, **extra)
+        return _lower(self.algorithm, self.geometry, self.unit, rows, cols,
+                      Dataflow(self.dataflow).code, n, self.winograd_lanes)
 
     def invocation_cycles(self, inv: "Invocation", rows: int, cols: int,
                           mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
@@ -460,6 +459,12 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
+def _lower(algo, geometry, unit, rows, cols, flow_code, n, winograd_lanes):
+    """``dse.lowering``'s lowering of one invocation (Winograd with its output lanes)."""
+    extra = {"lanes": winograd_lanes} if algo == "winograd" else {}
+    return lowering(algo).lower(geometry, unit, rows, cols, flow_code, n=n, **extra)
+
+
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
               requant=None, relu: bool = False,
               precision: int = 8, fft_shift: int | None = None,
@@ -502,16 +507,13 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         raise ValueError(f"layer {layer.name} must be a conv layer, not {layer.op}")
     host_patches = ()
     if variant == "patches":
-        if algo != "im2col" or layer.groups != 1:
-            raise ValueError(f"layer {layer.name}: host patches are an im2col variant of "
-                             f"one group, not {algo} with {layer.groups} groups")
-        sh_, sw_ = _pair(layer.stride)
-        dh_, dw_ = _pair(layer.dilation)
-        if sh_ != sw_ or dh_ != dw_:
-            raise ValueError(f"layer {layer.name}: {im2col_lowering.RULE}, not "
-                             f"{(sh_, sw_)} and {(dh_, dw_)}")
-        host_patches = (tuple(_pair(layer.kernel)), sh_, dh_, tuple(layer.padding))
-        pg = im2col_lowering.patched(Geometry.of_layer(layer))     # the lowering's rule
+        g0 = Geometry.of_layer(layer)
+        if algo != "im2col" or not bool(im2col_lowering.legal(g0, 1)):
+            raise ValueError(f"layer {layer.name}: host patches are an im2col variant of one "
+                             f"group ({im2col_lowering.RULE}), not {algo} with "
+                             f"{layer.groups} groups and strides {tuple(_pair(layer.stride))}")
+        host_patches = ((g0.kh, g0.kw), g0.stride, g0.dilation, tuple(layer.padding))
+        pg = im2col_lowering.patched(g0)                          # the lowering's rule
         layer = dataclasses.replace(
             layer, in_shape=(pg.c_in, pg.h_in, pg.w_in), kernel=(pg.kh, pg.kw),
             stride=(pg.stride, pg.stride), dilation=(pg.dilation, pg.dilation),
@@ -554,8 +556,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     wlanes = params.winograd_lanes if algo == "winograd" else 1
 
     def lowered(nf=None):
-        extra = {"lanes": wlanes} if algo == "winograd" else {}
-        return low_mod.lower(geometry, unit, rows, cols, flow.code, n=nf, **extra)
+        return _lower(algo, geometry, unit, rows, cols, flow.code, nf, wlanes)
 
     def b_matrices(gemms):
         """B matrices in the weight buffer: im2col's bands all multiply the same weights."""

@@ -141,11 +141,11 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
             axes[name] = (value,)
     grids = np.meshgrid(*[np.asarray(v, dtype=np.int64) for v in axes.values()], indexing="ij")
     arrays = {name: g.reshape(-1) for name, g in zip(axes, grids)}
-    # output transform lanes only where they fit the unit and the array (OverlayParams)
+    # output transform lanes only where they fit the unit and the array; when none does (a
+    # pin that fits no point), keep them all so that HardwareTable's check names the pin
     keep = winograd_lanes_ok(arrays["cols"], arrays["winograd_m"], arrays["winograd_lanes"])
-    if not keep.any():
-        keep = arrays["winograd_lanes"] == arrays["winograd_lanes"].min()
-    arrays = {name: v[keep] for name, v in arrays.items()}
+    if keep.any():
+        arrays = {name: v[keep] for name, v in arrays.items()}
     # widths: the widest of im2col and the units present
     base_a, base_b = required_widths("im2col", precision)
     a = np.full_like(arrays["rows"], base_a)
@@ -677,7 +677,8 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     for i in front[:64]:
         point = hardware.params(int(i))
         pareto.append({"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
-                       "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size, "act_buffer_kib": point.act_buffer_kib,
+                       "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size,
+                       "act_buffer_kib": point.act_buffer_kib,
                        "weight_buffer_kib": point.weight_buffer_kib,
                        "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
                        "latency_ms": round(float(latency_all[i]), 6),

@@ -519,10 +519,10 @@ class ConvDatapath(wiring.Component):
             for otf in otfs:
                 m.d.comb += [otf.i_stream.valid.eq(m_unps[0].o_stream.valid),
                              otf.o_stream.ready.eq(rq.i_stream.ready)]
-            otf = otfs[0]
+            lead = otfs[0]                    # the transforms move in lockstep
             with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
-            ot_in = otf.i_stream.valid & otf.i_stream.ready
+            ot_in = lead.i_stream.valid & lead.i_stream.ready
             ot_started = Signal()
             with m.If(post_go):
                 m.d.sync += ot_started.eq(0)
@@ -530,7 +530,7 @@ class ConvDatapath(wiring.Component):
                 m.d.sync += ot_started.eq(1)
             with m.If(is_wino):
                 m.d.comb += [eng.c_stream.ready.eq(1), c_fire.eq(eng_c_fire),
-                             rq.i_stream.valid.eq(otf.o_stream.valid)]
+                             rq.i_stream.valid.eq(lead.o_stream.valid)]
                 # an output word: the m×m tiles of the group's filters, filter-major
                 for j, each in enumerate(otfs):
                     for e in range(wm * wm):

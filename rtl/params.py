@@ -80,10 +80,10 @@ def winograd_lanes_ok(cols, m, lanes):
     """Whether ``lanes`` output transforms fit an overlay with ``cols`` columns and Winograd
     F(m×m) (:class:`OverlayParams`): 1 when m is 0, else a power of two dividing ``cols``
     with lanes·m² ≤ max(cols, m²).  Works on integers and on numpy integer arrays alike."""
-    m2 = m * m
     power_of_two = (lanes & (lanes - 1)) == 0
-    return ((m == 0) & (lanes == 1)) | ((m > 0) & power_of_two & (cols % lanes == 0)
-                                        & (lanes * m2 <= cols + (m2 > cols) * (m2 - cols)))
+    # lanes·m² ≤ max(cols, m²): one lane always fits; more must fit in cols
+    fits = (lanes == 1) | (lanes * m * m <= cols)
+    return ((m == 0) & (lanes == 1)) | ((m > 0) & power_of_two & (cols % lanes == 0) & fits)
 
 
 def _fields_dict(obj) -> dict:
@@ -183,8 +183,8 @@ class OverlayParams:
         _check_int("winograd_lanes", self.winograd_lanes, 1, 256)
         if not winograd_lanes_ok(self.cols, self.winograd_m, self.winograd_lanes):
             raise ValueError(f"winograd_lanes must be 1 without a Winograd unit, else a power "
-                             f"of two dividing cols ({self.cols}) with winograd_lanes·m² at most "
-                             f"max(cols, m²) = {max(self.cols, self.winograd_m ** 2)}, "
+                             f"of two dividing cols ({self.cols}) with winograd_lanes·m² at "
+                             f"most max(cols, m²) = {max(self.cols, self.winograd_m ** 2)}, "
                              f"not {self.winograd_lanes}")
         if self.fft_size not in (0, 4, 8, 16, 32):
             raise ValueError(f"fft_size must be 0, 4, 8, 16 or 32, not {self.fft_size!r}")

@@ -57,7 +57,8 @@ TILINGS = ("weights", "activations")
 # (activation bits, weight bits).  Winograd: rtl.params.WINOGRAD_EXTRA_BITS (exact transforms:
 # int8 needs 10 x 12 bits for F(2x2,3x3), 15 x 18 for F(4x4,3x3)).  FFT: 16-bit fixed-point
 # spectra for int8 (p+8), plus one bit on each operand for Gauss's sums.
-_EXTRA_BITS = {"im2col": (0, 0), "patches": (0, 0), "kn2row": (0, 0), "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
+_EXTRA_BITS = {"im2col": (0, 0), "patches": (0, 0), "kn2row": (0, 0),
+               "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
                "F4x4_3x3": WINOGRAD_EXTRA_BITS[4],
                "fft8": (9, 9), "fft16": (9, 9)}
 

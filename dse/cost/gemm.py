@@ -20,8 +20,9 @@ the next tile's stationary operand is preloaded into the PEs' shadow registers d
 current tile and each PE switches to it with the next tile's first vector (``rtl/pe.py``), so
 tiles follow each other without a gap unless T is shorter than the preload and its latch.
 Once per GEMM come the pipeline fill and drain: ``rows + cols + mult_latency + 3`` cycles,
-plus, in ws and is, ``rows + 1`` for the first stationary preload and its latch.  The busy cycles do not depend on the stream
-widths (narrow or wide): the sequencer reads the same buffers either way.
+plus, in ws and is, ``rows + 1`` for the first stationary preload and its latch.  The busy
+cycles do not depend on the stream widths (narrow or wide): the sequencer reads the same
+buffers either way.
 
 Stream beats per GEMM (``a_beats``, ``b_beats``, ``c_beats``): a narrow stream moves one
 element per beat; a wide one moves one array-edge vector (docs/rtl.md, "Wide streams")::
@@ -87,8 +88,8 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
     dict
         ``tiles`` (tiles walked), ``steady`` (cycles with one vector streamed each:
         tiles · T), ``fill_drain`` (all other cycles: per-tile slack, os rows − 1, ws/is
-        max(0, rows + 1 − T), and the once-per-GEMM pipeline fill and drain) and ``cycles`` (their sum,
-        equal to :func:`gemm_cycles`).
+        max(0, rows + 1 − T), and the once-per-GEMM pipeline fill and drain) and
+        ``cycles`` (their sum, equal to :func:`gemm_cycles`).
     """
     is_ws = dataflow == 0
     is_os = dataflow == 1

@@ -131,7 +131,8 @@ class _Prepared:
     """Everything that depends on only part of a hardware point, computed once.
 
     Array timing depends on (rows, cols, winograd_lanes) only and tiling on (buffer sizes,
-    accumulator width) only; a search grid has few distinct values of each, so these are computed on the
+    accumulator width) only; a search grid has few distinct values of each, so these are
+    computed on the
     unique combinations (``U`` and ``V`` of them) and gathered per point -- the costly
     integer divisions then run on (L, C, U) and (L, C, V) arrays, not (L, C, P).
     """

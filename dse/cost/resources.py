@@ -491,7 +491,8 @@ def features(hw) -> dict:
     ``rows·adds_in·a_width + lanes·adds_out·back_width`` with the per-tile adds of
     :data:`dse.cost.energy.WINOGRAD_ADDS` (``rows`` input transforms, one per channel of a
     tile-buffer word, and ``lanes`` = ``winograd_lanes`` output transforms).
-    ``winograd_reg_bits``: their register bits, ``rows·(m+2)²·a_width + lanes·m²·back_width``.  ``fft``: 1 with an FFT unit (the spectral path's
+    ``winograd_reg_bits``: their register bits, ``rows·(m+2)²·a_width + lanes·m²·back_width``.
+    ``fft``: 1 with an FFT unit (the spectral path's
     control beyond the FFT2D and its buffers: ``rtl/spectral.py``'s run-time address and count
     products, counters and multiplexers); 0 on every point without one, so the ``*_fft``
     coefficients leave those points' estimates as they are.

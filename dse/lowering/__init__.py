@@ -49,14 +49,17 @@ def lowering(algorithm):
     return LOWERINGS[algo]
 
 
-def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np) -> dict:
+def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np, lanes=1) -> dict:
     """Cycles of a whole layer with its data on chip: every invocation (one per group) of
     :func:`lower` run through :func:`cycles`, summed.  Returns the dict of counters
     (``cycles``, ``gemm_cycles``, ``front_cycles``, ``back_cycles``, ``requant_cycles``)
-    and the :class:`Lowered` under ``"lowered"``.
+    and the :class:`Lowered` under ``"lowered"``.  ``lanes``: the Winograd unit's output
+    transforms (``OverlayParams.winograd_lanes``); ``unit`` for im2col is 1 from host
+    patches, else 0.
     """
     mod = lowering(algorithm)
-    low = mod.lower(g, unit, rows, cols, dataflow, xp=xp)
+    extra = {"lanes": lanes} if Algorithm(algorithm) == Algorithm.WINOGRAD else {}
+    low = mod.lower(g, unit, rows, cols, dataflow, xp=xp, **extra)
     per = mod.cycles(low, rows, cols, dataflow, xp=xp)
     out = {k: v * low.invocations for k, v in per.items()}
     out["lowered"] = low
