@@ -20,14 +20,15 @@ from pathlib import Path
 from .errors import InputError, OutputError
 
 __all__ = ["LayerPlan", "Design", "read_design", "write_bytes_atomic", "write_text_atomic",
-           "table_lines", "utilisation", "LAYER_FIELDS", "RESOURCE_FIELDS", "CSV_FIELDS"]
+           "table_lines", "utilisation", "dram_utilisation", "LAYER_FIELDS", "RESOURCE_FIELDS", "CSV_FIELDS"]
 
 #: Keys of every entry of ``layers``, in order.
 LAYER_FIELDS = ("name", "algorithm", "variant", "dataflow", "tiling", "macs", "cycles",
                 "compute_cycles", "transform_cycles", "memory_cycles", "dram_bytes")
 #: Columns of the per-layer CSV (``layers.csv`` beside design.json, :meth:`Design.to_csv`).
 CSV_FIELDS = ("name", "algorithm", "variant", "dataflow", "macs", "cycles", "compute_cycles",
-              "transform_cycles", "memory_cycles", "dram_bytes", "utilisation")
+              "transform_cycles", "memory_cycles", "dram_bytes", "utilisation",
+              "dram_utilisation")
 #: Keys of ``resources``.
 RESOURCE_FIELDS = ("dsp", "lut", "ff", "bram_blocks")
 _REQUIRED = ("config", "board", "clock_mhz", "hardware", "layers", "total_cycles",
@@ -94,6 +95,7 @@ class Design:
     hardware_points: int = 0
     pareto: list = field(default_factory=list)
     other_layers: list = field(default_factory=list)
+    dram_bytes_per_cycle: float = 0.0
 
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""
@@ -150,12 +152,14 @@ class Design:
                  f"- mapping: {'optimal' if self.optimal else 'NOT proved optimal'} "
                  f"({self.mapping_method}); {self.hardware_points:,} hardware points searched "
                  f"in {self.search_seconds:.2f} s", ""]
-        lines += table_lines(self.layers, hw.get("rows"), hw.get("cols"))
+        lines += table_lines(self.layers, hw.get("rows"), hw.get("cols"),
+                             self.dram_bytes_per_cycle)
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
         """Return the per-layer table as CSV (:data:`CSV_FIELDS`, a header line first):
-        design.json's per-layer numbers and the array utilisation (:func:`utilisation`)."""
+        design.json's per-layer numbers, the array utilisation (:func:`utilisation`) and the
+        DRAM bandwidth utilisation (:func:`dram_utilisation`)."""
         import csv
         import io
 
@@ -165,9 +169,11 @@ class Design:
         rows, cols = self.hardware.get("rows"), self.hardware.get("cols")
         for p in self.layers:
             util = utilisation(p, rows, cols)
+            dram = dram_utilisation(p, self.dram_bytes_per_cycle)
             writer.writerow([p.name, p.algorithm, p.variant, p.dataflow, p.macs, p.cycles,
                              p.compute_cycles, p.transform_cycles, p.memory_cycles,
-                             p.dram_bytes, "" if util is None else f"{util:.4f}"])
+                             p.dram_bytes, "" if util is None else f"{util:.4f}",
+                             "" if dram is None else f"{dram:.4f}"])
         return buf.getvalue()
 
 
@@ -181,19 +187,36 @@ def utilisation(layer, rows, cols) -> float | None:
     return layer.macs / (rows * cols * layer.compute_cycles)
 
 
-def table_lines(layers, rows=None, cols=None) -> list[str]:
+def dram_utilisation(layer, bytes_per_cycle) -> float | None:
+    """The DRAM bandwidth utilisation of a layer, ``dram_bytes / (cycles · bytes_per_cycle)``:
+    the share of the layer's time that its transfers would keep the DRAM port busy (at most 1:
+    a layer is never shorter than its transfers).  ``bytes_per_cycle`` is design.json's
+    ``dram_bytes_per_cycle``; ``None`` when it or the layer's cycles are 0 (older files)."""
+    if not bytes_per_cycle or not layer.cycles:
+        return None
+    return layer.dram_bytes / (layer.cycles * bytes_per_cycle)
+
+
+def table_lines(layers, rows=None, cols=None, bytes_per_cycle=0.0) -> list[str]:
     """Return the per-layer plan as markdown table lines; with the array's ``rows`` and
-    ``cols`` a last column gives the array utilisation (:func:`utilisation`)."""
+    ``cols`` a column gives the array utilisation (:func:`utilisation`), with
+    ``bytes_per_cycle`` a last one the DRAM bandwidth utilisation (:func:`dram_utilisation`)."""
     head = ("layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
-            "transform", "memory", "DRAM bytes") + (("utilisation",) if rows and cols else ())
+            "transform", "memory", "DRAM bytes") + (("utilisation",) if rows and cols else ()) \
+        + (("DRAM use",) if bytes_per_cycle else ())
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.1f}%"
+
     lines = [head, tuple("---" for _ in head)]
     for p in layers:
         line = (p.name, p.algorithm, p.variant or "-", p.dataflow or "-", f"{p.macs:,}",
                 f"{p.cycles:,}", f"{p.compute_cycles:,}", f"{p.transform_cycles:,}",
                 f"{p.memory_cycles:,}", f"{p.dram_bytes:,}")
         if rows and cols:
-            util = utilisation(p, rows, cols)
-            line += ("-" if util is None else f"{100 * util:.1f}%",)
+            line += (percent(utilisation(p, rows, cols)),)
+        if bytes_per_cycle:
+            line += (percent(dram_utilisation(p, bytes_per_cycle)),)
         lines.append(line)
     return ["| " + " | ".join(r) + " |" for r in lines]
 

@@ -696,4 +696,5 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
         search_seconds=round(time.perf_counter() - start, 4), network=network.name,
         objective=objective, precision=precision, optimal=bool(result.optimal),
         mapping_method=result.method, hardware_points=len(hardware), pareto=pareto,
-        other_layers=other)
+        other_layers=other,
+        dram_bytes_per_cycle=round(float(hardware.dram_bytes_per_cycle()[0, 0, best]), 4))

@@ -22,6 +22,7 @@ import re
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 from matplotlib.ticker import LogFormatter
 
 __all__ = ["ALGORITHM_COLOURS", "latency_stack", "latency_plot", "roofline_plot",
@@ -138,7 +139,8 @@ def latency_plot(design) -> Figure:
         ax.set_xlim(-0.7, n - 0.3)
         ax.set_ylabel(f"cycles ({unit})")
         ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"{design.config}: per-layer latency ({design.total_cycles:,} cycles = "
+    ax.set_title(f"{design.config}: per-layer latency predicted by the explorer's model\n"
+                 f"(design.json: {design.total_cycles:,} cycles = "
                  f"{design.latency_ms:.3f} ms at {design.clock_mhz:g} MHz)", fontsize=10)
     used = list(dict.fromkeys(lay.algorithm for lay in layers))
     algo_handles = [Patch(color=_colour(a), label=a) for a in used]
@@ -203,9 +205,6 @@ def roofline_plot(design, board) -> Figure:
         seen.add(layer.algorithm)
         ax.scatter([x], [y / 1e9], color=_colour(layer.algorithm), s=36, zorder=3,
                    edgecolor="black", linewidth=0.5, label=label)
-    for names, x, y in _clusters([(lay.name, x, y / 1e9) for lay, x, y in points]):
-        text = ", ".join(names) if len(names) <= 3 else f"{names[0]} .. {names[-1]} ({len(names)})"
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, -3), fontsize=7)
     ax.set_xlim(lo, hi)
     top = max([peak] + [y for _, _, y in points]) / 1e9
     ax.set_ylim(top=top * 3)
@@ -213,9 +212,21 @@ def roofline_plot(design, board) -> Figure:
     _plain_log_labels(ax.yaxis)
     ax.set_xlabel("arithmetic intensity (MACs per DRAM byte)")
     ax.set_ylabel("achieved GMAC/s (direct-convolution MACs / predicted time)")
-    ax.set_title(f"{design.config}: roofline of {board.name}", fontsize=10)
+    ax.set_title(f"{design.config}: roofline of {board.name}\n"
+                 "(achieved MAC/s predicted by the explorer's model, design.json)", fontsize=10)
     ax.grid(which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    legend = ax.legend(fontsize=7, loc="lower right")
+    groups = _clusters([(lay.name, x, y / 1e9, lay.cycles) for lay, x, y in points])
+    note = ax.text(0.01, 0.99, f"labelled: the {len(groups)} of {len(groups)} layer groups "
+                               "with the most cycles whose labels fit; all layers: layers.csv",
+                   transform=ax.transAxes, fontsize=7, va="top", color="#444444")
+    placed = _place_labels(fig, ax, groups, avoid=[legend, note],
+                           markers=[(x, y / 1e9) for _, x, y in points])
+    if placed == len(groups):
+        note.set_text("labels: a layer, or the first of a group at one point and how many "
+                      "more; all layers: layers.csv")
+    else:
+        note.set_text(note.get_text().replace(f"the {len(groups)} of", f"the {placed} of", 1))
     return fig
 
 
@@ -229,21 +240,81 @@ def _winograd_gain(variant: str) -> float:
 
 
 def _clusters(points, ratio: float = 1.25):
-    """Group ``(name, x, y)`` points lying within ``ratio`` of each other on both log axes.
+    """Group ``(name, x, y, cycles)`` points lying within ``ratio`` of each other on both log
+    axes.
 
-    Returns ``(names, x, y)`` per group, at the group's first point, so that one label names
-    all the layers drawn on top of each other.
+    Returns ``(names, x, y, cycles)`` per group, at the group's first point with the group's
+    total cycles, so that one label names all the layers drawn on top of each other.
     """
     groups = []
-    for name, x, y in points:
+    for name, x, y, cycles in points:
         for group in groups:
             gx, gy = group[1], group[2]
             if max(x, gx) / min(x, gx) < ratio and max(y, gy) / min(y, gy) < ratio:
                 group[0].append(name)
+                group[3] += cycles
                 break
         else:
-            groups.append(([name], x, y))
-    return groups
+            groups.append([[name], x, y, cycles])
+    return [tuple(g) for g in groups]
+
+
+#: Longest point label; longer ONNX names keep their start and end around an ellipsis.
+LABEL_CHARS = 34
+# Label offsets tried in turn (points from the point): right, above and below right, left,
+# above and below left.
+_LABEL_OFFSETS = ((6, -3, "left"), (5, 6, "left"), (5, -12, "left"), (-6, -3, "right"),
+                  (-5, 6, "right"), (-5, -12, "right"))
+# Half the side of the box around each point that labels keep clear of (pixels).
+_POINT_HALF = 4.0
+
+
+def _shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    keep = limit - 2
+    return text[:keep // 2] + ".." + text[len(text) - (keep - keep // 2):]
+
+
+def _group_label(names) -> str:
+    if len(names) == 1:
+        return _shorten(names[0])
+    if len(names) == 2:
+        half = (LABEL_CHARS - 2) // 2
+        return f"{_shorten(names[0], half)}, {_shorten(names[1], half)}"
+    return f"{_shorten(names[0], LABEL_CHARS - 6)} +{len(names) - 1}"
+
+
+def _place_labels(fig, ax, groups, avoid=(), markers=()) -> int:
+    """Label point groups, the most cycles first, where a label overlaps no other label and no
+    ``avoid`` artist and stays inside the axes; return how many were placed.
+
+    The layout is settled first (one draw), and the labels are kept out of it, so the boxes
+    measured here are where the labels are drawn.
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    taken = [a.get_window_extent(renderer) for a in avoid]
+    for px, py in ax.transData.transform(list(markers)).reshape(-1, 2):
+        taken.append(Bbox.from_extents(px - _POINT_HALF, py - _POINT_HALF,
+                                       px + _POINT_HALF, py + _POINT_HALF))
+    placed = 0
+    for names, x, y, _ in sorted(groups, key=lambda g: -g[3]):
+        text = _group_label(names)
+        for dx, dy, ha in _LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                                fontsize=7, ha=ha)
+            label.set_in_layout(False)
+            box = label.get_window_extent(renderer)
+            fits = (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0
+                    and box.y1 <= inside.y1)
+            if fits and not any(box.overlaps(t) for t in taken):
+                taken.append(box)
+                placed += 1
+                break
+            label.remove()
+    return placed
 
 
 def resource_budget(design, board, synthesis=None) -> list[dict]:
@@ -346,7 +417,7 @@ def pareto_plot(design) -> Figure:
     ax.set_xlabel("latency per inference (ms)")
     ax.set_ylabel("power (W)")
     ax.set_title(f"{design.config}: latency-power front of {design.hardware_points:,} "
-                 f"searched points", fontsize=10)
+                 f"searched points\n(the explorer's model, design.json pareto)", fontsize=10)
     ax.grid(which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper right")
     return fig
@@ -368,14 +439,15 @@ def verify_plot(verify: dict) -> Figure:
         pred, meas = layer["predicted_cycles"], layer["measured_cycles"]
         edge = "red" if layer.get("bit_exact") is False else "black"
         top.bar(x - width / 2, pred, width, color="#0072B2", edgecolor=edge, linewidth=0.6,
-                label="predicted (model)" if x == 0 else None)
+                label="predicted: design.json compute_cycles" if x == 0 else None)
         top.bar(x + width / 2, meas, width, color="#E69F00", edgecolor=edge, linewidth=0.6,
-                label="measured (Verilator)" if x == 0 else None)
+                label="measured: Verilator, the datapath's cycle counter" if x == 0 else None)
         errors.append(100.0 * (pred - meas) / meas if meas else 0.0)
         suffix = " NOT exact" if layer.get("bit_exact") is False else ""
         names.append(f"{layer['name']} ({layer.get('algorithm', '?')}){suffix}")
     top.set_ylabel("cycles")
-    top.set_title("predicted vs measured cycles per layer", fontsize=10)
+    top.set_title("predicted (explorer's lowering formula) vs measured (Verilator) cycles "
+                  "per layer, data on chip", fontsize=10)
     top.legend(fontsize=8)
     top.grid(axis="y", alpha=0.3)
     bottom.bar(range(n), errors, color=["#D55E00" if abs(e) > 10 else "#009E73"

@@ -40,14 +40,16 @@ _CAPTIONS = {
                    "hidden behind on-chip work (the three sum to the layer's cycles); the tick "
                    "marks the layer's whole DRAM transfer time, mostly overlapped.",
     "roofline.png": "Roofline of the board: each MAC layer at its arithmetic intensity "
-                    "(direct-convolution MACs per DRAM byte) and the MAC rate it achieves. "
+                    "(direct-convolution MACs per DRAM byte) and the MAC rate the explorer's "
+                    "model predicts for it. "
                     "Winograd and FFT layers can pass the array's peak: they multiply less.",
     "resources.png": "Resources as a share of the board's budget: the explorer's model, and "
                      "Yosys when resources.json exists.",
     "pareto.png": "Latency-power Pareto front of the hardware points the search mapped; the "
                   "star is the chosen design.",
-    "verify.png": "Predicted (cost model) against measured (Verilator) cycles of the verified "
-                  "layers, and the relative error.",
+    "verify.png": "Predicted (the explorer's cycle formula, design.json's compute_cycles) "
+                  "against measured (Verilator, data on chip) cycles of the verified layers, "
+                  "and the relative error.",
 }
 
 
@@ -247,10 +249,11 @@ def layer_table(design) -> tuple[list, list]:
     Totals are the sums over the MAC layers of design.json; intensity and GMAC/s of the
     total row are those of the summed MACs, bytes and cycles.
     """
-    from dse.design import utilisation
+    from dse.design import dram_utilisation, utilisation
 
     head = ["layer", "algorithm", "variant", "dataflow", "MACs", "cycles", "compute",
-            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s", "utilisation"]
+            "transform", "memory", "DRAM bytes", "MACs/B", "GMAC/s", "utilisation",
+            "DRAM use"]
     pes = (design.hardware.get("rows") or 0, design.hardware.get("cols") or 0)
     clock_hz = design.clock_mhz * 1e6
     keys = ("macs", "cycles", "compute_cycles", "transform_cycles", "memory_cycles",
@@ -260,7 +263,9 @@ def layer_table(design) -> tuple[list, list]:
         intensity = f"{layer.macs / layer.dram_bytes:,.1f}" if layer.dram_bytes else "-"
         rate = f"{layer.macs * clock_hz / layer.cycles / 1e9:,.2f}" if layer.cycles else "-"
         util = utilisation(layer, *pes)
-        return [intensity, rate, "-" if util is None else f"{100 * util:.1f}%"]
+        dram = dram_utilisation(layer, design.dram_bytes_per_cycle)
+        return [intensity, rate, "-" if util is None else f"{100 * util:.1f}%",
+                "-" if dram is None else f"{100 * dram:.1f}%"]
 
     rows = []
     for lay in design.layers:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from dse.design import CSV_FIELDS, LayerPlan, read_design, table_lines, utilisation
+from dse.board import load_board
 from omniconv.cli import main
 
 
@@ -28,8 +29,14 @@ def test_dse_writes_layers_csv_matching_design_json(tmp_path, capsys):
             assert int(row[key]) == lay[key]
         assert float(row["utilisation"]) == pytest.approx(
             lay["macs"] / (n_pe * lay["compute_cycles"]), abs=5e-5)
+        # the DRAM port's share of the layer's time: the narrower of the bus and the board
+        board = load_board("ecp5-85k")
+        per_cycle = min(doc["hardware"]["bus_bits"] / 8, board.dram_gbps * 1e3 / doc["clock_mhz"])
+        dram = float(row["dram_utilisation"])
+        assert dram == pytest.approx(lay["dram_bytes"] / (lay["cycles"] * per_cycle), abs=5e-5)
+        assert 0 < dram <= 1 + 5e-5          # a layer is never shorter than its transfers
     report = (tmp_path / "report.md").read_text()
-    assert "| utilisation |" in report
+    assert "| utilisation | DRAM use |" in report
     design = read_design(tmp_path / "design.json")
     first = design.layers[0]
     assert f"{100 * utilisation(first, 8, 8):.1f}%" in report

@@ -299,3 +299,37 @@ def test_missing_matplotlib_says_how_to_install(build, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "matplotlib is not installed" in err and ".[report]" in err
     assert sorted(p.name for p in build.iterdir()) == ["design.json"]
+
+
+def test_roofline_labels_stay_apart_and_inside_on_a_crowded_plot():
+    """80 layers with long ONNX names on one plot: every drawn label lies inside the axes,
+    no two overlap, none is longer than LABEL_CHARS (plus a group's count), the layers with
+    the most cycles get theirs first."""
+    from omniconv import plots
+
+    rng = np.random.default_rng(3)
+    fig = plots._figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    xs, ys = 10 ** rng.uniform(0, 2, 80), 10 ** rng.uniform(1, 3, 80)
+    ax.scatter(xs, ys)
+    names = [f"/layer{i // 20}/layer{i // 20}.{i % 3}/downsample/downsample.0/Conv_{i}"
+             for i in range(80)]
+    cycles = rng.integers(1, 10**6, 80)
+    groups = plots._clusters(list(zip(names, xs, ys, cycles)))
+    placed = plots._place_labels(fig, ax, groups, markers=list(zip(xs, ys)))
+    labels = [t for t in ax.texts]
+    assert 0 < placed == len(labels) < len(groups)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, box in enumerate(boxes):
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1
+        assert inside.y0 <= box.y0 and box.y1 <= inside.y1
+        assert not any(box.overlaps(other) for other in boxes[i + 1:])
+    for t in labels:
+        assert len(t.get_text().split(" +")[0]) <= plots.LABEL_CHARS
+    busiest = max(groups, key=lambda g: g[3])
+    assert labels[0].xy == (busiest[1], busiest[2])
