@@ -339,9 +339,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{flow} {name}: {exc}", file=sys.stderr)
                     return 1
                 params, precision, role = _params(name)
+                # a reused run of the same Verilog keeps the commit it was made at
+                prev = measured.get((flow, name), {})
+                same_run = prev.get("yosys", {}).get("verilog_sha256") == counts["verilog_sha256"]
                 measured[flow, name] = {"name": name, "flow": flow, "role": role,
                                         "precision": precision, "params": asdict(params),
-                                        "source": _git_state(), "yosys": counts}
+                                        "source": prev["source"] if same_run else _git_state(),
+                                        "yosys": counts}
                 version = yosys_version(args.work / flow / name / "yosys" / "yosys.log")
                 if version:
                     versions[flow] = version

@@ -145,7 +145,8 @@ def run(args) -> int:
     path = out_dir / "verify.json"
     write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
     t = doc["totals"]
-    print(f"wrote {path}: {len(doc['layers'])} layers, all_bit_exact={t['all_bit_exact']}, "
+    n = len(doc["layers"])
+    print(f"wrote {path}: {n} layer{'' if n == 1 else 's'}, all_bit_exact={t['all_bit_exact']}, "
           f"cycles measured {t['measured_cycles']} / predicted {t['predicted_cycles']}, "
           f"max_rel_error {t['max_rel_error']:.4f}")
     return 0 if t["all_bit_exact"] else 1

@@ -49,11 +49,12 @@ _TOOLS = {
 _QUIET_S = 10.0
 _HEARTBEAT_S = 30.0
 
-# Cell names per flow.  A RAMB18E2 is half of a RAMB36E2 site; FIFO primitives occupy the
-# same block RAM sites.  LUT6_2 is one physical fractured LUT6; an INV cell becomes a LUT1.
+# Cell names per flow.  A RAMB18E2 is half of a RAMB36E2 site (two share one); FIFO
+# primitives occupy the same block RAM sites.  LUT6_2 is one physical fractured LUT6; an INV cell becomes a LUT1.
 # On ECP5, PDPW16KD is the pseudo-dual-port (36-bit wide) mode of one DP16KD block.
 _XCUP_LUTS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV")
-_XCUP_BRAM_WEIGHTS = {"RAMB36E2": 1.0, "FIFO36E2": 1.0, "RAMB18E2": 0.5, "FIFO18E2": 0.5}
+_XCUP_BRAM36 = ("RAMB36E2", "FIFO36E2")
+_XCUP_BRAM18 = ("RAMB18E2", "FIFO18E2")
 _XCUP_URAMS = ("URAM288", "URAM288_BASE")
 _XCUP_CARRIES = ("CARRY4", "CARRY8")
 _XCUP_LUTRAMS = re.compile(r"^(RAM\d+[XM]\d*\w*|SRL16E|SRLC16E|SRLC32E)$")
@@ -93,7 +94,8 @@ class SynthResult:
     ff:
         Flip-flops: FD* (xcup) or TRELLIS_FF (ecp5).
     bram_blocks:
-        Block RAMs in units of ``bram_kind``: RAMB36E2 (a RAMB18E2 counts one half) or DP16KD.
+        Block RAMs in units of ``bram_kind``: RAMB36E2 sites (the board's budget unit; each
+        holds one RAMB36E2 or two RAMB18E2, so an odd RAMB18E2 takes a whole site) or DP16KD.
     uram_blocks:
         UltraRAM blocks (always 0 on ecp5).
     carry:
@@ -232,7 +234,8 @@ def count_cells(cells_by_type: Mapping[str, int], flow: str) -> dict:
             "dsp": n("DSP48E2"),
             "lut": sum(n(c) for c in _XCUP_LUTS),
             "ff": sum(int(v) for k, v in cells_by_type.items() if re.fullmatch(r"FD[RSCP]E", k)),
-            "bram_blocks": sum(w * n(c) for c, w in _XCUP_BRAM_WEIGHTS.items()),
+            "bram_blocks": sum(n(c) for c in _XCUP_BRAM36)
+            + -(-sum(n(c) for c in _XCUP_BRAM18) // 2),
             "uram_blocks": sum(n(c) for c in _XCUP_URAMS),
             "carry": sum(n(c) for c in _XCUP_CARRIES),
             "lutram": sum(int(v) for k, v in cells_by_type.items() if _XCUP_LUTRAMS.match(k)),

@@ -54,7 +54,10 @@ def test_count_cells_by_hand():
             "DSP48E2": 7, "CARRY8": 4, "MUXF7": 9, "VCC": 1, "INV": 3}
     assert count_cells(xcup, "xcup") == {
         "dsp": 7, "lut": 5 + 1 + 2 + 3, "ff": 2 + 3 + 1 + 1,
-        "bram_blocks": 3 + 3 / 2 + 1 / 2, "uram_blocks": 2, "carry": 4, "lutram": 1 + 2}
+        "bram_blocks": 3 + 2, "uram_blocks": 2, "carry": 4, "lutram": 1 + 2}
+    # an odd RAMB18E2 takes a whole RAMB36E2 site
+    assert count_cells({"RAMB36E2": 1, "RAMB18E2": 3}, "xcup")["bram_blocks"] == 1 + 2
+    assert count_cells({"RAMB18E2": 1}, "xcup")["bram_blocks"] == 1
     ecp5 = {"DP16KD": 4, "PDPW16KD": 1, "TRELLIS_DPR16X4": 3, "LUT4": 10, "PFUMX": 4,
             "L6MUX21": 2, "TRELLIS_FF": 6, "MULT18X18D": 2, "CCU2C": 5}
     assert count_cells(ecp5, "ecp5") == {"dsp": 2, "lut": 10, "ff": 6, "bram_blocks": 5,
