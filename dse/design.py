@@ -52,6 +52,8 @@ class LayerPlan:
     transform_cycles: cycles of the algorithm's transforms (part of compute_cycles).
     memory_cycles: cycles of DRAM transfer (overlapped with compute where double-buffered).
     dram_bytes: bytes moved to and from DRAM.
+    sqnr_db: predicted SQNR of an approximate (FFT) layer in dB (:mod:`dse.cost.sqnr`);
+        ``None`` for exact layers, and design.json then leaves the key out.
     """
 
     name: str
@@ -65,6 +67,7 @@ class LayerPlan:
     transform_cycles: int
     memory_cycles: int
     dram_bytes: int
+    sqnr_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,7 @@ class Design:
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""
         doc = asdict(self)
-        doc["layers"] = [asdict(layer) if isinstance(layer, LayerPlan) else dict(layer)
-                         for layer in self.layers]
+        doc["layers"] = [_layer_dict(layer) for layer in self.layers]
         return doc
 
     def to_json(self) -> str:
@@ -125,7 +127,8 @@ class Design:
             for key in LAYER_FIELDS:
                 if key not in entry:
                     raise InputError(source, f"layers[{i}].{key}", "is required")
-            layers.append(LayerPlan(**{k: entry[k] for k in LAYER_FIELDS}))
+            layers.append(LayerPlan(**{k: entry[k] for k in LAYER_FIELDS},
+                                    sqnr_db=entry.get("sqnr_db")))
         for key in RESOURCE_FIELDS:
             if key not in doc["resources"]:
                 raise InputError(source, f"resources.{key}", "is required")
@@ -175,6 +178,14 @@ class Design:
                              p.dram_bytes, "" if util is None else f"{util:.4f}",
                              "" if dram is None else f"{dram:.4f}"])
         return buf.getvalue()
+
+
+def _layer_dict(layer) -> dict:
+    """design.json's entry of a layer: every field, ``sqnr_db`` only where it is not exact."""
+    entry = asdict(layer) if isinstance(layer, LayerPlan) else dict(layer)
+    if entry.get("sqnr_db") is None:
+        entry.pop("sqnr_db", None)
+    return entry
 
 
 def utilisation(layer, rows, cols) -> float | None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from rtl.params import OverlayParams, winograd_lanes_ok
 
+from .cost.sqnr import DEFAULT_MIN_SQNR_DB, fft_sqnr_db, layer_sqnr_db, sqnr_mask
 from .errors import InputError, did_you_mean
 from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_layout
 from .mapping import MappingProblem, solve
@@ -242,7 +243,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
            objective: str = "latency", algorithms=("im2col", "kn2row", "winograd", "fft"),
            dataflows=("ws", "os", "is"), hardware_pins=None, layer_pins=None,
            space: SearchSpace | None = None, source: str = "config", progress: bool = False,
-           chunk_points: int = 1024, exhaustive: bool = False, top_groups: int = 8):
+           chunk_points: int = 1024, exhaustive: bool = False, top_groups: int = 8,
+           min_sqnr_db: float = DEFAULT_MIN_SQNR_DB):
     """Return the best :class:`dse.design.Design` of ``network`` on ``board``.
 
     Parameters
@@ -276,6 +278,9 @@ def search(network, board, *, config: str = "", precision: int = 8,
         the full buffer x bus grid of the ``top_groups`` best groups.
     top_groups:
         Groups refined in the second stage.
+    min_sqnr_db:
+        Accuracy floor: an approximate (FFT) choice is offered on a layer only where its
+        predicted SQNR reaches it (:mod:`dse.cost.sqnr`).
 
     Raises
     ------
@@ -320,6 +325,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
     allowed = np.isin(algo_of, list(algorithms)) & np.isin(flow_of, list(dataflows))
     fallback = (algo_of == "im2col") & np.isin(flow_of, list(dataflows))
     legal = legal_mask(layers, choices)                                   # (L, C)
+    accurate = sqnr_mask(layers, choices, precision, min_sqnr_db)         # (L, C)
     pin_mask = np.ones_like(legal)
     for li, name in enumerate(layers.names):
         pin = layer_pins.get(name)
@@ -337,7 +343,16 @@ def search(network, board, *, config: str = "", precision: int = 8,
                              f"{what} cannot run this layer ({layer.op} "
                              f"{layer.kernel[0]}x{layer.kernel[1]}, stride "
                              f"{layer.stride[0]}, groups {layer.groups})")
+        if not (legal[li] & accurate[li] & keep).any():
+            k = int(layers.kh[li])
+            best = max(float(fft_sqnr_db(precision, choices.fft_n[c], k))
+                       for c in np.flatnonzero(legal[li] & keep))
+            raise InputError(source, f"layers.{name}",
+                             f"{pin['algorithm']} reaches about {best:.1f} dB SQNR on this "
+                             f"{k}x{k} layer at int{precision}, below min_sqnr_db "
+                             f"{min_sqnr_db:g}; lower min_sqnr_db or pin an exact algorithm")
         pin_mask[li] = keep
+    legal = legal & accurate
 
     # -- hardware points that fit the board ----------------------------------------------------
     max_k = int(max([1] + [int(k) for k in (layers.c_in // layers.groups * layers.kh
@@ -663,7 +678,8 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
             compute_cycles=int(at("compute_cycles", li)),
             transform_cycles=int(at("transform_cycles", li)),
             memory_cycles=int(np.ceil(at("memory_cycles", li) + layout_cycles)),
-            dram_bytes=int(at("dram_bytes", li) + incoming[node])))
+            dram_bytes=int(at("dram_bytes", li) + incoming[node]),
+            sqnr_db=layer_sqnr_db(_variant(c), int(layers.kh[li]), precision)))
     total_cycles = int(np.ceil(cyc[best]))
     latency_ms = total_cycles / (clock_mhz * 1e3)
     energy_mj = float(en[best]) * 1e-9

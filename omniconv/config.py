@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from dse.board import Board, load_board
+from dse.cost.sqnr import DEFAULT_MIN_SQNR_DB
 from dse.errors import InputError
 from dse.yamlio import check_keys, load_yaml, resolve_named_file
 from rtl.params import Algorithm, Dataflow, OverlayParams
@@ -37,7 +38,7 @@ PRECISIONS = (8, 16)
 DEFAULT_ALGORITHMS = (Algorithm.IM2COL, Algorithm.KN2ROW, Algorithm.WINOGRAD, Algorithm.FFT)
 
 _KEYS = ("name", "network", "board", "precision", "objective", "algorithms", "dataflows",
-         "hardware", "layers", "verify", "clock_mhz")
+         "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db")
 _NETWORK_SUFFIXES = (".onnx", ".yaml", ".yml", ".csv")
 _HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(OverlayParams))
 
@@ -93,6 +94,9 @@ class RunConfig:
         Hard per-layer pins by layer name, read-only ``{name: LayerPin}``.
     verify_network:
         The network ``omniconv verify`` simulates, as written (defaults to ``network``).
+    min_sqnr_db:
+        The accuracy floor of approximate algorithms (FFT): the explorer offers them on a
+        layer only where their predicted SQNR reaches it (:mod:`dse.cost.sqnr`).
     """
 
     path: Path
@@ -108,6 +112,7 @@ class RunConfig:
     layers: Mapping[str, LayerPin] = dataclasses.field(
         default_factory=lambda: MappingProxyType({}))
     verify_network: str | None = None
+    min_sqnr_db: float = DEFAULT_MIN_SQNR_DB
 
     def __post_init__(self):
         if self.verify_network is None:
@@ -284,6 +289,11 @@ def load_config(spec: str | Path) -> RunConfig:
         if exc.field or Path(exc.source).is_file():
             raise
         raise InputError(path, "board", exc.message) from None
+    min_sqnr_db = data.get("min_sqnr_db", DEFAULT_MIN_SQNR_DB)
+    if (isinstance(min_sqnr_db, bool) or not isinstance(min_sqnr_db, (int, float))
+            or not math.isfinite(min_sqnr_db) or not 0 <= min_sqnr_db <= 200):
+        raise InputError(path, "min_sqnr_db", f"must be a number of dB from 0 to 200, not "
+                                              f"{min_sqnr_db!r}")
     if "clock_mhz" in data:
         clock = data["clock_mhz"]
         if (isinstance(clock, bool) or not isinstance(clock, (int, float))
@@ -293,4 +303,5 @@ def load_config(spec: str | Path) -> RunConfig:
     return RunConfig(path=path, name=name, network=network, board=board,
                      board_spec=board_spec, precision=precision, objective=objective,
                      algorithms=algorithms, dataflows=dataflows, hardware=hardware,
-                     layers=layers, verify_network=verify_network)
+                     layers=layers, verify_network=verify_network,
+                     min_sqnr_db=float(min_sqnr_db))

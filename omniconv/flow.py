@@ -109,7 +109,8 @@ def explore(config, *, progress: bool = True):
                                      for k in ("algorithm", "dataflow")
                                      if getattr(pin, k) is not None}
                               for name, pin in config.layers.items()},
-                  source=str(config.path), progress=progress)
+                  source=str(config.path), progress=progress,
+                  min_sqnr_db=config.min_sqnr_db)
 
 
 def _write_design(design, out_dir: Path) -> None:

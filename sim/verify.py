@@ -39,6 +39,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from dse.cost.sqnr import DEFAULT_MIN_SQNR_DB
 from dse.errors import InputError
 from rtl.params import accumulator_bits
 
@@ -100,6 +101,8 @@ class VerifySettings:
     layer_pins:
         Per-layer pins ``{layer: {"algorithm": name, "dataflow": name}}`` (either key may be
         missing).
+    min_sqnr_db:
+        The config's accuracy floor for approximate algorithms.
     """
 
     name: str
@@ -112,6 +115,7 @@ class VerifySettings:
     algorithms: tuple[str, ...] = ()
     dataflows: tuple[str, ...] = ()
     layer_pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    min_sqnr_db: float = DEFAULT_MIN_SQNR_DB
 
 
 def _padded_input(x, layer) -> np.ndarray:
@@ -164,7 +168,8 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     return search(network, settings.board, config=settings.name,
                   precision=settings.precision, objective=settings.objective,
                   algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
-                  hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source)
+                  hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
+                  min_sqnr_db=settings.min_sqnr_db)
 
 
 def select_layers(network, design, names, source: str = "--layers") -> list[str]:
