@@ -3,8 +3,10 @@
 Makes sure ``DIR/overlay.v`` is current (through ``omniconv verilog``, which reruns the search
 only when ``design.json`` is stale and the generation only when ``overlay.v`` is),
 synthesises it with Yosys for the board's family, places and routes it with nextpnr-ecp5 on
-ECP5 boards (the board's part, package, speed grade and clock; out of context, so the
-overlay's ports need no package pins and Fmax is that of its internal paths), and writes
+ECP5 boards (the board's part, package, speed grade and clock; inside a five-pin scan
+wrapper, :func:`omniconv.yosys.scan_wrapper`, so the overlay's ports need no package pins,
+its clock is on the global network and Fmax is that of its paths from and to flip-flops),
+and writes
 ``DIR/resources.json``: the counts (docs/synthesis.md), the explorer's estimate of the same
 fields (``model``), and the board budget with what fits and by how much.
 """
@@ -19,10 +21,12 @@ from pathlib import Path
 from dse.errors import InputError, check_output_dir, output_errors
 from omniconv.yosys import FLOWS, SynthError, ToolMissingError
 
-__all__ = ["add_arguments", "run", "budget", "TOP"]
+__all__ = ["add_arguments", "run", "budget", "TOP", "PNR_TOP"]
 
 #: Module name of the generated overlay (``omniconv verilog`` converts with this name).
 TOP = "overlay"
+#: The five-pin top that nextpnr places on ECP5 (:func:`omniconv.yosys.scan_wrapper`).
+PNR_TOP = "overlay_pnr"
 
 #: resources.json fields compared with the explorer's model and the board budget.
 _FIELDS = ("dsp", "lut", "ff", "bram_blocks")
@@ -74,7 +78,7 @@ def _ensure_overlay(args, out_dir: Path) -> int:
 
 def _synthesise(args, chosen: str, board, out_dir: Path):
     """Yosys (composed or whole), then nextpnr on ECP5: ``(SynthResult, PnrResult or None)``."""
-    from omniconv.yosys import place_and_route_ecp5, synthesize
+    from omniconv.yosys import place_and_route_ecp5, scan_wrapper, synthesize
 
     if getattr(args, "compose", False):
         from omniconv.compose import composed_synthesis
@@ -84,11 +88,18 @@ def _synthesise(args, chosen: str, board, out_dir: Path):
         result = synthesize([out_dir / "overlay.v"], TOP, chosen, out_dir / "synth" / chosen)
     placed = None
     if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
-        # out of context: the overlay is a block, its ports are not package pins (the 8x8
-        # tiny overlay has more ports than the ECP5-85's package has pins)
-        placed = place_and_route_ecp5(result.netlist_json, board.part, board.package,
+        # The overlay has more ports than the package has pins (the 8x8 tiny overlay: 846
+        # I/O bits for 365 pins), so it is placed inside a five-pin scan wrapper (its clock
+        # on a pin, so on the global clock network); the counts above are of the overlay.
+        wrapper = out_dir / "synth" / "pnr-src" / f"{PNR_TOP}.v"
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        wrapper.write_text(scan_wrapper((out_dir / "overlay.v").read_text(), TOP,
+                                        name=PNR_TOP))
+        wrapped = synthesize([out_dir / "overlay.v", wrapper], PNR_TOP, chosen,
+                             out_dir / "synth" / f"{chosen}-{PNR_TOP}")
+        placed = place_and_route_ecp5(wrapped.netlist_json, board.part, board.package,
                                       int(board.speed_grade), board.clock_mhz,
-                                      out_dir / "synth" / "pnr", out_of_context=True)
+                                      out_dir / "synth" / "pnr", out_of_context=False)
     return result, placed
 
 

@@ -30,7 +30,7 @@ from types import MappingProxyType
 __all__ = [
     "FLOWS", "INSTALL_HINT", "SynthError", "ToolMissingError", "SynthResult", "PnrResult",
     "count_cells", "parse_stat", "parse_nextpnr_report", "ecp5_device_flag", "synthesize",
-    "nextpnr_ecp5_argv", "place_and_route_ecp5", "run_tool", "check_flow", "yosys_version",
+    "nextpnr_ecp5_argv", "place_and_route_ecp5", "scan_wrapper", "run_tool", "check_flow", "yosys_version",
 ]
 
 #: Synthesis flows: the board ``family`` values (docs/boards.md).
@@ -399,7 +399,10 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
         Place the overlay as a block inside a larger design (``--out-of-context``): no I/O
         buffers, its ports are not bound to package pins, so an overlay with more ports than
         the package has pins (the 8×8 tiny overlay on the 381-ball ECP5-85) still places and
-        routes, and Fmax is that of the block's internal paths.  ``False`` places it as a
+        routes, and Fmax is that of the block's internal paths.  Its clock is routed through
+        the general fabric, though (nextpnr promotes only a clock from a pin or a clock
+        primitive to a global), which a large design cannot route: ``omniconv synth``
+        places :func:`scan_wrapper` around the overlay instead.  ``False`` places it as a
         top-level design, every port on a pin.
 
     Raises
@@ -434,6 +437,69 @@ def place_and_route_ecp5(netlist_json: str | Path, device: str, package: str, sp
                      device=flag, package=package.upper(), speed_grade=speed,
                      utilization=MappingProxyType(util), seconds=seconds,
                      report_json=workdir / "report.json", out_of_context=out_of_context)
+
+
+_PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+)?(?:signed\s+)?(?:\[(\d+):(\d+)\]\s*)?"
+                   r"(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*;", re.M)
+
+
+def scan_wrapper(verilog_text: str, top: str, clock: str = "clk", reset: str = "rst",
+                 name: str | None = None) -> str:
+    """A top module that places ``top`` on an FPGA with five pins, whatever its port count.
+
+    Returns the Verilog of module ``name`` (default ``<top>_pnr``) with ports ``clk``,
+    ``rst``, ``scan_in``, ``scan_en`` and ``scan_out``: every other input of ``top`` is a bit
+    of a shift register that ``scan_in`` fills while ``scan_en`` is high, and every output
+    is captured each cycle into a second register that shifts out through ``scan_out``.  So
+    no port of ``top`` is constant or unused (nothing is optimised away), the clock comes
+    from a pin (nextpnr puts it on the global clock network, which it does not for an
+    out-of-context port), and the paths into and out of ``top`` start and end at flip-flops
+    beside it, as they would inside a larger design.  The registers add one flip-flop per
+    port bit; ``omniconv synth`` counts resources on ``top`` alone.
+
+    Raises
+    ------
+    ValueError
+        If ``top`` is not a module of ``verilog_text`` or has no ``clock`` input.
+    """
+    header = re.search(rf"^module\s+{re.escape(top)}\s*\(", verilog_text, re.M)
+    if header is None:
+        raise ValueError(f"{top!r} is not a module of the Verilog text")
+    body = verilog_text[header.start():verilog_text.index("endmodule", header.start())]
+    inputs, outputs = [], []
+    for direction, hi, lo, port in _PORT.findall(body):
+        width = int(hi) - int(lo) + 1 if hi else 1
+        (inputs if direction == "input" else outputs).append((port, width))
+    if clock not in {p for p, _ in inputs}:
+        raise ValueError(f"{top!r} has no input {clock!r}")
+    name = name or f"{top}_pnr"
+    scanned = [(p, w) for p, w in inputs if p not in (clock, reset)]
+    n_in = max(1, sum(w for _, w in scanned))
+    n_out = max(1, sum(w for _, w in outputs))
+    lines = [f"module {name}(clk, rst, scan_in, scan_en, scan_out);",
+             "  input clk;", "  input rst;", "  input scan_in;", "  input scan_en;",
+             "  output scan_out;",
+             f"  reg [{n_in - 1}:0] si;", f"  reg [{n_out - 1}:0] so;",
+             f"  wire [{n_out - 1}:0] o;",
+             "  always @(posedge clk) if (scan_en) si <= "
+             + ("{si[%d:0], scan_in};" % (n_in - 2) if n_in > 1 else "scan_in;"),
+             "  always @(posedge clk) so <= scan_en ? "
+             + ("{so[%d:0], 1'b0}" % (n_out - 2) if n_out > 1 else "1'b0") + " : o;",
+             f"  assign scan_out = so[{n_out - 1}];"]
+    connections = [f".{clock}(clk)"]
+    if reset in {p for p, _ in inputs}:
+        connections.append(f".{reset}(rst)")
+    at = 0
+    for port, width in scanned:
+        connections.append(f".{port} (si[{at + width - 1}:{at}])")
+        at += width
+    at = 0
+    for port, width in outputs:
+        connections.append(f".{port} (o[{at + width - 1}:{at}])")
+        at += width
+    lines.append(f"  {top} core (" + ", ".join(connections) + ");")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
 
 
 def nextpnr_ecp5_argv(flag: str, package: str, speed: int, freq_mhz: float, seed: int = 1,

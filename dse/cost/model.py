@@ -20,6 +20,13 @@
 * ``dram_bytes``, ``buffer_bytes`` (buffer space the tiling uses) from
   :mod:`dse.cost.traffic`; ``energy_pj`` from :mod:`dse.cost.energy` (dynamic + static).
 
+The tiling may fill less than a buffer: tiles sized for ``min(buffer, c)`` KiB of the
+activation and of the weight buffer, for every ``c`` of :data:`TILE_KIB` and the whole
+buffer, are costed (each pair), and each entry takes the one with the fewest ``cycles``
+(ties: the larger tiles).  A smaller first tile shortens the exposed first load, so a large
+buffer can be faster used partly; and since a larger buffer has every tiling a smaller one
+has, a larger buffer never makes a layer slower.
+
 Entries that cannot run -- an algorithm that cannot compute the layer
 (:func:`dse.cost.choices.legal_mask`), a unit the overlay lacks or operands too narrow
 (:func:`dse.cost.choices.hardware_mask`), or a tile that does not fit the buffers -- are
@@ -110,6 +117,11 @@ class CostReport:
     blocks: int
 
 
+#: KiB of the activation and of the weight buffer that a tiling may fill besides the whole
+#: buffer (module docstring): the search grid's buffer sizes below its largest, and 8.
+TILE_KIB = (8, 32, 128)
+
+
 class _Points:
     """A few hardware columns of the unique points of one key (rows, cols or buffers)."""
 
@@ -151,21 +163,29 @@ class _Prepared:
                                                                  xp)
         pts_v, self.inv_v = _unique(hardware, ("act_buffer_kib", "weight_buffer_kib",
                                                "out_buffer_kib", "acc_width"))
-        self.traffic = t = tile_traffic(layers, choices, pts_v, precision, xp)
         kib = {n: pts_v.arrays[n].astype(np.float64) for n in
                ("act_buffer_kib", "weight_buffer_kib", "out_buffer_kib")}
         f = ENERGY_PJ["fpga_factor"]
-        e_fill = (t.act_bytes * xp.asarray(f * sram_pj_per_byte(kib["act_buffer_kib"]))
-                  + t.weight_bytes * xp.asarray(f * sram_pj_per_byte(kib["weight_buffer_kib"]))
-                  + t.out_bytes * xp.asarray(f * sram_pj_per_byte(kib["out_buffer_kib"])))
         # energy that depends on the V key only (accumulator width is part of it): DRAM and
         # buffer fills, the transform units' adds, FFT butterflies, requantisation
         adds, fixed_pj, outputs = transform_ops(layers, choices, self.shapes, precision, xp)
         acc = pts_v.arrays["acc_width"].astype(np.float64)
-        self.v_energy = (t.dram_bytes * DRAM_PJ_PER_BYTE + e_fill + fixed_pj
-                         + adds * xp.asarray(f * add_pj(acc))
-                         + outputs * xp.asarray(f * (mult_pj(acc, 16) + add_pj(acc))))
-        self.exposed_bytes = t.first_load_bytes + t.last_store_bytes
+        fixed = (fixed_pj + adds * xp.asarray(f * add_pj(acc))
+                 + outputs * xp.asarray(f * (mult_pj(acc, 16) + add_pj(acc))))
+        #: one tiling per (activation, weight) buffer fraction: (traffic, V energy)
+        self.tilings = []
+        for ca in (np.inf, *TILE_KIB):
+            for cw in (np.inf, *TILE_KIB):
+                part = _Points({**pts_v.arrays,
+                                "act_buffer_kib": np.minimum(kib["act_buffer_kib"], ca),
+                                "weight_buffer_kib": np.minimum(kib["weight_buffer_kib"], cw)})
+                t = tile_traffic(layers, choices, part, precision, xp)
+                # accesses cost what the physical buffer's size makes them cost
+                e_fill = (t.act_bytes * xp.asarray(f * sram_pj_per_byte(kib["act_buffer_kib"]))
+                          + t.weight_bytes
+                          * xp.asarray(f * sram_pj_per_byte(kib["weight_buffer_kib"]))
+                          + t.out_bytes * xp.asarray(f * sram_pj_per_byte(kib["out_buffer_kib"])))
+                self.tilings.append((t, t.dram_bytes * DRAM_PJ_PER_BYTE + e_fill + fixed))
         self.legal = xp.asarray(legal_mask(layers, choices)[:, :, None])
         self.hmask = hardware_mask(choices, hardware, precision)
         self.energies = point_energies(hardware)
@@ -192,25 +212,40 @@ class _Prepared:
         def p(a):
             return xp.asarray(np.asarray(a)[idx].reshape(1, 1, -1))
 
-        t = self.traffic
         if self.bpc_grad is not None:           # keep the board bandwidth differentiable
             bpc = xp.minimum(p(self.bus_bytes), self.bpc_grad)
         else:
             bpc = p(self.bpc)
         compute = u(self.compute)
-        dram = v(t.dram_bytes)
-        memory = dram / bpc
-        exposed = v(self.exposed_bytes) / bpc
-        cycles = exposed + xp.maximum(u(self.on_chip), memory - exposed)
+        on_chip = u(self.on_chip)
+        best = None
+        for i, (t, v_energy) in enumerate(self.tilings):
+            dram = v(t.dram_bytes)
+            memory = dram / bpc
+            exposed = v(t.first_load_bytes + t.last_store_bytes) / bpc
+            cycles = exposed + xp.maximum(on_chip, memory - exposed)
+            feasible = v(t.feasible)
+            key = xp.where(feasible, cycles, float("inf"))
+            option = dict(key=key, cycles=cycles, dram=dram, memory=memory, feasible=feasible,
+                          buffer=v(t.buffer_bytes), v_energy=v(v_energy),
+                          tiling=xp.where(feasible, float(i), float(i)))
+            if best is None:
+                best = option
+            else:                               # strictly fewer cycles: ties keep larger tiles
+                better = key < best["key"]
+                best = {k: xp.where(better, option[k], best[k]) for k in best}
+        cycles = best["cycles"]
         e = self.energies
         energy = (self.shapes.macs * p(e["mac"]) + u(self.a_reads) * p(e["a_elem"])
                   + u(self.b_reads) * p(e["b_elem"]) + u(self.o_moves) * p(e["o_elem"])
-                  + v(self.v_energy) + cycles * self.static_per_cycle)
+                  + best["v_energy"] + cycles * self.static_per_cycle)
         hmask = xp.asarray(self.hmask[None, :, idx])
-        valid = xp.logical_and(xp.logical_and(self.legal, hmask), v(t.feasible))
+        valid = xp.logical_and(xp.logical_and(self.legal, hmask), best["feasible"])
+        self.last_tiling = best["tiling"]
         fields = dict(compute_cycles=compute, fill_drain_cycles=u(self.fill),
-                      transform_cycles=u(self.transform), memory_cycles=memory, cycles=cycles,
-                      dram_bytes=dram, buffer_bytes=v(t.buffer_bytes), energy_pj=energy)
+                      transform_cycles=u(self.transform), memory_cycles=best["memory"],
+                      cycles=cycles, dram_bytes=best["dram"], buffer_bytes=best["buffer"],
+                      energy_pj=energy)
         if out is None:
             res = {k: xp.where(valid, x, float("inf")) for k, x in fields.items()}
             res["valid"] = valid
@@ -275,7 +310,8 @@ def evaluate_one(layer: Layer, choice: Choice, hw: OverlayParams, *, clock_mhz: 
                                       static_power_w=static_power_w, family=family)
     prep = _Prepared(layers, choices, table, precision, np, True)
     out = prep.combine(np.arange(1))
-    shapes, traffic = prep.shapes, prep.traffic
+    shapes = prep.shapes
+    traffic = prep.tilings[int(np.asarray(prep.last_tiling).reshape(-1)[0])][0]
 
     def scalar(x):
         return float(np.asarray(x).reshape(-1)[0])

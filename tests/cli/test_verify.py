@@ -105,6 +105,8 @@ def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
     for e in doc["layers"]:
         if e["algorithm"] == "fft":
             assert e["variant"] == "fft8" and e["sqnr_db"] >= 40
+            # the explorer's prediction (its accuracy floor's table) holds on verify's data
+            assert e["sqnr_db"] >= e["predicted_sqnr_db"] - 3
     for key in ("predicted_cycles", "measured_cycles", "max_rel_error", "all_bit_exact"):
         assert key in doc["totals"]
     assert doc["totals"]["measured_cycles"] == sum(e["measured_cycles"] for e in doc["layers"])

@@ -160,12 +160,54 @@ def test_fetched_extent_closed_form(n_out, blk, stride, k_eff, pad):
     assert got == brute
 
 
+def _full_buffer_dram(layer, choice, hw):
+    """DRAM bytes of the tiling that fills the buffers (tile_traffic on the point alone)."""
+    from dse.cost.choices import ChoiceTable
+    from dse.cost.hardware import HardwareTable
+    from dse.cost.traffic import tile_traffic
+    from dse.cost.workload import LayerTable
+
+    t = tile_traffic(LayerTable.from_layers([layer]), ChoiceTable([choice]),
+                     HardwareTable.from_params([hw]))
+    return float(t.dram_bytes.reshape(-1)[0])
+
+
 @pytest.mark.parametrize("tiling", ["weights", "activations"])
 def test_more_weight_buffer_never_costs_more_dram(tiling):
+    """The tiling that fills the buffers moves no more DRAM bytes with a larger weight buffer."""
     layer = conv(c_in=32, h=28, w=28, c_out=96, k=3, p=1)
     choice = Choice(Algorithm.IM2COL, "im2col", Dataflow.OS, tiling)
-    got = [evaluate_one(layer, choice, OverlayParams(act_buffer_kib=8, weight_buffer_kib=kib,
-                                                     out_buffer_kib=256)).dram_bytes
+    got = [_full_buffer_dram(layer, choice, OverlayParams(act_buffer_kib=8,
+                                                          weight_buffer_kib=kib,
+                                                          out_buffer_kib=256))
            for kib in (1, 2, 4, 8, 16, 32, 64)]
     assert all(b <= a for a, b in zip(got, got[1:]))
     assert got[-1] < got[0]
+
+
+@pytest.mark.parametrize("algorithm, variant", [(Algorithm.IM2COL, "im2col"),
+                                                (Algorithm.WINOGRAD, "F2x2_3x3")])
+@pytest.mark.parametrize("tiling", ["weights", "activations"])
+def test_a_larger_buffer_never_makes_a_layer_slower(algorithm, variant, tiling):
+    """The model may fill a buffer partly (dse.cost.model.TILE_KIB): over the search grid's
+    buffer sizes, more activation or weight buffer never costs cycles.  (With TILE_KIB
+    empty, only the tiling that fills the buffers, all four cases fail: its first load,
+    which nothing hides, grows with the buffer.)"""
+    from dse.search import SearchSpace
+
+    sizes = SearchSpace().buffer_kib
+    layer = conv(c_in=64, h=56, w=56, c_out=128, k=3, p=1)
+    choice = Choice(algorithm, variant, Dataflow.WS, tiling)
+
+    def point(act, weight):
+        return OverlayParams(rows=16, cols=16, winograd_m=2, a_width=10, b_width=12,
+                             act_buffer_kib=act, weight_buffer_kib=weight, bus_bits=128)
+
+    cycles = {(a, w): evaluate_one(layer, choice, point(a, w), dram_gbps=4.0).cycles
+              for a in sizes for w in sizes}
+    for (a, w), c in cycles.items():
+        for (a2, w2), c2 in cycles.items():
+            if a2 >= a and w2 >= w:
+                assert c2 <= c, ((a, w), (a2, w2))
+    assert all(evaluate_one(layer, choice, point(a, w), dram_gbps=4.0).valid
+               for a in sizes for w in sizes)

@@ -8,6 +8,7 @@ machine compiles the tool (about a minute).
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -353,24 +354,75 @@ def test_nextpnr_command_line_out_of_context(tmp_path, monkeypatch, ooc):
     assert pnr.as_dict()["out_of_context"] is ooc
 
 
-def test_synth_command_places_out_of_context(tmp_path, monkeypatch):
-    """``omniconv synth`` on an ECP5 board calls nextpnr out of context (the default)."""
+def test_synth_command_places_the_scan_wrapper(tmp_path, monkeypatch):
+    """``omniconv synth`` on an ECP5 board counts resources on the overlay and places the
+    overlay inside its five-pin scan wrapper (a second synthesis), not out of context."""
+    from dse.board import load_board
     from omniconv import synth
 
-    seen = {}
+    seen = {"synth": []}
 
     def fake_pnr(netlist, part, package, speed, clock, workdir, **kwargs):
-        seen.update(kwargs, part=part, package=package)
+        seen.update(kwargs, netlist=netlist, part=part, package=package)
         raise yosys.SynthError("stop here")
 
-    class Result:
-        netlist_json = tmp_path / "netlist.json"
+    def fake_synth(paths, top, flow, workdir, **kwargs):
+        seen["synth"].append(([p.name for p in map(Path, paths)], top))
+        return type("R", (), {"netlist_json": Path(workdir) / "netlist.json"})()
 
+    (tmp_path / "overlay.v").write_text(_WIDE.replace("module wide(", "module overlay("))
     monkeypatch.setattr(yosys, "place_and_route_ecp5", fake_pnr)
-    monkeypatch.setattr(yosys, "synthesize", lambda *a, **k: Result())
+    monkeypatch.setattr(yosys, "synthesize", fake_synth)
     args = type("A", (), {"compose": False, "no_place": False})()
-    from dse.board import load_board
-
     with pytest.raises(yosys.SynthError):
         synth._synthesise(args, "ecp5", load_board("ecp5-85k"), tmp_path)
-    assert seen["out_of_context"] is True
+    assert seen["synth"] == [(["overlay.v"], "overlay"),
+                             (["overlay.v", "overlay_pnr.v"], "overlay_pnr")]
+    assert seen["out_of_context"] is False
+    assert seen["netlist"] == tmp_path / "synth" / "ecp5-overlay_pnr" / "netlist.json"
+    wrapper = (tmp_path / "synth" / "pnr-src" / "overlay_pnr.v").read_text()
+    assert wrapper.startswith("module overlay_pnr(clk, rst, scan_in, scan_en, scan_out);")
+
+
+
+_WIDE = """module wide(clk, rst, a, b, \\c.d , y, z);
+  input clk;
+  wire clk;
+  input rst;
+  input [15:0] a;
+  input signed [2:0] b;
+  input \\c.d ;
+  output [7:0] y;
+  output z;
+  assign y = a[7:0] + b;
+  assign z = \\c.d ;
+endmodule
+"""
+
+
+def test_scan_wrapper_reaches_every_port():
+    text = yosys.scan_wrapper(_WIDE, "wide")
+    assert text.startswith("module wide_pnr(clk, rst, scan_in, scan_en, scan_out);")
+    # inputs a (16), b (3), c.d (1) in the scan chain, clk and rst on pins
+    assert "reg [19:0] si;" in text and "reg [8:0] so;" in text
+    assert ".clk(clk)" in text and ".rst(rst)" in text
+    assert ".a (si[15:0])" in text and ".b (si[18:16])" in text
+    assert ".\\c.d (si[19:19])" in text          # an escaped name ends at the space
+    assert ".y (o[7:0])" in text and ".z (o[8:8])" in text
+    with pytest.raises(ValueError, match="no input 'clock'"):
+        yosys.scan_wrapper(_WIDE, "wide", clock="clock")
+    with pytest.raises(ValueError, match="not a module"):
+        yosys.scan_wrapper(_WIDE, "narrow")
+
+
+@pytest.mark.regress
+def test_scan_wrapper_synthesises_and_keeps_the_logic(tmp_path):
+    """Yosys reads the wrapper with the module it wraps; the wrapped adder survives (every
+    output is observed) and the registers are one flip-flop per port bit."""
+    (tmp_path / "wide.v").write_text(_WIDE)
+    (tmp_path / "wrap.v").write_text(yosys.scan_wrapper(_WIDE, "wide"))
+    bare = synthesize([tmp_path / "wide.v"], "wide", "ecp5", tmp_path / "bare")
+    wrapped = synthesize([tmp_path / "wide.v", tmp_path / "wrap.v"], "wide_pnr", "ecp5",
+                         tmp_path / "wrapped")
+    assert bare.ff == 0 and wrapped.ff == 20 + 9
+    assert wrapped.carry == bare.carry > 0            # the 8-bit adder, kept
