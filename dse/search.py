@@ -418,7 +418,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
     design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
                      aux, choices, hardware.take(done),
                      {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
-                     start)
+                     start, pinned=set(hardware_pins))
     return design
 
 
@@ -631,9 +631,21 @@ def _variant(choice) -> str:
     return "" if choice.variant in ("im2col", "kn2row") else choice.variant
 
 
+def _unused_unit(choices, hardware, choice, pinned) -> np.ndarray:
+    """``(P,)`` bool: the point has a Winograd or FFT unit that no layer of its mapping
+    (``choice``, ``(P, L)``) uses and that is not pinned."""
+    uses_wino = (choices.wino_m[choice] > 0).any(axis=1)
+    uses_fft = (choices.fft_n[choice] > 0).any(axis=1)
+    return ((("winograd_m" not in pinned) & (hardware.winograd_m > 0) & ~uses_wino)
+            | (("fft_size" not in pinned) & (hardware.fft_size > 0) & ~uses_fft))
+
+
 def _design(network, board, config, precision, objective, graph, mac_nodes, layers, aux,
-            choices, hardware, usage, result: _Mapped, start: float):
-    """Pick the best point for the objective and write its plan as a Design."""
+            choices, hardware, usage, result: _Mapped, start: float, pinned=frozenset()):
+    """Pick the best point for the objective and write its plan as a Design.
+
+    A point with a unit that no layer of its mapping uses (and no pin asks for) is not
+    chosen while another point is: the same mapping runs without the unit, for less."""
     from .cost.model import evaluate
     from .design import Design, LayerPlan
 
@@ -642,6 +654,9 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     if not np.isfinite(key).any():
         raise InputError(network.name, "", f"has no layer plan that runs on any overlay fitting "
                                            f"{board.name} with these pins")
+    unused = _unused_unit(choices, hardware, result.choice, pinned)
+    if np.isfinite(np.where(unused, np.inf, key)).any():
+        key = np.where(unused, np.inf, key)
     # near-ties (within NEAR_TIE of the best objective) go to the cheaper point: the smallest
     # share of the board's DSP, LUT, FF and block RAM, then the lower index -- so a unit no
     # layer needs is not added for a gain below the tolerance

@@ -136,3 +136,35 @@ def test_no_transform_unit_that_no_layer_uses(name, zcu102):
         assert design.hardware["fft_size"] == 0
     if "winograd" not in used:
         assert design.hardware["winograd_m"] == 0
+
+
+def test_unused_unit_rule_marks_points_by_their_own_mapping():
+    from dse.cost.choices import enumerate_choices
+    from dse.cost.hardware import HardwareTable
+    from dse.search import _unused_unit
+    from rtl.params import OverlayParams
+
+    choices = enumerate_choices(["im2col", "winograd", "fft"], ["ws"])
+    idx = {c.variant: i for i, c in enumerate(choices.choices)}
+    hw = HardwareTable.from_params([
+        OverlayParams(winograd_m=2, a_width=10, b_width=12),
+        OverlayParams(winograd_m=2, a_width=10, b_width=12),
+        OverlayParams(fft_size=8, a_width=17, b_width=17, acc_width=48),
+        OverlayParams()])
+    mapping = np.array([[idx["im2col"], idx["F2x2_3x3"]],      # uses its Winograd unit
+                        [idx["im2col"], idx["im2col"]],        # does not
+                        [idx["im2col"], idx["im2col"]],        # FFT unit unused
+                        [idx["im2col"], idx["im2col"]]])       # no unit at all
+    assert _unused_unit(choices, hw, mapping, set()).tolist() == [False, True, True, False]
+    assert _unused_unit(choices, hw, mapping, {"winograd_m", "fft_size"}).tolist() == [
+        False] * 4
+
+
+def test_a_unit_no_layer_runs_is_left_out_unless_pinned(zcu102):
+    net = builtin("tiny")
+    pins = {layer.name: {"algorithm": "im2col"} for layer in net.layers if layer.op == "conv"}
+    free = search(net, zcu102, algorithms=("im2col", "winograd"), layer_pins=pins)
+    assert free.hardware["winograd_m"] == 0
+    pinned = search(net, zcu102, algorithms=("im2col", "winograd"), layer_pins=pins,
+                    hardware_pins={"winograd_m": 2})
+    assert pinned.hardware["winograd_m"] == 2
