@@ -65,7 +65,7 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 # `omniconv dse --if-stale` searches only when build/<stem>/design.json is missing or older
-# than the config, board or network file (as `omniconv verilog` does).
+# than the config, board or network file or the explorer's sources (as `omniconv verilog` does).
 report: $(STAMP)
 	$(PY) -m omniconv dse $(CONFIG) --if-stale
 	$(PY) -m omniconv report build/$(basename $(notdir $(CONFIG))) --config $(CONFIG)

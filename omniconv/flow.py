@@ -25,7 +25,8 @@ from pathlib import Path
 
 
 __all__ = ["add_dse_arguments", "run_dse", "add_verilog_arguments", "run_verilog", "explore",
-           "inputs_of", "is_stale", "overlay_is_stale", "summary", "RTL_TOP"]
+           "inputs_of", "explorer_sources", "is_stale", "overlay_is_stale", "summary",
+           "RTL_TOP"]
 
 #: Module of the RTL top that ``verilog`` generates (the conv datapath until the overlay lands).
 RTL_TOP = "rtl.conv_datapath"
@@ -46,7 +47,8 @@ def add_dse_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--if-stale", action="store_true",
                         help="search only when DIR/design.json is missing or older than the "
-                             "config, board or network file (default: %(default)s)")
+                             "config, board or network file or the explorer's sources "
+                             "(default: %(default)s)")
 
 
 def add_verilog_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,12 +77,25 @@ def inputs_of(config) -> list[Path]:
     return [p for p in paths if p.is_file()]
 
 
+def explorer_sources() -> list[Path]:
+    """The files whose change changes design.json for the same inputs: the explorer's Python
+    sources and the measurements it reads (``dse/``: the cost model, its calibration and
+    tables), and the hardware facts of ``rtl/params.py``."""
+    import dse
+    import rtl.params
+
+    root = Path(dse.__file__).resolve().parent
+    return sorted([*root.rglob("*.py"), *root.rglob("*.json"),
+                   Path(rtl.params.__file__).resolve()])
+
+
 def is_stale(design_path: Path, config) -> bool:
-    """Return whether ``design_path`` is missing or older than any input of ``config``."""
+    """Return whether ``design_path`` is missing or older than any input of ``config`` or any
+    source of the explorer (:func:`explorer_sources`: an upgraded cost model searches again)."""
     if not design_path.is_file():
         return True
     built = design_path.stat().st_mtime
-    return any(p.stat().st_mtime > built for p in inputs_of(config))
+    return any(p.stat().st_mtime > built for p in [*inputs_of(config), *explorer_sources()])
 
 
 def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:

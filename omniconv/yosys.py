@@ -508,7 +508,7 @@ def nextpnr_ecp5_argv(flag: str, package: str, speed: int, freq_mhz: float, seed
     (``netlist.json`` in, ``report.json`` and ``nextpnr.log`` out)."""
     argv = [f"--{flag}", "--package", package.upper(), "--speed", str(speed),
             "--json", "netlist.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
-            "--report", "report.json", "--timing-allow-fail"]
+            "--report", "report.json", "--timing-allow-fail", "--router", "router2"]
     if out_of_context:
         argv.append("--out-of-context")
     return argv + ["-q", "-l", "nextpnr.log"]

@@ -182,3 +182,27 @@ def test_verilog_ends_with_a_summary_and_next_commands(tmp_path, capsys, monkeyp
     captured = capsys.readouterr()
     assert f"up to date: {out / 'design.json'}, {out / 'overlay.v'}" in captured.out
     assert "written:" not in captured.out and captured.err == ""
+
+
+def test_a_newer_explorer_source_makes_design_json_stale(tmp_path, monkeypatch):
+    """An upgraded cost model (a dse/ source or table newer than design.json) searches again,
+    as a changed config does; the real list names the calibration and the cost model."""
+    import omniconv.flow as flow
+
+    sources = flow.explorer_sources()
+    names = {p.name for p in sources}
+    assert {"model.py", "calibration.json", "fft_sqnr.json", "params.py"} <= names
+    config = tmp_path / "tiny.yaml"
+    config.write_text((Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text())
+    out = tmp_path / "out"
+    assert main(["dse", str(config), "--out", str(out)]) == 0
+    stamp = (out / "design.json").stat().st_mtime
+    source = tmp_path / "model.py"
+    source.write_text("")
+    os.utime(source, (stamp - 60, stamp - 60))
+    monkeypatch.setattr(flow, "explorer_sources", lambda: [source])
+    from omniconv.config import load_config
+
+    assert not flow.is_stale(out / "design.json", load_config(config))
+    os.utime(source, (stamp + 60, stamp + 60))
+    assert flow.is_stale(out / "design.json", load_config(config))
