@@ -16,6 +16,15 @@ so the buffer is all zeros for the next layer without a clearing pass.
 
 Strides are powers of two (1, 2, 4) so the division is a shift and a mask.  Cycles:
 ``dse.cost.transforms.kn2row_shift_add_cycles``.
+
+Timing: the buffer address ``(oy·out_w + ox)·f_words + fw`` is computed in a pipeline of
+``rtl.params.SHIFT_ADD_ADDRESS_STAGES`` register stages, one multiply or add each, from
+``ny = y + pad − ky·dil`` and ``nx = x + pad − kx·dil``, which registers keep by additions as
+the counters step.  Done in one cycle (as before), the address was the overlay's critical
+path: 47 ns on the ECP5-85 (21 MHz) in the 8×8 tiny overlay.  The read of a word happens
+when it leaves the pipeline, the write in the next cycle, so the read-modify-write and the
+transparent read are as before; the last word's write comes ``SHIFT_ADD_ADDRESS_STAGES``
+cycles later, and the drain waits for it.
 """
 
 from __future__ import annotations
@@ -25,9 +34,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .params import SHIFT_ADD_ADDRESS_STAGES
 from .validate import check_int
 
 __all__ = ["ShiftAdd"]
+
+#: Cycles between the last word in and the first drain read: the address stages.
+FLUSH_CYCLES = SHIFT_ADD_ADDRESS_STAGES
 
 
 class ShiftAdd(wiring.Component):
@@ -84,35 +97,71 @@ class ShiftAdd(wiring.Component):
         rp = buf.read_port(transparent_for=(wp,))
 
         db = self.dim_bits
+        wide = signed(2 * db + 2)
         ky, kx, y, x, fw = (Signal(db, name=n) for n in ("ky", "kx", "y", "x", "fw"))
-        ny = Signal(signed(2 * db + 2))     # oy·stride, before the division
-        nx = Signal(signed(2 * db + 2))
-        m.d.comb += [ny.eq(y + self.pad - ky * self.dil), nx.eq(x + self.pad - kx * self.dil)]
-        mask = (1 << self.stride_log2) - 1
-        oy = ny >> self.stride_log2
-        ox = nx >> self.stride_log2
-        hit = ((ny >= 0) & ((ny & mask) == 0) & (oy < self.out_h)
-               & (nx >= 0) & ((nx & mask) == 0) & (ox < self.out_w))
-        oaddr = Signal(range(self.depth))
-        m.d.comb += oaddr.eq((oy * self.out_w + ox) * self.f_words + fw)
+        # ny = y + pad − ky·dil and nx = x + pad − kx·dil (oy·stride, ox·stride before the
+        # division), kept by additions as the counters step: no multiply on the way to the
+        # buffer's address (module docstring, "Timing")
+        ny, nx, ybase, xbase = (Signal(wide, name=n) for n in ("ny", "nx", "ybase", "xbase"))
         last_in = ((fw == self.f_words - 1) & (x == self.in_w - 1) & (y == self.in_h - 1)
                    & (kx == self.kernel_w - 1) & (ky == self.kernel_h - 1))
 
-        # accumulate pipeline: stage 1 holds the word whose old sum is being read
+        # address pipeline, one register stage per operation: A oy, ox and the hit test;
+        # B oy·out_w; C + ox; D ·f_words; E + fw.  Each stage carries the word and its flags.
+        def stage(name, shape):
+            return Signal(shape, name=name)
+
+        payload = self.i_stream.payload
+        a_valid, a_hit = stage("a_valid", 1), stage("a_hit", 1)
+        a_oy, a_ox = stage("a_oy", wide), stage("a_ox", wide)
+        b_row = stage("b_row", range(self.depth + 1 << db))
+        e_addr = stage("e_addr", range(self.depth))
+        valids = [a_valid] + [stage(f"{n}_valid", 1) for n in "bcde"]
+        hits = [a_hit] + [stage(f"{n}_hit", 1) for n in "bcde"]
+        words = [Signal.like(payload, name=f"{n}_data") for n in "abcde"]
+        fws = [Signal(db, name=f"{n}_fw") for n in "abcd"]
+        oxs = [a_ox, Signal(wide, name="b_ox")]
+        c_pix = stage("c_pix", range(self.depth + 1 << db))
+        d_word = stage("d_word", range(self.depth + 1 << db))
+        mask = (1 << self.stride_log2) - 1
+        accept = Signal()
+        m.d.sync += [
+            a_valid.eq(accept),
+            a_hit.eq((ny >= 0) & ((ny & mask) == 0) & ((ny >> self.stride_log2) < self.out_h)
+                     & (nx >= 0) & ((nx & mask) == 0) & ((nx >> self.stride_log2) < self.out_w)),
+            a_oy.eq(ny >> self.stride_log2), a_ox.eq(nx >> self.stride_log2),
+            words[0].eq(payload), fws[0].eq(fw),
+            b_row.eq(a_oy[:db] * self.out_w), oxs[1].eq(a_ox),
+            c_pix.eq(b_row + oxs[1][:db]),
+            d_word.eq(c_pix * self.f_words),
+            e_addr.eq(d_word + fws[3]),
+        ]
+        for i in range(1, 5):
+            m.d.sync += [valids[i].eq(valids[i - 1]), hits[i].eq(hits[i - 1]),
+                         words[i].eq(words[i - 1])]
+        for i in range(1, 4):
+            m.d.sync += fws[i].eq(fws[i - 1])
+        e_valid, e_hit, e_data = valids[4], hits[4], words[4]
+
+        # accumulate: read at the end of the address pipeline, add and write in the next cycle
         s1_hit = Signal()
         s1_addr = Signal(range(self.depth))
-        s1_data = Signal.like(self.i_stream.payload)
+        s1_data = Signal.like(payload)
         # drain: read address, output valid, address to clear
         didx = Signal(range(self.depth + 1))
         valid = Signal()
         clr = Signal()
         clr_addr = Signal(range(self.depth))
-        out_words = Signal(range(self.depth + 1))
-        m.d.comb += out_words.eq(self.out_h * self.out_w * self.f_words)
+        out_pixels = Signal(range((1 << 2 * db) + 1))
+        out_words = Signal(range((1 << 3 * db) + 1))
+        m.d.sync += [out_pixels.eq(self.out_h * self.out_w),       # settings: static
+                     out_words.eq(out_pixels * self.f_words)]
         advance = ~valid | self.o_stream.ready
 
         m.d.comb += [self.o_stream.valid.eq(valid), self.o_stream.payload.eq(rp.data)]
         m.d.sync += s1_hit.eq(0)
+        with m.If(e_valid):
+            m.d.sync += [s1_hit.eq(e_hit), s1_addr.eq(e_addr), s1_data.eq(e_data)]
         with m.If(s1_hit):
             m.d.comb += [wp.en.eq(1), wp.addr.eq(s1_addr)]
             for i in range(self.lanes):
@@ -123,31 +172,40 @@ class ShiftAdd(wiring.Component):
 
         # phases as a plain state register and an If chain (an Amaranth FSM emits case
         # statements without a default, which Verilator -Wall flags as CASEINCOMPLETE)
-        IDLE, ACCUMULATE, DRAIN = range(3)
-        phase = Signal(range(3))
+        IDLE, ACCUMULATE, FLUSH, DRAIN = range(4)
+        phase = Signal(range(4))
+        flush = Signal(range(FLUSH_CYCLES + 1))
         with m.If(phase == IDLE):
             m.d.comb += rp.en.eq(advance)
             with m.If(self.start):
                 m.d.sync += [self.busy.eq(1), ky.eq(0), kx.eq(0), y.eq(0), x.eq(0),
-                             fw.eq(0), didx.eq(0)]
+                             fw.eq(0), didx.eq(0), ny.eq(self.pad), nx.eq(self.pad),
+                             ybase.eq(self.pad), xbase.eq(self.pad)]
                 m.d.sync += phase.eq(ACCUMULATE)
-        with m.Elif(phase == ACCUMULATE):
-            m.d.comb += [self.i_stream.ready.eq(1), rp.en.eq(1), rp.addr.eq(oaddr)]
-            with m.If(self.i_stream.valid):
-                m.d.sync += [s1_hit.eq(hit), s1_addr.eq(oaddr),
-                             s1_data.eq(self.i_stream.payload)]
-                # step (ky, kx, y, x, fw), fw fastest
+        with m.Elif((phase == ACCUMULATE) | (phase == FLUSH)):
+            m.d.comb += [rp.en.eq(1), rp.addr.eq(e_addr)]
+            with m.If(phase == ACCUMULATE):
+                m.d.comb += [self.i_stream.ready.eq(1), accept.eq(self.i_stream.valid)]
+            with m.Else():
+                m.d.sync += flush.eq(flush - 1)
+                with m.If(flush == 1):
+                    m.d.sync += phase.eq(DRAIN)
+            with m.If(accept):
+                # step (ky, kx, y, x, fw), fw fastest, and ny, nx with them
                 m.d.sync += fw.eq(fw + 1)
                 with m.If(fw == self.f_words - 1):
-                    m.d.sync += [fw.eq(0), x.eq(x + 1)]
+                    m.d.sync += [fw.eq(0), x.eq(x + 1), nx.eq(nx + 1)]
                     with m.If(x == self.in_w - 1):
-                        m.d.sync += [x.eq(0), y.eq(y + 1)]
+                        m.d.sync += [x.eq(0), nx.eq(xbase), y.eq(y + 1), ny.eq(ny + 1)]
                         with m.If(y == self.in_h - 1):
-                            m.d.sync += [y.eq(0), kx.eq(kx + 1)]
+                            m.d.sync += [y.eq(0), ny.eq(ybase), kx.eq(kx + 1),
+                                         xbase.eq(xbase - self.dil), nx.eq(xbase - self.dil)]
                             with m.If(kx == self.kernel_w - 1):
-                                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                                m.d.sync += [kx.eq(0), xbase.eq(self.pad), nx.eq(self.pad),
+                                             ky.eq(ky + 1), ybase.eq(ybase - self.dil),
+                                             ny.eq(ybase - self.dil)]
                 with m.If(last_in):
-                    m.d.sync += phase.eq(DRAIN)
+                    m.d.sync += [phase.eq(FLUSH), flush.eq(FLUSH_CYCLES)]
         with m.Elif(phase == DRAIN):
             m.d.comb += [rp.en.eq(advance), rp.addr.eq(didx)]
             with m.If(advance):

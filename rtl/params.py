@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
-           "WINOGRAD_EXTRA_BITS"]
+           "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES"]
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2
@@ -29,6 +29,10 @@ REQUANT_SHIFT_BITS = 6
 #: (G_DENOM·G)·g·(G_DENOM·G)ᵀ, up to G_DENOM²·(largest |G| row sum)²·2^(p−1) (9·2^(p−1):
 #: p+4 bits for m = 2; 576·2^(p−1): p+10 bits for m = 4 -- one 15 × 18 multiply for int8).
 WINOGRAD_EXTRA_BITS = {2: (2, 4), 4: (7, 10)}
+#: Register stages of the kn2row shift-and-add unit's address pipeline (``rtl/kn2row.py``:
+#: oy/ox and the hit test, oy·out_w, + ox, ·f_words, + fw), one operation each: the cycles
+#: between its last word in and its first drain read.
+SHIFT_ADD_ADDRESS_STAGES = 5
 
 
 class Algorithm(str, enum.Enum):

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtl.params import SHIFT_ADD_ADDRESS_STAGES
+
 __all__ = [
     "REQUANT_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY", "KN2ROW_LATENCY", "FFT_LATENCY",
     "cdiv", "requant_cycles",
@@ -45,8 +47,9 @@ REQUANT_LATENCY = 2
 WINOGRAD_LATENCY = 1
 #: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
 IM2COL_LATENCY = 2
-#: Cycles of rtl.kn2row.ShiftAdd beyond one per beat in and one per word out.
-KN2ROW_LATENCY = 2
+#: Cycles of rtl.kn2row.ShiftAdd beyond one per beat in and one per word out: its address
+#: pipeline, and the start and the last write.
+KN2ROW_LATENCY = 2 + SHIFT_ADD_ADDRESS_STAGES
 #: Cycles of rtl.fft.FFT2D per tile beyond load, passes and unload.
 FFT_LATENCY = 1
 

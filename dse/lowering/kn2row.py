@@ -19,7 +19,7 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
-from rtl.params import Dataflow
+from rtl.params import SHIFT_ADD_ADDRESS_STAGES, Dataflow
 
 __all__ = ["RULE", "DATAFLOWS", "legal", "lower", "cycles"]
 
@@ -58,9 +58,10 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
            mult_latency=DEFAULT_MULT_LATENCY) -> dict:
-    """Counters of one invocation: the R·S GEMMs, then the shift-and-add drain."""
+    """Counters of one invocation: the R·S GEMMs, then the shift-and-add's address pipeline
+    (the last word's write) and drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    tail = low.out_words + 1 + dp.REQUANT_TAIL
+    tail = low.out_words + 1 + SHIFT_ADD_ADDRESS_STAGES + dp.REQUANT_TAIL
     total = dp.gemms_cycles(low, busy, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}
