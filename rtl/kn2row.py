@@ -108,21 +108,21 @@ class ShiftAdd(wiring.Component):
 
         # address pipeline, one register stage per operation: A oy, ox and the hit test;
         # B oy·out_w; C + ox; D ·f_words; E + fw.  Each stage carries the word and its flags.
-        def stage(name, shape):
-            return Signal(shape, name=name)
-
+        # B..D are wide enough for every address of the buffer; a word that is dropped (no hit)
+        # may wrap, since only hits are written.
+        addr_shape = range(self.depth + 1 << db)
         payload = self.i_stream.payload
-        a_valid, a_hit = stage("a_valid", 1), stage("a_hit", 1)
-        a_oy, a_ox = stage("a_oy", wide), stage("a_ox", wide)
-        b_row = stage("b_row", range(self.depth + 1 << db))
-        e_addr = stage("e_addr", range(self.depth))
-        valids = [a_valid] + [stage(f"{n}_valid", 1) for n in "bcde"]
-        hits = [a_hit] + [stage(f"{n}_hit", 1) for n in "bcde"]
+        a_valid, a_hit = Signal(name="a_valid"), Signal(name="a_hit")
+        a_oy, a_ox = Signal(wide, name="a_oy"), Signal(wide, name="a_ox")
+        b_row = Signal(addr_shape, name="b_row")
+        e_addr = Signal(range(self.depth), name="e_addr")
+        valids = [a_valid] + [Signal(name=f"{n}_valid") for n in "bcde"]
+        hits = [a_hit] + [Signal(name=f"{n}_hit") for n in "bcde"]
         words = [Signal.like(payload, name=f"{n}_data") for n in "abcde"]
         fws = [Signal(db, name=f"{n}_fw") for n in "abcd"]
         oxs = [a_ox, Signal(wide, name="b_ox")]
-        c_pix = stage("c_pix", range(self.depth + 1 << db))
-        d_word = stage("d_word", range(self.depth + 1 << db))
+        c_pix = Signal(addr_shape, name="c_pix")
+        d_word = Signal(addr_shape, name="d_word")
         mask = (1 << self.stride_log2) - 1
         accept = Signal()
         m.d.sync += [
@@ -154,7 +154,9 @@ class ShiftAdd(wiring.Component):
         clr_addr = Signal(range(self.depth))
         out_pixels = Signal(range((1 << 2 * db) + 1))
         out_words = Signal(range((1 << 3 * db) + 1))
-        m.d.sync += [out_pixels.eq(self.out_h * self.out_w),       # settings: static
+        # out_h·out_w·f_words in two registered steps: the settings are held for the whole
+        # layer, and out_words is first compared at the end of the drain
+        m.d.sync += [out_pixels.eq(self.out_h * self.out_w),
                      out_words.eq(out_pixels * self.f_words)]
         advance = ~valid | self.o_stream.ready
 
