@@ -658,8 +658,7 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     if np.isfinite(np.where(unused, np.inf, key)).any():
         key = np.where(unused, np.inf, key)
     # near-ties (within NEAR_TIE of the best objective) go to the cheaper point: the smallest
-    # share of the board's DSP, LUT, FF and block RAM, then the lower index -- so a unit no
-    # layer needs is not added for a gain below the tolerance
+    # share of the board's DSP, LUT, FF and block RAM, then the lower index
     finite = np.where(np.isfinite(key), key, np.inf)
     near = finite <= finite.min() * (1.0 + NEAR_TIE)
     share = sum(np.asarray(usage[k], dtype=np.float64) / max(1, total) for k, total in

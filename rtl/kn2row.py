@@ -120,7 +120,7 @@ class ShiftAdd(wiring.Component):
         hits = [a_hit] + [Signal(name=f"{n}_hit") for n in "bcde"]
         words = [Signal.like(payload, name=f"{n}_data") for n in "abcde"]
         fws = [Signal(db, name=f"{n}_fw") for n in "abcd"]
-        oxs = [a_ox, Signal(wide, name="b_ox")]
+        b_ox = Signal(wide, name="b_ox")
         c_pix = Signal(addr_shape, name="c_pix")
         d_word = Signal(addr_shape, name="d_word")
         mask = (1 << self.stride_log2) - 1
@@ -131,8 +131,8 @@ class ShiftAdd(wiring.Component):
                      & (nx >= 0) & ((nx & mask) == 0) & ((nx >> self.stride_log2) < self.out_w)),
             a_oy.eq(ny >> self.stride_log2), a_ox.eq(nx >> self.stride_log2),
             words[0].eq(payload), fws[0].eq(fw),
-            b_row.eq(a_oy[:db] * self.out_w), oxs[1].eq(a_ox),
-            c_pix.eq(b_row + oxs[1][:db]),
+            b_row.eq(a_oy[:db] * self.out_w), b_ox.eq(a_ox),
+            c_pix.eq(b_row + b_ox[:db]),
             d_word.eq(c_pix * self.f_words),
             e_addr.eq(d_word + fws[3]),
         ]

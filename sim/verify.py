@@ -270,8 +270,7 @@ def _layer_entry(case, res, params, precision: int) -> dict:
             scaled = scaled * 2.0 ** plan.fft_scale_exp(plan.fft_weights(case.w)[2])
             entry["fft_shift"] = plan.fft_shift
         entry["sqnr_db"] = round(sqnr_db(scaled, conv2d(xp, case.w)), 2)
-        entry["predicted_sqnr_db"] = layer_sqnr_db(f"fft{plan.fft_n}", plan.kernel[0],
-                                                   precision)
+        entry["predicted_sqnr_db"] = layer_sqnr_db(plan.variant, plan.kernel[0], precision)
     return entry
 
 

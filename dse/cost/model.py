@@ -228,7 +228,7 @@ class _Prepared:
             key = xp.where(feasible, cycles, float("inf"))
             option = dict(key=key, cycles=cycles, dram=dram, memory=memory, feasible=feasible,
                           buffer=v(t.buffer_bytes), v_energy=v(v_energy),
-                          tiling=xp.where(feasible, float(i), float(i)))
+                          tiling=xp.where(feasible, float(i), float(i)))  # i, shaped as key
             if best is None:
                 best = option
             else:                               # strictly fewer cycles: ties keep larger tiles

@@ -60,9 +60,12 @@ def fft_sqnr_db(precision: int, n, kernel):
 def layer_sqnr_db(variant: str, kernel: int, precision: int) -> float | None:
     """design.json's ``sqnr_db`` of a layer: the prediction for an FFT variant (``"fft8"``),
     ``None`` for the exact ones."""
-    if not variant.startswith("fft"):
+    from dse.cost.choices import VARIANTS
+
+    n = VARIANTS[variant][2] if variant in VARIANTS else 0
+    if not n:
         return None
-    value = float(fft_sqnr_db(precision, int(variant[3:]), kernel))
+    value = float(fft_sqnr_db(precision, n, kernel))
     return None if np.isnan(value) else value
 
 
