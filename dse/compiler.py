@@ -43,12 +43,13 @@ import numpy as np
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import Geometry, lowering
 from dse.lowering import im2col as im2col_lowering
+from dse.lowering.split import band_rows, engine_words, split
 from dse.lowering.winograd import pieces as winograd_pieces
 from rtl.params import Algorithm, DatapathLimits, Dataflow, OverlayParams
 
 __all__ = ["WINO_G_SCALED", "WINO_G_DENOM", "winograd_weights",
            "winograd_pieces", "fft_kernel_spectra", "fft_mac_shift_bound", "Invocation",
-           "ConvPlan", "plan_conv", "required_limits", "default_requant"]
+           "Band", "ConvPlan", "plan_conv", "required_limits", "default_requant"]
 
 #: G_DENOM[m]·G for F(m×m, 3×3): integer weight transforms (Lavin & Gray).
 WINO_G_SCALED = {
@@ -152,6 +153,7 @@ class Invocation:
     filters: tuple
     out_words: int
     b_matrices: int
+    band: int = -1            # index into ConvPlan.bands, −1 in a plan of one band
 
     @property
     def weight_words(self) -> int:
@@ -160,8 +162,23 @@ class Invocation:
 
 
 @dataclass(frozen=True)
+class Band:
+    """Output rows [rows[0], rows[1]) of a layer cut into row bands, planned as a layer of
+    their own (``plan``) over input rows [in_rows[0], in_rows[1]) (of the plan's input:
+    the host patches' rows with ``host_patches``)."""
+
+    rows: tuple
+    in_rows: tuple
+    plan: "ConvPlan"
+
+
+@dataclass(frozen=True)
 class ConvPlan:
-    """How one conv layer runs on the datapath (see the module docstring)."""
+    """How one conv layer runs on the datapath (see the module docstring).
+
+    A layer too large for the buffers is cut into row bands (:mod:`dse.lowering.split`):
+    ``bands`` then holds one :class:`Band` each, every invocation names its band, and the
+    methods that take an invocation work on that band's plan."""
 
     algorithm: str
     variant: str
@@ -186,6 +203,16 @@ class ConvPlan:
     winograd_lanes: int = 1      # Winograd output transforms (filters per output word)
     host_patches: tuple = ()     # im2col from host patches: the layer's (kernel, stride,
                                  # dilation, pads); the plan's shapes are the 1×1 conv's
+    limits: tuple = ()           # the DatapathLimits items planned for (im2col's bands)
+    bands: tuple = ()            # Band per row band when the layer is cut into bands
+
+    def _band(self, inv: "Invocation"):
+        """(band plan, the invocation as that plan's) of a banded plan's invocation."""
+        return self.bands[inv.band].plan, dataclasses.replace(inv, band=-1)
+
+    def _band_input(self, x, inv: "Invocation"):
+        i0, i1 = self.bands[inv.band].in_rows
+        return self.host_input(x)[:, i0:i1]
 
     @property
     def geometry(self) -> Geometry:
@@ -200,14 +227,19 @@ class ConvPlan:
         return self.winograd_m or self.fft_n
 
     def lowered(self, rows: int, cols: int, n: int):
-        """The lowering of one invocation of ``n`` filters on a rows×cols array."""
+        """The lowering of one invocation of ``n`` filters on a rows×cols array (a plan of
+        one band)."""
         return _lower(self.algorithm, self.geometry, self.unit, rows, cols,
-                      Dataflow(self.dataflow).code, n, self.winograd_lanes)
+                      Dataflow(self.dataflow).code, n, self.winograd_lanes,
+                      dict(self.limits) or None)
 
     def invocation_cycles(self, inv: "Invocation", rows: int, cols: int,
                           mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
         """Predicted counters of one invocation on a rows×cols array (``dse.lowering``):
         ``cycles`` and the ``gemm``, ``front``, ``back`` and ``requant`` unit counters."""
+        if inv.band >= 0:
+            sub, inv = self._band(inv)
+            return sub.invocation_cycles(inv, rows, cols, mult_latency)
         mod = lowering(self.algorithm)
         flow = Dataflow(self.dataflow).code
         low = self.lowered(rows, cols, inv.gemm[2])
@@ -226,7 +258,8 @@ class ConvPlan:
         """The ideal bound of the layer on a rows×cols array: the multiplies its algorithm
         needs (:attr:`dse.lowering.Lowered.macs_needed`, summed over the invocations) ÷ PEs,
         rounded up."""
-        macs = sum(int(self.lowered(rows, cols, inv.gemm[2]).macs_needed)
+        macs = sum(int((self._band(inv)[0] if inv.band >= 0 else self)
+                       .lowered(rows, cols, inv.gemm[2]).macs_needed)
                    for inv in self.invocations)
         return -(-macs // (rows * cols))
 
@@ -297,6 +330,9 @@ class ConvPlan:
         """Feature buffer words for im2col and kn2row, ``(words, rows)``: ``rows`` channels
         of a pixel each (the last word of a pixel zero-filled), order (y, x, channel word);
         ``x`` is the layer's input (with ``host_patches``, the host makes the patches)."""
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            return sub.feature_image(self._band_input(x, inv), sub_inv)
         xi = self._image_input(self._group_x(self.host_input(x), inv))
         c, hp, wp = xi.shape
         cw = -(-c // self.rows)
@@ -308,6 +344,9 @@ class ConvPlan:
         """Winograd tile buffer words, ``(words, rows, (m+2)²)``: ``rows`` channels of one
         (m+2)×(m+2) input tile piece each (the last word of a piece zero-filled), order
         (tile, piece, channel word)."""
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            return sub.tile_image(self._band_input(x, inv), sub_inv)
         m = self.winograd_m
         t = m + 2
         k = self.kernel[0]
@@ -337,6 +376,9 @@ class ConvPlan:
     def fft_tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """FFT tile buffer words (one activation each), order (tile, channel, y, x): each
         tile's step × step pixels of the padded input, zero-padded to N×N."""
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            return sub.fft_tile_image(self._band_input(x, inv), sub_inv)
         n, step = self.fft_n, self.fft_step
         th, tw = self.fft_grid
         xi = self._image_input(x)
@@ -422,6 +464,9 @@ class ConvPlan:
         HWC order (pixel-major, filter fastest); Winograd words are the m×m tiles of
         ``winograd_lanes`` filters (filter-major), order (tile, filter group).
         """
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            return sub.decode(words, sub_inv)
         words = np.asarray(words, dtype=np.int64)
         oh, ow = self.out_shape[1:]
         f0, f1 = inv.filters
@@ -451,7 +496,8 @@ class ConvPlan:
         ng = self.out_shape[0] // self.groups
         for inv, part in zip(self.invocations, parts):
             f0, f1 = inv.filters
-            out[inv.group * ng + f0:inv.group * ng + f1] = part
+            y0, y1 = self.bands[inv.band].rows if inv.band >= 0 else (0, self.out_shape[1])
+            out[inv.group * ng + f0:inv.group * ng + f1, y0:y1] = part
         return out
 
 
@@ -459,16 +505,19 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _lower(algo, geometry, unit, rows, cols, flow_code, n, winograd_lanes):
-    """``dse.lowering``'s lowering of one invocation (Winograd with its output lanes)."""
+def _lower(algo, geometry, unit, rows, cols, flow_code, n, winograd_lanes, limits=None):
+    """``dse.lowering``'s lowering of one invocation (Winograd with its output lanes,
+    im2col with its bands within ``limits``)."""
     extra = {"lanes": winograd_lanes} if algo == "winograd" else {}
+    if algo == "im2col":
+        extra["limits"] = limits
     return lowering(algo).lower(geometry, unit, rows, cols, flow_code, n=n, **extra)
 
 
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
               requant=None, relu: bool = False,
               precision: int = 8, fft_shift: int | None = None,
-              variant: str | None = None) -> ConvPlan:
+              variant: str | None = None, _n_step: int | None = None) -> ConvPlan:
     """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
 
     Parameters
@@ -481,7 +530,9 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         The overlay.
     limits:
         ``rtl.params.DatapathLimits`` (any object with its attributes), or ``None``
-        for unbounded buffers (one invocation per group; used to size a datapath).
+        for unbounded buffers (one invocation per group; used to size a datapath).  A layer
+        larger than the buffers runs as several invocations: filter chunks and row bands
+        (:mod:`dse.lowering.split`, the explorer's rule too).
     requant:
         (mult, shift), default :func:`default_requant` of the layer's K.
     relu:
@@ -554,9 +605,10 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     rows, cols = params.rows, params.cols
 
     wlanes = params.winograd_lanes if algo == "winograd" else 1
+    lim = _limits_dict(limits, rows, cols)
 
     def lowered(nf=None):
-        return _lower(algo, geometry, unit, rows, cols, flow.code, nf, wlanes)
+        return _lower(algo, geometry, unit, rows, cols, flow.code, nf, wlanes, lim)
 
     def b_matrices(gemms):
         """B matrices in the weight buffer: im2col's bands all multiply the same weights."""
@@ -570,40 +622,12 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     cg, ng = c // groups, n_out // groups
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
-    # filters per invocation: what the engine, the output and the weight buffer hold
-    n_step = ng
-    if limits is not None:
-        n_step = min(ng, limits.max_n)
-        while n_step > 1 and int(lowered(n_step).out_words) > limits.out_words:
-            n_step -= 1
-        problems = []
-        if int(lowered(n_step).out_words) > limits.out_words:
-            problems.append(f"{int(lowered(n_step).out_words)} output words > "
-                            f"{limits.out_words}")
-        if gm > limits.max_m:
-            problems.append(f"M = {gm} > max_m = {limits.max_m}")
-        if gk > limits.max_k:
-            problems.append(f"K = {gk} > max_k = {limits.max_k}")
-        if gemms > limits.max_gemms:
-            problems.append(f"{gemms} GEMMs > max_gemms = {limits.max_gemms}")
-        if algo in ("im2col", "kn2row") and hp * wp * c_words > limits.feature_words:
-            problems.append(f"{hp * wp * c_words} feature words > {limits.feature_words}")
-        if algo == "winograd" and gm * gk > limits.tile_words:
-            problems.append(f"{gm * gk} tile words > {limits.tile_words}")
-        if algo == "fft":
-            spectral = getattr(limits, "spectral_words", 0)
-            if gm * gk * fn * fn > spectral:
-                problems.append(f"{gm * gk * fn * fn} FFT tile words > {spectral}")
-            n_step = min(n_step, max(1, spectral // (gm * fn * fn)))
-        b_mats = b_matrices(gemms)
-        while n_step > 1 and b_mats * int(lowered(n_step).b_words) > limits.weight_words:
-            n_step -= 1
-        if b_mats * int(lowered(n_step).b_words) > limits.weight_words:
-            problems.append(f"{b_mats * int(lowered(n_step).b_words)} weight words > "
-                            f"{limits.weight_words}")
-        if problems:
-            raise ValueError(f"{what} does not fit the datapath's buffers: "
-                             + "; ".join(problems))
+    # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
+    sp = split(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes)
+    if lim is not None and not bool(sp.fits):
+        raise ValueError(f"{what} does not fit the datapath's buffers even one filter and "
+                         f"one output row at a time: {_misfit(algo, geometry, gk, lim)}")
+    n_step = int(sp.n_step) if _n_step is None else _n_step
     data_bits, kernel_bits = (params.a_width - 1, params.b_width - 1) if fn else (0, 0)
     if fn:
         if fft_shift is None:
@@ -622,6 +646,9 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                                         / (r * s * (1 << (precision - 1))))))
             e = 2 * lg + fft_shift - (data_bits - precision - 1) - frac
             shift = max(0, shift - e)
+    if _n_step is None and int(sp.bands) > 1:
+        return _banded_plan(layer, algo, flow, params, limits, sp, (mult, shift), relu,
+                            precision, fft_shift, host_patches)
     invs = []
     for gi in range(groups):
         for f0 in range(0, ng, n_step):
@@ -629,9 +656,6 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             nf = f1 - f0
             lo = lowered(nf)
             im, igemms = int(lo.m), int(lo.gemms)         # im2col's bands depend on N
-            if limits is not None and im > limits.max_m:
-                raise ValueError(f"{what} does not fit the datapath's buffers: M = {im} > "
-                                 f"max_m = {limits.max_m}")
             regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": im, "gemm_k": gk,
                     "gemm_n": nf, "gemms": igemms, "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
@@ -663,16 +687,81 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     return ConvPlan(algo, "patches" if host_patches else variant, flow.value, (c, h, w),
                     (n_out, oh, ow), (r, s), sh, dh, pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols, wlanes,
-                    host_patches)
+                    host_patches, tuple(sorted(lim.items())) if lim is not None else ())
+
+
+def _limits_dict(limits, rows: int, cols: int):
+    """``limits`` (``DatapathLimits`` or any object with its attributes) as a dict with the
+    engine's capacities on a rows×cols array filled in, or ``None``."""
+    if limits is None:
+        return None
+    lim = DatapathLimits(**{f.name: int(getattr(limits, f.name, f.default))
+                            for f in dataclasses.fields(DatapathLimits)})
+    out = lim.as_dict()
+    out.update(zip(("engine_a_words", "engine_b_words", "engine_c_words"),
+                   lim.engine_capacity(rows, cols)))
+    return out
+
+
+def _misfit(algo, g, k, lim) -> str:
+    """What the smallest invocation of a layer that fits nowhere needs, beside the limits."""
+    parts = [f"K = {k}, max_k = {lim['max_k']}"]
+    wp = g.w_in + g.pad_l + g.pad_r
+    if algo in ("im2col", "kn2row"):
+        rows_in = (g.kh - 1) * g.dilation + 1
+        parts.append(f"{rows_in} input rows of {wp} pixels, feature_words = "
+                     f"{lim['feature_words']}")
+    parts.append(f"engine words a/b/c = {lim['engine_a_words']}/{lim['engine_b_words']}/"
+                 f"{lim['engine_c_words']}, weight_words = {lim['weight_words']}, "
+                 f"out_words = {lim['out_words']}")
+    return "; ".join(parts)
+
+
+def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision, fft_shift,
+                 host_patches) -> "ConvPlan":
+    """The plan of a layer cut into ``sp.bands`` row bands: each band planned as a layer of
+    its own (its input rows, the padding inside it), with the whole layer's requantisation
+    and filter chunks; the invocations band after band."""
+    geometry = Geometry.of_layer(layer)
+    c, _, w = layer.in_shape
+    n_out, oh, ow = layer.out_shape
+    band = int(sp.band)
+    bands, invs = [], []
+    for j in range(int(sp.bands)):
+        y0, y1 = j * band, min(oh, (j + 1) * band)
+        i0, i1, top, bottom = (int(v) for v in band_rows(geometry, y0, y1 - y0))
+        sub_layer = dataclasses.replace(
+            layer, name=f"{layer.name}[rows {y0}:{y1}]", in_shape=(c, i1 - i0, w),
+            out_shape=(n_out, y1 - y0, ow),
+            padding=(top, layer.padding[1], bottom, layer.padding[3]))
+        sub = plan_conv(sub_layer, algo, flow, params, limits, requant=requant, relu=relu,
+                        precision=precision, fft_shift=fft_shift, _n_step=int(sp.n_step))
+        bands.append(Band((y0, y1), (i0, i1), sub))
+        invs += [dataclasses.replace(inv, band=j) for inv in sub.invocations]
+    first = bands[0].plan
+    (r, s), (sh, _), (dh, _) = _pair(layer.kernel), _pair(layer.stride), _pair(layer.dilation)
+    return ConvPlan(algo, "patches" if host_patches else first.variant, flow.value,
+                    tuple(layer.in_shape), tuple(layer.out_shape), (r, s), sh, dh,
+                    tuple(layer.padding), 0, layer.groups, first.winograd_m, tuple(invs),
+                    first.fft_n, first.fft_shift, first.data_bits, first.kernel_bits,
+                    precision, first.rows, first.cols, first.winograd_lanes, host_patches,
+                    first.limits, tuple(bands))
 
 
 def required_limits(plans) -> dict:
     """Smallest buffer sizes (``DatapathLimits`` keyword arguments) that hold every plan."""
     need = DatapathLimits.smallest().as_dict()
+    flat = []
     for plan in plans:
+        flat += [b.plan for b in plan.bands] if plan.bands else [plan]
+    for plan in flat:
         hp, wp = plan.padded_hw
         for inv in plan.invocations:
             gm, gk, gn = inv.gemm
+            for key, words in zip(("engine_a_words", "engine_b_words", "engine_c_words"),
+                                  engine_words(gm, gk, gn, plan.rows, plan.cols,
+                                               Dataflow(plan.dataflow).code)):
+                need[key] = max(need[key], int(words))
             need["max_m"] = max(need["max_m"], gm)
             need["max_k"] = max(need["max_k"], gk)
             need["max_n"] = max(need["max_n"], gn)
@@ -680,7 +769,7 @@ def required_limits(plans) -> dict:
             need["weight_words"] = max(need["weight_words"], inv.weight_words)
             need["out_words"] = max(need["out_words"], inv.out_words)
             if plan.algorithm == "winograd":
-                need["tile_words"] = max(need["tile_words"], gm * gk)
+                need["tile_words"] = max(need["tile_words"], gm * gk // plan.rows)
             elif plan.algorithm == "fft":
                 n2 = plan.fft_n ** 2
                 need["spectral_words"] = max(need["spectral_words"], gm * gk * n2,

@@ -140,16 +140,19 @@ class ConvDatapath(wiring.Component):
                                         f"the FFT path, not {params.acc_width}"))
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
+        capacity = limits.engine_capacity(params.rows, params.cols)
         self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
                                   max_n=limits.max_n, target=target, mult_latency=mult_latency,
                                   a_wide=True, b_wide=True, c_wide=True,
-                                  pe_instances=pe_instances)
+                                  pe_instances=pe_instances, a_words=capacity[0],
+                                  b_words=capacity[1], c_words=capacity[2])
         #: Lanes of a weight buffer word (the engine's wide B beat).
         self.edge = max(params.rows, params.cols)
         #: Lanes of an output word: a C beat of ``cols`` filters, or a Winograd m×m tile.
         self.lanes = max(params.cols, wm * wm) if wm else params.cols
         #: Depth of the Winograd transformed-domain buffers: the C beats of one GEMM.
-        self.mbuf_words = limits.max_m * -(-limits.max_n // params.cols)
+        self.mbuf_words = (limits.engine_c_words
+                           or limits.max_m * -(-limits.max_n // params.cols))
         # back-end width: accumulators, plus the output transform's growth
         self.back_width = params.acc_width + (transform_growth_bits(WINOGRAD_AT[wm]) if wm
                                               else 0)
@@ -546,7 +549,8 @@ class ConvDatapath(wiring.Component):
             # the requantiser.
             m.submodules.spectral = sp = SpectralPath(
                 fn, self._precision, p.a_width, p.acc_width, lim.spectral_words,
-                lim.max_m * lim.max_n, lim.out_words, self.dim_bits)
+                lim.engine_c_words * p.cols or lim.max_m * lim.max_n, lim.out_words,
+                self.dim_bits)
             lg = fn.bit_length() - 1
             bin_u, bin_v = Signal(lg), Signal(lg)      # row and column of the running bin
             fft_part = Signal(2)

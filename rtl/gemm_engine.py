@@ -19,7 +19,8 @@ Buffer layouts (L = max(rows, cols); docs/rtl.md has the tables):
 
 * **A** (one layout for every dataflow and both stream widths): L banks, bank ``m mod L``;
   a word is a K-chunk of ``rows`` elements A[m, kb·rows … kb·rows+rows−1]; address
-  ``(m div L)·S + kb`` with the constant stride S = ⌈max_k/rows⌉.  A narrow beat writes one
+  ``(m div L)·S + kb`` with the stride S = ⌈K/rows⌉ of the GEMM (a half holds any M×K whose
+  ⌈M/L⌉·S words fit, not a max_m × max_k rectangle).  A narrow beat writes one
   element of a word (element-granular write port), a wide beat a whole word.  Reads: ws —
   h_in = the word of row m (one bank); os — h_in[r] = element k mod rows of row m0+r (rows
   banks, each at its own address); is — v_in[c] = element k mod rows of row m0+c (cols
@@ -48,7 +49,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.dsp import DEFAULT_LATENCY, TARGETS
-from rtl.params import ArrayParams, Dataflow, accumulator_bits
+from rtl.params import ArrayParams, Dataflow, accumulator_bits, engine_rectangle
 from rtl.systolic import SystolicArray
 
 from .validate import rejecting
@@ -90,7 +91,13 @@ class GemmEngine(wiring.Component):
     params:
         Array shape and operand/accumulator widths.
     max_m, max_k, max_n:
-        Largest GEMM the buffers hold (each buffer half is sized for the worst dataflow).
+        Largest GEMM dimensions (the widths of the ``m``, ``k``, ``n`` ports and counters;
+        ``max_k`` also bounds the accumulator's exact sums).
+    a_words, b_words, c_words:
+        Words per lane in one buffer half (their capacity), or ``None`` for the rectangle
+        of the largest dimensions in the worst dataflow (docs/rtl.md).  A GEMM fits when
+        ⌈M/L⌉·⌈K/rows⌉ ≤ a_words, ``dse.cost.gemm.b_lane_words`` ≤ b_words and
+        ``c_lane_words`` ≤ c_words; the caller (the compiler) keeps to that.
     target:
         Multiplier target: ``"sim"`` (Amaranth simulator, Verilator), ``"xcup"``, ``"ecp5"``.
     mult_latency:
@@ -130,19 +137,23 @@ class GemmEngine(wiring.Component):
     def __init__(self, params: ArrayParams, *, max_m: int = 64, max_k: int = 64,
                  max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY,
                  a_wide: bool = False, b_wide: bool = False, c_wide: bool = False,
-                 pe_instances: bool = False):
+                 pe_instances: bool = False, a_words: int | None = None,
+                 b_words: int | None = None, c_words: int | None = None):
         with rejecting(self):
             self._setup(params, max_m, max_k, max_n, target, mult_latency,
-                        a_wide, b_wide, c_wide, pe_instances)
+                        a_wide, b_wide, c_wide, pe_instances, (a_words, b_words, c_words))
 
     def _setup(self, params, max_m, max_k, max_n, target, mult_latency,
-               a_wide, b_wide, c_wide, pe_instances):
+               a_wide, b_wide, c_wide, pe_instances, capacity):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n)):
             _check_count(name, value)
             if value > 1 << 20:
                 raise ValueError(f"{name} must be at most {1 << 20}, not {value}")
+        for key, words in zip("abc", capacity):
+            if words is not None:
+                _check_count(f"{key}_words", words)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
         for name, value in (("a_wide", a_wide), ("b_wide", b_wide), ("c_wide", c_wide)):
@@ -159,14 +170,11 @@ class GemmEngine(wiring.Component):
         self._array = SystolicArray(params, mult_latency, target, pe_instances)
         rows, cols = params.rows, params.cols
         lanes = max(rows, cols)
-        # A: K-chunk words, bank m mod L, address (m div L)·S + kb with the constant stride S.
+        # A: K-chunk words, bank m mod L, address (m div L)·S + kb, S = ⌈K/rows⌉ of the GEMM.
         self._a_stride = _cdiv(max_k, rows)
-        a_words = _cdiv(max_m, lanes) * self._a_stride
-        # B and C: words per lane in one half, worst case over the dataflows (docs/rtl.md).
-        b_words = max(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
-        c_words = max(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
-        self._half_depth = {"a": _pow2_at_least(a_words), "b": _pow2_at_least(b_words),
-                            "c": _pow2_at_least(c_words)}
+        rect = engine_rectangle(rows, cols, max_m, max_k, max_n)
+        self._half_depth = {key: _pow2_at_least(r if words is None else words)
+                            for key, words, r in zip("abc", capacity, rect)}
         self._dim_bits = max(max_m, max_k, max_n).bit_length()
         super().__init__({
             "m": In(self._dim_bits), "k": In(self._dim_bits), "n": In(self._dim_bits),
@@ -384,20 +392,24 @@ class GemmEngine(wiring.Component):
         a_take = handshake("a_load", self.a_stream, a_complete)
         a_row = Signal(dbits, name="a_load_m")
         a_k = Signal(dbits, name="a_load_k")               # first k of the beat
+        seq_stride = Signal(_index(stride + 1), name="a_seq_stride")  # the running GEMM's S
         a_el = Signal(_index(rows), name="a_load_el")       # k mod rows (narrow)
         a_kb = Signal(_index(stride), name="a_load_kb")     # k div rows
+        a_stride = Signal(_index(stride + 1), name="a_load_stride")  # ⌈K/rows⌉, row 0 on
         a_bank = Signal(_index(lanes), name="a_load_bank")  # m mod L
         a_line = Signal(wbits, name="a_load_line")         # (m div L)·S
         a_kstep = rows if wide["a"] else 1
         a_last_k = a_k + a_kstep >= self.k
         with m.If(fire):
+            # the half the sequencer now reads was loaded with stride a_stride
             m.d.sync += [a_row.eq(0), a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_bank.eq(0),
-                         a_line.eq(0)]
+                         a_line.eq(0), seq_stride.eq(a_stride)]
         with m.Elif(a_take):
             with m.If(a_last_k):
-                m.d.sync += [a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_row.eq(a_row + 1)]
+                m.d.sync += [a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_row.eq(a_row + 1),
+                             a_stride.eq(a_kb + 1)]
                 with m.If(a_bank == lanes - 1):
-                    m.d.sync += [a_bank.eq(0), a_line.eq(a_line + stride)]
+                    m.d.sync += [a_bank.eq(0), a_line.eq(a_line + a_kb + 1)]
                 with m.Else():
                     m.d.sync += a_bank.eq(a_bank + 1)
             with m.Else():
@@ -557,7 +569,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += [g_bank.eq(0), g_line.eq(0)]
         with m.Elif(Mux(ws_, o_inc, Mux(os_, stream_walk.outer_step, pre_walk.outer_step))):
             with m.If(g_next >= lanes):
-                m.d.sync += [g_bank.eq(g_next - lanes), g_line.eq(g_line + stride)]
+                m.d.sync += [g_bank.eq(g_next - lanes), g_line.eq(g_line + seq_stride)]
             with m.Else():
                 m.d.sync += g_bank.eq(g_next)
         # os: o = o_kb·rows + o_el
@@ -573,7 +585,7 @@ class GemmEngine(wiring.Component):
         a_kb_rd = Mux(os_, o_kb, Mux(is_, pre_walk.iidx, stream_walk.iidx))
         for bank, mem in enumerate(a_mem):
             # Banks below the group's first bank hold its rows of the next line.
-            line = g_line + Mux(g_bank > bank, stride, 0) if bank < lanes - 1 else g_line
+            line = g_line + Mux(g_bank > bank, seq_stride, 0) if bank < lanes - 1 else g_line
             m.d.comb += mem.rps[0].addr.eq(mem_addr("a", line + a_kb_rd, op_half))
 
         # Lanes outside a partial tile read as zero.

@@ -84,29 +84,46 @@ def _lower_bands(g: Geometry, rows, cols, dataflow, n, bands, xp) -> Lowered:
                    drain=c, front=gemms * load, back=0 * load, band=band)
 
 
-def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True) -> Lowered:
+def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
+          limits=None) -> Lowered:
     """The GEMMs of one invocation (one group) on a rows×cols array; ``n`` filters (default
     all of the group's).  A feature-buffer word holds ``rows`` channels of a pixel, so K
     counts the channels up to a whole number of words (the rest are zeros).
 
     In ws and os the output rows are cut into bands, one GEMM each, so that the window
     generator loads the next band while the engine computes this one: of the splits into
-    :data:`BAND_COUNTS` bands, the one with the fewest :func:`cycles` (ties: fewer bands).
-    In is an output word holds pixels of one filter, so the layer stays one GEMM; so does
-    every layer with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and
-    traffic).  ``unit`` = 1: the layer from host patches (:func:`patched`)."""
+    :data:`BAND_COUNTS` bands or one band a row, the one with the fewest :func:`cycles`
+    (ties: fewer bands) among those whose GEMM fits the engine's halves and whose outputs
+    fit the output buffer (``limits``, ``rtl.params.DatapathLimits`` fields; ``None``: no
+    bound; :func:`dse.lowering.split.split` makes sure one band a row fits).  In is an
+    output word holds pixels of one filter, so the layer stays one GEMM; so does every layer
+    with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and traffic).
+    ``unit`` = 1: the layer from host patches (:func:`patched`)."""
+    from dse.lowering.split import engine_words
+
     g = patched(g, unit, xp)
     n = g.n_group if n is None else n
-    best = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
-    best_cycles = cycles(best, rows, cols, dataflow, xp)["cycles"]
     banded = banded & (dataflow != Dataflow.IS.code)
-    for bands in BAND_COUNTS[1:]:
+
+    def fits(low):
+        if limits is None:
+            return True
+        a, _, c = engine_words(low.m, low.k, n, rows, cols, dataflow, xp)
+        return ((a <= limits["engine_a_words"]) & (c <= limits["engine_c_words"])
+                & (low.out_words <= limits["out_words"]) & (low.gemms <= limits["max_gemms"]))
+
+    best = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
+    best_ok = fits(best)
+    best_cycles = cycles(best, rows, cols, dataflow, xp)["cycles"]
+    for bands in (*BAND_COUNTS[1:], g.h_out):
         low = _lower_bands(g, rows, cols, dataflow, n, bands, xp)
+        ok = fits(low)
         total = cycles(low, rows, cols, dataflow, xp)["cycles"]
-        better = banded & (total < best_cycles)
+        better = banded & ok & ((total < best_cycles) | ~xp.asarray(best_ok))
         best = Lowered(**{f.name: xp.where(better, getattr(low, f.name), getattr(best, f.name))
                           for f in fields(Lowered)})
         best_cycles = xp.where(better, total, best_cycles)
+        best_ok = best_ok | better
     return best
 
 

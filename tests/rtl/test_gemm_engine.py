@@ -85,7 +85,7 @@ async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
 def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float = 0.0,
               backpressure: float = 0.0, seed: int = 0, max_dim: int = 16,
               start_delay: int = 0, wide=(False, False, False),
-              eager_start: bool = False) -> list[GemmRun]:
+              eager_start: bool = False, capacity=(None, None, None)) -> list[GemmRun]:
     """Run ``cases`` (a list of ``(a, b, dataflow_code)``) on one engine, back to back.
 
     Parameters
@@ -100,10 +100,15 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
     eager_start:
         Hold ``start`` high from the first cycle (the next GEMM's shape set right after each
         handshake) instead of raising it once the operands are sent.
+    capacity:
+        The engine's ``(a_words, b_words, c_words)`` per lane and half (``None``: the
+        rectangle of ``max_dim``).
     """
     a_wide, b_wide, c_wide = wide
+    a_words, b_words, c_words = capacity
     eng = GemmEngine(params, max_m=max_dim, max_k=max_dim, max_n=max_dim,
-                     mult_latency=mult_latency, a_wide=a_wide, b_wide=b_wide, c_wide=c_wide)
+                     mult_latency=mult_latency, a_wide=a_wide, b_wide=b_wide, c_wide=c_wide,
+                     a_words=a_words, b_words=b_words, c_words=c_words)
     rng = random.Random(seed)
     pad_rng = random.Random(seed + 1)
     lo = -(1 << (min(params.a_width, params.b_width) - 1))
@@ -430,6 +435,26 @@ def test_pipelined_gemms_overlap(wide, rows, cols, shape):
     assert all(r.overlapped_load for r in runs[1:])
 
 
+@pytest.mark.parametrize("wide", [WIDE, (False, False, False)], ids=["wide", "narrow"])
+def test_buffers_hold_any_shape_within_capacity(wide):
+    """A buffer half holds any GEMM whose words fit, not only a max_m × max_k rectangle:
+    a tall thin A (K = 1 chunk) and a short wide one (6 chunks) in halves of 6 words a bank,
+    back to back so that each GEMM computes with its own stride while the next one loads,
+    under random stalls, in every dataflow."""
+    params = ArrayParams(rows=2, cols=3, a_width=8, b_width=8, acc_width=32)
+    shapes = [(18, 2, 3), (3, 12, 3), (18, 1, 2), (2, 11, 3)]
+    cases = make_cases(params, shapes, seed=21, kinds=("random", "extreme"))
+    a_words = max(-(-m // 3) * -(-k // 2) for m, k, _ in shapes)
+    assert a_words == 6 and a_words < -(-18 // 3) * -(-12 // 2)    # far below the rectangle
+    eng = GemmEngine(params, max_m=18, max_k=12, max_n=3, a_words=a_words, b_words=18,
+                     c_words=18)
+    assert eng.half_depths == {"a": 8, "b": 32, "c": 32}
+    Fragment.get(eng, None)          # (an elaboratable never elaborated warns when collected)
+    runs = sim_gemms(params, cases, idle=0.3, backpressure=0.3, seed=2, max_dim=18,
+                     wide=wide, capacity=(a_words, 18, 18))
+    check_runs(params, cases, runs, wide=wide)
+
+
 # ---- construction errors -------------------------------------------------------------------
 
 def test_bad_parameters():
@@ -445,6 +470,8 @@ def test_bad_parameters():
         GemmEngine(ArrayParams(), max_m=2.0)
     with pytest.raises(ValueError, match=r"^max_n must be at least 1, not 0$"):
         GemmEngine(ArrayParams(), max_n=0)
+    with pytest.raises(ValueError, match="a_words"):
+        GemmEngine(ArrayParams(), a_words=0)
     with pytest.raises(TypeError, match=r"^params must be an ArrayParams, not 8$"):
         GemmEngine(8)
     with pytest.raises(ValueError, match=r"^a_width and b_width must be at most 18 for "):

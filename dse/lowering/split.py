@@ -1,0 +1,307 @@
+"""How a layer is cut into datapath invocations that fit the overlay's buffers.
+
+An invocation of the conv datapath holds its whole input in one on-chip buffer (the feature
+buffer, the Winograd tile buffer or the FFT spectral buffers), its weights in the weight
+buffer, its outputs in the output buffer, and each GEMM's operands in the engine's buffer
+halves (``rtl.params.DatapathLimits``).  A layer too large for them runs as several
+invocations, one after another:
+
+* **filter chunks** -- ``n_step`` filters at a time (the weight buffer, the engine's B and C
+  halves, the output buffer);
+* **row bands** -- ``band`` output rows at a time, each with its own input image: the input
+  rows under those outputs, the halo included, and the padding that falls inside the band
+  (Winograd bands are whole tile rows, so a multiple of m).  The bands are as even as
+  allowed: ``bands`` = ⌈Ho / largest fitting band⌉, then the smallest band with that count.
+
+A layer that fits whole is one band.  FFT layers are not cut into bands (their overlap-add
+tiles span band edges); they are legal only where one band fits.  Every function takes
+scalars (the compiler) or broadcasting arrays (the explorer), like the lowerings, and
+:func:`split_cycles` sums the invocations' :func:`cycles <dse.lowering.im2col.cycles>` from
+three band geometries (first, middle, last) and two chunk widths, which is exact whenever the
+middle bands touch no padding (the compiler's sum over its own invocations is exact always).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dse.lowering.geometry import Geometry, cdiv
+from rtl.params import Algorithm, Dataflow
+
+__all__ = ["Split", "split", "band_geometry", "band_rows", "split_cycles", "engine_words",
+           "n_fits_b", "n_fits_c", "m_fits_c"]
+
+_IS = Dataflow.IS.code
+#: Stand-in for "no limit" in the closed forms.
+_BIG = 1 << 40
+
+
+@dataclass(frozen=True)
+class Split:
+    """How one layer (per hardware point) is cut into invocations.
+
+    Members
+    -------
+    fits: whether the layer runs at all within the limits.
+    n_step, n_chunks, n_last: filters per invocation, chunks per group, filters of the last.
+    band, bands, band_last: output rows per band, bands, rows of the last band.
+    """
+
+    fits: object
+    n_step: object
+    n_chunks: object
+    n_last: object
+    band: object
+    bands: object
+    band_last: object
+
+
+def _where(xp, cond, a, b):
+    return xp.where(cond, a, b) if not isinstance(cond, bool) else (a if cond else b)
+
+
+def _min(xp, *values):
+    out = values[0]
+    for v in values[1:]:
+        out = xp.minimum(out, v)
+    return out
+
+
+def engine_words(m, k, n, rows, cols, dataflow, xp=np) -> tuple:
+    """Words per lane (bank) one GEMM fills in each engine half: A ⌈M/L⌉·⌈K/rows⌉ (L =
+    max(rows, cols)), B and C their wide beats (``rtl.gemm_engine``)."""
+    lanes = xp.maximum(rows, cols) if not np.isscalar(rows) else max(rows, cols)
+    a = cdiv(m, lanes) * cdiv(k, rows)
+    b = _where(xp, dataflow == _IS, n * cdiv(k, rows), k * cdiv(n, cols))
+    c = _where(xp, dataflow == _IS, cdiv(m, cols) * n, m * cdiv(n, cols))
+    return a, b, c
+
+
+def n_fits_b(k, words, rows, cols, dataflow, xp=np):
+    """Most filters N whose B (K × N) takes at most ``words`` per lane."""
+    return _where(xp, dataflow == _IS, words // cdiv(k, rows), cols * (words // k))
+
+
+def n_fits_c(m, words, cols, dataflow, xp=np):
+    """Most filters N whose C (M × N) takes at most ``words`` per lane."""
+    return _where(xp, dataflow == _IS, words // cdiv(m, cols), cols * (words // m))
+
+
+def m_fits_c(n, words, cols, dataflow, xp=np):
+    """Most rows M whose C (M × N) takes at most ``words`` per lane."""
+    return _where(xp, dataflow == _IS, cols * (words // n), words // cdiv(n, cols))
+
+
+def band_rows(g: Geometry, oy0, h, xp=np) -> tuple:
+    """Input rows ``(i0, i1)`` (unpadded, clipped to the input) and the padding rows
+    ``(top, bottom)`` under output rows [oy0, oy0 + h)."""
+    p0 = oy0 * g.stride
+    p1 = (oy0 + h - 1) * g.stride + (g.kh - 1) * g.dilation + 1
+    i0, i1 = p0 - g.pad_t, p1 - g.pad_t
+    top = xp.maximum(0 * i0 - i0, 0 * i0)
+    bottom = xp.maximum(i1 - g.h_in, 0 * i1)
+    return xp.maximum(i0, 0 * i0), xp.minimum(i1, g.h_in + 0 * i1), top, bottom
+
+
+def band_geometry(g: Geometry, oy0, h, xp=np) -> Geometry:
+    """The geometry of output rows [oy0, oy0 + h) as a layer of its own: the input rows
+    under them and the padding inside the band."""
+    i0, i1, top, bottom = band_rows(g, oy0, h, xp)
+    return Geometry(g.c_in, g.c_out, g.groups, g.kh, g.kw, g.stride, g.dilation, i1 - i0,
+                    g.w_in, h, g.w_out, top, g.pad_l, bottom, g.pad_r, g.square_steps)
+
+
+def _rows_in(g, h):
+    """Padded input rows under h output rows."""
+    return (h - 1) * g.stride + (g.kh - 1) * g.dilation + 1
+
+
+def _h_of_rows_in(g, rows_in):
+    """Most output rows whose input (padded, halo included) is at most ``rows_in`` rows."""
+    return (rows_in - (g.kh - 1) * g.dilation - 1) // g.stride + 1
+
+
+def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
+          lanes=1) -> Split:
+    """Cut one group of ``g`` into invocations within ``limits`` (a mapping of
+    ``rtl.params.DatapathLimits`` fields; ``None``: one invocation a group).
+
+    ``unit``: Winograd m, FFT N, im2col 1 from host patches (the geometry is then
+    :func:`dse.lowering.im2col.patched`'s), else 0; ``lanes``: the Winograd output lanes."""
+    from dse.lowering import im2col, winograd
+
+    algo = Algorithm(algorithm)
+    if algo == Algorithm.IM2COL:
+        g = im2col.patched(g, unit, xp)
+    ng = g.n_group
+    one = 0 * ng + 1
+    if limits is None:
+        return Split(one > 0, ng, one, ng, g.h_out, one, g.h_out)
+    lim = limits
+    wm = unit if algo == Algorithm.WINOGRAD else 0
+    c_words = cdiv(g.c_group, rows)
+    is_ = dataflow == _IS
+    wp_full = g.w_in + g.pad_l + g.pad_r
+    # -- per algorithm: K, the B matrices in the weight buffer, the smallest band's M
+    if algo == Algorithm.IM2COL:
+        k = g.kh * g.kw * c_words * rows
+        b_mats = one
+        m_min = g.w_out                                   # a GEMM of one output row
+        step = one
+    elif algo == Algorithm.KN2ROW:
+        k = c_words * rows
+        b_mats = g.kh * g.kw
+        m_min = _rows_in(g, one) * wp_full
+        step = one
+    elif algo == Algorithm.WINOGRAD:
+        p2 = winograd.pieces(g.kh) * winograd.pieces(g.kw)
+        k = p2 * c_words * rows
+        b_mats = (wm + 2) * (wm + 2)
+        m_min = cdiv(g.w_out, wm)                         # one row of tiles
+        step = wm
+    else:                                                 # FFT: whole layers only
+        from dse.lowering import fft
+        th, tw = fft.tile_grid(g, unit, xp)
+        k = g.c_in
+        b_mats = 3 * unit * (unit // 2 + 1)
+        m_min = th * tw
+        step = g.h_out
+    # -- filters per invocation: weight buffer, engine B, engine C and output at the
+    # smallest band
+    n = _min(xp, ng + 0 * k, lim["max_n"] + 0 * k,
+             n_fits_b(k, lim["weight_words"] // b_mats, rows, cols, dataflow, xp),
+             n_fits_b(k, lim["engine_b_words"], rows, cols, dataflow, xp),
+             n_fits_c(m_min, lim["engine_c_words"], cols, dataflow, xp))
+    if algo == Algorithm.WINOGRAD:
+        n = _min(xp, n, lanes * (lim["out_words"] // m_min))
+    elif algo == Algorithm.FFT:
+        n = _min(xp, n, lim["spectral_words"] // (m_min * unit * unit),
+                 lim["out_words"] // (g.h_out * g.w_out))
+    else:
+        n = _min(xp, n, n_fits_c(_where(xp, is_, m_min, g.w_out), lim["out_words"], cols,
+                                 dataflow, xp))
+    n = xp.maximum(n, 0 * n)
+    n_ok = n >= 1
+    n_step = xp.maximum(n, one)
+    # -- output rows per band, for n_step filters
+    a_rows = _min(xp, xp.maximum(rows, cols) * (lim["engine_a_words"] // cdiv(k, rows)),
+                  lim["max_m"] + 0 * k)                                      # M by A
+    c_rows = m_fits_c(n_step, lim["engine_c_words"], cols, dataflow, xp)        # M by C
+    if algo == Algorithm.IM2COL:
+        # ws/os: GEMMs of one output row at the least (in: the whole band is one GEMM)
+        m_gemm = _min(xp, a_rows, c_rows)
+        h_feat = _h_of_rows_in(g, lim["feature_words"] // (wp_full * c_words))
+        h_out_buf = _where(xp, is_, m_fits_c(n_step, lim["out_words"], cols, dataflow, xp),
+                           lim["out_words"] // cdiv(n_step, cols)) // g.w_out
+        h_gemm = _where(xp, is_, m_gemm // g.w_out,
+                        _where(xp, m_gemm >= g.w_out, lim["max_gemms"], 0 * m_gemm))
+        h = _min(xp, h_feat, h_out_buf, h_gemm)
+        band_ok = (m_gemm >= g.w_out) & (h >= 1)
+    elif algo == Algorithm.KN2ROW:
+        m_max = _min(xp, a_rows, c_rows, lim["feature_words"] // c_words)
+        h_in = _h_of_rows_in(g, m_max // wp_full)
+        h_out_buf = lim["out_words"] // (g.w_out * cdiv(n_step, cols))
+        h = _min(xp, h_in, h_out_buf)
+        band_ok = h >= 1
+    elif algo == Algorithm.WINOGRAD:
+        tw = cdiv(g.w_out, wm)
+        t_max = _min(xp, a_rows, c_rows, lim["tile_words"] // (k // rows),
+                     lim["out_words"] // cdiv(n_step, lanes))
+        h = wm * (t_max // tw)
+        band_ok = h >= wm
+    else:
+        a_w, b_w, c_w = engine_words(m_min, k, n_step, rows, cols, dataflow, xp)
+        h = g.h_out
+        band_ok = ((m_min * k * unit * unit <= lim["spectral_words"])
+                   & (a_w <= lim["engine_a_words"]) & (c_w <= lim["engine_c_words"])
+                   & (m_min * n_step <= lim["engine_c_words"] * cols))
+    # -- the whole layer as one band when it fits with its own padding (im2col and kn2row
+    # put less padding into the image then)
+    if algo in (Algorithm.IM2COL, Algorithm.KN2ROW):
+        whole = _fits_whole(algo, g, k, n_step, rows, cols, dataflow, lim, xp) & band_ok
+    else:
+        whole = (h >= g.h_out) & band_ok
+    h = _where(xp, whole, g.h_out, xp.minimum(h, g.h_out))
+    h = xp.maximum(h, step)
+    bands = _where(xp, whole, one, cdiv(g.h_out, h))
+    band = step * cdiv(cdiv(g.h_out, bands), step)        # as even as the step allows
+    bands = cdiv(g.h_out, band)
+    band_last = g.h_out - (bands - 1) * band
+    fits = n_ok & band_ok & (k <= lim["max_k"])
+    if algo != Algorithm.IM2COL:
+        fits = fits & (b_mats <= lim["max_gemms"])
+    n_chunks = cdiv(ng, n_step)
+    return Split(fits, n_step, n_chunks, ng - (n_chunks - 1) * n_step, band, bands, band_last)
+
+
+def _fits_whole(algo, g, k, n, rows, cols, dataflow, lim, xp):
+    """Whether the whole layer (one band, its own unit padding) fits with ``n`` filters."""
+    c_words = cdiv(g.c_group, rows)
+    hp, wp = g.padded(g.unit_pad(xp))
+    if algo == Algorithm.IM2COL:
+        pix = g.w_out
+        a_w, _, c_w = engine_words(pix, k, n, rows, cols, dataflow, xp)
+        is_ = dataflow == _IS
+        # in: one GEMM of every output pixel; ws/os: GEMMs of one output row at the least
+        a_i, _, c_i = engine_words(g.h_out * g.w_out, k, n, rows, cols, dataflow, xp)
+        engine = _where(xp, is_, (a_i <= lim["engine_a_words"]) & (c_i <= lim["engine_c_words"]),
+                        (a_w <= lim["engine_a_words"]) & (c_w <= lim["engine_c_words"]))
+        out = c_i <= lim["out_words"]
+        gemms = _where(xp, is_, True, g.h_out <= lim["max_gemms"])
+        return engine & out & gemms & (hp * wp * c_words <= lim["feature_words"])
+    if algo == Algorithm.KN2ROW:
+        a_w, _, c_w = engine_words(hp * wp, k, n, rows, cols, dataflow, xp)
+        return ((a_w <= lim["engine_a_words"]) & (c_w <= lim["engine_c_words"])
+                & (hp * wp * c_words <= lim["feature_words"])
+                & (g.h_out * g.w_out * cdiv(n, cols) <= lim["out_words"]))
+    return True
+
+
+def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
+                 lanes=1) -> dict:
+    """The layer's counters (``cycles``, ``gemm_cycles``, ``front_cycles``,
+    ``back_cycles``, ``requant_cycles``) and its GEMMs (``gemms``) summed over its
+    invocations (:func:`split`), plus ``"split"`` (the :class:`Split`), ``"lowered"`` (the
+    first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations)."""
+    from dse.lowering import lowering, im2col
+
+    algo = Algorithm(algorithm)
+    mod = lowering(algo)
+    sp = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes)
+    gp = im2col.patched(g, unit, xp) if algo == Algorithm.IM2COL else g
+    extra = {"lanes": lanes} if algo == Algorithm.WINOGRAD else {}
+    if algo == Algorithm.IM2COL:
+        extra["limits"] = limits
+    many = sp.bands >= 2
+    parts = [(0 * sp.band, sp.band, 1),
+             (sp.band, sp.band, xp.maximum(sp.bands - 2, 0 * sp.bands)),
+             ((sp.bands - 1) * sp.band, sp.band_last, _where(xp, many, 1, 0))]
+    total: dict = {}
+    first = None
+    macs = 0
+    for oy0, h, count in parts:
+        # a lone band is the whole layer (its own padding); else the band's own
+        bg = _whole_where(xp, many, band_geometry(gp, oy0, h, xp), gp)
+        for n, times in ((sp.n_step, sp.n_chunks - 1), (sp.n_last, 0 * sp.n_chunks + 1)):
+            low = mod.lower(bg, unit, rows, cols, dataflow, n=n, xp=xp, **extra)
+            per = mod.cycles(low, rows, cols, dataflow, xp=xp)
+            w = count * times * low.invocations
+            for key, v in per.items():
+                total[key] = total.get(key, 0) + w * v
+            total["gemms"] = total.get("gemms", 0) + w * low.gemms
+            macs = macs + count * times * low.macs_needed
+            if first is None:
+                first = low
+    total["split"], total["lowered"], total["macs_needed"] = sp, first, macs
+    return total
+
+
+def _whole_where(xp, many, bg: Geometry, whole: Geometry) -> Geometry:
+    """``bg`` where the layer has several bands, else the whole layer's geometry."""
+    if np.ndim(many) == 0:
+        return bg if bool(many) else whole
+    from dataclasses import fields
+    return Geometry(**{f.name: _where(xp, many, getattr(bg, f.name), getattr(whole, f.name))
+                       for f in fields(Geometry)})

@@ -1,0 +1,122 @@
+"""Layers cut into the invocations that fit the datapath's buffers (``dse.lowering.split``
+and the compiler's banded plans), checked without the RTL: the bands are the layer (numpy
+convolution of each band's rows equals the layer's output rows), every invocation fits the
+limits it was planned for, and the explorer's formula over band types equals the compiler's
+sum over its invocations.  ``tests/cocotb/test_conv_datapath.py`` runs banded layers in
+Verilator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dse.compiler import plan_conv, required_limits
+from dse.lowering import Geometry
+from dse.lowering.split import band_rows, split, split_cycles
+from dse.network import NetworkBuilder
+from rtl.params import Dataflow, DatapathLimits, OverlayParams
+from sim.models.conv import conv2d
+
+PARAMS = OverlayParams(rows=4, cols=4, a_width=10, b_width=12, acc_width=32, winograd_m=2)
+#: Small buffers: every layer below needs several bands and filter chunks.
+SMALL = DatapathLimits(max_m=512, max_k=512, max_n=4, feature_words=300, weight_words=600,
+                       tile_words=200, out_words=256, max_gemms=64, spectral_words=4096,
+                       engine_a_words=64, engine_b_words=256, engine_c_words=128)
+
+
+def layer_of(c, h, w, n, k, stride=1, pad=0, dilation=1):
+    b = NetworkBuilder("l", (c, h, w))
+    b.conv("l", out_channels=n, kernel=k, stride=stride, padding=pad, dilation=dilation)
+    return [x for x in b.build().layers if x.op == "conv"][0]
+
+
+def padded_conv(x, w, layer):
+    """The layer's exact output: numpy padding (any four sides), then ``conv2d``."""
+    t, l, b, r = layer.padding
+    xp = np.pad(x, ((0, 0), (t, b), (l, r)))
+    return conv2d(xp, w, layer.stride[0], 0, layer.dilation[0])
+
+
+CASES = [  # (layer, algorithm, dataflow)
+    (layer_of(5, 17, 9, 10, 3, 1, 1), "im2col", "ws"),
+    (layer_of(6, 31, 8, 9, 3, 2, 1), "im2col", "os"),
+    (layer_of(3, 13, 7, 6, 5, 1, 2), "im2col", "is"),
+    (layer_of(5, 19, 9, 7, 5, 2, 2), "kn2row", "ws"),
+    (layer_of(4, 30, 8, 9, 3, 1, 1), "kn2row", "os"),
+    (layer_of(5, 60, 9, 10, 3, 1, 1), "winograd", "ws"),
+    (layer_of(3, 40, 7, 5, 5, 1, 2), "winograd", "os"),
+    (layer_of(4, 41, 7, 6, 3, 1, 2, 2), "im2col", "ws"),
+]
+
+
+@pytest.mark.parametrize("layer, algo, flow", CASES,
+                         ids=[f"{a}-{f}-{i}" for i, (_, a, f) in enumerate(CASES)])
+def test_bands_fit_their_limits_and_make_up_the_layer(layer, algo, flow):
+    plan = plan_conv(layer, algo, flow, PARAMS, SMALL)
+    assert len(plan.bands) >= 2, "the case must need bands"
+    oh = layer.out_shape[1]
+    assert [b.rows for b in plan.bands] == [(y, min(oh, y + plan.bands[0].rows[1]))
+                                            for y in range(0, oh, plan.bands[0].rows[1])]
+    assert len({inv.filters for inv in plan.invocations}) >= 2, "and filter chunks"
+    need = required_limits([plan])
+    for key, value in need.items():
+        assert value <= getattr(SMALL, key), f"{key}: {value} > {getattr(SMALL, key)}"
+    # each band's rows, convolved on their own with the band's padding, are the layer's
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (layer.out_shape[0], layer.in_shape[0], *layer.kernel))
+    whole = padded_conv(x, w, layer)
+    for band in plan.bands:
+        (y0, y1), (i0, i1) = band.rows, band.in_rows
+        sub = dataclasses.replace(layer, padding=band.plan.pads)
+        np.testing.assert_array_equal(padded_conv(x[:, i0:i1], w, sub), whole[:, y0:y1])
+
+
+@pytest.mark.parametrize("layer, algo, flow", CASES,
+                         ids=[f"{a}-{f}-{i}" for i, (_, a, f) in enumerate(CASES)])
+def test_explorer_formula_is_the_compilers_sum(layer, algo, flow):
+    """The explorer's cycles (first, middle and last band types × two chunk widths) are the
+    compiler's plan summed invocation by invocation; vectorised over points as per point."""
+    plan = plan_conv(layer, algo, flow, PARAMS, SMALL)
+    g = Geometry.of_layer(layer)
+    code = Dataflow(flow).code
+    lim = SMALL.as_dict()
+    unit = PARAMS.winograd_m if algo == "winograd" else 0
+    got = split_cycles(algo, g, unit, 4, 4, code, lim)
+    assert int(got["cycles"]) == plan.cycles(4, 4)["cycles"]
+    assert int(got["split"].bands) == max(1, len(plan.bands))
+    # as arrays over three points: these limits, larger ones, and unbounded feature words
+    big = {k: v * 4 for k, v in lim.items()}
+    ga = Geometry(*(np.asarray([v] * 3, dtype=np.float64) if not isinstance(v, bool) else v
+                    for v in dataclasses.astuple(g)))
+    la = {k: np.asarray([lim[k], big[k], 1 << 30 if k == "feature_words" else lim[k]],
+                        dtype=np.float64) for k in lim}
+    arr = split_cycles(algo, ga, unit, 4, 4, code, la)
+    for i, point in enumerate((lim, big, {**lim, "feature_words": 1 << 30})):
+        one = split_cycles(algo, g, unit, 4, 4, code, point)
+        assert float(arr["cycles"][i]) == float(one["cycles"])
+        assert bool(arr["split"].fits[i]) == bool(one["split"].fits)
+
+
+def test_a_layer_that_fits_is_one_band():
+    layer, algo, flow = CASES[0]
+    plan = plan_conv(layer, algo, flow, PARAMS, None)
+    sized = plan_conv(layer, algo, flow, PARAMS, DatapathLimits(**required_limits([plan])))
+    assert not sized.bands
+    assert sized.cycles(4, 4) == plan.cycles(4, 4)
+
+
+def test_band_rows_of_the_whole_layer_are_its_padding():
+    g = Geometry.of_layer(layer_of(3, 10, 10, 4, 3, 1, 1))
+    assert tuple(int(v) for v in band_rows(g, 0, 10)) == (0, 10, 1, 1)
+    assert tuple(int(v) for v in band_rows(g, 3, 4)) == (2, 8, 0, 0)
+
+
+def test_a_layer_too_large_for_one_row_is_refused():
+    layer = layer_of(64, 8, 200, 8, 3, 1, 1)          # one output row needs 200·576 of A
+    with pytest.raises(ValueError, match="does not fit the datapath's buffers"):
+        plan_conv(layer, "im2col", "ws", PARAMS, SMALL)
+    g = Geometry.of_layer(layer)
+    assert not bool(split("im2col", g, 0, 4, 4, 0, SMALL.as_dict()).fits)
