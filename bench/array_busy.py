@@ -24,7 +24,8 @@ from dse.load import load_network  # noqa: E402
 from dse.lowering import Geometry, layer_cycles  # noqa: E402
 from omniconv.config import load_config  # noqa: E402
 from omniconv.flow import explore  # noqa: E402
-from rtl.params import Dataflow  # noqa: E402
+from dse.cost.resources import overlay_limits  # noqa: E402
+from rtl.params import Dataflow, OverlayParams  # noqa: E402
 
 __all__ = ["layer_rows", "main"]
 
@@ -34,6 +35,7 @@ def layer_rows(design, network) -> list[dict]:
     hw = design.hardware
     pes = hw["rows"] * hw["cols"]
     by_name = {layer.name: layer for layer in network.layers}
+    limits = overlay_limits(OverlayParams(**hw), design.precision)
     rows = []
     for lp in design.layers:
         layer = by_name[lp.name]
@@ -42,12 +44,13 @@ def layer_rows(design, network) -> list[dict]:
         unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(
             lp.algorithm, int(lp.variant == "patches"))
         c = layer_cycles(lp.algorithm, Geometry.of_layer(layer), unit, hw["rows"], hw["cols"],
-                         Dataflow(lp.dataflow).code, lanes=hw.get("winograd_lanes", 1))
+                         Dataflow(lp.dataflow).code, lanes=hw.get("winograd_lanes", 1),
+                         limits=limits)
         # the layer's cycles from the lowering, as design.json has them
         assert int(c["cycles"]) == int(lp.compute_cycles), lp.name
         rows.append({"name": lp.name, "choice": f"{lp.algorithm} {lp.variant or ''} "
                                                  f"{lp.dataflow}".replace("  ", " "),
-                     "ideal": int(c["lowered"].macs_needed) / pes,
+                     "ideal": int(c["macs_needed"]) / pes, "bands": int(c["split"].bands),
                      "busy": int(c["gemm_cycles"]),
                      "compute": int(lp.compute_cycles), "cycles": int(lp.cycles)})
     return rows

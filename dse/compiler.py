@@ -43,7 +43,7 @@ import numpy as np
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import Geometry, lowering
 from dse.lowering import im2col as im2col_lowering
-from dse.lowering.split import band_rows, engine_words, split
+from dse.lowering.split import band_rows, engine_words, split_cycles
 from dse.lowering.winograd import pieces as winograd_pieces
 from rtl.params import Algorithm, DatapathLimits, Dataflow, OverlayParams
 
@@ -623,7 +623,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
-    sp = split(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes)
+    sp = split_cycles(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes)["split"]
     if lim is not None and not bool(sp.fits):
         raise ValueError(f"{what} does not fit the datapath's buffers even one filter and "
                          f"one output row at a time: {_misfit(algo, geometry, gk, lim)}")

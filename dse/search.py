@@ -413,13 +413,31 @@ def search(network, board, *, config: str = "", precision: int = 8,
     if not np.isfinite(result.key(objective)).any():
         field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
         raise InputError(source, field, f"no overlay fitting {board.name} can run every layer "
-                         "with these pins (a tile that fits the buffers, operands wide enough)")
+                         f"with these pins{_unrunnable(layers, choices, hardware, precision)}")
     done = np.flatnonzero(result.evaluated)
     design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
                      aux, choices, hardware.take(done),
                      {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
                      start, pinned=set(hardware_pins))
     return design
+
+
+def _unrunnable(layers, choices, hardware, precision: int, points: int = 256) -> str:
+    """For a search that found no point: the layers no choice runs on any of the first
+    ``points`` overlays (their buffers cannot hold one invocation of them), as the end of
+    the refusal."""
+    from .cost.model import evaluate
+
+    cost = evaluate(layers, choices, hardware.take(np.arange(min(points, len(hardware)))),
+                    precision=precision, fill_drain=False)
+    stuck = [name for name, ok in zip(layers.names, cost.valid.any(axis=(1, 2))) if not ok]
+    if not stuck:
+        return " (a tile that fits the buffers, operands wide enough)"
+    more = f" and {len(stuck) - 3} more" if len(stuck) > 3 else ""
+    return (f": {', '.join(stuck[:3])}{more} fit no algorithm in the buffers (one output "
+            f"row's operands and results must fit the GEMM engine's halves; larger "
+            f"act_buffer_kib and out_buffer_kib, or a wider accumulator for K, would hold "
+            f"them)")
 
 
 @dataclass

@@ -10,19 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dse.cost.resources import overlay_limits
+
 __all__ = ["TOP", "overlay_limits", "write_overlay", "generator_sources"]
 
 #: Name of overlay.v's top module.
 TOP = "overlay"
-
-
-def overlay_limits(params, precision: int = 8) -> dict:
-    """Buffer sizes of the datapath written as overlay.v, from the OverlayParams: each buffer
-    holds its KiB (``dse.cost.resources.overlay_buffer_words``, which the resource model
-    counts too)."""
-    from dse.cost.resources import overlay_buffer_words
-
-    return {k: int(v) for k, v in overlay_buffer_words(params, precision).items()}
 
 
 def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:

@@ -10,9 +10,10 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
    refused);
 2. has the compiler (:mod:`dse.compiler`) plan every conv layer (or those of a ``layers``
    selection, :func:`select_layers`), estimates the run's memory and time
-   (:func:`estimate_cost`) and refuses one above the budget; one datapath is generated for
-   the hardware with each buffer sized for the plan that needs it most, built once by
-   Verilator (cached), and
+   (:func:`estimate_cost`) and refuses one above the budget; the datapath of overlay.v is
+   generated for the hardware, with its buffer sizes (:func:`dse.cost.resources.overlay_limits`:
+   a layer larger than they hold runs as the row bands and filter chunks the compiler cuts
+   it into, as the explorer counted it), built once by Verilator (cached), and
    every layer runs through it with random data (seeded) loaded into its buffers
    (:func:`sim.bench.conv_tb.rtl_conv_batch`);
 3. compares each layer's accumulations with exact convolution (numpy int64; for int8 also
@@ -41,7 +42,6 @@ import numpy as np
 
 from dse.cost.sqnr import DEFAULT_MIN_SQNR_DB, layer_sqnr_db
 from dse.errors import InputError
-from rtl.params import accumulator_bits
 
 __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", "map_network",
            "select_layers", "buffer_bits", "estimate_cost", "verify_config"]
@@ -205,8 +205,12 @@ def _cases(network, design, params, settings: VerifySettings, seed: int,
     from dse.compiler import plan_conv
     from sim.bench.conv_tb import ConvCase
 
+    from dse.cost.resources import overlay_limits
+    from rtl.params import DatapathLimits
+
     by_name = {layer.name: layer for layer in network.layers}
     precision = settings.precision
+    limits = DatapathLimits(**overlay_limits(params, precision))
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
     cases = []
@@ -220,7 +224,7 @@ def _cases(network, design, params, settings: VerifySettings, seed: int,
         if only is not None and lp.name not in only:
             continue
         try:    # refuse a combination the datapath cannot run before building anything
-            plan_conv(layer, lp.algorithm, lp.dataflow, params, None, precision=precision,
+            plan_conv(layer, lp.algorithm, lp.dataflow, params, limits, precision=precision,
                       variant=lp.variant)
         except ValueError as exc:
             raise InputError(settings.source, f"layers.{lp.name}", str(exc)) from None
@@ -305,25 +309,28 @@ class VerifyCost:
 
 def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     """Storage bits of a datapath built with ``limits`` (``rtl.params.DatapathLimits`` fields)
-    on ``params``, counted from the limits: the GEMM engine's double-buffered A (M·K), B
-    (K·N) and C (M·N) buffers, the feature, weight, Winograd tile, FFT and kn2row buffers, and
-    the output and accumulator buffers of one array-edge vector per word.  An approximation
-    of what the generated RTL holds (it rounds depths to powers of two), good for the memory
-    estimate."""
+    on ``params``, counted from the limits: the GEMM engine's double-buffered A, B and C
+    halves (their capacities; C twice, for its two read ports), the feature, weight,
+    Winograd tile, FFT and kn2row buffers, and the output and accumulator buffers of one
+    array-edge vector per word.  An approximation of what the generated RTL holds (it rounds
+    depths to powers of two), good for the memory estimate."""
+    from rtl.params import DatapathLimits
+
     lim = dict(limits)
     rows, cols = params.rows, params.cols
     edge = max(rows, cols)
     wm = params.winograd_m
     lanes = max(cols, wm * wm)                  # output words: a C vector or an m×m tile
     acc = params.acc_width
-    bits = 2 * (lim["max_m"] * lim["max_k"] * params.a_width
-                + lim["max_k"] * lim["max_n"] * params.b_width
-                + lim["max_m"] * lim["max_n"] * acc)
+    a_words, b_words, c_words = DatapathLimits(**lim).engine_capacity(rows, cols)
+    bits = 2 * (a_words * edge * rows * params.a_width + b_words * edge * params.b_width
+                + 2 * c_words * cols * acc)
     # feature words of ``rows`` channels, weight words of the array's edge
     bits += lim["feature_words"] * params.a_width * rows
     bits += lim["weight_words"] * params.b_width * edge
     if wm:
         bits += lim["tile_words"] * precision * (wm + 2) ** 2 * rows
+        bits += (wm + 2) ** 2 * c_words * cols * acc      # the transformed-domain buffers
     if params.fft_size:
         bits += 2 * lim["spectral_words"] * 2 * acc
     bits += lim["out_words"] * (acc * cols + lanes * (precision + acc))
@@ -332,6 +339,8 @@ def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
 
 def _job_words(plan) -> int:
     """Words written into and read out of the buffers for one planned layer."""
+    if plan.bands:
+        return sum(_job_words(band.plan) for band in plan.bands)
     hp, wp = plan.padded_hw
     words = 0
     for inv in plan.invocations:
@@ -354,17 +363,19 @@ def _fixed_bytes(params) -> float:
 
 
 def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
-    """Estimate memory and time of verifying ``cases`` on ``params`` (nothing is built)."""
-    from dse.compiler import plan_conv, required_limits
+    """Estimate memory and time of verifying ``cases`` on ``params``'s overlay.v (nothing is
+    built): its buffers (:func:`omniconv.overlay.overlay_limits`), and the words and cycles
+    of the compiler's plans within them."""
+    from dse.compiler import plan_conv
+    from dse.cost.resources import overlay_limits
+    from rtl.params import DatapathLimits
 
-    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision,
-                       variant=c.variant)
+    limits = overlay_limits(params, precision)
+    plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, DatapathLimits(**limits),
+                       precision=precision, variant=c.variant)
              for c in cases]
-    pow2 = lambda v: 1 << max(1, (v - 1).bit_length())  # noqa: E731  (as sized_config)
-    limits = {k: pow2(v) for k, v in required_limits(plans).items()}
     bits = buffer_bits(limits, params, precision)
-    per_layer = [(c.name, buffer_bits({k: pow2(v) for k, v in required_limits([p]).items()},
-                                      params, precision)) for c, p in zip(cases, plans)]
+    per_layer = [(c.name, _job_words(p)) for c, p in zip(cases, plans)]
     largest = max(per_layer, key=lambda item: item[1])
     words = sum(_job_words(p) for p in plans)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
@@ -425,7 +436,8 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     sim.runner.CocotbFailure
         If the simulation itself fails.
     """
-    from sim.bench.conv_tb import rtl_conv_batch, sized_config
+    from dse.cost.resources import overlay_limits
+    from sim.bench.conv_tb import DatapathConfig, rtl_conv_batch
 
     design = map_network(network, params, settings, log)
     precision = settings.precision
@@ -433,24 +445,16 @@ def verify_config(settings: VerifySettings, network, params, work_dir: Path, *,
     cases = _cases(network, design, params, settings, seed, only)
     cost = estimate_cost(cases, params, precision)
     log(f"estimate: {len(cases)} conv layers, buffers {cost.buffer_bits / 8 / 2 ** 20:.1f} MiB "
-        f"(largest alone: {cost.largest[0]}), {cost.cycles:,} cycles, "
+        f"(most data: {cost.largest[0]}), {cost.cycles:,} cycles, "
         f"{cost.job_words:,} words loaded; about {_gib(cost.memory_bytes)} of memory and "
         f"{_duration(cost.seconds)}")
     if max_memory_bytes is not None and cost.memory_bytes > max_memory_bytes:
         raise InputError(settings.network_source, "",
                          _too_big(cost, cases, params, precision, max_memory_bytes,
                                   memory_hint))
-    # Powers of two: verifications of similar networks then share one cached build.
-    cfg = sized_config(cases, params, precision=precision)
+    # overlay.v's own buffers: the layers run as the compiler cuts them to fit
+    cfg = DatapathConfig.make(params, overlay_limits(params, precision), precision=precision)
     limits = dict(cfg.limits)
-    need = accumulator_bits(params.a_width, params.b_width, limits["max_k"])
-    if need > params.acc_width:
-        raise InputError(settings.source, "hardware.acc_width",
-                         f"must be at least {need} for the engine to sum K = "
-                         f"{limits['max_k']} products of {params.a_width} × {params.b_width} "
-                         f"bits exactly (the largest K of the layers, rounded up to a power "
-                         f"of two), not {params.acc_width}; raise it, or verify fewer layers "
-                         f"(--layers)")
     log(f"datapath {params.rows}x{params.cols}, a{params.a_width} b{params.b_width} "
         f"acc{params.acc_width}, winograd_m {params.winograd_m}; {len(cases)} conv layers; "
         f"generating and building it (cached in build/cache/verilator), then simulating")
@@ -500,11 +504,10 @@ def _too_big(cost: VerifyCost, cases, params, precision: int, budget: int, hint:
     fitting = [c.name for c in cases
                if estimate_cost([c], params, precision).memory_bytes <= budget]
     raise_it = f", or raise {hint}" if hint else ""
-    alone = _fixed_bytes(params) + MEMORY_PER_BUFFER_BIT * cost.largest[1]
     head = (f"verifying {len(cases)} conv layers on a {params.rows}x{params.cols} array needs "
-            f"about {_gib(cost.memory_bytes)} of memory (each buffer sized for the layer that "
-            f"needs it most; the largest alone, {cost.largest[0]}, about {_gib(alone)}), more "
-            f"than the {_gib(budget)} allowed; ")
+            f"about {_gib(cost.memory_bytes)} of memory (overlay.v's buffers, "
+            f"{cost.buffer_bits / 8 / 2 ** 20:.1f} MiB, and the layers' data; the most, "
+            f"{cost.largest[0]}), more than the {_gib(budget)} allowed; ")
     if fitting:
         return (head + f"narrow with --layers (the {len(fitting)} of {len(cases)} layers that "
                 f"fit alone include {', '.join(fitting[:3])}), or verify a smaller network "

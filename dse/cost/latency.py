@@ -2,8 +2,9 @@
 
 A layer's ``compute_cycles`` are the cycles the conv datapath (``rtl/conv_datapath.py``)
 takes to run it with its data on chip -- the lowering of its algorithm
-(:mod:`dse.lowering`: GEMM shapes and counts, fronts, backs, loads and drains, one
-invocation per group), exactly what ``omniconv verify`` measures in Verilator.  The same
+(:mod:`dse.lowering`: GEMM shapes and counts, fronts, backs, loads and drains, the layer cut
+into the invocations that fit the point's overlay.v, :mod:`dse.lowering.split`), exactly
+what ``omniconv verify`` measures in Verilator.  The same
 functions plan the layer in the compiler, so the explorer prices the machine that is built.
 
 This module evaluates them over the whole ``(L, C, U)`` grid at once: layer columns
@@ -21,6 +22,8 @@ Entries of illegal (layer, choice) pairs are finite placeholders that
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -110,22 +113,73 @@ def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
                       field("pieces"))
 
 
-def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True):
-    """``(compute, fill_drain, transform)`` cycles ``(L, C, U)`` of every layer on the conv
-    datapath (module docstring); ``fill_drain`` is ``None`` when not asked for."""
-    rows, cols = hardware.column("rows", xp), hardware.column("cols", xp)
-    flow = choices.column("dataflow", xp)
-    low = _lowered(layers, choices, rows, cols, xp,
-                   wino_lanes=hardware.column("winograd_lanes", xp))
-    total, busy, fill = {}, {}, {}
-    for a, mod in _lowerings().items():
-        v = low[a]
-        c = mod.cycles(v, rows, cols, flow, xp=xp)
-        total[a] = c["cycles"] * v.invocations
-        busy[a] = c["gemm_cycles"] * v.invocations
+def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=None):
+    """``(compute, fill_drain, transform, fits)`` ``(L, C, U)`` of every layer on the conv
+    datapath (module docstring): the layer cut into the invocations that fit ``limits``
+    (``rtl.params.DatapathLimits`` fields as ``(1, 1, U)`` arrays, the points' overlay.v;
+    ``None``: one invocation a group) by :mod:`dse.lowering.split`, the compiler's rule;
+    ``fits`` is where the layer runs at all.  ``fill_drain`` is ``None`` when not asked
+    for."""
+    from dse.lowering import Geometry
+    from dse.lowering.split import split_cycles
+
+    ints = _integers if xp is np else (lambda v: v)
+    rows, cols = ints(hardware.column("rows", xp)), ints(hardware.column("cols", xp))
+    flow = ints(choices.column("dataflow", xp))
+    lanes = ints(hardware.column("winograd_lanes", xp))
+    g = Geometry.of_table(layers, xp)
+    if xp is np:
+        g = Geometry(*(v if f.name == "square_steps" else ints(v)
+                       for f, v in zip(dataclasses.fields(Geometry), dataclasses.astuple(g))))
+        limits = None if limits is None else {k: ints(v) for k, v in limits.items()}
+    if xp is np:
+        return _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
+    total, busy, fill, fits = {}, {}, {}, {}
+    for a in _lowerings():
+        c = split_cycles(a, g, _unit(choices, a, xp), rows, cols, flow, limits, xp=xp,
+                         lanes=lanes)
+        total[a], busy[a] = c["cycles"], c["gemm_cycles"]
+        fits[a] = c["split"].fits + 0 * c["cycles"] > 0
         if fill_drain:
+            v = c["lowered"]
             parts = _gemm.gemm_cycle_breakdown(v.m, v.k, v.n, rows, cols, flow, xp=xp)
-            fill[a] = parts["fill_drain"] * v.gemms * v.invocations
+            fill[a] = parts["fill_drain"] * c["gemms"]
     compute = _pick(choices, total, xp)
     transform = compute - _pick(choices, busy, xp)
-    return compute, (_pick(choices, fill, xp) if fill_drain else None), transform
+    ok = _pick(choices, fits, xp)
+    return compute, (_pick(choices, fill, xp) if fill_drain else None), transform, ok
+
+
+def _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain):
+    """:func:`datapath_cycles` in numpy: each algorithm evaluated on its own choices only
+    (int64; a quarter of the work of evaluating every algorithm on every choice)."""
+    from dse.lowering.split import split_cycles
+
+    algo = choices.column("algo", np).reshape(-1)
+    shape = np.broadcast_shapes(np.shape(g.c_in)[:1] + (len(algo),), ) + (np.shape(rows)[2],)
+    compute = np.zeros(shape)
+    busy = np.zeros(shape)
+    fill = np.zeros(shape) if fill_drain else None
+    ok = np.zeros(shape, dtype=bool)
+    for a in _lowerings():
+        idx = np.flatnonzero(algo == _ALGOS.index(a))
+        if not len(idx):
+            continue
+        unit = _integers(_unit(choices, a, np))
+        unit = unit[:, idx] if np.ndim(unit) else unit
+        f = flow[:, idx]
+        c = split_cycles(a, g, unit, rows, cols, f, limits, xp=np, lanes=lanes)
+        compute[:, idx] = c["cycles"]
+        busy[:, idx] = c["gemm_cycles"]
+        ok[:, idx] = c["split"].fits
+        if fill_drain:
+            v = c["lowered"]
+            parts = _gemm.gemm_cycle_breakdown(v.m, v.k, v.n, rows, cols, f, xp=np)
+            fill[:, idx] = parts["fill_drain"] * c["gemms"]
+    return compute, fill, compute - busy, ok
+
+
+def _integers(v):
+    """``v`` as int64 (numpy): the explorer's formulas are integer, and numpy's floor
+    division is several times faster on integers than on floats (and exact)."""
+    return np.asarray(v).astype(np.int64)

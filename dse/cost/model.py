@@ -49,6 +49,7 @@ from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj,
                              point_energies, sram_pj_per_byte, static_energy_pj, transform_ops)
 from dse.cost.hardware import HardwareTable
 from dse.cost.latency import datapath_cycles, gemm_shapes
+from dse.cost.resources import overlay_buffer_words
 from dse.cost.traffic import tile_traffic
 from dse.cost.workload import AuxTable, LayerTable
 from dse.network import Layer
@@ -139,6 +140,20 @@ def _unique(hardware, names):
     return _Points({n: uniq[:, i] for i, n in enumerate(names)}), inverse.reshape(-1)
 
 
+#: The hardware fields a layer's on-chip cycles depend on: the array, and the buffer sizes
+#: overlay.v has (``dse.cost.resources.overlay_buffer_words``), which decide how a layer is
+#: cut into invocations.
+_BUFFER_KEY = ("rows", "cols", "winograd_lanes", "act_buffer_kib", "weight_buffer_kib",
+               "out_buffer_kib", "a_width", "b_width", "acc_width", "winograd_m", "fft_size")
+
+
+class _Attrs:
+    """A dict of arrays as attributes (what ``overlay_buffer_words`` reads)."""
+
+    def __init__(self, arrays):
+        self.__dict__.update({k: np.asarray(v).astype(np.int64) for k, v in arrays.items()})
+
+
 class _Prepared:
     """Everything that depends on only part of a hardware point, computed once.
 
@@ -152,9 +167,11 @@ class _Prepared:
     def __init__(self, layers, choices, hardware, precision, xp, fill_drain):
         self.xp = xp
         self.shapes = gemm_shapes(layers, choices, xp)
-        pts_u, self.inv_u = _unique(hardware, ("rows", "cols", "winograd_lanes"))
-        compute, fill, transform = datapath_cycles(layers, choices, pts_u, xp,
-                                                   fill_drain=fill_drain)
+        pts_u, self.inv_u = _unique(hardware, _BUFFER_KEY)
+        limits = {k: xp.asarray(np.asarray(v, dtype=np.float64).reshape(1, 1, -1))
+                  for k, v in overlay_buffer_words(_Attrs(pts_u.arrays), precision).items()}
+        compute, fill, transform, self.fits = datapath_cycles(
+            layers, choices, pts_u, xp, fill_drain=fill_drain, limits=limits)
         self.compute = compute
         self.fill = fill if fill is not None else 0.0 * compute
         self.transform = transform
@@ -241,6 +258,7 @@ class _Prepared:
                   + best["v_energy"] + cycles * self.static_per_cycle)
         hmask = xp.asarray(self.hmask[None, :, idx])
         valid = xp.logical_and(xp.logical_and(self.legal, hmask), best["feasible"])
+        valid = xp.logical_and(valid, u(self.fits))
         self.last_tiling = best["tiling"]
         fields = dict(compute_cycles=compute, fill_drain_cycles=u(self.fill),
                       transform_cycles=u(self.transform), memory_cycles=best["memory"],

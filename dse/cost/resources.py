@@ -297,6 +297,18 @@ def precision_of(hw):
                     np.where(narrow >= 16, 16, 8))
 
 
+def _pow2_at_most(x):
+    """The largest power of two not above ``x`` (at least 1)."""
+    x = np.maximum(np.asarray(x, dtype=np.int64), 1)
+    return np.left_shift(1, np.floor(np.log2(x)).astype(np.int64))
+
+
+#: The largest K the overlay's ports and counters take (its accumulator may bound it lower).
+MAX_K = 1 << 16
+#: The most GEMMs one invocation runs (im2col: one band of output rows each).
+MAX_GEMMS = 1024
+
+
 def overlay_buffer_words(hw, precision) -> dict:
     """Buffer limits of each point's overlay.v (``rtl.params.DatapathLimits`` fields), from
     the OverlayParams (or a :class:`dse.cost.hardware.HardwareTable`: arrays broadcast).
@@ -306,9 +318,14 @@ def overlay_buffer_words(hw, precision) -> dict:
     bits, the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
     the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add
     buffer; the output and accumulator buffers beside it are as deep); the FFT path's tile
-    and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM engine
-    holds one array tile of M and N, K what the accumulator sums exactly (at most 64); room
-    for the (m+2)² Winograd and 3·N² FFT GEMMs.  At least two words each.
+    and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM
+    engine's double buffers hold one GEMM's operands and results in each half: a half of A
+    as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
+    C a quarter of the output side's words, each rounded down to a power of two of words a
+    lane (``engine_*_words``; C's two read ports make two copies of it, so C's memories
+    hold as much as the output buffer).  The largest dimensions
+    are what those hold (K at most :data:`MAX_K` and what the accumulator sums exactly), and
+    an invocation runs up to :data:`MAX_GEMMS` GEMMs.  At least two words each.
     """
     rows, cols = hw.rows, hw.cols
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
@@ -316,16 +333,29 @@ def overlay_buffer_words(hw, precision) -> dict:
     act_bits = hw.act_buffer_kib * 8192
     side = np.maximum(rows, cols)
     at_least_2 = lambda v: np.maximum(2, v)  # noqa: E731
+    weight_words = hw.weight_buffer_kib * 8192 // (b * side)
+    out_words = hw.out_buffer_kib * 8192 // (acc * cols)
+    engine_a = _pow2_at_most(act_bits // (a * rows * side))
+    engine_b = _pow2_at_most(weight_words)
+    engine_c = _pow2_at_most(out_words // 4)
     return {
-        "max_m": side, "max_n": side,
-        "max_k": np.minimum(64, np.left_shift(1, np.maximum(0, acc - a - b))),
+        "max_m": engine_a * side, "max_n": engine_b * cols,
+        "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
         "feature_words": at_least_2(act_bits // (a * rows)),
         "tile_words": at_least_2(act_bits // (precision * t2 * rows)),
-        "weight_words": at_least_2(hw.weight_buffer_kib * 8192 // (b * side)),
-        "out_words": at_least_2(hw.out_buffer_kib * 8192 // (acc * cols)),
+        "weight_words": at_least_2(weight_words),
+        "out_words": at_least_2(out_words),
         "spectral_words": at_least_2(act_bits // a),
-        "max_gemms": np.maximum(49, 3 * hw.fft_size ** 2),
+        "max_gemms": np.maximum(MAX_GEMMS, 3 * hw.fft_size ** 2),
+        "engine_a_words": engine_a, "engine_b_words": engine_b, "engine_c_words": engine_c,
     }
+
+
+def overlay_limits(params, precision: int = 8) -> dict:
+    """The buffer sizes of the datapath written as overlay.v for ``params`` (an
+    ``rtl.params.OverlayParams``), as ``DatapathLimits`` keyword arguments: what the
+    explorer plans every layer into and ``omniconv verify`` runs it through."""
+    return {k: int(v) for k, v in overlay_buffer_words(params, precision).items()}
 
 
 def datapath_memories(hw) -> dict:
@@ -340,7 +370,7 @@ def datapath_memories(hw) -> dict:
     activation tiles (``fft_tile``, precision bits), the forward spectra (``spectrum_in``,
     complex: 2·D bits with D = a_width − 1, the FFT2D's part width), the output spectra
     (``spectrum_out``, real and imaginary parts in two memories of D bits), the Gauss sum k1
-    of one array tile (``gauss_k1``, exactly max_m·max_n accumulators) and the overlap-add
+    of one GEMM (``gauss_k1``, the engine C half's accumulators) and the overlap-add
     buffer (``overlap_add``, two read ports, so two copies like the C lanes).  The spectral
     buffers are as deep as the tile buffer.  The FFT2D's own tile memory and twiddle ROM are
     not here: they are in its measured counts (:func:`fft_resources`).
@@ -350,21 +380,18 @@ def datapath_memories(hw) -> dict:
     wm = hw.winograd_m
     prec = precision_of(hw)
     words = overlay_buffer_words(hw, prec)
-    max_m, max_k, max_n = words["max_m"], words["max_k"], words["max_n"]
     feature_words, weight_words = words["feature_words"], words["weight_words"]
     out_words, tile_words = words["out_words"], words["tile_words"]
     spectral_words = words["spectral_words"]
-    # GemmEngine B and C lane buffers (worst case over the dataflows' layouts), two halves
-    b_words = np.maximum(_cdiv(max_n, cols) * max_k, _cdiv(max_k, rows) * max_n)
-    c_words = np.maximum(_cdiv(max_n, cols) * max_m, _cdiv(max_m, cols) * max_n)
+    # GemmEngine halves: A K-chunk words of ``rows`` elements in L banks, B and C lanes
+    a_words, b_words = words["engine_a_words"], words["engine_b_words"]
+    c_words = words["engine_c_words"]
     engine_lanes = np.maximum(rows, cols)
-    # the engine's A buffer: K-chunk words of ``rows`` elements in L banks (bank m mod L)
-    a_words = _cdiv(max_m, engine_lanes) * _cdiv(max_k, rows)
     has_w = wm > 0
     t2 = (wm + 2) ** 2
     lanes = out_lanes(hw)
     # the Winograd transformed-domain buffers: the C vectors of one GEMM
-    mbuf_words = max_m * _cdiv(max_n, cols)
+    mbuf_words = c_words
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     back = acc + growth
     has_fft = (hw.fft_size > 0) * 1
@@ -383,7 +410,7 @@ def datapath_memories(hw) -> dict:
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
         "spectrum_out": (spectral_words, fft_part, 2 * has_fft),
-        "gauss_k1": (max_m * max_n, acc, has_fft),
+        "gauss_k1": (c_words * cols, acc, has_fft),
         "overlap_add": (out_words, acc, 2 * has_fft),               # 2 read ports
     }
 

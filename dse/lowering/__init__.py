@@ -16,8 +16,8 @@ Every function takes a :class:`Geometry` whose members are either Python integer
 compiler: one layer, :meth:`Geometry.of_layer`) or broadcasting numpy/torch arrays (the
 explorer: every layer × choice × hardware point at once, :meth:`Geometry.of_table`), and
 uses only arithmetic, ``//`` and ``xp.maximum``/``xp.where``, so one formula serves both.
-The explorer's per-layer ``compute_cycles`` *is* :func:`layer_cycles`, and ``omniconv
-verify`` checks the same numbers against Verilator.
+The explorer's per-layer ``compute_cycles`` *is* :func:`layer_cycles` within the overlay's
+buffers, and ``omniconv verify`` checks the same numbers against Verilator.
 
 :data:`LOWERINGS` maps each algorithm with a datapath to its module.
 """
@@ -49,18 +49,17 @@ def lowering(algorithm):
     return LOWERINGS[algo]
 
 
-def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np, lanes=1) -> dict:
-    """Cycles of a whole layer with its data on chip: every invocation (one per group) of
-    :func:`lower` run through :func:`cycles`, summed.  Returns the dict of counters
-    (``cycles``, ``gemm_cycles``, ``front_cycles``, ``back_cycles``, ``requant_cycles``)
-    and the :class:`Lowered` under ``"lowered"``.  ``lanes``: the Winograd unit's output
-    transforms (``OverlayParams.winograd_lanes``); ``unit`` for im2col is 1 from host
-    patches, else 0.
+def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np, lanes=1,
+                 limits=None) -> dict:
+    """Cycles of a whole layer: every invocation of :func:`lower` run through :func:`cycles`,
+    summed -- one per group, or, within ``limits`` (``rtl.params.DatapathLimits`` fields, the
+    overlay's buffers), the filter chunks and row bands of :mod:`dse.lowering.split`.  Returns
+    the dict of counters (``cycles``, ``gemm_cycles``, ``front_cycles``, ``back_cycles``,
+    ``requant_cycles``, ``gemms``), the first invocation's :class:`Lowered` under
+    ``"lowered"``, the layer's ``"macs_needed"`` and the ``"split"``.  ``lanes``: the
+    Winograd unit's output transforms (``OverlayParams.winograd_lanes``); ``unit`` for im2col
+    is 1 from host patches, else 0.
     """
-    mod = lowering(algorithm)
-    extra = {"lanes": lanes} if Algorithm(algorithm) == Algorithm.WINOGRAD else {}
-    low = mod.lower(g, unit, rows, cols, dataflow, xp=xp, **extra)
-    per = mod.cycles(low, rows, cols, dataflow, xp=xp)
-    out = {k: v * low.invocations for k, v in per.items()}
-    out["lowered"] = low
-    return out
+    from dse.lowering.split import split_cycles
+
+    return split_cycles(algorithm, g, unit, rows, cols, dataflow, limits, xp, lanes)

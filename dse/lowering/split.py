@@ -23,7 +23,7 @@ middle bands touch no padding (the compiler's sum over its own invocations is ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -124,12 +124,13 @@ def _h_of_rows_in(g, rows_in):
 
 
 def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
-          lanes=1) -> Split:
+          lanes=1, n_cap=None) -> Split:
     """Cut one group of ``g`` into invocations within ``limits`` (a mapping of
     ``rtl.params.DatapathLimits`` fields; ``None``: one invocation a group).
 
     ``unit``: Winograd m, FFT N, im2col 1 from host patches (the geometry is then
-    :func:`dse.lowering.im2col.patched`'s), else 0; ``lanes``: the Winograd output lanes."""
+    :func:`dse.lowering.im2col.patched`'s), else 0; ``lanes``: the Winograd output lanes;
+    ``n_cap``: at most that many filters per invocation."""
     from dse.lowering import im2col, winograd
 
     algo = Algorithm(algorithm)
@@ -182,6 +183,8 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     else:
         n = _min(xp, n, n_fits_c(_where(xp, is_, m_min, g.w_out), lim["out_words"], cols,
                                  dataflow, xp))
+    if n_cap is not None:
+        n = xp.minimum(n, n_cap)
     n = xp.maximum(n, 0 * n)
     n_ok = n >= 1
     n_step = xp.maximum(n, one)
@@ -264,12 +267,38 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
     """The layer's counters (``cycles``, ``gemm_cycles``, ``front_cycles``,
     ``back_cycles``, ``requant_cycles``) and its GEMMs (``gemms``) summed over its
     invocations (:func:`split`), plus ``"split"`` (the :class:`Split`), ``"lowered"`` (the
-    first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations)."""
+    first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations).
+
+    Of two cuts it keeps the faster: the most filters an invocation holds (:func:`split`),
+    and at most ``cols`` of them (more room for M in the engine's C half).  The compiler
+    plans the cut this returns."""
+    algo = Algorithm(algorithm)
+    best = _split_sum(algo, split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes),
+                      g, unit, rows, cols, dataflow, limits, xp, lanes)
+    if limits is None:
+        return best
+    # the most filters an invocation holds leave the least room for M (the engine's C
+    # half): one array-width of filters at a time may be faster
+    narrow = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes, n_cap=cols)
+    other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes)
+    take = narrow.fits & ((other["cycles"] < best["cycles"]) | ~xp.asarray(best["split"].fits))
+    if np.ndim(take) == 0:
+        return other if bool(take) else best
+    out = {k: xp.where(take, other[k], v) for k, v in best.items()
+           if k not in ("split", "lowered")}
+    for key, cls in (("split", Split), ("lowered", None)):
+        a, b = best[key], other[key]
+        cls = cls or type(a)
+        out[key] = cls(**{f.name: xp.where(take, getattr(b, f.name), getattr(a, f.name))
+                          for f in fields(cls)})
+    return out
+
+
+def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes) -> dict:
+    """:func:`split_cycles` of one :class:`Split`."""
     from dse.lowering import lowering, im2col
 
-    algo = Algorithm(algorithm)
     mod = lowering(algo)
-    sp = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes)
     gp = im2col.patched(g, unit, xp) if algo == Algorithm.IM2COL else g
     extra = {"lanes": lanes} if algo == Algorithm.WINOGRAD else {}
     if algo == Algorithm.IM2COL:
@@ -302,6 +331,5 @@ def _whole_where(xp, many, bg: Geometry, whole: Geometry) -> Geometry:
     """``bg`` where the layer has several bands, else the whole layer's geometry."""
     if np.ndim(many) == 0:
         return bg if bool(many) else whole
-    from dataclasses import fields
     return Geometry(**{f.name: _where(xp, many, getattr(bg, f.name), getattr(whole, f.name))
                        for f in fields(Geometry)})

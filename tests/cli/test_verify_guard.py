@@ -41,8 +41,15 @@ def onnx_net(path):
 run_cli = cli_helpers.run_verify
 
 
+#: An overlay whose buffers hold every ResNet-18 layer (one output row of the first at least).
+HW_4X8_BIG = HW_4X8.replace("acc_width: 42", "acc_width: 48").replace(
+    "winograd_m: 4", "winograd_m: 0").replace(
+    "act_buffer_kib: 32, weight_buffer_kib: 32, out_buffer_kib: 64",
+    "act_buffer_kib: 512, weight_buffer_kib: 128, out_buffer_kib: 256")
+
+
 def test_whole_resnet18_over_the_budget_is_refused_quickly_with_one_line(tmp_path, capsys):
-    cfg = write_config(tmp_path / "r18.yaml", "resnet18")
+    cfg = write_config(tmp_path / "r18.yaml", "resnet18", hardware=HW_4X8_BIG)
     start = time.perf_counter()
     code, out, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 1.5)
     seconds = time.perf_counter() - start
@@ -113,14 +120,14 @@ def test_buffer_bits_grow_with_the_limits():
                            fft_size=0, act_buffer_kib=32, weight_buffer_kib=32,
                            out_buffer_kib=64, bus_bits=512)
     small = dict(max_m=64, max_k=64, max_n=16, feature_words=1024, weight_words=4096,
-                 tile_words=1024, out_words=1024, max_gemms=64, spectral_words=2)
+                 tile_words=1024, out_words=1024, max_gemms=64, spectral_words=2,
+                 engine_a_words=64, engine_b_words=256, engine_c_words=64)
     base = buffer_bits(small, params)
-    for key in ("max_m", "max_k", "max_n", "feature_words", "weight_words", "tile_words",
-                "out_words"):
+    for key in ("feature_words", "weight_words", "tile_words", "out_words", "engine_a_words",
+                "engine_b_words", "engine_c_words"):
         assert buffer_bits({**small, key: small[key] * 4}, params) > base, key
-    # the GEMM engine's A buffer: 2 · M · K · a_width bits
-    assert buffer_bits({**small, "max_m": 128}, params) - base == 2 * 64 * 64 * 15 + \
-        2 * 64 * 16 * 42
+    # the GEMM engine's A halves: 2 · words · L = 8 banks · rows = 4 elements of 15 bits
+    assert buffer_bits({**small, "engine_a_words": 128}, params) - base == 2 * 64 * 8 * 4 * 15
 
 
 @pytest.mark.verilator
@@ -138,14 +145,15 @@ def test_a_layer_subset_gives_the_whole_runs_entries(tmp_path):
     assert p["seed"] == w["seed"] and p["hardware"] == w["hardware"]
 
 
-def test_an_accumulator_too_narrow_for_the_layers_is_one_line(tmp_path, capsys):
-    # the pinned 42-bit accumulator cannot sum the largest K of ResNet-18's layers as the
-    # datapath runs them (rounded up to 4096) of 15 × 18-bit products: refused before
-    # anything is built
+def test_buffers_too_small_for_a_layer_is_one_line_naming_it(tmp_path, capsys):
+    # the pinned overlay's 32 KiB activation and 64 KiB output sides cannot hold one output
+    # row of ResNet-18's first layer in the GEMM engine's halves (and its 42-bit accumulator
+    # sums at most 512 products of 15 × 18 bits): refused before anything is built
     cfg = write_config(tmp_path / "r18.yaml", "resnet18")
     code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 16)
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert "hardware.acc_width: must be at least 45" in last
-    assert last.endswith("not 42; raise it, or verify fewer layers (--layers)")
+    assert "hardware: no overlay fitting zcu102 can run every layer with these pins: " in last
+    assert ": conv1, " in last and "more fit no algorithm in the buffers" in last
+    assert "act_buffer_kib" in last
     assert not (tmp_path / "o").exists()

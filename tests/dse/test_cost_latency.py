@@ -106,14 +106,18 @@ def test_gemm_decomposition_by_hand(layer, variant, expected, k_run, flow):
 @pytest.mark.parametrize("flow", ["ws", "os"])
 def test_explorer_cycles_are_the_compilers_plan(layer, variant, expected, k_run, flow):
     # the vectorised evaluation (every layer × choice × point, masked) gives each layer the
-    # cycles of the plan the compiler makes for the datapath (summed over its invocations)
+    # cycles of the plan the compiler makes for overlay.v's buffers (summed over its
+    # invocations)
+    from omniconv.overlay import overlay_limits
+    from rtl.params import DatapathLimits
+
     report = _one(layer, variant, flow)
     hw = OverlayParams(**{**WIDE.__dict__,
                           "winograd_m": {"F4x4_3x3": 4}.get(variant, 2),
                           "fft_size": {"fft16": 16}.get(variant, 8)})
     algo = {"F2x2_3x3": "winograd", "F4x4_3x3": "winograd", "fft8": "fft",
             "fft16": "fft"}.get(variant, variant)
-    plan = plan_conv(layer, algo, flow, hw)
+    plan = plan_conv(layer, algo, flow, hw, DatapathLimits(**overlay_limits(hw)))
     cycles = plan.cycles(hw.rows, hw.cols)
     assert report.compute_cycles == cycles["cycles"]
     assert report.compute_cycles - report.transform_cycles == cycles["gemm_cycles"]
@@ -125,7 +129,7 @@ def test_fill_drain_is_a_part_of_the_arrays_cycles():
     choices = enumerate_choices(["im2col", "kn2row", "winograd", "fft"])
     hw = HardwareTable.from_grid(rows=[2, 4, 8], cols=[3, 8], a_width=[17], b_width=[17],
                                  acc_width=[48])
-    total, fill, transform = datapath_cycles(layers, choices, hw)
+    total, fill, transform, _ = datapath_cycles(layers, choices, hw)
     busy = total - transform
     shapes = gemm_shapes(layers, choices)
     pes = (hw.rows * hw.cols).reshape(1, 1, -1)
@@ -157,7 +161,7 @@ def test_bigger_arrays_are_not_slower_on_big_layers(flow):
                                      conv("c", c_in=256, h=8, w=8, c_out=128, k=3, p=1)])
     choices = enumerate_choices(["im2col"], [flow], ["weights"])
     hw = HardwareTable.from_grid(rows=[8, 16, 32], cols=[8, 16, 32])
-    total, _, _ = datapath_cycles(layers, choices, hw, fill_drain=False)
+    total, _, _, _ = datapath_cycles(layers, choices, hw, fill_drain=False)
     by_shape = total[:, 0, :].reshape(len(layers), 3, 3)
     assert np.all(np.diff(by_shape, axis=1) <= 0)      # more rows
     assert np.all(np.diff(by_shape, axis=2) <= 0)      # more columns
@@ -169,8 +173,8 @@ def test_choice_table_order_does_not_matter():
     rev = ChoiceTable(list(reversed(choices.choices)))
     layers = LayerTable.from_layers([layer])
     hw = HardwareTable.from_params([WIDE])
-    a, _, _ = datapath_cycles(layers, choices, hw)
-    b, _, _ = datapath_cycles(layers, rev, hw)
+    a, _, _, _ = datapath_cycles(layers, choices, hw)
+    b, _, _, _ = datapath_cycles(layers, rev, hw)
     assert np.array_equal(a[:, ::-1], b)
 
 

@@ -122,7 +122,9 @@ def test_fft_buffers_follow_the_datapath():
     assert mem["fft_tile"] == (tile_words, 8, 1)
     assert mem["spectrum_in"] == (tile_words, 32, 1)
     assert mem["spectrum_out"] == (tile_words, 16, 2)
-    assert mem["gauss_k1"] == (8 * 8, 48, 1)
+    # the Gauss sum of one GEMM: the engine's C half, a quarter of the 85 words of 8 (cols)
+    # 48-bit accumulators of the 4 KiB output side (21, so a power of two: 16), every lane's
+    assert mem["gauss_k1"] == (16 * 8, 48, 1)
     # as deep as the output side: 4 KiB of words of 8 (cols) 48-bit accumulators; 2 read ports
     assert mem["overlap_add"] == (4 * 1024 * 8 // (48 * 8), 48, 2)
 
