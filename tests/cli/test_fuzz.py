@@ -131,7 +131,11 @@ def _check_mutant(tmp_path, base, capsys, data):
     else:
         assert status == 2, err
         lines = [line for line in err.splitlines() if line.startswith("omniconv dse:")]
-        assert len(lines) == 1 and str(tmp_path / "m.onnx") in lines[0], err
+        # the model's fault, or (a mutant with larger layers) the pinned hardware's buffers
+        # that hold none of its choices for some layer, named
+        assert len(lines) == 1 and (str(tmp_path / "m.onnx") in lines[0]
+                                    or "hardware: no overlay fitting" in lines[0]
+                                    and "fit no algorithm in the buffers" in lines[0]), err
 
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
