@@ -4,7 +4,8 @@ Fields: the documented outputs (``config``, ``board``, ``clock_mhz``, ``hardware
 ``layers``, ``total_cycles``, ``latency_ms``, ``power_w``, ``energy_mj``, ``resources``,
 ``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
 ``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
-of the searched points), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
+of the searched points, each mapped for least latency and for least energy; ``mapped_for``
+says which), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
 reads a document back and checks it; :func:`write_text_atomic` writes any output file so
 that nothing half-written is ever left behind.
 """

@@ -382,9 +382,9 @@ def search(network, board, *, config: str = "", precision: int = 8,
                              f"{layer_pins[name].get('algorithm', 'its pin')} needs hardware "
                              f"that no overlay fitting {board.name} with these pins has")
 
-    def run(table, bar):
+    def run(table, bar, goal=objective):
         return _map_points(network, graph, mac_nodes, layers, aux, choices, table, precision,
-                           objective, legal, allowed, fallback, pin_mask, layer_pins,
+                           goal, legal, allowed, fallback, pin_mask, layer_pins,
                            chunk_points, bar)
 
     # Stage A: every (array shape, units) group at its largest fitting buffers and bus.
@@ -400,15 +400,23 @@ def search(network, board, *, config: str = "", precision: int = 8,
                 + hardware.bus_bits)
         order = np.lexsort((-size, group_id))
         first = order[np.r_[True, group_id[order][1:] != group_id[order][:-1]]]
-    bar = _Progress(progress, n_points if exhaustive else len(first) + top_groups * 32)
-    result = _Mapped.empty(n_points)
+    # Every mapped point is mapped twice: for the objective and for the other of latency and
+    # energy, so that the latency-power front (design.json ``pareto``) holds both mappings
+    # (a point mapped for least energy may beat points mapped for least latency in both);
+    # stage B takes the best groups under either.
+    other = "energy" if objective == "latency" else "latency"
+    bar = _Progress(progress, 2 * (n_points if exhaustive else len(first) + top_groups * 64))
+    result, alt = _Mapped.empty(n_points), _Mapped.empty(n_points)
     result.merge(first, run(hardware.take(first), bar))
+    alt.merge(first, run(hardware.take(first), bar, other))
     if not exhaustive:
-        key = result.key(objective)
-        best_groups = group_id[first][np.argsort(key[first], kind="stable")][:top_groups]
+        best_groups = np.union1d(
+            *(group_id[first][np.argsort(r.key(goal)[first], kind="stable")][:top_groups]
+              for r, goal in ((result, objective), (alt, other))))
         second = np.setdiff1d(np.flatnonzero(np.isin(group_id, best_groups)), first)
         if second.size:
             result.merge(second, run(hardware.take(second), bar))
+            alt.merge(second, run(hardware.take(second), bar, other))
     bar.close()
     if not np.isfinite(result.key(objective)).any():
         field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
@@ -418,7 +426,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
     design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
                      aux, choices, hardware.take(done),
                      {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
-                     start, pinned=set(hardware_pins))
+                     start, pinned=set(hardware_pins), alternative=(other, alt.subset(done)))
     return design
 
 
@@ -659,11 +667,14 @@ def _unused_unit(choices, hardware, choice, pinned) -> np.ndarray:
 
 
 def _design(network, board, config, precision, objective, graph, mac_nodes, layers, aux,
-            choices, hardware, usage, result: _Mapped, start: float, pinned=frozenset()):
+            choices, hardware, usage, result: _Mapped, start: float, pinned=frozenset(),
+            alternative=None):
     """Pick the best point for the objective and write its plan as a Design.
 
     A point with a unit that no layer of its mapping uses (and no pin asks for) is not
-    chosen while another point is: the same mapping runs without the unit, for less."""
+    chosen while another point is: the same mapping runs without the unit, for less.
+    ``alternative``: ``(objective, _Mapped)`` of the same points mapped for another
+    objective; the latency-power front (``pareto``) is taken over both mappings."""
     from .cost.model import evaluate
     from .design import Design, LayerPlan
 
@@ -716,21 +727,28 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     latency_ms = total_cycles / (clock_mhz * 1e3)
     energy_mj = float(en[best]) * 1e-9
     power_w = energy_mj / latency_ms if latency_ms > 0 else 0.0
-    latency_all = cyc / (clock_mhz * 1e3)
+    mappings = [(objective, cyc, en)]
+    if alternative is not None:
+        mappings.append((alternative[0], alternative[1].cycles, alternative[1].energy_pj))
+    cyc_all = np.concatenate([m[1] for m in mappings])
+    en_all = np.concatenate([m[2] for m in mappings])
+    latency_all = cyc_all / (clock_mhz * 1e3)
     with np.errstate(invalid="ignore", divide="ignore"):
-        power_all = np.where(np.isfinite(en) & (latency_all > 0), en * 1e-9 / latency_all,
-                             np.inf)
+        power_all = np.where(np.isfinite(en_all) & (latency_all > 0),
+                             en_all * 1e-9 / latency_all, np.inf)
     front = pareto_front(latency_all, power_all)
     pareto = []
-    for i in front[:64]:
-        point = hardware.params(int(i))
+    for j in front[:64]:
+        i = int(j) % len(cyc)
+        point = hardware.params(i)
         pareto.append({"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
                        "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size,
                        "act_buffer_kib": point.act_buffer_kib,
                        "weight_buffer_kib": point.weight_buffer_kib,
                        "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
-                       "latency_ms": round(float(latency_all[i]), 6),
-                       "power_w": round(float(power_all[i]), 4)})
+                       "latency_ms": round(float(latency_all[j]), 6),
+                       "power_w": round(float(power_all[j]), 6),
+                       "mapped_for": mappings[int(j) // len(cyc)][0]})
     aux_cycles = _aux_costs(aux, hw, precision)[0]
     other = [{"name": name, "op": op, "cycles": int(np.ceil(aux_cycles[a, 0]))}
              for a, (name, op) in enumerate(zip(aux.names, aux.ops))]

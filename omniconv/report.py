@@ -45,8 +45,9 @@ _CAPTIONS = {
                     "Winograd and FFT layers can pass the array's peak: they multiply less.",
     "resources.png": "Resources as a share of the board's budget: the explorer's model, and "
                      "Yosys when resources.json exists.",
-    "pareto.png": "Latency-power Pareto front of the hardware points the search mapped; the "
-                  "star is the chosen design.",
+    "pareto.png": "Latency-power Pareto front of the hardware points the search mapped, each "
+                  "mapped for least latency and for least energy (only points no other "
+                  "beats in both); the star is the chosen design.",
     "verify.png": "Predicted (the explorer's cycle formula, design.json's compute_cycles) "
                   "against measured (Verilator, data on chip) cycles of the verified layers, "
                   "and the relative error.",
@@ -346,17 +347,19 @@ def _synthesis_lines(synthesis) -> list[str]:
 
 def _pareto_table(design) -> tuple[list, list]:
     head = ["#", "array", "winograd_m", "fft_size", "act/weight KiB", "bus bits", "DSP",
-            "latency ms", "power W", "chosen"]
+            "mapped for", "latency ms", "power W", "chosen"]
     hw = design.hardware
     rows = []
     for i, p in enumerate(sorted(design.pareto, key=lambda p: p["latency_ms"])):
         chosen = all(p.get(k) == hw.get(k) for k in ("rows", "cols", "winograd_m", "fft_size",
                                                       "act_buffer_kib", "weight_buffer_kib",
                                                       "bus_bits"))
+        chosen = chosen and p.get("mapped_for", design.objective) == design.objective
         rows.append([str(i + 1), f"{p['rows']}x{p['cols']}", str(p.get("winograd_m", "-")),
                      str(p.get("fft_size", "-")),
                      f"{p.get('act_buffer_kib', '-')}/{p.get('weight_buffer_kib', '-')}",
                      str(p.get("bus_bits", "-")), _int(p.get("dsp", 0)),
+                     str(p.get("mapped_for", "-")),
                      f"{p['latency_ms']:.4f}", f"{p['power_w']:.3f}", "**yes**" if chosen
                      else ""])
     return head, rows

@@ -66,6 +66,23 @@ def test_plan_totals_are_consistent_and_bounded(zcu102):
     assert {p.algorithm for p in subset.layers} <= {"kn2row", "winograd", "im2col"}
 
 
+def test_pareto_front_holds_both_mappings_and_no_design_beats_it(zcu102):
+    """The front is taken over every point's least-latency and least-energy mappings: its
+    points beat one another in neither both latency and power, and neither the latency
+    nor the energy design (their own mapping) beats any front point in both."""
+    net = builtin("tiny")
+    fast = search(net, zcu102, objective="latency")
+    frugal = search(net, zcu102, objective="energy")
+    front = [(p["latency_ms"], p["power_w"]) for p in fast.pareto]
+    assert {p["mapped_for"] for p in fast.pareto} <= {"latency", "energy"}
+    for i, (lat, pw) in enumerate(front):
+        for j, (lat2, pw2) in enumerate(front):
+            assert i == j or not (lat2 <= lat and pw2 <= pw and (lat2, pw2) != (lat, pw))
+    for design in (fast, frugal):
+        lat, pw = round(design.latency_ms, 6), round(design.power_w, 6)
+        assert not any(lat < a and pw < b for a, b in front), design.objective
+
+
 def test_energy_objective_trades_latency_for_energy(zcu102):
     net = builtin("resnet18")
     fast = search(net, zcu102, hardware_pins=PINNED, objective="latency")
