@@ -58,14 +58,16 @@ DATA_SEED = 2024
 #: module per row; 3.4 GB for 16×64 when the PEs were inlined);
 #: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
 #: Mbit and 3.5 Gbit datapaths, rounded up: a C++ word per 32 bits of each buffer word);
-#: ``PER_WORD`` a loaded or read word held as a Python int in a list and as JSON text, in
-#: the command and in the simulator (about 2 × 50 bytes).  Generating and building the
+#: ``PER_WORD`` a loaded or read buffer word held as a list of up to max(rows, cols) Python
+#: ints and as JSON text, in the command and in the simulator: 400 bytes, from torchvision's
+#: ResNet-18 on a 4×8 array through overlay.v's buffers (494 band invocations, 10.1 M words,
+#: 4.7 GB peak; at 100 bytes the estimate said 2.0 GiB).  Generating and building the
 #: Verilog no longer grows with the buffers: memories carry no per-word initialisers
 #: (``rtl/emit.py``).
 MEMORY_BASE_BYTES = 2 ** 30
 MEMORY_PER_PE_BYTES = 1.25 * 2 ** 20
 MEMORY_PER_BUFFER_BIT = 1.5
-MEMORY_PER_JOB_WORD = 100.0
+MEMORY_PER_JOB_WORD = 400.0
 #: Wall time, ``BUILD + cycles · PEs / PE_CYCLES_PER_S + job_words · SECONDS_PER_WORD``
 #: seconds on two shared cores (a rough guide): generating the Verilog and a Verilator build
 #: not yet cached (about 110 s for a 16×16 array with a Winograd unit), then the simulation,
