@@ -382,10 +382,13 @@ def search(network, board, *, config: str = "", precision: int = 8,
                              f"{layer_pins[name].get('algorithm', 'its pin')} needs hardware "
                              f"that no overlay fitting {board.name} with these pins has")
 
-    def run(table, bar, goal=objective):
+    other = "energy" if objective == "latency" else "latency"
+
+    def run(table, bar):
+        """The points of ``table`` mapped for the objective and for ``other``."""
         return _map_points(network, graph, mac_nodes, layers, aux, choices, table, precision,
-                           goal, legal, allowed, fallback, pin_mask, layer_pins,
-                           chunk_points, bar)
+                           (objective, other), legal, allowed, fallback, pin_mask,
+                           layer_pins, chunk_points, bar)
 
     # Stage A: every (array shape, units) group at its largest fitting buffers and bus.
     # Stage B: the whole buffer x bus grid of the best groups.  ``exhaustive`` maps every point.
@@ -400,23 +403,22 @@ def search(network, board, *, config: str = "", precision: int = 8,
                 + hardware.bus_bits)
         order = np.lexsort((-size, group_id))
         first = order[np.r_[True, group_id[order][1:] != group_id[order][:-1]]]
-    # Every mapped point is mapped twice: for the objective and for the other of latency and
-    # energy, so that the latency-power front (design.json ``pareto``) holds both mappings
+    # Every mapped point is mapped twice (one cost evaluation): for the objective and for
+    # the other of latency and energy, so that the latency-power front (design.json ``pareto``) holds both mappings
     # (a point mapped for least energy may beat points mapped for least latency in both);
     # stage B takes the best groups under either.
-    other = "energy" if objective == "latency" else "latency"
-    bar = _Progress(progress, 2 * (n_points if exhaustive else len(first) + top_groups * 64))
+    bar = _Progress(progress, n_points if exhaustive else len(first) + top_groups * 64)
     result, alt = _Mapped.empty(n_points), _Mapped.empty(n_points)
-    result.merge(first, run(hardware.take(first), bar))
-    alt.merge(first, run(hardware.take(first), bar, other))
+    for mapped, part in zip((result, alt), run(hardware.take(first), bar)):
+        mapped.merge(first, part)
     if not exhaustive:
         best_groups = np.union1d(
             *(group_id[first][np.argsort(r.key(goal)[first], kind="stable")][:top_groups]
               for r, goal in ((result, objective), (alt, other))))
         second = np.setdiff1d(np.flatnonzero(np.isin(group_id, best_groups)), first)
         if second.size:
-            result.merge(second, run(hardware.take(second), bar))
-            alt.merge(second, run(hardware.take(second), bar, other))
+            for mapped, part in zip((result, alt), run(hardware.take(second), bar)):
+                mapped.merge(second, part)
     bar.close()
     if not np.isfinite(result.key(objective)).any():
         field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
@@ -500,7 +502,9 @@ def _energy_pj_per_dram_byte() -> float:
 
 
 def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, precision,
-                objective, legal, allowed, fallback, pin_mask, layer_pins, chunk_points, bar):
+                objectives, legal, allowed, fallback, pin_mask, layer_pins, chunk_points, bar):
+    """Map every point of ``hardware`` for each of ``objectives``: a :class:`_Mapped` each,
+    from one cost evaluation."""
     from .cost.choices import hardware_mask
     from .cost.model import evaluate
 
@@ -513,8 +517,8 @@ def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, preci
     aux_index = {name: i for i, name in enumerate(aux.names)}
     mac_index = {node: li for li, node in enumerate(mac_nodes)}
     element_bytes = precision // 8
-    out = _Mapped(np.zeros((n_points, n_layers), dtype=np.int64), np.zeros(n_points),
-                  np.zeros(n_points), True, "reduce")
+    outs = [_Mapped(np.zeros((n_points, n_layers), dtype=np.int64), np.zeros(n_points),
+                    np.zeros(n_points), True, "reduce") for _ in objectives]
     for lo in range(0, n_points, chunk_points):
         idx = np.arange(lo, min(n_points, lo + chunk_points))
         hw = hardware.take(idx)
@@ -598,39 +602,40 @@ def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, preci
             return ch, cyc, en
 
         ones = np.ones(p)
-        if objective == "latency":
-            prob, bc = build(ones, None)
-            sol = solve(prob)
-            ch, cyc, en = totals(sol, bc)
-            optimal, method = sol.optimal, sol.method
-        elif objective == "energy":
-            prob, bc = build(np.zeros(p), ones)
-            sol = solve(prob)
-            ch, cyc, en = totals(sol, bc)
-            optimal, method = sol.optimal, sol.method
-        else:
-            prob, bc = build(ones, None)
-            sol = solve(prob)
-            ch, cyc, en = totals(sol, bc)
-            t0 = np.where(np.isfinite(cyc) & (cyc > 0), cyc, 1.0)
-            e0 = np.where(np.isfinite(en) & (en > 0), en, 1.0)
-            for lam in (0.25, 1.0, 4.0, None):
-                wc, we = (np.zeros(p), 1.0 / e0) if lam is None else (1.0 / t0, lam / e0)
-                prob, bc2 = build(wc, we)
-                sol2 = solve(prob)
-                ch2, cyc2, en2 = totals(sol2, bc2)
-                better = cyc2 * en2 < cyc * en
-                ch = np.where(better[:, None], ch2, ch)
-                cyc = np.where(better, cyc2, cyc)
-                en = np.where(better, en2, en)
-            optimal, method = False, "reduce (edp: best of weighted sums)"
-        out.choice[idx] = ch
-        out.cycles[idx] = cyc
-        out.energy_pj[idx] = en
-        out.optimal = out.optimal and optimal
-        out.method = method
+        for out, objective in zip(outs, objectives):
+            if objective == "latency":
+                prob, bc = build(ones, None)
+                sol = solve(prob)
+                ch, cyc, en = totals(sol, bc)
+                optimal, method = sol.optimal, sol.method
+            elif objective == "energy":
+                prob, bc = build(np.zeros(p), ones)
+                sol = solve(prob)
+                ch, cyc, en = totals(sol, bc)
+                optimal, method = sol.optimal, sol.method
+            else:
+                prob, bc = build(ones, None)
+                sol = solve(prob)
+                ch, cyc, en = totals(sol, bc)
+                t0 = np.where(np.isfinite(cyc) & (cyc > 0), cyc, 1.0)
+                e0 = np.where(np.isfinite(en) & (en > 0), en, 1.0)
+                for lam in (0.25, 1.0, 4.0, None):
+                    wc, we = (np.zeros(p), 1.0 / e0) if lam is None else (1.0 / t0, lam / e0)
+                    prob, bc2 = build(wc, we)
+                    sol2 = solve(prob)
+                    ch2, cyc2, en2 = totals(sol2, bc2)
+                    better = cyc2 * en2 < cyc * en
+                    ch = np.where(better[:, None], ch2, ch)
+                    cyc = np.where(better, cyc2, cyc)
+                    en = np.where(better, en2, en)
+                optimal, method = False, "reduce (edp: best of weighted sums)"
+            out.choice[idx] = ch
+            out.cycles[idx] = cyc
+            out.energy_pj[idx] = en
+            out.optimal = out.optimal and optimal
+            out.method = method
         bar.advance(p, "mapping hardware points")
-    return out
+    return outs
 
 
 def _change_bytes(mu, mv, graph, u, v, element_bytes) -> float:

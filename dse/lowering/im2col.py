@@ -21,7 +21,6 @@ pixel, so a first layer of 3 channels fills the array's rows instead of 3 of the
 
 from __future__ import annotations
 
-from dataclasses import fields
 
 import numpy as np
 
@@ -112,19 +111,21 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
         return ((a <= limits["engine_a_words"]) & (c <= limits["engine_c_words"])
                 & (low.out_words <= limits["out_words"]) & (low.gemms <= limits["max_gemms"]))
 
-    best = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
-    best_ok = fits(best)
-    best_cycles = cycles(best, rows, cols, dataflow, xp)["cycles"]
+    first = _lower_bands(g, rows, cols, dataflow, n, 1, xp)
+    best_ok = fits(first)
+    best_cycles = cycles(first, rows, cols, dataflow, xp)["cycles"]
+    best_bands = 0 * best_cycles + 1
     for bands in (*BAND_COUNTS[1:], g.h_out):
         low = _lower_bands(g, rows, cols, dataflow, n, bands, xp)
         ok = fits(low)
         total = cycles(low, rows, cols, dataflow, xp)["cycles"]
         better = banded & ok & ((total < best_cycles) | ~xp.asarray(best_ok))
-        best = Lowered(**{f.name: xp.where(better, getattr(low, f.name), getattr(best, f.name))
-                          for f in fields(Lowered)})
+        best_bands = xp.where(better, bands, best_bands)
         best_cycles = xp.where(better, total, best_cycles)
         best_ok = best_ok | better
-    return best
+    if np.ndim(best_bands) == 0:
+        best_bands = int(best_bands)
+    return _lower_bands(g, rows, cols, dataflow, n, best_bands, xp)
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
