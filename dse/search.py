@@ -404,9 +404,9 @@ def search(network, board, *, config: str = "", precision: int = 8,
         order = np.lexsort((-size, group_id))
         first = order[np.r_[True, group_id[order][1:] != group_id[order][:-1]]]
     # Every mapped point is mapped twice (one cost evaluation): for the objective and for
-    # the other of latency and energy, so that the latency-power front (design.json ``pareto``) holds both mappings
-    # (a point mapped for least energy may beat points mapped for least latency in both);
-    # stage B takes the best groups under either.
+    # the other of latency and energy, so that the latency-power front (design.json
+    # ``pareto``) holds both mappings (a point mapped for least energy may beat points
+    # mapped for least latency in both); stage B takes the best groups under either.
     bar = _Progress(progress, n_points if exhaustive else len(first) + top_groups * 64)
     result, alt = _Mapped.empty(n_points), _Mapped.empty(n_points)
     for mapped, part in zip((result, alt), run(hardware.take(first), bar)):

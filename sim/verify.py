@@ -287,7 +287,7 @@ class VerifyCost:
     Members
     -------
     buffer_bits:
-        Storage bits of the datapath's buffers sized for the cases (:func:`buffer_bits`).
+        Storage bits of overlay.v's buffers (:func:`buffer_bits`).
     job_words:
         Words the testbench writes into and reads out of the buffers, all invocations.
     cycles:
@@ -298,7 +298,7 @@ class VerifyCost:
     seconds:
         Estimated wall time (a Verilator build not yet cached included).
     largest:
-        ``(layer name, bits)`` of the layer whose buffers alone are the largest.
+        ``(layer name, words)`` of the layer that loads and reads the most buffer words.
     """
 
     buffer_bits: int
@@ -366,7 +366,7 @@ def _fixed_bytes(params) -> float:
 
 def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     """Estimate memory and time of verifying ``cases`` on ``params``'s overlay.v (nothing is
-    built): its buffers (:func:`omniconv.overlay.overlay_limits`), and the words and cycles
+    built): its buffers (:func:`dse.cost.resources.overlay_limits`), and the words and cycles
     of the compiler's plans within them."""
     from dse.compiler import plan_conv
     from dse.cost.resources import overlay_limits

@@ -132,7 +132,6 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=No
         g = Geometry(*(v if f.name == "square_steps" else ints(v)
                        for f, v in zip(dataclasses.fields(Geometry), dataclasses.astuple(g))))
         limits = None if limits is None else {k: ints(v) for k, v in limits.items()}
-    if xp is np:
         return _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
     total, busy, fill, fits = {}, {}, {}, {}
     for a in _lowerings():
@@ -156,7 +155,7 @@ def _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
     from dse.lowering.split import split_cycles
 
     algo = choices.column("algo", np).reshape(-1)
-    shape = np.broadcast_shapes(np.shape(g.c_in)[:1] + (len(algo),), ) + (np.shape(rows)[2],)
+    shape = (np.shape(g.c_in)[0], len(algo), np.shape(rows)[2])          # (L, C, U)
     compute = np.zeros(shape)
     busy = np.zeros(shape)
     fill = np.zeros(shape) if fill_drain else None
