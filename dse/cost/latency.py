@@ -164,17 +164,24 @@ def _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
         idx = np.flatnonzero(algo == _ALGOS.index(a))
         if not len(idx):
             continue
-        unit = _integers(_unit(choices, a, np))
-        unit = unit[:, idx] if np.ndim(unit) else unit
-        f = flow[:, idx]
-        c = split_cycles(a, g, unit, rows, cols, f, limits, xp=np, lanes=lanes)
-        compute[:, idx] = c["cycles"]
-        busy[:, idx] = c["gemm_cycles"]
-        ok[:, idx] = c["split"].fits
+        unit = np.broadcast_to(_integers(_unit(choices, a, np)), flow.shape)[0, idx, 0]
+        # choices that differ only in what stays resident in DRAM cost the same on chip:
+        # one evaluation per (dataflow, unit)
+        key, inverse = np.unique(np.stack([flow[0, idx, 0], unit], axis=1), axis=0,
+                                 return_inverse=True)
+        inverse = inverse.reshape(-1)
+        f = key[:, 0].reshape(1, -1, 1)
+        c = split_cycles(a, g, key[:, 1].reshape(1, -1, 1), rows, cols, f, limits, xp=np,
+                         lanes=lanes)
+        compute[:, idx] = np.broadcast_to(c["cycles"], (shape[0], len(key), shape[2]))[:, inverse]
+        busy[:, idx] = np.broadcast_to(c["gemm_cycles"],
+                                       (shape[0], len(key), shape[2]))[:, inverse]
+        ok[:, idx] = np.broadcast_to(c["split"].fits, (shape[0], len(key), shape[2]))[:, inverse]
         if fill_drain:
             v = c["lowered"]
             parts = _gemm.gemm_cycle_breakdown(v.m, v.k, v.n, rows, cols, f, xp=np)
-            fill[:, idx] = parts["fill_drain"] * c["gemms"]
+            fill[:, idx] = np.broadcast_to(parts["fill_drain"] * c["gemms"],
+                                           (shape[0], len(key), shape[2]))[:, inverse]
     return compute, fill, compute - busy, ok
 
 
