@@ -150,6 +150,39 @@ def test_verify_measures_what_design_json_predicts(tmp_path):
         assert e["measured_cycles"] == want["compute_cycles"], e["name"]
 
 
+def _dse_and_verify(cfg, out):
+    for command in ("dse", "verify"):
+        proc = subprocess.run([sys.executable, "-m", "omniconv", command, str(cfg), "--out",
+                               str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    design = json.loads((out / "design.json").read_text())
+    return design, json.loads((out / "verify.json").read_text())
+
+
+@pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("network, hardware", [
+    ("branchy", "{rows: 8, cols: 32}"), ("tiny", "{rows: 8, cols: 32}"),
+    ("tiny", "{rows: 8, cols: 8}"), ("tiny_fft", None)])
+def test_verify_sweep_through_overlay_buffers(network, hardware, tmp_path):
+    """The sweep of the one in make test: the branchy network and tiny on a non-square 8×32
+    array, tiny on 8×8, and the tiny_fft config (FFT layers pinned) -- every conv layer of
+    design.json bit-exact through overlay.v's buffers, in exactly its compute_cycles."""
+    if network == "tiny_fft":
+        cfg = REPO_ROOT / "configs" / "tiny_fft.yaml"
+    else:
+        net = branchy_onnx(tmp_path / "branchy.onnx").name if network == "branchy" else "tiny"
+        cfg = write_config(tmp_path / "c.yaml", net, hardware=hardware, board="zcu102")
+    design, doc = _dse_and_verify(cfg, tmp_path / "out")
+    planned = {e["name"]: e for e in design["layers"]}        # all conv: no fc layer here
+    assert [e["name"] for e in doc["layers"]] == list(planned)
+    assert doc["totals"]["all_bit_exact"] is True
+    for e in doc["layers"]:
+        want = planned[e["name"]]
+        assert (e["algorithm"], e["dataflow"]) == (want["algorithm"], want["dataflow"])
+        assert e["measured_cycles"] == want["compute_cycles"], e["name"]
+
+
 def full_size_onnx(path):
     """VGG16's conv3_1 (128 → 256 channels, 3×3, at 56×56), a 4×4 max pool, then a 3×3 conv
     of 256 → 512 channels at 14×14."""
