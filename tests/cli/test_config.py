@@ -258,3 +258,23 @@ def test_random_configs_never_crash(tmp_path, doc):
         assert "\n" not in str(exc)
     else:
         assert isinstance(config, RunConfig)
+
+
+#: Built-in configs the explorer refuses today, with what the one-line refusal names.
+REFUSED = {"spectral_vgg16": "fc6 fit no algorithm in the buffers"}
+
+
+@pytest.mark.parametrize("name", config_names())
+def test_every_builtin_config_maps_or_says_why_not(name, tmp_path, capsys):
+    """`omniconv dse` of each shipped config writes a design -- or, for the few whose network
+    no overlay on their board can hold today, exits 2 with one line naming the layer."""
+    from omniconv.cli import main
+
+    code = main(["dse", name, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    if name in REFUSED:
+        assert code == 2 and REFUSED[name] in err.strip().splitlines()[-1]
+        assert not (tmp_path / "o").exists()
+    else:
+        assert code == 0, err
+        assert (tmp_path / "o" / "design.json").exists()
