@@ -376,9 +376,6 @@ class ConvPlan:
     def fft_tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """FFT tile buffer words (one activation each), order (tile, channel, y, x): each
         tile's step × step pixels of the padded input, zero-padded to N×N."""
-        if inv.band >= 0:
-            sub, sub_inv = self._band(inv)
-            return sub.fft_tile_image(self._band_input(x, inv), sub_inv)
         n, step = self.fft_n, self.fft_step
         th, tw = self.fft_grid
         xi = self._image_input(x)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from dse.cost import gemm as _gemm
 from dse.lowering.geometry import Geometry, cdiv
 from rtl.params import Algorithm, Dataflow
 
@@ -71,12 +72,11 @@ def _min(xp, *values):
 
 def engine_words(m, k, n, rows, cols, dataflow, xp=np) -> tuple:
     """Words per lane (bank) one GEMM fills in each engine half: A ⌈M/L⌉·⌈K/rows⌉ (L =
-    max(rows, cols)), B and C their wide beats (``rtl.gemm_engine``)."""
+    max(rows, cols)), B and C their wide beats, one address across the lanes each
+    (``rtl.gemm_engine``; ``dse.cost.gemm.b_beats``, ``c_beats``)."""
     lanes = xp.maximum(rows, cols) if not np.isscalar(rows) else max(rows, cols)
-    a = cdiv(m, lanes) * cdiv(k, rows)
-    b = _where(xp, dataflow == _IS, n * cdiv(k, rows), k * cdiv(n, cols))
-    c = _where(xp, dataflow == _IS, cdiv(m, cols) * n, m * cdiv(n, cols))
-    return a, b, c
+    return (cdiv(m, lanes) * cdiv(k, rows), _gemm.b_beats(k, n, rows, cols, dataflow, True, xp),
+            _gemm.c_beats(m, n, cols, dataflow, True, xp))
 
 
 def n_fits_b(k, words, rows, cols, dataflow, xp=np):
