@@ -154,6 +154,8 @@ class Invocation:
     out_words: int
     b_matrices: int
     band: int = -1            # index into ConvPlan.bands, −1 in a plan of one band
+    final: bool = True        # its outputs are the layer's (False: a K split's earlier
+                              # channel chunk, whose accumulations the next one adds to)
 
     @property
     def weight_words(self) -> int:
@@ -163,13 +165,15 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Band:
-    """Output rows [rows[0], rows[1]) of a layer cut into row bands, planned as a layer of
-    their own (``plan``) over input rows [in_rows[0], in_rows[1]) (of the plan's input:
-    the host patches' rows with ``host_patches``)."""
+    """Output rows [rows[0], rows[1]) of a layer cut into row bands or channel chunks,
+    planned as a layer of their own (``plan``) over input rows [in_rows[0], in_rows[1])
+    and input channels [channels[0], channels[1]) (of the plan's input: the host patches'
+    with ``host_patches``)."""
 
     rows: tuple
     in_rows: tuple
     plan: "ConvPlan"
+    channels: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -211,8 +215,9 @@ class ConvPlan:
         return self.bands[inv.band].plan, dataclasses.replace(inv, band=-1)
 
     def _band_input(self, x, inv: "Invocation"):
-        i0, i1 = self.bands[inv.band].in_rows
-        return self.host_input(x)[:, i0:i1]
+        band = self.bands[inv.band]
+        (i0, i1), (c0, c1) = band.in_rows, band.channels
+        return self.host_input(x)[c0:c1, i0:i1]
 
     @property
     def geometry(self) -> Geometry:
@@ -432,6 +437,10 @@ class ConvPlan:
         to back, each as the engine's wide B beats -- ws and os: N-chunks of ``cols`` filters
         of a row k, order (k, chunk); is: K-chunks of ``rows`` of a column n, order (n,
         chunk); lanes past the matrix zero."""
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            c0, c1 = self.bands[inv.band].channels
+            return sub.weight_image(self.host_weights(w)[:, c0:c1], sub_inv)
         rows, cols = self.rows, self.cols
         edge = max(rows, cols)
         words = []
@@ -488,10 +497,13 @@ class ConvPlan:
         return y.transpose(2, 0, 3, 1, 4).reshape(n, th * m, tw * m)[:, :oh, :ow]
 
     def assemble(self, parts) -> np.ndarray:
-        """The layer output N×OH×OW from the decoded outputs of every invocation, in order."""
+        """The layer output N×OH×OW from the decoded outputs of every invocation, in order
+        (of a K split's channel chunks, the last's)."""
         out = np.zeros(self.out_shape, dtype=np.int64)
         ng = self.out_shape[0] // self.groups
         for inv, part in zip(self.invocations, parts):
+            if not inv.final:
+                continue
             f0, f1 = inv.filters
             y0, y1 = self.bands[inv.band].rows if inv.band >= 0 else (0, self.out_shape[1])
             out[inv.group * ng + f0:inv.group * ng + f1, y0:y1] = part
@@ -643,7 +655,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                                         / (r * s * (1 << (precision - 1))))))
             e = 2 * lg + fft_shift - (data_bits - precision - 1) - frac
             shift = max(0, shift - e)
-    if _n_step is None and int(sp.bands) > 1:
+    if _n_step is None and (int(sp.bands) > 1 or int(sp.c_chunks) > 1):
         return _banded_plan(layer, algo, flow, params, limits, sp, (mult, shift), relu,
                             precision, fft_shift, host_patches)
     invs = []
@@ -656,7 +668,8 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": im, "gemm_k": gk,
                     "gemm_n": nf, "gemms": igemms, "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
-                    "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu)}
+                    "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu),
+                    "accumulate": 0}
             fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=r, kernel_w=s, stride=sh,
                       pad=unit_pad, dil=dh, out_h=int(lo.band), out_w=ow)
             if algo == "kn2row":
@@ -716,25 +729,45 @@ def _misfit(algo, g, k, lim) -> str:
 
 def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision, fft_shift,
                  host_patches) -> "ConvPlan":
-    """The plan of a layer cut into ``sp.bands`` row bands: each band planned as a layer of
-    its own (its input rows, the padding inside it), with the whole layer's requantisation
-    and filter chunks; the invocations band after band."""
+    """The plan of a layer cut into ``sp.bands`` row bands and ``sp.c_chunks`` channel
+    chunks: each (band, chunk) planned as a layer of its own (its input rows and channels,
+    the padding inside the band), with the whole layer's requantisation and filter chunks;
+    the invocations band after band, and in a band filter chunk after filter chunk, the
+    channel chunks of each one after another (all but the first ``accumulate``, only the
+    last ``final``)."""
     geometry = Geometry.of_layer(layer)
     c, _, w = layer.in_shape
     n_out, oh, ow = layer.out_shape
     band = int(sp.band)
+    whole = int(sp.bands) == 1
+    c_step, c_chunks = int(sp.c_step), int(sp.c_chunks)
+    chunks = [(i * c_step, c if i == c_chunks - 1 else (i + 1) * c_step)
+              for i in range(c_chunks)]
     bands, invs = [], []
     for j in range(int(sp.bands)):
         y0, y1 = j * band, min(oh, (j + 1) * band)
-        i0, i1, top, bottom = (int(v) for v in band_rows(geometry, y0, y1 - y0))
-        sub_layer = dataclasses.replace(
-            layer, name=f"{layer.name}[rows {y0}:{y1}]", in_shape=(c, i1 - i0, w),
-            out_shape=(n_out, y1 - y0, ow),
-            padding=(top, layer.padding[1], bottom, layer.padding[3]))
-        sub = plan_conv(sub_layer, algo, flow, params, limits, requant=requant, relu=relu,
-                        precision=precision, fft_shift=fft_shift, _n_step=int(sp.n_step))
-        bands.append(Band((y0, y1), (i0, i1), sub))
-        invs += [dataclasses.replace(inv, band=j) for inv in sub.invocations]
+        if whole:       # channel chunks of the whole layer: its own rows and padding
+            i0, i1, top, bottom = 0, layer.in_shape[1], layer.padding[0], layer.padding[2]
+        else:
+            i0, i1, top, bottom = (int(v) for v in band_rows(geometry, y0, y1 - y0))
+        subs = []
+        for c0, c1 in chunks:
+            name = layer.name + ("" if whole else f"[rows {y0}:{y1}]") + \
+                ("" if c_chunks == 1 else f"[channels {c0}:{c1}]")
+            sub_layer = dataclasses.replace(
+                layer, name=name, in_shape=(c1 - c0, i1 - i0, w),
+                out_shape=(n_out, y1 - y0, ow),
+                padding=(top, layer.padding[1], bottom, layer.padding[3]))
+            sub = plan_conv(sub_layer, algo, flow, params, limits, requant=requant, relu=relu,
+                            precision=precision, fft_shift=fft_shift, _n_step=int(sp.n_step))
+            subs.append((len(bands), sub))
+            bands.append(Band((y0, y1), (i0, i1), sub, (c0, c1)))
+        for at in range(len(subs[0][1].invocations)):
+            for i, (index, sub) in enumerate(subs):
+                inv = sub.invocations[at]
+                regs = {**inv.registers, "accumulate": int(i > 0)}
+                invs.append(dataclasses.replace(inv, registers=regs, band=index,
+                                                final=i == c_chunks - 1))
     first = bands[0].plan
     (r, s), (sh, _), (dh, _) = _pair(layer.kernel), _pair(layer.stride), _pair(layer.dilation)
     return ConvPlan(algo, "patches" if host_patches else first.variant, flow.value,

@@ -106,6 +106,7 @@ class ConvDatapath(wiring.Component):
     alg, mode, gemm_m, gemm_k, gemm_n, gemms : settings of the layer
     fe_* : window generator geometry; sa_* : shift-and-add geometry
     out_words, rq_mult, rq_shift, rq_relu : output count and requantisation
+    accumulate : add the previous invocation's accumulations (a K split's later chunks)
     fb_*, wb_*, tb_* : buffer write ports; ob_addr, ob_data, ab_data : output read port
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
@@ -181,6 +182,7 @@ class ConvDatapath(wiring.Component):
             "rq_mult": In(unsigned(REQUANT_MULT_BITS)),
             "rq_shift": In(unsigned(REQUANT_SHIFT_BITS)),
             "rq_relu": In(1),
+            "accumulate": In(1),
             "fb_addr": In(range(limits.feature_words)),
             "fb_data": In(data.ArrayLayout(signed(params.a_width), params.rows)),
             "fb_en": In(1),
@@ -442,6 +444,9 @@ class ConvDatapath(wiring.Component):
                                             shift_width=REQUANT_SHIFT_BITS)
         m.d.comb += [rq.mult.eq(self.rq_mult), rq.shift.eq(self.rq_shift),
                      rq.relu.eq(self.rq_relu), rq.o_stream.ready.eq(1)]
+        # the back's accumulations; the requantiser takes them plus, with ``accumulate``,
+        # the previous invocation's at the same accumulator-buffer word (below)
+        back_out = Signal(data.ArrayLayout(signed(self.back_width), lanes))
 
         # C of the engine: to the requantiser (im2col), the shift-and-add (kn2row) or the
         # transformed-domain buffer (Winograd).
@@ -452,13 +457,13 @@ class ConvDatapath(wiring.Component):
                          sa.o_stream.ready.eq(rq.i_stream.ready),
                          c_fire.eq(eng_c_fire)]
             for lane in range(p.cols):
-                m.d.comb += rq.i_stream.payload[lane].eq(sa.o_stream.payload[lane])
+                m.d.comb += back_out[lane].eq(sa.o_stream.payload[lane])
         with m.Elif(is_im2col):
             m.d.comb += [rq.i_stream.valid.eq(eng.c_stream.valid),
                          eng.c_stream.ready.eq(rq.i_stream.ready),
                          c_fire.eq(eng_c_fire)]
             for lane in range(p.cols):
-                m.d.comb += rq.i_stream.payload[lane].eq(eng.c_stream.payload[lane])
+                m.d.comb += back_out[lane].eq(eng.c_stream.payload[lane])
         back_first = Signal()
         back_starved = Signal()
         back_last = Signal()
@@ -537,7 +542,7 @@ class ConvDatapath(wiring.Component):
                 # an output word: the m×m tiles of the group's filters, filter-major
                 for j, each in enumerate(otfs):
                     for e in range(wm * wm):
-                        m.d.comb += rq.i_stream.payload[j * wm * wm + e].eq(
+                        m.d.comb += back_out[j * wm * wm + e].eq(
                             each.o_stream.payload[e])
                 m.d.comb += [back_first.eq(ot_in & ~ot_started),
                              back_starved.eq(0),
@@ -592,7 +597,7 @@ class ConvDatapath(wiring.Component):
                              eng.c_stream.ready.eq(c_unp.i_stream.ready),
                              c_fire.eq(c_unp.o_stream.valid & c_unp.o_stream.ready),
                              rq.i_stream.valid.eq(sp.o_stream.valid),
-                             rq.i_stream.payload[0].eq(sp.o_stream.payload),
+                             back_out[0].eq(sp.o_stream.payload),
                              sp.o_stream.ready.eq(rq.i_stream.ready),
                              back_first.eq(sp.inv_first), back_starved.eq(0),
                              back_last.eq(sp.inv_last)]
@@ -604,11 +609,23 @@ class ConvDatapath(wiring.Component):
                                           depth=lim.out_words, init=[])
         owp, orp = obuf.write_port(), obuf.read_port()
         awp, arp = abuf.write_port(), abuf.read_port()
+        # K split across invocations (channel chunks, dse.lowering.split): an invocation
+        # with ``accumulate`` adds the accumulations the previous one left at each word.
+        # While busy the read port runs one word ahead of the writes (its address is the
+        # next word's, so the word being taken is on ``arp.data``); idle, it is the
+        # host's (``ob_addr``), and the start cycle reads word 0.
+        acc_next = Signal.like(acc_count)
+        m.d.comb += acc_next.eq(acc_count + (rq_fire_in & busy))
+        prev = data.ArrayLayout(signed(self.back_width), lanes)(arp.data)
+        for lane in range(lanes):
+            m.d.comb += rq.i_stream.payload[lane].eq(
+                back_out[lane] + Mux(self.accumulate, prev[lane], 0))
         m.d.comb += [owp.addr.eq(out_count), owp.data.eq(rq.o_stream.payload),
                      owp.en.eq(rq_fire_out & busy),
                      awp.addr.eq(acc_count), awp.data.eq(rq.i_stream.payload),
                      awp.en.eq(rq_fire_in & busy),
-                     orp.addr.eq(self.ob_addr), arp.addr.eq(self.ob_addr),
+                     orp.addr.eq(self.ob_addr),
+                     arp.addr.eq(Mux(busy, acc_next, Mux(self.start, 0, self.ob_addr))),
                      self.ob_data.eq(orp.data), self.ab_data.eq(arp.data)]
         with m.If(rq_fire_out & busy):
             m.d.sync += out_count.eq(out_count + 1)

@@ -11,7 +11,15 @@ invocations, one after another:
 * **row bands** -- ``band`` output rows at a time, each with its own input image: the input
   rows under those outputs, the halo included, and the padding that falls inside the band
   (Winograd bands are whole tile rows, so a multiple of m).  The bands are as even as
-  allowed: ``bands`` = ⌈Ho / largest fitting band⌉, then the smallest band with that count.
+  allowed: ``bands`` = ⌈Ho / largest fitting band⌉, then the smallest band with that count;
+* **channel chunks** (a K split) -- ``c_step`` input channels at a time (whole feature words
+  of ``rows`` channels; as even as the words allow), when even one output row of one filter
+  with every channel does not fit (:func:`channel_words_max`): VGG-16's fc6, K = 25 088,
+  on a wide array.  The chunks of one band and filter chunk run one after another, each
+  adding its accumulations to the previous chunk's in the accumulator buffer (the datapath's
+  ``accumulate``); the last one's requantised words are the outputs.  Im2col, kn2row and
+  Winograd only, on ungrouped layers (a convolution is a sum over its input channels; the
+  FFT's scaled spectral sums are not).
 
 A layer that fits whole is one band.  FFT layers are not cut into bands (their overlap-add
 tiles span band edges); they are legal only where one band fits.  Every function takes
@@ -23,7 +31,7 @@ middle bands touch no padding (the compiler's sum over its own invocations is ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -32,7 +40,7 @@ from dse.lowering.geometry import Geometry, cdiv
 from rtl.params import Algorithm, Dataflow
 
 __all__ = ["Split", "split", "band_geometry", "band_rows", "split_cycles", "engine_words",
-           "n_fits_b", "n_fits_c", "m_fits_c"]
+           "n_fits_b", "n_fits_c", "m_fits_c", "channel_words_max", "with_channels"]
 
 _IS = Dataflow.IS.code
 #: Stand-in for "no limit" in the closed forms.
@@ -48,6 +56,8 @@ class Split:
     fits: whether the layer runs at all within the limits.
     n_step, n_chunks, n_last: filters per invocation, chunks per group, filters of the last.
     band, bands, band_last: output rows per band, bands, rows of the last band.
+    c_step, c_chunks, c_last: input channels per channel chunk (a multiple of the array's
+        rows), chunks, channels of the last (``c_chunks`` = 1: the group's channels whole).
     """
 
     fits: object
@@ -57,6 +67,9 @@ class Split:
     band: object
     bands: object
     band_last: object
+    c_step: object = 0
+    c_chunks: object = 1
+    c_last: object = 0
 
 
 def _where(xp, cond, a, b):
@@ -123,6 +136,77 @@ def _h_of_rows_in(g, rows_in):
     return (rows_in - (g.kh - 1) * g.dilation - 1) // g.stride + 1
 
 
+def with_channels(g: Geometry, c) -> Geometry:
+    """``g`` with ``c`` input channels a group (a channel chunk's geometry)."""
+    return replace(g, c_in=c * g.groups)
+
+
+def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np):
+    """Most channel words (``rows`` channels each) one invocation of ``g`` takes: those its
+    smallest invocation -- one output row (Winograd: one row of tiles; kn2row: the input
+    rows under one), one filter -- holds within the limits that grow with K: the weight
+    buffer and the engine's B half (one filter's K), the engine's A half (⌈M/L⌉ lines of
+    ⌈K/rows⌉ words) and the feature or tile buffer.  The same conditions as :func:`split`'s,
+    solved for the channel words; im2col's ``g`` is the patched one.  (``max_k`` bounds the
+    layer's whole K, not a chunk's: the chunks' sum is one exact accumulation.)"""
+    from dse.lowering import winograd
+
+    algo = Algorithm(algorithm)
+    lim = limits
+    side = xp.maximum(rows, cols) if not np.isscalar(rows) else max(rows, cols)
+    wp_full = g.w_in + g.pad_l + g.pad_r
+    rows_in1 = (g.kh - 1) * g.dilation + 1                # input rows under one output row
+    if algo == Algorithm.IM2COL:
+        per, b_mats = g.kh * g.kw, 1                      # K-chunks per channel word
+        lines = cdiv(g.w_out, side)
+        store = lim["feature_words"] // (wp_full * rows_in1)
+    elif algo == Algorithm.KN2ROW:
+        per, b_mats = 1, g.kh * g.kw
+        lines = cdiv(rows_in1 * wp_full, side)
+        store = lim["feature_words"] // (rows_in1 * wp_full)
+    elif algo == Algorithm.WINOGRAD:
+        per = winograd.pieces(g.kh) * winograd.pieces(g.kw)
+        b_mats = (unit + 2) * (unit + 2)
+        tw = cdiv(g.w_out, unit)
+        lines = cdiv(tw, side)
+        store = lim["tile_words"] // (tw * per)
+    else:                                                 # FFT: no channel chunks
+        return _BIG + 0 * g.c_in
+
+    def b_cap(words):            # one filter's K within ``words`` a lane
+        return _where(xp, dataflow == _IS, words // per, words // (per * rows))
+
+    return _min(xp, b_cap(lim["weight_words"] // b_mats), b_cap(lim["engine_b_words"]),
+                lim["engine_a_words"] // (lines * per), store)
+
+
+def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp):
+    """``(c_step, c_chunks, c_last)`` of ``g`` within ``lim`` (the fewest chunks that fit,
+    as even as the feature words allow)."""
+    words = cdiv(g.c_group, rows)
+    most = channel_words_max(algo, g, unit, rows, cols, dataflow, lim, xp)
+    chunks = _where(xp, (g.groups == 1) & (most >= 1) & (most < words),
+                    cdiv(words, xp.maximum(most, 1 + 0 * most)), 1 + 0 * most)
+    step = cdiv(words, chunks)
+    chunks = cdiv(words, step)
+    c_step = _where(xp, chunks > 1, step * rows, g.c_group + 0 * step)
+    return c_step, chunks, g.c_group - (chunks - 1) * c_step
+
+
+def _layer_k(algo, g, unit, rows):
+    """K of the layer's GEMMs with every channel (the accumulation ``max_k`` bounds)."""
+    from dse.lowering import winograd
+
+    words = cdiv(g.c_group, rows)
+    if algo == Algorithm.IM2COL:
+        return g.kh * g.kw * words * rows
+    if algo == Algorithm.WINOGRAD:
+        return winograd.pieces(g.kh) * winograd.pieces(g.kw) * words * rows
+    if algo == Algorithm.KN2ROW:
+        return words * rows
+    return g.c_in
+
+
 def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
           lanes=1, n_cap=None) -> Split:
     """Cut one group of ``g`` into invocations within ``limits`` (a mapping of
@@ -139,8 +223,13 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     ng = g.n_group
     one = 0 * ng + 1
     if limits is None:
-        return Split(one > 0, ng, one, ng, g.h_out, one, g.h_out)
+        return Split(one > 0, ng, one, ng, g.h_out, one, g.h_out, g.c_group, one, g.c_group)
     lim = limits
+    # -- channel chunks; the rest is planned for the largest chunk (every chunk of a band
+    # and filter chunk writes the same output words)
+    c_step, c_chunks, c_last = _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp)
+    k_layer = _layer_k(algo, g, unit, rows)
+    g = with_channels(g, c_step)
     wm = unit if algo == Algorithm.WINOGRAD else 0
     c_words = cdiv(g.c_group, rows)
     is_ = dataflow == _IS
@@ -232,11 +321,12 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     band = step * cdiv(cdiv(g.h_out, bands), step)        # as even as the step allows
     bands = cdiv(g.h_out, band)
     band_last = g.h_out - (bands - 1) * band
-    fits = n_ok & band_ok & (k <= lim["max_k"])
+    fits = n_ok & band_ok & (k_layer <= lim["max_k"])
     if algo != Algorithm.IM2COL:
         fits = fits & (b_mats <= lim["max_gemms"])
     n_chunks = cdiv(ng, n_step)
-    return Split(fits, n_step, n_chunks, ng - (n_chunks - 1) * n_step, band, bands, band_last)
+    return Split(fits, n_step, n_chunks, ng - (n_chunks - 1) * n_step, band, bands, band_last,
+                 c_step, c_chunks, c_last)
 
 
 def _fits_whole(algo, g, k, n, rows, cols, dataflow, lim, xp):
@@ -307,24 +397,36 @@ def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes) -> di
     parts = [(0 * sp.band, sp.band, 1),
              (sp.band, sp.band, xp.maximum(sp.bands - 2, 0 * sp.bands)),
              ((sp.bands - 1) * sp.band, sp.band_last, _where(xp, many, 1, 0))]
+    # channel chunks: (c_chunks - 1) of c_step channels, then the last (with one chunk,
+    # only that)
+    chunks = [(sp.c_last, 1)]
+    if not _all_one(sp.c_chunks):
+        chunks.insert(0, (sp.c_step, sp.c_chunks - 1))
     total: dict = {}
     first = None
     macs = 0
-    for oy0, h, count in parts:
-        # a lone band is the whole layer (its own padding); else the band's own
-        bg = _whole_where(xp, many, band_geometry(gp, oy0, h, xp), gp)
-        for n, times in ((sp.n_step, sp.n_chunks - 1), (sp.n_last, 0 * sp.n_chunks + 1)):
-            low = mod.lower(bg, unit, rows, cols, dataflow, n=n, xp=xp, **extra)
-            per = mod.cycles(low, rows, cols, dataflow, xp=xp)
-            w = count * times * low.invocations
-            for key, v in per.items():
-                total[key] = total.get(key, 0) + w * v
-            total["gemms"] = total.get("gemms", 0) + w * low.gemms
-            macs = macs + count * times * low.macs_needed
-            if first is None:
-                first = low
+    for c, c_times in chunks:
+        gc = with_channels(gp, c)
+        for oy0, h, count in parts:
+            # a lone band is the whole layer (its own padding); else the band's own
+            bg = _whole_where(xp, many, band_geometry(gc, oy0, h, xp), gc)
+            for n, times in ((sp.n_step, sp.n_chunks - 1), (sp.n_last, 0 * sp.n_chunks + 1)):
+                low = mod.lower(bg, unit, rows, cols, dataflow, n=n, xp=xp, **extra)
+                per = mod.cycles(low, rows, cols, dataflow, xp=xp)
+                w = c_times * count * times * low.invocations
+                for key, v in per.items():
+                    total[key] = total.get(key, 0) + w * v
+                total["gemms"] = total.get("gemms", 0) + w * low.gemms
+                macs = macs + c_times * count * times * low.macs_needed
+                if first is None:
+                    first = low
     total["split"], total["lowered"], total["macs_needed"] = sp, first, macs
     return total
+
+
+def _all_one(v) -> bool:
+    """Whether ``v`` (an int or an array) is 1 everywhere."""
+    return bool(np.all(np.asarray(v) == 1)) if not hasattr(v, "all") else bool((v == 1).all())
 
 
 def _whole_where(xp, many, bg: Geometry, whole: Geometry) -> Geometry:

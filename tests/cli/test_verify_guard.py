@@ -146,10 +146,11 @@ def test_a_layer_subset_gives_the_whole_runs_entries(tmp_path):
 
 
 def test_buffers_too_small_for_a_layer_is_one_line_naming_it(tmp_path, capsys):
-    # the pinned overlay's 32 KiB activation and 64 KiB output sides cannot hold one output
-    # row of ResNet-18's first layer in the GEMM engine's halves (and its 42-bit accumulator
-    # sums at most 512 products of 15 × 18 bits): refused before anything is built
-    cfg = write_config(tmp_path / "r18.yaml", "resnet18")
+    # the pinned overlay's 1 KiB output side cannot hold one output row of ResNet-18's
+    # first layer (nor of the next ones) in the GEMM engine's C half: refused before
+    # anything is built
+    cfg = write_config(tmp_path / "r18.yaml", "resnet18",
+                       hardware=HW_4X8.replace("out_buffer_kib: 64", "out_buffer_kib: 1"))
     code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 16)
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]

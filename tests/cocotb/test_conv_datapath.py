@@ -188,7 +188,10 @@ BANDED_LIMITS = dict(max_m=512, max_k=512, max_n=4, feature_words=300, weight_wo
 
 def banded_cases():
     """Layers larger than :data:`BANDED_LIMITS`: im2col in every dataflow (stride 2, 5×5),
-    kn2row (5×5 stride 2), Winograd 3×3 and 5×5 (pieces)."""
+    kn2row (5×5 stride 2), Winograd 3×3 and 5×5 (pieces); and layers with more channels
+    than one invocation holds (channel chunks, each adding to the previous one's
+    accumulations): im2col ws and is (stride 2, 37 channels: a part-filled last word),
+    kn2row os, Winograd ws."""
     a = conv_layer("b3", 5, 17, 9, 10, 3, 1, 1)
     b = conv_layer("b3s2", 6, 31, 8, 9, 3, 2, 1)
     c = conv_layer("b5", 3, 13, 7, 6, 5, 1, 2)
@@ -198,13 +201,19 @@ def banded_cases():
     return [make_case(a, "im2col", "ws", 8, 31), make_case(b, "im2col", "os", 8, 32),
             make_case(c, "im2col", "is", 8, 33), make_case(d, "kn2row", "ws", 8, 34),
             make_case(e, "winograd", "ws", 8, 36, relu=True),
-            make_case(f, "winograd", "os", 8, 35)]
+            make_case(f, "winograd", "os", 8, 35),
+            make_case(conv_layer("c40", 40, 9, 8, 6, 3, 1, 1), "im2col", "ws", 8, 37),
+            make_case(conv_layer("c37", 37, 7, 8, 5, 3, 2, 1), "im2col", "is", 8, 38,
+                      relu=True),
+            make_case(conv_layer("c70", 70, 6, 6, 5, 3, 1, 1), "kn2row", "os", 8, 39),
+            make_case(conv_layer("cw50", 50, 8, 10, 6, 3, 1, 1), "winograd", "ws", 8, 40)]
 
 
 @pytest.mark.verilator
 def test_banded_layers_bit_exact_at_the_predicted_cycles():
-    """Layers cut into row bands and filter chunks run bit-exact, every counter equal to the
-    compiler's plan (``check_batch``) and the layer's cycles to the explorer's formula."""
+    """Layers cut into row bands, filter chunks and channel chunks run bit-exact, every
+    counter equal to the compiler's plan (``check_batch``) and the layer's cycles to the
+    explorer's formula."""
     from dse.lowering import Geometry
     from dse.lowering.split import split_cycles
     from rtl.params import DatapathLimits, Dataflow

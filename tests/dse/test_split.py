@@ -120,3 +120,77 @@ def test_a_layer_too_large_for_one_row_is_refused():
         plan_conv(layer, "im2col", "ws", PARAMS, SMALL)
     g = Geometry.of_layer(layer)
     assert not bool(split("im2col", g, 0, 4, 4, 0, SMALL.as_dict()).fits)
+
+
+#: Layers whose one output row of one filter needs more K than :data:`SMALL` holds: they
+#: run as channel chunks (a K split), each adding to the previous chunk's accumulations.
+CHUNKED = [  # (layer, algorithm, dataflow)
+    (layer_of(40, 9, 8, 6, 3, 1, 1), "im2col", "ws"),
+    (layer_of(37, 7, 8, 5, 3, 2, 1), "im2col", "is"),
+    (layer_of(70, 6, 6, 5, 3, 1, 1), "kn2row", "os"),
+    (layer_of(50, 8, 10, 6, 3, 1, 1), "winograd", "ws"),
+]
+
+
+@pytest.mark.parametrize("layer, algo, flow", CHUNKED,
+                         ids=[f"{a}-{f}-{i}" for i, (_, a, f) in enumerate(CHUNKED)])
+def test_channel_chunks_add_up_to_the_layer(layer, algo, flow):
+    """The chunks of each (band, filter chunk) run one after another, all but the first
+    accumulating and only the last final; their convolutions over their own channels sum to
+    the layer's; every invocation fits the limits; the explorer's formula is the compiler's
+    sum."""
+    plan = plan_conv(layer, algo, flow, PARAMS, SMALL)
+    g = Geometry.of_layer(layer)
+    code = Dataflow(flow).code
+    unit = PARAMS.winograd_m if algo == "winograd" else 0
+    # one invocation with every channel does not fit these limits
+    whole_k = dataclasses.replace(split(algo, g, unit, 4, 4, code, SMALL.as_dict()))
+    assert int(whole_k.c_chunks) >= 2
+    channels = sorted({b.channels for b in plan.bands})
+    assert len(channels) == int(whole_k.c_chunks)
+    assert channels[0][0] == 0 and channels[-1][1] == layer.in_shape[0]
+    assert all(a[1] == b[0] and a[1] % 4 == 0 for a, b in zip(channels, channels[1:]))
+    need = required_limits([plan])
+    for key, value in need.items():
+        assert value <= getattr(SMALL, key), f"{key}: {value} > {getattr(SMALL, key)}"
+    # runs of c_chunks invocations: same band rows and filters, accumulate 0 then 1s, the
+    # last final
+    k = len(channels)
+    invs = plan.invocations
+    for at in range(0, len(invs), k):
+        run = invs[at:at + k]
+        assert len({(plan.bands[i.band].rows, i.filters) for i in run}) == 1
+        assert [i.registers["accumulate"] for i in run] == [0] + [1] * (k - 1)
+        assert [i.final for i in run] == [False] * (k - 1) + [True]
+    # the chunks' convolutions (their input channels and weights) sum to the layer
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (layer.out_shape[0], layer.in_shape[0], *layer.kernel))
+    total = np.zeros(layer.out_shape, dtype=np.int64)
+    for band in plan.bands:
+        (y0, y1), (i0, i1), (c0, c1) = band.rows, band.in_rows, band.channels
+        sub = dataclasses.replace(layer, padding=band.plan.pads)
+        total[:, y0:y1] += padded_conv(x[c0:c1, i0:i1], w[:, c0:c1], sub)
+    np.testing.assert_array_equal(total, padded_conv(x, w, layer))
+    got = split_cycles(algo, g, unit, 4, 4, code, SMALL.as_dict())
+    assert int(got["cycles"]) == plan.cycles(4, 4)["cycles"]
+    assert int(got["macs_needed"]) == sum(
+        int(plan.bands[i.band].plan.lowered(4, 4, i.gemm[2]).macs_needed) for i in invs)
+
+
+def test_fc6_of_vgg16_runs_as_channel_chunks_on_a_wide_array():
+    """K = 25 088 does not fit a 32×64 array's engine A half (one row of A lives in one
+    bank): the split takes the fewest channel chunks that fit, as even as whole words
+    allow."""
+    from dse.cost.resources import overlay_limits
+
+    params = OverlayParams(rows=32, cols=64, act_buffer_kib=512, weight_buffer_kib=512,
+                           out_buffer_kib=64)
+    lim = overlay_limits(params)
+    g = Geometry(25088, 4096, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0)
+    sp = split("im2col", g, 0, 32, 64, Dataflow.WS.code, lim)
+    words = 25088 // 32
+    most = lim["engine_a_words"]                      # one line: ⌈K/rows⌉ words
+    assert bool(sp.fits) and int(sp.c_chunks) == -(-words // most)
+    assert int(sp.c_step) * (int(sp.c_chunks) - 1) + int(sp.c_last) == 25088
+    assert int(sp.c_step) % 32 == 0 and int(sp.c_step) // 32 <= most
