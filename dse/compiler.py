@@ -434,9 +434,9 @@ class ConvPlan:
 
     def weight_image(self, w: np.ndarray, inv: Invocation) -> np.ndarray:
         """Weight buffer words, ``(words, max(rows, cols))``: the invocation's B matrices back
-        to back, each as the engine's wide B beats -- ws and os: N-chunks of ``cols`` filters
-        of a row k, order (k, chunk); is: K-chunks of ``rows`` of a column n, order (n,
-        chunk); lanes past the matrix zero."""
+        to back, each in the GEMM engine's B layout (it reads B there) -- ws and os: N-chunks
+        of ``cols`` filters of a row k, order (chunk, k); is: K-chunks of ``rows`` of a
+        column n, order (chunk, n); lanes past the matrix zero."""
         if inv.band >= 0:
             sub, sub_inv = self._band(inv)
             c0, c1 = self.bands[inv.band].channels
@@ -450,12 +450,12 @@ class ConvPlan:
                 kb = -(-k // rows)
                 full = np.zeros((kb * rows, n), dtype=np.int64)
                 full[:k] = b
-                chunks = full.reshape(kb, rows, n).transpose(2, 0, 1).reshape(-1, rows)
+                chunks = full.reshape(kb, rows, n).transpose(0, 2, 1).reshape(-1, rows)
             else:
                 nb = -(-n // cols)
                 full = np.zeros((k, nb * cols), dtype=np.int64)
                 full[:, :n] = b
-                chunks = full.reshape(k * nb, cols)
+                chunks = full.reshape(k, nb, cols).transpose(1, 0, 2).reshape(-1, cols)
             wide = np.zeros((len(chunks), edge), dtype=np.int64)
             wide[:, :chunks.shape[1]] = chunks
             words.append(wide)
@@ -708,8 +708,8 @@ def _limits_dict(limits, rows: int, cols: int):
     lim = DatapathLimits(**{f.name: int(getattr(limits, f.name, f.default))
                             for f in dataclasses.fields(DatapathLimits)})
     out = lim.as_dict()
-    out.update(zip(("engine_a_words", "engine_b_words", "engine_c_words"),
-                   lim.engine_capacity(rows, cols)))
+    a_words, _, c_words = lim.engine_capacity(rows, cols)
+    out.update(engine_a_words=a_words, engine_c_words=c_words)
     return out
 
 
@@ -721,8 +721,8 @@ def _misfit(algo, g, k, lim) -> str:
         rows_in = (g.kh - 1) * g.dilation + 1
         parts.append(f"{rows_in} input rows of {wp} pixels, feature_words = "
                      f"{lim['feature_words']}")
-    parts.append(f"engine words a/b/c = {lim['engine_a_words']}/{lim['engine_b_words']}/"
-                 f"{lim['engine_c_words']}, weight_words = {lim['weight_words']}, "
+    parts.append(f"engine words a/c = {lim['engine_a_words']}/{lim['engine_c_words']}, "
+                 f"weight_words = {lim['weight_words']}, "
                  f"out_words = {lim['out_words']}")
     return "; ".join(parts)
 
@@ -788,10 +788,10 @@ def required_limits(plans) -> dict:
         hp, wp = plan.padded_hw
         for inv in plan.invocations:
             gm, gk, gn = inv.gemm
-            for key, words in zip(("engine_a_words", "engine_b_words", "engine_c_words"),
-                                  engine_words(gm, gk, gn, plan.rows, plan.cols,
-                                               Dataflow(plan.dataflow).code)):
-                need[key] = max(need[key], int(words))
+            a_words, _, c_words = engine_words(gm, gk, gn, plan.rows, plan.cols,
+                                               Dataflow(plan.dataflow).code)
+            need["engine_a_words"] = max(need["engine_a_words"], int(a_words))
+            need["engine_c_words"] = max(need["engine_c_words"], int(c_words))
             need["max_m"] = max(need["max_m"], gm)
             need["max_k"] = max(need["max_k"], gk)
             need["max_n"] = max(need["max_n"], gn)

@@ -104,7 +104,7 @@ class SearchSpace:
     winograd_lanes: tuple = (1, 2, 4, 8, 16)
     fft_size: tuple = (0, 8, 16)
     buffer_kib: tuple = (32, 128, 512)
-    out_buffer_kib: tuple = (64,)
+    out_buffer_kib: tuple = (64, 256, 1024)
     bus_bits: tuple = (128, 512)
 
 
@@ -274,7 +274,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
     exhaustive:
         Map every fitting point.  By default the search runs in two stages: every
         (rows, cols, winograd_m, winograd_lanes, fft_size) group at its largest fitting
-        buffers and bus, then
+        activation and weight buffers and bus for each output-buffer size, then
         the full buffer x bus grid of the ``top_groups`` best groups.
     top_groups:
         Groups refined in the second stage.
@@ -390,7 +390,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
                            (objective, other), legal, allowed, fallback, pin_mask,
                            layer_pins, chunk_points, bar)
 
-    # Stage A: every (array shape, units) group at its largest fitting buffers and bus.
+    # Stage A: every (array shape, units) group at its largest fitting buffers and bus, for
+    # each output-buffer size.
     # Stage B: the whole buffer x bus grid of the best groups.  ``exhaustive`` maps every point.
     group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m,
                       hardware.winograd_lanes, hardware.fft_size], axis=1)
@@ -399,10 +400,15 @@ def search(network, board, *, config: str = "", precision: int = 8,
     if exhaustive:
         first = np.arange(n_points)
     else:
-        size = (hardware.act_buffer_kib + hardware.weight_buffer_kib + hardware.out_buffer_kib
-                + hardware.bus_bits)
-        order = np.lexsort((-size, group_id))
-        first = order[np.r_[True, group_id[order][1:] != group_id[order][:-1]]]
+        # per group and output-buffer size, the largest fitting activation and weight
+        # buffers and bus (the output side decides how large a GEMM's M and N may be; the
+        # board's block RAM trades it against the others)
+        size = hardware.act_buffer_kib + hardware.weight_buffer_kib + hardware.bus_bits
+        _, sub_id = np.unique(np.stack([group_id, hardware.out_buffer_kib], axis=1), axis=0,
+                              return_inverse=True)
+        sub_id = sub_id.reshape(-1)
+        order = np.lexsort((-size, sub_id))
+        first = order[np.r_[True, sub_id[order][1:] != sub_id[order][:-1]]]
     # Every mapped point is mapped twice (one cost evaluation): for the objective and for
     # the other of latency and energy, so that the latency-power front (design.json
     # ``pareto``) holds both mappings (a point mapped for least energy may beat points

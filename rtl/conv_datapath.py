@@ -8,8 +8,9 @@ Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` 
   ``winograd_m``): the buffer holds the input in the ``wino<m>`` layout (dse/layout.py: the
   overlapping (m+2)² tiles contiguous, one tile of one channel per word); a reader streams the
   words through Bᵀ·d·B and picks the transformed element of the running GEMM;
-* **weight buffer + reader**: the compiler's weight image, all B matrices of the layer back to
-  back (Winograd weights already transformed offline);
+* **weight buffer**: the compiler's weight image, all B matrices of the layer back to back
+  in the engine's B layout (Winograd weights already transformed offline); the GEMM engine
+  reads B there (``b_external``), no copy;
 * **GEMM engine** (``rtl.gemm_engine.GemmEngine``);
 * **back**: for kn2row the shift-and-add unit (``rtl.kn2row.ShiftAdd``, fed the GEMMs' C
   streams one tap after another); for Winograd a transformed-domain buffer (one lane per
@@ -146,7 +147,8 @@ class ConvDatapath(wiring.Component):
                                   max_n=limits.max_n, target=target, mult_latency=mult_latency,
                                   a_wide=True, b_wide=True, c_wide=True,
                                   pe_instances=pe_instances, a_words=capacity[0],
-                                  b_words=capacity[1], c_words=capacity[2])
+                                  b_words=limits.weight_words, c_words=capacity[2],
+                                  b_external=True)
         #: Lanes of a weight buffer word (the engine's wide B beat).
         self.edge = max(params.rows, params.cols)
         #: Lanes of an output word: a C beat of ``cols`` filters, or a Winograd m×m tile.
@@ -303,17 +305,14 @@ class ConvDatapath(wiring.Component):
         m.d.sync += next_go.eq(0)
         # im2col runs its GEMMs on bands of ``fe_out_h`` output rows with one B; the others
         # take the next B matrix for each GEMM
-        row0 = Signal(self.dim_bits)                  # first output row of GEMM gf (im2col)
         with m.If(eng_fire):
             m.d.sync += gf.eq(gf + 1)
-            with m.If(is_im2col):
-                m.d.sync += row0.eq(row0 + self.fe_out_h)
-            with m.Else():
+            with m.If(~is_im2col):
                 m.d.sync += wbase.eq(wbase + kn)
         with m.If(state == idle):
             with m.If(self.start):
                 m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), gf.eq(0), gc.eq(0),
-                             wbase.eq(0), row0.eq(0), c_count.eq(0), out_count.eq(0),
+                             wbase.eq(0), c_count.eq(0), out_count.eq(0),
                              acc_count.eq(0),
                              state.eq(Mux(is_fft, fwd, run) if fn else run)]
         with m.Elif(state == run):
@@ -341,20 +340,16 @@ class ConvDatapath(wiring.Component):
             with m.If(out_count == self.out_words):
                 m.d.sync += [busy.eq(0), done.eq(1), state.eq(idle)]
 
-        # ---- weight buffer and B reader --------------------------------------------------
+        # ---- weight buffer: the engine reads B where it lies --------------------------
+        # GEMM gf's B starts at word wbase (im2col's bands all read the first); the engine
+        # takes the base with its start.
         m.submodules.wbuf = wbuf = Memory(shape=data.ArrayLayout(signed(p.b_width), self.edge),
                                           depth=lim.weight_words, init=[])
         wwp = wbuf.write_port()
         wrp = wbuf.read_port()
         m.d.comb += [wwp.addr.eq(self.wb_addr), wwp.data.eq(self.wb_data),
-                     wwp.en.eq(self.wb_en)]
-        b_addr, b_left, b_valid = memory_streamer(m, [wrp], eng.b_stream.ready,
-                                                   lim.weight_words, "b")
-        m.d.comb += [eng.b_stream.valid.eq(b_valid), eng.b_stream.payload.eq(wrp.data)]
-        with m.If(load_go):
-            # the next B matrix (im2col's bands all read the first)
-            b_next = Mux(eng_fire & ~is_im2col, wbase + kn, wbase)
-            m.d.sync += [b_addr.eq(Mux(self.start & ~busy, 0, b_next)), b_left.eq(kn)]
+                     wwp.en.eq(self.wb_en),
+                     wrp.addr.eq(eng.b_addr), eng.b_data.eq(wrp.data), eng.b_base.eq(wbase)]
 
         # ---- fronts ----------------------------------------------------------------------
         m.submodules.im2col = win = Im2col(lanes=p.rows, width=p.a_width,
@@ -365,7 +360,10 @@ class ConvDatapath(wiring.Component):
                   "out_h", "out_w"):
             m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
         spatial_front = (self.alg <= Algorithm.KN2ROW.code) if fn else (~is_wino if wm else 1)
-        m.d.comb += [win.start.eq(load_go & spatial_front), win.row0.eq(row0)]
+        # im2col's GEMMs are bands of output rows, one after another: the window generator
+        # carries on from each to the next; kn2row's read the whole input each
+        m.d.comb += [win.start.eq(load_go & spatial_front),
+                     win.first.eq((self.start & ~busy) | ~is_im2col)]
         a_fire = eng.a_stream.valid & eng.a_stream.ready
         a_count = Signal(range(lim.max_m * lim.max_k + 1))
         mk = Signal(range(lim.max_m * lim.max_k + 1))     # A elements of a GEMM

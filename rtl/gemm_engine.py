@@ -108,6 +108,11 @@ class GemmEngine(wiring.Component):
         elements; beat orders in docs/rtl.md and the module docstring).
     pe_instances:
         Instantiate the PEs by module name, for Verilog (``rtl.systolic.SystolicArray``).
+    b_external:
+        Read B where it lies: no B loader and no B halves; the sequencer reads an external
+        memory of ``b_words`` wide words (one address across the max(rows, cols) lanes, in
+        the B layout below, from the GEMM's ``b_base``; synchronous read, one cycle) through
+        ``b_addr`` / ``b_data``.  The conv datapath's weight buffer is that memory.
 
     Members
     -------
@@ -122,7 +127,11 @@ class GemmEngine(wiring.Component):
     b_stream : In(stream.Signature(signed(b_width)))
         Wide: ``ArrayLayout(signed(b_width), max(rows, cols))``; ws/os: B[k, nb·cols …]
         (lanes ≥ cols ignored), beats (k, nb); is: B[kb·rows …, n] (lanes ≥ rows ignored),
-        beats (n, kb).
+        beats (n, kb).  Not with ``b_external``, which has instead:
+    b_base : In(range(b_words))
+        Address of the GEMM's B in the external memory (taken with ``start``).
+    b_addr : Out(range(b_words)), b_data : In(ArrayLayout(signed(b_width), max(rows, cols)))
+        The external memory's read port.
     c_stream : Out(stream.Signature(signed(acc_width)))
         Wide: ``ArrayLayout(signed(acc_width), cols)``; ws/os: C[m, nb·cols …], beats (m, nb);
         is: C[mb·cols …, n], beats (mb, n).  Lanes past N (ws/os) or M (is) are zero.
@@ -138,13 +147,15 @@ class GemmEngine(wiring.Component):
                  max_n: int = 64, target: str = "sim", mult_latency: int = DEFAULT_LATENCY,
                  a_wide: bool = False, b_wide: bool = False, c_wide: bool = False,
                  pe_instances: bool = False, a_words: int | None = None,
-                 b_words: int | None = None, c_words: int | None = None):
+                 b_words: int | None = None, c_words: int | None = None,
+                 b_external: bool = False):
         with rejecting(self):
             self._setup(params, max_m, max_k, max_n, target, mult_latency,
-                        a_wide, b_wide, c_wide, pe_instances, (a_words, b_words, c_words))
+                        a_wide, b_wide, c_wide, pe_instances, (a_words, b_words, c_words),
+                        b_external)
 
     def _setup(self, params, max_m, max_k, max_n, target, mult_latency,
-               a_wide, b_wide, c_wide, pe_instances, capacity):
+               a_wide, b_wide, c_wide, pe_instances, capacity, b_external):
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         for name, value in (("max_m", max_m), ("max_k", max_k), ("max_n", max_n)):
@@ -156,9 +167,12 @@ class GemmEngine(wiring.Component):
                 _check_count(f"{key}_words", words)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-        for name, value in (("a_wide", a_wide), ("b_wide", b_wide), ("c_wide", c_wide)):
+        for name, value in (("a_wide", a_wide), ("b_wide", b_wide), ("c_wide", c_wide),
+                            ("b_external", b_external)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, not {value!r}")
+        if b_external and capacity[1] is None:
+            raise ValueError("b_external needs b_words, the external memory's depth")
         need = accumulator_bits(params.a_width, params.b_width, max_k)
         if need > params.acc_width:
             raise ValueError(f"acc_width must be at least {need} for max_k = {max_k} products "
@@ -167,6 +181,7 @@ class GemmEngine(wiring.Component):
         self._params = params
         self._max = (max_m, max_k, max_n)
         self._wide = {"a": a_wide, "b": b_wide, "c": c_wide}
+        self._b_external = b_external
         self._array = SystolicArray(params, mult_latency, target, pe_instances)
         rows, cols = params.rows, params.cols
         lanes = max(rows, cols)
@@ -176,6 +191,12 @@ class GemmEngine(wiring.Component):
         self._half_depth = {key: _pow2_at_least(r if words is None else words)
                             for key, words, r in zip("abc", capacity, rect)}
         self._dim_bits = max(max_m, max_k, max_n).bit_length()
+        if b_external:
+            depth = capacity[1]
+            b_ports = {"b_base": In(range(depth)), "b_addr": Out(range(depth)),
+                       "b_data": In(data.ArrayLayout(signed(params.b_width), lanes))}
+        else:
+            b_ports = {"b_stream": In(stream.Signature(self._beat_shape("b", params.b_width)))}
         super().__init__({
             "m": In(self._dim_bits), "k": In(self._dim_bits), "n": In(self._dim_bits),
             "mode": In(2),
@@ -183,7 +204,7 @@ class GemmEngine(wiring.Component):
             "busy": Out(1), "done": Out(1),
             "cycles": Out(CYCLE_BITS),
             "a_stream": In(stream.Signature(self._beat_shape("a", params.a_width))),
-            "b_stream": In(stream.Signature(self._beat_shape("b", params.b_width))),
+            **b_ports,
             "c_stream": Out(stream.Signature(self._beat_shape("c", params.acc_width))),
         })
 
@@ -273,7 +294,12 @@ class GemmEngine(wiring.Component):
         # or the whole word (wide beat) at a time.
         a_mem = lane_memories("a", lanes, data.ArrayLayout(signed(p.a_width), rows), [False],
                               granularity=1)
-        b_mem = lane_memories("b", lanes, signed(p.b_width), [False])
+        if self._b_external:
+            b_mem = None
+            b_rd = [self.b_data[lane] for lane in range(lanes)]
+        else:
+            b_mem = lane_memories("b", lanes, signed(p.b_width), [False])
+            b_rd = [mem.rps[0].data for mem in b_mem]
         # Result lanes: read port 0 for the writer's read-modify-write (transparent, so a K
         # tile may read what the previous K tile writes in the same cycle), 1 for the drainer.
         c_mem = lane_memories("c", cols, signed(p.acc_width), [True, False])
@@ -434,25 +460,28 @@ class GemmEngine(wiring.Component):
 
         # B: placed for the dataflow on the `mode` input (held until start).
         live_is = self.mode == _IS
-        b_take = handshake("b_load", self.b_stream, b_complete)
-        if wide["b"]:
-            # A beat is one address across the lanes: ws/os beats (k, nb) at nb·K + k,
-            # is beats (n, kb) at kb·N + n.
-            b_walk = chunk_walk("b_load", Mux(live_is, self.n, self.k),
-                                Mux(live_is, self.k, self.n), 1, Mux(live_is, rows, cols),
-                                1, Mux(live_is, self.n, self.k), b_take, fire)
-            for lane, mem in enumerate(b_mem):
-                m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
-                             mem.wp.data.eq(self.b_stream.payload[lane]),
-                             mem.wp.en.eq(b_take)]
+        if self._b_external:
+            m.d.comb += b_complete.eq(1)
         else:
-            b_walk = row_major("b_load", self.k, self.n, ~live_is, Mux(live_is, rows, cols),
-                               b_take, fire)
-            for lane, mem in enumerate(b_mem):
-                m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
-                             mem.wp.data.eq(self.b_stream.payload),
-                             mem.wp.en.eq(b_take & (b_walk.lane == lane))]
-        completion(b_complete, b_take, b_walk.last)
+            b_take = handshake("b_load", self.b_stream, b_complete)
+            if wide["b"]:
+                # A beat is one address across the lanes: ws/os beats (k, nb) at nb·K + k,
+                # is beats (n, kb) at kb·N + n.
+                b_walk = chunk_walk("b_load", Mux(live_is, self.n, self.k),
+                                    Mux(live_is, self.k, self.n), 1, Mux(live_is, rows, cols),
+                                    1, Mux(live_is, self.n, self.k), b_take, fire)
+                for lane, mem in enumerate(b_mem):
+                    m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
+                                 mem.wp.data.eq(self.b_stream.payload[lane]),
+                                 mem.wp.en.eq(b_take)]
+            else:
+                b_walk = row_major("b_load", self.k, self.n, ~live_is, Mux(live_is, rows, cols),
+                                   b_take, fire)
+                for lane, mem in enumerate(b_mem):
+                    m.d.comb += [mem.wp.addr.eq(mem_addr("b", b_walk.addr, ld_half)),
+                                 mem.wp.data.eq(self.b_stream.payload),
+                                 mem.wp.en.eq(b_take & (b_walk.lane == lane))]
+            completion(b_complete, b_take, b_walk.last)
 
         # ---- tile walkers (stream, preload, writer share the tile order) ----------------
         # Tile loops: ws: n tiles (outer) × k tiles (inner); is: m × k; os: m × n.
@@ -555,8 +584,14 @@ class GemmEngine(wiring.Component):
         b_stream_addr = stream_walk.ibase + o
         pre_addr = pre_walk.obase + pre_walk.ibase + rr
         b_rd_addr = Mux(os_ | is_, b_stream_addr, pre_addr)
-        for mem in b_mem:
-            m.d.comb += mem.rps[0].addr.eq(mem_addr("b", b_rd_addr, op_half))
+        if self._b_external:
+            b_base = Signal.like(self.b_base)
+            with m.If(fire):
+                m.d.sync += b_base.eq(self.b_base)
+            m.d.comb += self.b_addr.eq(b_base + b_rd_addr)
+        else:
+            for mem in b_mem:
+                m.d.comb += mem.rps[0].addr.eq(mem_addr("b", b_rd_addr, op_half))
 
         # A reads a group of consecutive rows x … x + g − 1 of A, all at one K-chunk kb and
         # element e: ws: x = o (the streamed row, g = 1, the whole word); os: x = m0 (g = rows,
@@ -666,10 +701,10 @@ class GemmEngine(wiring.Component):
             a_rot.append(select(f"a_rot{j}", signed(p.a_width), rot_idx, bank_el))
         for r in range(rows):
             a_ws = select(f"a_ws{r}", signed(p.a_width), al_bank, [word[r] for word in a_words])
-            h_val = Mux(is_, b_mem[r].rps[0].data, Mux(ws_, a_ws, a_rot[r]))
+            h_val = Mux(is_, b_rd[r], Mux(ws_, a_ws, a_rot[r]))
             m.d.comb += array.h_in[r].eq(Mux(al_hmask[r], h_val, 0))
         for c in range(cols):
-            v_val = Mux(is_, a_rot[c], b_mem[c].rps[0].data)
+            v_val = Mux(is_, a_rot[c], b_rd[c])
             m.d.comb += array.v_in[c].eq(Mux(al_vmask[c], v_val, 0))
 
         # ---- writer ----------------------------------------------------------------------

@@ -229,8 +229,7 @@ class OverlayParams:
 #: no memory gets a zero-width address port.
 _LIMIT_FIELDS = (("max_m", 1), ("max_k", 1), ("max_n", 1), ("feature_words", 2),
                  ("weight_words", 2), ("tile_words", 2), ("out_words", 2), ("max_gemms", 1),
-                 ("spectral_words", 2), ("engine_a_words", 0), ("engine_b_words", 0),
-                 ("engine_c_words", 0))
+                 ("spectral_words", 2), ("engine_a_words", 0), ("engine_c_words", 0))
 
 
 def engine_rectangle(rows: int, cols: int, max_m: int, max_k: int, max_n: int) -> tuple:
@@ -266,13 +265,13 @@ class DatapathLimits:
     spectral_words:
         FFT tile buffer and spectrum buffer depth (tiles · channels · N², and tiles ·
         filters · N²); unused without an FFT unit.
-    engine_a_words, engine_b_words, engine_c_words:
-        Words per lane in one half of the GEMM engine's A, B and C buffers
+    engine_a_words, engine_c_words:
+        Words per lane in one half of the GEMM engine's A and C buffers
         (``rtl.gemm_engine.GemmEngine``): one GEMM's operands and results must fit
         (``dse.lowering.split.engine_words``).  C's capacity also sizes the Winograd
         transformed-domain buffers (a GEMM's C words) and the FFT path's Gauss buffer (its
         elements).  0: the rectangle of ``max_m``, ``max_k``, ``max_n``
-        (:meth:`engine_capacity`).
+        (:meth:`engine_capacity`).  The engine reads B in the weight buffer.
     """
 
     max_m: int = 64
@@ -285,15 +284,14 @@ class DatapathLimits:
     max_gemms: int = 64
     spectral_words: int = 1024
     engine_a_words: int = 0
-    engine_b_words: int = 0
     engine_c_words: int = 0
 
     def engine_capacity(self, rows: int, cols: int) -> tuple[int, int, int]:
-        """The engine's (A, B, C) words per lane and half on a rows×cols array: the
-        ``engine_*_words`` given, else the rectangle (:func:`engine_rectangle`)."""
-        rect = engine_rectangle(rows, cols, self.max_m, self.max_k, self.max_n)
-        given = (self.engine_a_words, self.engine_b_words, self.engine_c_words)
-        return tuple(g or r for g, r in zip(given, rect))
+        """The engine's (A, B, C) words per lane on a rows×cols array: A and C a half's,
+        the ``engine_*_words`` given, else the rectangle (:func:`engine_rectangle`); B the
+        weight buffer's (the engine reads B there)."""
+        a, _, c = engine_rectangle(rows, cols, self.max_m, self.max_k, self.max_n)
+        return (self.engine_a_words or a, self.weight_words, self.engine_c_words or c)
 
     def __post_init__(self):
         for name, low in _LIMIT_FIELDS:

@@ -311,10 +311,10 @@ class VerifyCost:
 
 def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     """Storage bits of a datapath built with ``limits`` (``rtl.params.DatapathLimits`` fields)
-    on ``params``, counted from the limits: the GEMM engine's double-buffered A, B and C
-    halves (their capacities; C twice, for its two read ports), the feature, weight,
-    Winograd tile, FFT and kn2row buffers, and the output and accumulator buffers of one
-    array-edge vector per word.  An approximation of what the generated RTL holds (it rounds
+    on ``params``, counted from the limits: the GEMM engine's double-buffered A and C
+    halves (their capacities; C twice, for its two read ports; B is read in the weight
+    buffer), the feature, weight, Winograd tile, FFT and kn2row buffers, and the output and
+    accumulator buffers of one array-edge vector per word.  An approximation of what the generated RTL holds (it rounds
     depths to powers of two), good for the memory estimate."""
     from rtl.params import DatapathLimits
 
@@ -324,8 +324,8 @@ def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     wm = params.winograd_m
     lanes = max(cols, wm * wm)                  # output words: a C vector or an m×m tile
     acc = params.acc_width
-    a_words, b_words, c_words = DatapathLimits(**lim).engine_capacity(rows, cols)
-    bits = 2 * (a_words * edge * rows * params.a_width + b_words * edge * params.b_width
+    a_words, _, c_words = DatapathLimits(**lim).engine_capacity(rows, cols)
+    bits = 2 * (a_words * edge * rows * params.a_width
                 + 2 * c_words * cols * acc)
     # feature words of ``rows`` channels, weight words of the array's edge
     bits += lim["feature_words"] * params.a_width * rows

@@ -141,9 +141,12 @@ LUTRAM_MUX_COST = 0.42
 #: shift-and-add buffers of the 8×8 and 4×8 points in LUT RAM, so it is below 1.75.
 LUTRAM_TRANSPARENT_COST = 0.5
 
-#: The memories of :func:`datapath_memories` with a read port transparent to the write port
-#: (``rtl.kn2row.ShiftAdd``'s buffer, ``rtl.spectral``'s overlap-add buffer).
-TRANSPARENT_MEMORIES = ("shift_add", "overlap_add")
+#: The read-modify-write memories of :func:`datapath_memories`: a read port transparent to
+#: the write port (``rtl.kn2row.ShiftAdd``'s buffer, ``rtl.spectral``'s overlap-add
+#: buffer), or one whose data feeds the write port (the accumulator buffer, which adds the
+#: previous invocation's words for a K split).  Yosys treats both alike: ecp5 put the
+#: 42 × 192 accumulator buffer of the FFT points in DP16KD once it was read back.
+TRANSPARENT_MEMORIES = ("shift_add", "overlap_add", "accumulator")
 
 
 #: Output transform growth bits (rtl/winograd.py transform_growth_bits of Aᵀ), per m.
@@ -336,10 +339,9 @@ def overlay_buffer_words(hw, precision) -> dict:
     weight_words = hw.weight_buffer_kib * 8192 // (b * side)
     out_words = hw.out_buffer_kib * 8192 // (acc * cols)
     engine_a = _pow2_at_most(act_bits // (a * rows * side))
-    engine_b = _pow2_at_most(weight_words)
     engine_c = _pow2_at_most(out_words // 4)
     return {
-        "max_m": engine_a * side, "max_n": engine_b * cols,
+        "max_m": engine_a * side, "max_n": at_least_2(weight_words) * cols,
         "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
         "feature_words": at_least_2(act_bits // (a * rows)),
         "tile_words": at_least_2(act_bits // (precision * t2 * rows)),
@@ -347,7 +349,7 @@ def overlay_buffer_words(hw, precision) -> dict:
         "out_words": at_least_2(out_words),
         "spectral_words": at_least_2(act_bits // a),
         "max_gemms": np.maximum(MAX_GEMMS, 3 * hw.fft_size ** 2),
-        "engine_a_words": engine_a, "engine_b_words": engine_b, "engine_c_words": engine_c,
+        "engine_a_words": engine_a, "engine_c_words": engine_c,
     }
 
 
@@ -384,8 +386,7 @@ def datapath_memories(hw) -> dict:
     out_words, tile_words = words["out_words"], words["tile_words"]
     spectral_words = words["spectral_words"]
     # GemmEngine halves: A K-chunk words of ``rows`` elements in L banks, B and C lanes
-    a_words, b_words = words["engine_a_words"], words["engine_b_words"]
-    c_words = words["engine_c_words"]
+    a_words, c_words = words["engine_a_words"], words["engine_c_words"]
     engine_lanes = np.maximum(rows, cols)
     has_w = wm > 0
     t2 = (wm + 2) ** 2
@@ -398,7 +399,6 @@ def datapath_memories(hw) -> dict:
     fft_part = a - 1                      # the FFT2D's data_bits (rtl.fft.FFT2D)
     return {
         "engine_a": (2 * _pow2_at_least(a_words), a * rows, engine_lanes),
-        "engine_b": (2 * _pow2_at_least(b_words), b, engine_lanes),
         "engine_c": (2 * _pow2_at_least(c_words), acc, 2 * cols),   # 2 read ports
         "feature": (feature_words, a * rows, 1),
         "weight": (weight_words, b * engine_lanes, 1),

@@ -6,9 +6,8 @@ The GEMM engine's streams are array-edge vectors (``dse.cost.gemm``: ``a_beats``
 B as weight-buffer words of N-chunks (ws, os) or K-chunks (is), C leaves as vectors of
 ``cols`` accumulators.  Per GEMM, from the cycle its fronts start:
 
-* **load**: the slower of the A front (the algorithm's ``Lowered.load``) and the weight
-  reader (its words + ``WEIGHT_READ_LATENCY``); the engine takes ``start`` in the cycle
-  after the last operand beat;
+* **load**: the A front (the algorithm's ``Lowered.load``; the engine reads B where it lies,
+  in the weight buffer); the engine takes ``start`` in the cycle after the last A beat;
 * **compute**: :func:`dse.cost.gemm.gemm_cycles` (the engine's busy cycles);
 * **drain**: ``Lowered.drain`` (the C words, or for a back that takes one element a cycle
   the elements and the unpacker's latency), the first ``ENGINE_DRAIN_LATENCY`` + 1 cycles
@@ -41,8 +40,8 @@ __all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "
            "requant_cycles", "a_words",
            "b_words", "c_words"]
 
-#: Weight (and tile, and transformed-domain) buffer readers: a registered start, then a
-#: synchronous read, so the first word is on the stream two cycles after the start.
+#: Tile (and transformed-domain, and the FFT's weight) buffer readers: a registered start,
+#: then a synchronous read, so the first word is on the stream two cycles after the start.
 WEIGHT_READ_LATENCY = 2
 TILE_READ_LATENCY = 2
 #: Cycles from the engine's last busy cycle to its first C beat, less one: the result-half
@@ -79,15 +78,13 @@ def gemm_busy(low, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENC
 
 def per_gemm_cycles(low, busy, xp=np):
     """Cycles of one GEMM of the invocation: load, compute (``busy``), drain, next start."""
-    load = xp.maximum(low.load, low.b_words + WEIGHT_READ_LATENCY)
-    return load + busy + low.drain + ENGINE_DRAIN_LATENCY + 1
+    return low.load + busy + low.drain + ENGINE_DRAIN_LATENCY + 1
 
 
 def overlap_slack(low, busy, xp=np):
     """How many cycles the compute of one GEMM exceeds its loads and its drain by: the
     overlapped period :func:`gemms_cycles` assumes holds when this is at least 0."""
-    load = xp.maximum(low.load, low.b_words + WEIGHT_READ_LATENCY)
-    return xp.minimum(busy + 1 - load, busy + 1 - (low.drain + _gemm.C_DRAIN_GAP))
+    return xp.minimum(busy + 1 - low.load, busy + 1 - (low.drain + _gemm.C_DRAIN_GAP))
 
 
 def gemms_cycles(low, busy, xp=np):

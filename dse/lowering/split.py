@@ -176,7 +176,7 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
     def b_cap(words):            # one filter's K within ``words`` a lane
         return _where(xp, dataflow == _IS, words // per, words // (per * rows))
 
-    return _min(xp, b_cap(lim["weight_words"] // b_mats), b_cap(lim["engine_b_words"]),
+    return _min(xp, b_cap(lim["weight_words"] // b_mats),
                 lim["engine_a_words"] // (lines * per), store)
 
 
@@ -262,7 +262,6 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     # smallest band
     n = _min(xp, ng + 0 * k, lim["max_n"] + 0 * k,
              n_fits_b(k, lim["weight_words"] // b_mats, rows, cols, dataflow, xp),
-             n_fits_b(k, lim["engine_b_words"], rows, cols, dataflow, xp),
              n_fits_c(m_min, lim["engine_c_words"], cols, dataflow, xp))
     if algo == Algorithm.WINOGRAD:
         n = _min(xp, n, lanes * (lim["out_words"] // m_min))

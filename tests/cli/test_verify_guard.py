@@ -121,10 +121,10 @@ def test_buffer_bits_grow_with_the_limits():
                            out_buffer_kib=64, bus_bits=512)
     small = dict(max_m=64, max_k=64, max_n=16, feature_words=1024, weight_words=4096,
                  tile_words=1024, out_words=1024, max_gemms=64, spectral_words=2,
-                 engine_a_words=64, engine_b_words=256, engine_c_words=64)
+                 engine_a_words=64, engine_c_words=64)
     base = buffer_bits(small, params)
     for key in ("feature_words", "weight_words", "tile_words", "out_words", "engine_a_words",
-                "engine_b_words", "engine_c_words"):
+                "engine_c_words"):
         assert buffer_bits({**small, key: small[key] * 4}, params) > base, key
     # the GEMM engine's A halves: 2 · words · L = 8 banks · rows = 4 elements of 15 bits
     assert buffer_bits({**small, "engine_a_words": 128}, params) - base == 2 * 64 * 8 * 4 * 15

@@ -183,7 +183,7 @@ def test_conv_datapath_spectral_smoke_int8():
 #: their own input images, halo and padding) and filter chunks (``dse.lowering.split``).
 BANDED_LIMITS = dict(max_m=512, max_k=512, max_n=4, feature_words=300, weight_words=600,
                      tile_words=200, out_words=256, max_gemms=64, engine_a_words=64,
-                     engine_b_words=256, engine_c_words=128)
+                     engine_c_words=128)
 
 
 def banded_cases():
@@ -350,13 +350,14 @@ def test_compiler_layouts_reproduce_the_convolution_in_numpy():
                       for ox in range(6)])
         b = plan.gemm_weights(w, inv)[0]
         c = a @ b
-        # the weight words are B's rows cut in `cols` filters (ws, os) or its columns cut
-        # in `rows` inputs (is)
+        # the weight words are B's rows cut in `cols` filters (ws, os: chunk-major, word
+        # nb·K + k) or its columns cut in `rows` inputs (is: word kb·N + n), the engine's
+        # B layout
         wide = plan.weight_image(w, inv)
         if flow == "is":
-            back = wide[:, :rows].reshape(gn, -1)[:, :gk].T
+            back = wide[:, :rows].reshape(-1, gn, rows).transpose(0, 2, 1).reshape(-1, gn)[:gk]
         else:
-            back = wide[:, :cols].reshape(gk, -1)[:, :gn]
+            back = wide[:, :cols].reshape(-1, gk, cols).transpose(1, 0, 2).reshape(gk, -1)[:, :gn]
         np.testing.assert_array_equal(back, b)
         # the output words are the C vectors the engine drains
         if flow == "is":

@@ -23,7 +23,7 @@ PARAMS = OverlayParams(rows=4, cols=4, a_width=10, b_width=12, acc_width=32, win
 #: Small buffers: every layer below needs several bands and filter chunks.
 SMALL = DatapathLimits(max_m=512, max_k=512, max_n=4, feature_words=300, weight_words=600,
                        tile_words=200, out_words=256, max_gemms=64, spectral_words=4096,
-                       engine_a_words=64, engine_b_words=256, engine_c_words=128)
+                       engine_a_words=64, engine_c_words=128)
 
 
 def layer_of(c, h, w, n, k, stride=1, pad=0, dilation=1):

@@ -12,8 +12,11 @@ from sim.models.conv import conv2d, conv_out_size
 from sim.models.im2col import hwc_words, im2col_weights, im2col_words
 
 
-def rtl_im2col(x, k, stride, pad, dil, lanes, *, stall=0.0, seed=0, width=8):
-    """Load x into the buffer, run the generator, return (words, cycles from start)."""
+def rtl_im2col(x, k, stride, pad, dil, lanes, *, stall=0.0, seed=0, width=8, runs=None):
+    """Load x into the buffer, run the generator, return (words, cycles from start).
+
+    ``runs``: output rows of each run (default: one run of every row); the first starts
+    with ``first``, the others carry on from the previous run's last row."""
     c, h, w = x.shape
     cw = -(-c // lanes)
     oh, ow = conv_out_size(h, k, stride, pad, dil), conv_out_size(w, k, stride, pad, dil)
@@ -31,21 +34,28 @@ def rtl_im2col(x, k, stride, pad, dil, lanes, *, stall=0.0, seed=0, width=8):
             ctx.set(dut.w_en, 1)
             await ctx.tick()
         ctx.set(dut.w_en, 0)
-        for name, v in dict(in_h=h, in_w=w, c_words=cw, kernel_h=k, kernel_w=k, stride=stride,
-                            pad=pad, dil=dil, out_h=oh, out_w=ow).items():
-            ctx.set(getattr(dut, name), v)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
         rng, cyc, o = random.Random(seed), 1, dut.o_stream
-        while len(got) < n_out:
-            ctx.set(o.ready, 0 if rng.random() < stall else 1)
-            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-            if v and r:
-                got.append(list(p))
-                marks["last"] = cyc
-            cyc += 1
-            assert cyc < 100_000
+        for i, rows in enumerate(runs or [oh]):
+            for name, v in dict(in_h=h, in_w=w, c_words=cw, kernel_h=k, kernel_w=k,
+                                stride=stride, pad=pad, dil=dil, out_h=rows,
+                                out_w=ow).items():
+                ctx.set(getattr(dut, name), v)
+            ctx.set(dut.first, i == 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.first, 0)
+            want = len(got) + rows * ow * k * k * cw
+            while len(got) < want:
+                ctx.set(o.ready, 0 if rng.random() < stall else 1)
+                _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
+                if v and r:
+                    got.append(list(p))
+                    marks["last"] = cyc
+                cyc += 1
+                assert cyc < 100_000
+            while ctx.get(dut.busy):
+                await ctx.tick()
         await ctx.tick().repeat(3)
         assert not ctx.get(o.valid), "generator streamed more words than the layer has"
 
@@ -67,6 +77,23 @@ def test_im2col_words_bit_exact(case):
     x.flat[0], x.flat[-1] = -128, 127
     got, cycles = rtl_im2col(x, k, s, p, d, lanes, stall=0.3, seed=c)
     np.testing.assert_array_equal(got, im2col_words(x, k, s, p, d, lanes))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_im2col_runs_carry_on_from_the_previous_band(case):
+    """A layer streamed as bands of output rows (the datapath's im2col GEMMs), each run
+    after the first carrying on from where the previous one stopped, is the whole layer's
+    stream."""
+    c, h, w, k, s, p, d, lanes = case
+    rng = np.random.default_rng(sum(case) + 1)
+    x = rng.integers(-128, 128, (c, h, w))
+    oh = conv_out_size(h, k, s, p, d)
+    want = im2col_words(x, k, s, p, d, lanes)
+    runs = [1, oh - 1] if oh > 1 else [1]
+    if oh > 3:
+        runs = [2, 1, oh - 3]
+    got, _ = rtl_im2col(x, k, s, p, d, lanes, stall=0.2, seed=c, runs=runs)
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("case", CASES[:3])
