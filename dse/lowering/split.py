@@ -145,7 +145,7 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
     """Most channel words (``rows`` channels each) one invocation of ``g`` takes: those its
     smallest invocation -- one output row (Winograd: one row of tiles; kn2row: the input
     rows under one), one filter -- holds within the limits that grow with K: the weight
-    buffer and the engine's B half (one filter's K), the engine's A half (⌈M/L⌉ lines of
+    buffer (one filter's K; the engine reads B there), the engine's A half (⌈M/L⌉ lines of
     ⌈K/rows⌉ words) and the feature or tile buffer.  The same conditions as :func:`split`'s,
     solved for the channel words; im2col's ``g`` is the patched one.  (``max_k`` bounds the
     layer's whole K, not a chunk's: the chunks' sum is one exact accumulation.)"""
@@ -193,20 +193,6 @@ def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp):
     return c_step, chunks, g.c_group - (chunks - 1) * c_step
 
 
-def _layer_k(algo, g, unit, rows):
-    """K of the layer's GEMMs with every channel (the accumulation ``max_k`` bounds)."""
-    from dse.lowering import winograd
-
-    words = cdiv(g.c_group, rows)
-    if algo == Algorithm.IM2COL:
-        return g.kh * g.kw * words * rows
-    if algo == Algorithm.WINOGRAD:
-        return winograd.pieces(g.kh) * winograd.pieces(g.kw) * words * rows
-    if algo == Algorithm.KN2ROW:
-        return words * rows
-    return g.c_in
-
-
 def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
           lanes=1, n_cap=None) -> Split:
     """Cut one group of ``g`` into invocations within ``limits`` (a mapping of
@@ -228,7 +214,7 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     # -- channel chunks; the rest is planned for the largest chunk (every chunk of a band
     # and filter chunk writes the same output words)
     c_step, c_chunks, c_last = _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp)
-    k_layer = _layer_k(algo, g, unit, rows)
+    words_layer = cdiv(g.c_group, rows)
     g = with_channels(g, c_step)
     wm = unit if algo == Algorithm.WINOGRAD else 0
     c_words = cdiv(g.c_group, rows)
@@ -320,6 +306,8 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     band = step * cdiv(cdiv(g.h_out, bands), step)        # as even as the step allows
     bands = cdiv(g.h_out, band)
     band_last = g.h_out - (bands - 1) * band
+    # ``max_k`` bounds the layer's whole K (a chunked layer's K is per·c_words·rows)
+    k_layer = _where(xp, c_chunks > 1, (k // c_words) * words_layer, k)
     fits = n_ok & band_ok & (k_layer <= lim["max_k"])
     if algo != Algorithm.IM2COL:
         fits = fits & (b_mats <= lim["max_gemms"])
