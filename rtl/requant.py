@@ -4,8 +4,9 @@ Mirrors ``sim/models/requant.py``: round half up as "add 2^(shift−1), then ari
 saturation to the signed output width, ReLU after saturation.  ``mult``, ``shift`` and
 ``relu`` are per-layer settings held stable while words flow.
 
-Two pipeline registers: the product (the multiplier, one per lane, is the long path), then
-round / saturate / ReLU.  The whole pipe advances when its last stage is empty or taken, so
+Three pipeline registers: the input (so that nothing in front of the requantiser -- a
+buffer read, the K split's accumulate adder -- shares a cycle with its multiplier), the
+product (the multiplier, one per lane, is the long path), then round / saturate / ReLU.  The whole pipe advances when its last stage is empty or taken, so
 back-pressure stalls it without losing words; with a ready sink it takes a word every cycle
 (``dse.cost.transforms.requant_cycles``).
 """
@@ -64,7 +65,9 @@ class Requant(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         prod_w = self.acc_width + self.mult_width + 1
+        acc = Signal.like(self.i_stream.payload)
         prod = Signal(data.ArrayLayout(signed(prod_w), self.lanes))
+        v0 = Signal()
         v1 = Signal()
         v2 = Signal()
         out = Signal.like(self.o_stream.payload)
@@ -80,9 +83,10 @@ class Requant(wiring.Component):
         half = Signal(prod_w + 1)
         m.d.comb += half.eq((1 << self.shift) >> 1)
         with m.If(advance):
-            m.d.sync += [v1.eq(self.i_stream.valid), v2.eq(v1)]
+            m.d.sync += [v0.eq(self.i_stream.valid), acc.eq(self.i_stream.payload),
+                         v1.eq(v0), v2.eq(v1)]
             for i in range(self.lanes):
-                m.d.sync += prod[i].eq(self.i_stream.payload[i] * self.mult)
+                m.d.sync += prod[i].eq(acc[i] * self.mult)
                 rounded = Signal(signed(prod_w + 1), name=f"rounded{i}")
                 m.d.comb += rounded.eq((prod[i] + half) >> self.shift)
                 sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))

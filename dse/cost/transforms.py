@@ -41,8 +41,8 @@ __all__ = [
     "fft_log2", "fft_tiles", "fft2d_pass_cycles", "fft2d_cycles",
 ]
 
-#: Pipeline registers of rtl.requant.Requant (product, then round/saturate/ReLU).
-REQUANT_LATENCY = 2
+#: Pipeline registers of rtl.requant.Requant (input, product, then round/saturate/ReLU).
+REQUANT_LATENCY = 3
 #: Pipeline registers of the Winograd input and output transforms.
 WINOGRAD_LATENCY = 1
 #: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
