@@ -5,7 +5,8 @@ Fields: the documented outputs (``config``, ``board``, ``clock_mhz``, ``hardware
 ``search_seconds``), plus a few of our own (``network``, ``objective``, ``precision``,
 ``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
 of the searched points, each mapped for least latency and for least energy; ``mapped_for``
-says which), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
+says which), ``pareto_area`` (the latency/area front of the same points: ``area`` is the share
+of the board's most used resource, DSP, LUT, FF or block RAM), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
 reads a document back and checks it; :func:`write_text_atomic` writes any output file so
 that nothing half-written is ever left behind.
 """
@@ -98,6 +99,7 @@ class Design:
     mapping_method: str = ""
     hardware_points: int = 0
     pareto: list = field(default_factory=list)
+    pareto_area: list = field(default_factory=list)
     other_layers: list = field(default_factory=list)
     dram_bytes_per_cycle: float = 0.0
 

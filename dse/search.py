@@ -43,7 +43,7 @@ from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_la
 from .mapping import MappingProblem, solve
 
 __all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_space",
-           "pareto_front", "search", "OBJECTIVES", "NEAR_TIE"]
+           "pareto_front", "board_shares", "search", "OBJECTIVES", "NEAR_TIE"]
 
 #: Relative tolerance within which two hardware points count as equally good for the
 #: objective; the cheaper one (smaller share of the board's resources) is chosen.
@@ -167,6 +167,13 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
     return HardwareTable(**{k: arrays[k].astype(np.int64) for k in PARAM_FIELDS},
                          clock_mhz=float(board.clock_mhz), dram_gbps=float(board.dram_gbps),
                          static_power_w=float(board.static_power_w), family=board.family)
+
+
+def board_shares(usage, board) -> list:
+    """The share of the board's DSP, LUT, FF and block RAM each point uses (four arrays)."""
+    return [np.asarray(usage[k], dtype=np.float64) / max(1, total) for k, total in
+            (("dsp", board.dsp), ("lut", board.lut), ("ff", board.ff),
+             ("bram_blocks", board.bram_blocks))]
 
 
 def pareto_front(latency, power) -> np.ndarray:
@@ -701,9 +708,8 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     # share of the board's DSP, LUT, FF and block RAM, then the lower index
     finite = np.where(np.isfinite(key), key, np.inf)
     near = finite <= finite.min() * (1.0 + NEAR_TIE)
-    share = sum(np.asarray(usage[k], dtype=np.float64) / max(1, total) for k, total in
-                (("dsp", board.dsp), ("lut", board.lut), ("ff", board.ff),
-                 ("bram_blocks", board.bram_blocks)))
+    shares = board_shares(usage, board)
+    share = sum(shares)
     best = int(np.lexsort((np.where(near, share, np.inf), ~near))[0])
     hw = hardware.take([best])
     cost = evaluate(layers, choices, hw, precision=precision)
@@ -747,19 +753,28 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
     with np.errstate(invalid="ignore", divide="ignore"):
         power_all = np.where(np.isfinite(en_all) & (latency_all > 0),
                              en_all * 1e-9 / latency_all, np.inf)
-    front = pareto_front(latency_all, power_all)
-    pareto = []
-    for j in front[:64]:
+    # the area of a point: the share of the board's most used resource (DSP, LUT, FF or
+    # block RAM), the same under either mapping
+    area_all = np.tile(np.max(np.stack(shares), axis=0), len(mappings))
+
+    def entry(j, **extra):
         i = int(j) % len(cyc)
         point = hardware.params(i)
-        pareto.append({"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
-                       "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size,
-                       "act_buffer_kib": point.act_buffer_kib,
-                       "weight_buffer_kib": point.weight_buffer_kib,
-                       "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
-                       "latency_ms": round(float(latency_all[j]), 6),
-                       "power_w": round(float(power_all[j]), 6),
-                       "mapped_for": mappings[int(j) // len(cyc)][0]})
+        return {"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
+                "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size,
+                "act_buffer_kib": point.act_buffer_kib,
+                "weight_buffer_kib": point.weight_buffer_kib,
+                "out_buffer_kib": point.out_buffer_kib,
+                "bus_bits": point.bus_bits, "dsp": int(usage["dsp"][i]),
+                "latency_ms": round(float(latency_all[j]), 6), **extra,
+                "mapped_for": mappings[int(j) // len(cyc)][0]}
+
+    pareto = [entry(j, power_w=round(float(power_all[j]), 6))
+              for j in pareto_front(latency_all, power_all)[:64]]
+    pareto_area = [entry(j, area=round(float(area_all[j]), 6),
+                         **{k: int(usage[k][int(j) % len(cyc)]) for k in ("lut", "ff",
+                                                                        "bram_blocks")})
+                   for j in pareto_front(latency_all, area_all)[:64]]
     aux_cycles = _aux_costs(aux, hw, precision)[0]
     other = [{"name": name, "op": op, "cycles": int(np.ceil(aux_cycles[a, 0]))}
              for a, (name, op) in enumerate(zip(aux.names, aux.ops))]
@@ -773,5 +788,5 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
         search_seconds=round(time.perf_counter() - start, 4), network=network.name,
         objective=objective, precision=precision, optimal=bool(result.optimal),
         mapping_method=result.method, hardware_points=len(hardware), pareto=pareto,
-        other_layers=other,
+        pareto_area=pareto_area, other_layers=other,
         dram_bytes_per_cycle=round(float(hardware.dram_bytes_per_cycle()[0, 0, best]), 4))

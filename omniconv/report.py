@@ -120,17 +120,19 @@ def _read_design(path: Path):
         for key in ("macs", "cycles", "compute_cycles", "transform_cycles", "memory_cycles",
                     "dram_bytes"):
             _number(path, f"layers[{i}].{key}", getattr(layer, key))
-    if not isinstance(design.other_layers, list) or not isinstance(design.pareto, list):
-        raise InputError(path, "other_layers", "and pareto must be lists")
+    if not isinstance(design.other_layers, list) or not isinstance(design.pareto, list) \
+            or not isinstance(design.pareto_area, list):
+        raise InputError(path, "other_layers", "pareto and pareto_area must be lists")
     for i, other in enumerate(design.other_layers):
         if not isinstance(other, dict) or not {"name", "op", "cycles"} <= set(other):
             raise InputError(path, f"other_layers[{i}]", "must have name, op and cycles")
         _number(path, f"other_layers[{i}].cycles", other["cycles"])
-    for i, point in enumerate(design.pareto):
-        if not isinstance(point, dict):
-            raise InputError(path, f"pareto[{i}]", "must be an object")
-        for key in ("latency_ms", "power_w", "rows", "cols"):
-            _number(path, f"pareto[{i}].{key}", point.get(key))
+    for name, value in (("pareto", "power_w"), ("pareto_area", "area")):
+        for i, point in enumerate(getattr(design, name)):
+            if not isinstance(point, dict):
+                raise InputError(path, f"{name}[{i}]", "must be an object")
+            for key in ("latency_ms", value, "rows", "cols"):
+                _number(path, f"{name}[{i}].{key}", point.get(key))
     return design
 
 
@@ -345,23 +347,24 @@ def _synthesis_lines(synthesis) -> list[str]:
     return lines
 
 
-def _pareto_table(design) -> tuple[list, list]:
-    head = ["#", "array", "winograd_m", "fft_size", "act/weight KiB", "bus bits", "DSP",
-            "mapped for", "latency ms", "power W", "chosen"]
+def _front_table(design, front, value: str, title: str, fmt: str) -> tuple[list, list]:
+    """A Pareto front of design.json (``pareto``: ``value`` = ``power_w``; ``pareto_area``:
+    ``area``) as a table, latency ascending, the chosen point marked."""
+    head = ["#", "array", "winograd_m", "fft_size", "act/weight/out KiB", "bus bits", "DSP",
+            "mapped for", "latency ms", title, "chosen"]
     hw = design.hardware
     rows = []
-    for i, p in enumerate(sorted(design.pareto, key=lambda p: p["latency_ms"])):
-        chosen = all(p.get(k) == hw.get(k) for k in ("rows", "cols", "winograd_m", "fft_size",
-                                                      "act_buffer_kib", "weight_buffer_kib",
-                                                      "bus_bits"))
+    for i, p in enumerate(sorted(front, key=lambda p: p["latency_ms"])):
+        chosen = all(p.get(k, hw.get(k)) == hw.get(k)
+                     for k in ("rows", "cols", "winograd_m", "fft_size", "act_buffer_kib",
+                               "weight_buffer_kib", "out_buffer_kib", "bus_bits"))
         chosen = chosen and p.get("mapped_for", design.objective) == design.objective
+        kib = "/".join(str(p.get(f"{k}_buffer_kib", "-")) for k in ("act", "weight", "out"))
         rows.append([str(i + 1), f"{p['rows']}x{p['cols']}", str(p.get("winograd_m", "-")),
-                     str(p.get("fft_size", "-")),
-                     f"{p.get('act_buffer_kib', '-')}/{p.get('weight_buffer_kib', '-')}",
-                     str(p.get("bus_bits", "-")), _int(p.get("dsp", 0)),
-                     str(p.get("mapped_for", "-")),
-                     f"{p['latency_ms']:.4f}", f"{p['power_w']:.3f}", "**yes**" if chosen
-                     else ""])
+                     str(p.get("fft_size", "-")), kib, str(p.get("bus_bits", "-")),
+                     _int(p.get("dsp", 0)), str(p.get("mapped_for", "-")),
+                     f"{p['latency_ms']:.4f}", format(p[value], fmt),
+                     "**yes**" if chosen else ""])
     return head, rows
 
 
@@ -393,7 +396,12 @@ def _sections(report: Report) -> list[tuple[str, list, list]]:
     sections += _cycles_tables(d)
     sections.append(("Resources against the board", *_resource_table(report)))
     if d.pareto:
-        sections.append(("Latency-power Pareto front", *_pareto_table(d)))
+        sections.append(("Latency-power Pareto front",
+                         *_front_table(d, d.pareto, "power_w", "power W", ".3f")))
+    if d.pareto_area:
+        sections.append(("Latency-area Pareto front (area: the share of the board's most "
+                         "used resource)",
+                         *_front_table(d, d.pareto_area, "area", "area", ".3f")))
     if report.verify is not None:
         sections.append(("Verification: predicted vs measured cycles",
                          *_verify_table(report.verify)))

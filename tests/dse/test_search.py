@@ -83,6 +83,29 @@ def test_pareto_front_holds_both_mappings_and_no_design_beats_it(zcu102):
         assert not any(lat < a and pw < b for a, b in front), design.objective
 
 
+def test_area_front_is_non_dominated_and_holds_the_design(zcu102):
+    """design.json's ``pareto_area``: latency against the share of the board's most used
+    resource (worked out here from each entry's counts and the board), no entry beaten by
+    another in both, the fastest at least as fast as the design, and the design (latency
+    and its own area) beating no entry in both."""
+    design = search(builtin("tiny"), zcu102, objective="latency")
+    front = design.pareto_area
+    assert len(front) >= 2
+    for p in front:
+        area = max(p["dsp"] / zcu102.dsp, p["lut"] / zcu102.lut, p["ff"] / zcu102.ff,
+                   p["bram_blocks"] / zcu102.bram_blocks)
+        assert p["area"] == pytest.approx(area, abs=1e-6) and area <= 1
+    pts = [(p["latency_ms"], p["area"]) for p in front]
+    for i, (lat, area) in enumerate(pts):
+        for j, (lat2, area2) in enumerate(pts):
+            assert i == j or not (lat2 <= lat and area2 <= area and (lat2, area2) != (lat, area))
+    assert min(lat for lat, _ in pts) <= round(design.latency_ms, 6)
+    r = design.resources
+    mine = max(r["dsp"] / zcu102.dsp, r["lut"] / zcu102.lut, r["ff"] / zcu102.ff,
+               r["bram_blocks"] / zcu102.bram_blocks)
+    assert not any(round(design.latency_ms, 6) < lat and mine < area - 1e-6 for lat, area in pts)
+
+
 def test_energy_objective_trades_latency_for_energy(zcu102):
     net = builtin("resnet18")
     fast = search(net, zcu102, hardware_pins=PINNED, objective="latency")
