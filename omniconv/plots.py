@@ -11,6 +11,7 @@ is written where.
 * :func:`roofline_plot` -- the board's roofline with each MAC layer at its arithmetic intensity;
 * :func:`resource_plot` -- resource use against the board budget (model, and Yosys if known);
 * :func:`pareto_plot` -- the latency-power Pareto front of the hardware search;
+* :func:`pareto_area_plot` -- its latency-area front;
 * :func:`verify_plot` -- predicted against measured cycles per simulated layer.
 """
 
@@ -26,7 +27,8 @@ from matplotlib.transforms import Bbox
 from matplotlib.ticker import LogFormatter
 
 __all__ = ["ALGORITHM_COLOURS", "latency_stack", "latency_plot", "roofline_plot",
-           "resource_budget", "resource_plot", "pareto_plot", "verify_plot", "png_bytes"]
+           "resource_budget", "resource_plot", "pareto_plot", "pareto_area_plot", "chosen_area",
+           "verify_plot", "png_bytes"]
 
 #: One colour per algorithm (colour-blind-safe Okabe-Ito hues); ``other`` for pools and adds.
 ALGORITHM_COLOURS = {
@@ -383,12 +385,33 @@ def pareto_plot(design) -> Figure:
     dominated region; a few are labelled with their array shape and units (``W2``: Winograd
     m = 2, ``FFT8``: 8-point FFT).
     """
-    front = sorted(design.pareto, key=lambda p: p["latency_ms"])
+    return _front_plot(design, design.pareto, "power_w", design.power_w, "power (W)",
+                       "latency-power", "pareto")
+
+
+def chosen_area(design, board) -> float:
+    """The chosen design's area: the share of the board's most used resource (as
+    design.json's ``pareto_area`` counts it)."""
+    r = design.resources
+    return max(r["dsp"] / max(1, board.dsp), r["lut"] / max(1, board.lut),
+               r["ff"] / max(1, board.ff), r["bram_blocks"] / max(1, board.bram_blocks))
+
+
+def pareto_area_plot(design, board) -> Figure:
+    """The latency-area front (design.json ``pareto_area``: area is the share of the board's
+    most used resource), and the chosen design; drawn as :func:`pareto_plot`."""
+    return _front_plot(design, design.pareto_area, "area", chosen_area(design, board),
+                       "area (share of the board's most used resource)", "latency-area",
+                       "pareto_area")
+
+
+def _front_plot(design, points, key, chosen, ylabel, kind, source) -> Figure:
+    front = sorted(points, key=lambda p: p["latency_ms"])
     fig = _figure(7.5, 5.0)
     ax = fig.add_subplot()
     if front:
         xs = [p["latency_ms"] for p in front]
-        ys = [p["power_w"] for p in front]
+        ys = [p[key] for p in front]
         ax.step(xs, ys, where="post", color="#777777", linewidth=0.8, zorder=1)
         sc = ax.scatter(xs, ys, c=[p.get("dsp", 0) for p in front], cmap="viridis", s=30,
                         zorder=2, edgecolor="black", linewidth=0.4,
@@ -399,13 +422,13 @@ def pareto_plot(design) -> Figure:
             if i % step == 0 or i == len(front) - 1:
                 units = "".join(f" {tag}{p[key]}" for key, tag in
                                 (("winograd_m", "W"), ("fft_size", "FFT")) if p.get(key))
-                ax.annotate(f"{p['rows']}x{p['cols']}{units}", (p["latency_ms"], p["power_w"]),
+                ax.annotate(f"{p['rows']}x{p['cols']}{units}", (p["latency_ms"], p[key]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
     else:
-        ax.text(0.5, 0.6, "design.json has no Pareto front", transform=ax.transAxes,
+        ax.text(0.5, 0.6, f"design.json has no {source}", transform=ax.transAxes,
                 ha="center", fontsize=9)
     hw = design.hardware
-    ax.scatter([design.latency_ms], [design.power_w], marker="*", s=220, color="red",
+    ax.scatter([design.latency_ms], [chosen], marker="*", s=220, color="red",
                edgecolor="black", linewidth=0.6, zorder=3,
                label=f"chosen ({design.objective}): {hw['rows']}x{hw['cols']}")
     latencies = [p["latency_ms"] for p in front] + [design.latency_ms]
@@ -415,9 +438,9 @@ def pareto_plot(design) -> Figure:
     else:
         ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_xlabel("latency per inference (ms)")
-    ax.set_ylabel("power (W)")
-    ax.set_title(f"{design.config}: latency-power front of {design.hardware_points:,} "
-                 f"searched points\n(the explorer's model, design.json pareto)", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{design.config}: {kind} front of {design.hardware_points:,} "
+                 f"searched points\n(the explorer's model, design.json {source})", fontsize=10)
     ax.grid(which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper right")
     return fig

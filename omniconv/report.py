@@ -2,8 +2,9 @@
 
 Reads ``DIR/design.json`` (required; written by ``omniconv dse``), and ``DIR/verify.json`` and
 ``DIR/resources.json`` when present; writes ``DIR/report.html`` and the PNGs it embeds by
-relative path (``latency.png``, ``roofline.png``, ``resources.png``, ``pareto.png``, and
-``verify.png`` when verify.json exists) and prints the tables as Markdown.
+relative path (``latency.png``, ``roofline.png``, ``resources.png``, ``pareto.png``,
+``pareto_area.png``, and ``verify.png`` when verify.json exists) and prints the tables as
+Markdown.
 
 Every input is read and checked before anything is drawn, and every figure is rendered to
 memory before any file is written; each file is then written through a temporary file and a
@@ -32,7 +33,8 @@ __all__ = ["add_arguments", "run", "PLOTS", "layer_table", "Report", "load_repor
            "render_markdown", "render_html"]
 
 #: PNG files of the report, in page order (``verify.png`` only with verify.json).
-PLOTS = ("latency.png", "roofline.png", "resources.png", "pareto.png", "verify.png")
+PLOTS = ("latency.png", "roofline.png", "resources.png", "pareto.png", "pareto_area.png",
+         "verify.png")
 
 _CAPTIONS = {
     "latency.png": "Per-layer latency. Each bar is the layer's predicted cycles split into "
@@ -48,6 +50,9 @@ _CAPTIONS = {
     "pareto.png": "Latency-power Pareto front of the hardware points the search mapped, each "
                   "mapped for least latency and for least energy (only points no other "
                   "beats in both); the star is the chosen design.",
+    "pareto_area.png": "Latency-area Pareto front of the same points: area is the share of "
+                       "the board's most used resource (DSP, LUT, FF or block RAM); the star "
+                       "is the chosen design.",
     "verify.png": "Predicted (the explorer's cycle formula, design.json's compute_cycles) "
                   "against measured (Verilator, data on chip) cycles of the verified layers, "
                   "and the relative error.",
@@ -491,6 +496,8 @@ def _draw(report: Report, name: str):
         return plots.resource_plot(d, report.board, report.synthesis)
     if name == "pareto.png":
         return plots.pareto_plot(d)
+    if name == "pareto_area.png":
+        return plots.pareto_area_plot(d, report.board)
     return plots.verify_plot(report.verify)
 
 

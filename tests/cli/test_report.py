@@ -15,7 +15,7 @@ from omniconv.cli import main
 
 pytest.importorskip("matplotlib", reason="the report extra: pip install -e '.[report]'")
 
-PLOTS = ("latency.png", "roofline.png", "resources.png", "pareto.png")
+PLOTS = ("latency.png", "roofline.png", "resources.png", "pareto.png", "pareto_area.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
