@@ -392,9 +392,9 @@ def pareto_plot(design) -> Figure:
 def chosen_area(design, board) -> float:
     """The chosen design's area: the share of the board's most used resource (as
     design.json's ``pareto_area`` counts it)."""
-    r = design.resources
-    return max(r["dsp"] / max(1, board.dsp), r["lut"] / max(1, board.lut),
-               r["ff"] / max(1, board.ff), r["bram_blocks"] / max(1, board.bram_blocks))
+    from dse.search import board_shares
+
+    return float(max(board_shares(design.resources, board)))
 
 
 def pareto_area_plot(design, board) -> Figure:

@@ -35,14 +35,14 @@ from dse.cost import gemm as _gemm
 from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
 
-__all__ = ["WEIGHT_READ_LATENCY", "TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
+__all__ = ["TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
            "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "gemms_cycles", "overlap_slack",
            "requant_cycles", "a_words",
            "b_words", "c_words"]
 
-#: Tile (and transformed-domain, and the FFT's weight) buffer readers: a registered start,
-#: then a synchronous read, so the first word is on the stream two cycles after the start.
-WEIGHT_READ_LATENCY = 2
+#: Buffer readers (Winograd tiles, the transformed-domain buffers, the FFT's spectra): a
+#: registered start, then a synchronous read, so the first word is on the stream two cycles
+#: after the start.  (B has no reader: the GEMM engine reads it in the weight buffer.)
 TILE_READ_LATENCY = 2
 #: Cycles from the engine's last busy cycle to its first C beat, less one: the result-half
 #: flag, the drainer's start, its synchronous read, then the C FIFO (rtl/gemm_engine.py).

@@ -62,7 +62,7 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
                    a_words=dp.a_words(tiles, g.c_in, rows, xp),
                    b_words=dp.b_words(g.c_in, n, rows, cols, dataflow, xp), c_words=elements,
                    out_words=g.h_out * g.w_out * n, tiles=tiles, pieces=1,
-                   load=tiles * g.c_in + dp.WEIGHT_READ_LATENCY + dp.WIDEN_LATENCY,
+                   load=tiles * g.c_in + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY,
                    drain=elements + dp.WIDEN_LATENCY,
                    front=tf.fft2d_cycles(unit, tiles, g.c_in, xp=xp),
                    back=tf.fft2d_cycles(unit, tiles, n, xp=xp))
