@@ -312,13 +312,32 @@ MAX_K = 1 << 16
 MAX_GEMMS = 1024
 
 
+#: Depth of the widest block RAM aspect of every family (xcup RAMB36E2 512×72 and RAMB18E2
+#: 512×36, ecp5 DP16KD 512×36): a memory that wide fills its blocks in steps of this many words.
+BLOCK_DEPTH = 512
+
+
+def _whole_blocks(words, width):
+    """``words`` rounded up to whole :data:`BLOCK_DEPTH` steps where the memory is block RAM
+    and the deeper memory takes no more blocks on either family (the depth its blocks hold
+    anyway); elsewhere ``words``."""
+    words = np.asarray(words, dtype=np.int64)
+    deeper = _cdiv(words, BLOCK_DEPTH) * BLOCK_DEPTH
+    free = np.ones(np.broadcast(words, width).shape, dtype=bool)
+    for family in DEFAULT_COEFFS:
+        before = memory_blocks(words, width, family)
+        free &= (before > 0) & (memory_blocks(deeper, width, family) == before)
+    return np.where(free, deeper, words)
+
+
 def overlay_buffer_words(hw, precision) -> dict:
     """Buffer limits of each point's overlay.v (``rtl.params.DatapathLimits`` fields), from
     the OverlayParams (or a :class:`dse.cost.hardware.HardwareTable`: arrays broadcast).
 
     The feature buffer holds ``act_buffer_kib`` in words of ``rows`` activations, the
     Winograd tile buffer the same KiB in words of ``rows`` (m+2)² tiles of ``precision``
-    bits, the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
+    bits (rounded up to the depth its block RAMs hold: such a word is hundreds of bits wide,
+    so a few hundred words fill 512-deep blocks that cost the same), the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
     the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add
     buffer; the output and accumulator buffers beside it are as deep); the FFT path's tile
     and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM
@@ -344,7 +363,8 @@ def overlay_buffer_words(hw, precision) -> dict:
         "max_m": engine_a * side, "max_n": at_least_2(weight_words) * cols,
         "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
         "feature_words": at_least_2(act_bits // (a * rows)),
-        "tile_words": at_least_2(act_bits // (precision * t2 * rows)),
+        "tile_words": _whole_blocks(at_least_2(act_bits // (precision * t2 * rows)),
+                                    precision * t2 * rows),
         "weight_words": at_least_2(weight_words),
         "out_words": at_least_2(out_words),
         "spectral_words": at_least_2(act_bits // a),
