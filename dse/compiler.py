@@ -42,6 +42,7 @@ import numpy as np
 
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import Geometry, lowering
+from dse.lowering import datapath as dp
 from dse.lowering import im2col as im2col_lowering
 from dse.lowering.split import band_rows, engine_words, split_cycles
 from dse.lowering.winograd import pieces as winograd_pieces
@@ -665,8 +666,12 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
             nf = f1 - f0
             lo = lowered(nf)
             im, igemms = int(lo.m), int(lo.gemms)         # im2col's bands depend on N
+            # GEMMs a fixed period apart (the FFT's run one after another)
+            period = 0 if fn else int(dp.gemm_period(lo, dp.gemm_busy(lo, rows, cols, flow.code),
+                                                     rows, cols, flow.code))
             regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": im, "gemm_k": gk,
-                    "gemm_n": nf, "gemms": igemms, "a_words": int(lo.a_words),
+                    "gemm_n": nf, "gemms": igemms, "gemm_period": period,
+                    "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
                     "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu),
                     "accumulate": 0}

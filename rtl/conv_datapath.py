@@ -104,7 +104,8 @@ class ConvDatapath(wiring.Component):
 
     Members (ports; docs/verify.md)
     -------
-    alg, mode, gemm_m, gemm_k, gemm_n, gemms : settings of the layer
+    alg, mode, gemm_m, gemm_k, gemm_n, gemms, gemm_period : settings of the layer (GEMMs
+        start ``gemm_period`` cycles apart)
     fe_* : window generator geometry; sa_* : shift-and-add geometry
     out_words, rq_mult, rq_shift, rq_relu : output count and requantisation
     accumulate : add the previous invocation's accumulations (a K split's later chunks)
@@ -170,6 +171,7 @@ class ConvDatapath(wiring.Component):
             "gemm_m": In(self._engine.dim_bits), "gemm_k": In(self._engine.dim_bits),
             "gemm_n": In(self._engine.dim_bits),
             "gemms": In(range(limits.max_gemms + 1)),
+            "gemm_period": In(COUNTER_BITS),
             "a_words": In(range(limits.max_m * limits.max_k + 1)),
             "b_words": In(range(limits.weight_words + 1)),
             "c_words": In(range(limits.max_m * limits.max_n + 1)),
@@ -294,7 +296,12 @@ class ConvDatapath(wiring.Component):
         idle, run, post, tail, fwd, inv = range(6)
         state = Signal(range(6) if fn else range(4))
         overlap = ~is_fft if fn else Const(1, 1)
-        issue = (state == run) & (gf < self.gemms)
+        # The GEMMs of an invocation start ``gemm_period`` cycles apart (the compiler's
+        # value, dse.lowering.datapath.gemm_period: by then the engine is ready), so their
+        # timing is the explorer's formula; 0 starts each as soon as the engine takes it.
+        since = Signal(COUNTER_BITS)              # cycles since the engine's last start
+        paced = (gf == 0) | (since >= self.gemm_period)
+        issue = (state == run) & (gf < self.gemms) & paced
         eng_fire = issue & eng.start_ready
         c_last = c_fire & (c_count == mn - 1)
         fwd_go = ((state == idle) & self.start & is_fft) if fn else False
@@ -305,6 +312,10 @@ class ConvDatapath(wiring.Component):
         m.d.sync += next_go.eq(0)
         # im2col runs its GEMMs on bands of ``fe_out_h`` output rows with one B; the others
         # take the next B matrix for each GEMM
+        with m.If(eng_fire):
+            m.d.sync += since.eq(1)
+        with m.Elif(since != (1 << COUNTER_BITS) - 1):
+            m.d.sync += since.eq(since + 1)
         with m.If(eng_fire):
             m.d.sync += gf.eq(gf + 1)
             with m.If(~is_im2col):

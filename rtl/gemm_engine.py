@@ -308,13 +308,19 @@ class GemmEngine(wiring.Component):
             return Cat(addr[:abits[key]], half) if abits[key] else half
 
         # ---- control registers and handshake ------------------------------------------
+        # Two GEMMs can be in flight: the sequencer may take the next GEMM once it has
+        # issued the last vector of the current one, while the array and the writer still
+        # finish that one (its fill and drain then overlap the next GEMM's preload and
+        # stream).  The sequencer's GEMM is described by cm/ck/cn/cmode/c_half, the writer's
+        # by its own copy (below).
+        inflight = Signal(2)    # GEMMs started and not yet wholly written
         busy = Signal()
         done = Signal()
         cycles = Signal(CYCLE_BITS)
         ld_half = Signal()      # operand half the loader fills
         op_half = Signal()      # operand half the sequencer reads
         c_next = Signal()       # result half the next GEMM writes
-        c_half = Signal()       # result half the running GEMM writes
+        c_half = Signal()       # result half the sequencer's GEMM writes
         c_full = Signal(2)      # result half holds a GEMM not yet drained
         cm = Signal(dbits)
         ck = Signal(dbits)
@@ -324,20 +330,33 @@ class GemmEngine(wiring.Component):
         b_complete = Signal()
         fire = Signal()
         finish = Signal()       # last write of C this cycle
+        seq_tail = Signal()     # the sequencer has issued its GEMM's last vector
+        pend = Signal()         # the sequencer's GEMM waits for the writer (set below)
+        # The next GEMM may start when the sequencer is free, at most one GEMM is in flight
+        # (the older one's result half is then the next GEMM's, so the drain of that half
+        # gates it), the array keeps its dataflow (a switch waits for the array to empty),
+        # and its operands and a result half are ready.
+        seq_free = ~busy | (seq_tail & (inflight == 1) & (self.mode == cmode))
         m.d.comb += [
-            self.start_ready.eq(~busy & a_complete & b_complete & ~c_full.bit_select(c_next, 1)),
+            busy.eq(inflight != 0),
+            self.start_ready.eq(seq_free & a_complete & b_complete
+                                & ~c_full.bit_select(c_next, 1)),
             fire.eq(self.start & self.start_ready),
             self.busy.eq(busy), self.done.eq(done), self.cycles.eq(cycles),
         ]
-        with m.If(fire):
-            m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0),
-                         cm.eq(self.m), ck.eq(self.k), cn.eq(self.n), cmode.eq(self.mode),
-                         op_half.eq(ld_half), ld_half.eq(~ld_half),
-                         c_half.eq(c_next), c_next.eq(~c_next)]
+        m.d.sync += inflight.eq(inflight + fire - finish)
+        # ``cycles``: the busy cycles since the start that found the engine idle (one GEMM
+        # alone: its busy cycles; GEMMs back to back: the whole run).
+        with m.If(fire & ~busy):
+            m.d.sync += [done.eq(0), cycles.eq(0)]
         with m.Elif(busy):
             m.d.sync += cycles.eq(cycles + 1)
-            with m.If(finish):
-                m.d.sync += [busy.eq(0), done.eq(1)]
+            with m.If(finish & (inflight == 1) & ~fire):
+                m.d.sync += done.eq(1)
+        with m.If(fire):
+            m.d.sync += [cm.eq(self.m), ck.eq(self.k), cn.eq(self.n), cmode.eq(self.mode),
+                         op_half.eq(ld_half), ld_half.eq(~ld_half),
+                         c_half.eq(c_next), c_next.eq(~c_next)]
         m.d.comb += array.mode.eq(cmode)
 
         os_ = cmode == _OS
@@ -491,7 +510,11 @@ class GemmEngine(wiring.Component):
         ostep_rem = Mux(os_, rows, cols)
         rbits = dbits + 1
 
-        def walker(name, advance, clear, ibase_step, obase_step):
+        def walker(name, advance, clear, ibase_step, obase_step,
+                   shape=(irem0, istep_rem, orem0, ostep_rem)):
+            """Tile walk; ``shape``: the first inner and outer remainders (taken at
+            ``clear``) and their steps."""
+            irem0_, istep_, orem0_, ostep_ = shape
             inner_rem = Signal(signed(rbits), name=f"{name}_irem")
             outer_rem = Signal(signed(rbits), name=f"{name}_orem")
             inner_base = Signal(wbits, name=f"{name}_ibase")
@@ -500,24 +523,24 @@ class GemmEngine(wiring.Component):
             inner_idx = Signal(dbits, name=f"{name}_iidx")     # inner tile index
             finished = Signal(name=f"{name}_finished")
             outer_step = Signal(name=f"{name}_ostep")           # next outer tile this cycle
-            last_inner = inner_rem <= istep_rem
-            last_outer = outer_rem <= ostep_rem
+            last_inner = inner_rem <= istep_
+            last_outer = outer_rem <= ostep_
             m.d.comb += outer_step.eq(~clear & advance & last_inner & ~last_outer)
             with m.If(clear):
-                m.d.sync += [inner_rem.eq(irem0), outer_rem.eq(orem0), inner_base.eq(0),
+                m.d.sync += [inner_rem.eq(irem0_), outer_rem.eq(orem0_), inner_base.eq(0),
                              outer_base.eq(0), inner_first.eq(1), inner_idx.eq(0),
                              finished.eq(0)]
             with m.Elif(advance):
                 with m.If(last_inner):
-                    m.d.sync += [inner_rem.eq(irem0), inner_base.eq(0), inner_first.eq(1),
+                    m.d.sync += [inner_rem.eq(irem0_), inner_base.eq(0), inner_first.eq(1),
                                  inner_idx.eq(0)]
                     with m.If(last_outer):
                         m.d.sync += finished.eq(1)
                     with m.Else():
-                        m.d.sync += [outer_rem.eq(outer_rem - ostep_rem),
+                        m.d.sync += [outer_rem.eq(outer_rem - ostep_),
                                      outer_base.eq(outer_base + obase_step)]
                 with m.Else():
-                    m.d.sync += [inner_rem.eq(inner_rem - istep_rem),
+                    m.d.sync += [inner_rem.eq(inner_rem - istep_),
                                  inner_base.eq(inner_base + ibase_step), inner_first.eq(0),
                                  inner_idx.eq(inner_idx + 1)]
             return SimpleNamespace(irem=inner_rem, orem=outer_rem, ibase=inner_base,
@@ -542,7 +565,6 @@ class GemmEngine(wiring.Component):
         seq_pro = Signal()                       # ws/is: preload of tile 0
         seq_lat = Signal()                       # ws/is: its latch, one cycle
         seq_slot = Signal()
-        seq_tail = Signal()
         s_adv = Signal()
         pre_adv = Signal()
         # B stream (os, is) address base; A's reads have their own group trackers below.
@@ -571,7 +593,7 @@ class GemmEngine(wiring.Component):
                 m.d.sync += o.eq(0)
                 with m.If(stream_walk.last):
                     m.d.sync += [seq_slot.eq(0), seq_tail.eq(1)]
-        with m.If(finish):
+        with m.If(fire):
             m.d.sync += seq_tail.eq(0)
         # The cycles in which o steps and in which it restarts at 0 (the statements above).
         o_inc = Signal()
@@ -708,38 +730,60 @@ class GemmEngine(wiring.Component):
             m.d.comb += array.v_in[c].eq(Mux(al_vmask[c], v_val, 0))
 
         # ---- writer ----------------------------------------------------------------------
+        # The writer takes the array's output vectors of one GEMM after another, with its
+        # own copy of the GEMM's shape, dataflow and result half: it takes the sequencer's
+        # GEMM in the cycle after its start (``init``) when it has no GEMM left, else when
+        # the last output vector of its GEMM arrives (``pend`` until then).
+        w_m, w_n, w_k = (Signal(dbits, name=f"w_{x}") for x in "mnk")
+        w_mode = Signal(2)
+        w_half = Signal()
+        w_active = Signal()
+        w_os, w_is = w_mode == _OS, w_mode == _IS
         w_adv = Signal()
-        w_walk = walker("w", w_adv, init, Mux(os_, cm, 0),
-                        Mux(os_, rows, Mux(is_, cn, cm)))
-        w_len = Mux(os_, rows, t_len)            # output vectors per tile
+        w_load = Signal()
+        w_walk = walker("w", w_adv, w_load, Mux(w_os, w_m, 0),
+                        Mux(w_os, rows, Mux(w_is, w_n, w_m)),
+                        shape=(irem0, Mux(w_os, cols, rows), orem0, Mux(w_os, rows, cols)))
+        w_t_len = Mux(w_os, w_k, Mux(w_is, w_n, w_m))
+        w_len = Mux(w_os, rows, w_t_len)         # output vectors per tile
         wt = Signal(range(span))
         out_v = array.out_valid
-        w_row = Mux(os_, rows - 1 - wt, wt)
+        w_row = Mux(w_os, rows - 1 - wt, wt)
         w_addr = w_walk.obase + w_walk.ibase + w_row
         tile_end = wt == w_len - 1
-        m.d.comb += w_adv.eq(out_v & tile_end)
-        with m.If(init):
+        w_end = out_v & tile_end & w_walk.last
+        m.d.comb += [w_adv.eq(out_v & tile_end),
+                     w_load.eq((init & (~w_active | w_end)) | (pend & w_end))]
+        with m.If(w_load):
+            m.d.sync += [w_m.eq(cm), w_n.eq(cn), w_k.eq(ck), w_mode.eq(cmode),
+                         w_half.eq(c_half), w_active.eq(1), pend.eq(0)]
+        with m.Elif(w_end):
+            m.d.sync += w_active.eq(0)
+        with m.If(init & w_active & ~w_end):
+            m.d.sync += pend.eq(1)
+        with m.If(w_load):
             m.d.sync += wt.eq(0)
         with m.Elif(out_v):
             m.d.sync += wt.eq(Mux(tile_end, 0, wt + 1))
         st_valid = Signal()
         st_last = Signal()
         st_acc = Signal()
+        st_half = Signal()
         st_en = Signal(cols)
         st_addr = Signal(wbits)
         st_data = [Signal(signed(p.acc_width), name=f"st_data{c}") for c in range(cols)]
         lane_en = Signal(cols)
         for c in range(cols):
             os_ok = (c < w_walk.irem) & (rows - 1 - wt < w_walk.orem)
-            m.d.comb += lane_en[c].eq(Mux(os_, os_ok, c < w_walk.orem))
-        m.d.sync += [st_valid.eq(out_v), st_last.eq(out_v & tile_end & w_walk.last),
-                     st_acc.eq(~os_ & ~w_walk.ifirst), st_en.eq(lane_en), st_addr.eq(w_addr)]
+            m.d.comb += lane_en[c].eq(Mux(w_os, os_ok, c < w_walk.orem))
+        m.d.sync += [st_valid.eq(out_v), st_last.eq(w_end), st_half.eq(w_half),
+                     st_acc.eq(~w_os & ~w_walk.ifirst), st_en.eq(lane_en), st_addr.eq(w_addr)]
         m.d.sync += [st_data[c].eq(array.out[c]) for c in range(cols)]
         for c, mem in enumerate(c_mem):
             rmw, _ = mem.rps
             m.d.comb += [
-                rmw.addr.eq(mem_addr("c", w_addr, c_half)),
-                mem.wp.addr.eq(mem_addr("c", st_addr, c_half)),
+                rmw.addr.eq(mem_addr("c", w_addr, w_half)),
+                mem.wp.addr.eq(mem_addr("c", st_addr, st_half)),
                 mem.wp.data.eq(Mux(st_acc, rmw.data + st_data[c], st_data[c])),
                 mem.wp.en.eq(st_valid & st_en[c]),
             ]
@@ -803,7 +847,7 @@ class GemmEngine(wiring.Component):
         with m.If(drained):
             m.d.sync += [d_run.eq(0), d_half.eq(~d_half)]
         # c_full: set when a GEMM finishes writing its half, cleared when that half drained.
-        set_bits = Mux(finish, Mux(c_half, 0b10, 0b01), 0)
+        set_bits = Mux(finish, Mux(st_half, 0b10, 0b01), 0)
         clr_bits = Mux(drained, Mux(d_half, 0b10, 0b01), 0)
         m.d.sync += c_full.eq((c_full | set_bits) & ~clr_bits)
         return m

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_MULT_LATENCY", "LOAD_START_LATENCY", "ENGINE_C_LATENCY", "C_DRAIN_GAP",
-           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_cycle_breakdown", "a_beats", "b_beats",
+           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_issue_cycles", "gemm_cycle_breakdown", "a_beats", "b_beats",
            "c_beats", "pipelined_gemms_schedule", "pipelined_gemms_cycles"]
 
 #: Multiplier register stages of the engine's default PE (``rtl.dsp.DEFAULT_LATENCY``).
@@ -108,6 +108,22 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
             "cycles": steady + fill_drain}
 
 
+def gemm_issue_cycles(m, k, n, rows, cols, dataflow, xp=np):
+    """Cycles from a GEMM's start handshake to the earliest start of the next GEMM of the
+    same dataflow: the engine's sequencer walks the tiles (ws/is: the first preload and
+    latch, then ``tiles`` slots of max(T, rows + 1); os: ``tiles`` slots of T + rows − 1)
+    and takes the next GEMM in the second cycle after its last slot, while the array and
+    the writer still finish this one (their ``gemm_cycles − gemm_issue_cycles``, at most
+    rows + cols + multiplier latency + 1, overlap the next GEMM's preload and stream)."""
+    is_os = dataflow == 1
+    spatial_r = xp.where(is_os, m, k)
+    spatial_c = xp.where(dataflow == 2, m, n)
+    temporal = xp.where(dataflow == 0, m, xp.where(is_os, k, n))
+    tiles = _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols)
+    return xp.where(is_os, tiles * (temporal + rows - 1) + 2,
+                    tiles * xp.maximum(temporal, rows + 1) + rows + 3)
+
+
 def gemm_cycles(m, k, n, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENCY):
     """Return the engine's cycles of C[m×n] = A[m×k]·B[k×n] on a rows×cols array.
 
@@ -154,7 +170,7 @@ def pipelined_gemms_schedule(shapes, rows, cols, dataflows, wide=(False, False, 
         dataflows = [dataflows] * len(shapes)
     a_wide, b_wide, c_wide = wide
     fire_prev = -1
-    busy_prev = None
+    busy_prev = issue_prev = flow_prev = None
     starts, ends = [], []
     for (m, k, n), flow in zip(shapes, dataflows):
         load = xp.maximum(xp.asarray(a_beats(m, k, rows, a_wide, xp)),
@@ -163,15 +179,19 @@ def pipelined_gemms_schedule(shapes, rows, cols, dataflows, wide=(False, False, 
         drain = c_beats(m, n, cols, flow, c_wide, xp)
         fire = fire_prev + load + LOAD_START_LATENCY
         if busy_prev is not None:
-            fire = xp.maximum(xp.asarray(fire), xp.asarray(fire_prev + busy_prev + 1))
+            # the same dataflow: once the sequencer is free; another: once the array is empty
+            free = issue_prev if flow == flow_prev else busy_prev + 1
+            fire = xp.maximum(xp.asarray(fire), xp.asarray(fire_prev + free))
         if len(ends) >= 2:
+            # its result half drained (GEMM i − 2's, which has then also left the array)
             fire = xp.maximum(xp.asarray(fire), xp.asarray(ends[-2] + C_HALF_FREE_LATENCY))
         first = fire + busy + ENGINE_C_LATENCY + 1
         if ends:
             first = xp.maximum(xp.asarray(first), xp.asarray(ends[-1] + C_DRAIN_GAP + 1))
         starts.append(fire)
         ends.append(first + drain - 1)
-        fire_prev, busy_prev = fire, busy
+        issue_prev = gemm_issue_cycles(m, k, n, rows, cols, flow, xp)
+        fire_prev, busy_prev, flow_prev = fire, busy, flow
     return starts, ends
 
 
@@ -189,14 +209,17 @@ def pipelined_gemms_cycles(shapes, rows, cols, dataflows, wide=(False, False, Fa
     the cycle of its last C beat (``f_-1`` = −1, ``e_-1``, ``e_-2`` = −∞)::
 
         f_i = max(f_(i−1) + L_i + LOAD_START_LATENCY,    loads after the previous start
-                  f_(i−1) + B_(i−1) + 1,                  compute of the previous GEMM
+                  f_(i−1) + I_(i−1),                      the sequencer free (same dataflow;
+                                                          another: f_(i−1) + B_(i−1) + 1)
                   e_(i−2) + C_HALF_FREE_LATENCY)          its result half drained
         e_i = max(f_i + B_i + ENGINE_C_LATENCY + 1,       first C beat after compute
                   e_(i−1) + C_DRAIN_GAP + 1) + D_i − 1    after the previous drain
 
-    and the result is ``e_(G−1) + 1``.  For G equal GEMMs it approaches
-    G·max(L + 1, B + 1, D + C_DRAIN_GAP, (B + D + ENGINE_C_LATENCY + C_HALF_FREE_LATENCY)/2)
-    plus one fill (the last bound: GEMM i+2 waits for the drain of GEMM i).
+    with ``I_i`` = :func:`gemm_issue_cycles` (the next GEMM of the same dataflow overlaps the
+    rest of GEMM i's busy cycles, its fill and drain), and the result is ``e_(G−1) + 1``.
+    For G equal GEMMs it approaches G·max(L + 1, I, D + C_DRAIN_GAP,
+    (B + D + ENGINE_C_LATENCY + C_HALF_FREE_LATENCY)/2) plus one fill (the last bound:
+    GEMM i+2 waits for the drain of GEMM i).
 
     Parameters
     ----------

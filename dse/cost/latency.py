@@ -14,8 +14,9 @@ Entries of illegal (layer, choice) pairs are finite placeholders that
 :func:`dse.cost.choices.legal_mask` masks out.
 
 * ``compute_cycles``: the whole layer (every invocation), transforms included;
-* ``fill_drain_cycles``: the array's pipeline fill and drain inside its busy cycles
-  (:func:`dse.cost.gemm.gemm_cycle_breakdown`);
+* ``fill_drain_cycles``: the array's busy cycles that stream no vector: its pipeline fill
+  and drain, less what GEMMs back to back overlap (the busy cycles less the GEMMs' steady
+  cycles, :func:`dse.cost.gemm.gemm_cycle_breakdown`);
 * ``transform_cycles``: the layer's cycles outside the array's busy cycles -- operand
   loads, result drains, transforms, shift-and-add and requantiser tails, which the datapath
   runs one after another with the GEMMs.
@@ -142,7 +143,7 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=No
         if fill_drain:
             v = c["lowered"]
             parts = _gemm.gemm_cycle_breakdown(v.m, v.k, v.n, rows, cols, flow, xp=xp)
-            fill[a] = parts["fill_drain"] * c["gemms"]
+            fill[a] = xp.maximum(c["gemm_cycles"] - parts["steady"] * c["gemms"], 0)
     compute = _pick(choices, total, xp)
     transform = compute - _pick(choices, busy, xp)
     ok = _pick(choices, fits, xp)
@@ -180,7 +181,8 @@ def _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
         if fill_drain:
             v = c["lowered"]
             parts = _gemm.gemm_cycle_breakdown(v.m, v.k, v.n, rows, cols, f, xp=np)
-            fill[:, idx] = np.broadcast_to(parts["fill_drain"] * c["gemms"],
+            fill[:, idx] = np.broadcast_to(np.maximum(c["gemm_cycles"]
+                                                      - parts["steady"] * c["gemms"], 0),
                                            (shape[0], len(key), shape[2]))[:, inverse]
     return compute, fill, compute - busy, ok
 

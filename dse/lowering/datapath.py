@@ -17,11 +17,13 @@ B as weight-buffer words of N-chunks (ws, os) or K-chunks (is), C leaves as vect
 A lone GEMM takes the sum of the four (:func:`per_gemm_cycles`).  An invocation of G GEMMs
 overlaps them through the engine's double buffers (:func:`gemms_cycles`): the fronts of GEMM
 i + 1 start in the cycle the engine takes the start of GEMM i, so they load while GEMM i
-computes and GEMM i − 1 drains.  For the lowerings that run several GEMMs (kn2row,
-Winograd) a GEMM's loads and drain are never longer than its compute (``tests/dse``
-checks this over random layers and arrays), so each GEMM after the first adds its busy
-cycles and the one cycle between the engine's last busy cycle and its next start.  The FFT
-runs its GEMMs one after another (its spectral path holds one bin for its A and C sides).
+computes and GEMM i − 1 drains, and the engine takes GEMM i + 1 as soon as its sequencer has
+issued GEMM i's last vector, so GEMM i's way through the array and its writes overlap GEMM
+i + 1 (the array's fill and drain are paid once an invocation).  The datapath starts the
+GEMMs of an invocation a fixed :func:`gemm_period` apart (the compiler's ``gemm_period``
+register): the largest of what the engine's sequencer, the fronts, the C drain and the
+result halves need, so every GEMM after the first adds exactly that.  The FFT runs its
+GEMMs one after another (its spectral path holds one bin for its A and C sides).
 
 Each algorithm adds its lead and tail (its module).  ``cycles`` counts the cycles ``busy``
 is high (the start cycle itself is not counted).
@@ -36,7 +38,8 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
 
 __all__ = ["TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
-           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "gemms_cycles", "overlap_slack",
+           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "gemm_period", "gemms_cycles",
+           "gemms_busy",
            "requant_cycles", "a_words",
            "b_words", "c_words"]
 
@@ -81,18 +84,35 @@ def per_gemm_cycles(low, busy, xp=np):
     return low.load + busy + low.drain + ENGINE_DRAIN_LATENCY + 1
 
 
-def overlap_slack(low, busy, xp=np):
-    """How many cycles the compute of one GEMM exceeds its loads and its drain by: the
-    overlapped period :func:`gemms_cycles` assumes holds when this is at least 0."""
-    return xp.minimum(busy + 1 - low.load, busy + 1 - (low.drain + _gemm.C_DRAIN_GAP))
+def gemm_period(low, busy, rows, cols, dataflow, xp=np):
+    """Cycles from one GEMM's start to the next's in an invocation (the ``gemm_period``
+    register): the largest of
+
+    * the engine's sequencer, :func:`dse.cost.gemm.gemm_issue_cycles`;
+    * the fronts of the next GEMM, which start with this one: ``low.load``;
+    * the C drain, one word a cycle with the engine's gap: ``low.drain + C_DRAIN_GAP``;
+    * the result half, which the GEMM after next reuses once this GEMM's C has left it:
+      half of ``busy + ENGINE_C_LATENCY + low.drain + C_HALF_FREE_LATENCY``, rounded up.
+
+    At that spacing the engine is ready for every start (each bound is one of its start
+    conditions for GEMMs a period apart), so the start times are exact."""
+    issue = _gemm.gemm_issue_cycles(low.m, low.k, low.n, rows, cols, dataflow, xp)
+    half = (busy + ENGINE_DRAIN_LATENCY + low.drain + _gemm.C_HALF_FREE_LATENCY + 1) // 2
+    return xp.maximum(xp.maximum(issue, low.load),
+                      xp.maximum(low.drain + _gemm.C_DRAIN_GAP, half))
 
 
-def gemms_cycles(low, busy, xp=np):
+def gemms_cycles(low, busy, period, xp=np):
     """Cycles of the invocation's ``low.gemms`` GEMMs overlapped through the engine's double
     buffers, from the first fronts' start to the last C beat: the first GEMM whole
-    (:func:`per_gemm_cycles`), then ``busy + 1`` for each further GEMM (the start the engine
-    takes in the cycle after its last busy cycle; needs :func:`overlap_slack` >= 0)."""
-    return per_gemm_cycles(low, busy, xp) + (low.gemms - 1) * (busy + 1)
+    (:func:`per_gemm_cycles`), then ``period`` (:func:`gemm_period`) for each further one."""
+    return per_gemm_cycles(low, busy, xp) + (low.gemms - 1) * period
+
+
+def gemms_busy(low, busy, period, xp=np):
+    """Cycles the engine is busy over the invocation's GEMMs a ``period`` apart: each adds
+    its own busy cycles, less what overlaps the previous one."""
+    return busy + (low.gemms - 1) * xp.minimum(period, busy)
 
 
 def requant_cycles(low):

@@ -62,6 +62,8 @@ def cycles(low: Lowered, rows, cols, dataflow, xp=np,
     (the last word's write) and drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     tail = low.out_words + 1 + SHIFT_ADD_ADDRESS_STAGES + dp.REQUANT_TAIL
-    total = dp.gemms_cycles(low, busy, xp) + tail - 1
-    return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
+    period = dp.gemm_period(low, busy, rows, cols, dataflow, xp)
+    total = dp.gemms_cycles(low, busy, period, xp) + tail - 1
+    return {"cycles": total, "gemm_cycles": dp.gemms_busy(low, busy, period, xp),
+            "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}

@@ -346,8 +346,9 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
     invocations (:func:`split`), plus ``"split"`` (the :class:`Split`), ``"lowered"`` (the
     first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations).
 
-    Of two cuts it keeps the faster: the most filters an invocation holds (:func:`split`),
-    and at most ``cols`` of them (more room for M in the engine's C half).  The compiler
+    Of several cuts it keeps the fastest: the most filters an invocation holds
+    (:func:`split`), and at most 4, 2 or 1 times ``cols`` of them (more room for M in the
+    engine's C half).  The compiler
     plans the cut this returns."""
     algo = Algorithm(algorithm)
     best = _split_sum(algo, split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes),
@@ -355,10 +356,18 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
     if limits is None:
         return best
     # the most filters an invocation holds leave the least room for M (the engine's C
-    # half): one array-width of filters at a time may be faster
-    narrow = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes, n_cap=cols)
-    other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes)
-    take = narrow.fits & ((other["cycles"] < best["cycles"]) | ~xp.asarray(best["split"].fits))
+    # half): one, two or four array-widths of filters at a time may be faster
+    for cap in (4 * cols, 2 * cols, cols):
+        narrow = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes, n_cap=cap)
+        other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes)
+        best = _faster(xp, best, other)
+    return best
+
+
+def _faster(xp, best: dict, other: dict) -> dict:
+    """Per entry, ``other``'s counters where it fits and is faster than ``best``'s."""
+    take = other["split"].fits & ((other["cycles"] < best["cycles"])
+                                  | ~xp.asarray(best["split"].fits))
     if np.ndim(take) == 0:
         return other if bool(take) else best
     out = {k: xp.where(take, other[k], v) for k, v in best.items()

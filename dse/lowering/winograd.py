@@ -71,6 +71,8 @@ def cycles(low: Lowered, rows, cols, dataflow, xp=np,
     """Counters of one invocation: the GEMMs, then the output transform's drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     tail = 1 + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY + low.back + tf.REQUANT_LATENCY
-    total = dp.gemms_cycles(low, busy, xp) + tail - 1
-    return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
+    period = dp.gemm_period(low, busy, rows, cols, dataflow, xp)
+    total = dp.gemms_cycles(low, busy, period, xp) + tail - 1
+    return {"cycles": total, "gemm_cycles": dp.gemms_busy(low, busy, period, xp),
+            "front_cycles": low.front,
             "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}
