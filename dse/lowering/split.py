@@ -347,7 +347,7 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
     first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations).
 
     Of several cuts it keeps the fastest: the most filters an invocation holds
-    (:func:`split`), and at most 4, 2 or 1 times ``cols`` of them (more room for M in the
+    (:func:`split`), and at most twice or once ``cols`` of them (more room for M in the
     engine's C half).  The compiler
     plans the cut this returns."""
     algo = Algorithm(algorithm)
@@ -356,12 +356,29 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
     if limits is None:
         return best
     # the most filters an invocation holds leave the least room for M (the engine's C
-    # half): one, two or four array-widths of filters at a time may be faster
-    for cap in (4 * cols, 2 * cols, cols):
+    # half): one or two array-widths of filters at a time may be faster
+    seen = [best["split"]]
+    for cap in (2 * cols, cols):
         narrow = split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes, n_cap=cap)
+        if any(_same(xp, narrow, cut) for cut in seen):
+            continue                    # the cap cuts nothing the earlier cuts did not
+        seen.append(narrow)
         other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes)
         best = _faster(xp, best, other)
     return best
+
+
+def _same(xp, a: Split, b: Split) -> bool:
+    """Whether two cuts are equal everywhere (their counters then are too)."""
+    for f in fields(Split):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if xp is np:
+            if not np.array_equal(np.broadcast_to(x, np.broadcast(x, y).shape),
+                                  np.broadcast_to(y, np.broadcast(x, y).shape)):
+                return False
+        elif not bool((x == y).all()):
+            return False
+    return True
 
 
 def _faster(xp, best: dict, other: dict) -> dict:

@@ -446,6 +446,27 @@ def test_pipelined_gemms_overlap(wide, rows, cols, shape):
     assert all(r.overlapped_load for r in runs[1:])
 
 
+@pytest.mark.parametrize("rows,cols,shape,flow", [
+    (2, 8, (1, 1, 1), 0), (2, 8, (1, 1, 1), 1), (4, 8, (3, 2, 9), 2), (8, 2, (2, 9, 3), 0),
+    (3, 5, (4, 7, 2), 1)], ids=["ws-1x1x1", "os-1x1x1", "is", "ws-tall", "os"])
+def test_back_to_back_gemms_overlap_fill_and_drain(rows, cols, shape, flow):
+    """GEMMs of one dataflow back to back: the engine takes the next once its sequencer has
+    issued the last vector (``gemm_issue_cycles`` after the start), so the array's fill and
+    drain overlap the next GEMM -- down to GEMMs of one element, where the result halves
+    (two GEMMs in flight at most) set the pace; bit-exact, starts and last C beats as the
+    recurrence says, and each start sooner than the GEMM before it has finished."""
+    params = ArrayParams(rows=rows, cols=cols, a_width=8, b_width=8, acc_width=32)
+    cases = [c for c in make_cases(params, [shape] * 4, seed=5) if c[2] == flow]
+    runs = sim_gemms(params, cases, wide=WIDE, eager_start=True)
+    check_runs(params, cases, runs, wide=WIDE)
+    starts, ends = pipelined_gemms_schedule([shape] * 4, rows, cols, flow, WIDE)
+    assert [r.start_cycle for r in runs] == [int(x) for x in starts]
+    assert [r.last_c_cycle for r in runs] == [int(x) for x in ends]
+    busy = int(gemm_cycles(*shape, rows, cols, flow))
+    assert runs[1].start_cycle - runs[0].start_cycle < busy + 1      # overlapped
+    assert not any(r.alone for r in runs)                            # one busy run
+
+
 @pytest.mark.parametrize("wide", [WIDE, (False, False, False)], ids=["wide", "narrow"])
 def test_buffers_hold_any_shape_within_capacity(wide):
     """A buffer half holds any GEMM whose words fit, not only a max_m × max_k rectangle:
