@@ -20,7 +20,8 @@ points are :data:`UNITS`, at the int8 widths the explorer uses:
 ``shift_add``  ``rtl.kn2row.ShiftAdd(lanes=1, in_width=32, acc_width=32, depth=1024,
                dim_bits=11)``
 ``wino_in``    ``rtl.winograd.InputTransform(2, 8)`` and ``InputTransform(4, 8)``
-``wino_out``   ``rtl.winograd.OutputTransform(2, 32)`` and ``OutputTransform(4, 40, 5)``
+``wino_out``   ``rtl.winograd.OutputAccumulator(2, 32)`` and ``OutputAccumulator(4, 40)``
+               (one lane: the output side's adders per array column)
 ``fft2d``      ``rtl.fft.FFT2D(n, data_bits, twiddle_bits)`` at n = 8 and 16 with 16-bit
                parts (int8: ``a_width`` 17, data_bits = a_width − 1) and with 24-bit parts
                (int16: ``a_width`` 25)
@@ -84,9 +85,9 @@ UNITS = {
                                          dim_bits=11))]),
     "wino_in": ("rtl.winograd.InputTransform",
                 [("m2-w8", dict(m=2, in_width=8)), ("m4-w8", dict(m=4, in_width=8))]),
-    "wino_out": ("rtl.winograd.OutputTransform",
-                 [("m2-acc32", dict(m=2, acc_width=32)),
-                  ("m4-acc40", dict(m=4, acc_width=40))]),
+    "wino_out": ("rtl.winograd.OutputAccumulator",
+                 [("m2-acc32", dict(m=2, acc_width=32, lanes=1)),
+                  ("m4-acc40", dict(m=4, acc_width=40, lanes=1))]),
     "fft2d": ("rtl.fft.FFT2D",
               [("n8-d16", dict(n=8, data_bits=16, twiddle_bits=16)),
                ("n16-d16", dict(n=16, data_bits=16, twiddle_bits=16)),
@@ -196,12 +197,12 @@ def winograd_check(measured: dict) -> list[dict]:
 
     * input transform: LUT ``lut_per_winograd_add_bit · adds_in · a_width``,
       FF ``ff_per_winograd_reg_bit · (m+2)² · a_width``;
-    * output transform: LUT ``lut_per_winograd_add_bit · adds_out · back``,
-      FF ``ff_per_winograd_reg_bit · m² · back``.
+    * output accumulator, one lane: LUT ``lut_per_winograd_add_bit · m² · back``,
+      FF ``ff_per_winograd_reg_bit · acc``.
 
     The fitted coefficients also absorb the rest of the Winograd datapath (tile and
-    transformed-domain buffer muxes, the m² requantiser lanes' logic), so they may exceed
-    the transforms alone.  The requantiser row compares the model's DSPs for one lane
+    accumulation buffer muxes, the scale units, the m² requantiser lanes' logic), so they may
+    exceed the units alone.  The requantiser row compares the model's DSPs for one lane
     (``_mults(acc + growth, 17)``, growth 0 here) with the unit's.
     """
     import numpy as np
@@ -217,13 +218,13 @@ def winograd_check(measured: dict) -> list[dict]:
             if unit in ("wino_in", "wino_out"):
                 m = int(label[1])
                 a, back = widths[m]
-                adds_in, adds_out = WINOGRAD_ADDS[m]
+                adds_in = WINOGRAD_ADDS[m][0]
                 if unit == "wino_in":
                     lut = c["lut_per_winograd_add_bit"] * adds_in * a
                     ff = c["ff_per_winograd_reg_bit"] * (m + 2) ** 2 * a
                 else:
-                    lut = c["lut_per_winograd_add_bit"] * adds_out * back
-                    ff = c["ff_per_winograd_reg_bit"] * m * m * back
+                    lut = c["lut_per_winograd_add_bit"] * m * m * back
+                    ff = c["ff_per_winograd_reg_bit"] * (back - (4 if m == 2 else 9))
                 rows.append({"unit": unit, "point": label, "flow": flow, "what": "LUT",
                              "unit_value": got["lut"], "model": round(lut)})
                 rows.append({"unit": unit, "point": label, "flow": flow, "what": "FF",
@@ -239,7 +240,8 @@ def winograd_check(measured: dict) -> list[dict]:
 
 
 def _write(measured: dict, selected_flows: list[str]) -> None:
-    """Merge the measured rows into unit_resources.json (other entries are kept)."""
+    """Merge the measured rows into unit_resources.json (other units are kept; a unit's
+    points that UNITS no longer lists, or measured for another class, are dropped)."""
     try:
         doc = json.loads(UNIT_RESOURCES_PATH.read_text())
     except FileNotFoundError:
@@ -250,7 +252,10 @@ def _write(measured: dict, selected_flows: list[str]) -> None:
     for (unit, label), flows in measured.items():
         class_path, points = UNITS[unit]
         entry = units.setdefault(unit, {"class": class_path, "points": {}})
+        if entry["class"] != class_path:
+            entry["points"] = {}
         entry["class"] = class_path
+        entry["points"] = {k: v for k, v in entry["points"].items() if k in dict(points)}
         point = entry["points"].setdefault(label, {})
         point["params"] = dict(points)[label]
         point.setdefault("flows", {})

@@ -13,8 +13,10 @@ Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` 
   reads B there (``b_external``), no copy;
 * **GEMM engine** (``rtl.gemm_engine.GemmEngine``);
 * **back**: for kn2row the shift-and-add unit (``rtl.kn2row.ShiftAdd``, fed the GEMMs' C
-  streams one tap after another); for Winograd a transformed-domain buffer (one lane per
-  GEMM) drained through Aᵀ·M·A (``rtl.winograd.OutputTransform``); im2col has none;
+  streams one tap after another); for Winograd the output accumulator
+  (``rtl.winograd.OutputAccumulator``), which sums Aᵀ·M·A into m² accumulation buffers as
+  each GEMM's C drains, then the scale units (``rtl.winograd.OutputScale``); im2col has
+  none;
 * **requantiser** (``rtl.requant.Requant``) into the **output buffer**; the accumulations
   entering the requantiser are kept in an **accumulator buffer** beside it, so a test can
   check them against exact convolution.
@@ -34,6 +36,8 @@ for it not counted).  Port contract and timing: docs/verify.md.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -50,7 +54,8 @@ from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
     WINOGRAD_AT,
     InputTransform,
-    OutputTransform,
+    OutputAccumulator,
+    OutputScale,
     transform_growth_bits,
 )
 
@@ -154,7 +159,7 @@ class ConvDatapath(wiring.Component):
         self.edge = max(params.rows, params.cols)
         #: Lanes of an output word: a C beat of ``cols`` filters, or a Winograd m×m tile.
         self.lanes = max(params.cols, wm * wm) if wm else params.cols
-        #: Depth of the Winograd transformed-domain buffers: the C beats of one GEMM.
+        #: Depth of the Winograd accumulation buffers: the C beats of one GEMM.
         self.mbuf_words = (limits.engine_c_words
                            or limits.max_m * -(-limits.max_n // params.cols))
         # back-end width: accumulators, plus the output transform's growth
@@ -458,7 +463,7 @@ class ConvDatapath(wiring.Component):
         back_out = Signal(data.ArrayLayout(signed(self.back_width), lanes))
 
         # C of the engine: to the requantiser (im2col), the shift-and-add (kn2row) or the
-        # transformed-domain buffer (Winograd).
+        # output accumulator (Winograd).
         with m.If(is_kn2row):
             m.d.comb += [sa.i_stream.valid.eq(eng.c_stream.valid),
                          eng.c_stream.ready.eq(sa.i_stream.ready),
@@ -494,49 +499,66 @@ class ConvDatapath(wiring.Component):
                          back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]
 
         if wm:
-            t = wm + 2
-            mbuf_rps = []
-            for lane in range(t * t):
-                # the C beats of one GEMM (``cols`` filters of one tile each), at the beat's
-                # index; the GEMM of transformed position g writes lane g
-                mem = Memory(shape=data.ArrayLayout(signed(p.acc_width), p.cols),
-                             depth=self.mbuf_words, init=[])
-                m.submodules[f"mbuf{lane}"] = mem
+            # The output side sums Aᵀ·M·A as C drains: GEMM g's C vector at word w (the
+            # ``cols`` filters of one tile) adds its term into the m² accumulations of word
+            # w, one memory per output element e, read in the cycle the vector is taken and
+            # written the next (consecutive vectors are different words, and the engine
+            # leaves C_DRAIN_GAP cycles between two GEMMs' vectors).  After the last GEMM
+            # the drain reads one word of every element a cycle; one unpacker per element,
+            # in lockstep, hands the ``winograd_lanes`` scale units the m×m outputs of as
+            # many filters of one tile a cycle.
+            e2 = wm * wm
+            oacc = OutputAccumulator(wm, p.acc_width, p.cols)
+            m.submodules.out_accumulator = oacc
+            draining = state != run
+            m.d.comb += [oacc.i_valid.eq(is_wino & eng_c_fire), oacc.g.eq(gc),
+                         oacc.c.eq(eng.c_stream.payload)]
+            w_idx = Signal(range(self.mbuf_words + 1))       # the word oacc works on
+            with m.If(eng_c_fire):
+                m.d.sync += w_idx.eq(c_count)
+            acc_word = data.ArrayLayout(signed(self.back_width), p.cols)
+            wacc_rps = []
+            drain_ports = []
+            for e in range(e2):
+                mem = Memory(shape=acc_word, depth=self.mbuf_words, init=[])
+                m.submodules[f"wacc{e}"] = mem
                 wp = mem.write_port()
                 rp = mem.read_port()
-                m.d.comb += [wp.addr.eq(c_count), wp.data.eq(eng.c_stream.payload),
-                             wp.en.eq(is_wino & eng_c_fire & (gc == lane))]
-                mbuf_rps.append(rp)
-            # The drain reads one word of every lane (cols filters of a tile × (m+2)²
-            # positions), and one unpacker per lane, all in lockstep, hand the
-            # ``winograd_lanes`` output transforms a group of as many filters of one tile a
-            # cycle (per lane: one unpacker of the whole tile vectors would be a signal of
-            # cols·(m+2)²·acc_width bits, past Amaranth's 65536 on big arrays).
+                port = SimpleNamespace(en=Signal(name=f"wacc{e}_drain_en"),
+                                       addr=Signal(range(self.mbuf_words + 1),
+                                                   name=f"wacc{e}_drain_addr"))
+                m.d.comb += [rp.en.eq(Mux(draining, port.en, 1)),
+                             rp.addr.eq(Mux(draining, port.addr, c_count)),
+                             oacc.prev[e].eq(rp.data),
+                             wp.addr.eq(w_idx), wp.data.eq(oacc.sums[e]),
+                             wp.en.eq(oacc.o_valid)]
+                wacc_rps.append(rp)
+                drain_ports.append(port)
             wl = p.winograd_lanes
-            otfs = []
+            scales = []
             for j in range(wl):
-                otf = OutputTransform(wm, p.acc_width)
-                m.submodules[f"out_transform{j}"] = otf
-                otfs.append(otf)
-            group = data.ArrayLayout(signed(p.acc_width), wl)
+                sc = OutputScale(wm, self.back_width)
+                m.submodules[f"out_scale{j}"] = sc
+                scales.append(sc)
+            group = data.ArrayLayout(signed(self.back_width), wl)
             m_unps = []
-            for lane in range(t * t):
+            for e in range(e2):
                 unp = Unpacker(group, p.cols // wl, self._engine.dim_bits)
-                m.submodules[f"m_unpacker{lane}"] = unp
+                m.submodules[f"m_unpacker{e}"] = unp
                 m_unps.append(unp)
-            q_addr, q_left, q_valid = memory_streamer(m, mbuf_rps, m_unps[0].i_stream.ready,
+            q_addr, q_left, q_valid = memory_streamer(m, drain_ports, m_unps[0].i_stream.ready,
                                                        self.mbuf_words, "q")
             groups = (self.gemm_n + (wl - 1)) >> (wl.bit_length() - 1)   # wl: a power of 2
-            for lane, (rp, unp) in enumerate(zip(mbuf_rps, m_unps)):
+            for e, (rp, unp) in enumerate(zip(wacc_rps, m_unps)):
                 m.d.comb += [unp.i_stream.payload.eq(rp.data), unp.i_stream.valid.eq(q_valid),
                              unp.row_len.eq(groups),
-                             unp.o_stream.ready.eq(otfs[0].i_stream.ready)]
-                for j, otf in enumerate(otfs):
-                    m.d.comb += otf.i_stream.payload[lane].eq(unp.o_stream.payload[j])
-            for otf in otfs:
-                m.d.comb += [otf.i_stream.valid.eq(m_unps[0].o_stream.valid),
-                             otf.o_stream.ready.eq(rq.i_stream.ready)]
-            lead = otfs[0]                    # the transforms move in lockstep
+                             unp.o_stream.ready.eq(scales[0].i_stream.ready)]
+                for j, sc in enumerate(scales):
+                    m.d.comb += sc.i_stream.payload[e].eq(unp.o_stream.payload[j])
+            for sc in scales:
+                m.d.comb += [sc.i_stream.valid.eq(m_unps[0].o_stream.valid),
+                             sc.o_stream.ready.eq(rq.i_stream.ready)]
+            lead = scales[0]                  # the scale units move in lockstep
             with m.If(post_go & is_wino):
                 m.d.sync += [q_addr.eq(0), q_left.eq(mn)]
             ot_in = lead.i_stream.valid & lead.i_stream.ready
@@ -549,10 +571,9 @@ class ConvDatapath(wiring.Component):
                 m.d.comb += [eng.c_stream.ready.eq(1), c_fire.eq(eng_c_fire),
                              rq.i_stream.valid.eq(lead.o_stream.valid)]
                 # an output word: the m×m tiles of the group's filters, filter-major
-                for j, each in enumerate(otfs):
-                    for e in range(wm * wm):
-                        m.d.comb += back_out[j * wm * wm + e].eq(
-                            each.o_stream.payload[e])
+                for j, each in enumerate(scales):
+                    for e in range(e2):
+                        m.d.comb += back_out[j * e2 + e].eq(each.o_stream.payload[e])
                 m.d.comb += [back_first.eq(ot_in & ~ot_started),
                              back_starved.eq(0),
                              back_last.eq(rq_fire_in & (acc_count == self.out_words - 1))]

@@ -34,6 +34,10 @@ Buffer layouts (L = max(rows, cols); docs/rtl.md has the tables):
 
 Every buffer has two halves (double buffering): the loaders fill one operand half while the
 sequencer reads the other, and one result half drains while the next GEMM writes the other.
+GEMMs of one dataflow also overlap in the array: the sequencer takes the next GEMM once it
+has issued the current one's last vector, while the writer (with its own copy of the older
+GEMM's shape and result half) still takes that one's last outputs; at most two are in
+flight, so the array's fill and drain are paid once per run of GEMMs.
 Port-level protocol, beat orders, timing and the cycle formula: docs/rtl.md.  The formulas live
 in ``dse.cost.gemm`` (``gemm_cycles``, ``a_beats``, ``b_beats``, ``c_beats``) and the tests check
 the engine against them.

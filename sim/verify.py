@@ -332,7 +332,7 @@ def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     bits += lim["weight_words"] * params.b_width * edge
     if wm:
         bits += lim["tile_words"] * precision * (wm + 2) ** 2 * rows
-        bits += (wm + 2) ** 2 * c_words * cols * acc      # the transformed-domain buffers
+        bits += wm * wm * c_words * cols * (acc + 9)      # the accumulation buffers
     if params.fft_size:
         bits += 2 * lim["spectral_words"] * 2 * acc
     bits += lim["out_words"] * (acc * cols + lanes * (precision + acc))

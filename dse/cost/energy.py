@@ -52,13 +52,14 @@ ENERGY_PJ = {
     "fpga_factor": 14.0,                   # Kuon & Rose 2007, FPGA/ASIC dynamic power
 }
 
-#: Adds of one 2-D Winograd transform per tile and channel, counted from the non-zeros of
-#: the transform matrices (a 1-D transform of a vector costs nnz - rows adds; the 2-D one
-#: applies it to every column and then every row).  m -> (input B^T d B, output A^T M A).
-#: F(2,3): B^T has 8 non-zeros in 4 rows (4 adds per 1-D), A^T 6 in 2 (4 adds): 2·4·4 = 32
-#: and 4·4 + 2·4 = 24.  F(4,3): B^T 22 non-zeros in 6 rows (16 adds), A^T 18 in 4 (14 adds):
-#: 2·6·16 = 192 and 6·14 + 4·14 = 140 (constant multiplies by 2, 4, 5, 8 are shift-adds).
-WINOGRAD_ADDS = {2: (32, 24), 4: (192, 140)}
+#: Winograd adds, m -> (input B^T d B per tile and channel, output side per tile and filter).
+#: Input: a 1-D transform of a vector costs nnz - rows adds, and the 2-D one applies it to
+#: every column and then every row; F(2,3): B^T has 8 non-zeros in 4 rows (4 adds per 1-D):
+#: 2·4·4 = 32; F(4,3): 22 non-zeros in 6 rows (16 adds): 2·6·16 = 192 (constant multiplies
+#: by 2, 4, 5, 8 are shift-adds).  Output: the accumulator adds every position's term into
+#: every output element it reaches (rtl.winograd.OutputAccumulator), nnz(A^T)² adds:
+#: 6² = 36 for F(2,3), 18² = 324 for F(4,3).
+WINOGRAD_ADDS = {2: (32, 36), 4: (192, 324)}
 
 _ALGOS = list(Algorithm)
 

@@ -15,7 +15,7 @@ Structure (derived by hand from the RTL and Yosys's library files, no fitted num
 * **BRAM**: every memory of the datapath with its depth and width (:func:`datapath_memories`:
   the GEMM engine's A and B lane buffers and its C lanes, which have two read ports and so two
   copies; the feature, weight, shift-and-add, output and accumulator buffers; with Winograd
-  the tile buffer and (m+2)² transformed-domain buffers; with FFT the tile, spectrum, Gauss-sum
+  the tile buffer and the m² accumulation buffers; with FFT the tile, spectrum, Gauss-sum
   and overlap-add buffers), each mapped the way Yosys's
   ``memory_libmap`` chooses (:func:`memory_blocks`): block RAM in the cheapest aspect ratio
   (RAMB36E2 32K×1 .. 512×72, a RAMB18E2 counting one half; DP16KD 16K×1 .. 512×36) unless LUT
@@ -411,7 +411,7 @@ def datapath_memories(hw) -> dict:
     has_w = wm > 0
     t2 = (wm + 2) ** 2
     lanes = out_lanes(hw)
-    # the Winograd transformed-domain buffers: the C vectors of one GEMM
+    # the Winograd accumulation buffers: m² of them, a word per C vector of one GEMM
     mbuf_words = c_words
     growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     back = acc + growth
@@ -426,7 +426,7 @@ def datapath_memories(hw) -> dict:
         "output": (out_words, prec * lanes, 1),
         "accumulator": (out_words, back * lanes, 1),
         "tile": (tile_words, prec * t2 * rows, has_w * 1),
-        "transformed": (mbuf_words, acc * cols, has_w * t2),
+        "winograd_acc": (mbuf_words, back * cols, has_w * wm * wm),
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),
         "spectrum_out": (spectral_words, fft_part, 2 * has_fft),
@@ -534,11 +534,13 @@ def features(hw) -> dict:
     """The fitted terms' features, float ``(P,)`` arrays (module docstring).
 
     ``control``: 1.  ``lane_bits``: ``max(rows, cols)·(a+b) + cols·acc``.  ``winograd``: 1
-    with a Winograd unit.  ``winograd_add_bits``: the transforms' adder bits,
-    ``rows·adds_in·a_width + lanes·adds_out·back_width`` with the per-tile adds of
-    :data:`dse.cost.energy.WINOGRAD_ADDS` (``rows`` input transforms, one per channel of a
-    tile-buffer word, and ``lanes`` = ``winograd_lanes`` output transforms).
-    ``winograd_reg_bits``: their register bits, ``rows·(m+2)²·a_width + lanes·m²·back_width``.
+    with a Winograd unit.  ``winograd_add_bits``: the Winograd adder bits,
+    ``rows·adds_in·a_width + cols·m²·back_width``: ``rows`` input transforms (one per channel
+    of a tile-buffer word) of :data:`dse.cost.energy.WINOGRAD_ADDS`'s per-tile adds, and the
+    output accumulator's ``cols·m²`` adders (``rtl.winograd.OutputAccumulator``).
+    ``winograd_reg_bits``: their register bits, ``rows·(m+2)²·a_width + cols·acc_width +
+    lanes·m²·back_width`` (the input transforms, the accumulator's C vector, and
+    ``lanes`` = ``winograd_lanes`` scale units).
     ``fft``: 1 with an FFT unit (the spectral path's
     control beyond the FFT2D and its buffers: ``rtl/spectral.py``'s run-time address and count
     products, counters and multiplexers); 0 on every point without one, so the ``*_fft``
@@ -550,7 +552,6 @@ def features(hw) -> dict:
     a = hw.a_width
     back = hw.acc_width + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
     adds_in = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][0], WINOGRAD_ADDS[4][0]], 0)
-    adds_out = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][1], WINOGRAD_ADDS[4][1]], 0)
     wl = hw.winograd_lanes
     has = (wm > 0).astype(float)
     has_fft = (hw.fft_size > 0).astype(float)
@@ -559,8 +560,9 @@ def features(hw) -> dict:
         "control": ones,
         "lane_bits": (lanes * (a + hw.b_width) + cols * hw.acc_width).astype(float),
         "winograd": has,
-        "winograd_add_bits": has * (rows * adds_in * a + wl * adds_out * back),
-        "winograd_reg_bits": has * (rows * (wm + 2) ** 2 * a + wl * wm * wm * back),
+        "winograd_add_bits": has * (rows * adds_in * a + cols * wm * wm * back),
+        "winograd_reg_bits": has * (rows * (wm + 2) ** 2 * a + cols * hw.acc_width
+                                    + wl * wm * wm * back),
         "fft": has_fft,
     }
 

@@ -6,10 +6,11 @@ ceil(k/3)² zero-padded 3×3 pieces whose products the array sums along K.  A ti
 holds ``rows`` channels of a tile piece; for transformed position g a reader streams the
 words through ``rows`` input transforms Bᵀ·d·B (``rtl/winograd.py``) at once and element g
 of each goes to the engine as a K-chunk: GEMM g has M = ceil(Ho/m)·ceil(Wo/m) tiles,
-K = P·⌈C/rows⌉·rows, N = filters.  Its C vectors fill lane g of the
-transformed-domain buffer, which then drains through unpackers into ``lanes`` output
-transforms Aᵀ·M·A (``OverlayParams.winograd_lanes``), each taking one (tile, filter) a cycle,
-and the requantiser: a word holds the m×m outputs of ``lanes`` filters of one tile.
+K = P·⌈C/rows⌉·rows, N = filters.  As its C vectors drain, the output accumulator adds each
+one's share of Aᵀ·M·A into the m² accumulation buffers (one word per C vector); after the
+last GEMM they drain through unpackers into ``lanes`` scale units
+(``OverlayParams.winograd_lanes``), each taking the m×m outputs of one (tile, filter) a
+cycle, and the requantiser: a word holds the m×m outputs of ``lanes`` filters of one tile.
 Square kernels of at least 3×3, stride 1, dilation 1, one group; ws and os only.
 """
 

@@ -99,9 +99,8 @@ def test_gemm_decomposition_by_hand(layer, variant, expected, k_run, flow):
         # ws and os run the output rows in equal bands, one GEMM each (the last padded):
         # the array is busy for some band height's GEMMs
         _, ho, wo = layer.out_shape
-        fits = [b for b in range(1, ho + 1)
-                if busy_range(b * wo, -(-ho // b) * count)[0] <= busy
-                <= busy_range(b * wo, -(-ho // b) * count)[1]]
+        ranges = {b: busy_range(b * wo, -(-ho // b) * count) for b in range(1, ho + 1)}
+        fits = [b for b, (low, high) in ranges.items() if low <= busy <= high]
         assert fits, "the array's cycles are no band height's GEMMs"
         m, count = fits[0] * wo, -(-ho // fits[0]) * count
     low, high = busy_range(m, count)

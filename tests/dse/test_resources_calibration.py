@@ -119,7 +119,7 @@ _MEMORY = re.compile(r"^\s*reg (?:\[(\d+):0\] )?\\?(\S+) +\[(\d+):0\];$", re.M)
 
 
 @pytest.mark.parametrize("fields, precision", [
-    # Winograd F(2x2) (tile and transformed-domain buffers, 4 back-end lanes), a rectangular
+    # Winograd F(2x2) (tile and accumulation buffers, 4 back-end lanes), a rectangular
     # array and buffer sizes that are not powers of two; one generation (a few seconds)
     (dict(rows=2, cols=4, a_width=10, b_width=12, acc_width=32, winograd_m=2,
           act_buffer_kib=3, weight_buffer_kib=5, out_buffer_kib=1), 8),

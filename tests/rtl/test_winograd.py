@@ -1,7 +1,10 @@
-"""rtl.winograd transforms vs sim/models/winograd.py (Amaranth simulator, random stalls).
+"""rtl.winograd units vs sim/models/winograd.py (Amaranth simulator, random stalls).
 
-Also runs a whole F(2×2,3×3) layer as input transform → (numpy element-wise GEMMs, the
-array's job) → output transform and checks it equals exact convolution.
+The output side is the output accumulator (each transformed position's C vector added into
+the m² sums of its word, positions in GEMM order) and the scale units; together they must
+give Aᵀ·M·A divided by the weights' scale.  Also runs a whole F(2×2,3×3) layer as input
+transform → (numpy element-wise GEMMs, the array's job) → output side and checks it equals
+exact convolution.
 """
 
 
@@ -10,7 +13,9 @@ import pytest
 
 from dse.cost.transforms import (winograd_input_transform_cycles,
                                  winograd_output_transform_cycles)
-from rtl.winograd import InputTransform, OutputTransform
+from amaranth.sim import Simulator
+
+from rtl.winograd import InputTransform, OutputAccumulator, OutputScale, output_coefficients
 from sim.bench.amaranth_stream import run_stream
 from sim.models.conv import conv2d
 from sim.models.winograd import input_transform, output_transform, transform_weights
@@ -23,10 +28,45 @@ def rtl_input_transform(d, m, in_width, **kw):
     return np.array(got).reshape(-1, t, t), cycles
 
 
-def rtl_output_transform(acc, m, acc_width, **kw):
+def rtl_output_sums(acc, m, acc_width, lanes=4):
+    """Aᵀ·M·A of each (t×t) accumulator tile, summed by OutputAccumulator: ``lanes`` tiles at
+    a time as its lanes (one word), the positions g = 0 … (m+2)² − 1 one a cycle, each new
+    sum fed back as the word's ``prev`` (what the datapath's buffer gives it)."""
+    if len(acc) > lanes:
+        parts = [rtl_output_sums(acc[i:i + lanes], m, acc_width, lanes)
+                 for i in range(0, len(acc), lanes)]
+        return np.concatenate([p[0] for p in parts]), parts[0][1]
     t = m + 2
-    got, cycles = run_stream(OutputTransform(m, acc_width),
-                             acc.reshape(-1, t * t).tolist(), len(acc), **kw)
+    flat = np.asarray(acc, dtype=np.int64).reshape(len(acc), t * t)
+    dut = OutputAccumulator(m, acc_width, len(acc))
+    out = {}
+
+    async def bench(ctx):
+        prev = [[0] * len(acc) for _ in range(m * m)]
+        for g in range(t * t):
+            ctx.set(dut.i_valid, 1)
+            ctx.set(dut.g, g)
+            ctx.set(dut.c, [int(v) for v in flat[:, g]])
+            await ctx.tick()
+            ctx.set(dut.i_valid, 0)
+            ctx.set(dut.prev, prev)
+            assert ctx.get(dut.o_valid)
+            new = ctx.get(dut.sums)
+            prev = [[int(new[e][i]) for i in range(len(acc))] for e in range(m * m)]
+        out["sums"] = np.array(prev, dtype=np.int64).T.reshape(-1, m, m)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["sums"], dut.out_width
+
+
+def rtl_output_transform(acc, m, acc_width, **kw):
+    """The output side: sums, then the scale units (a stream, with ``kw``'s stalls)."""
+    sums, width = rtl_output_sums(acc, m, acc_width)
+    got, cycles = run_stream(OutputScale(m, width), sums.reshape(-1, m * m).tolist(),
+                             len(acc), **kw)
     return np.array(got).reshape(-1, m, m), cycles
 
 
@@ -53,6 +93,20 @@ def transformed_sums(rng, m, count, channels, bits=8, extreme=False):
         d = np.where(rng.random(d.shape) < 0.5, lo, hi)
         g = np.where(rng.random(g.shape) < 0.5, lo, hi)
     return (transform_weights(g, m) * input_transform(d, m)).sum(axis=1)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_output_coefficients_are_the_transform(m):
+    # the sum over positions of coef[e][g]·M[g] is Aᵀ M A, for M each unit matrix
+    t = m + 2
+    coef = np.array(output_coefficients(m))
+    at = np.array({2: [[1, 1, 1, 0], [0, 1, -1, -1]],
+                   4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                       [0, 1, -1, 8, -8, 1]]}[m])
+    for g in range(t * t):
+        unit = np.zeros(t * t, dtype=np.int64)
+        unit[g] = 1
+        np.testing.assert_array_equal(coef[:, g], (at @ unit.reshape(t, t) @ at.T).ravel())
 
 
 @pytest.mark.parametrize("m,acc_w", [(2, 32), (4, 40), (4, 48)])
@@ -140,8 +194,8 @@ def test_f4_layer_through_rtl_transforms_is_exact():
 @pytest.mark.verilator
 def test_lints_clean(tmp_path):
     from sim.runner import LINT_WAIVERS, emit_verilog, lint_verilog
-    for i, dut in enumerate([InputTransform(4, 8), OutputTransform(2, 32),
-                             OutputTransform(4, 40)]):
+    for i, dut in enumerate([InputTransform(4, 8), OutputAccumulator(2, 32, 2),
+                             OutputAccumulator(4, 40, 2), OutputScale(4, 49)]):
         top = f"lint_winograd{i}"
         violations, waived = lint_verilog(emit_verilog(dut, top), top, work_dir=tmp_path)
         assert not violations, [(v.rule, v.line, v.message) for v in violations[:10]]
