@@ -348,8 +348,7 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
 
     Of several cuts it keeps the fastest: the most filters an invocation holds
     (:func:`split`), and at most twice or once ``cols`` of them (more room for M in the
-    engine's C half).  The compiler
-    plans the cut this returns."""
+    engine's C half).  The compiler plans the cut this returns."""
     algo = Algorithm(algorithm)
     best = _split_sum(algo, split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes),
                       g, unit, rows, cols, dataflow, limits, xp, lanes)
