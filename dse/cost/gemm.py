@@ -41,8 +41,9 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_MULT_LATENCY", "LOAD_START_LATENCY", "ENGINE_C_LATENCY", "C_DRAIN_GAP",
-           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_issue_cycles", "gemm_cycle_breakdown", "a_beats", "b_beats",
-           "c_beats", "pipelined_gemms_schedule", "pipelined_gemms_cycles"]
+           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_issue_cycles", "gemm_cycle_breakdown",
+           "a_beats", "b_beats", "c_beats", "pipelined_gemms_schedule",
+           "pipelined_gemms_cycles"]
 
 #: Multiplier register stages of the engine's default PE (``rtl.dsp.DEFAULT_LATENCY``).
 DEFAULT_MULT_LATENCY = 3
@@ -63,6 +64,15 @@ C_HALF_FREE_LATENCY = 2
 
 def _cdiv(a, b):
     return -(-a // b)
+
+
+def _tiles(m, k, n, rows, cols, dataflow, xp):
+    """The tiles the engine walks and the temporal extent T of each (module docstring)."""
+    is_os = dataflow == 1
+    spatial_r = xp.where(is_os, m, k)
+    spatial_c = xp.where(dataflow == 2, m, n)
+    temporal = xp.where(dataflow == 0, m, xp.where(is_os, k, n))
+    return _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols), temporal
 
 
 def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
@@ -91,13 +101,8 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
         max(0, rows + 1 − T), and the once-per-GEMM pipeline fill and drain) and
         ``cycles`` (their sum, equal to :func:`gemm_cycles`).
     """
-    is_ws = dataflow == 0
     is_os = dataflow == 1
-    is_is = dataflow == 2
-    spatial_r = xp.where(is_os, m, k)
-    spatial_c = xp.where(is_is, m, n)
-    temporal = xp.where(is_ws, m, xp.where(is_os, k, n))
-    tiles = _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols)
+    tiles, temporal = _tiles(m, k, n, rows, cols, dataflow, xp)
     steady = tiles * temporal
     # os: every slot is rows − 1 longer than T.  ws/is: a slot is max(T, rows + 1), and the
     # GEMM adds tile 0's preload and latch (rows + 1) before its first vector.
@@ -115,12 +120,8 @@ def gemm_issue_cycles(m, k, n, rows, cols, dataflow, xp=np):
     and takes the next GEMM in the second cycle after its last slot, while the array and
     the writer still finish this one (their ``gemm_cycles − gemm_issue_cycles``, at most
     rows + cols + multiplier latency + 1, overlap the next GEMM's preload and stream)."""
-    is_os = dataflow == 1
-    spatial_r = xp.where(is_os, m, k)
-    spatial_c = xp.where(dataflow == 2, m, n)
-    temporal = xp.where(dataflow == 0, m, xp.where(is_os, k, n))
-    tiles = _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols)
-    return xp.where(is_os, tiles * (temporal + rows - 1) + 2,
+    tiles, temporal = _tiles(m, k, n, rows, cols, dataflow, xp)
+    return xp.where(dataflow == 1, tiles * (temporal + rows - 1) + 2,
                     tiles * xp.maximum(temporal, rows + 1) + rows + 3)
 
 

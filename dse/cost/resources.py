@@ -337,9 +337,10 @@ def overlay_buffer_words(hw, precision) -> dict:
     The feature buffer holds ``act_buffer_kib`` in words of ``rows`` activations, the
     Winograd tile buffer the same KiB in words of ``rows`` (m+2)² tiles of ``precision``
     bits (rounded up to the depth its block RAMs hold: such a word is hundreds of bits wide,
-    so a few hundred words fill 512-deep blocks that cost the same), the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
-    the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add
-    buffer; the output and accumulator buffers beside it are as deep); the FFT path's tile
+    so a few hundred words fill 512-deep blocks that cost the same), the weight buffer
+    ``weight_buffer_kib`` in words of max(rows, cols) weights, and the output side
+    ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add buffer; the
+    output and accumulator buffers beside it are as deep); the FFT path's tile
     and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM
     engine's double buffers hold one GEMM's operands and results in each half: a half of A
     as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
