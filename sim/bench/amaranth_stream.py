@@ -11,7 +11,23 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream"]
+__all__ = ["run_stream", "take_words"]
+
+
+async def take_words(ctx, strm, got, want, rng, *, stall=0.0, decode=list, marks,
+                     cycle=0, timeout=500_000):
+    """Take words of ``strm`` into ``got`` until it holds ``want``, with ``ready`` low on
+    each cycle with probability ``stall`` (from ``rng``).  ``cycle`` counts the ticks;
+    ``marks["last"]`` is set to the cycle of each word taken.  Returns the next cycle."""
+    while len(got) < want:
+        ctx.set(strm.ready, 0 if rng.random() < stall else 1)
+        _, _, v, r, p = await ctx.tick().sample(strm.valid, strm.ready, strm.payload)
+        if v and r:
+            got.append(decode(p))
+            marks["last"] = cycle
+        cycle += 1
+        assert cycle < timeout, f"only {len(got)} of {want} words in {timeout} cycles"
+    return cycle
 
 
 def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=0.0, seed=0,
@@ -78,16 +94,8 @@ def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=
             ctx.set(dut.i_stream.valid, 0)
 
     async def sink(ctx):
-        rng, k = random.Random(seed + 1), 0
-        o = dut.o_stream
-        while len(got) < n_out:
-            ctx.set(o.ready, 0 if rng.random() < stall else 1)
-            _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-            if v and r:
-                got.append(decode(p))
-                marks["last"] = k
-            k += 1
-            assert k < timeout, f"only {len(got)} of {n_out} words in {timeout} cycles"
+        await take_words(ctx, dut.o_stream, got, n_out, random.Random(seed + 1), stall=stall,
+                         decode=decode, marks=marks, timeout=timeout)
 
     sim.add_testbench(source)
     sim.add_testbench(sink)

@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 
 from dse.cost.transforms import im2col_stream_cycles
 from rtl.im2col import Im2col
+from sim.bench.amaranth_stream import take_words
 from sim.models.conv import conv2d, conv_out_size
 from sim.models.im2col import hwc_words, im2col_weights, im2col_words
 
@@ -45,15 +46,8 @@ def rtl_im2col(x, k, stride, pad, dil, lanes, *, stall=0.0, seed=0, width=8, run
             await ctx.tick()
             ctx.set(dut.start, 0)
             ctx.set(dut.first, 0)
-            want = len(got) + rows * ow * k * k * cw
-            while len(got) < want:
-                ctx.set(o.ready, 0 if rng.random() < stall else 1)
-                _, _, v, r, p = await ctx.tick().sample(o.valid, o.ready, o.payload)
-                if v and r:
-                    got.append(list(p))
-                    marks["last"] = cyc
-                cyc += 1
-                assert cyc < 100_000
+            cyc = await take_words(ctx, o, got, len(got) + rows * ow * k * k * cw, rng,
+                                   stall=stall, marks=marks, cycle=cyc, timeout=100_000)
             while ctx.get(dut.busy):
                 await ctx.tick()
         await ctx.tick().repeat(3)
