@@ -317,16 +317,19 @@ MAX_GEMMS = 1024
 BLOCK_DEPTH = 512
 
 
-def _whole_blocks(words, width):
-    """``words`` rounded up to whole :data:`BLOCK_DEPTH` steps where the memory is block RAM
-    and the deeper memory takes no more blocks on either family (the depth its blocks hold
-    anyway); elsewhere ``words``."""
+def _whole_blocks(words, *memories, step=BLOCK_DEPTH):
+    """``words`` rounded up to a multiple of ``step`` where that adds no block RAM on either
+    family to any of ``memories`` (``(words per word, width)`` pairs: a memory ``per ·
+    words`` deep and ``width`` bits wide, absent where the width is 0): the depth their
+    blocks hold anyway.  Where one of them is LUT RAM, or a block more, ``words``."""
     words = np.asarray(words, dtype=np.int64)
-    deeper = _cdiv(words, BLOCK_DEPTH) * BLOCK_DEPTH
-    free = np.ones(np.broadcast(words, width).shape, dtype=bool)
-    for family in DEFAULT_COEFFS:
-        before = memory_blocks(words, width, family)
-        free &= (before > 0) & (memory_blocks(deeper, width, family) == before)
+    deeper = _cdiv(words, step) * step
+    free = np.ones(words.shape, dtype=bool)
+    for per, width in memories:
+        for family in DEFAULT_COEFFS:
+            before = memory_blocks(per * words, width, family)
+            same = (before > 0) & (memory_blocks(per * deeper, width, family) == before)
+            free = free & ((np.asarray(width) == 0) | same)
     return np.where(free, deeper, words)
 
 
@@ -336,19 +339,23 @@ def overlay_buffer_words(hw, precision) -> dict:
 
     The feature buffer holds ``act_buffer_kib`` in words of ``rows`` activations, the
     Winograd tile buffer the same KiB in words of ``rows`` (m+2)² tiles of ``precision``
-    bits (rounded up to the depth its block RAMs hold: such a word is hundreds of bits wide,
-    so a few hundred words fill 512-deep blocks that cost the same), the weight buffer
-    ``weight_buffer_kib`` in words of max(rows, cols) weights, and the output side
-    ``out_buffer_kib`` of accumulators in words of ``cols`` (the shift-and-add buffer; the
-    output and accumulator buffers beside it are as deep); the FFT path's tile
-    and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The GEMM
-    engine's double buffers hold one GEMM's operands and results in each half: a half of A
-    as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
+    bits, the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
+    the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the
+    shift-and-add buffer; the output and accumulator buffers beside it are as deep); the FFT
+    path's tile and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The
+    GEMM engine's double buffers hold one GEMM's operands and results in each half: a half of
+    A as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
     C a quarter of the output side's words, each rounded down to a power of two of words a
     lane (``engine_*_words``; C's two read ports make two copies of it, so C's memories
-    hold as much as the output buffer).  The largest dimensions
-    are what those hold (K at most :data:`MAX_K` and what the accumulator sums exactly), and
-    an invocation runs up to :data:`MAX_GEMMS` GEMMs.  At least two words each.
+    hold as much as the output buffer).
+
+    Each depth is then rounded up to the depth its block RAMs hold anyway
+    (:func:`_whole_blocks`: whole 512-word steps, C's halves up to 256 words, wherever no
+    memory of that depth takes a block more on either family): the buffers' words are tens
+    to hundreds of bits wide, so a depth of 885 fills the same 1024-deep blocks as 1024
+    words.  The largest dimensions are what those hold (K at most :data:`MAX_K` and what the
+    accumulator sums exactly), and an invocation runs up to :data:`MAX_GEMMS` GEMMs.  At
+    least two words each.
     """
     rows, cols = hw.rows, hw.cols
     a, b, acc = hw.a_width, hw.b_width, hw.acc_width
@@ -356,18 +363,31 @@ def overlay_buffer_words(hw, precision) -> dict:
     act_bits = hw.act_buffer_kib * 8192
     side = np.maximum(rows, cols)
     at_least_2 = lambda v: np.maximum(2, v)  # noqa: E731
-    weight_words = hw.weight_buffer_kib * 8192 // (b * side)
-    out_words = hw.out_buffer_kib * 8192 // (acc * cols)
+    wm = np.asarray(hw.winograd_m)
+    has_w, has_fft = wm > 0, np.asarray(hw.fft_size) > 0
+    back = acc + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    lanes = out_lanes(hw)
+    weight_words = _whole_blocks(at_least_2(hw.weight_buffer_kib * 8192 // (b * side)),
+                                 (1, b * side))
+    # the output side: the shift-and-add buffer, the output and accumulator words, and the
+    # FFT's overlap-add buffer, all this deep (a memory that is absent adds no block)
+    out_raw = at_least_2(hw.out_buffer_kib * 8192 // (acc * cols))
+    out_words = _whole_blocks(out_raw, (1, acc * cols), (1, precision * lanes), (1, back * lanes),
+                              (1, np.where(has_fft, acc, 0)))
     engine_a = _pow2_at_most(act_bits // (a * rows * side))
-    engine_c = _pow2_at_most(out_words // 4)
+    # C's halves (two copies each), the Winograd accumulation buffers and the FFT's Gauss
+    # buffer are as deep as a C half: up to 256 words a lane where that adds no block
+    engine_c = _whole_blocks(_pow2_at_most(out_raw // 4), (2, acc),
+                             (1, np.where(has_w, back * cols, 0)),
+                             (cols, np.where(has_fft, acc, 0)), step=BLOCK_DEPTH // 2)
     return {
-        "max_m": engine_a * side, "max_n": at_least_2(weight_words) * cols,
+        "max_m": engine_a * side, "max_n": weight_words * cols,
         "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
-        "feature_words": at_least_2(act_bits // (a * rows)),
+        "feature_words": _whole_blocks(at_least_2(act_bits // (a * rows)), (1, a * rows)),
         "tile_words": _whole_blocks(at_least_2(act_bits // (precision * t2 * rows)),
-                                    precision * t2 * rows),
-        "weight_words": at_least_2(weight_words),
-        "out_words": at_least_2(out_words),
+                                    (1, precision * t2 * rows)),
+        "weight_words": weight_words,
+        "out_words": out_words,
         "spectral_words": at_least_2(act_bits // a),
         "max_gemms": np.maximum(MAX_GEMMS, 3 * hw.fft_size ** 2),
         "engine_a_words": engine_a, "engine_c_words": engine_c,
