@@ -336,11 +336,23 @@ class GemmEngine(wiring.Component):
         finish = Signal()       # last write of C this cycle
         seq_tail = Signal()     # the sequencer has issued its GEMM's last vector
         pend = Signal()         # the sequencer's GEMM waits for the writer (set below)
-        # The next GEMM may start when the sequencer is free, at most one GEMM is in flight
-        # (the older one's result half is then the next GEMM's, so the drain of that half
-        # gates it), the array keeps its dataflow (a switch waits for the array to empty),
-        # and its operands and a result half are ready.
-        seq_free = ~busy | (seq_tail & (inflight == 1) & (self.mode == cmode))
+        # ws/is: the next GEMM may also start during the current one's last tile slot
+        # (``ov_ok``, below): it is then *queued* (its shape and halves in q*), its first
+        # stationary tile is preloaded under that slot, and it takes over the sequencer
+        # (``switch``) when the slot ends.
+        queued = Signal()
+        qm, qk, qn = (Signal(dbits, name=f"q_{x}") for x in "mkn")
+        q_half = Signal()
+        q_chalf = Signal()
+        ov_ok = Signal()
+        ov_fire = Signal()
+        switch = Signal()
+        # The next GEMM may start when the sequencer is free or in its GEMM's last ws/is
+        # slot, at most one GEMM is in flight (the older one's result half is then the next
+        # GEMM's, so the drain of that half gates it), the array keeps its dataflow (a
+        # switch waits for the array to empty), and its operands and a result half are
+        # ready.
+        seq_free = ~busy | ((seq_tail | ov_ok) & (inflight == 1) & (self.mode == cmode))
         m.d.comb += [
             busy.eq(inflight != 0),
             self.start_ready.eq(seq_free & a_complete & b_complete
@@ -358,10 +370,20 @@ class GemmEngine(wiring.Component):
             with m.If(finish & (inflight == 1) & ~fire):
                 m.d.sync += done.eq(1)
         with m.If(fire):
-            m.d.sync += [cm.eq(self.m), ck.eq(self.k), cn.eq(self.n), cmode.eq(self.mode),
-                         op_half.eq(ld_half), ld_half.eq(~ld_half),
-                         c_half.eq(c_next), c_next.eq(~c_next)]
+            m.d.sync += [ld_half.eq(~ld_half), c_next.eq(~c_next)]
+            with m.If(ov_fire):
+                m.d.sync += [qm.eq(self.m), qk.eq(self.k), qn.eq(self.n), q_half.eq(ld_half),
+                             q_chalf.eq(c_next), queued.eq(1)]
+            with m.Else():
+                m.d.sync += [cm.eq(self.m), ck.eq(self.k), cn.eq(self.n), cmode.eq(self.mode),
+                             op_half.eq(ld_half), c_half.eq(c_next)]
+        with m.If(switch):
+            m.d.sync += [cm.eq(qm), ck.eq(qk), cn.eq(qn), op_half.eq(q_half),
+                         c_half.eq(q_chalf), queued.eq(0)]
         m.d.comb += array.mode.eq(cmode)
+        # The preload's GEMM: the queued one, else the sequencer's.
+        pm, pk, pn = (Mux(queued, q, c) for q, c in ((qm, cm), (qk, ck), (qn, cn)))
+        p_half = Mux(queued, q_half, op_half)
 
         os_ = cmode == _OS
         is_ = cmode == _IS
@@ -449,10 +471,15 @@ class GemmEngine(wiring.Component):
         a_line = Signal(wbits, name="a_load_line")         # (m div L)·S
         a_kstep = rows if wide["a"] else 1
         a_last_k = a_k + a_kstep >= self.k
+        q_stride = Signal.like(seq_stride, name="a_q_stride")
         with m.If(fire):
-            # the half the sequencer now reads was loaded with stride a_stride
+            # the half the started GEMM reads was loaded with stride a_stride
             m.d.sync += [a_row.eq(0), a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_bank.eq(0),
-                         a_line.eq(0), seq_stride.eq(a_stride)]
+                         a_line.eq(0)]
+            with m.If(ov_fire):
+                m.d.sync += q_stride.eq(a_stride)
+            with m.Else():
+                m.d.sync += seq_stride.eq(a_stride)
         with m.Elif(a_take):
             with m.If(a_last_k):
                 m.d.sync += [a_k.eq(0), a_el.eq(0), a_kb.eq(0), a_row.eq(a_row + 1),
@@ -470,6 +497,8 @@ class GemmEngine(wiring.Component):
                         m.d.sync += [a_el.eq(0), a_kb.eq(a_kb + 1)]
                     with m.Else():
                         m.d.sync += a_el.eq(a_el + 1)
+        with m.If(switch):
+            m.d.sync += seq_stride.eq(q_stride)
         completion(a_complete, a_take, a_last_k & (a_row == self.m - 1))
         if wide["a"]:
             a_word, a_el_en = self.a_stream.payload, Const((1 << rows) - 1, rows)
@@ -571,32 +600,58 @@ class GemmEngine(wiring.Component):
         seq_slot = Signal()
         s_adv = Signal()
         pre_adv = Signal()
-        # B stream (os, is) address base; A's reads have their own group trackers below.
-        stream_walk = walker("s", s_adv, init, Mux(os_, ck, Mux(is_, cn, 0)), 0)
-        pre_walk = walker("pre", pre_adv, init, rows, ck)
+        # The stream walker takes its GEMM's shape when it starts (``init`` of a GEMM started
+        # with the sequencer free, or the ``switch`` to the queued one); the preload walker
+        # the preload's GEMM (pm, pk, pn) at ``init``.  B stream (os, is) address base; A's
+        # reads have their own group trackers below.
+        sm, sk, sn = (Mux(switch, q, c) for q, c in ((qm, cm), (qk, ck), (qn, cn)))
+        stream_walk = walker("s", s_adv, (init & ~queued) | switch,
+                             Mux(os_, ck, Mux(is_, cn, 0)), 0,
+                             shape=(Mux(os_, sn, sk), istep_rem, Mux(os_ | is_, sm, sn),
+                                    ostep_rem))
+        pre_walk = walker("pre", pre_adv, init, rows, pk,
+                          shape=(Mux(os_, pn, pk), istep_rem, Mux(os_ | is_, pm, pn),
+                                 ostep_rem))
 
         ws_ = ~os_ & ~is_
-        with m.If(init):
-            m.d.sync += [o.eq(0), pi.eq(0), seq_pro.eq(~os_), seq_slot.eq(os_)]
-
         issue_stream = seq_slot & (o < t_len)
         in_window = (o + rows + 1 >= slot_len) & (o + 1 < slot_len)
         issue_pre = (seq_pro | (seq_slot & ~os_ & in_window)) & ~pre_walk.finished
         issue_latch = seq_lat | (seq_slot & ~os_ & (o + 1 == slot_len))
         slot_end = seq_slot & (o + 1 == slot_len)
+        # A GEMM started in the last slot before its preload window (``init`` before the
+        # window's first cycle) is preloaded in the window and streams right after the slot;
+        # one started later (``late``) is preloaded as after a free start, from ``init`` on,
+        # and streams rows + 3 cycles after its start.  Either way its first vector comes
+        # max(end of the slot, start + rows + 3).
+        late = Signal()          # the queued GEMM is preloaded after a late start
+        late_init = Signal()     # ... and this is its init
+        m.d.comb += [ov_ok.eq(seq_slot & ~os_ & stream_walk.last & ~queued),
+                     ov_fire.eq(fire & seq_slot & ~slot_end),
+                     switch.eq(queued & slot_end & stream_walk.last),
+                     late_init.eq(init & queued & (o + rows + 2 > slot_len))]
+        with m.If(init & ~queued):
+            m.d.sync += [o.eq(0), pi.eq(0), seq_pro.eq(~os_), seq_slot.eq(os_)]
+        with m.If(init & queued):
+            m.d.sync += [pi.eq(0), seq_pro.eq(late_init), late.eq(late_init)]
         m.d.comb += [pre_adv.eq(issue_pre & (pi == rows - 1)), s_adv.eq(slot_end)]
         with m.If(issue_pre):
             m.d.sync += pi.eq(Mux(pi == rows - 1, 0, pi + 1))
         with m.If(seq_pro & (pi == rows - 1)):
             m.d.sync += [seq_pro.eq(0), seq_lat.eq(1)]
         with m.If(seq_lat):
-            m.d.sync += [seq_lat.eq(0), seq_slot.eq(1), o.eq(0)]
+            m.d.sync += [seq_lat.eq(0), seq_slot.eq(1), o.eq(0), late.eq(0)]
         with m.If(seq_slot):
             m.d.sync += o.eq(o + 1)
             with m.If(slot_end):
                 m.d.sync += o.eq(0)
                 with m.If(stream_walk.last):
-                    m.d.sync += [seq_slot.eq(0), seq_tail.eq(1)]
+                    # the queued GEMM, preloaded in the window, streams on; a late one
+                    # streams after its latch; else the sequencer is free
+                    with m.If(~queued | late | late_init):
+                        m.d.sync += seq_slot.eq(0)
+                    with m.If(~queued):
+                        m.d.sync += seq_tail.eq(1)
         with m.If(fire):
             m.d.sync += seq_tail.eq(0)
         # The cycles in which o steps and in which it restarts at 0 (the statements above).
@@ -610,19 +665,28 @@ class GemmEngine(wiring.Component):
         b_stream_addr = stream_walk.ibase + o
         pre_addr = pre_walk.obase + pre_walk.ibase + rr
         b_rd_addr = Mux(os_ | is_, b_stream_addr, pre_addr)
+        # ws reads B for the preload (the preload's GEMM), os and is for the stream.
         if self._b_external:
             b_base = Signal.like(self.b_base)
-            with m.If(fire):
+            q_base = Signal.like(self.b_base)
+            with m.If(ov_fire):
+                m.d.sync += q_base.eq(self.b_base)
+            with m.Elif(fire):
                 m.d.sync += b_base.eq(self.b_base)
-            m.d.comb += self.b_addr.eq(b_base + b_rd_addr)
+            with m.If(switch):
+                m.d.sync += b_base.eq(q_base)
+            m.d.comb += self.b_addr.eq(Mux(ws_ & queued, q_base, b_base) + b_rd_addr)
         else:
             for mem in b_mem:
-                m.d.comb += mem.rps[0].addr.eq(mem_addr("b", b_rd_addr, op_half))
+                m.d.comb += mem.rps[0].addr.eq(mem_addr("b", b_rd_addr,
+                                                        Mux(ws_, p_half, op_half)))
 
         # A reads a group of consecutive rows x … x + g − 1 of A, all at one K-chunk kb and
         # element e: ws: x = o (the streamed row, g = 1, the whole word); os: x = m0 (g = rows,
         # e = o mod rows); is: x = m0 (g = cols, e = the preload row rr).  The group tracker
-        # keeps x mod L (the bank of the group's first row) and (x div L)·S (its line).
+        # keeps x mod L (the bank of the group's first row) and (x div L)·S (its line).  is
+        # reads A for the preload: the preload's GEMM's half and stride.
+        a_stride_rd = Mux(is_ & queued, q_stride, seq_stride)
         g_bank = Signal(_index(lanes), name="a_grp_bank")
         g_line = Signal(wbits, name="a_grp_line")
         g_next = g_bank + Mux(ws_, 1, Mux(os_, rows, cols))
@@ -630,7 +694,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += [g_bank.eq(0), g_line.eq(0)]
         with m.Elif(Mux(ws_, o_inc, Mux(os_, stream_walk.outer_step, pre_walk.outer_step))):
             with m.If(g_next >= lanes):
-                m.d.sync += [g_bank.eq(g_next - lanes), g_line.eq(g_line + seq_stride)]
+                m.d.sync += [g_bank.eq(g_next - lanes), g_line.eq(g_line + a_stride_rd)]
             with m.Else():
                 m.d.sync += g_bank.eq(g_next)
         # os: o = o_kb·rows + o_el
@@ -646,8 +710,9 @@ class GemmEngine(wiring.Component):
         a_kb_rd = Mux(os_, o_kb, Mux(is_, pre_walk.iidx, stream_walk.iidx))
         for bank, mem in enumerate(a_mem):
             # Banks below the group's first bank hold its rows of the next line.
-            line = g_line + Mux(g_bank > bank, seq_stride, 0) if bank < lanes - 1 else g_line
-            m.d.comb += mem.rps[0].addr.eq(mem_addr("a", line + a_kb_rd, op_half))
+            line = g_line + Mux(g_bank > bank, a_stride_rd, 0) if bank < lanes - 1 else g_line
+            m.d.comb += mem.rps[0].addr.eq(mem_addr("a", line + a_kb_rd,
+                                                    Mux(is_, p_half, op_half)))
 
         # Lanes outside a partial tile read as zero.
         h_mask = Signal(rows)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_MULT_LATENCY", "LOAD_START_LATENCY", "ENGINE_C_LATENCY", "C_DRAIN_GAP",
-           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_issue_cycles", "gemm_cycle_breakdown",
+           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_lead", "gemm_issue_cycles", "gemm_cycle_breakdown",
            "a_beats", "b_beats", "c_beats", "pipelined_gemms_schedule",
            "pipelined_gemms_cycles"]
 
@@ -113,16 +113,34 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
             "cycles": steady + fill_drain}
 
 
+def gemm_lead(rows, dataflow, xp=np):
+    """Cycles from a start handshake that finds the sequencer free to the GEMM's first tile
+    slot: os 2 (the start, then the sequencer's first cycle); ws/is rows + 3 (also the
+    first stationary tile's rows preload cycles and its latch)."""
+    return xp.where(dataflow == 1, 2, rows + 3)
+
+
+def _slot(temporal, rows, dataflow, xp):
+    """Cycles of one tile slot: os T + rows − 1, ws/is max(T, rows + 1)."""
+    return xp.where(dataflow == 1, temporal + rows - 1, xp.maximum(temporal, rows + 1))
+
+
 def gemm_issue_cycles(m, k, n, rows, cols, dataflow, xp=np):
-    """Cycles from a GEMM's start handshake to the earliest start of the next GEMM of the
-    same dataflow: the engine's sequencer walks the tiles (ws/is: the first preload and
-    latch, then ``tiles`` slots of max(T, rows + 1); os: ``tiles`` slots of T + rows − 1)
-    and takes the next GEMM in the second cycle after its last slot, while the array and
-    the writer still finish this one (their ``gemm_cycles − gemm_issue_cycles``, at most
-    rows + cols + multiplier latency + 1, overlap the next GEMM's preload and stream)."""
+    """The least spacing of start handshakes at which GEMMs of this shape and dataflow run
+    back to back with every GEMM's first slot :func:`gemm_lead` after its start (so each
+    GEMM's timing from its start is a lone GEMM's).  The array and the writer finish one
+    GEMM under the next (their ``gemm_cycles − gemm_issue_cycles`` overlap it).
+
+    * os: ``lead + tiles·slot``: the sequencer takes the next GEMM in the cycle after the
+      last slot.
+    * ws/is: ``max(tiles·slot, lead + (tiles − 1)·slot)``: the sequencer takes the next GEMM
+      from the first cycle of the last slot on; its first stationary tile is then preloaded
+      under that slot, and it streams from max(end of that slot, start + lead)."""
     tiles, temporal = _tiles(m, k, n, rows, cols, dataflow, xp)
-    return xp.where(dataflow == 1, tiles * (temporal + rows - 1) + 2,
-                    tiles * xp.maximum(temporal, rows + 1) + rows + 3)
+    slot = _slot(temporal, rows, dataflow, xp)
+    lead = gemm_lead(rows, dataflow, xp)
+    return xp.where(dataflow == 1, lead + tiles * slot,
+                    xp.maximum(tiles * slot, lead + (tiles - 1) * slot))
 
 
 def gemm_cycles(m, k, n, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENCY):
@@ -163,36 +181,57 @@ def c_beats(m, n, cols, dataflow, wide, xp=np):
 
 
 def pipelined_gemms_schedule(shapes, rows, cols, dataflows, wide=(False, False, False),
-                             xp=np, mult_latency=DEFAULT_MULT_LATENCY):
+                             xp=np, mult_latency=DEFAULT_MULT_LATENCY, fires=None):
     """Return ``(starts, last_c)``: per GEMM run back to back (see
     :func:`pipelined_gemms_cycles`), the cycle of its start handshake ``f_i`` and of its last
-    C beat ``e_i``, as lists."""
+    C beat ``e_i``, as lists.
+
+    ``fires``: the start handshakes as a host made them (integers, each no sooner than the
+    engine takes it; ValueError otherwise) instead of the earliest ones."""
     if isinstance(dataflows, (int, np.integer)):
         dataflows = [dataflows] * len(shapes)
     a_wide, b_wide, c_wide = wide
     fire_prev = -1
-    busy_prev = issue_prev = flow_prev = None
-    starts, ends = [], []
+    flow_prev = None
+    starts, ends, busy_ends, last_slots, slots_ends = [], [], [], [], []
     for (m, k, n), flow in zip(shapes, dataflows):
         load = xp.maximum(xp.asarray(a_beats(m, k, rows, a_wide, xp)),
                           xp.asarray(b_beats(k, n, rows, cols, flow, b_wide, xp)))
         busy = gemm_cycles(m, k, n, rows, cols, flow, xp, mult_latency)
         drain = c_beats(m, n, cols, flow, c_wide, xp)
+        tiles, temporal = _tiles(m, k, n, rows, cols, flow, xp)
+        slot = _slot(temporal, rows, flow, xp)
+        lead = gemm_lead(rows, flow, xp)
+        same = flow == flow_prev
         fire = fire_prev + load + LOAD_START_LATENCY
-        if busy_prev is not None:
-            # the same dataflow: once the sequencer is free; another: once the array is empty
-            free = issue_prev if flow == flow_prev else busy_prev + 1
-            fire = xp.maximum(xp.asarray(fire), xp.asarray(fire_prev + free))
+        if ends:
+            # the same dataflow: once the sequencer is in the last slot (ws/is) or past it
+            # (os); another: once the array is empty
+            free = (last_slots[-1] if same else busy_ends[-1] + 1)
+            fire = xp.maximum(xp.asarray(fire), xp.asarray(free))
         if len(ends) >= 2:
-            # its result half drained (GEMM i − 2's, which has then also left the array)
+            # its result half drained (GEMM i − 2's, which has then also left the array),
+            # and GEMM i − 2 wholly written (two GEMMs in flight at most)
             fire = xp.maximum(xp.asarray(fire), xp.asarray(ends[-2] + C_HALF_FREE_LATENCY))
-        first = fire + busy + ENGINE_C_LATENCY + 1
+            fire = xp.maximum(xp.asarray(fire), xp.asarray(busy_ends[-2] + 1))
+        if fires is not None:
+            if fires[len(starts)] < fire:
+                raise ValueError(f"GEMM {len(starts)} cannot start at {fires[len(starts)]}, "
+                                 f"only from {fire} on")
+            fire = fires[len(starts)]
+        stream = fire + lead
+        if ends and same:
+            stream = xp.maximum(xp.asarray(stream), xp.asarray(slots_ends[-1]))
+        busy_end = stream - lead + busy          # its last write of C
+        first = busy_end + ENGINE_C_LATENCY + 1
         if ends:
             first = xp.maximum(xp.asarray(first), xp.asarray(ends[-1] + C_DRAIN_GAP + 1))
         starts.append(fire)
         ends.append(first + drain - 1)
-        issue_prev = gemm_issue_cycles(m, k, n, rows, cols, flow, xp)
-        fire_prev, busy_prev, flow_prev = fire, busy, flow
+        busy_ends.append(busy_end)
+        slots_ends.append(stream + tiles * slot)
+        last_slots.append(slots_ends[-1] - xp.where(flow == 1, 0, slot))
+        fire_prev, flow_prev = fire, flow
     return starts, ends
 
 

@@ -86,7 +86,8 @@ async def _put(ctx, strm, values, rng, idle, busy, overlap_flag):
 def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float = 0.0,
               backpressure: float = 0.0, seed: int = 0, max_dim: int = 16,
               start_delay: int = 0, wide=(False, False, False),
-              eager_start: bool = False, capacity=(None, None, None)) -> list[GemmRun]:
+              eager_start: bool = False, capacity=(None, None, None),
+              start_gaps=None) -> list[GemmRun]:
     """Run ``cases`` (a list of ``(a, b, dataflow_code)``) on one engine, back to back.
 
     Parameters
@@ -104,6 +105,10 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
     capacity:
         The engine's ``(a_words, b_words, c_words)`` per lane and half (``None``: the
         rectangle of ``max_dim``).
+    start_gaps:
+        Cycles from each start handshake to the first cycle ``start`` is up for the next
+        GEMM (its handshake then, if the engine takes it), one per GEMM after the first;
+        the host holds ``start`` until accepted, loaded or not.
     """
     a_wide, b_wide, c_wide = wide
     a_words, b_words, c_words = capacity
@@ -149,7 +154,9 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
         ctl_rng = random.Random(rng.random())
         set_dims(ctx, 0)
         for i in range(len(cases)):
-            while not all(loaded[i]) and not eager_start:
+            if start_gaps is not None and i > 0 and start_gaps[i - 1] > 1:
+                await ctx.tick().repeat(start_gaps[i - 1] - 1)
+            while not all(loaded[i]) and not eager_start and start_gaps is None:
                 await ctx.tick()
             if start_delay:
                 await ctx.tick().repeat(ctl_rng.randint(1, start_delay))
@@ -465,6 +472,38 @@ def test_back_to_back_gemms_overlap_fill_and_drain(rows, cols, shape, flow):
     busy = int(gemm_cycles(*shape, rows, cols, flow))
     assert runs[1].start_cycle - runs[0].start_cycle < busy + 1      # overlapped
     assert not any(r.alone for r in runs)                            # one busy run
+
+
+@pytest.mark.parametrize("flow", [0, 2], ids=["ws", "is"])
+def test_next_gemm_starts_anywhere_in_the_last_slot(flow):
+    """ws/is: a GEMM started during the last tile slot of the one before is preloaded under
+    that slot (start before the slot's preload window) or from its start on (later), and
+    streams at max(end of the slot, start + rows + 3).  The host raises each start a set
+    number of cycles after the one before, so starts fall on every cycle of the slot and
+    after it; every last C beat is where the recurrence puts it for the starts the host
+    made, and C is bit-exact."""
+    params = ArrayParams(rows=2, cols=2, a_width=8, b_width=8, acc_width=32)
+    # ws: 2 K-chunks × 3 N-chunks of T = M = 6; is: 2 K-chunks × 2 M-chunks of T = N = 12
+    # (shapes whose loads and result halves let every such start through)
+    shape, tiles, slot = ((6, 3, 5), 6, 6) if flow == 0 else ((3, 3, 12), 4, 12)
+    lead = 2 + 3
+    cases = [c for c in make_cases(params, [shape] * 2 * (slot + 3), seed=9) if c[2] == flow]
+    # the host starts each GEMM ``offset`` cycles into the last slot of the one before,
+    # for every offset of the slot and two after it: where that slot lies follows from the
+    # starts before (s_i = max(f_i + lead, S_(i-1)), S_i = s_i + tiles·slot)
+    offsets = [i % (slot + 2) for i in range(len(cases) - 1)]
+    gaps, slots_end, fire = [], lead + tiles * slot, 0
+    for offset in offsets:
+        start = slots_end - slot + offset
+        gaps.append(start - fire)
+        slots_end = max(start + lead, slots_end) + tiles * slot
+        fire = start
+    runs = sim_gemms(params, cases, wide=WIDE, start_gaps=gaps)
+    check_runs(params, cases, runs, wide=WIDE)
+    fires = [r.start_cycle for r in runs]
+    assert [b - a for a, b in zip(fires, fires[1:])] == gaps    # each start taken at once
+    _, ends = pipelined_gemms_schedule([shape] * len(cases), 2, 2, flow, WIDE, fires=fires)
+    assert [r.last_c_cycle for r in runs] == [int(x) for x in ends]
 
 
 @pytest.mark.parametrize("wide", [WIDE, (False, False, False)], ids=["wide", "narrow"])
