@@ -51,23 +51,24 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 DATA_SEED = 2024
 
 #: Peak resident memory of a verification, ``BASE + PER_PE · PEs + PER_BIT · buffer_bits +
-#: PER_WORD · job_words`` bytes (:func:`estimate_cost`).  ``BASE`` is the command itself
+#: PER_ELEMENT · job_words · max(rows, cols)`` bytes (:func:`estimate_cost`).  ``BASE`` is the command itself
 #: (numpy, onnx and Amaranth loaded) beside the Verilator build or the simulator's own
 #: interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
 #: simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs instances of one
 #: module per row; 3.4 GB for 16×64 when the PEs were inlined);
 #: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
 #: Mbit and 3.5 Gbit datapaths, rounded up: a C++ word per 32 bits of each buffer word);
-#: ``PER_WORD`` a loaded or read buffer word held as a list of up to max(rows, cols) Python
-#: ints and as JSON text, in the command and in the simulator: 400 bytes, from torchvision's
-#: ResNet-18 on a 4×8 array through overlay.v's buffers (494 band invocations, 10.1 M words,
-#: 4.7 GB peak; at 100 bytes the estimate said 2.0 GiB).  Generating and building the
+#: ``PER_ELEMENT`` an element of a loaded or read buffer word (a list of up to max(rows,
+#: cols) Python ints, and JSON text) in the command and in the simulator: 56 bytes, from
+#: VGG16's 13 layers on a 32×64 array (2.59 M words of up to 64 elements, about 13.6 GB in
+#: the simulator and the command together; 400 bytes a word said 4.5 GiB) and within 20 % of
+#: torchvision's ResNet-18 on a 4×8 array (10.1 M words, 4.7 GB peak; this says 5.6 GB).  Generating and building the
 #: Verilog no longer grows with the buffers: memories carry no per-word initialisers
 #: (``rtl/emit.py``).
 MEMORY_BASE_BYTES = 2 ** 30
 MEMORY_PER_PE_BYTES = 1.25 * 2 ** 20
 MEMORY_PER_BUFFER_BIT = 1.5
-MEMORY_PER_JOB_WORD = 400.0
+MEMORY_PER_JOB_ELEMENT = 56.0
 #: Wall time, ``BUILD + cycles · PEs / PE_CYCLES_PER_S + job_words · SECONDS_PER_WORD``
 #: seconds on two shared cores (a rough guide): generating the Verilog and a Verilator build
 #: not yet cached (about 110 s for a 16×16 array with a Winograd unit), then the simulation,
@@ -382,7 +383,7 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
     words = sum(_job_words(p) for p in plans)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
     memory = int(_fixed_bytes(params) + MEMORY_PER_BUFFER_BIT * bits
-                 + MEMORY_PER_JOB_WORD * words)
+                 + MEMORY_PER_JOB_ELEMENT * words * max(params.rows, params.cols))
     seconds = (BUILD_SECONDS + cycles * params.rows * params.cols / PE_CYCLES_PER_S
                + words * SECONDS_PER_WORD)
     return VerifyCost(bits, words, cycles, memory, seconds, largest)
