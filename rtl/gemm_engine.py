@@ -34,10 +34,12 @@ Buffer layouts (L = max(rows, cols); docs/rtl.md has the tables):
 
 Every buffer has two halves (double buffering): the loaders fill one operand half while the
 sequencer reads the other, and one result half drains while the next GEMM writes the other.
-GEMMs of one dataflow also overlap in the array: the sequencer takes the next GEMM once it
-has issued the current one's last vector, while the writer (with its own copy of the older
-GEMM's shape and result half) still takes that one's last outputs; at most two are in
-flight, so the array's fill and drain are paid once per run of GEMMs.
+GEMMs of one dataflow also overlap in the array: the sequencer takes the next GEMM in the
+current one's last tile slot (ws/is: it is queued and its first stationary tile preloaded
+under that slot) or once that slot has ended (os), while the writer (with its own copy of
+the older GEMM's shape and result half) still takes that one's last outputs; at most two
+are in flight, so the array's fill and drain, and the ws/is first preload, are paid once
+per run of GEMMs.
 Port-level protocol, beat orders, timing and the cycle formula: docs/rtl.md.  The formulas live
 in ``dse.cost.gemm`` (``gemm_cycles``, ``a_beats``, ``b_beats``, ``c_beats``) and the tests check
 the engine against them.
@@ -312,10 +314,10 @@ class GemmEngine(wiring.Component):
             return Cat(addr[:abits[key]], half) if abits[key] else half
 
         # ---- control registers and handshake ------------------------------------------
-        # Two GEMMs can be in flight: the sequencer may take the next GEMM once it has
-        # issued the last vector of the current one, while the array and the writer still
-        # finish that one (its fill and drain then overlap the next GEMM's preload and
-        # stream).  The sequencer's GEMM is described by cm/ck/cn/cmode/c_half, the writer's
+        # Two GEMMs can be in flight: the sequencer may take the next GEMM in the last tile
+        # slot of the current one (ws/is) or once that slot has ended (os), while the array
+        # and the writer still finish that one (its fill and drain then overlap the next
+        # GEMM's preload and stream).  The sequencer's GEMM is described by cm/ck/cn/cmode/c_half, the writer's
         # by its own copy (below).
         inflight = Signal(2)    # GEMMs started and not yet wholly written
         busy = Signal()

@@ -245,21 +245,27 @@ def pipelined_gemms_cycles(shapes, rows, cols, dataflows, wide=(False, False, Fa
     cycle 0 on) up to and including the cycle of the last C beat of the last GEMM.
 
     With ``f_i`` the cycle of GEMM i's start handshake, ``B_i`` its busy cycles
-    (:func:`gemm_cycles`), ``L_i`` = max(A beats, B beats), ``D_i`` its C beats and ``e_i``
-    the cycle of its last C beat (``f_-1`` = −1, ``e_-1``, ``e_-2`` = −∞)::
+    (:func:`gemm_cycles`), ``L_i`` = max(A beats, B beats), ``D_i`` its C beats, ``s_i`` the
+    first cycle of its tile slots and ``S_i = s_i + tiles_i·slot_i`` the cycle after them,
+    ``w_i`` the cycle of its last write of C and ``e_i`` that of its last C beat (``f_-1`` =
+    −1, the terms of GEMMs before the first absent)::
 
         f_i = max(f_(i−1) + L_i + LOAD_START_LATENCY,    loads after the previous start
-                  f_(i−1) + I_(i−1),                      the sequencer free (same dataflow;
-                                                          another: f_(i−1) + B_(i−1) + 1)
-                  e_(i−2) + C_HALF_FREE_LATENCY)          its result half drained
-        e_i = max(f_i + B_i + ENGINE_C_LATENCY + 1,       first C beat after compute
+                  F_(i−1),                                the sequencer takes it
+                  e_(i−2) + C_HALF_FREE_LATENCY,          its result half drained
+                  w_(i−2) + 1)                            two GEMMs in flight at most
+        s_i = max(f_i + lead_i, S_(i−1))                  (S_(i−1): same dataflow, ws/is)
+        w_i = s_i − lead_i + B_i
+        e_i = max(w_i + ENGINE_C_LATENCY + 1,             first C beat after compute
                   e_(i−1) + C_DRAIN_GAP + 1) + D_i − 1    after the previous drain
 
-    with ``I_i`` = :func:`gemm_issue_cycles` (the next GEMM of the same dataflow overlaps the
-    rest of GEMM i's busy cycles, its fill and drain), and the result is ``e_(G−1) + 1``.
-    For G equal GEMMs it approaches G·max(L + 1, I, D + C_DRAIN_GAP,
-    (B + D + ENGINE_C_LATENCY + C_HALF_FREE_LATENCY)/2) plus one fill (the last bound:
-    GEMM i+2 waits for the drain of GEMM i).
+    with ``lead`` = :func:`gemm_lead` and ``F_(i−1)`` = ``S_(i−1) − slot_(i−1)`` (the same
+    dataflow, ws/is: the next GEMM is taken in the last slot and preloaded under it),
+    ``S_(i−1)`` (os) or ``w_(i−1) + 1`` (another dataflow: the array empties first); the
+    result is ``e_(G−1) + 1``.  For G equal GEMMs it approaches G·max(L + 1,
+    :func:`gemm_issue_cycles`, D + C_DRAIN_GAP, (B + D + ENGINE_C_LATENCY +
+    C_HALF_FREE_LATENCY)/2) plus one fill (the last bound: GEMM i+2 waits for the drain of
+    GEMM i).
 
     Parameters
     ----------

@@ -17,9 +17,10 @@ B as weight-buffer words of N-chunks (ws, os) or K-chunks (is), C leaves as vect
 A lone GEMM takes the sum of the four (:func:`per_gemm_cycles`).  An invocation of G GEMMs
 overlaps them through the engine's double buffers (:func:`gemms_cycles`): the fronts of GEMM
 i + 1 start in the cycle the engine takes the start of GEMM i, so they load while GEMM i
-computes and GEMM i − 1 drains, and the engine takes GEMM i + 1 as soon as its sequencer has
-issued GEMM i's last vector, so GEMM i's way through the array and its writes overlap GEMM
-i + 1 (the array's fill and drain are paid once an invocation).  The datapath starts the
+computes and GEMM i − 1 drains, and the engine takes GEMM i + 1 in GEMM i's last tile slot
+(ws/is: its first stationary tile is preloaded under that slot) or after it (os), so GEMM
+i's way through the array and its writes overlap GEMM i + 1 (the array's fill and drain, and
+the first preload, are paid once an invocation).  The datapath starts the
 GEMMs of an invocation a fixed :func:`gemm_period` apart (the compiler's ``gemm_period``
 register): the largest of what the engine's sequencer, the fronts, the C drain and the
 result halves need, so every GEMM after the first adds exactly that.  The FFT runs its

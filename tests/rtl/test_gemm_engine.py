@@ -457,9 +457,8 @@ def test_pipelined_gemms_overlap(wide, rows, cols, shape):
     (2, 8, (1, 1, 1), 0), (2, 8, (1, 1, 1), 1), (4, 8, (3, 2, 9), 2), (8, 2, (2, 9, 3), 0),
     (3, 5, (4, 7, 2), 1)], ids=["ws-1x1x1", "os-1x1x1", "is", "ws-tall", "os"])
 def test_back_to_back_gemms_overlap_fill_and_drain(rows, cols, shape, flow):
-    """GEMMs of one dataflow back to back: the engine takes the next once its sequencer has
-    issued the last vector (``gemm_issue_cycles`` after the start), so the array's fill and
-    drain overlap the next GEMM -- down to GEMMs of one element, where the result halves
+    """GEMMs of one dataflow back to back: the engine takes the next in the last tile slot
+    (ws/is) or after it (os), so the array's fill and drain overlap the next GEMM -- down to GEMMs of one element, where the result halves
     (two GEMMs in flight at most) set the pace; bit-exact, starts and last C beats as the
     recurrence says, and each start sooner than the GEMM before it has finished."""
     params = ArrayParams(rows=rows, cols=cols, a_width=8, b_width=8, acc_width=32)
