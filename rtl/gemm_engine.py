@@ -317,8 +317,8 @@ class GemmEngine(wiring.Component):
         # Two GEMMs can be in flight: the sequencer may take the next GEMM in the last tile
         # slot of the current one (ws/is) or once that slot has ended (os), while the array
         # and the writer still finish that one (its fill and drain then overlap the next
-        # GEMM's preload and stream).  The sequencer's GEMM is described by cm/ck/cn/cmode/c_half, the writer's
-        # by its own copy (below).
+        # GEMM's preload and stream).  The sequencer's GEMM is described by
+        # cm/ck/cn/cmode/c_half, the writer's by its own copy (below).
         inflight = Signal(2)    # GEMMs started and not yet wholly written
         busy = Signal()
         done = Signal()

@@ -51,9 +51,9 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 DATA_SEED = 2024
 
 #: Peak resident memory of a verification, ``BASE + PER_PE · PEs + PER_BIT · buffer_bits +
-#: PER_ELEMENT · job_words · max(rows, cols)`` bytes (:func:`estimate_cost`).  ``BASE`` is the command itself
-#: (numpy, onnx and Amaranth loaded) beside the Verilator build or the simulator's own
-#: interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
+#: PER_ELEMENT · job_words · max(rows, cols)`` bytes (:func:`estimate_cost`).  ``BASE`` is
+#: the command itself (numpy, onnx and Amaranth loaded) beside the Verilator build or the
+#: simulator's own interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
 #: simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs instances of one
 #: module per row; 3.4 GB for 16×64 when the PEs were inlined);
 #: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
@@ -62,9 +62,9 @@ DATA_SEED = 2024
 #: cols) Python ints, and JSON text) in the command and in the simulator: 56 bytes, from
 #: VGG16's 13 layers on a 32×64 array (2.59 M words of up to 64 elements, about 13.6 GB in
 #: the simulator and the command together; 400 bytes a word said 4.5 GiB) and within 20 % of
-#: torchvision's ResNet-18 on a 4×8 array (10.1 M words, 4.7 GB peak; this says 5.6 GB).  Generating and building the
-#: Verilog no longer grows with the buffers: memories carry no per-word initialisers
-#: (``rtl/emit.py``).
+#: torchvision's ResNet-18 on a 4×8 array (10.1 M words, 4.7 GB peak; this says 5.6 GB).
+#: Generating and building the Verilog no longer grows with the buffers: memories carry no
+#: per-word initialisers (``rtl/emit.py``).
 MEMORY_BASE_BYTES = 2 ** 30
 MEMORY_PER_PE_BYTES = 1.25 * 2 ** 20
 MEMORY_PER_BUFFER_BIT = 1.5

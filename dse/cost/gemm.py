@@ -41,7 +41,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_MULT_LATENCY", "LOAD_START_LATENCY", "ENGINE_C_LATENCY", "C_DRAIN_GAP",
-           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_lead", "gemm_issue_cycles", "gemm_cycle_breakdown",
+           "C_HALF_FREE_LATENCY", "gemm_cycles", "gemm_lead", "gemm_issue_cycles",
+           "gemm_cycle_breakdown",
            "a_beats", "b_beats", "c_beats", "pipelined_gemms_schedule",
            "pipelined_gemms_cycles"]
 

@@ -458,8 +458,9 @@ def test_pipelined_gemms_overlap(wide, rows, cols, shape):
     (3, 5, (4, 7, 2), 1)], ids=["ws-1x1x1", "os-1x1x1", "is", "ws-tall", "os"])
 def test_back_to_back_gemms_overlap_fill_and_drain(rows, cols, shape, flow):
     """GEMMs of one dataflow back to back: the engine takes the next in the last tile slot
-    (ws/is) or after it (os), so the array's fill and drain overlap the next GEMM -- down to GEMMs of one element, where the result halves
-    (two GEMMs in flight at most) set the pace; bit-exact, starts and last C beats as the
+    (ws/is) or after it (os), so the array's fill and drain overlap the next GEMM -- down
+    to GEMMs of one element, where the result halves (two GEMMs in flight at most) set the
+    pace; bit-exact, starts and last C beats as the
     recurrence says, and each start sooner than the GEMM before it has finished."""
     params = ArrayParams(rows=rows, cols=cols, a_width=8, b_width=8, acc_width=32)
     cases = [c for c in make_cases(params, [shape] * 4, seed=5) if c[2] == flow]
