@@ -53,9 +53,9 @@ DATA_SEED = 2024
 #: Peak resident memory of a verification, ``BASE + PER_PE · PEs + PER_BIT · buffer_bits +
 #: PER_ELEMENT · job_words · max(rows, cols)`` bytes (:func:`estimate_cost`).  ``BASE`` is
 #: the command itself (numpy, onnx and Amaranth loaded) beside the Verilator build or the
-#: simulator's own interpreter; ``PER_PE`` the command's elaborated datapath, which it keeps while the
-#: simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs instances of one
-#: module per row; 3.4 GB for 16×64 when the PEs were inlined);
+#: simulator's own interpreter; ``PER_PE`` the command's elaborated datapath, which it
+#: keeps while the simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs
+#: instances of one module per row; 3.4 GB for 16×64 when the PEs were inlined);
 #: ``PER_BIT`` the simulator's model holding the buffers (1.2 bytes a bit measured on 404
 #: Mbit and 3.5 Gbit datapaths, rounded up: a C++ word per 32 bits of each buffer word);
 #: ``PER_ELEMENT`` an element of a loaded or read buffer word (a list of up to max(rows,
