@@ -169,6 +169,13 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
             if i + 1 < len(cases):
                 set_dims(ctx, i + 1)
 
+    # A stalled engine fails the test instead of hanging it: far more cycles than loading,
+    # computing and draining every GEMM one after another with every stall and delay take.
+    slack = 4 + (start_delay or 0) + max(start_gaps or [0])
+    limit = 1000 + sum(slack * (m * k + k * n + m * n)
+                       + int(gemm_cycles(m, k, n, rows, cols, flow, mult_latency=mult_latency))
+                       for (m, k, n), (_, _, flow) in zip(shapes, cases))
+
     async def monitor(ctx):
         prev_busy, count, t, first = 0, 0, 0, 0
         async for _, _, busy, cyc, start, start_ready, av, ar, bv, br, cv, cr in ctx.tick().sample(
@@ -177,6 +184,8 @@ def sim_gemms(params: ArrayParams, cases, *, mult_latency: int = 3, idle: float 
                 eng.c_stream.ready):
             if start and start_ready:
                 fires.append(t)
+            assert t < limit, f"engine stalled: {len(fires)} of {len(cases)} GEMMs started " \
+                              f"by cycle {t}"
             if av and ar:
                 a_takes.append(t)
             if bv and br:
