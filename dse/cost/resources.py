@@ -153,6 +153,13 @@ TRANSPARENT_MEMORIES = ("shift_add", "overlap_add", "accumulator")
 _OUT_GROWTH = {2: 4, 4: 9}
 
 
+def back_width(hw):
+    """Bits of the back end's words: the accumulator, plus the Winograd output transform's
+    growth with a Winograd unit (:data:`_OUT_GROWTH`)."""
+    wm = np.asarray(hw.winograd_m)
+    return hw.acc_width + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+
+
 def _load_calibrated(path: Path = CALIBRATION_PATH) -> dict:
     """``{family: {key: value}}`` of calibration.json's fitted coefficients ({} if absent)."""
     try:
@@ -365,7 +372,7 @@ def overlay_buffer_words(hw, precision) -> dict:
     at_least_2 = lambda v: np.maximum(2, v)  # noqa: E731
     wm = np.asarray(hw.winograd_m)
     has_w, has_fft = wm > 0, np.asarray(hw.fft_size) > 0
-    back = acc + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    back = back_width(hw)
     lanes = out_lanes(hw)
     weight_words = _whole_blocks(at_least_2(hw.weight_buffer_kib * 8192 // (b * side)),
                                  (1, b * side))
@@ -434,8 +441,7 @@ def datapath_memories(hw) -> dict:
     lanes = out_lanes(hw)
     # the Winograd accumulation buffers: m² of them, a word per C vector of one GEMM
     mbuf_words = c_words
-    growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
-    back = acc + growth
+    back = back_width(hw)
     has_fft = (hw.fft_size > 0) * 1
     fft_part = a - 1                      # the FFT2D's data_bits (rtl.fft.FFT2D)
     return {
@@ -571,7 +577,7 @@ def features(hw) -> dict:
     lanes = np.maximum(rows, cols)
     wm = hw.winograd_m
     a = hw.a_width
-    back = hw.acc_width + np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
+    back = back_width(hw)
     adds_in = np.select([wm == 2, wm == 4], [WINOGRAD_ADDS[2][0], WINOGRAD_ADDS[4][0]], 0)
     wl = hw.winograd_lanes
     has = (wm > 0).astype(float)
@@ -598,7 +604,6 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     if coeffs is not None:
         c = {**DEFAULT_COEFFS[hw.family], **c}
     a = hw.a_width
-    wm = hw.winograd_m
     pes = hw.rows * hw.cols
     pe_bits = a + hw.b_width + hw.acc_width
     dsp = pes * _mults(a, hw.b_width, c)
@@ -606,8 +611,7 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     ff = pes * (pe_bits + shadow_bits(hw)) * c["ff_per_pe_bit"]
     # requantiser: one back-end-width × 17-bit multiply per lane
     lanes = out_lanes(hw)
-    growth = np.select([wm == 2, wm == 4], [_OUT_GROWTH[2], _OUT_GROWTH[4]], 0)
-    dsp = dsp + lanes * _mults(hw.acc_width + growth,
+    dsp = dsp + lanes * _mults(back_width(hw),
                                np.full_like(a, REQUANT_MULT_BITS + 1), c)
     f = features(hw)
     dsp = (dsp + c["dsp_control"] * f["control"] + c["dsp_control_winograd"] * f["winograd"]
