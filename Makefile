@@ -62,6 +62,7 @@ calibrate: $(STAMP)
 	$(PY) -m omniconv.calibrate
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[synth,report,bench]'
 	$(PY) bench/run_all.py
 
 # `omniconv dse --if-stale` searches only when build/<stem>/design.json is missing or older
