@@ -6,7 +6,9 @@ Fields: the documented outputs (``config``, ``board``, ``clock_mhz``, ``hardware
 ``optimal``, ``mapping_method``, ``hardware_points``, ``pareto`` (the latency/power front
 of the searched points, each mapped for least latency and for least energy; ``mapped_for``
 says which), ``pareto_area`` (the latency/area front of the same points: ``area`` is the share
-of the board's most used resource, DSP, LUT, FF or block RAM), ``other_layers`` (pools and adds: name, op, cycles)).  :func:`read_design`
+of the board's most used resource, DSP, LUT, FF or block RAM), ``other_layers`` (pools and
+adds: name, op, cycles), ``optimizer`` (``nlp`` or ``grid``: which searched the hardware)
+and ``evaluations`` (hardware points it mapped exactly)).  :func:`read_design`
 reads a document back and checks it; :func:`write_text_atomic` writes any output file so
 that nothing half-written is ever left behind.
 """
@@ -102,6 +104,8 @@ class Design:
     pareto_area: list = field(default_factory=list)
     other_layers: list = field(default_factory=list)
     dram_bytes_per_cycle: float = 0.0
+    optimizer: str = "grid"
+    evaluations: int = 0
 
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""
@@ -156,8 +160,8 @@ class Design:
                  "- resources: " + ", ".join(f"{k} {self.resources[k]:,}"
                                              for k in RESOURCE_FIELDS),
                  f"- mapping: {'optimal' if self.optimal else 'NOT proved optimal'} "
-                 f"({self.mapping_method}); {self.hardware_points:,} hardware points searched "
-                 f"in {self.search_seconds:.2f} s", ""]
+                 f"({self.mapping_method}); {self.hardware_points:,} hardware points mapped "
+                 f"by the {self.optimizer} optimiser in {self.search_seconds:.2f} s", ""]
         lines += table_lines(self.layers, hw.get("rows"), hw.get("cols"),
                              self.dram_bytes_per_cycle)
         return "\n".join(lines) + "\n"

@@ -43,7 +43,8 @@ from .layout import dram_bytes_per_cycle, in_layout, layout_change_bytes, out_la
 from .mapping import MappingProblem, solve
 
 __all__ = ["FOLDED_OPS", "LayerGraph", "layer_graph", "SearchSpace", "hardware_space",
-           "pareto_front", "board_shares", "search", "OBJECTIVES", "NEAR_TIE"]
+           "pareto_front", "board_shares", "search", "OBJECTIVES", "OPTIMIZERS", "NEAR_TIE",
+           "Problem", "Found", "complete_points", "prepare", "operand_widths"]
 
 #: Relative tolerance within which two hardware points count as equally good for the
 #: objective; the cheaper one (smaller share of the board's resources) is chosen.
@@ -51,6 +52,9 @@ NEAR_TIE = 0.005
 
 #: Objectives the search can minimise.
 OBJECTIVES = ("latency", "energy", "edp")
+
+#: Hardware optimisers: ``nlp`` (the larger space, :mod:`dse.optimize`) and ``grid``.
+OPTIMIZERS = ("nlp", "grid")
 
 #: Operations folded into their producer: the overlay applies them in the drain of the layer
 #: before (the back end requantises, applies ReLU and pools on the way out), so they store no tensor and keep its layout.
@@ -123,9 +127,6 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
     Operand widths are the widest that the units present need; the accumulator follows
     (:func:`_acc_width`).  Pinned fields replace their axis (a pinned width is kept as is).
     """
-    from .cost.choices import VARIANTS, required_widths
-    from .cost.hardware import PARAM_FIELDS, HardwareTable
-
     space = space or SearchSpace()
     pins = dict(pins or {})
     algos = set(algorithms)
@@ -142,20 +143,48 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
             axes[name] = (value,)
     grids = np.meshgrid(*[np.asarray(v, dtype=np.int64) for v in axes.values()], indexing="ij")
     arrays = {name: g.reshape(-1) for name, g in zip(axes, grids)}
-    # output transform lanes only where they fit the unit and the array; when none does (a
-    # pin that fits no point), keep them all so that HardwareTable's check names the pin
+    return complete_points(arrays, board, precision, max_k, pins)
+
+
+def operand_widths(winograd_m, fft_size, max_k: int, precision: int):
+    """``(a_width, b_width, acc_width)`` of overlays with these units (int arrays or ints):
+    the widest operands of im2col and the units present need, the accumulator
+    :func:`_acc_width` for the longest reduction ``max_k``."""
+    from .cost.choices import VARIANTS, required_widths
+
+    winograd_m, fft_size = np.asarray(winograd_m), np.asarray(fft_size)
+    base_a, base_b = required_widths("im2col", precision)
+    a = np.full(np.shape(winograd_m), base_a, dtype=np.int64)
+    b = np.full(np.shape(winograd_m), base_b, dtype=np.int64)
+    for variant, (_, m, n) in VARIANTS.items():
+        va, vb = required_widths(variant, precision)
+        has = ((winograd_m == m) & (m > 0)) | ((fft_size == n) & (n > 0))
+        a = np.where(has, np.maximum(a, va), a)
+        b = np.where(has, np.maximum(b, vb), b)
+    return a, b, _acc_width(a, b, max_k, precision)
+
+
+def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None):
+    """Return the :class:`dse.cost.hardware.HardwareTable` of the searched fields in ``arrays``
+    (``{field: (P,) ints}``), the rest derived or pinned.
+
+    Winograd output-transform lanes that do not fit their unit and array are dropped (all are
+    kept when none fits, so that HardwareTable's check names the pin); operand widths are the
+    widest that the units present need, the accumulator follows (:func:`_acc_width`); pinned
+    fields replace theirs (a pinned width is kept as is); the other fields take
+    OverlayParams' defaults.
+    """
+    from .cost.hardware import PARAM_FIELDS, HardwareTable
+
+    pins = dict(pins or {})
+    arrays = {name: np.asarray(v, dtype=np.int64).reshape(-1) for name, v in arrays.items()}
+    for name, value in pins.items():
+        if name in arrays:
+            arrays[name] = np.full_like(arrays[name], value)
     keep = winograd_lanes_ok(arrays["cols"], arrays["winograd_m"], arrays["winograd_lanes"])
     if keep.any():
         arrays = {name: v[keep] for name, v in arrays.items()}
-    # widths: the widest of im2col and the units present
-    base_a, base_b = required_widths("im2col", precision)
-    a = np.full_like(arrays["rows"], base_a)
-    b = np.full_like(arrays["rows"], base_b)
-    for variant, (_, m, n) in VARIANTS.items():
-        va, vb = required_widths(variant, precision)
-        has = ((arrays["winograd_m"] == m) & (m > 0)) | ((arrays["fft_size"] == n) & (n > 0))
-        a = np.where(has, np.maximum(a, va), a)
-        b = np.where(has, np.maximum(b, vb), b)
+    a, b, _ = operand_widths(arrays["winograd_m"], arrays["fft_size"], max_k, precision)
     arrays["a_width"] = np.full_like(a, pins["a_width"]) if "a_width" in pins else a
     arrays["b_width"] = np.full_like(b, pins["b_width"]) if "b_width" in pins else b
     acc = _acc_width(arrays["a_width"], arrays["b_width"], max_k, precision)
@@ -251,7 +280,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
            dataflows=("ws", "os", "is"), hardware_pins=None, layer_pins=None,
            space: SearchSpace | None = None, source: str = "config", progress: bool = False,
            chunk_points: int = 1024, exhaustive: bool = False, top_groups: int = 8,
-           min_sqnr_db: float = DEFAULT_MIN_SQNR_DB):
+           min_sqnr_db: float = DEFAULT_MIN_SQNR_DB, optimizer: str = "nlp",
+           optimizer_options=None):
     """Return the best :class:`dse.design.Design` of ``network`` on ``board``.
 
     Parameters
@@ -288,6 +318,10 @@ def search(network, board, *, config: str = "", precision: int = 8,
     min_sqnr_db:
         Accuracy floor: an approximate (FFT) choice is offered on a layer only where its
         predicted SQNR reaches it (:mod:`dse.cost.sqnr`).
+    optimizer:
+        ``"grid"`` (the :class:`SearchSpace` grid; ``space``, ``exhaustive`` and
+        ``top_groups`` apply) or ``"nlp"`` (:func:`dse.optimize.nlp_search` over the larger
+        space; ``optimizer_options`` are its keyword arguments).
 
     Raises
     ------
@@ -295,10 +329,58 @@ def search(network, board, *, config: str = "", precision: int = 8,
         Bad objective or pins, a board that cannot hold the smallest overlay, or a pinned
         algorithm that cannot run its layer.
     """
-    from .cost.choices import enumerate_choices, hardware_mask, legal_mask
+    start = time.perf_counter()
+    if optimizer not in OPTIMIZERS:
+        raise InputError(source, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
+                                              f"not {optimizer!r}")
+    problem = prepare(network, board, source=source, precision=precision,
+                      objective=objective, algorithms=algorithms, dataflows=dataflows,
+                      hardware_pins=hardware_pins, layer_pins=layer_pins,
+                      chunk_points=chunk_points, min_sqnr_db=min_sqnr_db)
+    hardware_pins, layer_pins = problem.hardware_pins, problem.layer_pins
+    graph, mac_nodes, layers, aux, choices = (problem.graph, problem.mac_nodes,
+                                              problem.layers, problem.aux,
+                                              problem.choices)
+    if optimizer == "grid":
+        found = _grid_search(problem, space, progress, exhaustive, top_groups)
+    else:
+        from .optimize import nlp_search
+
+        found = nlp_search(problem, progress=progress, **dict(optimizer_options or {}))
+    hardware, usage, result, alt = found.hardware, found.usage, found.result, found.alt
+    if not np.isfinite(result.key(objective)).any():
+        field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
+        if optimizer != "grid":
+            # say why on the grid's fitting points, whose buffers reach the largest sizes
+            try:
+                grid = hardware_space(board, precision, problem.unit_algos, problem.max_k,
+                                      hardware_pins, space)
+                fits, _ = problem.fit(grid)
+                if fits.any():
+                    hardware = grid.take(fits)
+            except ValueError:
+                pass
+        raise InputError(source, field, f"no overlay fitting {board.name} can run every layer "
+                         f"with these pins{_unrunnable(layers, choices, hardware, precision)}")
+    done = np.flatnonzero(result.evaluated)
+    return _design(network, board, config, precision, objective, graph, mac_nodes, layers,
+                   aux, choices, hardware.take(done),
+                   {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
+                   start, pinned=set(hardware_pins), alternative=(problem.other,
+                                                                  alt.subset(done)),
+                   optimizer=optimizer, evaluations=found.evaluations)
+
+
+def prepare(network, board, *, source: str = "config", precision: int = 8,
+            objective: str = "latency", algorithms=("im2col", "kn2row", "winograd", "fft"),
+            dataflows=("ws", "os", "is"), hardware_pins=None, layer_pins=None,
+            chunk_points: int = 1024, min_sqnr_db: float = DEFAULT_MIN_SQNR_DB) -> "Problem":
+    """Return the :class:`Problem` of ``network`` on ``board``: validated objective and
+    pins, the choice axis with its legality, accuracy and pin masks (the arguments as for
+    :func:`search`).  Raises :class:`InputError` as :func:`search` does."""
+    from .cost.choices import enumerate_choices, legal_mask
     from .cost.workload import AuxTable, LayerTable
 
-    start = time.perf_counter()
     if objective not in OBJECTIVES:
         raise InputError(source, "objective", f"must be one of {', '.join(OBJECTIVES)}, "
                                               f"not {objective!r}")
@@ -361,45 +443,129 @@ def search(network, board, *, config: str = "", precision: int = 8,
         pin_mask[li] = keep
     legal = legal & accurate
 
-    # -- hardware points that fit the board ----------------------------------------------------
     max_k = int(max([1] + [int(k) for k in (layers.c_in // layers.groups * layers.kh
                                             * layers.kw)]))
-    unit_algos = set(algorithms) | pinned_algos
+    return Problem(
+        network=network, board=board, source=source, precision=precision,
+        objective=objective, graph=graph, mac_nodes=mac_nodes, layers=layers, aux=aux,
+        choices=choices, legal=legal, allowed=allowed, fallback=fallback, pin_mask=pin_mask,
+        layer_pins=layer_pins, hardware_pins=hardware_pins,
+        unit_algos=frozenset(algorithms) | pinned_algos, max_k=max_k,
+        chunk_points=chunk_points)
+
+
+@dataclass
+class Problem:
+    """One network's search problem on one board, everything but the hardware points:
+    the mapping graph, the choice axis with its legality, accuracy and pin masks.
+
+    :meth:`table` completes searched fields into a HardwareTable, :meth:`fit` filters by
+    the resource model, :meth:`map` solves the per-layer mapping of any points exactly.
+    Both optimisers (the grid here, :mod:`dse.optimize`) call these three.
+    """
+
+    network: object
+    board: object
+    source: str
+    precision: int
+    objective: str
+    graph: LayerGraph
+    mac_nodes: list
+    layers: object
+    aux: object
+    choices: object
+    legal: np.ndarray
+    allowed: np.ndarray
+    fallback: np.ndarray
+    pin_mask: np.ndarray
+    layer_pins: dict
+    hardware_pins: dict
+    unit_algos: frozenset
+    max_k: int
+    chunk_points: int = 1024
+
+    @property
+    def other(self) -> str:
+        """The second objective every point is also mapped for (the front needs both)."""
+        return "energy" if self.objective == "latency" else "latency"
+
+    def table(self, arrays: dict):
+        """The HardwareTable of the searched fields in ``arrays``, pins applied, widths
+        derived (:func:`complete_points`)."""
+        return complete_points(arrays, self.board, self.precision, self.max_k,
+                               self.hardware_pins)
+
+    def fit(self, hardware):
+        """``(mask, usage)``: the points of ``hardware`` that fit the board, and every
+        point's DSP, LUT, FF and block RAM."""
+        return _fit_mask(hardware, self.board)
+
+    def map(self, hardware, bar=None):
+        """``(result, alt)``: the points of ``hardware`` mapped for the objective and for
+        :attr:`other`, from one cost evaluation."""
+        bar = bar or _Progress(False, len(hardware))
+        return _map_points(self.network, self.graph, self.mac_nodes, self.layers, self.aux,
+                           self.choices, hardware, self.precision,
+                           (self.objective, self.other), self.legal, self.allowed,
+                           self.fallback, self.pin_mask, self.layer_pins, self.chunk_points,
+                           bar)
+
+    def check_pinned_units(self, hardware) -> None:
+        """Refuse pinned layers whose algorithm needs a unit no point of ``hardware`` has."""
+        from .cost.choices import hardware_mask
+
+        hw_ok = hardware_mask(self.choices, hardware, self.precision)           # (C, P)
+        for li, name in enumerate(self.layers.names):
+            if name in self.layer_pins and not (self.legal[li] & self.pin_mask[li]
+                                                & hw_ok.any(axis=1)).any():
+                raise InputError(self.source, f"layers.{name}",
+                                 f"{self.layer_pins[name].get('algorithm', 'its pin')} needs "
+                                 f"hardware that no overlay fitting {self.board.name} with "
+                                 f"these pins has")
+
+    def refuse_unfit(self, usage) -> None:
+        """The error for a search in which no point fits the board."""
+        if self.hardware_pins:
+            raise InputError(self.source, "hardware",
+                             f"pins {self.hardware_pins} do not fit board {self.board.name}: "
+                             f"the smallest pinned overlay needs "
+                             f"{_smallest_need(usage, self.board)}")
+        raise InputError(self.board.name, "", "cannot hold the smallest overlay: it needs "
+                         + _smallest_need(usage, self.board))
+
+
+@dataclass
+class Found:
+    """What an optimiser hands back: the points it mapped (``hardware``, ``usage``), their
+    mappings for the objective (``result``) and the other objective (``alt``), and how
+    many points it evaluated with the exact model."""
+
+    hardware: object
+    usage: dict
+    result: "_Mapped"
+    alt: "_Mapped"
+    evaluations: int
+
+
+def _grid_search(problem: Problem, space, progress: bool, exhaustive: bool,
+                 top_groups: int) -> Found:
+    """Today's search: the :class:`SearchSpace` grid, filtered by the board.
+
+    Stage A maps every (array shape, units) group at its largest fitting buffers and bus,
+    for each output-buffer size; stage B the whole buffer x bus grid of the ``top_groups``
+    best groups (under either objective).  ``exhaustive`` maps every fitting point."""
     try:
-        hardware = hardware_space(board, precision, unit_algos, max_k, hardware_pins, space)
+        hardware = hardware_space(problem.board, problem.precision, problem.unit_algos,
+                                  problem.max_k, problem.hardware_pins, space)
     except ValueError as exc:
-        raise InputError(source, "hardware", str(exc)) from None
-    fits, usage = _fit_mask(hardware, board)
+        raise InputError(problem.source, "hardware", str(exc)) from None
+    fits, usage = problem.fit(hardware)
     if not fits.any():
-        if hardware_pins:
-            raise InputError(source, "hardware",
-                             f"pins {hardware_pins} do not fit board {board.name}: the "
-                             f"smallest pinned overlay needs {_smallest_need(usage, board)}")
-        raise InputError(board.name, "", "cannot hold the smallest overlay: it needs "
-                         + _smallest_need(usage, board))
+        problem.refuse_unfit(usage)
     hardware = hardware.take(fits)
     usage = {k: np.asarray(v)[fits] for k, v in usage.items()}
     n_points = len(hardware)
-
-    # Pinned layers whose algorithm needs a unit no searched point has.
-    hw_ok_all = hardware_mask(choices, hardware, precision)               # (C, P)
-    for li, name in enumerate(layers.names):
-        if name in layer_pins and not (legal[li] & pin_mask[li] & hw_ok_all.any(axis=1)).any():
-            raise InputError(source, f"layers.{name}",
-                             f"{layer_pins[name].get('algorithm', 'its pin')} needs hardware "
-                             f"that no overlay fitting {board.name} with these pins has")
-
-    other = "energy" if objective == "latency" else "latency"
-
-    def run(table, bar):
-        """The points of ``table`` mapped for the objective and for ``other``."""
-        return _map_points(network, graph, mac_nodes, layers, aux, choices, table, precision,
-                           (objective, other), legal, allowed, fallback, pin_mask,
-                           layer_pins, chunk_points, bar)
-
-    # Stage A: every (array shape, units) group at its largest fitting buffers and bus, for
-    # each output-buffer size.
-    # Stage B: the whole buffer x bus grid of the best groups.  ``exhaustive`` maps every point.
+    problem.check_pinned_units(hardware)
     group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m,
                       hardware.winograd_lanes, hardware.fft_size], axis=1)
     _, group_id = np.unique(group, axis=0, return_inverse=True)
@@ -422,27 +588,20 @@ def search(network, board, *, config: str = "", precision: int = 8,
     # mapped for least latency in both); stage B takes the best groups under either.
     bar = _Progress(progress, n_points if exhaustive else len(first) + top_groups * 64)
     result, alt = _Mapped.empty(n_points), _Mapped.empty(n_points)
-    for mapped, part in zip((result, alt), run(hardware.take(first), bar)):
+    for mapped, part in zip((result, alt), problem.map(hardware.take(first), bar)):
         mapped.merge(first, part)
+    evaluations = len(first)
     if not exhaustive:
         best_groups = np.union1d(
             *(group_id[first][np.argsort(r.key(goal)[first], kind="stable")][:top_groups]
-              for r, goal in ((result, objective), (alt, other))))
+              for r, goal in ((result, problem.objective), (alt, problem.other))))
         second = np.setdiff1d(np.flatnonzero(np.isin(group_id, best_groups)), first)
         if second.size:
-            for mapped, part in zip((result, alt), run(hardware.take(second), bar)):
+            for mapped, part in zip((result, alt), problem.map(hardware.take(second), bar)):
                 mapped.merge(second, part)
+            evaluations += len(second)
     bar.close()
-    if not np.isfinite(result.key(objective)).any():
-        field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
-        raise InputError(source, field, f"no overlay fitting {board.name} can run every layer "
-                         f"with these pins{_unrunnable(layers, choices, hardware, precision)}")
-    done = np.flatnonzero(result.evaluated)
-    design = _design(network, board, config, precision, objective, graph, mac_nodes, layers,
-                     aux, choices, hardware.take(done),
-                     {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
-                     start, pinned=set(hardware_pins), alternative=(other, alt.subset(done)))
-    return design
+    return Found(hardware, usage, result, alt, evaluations)
 
 
 def _unrunnable(layers, choices, hardware, precision: int, points: int = 256) -> str:
@@ -686,7 +845,7 @@ def _unused_unit(choices, hardware, choice, pinned) -> np.ndarray:
 
 def _design(network, board, config, precision, objective, graph, mac_nodes, layers, aux,
             choices, hardware, usage, result: _Mapped, start: float, pinned=frozenset(),
-            alternative=None):
+            alternative=None, optimizer: str = "grid", evaluations: int = 0):
     """Pick the best point for the objective and write its plan as a Design.
 
     A point with a unit that no layer of its mapping uses (and no pin asks for) is not
@@ -788,5 +947,6 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
         search_seconds=round(time.perf_counter() - start, 4), network=network.name,
         objective=objective, precision=precision, optimal=bool(result.optimal),
         mapping_method=result.method, hardware_points=len(hardware), pareto=pareto,
-        pareto_area=pareto_area, other_layers=other,
+        pareto_area=pareto_area, other_layers=other, optimizer=optimizer,
+        evaluations=int(evaluations),
         dram_bytes_per_cycle=round(float(hardware.dram_bytes_per_cycle()[0, 0, best]), 4))

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from dse.board import Board, load_board
 from dse.cost.sqnr import DEFAULT_MIN_SQNR_DB
 from dse.errors import InputError
+from dse.search import OBJECTIVES, OPTIMIZERS
 from dse.yamlio import check_keys, load_yaml, resolve_named_file
 from rtl.params import Algorithm, Dataflow, OverlayParams
 
@@ -28,7 +29,6 @@ __all__ = ["CONFIGS_DIR", "OBJECTIVES", "PRECISIONS", "DEFAULT_ALGORITHMS", "Lay
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: What the explorer minimises.
-OBJECTIVES = ("latency", "energy", "edp")
 
 #: Bits of weights and activations.
 PRECISIONS = (8, 16)
@@ -38,7 +38,7 @@ PRECISIONS = (8, 16)
 DEFAULT_ALGORITHMS = (Algorithm.IM2COL, Algorithm.KN2ROW, Algorithm.WINOGRAD, Algorithm.FFT)
 
 _KEYS = ("name", "network", "board", "precision", "objective", "algorithms", "dataflows",
-         "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db")
+         "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db", "optimizer")
 _NETWORK_SUFFIXES = (".onnx", ".yaml", ".yml", ".csv")
 _HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(OverlayParams))
 
@@ -97,6 +97,9 @@ class RunConfig:
     min_sqnr_db:
         The accuracy floor of approximate algorithms (FFT): the explorer offers them on a
         layer only where their predicted SQNR reaches it (:mod:`dse.cost.sqnr`).
+    optimizer:
+        ``"nlp"`` (default: relaxation and local search over the larger space,
+        :mod:`dse.optimize`) or ``"grid"`` (the fixed grid, :class:`dse.search.SearchSpace`).
     """
 
     path: Path
@@ -113,6 +116,7 @@ class RunConfig:
         default_factory=lambda: MappingProxyType({}))
     verify_network: str | None = None
     min_sqnr_db: float = DEFAULT_MIN_SQNR_DB
+    optimizer: str = "nlp"
 
     def __post_init__(self):
         if self.verify_network is None:
@@ -271,6 +275,7 @@ def load_config(spec: str | Path) -> RunConfig:
     board_spec = _text(path, "board", data["board"])
     precision = _choice(path, "precision", data.get("precision", 8), PRECISIONS)
     objective = _choice(path, "objective", data.get("objective", "latency"), OBJECTIVES)
+    optimizer = _choice(path, "optimizer", data.get("optimizer", "nlp"), OPTIMIZERS)
     algorithms = _enum_set(path, "algorithms",
                            data.get("algorithms", [a.value for a in DEFAULT_ALGORITHMS]),
                            Algorithm)
@@ -304,4 +309,4 @@ def load_config(spec: str | Path) -> RunConfig:
                      board_spec=board_spec, precision=precision, objective=objective,
                      algorithms=algorithms, dataflows=dataflows, hardware=hardware,
                      layers=layers, verify_network=verify_network,
-                     min_sqnr_db=float(min_sqnr_db))
+                     min_sqnr_db=float(min_sqnr_db), optimizer=optimizer)

@@ -45,6 +45,10 @@ def add_dse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print design.json to stdout instead of the table "
                              "(default: %(default)s)")
+    parser.add_argument("--optimizer", choices=("nlp", "grid"), default=None,
+                        help="hardware optimiser: nlp (relaxation and local search over the "
+                             "larger space) or grid (the fixed grid); default: the config's "
+                             "optimizer key, else nlp")
     parser.add_argument("--if-stale", action="store_true",
                         help="search only when DIR/design.json is missing or older than the "
                              "config, board or network file or the explorer's sources "
@@ -109,8 +113,9 @@ def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:
     return any(p.stat().st_mtime > built for p in [design_path, *generator_sources()])
 
 
-def explore(config, *, progress: bool = True):
-    """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run)."""
+def explore(config, *, progress: bool = True, optimizer: str | None = None):
+    """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run);
+    ``optimizer`` replaces the config's."""
     from dse.load import load_network
     from dse.search import search
 
@@ -125,7 +130,7 @@ def explore(config, *, progress: bool = True):
                                      if getattr(pin, k) is not None}
                               for name, pin in config.layers.items()},
                   source=str(config.path), progress=progress,
-                  min_sqnr_db=config.min_sqnr_db)
+                  min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer)
 
 
 def _write_design(design, out_dir: Path) -> None:
@@ -149,10 +154,14 @@ def run_dse(args) -> int:
     out_dir = _out_dir(args, config)
     check_output_dir(out_dir)            # an unwritable --out fails now, not after the search
     design_path = out_dir / "design.json"
+    wanted = getattr(args, "optimizer", None) or config.optimizer
     if getattr(args, "if_stale", False) and not is_stale(design_path, config):
         from dse.design import read_design, write_text_atomic
 
         design = read_design(design_path)
+    else:
+        design = None
+    if design is not None and design.optimizer == wanted:
         for name, render in (("report.md", design.to_markdown), ("layers.csv", design.to_csv)):
             if not (out_dir / name).is_file():        # a build folder of an older version
                 write_text_atomic(out_dir / name, render())
@@ -161,7 +170,8 @@ def run_dse(args) -> int:
         else:
             print(f"{design_path} is up to date: search skipped")
         return 0
-    design = explore(config, progress=not args.json and sys.stderr.isatty())
+    design = explore(config, progress=not args.json and sys.stderr.isatty(),
+                     optimizer=getattr(args, "optimizer", None))
     _write_design(design, out_dir)
     if args.json:
         sys.stdout.write(design.to_json())

@@ -24,8 +24,10 @@ The tiling may fill less than a buffer: tiles sized for ``min(buffer, c)`` KiB o
 activation and of the weight buffer, for every ``c`` of :data:`TILE_KIB` and the whole
 buffer, are costed (each pair), and each entry takes the one with the fewest ``cycles``
 (ties: the larger tiles).  A smaller first tile shortens the exposed first load, so a large
-buffer can be faster used partly; and since a larger buffer has every tiling a smaller one
-has, a larger buffer never makes a layer slower.
+buffer can be faster used partly.  A larger buffer has a smaller one's tiling only when the
+smaller size is on that ladder (and the output buffer has none), and the cut into
+invocations is a heuristic, so a larger buffer can make a layer slower
+(``tests/dse/test_buffer_monotone.py`` pins a counterexample of each).
 
 Entries that cannot run -- an algorithm that cannot compute the layer
 (:func:`dse.cost.choices.legal_mask`), a unit the overlay lacks or operands too narrow

@@ -41,9 +41,7 @@ Making them hold needs each choice to be the fastest of a candidate set that onl
 the buffers (docs/cost-model.md, section 3); when it does, these tests XPASS and fail, and
 the xfail marks go.
 
-Operand and accumulator widths are derived from the units present the way the explorer's
-hardware grid derives them (``dse.search``: the widest :func:`required_widths` of im2col and
-the units present; the accumulator a + b + ⌈log2 K⌉ bits, at least 32 or 48, at most 64).
+Operand and accumulator widths are the explorer's (``dse.search.operand_widths``).
 """
 
 from __future__ import annotations
@@ -55,11 +53,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dse.cost.choices import (VARIANTS, enumerate_choices, hardware_mask, legal_mask,
-                              required_widths)
+from dse.cost.choices import enumerate_choices, hardware_mask, legal_mask
 from dse.cost.hardware import HardwareTable
 from dse.cost.model import evaluate
 from dse.cost.workload import LayerTable
+from dse.search import operand_widths
 from rtl.params import OverlayParams, winograd_lanes_ok
 
 from cost_helpers import conv, fc
@@ -77,16 +75,10 @@ SETTINGS = settings(max_examples=150, deadline=None,
 
 
 def widths(winograd_m: int, fft_size: int, max_k: int, precision: int = PRECISION) -> dict:
-    """a_width, b_width and acc_width of an overlay with these units, derived as the
-    explorer's hardware grid derives them (``dse.search``)."""
-    a, b = required_widths("im2col", precision)
-    for variant, (_, m, n) in VARIANTS.items():
-        if (m > 0 and winograd_m == m) or (n > 0 and fft_size == n):
-            va, vb = required_widths(variant, precision)
-            a, b = max(a, va), max(b, vb)
-    grow = int(np.ceil(np.log2(max(2, max_k))))
-    base = 32 if precision == 8 else 48
-    return {"a_width": a, "b_width": b, "acc_width": min(64, max(base, a + b + grow))}
+    """a_width, b_width and acc_width of an overlay with these units, as the explorer
+    derives them."""
+    a, b, acc = operand_widths(winograd_m, fft_size, max_k, precision)
+    return {"a_width": int(a), "b_width": int(b), "acc_width": int(acc)}
 
 
 def _k_of(layer) -> int:

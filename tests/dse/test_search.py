@@ -69,10 +69,12 @@ def test_plan_totals_are_consistent_and_bounded(zcu102):
 def test_pareto_front_holds_both_mappings_and_no_design_beats_it(zcu102):
     """The front is taken over every point's least-latency and least-energy mappings: its
     points beat one another in neither both latency and power, and neither the latency
-    nor the energy design (their own mapping) beats any front point in both."""
+    nor the energy design (their own mapping) beats any front point in both.  (On the
+    grid both searches map the same points; the nlp optimiser's two searches do not, so
+    there only the first property holds: test_optimize.py.)"""
     net = builtin("tiny")
-    fast = search(net, zcu102, objective="latency")
-    frugal = search(net, zcu102, objective="energy")
+    fast = search(net, zcu102, objective="latency", optimizer="grid")
+    frugal = search(net, zcu102, objective="energy", optimizer="grid")
     front = [(p["latency_ms"], p["power_w"]) for p in fast.pareto]
     assert {p["mapped_for"] for p in fast.pareto} <= {"latency", "energy"}
     for i, (lat, pw) in enumerate(front):
