@@ -339,13 +339,14 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
     """Extend ``archive`` towards the latency-power front.
 
     ``epsilon``: local search for the least power (the front's far end), then ``levels``
-    times a power cap ε halfway (geometrically) across the widest gap in power of the
-    archive's front, and local search for the least latency with power ≤ ε (the
+    times a power cap ε halfway across the largest gap of the archive's front (the
+    rectangle between two neighbours that a point between them could add to the
+    hypervolume), and local search for the least latency with power ≤ ε (the
     ε-constraint method: it reaches parts of the front that no weighted sum does, where the
     front is not convex); the least-power search has twice the budget and rounds.
-    ``weighted``: the same searches for the least ``latency/L + w·power/P`` (L, P the
-    archive's best of each) with ``w`` from ¼ to 4 -- the weighted-sum method, for
-    comparison.  Each level maps at most ``budget`` new points in
+    ``weighted``: the same least-power search, then the least ``latency/L + w·power/P``
+    (L, P the archive's best of each) for ``levels`` weights ``w`` from ¼ to 4 -- the
+    weighted-sum method, for comparison at the same budget.  Each level maps at most ``budget`` new points in
     at most ``rounds`` rounds; both mappings of each point count (a point mapped for least
     energy is a different (latency, power) pair).
     """
@@ -360,9 +361,7 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
 
     l_ref, p_ref = lat[finite].min(), power[finite].min()
     weights = np.geomspace(0.25, 4.0, levels)
-    targets = list(range(levels))
-    if method == "epsilon":
-        targets = ["least power"] + targets
+    targets = ["least power"] + list(range(levels))     # both methods: the same far end
     for level in targets:
         spent = 0
         level_budget, level_rounds = (budget, rounds) if level != "least power" else (
@@ -370,17 +369,18 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
         if level == "least power":
             t = None
         elif method == "epsilon":
-            # the cap halfway (geometrically) across the front's widest gap in power: the
-            # part of the front the archive knows least
+            # the cap halfway across the front's largest missing rectangle: between two
+            # neighbours (l1, p1), (l2, p2) of the front, the area (l2 - l1)·(p1 - p2) that
+            # a point between them could add to its hypervolume
             lat, power = _both(problem, archive)
-            front = pareto_front(lat.reshape(-1), power.reshape(-1))
-            p_front = np.sort(power.reshape(-1)[front])
-            if len(p_front) < 2:
-                t = p_front[0] if len(p_front) else np.inf
+            front = pareto_front(lat.reshape(-1), power.reshape(-1))   # latency ascending
+            l_front, p_front = lat.reshape(-1)[front], power.reshape(-1)[front]
+            if len(front) < 2:
+                t = float(p_front[0]) if len(front) else np.inf
             else:
-                gaps = np.log(p_front[1:] / p_front[:-1])
-                j = int(np.argmax(gaps))
-                t = float(np.sqrt(p_front[j] * p_front[j + 1]))
+                area = np.diff(l_front) * -np.diff(p_front)
+                j = int(np.argmax(area))
+                t = float(0.5 * (p_front[j] + p_front[j + 1]))
         else:
             t = weights[level]
         for _ in range(level_rounds):
