@@ -428,6 +428,16 @@ def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None 
         After the search, extend the latency-power front by :func:`sweep_front` with this
         method (``"epsilon"``, ``"weighted"`` or None for none).
     """
+    if problem.hardware_pins:
+        # pins that no overlay can have are refused with the grid's message
+        from .errors import InputError
+        from .search import hardware_space
+
+        try:
+            hardware_space(problem.board, problem.precision, problem.unit_algos,
+                           problem.max_k, problem.hardware_pins)
+        except ValueError as exc:
+            raise InputError(problem.source, "hardware", str(exc)) from None
     space = (space or Space()).holding(problem.hardware_pins)
     step = block_kib(problem.board)
     units = space.units(problem.unit_algos)

@@ -491,7 +491,8 @@ class Problem:
 
     def table(self, arrays: dict):
         """The HardwareTable of the searched fields in ``arrays``, pins applied, widths
-        derived (:func:`complete_points`)."""
+        derived (:func:`complete_points`; it drops points whose Winograd lanes do not fit,
+        so pass valid ones, :func:`dse.optimize.valid_points`)."""
         return complete_points(arrays, self.board, self.precision, self.max_k,
                                self.hardware_pins)
 
@@ -690,7 +691,8 @@ def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, preci
     mac_index = {node: li for li, node in enumerate(mac_nodes)}
     element_bytes = precision // 8
     outs = [_Mapped(np.zeros((n_points, n_layers), dtype=np.int64), np.zeros(n_points),
-                    np.zeros(n_points), True, "reduce") for _ in objectives]
+                    np.zeros(n_points), True, "reduce", np.ones(n_points, dtype=bool))
+            for _ in objectives]
     for lo in range(0, n_points, chunk_points):
         idx = np.arange(lo, min(n_points, lo + chunk_points))
         hw = hardware.take(idx)
