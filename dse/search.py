@@ -1,6 +1,9 @@
 """Hardware search with the optimal per-layer mapping solved at every hardware point.
 
-The pipeline, each stage on whole arrays (STYLE.md 19):
+:func:`prepare` builds a :class:`Problem` (everything but the hardware points); an optimiser
+chooses which points to map through it: ``nlp`` (default, :mod:`dse.optimize`: seeds, a
+relaxation, local search over a space too large to enumerate) or ``grid`` (below).  Steps 2-5
+are the same for both.  The grid's pipeline, each stage on whole arrays (STYLE.md 19):
 
 1. **enumerate** the OverlayParams grid for the board (:func:`hardware_space`): array rows ×
    cols, which algorithm units exist and their sizes (Winograd m, FFT size; only for allowed
