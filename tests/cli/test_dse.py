@@ -53,6 +53,8 @@ def _config(tmp_path, text):
      r"layers\.conv2: fft cannot run this layer"),
     ("network: tiny\nboard: ecp5-85k\nhardware: {winograd_m: 0}\n"
      "layers: {conv1: {algorithm: winograd}}\n", r"layers\.conv1: winograd needs hardware"),
+    ("network: tiny\nboard: ecp5-85k\noptimizer: anneal\n",
+     r"optimizer: must be one of nlp, grid, not 'anneal'"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, text, message):
     import re
@@ -206,3 +208,27 @@ def test_a_newer_explorer_source_makes_design_json_stale(tmp_path, monkeypatch):
     assert not flow.is_stale(out / "design.json", load_config(config))
     os.utime(source, (stamp + 60, stamp + 60))
     assert flow.is_stale(out / "design.json", load_config(config))
+
+
+def test_the_optimizer_is_the_configs_unless_the_flag_says_otherwise(tmp_path, capsys):
+    """design.json records the optimiser: nlp by default, the config's ``optimizer`` key,
+    ``--optimizer`` over both; ``--if-stale`` searches again for another optimiser."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("network: tiny\nboard: ecp5-85k\nhardware: {rows: 8, cols: 8}\n")
+    out = tmp_path / "out"
+
+    def optimizer(*extra):
+        assert main(["dse", str(cfg), "--out", str(out), "--json", *extra]) == 0
+        capsys.readouterr()
+        return json.loads((out / "design.json").read_text())
+
+    doc = optimizer()
+    assert doc["optimizer"] == "nlp" and doc["evaluations"] == doc["hardware_points"] > 0
+    assert optimizer("--optimizer", "grid")["optimizer"] == "grid"
+    # up to date but made by the other optimiser: searched again
+    assert optimizer("--if-stale")["optimizer"] == "nlp"
+    assert main(["dse", str(cfg), "--out", str(out), "--if-stale"]) == 0
+    assert "search skipped" in capsys.readouterr().out
+    cfg.write_text(cfg.read_text() + "optimizer: grid\n")
+    assert optimizer()["optimizer"] == "grid"
+    assert optimizer("--optimizer", "nlp")["optimizer"] == "nlp"
