@@ -169,8 +169,7 @@ class Harness:
         self.problem, self.enc, self.start = problem, encoding, start
         board = problem.board
         self.cap = {"dsp": board.dsp, "lut": board.lut, "ff": board.ff,
-                    "bram_blocks": board.bram_blocks
-                    + board.uram_blocks * (288 // board.bram_block_kbits)}
+                    "bram_blocks": board.onchip_blocks}
         self.cache = {}                      # point tuple -> (cycles, violation)
         self.points, self.fits, self.done_at = [], [], []
         self.usage = {k: [] for k in self.cap}
@@ -237,11 +236,11 @@ class Harness:
                 looked, mapped = lk, mp
         return looked, mapped
 
-    def design_until(self, t: float, net, label: str):
+    def design_until(self, t: float, label: str):
         """The design :func:`dse.search.search` would make of the points finished by ``t``
         (None when none fits and runs)."""
         from dse.optimize import FIELDS
-        from dse.search import _design, _Mapped
+        from dse.search import Found, _Mapped
 
         problem = self.problem
         n = sum(1 for when in self.done_at if when <= t)
@@ -253,13 +252,10 @@ class Harness:
         merged = [_Mapped.empty(n), _Mapped.empty(n)]
         for base, where, result, alt in self.parts:
             idx = base + where
-            keep = idx < n
-            if keep.any():
+            keep = np.flatnonzero(idx < n)
+            if keep.size:
                 for m, part in zip(merged, (result, alt)):
-                    # problem.map's _Mapped has no ``evaluated`` (so no subset): slice it
-                    m.merge(idx[keep], _Mapped(part.choice[keep], part.cycles[keep],
-                                               part.energy_pj[keep], part.optimal,
-                                               part.method, np.ones(keep.sum(), bool)))
+                    m.merge(idx[keep], part.subset(keep))
         for m in merged:
             if m.choice.shape[1] != n_layers:
                 m.choice = np.zeros((n, n_layers), dtype=np.int64)
@@ -269,12 +265,8 @@ class Harness:
             return None
         table = problem.table({f: arr[:, i] for i, f in enumerate(FIELDS)})
         usage = {k: np.asarray(v[:n])[done] for k, v in self.usage.items()}
-        return _design(net, problem.board, "", problem.precision, problem.objective,
-                       problem.graph, problem.mac_nodes, problem.layers, problem.aux,
-                       problem.choices, table.take(done), usage, result.subset(done),
-                       time.perf_counter(), pinned=set(problem.hardware_pins),
-                       alternative=(problem.other, alt.subset(done)), optimizer=label,
-                       evaluations=int(done.size))
+        return problem.design(Found(table.take(done), usage, result.subset(done),
+                                    alt.subset(done), int(done.size)), optimizer=label)
 
 
 # -- the baselines ------------------------------------------------------------------------
@@ -363,7 +355,7 @@ def run_baseline(label, fn, net, board, kwargs, nlp_wall, scale, seed, target_cy
     rows = []
     budgets = [("1x", nlp_wall)] + ([(f"{scale:g}x", total)] if scale > 1 else [])
     for budget, when in budgets:
-        design = h.design_until(when, net, label)
+        design = h.design_until(when, label)
         looked, mapped = h.counts_until(when)
         row = {"optimizer": f"{label} @{budget}", "wall_s": min(when, total),
                "looked": looked, "mapped": mapped}

@@ -143,6 +143,13 @@ class Board:
         return self.uram_blocks * self.URAM_BLOCK_KBITS
 
     @property
+    def onchip_blocks(self) -> int:
+        """Block RAMs plus UltraRAMs counted as the block RAMs they hold (a 288 Kb URAM is
+        288 // bram_block_kbits of them): what the overlay's buffers may use."""
+        return self.bram_blocks + self.uram_blocks * (self.URAM_BLOCK_KBITS
+                                                       // self.bram_block_kbits)
+
+    @property
     def onchip_bytes(self) -> int:
         """Block RAM plus UltraRAM capacity in bytes (1 Kbit = 1024 bits)."""
         return (self.bram_kbits + self.uram_kbits) * 1024 // 8

@@ -29,7 +29,9 @@ import numpy as np
 
 from rtl.params import winograd_lanes_ok
 
-from .search import NEAR_TIE, Found, Problem, SearchSpace, _Mapped, _Progress, board_shares
+from .errors import InputError
+from .search import (NEAR_TIE, Found, Problem, SearchSpace, _Mapped, _Progress, board_shares,
+                     hardware_space, pareto_front)
 
 __all__ = ["Space", "FIELDS", "nlp_search", "neighbours", "block_kib", "sweep_front",
            "hypervolume", "latency_power"]
@@ -252,7 +254,7 @@ def seeds(problem: Problem, space: Space, units, step: int, scale: int = 1) -> n
     128·``scale`` KiB; weights and outputs 1/8, at most 256·``scale`` KiB each), else 1/32,
     else 1/128 (the resource model only; nothing is mapped)."""
     board = problem.board
-    onchip_kib = (board.bram_blocks + board.uram_blocks * (288 // board.bram_block_kbits)) * step
+    onchip_kib = board.onchip_blocks * step
     bus = max(b for b in space.bus_bits if b <= 512)
     cols = np.arange(8, space.max_dim + 1, 8)
     shares = (1 / 8, 1 / 32, 1 / 128)
@@ -314,8 +316,6 @@ def latency_power(problem: Problem, mapped: _Mapped):
 def hypervolume(latency, power, reference) -> float:
     """The area that the points ``(latency, power)`` dominate below ``reference`` (a
     ``(latency, power)`` pair): larger is a better front."""
-    from .search import pareto_front
-
     latency, power = np.asarray(latency, float), np.asarray(power, float)
     front = pareto_front(latency, power)
     area, prev = 0.0, float(reference[1])
@@ -357,8 +357,6 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
     finite = np.isfinite(lat) & np.isfinite(power)
     if not finite.any():
         return
-    from .search import pareto_front
-
     l_ref, p_ref = lat[finite].min(), power[finite].min()
     weights = np.geomspace(0.25, 4.0, levels)
     targets = ["least power"] + list(range(levels))     # both methods: the same far end
@@ -408,7 +406,7 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
 def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None = None,
                beam: int = 1, max_rounds: int = 12, max_evaluations: int = 600,
                patience: int = 2, relax: bool = True, front: str | None = "epsilon",
-               front_levels: int = 2, front_budget: int = 16, screen: int = 0) -> Found:
+               front_levels: int = 2, front_budget: int = 16) -> Found:
     """Search :class:`Space` for ``problem``'s best hardware point (module docstring).
 
     Parameters
@@ -421,18 +419,12 @@ def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None 
         Rounds without a better point before the search stops.
     relax:
         Move the seeds with the relaxation first (:mod:`dse.relaxed`).
-    screen:
-        When positive, each round maps only the ``screen`` fitting neighbours the relaxation
-        anchored at the incumbent ranks best, plus every unit change (which it cannot rank).
     front, front_levels, front_budget:
         After the search, extend the latency-power front by :func:`sweep_front` with this
         method (``"epsilon"``, ``"weighted"`` or None for none).
     """
     if problem.hardware_pins:
         # pins that no overlay can have are refused with the grid's message
-        from .errors import InputError
-        from .search import hardware_space
-
         try:
             hardware_space(problem.board, problem.precision, problem.unit_algos,
                            problem.max_k, problem.hardware_pins)
@@ -457,8 +449,6 @@ def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None 
     else:
         # still nothing runs every layer: the grid's fitting points (its buffer sizes trade
         # one buffer against another as the seeds' fixed shares do not), at most 512
-        from .search import hardware_space
-
         try:
             grid = hardware_space(problem.board, problem.precision, problem.unit_algos,
                                   problem.max_k, pins)
@@ -498,12 +488,7 @@ def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None 
                  not in archive.index]
         if not fresh or archive.evaluations >= max_evaluations:
             break
-        fresh = np.asarray(fresh)
-        if screen and len(fresh) > screen:
-            from .relaxed import screen_points
-
-            fresh = screen_points(problem, archive.points[ranking[0]], fresh, space, screen)
-        archive.add(fresh[:max_evaluations - archive.evaluations], bar)
+        archive.add(np.asarray(fresh[:max_evaluations - archive.evaluations]), bar)
         improved = archive.key()[archive.ranking()[0]] < best_before * (1.0 - 1e-9)
         stale = 0 if improved else stale + 1
         if stale >= patience:

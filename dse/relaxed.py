@@ -37,7 +37,6 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["Relaxation", "relaxation", "relaxed_objective", "solve", "relax_seeds",
-           "screen_points",
            "VARIABLES", "backend_name"]
 
 #: The relaxed variables, in order (log2 of each field's value over the anchor's).
@@ -180,9 +179,7 @@ def relaxation(problem, anchors: np.ndarray, space) -> Relaxation:
                                                       steps.T[:, :, None], 1.0), 0.0)
     g = np.clip(np.moveaxis(g, 0, -1), 0.0, 2.0)                    # (S, 4, 6)
     board = problem.board
-    cap = np.array([board.dsp, board.lut, board.ff,
-                    board.bram_blocks + board.uram_blocks * (288 // board.bram_block_kbits)],
-                   dtype=float)
+    cap = np.array([board.dsp, board.lut, board.ff, board.onchip_blocks], dtype=float)
     lo_x = np.array([space.min_dim, space.min_dim, 1, 1, 1, min(space.bus_bits)], float)
     hi_x = np.array([space.max_dim, space.max_dim, space.max_buffer_kib,
                      space.max_buffer_kib, space.max_buffer_kib, max(space.bus_bits)], float)
@@ -329,23 +326,3 @@ def relax_seeds(problem, archive, space, step: int, per_unit: int = 1,
     d, _ = solve(rel)
     return _round(problem, rel, d, anchors, space, step)
 
-
-def screen_points(problem, anchor, points: np.ndarray, space, keep: int) -> np.ndarray:
-    """The ``keep`` of ``points`` that fit the board with the least relaxed cycles around
-    ``anchor``, plus every point whose units differ from the anchor's (the relaxation has no
-    variable for them)."""
-    from .optimize import FIELDS
-
-    table = problem.table({name: points[:, i] for i, name in enumerate(FIELDS)})
-    fits, _ = problem.fit(table)
-    points = points[fits]
-    units = [FIELDS.index(f) for f in ("winograd_m", "winograd_lanes", "fft_size")]
-    same = (points[:, units] == np.asarray(anchor)[units]).all(axis=1)
-    if same.sum() <= keep:
-        return points
-    rel = relaxation(problem, np.asarray(anchor, dtype=np.int64)[None, :], space)
-    cols = [FIELDS.index(v) for v in VARIABLES]
-    d = np.log2(points[same][:, cols] / rel.x0)
-    t = relaxed_objective(d, *rel.cycle_arrays())
-    best = np.flatnonzero(same)[np.argsort(t, kind="stable")[:keep]]
-    return points[np.sort(np.concatenate([best, np.flatnonzero(~same)]))]

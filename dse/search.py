@@ -235,8 +235,7 @@ def _fit_mask(hardware, board):
 
     r = estimate_resources(hardware)
     usage = {"dsp": r.dsp, "lut": r.lut, "ff": r.ff, "bram_blocks": r.bram_blocks}
-    # UltraRAM holds buffers too: count each 288 Kb block as that many block RAMs
-    onchip_blocks = board.bram_blocks + board.uram_blocks * (288 // board.bram_block_kbits)
+    onchip_blocks = board.onchip_blocks             # UltraRAM holds buffers too
     ok = ((usage["dsp"] <= board.dsp) & (usage["lut"] <= board.lut) & (usage["ff"] <= board.ff)
           & (usage["bram_blocks"] <= onchip_blocks))
     return ok, usage
@@ -340,38 +339,13 @@ def search(network, board, *, config: str = "", precision: int = 8,
                       objective=objective, algorithms=algorithms, dataflows=dataflows,
                       hardware_pins=hardware_pins, layer_pins=layer_pins,
                       chunk_points=chunk_points, min_sqnr_db=min_sqnr_db)
-    hardware_pins, layer_pins = problem.hardware_pins, problem.layer_pins
-    graph, mac_nodes, layers, aux, choices = (problem.graph, problem.mac_nodes,
-                                              problem.layers, problem.aux,
-                                              problem.choices)
     if optimizer == "grid":
         found = _grid_search(problem, space, progress, exhaustive, top_groups)
     else:
         from .optimize import nlp_search
 
         found = nlp_search(problem, progress=progress, **dict(optimizer_options or {}))
-    hardware, usage, result, alt = found.hardware, found.usage, found.result, found.alt
-    if not np.isfinite(result.key(objective)).any():
-        field = "layers" if layer_pins else ("hardware" if hardware_pins else "")
-        if optimizer != "grid":
-            # say why on the grid's fitting points, whose buffers reach the largest sizes
-            try:
-                grid = hardware_space(board, precision, problem.unit_algos, problem.max_k,
-                                      hardware_pins, space)
-                fits, _ = problem.fit(grid)
-                if fits.any():
-                    hardware = grid.take(fits)
-            except ValueError:
-                pass
-        raise InputError(source, field, f"no overlay fitting {board.name} can run every layer "
-                         f"with these pins{_unrunnable(layers, choices, hardware, precision)}")
-    done = np.flatnonzero(result.evaluated)
-    return _design(network, board, config, precision, objective, graph, mac_nodes, layers,
-                   aux, choices, hardware.take(done),
-                   {k: np.asarray(v)[done] for k, v in usage.items()}, result.subset(done),
-                   start, pinned=set(hardware_pins), alternative=(problem.other,
-                                                                  alt.subset(done)),
-                   optimizer=optimizer, evaluations=found.evaluations)
+    return problem.design(found, config=config, start=start, optimizer=optimizer, space=space)
 
 
 def prepare(network, board, *, source: str = "config", precision: int = 8,
@@ -513,6 +487,39 @@ class Problem:
                            (self.objective, self.other), self.legal, self.allowed,
                            self.fallback, self.pin_mask, self.layer_pins, self.chunk_points,
                            bar)
+
+    def design(self, found: "Found", *, config: str = "", start: float | None = None,
+               optimizer: str = "grid", space: SearchSpace | None = None):
+        """The :class:`dse.design.Design` of the points ``found`` mapped (any optimiser's):
+        the best for the objective under the near-tie and unused-unit rules, its plan and
+        the fronts.  Raises :class:`InputError` when no point runs every layer, naming the
+        layers no buffer holds (judged on the grid's fitting points, whose buffers reach
+        the largest sizes, when ``found`` is another optimiser's)."""
+        hardware, usage, result, alt = found.hardware, found.usage, found.result, found.alt
+        if not np.isfinite(result.key(self.objective)).any():
+            field = "layers" if self.layer_pins else ("hardware" if self.hardware_pins else "")
+            if optimizer != "grid":
+                try:
+                    grid = hardware_space(self.board, self.precision, self.unit_algos,
+                                          self.max_k, self.hardware_pins, space)
+                    fits, _ = self.fit(grid)
+                    if fits.any():
+                        hardware = grid.take(fits)
+                except ValueError:
+                    pass
+            raise InputError(self.source, field,
+                             f"no overlay fitting {self.board.name} can run every layer with "
+                             f"these pins"
+                             f"{_unrunnable(self.layers, self.choices, hardware, self.precision)}")
+        done = np.flatnonzero(result.evaluated)
+        return _design(self.network, self.board, config, self.precision, self.objective,
+                       self.graph, self.mac_nodes, self.layers, self.aux, self.choices,
+                       hardware.take(done), {k: np.asarray(v)[done] for k, v in usage.items()},
+                       result.subset(done),
+                       time.perf_counter() if start is None else start,
+                       pinned=set(self.hardware_pins),
+                       alternative=(self.other, alt.subset(done)), optimizer=optimizer,
+                       evaluations=found.evaluations)
 
     def check_pinned_units(self, hardware) -> None:
         """Refuse pinned layers whose algorithm needs a unit no point of ``hardware`` has."""
