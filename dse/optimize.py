@@ -334,7 +334,7 @@ def _both(problem, archive):
 
 
 def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, bar,
-                method: str = "epsilon", levels: int = 3, budget: int = 16,
+                method: str = "epsilon", levels: int = 4, budget: int = 16,
                 rounds: int = 2) -> None:
     """Extend ``archive`` towards the latency-power front.
 
@@ -406,7 +406,7 @@ def sweep_front(archive: "_Archive", space: Space, step: int, units, searched, b
 def nlp_search(problem: Problem, *, progress: bool = False, space: Space | None = None,
                beam: int = 1, max_rounds: int = 12, max_evaluations: int = 600,
                patience: int = 2, relax: bool = True, front: str | None = "epsilon",
-               front_levels: int = 2, front_budget: int = 16) -> Found:
+               front_levels: int = 4, front_budget: int = 16) -> Found:
     """Search :class:`Space` for ``problem``'s best hardware point (module docstring).
 
     Parameters
