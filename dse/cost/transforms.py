@@ -33,8 +33,9 @@ import numpy as np
 from rtl.params import SHIFT_ADD_ADDRESS_STAGES
 
 __all__ = [
-    "REQUANT_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY", "KN2ROW_LATENCY", "FFT_LATENCY",
-    "cdiv", "requant_cycles",
+    "REQUANT_LATENCY", "REQUANT_F32_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY",
+    "KN2ROW_LATENCY", "FFT_LATENCY",
+    "cdiv", "requant_cycles", "requant_f32_cycles",
     "winograd_tiles", "winograd_input_transform_cycles", "winograd_output_transform_cycles",
     "im2col_stream_cycles", "im2col_overhead_cycles",
     "kn2row_shift_add_cycles",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Pipeline registers of rtl.requant.Requant (input, product, then round/saturate/ReLU).
 REQUANT_LATENCY = 3
+#: Pipeline registers of ``rtl.requant_f32.RequantF32`` (onnxruntime's requantisation).
+REQUANT_F32_LATENCY = 5
 #: Pipeline registers of the Winograd input and output transforms.
 WINOGRAD_LATENCY = 1
 #: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
@@ -62,6 +65,11 @@ def cdiv(a, b):
 def requant_cycles(words, xp=np):
     """Cycles of the requantiser on ``words`` words (one word per cycle, 2 registers)."""
     return words + REQUANT_LATENCY
+
+
+def requant_f32_cycles(words, xp=np):
+    """Cycles of the float32-exact requantiser on ``words`` words (one word per cycle)."""
+    return words + REQUANT_F32_LATENCY
 
 
 def winograd_tiles(out_h, out_w, m, xp=np):

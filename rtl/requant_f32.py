@@ -1,0 +1,159 @@
+"""Requantiser for quantised ONNX models: onnxruntime's float32 requantisation in integers.
+
+Mirrors ``sim/models/qdq.py``'s ``requantize_exact`` bit for bit: for each int32 accumulator
+(bias added), with the layer's (or channel's) scale programmed as a 24-bit mantissa ``m``
+and an exponent ``e`` (``scale = m·2^e``, ``sim.models.qdq.scale_parts``)::
+
+    a   = acc rounded to 24 significant bits, half to even      # float32(acc) = a
+    p   = a · m                                                  # exact, 49 bits
+    q   = p rounded to 24 significant bits, half to even         # float32(a · scale)
+    out = clamp(round_half_even(q · 2^(e + d)), qmin − zp, qmax − zp) + zp
+
+(``d`` the bits the two roundings dropped) -- what onnxruntime's QLinearConv computes with
+float32 arithmetic, so a QDQ model's outputs match it value for value.  Outputs are uint8 or
+int8 (``signed_out``).
+
+Five pipeline registers: the input; the first rounding; the product (the 25 × 24 multiplier,
+one per lane, is the long path); the second rounding; the final shift, clamp and zero point.
+The whole pipe advances when its last stage is empty or taken, so back-pressure stalls it
+without losing words; with a ready sink it takes a word every cycle
+(``dse.cost.transforms.requant_f32_cycles``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .validate import check_int, reject
+
+__all__ = ["RequantF32"]
+
+#: Significant bits of a float32.
+MANTISSA_BITS = 24
+#: Accumulator width: QLinearConv's accumulators are int32.
+ACC_WIDTH = 32
+#: Width of the (signed) scale exponent: scales from 2^-127 to 2^1 fit.
+EXPONENT_WIDTH = 9
+
+
+def _bit_length(m: Module, value, width: int, name: str) -> Signal:
+    """A signal holding the bit length of the unsigned ``value`` (0 for 0)."""
+    out = Signal(range(width + 1), name=name)
+    for i in range(width):                       # later assignments win: the highest bit
+        with m.If(value[i]):
+            m.d.comb += out.eq(i + 1)
+    return out
+
+
+def _round_shift(m: Module, x, shift, x_width: int, name: str) -> Signal:
+    """``x / 2^shift`` rounded half to even (``x`` signed, ``shift`` ≥ 0 unsigned)."""
+    q = Signal(signed(x_width + 1), name=f"{name}_q")
+    rem = Signal(unsigned(x_width), name=f"{name}_rem")
+    half = Signal(unsigned(x_width + 1), name=f"{name}_half")
+    out = Signal(signed(x_width + 1), name=name)
+    m.d.comb += [
+        q.eq(x >> shift),                        # arithmetic: floor
+        rem.eq(x - (q << shift)),
+        half.eq((1 << shift) >> 1),
+        out.eq(q + ((shift != 0) & ((rem > half) | ((rem == half) & q[0])))),
+    ]
+    return out
+
+
+class RequantF32(wiring.Component):
+    """Requantise ``lanes`` int32 accumulators per word as onnxruntime does.
+
+    Parameters
+    ----------
+    lanes:
+        Accumulators per word.
+    signed_out:
+        int8 outputs (else uint8).
+
+    Attributes
+    ----------
+    i_stream, o_stream:
+        Words of int32 accumulators in, of 8-bit values out.
+    mantissa, exponent, zero_point:
+        Per-layer settings: the scale ``mantissa · 2^exponent`` (``2^23 ≤ mantissa < 2^24``)
+        and the output zero point, held stable while words flow.
+    """
+
+    def __init__(self, lanes: int = 1, signed_out: bool = False):
+        check_int(self, "lanes", lanes, 1)
+        if not isinstance(signed_out, bool):
+            reject(self, TypeError(f"signed_out must be a bool, not {signed_out!r}"))
+        self.lanes, self.signed_out = lanes, signed_out
+        self.qmin, self.qmax = (-128, 127) if signed_out else (0, 255)
+        out_shape = signed(8) if signed_out else unsigned(8)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(signed(ACC_WIDTH), lanes))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(out_shape, lanes))),
+            "mantissa": In(unsigned(MANTISSA_BITS)),
+            "exponent": In(signed(EXPONENT_WIDTH)),
+            "zero_point": In(signed(9)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.lanes
+        mb = MANTISSA_BITS
+        prod_w = mb + 1 + mb                          # |a| ≤ 2^24, m < 2^24: 49 bits signed
+        valid = [Signal(name=f"v{i}") for i in range(5)]
+        advance = ~valid[-1] | self.o_stream.ready
+        acc = Signal.like(self.i_stream.payload)
+        a_q = Signal(data.ArrayLayout(signed(mb + 2), n))
+        a_d = Signal(data.ArrayLayout(unsigned(4), n))
+        prod = Signal(data.ArrayLayout(signed(prod_w), n))
+        p_d1 = Signal(data.ArrayLayout(unsigned(4), n))
+        p_q = Signal(data.ArrayLayout(signed(mb + 2), n))
+        total = Signal(data.ArrayLayout(signed(EXPONENT_WIDTH + 2), n))
+        out = Signal.like(self.o_stream.payload)
+        m.d.comb += [
+            self.i_stream.ready.eq(advance),
+            self.o_stream.valid.eq(valid[-1]),
+            self.o_stream.payload.eq(out),
+        ]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(self.i_stream.valid), acc.eq(self.i_stream.payload)]
+            m.d.sync += [valid[i + 1].eq(valid[i]) for i in range(4)]
+            for i in range(n):
+                # stage 1: acc to 24 significant bits (float32(acc)); at most 8 bits drop
+                mag = Signal(unsigned(ACC_WIDTH + 1), name=f"mag{i}")
+                m.d.comb += mag.eq(Mux(acc[i] < 0, -acc[i], acc[i]))
+                width = _bit_length(m, mag, ACC_WIDTH + 1, f"acc_len{i}")
+                drop = Signal(range(ACC_WIDTH - mb + 2), name=f"acc_drop{i}")
+                m.d.comb += drop.eq(Mux(width > mb, width - mb, 0))
+                m.d.sync += [a_q[i].eq(_round_shift(m, acc[i], drop, ACC_WIDTH, f"a{i}")),
+                             a_d[i].eq(drop)]
+                # stage 2: the exact product with the mantissa
+                m.d.sync += [prod[i].eq(a_q[i] * self.mantissa), p_d1[i].eq(a_d[i])]
+                # stage 3: the product to 24 significant bits (float32(a · scale))
+                pmag = Signal(unsigned(prod_w), name=f"pmag{i}")
+                m.d.comb += pmag.eq(Mux(prod[i] < 0, -prod[i], prod[i]))
+                pwidth = _bit_length(m, pmag, prod_w, f"p_len{i}")
+                pdrop = Signal(range(prod_w), name=f"p_drop{i}")
+                m.d.comb += pdrop.eq(Mux(pwidth > mb, pwidth - mb, 0))
+                m.d.sync += [p_q[i].eq(_round_shift(m, prod[i], pdrop, prod_w, f"p{i}")),
+                             total[i].eq(self.exponent + p_d1[i] + pdrop)]
+                # stage 4: q · 2^total rounded half to even, clamped, plus the zero point.
+                # |q| ≤ 2^24, so a right shift of 26 or more leaves 0; a left shift of q ≠ 0
+                # by 9 or more saturates every 8-bit range.
+                right = Signal(range(27), name=f"right{i}")
+                m.d.comb += right.eq(Mux(total[i] < -26, 26, -total[i]))
+                rounded = _round_shift(m, p_q[i], right, mb + 2, f"r{i}")
+                left = Signal(signed(mb + 2 + 9), name=f"left{i}")
+                m.d.comb += left.eq(Mux(total[i] > 8,
+                                        Mux(p_q[i] < 0, -(1 << 20), Mux(p_q[i] == 0, 0, 1 << 20)),
+                                        p_q[i] << total[i][:4]))
+                value = Signal(signed(mb + 2 + 9), name=f"value{i}")
+                m.d.comb += value.eq(Mux(total[i] < 0, rounded, left))
+                lo = Signal(signed(11), name=f"lo{i}")
+                hi = Signal(signed(11), name=f"hi{i}")
+                m.d.comb += [lo.eq(self.qmin - self.zero_point),
+                             hi.eq(self.qmax - self.zero_point)]
+                clamped = Mux(value < lo, lo, Mux(value > hi, hi, value))
+                m.d.sync += out[i].eq(clamped + self.zero_point)
+        return m
