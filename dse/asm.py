@@ -1,0 +1,440 @@
+"""Assembler, disassembler, program images and the token checks of the overlay's ISA.
+
+The instruction formats live in :mod:`rtl.isa`; this module moves programs between three
+forms:
+
+- text, one instruction a line: a mnemonic, then ``name=value`` fields in any order, ``#``
+  starting a comment (``load.tile buf=feature dram=0x1000 addr=0x0 rows=3 cols=226 ch=64
+  push=compute``).  Fields with a default may be left out; ``pop`` and ``push`` take
+  comma-separated engine names.  :func:`assemble` and :func:`disassemble`;
+- :class:`rtl.isa.Instruction` objects;
+- a binary image, ``program.bin``: the instructions' 128-bit words one after another, each
+  little-endian (:func:`to_bytes`, :func:`from_bytes`, :func:`write_image`,
+  :func:`read_image`), or as little-endian 32-bit words (:func:`to_words`,
+  :func:`from_words`) for memory initialisation files.
+
+The disassembler writes canonical text: fields in layout order, those equal to their
+default left out, addresses in hexadecimal, ``pop`` and ``push`` last, so
+``disassemble(assemble(text)) == text`` for canonical text and
+``assemble(disassemble(program)) == program`` always.
+
+:func:`check_tokens` is the compiler's check of a program's dependency tokens (every push
+matched by a pop, no queue deeper than the hardware's, in-order dispatch cannot deadlock);
+:func:`schedule` times a program on the four engines with
+``start = max(own previous end, token arrival)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dse.design import write_bytes_atomic
+from dse.errors import did_you_mean
+from rtl.isa import (BY_MNEMONIC, INSTRUCTION_BITS, INSTRUCTION_BYTES, NEIGHBOURS, Engine,
+                     EngineInstruction, Field, Finish, IllegalInstruction, Instruction, decode)
+
+__all__ = ["AsmError", "TokenError", "TokenReport", "parse_line", "format_instruction",
+           "assemble", "disassemble", "to_bytes", "from_bytes", "to_words", "from_words",
+           "write_image", "read_image", "queues", "check_tokens", "schedule"]
+
+_WORD_BITS = 32
+_WORDS = INSTRUCTION_BITS // _WORD_BITS
+
+
+class AsmError(ValueError):
+    """Text that is not an instruction, with the line it is on.
+
+    Members
+    -------
+    line:
+        1-based line number (0 for a single line parsed on its own).
+    """
+
+    def __init__(self, line: int, message: str):
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line else message)
+
+
+class TokenError(ValueError):
+    """A program whose dependency tokens do not balance, overflow a queue or deadlock."""
+
+
+# -- text ---------------------------------------------------------------------------------
+
+
+def _parse_value(f: Field, text: str) -> Any:
+    """The Python value of a field's text (range checks follow at construction)."""
+    if f.kind in ("int", "choice"):
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ValueError(f"{f.name} must be an integer, not {text!r}") from None
+    if f.kind == "bool":
+        if text not in ("0", "1"):
+            raise ValueError(f"{f.name} must be 0 or 1, not {text!r}")
+        return text == "1"
+    if f.kind == "enum":
+        return text
+    if f.kind == "tokens":
+        return [name for name in text.split(",") if name] if text != "-" else []
+    raise AssertionError(f.kind)
+
+
+def parse_line(text: str, line: int = 0) -> Instruction | None:
+    """Assemble one line: an instruction, or ``None`` for a blank or comment-only line.
+
+    Raises
+    ------
+    AsmError
+        Naming the line and what is wrong: an unknown mnemonic or field, a repeated or
+        missing field, a malformed or out-of-range value.
+    """
+    code = text.split("#", 1)[0].split()
+    if not code:
+        return None
+    mnemonic, args = code[0], code[1:]
+    cls = BY_MNEMONIC.get(mnemonic)
+    if cls is None:
+        raise AsmError(line, f"mnemonic must be one of {', '.join(BY_MNEMONIC)}, not "
+                             f"{mnemonic!r}{did_you_mean(mnemonic, BY_MNEMONIC)}")
+    fields = {f.name: f for f in cls.LAYOUT[1:]}
+    values: dict[str, Any] = {}
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if not eq or not name:
+            raise AsmError(line, f"{mnemonic} operands must be name=value, not {arg!r}")
+        if name not in fields:
+            names = ", ".join(fields) or "none"
+            raise AsmError(line, f"{mnemonic} has no field {name!r} (fields: {names})"
+                                 f"{did_you_mean(name, fields)}")
+        if name in values:
+            raise AsmError(line, f"{mnemonic} field {name} given twice")
+        try:
+            values[name] = _parse_value(fields[name], value)
+        except ValueError as exc:
+            raise AsmError(line, f"{mnemonic} {exc}") from None
+    missing = [n for n, f in fields.items() if f.required and n not in values]
+    if missing:
+        raise AsmError(line, f"{mnemonic} needs {', '.join(missing)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise AsmError(line, str(exc)) from None
+
+
+def _format_value(f: Field, value: Any, engine: Engine | None) -> str:
+    if f.kind == "tokens":
+        assert engine is not None
+        return ",".join(e.value for e in NEIGHBOURS[engine] if e in value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bool):
+        return str(int(value))
+    return f"0x{value:x}" if f.hex else str(value)
+
+
+def format_instruction(inst: Instruction) -> str:
+    """One instruction as canonical text (no comment, no newline)."""
+    if not isinstance(inst, Instruction):
+        raise TypeError(f"inst must be an rtl.isa.Instruction, not {inst!r}")
+    parts, tokens = [inst.MNEMONIC], []
+    for f in inst.LAYOUT[1:]:
+        value = getattr(inst, f.name)
+        if not f.required and value == f.default:
+            continue
+        text = f"{f.name}={_format_value(f, value, inst.ENGINE)}"
+        (tokens if f.kind == "tokens" else parts).append(text)
+    return " ".join(parts + tokens)
+
+
+def assemble(text: str) -> list[Instruction]:
+    """Assemble a program's text (one instruction a line, ``#`` comments).
+
+    Raises
+    ------
+    AsmError
+        For the first line that is not an instruction, with its number.
+    """
+    program = []
+    for number, line in enumerate(text.splitlines(), 1):
+        inst = parse_line(line, number)
+        if inst is not None:
+            program.append(inst)
+    return program
+
+
+def disassemble(program: Iterable[Instruction]) -> str:
+    """The canonical text of a program, one instruction a line, ending with a newline."""
+    return "".join(format_instruction(inst) + "\n" for inst in program)
+
+
+# -- binary -------------------------------------------------------------------------------
+
+
+def to_bytes(program: Iterable[Instruction]) -> bytes:
+    """The binary image: each instruction's word, little-endian, in program order."""
+    return b"".join(_check_inst(inst).encode().to_bytes(INSTRUCTION_BYTES, "little")
+                    for inst in program)
+
+
+def from_bytes(data: bytes) -> list[Instruction]:
+    """Decode a binary image.
+
+    Raises
+    ------
+    ValueError
+        If the image is not a whole number of instructions.
+    rtl.isa.IllegalInstruction
+        For the first illegal instruction, with its index.
+    """
+    if len(data) % INSTRUCTION_BYTES:
+        raise ValueError(f"image length must be a multiple of {INSTRUCTION_BYTES} bytes, "
+                         f"not {len(data)}")
+    words = [int.from_bytes(data[i:i + INSTRUCTION_BYTES], "little")
+             for i in range(0, len(data), INSTRUCTION_BYTES)]
+    return _decode_all(words)
+
+
+def to_words(program: Iterable[Instruction]) -> list[int]:
+    """The image as 32-bit words, the least significant word of each instruction first (the
+    little-endian image read as 32-bit words)."""
+    out = []
+    for inst in program:
+        word = _check_inst(inst).encode()
+        out += [(word >> (_WORD_BITS * i)) & ((1 << _WORD_BITS) - 1) for i in range(_WORDS)]
+    return out
+
+
+def from_words(words: Sequence[int]) -> list[Instruction]:
+    """Decode 32-bit words (:func:`to_words`' order).
+
+    Raises
+    ------
+    ValueError
+        If the count is not a multiple of four or a word is not a 32-bit unsigned value.
+    rtl.isa.IllegalInstruction
+        For the first illegal instruction, with its index.
+    """
+    if len(words) % _WORDS:
+        raise ValueError(f"words must come in groups of {_WORDS}, not {len(words)}")
+    for w in words:
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < 1 << _WORD_BITS:
+            raise ValueError(f"words must be 32-bit unsigned integers, not {w!r}")
+    return _decode_all([sum(words[i + j] << (_WORD_BITS * j) for j in range(_WORDS))
+                        for i in range(0, len(words), _WORDS)])
+
+
+def write_image(path, program: Iterable[Instruction]) -> None:
+    """Write ``program.bin`` atomically (``dse.errors.OutputError`` if it cannot)."""
+    write_bytes_atomic(Path(path), to_bytes(program))
+
+
+def read_image(path) -> list[Instruction]:
+    """Read and decode a ``program.bin``."""
+    return from_bytes(Path(path).read_bytes())
+
+
+def _check_inst(inst) -> Instruction:
+    if not isinstance(inst, Instruction):
+        raise TypeError(f"program must hold rtl.isa.Instruction objects, not {inst!r}")
+    return inst
+
+
+def _decode_all(words: list[int]) -> list[Instruction]:
+    program = []
+    for index, word in enumerate(words):
+        try:
+            program.append(decode(word))
+        except IllegalInstruction as exc:
+            raise IllegalInstruction(word, exc.reason, index) from None
+    return program
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+def queues() -> list[tuple[Engine, Engine]]:
+    """Every token queue, as (producer, consumer): one each way along each ring edge."""
+    return [(e, n) for e in Engine for n in NEIGHBOURS[e]]
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    """What :func:`check_tokens` found in a program that passes.
+
+    Members
+    -------
+    tokens:
+        (producer, consumer) → tokens that pass through the queue (pushes, equal to pops).
+    peak:
+        (producer, consumer) → most tokens waiting in the queue at once when the program
+        runs one instruction at a time in program order (at most the depth).
+    instructions:
+        Engine → instructions it executes.
+    """
+
+    tokens: dict
+    peak: dict
+    instructions: dict
+
+
+def _name(index: int, inst: Instruction) -> str:
+    return f"instruction {index} ({inst.MNEMONIC})"
+
+
+def _body(program: Sequence[Instruction]) -> list[EngineInstruction]:
+    """The engine instructions before the final ``finish`` (checked to be the only one)."""
+    for inst in program:
+        _check_inst(inst)
+    if not program or not isinstance(program[-1], Finish):
+        raise TokenError("program must end with finish")
+    for i, inst in enumerate(program[:-1]):
+        if isinstance(inst, Finish):
+            raise TokenError(f"{_name(i, inst)}: finish must be the last instruction, not "
+                             f"followed by {len(program) - 1 - i} more")
+    return list(program[:-1])  # type: ignore[arg-type]
+
+
+def _check_depth(depth) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an integer, not {depth!r}")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
+
+
+def check_tokens(program: Sequence[Instruction], depth: int) -> TokenReport:
+    """Check a program's dependency tokens against queues of ``depth`` tokens.
+
+    The program must end with its only ``finish``; every queue must see as many pops by its
+    consumer as pushes by its producer; and running the instructions one at a time in
+    program order, every pop must find a token already pushed and no push may leave more
+    than ``depth`` tokens in its queue.  The last condition is what makes the hardware safe:
+    the controller dispatches instructions in program order, so a program that runs in that
+    order cannot deadlock, however the engines' timings interleave.
+
+    Raises
+    ------
+    TokenError
+        Naming the instruction, the queue and the counts.
+    TypeError, ValueError
+        For a ``depth`` that is not a positive integer, or a program of non-instructions.
+    """
+    _check_depth(depth)
+    body = _body(program)
+    pushes = {q: 0 for q in queues()}
+    pops = {q: 0 for q in queues()}
+    count = {e: 0 for e in Engine}
+    for inst in body:
+        count[inst.ENGINE] += 1
+        for n in inst.push:
+            pushes[(inst.ENGINE, n)] += 1
+        for n in inst.pop:
+            pops[(n, inst.ENGINE)] += 1
+    for (src, dst) in queues():
+        if pushes[(src, dst)] != pops[(src, dst)]:
+            raise TokenError(f"queue {src.value}→{dst.value}: {pushes[(src, dst)]} pushes by "
+                             f"{src.value} but {pops[(src, dst)]} pops by {dst.value}; every "
+                             f"push needs exactly one matching pop")
+    level = {q: 0 for q in queues()}
+    peak = {q: 0 for q in queues()}
+    for i, inst in enumerate(body):
+        for n in inst.pop:
+            q = (n, inst.ENGINE)
+            if not level[q]:
+                raise TokenError(f"{_name(i, inst)}: {inst.ENGINE.value} pops from "
+                                 f"{n.value}, but no token is queued yet: its push must come "
+                                 f"earlier in program order, or in-order dispatch can "
+                                 f"deadlock")
+            level[q] -= 1
+        for n in inst.push:
+            q = (inst.ENGINE, n)
+            level[q] += 1
+            if level[q] > depth:
+                raise TokenError(f"{_name(i, inst)}: queue {q[0].value}→{q[1].value} would "
+                                 f"hold {level[q]} tokens, more than its depth {depth}")
+            peak[q] = max(peak[q], level[q])
+    return TokenReport(tokens=pushes, peak=peak, instructions=count)
+
+
+def schedule(program: Sequence[Instruction], cycles: Sequence[int],
+             depth: int) -> list[tuple[int, int]]:
+    """Time a program on the four engines: (start, end) cycle of every instruction.
+
+    Each engine runs its own instructions in program order.  An instruction starts at
+    ``max(own previous end, token arrival)``: a token it pops arrives when the instruction
+    that pushed it ends.  When one of the queues it pushes to would exceed ``depth`` it also
+    waits until the consumer has popped the token that frees a slot (a compiler that keeps
+    at most ``depth`` tokens outstanding never pays this).  It ends ``cycles[i]`` later.
+    ``finish`` starts when every engine has ended.  The engines are assumed to receive
+    their instructions early enough (instruction queues deep enough).
+
+    Raises
+    ------
+    TokenError
+        If the engines deadlock, naming what each stuck engine waits for; or, as
+        :func:`check_tokens`, for a program without its one final ``finish``.
+    ValueError
+        If ``cycles`` does not give one non-negative integer per instruction.
+    """
+    _check_depth(depth)
+    body = _body(program)
+    if len(cycles) != len(program) or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in cycles):
+        raise ValueError(f"cycles must be {len(program)} non-negative integers, one per "
+                         f"instruction, not {list(cycles)!r}")
+    order = {e: [i for i, inst in enumerate(body) if inst.ENGINE is e] for e in Engine}
+    head = {e: 0 for e in Engine}
+    free = {e: 0 for e in Engine}
+    pushed: dict = {q: [] for q in queues()}     # end cycles of the pushes, in order
+    popped: dict = {q: [] for q in queues()}     # start cycles of the pops, in order
+    times: list = [None] * len(program)
+
+    def waits(inst: EngineInstruction) -> tuple[int | None, str]:
+        """Start cycle of an engine's next instruction, or None and what it waits for."""
+        start = free[inst.ENGINE]
+        for n in inst.pop:
+            q = (n, inst.ENGINE)
+            k = len(popped[q])
+            if k >= len(pushed[q]):
+                return None, f"a token from {n.value}"
+            start = max(start, pushed[q][k])
+        for n in inst.push:
+            q = (inst.ENGINE, n)
+            k = len(pushed[q]) - depth
+            if k >= 0:
+                if k >= len(popped[q]):
+                    return None, f"room in the queue to {n.value}"
+                start = max(start, popped[q][k])
+        return start, ""
+
+    progress = True
+    while progress:
+        progress = False
+        for e in Engine:
+            while head[e] < len(order[e]):
+                i = order[e][head[e]]
+                inst = body[i]
+                start, _ = waits(inst)
+                if start is None:
+                    break
+                end = start + cycles[i]
+                for n in inst.pop:
+                    popped[(n, e)].append(start)
+                for n in inst.push:
+                    pushed[(e, n)].append(end)
+                times[i] = (start, end)
+                free[e] = end
+                head[e] += 1
+                progress = True
+    stuck = [(e, order[e][head[e]]) for e in Engine if head[e] < len(order[e])]
+    if stuck:
+        what = "; ".join(f"{e.value} at {_name(i, body[i])} waits for {waits(body[i])[1]}"
+                         for e, i in stuck)
+        raise TokenError(f"the engines deadlock: {what}")
+    last = max((t[1] for t in times[:-1]), default=0)
+    times[-1] = (last, last + cycles[-1])
+    return times
