@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
+           "SparseParams",
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES"]
@@ -305,3 +306,64 @@ class DatapathLimits:
     def as_dict(self) -> dict:
         """The limits as a dict (JSON, cache keys)."""
         return _fields_dict(self)
+
+
+@dataclass(frozen=True)
+class SparseParams:
+    """Sizes of the sparse spectral multiply-accumulate unit (``rtl/sparse_fft.py``).
+
+    Parameters
+    ----------
+    lanes:
+        P, complex MAC lanes; each holds one sparse kernel and serves one non-zero a cycle.
+    banks:
+        B, banks of the input-spectrum buffer.
+    ports:
+        Read ports per bank, 1 or 2 (dual-port BRAM): how many lanes one bank serves a cycle.
+    bins:
+        Spectral bins of one channel's input spectrum (N·(N/2 + 1) for N×N half spectra).
+    data_width:
+        Signed width of the real and of the imaginary part of an input-spectrum value.
+    kernel_width:
+        Signed width of the real and of the imaginary part of a kernel value.
+    acc_width:
+        Signed width of the real and of the imaginary part of an accumulator; at least
+        :attr:`product_width`, so one product is exact (sums wrap modulo 2^acc_width).
+    max_nnz:
+        Kernel-bank depth: the most non-zeros of one lane in one channel, at most ``bins``
+        (a kernel has one value per bin).
+    """
+
+    lanes: int = 4
+    banks: int = 4
+    ports: int = 1
+    bins: int = 40
+    data_width: int = 16
+    kernel_width: int = 16
+    acc_width: int = 40
+    max_nnz: int = 40
+
+    def __post_init__(self):
+        _check_int("lanes", self.lanes, 1, 64)
+        _check_int("banks", self.banks, 1, 64)
+        _check_int("ports", self.ports, 1, 2)
+        _check_int("bins", self.bins, 2, 4096)
+        _check_int("data_width", self.data_width, 2, 26)
+        _check_int("kernel_width", self.kernel_width, 2, 26)
+        _check_int("acc_width", self.acc_width, 2, 64)
+        _check_int("max_nnz", self.max_nnz, 1, self.bins)
+        if self.acc_width < self.product_width:
+            raise ValueError(f"acc_width must be at least data_width + kernel_width + 1 = "
+                             f"{self.product_width}, not {self.acc_width}")
+
+    @property
+    def bank_depth(self) -> int:
+        """Words per bank, ⌈bins / banks⌉: a placement may put at most this many bins in a
+        bank."""
+        return -(-self.bins // self.banks)
+
+    @property
+    def product_width(self) -> int:
+        """Signed bits of each part of one exact complex product: |ac − bd| and |ad + bc|
+        reach 2^(data_width + kernel_width − 1)."""
+        return self.data_width + self.kernel_width + 1
