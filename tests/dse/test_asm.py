@@ -10,41 +10,18 @@ import struct
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dse.asm import (AsmError, TokenError, assemble, check_tokens, disassemble,
                      format_instruction, from_bytes, from_words, parse_line, queues,
                      read_image, schedule, to_bytes, to_words, write_image)
-from rtl.isa import (INSTRUCTIONS, NEIGHBOURS, ComputeTile, Engine, Finish,
-                     IllegalInstruction, LoadTile, PoolTile, StoreTile)
-from rtl.params import Algorithm
+from rtl.isa import (NEIGHBOURS, ComputeTile, Engine, Finish, IllegalInstruction, LoadTile,
+                     PoolTile, StoreTile)
+from sim.bench.isa_strategies import instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 L, C, P, S = Engine.LOAD, Engine.COMPUTE, Engine.POOL, Engine.STORE
-
-
-def _field_strategy(f, engine):
-    if f.kind == "int":
-        return st.integers(f.lo, f.top)
-    if f.kind == "bool":
-        return st.booleans()
-    if f.kind == "enum":
-        return st.sampled_from([m for m in f.enum if m is not Algorithm.SPARSE_FFT])
-    if f.kind == "choice":
-        return st.sampled_from(f.choices)
-    return st.frozensets(st.sampled_from(NEIGHBOURS[engine]))
-
-
-@st.composite
-def instructions(draw, classes=tuple(INSTRUCTIONS)):
-    """Any legal instruction, every field drawn over its whole range."""
-    cls = draw(st.sampled_from(classes))
-    values = {f.name: draw(_field_strategy(f, cls.ENGINE)) for f in cls.LAYOUT[1:]}
-    try:
-        return cls(**values)
-    except ValueError:
-        assume(False)          # compute.setup: a unit the algorithm does not have
 
 
 # -- the hand-written two-band conv layer (docs/isa.md shows the same program) -------------

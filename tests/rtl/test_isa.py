@@ -10,40 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtl import isa
 from rtl.isa import (INSTRUCTIONS, NEIGHBOURS, ComputeSetup, ComputeTile, Engine, Finish,
                      IllegalInstruction, LoadSetup, LoadTile, PoolSetup, StoreTile, decode)
 from rtl.params import Algorithm, Dataflow
+from sim.bench.isa_strategies import field_values, instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_ONES = (1 << 128) - 1
-
-
-def _field_strategy(f: isa.Field, engine):
-    if f.kind == "int":
-        return st.integers(f.lo, f.top)
-    if f.kind == "bool":
-        return st.booleans()
-    if f.kind == "enum":
-        return st.sampled_from([m for m in f.enum if m is not Algorithm.SPARSE_FFT])
-    if f.kind == "choice":
-        return st.sampled_from(f.choices)
-    if f.kind == "tokens":
-        return st.frozensets(st.sampled_from(NEIGHBOURS[engine]))
-    raise AssertionError(f.kind)
-
-
-@st.composite
-def instructions(draw, cls):
-    """Any legal instruction of one format, every field drawn over its whole range."""
-    values = {f.name: draw(_field_strategy(f, cls.ENGINE)) for f in cls.LAYOUT[1:]}
-    try:
-        return cls(**values)
-    except ValueError:
-        assume(False)          # compute.setup: a unit the algorithm does not have
 
 
 FORMATS = pytest.mark.parametrize("cls", INSTRUCTIONS, ids=lambda c: c.MNEMONIC)
@@ -161,7 +138,7 @@ def test_each_field_lives_in_its_own_bits(cls, data):
     """Changing one field changes only that field's bits of the word."""
     inst = data.draw(instructions(cls))
     for f in cls.LAYOUT[1:]:
-        other = data.draw(_field_strategy(f, cls.ENGINE))
+        other = data.draw(field_values(f, cls.ENGINE))
         try:
             changed = dataclasses.replace(inst, **{f.name: other})
         except ValueError:
