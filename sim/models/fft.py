@@ -230,7 +230,7 @@ def hermitian_extend(re, im, bits: int, stats: dict | None = None):
 
 def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: int = 16,
              mac_shift: int | None = None, inverse_params: FFTParams | None = None,
-             hermitian: bool = False) -> SpectralResult:
+             hermitian: bool = False, kernel_mask=None) -> SpectralResult:
     """Stride-1 convolution through the fixed-point FFT path (overlap-and-add).
 
     ``x`` C×H×W and ``w`` N×C×R×S integers of ``in_bits``.  Inputs enter the FFT as
@@ -242,6 +242,10 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     tile is Hermitian); the others are their conjugate mirrors (:func:`hermitian_extend`), as
     the datapath (``rtl/spectral.py``) computes them.  ``mac_shift`` ``None`` then looks at
     the computed half only.
+    ``kernel_mask`` (pruned spectral convolution, docs/sparse-fft.md): boolean N×C×n×(n/2+1)
+    over the stored half spectra (bins v ≤ n/2); quantised kernel bins where it is False are
+    zeroed before the MAC, and with ``hermitian`` False a bin v > n/2 follows the mask of its
+    mirror (−u mod n, n − v), so the kernel stays Hermitian.  ``None`` keeps every bin.
     """
     n = params.n
     ip = inverse_params or params
@@ -269,6 +273,8 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     stats: dict = {}
     xr, xi = fft2d_fixed(tiles, np.zeros_like(tiles), params, stats=stats)
     kr, ki, kfrac = spectral_kernels(w, n, kernel_bits)
+    if kernel_mask is not None:
+        kr, ki = _mask_kernels(kr, ki, kernel_mask)
     # complex MAC across channels per bin, exact (the array's job)
     acc_r = np.einsum("ncuv,cijuv->nijuv", kr, xr) - np.einsum("ncuv,cijuv->nijuv", ki, xi)
     acc_i = np.einsum("ncuv,cijuv->nijuv", kr, xi) + np.einsum("ncuv,cijuv->nijuv", ki, xr)
@@ -297,6 +303,20 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     scale = 2.0 ** (params.scaled_passes + ip.scaled_passes + mac_shift - in_shift - kfrac) \
         / (n * n)
     return SpectralResult(acc, scale, stats["saturated"] + s1 + s2, mac_shift, kfrac)
+
+
+def _mask_kernels(kr, ki, mask):
+    """Zero the kernel bins that ``mask`` (over the half spectra, v ≤ n/2) prunes; bins
+    v > n/2 take the mask of their Hermitian mirror."""
+    mask = np.asarray(mask)
+    n = kr.shape[-1]
+    want = kr.shape[:-1] + (n // 2 + 1,)
+    if mask.dtype != bool or mask.shape != want:
+        raise ValueError(f"kernel_mask must be a boolean array of shape {want}, not "
+                         f"{mask.dtype} {mask.shape}")
+    cols = np.arange(n // 2 + 1, n)
+    full = np.concatenate([mask, mask[..., (-np.arange(n)) % n, :][..., n - cols]], axis=-1)
+    return np.where(full, kr, 0), np.where(full, ki, 0)
 
 
 def sqnr_db(approx: np.ndarray, exact: np.ndarray) -> float:
