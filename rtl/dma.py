@@ -1,0 +1,678 @@
+"""Load and store engines of the overlay: boxes of a DRAM tensor to and from an on-chip buffer.
+
+:class:`LoadEngine` executes decoded ``load.tile`` commands (with the pitches and element size
+of the buffer's ``load.setup``): it reads a ``rows`` × ``cols`` × ``ch`` box of an HWC tensor
+from DRAM through an AXI4 read channel and writes it to a buffer write port, one pixel as
+⌈ch / lanes⌉ consecutive words, the last one zero-filled.  :class:`StoreEngine` executes
+``store.tile`` commands: it reads such words through a buffer read port (one cycle of latency)
+and writes the box to DRAM through an AXI4 write channel, with byte strobes for partial beats.
+
+Both engines split the box the same way (docs/rtl.md, "Load and store engines (DMA)"):
+
+* into **runs**, the contiguous byte ranges of the box: the whole box when its pixels and rows
+  are packed (``px_pitch`` = ``ch``·``elem`` and ``row_pitch`` = ``cols``·``px_pitch``), else
+  one run per row when its pixels are packed, else one run per pixel;
+* each run into AXI4 INCR **bursts** of at most :data:`AXI_MAX_BEATS` beats that never cross a
+  :data:`AXI_BOUNDARY`-byte boundary, at bus-aligned addresses (``m_axi_arsize`` /
+  ``m_axi_awsize`` give the whole bus); the first beat of a run may start and its last beat
+  may end inside a beat.
+
+Up to ``outstanding`` bursts are in flight at once.  The byte aligner between the bus and
+the buffer words is serial: in each cycle it either moves one bus beat (into or out of its
+byte register) or one buffer word, never both, so with a memory that never stalls a tile
+takes a fixed start-up, plus one cycle per beat, plus one per word
+(``dse/cost/dma.py`` gives the formula; ``tests/rtl/test_dma.py`` checks it).
+
+Elements: ``elem`` (1, 2 or 4 bytes in DRAM, the ISA's code) maps to one buffer lane of
+``lane_bits``.  A load sign-extends (or zero-extends) narrower elements to the lane and keeps
+the low ``lane_bits`` of wider ones; a store writes the lane's low 8·``elem`` bits, extended
+the same way when the lane is narrower.  An element wider than the lane rounded up to 1, 2 or
+4 bytes is refused, as are a zero extent and the reserved ``elem`` code: the command ends at
+once with ``done`` and ``error`` and moves nothing.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from rtl.isa import (
+    BUF_ADDR_BITS,
+    CHANNEL_BITS,
+    DRAM_ADDR_BITS,
+    EXTENT_BITS,
+    PIXEL_PITCH_BITS,
+    ROW_PITCH_BITS,
+    LoadSetup,
+)
+from rtl.params import COUNTER_BITS
+
+from .validate import rejecting
+
+__all__ = [
+    "AXI_BOUNDARY",
+    "AXI_BURST_INCR",
+    "AXI_MAX_BEATS",
+    "BUS_BITS",
+    "ELEM_BYTES",
+    "ELEM_CODE_BITS",
+    "DmaCommand",
+    "LoadEngine",
+    "StoreEngine",
+]
+
+_ELEM_FIELD = next(f for f in LoadSetup.LAYOUT if f.name == "elem")
+#: Width of the element-size code (``load.setup`` / ``store.setup`` ``elem``).
+ELEM_CODE_BITS = _ELEM_FIELD.bits
+#: Bytes per element of each code: code i is 2**i bytes, so the code is a shift.
+ELEM_BYTES = _ELEM_FIELD.choices
+if ELEM_BYTES != tuple(1 << i for i in range(len(ELEM_BYTES))):
+    raise ImportError(f"rtl.dma needs elem code i to mean 2**i bytes, not {ELEM_BYTES}")
+#: Most beats of one AXI4 INCR burst.
+AXI_MAX_BEATS = 256
+#: No AXI4 burst may cross a boundary of this many bytes.
+AXI_BOUNDARY = 4096
+#: ``m_axi_arburst`` / ``m_axi_awburst`` code of an incrementing burst.
+AXI_BURST_INCR = 1
+#: Data widths the engines support (bits).
+BUS_BITS = (64, 128, 256, 512)
+
+#: The command of both engines: a decoded ``load.tile`` / ``store.tile`` with the pitches and
+#: the element code of the ``load.setup`` / ``store.setup`` in force (widths from rtl.isa).
+DmaCommand = data.StructLayout({
+    "dram": DRAM_ADDR_BITS,      # byte address of the box's first element
+    "addr": BUF_ADDR_BITS,       # buffer word address of the first pixel
+    "rows": EXTENT_BITS,
+    "cols": EXTENT_BITS,
+    "ch": CHANNEL_BITS,
+    "elem": ELEM_CODE_BITS,      # element bytes = 2**elem
+    "row_pitch": ROW_PITCH_BITS,
+    "px_pitch": PIXEL_PITCH_BITS,
+})
+
+#: Bytes of the longest run: a whole box.
+_RUN_BITS = 2 * EXTENT_BITS + CHANNEL_BITS + len(ELEM_BYTES)
+
+
+def _thermometer(m: Module, count, width: int, name: str):
+    """A ``width``-bit signal whose bits below ``count`` are set."""
+    out = Signal(width, name=name)
+    top = (1 << len(count)) - 1              # count > top is never true: no constant compare
+    m.d.comb += out.eq(Cat(*((count > i) if i < top else Const(0, 1) for i in range(width))))
+    return out
+
+
+def _shift_bytes(value, amount, width: int, left: bool):
+    """``value`` shifted by ``amount`` bytes (a log-depth mux shifter), ``width`` bits kept."""
+    v = value[:width] if len(value) >= width else Cat(value, Const(0, width - len(value)))
+    for j in range(len(amount)):
+        step = 8 << j
+        if step >= width:
+            moved = Const(0, width)
+        elif left:
+            moved = Cat(Const(0, step), v[:width - step])
+        else:
+            moved = Cat(v[step:], Const(0, step))
+        v = Mux(amount[j], moved, v)
+    return v
+
+
+def _bytes_to_bits(mask):
+    """Each bit of a byte mask repeated over its byte."""
+    return Cat(*(mask[i].replicate(8) for i in range(len(mask))))
+
+
+class _DmaEngine(wiring.Component):
+    """What the two engines share: parameters, command and status ports, the run walker and
+    burst splitter, and the element ↔ lane conversion."""
+
+    def __init__(self, bus_bits: int, lanes: int, lane_bits: int, outstanding: int,
+                 sign_extend: bool):
+        with rejecting(self):
+            if bus_bits not in BUS_BITS:
+                raise ValueError(f"bus_bits must be one of {', '.join(map(str, BUS_BITS))}, "
+                                 f"not {bus_bits!r}")
+            for name, value, lo, hi in (("lanes", lanes, 1, 256), ("lane_bits", lane_bits, 1, 64),
+                                        ("outstanding", outstanding, 3, 16)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{name} must be an integer, not {value!r}")
+                if not lo <= value <= hi:
+                    raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+            if not isinstance(sign_extend, bool):
+                raise TypeError(f"sign_extend must be a bool, not {sign_extend!r}")
+        self._bus_bits, self._lanes, self._lane_bits = bus_bits, lanes, lane_bits
+        self._outstanding, self._sign_extend = outstanding, sign_extend
+        super().__init__({
+            "cmd": In(stream.Signature(DmaCommand)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "busy_cycles": Out(COUNTER_BITS),
+            "bus_bytes": Out(COUNTER_BITS),
+            **self._channel_members(),
+        })
+
+    @property
+    def bus_bits(self) -> int:
+        """AXI4 data width in bits."""
+        return self._bus_bits
+
+    @property
+    def bus_bytes_per_beat(self) -> int:
+        """Bytes of one AXI4 beat."""
+        return self._bus_bits // 8
+
+    @property
+    def lanes(self) -> int:
+        """Elements per buffer word."""
+        return self._lanes
+
+    @property
+    def lane_bits(self) -> int:
+        """Bits of one buffer lane."""
+        return self._lane_bits
+
+    @property
+    def outstanding(self) -> int:
+        """Most bursts in flight at once."""
+        return self._outstanding
+
+    @property
+    def max_elem_bytes(self) -> int:
+        """Widest DRAM element accepted: the lane rounded up to 1, 2 or 4 bytes."""
+        return next((e for e in ELEM_BYTES if 8 * e >= self._lane_bits), ELEM_BYTES[-1])
+
+    @property
+    def word_layout(self) -> data.ArrayLayout:
+        """A buffer word: ``lanes`` lanes of ``lane_bits``, lane i in bits i·lane_bits up."""
+        return data.ArrayLayout(unsigned(self._lane_bits), self._lanes)
+
+    def _word_bytes_max(self) -> int:
+        return self._lanes * self.max_elem_bytes
+
+    # -- command, run walker, burst splitter ------------------------------------------------
+
+    def _front(self, m: Module):
+        """Build the command latch, the run walker and the burst splitter.
+
+        Returns a namespace of signals: ``start`` (the cycle the transfer begins), ``bad``
+        (refused command), ``active`` (a command in progress), ``gen`` (bursts left to
+        split), ``c`` (the latched command), ``code`` and ``desc_*`` (the next burst: valid,
+        addr aligned to the bus, len (beats − 1), lo (first byte in its first beat), hi (end
+        byte in its last beat)), with ``desc_take`` to be driven by the caller when the burst
+        is issued.
+        """
+        B = self.bus_bytes_per_beat
+        lb = B.bit_length() - 1
+
+        ns = SimpleNamespace()
+        c = Signal(DmaCommand, name="c")
+        ns.c = c
+        code = c.elem
+        ns.code = code
+
+        # setup pipeline: S1 pixel bytes, S2 row bytes and packed pixels, S3 runs
+        px_bytes = Signal(CHANNEL_BITS + len(ELEM_BYTES))
+        row_bytes = Signal(EXTENT_BITS + len(px_bytes))
+        dense_px = Signal()
+        stage = Signal(range(4))           # 0 idle/running, 1..3 setup
+        active = Signal()
+        ns.active = active
+        start = Signal()
+        ns.start = start
+        bad = Signal()
+        ns.bad = bad
+
+        # walker state
+        cur = Signal(DRAM_ADDR_BITS)
+        rem = Signal(_RUN_BITS)
+        run_len = Signal(_RUN_BITS)
+        run_addr = Signal(DRAM_ADDR_BITS)
+        row_base = Signal(DRAM_ADDR_BITS)
+        c_left = Signal(EXTENT_BITS)
+        r_left = Signal(EXTENT_BITS)
+        c_runs = Signal(EXTENT_BITS)
+        pitch_c = Signal(PIXEL_PITCH_BITS)
+        pitch_r = Signal(ROW_PITCH_BITS)
+        gen = Signal()
+        ns.gen = gen
+
+        # the next burst, registered
+        ns.desc_valid = Signal()
+        ns.desc_addr = Signal(DRAM_ADDR_BITS)
+        ns.desc_len = Signal(8)
+        ns.desc_lo = Signal(lb)
+        ns.desc_hi = Signal(lb + 1)
+        ns.desc_take = Signal()
+
+        take_cmd = self.cmd.valid & self.cmd.ready
+        m.d.comb += [self.cmd.ready.eq(~active), self.busy.eq(active)]
+        elem_ok = self.cmd.payload.elem < len(ELEM_BYTES)
+        too_wide = Const(0)
+        for i, e in enumerate(ELEM_BYTES):
+            if e > self.max_elem_bytes:
+                too_wide = too_wide | (self.cmd.payload.elem == i)
+        p = self.cmd.payload
+        refused = ~elem_ok | too_wide | (p.rows == 0) | (p.cols == 0) | (p.ch == 0)
+        with m.If(take_cmd):
+            m.d.sync += c.eq(self.cmd.payload)
+            with m.If(refused):
+                m.d.comb += bad.eq(1)
+            with m.Else():
+                m.d.sync += [active.eq(1), stage.eq(1)]
+
+        with m.If(stage == 1):
+            m.d.sync += [px_bytes.eq(c.ch << code), stage.eq(2)]
+        with m.Elif(stage == 2):
+            m.d.sync += [row_bytes.eq(c.cols * px_bytes),
+                         dense_px.eq((c.px_pitch == px_bytes) | (c.cols == 1)),
+                         stage.eq(3)]
+        with m.Elif(stage == 3):
+            dense_rows = dense_px & ((c.row_pitch == row_bytes) | (c.rows == 1))
+            m.d.comb += start.eq(1)
+            m.d.sync += [stage.eq(0), gen.eq(1), cur.eq(c.dram), run_addr.eq(c.dram),
+                         row_base.eq(c.dram), pitch_r.eq(c.row_pitch),
+                         pitch_c.eq(c.px_pitch)]
+            with m.If(dense_rows):
+                m.d.sync += [run_len.eq(c.rows * row_bytes), rem.eq(c.rows * row_bytes),
+                             r_left.eq(1), c_left.eq(1), c_runs.eq(1)]
+            with m.Elif(dense_px):
+                m.d.sync += [run_len.eq(row_bytes), rem.eq(row_bytes), r_left.eq(c.rows),
+                             c_left.eq(1), c_runs.eq(1)]
+            with m.Else():
+                m.d.sync += [run_len.eq(px_bytes), rem.eq(px_bytes), r_left.eq(c.rows),
+                             c_left.eq(c.cols), c_runs.eq(c.cols)]
+
+        # burst end: the run's end, the next 4 KiB boundary or 256 beats from the aligned
+        # start, whichever comes first
+        end_run = Signal(DRAM_ADDR_BITS + 1)
+        end_4k = Signal(DRAM_ADDR_BITS + 1)
+        end_len = Signal(DRAM_ADDR_BITS + 1)
+        end = Signal(DRAM_ADDR_BITS + 1)
+        aligned = Cat(Const(0, lb), cur[lb:])
+        m.d.comb += [
+            end_run.eq(cur + rem),
+            end_4k.eq((cur | (AXI_BOUNDARY - 1)) + 1),
+            end_len.eq(aligned + AXI_MAX_BEATS * B),
+            end.eq(Mux(end_run < end_4k, end_run, end_4k)),
+        ]
+        burst_end = Signal(DRAM_ADDR_BITS + 1)
+        m.d.comb += burst_end.eq(Mux(end_len < end, end_len, end))
+        last_byte = Signal(DRAM_ADDR_BITS + 1)
+        m.d.comb += last_byte.eq(burst_end - 1)
+
+        advance = gen & (~ns.desc_valid | ns.desc_take)
+        with m.If(ns.desc_take):
+            m.d.sync += ns.desc_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += [
+                ns.desc_valid.eq(1),
+                ns.desc_addr.eq(aligned),
+                ns.desc_len.eq(last_byte[lb:] - cur[lb:]),
+                ns.desc_lo.eq(cur[:lb]),
+                ns.desc_hi.eq(last_byte[:lb] + 1),
+            ]
+            left = rem - (burst_end - cur)
+            with m.If(left[:_RUN_BITS] != 0):
+                m.d.sync += [cur.eq(burst_end), rem.eq(left)]
+            with m.Elif(c_left > 1):
+                m.d.sync += [c_left.eq(c_left - 1), run_addr.eq(run_addr + pitch_c),
+                             cur.eq(run_addr + pitch_c), rem.eq(run_len)]
+            with m.Elif(r_left > 1):
+                m.d.sync += [r_left.eq(r_left - 1), row_base.eq(row_base + pitch_r),
+                             run_addr.eq(row_base + pitch_r), cur.eq(row_base + pitch_r),
+                             c_left.eq(c_runs), rem.eq(run_len)]
+            with m.Else():
+                m.d.sync += gen.eq(0)
+
+        # status
+        with m.If(active):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        return ns
+
+    # -- element <-> lane ---------------------------------------------------------------------
+
+    def _lane_from_bytes(self, m: Module, raw, e: int, name: str):
+        """A lane holding the ``e``-byte element ``raw``, extended or truncated."""
+        lane = Signal(self._lane_bits, name=name)
+        m.d.comb += lane.eq(raw.as_signed() if self._sign_extend else raw)
+        return lane
+
+    def _bytes_from_lane(self, m: Module, lane, e: int, name: str):
+        """The ``e``-byte DRAM element of ``lane``, extended or truncated."""
+        out = Signal(8 * e, name=name)
+        m.d.comb += out.eq(lane.as_signed() if self._sign_extend else lane)
+        return out
+
+
+class LoadEngine(_DmaEngine):
+    """Copy a box of a DRAM tensor into an on-chip buffer (``load.tile``).
+
+    Parameters
+    ----------
+    bus_bits:
+        AXI4 data width in bits, 64, 128, 256 or 512.
+    lanes:
+        Elements per buffer word.
+    lane_bits:
+        Bits of one lane of a buffer word (1 to 64).
+    outstanding:
+        Most read bursts in flight (3 to 16): also the depth of the burst queue between the
+        address and the data side.
+    sign_extend:
+        Sign-extend elements narrower than a lane (else zero-extend).
+
+    Members
+    -------
+    cmd : In(stream.Signature(DmaCommand))
+        One command per tile; ``ready`` while the engine is idle.
+    busy : Out(1)
+        A command is in progress.
+    done : Out(1)
+        One-cycle pulse when a command has finished (its last word written).
+    error : Out(1)
+        With ``done``: the command was refused or a read response was not OKAY.
+    busy_cycles, bus_bytes : Out(COUNTER_BITS)
+        Cycles with ``busy`` high and bytes of the beats read (whole beats), since reset.
+    m_axi_ar* , m_axi_r* :
+        AXI4 read address and data channels (address width ``DRAM_ADDR_BITS``).
+    buf_addr : Out(BUF_ADDR_BITS), buf_data : Out(word_layout), buf_en : Out(1)
+        The buffer write port.
+    """
+
+    def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
+                 outstanding: int = 4, sign_extend: bool = True):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+
+    def _channel_members(self) -> dict:
+        bus, layout = self._bus_bits, self.word_layout
+        return {
+            "m_axi_araddr": Out(DRAM_ADDR_BITS),
+            "m_axi_arlen": Out(8),
+            "m_axi_arsize": Out(3),
+            "m_axi_arburst": Out(2),
+            "m_axi_arvalid": Out(1),
+            "m_axi_arready": In(1),
+            "m_axi_rdata": In(bus),
+            "m_axi_rresp": In(2),
+            "m_axi_rlast": In(1),
+            "m_axi_rvalid": In(1),
+            "m_axi_rready": Out(1),
+            "buf_addr": Out(BUF_ADDR_BITS),
+            "buf_data": Out(layout),
+            "buf_en": Out(1),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.bus_bytes_per_beat
+        lb = B.bit_length() - 1
+        lanes = self._lanes
+        cap = self._word_bytes_max() + B - 1          # byte register: a partial word + a beat
+        ns = self._front(m)
+        c, code = ns.c, ns.code
+
+        desc = data.StructLayout({"len": 8, "lo": lb, "hi": lb + 1})
+        m.submodules.bursts = fifo = SyncFIFO(width=desc.size, depth=self._outstanding)
+
+        # -- address side: issue a burst when the queue has room ----------------------------
+        ar_free = ~self.m_axi_arvalid | self.m_axi_arready
+        issue = ns.desc_valid & fifo.w_rdy & ar_free
+        m.d.comb += [
+            ns.desc_take.eq(issue),
+            fifo.w_en.eq(issue),
+            fifo.w_data.eq(Cat(ns.desc_len, ns.desc_lo, ns.desc_hi)),
+            self.m_axi_arsize.eq(lb),
+            self.m_axi_arburst.eq(AXI_BURST_INCR),
+        ]
+        with m.If(issue):
+            m.d.sync += [self.m_axi_arvalid.eq(1), self.m_axi_araddr.eq(ns.desc_addr),
+                         self.m_axi_arlen.eq(ns.desc_len)]
+        with m.Elif(self.m_axi_arready):
+            m.d.sync += self.m_axi_arvalid.eq(0)
+
+        # -- data side: beats into the byte register, words out -----------------------------
+        head = desc(fifo.r_data)
+        beat = Signal(8)
+        lo_b = Mux(beat == 0, head.lo, 0)
+        hi_b = Mux(beat == head.len, head.hi, B)
+        take = Signal(lb + 1)
+        m.d.comb += take.eq(hi_b - lo_b)
+
+        acc = Signal(8 * cap)
+        cnt = Signal(range(cap + 1))
+        ch_left = Signal(CHANNEL_BITS)
+        px_left = Signal(2 * EXTENT_BITS)
+        waddr = Signal(BUF_ADDR_BITS)
+        running = Signal()
+        failed = Signal()
+        k = Signal(range(lanes + 1))
+        m.d.comb += k.eq(Mux(ch_left > lanes, lanes, ch_left))
+        need = Signal(range(self._word_bytes_max() + 1))
+        m.d.comb += need.eq(k << code)
+        emit = running & (px_left != 0) & (cnt >= need)
+
+        # the word: lane i is element i of the register, lanes from k on are zero
+        word = Signal(self.word_layout)
+        keep = _thermometer(m, k, lanes, "keep")
+        for i in range(lanes):
+            lane = Signal(self._lane_bits, name=f"lane{i}")
+            options = {ci: self._lane_from_bytes(m, acc[8 * e * i: 8 * e * (i + 1)], e,
+                                                 f"lane{i}_e{e}")
+                       for ci, e in enumerate(ELEM_BYTES) if e <= self.max_elem_bytes}
+            with m.Switch(code):
+                for n_opt, (ci, value) in enumerate(options.items()):
+                    # the last legal code also takes the refused ones: a complete case
+                    with (m.Default() if n_opt == len(options) - 1 else m.Case(ci)):
+                        m.d.comb += lane.eq(value)
+            m.d.comb += word[i].eq(Mux(keep[i], lane, 0))
+
+        rd = running & ~emit & fifo.r_rdy & (px_left != 0)
+        # the engine counts each burst's beats itself; RLAST carries nothing it needs
+        unused_rlast = Signal()
+        m.d.comb += unused_rlast.eq(self.m_axi_rlast)
+        m.d.comb += [self.m_axi_rready.eq(rd), self.buf_addr.eq(waddr),
+                     self.buf_data.eq(word), self.buf_en.eq(emit)]
+        got = rd & self.m_axi_rvalid
+        m.d.comb += fifo.r_en.eq(got & (beat == head.len))
+
+        keep_b = _thermometer(m, take, B, "keep_b")
+        incoming = Signal(8 * B)
+        m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
+                                & _bytes_to_bits(keep_b))
+        with m.If(emit):
+            m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
+                         waddr.eq(waddr + 1)]
+            with m.If(ch_left > lanes):
+                m.d.sync += ch_left.eq(ch_left - lanes)
+            with m.Else():
+                m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+        with m.Elif(got):
+            m.d.sync += [acc.eq(acc | _shift_bytes(incoming, cnt, 8 * cap, left=True)),
+                         cnt.eq(cnt + take),
+                         beat.eq(Mux(beat == head.len, 0, beat + 1)),
+                         self.bus_bytes.eq(self.bus_bytes + B)]
+            with m.If(self.m_axi_rresp != 0):
+                m.d.sync += failed.eq(1)
+
+        with m.If(ns.start):
+            m.d.sync += [running.eq(1), failed.eq(0), acc.eq(0), cnt.eq(0), beat.eq(0),
+                         ch_left.eq(c.ch), px_left.eq(c.rows * c.cols), waddr.eq(c.addr)]
+        last = emit & (px_left == 1) & (ch_left <= lanes)
+        with m.If(last):
+            m.d.sync += [running.eq(0), ns.active.eq(0)]
+        m.d.comb += [self.done.eq(last | ns.bad), self.error.eq(ns.bad | (last & failed))]
+        return m
+
+
+class StoreEngine(_DmaEngine):
+    """Copy a box from an on-chip buffer to a DRAM tensor (``store.tile``).
+
+    Parameters
+    ----------
+    bus_bits, lanes, lane_bits, outstanding, sign_extend:
+        As :class:`LoadEngine`; ``outstanding`` bounds the write bursts whose response has
+        not arrived, and ``sign_extend`` applies to lanes narrower than a DRAM element.
+
+    Members
+    -------
+    cmd, busy, error, busy_cycles :
+        As :class:`LoadEngine`.
+    done : Out(1)
+        One-cycle pulse when a command has finished: every write response received.
+    bus_bytes : Out(COUNTER_BITS)
+        Bytes of the beats written (whole beats, strobed or not), since reset.
+    m_axi_aw*, m_axi_w*, m_axi_b* :
+        AXI4 write address, data and response channels.
+    buf_addr : Out(BUF_ADDR_BITS), buf_en : Out(1), buf_data : In(word_layout)
+        The buffer read port: ``buf_data`` holds the word of ``buf_addr`` the cycle after
+        ``buf_en``.
+    """
+
+    def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
+                 outstanding: int = 4, sign_extend: bool = True):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+
+    def _channel_members(self) -> dict:
+        bus, layout = self._bus_bits, self.word_layout
+        return {
+            "m_axi_awaddr": Out(DRAM_ADDR_BITS),
+            "m_axi_awlen": Out(8),
+            "m_axi_awsize": Out(3),
+            "m_axi_awburst": Out(2),
+            "m_axi_awvalid": Out(1),
+            "m_axi_awready": In(1),
+            "m_axi_wdata": Out(bus),
+            "m_axi_wstrb": Out(bus // 8),
+            "m_axi_wlast": Out(1),
+            "m_axi_wvalid": Out(1),
+            "m_axi_wready": In(1),
+            "m_axi_bresp": In(2),
+            "m_axi_bvalid": In(1),
+            "m_axi_bready": Out(1),
+            "buf_addr": Out(BUF_ADDR_BITS),
+            "buf_en": Out(1),
+            "buf_data": In(layout),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.bus_bytes_per_beat
+        lb = B.bit_length() - 1
+        lanes = self._lanes
+        wmax = self._word_bytes_max()
+        cap = wmax + B - 1                   # byte register: a partial beat + a word
+        ns = self._front(m)
+        c, code = ns.c, ns.code
+
+        desc = data.StructLayout({"len": 8, "lo": lb, "hi": lb + 1})
+        m.submodules.bursts = fifo = SyncFIFO(width=desc.size, depth=self._outstanding)
+
+        # -- address side: a burst is issued when fewer than `outstanding` await responses --
+        pending = Signal(range(self._outstanding + 1))
+        aw_free = ~self.m_axi_awvalid | self.m_axi_awready
+        issue = ns.desc_valid & fifo.w_rdy & aw_free & (pending < self._outstanding)
+        got_b = self.m_axi_bvalid & self.m_axi_bready
+        m.d.comb += [
+            ns.desc_take.eq(issue),
+            fifo.w_en.eq(issue),
+            fifo.w_data.eq(Cat(ns.desc_len, ns.desc_lo, ns.desc_hi)),
+            self.m_axi_awsize.eq(lb),
+            self.m_axi_awburst.eq(AXI_BURST_INCR),
+            self.m_axi_bready.eq(1),
+        ]
+        with m.If(issue):
+            m.d.sync += [self.m_axi_awvalid.eq(1), self.m_axi_awaddr.eq(ns.desc_addr),
+                         self.m_axi_awlen.eq(ns.desc_len)]
+        with m.Elif(self.m_axi_awready):
+            m.d.sync += self.m_axi_awvalid.eq(0)
+        m.d.sync += pending.eq(pending + issue - got_b)
+
+        # -- data side: words into the byte register, beats out -----------------------------
+        head = desc(fifo.r_data)
+        beat = Signal(8)
+        lo_b = Signal(lb)
+        hi_b = Signal(lb + 1)
+        m.d.comb += [lo_b.eq(Mux(beat == 0, head.lo, 0)),
+                     hi_b.eq(Mux(beat == head.len, head.hi, B))]
+        need_b = Signal(lb + 1)
+        m.d.comb += need_b.eq(hi_b - lo_b)
+
+        acc = Signal(8 * cap)
+        cnt = Signal(range(cap + 1))
+        ch_left = Signal(CHANNEL_BITS)
+        px_left = Signal(2 * EXTENT_BITS)
+        raddr = Signal(BUF_ADDR_BITS)
+        running = Signal()
+        failed = Signal()
+        k = Signal(range(lanes + 1))
+        m.d.comb += k.eq(Mux(ch_left > lanes, lanes, ch_left))
+
+        # the word read last cycle (one cycle of read latency) and its element count
+        infl = Signal()
+        infl_k = Signal(range(lanes + 1))
+        packed = Signal(8 * wmax)
+        options = {ci: Cat(*(self._bytes_from_lane(m, self.buf_data[i], e, f"elem{i}_e{e}")
+                             for i in range(lanes)))
+                   for ci, e in enumerate(ELEM_BYTES) if e <= self.max_elem_bytes}
+        with m.Switch(code):
+            for n_opt, (ci, value) in enumerate(options.items()):
+                # the last legal code also takes the refused ones: a complete case
+                with (m.Default() if n_opt == len(options) - 1 else m.Case(ci)):
+                    m.d.comb += packed.eq(value)
+        infl_n = Signal(range(wmax + 1))
+        m.d.comb += infl_n.eq(Mux(infl, infl_k << code, 0))
+        keep_w = _thermometer(m, infl_n, wmax, "keep_w")
+        acc_eff = Signal(8 * cap)
+        cnt_eff = Signal(range(cap + 1))
+        m.d.comb += [acc_eff.eq(acc | _shift_bytes(packed & _bytes_to_bits(keep_w), cnt, 8 * cap,
+                                                  left=True)),
+                     cnt_eff.eq(cnt + infl_n)]
+
+        w_free = ~self.m_axi_wvalid | self.m_axi_wready
+        emit = running & fifo.r_rdy & w_free & (cnt_eff >= need_b)
+        read = running & ~emit & fifo.r_rdy & (cnt_eff < need_b) & (px_left != 0)
+        m.d.comb += [self.buf_addr.eq(raddr), self.buf_en.eq(read),
+                     fifo.r_en.eq(emit & (beat == head.len))]
+
+        strb_hi = _thermometer(m, hi_b, B, "strb_hi")
+        strb_lo = _thermometer(m, lo_b, B, "strb_lo")
+        with m.If(self.m_axi_wvalid & self.m_axi_wready):
+            m.d.sync += [self.m_axi_wvalid.eq(0), self.bus_bytes.eq(self.bus_bytes + B)]
+        with m.If(emit):
+            m.d.sync += [
+                self.m_axi_wvalid.eq(1),
+                self.m_axi_wdata.eq(_shift_bytes(acc_eff, lo_b, 8 * B, left=True)),
+                self.m_axi_wstrb.eq(strb_hi & ~strb_lo),
+                self.m_axi_wlast.eq(beat == head.len),
+                acc.eq(_shift_bytes(acc_eff, need_b, 8 * cap, left=False)),
+                cnt.eq(cnt_eff - need_b),
+                beat.eq(Mux(beat == head.len, 0, beat + 1)),
+            ]
+        with m.Else():
+            m.d.sync += [acc.eq(acc_eff), cnt.eq(cnt_eff)]
+        m.d.sync += [infl.eq(read), infl_k.eq(k)]
+        with m.If(read):
+            m.d.sync += raddr.eq(raddr + 1)
+            with m.If(ch_left > lanes):
+                m.d.sync += ch_left.eq(ch_left - lanes)
+            with m.Else():
+                m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+        with m.If(got_b & (self.m_axi_bresp != 0)):
+            m.d.sync += failed.eq(1)
+
+        with m.If(ns.start):
+            m.d.sync += [running.eq(1), failed.eq(0), acc.eq(0), cnt.eq(0), beat.eq(0),
+                         ch_left.eq(c.ch), px_left.eq(c.rows * c.cols), raddr.eq(c.addr)]
+        # finished: every burst generated, sent and answered
+        last = (running & ~ns.gen & ~ns.desc_valid & ~fifo.r_rdy & ~self.m_axi_wvalid
+                & ~self.m_axi_awvalid & (pending == 0) & ~ns.start)
+        with m.If(last):
+            m.d.sync += [running.eq(0), ns.active.eq(0)]
+        m.d.comb += [self.done.eq(last | ns.bad),
+                     self.error.eq(ns.bad | (last & failed))]
+        return m
