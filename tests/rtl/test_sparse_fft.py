@@ -444,3 +444,13 @@ def test_sparse_params_rejects(kwargs, exc, msg):
 def test_sparse_mac_rejects_other_params():
     with pytest.raises(TypeError, match=r"^params must be a SparseParams, not 4$"):
         SparseMAC(4)
+
+
+def test_sparse_mac_lints_clean(tmp_path):
+    from sim.runner import emit_verilog, lint_verilog
+
+    params = SparseParams(lanes=3, banks=2, ports=2, bins=8, max_nnz=8)
+    violations, _ = lint_verilog(emit_verilog(SparseMAC(params), "sparse_mac"), "sparse_mac",
+                                 work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {w.line}: %{w.rule}: {w.message}"
+                                     for w in violations[:20])
