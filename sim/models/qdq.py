@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["output_scale", "scale_parts", "requantize_float32", "requantize_exact",
-           "round_bits_half_even", "shift_half_even", "quant_range"]
+           "round_bits_half_even", "shift_half_even", "bit_length", "quant_range"]
 
 #: Significant bits of a float32 (the hidden one included).
 MANTISSA_BITS = 24
@@ -100,15 +100,18 @@ def round_bits_half_even(x, bits: int = MANTISSA_BITS) -> tuple[np.ndarray, np.n
     half to even (``d`` ≥ 0 the bits dropped; ``q`` may reach ``2^bits`` when rounding
     carries)."""
     x = np.asarray(x, dtype=np.int64)
-    mag = np.abs(x)
+    d = np.maximum(bit_length(x) - bits, 0)
+    return shift_half_even(x, d), d
+
+
+def bit_length(x) -> np.ndarray:
+    """Bit length of ``|x|`` (0 for 0), elementwise, for ``|x| < 2^63``."""
+    mag = np.abs(np.asarray(x, dtype=np.int64))
     width = np.zeros_like(mag)
-    # bit length of |x| (< 2^62): count in steps
     for b in (32, 16, 8, 4, 2, 1):
         big = (mag >> (width + b)) > 0
         width = width + np.where(big, b, 0)
-    width = np.where(mag > 0, width + 1, 0)
-    d = np.maximum(width - bits, 0)
-    return shift_half_even(x, d), d
+    return np.where(mag > 0, width + 1, 0)
 
 
 def requantize_exact(acc, mantissa, exponent, zero_point, dtype=np.uint8) -> np.ndarray:
