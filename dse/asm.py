@@ -361,16 +361,23 @@ def check_tokens(program: Sequence[Instruction], depth: int) -> TokenReport:
 
 
 def schedule(program: Sequence[Instruction], cycles: Sequence[int],
-             depth: int) -> list[tuple[int, int]]:
+             depth: int, latency: int = 0) -> list[tuple[int, int]]:
     """Time a program on the four engines: (start, end) cycle of every instruction.
 
     Each engine runs its own instructions in program order.  An instruction starts at
     ``max(own previous end, token arrival)``: a token it pops arrives when the instruction
     that pushed it ends.  When one of the queues it pushes to would exceed ``depth`` it also
-    waits until the consumer has popped the token that frees a slot (a compiler that keeps
-    at most ``depth`` tokens outstanding never pays this).  It ends ``cycles[i]`` later.
+    waits until the consumer has popped the token that frees a slot (a program that passes
+    :func:`check_tokens` never deadlocks, but it may wait so).  It ends ``cycles[i]`` later.
     ``finish`` starts when every engine has ended.  The engines are assumed to receive
     their instructions early enough (instruction queues deep enough).
+
+    ``latency`` is the dispatch latency: the cycles from each of those events (an engine's
+    previous end, the end of the push that gave a token, the start of the pop that freed a
+    slot, and for ``finish`` the last end) to the start it allows.  With the default 0 the
+    timeline is the equation above; the controller (``rtl/controller.py``) takes one cycle
+    (its ``DISPATCH_LATENCY``).  An engine's first instruction may start at cycle 0 either
+    way.
 
     Raises
     ------
@@ -379,8 +386,15 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
         :func:`check_tokens`, for a program without its one final ``finish``.
     ValueError
         If ``cycles`` does not give one non-negative integer per instruction.
+    TypeError, ValueError
+        For a ``depth`` that is not a positive integer or a ``latency`` that is not a
+        non-negative integer.
     """
     _check_depth(depth)
+    if isinstance(latency, bool) or not isinstance(latency, int):
+        raise TypeError(f"latency must be an integer, not {latency!r}")
+    if latency < 0:
+        raise ValueError(f"latency must be at least 0, not {latency}")
     body = _body(program)
     if len(cycles) != len(program) or any(
             isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in cycles):
@@ -388,9 +402,9 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
                          f"instruction, not {list(cycles)!r}")
     order = {e: [i for i, inst in enumerate(body) if inst.ENGINE is e] for e in Engine}
     head = {e: 0 for e in Engine}
-    free = {e: 0 for e in Engine}
-    pushed: dict = {q: [] for q in queues()}     # end cycles of the pushes, in order
-    popped: dict = {q: [] for q in queues()}     # start cycles of the pops, in order
+    free = {e: 0 for e in Engine}                # each engine's previous end + latency
+    pushed: dict = {q: [] for q in queues()}     # end cycles + latency of the pushes, in order
+    popped: dict = {q: [] for q in queues()}     # start cycles + latency of the pops, in order
     times: list = [None] * len(program)
 
     def waits(inst: EngineInstruction) -> tuple[int | None, str]:
@@ -423,11 +437,11 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
                     break
                 end = start + cycles[i]
                 for n in inst.pop:
-                    popped[(n, e)].append(start)
+                    popped[(n, e)].append(start + latency)
                 for n in inst.push:
-                    pushed[(e, n)].append(end)
+                    pushed[(e, n)].append(end + latency)
                 times[i] = (start, end)
-                free[e] = end
+                free[e] = end + latency
                 head[e] += 1
                 progress = True
     stuck = [(e, order[e][head[e]]) for e in Engine if head[e] < len(order[e])]
@@ -435,6 +449,6 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
         what = "; ".join(f"{e.value} at {_name(i, body[i])} waits for {waits(body[i])[1]}"
                          for e, i in stuck)
         raise TokenError(f"the engines deadlock: {what}")
-    last = max((t[1] for t in times[:-1]), default=0)
+    last = max(free.values())                    # 0 for a program of finish alone
     times[-1] = (last, last + cycles[-1])
     return times
