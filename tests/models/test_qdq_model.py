@@ -23,6 +23,8 @@ from sim.models.conv import conv2d
 from sim.models.qdq import (output_scale, quant_range, requantize_exact, requantize_float32,
                             round_bits_half_even, scale_parts, shift_half_even)
 
+from qdq_helpers import RandomCalibration
+
 
 def _half_even(q: Fraction) -> int:
     """Nearest integer to ``q``, ties to even (Python's round on a Fraction)."""
@@ -142,16 +144,6 @@ def _float_conv_model(c_in, c_out, k, stride, pad, size, seed):
     return model
 
 
-class _Reader:
-    def __init__(self, shape, seed, n=8):
-        rng = np.random.default_rng(seed)
-        self._data = iter([{"x": rng.normal(0, 1, shape).astype(np.float32)}
-                           for _ in range(n)])
-
-    def get_next(self):
-        return next(self._data, None)
-
-
 def _initializers(model):
     from onnx import numpy_helper
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -169,9 +161,9 @@ def test_qdq_conv_equals_onnxruntime(tmp_path, c_in, c_out, k, stride, pad, size
     fp32 = tmp_path / "fp32.onnx"
     q = tmp_path / "qdq.onnx"
     onnx.save(_float_conv_model(c_in, c_out, k, stride, pad, size, seed=c_in), fp32)
-    quantize_static(str(fp32), str(q), _Reader(shape, seed=c_out), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
+    quantize_static(str(fp32), str(q), RandomCalibration(shape, seed=c_out),
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
     model = onnx.load(q)
     # the quantised output (before the graph's last DequantizeLinear) as a graph output
     conv = next(n for n in model.graph.node if n.op_type == "Conv")

@@ -31,6 +31,8 @@ from sim.models.qdq_network import (
     run,
 )
 
+from qdq_helpers import RandomCalibration
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
@@ -150,21 +152,11 @@ def _classifier(rng):
     return _model(n, i, [1, 3, 12, 12], [1, 10]), [1, 3, 12, 12]
 
 
-class _Reader:
-    def __init__(self, shape, seed, n=8):
-        rng = np.random.default_rng(seed)
-        self._data = iter([{"x": rng.normal(0, 1, shape).astype(np.float32)}
-                           for _ in range(n)])
-
-    def get_next(self):
-        return next(self._data, None)
-
-
 def _quantise(tmp_path, model, shape):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     fp32, qdq = tmp_path / "fp32.onnx", tmp_path / "qdq.onnx"
     onnx.save(model, fp32)
-    quantize_static(str(fp32), str(qdq), _Reader(shape, seed=7),
+    quantize_static(str(fp32), str(qdq), RandomCalibration(shape, seed=7),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, per_channel=True)
     return onnx.load(qdq)
