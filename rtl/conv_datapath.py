@@ -46,8 +46,9 @@ from amaranth.lib.wiring import In, Out
 from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
-from rtl.params import (ALG_BITS, COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS,
-                        WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits, OverlayParams)
+from rtl.params import (COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS,
+                        WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits, OverlayParams,
+                        datapath_registers)
 from rtl.requant import Requant
 from rtl.spectral import SpectralPath
 from rtl.widen import Packer, Unpacker
@@ -165,33 +166,13 @@ class ConvDatapath(wiring.Component):
         # back-end width: accumulators, plus the output transform's growth
         self.back_width = params.acc_width + (transform_growth_bits(WINOGRAD_AT[wm]) if wm
                                               else 0)
-        biggest = max(limits.max_m, limits.max_k, limits.max_n, limits.feature_words,
-                      limits.out_words, 255)
-        if params.fft_size:
-            biggest = max(biggest, limits.spectral_words)
-        self.dim_bits = biggest.bit_length()
-        db = self.dim_bits
-        ports = {
-            "alg": In(ALG_BITS), "mode": In(2),
-            "gemm_m": In(self._engine.dim_bits), "gemm_k": In(self._engine.dim_bits),
-            "gemm_n": In(self._engine.dim_bits),
-            "gemms": In(range(limits.max_gemms + 1)),
-            "gemm_period": In(COUNTER_BITS),
-            "a_words": In(range(limits.max_m * limits.max_k + 1)),
-            "b_words": In(range(limits.weight_words + 1)),
-            "c_words": In(range(limits.max_m * limits.max_n + 1)),
-            **{f"fe_{n}": In(unsigned(db)) for n in ("in_h", "in_w", "c_words", "kernel_h",
-                                                    "kernel_w", "stride", "pad", "dil",
-                                                    "out_h", "out_w")},
-            **{f"sa_{n}": In(unsigned(db)) for n in ("in_h", "in_w", "kernel_h", "kernel_w",
-                                                    "out_h", "out_w", "f_words", "pad",
-                                                    "dil")},
-            "sa_stride_log2": In(2),
-            "out_words": In(range(limits.out_words + 1)),
-            "rq_mult": In(unsigned(REQUANT_MULT_BITS)),
-            "rq_shift": In(unsigned(REQUANT_SHIFT_BITS)),
-            "rq_relu": In(1),
-            "accumulate": In(1),
+        # the settings of an invocation, one port each (rtl.params.datapath_registers: the
+        # compiler's registers and the register images use the same list)
+        registers = datapath_registers(params, limits)
+        #: Width of the geometry settings (window generator, shift-and-add, FFT path).
+        self.dim_bits = dict(registers)["fe_in_h"]
+        ports = {name: In(unsigned(bits)) for name, bits in registers}
+        ports.update({
             "fb_addr": In(range(limits.feature_words)),
             "fb_data": In(data.ArrayLayout(signed(params.a_width), params.rows)),
             "fb_en": In(1),
@@ -204,7 +185,7 @@ class ConvDatapath(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1),
             **{n: Out(COUNTER_BITS) for n in ("cycles", "gemm_cycles", "front_cycles",
                                               "back_cycles", "requant_cycles")},
-        }
+        })
         if wm:
             t = wm + 2
             self.tile_width = precision
@@ -218,9 +199,6 @@ class ConvDatapath(wiring.Component):
             ports.update({
                 "xb_addr": In(range(limits.spectral_words)), "xb_data": In(signed(precision)),
                 "xb_en": In(1),
-                **{f"ff_{n}": In(unsigned(db)) for n in ("tiles_w", "step", "kernel", "out_h",
-                                                        "out_w")},
-                "ff_shift": In(range(params.acc_width + 2)),
             })
         super().__init__(ports)
 

@@ -45,7 +45,8 @@ __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "DRAM_ADDR_BI
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
            "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolTile",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
-           "decode", "opcode_table", "field_table", "render_doc_tables"]
+           "decode", "opcode_table", "field_table", "render_doc_tables",
+           "IMAGE_WORD_BITS", "image_words", "pack_image", "unpack_image"]
 
 #: Width of one instruction: a power of two, so instructions sit at aligned addresses and
 #: one 128-bit AXI beat (the default ``bus_bits``) carries exactly one; 64 bits cannot hold
@@ -720,6 +721,64 @@ def render_doc_tables(text: str) -> str:
                              f"({', '.join(BY_MNEMONIC)}), not {name!r}")
         return f"{match.group(1)}{body}\n{match.group(4)}"
     return _REGION.sub(table, text)
+
+
+
+# -- register images -------------------------------------------------------------------------
+
+#: Bits of one word of a register image (one word of the table buffer).
+IMAGE_WORD_BITS = 128
+
+
+def image_words(registers) -> int:
+    """Words of a register image of ``registers`` (``(name, bits)`` pairs in order, e.g.
+    :func:`rtl.params.datapath_registers`)."""
+    total = sum(bits for _, bits in registers)
+    return max(1, -(-total // IMAGE_WORD_BITS))
+
+
+def pack_image(values: dict, registers) -> list[int]:
+    """A register image: the settings ``values`` (name → non-negative int) packed in the
+    order and widths of ``registers``, the first at bit 0, into little-endian
+    :data:`IMAGE_WORD_BITS`-bit words (the last one zero-padded).
+
+    Raises
+    ------
+    ValueError
+        If a register is missing, a name is not a register, or a value does not fit.
+    """
+    names = [name for name, _ in registers]
+    extra = sorted(set(values) - set(names))
+    if extra:
+        raise ValueError(f"register image names must be registers ({', '.join(names)}), "
+                         f"not {', '.join(extra)}")
+    word, lsb = 0, 0
+    for name, bits in registers:
+        if name not in values:
+            raise ValueError(f"register image must set {name}")
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"register {name} must be an integer, not {v!r}")
+        if not 0 <= v < (1 << bits):
+            raise ValueError(f"register {name} must be between 0 and {(1 << bits) - 1} "
+                             f"({bits} bits), not {v}")
+        word |= v << lsb
+        lsb += bits
+    mask = (1 << IMAGE_WORD_BITS) - 1
+    return [(word >> (IMAGE_WORD_BITS * i)) & mask for i in range(image_words(registers))]
+
+
+def unpack_image(words, registers) -> dict:
+    """The settings of a register image (:func:`pack_image`'s inverse)."""
+    if len(words) != image_words(registers):
+        raise ValueError(f"register image must have {image_words(registers)} words, "
+                         f"not {len(words)}")
+    word = sum(int(w) << (IMAGE_WORD_BITS * i) for i, w in enumerate(words))
+    out, lsb = {}, 0
+    for name, bits in registers:
+        out[name] = (word >> lsb) & ((1 << bits) - 1)
+        lsb += bits
+    return out
 
 
 def _main(argv: Iterable[str]) -> int:

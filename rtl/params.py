@@ -12,7 +12,8 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
-           "SparseParams",
+           "SparseParams", "datapath_registers", "FRONT_SETTINGS", "SHIFT_ADD_SETTINGS",
+           "FFT_SETTINGS",
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES"]
@@ -367,3 +368,47 @@ class SparseParams:
         """Signed bits of each part of one exact complex product: |ac − bd| and |ad + bc|
         reach 2^(data_width + kernel_width − 1)."""
         return self.data_width + self.kernel_width + 1
+
+
+#: Geometry settings of the window generator (``fe_``), the shift-and-add unit (``sa_``) and
+#: the FFT path (``ff_``), in the conv datapath's port order.
+FRONT_SETTINGS = ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
+                  "out_h", "out_w")
+SHIFT_ADD_SETTINGS = ("in_h", "in_w", "kernel_h", "kernel_w", "out_h", "out_w", "f_words",
+                      "pad", "dil")
+FFT_SETTINGS = ("tiles_w", "step", "kernel", "out_h", "out_w")
+
+
+def datapath_registers(params: OverlayParams, limits: DatapathLimits
+                       ) -> tuple[tuple[str, int], ...]:
+    """The conv datapath's per-invocation settings (``rtl.conv_datapath.ConvDatapath``'s
+    setting ports, which are built from this), in port order, each with its width in bits:
+    what the compiler's :class:`dse.compiler.Invocation` ``registers`` hold and what a register
+    image (``rtl.isa.pack_image``) carries.  The FFT settings exist only with an FFT unit."""
+    if not isinstance(params, OverlayParams):
+        raise TypeError(f"params must be an OverlayParams, not {params!r}")
+    if not isinstance(limits, DatapathLimits):
+        raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
+    lim = limits
+    biggest = max(lim.max_m, lim.max_k, lim.max_n, lim.feature_words, lim.out_words, 255)
+    if params.fft_size:
+        biggest = max(biggest, lim.spectral_words)
+    geometry = biggest.bit_length()
+    dims = max(lim.max_m, lim.max_k, lim.max_n).bit_length()   # the GEMM engine's m, k, n
+    regs = [("alg", ALG_BITS), ("mode", 2),
+            ("gemm_m", dims), ("gemm_k", dims), ("gemm_n", dims),
+            ("gemms", lim.max_gemms.bit_length()),
+            ("gemm_period", COUNTER_BITS),
+            ("a_words", (lim.max_m * lim.max_k).bit_length()),
+            ("b_words", lim.weight_words.bit_length()),
+            ("c_words", (lim.max_m * lim.max_n).bit_length()),
+            *((f"fe_{n}", geometry) for n in FRONT_SETTINGS),
+            *((f"sa_{n}", geometry) for n in SHIFT_ADD_SETTINGS),
+            ("sa_stride_log2", 2),
+            ("out_words", lim.out_words.bit_length()),
+            ("rq_mult", REQUANT_MULT_BITS), ("rq_shift", REQUANT_SHIFT_BITS),
+            ("rq_relu", 1), ("accumulate", 1)]
+    if params.fft_size:
+        regs += [*((f"ff_{n}", geometry) for n in FFT_SETTINGS),
+                 ("ff_shift", (params.acc_width + 1).bit_length())]
+    return tuple(regs)

@@ -35,7 +35,7 @@ from rtl.params import SHIFT_ADD_ADDRESS_STAGES
 __all__ = [
     "REQUANT_LATENCY", "REQUANT_F32_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY",
     "KN2ROW_LATENCY", "FFT_LATENCY",
-    "cdiv", "requant_cycles", "requant_f32_cycles",
+    "IMAGE_LOAD_LATENCY", "cdiv", "requant_cycles", "requant_f32_cycles", "image_load_cycles",
     "winograd_tiles", "winograd_input_transform_cycles", "winograd_output_transform_cycles",
     "im2col_stream_cycles", "im2col_overhead_cycles",
     "kn2row_shift_add_cycles",
@@ -44,6 +44,9 @@ __all__ = [
 
 #: Pipeline registers of rtl.requant.Requant (input, product, then round/saturate/ReLU).
 REQUANT_LATENCY = 3
+#: Cycles of ``rtl.compute_engine.ComputeEngine`` beyond one per image word, from taking a
+#: command to starting the datapath (the table buffer's read latency, then the start).
+IMAGE_LOAD_LATENCY = 2
 #: Pipeline registers of ``rtl.requant_f32.RequantF32`` (onnxruntime's requantisation).
 REQUANT_F32_LATENCY = 5
 #: Pipeline registers of the Winograd input and output transforms.
@@ -65,6 +68,12 @@ def cdiv(a, b):
 def requant_cycles(words, xp=np):
     """Cycles of the requantiser on ``words`` words (one word per cycle, 2 registers)."""
     return words + REQUANT_LATENCY
+
+
+def image_load_cycles(words, xp=np):
+    """Cycles from the compute engine's taking a command to its datapath start, for a
+    register image of ``words`` words."""
+    return words + IMAGE_LOAD_LATENCY
 
 
 def requant_f32_cycles(words, xp=np):
