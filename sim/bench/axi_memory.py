@@ -11,7 +11,9 @@ and :meth:`AxiMemory.write_process` (AW, W and B).  Responses come in order.  Op
   a cycle (``valid`` then stays up until taken, as AXI requires);
 - ``stall``: probability that ``arready``, ``awready`` or ``wready`` is low in a cycle
   (``wready`` is also low while no write address is waiting, which AXI allows);
-- ``seed``: the random generator's seed, so a failure replays exactly.
+- ``seed``: the random generator's seed, so a failure replays exactly;
+- ``error_beats``: bus-aligned addresses whose read beats come with ``rresp`` SLVERR (2)
+  instead of OKAY (0), to test a master's error path.
 
 The model checks the burst rules as it goes and raises :class:`AssertionError` on a
 violation: INCR bursts only, full-width beats (``size`` = log2 of the bus bytes), at most 256
@@ -28,12 +30,14 @@ from __future__ import annotations
 import random
 from collections import deque
 
-__all__ = ["AXI_BOUNDARY", "AXI_MAX_BEATS", "AxiMemory"]
+__all__ = ["AXI_BOUNDARY", "AXI_MAX_BEATS", "SLVERR", "AxiMemory"]
 
 #: No burst may cross a boundary of this many bytes (AXI4).
 AXI_BOUNDARY = 4096
 #: Most beats of an AXI4 INCR burst.
 AXI_MAX_BEATS = 256
+#: ``rresp`` / ``bresp`` code of a slave error.
+SLVERR = 2
 
 
 class AxiMemory:
@@ -54,13 +58,16 @@ class AxiMemory:
         Timing (module docstring).
     writable:
         Optional set of addresses a write strobe may touch.
+    error_beats:
+        Optional set of bus-aligned addresses whose read beats answer SLVERR.
     prefix:
         Port name prefix.
     """
 
     def __init__(self, dut, mem: bytearray, bus_bits: int, *, base: int = 0,
                  read_latency: int = 0, write_latency: int = 0, idle: float = 0.0,
-                 stall: float = 0.0, seed: int = 0, writable=None, prefix: str = "m_axi_"):
+                 stall: float = 0.0, seed: int = 0, writable=None, prefix: str = "m_axi_",
+                 error_beats=None):
         if bus_bits % 8 or bus_bits & (bus_bits - 1):
             raise ValueError(f"bus_bits must be a power of two of whole bytes, not {bus_bits}")
         self.dut, self.mem, self.base = dut, mem, base
@@ -68,6 +75,7 @@ class AxiMemory:
         self.read_latency, self.write_latency = read_latency, write_latency
         self.idle, self.stall = idle, stall
         self.writable = writable
+        self.error_beats = frozenset(error_beats or ())
         self._prefix = prefix
         self._rng_r, self._rng_w = random.Random(seed), random.Random(seed + 1)
         self.read_bursts: list[tuple[int, int]] = []
@@ -105,7 +113,7 @@ class AxiMemory:
                     a = addr + i * self.beat - self.base
                     ctx.set(rdata, int.from_bytes(self.mem[a:a + self.beat], "little"))
                     ctx.set(rlast, int(i == beats - 1))
-                    ctx.set(rresp, 0)
+                    ctx.set(rresp, SLVERR if addr + i * self.beat in self.error_beats else 0)
                     ctx.set(rvalid, 1)
                     shown = True
                 elif ctx.get(rready):
