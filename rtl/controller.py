@@ -7,8 +7,8 @@ tokens allow (docs/isa.md, "Dependency tokens").  Every bit position, opcode and
 comes from the formats of :mod:`rtl.isa`; nothing is written down twice.
 
 * :class:`InstructionDecoder` is the hardware form of :func:`rtl.isa.decode`'s legality
-  rules: unknown opcode, reserved bit set, enum or choice code out of range (including a
-  ``compute.setup`` ``unit`` its ``alg`` does not have), int field outside its range.
+  rules: unknown opcode, reserved bit set, enum or choice code out of range, int field
+  outside its range.
 * :class:`Controller` is the fetch stage, the four instruction queues, the eight token
   queues, the dispatch of each engine's next instruction, the ``finish`` handling, the
   sticky error flag and the cycle counters.
@@ -35,8 +35,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigne
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import (INSTRUCTION_BITS, INSTRUCTIONS, NEIGHBOURS, OPCODE_BITS, ComputeSetup,
-                  Engine, Field, Instruction)
+from .isa import (INSTRUCTION_BITS, INSTRUCTIONS, NEIGHBOURS, OPCODE_BITS, Engine, Field,
+                  Instruction)
 from .validate import check_int
 
 __all__ = ["DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "ErrorCode", "format_layout",
@@ -61,7 +61,7 @@ class ErrorCode(enum.Enum, shape=3):
     NONE = 0           #: no error
     OPCODE = 1         #: unknown opcode (0 included)
     RESERVED = 2       #: a reserved bit of the format is set
-    FIELD_CODE = 3     #: an enum or choice code out of range, or a unit the alg lacks
+    FIELD_CODE = 3     #: an enum or choice code out of range
     FIELD_RANGE = 4    #: an int field outside lo … hi (a rows of 0, say)
     DEADLOCK = 5       #: the tokens can never let another instruction start
 
@@ -172,26 +172,12 @@ def _legal_codes(f: Field, cls: type[Instruction]) -> list[int]:
     return legal
 
 
-def _unit_codes() -> list[int]:
-    """``compute.setup``'s legal (alg, unit) pairs, as ``Cat(unit, alg)`` codes, from
-    :attr:`rtl.isa.ComputeSetup.UNITS` (an alg without an entry has none)."""
-    by_name = {f.name: f for f in ComputeSetup.LAYOUT}
-    alg, unit = by_name["alg"], by_name["unit"]
-    out = []
-    for a in _legal_codes(alg, ComputeSetup):
-        member = alg.decode(a, ComputeSetup.MNEMONIC)
-        for u in ComputeSetup.UNITS.get(member, ()):
-            out.append(a << unit.bits | unit.choices.index(u))
-    return out
-
-
 class InstructionDecoder(wiring.Component):
     """Combinational check and routing of one instruction word.
 
     ``legal`` is high exactly when :func:`rtl.isa.decode` accepts ``word``; otherwise
     ``error_code`` gives the first failing rule in ``decode``'s order: the opcode, then the
-    reserved bits, then the enum and choice codes, then the int ranges, then the
-    ``compute.setup`` unit of the alg.
+    reserved bits, then the enum and choice codes, then the int ranges.
 
     Members
     -------
@@ -219,8 +205,8 @@ class InstructionDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w = self.word
-        known, reserved, bad_code, bad_range, bad_unit = (Signal(name=n) for n in (
-            "known", "reserved", "bad_code", "bad_range", "bad_unit"))
+        known, reserved, bad_code, bad_range = (Signal(name=n) for n in (
+            "known", "reserved", "bad_code", "bad_range"))
         with m.Switch(w[:OPCODE_BITS]):
             for cls in INSTRUCTIONS:
                 with m.Case(cls.OPCODE):
@@ -242,18 +228,13 @@ class InstructionDecoder(wiring.Component):
                         bad_code.eq(Cat(*codes).any()),
                         bad_range.eq(Cat(*ranges).any()),
                     ]
-                    if cls is ComputeSetup:
-                        named = {f.name: f for f in cls.LAYOUT}
-                        alg, unit = named["alg"], named["unit"]
-                        pair = Cat(w[unit.lsb:unit.msb + 1], w[alg.lsb:alg.msb + 1])
-                        m.d.comb += bad_unit.eq(~pair.matches(*_unit_codes()))
                     if cls.ENGINE is None:
                         m.d.comb += self.finish.eq(1)
                     else:
                         m.d.comb += self.engine.eq(cls.ENGINE.code)
             with m.Default():          # an unknown opcode (a complete case for the lint)
                 m.d.comb += [sig.eq(0) for sig in (known, reserved, bad_code, bad_range,
-                                                   bad_unit, self.finish, self.engine)]
+                                                   self.finish, self.engine)]
         with m.If(~known):
             m.d.comb += self.error_code.eq(ErrorCode.OPCODE)
         with m.Elif(reserved):
@@ -262,8 +243,6 @@ class InstructionDecoder(wiring.Component):
             m.d.comb += self.error_code.eq(ErrorCode.FIELD_CODE)
         with m.Elif(bad_range):
             m.d.comb += self.error_code.eq(ErrorCode.FIELD_RANGE)
-        with m.Elif(bad_unit):
-            m.d.comb += self.error_code.eq(ErrorCode.FIELD_CODE)
         m.d.comb += self.legal.eq(self.error_code == ErrorCode.NONE)
         return m
 

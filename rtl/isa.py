@@ -17,7 +17,8 @@ program counter running into zeroed memory stops at once.
 Four engines run their own instructions in order: ``load`` (DRAM → on-chip buffers),
 ``compute`` (the conv datapath on a tile), ``pool`` (pooling, element-wise add, rescale) and
 ``store`` (output buffer → DRAM).  Each has a layer-constant ``*.setup`` instruction and a
-per-tile ``*.tile`` instruction that carries only addresses, extents and pads; ``finish``
+per-tile ``*.tile`` instruction that carries only addresses, extents and pads (the compute
+engine's settings are register images the compiler wrote, :func:`pack_image`); ``finish``
 ends the program.  Dependencies between engines are tokens on small FIFOs, one per ordered
 pair of neighbours: an instruction pops a token from each neighbour named in ``pop`` before
 it starts, and pushes one to each neighbour named in ``push`` when it ends, so an engine's
@@ -37,11 +38,11 @@ from dataclasses import MISSING, dataclass, field
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rtl.params import ALG_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS, Algorithm, Dataflow
+from rtl.params import REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "DRAM_ADDR_BITS",
            "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
-           "PIXEL_PITCH_BITS", "Engine", "Buffer", "Activation", "FusedPool", "PoolMode",
+           "PIXEL_PITCH_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
            "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolTile",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
@@ -123,14 +124,6 @@ class Activation(_Coded):
     RELU = "relu"
 
 
-class FusedPool(_Coded):
-    """Pooling fused into the conv datapath's back end."""
-
-    NONE = "none"
-    MAX = "max"
-    AVG = "avg"
-
-
 class PoolMode(_Coded):
     """Operations of the pool / element-wise engine."""
 
@@ -143,14 +136,8 @@ class PoolMode(_Coded):
 
 
 def _enum_codes(kind: type[enum.Enum]) -> dict[int, enum.Enum]:
-    """Code → member of an enum with a ``code`` property (members without a code skipped)."""
-    out = {}
-    for member in kind:
-        try:
-            out[member.code] = member  # type: ignore[attr-defined]
-        except ValueError:        # e.g. Algorithm.SPARSE_FFT: no datapath, so no code
-            continue
-    return out
+    """Code → member of an enum with a ``code`` property."""
+    return {member.code: member for member in kind}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -474,71 +461,23 @@ class LoadTile(EngineInstruction):
 @_format(0x3, "compute.setup", Engine.COMPUTE)
 @dataclass(frozen=True, kw_only=True)
 class ComputeSetup(EngineInstruction):
-    """Program the conv datapath for the tiles that follow (a layer, or one filter or
-    channel chunk of it)."""
+    """Point the compute engine at a layer's register images (the datapath's settings of
+    each invocation, which the compiler writes).
 
-    alg: Algorithm = _enum(ALG_BITS, "convolution algorithm (`rtl.params.Algorithm.code`)",
-                           Algorithm)
-    unit: int = _choice(3, "Winograd m (2, 4) or FFT size N (4 … 32); 0 for im2col and kn2row",
-                        (0, 2, 4, 8, 16, 32))
-    dataflow: Dataflow = _enum(2, "array dataflow (`rtl.params.Dataflow.code`)", Dataflow)
-    kh: int = _small("kernel rows")
-    kw: int = _small("kernel columns")
-    stride: int = _small("stride (both axes)")
-    dilation: int = _small("dilation (both axes)", default=1)
-    in_c: int = _f(CHANNEL_BITS, "input channels each tile reads", lo=1)
-    out_c: int = _f(CHANNEL_BITS, "filters each tile computes", lo=1)
-    groups: int = _f(CHANNEL_BITS, "groups (in_c / groups channels per filter)", lo=1,
-                     default=1)
-    per_channel: bool = _flag("requantise with the table at rq_table, one entry per filter, "
-                              "instead of rq_mult and rq_shift")
-    rq_mult: int = _f(REQUANT_MULT_BITS, "requantisation multiplier: out = sat(round(acc · "
-                      "rq_mult / 2^rq_shift))")
-    rq_shift: int = _f(REQUANT_SHIFT_BITS, "requantisation shift")
-    rq_table: int = _f(BUF_ADDR_BITS, "table buffer word address of the first filter's "
-                       "entry (per_channel)", hex_=True, default=0)
-    act: Activation = _enum(2, "activation after requantisation", Activation,
-                            default=Activation.NONE)
-    pool: FusedPool = _enum(2, "pooling fused after the activation", FusedPool,
-                            default=FusedPool.NONE)
-    pool_k: int = _small("fused pooling window side", default=1)
-    pool_s: int = _small("fused pooling stride", default=1)
-    add: bool = _flag("add the aux buffer's tile (a residual) before the activation; it "
-                      "sits at the tile's out_addr in the aux buffer")
+    The images are :func:`pack_image`'s words of :func:`rtl.params.datapath_registers`."""
 
-    #: Legal ``unit`` values per algorithm: the Winograd unit's m and the FFT unit's N.
-    UNITS: ClassVar[dict] = {Algorithm.IM2COL: (0,), Algorithm.KN2ROW: (0,),
-                             Algorithm.WINOGRAD: (2, 4), Algorithm.FFT: (4, 8, 16, 32)}
-
-    def __post_init__(self):
-        super().__post_init__()
-        legal = self.UNITS.get(self.alg)
-        if legal is None:       # an algorithm given a datapath code but no unit rule yet
-            names = ", ".join(a.value for a in self.UNITS)
-            raise ValueError(f"compute.setup alg must be one of {names}, "
-                             f"not {self.alg.value!r}")
-        if self.unit not in legal:
-            raise ValueError(f"compute.setup unit must be {' or '.join(map(str, legal))} for "
-                             f"{self.alg.value}, not {self.unit}")
+    images: int = _addr("table buffer word address of the layer's register images; "
+                        "compute.tile's image offsets count from it")
 
 
 @_format(0x4, "compute.tile", Engine.COMPUTE)
 @dataclass(frozen=True, kw_only=True)
 class ComputeTile(EngineInstruction):
-    """Run the conv datapath on one tile of input rows × cols (all setup.in_c channels)."""
+    """Run the conv datapath once (a band, filter chunk or channel chunk of the layer) with
+    the settings of one register image."""
 
-    in_addr: int = _addr("feature buffer word address of the tile's first pixel")
-    w_addr: int = _addr("weight buffer word address of the tile's B matrices")
-    out_addr: int = _addr("output buffer word address of the tile's first output pixel")
-    rows: int = _f(EXTENT_BITS, "input rows of the tile, halo included", lo=1)
-    cols: int = _f(EXTENT_BITS, "input columns of the tile", lo=1)
-    pad_t: int = _small("zero rows above the tile", lo=0, default=0)
-    pad_b: int = _small("zero rows below the tile", lo=0, default=0)
-    pad_l: int = _small("zero columns left of the tile", lo=0, default=0)
-    pad_r: int = _small("zero columns right of the tile", lo=0, default=0)
-    acc: bool = _flag("add to the sums already in the output buffer (a later channel chunk)")
-    last: bool = _flag("the sums are complete: requantise, apply the fused operations and "
-                       "write the outputs")
+    image: int = _addr("word offset of the invocation's register image from "
+                       "compute.setup's images")
 
 
 @_format(0x5, "pool.setup", Engine.POOL)

@@ -33,14 +33,14 @@ TWO_BANDS = """\
 # conv3x3 64->64 on 56x56 (pad 1), im2col, two bands of 28 output rows
 load.setup buf=weight elem=1 row_pitch=36864 px_pitch=64
 load.setup buf=feature elem=1 row_pitch=3584 px_pitch=64
-compute.setup alg=im2col unit=0 dataflow=ws kh=3 kw=3 stride=1 in_c=64 out_c=64 rq_mult=32426 rq_shift=27 act=relu
+compute.setup images=0x0
 store.setup elem=1 row_pitch=3584 px_pitch=64
 load.tile buf=weight dram=0x10100000 addr=0x0 rows=1 cols=576 ch=64
 load.tile buf=feature dram=0x10000000 addr=0x0 rows=29 cols=56 ch=64 push=compute
-compute.tile in_addr=0x0 w_addr=0x0 out_addr=0x0 rows=29 cols=56 pad_t=1 pad_l=1 pad_r=1 last=1 pop=load push=store
+compute.tile image=0x0 pop=load push=store
 load.tile buf=feature dram=0x10017a00 addr=0x4000 rows=29 cols=56 ch=64 push=compute
 store.tile dram=0x10200000 addr=0x0 rows=28 cols=56 ch=64 pop=compute
-compute.tile in_addr=0x4000 w_addr=0x0 out_addr=0x4000 rows=29 cols=56 pad_b=1 pad_l=1 pad_r=1 last=1 pop=load push=store
+compute.tile image=0x4 pop=load push=store
 store.tile dram=0x10218800 addr=0x4000 rows=28 cols=56 ch=64 pop=compute
 finish
 """
@@ -168,11 +168,12 @@ def test_bad_images_are_refused():
                                                              r"neighbours of store \(compute, "
                                                              r"pool\), not 'load'"),
     ("store.tile dram 0", r"store.tile operands must be name=value, not 'dram'"),
-    ("compute.tile in_addr=0 w_addr=0 out_addr=0 rows=1 cols=1 last=yes",
-     r"compute.tile last must be 0 or 1, not 'yes'"),
-    ("compute.setup alg=direct unit=0 dataflow=ws kh=1 kw=1 stride=1 in_c=1 out_c=1 "
-     "rq_mult=1 rq_shift=0", r"compute.setup alg must be one of im2col, kn2row, winograd, "
-                             r"fft, not 'direct'"),
+    ("compute.tile image=0x100000", r"compute.tile image must be between 0 and 1048575 "
+                                    r"\(20 bits\), not 1048576"),
+    ("compute.setup images=0x0 alg=im2col", r"compute.setup has no field 'alg' \(fields: pop, "
+                                             r"push, images\)"),
+    ("load.setup buf=feature elem=3 row_pitch=1 px_pitch=1", r"load.setup elem must be one "
+                                                              r"of 1, 2, 4, not 3"),
     ("finish now=1", r"finish has no field 'now' \(fields: none\)"),
 ])
 def test_assembler_errors_name_the_line(line, message):
@@ -191,7 +192,7 @@ def test_comment_and_blank_lines_are_skipped():
 def _inst(engine: Engine, pop=(), push=()):
     """A small instruction of an engine with the given tokens."""
     base = {L: LoadTile(buf="feature", dram=0, addr=0, rows=1, cols=1, ch=1),
-            C: ComputeTile(in_addr=0, w_addr=0, out_addr=0, rows=1, cols=1),
+            C: ComputeTile(image=0),
             P: PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=1, cols=1),
             S: StoreTile(dram=0, addr=0, rows=1, cols=1, ch=1)}[engine]
     return dataclasses.replace(base, pop=frozenset(pop), push=frozenset(push))
