@@ -1,0 +1,74 @@
+"""Yosys cost of the overlay top's units (issue "The overlay top"), each synthesised alone.
+
+The load and store engines (``rtl/dma.py``, 128-bit bus, 16 byte lanes), the controller
+(``rtl/controller.py``, default queues), the sparse spectral MAC unit (``rtl/sparse_fft.py``,
+P = B = 8, 16-bit parts), the compute engine (``rtl/compute_engine.py``, the register image of
+a 16×16 overlay's datapath at its default buffers) and the onnxruntime-exact requantiser
+(``rtl/requant_f32.py``, one lane), with :func:`omniconv.yosys.synthesize` on both flows
+(``synth_xilinx -family xcup -flatten``; ``synth_ecp5``), no place-and-route.
+
+Usage: ``python bench/synth_top_units.py``.  Prints a table; writes
+build/bench/synth_top_units.json.  About 3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+__all__ = ["units", "main"]
+
+
+def units() -> dict:
+    """name -> component, as the module docstring lists them."""
+    from dse.cost.resources import overlay_limits
+    from rtl.compute_engine import ComputeEngine
+    from rtl.controller import Controller
+    from rtl.dma import LoadEngine, StoreEngine
+    from rtl.params import DatapathLimits, OverlayParams, SparseParams, datapath_registers
+    from rtl.requant_f32 import RequantF32
+    from rtl.sparse_fft import SparseMAC
+
+    hw = OverlayParams(rows=16, cols=16)
+    return {
+        "load_engine (128 b, 16 lanes)": LoadEngine(128, 16),
+        "store_engine (128 b, 16 lanes)": StoreEngine(128, 16),
+        "controller (tokens 2, queues 4)": Controller(),
+        "sparse_mac (P 8, B 8)": SparseMAC(SparseParams(lanes=8, banks=8)),
+        "compute_engine (16x16 image)": ComputeEngine(
+            datapath_registers(hw, DatapathLimits(**overlay_limits(hw)))),
+        "requant_f32 (1 lane)": RequantF32(1),
+    }
+
+
+def main() -> int:
+    from omniconv.yosys import synthesize
+    from sim.runner import emit_verilog
+
+    work = ROOT / "build" / "bench" / "synth_top_units"
+    rows = {}
+    print("| unit | flow | DSP | LUT | FF | BRAM | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for i, (name, comp) in enumerate(units().items()):
+        top = f"unit{i}"
+        d = work / top
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{top}.v").write_text(emit_verilog(comp, top))
+        for flow in ("xcup", "ecp5"):
+            r = synthesize([d / f"{top}.v"], top, flow, d / flow, progress=False)
+            rows[f"{name}/{flow}"] = dict(dsp=r.dsp, lut=r.lut, ff=r.ff, bram=r.bram_blocks,
+                                         seconds=round(r.seconds, 1))
+            print(f"| {name} | {flow} | {r.dsp} | {r.lut:,} | {r.ff:,} | {r.bram_blocks} "
+                  f"| {r.seconds:.1f} |", flush=True)
+    (ROOT / "build" / "bench").mkdir(parents=True, exist_ok=True)
+    (ROOT / "build" / "bench" / "synth_top_units.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
