@@ -1,0 +1,418 @@
+"""The overlay top (first milestone): a program in DRAM runs conv layers on the datapath.
+
+:class:`OverlayTop` joins the units that exist so far behind one AXI4 master:
+
+* :class:`rtl.fetch.InstructionFetch` reads the program from ``program`` after ``start``
+  and feeds :class:`rtl.controller.Controller`, which decodes the words and dispatches each
+  engine's instructions as the dependency tokens allow;
+* the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and routes
+  each ``load.tile`` by ``buf`` to one :class:`rtl.dma.LoadEngine` per buffer kind:
+  ``feature`` → the datapath's feature-buffer write port (lanes = ``rows``, lane bits =
+  ``a_width``, sign-extended), ``weight`` → its weight-buffer write port (lanes = the
+  datapath's ``edge`` = max(rows, cols), lane bits = ``b_width``, sign-extended), ``table``
+  → the table memory (:data:`rtl.isa.IMAGE_WORD_BITS`-bit words, 16 lanes of 8 bits, not
+  extended).  The instruction's ``done`` is the chosen engine's;
+* the **compute adapter** keeps ``compute.setup``'s image base and hands ``compute.tile``'s
+  base + image offset to :class:`rtl.compute_engine.ComputeEngine`, which reads the image
+  from the table memory, drives the :class:`rtl.conv_datapath.ConvDatapath`'s setting ports
+  (by name), starts it and waits for its ``done``;
+* the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
+  :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
+  datapath's ``lanes``, lane bits = ``precision``);
+* :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
+  (master 0) and the three load engines (masters 1 to 3); the write channel is the store
+  engine's.
+
+A ``setup`` instruction takes no time: its ``done`` comes in its transfer's cycle.
+
+**Errors.** Besides the controller's (an illegal word, a deadlock: ``error_code``,
+``error_index``), the top stops on
+
+* a ``pool.setup`` / ``pool.tile`` (there is no pool engine yet), a ``load.setup`` or
+  ``load.tile`` naming the ``aux`` buffer (none yet), a ``load.tile`` into a buffer whose
+  ``load.setup`` has not come: ``engine_error``, with the engine in ``error_engine``
+  (:attr:`rtl.isa.Engine.code`);
+* a DMA command the engine refuses or a response that is not OKAY: ``engine_error`` too;
+* a fetch error (unaligned ``program``, a read response that is not OKAY): ``fetch_error``.
+
+On any of these ``error`` rises, the fetch is stopped and the controller is held in reset
+(nothing further is dispatched) until the next ``start``; an engine still running its
+instruction finishes it (an AXI burst is never cut short), and ``busy`` stays high until it
+has.  So an error never hangs the top.
+
+Timing (docs/rtl.md, "Overlay top"): the first instruction can be dispatched
+:data:`START_CYCLES` cycles after ``start`` (plus the memory's read latency); from there
+the controller follows ``dse.asm.schedule`` with each instruction's cycles from
+``dse.program.instruction_cycles``, except that the fetch unit's bursts share the read
+channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
+
+Limitations of this milestone: only the im2col and kn2row datapaths (parameters with
+``winograd_m`` or ``fft_size`` are refused: their tile and spectral buffers have no load
+path yet); no pool engine and no aux buffer; buffer addresses are truncated to the buffer
+depths (the compiler keeps them in range); single buffers, so load, compute and store of
+consecutive invocations overlap only as far as the write-after-read tokens allow.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtl.axi_arbiter import AR_FIELDS, AxiReadArbiter
+from rtl.compute_engine import ComputeEngine
+from rtl.controller import Controller, ErrorCode
+from rtl.conv_datapath import ConvDatapath
+from rtl.dma import LoadEngine, StoreEngine
+from rtl.fetch import InstructionFetch
+from rtl.isa import (
+    DRAM_ADDR_BITS,
+    IMAGE_WORD_BITS,
+    Buffer,
+    ComputeSetup,
+    Engine,
+    LoadSetup,
+    StoreSetup,
+)
+from rtl.params import COUNTER_BITS, DatapathLimits, OverlayParams, datapath_registers
+
+from .validate import reject, rejecting
+
+__all__ = ["START_CYCLES", "TABLE_LANES", "OverlayTop"]
+
+#: Cycles from ``start`` to the first cycle the engines can take a command, with a memory
+#: that answers the fetch unit's first burst at once: the fetch unit's start register (1),
+#: its AR register (1), the arbiter's AR register (1), the memory's registered first beat
+#: (1), the fetch unit's prefetch buffer (1, the word is offered), then the controller's
+#: ``FETCH_LATENCY`` (2: its fetch register and the engine's instruction queue).  A memory
+#: read latency of L cycles adds L.
+START_CYCLES = 7
+#: Lanes of a table-memory word as the table's load engine writes it: 16 bytes.
+TABLE_LANES = IMAGE_WORD_BITS // 8
+
+_LOADED = (Buffer.FEATURE, Buffer.WEIGHT, Buffer.TABLE)
+
+
+class OverlayTop(wiring.Component):
+    """Fetch, controller, DMA and compute engines and the conv datapath behind one AXI4
+    master (module docstring).
+
+    Parameters
+    ----------
+    params:
+        The overlay: array, widths, ``bus_bits`` (64, 128, 256 or 512).  ``winograd_m`` and
+        ``fft_size`` must be 0 in this milestone.
+    limits:
+        The datapath's buffer sizes (the compiler plans layers into them).
+    precision:
+        Bits of activations, weights and outputs (8 or 16).
+    table_words:
+        Depth of the table memory (register images), an integer of at least 2.
+    token_depth, queue_depth:
+        The controller's token-queue and instruction-queue depths.
+    prefetch_words:
+        The fetch unit's credit.
+    mult_latency:
+        Register stages of the PE multipliers.
+
+    Members
+    -------
+    start : In(1)
+        Run the program at ``program``; taken only while ``busy`` is low.
+    program : In(DRAM_ADDR_BITS)
+        DRAM byte address of the program (a multiple of 16), sampled with ``start``.
+    busy : Out(1)
+        A program is running, or a unit is still finishing after ``done`` or ``error``.
+    done : Out(1)
+        The last program reached ``finish`` with every engine idle (until ``start``).
+    error : Out(1)
+        The last program stopped on an error (until ``start``).
+    error_code : Out(ErrorCode), error_index : Out(COUNTER_BITS)
+        The controller's error and the index of the offending instruction.
+    engine_error : Out(1), error_engine : Out(2)
+        An engine refused an instruction (an unsupported one, a refused DMA command, an
+        error response), and which engine (:attr:`rtl.isa.Engine.code`).
+    fetch_error : Out(1)
+        The fetch unit failed (unaligned ``program`` or an error response).
+    cycles : Out(COUNTER_BITS)
+        Cycles from the cycle after ``start`` through the cycle the controller finished
+        (its ``done`` or ``error``) or the top stopped on an engine or fetch error.
+    m_axi_ar*, m_axi_r*, m_axi_aw*, m_axi_w*, m_axi_b* :
+        The AXI4 master (address width ``DRAM_ADDR_BITS``, data width ``bus_bits``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong kind or value ("*name* must be …, not …").
+    """
+
+    def __init__(self, params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
+                 table_words: int = 64, token_depth: int = 2, queue_depth: int = 4,
+                 prefetch_words: int = 8, mult_latency: int = 3):
+        with rejecting(self):
+            if not isinstance(params, OverlayParams):
+                raise TypeError(f"params must be an OverlayParams, not {params!r}")
+            if not isinstance(limits, DatapathLimits):
+                raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
+            if params.winograd_m or params.fft_size:
+                raise ValueError(f"params must have no Winograd or FFT unit (winograd_m and "
+                                 f"fft_size 0: the overlay top runs the im2col and kn2row "
+                                 f"datapaths only), not winograd_m={params.winograd_m}, "
+                                 f"fft_size={params.fft_size}")
+            if isinstance(table_words, bool) or not isinstance(table_words, int):
+                raise TypeError(f"table_words must be an integer, not {table_words!r}")
+            if table_words < 2:
+                raise ValueError(f"table_words must be at least 2, not {table_words}")
+        self._params, self._limits, self._precision = params, limits, precision
+        self._table_words = table_words
+        try:
+            self.datapath = ConvDatapath(params, limits, precision=precision,
+                                         mult_latency=mult_latency)
+        except (TypeError, ValueError) as exc:
+            reject(self, exc)
+        dp = self.datapath
+        bus = params.bus_bits
+        try:
+            self.fetch = InstructionFetch(bus, prefetch_words)
+            self.controller = Controller(token_depth=token_depth, queue_depth=queue_depth,
+                                         counter_bits=COUNTER_BITS)
+        except (TypeError, ValueError) as exc:
+            dp._MustUse__silence = True
+            reject(self, exc)
+        self.loaders = {
+            Buffer.FEATURE: LoadEngine(bus, params.rows, params.a_width, sign_extend=True),
+            Buffer.WEIGHT: LoadEngine(bus, dp.edge, params.b_width, sign_extend=True),
+            Buffer.TABLE: LoadEngine(bus, TABLE_LANES, 8, sign_extend=False),
+        }
+        self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True)
+        self.compute = ComputeEngine(datapath_registers(params, limits))
+        self.arbiter = AxiReadArbiter(masters=1 + len(self.loaders), bus_bits=bus)
+        super().__init__({
+            "start": In(1),
+            "program": In(DRAM_ADDR_BITS),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(ErrorCode),
+            "error_index": Out(COUNTER_BITS),
+            "engine_error": Out(1),
+            "error_engine": Out(range(len(Engine))),
+            "fetch_error": Out(1),
+            "cycles": Out(COUNTER_BITS),
+            **{f"m_axi_{n}": Out(w) for n, w in AR_FIELDS.items()},
+            "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
+            "m_axi_rdata": In(bus), "m_axi_rresp": In(2), "m_axi_rlast": In(1),
+            "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+            "m_axi_awaddr": Out(DRAM_ADDR_BITS), "m_axi_awlen": Out(8),
+            "m_axi_awsize": Out(3), "m_axi_awburst": Out(2),
+            "m_axi_awvalid": Out(1), "m_axi_awready": In(1),
+            "m_axi_wdata": Out(bus), "m_axi_wstrb": Out(bus // 8), "m_axi_wlast": Out(1),
+            "m_axi_wvalid": Out(1), "m_axi_wready": In(1),
+            "m_axi_bresp": In(2), "m_axi_bvalid": In(1), "m_axi_bready": Out(1),
+        })
+
+    @property
+    def params(self) -> OverlayParams:
+        """The overlay parameters."""
+        return self._params
+
+    @property
+    def limits(self) -> DatapathLimits:
+        """The datapath's buffer sizes."""
+        return self._limits
+
+    @property
+    def precision(self) -> int:
+        """Bits of activations, weights and outputs."""
+        return self._precision
+
+    @property
+    def table_words(self) -> int:
+        """Depth of the table memory."""
+        return self._table_words
+
+    def elaborate(self, platform):
+        m = Module()
+        dp, fetch, arb = self.datapath, self.fetch, self.arbiter
+        m.submodules.datapath = dp
+        m.submodules.fetch = fetch
+        m.submodules.arbiter = arb
+        m.submodules.compute = ce = self.compute
+        m.submodules.store = st = self.storer
+        for buf, eng in self.loaders.items():
+            m.submodules[f"load_{buf.value}"] = eng
+
+        # -- run state, errors ------------------------------------------------------------
+        running = Signal()
+        aborted = Signal()          # stopped on an engine or fetch error: hold the controller
+        refuse = Signal()           # an engine refuses an instruction this cycle
+        refuse_engine = Signal(range(len(Engine)))
+        units_busy = Signal()
+        m.d.comb += units_busy.eq(Cat(fetch.busy, ce.busy, st.busy,
+                                      *(e.busy for e in self.loaders.values())).any())
+        idle = Signal()
+        m.d.comb += idle.eq(~running & ~units_busy & ~self.controller.busy)
+        go = Signal()
+        m.d.comb += go.eq(self.start & idle)
+        stop_now = Signal()         # an engine or fetch error, this cycle or before
+        m.d.comb += stop_now.eq(aborted | (running & (refuse | fetch.error)))
+
+        ctl = ResetInserter(aborted & ~go)(self.controller)
+        m.submodules.controller = ctl
+        m.d.comb += [ctl.start.eq(go), fetch.start.eq(go), fetch.base.eq(self.program),
+                     fetch.stop.eq(ctl.done | ctl.error | stop_now)]
+        wiring.connect(m, fetch.o_stream, ctl.i_stream)
+
+        # -- AXI: read channel through the arbiter, write channel from the store engine -----
+        arb.attach(m, 0, fetch)
+        for i, eng in enumerate(self.loaders.values()):
+            arb.attach(m, 1 + i, eng)
+        for name in (*AR_FIELDS, "arvalid", "rready"):
+            m.d.comb += getattr(self, "m_axi_" + name).eq(getattr(arb, "m_axi_" + name))
+        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+            m.d.comb += getattr(arb, "m_axi_" + name).eq(getattr(self, "m_axi_" + name))
+        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
+                     "wlast", "wvalid", "bready"):
+            m.d.comb += getattr(self, "m_axi_" + name).eq(getattr(st, "m_axi_" + name))
+        for name in ("awready", "wready", "bresp", "bvalid"):
+            m.d.comb += getattr(st, "m_axi_" + name).eq(getattr(self, "m_axi_" + name))
+
+        # -- load adapter -------------------------------------------------------------------
+        lc = ctl.load
+        lp = lc.cmd.payload
+        l_setup = lp.opcode == LoadSetup.OPCODE
+        l_take = lc.cmd.valid & lc.cmd.ready
+        l_sel = {buf: (lp.tile.buf == buf.code) for buf in _LOADED}
+        l_known = Cat(*l_sel.values()).any()
+        setup_known = Cat(*((lp.setup.buf == b.code) for b in _LOADED)).any()
+        ready_sel = Signal()
+        l_bad = Signal()
+        l_dma_done, l_dma_err = [], []
+        for buf, eng in self.loaders.items():
+            elem = Signal(2, name=f"{buf.value}_elem")
+            row_pitch = Signal.like(lp.setup.row_pitch, name=f"{buf.value}_row_pitch")
+            px_pitch = Signal.like(lp.setup.px_pitch, name=f"{buf.value}_px_pitch")
+            ready = Signal(name=f"{buf.value}_setup_seen")
+            with m.If(l_take & l_setup & (lp.setup.buf == buf.code)):
+                m.d.sync += [elem.eq(lp.setup.elem), row_pitch.eq(lp.setup.row_pitch),
+                             px_pitch.eq(lp.setup.px_pitch), ready.eq(1)]
+            with m.If(go):
+                m.d.sync += ready.eq(0)
+            pick = l_sel[buf] & ~l_setup
+            m.d.comb += [
+                eng.cmd.valid.eq(lc.cmd.valid & pick & ready & ~aborted),
+                eng.cmd.payload.dram.eq(lp.tile.dram),
+                eng.cmd.payload.addr.eq(lp.tile.addr),
+                eng.cmd.payload.rows.eq(lp.tile.rows),
+                eng.cmd.payload.cols.eq(lp.tile.cols),
+                eng.cmd.payload.ch.eq(lp.tile.ch),
+                eng.cmd.payload.elem.eq(elem),
+                eng.cmd.payload.row_pitch.eq(row_pitch),
+                eng.cmd.payload.px_pitch.eq(px_pitch),
+            ]
+            with m.If(pick):
+                m.d.comb += [ready_sel.eq(eng.cmd.ready), l_bad.eq(~ready)]
+            l_dma_done.append(eng.done)
+            l_dma_err.append(eng.done & eng.error)
+        # the datapath's and the table's write ports
+        fe, we, te = (self.loaders[b] for b in _LOADED)
+        m.d.comb += [dp.fb_addr.eq(fe.buf_addr), dp.fb_data.eq(fe.buf_data.as_value()),
+                     dp.fb_en.eq(fe.buf_en),
+                     dp.wb_addr.eq(we.buf_addr), dp.wb_data.eq(we.buf_data.as_value()),
+                     dp.wb_en.eq(we.buf_en)]
+        m.submodules.table = table = Memory(shape=unsigned(IMAGE_WORD_BITS),
+                                            depth=self._table_words, init=[])
+        twp, trp = table.write_port(), table.read_port()
+        m.d.comb += [twp.addr.eq(te.buf_addr), twp.data.eq(te.buf_data.as_value()),
+                     twp.en.eq(te.buf_en),
+                     trp.addr.eq(ce.table_addr), trp.en.eq(ce.table_en),
+                     ce.table_data.eq(trp.data)]
+        l_refuse = Signal()
+        m.d.comb += [
+            l_refuse.eq(l_take & Mux(l_setup, ~setup_known, ~l_known | l_bad)),
+            lc.cmd.ready.eq(l_setup | ~l_known | l_bad | ready_sel),
+            lc.done.eq(Cat(*l_dma_done).any() | (l_take & (l_setup | l_refuse))),
+        ]
+
+        # -- compute adapter ----------------------------------------------------------------
+        cc = ctl.compute
+        cpl = cc.cmd.payload
+        c_setup = cpl.opcode == ComputeSetup.OPCODE
+        c_take = cc.cmd.valid & cc.cmd.ready
+        images = Signal.like(cpl.setup.images)
+        with m.If(c_take & c_setup):
+            m.d.sync += images.eq(cpl.setup.images)
+        m.d.comb += [
+            ce.cmd.valid.eq(cc.cmd.valid & ~c_setup & ~aborted),
+            ce.cmd.payload.eq(images + cpl.tile.image),
+            cc.cmd.ready.eq(c_setup | ce.cmd.ready),
+            cc.done.eq(ce.done | (c_take & c_setup)),
+        ]
+        for name, _ in self.compute.registers:
+            m.d.comb += getattr(dp, name).eq(getattr(ce.settings, name))
+        m.d.comb += [dp.start.eq(ce.start), ce.dp_done.eq(dp.done)]
+
+        # -- store adapter ------------------------------------------------------------------
+        sc = ctl.store
+        spl = sc.cmd.payload
+        s_setup = spl.opcode == StoreSetup.OPCODE
+        s_take = sc.cmd.valid & sc.cmd.ready
+        s_elem = Signal(2)
+        s_row = Signal.like(spl.setup.row_pitch)
+        s_px = Signal.like(spl.setup.px_pitch)
+        with m.If(s_take & s_setup):
+            m.d.sync += [s_elem.eq(spl.setup.elem), s_row.eq(spl.setup.row_pitch),
+                         s_px.eq(spl.setup.px_pitch)]
+        m.d.comb += [
+            st.cmd.valid.eq(sc.cmd.valid & ~s_setup & ~aborted),
+            st.cmd.payload.dram.eq(spl.tile.dram),
+            st.cmd.payload.addr.eq(spl.tile.addr),
+            st.cmd.payload.rows.eq(spl.tile.rows),
+            st.cmd.payload.cols.eq(spl.tile.cols),
+            st.cmd.payload.ch.eq(spl.tile.ch),
+            st.cmd.payload.elem.eq(s_elem),
+            st.cmd.payload.row_pitch.eq(s_row),
+            st.cmd.payload.px_pitch.eq(s_px),
+            sc.cmd.ready.eq(s_setup | st.cmd.ready),
+            sc.done.eq(st.done | (s_take & s_setup)),
+            dp.ob_addr.eq(st.buf_addr),
+            st.buf_data.eq(dp.ob_data.as_value()),
+        ]
+
+        # -- pool: no engine yet; every pool instruction is refused --------------------------
+        pc = ctl.pool
+        p_take = pc.cmd.valid & pc.cmd.ready
+        m.d.comb += [pc.cmd.ready.eq(1), pc.done.eq(p_take)]
+
+        # -- refusals and errors -----------------------------------------------------------
+        with m.If(l_refuse | Cat(*l_dma_err).any()):
+            m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.LOAD.code)]
+        with m.Elif(st.done & st.error):
+            m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.STORE.code)]
+        with m.Elif(p_take):
+            m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.POOL.code)]
+
+        cycles = Signal(COUNTER_BITS)
+        with m.If(running):
+            with m.If(refuse | fetch.error):
+                m.d.sync += [running.eq(0), aborted.eq(1), self.error.eq(1)]
+                with m.If(refuse):
+                    m.d.sync += [self.engine_error.eq(1), self.error_engine.eq(refuse_engine)]
+                with m.Else():
+                    m.d.sync += self.fetch_error.eq(1)
+            with m.Elif(ctl.error):
+                m.d.sync += [running.eq(0), self.error.eq(1),
+                             self.error_code.eq(ctl.error_code),
+                             self.error_index.eq(ctl.error_index)]
+            with m.Elif(ctl.done):
+                m.d.sync += [running.eq(0), self.done.eq(1)]
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(go):
+            m.d.sync += [running.eq(1), aborted.eq(0), cycles.eq(0), self.done.eq(0),
+                         self.error.eq(0), self.error_code.eq(ErrorCode.NONE),
+                         self.error_index.eq(0), self.engine_error.eq(0),
+                         self.error_engine.eq(0), self.fetch_error.eq(0)]
+        m.d.comb += [self.busy.eq(~idle), self.cycles.eq(cycles)]
+        return m
+

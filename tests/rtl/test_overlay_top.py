@@ -1,0 +1,299 @@
+"""rtl.overlay_top.OverlayTop in the Amaranth simulator: conv layers from DRAM, end to end.
+
+A layer is planned by the compiler (``dse.compiler.plan_conv``) on a 4×4 array with small
+``DatapathLimits`` (so it runs as several invocations: filter chunks, and row bands for the
+first case), turned into a program and a DRAM image by ``dse.program``, and run from an
+AXI4 memory model (``sim.bench.axi_memory.AxiMemory``).  References, independent of the RTL:
+
+* **outputs**: the output area read back from DRAM equals ``sim.models.conv.conv2d``
+  followed by ``sim.models.requant.requantize`` with the plan's (mult, shift), bit for bit;
+* **cycles**: ``dse.asm.schedule(program, instruction_cycles, token_depth,
+  latency=DISPATCH_LATENCY)`` from :data:`rtl.overlay_top.START_CYCLES` on.  With a memory
+  that answers at once and never stalls, every compute and store instruction, and every load
+  that does not share the read channel with the fetch unit, takes exactly its model cycles
+  (checked instruction by instruction), and the top's ``cycles`` lie within the fetch unit's
+  interference above the model: 0 ≤ measured − (START_CYCLES + schedule end) ≤ fetch beats +
+  fetch bursts (each fetch beat on the shared R channel, and each fetch burst in the
+  arbiter's AR register, delays a load by at most one cycle).  With random latency, idles and
+  stalls: model(latency) ≤ measured ≤ model(0) + the memory's delay_cycles + that fetch term;
+* errors: a pool instruction, a load into the aux buffer stop the top with ``error`` (never
+  a hang); the same program runs twice with equal results; Verilog and Verilator lint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from dse.asm import schedule
+from dse.compiler import plan_conv
+from dse.program import build_layer_program, decode_output, instruction_cycles
+from rtl.controller import DISPATCH_LATENCY, ErrorCode
+from rtl.isa import (
+    INSTRUCTION_BYTES,
+    Buffer,
+    Engine,
+    Finish,
+    LoadSetup,
+    LoadTile,
+    PoolMode,
+    PoolSetup,
+)
+from rtl.overlay_top import START_CYCLES, OverlayTop
+from rtl.params import DatapathLimits, OverlayParams
+from sim.bench.axi_memory import AxiMemory
+from sim.models.conv import conv2d
+from sim.models.requant import requantize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dse"))
+from cost_helpers import conv
+
+HW = OverlayParams(rows=4, cols=4)
+#: Row bands and filter chunks (4 invocations of an 8×8 3×3 layer).
+BANDED = DatapathLimits(max_m=32, max_k=72, max_n=4, feature_words=256, weight_words=128,
+                        out_words=32, max_gemms=16, tile_words=2, spectral_words=2)
+#: Filter chunks only.
+CHUNKED = DatapathLimits(max_m=64, max_k=72, max_n=4, feature_words=256, weight_words=128,
+                         out_words=64, max_gemms=16, tile_words=2, spectral_words=2)
+BASE = 0x10_0000_0000          # high in the 40-bit space: the address's top bits are used
+TOKEN_DEPTH = 2
+TIMEOUT = 100_000
+
+CASES = [
+    ("im2col", "ws", conv(c_in=8, h=8, w=8, c_out=8, k=3), BANDED),
+    ("kn2row", "os", conv(c_in=8, h=10, w=6, c_out=8, k=3), CHUNKED),
+    ("im2col", "ws", conv(c_in=8, h=8, w=8, c_out=8, k=1, p=0), CHUNKED),
+]
+
+
+def _layer_data(layer, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (layer.out_shape[0], layer.in_shape[0], *layer.kernel))
+    return x, w
+
+
+def _golden(plan, layer, x, w):
+    regs = plan.invocations[0].registers
+    acc = conv2d(x, w, stride=layer.stride[0], padding=layer.padding[0],
+                 dilation=layer.dilation[0])
+    return requantize(acc, regs["rq_mult"], regs["rq_shift"], 8, False)
+
+
+def _run(dut, mem, program_addr, *, runs=1, **axi_args):
+    """Run the program ``runs`` times; return per run the top's flags and counters, the
+    instructions' (transfer, done) cycles per engine, the cycles of the fetch unit's R beats
+    and its AR grants, and the memory model."""
+    axi = AxiMemory(dut, mem, HW.bus_bits, base=BASE, **axi_args)
+    results = []
+    cycle = [0]
+    ctl = dut.controller
+
+    async def monitor(ctx):
+        arb = dut.arbiter
+        while True:
+            await ctx.tick()
+            cycle[0] += 1
+            if not results:
+                continue
+            r = results[-1]
+            for e in Engine:
+                port = getattr(ctl, e.value)
+                if ctx.get(port.cmd.valid) and ctx.get(port.cmd.ready):
+                    r["log"][e].append(("T", cycle[0]))
+                if ctx.get(port.done):
+                    r["log"][e].append(("D", cycle[0]))
+            if ctx.get(arb.s0_axi_rvalid) and ctx.get(arb.s0_axi_rready):
+                r["fetch_beats"].append(cycle[0])
+            if ctx.get(arb.s0_axi_arvalid) and ctx.get(arb.s0_axi_arready):
+                r["fetch_bursts"] += 1
+
+    async def bench(ctx):
+        for _ in range(runs):
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            results.append({"log": {e: [] for e in Engine}, "fetch_beats": [],
+                            "fetch_bursts": 0})
+            ctx.set(dut.program, program_addr)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            results[-1]["start"] = cycle[0] - 1
+            n = 0
+            while not (ctx.get(dut.done) or ctx.get(dut.error)):
+                await ctx.tick()
+                n += 1
+                assert n < TIMEOUT, "the overlay top hangs"
+            r = results[-1]
+            r.update({k: ctx.get(getattr(dut, k)) for k in (
+                "done", "error", "cycles", "engine_error", "error_engine", "fetch_error",
+                "error_code", "error_index")})
+            r["dram"] = bytes(mem)
+        while ctx.get(dut.busy):        # every unit idle again: nothing left hanging
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(axi.read_process, background=True)
+    sim.add_testbench(axi.write_process, background=True)
+    sim.add_testbench(monitor, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    return results, axi
+
+
+def _durations(r, lp):
+    """(instruction index, transfer cycle, done − transfer) of every engine instruction."""
+    out = []
+    for e in Engine:
+        idx = [i for i, inst in enumerate(lp.program[:-1]) if inst.ENGINE is e]
+        events = r["log"][e]
+        took = [c for k, c in events if k == "T"]
+        done = [c for k, c in events if k == "D"]
+        assert len(took) == len(done) == len(idx), (e, events)
+        out += [(i, t, d - t) for i, t, d in zip(idx, took, done)]
+    return sorted(out)
+
+
+def _setup_case(algo, flow, layer, limits, seed=1):
+    plan = plan_conv(layer, algo, flow, HW, limits)
+    x, w = _layer_data(layer, seed)
+    lp = build_layer_program(plan, x, w, HW, limits, base=BASE, token_depth=TOKEN_DEPTH)
+    mem = bytearray(lp.image) + bytearray(4096)
+    return plan, x, w, lp, mem
+
+
+@pytest.mark.parametrize("algo,flow,layer,limits", CASES,
+                         ids=["im2col-ws-3x3-bands", "kn2row-os-3x3", "im2col-ws-1x1"])
+def test_layer_bit_exact_and_cycles_ideal_memory(algo, flow, layer, limits):
+    plan, x, w, lp, mem = _setup_case(algo, flow, layer, limits)
+    assert len(plan.invocations) >= 2
+    dut = OverlayTop(HW, limits, token_depth=TOKEN_DEPTH)
+    runs = 2 if layer.kernel == (1, 1) else 1
+    results, _ = _run(dut, mem, lp.program_addr, runs=runs)
+    gold = _golden(plan, layer, x, w)
+    cyc = instruction_cycles(lp, HW)
+    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
+                                    latency=DISPATCH_LATENCY)[-1][1]
+    for r in results:
+        assert r["done"] and not r["error"] and not r["engine_error"] and not r["fetch_error"]
+        out = decode_output(lp, r["dram"], BASE)
+        assert np.array_equal(out, gold), f"{(out != gold).sum()} outputs differ"
+        last_fetch = max(r["fetch_beats"])
+        exact_loads = 0
+        for i, took, measured in _durations(r, lp):
+            inst = lp.program[i]
+            if isinstance(inst, LoadTile) and took <= last_fetch:
+                assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+                continue
+            assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+            exact_loads += isinstance(inst, LoadTile)
+        assert exact_loads >= 2           # the loads after the fetch has gone quiet
+        fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
+        assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+    if runs == 2:
+        assert results[0]["cycles"] == results[1]["cycles"]
+        assert results[0]["dram"] == results[1]["dram"]
+
+
+def test_layer_random_memory_within_bounds():
+    algo, flow, layer, limits = CASES[2]
+    plan, x, w, lp, mem = _setup_case(algo, flow, layer, limits, seed=7)
+    dut = OverlayTop(HW, limits, token_depth=TOKEN_DEPTH)
+    latency = 3
+    (r,), axi = _run(dut, mem, lp.program_addr, read_latency=latency, write_latency=latency,
+                     idle=0.2, stall=0.2, seed=5)
+    assert r["done"] and not r["error"]
+    assert np.array_equal(decode_output(lp, r["dram"], BASE), _golden(plan, layer, x, w))
+    low = START_CYCLES + latency + schedule(lp.program, instruction_cycles(lp, HW,
+                                                                         latency=latency),
+                                            TOKEN_DEPTH, latency=DISPATCH_LATENCY)[-1][1]
+    high = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
+                                   latency=DISPATCH_LATENCY)[-1][1]
+    high += axi.delay_cycles + len(r["fetch_beats"]) + r["fetch_bursts"]
+    assert low <= r["cycles"] <= high, (low, r["cycles"], high)
+
+
+def _small_program(body):
+    """A DRAM image of ``body`` + finish at BASE, with room behind it."""
+    program = [*body, Finish()]
+    code = b"".join(i.encode().to_bytes(INSTRUCTION_BYTES, "little") for i in program)
+    return bytearray(code) + bytearray(4096)
+
+
+@pytest.mark.parametrize("body,engine", [
+    ([LoadSetup(buf=Buffer.FEATURE, elem=1, row_pitch=0, px_pitch=4),
+      PoolSetup(mode=PoolMode.MAX, kh=2, kw=2, stride=2, ch=8)], Engine.POOL),
+    ([LoadSetup(buf=Buffer.AUX, elem=1, row_pitch=0, px_pitch=4)], Engine.LOAD),
+    ([LoadTile(buf=Buffer.AUX, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)], Engine.LOAD),
+    ([LoadTile(buf=Buffer.WEIGHT, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)],
+     Engine.LOAD),
+], ids=["pool", "aux-setup", "aux-tile", "tile-before-setup"])
+def test_unsupported_instruction_sets_error_and_stops(body, engine):
+    dut = OverlayTop(HW, CHUNKED)
+    mem = _small_program(body)
+    (first, second), _ = _run(dut, mem, BASE, runs=2)
+    for r in (first, second):                      # and the top takes a second start
+        assert r["error"] and r["engine_error"] and not r["done"] and not r["fetch_error"]
+        assert r["error_engine"] == engine.code
+        assert r["error_code"] == ErrorCode.NONE
+        assert not r["log"][Engine.COMPUTE] and not r["log"][Engine.STORE]
+
+
+def test_illegal_word_and_fetch_error():
+    dut = OverlayTop(HW, CHUNKED)
+    mem = bytearray(INSTRUCTION_BYTES) + bytearray(4096)        # the zero word: illegal
+    (r,), _ = _run(dut, mem, BASE)
+    assert r["error"] and not r["engine_error"] and r["error_code"] == ErrorCode.OPCODE
+    assert r["error_index"] == 0
+    dut = OverlayTop(HW, CHUNKED)
+    (r,), _ = _run(dut, _small_program([]), BASE + 8)            # unaligned program
+    assert r["error"] and r["fetch_error"] and not r["done"]
+
+
+def test_parameters_refused():
+    with pytest.raises(ValueError, match="winograd_m and fft_size 0"):
+        OverlayTop(OverlayParams(rows=4, cols=4, winograd_m=2, a_width=10, b_width=12),
+                   CHUNKED)
+    with pytest.raises(ValueError, match="winograd_m and fft_size 0"):
+        OverlayTop(OverlayParams(rows=4, cols=4, fft_size=8, a_width=16, b_width=16,
+                                 acc_width=48), CHUNKED)
+    with pytest.raises(ValueError, match="table_words must be at least 2, not 1"):
+        OverlayTop(HW, CHUNKED, table_words=1)
+    with pytest.raises(TypeError, match="limits must be a DatapathLimits"):
+        OverlayTop(HW, {"max_m": 4})
+    with pytest.raises(ValueError, match="precision must be 8 or 16"):
+        OverlayTop(HW, CHUNKED, precision=12)
+
+
+def test_program_tokens_and_layout():
+    algo, flow, layer, limits = CASES[0]
+    plan, x, _, lp, _ = _setup_case(algo, flow, layer, limits)
+    n = len(plan.invocations)
+    computes = [i for i in lp.program if i.ENGINE is Engine.COMPUTE and hasattr(i, "image")]
+    assert [c.image for c in computes] == [k * lp.image_words for k in range(n)]
+    # the write-after-read tokens: loads after the previous compute, compute after the store
+    loads = [i for i in lp.program if isinstance(i, LoadTile) and i.buf is not Buffer.TABLE]
+    assert sum(Engine.COMPUTE in i.pop for i in loads) == n - 1
+    assert sum(Engine.STORE in c.pop for c in computes) == n - 1
+    # pre-tiled words: the feature segment holds plan.feature_image, little-endian
+    seg = lp.features[1]
+    raw = np.frombuffer(lp.image[seg.dram - BASE:seg.dram - BASE + seg.nbytes], np.int8)
+    assert np.array_equal(raw.reshape(seg.words, seg.lanes),
+                          plan.feature_image(x, plan.invocations[1]))
+
+
+def test_verilog_and_lint(tmp_path):
+    from sim.runner import emit_verilog, lint_verilog
+
+    text = verilog.convert(OverlayTop(HW, CHUNKED), name="overlay_top")
+    assert "m_axi_araddr" in text and "m_axi_awaddr" in text
+    violations, _ = lint_verilog(emit_verilog(OverlayTop(HW, CHUNKED), "overlay_top"),
+                                 "overlay_top", work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {v.line}: %{v.rule}: {v.message}"
+                                     for v in violations[:20])
