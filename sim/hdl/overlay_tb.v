@@ -1,0 +1,105 @@
+// The overlay top (Amaranth's Verilog, module overlay_top) on the DRAM model (axi_dram.v),
+// for Verilator with the C++ driver overlay_main.cpp: no Python runs per cycle.
+//
+// Plusargs: +image=FILE (hex, one DATA_BITS word a line: the DRAM image from address 0),
+// +dump=FILE (the memory written back at the end), +program=HEX (the program's byte
+// address), +latency=N and +stall=N (the DRAM model's), +timeout=N (cycles).
+// The testbench holds reset for 4 cycles, pulses start, waits for done or error (or the
+// timeout), dumps the memory and raises `finished`; the driver then prints the counters.
+module overlay_tb #(
+    parameter DATA_BITS = 128,
+    parameter MEM_WORDS = 65536
+) (
+    input  wire        clk,
+    output reg         finished,
+    output wire        ok,
+    output wire [31:0] cycles,
+    output reg  [31:0] wall,
+    output wire        error,
+    output wire [7:0]  error_code,
+    output wire [31:0] error_index
+);
+    reg         rst;
+    reg         start;
+    reg [39:0]  program_addr;
+    reg [15:0]  latency;
+    reg [7:0]   stall;
+    reg [31:0]  timeout;
+    reg [1023:0] image_file, dump_file;
+    reg [3:0]   reset_left;
+    reg         started;
+
+    wire [39:0] araddr, awaddr;
+    wire [7:0]  arlen, awlen;
+    wire [2:0]  arsize, awsize;
+    wire [1:0]  arburst, awburst, rresp, bresp;
+    wire        arvalid, arready, rlast, rvalid, rready;
+    wire        awvalid, awready, wlast, wvalid, wready, bvalid, bready;
+    wire [DATA_BITS-1:0]   rdata, wdata;
+    wire [DATA_BITS/8-1:0] wstrb;
+    wire        busy, done, engine_error, fetch_error;
+    wire [1:0]  error_engine;
+    wire [2:0]  code;
+
+    assign ok = done && !error;
+    assign error_code = {5'd0, code};
+
+    overlay_top dut (
+        .clk(clk), .rst(rst), .start(start), .\program (program_addr),
+        .busy(busy), .done(done), .error(error), .error_code(code),
+        .error_index(error_index), .engine_error(engine_error),
+        .error_engine(error_engine), .fetch_error(fetch_error), .cycles(cycles),
+        .m_axi_araddr(araddr), .m_axi_arlen(arlen), .m_axi_arsize(arsize),
+        .m_axi_arburst(arburst), .m_axi_arvalid(arvalid), .m_axi_arready(arready),
+        .m_axi_rdata(rdata), .m_axi_rresp(rresp), .m_axi_rlast(rlast),
+        .m_axi_rvalid(rvalid), .m_axi_rready(rready),
+        .m_axi_awaddr(awaddr), .m_axi_awlen(awlen), .m_axi_awsize(awsize),
+        .m_axi_awburst(awburst), .m_axi_awvalid(awvalid), .m_axi_awready(awready),
+        .m_axi_wdata(wdata), .m_axi_wstrb(wstrb), .m_axi_wlast(wlast),
+        .m_axi_wvalid(wvalid), .m_axi_wready(wready),
+        .m_axi_bresp(bresp), .m_axi_bvalid(bvalid), .m_axi_bready(bready)
+    );
+
+    axi_dram #(.DATA_BITS(DATA_BITS), .MEM_WORDS(MEM_WORDS)) mem (
+        .clk(clk), .rst(rst), .latency(latency), .stall(stall),
+        .araddr(araddr), .arlen(arlen), .arvalid(arvalid), .arready(arready),
+        .rdata(rdata), .rresp(rresp), .rlast(rlast), .rvalid(rvalid), .rready(rready),
+        .awaddr(awaddr), .awlen(awlen), .awvalid(awvalid), .awready(awready),
+        .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wvalid(wvalid), .wready(wready),
+        .bresp(bresp), .bvalid(bvalid), .bready(bready)
+    );
+
+    initial begin
+        if (!$value$plusargs("image=%s", image_file)) image_file = "";
+        if (!$value$plusargs("dump=%s", dump_file)) dump_file = "";
+        if (!$value$plusargs("program=%h", program_addr)) program_addr = 40'd0;
+        if (!$value$plusargs("latency=%d", latency)) latency = 16'd0;
+        if (!$value$plusargs("stall=%d", stall)) stall = 8'd0;
+        if (!$value$plusargs("timeout=%d", timeout)) timeout = 32'd100000000;
+        if (image_file != "") $readmemh(image_file, mem.mem);
+        rst = 1'b1;
+        start = 1'b0;
+        reset_left = 4'd4;
+        started = 1'b0;
+        finished = 1'b0;
+        wall = 32'd0;
+    end
+
+    always @(posedge clk) begin
+        if (!finished) wall <= wall + 32'd1;
+        start <= 1'b0;
+        if (reset_left != 0) begin
+            reset_left <= reset_left - 4'd1;
+            rst <= reset_left != 4'd1;
+        end else if (!started) begin
+            start <= 1'b1;
+            started <= 1'b1;
+        end else if (!finished && !start && !busy && (done || error || wall >= timeout)) begin
+            finished <= 1'b1;
+            if (dump_file != "") $writememh(dump_file, mem.mem);
+        end else if (!finished && wall >= timeout) begin
+            finished <= 1'b1;
+            if (dump_file != "") $writememh(dump_file, mem.mem);
+        end
+    end
+endmodule

@@ -1,0 +1,166 @@
+"""Run a program on the overlay top in Verilator, with the DRAM model in RTL.
+
+:func:`build_overlay_sim` converts :class:`rtl.overlay_top.OverlayTop` to Verilog and builds
+it with the DRAM model (``sim/hdl/axi_dram.v``), the testbench (``sim/hdl/overlay_tb.v``) and a
+C++ driver (``sim/hdl/overlay_main.cpp``) into one executable; no Python and no cocotb run
+per cycle.  Builds are cached under the Verilator cache (``sim.runner``'s folder, then
+``overlay/<key>``) keyed by the SHA-256 of the sources, the flags and the tool version, and
+locked, so concurrent test workers share one build.
+
+:func:`run_overlay_sim` writes the DRAM image as a hex file (one bus word a line, little-endian
+inside the word), runs the executable with the program's address, the DRAM model's read
+latency and back-pressure, and returns the memory as bytes afterwards, the top's status and
+its ``cycles`` counter (start to done), and the wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from sim.runner import (OPT_FLAGS, VERILATOR_BIN, _DEFAULT_CACHE, _MAKE_VARS, emit_verilog,
+                        verilator_version)
+
+__all__ = ["HDL", "OverlaySim", "SimResult", "build_overlay_sim", "run_overlay_sim"]
+
+#: The hand-written simulation sources.
+HDL = Path(__file__).resolve().parent / "hdl"
+_SOURCES = ("axi_dram.v", "overlay_tb.v", "overlay_main.cpp")
+
+
+@dataclass(frozen=True)
+class OverlaySim:
+    """A built simulation: the executable, its bus width and memory size in words."""
+
+    executable: Path
+    bus_bits: int
+    mem_words: int
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """What a run returns: ``memory`` (bytes from address 0), the top's ``ok`` (done without
+    error), ``error``, ``error_code``, ``error_index``, ``cycles`` (its counter: start to
+    done), ``wall_cycles`` (the testbench's, reset included) and ``seconds``."""
+
+    memory: bytes
+    ok: bool
+    error: bool
+    error_code: int
+    error_index: int
+    cycles: int
+    wall_cycles: int
+    seconds: float
+
+
+def build_overlay_sim(top, *, mem_words: int = 1 << 16, cache_dir: Path | None = None
+                      ) -> OverlaySim:
+    """Build (or reuse) the Verilator executable of ``top`` (an ``OverlayTop``) on the DRAM
+    model of ``mem_words`` bus words."""
+    if not isinstance(mem_words, int) or isinstance(mem_words, bool) or mem_words < 1:
+        raise ValueError(f"mem_words must be a positive integer, not {mem_words!r}")
+    bus_bits = len(top.m_axi_rdata)
+    verilog = emit_verilog(top, "overlay_top")
+    sources = {name: (HDL / name).read_text() for name in _SOURCES}
+    flags = ["--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+             "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", *OPT_FLAGS,
+             f"-GDATA_BITS={bus_bits}", f"-GMEM_WORDS={mem_words}",
+             "--top-module", "overlay_tb", "-CFLAGS", "-O2"]
+    key = hashlib.sha256("\0".join([verilog, *sources.values(), *flags,
+                                    verilator_version()]).encode()).hexdigest()[:32]
+    root = Path(cache_dir) if cache_dir is not None else _DEFAULT_CACHE
+    folder = root / "overlay" / key
+    executable = folder / "obj_dir" / "Voverlay_tb"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not executable.exists():
+            (folder / "overlay_top.v").write_text(verilog)
+            for name, text in sources.items():
+                (folder / name).write_text(text)
+            env = {**os.environ, "MAKEFLAGS": f"-- {_MAKE_VARS}",
+                   "PATH": f"{VERILATOR_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+            proc = subprocess.run([str(VERILATOR_BIN / "verilator"), *flags, "overlay_top.v",
+                                   "axi_dram.v", "overlay_tb.v", "overlay_main.cpp"],
+                                  cwd=folder, env=env, capture_output=True, text=True)
+            if proc.returncode != 0 or not executable.exists():
+                shutil.rmtree(folder / "obj_dir", ignore_errors=True)
+                raise RuntimeError(f"verilator build of the overlay top failed:\n"
+                                   f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return OverlaySim(executable, bus_bits, mem_words)
+
+
+def _hex_words(image: bytes, word_bytes: int) -> str:
+    pad = (-len(image)) % word_bytes
+    data = image + bytes(pad)
+    return "".join(data[i:i + word_bytes][::-1].hex() + "\n"
+                   for i in range(0, len(data), word_bytes))
+
+
+def _read_hex(path: Path, word_bytes: int, words: int) -> bytes:
+    out = bytearray(words * word_bytes)
+    index = 0
+    for line in path.read_text().split("\n"):
+        line = line.strip()
+        if not line or line.startswith("//"):
+            continue
+        if line.startswith("@"):
+            index = int(line[1:], 16)
+            continue
+        if "x" in line.lower() or "z" in line.lower():
+            value = 0                    # never written or loaded: reads as zero
+        else:
+            value = int(line, 16)
+        out[index * word_bytes:(index + 1) * word_bytes] = value.to_bytes(word_bytes, "little")
+        index += 1
+    return bytes(out)
+
+
+_RESULT = re.compile(r"omniconv-sim ok=(\d+) error=(\d+) error_code=(\d+) error_index=(\d+) "
+                     r"cycles=(\d+) wall=(\d+)")
+
+
+def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency: int = 0,
+                    stall: int = 0, timeout_cycles: int = 100_000_000,
+                    work_dir: Path | None = None) -> SimResult:
+    """Run the program at byte address ``program`` of ``image`` (the DRAM contents from
+    address 0) on ``sim``; ``latency`` cycles of read latency and ``stall``/256 probability of
+    back-pressure a cycle in the DRAM model."""
+    word = sim.bus_bits // 8
+    if len(image) > sim.mem_words * word:
+        raise ValueError(f"image must fit the DRAM model's {sim.mem_words * word} bytes, not "
+                         f"{len(image)}")
+    if not 0 <= latency < 1 << 16 or not 0 <= stall < 256:
+        raise ValueError(f"latency must be in [0, 65535] and stall in [0, 255], not {latency} "
+                         f"and {stall}")
+    own = work_dir is None
+    work = Path(work_dir) if work_dir is not None else Path(
+        subprocess.check_output(["mktemp", "-d"], text=True).strip())
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "image.hex").write_text(_hex_words(image, word))
+        dump = work / "dump.hex"
+        start = time.perf_counter()
+        proc = subprocess.run([str(sim.executable), f"+image={work / 'image.hex'}",
+                               f"+dump={dump}", f"+program={program:x}", f"+latency={latency}",
+                               f"+stall={stall}", f"+timeout={timeout_cycles}"],
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        match = _RESULT.search(proc.stdout)
+        if match is None:
+            raise RuntimeError(f"the overlay simulation printed no result (exit "
+                               f"{proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                               f"{proc.stderr[-2000:]}")
+        ok, error, code, index, cycles, wall = (int(g) for g in match.groups())
+        memory = _read_hex(dump, word, sim.mem_words)
+        return SimResult(memory, bool(ok), bool(error), code, index, cycles, wall, seconds)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
