@@ -79,16 +79,20 @@ class Requant(wiring.Component):
         ]
         lo = -(1 << (self.out_width - 1))
         hi = (1 << (self.out_width - 1)) - 1
-        # 2^(shift-1) for shift > 0, else 0: the round-half-up offset
+        # shifts past the product's width give 0 for every product (a round half up of
+        # |p| < 2^(prod_w − 1)): clamp them to prod_w + 1, where the offset still fits
+        sh = Signal(range(prod_w + 2))
+        m.d.comb += sh.eq(Mux(self.shift > prod_w + 1, prod_w + 1, self.shift))
+        # 2^(sh-1) for sh > 0, else 0: the round-half-up offset
         half = Signal(prod_w + 1)
-        m.d.comb += half.eq((1 << self.shift) >> 1)
+        m.d.comb += half.eq((1 << sh) >> 1)
         with m.If(advance):
             m.d.sync += [v0.eq(self.i_stream.valid), acc.eq(self.i_stream.payload),
                          v1.eq(v0), v2.eq(v1)]
             for i in range(self.lanes):
                 m.d.sync += prod[i].eq(acc[i] * self.mult)
                 rounded = Signal(signed(prod_w + 1), name=f"rounded{i}")
-                m.d.comb += rounded.eq((prod[i] + half) >> self.shift)
+                m.d.comb += rounded.eq((prod[i] + half) >> sh)
                 sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
                 m.d.sync += out[i].eq(Mux(self.relu & (sat < 0), 0, sat))
         return m

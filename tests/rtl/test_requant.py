@@ -33,6 +33,16 @@ def test_requant_extremes_and_cycles():
         assert cycles == requant_cycles(3)
 
 
+@pytest.mark.parametrize("shift", [48, 49, 50, 51, 55, 63])
+def test_requant_shifts_past_the_product_width(shift):
+    # a 32-bit accumulator times a 16-bit multiplier is a 49-bit product: every shift from
+    # 50 on rounds every product to 0 (the offset 2^(shift−1) must not be cut off)
+    acc = np.array([[-5], [-(1 << 31)], [(1 << 31) - 1], [-1], [0]])
+    got, _ = run_stream(Requant(1, 32, 8, 16), acc.tolist(), 5,
+                        config={"mult": (1 << 16) - 1, "shift": shift})
+    np.testing.assert_array_equal(got, requantize(acc, (1 << 16) - 1, shift, 8))
+
+
 def test_requant_rejects_bad_params():
     with pytest.raises(ValueError, match=r"^lanes must be at least 1, not 0$"):
         Requant(0)
