@@ -40,6 +40,7 @@ __all__ = [
     "im2col_stream_cycles", "im2col_overhead_cycles",
     "kn2row_shift_add_cycles",
     "fft_log2", "fft_tiles", "fft2d_pass_cycles", "fft2d_cycles",
+    "POOL_LATENCY", "POOL_REFUSED_CYCLES", "pool_taps", "pool_cycles",
 ]
 
 #: Pipeline registers of rtl.requant.Requant (input, product, then round/saturate/ReLU).
@@ -58,6 +59,15 @@ IM2COL_LATENCY = 2
 KN2ROW_LATENCY = 2 + SHIFT_ADD_ADDRESS_STAGES
 #: Cycles of rtl.fft.FFT2D per tile beyond load, passes and unload.
 FFT_LATENCY = 1
+#: Cycles of rtl.pool_engine.PoolEngine per tile beyond one per window tap, from the tile's
+#: transfer to its ``done``: two start-up cycles (the products of cols × words and stride ×
+#: row pitch, then the pointers), and after the last tap its read, the accumulator, the
+#: product, the rounding register, the write, and ``done`` the cycle after.
+POOL_LATENCY = 7
+#: Cycles of a pool tile the engine refuses (a window larger than the padded tile), from its
+#: transfer to its ``done``.
+POOL_REFUSED_CYCLES = 1
+_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale")
 
 
 def cdiv(a, b):
@@ -157,3 +167,40 @@ def fft2d_cycles(n_fft, tiles, channels, xp=np):
     tiles·channels times :func:`fft2d_pass_cycles`.  The same count holds for the IFFT.
     """
     return tiles * channels * fft2d_pass_cycles(n_fft, xp)
+
+
+def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0), xp=np):
+    """Window taps of one ``pool.tile`` (``rtl/pool_engine.py`` issues one a cycle).
+
+    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale`` (or an
+    ``rtl.isa.PoolMode``); ``ch_words`` = ⌈ch / lanes⌉; ``pads`` = (top, bottom, left, right).
+    Windowed modes: oh·ow·ch_words·kh·kw, with oh = (pad_t + rows + pad_b − kh) // stride + 1
+    and ow likewise (every tap, padding included, takes its cycle; 0 where the window does
+    not fit).  Global modes: ch_words·rows·cols (the window is the tile).  Element-wise modes:
+    rows·cols·ch_words.
+    """
+    mode = getattr(mode, "value", mode)
+    if mode not in _POOL_MODES:
+        raise ValueError(f"mode must be one of {', '.join(_POOL_MODES)}, not {mode!r}")
+    if mode in ("gmax", "gavg", "add", "rescale"):
+        return rows * cols * ch_words
+    pad_t, pad_b, pad_l, pad_r = pads
+    span_h, span_w = pad_t + rows + pad_b, pad_l + cols + pad_r
+    fits = (span_h >= kh) & (span_w >= kw)
+    oh = xp.where(fits, (span_h - kh) // stride + 1, 0)
+    ow = xp.where(fits, (span_w - kw) // stride + 1, 0)
+    return oh * ow * ch_words * kh * kw
+
+
+def pool_cycles(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0), xp=np):
+    """Cycles of the pool engine on one ``pool.tile``, from its transfer to its ``done``:
+    :func:`pool_taps` + :data:`POOL_LATENCY`, or :data:`POOL_REFUSED_CYCLES` for a windowed
+    tile whose window is larger than the padded tile (the engine refuses it).  Element-wise
+    tiles write one word per cycle; windowed ones one per kh·kw cycles; global ones one per
+    rows·cols cycles."""
+    taps = pool_taps(mode, rows, cols, ch_words, kh, kw, stride, pads, xp)
+    if getattr(mode, "value", mode) in ("max", "avg"):
+        pad_t, pad_b, pad_l, pad_r = pads
+        fits = (pad_t + rows + pad_b >= kh) & (pad_l + cols + pad_r >= kw)
+        return xp.where(fits, taps + POOL_LATENCY, POOL_REFUSED_CYCLES)
+    return taps + POOL_LATENCY

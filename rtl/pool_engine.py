@@ -1,0 +1,382 @@
+"""The pool / element-wise engine: max and average pooling, global pooling, add, rescale.
+
+:class:`PoolEngine` executes the pool engine's instructions as the controller hands them
+(``rtl.controller.command_layout(Engine.POOL)``): a ``pool.setup`` is held (its ``done`` comes
+in its transfer's cycle), and each ``pool.tile`` reads a tile of HWC words from the input
+buffer (and, for ``add``, the second operand's words from the aux buffer), and writes the
+result words to the output buffer.  The numerics are ``sim/models/pool.py``'s, bit for bit:
+every mode forms an integer ``v`` per output word lane (a window max or sum, a tile max or
+sum, ``a``, or ``a · mult + b · mult2``), then ``sat(round(v · mult / 2^shift))`` (``add``:
+``sat(round(v / 2^shift))``) with round half up as "add 2^(shift−1), then shift right
+arithmetically", saturation to int8, and the optional ReLU.
+
+One address generator serves every mode (docs/rtl.md, "Pool / element-wise engine"): it walks
+output pixels (row-major), then a pixel's ⌈ch / lanes⌉ words, then the window's taps (rows,
+then columns), one tap per cycle, with
+
+=====================  ==============================  ========  ======================
+mode                   window                          stride    pads
+=====================  ==============================  ========  ======================
+``max``, ``avg``       ``kh`` × ``kw``                 stride    the tile's
+``gmax``, ``gavg``     the whole tile, rows × cols     1         none
+``add``, ``rescale``   1 × 1                           1         none
+=====================  ==============================  ========  ======================
+
+A tap inside the tile reads its word (a synchronous read port: the data one cycle after
+``in_en``); a padding tap reads nothing and counts as −128 (max, the int8 minimum: padding is
+ignored) or 0 (sum).  Pointers are updated by addition only; the products a tile needs
+(``cols`` × words, the row pitch; then ``stride`` and ``pad_t`` × the row pitch) take the two
+start-up cycles before the first tap.  Behind the generator: the accumulator (max or sum of the window), the product
+``v · mult + b · mult2``, then rounding, saturation and ReLU, each a register stage; the result
+word is written in the cycle after its last stage.
+
+Throughput: one window tap per cycle, so one output word per cycle in the element-wise modes,
+one per kh·kw cycles in the windowed modes (overlapping windows re-read their words) and one
+per rows·cols cycles in the global modes (every input word read once).  From a tile's transfer
+to its ``done``: ``dse.cost.transforms.pool_cycles`` (taps + ``POOL_LATENCY``), exactly;
+``done`` comes the cycle after the last write.  A windowed tile whose window does not fit its
+padded tile is refused: ``done`` and ``error`` in the cycle after its transfer, nothing written.
+
+Widths: int8 data; the accumulator holds :data:`SUM_BITS` signed bits, enough for the sum of any
+tile the ISA can describe (4095 × 4095 pixels of −128: −2,146,435,200 > −2^31) and so of any
+window (at most 15 × 15 × 128 = 28,800); ``mult`` and ``mult2`` are
+:data:`rtl.params.REQUANT_MULT_BITS` unsigned bits, ``shift`` :data:`rtl.params.REQUANT_SHIFT_BITS`.
+Buffer addresses are computed modulo 2^20 (``rtl.isa.BUF_ADDR_BITS``) and presented modulo the
+ports' 2^⌈log2 depth⌉; the compiler keeps them in range.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.controller import command_layout
+from rtl.isa import (
+    BUF_ADDR_BITS,
+    CHANNEL_BITS,
+    EXTENT_BITS,
+    SMALL_BITS,
+    Activation,
+    Engine,
+    PoolMode,
+    PoolSetup,
+)
+from rtl.params import COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
+
+from .validate import rejecting
+
+__all__ = ["DATA_BITS", "SUM_BITS", "PoolEngine"]
+
+#: Bits of a buffer lane: int8 activations.
+DATA_BITS = 8
+#: Signed bits of the accumulator: the sum of a whole 4095 × 4095 tile of int8 fits.
+SUM_BITS = 32
+
+_ADDR_MASK = (1 << BUF_ADDR_BITS) - 1
+_COORD = signed(EXTENT_BITS + 3)            # −15 … 4095 + 30, with room to compare
+
+
+class PoolEngine(wiring.Component):
+    """Pooling and element-wise operations on HWC word tiles (module docstring).
+
+    Parameters
+    ----------
+    lanes:
+        int8 lanes per buffer word (1 to 256); a pixel of ``ch`` channels takes ⌈ch / lanes⌉
+        words.
+    depth:
+        Depth of the input (feature) buffer, in words (at least 2).
+    in2_depth, out_depth:
+        Depths of the aux buffer (``add``'s second operand) and of the output buffer
+        (default: ``depth``).
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout(Engine.POOL)))
+        The controller's command (a ``pool.setup`` or ``pool.tile``'s used bits); taken
+        while no tile is in progress.
+    done : Out(1)
+        One-cycle pulse when a command has finished: a setup in its transfer's cycle, a tile
+        the cycle after its last write.
+    error : Out(1)
+        With ``done``: the tile was refused (its window does not fit its padded tile).
+    busy : Out(1)
+        A tile is in progress (from the cycle after its transfer through its ``done``).
+    in_addr : Out(ceil_log2(depth)), in_en : Out(1), in_data : In(ArrayLayout(signed(8), lanes))
+        The input buffer's read port: ``in_data`` holds the word of ``in_addr`` the cycle
+        after ``in_en``.
+    in2_addr, in2_en, in2_data :
+        The aux buffer's read port, likewise (``add`` only).
+    out_addr, out_en, out_data :
+        The output buffer's write port (written at the clock edge that ends an ``out_en``
+        cycle).
+    busy_cycles, words_written : Out(COUNTER_BITS)
+        Cycles with a tile in progress and result words written, since reset.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a parameter of the wrong kind or value ("*name* must be …, not …").
+    """
+
+    def __init__(self, lanes: int = 8, depth: int = 1024, *, in2_depth: int | None = None,
+                 out_depth: int | None = None):
+        with rejecting(self):
+            in2_depth = depth if in2_depth is None else in2_depth
+            out_depth = depth if out_depth is None else out_depth
+            for name, value, lo, hi in (("lanes", lanes, 1, 256),
+                                        ("depth", depth, 2, 1 << BUF_ADDR_BITS),
+                                        ("in2_depth", in2_depth, 2, 1 << BUF_ADDR_BITS),
+                                        ("out_depth", out_depth, 2, 1 << BUF_ADDR_BITS)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{name} must be an integer, not {value!r}")
+                if not lo <= value <= hi:
+                    raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+        self._lanes, self._depth = lanes, depth
+        self._in2_depth, self._out_depth = in2_depth, out_depth
+        word = data.ArrayLayout(signed(DATA_BITS), lanes)
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(Engine.POOL))),
+            "done": Out(1),
+            "error": Out(1),
+            "busy": Out(1),
+            "in_addr": Out(range(depth)), "in_en": Out(1), "in_data": In(word),
+            "in2_addr": Out(range(in2_depth)), "in2_en": Out(1), "in2_data": In(word),
+            "out_addr": Out(range(out_depth)), "out_en": Out(1), "out_data": Out(word),
+            "busy_cycles": Out(COUNTER_BITS),
+            "words_written": Out(COUNTER_BITS),
+        })
+
+    @property
+    def lanes(self) -> int:
+        """int8 lanes per buffer word."""
+        return self._lanes
+
+    @property
+    def depth(self) -> int:
+        """Depth of the input buffer."""
+        return self._depth
+
+    @property
+    def in2_depth(self) -> int:
+        """Depth of the aux buffer."""
+        return self._in2_depth
+
+    @property
+    def out_depth(self) -> int:
+        """Depth of the output buffer."""
+        return self._out_depth
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self._lanes
+        cmd = self.cmd.payload
+        su, ti = cmd.setup, cmd.tile
+        take = self.cmd.valid & self.cmd.ready
+        is_setup = cmd.opcode == PoolSetup.OPCODE
+
+        # -- pool.setup: held settings; the reset values are the ISA's defaults -----------
+        mode = Signal(3, init=PoolMode.MAX.code)
+        kh = Signal(SMALL_BITS, init=1)
+        kw = Signal(SMALL_BITS, init=1)
+        stride = Signal(SMALL_BITS, init=1)
+        words = Signal(CHANNEL_BITS, init=1)        # ⌈ch / lanes⌉ words per pixel
+        relu = Signal()
+        mult = Signal(REQUANT_MULT_BITS, init=1)
+        shift = Signal(REQUANT_SHIFT_BITS)
+        mult2 = Signal(REQUANT_MULT_BITS)
+        with m.If(take & is_setup):
+            m.d.sync += [mode.eq(su.mode), kh.eq(su.kh), kw.eq(su.kw), stride.eq(su.stride),
+                         words.eq((su.ch + (lanes - 1)) // lanes),
+                         relu.eq(su.act == Activation.RELU.code),
+                         mult.eq(su.mult), shift.eq(su.shift), mult2.eq(su.mult2)]
+
+        def mode_in(*modes):
+            return Cat(*(mode == pm.code for pm in modes)).any()
+
+        windowed = mode_in(PoolMode.MAX, PoolMode.AVG)
+        global_ = mode_in(PoolMode.GLOBAL_MAX, PoolMode.GLOBAL_AVG)
+        is_max = mode_in(PoolMode.MAX, PoolMode.GLOBAL_MAX)
+        is_add = mode == PoolMode.ADD.code
+
+        # -- pool.tile: the tile and its effective window (module docstring's table) -------
+        rows = Signal(EXTENT_BITS)
+        cols = Signal(EXTENT_BITS)
+        win_h = Signal(EXTENT_BITS)
+        win_w = Signal(EXTENT_BITS)
+        step = Signal(SMALL_BITS)
+        pad_t = Signal(SMALL_BITS)
+        pad_b = Signal(SMALL_BITS)
+        pad_l = Signal(SMALL_BITS)
+        pad_r = Signal(SMALL_BITS)
+        in_base = Signal(BUF_ADDR_BITS)
+        in2_delta = Signal(BUF_ADDR_BITS)           # in2 address − in address
+        p_out = Signal(BUF_ADDR_BITS)               # the next result word's address
+        with m.If(take & ~is_setup):
+            m.d.sync += [rows.eq(ti.rows), cols.eq(ti.cols), in_base.eq(ti.in_addr),
+                         in2_delta.eq(ti.in2_addr - ti.in_addr), p_out.eq(ti.out_addr)]
+            with m.If(windowed):
+                m.d.sync += [win_h.eq(kh), win_w.eq(kw), step.eq(stride), pad_t.eq(ti.pad_t),
+                             pad_b.eq(ti.pad_b), pad_l.eq(ti.pad_l), pad_r.eq(ti.pad_r)]
+            with m.Else():
+                m.d.sync += [win_h.eq(Mux(global_, ti.rows, 1)),
+                             win_w.eq(Mux(global_, ti.cols, 1)), step.eq(1),
+                             pad_t.eq(0), pad_b.eq(0), pad_l.eq(0), pad_r.eq(0)]
+
+        # -- generator state --------------------------------------------------------------
+        row_pitch = Signal(BUF_ADDR_BITS)           # cols · words
+        step_w = Signal(BUF_ADDR_BITS)              # stride · words
+        pad_w = Signal(BUF_ADDR_BITS)               # pad_l · words
+        iyb, ixb = Signal(_COORD), Signal(_COORD)   # the window's top-left (padded coords)
+        iy, ix = Signal(_COORD), Signal(_COORD)     # the tap's
+        ty, tx = Signal(EXTENT_BITS), Signal(EXTENT_BITS)
+        w = Signal(CHANNEL_BITS)
+        p_row = Signal(BUF_ADDR_BITS)               # address of (iyb, 0), word 0
+        p_win = Signal(BUF_ADDR_BITS)               # (iyb, ixb), word 0
+        p_w = Signal(BUF_ADDR_BITS)                 # (iyb, ixb), word w
+        p_trow = Signal(BUF_ADDR_BITS)              # (iy, ixb), word w
+        p_tap = Signal(BUF_ADDR_BITS)               # (iy, ix), word w
+        step_row = Signal(BUF_ADDR_BITS)            # stride · row_pitch
+        running = Signal()                          # taps left to issue
+        ended = Signal()                            # every tap issued
+
+        tx_more = tx != win_w - 1
+        ty_more = ty != win_h - 1
+        w_more = w != words - 1
+        ox_more = ixb + step + win_w <= cols + pad_r
+        oy_more = iyb + step + win_h <= rows + pad_b
+        inside = (iy >= 0) & (iy < rows) & (ix >= 0) & (ix < cols)
+        first = (tx == 0) & (ty == 0)
+        last = ~tx_more & ~ty_more
+        fits = (rows + pad_t + pad_b >= win_h) & (cols + pad_l + pad_r >= win_w)
+
+        v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
+        finish = Signal()
+        # The phases of a tile (none set: idle).  Flags rather than an FSM: Amaranth writes
+        # an FSM as a Verilog case without a default, which the lint refuses.
+        products = Signal()                         # start-up 1: cols·words, stride·words
+        pointers = Signal()                         # start-up 2: the first tap's pointers
+        run = Signal()                              # taps, then the pipeline drains
+        m.d.comb += [self.busy.eq(products | pointers | run),
+                     self.cmd.ready.eq(~self.busy)]
+        with m.If(take):
+            with m.If(is_setup):
+                m.d.comb += self.done.eq(1)
+            with m.Else():
+                m.d.sync += products.eq(1)
+        with m.If(products):
+            m.d.sync += products.eq(0)
+            with m.If(~fits):
+                m.d.comb += [self.done.eq(1), self.error.eq(1)]
+            with m.Else():
+                m.d.sync += [row_pitch.eq(cols * words), step_w.eq(step * words),
+                             pad_w.eq(pad_l * words),
+                             iyb.eq(-pad_t), iy.eq(-pad_t), ixb.eq(-pad_l), ix.eq(-pad_l),
+                             ty.eq(0), tx.eq(0), w.eq(0), pointers.eq(1)]
+        with m.If(pointers):
+            start = (in_base - pad_t * row_pitch)[:BUF_ADDR_BITS]
+            origin = (start - pad_w)[:BUF_ADDR_BITS]
+            m.d.sync += [step_row.eq(step * row_pitch), p_row.eq(start), p_win.eq(origin),
+                         p_w.eq(origin), p_trow.eq(origin), p_tap.eq(origin),
+                         running.eq(1), ended.eq(0), pointers.eq(0), run.eq(1)]
+        with m.If(run & finish):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += run.eq(0)
+        m.d.comb += finish.eq(ended & ~v1 & ~v2 & ~v3 & ~v4)
+
+        # -- stage 0: issue one tap a cycle -----------------------------------------------
+        m.d.comb += [
+            self.in_addr.eq(p_tap),
+            self.in_en.eq(running & inside),
+            self.in2_addr.eq(p_tap + in2_delta),
+            self.in2_en.eq(running & inside & is_add),
+        ]
+        inb1, first1, last1 = Signal(), Signal(), Signal()
+        o1 = Signal(BUF_ADDR_BITS)
+        m.d.sync += [v1.eq(running), inb1.eq(inside), first1.eq(first), last1.eq(last),
+                     o1.eq(p_out)]
+        with m.If(running):
+            with m.If(last):
+                m.d.sync += p_out.eq(p_out + 1)
+            with m.If(tx_more):
+                m.d.sync += [tx.eq(tx + 1), ix.eq(ix + 1), p_tap.eq(p_tap + words)]
+            with m.Elif(ty_more):
+                nxt = p_trow + row_pitch
+                m.d.sync += [tx.eq(0), ix.eq(ixb), ty.eq(ty + 1), iy.eq(iy + 1),
+                             p_trow.eq(nxt), p_tap.eq(nxt)]
+            with m.Elif(w_more):
+                nxt = p_w + 1
+                m.d.sync += [tx.eq(0), ix.eq(ixb), ty.eq(0), iy.eq(iyb), w.eq(w + 1),
+                             p_w.eq(nxt), p_trow.eq(nxt), p_tap.eq(nxt)]
+            with m.Elif(ox_more):
+                nxt = p_win + step_w
+                m.d.sync += [tx.eq(0), ty.eq(0), w.eq(0), ixb.eq(ixb + step),
+                             ix.eq(ixb + step), iy.eq(iyb), p_win.eq(nxt), p_w.eq(nxt),
+                             p_trow.eq(nxt), p_tap.eq(nxt)]
+            with m.Elif(oy_more):
+                row = p_row + step_row
+                nxt = row - pad_w
+                m.d.sync += [tx.eq(0), ty.eq(0), w.eq(0), iyb.eq(iyb + step),
+                             iy.eq(iyb + step), ixb.eq(-pad_l), ix.eq(-pad_l), p_row.eq(row),
+                             p_win.eq(nxt), p_w.eq(nxt), p_trow.eq(nxt), p_tap.eq(nxt)]
+            with m.Else():
+                m.d.sync += [running.eq(0), ended.eq(1)]
+        with m.If(finish):
+            m.d.sync += ended.eq(0)
+
+        # -- stage 1: accumulate the window (max or sum); padding is −128 or 0 -------------
+        acc = Signal(data.ArrayLayout(signed(SUM_BITS), lanes))
+        s2 = Signal(data.ArrayLayout(signed(SUM_BITS), lanes))
+        b2 = Signal(data.ArrayLayout(signed(DATA_BITS), lanes))
+        o2 = Signal(BUF_ADDR_BITS)
+        identity = Mux(is_max, -(1 << (DATA_BITS - 1)), 0)
+        m.d.sync += [v2.eq(v1 & last1), o2.eq(o1)]
+        for i in range(lanes):
+            x = Signal(signed(DATA_BITS), name=f"x{i}")
+            m.d.comb += x.eq(Mux(inb1, self.in_data[i], identity))
+            nxt = Signal(signed(SUM_BITS), name=f"acc_next{i}")
+            with m.If(first1):
+                m.d.comb += nxt.eq(x)
+            with m.Elif(is_max):
+                m.d.comb += nxt.eq(Mux(x > acc[i], x, acc[i]))
+            with m.Else():
+                m.d.comb += nxt.eq(acc[i] + x)
+            with m.If(v1):
+                m.d.sync += acc[i].eq(nxt)
+            with m.If(v1 & last1):
+                m.d.sync += [s2[i].eq(nxt),
+                             b2[i].eq(Mux(is_add & inb1, self.in2_data[i], 0))]
+
+        # -- stage 2: v · mult + b · mult2 (b is 0 but in add) ---------------------------------
+        prod_w = SUM_BITS + REQUANT_MULT_BITS + 2
+        prod = Signal(data.ArrayLayout(signed(prod_w), lanes))
+        o3 = Signal(BUF_ADDR_BITS)
+        m.d.sync += [v3.eq(v2), o3.eq(o2)]
+        for i in range(lanes):
+            m.d.sync += prod[i].eq(s2[i] * mult + b2[i] * mult2)
+
+        # -- stage 3: round half up, saturate, ReLU ---------------------------------------
+        # A shift past prod_w gives 0 for every product, as a shift of prod_w does.
+        sh = Signal(range(prod_w + 1))
+        m.d.comb += sh.eq(Mux(shift > prod_w, prod_w, shift))
+        half = Signal(prod_w)
+        m.d.comb += half.eq((1 << sh) >> 1)
+        out = Signal(data.ArrayLayout(signed(DATA_BITS), lanes))
+        o4 = Signal(BUF_ADDR_BITS)
+        lo, hi = -(1 << (DATA_BITS - 1)), (1 << (DATA_BITS - 1)) - 1
+        m.d.sync += [v4.eq(v3), o4.eq(o3)]
+        for i in range(lanes):
+            rounded = Signal(signed(prod_w + 1), name=f"rounded{i}")
+            m.d.comb += rounded.eq((prod[i] + half) >> sh)
+            sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
+            m.d.sync += out[i].eq(Mux(relu & (sat < 0), 0, sat))
+
+        # -- stage 4: the write -----------------------------------------------------------
+        m.d.comb += [self.out_en.eq(v4), self.out_addr.eq(o4), self.out_data.eq(out)]
+
+        with m.If(self.busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.If(v4):
+            m.d.sync += self.words_written.eq(self.words_written + 1)
+        return m

@@ -1,0 +1,304 @@
+"""rtl.pool_engine.PoolEngine in the Amaranth simulator, against sim.models.pool.
+
+The bench plays the controller and the three buffers: it hands ``pool.setup`` / ``pool.tile``
+commands (the instruction words of ``rtl.isa``, cut to ``command_layout(Engine.POOL)``) with
+random idles between them, answers the two synchronous read ports from Python lists (a word
+one cycle after its ``en``; junk when no read was issued), and records every write.  Each
+tile's input words sit among random junk words, with junk in the lanes past ``ch`` too, so a
+wrong address or lane shows; the reference is the golden model on the tile's words as the
+buffer holds them (every lane), computed here from the command alone.  The checks:
+
+- every result word is bit-exact, written exactly once, at ``out_addr`` + its index, and
+  nothing else is written;
+- cycles from each tile's transfer to its ``done`` equal ``dse.cost.transforms.pool_cycles``
+  exactly, and a setup's ``done`` comes in its transfer's cycle;
+- a window larger than its padded tile is refused (``done`` with ``error``, nothing written).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from dse.cost.transforms import pool_cycles
+from rtl.isa import EXTENT_BITS, Activation, PoolSetup, PoolTile
+from rtl.pool_engine import SUM_BITS, PoolEngine
+from sim.models.pool import pool_output_size, pool_tile
+
+TIMEOUT = 100_000
+
+
+def _pack(lanes_values):
+    word = 0
+    for i, v in enumerate(lanes_values):
+        word |= (int(v) & 0xFF) << (8 * i)
+    return word
+
+
+def _unpack(word, lanes):
+    vals = [(word >> (8 * i)) & 0xFF for i in range(lanes)]
+    return [v - 256 if v >= 128 else v for v in vals]
+
+
+def _run(engine, commands, feature, aux, seed, idle=0.3):
+    """Run ``commands`` (rtl.isa PoolSetup / PoolTile) through ``engine`` with the input
+    and aux buffers holding ``feature`` and ``aux`` (lists of packed words).  Returns the
+    writes [(address, lanes)] in order and, per command, (transfer cycle, done cycle,
+    error)."""
+    rng = random.Random(seed)
+    mask = (1 << len(engine.cmd.payload.as_value())) - 1
+    words = [c.encode() & mask for c in commands]
+    lanes = engine.lanes
+    writes, log = [], []
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        cycle, pending = 0, list(words)
+        read = read2 = None
+        started = None
+        while pending or started is not None:
+            junk = rng.getrandbits(8 * lanes)
+            ctx.set(engine.in_data.as_value(), junk if read is None else read)
+            ctx.set(engine.in2_data.as_value(), junk if read2 is None else read2)
+            offer = bool(pending) and started is None and rng.random() >= idle
+            ctx.set(engine.cmd.valid, offer)
+            if offer:
+                ctx.set(engine.cmd.payload.as_value(), pending[0])
+            if offer and ctx.get(engine.cmd.ready):
+                pending.pop(0)
+                started = cycle
+            if ctx.get(engine.done):
+                assert started is not None, "done without a command"
+                log.append((started, cycle, ctx.get(engine.error)))
+                started = None
+            read = feature[ctx.get(engine.in_addr)] if ctx.get(engine.in_en) else None
+            read2 = aux[ctx.get(engine.in2_addr)] if ctx.get(engine.in2_en) else None
+            if ctx.get(engine.out_en):
+                writes.append((ctx.get(engine.out_addr),
+                               _unpack(ctx.get(engine.out_data.as_value()), lanes)))
+            await ctx.tick()
+            cycle += 1
+            assert cycle < TIMEOUT, "the engine hung"
+
+    sim.add_testbench(bench)
+    sim.run()
+    return writes, log
+
+
+def _case(rng, lanes, mode, rows, cols, ch, *, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0),
+          relu=False, extreme=False, mult=None, shift=None, mult2=None):
+    """A setup and a tile with random multipliers (unless given) for ``mode``."""
+    if mult is None:
+        mult = rng.choice([1, 1, rng.randrange(1, 1 << 16), 65535])
+    if shift is None:
+        shift = 0 if mult == 1 else rng.randrange(0, 24)
+    if mult2 is None:
+        mult2 = rng.randrange(0, 1 << 16) if mode == "add" else 0
+    setup = PoolSetup(mode=mode, kh=kh, kw=kw, stride=stride, ch=ch,
+                      act=Activation.RELU if relu else Activation.NONE, mult=mult,
+                      shift=shift, mult2=mult2)
+    w = -(-ch // lanes)
+    shape = (rows, cols, w * lanes)
+    if extreme:
+        a = rng_np(rng).choice([-128, 127, -127, 0], size=shape)
+        b = rng_np(rng).choice([-128, 127, -127, 0], size=shape)
+    else:
+        a = rng_np(rng).integers(-128, 128, size=shape)
+        b = rng_np(rng).integers(-128, 128, size=shape)
+    return setup, pads, a, b if mode == "add" else None
+
+
+def rng_np(rng):
+    return np.random.default_rng(rng.getrandbits(32))
+
+
+def _check(engine, cases, seed, back_to_back=False):
+    """Place every case's tiles in the buffers, run them all, check words and cycles.
+
+    ``cases``: [(setup or None (keep the previous), pads, a, b)] with a, b as rows × cols ×
+    (words·lanes) lane values (junk past ``ch``)."""
+    rng = random.Random(seed)
+    lanes = engine.lanes
+    feature = [rng.getrandbits(8 * lanes) for _ in range(engine.depth)]
+    aux = [rng.getrandbits(8 * lanes) for _ in range(engine.in2_depth)]
+    commands, expected = [], []
+    in_at, in2_at, out_at = 0, 0, 0
+    setup = None
+    for new_setup, pads, a, b in cases:
+        if new_setup is not None:
+            setup = new_setup
+            commands.append(setup)
+            expected.append(None)
+        rows, cols, width = a.shape
+        n_in = rows * cols * width // lanes
+        mode = setup.mode.value
+        oh, ow = pool_output_size(mode, rows, cols, setup.kh, setup.kw, setup.stride, pads)
+        n_out = oh * ow * width // lanes
+        assert in_at + n_in <= engine.depth and in2_at + n_in <= engine.in2_depth
+        assert out_at + n_out <= engine.out_depth
+        for i, word in enumerate(a.reshape(-1, lanes)):
+            feature[in_at + i] = _pack(word)
+        if b is not None:
+            for i, word in enumerate(b.reshape(-1, lanes)):
+                aux[in2_at + i] = _pack(word)
+        tile = PoolTile(in_addr=in_at, in2_addr=in2_at, out_addr=out_at, rows=rows, cols=cols,
+                        pad_t=pads[0], pad_b=pads[1], pad_l=pads[2], pad_r=pads[3])
+        want = pool_tile(mode, a, b, kh=setup.kh, kw=setup.kw, stride=setup.stride, pads=pads,
+                         mult=setup.mult, shift=setup.shift, mult2=setup.mult2,
+                         relu=setup.act is Activation.RELU)
+        commands.append(tile)
+        expected.append((out_at, want.reshape(-1, lanes).tolist(),
+                         int(pool_cycles(mode, rows, cols, width // lanes, setup.kh, setup.kw,
+                                         setup.stride, pads))))
+        in_at, in2_at, out_at = in_at + n_in, in2_at + n_in, out_at + n_out
+    writes, log = _run(engine, commands, feature, aux, seed, idle=0.0 if back_to_back else 0.3)
+    assert len(log) == len(commands)
+    got = {}
+    for addr, word in writes:
+        assert addr not in got, f"word {addr} written twice"
+        got[addr] = word
+    n_written = 0
+    for (start, done, error), want in zip(log, expected):
+        assert not error
+        if want is None:
+            assert done == start                       # a setup: done in its transfer cycle
+            continue
+        out_at, words, cycles = want
+        assert [got.get(out_at + i) for i in range(len(words))] == words
+        assert done - start == cycles
+        n_written += len(words)
+    assert len(got) == n_written                       # nothing else written
+    if back_to_back:        # the bench offers the next command the cycle after a done
+        for prev, nxt in itertools.pairwise(log):
+            assert nxt[0] == prev[1] + 1
+
+
+def _mixed_cases(seed, lanes):
+    rng = random.Random(seed)
+    c = []
+    add = lambda *args, **kw: c.append(_case(rng, lanes, *args, **kw))
+    # max: odd tiles, pads, strides 1 and 2, windows of padding only, ReLU, extremes
+    add("max", 7, 9, 6, kh=3, kw=3, stride=2, pads=(1, 1, 1, 1))
+    add("max", 5, 6, 3, kh=2, kw=3, stride=1, pads=(0, 1, 2, 0), relu=True, mult=3, shift=1)
+    add("max", 3, 2, 5, kh=3, kw=2, stride=1, pads=(3, 2, 2, 1), extreme=True)
+    add("max", 4, 4, 4, kh=2, kw=2, stride=2, extreme=True, relu=True, mult=65535, shift=9)
+    # avg: 1/9 and exact means, full-range multipliers, saturation
+    add("avg", 7, 7, 5, kh=3, kw=3, stride=1, pads=(1, 1, 1, 1), mult=7282, shift=16)
+    add("avg", 6, 5, 2, kh=2, kw=2, stride=2, pads=(0, 0, 0, 1), mult=1, shift=2, relu=True)
+    add("avg", 5, 8, 7, kh=3, kw=2, stride=2, pads=(2, 0, 1, 1), extreme=True, mult=65535,
+        shift=14)
+    add("avg", 4, 3, 3, kh=4, kw=3, stride=1, extreme=True, mult=1, shift=0)   # saturates
+    # global max / average
+    add("gmax", 5, 7, 6, pads=(1, 2, 3, 4))          # pads are unused in the global modes
+    add("gmax", 3, 3, 3, extreme=True, relu=True, mult=200, shift=7)
+    add("gavg", 6, 5, 5, mult=1311, shift=15)
+    add("gavg", 2, 7, 2, extreme=True, mult=1, shift=0)                        # saturates
+    add("gavg", 3, 4, 6, extreme=True, relu=True, mult=65535, shift=63)        # all round to 0
+    # add and rescale
+    add("add", 5, 3, 6, mult=1, shift=0, mult2=1)
+    add("add", 3, 7, 5, relu=True, mult=21000, shift=15, mult2=46000)
+    add("add", 2, 3, 3, extreme=True, mult=65535, shift=16, mult2=65535)
+    add("rescale", 4, 5, 7, mult=40000, shift=15)
+    add("rescale", 3, 3, 2, extreme=True, relu=True, mult=3, shift=0)
+    return c
+
+
+def test_every_mode_bit_exact_with_exact_cycles():
+    engine = PoolEngine(lanes=4, depth=1024)
+    cases = _mixed_cases(1, 4)
+    assert {case[0].mode.value for case in cases} == {"max", "avg", "gmax", "gavg", "add",
+                                                      "rescale"}
+    _check(engine, cases, seed=11)
+
+
+def test_odd_lanes_depths_and_held_setup_back_to_back():
+    """Three lanes, buffers of different, non-power-of-two depths; two tiles under one
+    setup; commands offered with no idle cycle."""
+    engine = PoolEngine(lanes=3, depth=700, in2_depth=300, out_depth=400)
+    rng = random.Random(2)
+    first = _case(rng, 3, "avg", 6, 7, 4, kh=3, kw=3, stride=2, pads=(1, 0, 1, 1),
+                  mult=3641, shift=15)
+    second = _case(rng, 3, "avg", 5, 4, 4, kh=3, kw=3, stride=2, pads=(0, 1, 1, 0))
+    cases = [first, (None,) + second[1:],
+             _case(rng, 3, "add", 4, 5, 7, relu=True),
+             _case(rng, 3, "gmax", 4, 3, 1),
+             _case(rng, 3, "max", 1, 1, 2, kh=1, kw=1, stride=1)]
+    _check(engine, cases, seed=5, back_to_back=True)
+
+
+def _random_cases(seed, lanes, count):
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        mode = rng.choice(["max", "avg", "gmax", "gavg", "add", "rescale"])
+        rows, cols = rng.randint(1, 8), rng.randint(1, 8)
+        ch = rng.randint(1, 3 * lanes)
+        pads = tuple(rng.randint(0, 3) for _ in range(4))
+        # the window fits the padded tile (kh, kw, stride are unused but set in the others)
+        kh = rng.randint(1, min(5, pads[0] + rows + pads[1]))
+        kw = rng.randint(1, min(5, pads[2] + cols + pads[3]))
+        shift = rng.choice([0, rng.randint(1, 20), rng.randint(20, 63)])
+        cases.append(_case(rng, lanes, mode, rows, cols, ch, kh=kh, kw=kw,
+                           stride=rng.randint(1, 3), pads=pads, relu=rng.random() < 0.5,
+                           extreme=rng.random() < 0.3, mult=rng.randrange(0, 1 << 16),
+                           shift=shift))
+    return cases
+
+
+@pytest.mark.parametrize("lanes,seed", [(1, 31), (4, 32), (8, 33)])
+def test_random_tiles(lanes, seed):
+    _check(PoolEngine(lanes=lanes, depth=4096), _random_cases(seed, lanes, 30), seed=seed)
+
+
+def test_refuses_a_window_larger_than_the_padded_tile():
+    engine = PoolEngine(lanes=2, depth=64)
+    commands = [PoolSetup(mode="max", kh=4, kw=2, ch=3),
+                PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=2, cols=5, pad_t=1),
+                PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=3, cols=5, pad_t=1)]
+    feature = [random.Random(1).getrandbits(16) for _ in range(64)]
+    writes, log = _run(engine, commands, feature, feature, seed=3)
+    (s0, d0, e0), (s1, d1, e1), (s2, d2, e2) = log
+    assert (d0 - s0, e0) == (0, 0)
+    assert e1 == 1 and d1 - s1 == int(pool_cycles("max", 2, 5, 2, 4, 2, 1, (1, 0, 0, 0))) == 1
+    assert e2 == 0 and d2 - s2 == int(pool_cycles("max", 3, 5, 2, 4, 2, 1, (1, 0, 0, 0)))
+    assert len(writes) == 1 * 4 * 2                    # only the second tile's 1×4 pixels
+
+
+def test_sum_bits_hold_any_isa_tile():
+    most = (1 << EXTENT_BITS) - 1
+    assert -128 * most * most >= -(1 << (SUM_BITS - 1))
+    assert 127 * most * most < 1 << (SUM_BITS - 1)
+
+
+def test_parameter_errors():
+    with pytest.raises(TypeError, match=r"^lanes must be an integer, not 2\.0$"):
+        PoolEngine(lanes=2.0)
+    with pytest.raises(ValueError, match=r"^lanes must be between 1 and 256, not 0$"):
+        PoolEngine(lanes=0)
+    with pytest.raises(ValueError, match=r"^depth must be between 2 and 1048576, not 1$"):
+        PoolEngine(depth=1)
+    with pytest.raises(TypeError, match=r"^out_depth must be an integer, not True$"):
+        PoolEngine(out_depth=True)
+
+
+def test_verilog_conversion():
+    """Amaranth's own conversion (with its combinational-loop check)."""
+    text = verilog.convert(PoolEngine(lanes=3, depth=100), name="pool_top")
+    assert "module pool_top" in text
+    for port in ("in_addr", "in2_en", "out_data", "cmd__ready", "done"):
+        assert f" {port};" in text or f" {port} " in text
+
+
+def test_lint_clean(tmp_path):
+    from sim.runner import emit_verilog, lint_verilog
+
+    violations, _ = lint_verilog(emit_verilog(PoolEngine(lanes=4, depth=1024), "pool_engine"),
+                                 "pool_engine", work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {w.line}: %{w.rule}: {w.message}"
+                                     for w in violations[:20])
