@@ -1,42 +1,82 @@
-"""One conv layer as a program for the overlay top (``rtl/overlay_top.py``) and its DRAM image.
+"""Conv layers as one program for the overlay top (``rtl/overlay_top.py``), and its DRAM image.
 
-:func:`build_layer_program` turns a :class:`dse.compiler.ConvPlan` of one layer (planned with
-the overlay's ``OverlayParams`` and ``DatapathLimits``), the layer's input ``x`` (C×H×W) and
-weights ``w`` into
+:func:`build_network_program` turns a straight chain of :class:`dse.compiler.ConvPlan`\\ s
+(each planned with the overlay's ``OverlayParams`` and ``DatapathLimits``; layer i's output
+is layer i + 1's input), the chain's input ``x`` (C×H×W) and each layer's weights into one
+program and one DRAM image; :func:`build_layer_program` is the chain of one layer.
 
-* a **DRAM image** (bytes, from a base address): the program's instruction words, the layer's
-  register images (:func:`rtl.isa.pack_image` of each invocation's ``registers``, in
-  :func:`rtl.params.datapath_registers` order, 16 bytes a word), then per invocation its
-  feature-buffer and weight-buffer words exactly as :meth:`ConvPlan.feature_image` and
-  :meth:`ConvPlan.weight_image` give them, then an output area of every invocation's
-  ``out_words`` output-buffer words.  A buffer word is stored as its lanes, each lane one
-  element of ``precision / 8`` bytes, little-endian, the words contiguous: a **pre-tiled**
-  layout, so that every load and store is one dense box.  Reading the layer's real HWC
-  tensor with strided box loads (the feature buffer filled from the tensor, halos and all)
-  comes later, with the compiler that lays out whole networks;
-* the **program** (``rtl.isa`` instruction objects): a ``load.setup`` per buffer kind
-  (feature, weight, table), one ``load.tile buf=table`` of all register images,
-  ``store.setup`` and ``compute.setup``, then per invocation ``load.tile`` of its feature
-  and weight words, ``compute.tile`` naming its image, and ``store.tile`` of its output
-  words; then ``finish``.
+**Activations in DRAM** are real tensors: **HWC**, pixel-major (row after row, pixel after
+pixel), a pixel's C channels contiguous, each element ``precision / 8`` bytes (int8 for
+8-bit layers), little-endian, signed; no padding, no gaps.  Element (c, y, x) of a C×H×W
+tensor at ``dram`` lies at ``dram + ((y·W + x)·C + c)·elem``: the pixel pitch is C·elem and
+the row pitch W·C·elem (:class:`Tensor`).  The chain's input is written there; each layer's
+output tensor is the next layer's input, in place.
 
-**Tokens.** The datapath owns its buffers: every invocation reads its feature and weight
-words from word 0 and writes its outputs from word 0.  So besides the read-after-write
-dependencies (the loads of an invocation before its compute: load → compute; its compute
-before its store: compute → store) the program carries the write-after-read ones: the
-loads of invocation i + 1 wait until the compute of invocation i has finished reading the
-buffers (compute → load), and the compute of invocation i + 1 waits until the store of
-invocation i has read the output buffer (store → compute).  The first load of an
-invocation pops the compute → load token, its last load pushes load → compute; the
-compute pops both, pushes compute → store and (but the last) compute → load; the store's
-first tile pops compute → store, its last (but the last invocation's) pushes store →
-compute.  In program order every queue holds at most one token, so the program passes
-``dse.asm.check_tokens`` at any depth (it is checked at the given ``token_depth``).  The
-table load precedes invocation 0's loads on the load engine, so the first compute's
-load → compute token also covers the images.
+**Feature loads.**  The datapath's feature buffer holds, per invocation, its band's input
+rows [in_rows) and its channel chunk's channels [channels) (the whole layer's when it is not
+cut) as an image of (y, x, channel word) words, ``rows`` channels a word, ⌈ch / rows⌉ words a
+pixel, the last zero-filled (:meth:`ConvPlan.feature_image`) — exactly the load engine's
+packing of a box of ``ch`` channels into ``rows``-lane words.  The image is not always the
+bare rows: the units synthesise ``unit_pad`` = min(pads) of padding (the window generator's
+``fe_pad``, the shift-and-add's ``sa_pad``), and the rest (pads − unit_pad on each side,
+e.g. a band's left and right columns when its top or bottom has no padding) is zero pixels
+in the image.  So an invocation's feature words are loaded as ``load.tile buf=feature``
+boxes straight from the input tensor (``px_pitch`` C·elem, ``row_pitch`` W·C·elem, ``ch`` the
+chunk's channels at ``dram`` + c0·elem: a channel sub-range is a box with a pixel pitch
+wider than its pixel) and **zero boxes** for the padding pixels, read from a zero area of
+the image with the same pitches:
 
-A box has at most 4095 pixels (``rtl.isa.EXTENT_BITS``); a longer run of words is cut into
-several ``load.tile`` / ``store.tile`` instructions (one word a pixel, ``rows`` = 1).
+* no left or right padding in the image: the top padding, one box of all the band's rows
+  (its rows and pixels packed in the buffer), the bottom padding;
+* else one box per input row, and between rows one zero box of the right and the next left
+  padding (contiguous in the buffer).
+
+A box has at most 4095 rows and 4095 columns (``rtl.isa.EXTENT_BITS``); longer runs are
+cut.  Zero boxes overwrite what the previous invocation left in the buffer.
+
+**Output stores.**  An im2col or kn2row output buffer in the ``ws`` and ``os`` dataflows
+holds (pixel, filter chunk) words: the invocation's filters [f0, f1) of each of its output
+pixels in ⌈(f1 − f0) / cols⌉ words, pixel-major — the store engine's packing.  So a final
+invocation's outputs are **one** ``store.tile`` box (rows of its band × OW × (f1 − f0)
+channels at (y0, 0, f0) of the output tensor; cut at 4095 rows), and a K split's earlier
+channel chunks, whose outputs are not the layer's, are not stored at all.  The ``is``
+dataflow is refused: its words are ``cols`` pixels of one filter, elements that lie N·elem
+apart in an HWC tensor, which no box (contiguous channels) can store; it needs a relayout
+by the host or a transposing store.  Grouped convolutions, ``host_patches`` plans (the host
+writes patches, not the tensor) and Winograd / FFT plans are refused too.
+
+**Weights and register images stay pre-tiled** (the compiler writes them once, offline):
+the register images (:func:`rtl.isa.pack_image` of each invocation's ``registers``, in
+:func:`rtl.params.datapath_registers` order, 16 bytes a word) of every layer back to back,
+and per invocation its weight-buffer words exactly as :meth:`ConvPlan.weight_image` gives
+them, each word stored as its lanes of ``elem`` bytes, the words contiguous (dense boxes of
+one word a pixel, at most 4095 a box).
+
+**The DRAM image**, each region 64-byte aligned: the program, the register images, the zero
+area, per layer and invocation the weight words, the input tensor, then each layer's output
+tensor.
+
+**The program**: ``load.setup`` of the weight and table buffers, one ``load.tile buf=table``
+of all register images (cut at 4095 words); then per layer a ``load.setup buf=feature`` and a
+``store.setup`` with its tensors' pitches and a ``compute.setup`` naming its images, and per
+invocation its feature and weight ``load.tile``\\ s, ``compute.tile`` naming its image and
+(final invocations) its ``store.tile``\\ s; then ``finish``.
+
+**Tokens.**  The datapath owns its buffers: every invocation reads its feature and weight
+words from word 0 and writes its outputs from word 0.  Besides the read-after-write
+dependencies (an invocation's loads before its compute: load → compute; its compute before
+its store: compute → store) the program carries the write-after-read ones: the loads of an
+invocation wait until the previous compute has finished reading the buffers (compute →
+load), and a compute waits until the store of the previous invocation, if it had one, has
+read the output buffer (store → compute).  Across a layer boundary layer i + 1's loads
+read the tensor layer i's last store writes; the ring has no store → load queue, so the
+dependency goes **store → compute → load**: layer i's last store pushes store → compute,
+layer i + 1's ``compute.setup`` (which the compute engine runs after layer i's last compute)
+pops it and pushes compute → load, and layer i + 1's first load pops that.  In program order
+every queue holds at most one token, so the program passes ``dse.asm.check_tokens`` at any
+depth (it is checked at the given ``token_depth``).  The table load precedes the first
+feature load on the load engine, so the first compute's load → compute token also covers the
+images.
 
 :func:`instruction_cycles` gives each instruction's cycles in the controller's convention
 (``rtl/controller.py``: from the command's transfer to its engine's ``done``), for
@@ -46,9 +86,7 @@ the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
 0 for the setups, which take no time; ``FINISH_CYCLES`` for ``finish``.
 
-:func:`decode_output` reads the output area of a DRAM image back into the layer's
-N×OH×OW output, as ``sim/bench/conv_tb.py`` does with the output buffers:
-:meth:`ConvPlan.decode` of each invocation's words, then :meth:`ConvPlan.assemble`.
+:func:`decode_output` reads a layer's output tensor back from a memory as N×OH×OW.
 """
 
 from __future__ import annotations
@@ -62,9 +100,12 @@ from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.cost.transforms import image_load_cycles
 from rtl.isa import (
+    CHANNEL_BITS,
     EXTENT_BITS,
     IMAGE_WORD_BITS,
     INSTRUCTION_BYTES,
+    PIXEL_PITCH_BITS,
+    ROW_PITCH_BITS,
     Buffer,
     ComputeSetup,
     ComputeTile,
@@ -83,13 +124,18 @@ from rtl.params import DatapathLimits, OverlayParams, datapath_registers
 __all__ = [
     "FINISH_CYCLES",
     "MAX_BOX_WORDS",
+    "MAX_EXTENT",
     "READ_ARBITER_CYCLES",
     "TABLE_LANES",
     "LayerProgram",
+    "NetworkProgram",
     "Segment",
+    "Tensor",
     "build_layer_program",
+    "build_network_program",
     "decode_output",
     "instruction_cycles",
+    "tensor_bytes",
 ]
 
 #: Lanes of a table-buffer word as the load engine fills it: 16 bytes of a 128-bit word.
@@ -97,17 +143,20 @@ TABLE_LANES = IMAGE_WORD_BITS // 8
 #: Cycles ``finish`` takes in ``dse.asm.schedule``'s terms (``rtl.controller.FINISH_CYCLES``;
 #: repeated here because ``dse`` must not import Amaranth).
 FINISH_CYCLES = 1
-#: Most buffer words one box moves here: one word a pixel, one row of pixels.
-MAX_BOX_WORDS = (1 << EXTENT_BITS) - 1
+#: Most rows, and most pixels a row, of one box.
+MAX_EXTENT = (1 << EXTENT_BITS) - 1
+#: Most buffer words one pre-tiled box moves: one word a pixel, one row of pixels.
+MAX_BOX_WORDS = MAX_EXTENT
 #: Cycles the overlay top's read arbiter (``rtl.axi_arbiter.AxiReadArbiter``) adds to a
 #: load: its AR register stands between the load engine and the memory.
 READ_ARBITER_CYCLES = 1
 #: Alignment of every region of the DRAM image (bytes): a 512-bit beat.
 _ALIGN = 64
 
+
 @dataclass(frozen=True)
 class Segment:
-    """A run of buffer words in DRAM.
+    """A run of pre-tiled buffer words in DRAM.
 
     Members
     -------
@@ -133,37 +182,82 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class LayerProgram:
-    """A layer's program and DRAM image (module docstring).
+class Tensor:
+    """A C×H×W activation tensor in DRAM, HWC (module docstring).
 
     Members
     -------
-    plan:
-        The :class:`dse.compiler.ConvPlan` it runs.
+    dram:
+        Byte address of element (0, 0, 0).
+    shape:
+        (C, H, W).
+    elem:
+        Bytes per element.
+    """
+
+    dram: int
+    shape: tuple
+    elem: int
+
+    @property
+    def px_pitch(self) -> int:
+        """Bytes from one pixel to the next: C·elem."""
+        return self.shape[0] * self.elem
+
+    @property
+    def row_pitch(self) -> int:
+        """Bytes from one row to the next: W·C·elem."""
+        return self.shape[2] * self.px_pitch
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes."""
+        return self.shape[1] * self.row_pitch
+
+    def address(self, c: int, y: int, x: int) -> int:
+        """Byte address of element (c, y, x)."""
+        return self.dram + y * self.row_pitch + x * self.px_pitch + c * self.elem
+
+
+@dataclass(frozen=True)
+class NetworkProgram:
+    """A chain of layers' program and DRAM image (module docstring).
+
+    Members
+    -------
+    plans:
+        The :class:`dse.compiler.ConvPlan` of each layer, in order.
     program:
         The instructions, ``finish`` last.
     image:
-        The DRAM image: byte i at address ``base`` + i.
+        The DRAM image: byte i at address ``base`` + i.  The output tensors are zero.
     base:
         DRAM byte address of the image (and of the program, its first bytes).
     tables:
-        The register images' segment.
-    features, weights, outputs:
-        Per invocation, its feature, weight and output segments.
+        The register images' segment (every layer's, in order).
+    zeros:
+        The zero area the padding boxes read.
+    weights:
+        Per layer, per invocation its weight segment.
+    tensors:
+        The chain's input tensor, then each layer's output :class:`Tensor`.
+    computes:
+        Per ``compute.tile`` in program order, its (plan, invocation).
     image_words:
         Words of one register image.
     token_depth:
         The token-queue depth the program was checked at.
     """
 
-    plan: object
+    plans: tuple
     program: tuple
     image: bytes
     base: int
     tables: Segment
-    features: tuple
+    zeros: Segment
     weights: tuple
-    outputs: tuple
+    tensors: tuple
+    computes: tuple
     image_words: int
     token_depth: int
 
@@ -172,39 +266,157 @@ class LayerProgram:
         """DRAM byte address of the program's first word."""
         return self.base
 
+    @property
+    def plan(self):
+        """The plan of a one-layer program."""
+        if len(self.plans) != 1:
+            raise ValueError(f"plan is a one-layer program's; this one has {len(self.plans)} "
+                             f"layers (use plans)")
+        return self.plans[0]
+
+    @property
+    def input(self) -> Tensor:
+        """The chain's input tensor."""
+        return self.tensors[0]
+
+    @property
+    def output(self) -> Tensor:
+        """The last layer's output tensor."""
+        return self.tensors[-1]
+
+    @property
+    def table_words(self) -> int:
+        """Table-memory words the register images need (``OverlayTop(table_words=…)``)."""
+        return self.tables.words
+
+
+#: The program of one layer is a chain of one (the name :func:`build_layer_program` returns).
+LayerProgram = NetworkProgram
+
 
 def _align(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _word_bytes(words: np.ndarray, elem: int) -> bytes:
-    """``(n, lanes)`` integers as n·lanes little-endian signed ``elem``-byte elements."""
+def _word_bytes(words: np.ndarray, elem: int, what: str = "buffer words") -> bytes:
+    """Integers as little-endian signed ``elem``-byte elements, in order."""
     arr = np.asarray(words, dtype=np.int64)
     lo, hi = -(1 << (8 * elem - 1)), (1 << (8 * elem - 1)) - 1
     if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise ValueError(f"buffer words must fit {8 * elem}-bit elements, not "
+        raise ValueError(f"{what} must fit {8 * elem}-bit elements, not "
                          f"{int(arr.min())} … {int(arr.max())}")
     return arr.astype(f"<i{elem}").tobytes()
 
 
-def _pieces(seg: Segment):
-    """(word offset, words) of the boxes that move ``seg``."""
-    return [(o, min(MAX_BOX_WORDS, seg.words - o)) for o in range(0, seg.words, MAX_BOX_WORDS)]
+def tensor_bytes(x, elem: int) -> bytes:
+    """A C×H×W integer tensor as its HWC DRAM bytes (module docstring)."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must be a C×H×W tensor, not of shape {x.shape}")
+    return _word_bytes(x.transpose(1, 2, 0), elem, "x")
 
 
-def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimits, *,
-                        base: int = 0, token_depth: int = 2) -> LayerProgram:
-    """The program and DRAM image of one planned layer (module docstring).
+def _pieces(n: int, step: int = MAX_EXTENT):
+    """(offset, count) of the pieces of at most ``step`` that cover ``n``."""
+    return [(o, min(step, n - o)) for o in range(0, n, step)]
+
+
+def _check_plan(i: int, plan, params: OverlayParams) -> None:
+    what = f"plans[{i}]"
+    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row"):
+        raise ValueError(f"{what} must be an im2col or kn2row plan, not "
+                         f"{getattr(plan, 'algorithm', plan)!r}")
+    if (plan.rows, plan.cols) != (params.rows, params.cols):
+        raise ValueError(f"{what} must be for a {params.rows}x{params.cols} array, not "
+                         f"{plan.rows}x{plan.cols}")
+    if plan.dataflow not in ("ws", "os"):
+        raise ValueError(f"{what} must be in the ws or os dataflow, not {plan.dataflow!r}: "
+                         f"the is output words hold {params.cols} pixels of one filter, "
+                         f"which no store box writes into an HWC tensor (it needs a "
+                         f"relayout by the host)")
+    if plan.groups != 1:
+        raise ValueError(f"{what} must have 1 group, not {plan.groups}")
+    if plan.host_patches:
+        raise ValueError(f"{what} must read its input tensor, not host patches")
+    if plan.precision not in (8, 16):
+        raise ValueError(f"{what} precision must be 8 or 16, not {plan.precision}")
+    for name, shape in (("input", plan.in_shape), ("output", plan.out_shape)):
+        c, _, w = shape
+        elem = plan.precision // 8
+        if w > MAX_EXTENT or c >= 1 << CHANNEL_BITS:
+            raise ValueError(f"{what} {name} must have at most {MAX_EXTENT} columns and "
+                             f"{(1 << CHANNEL_BITS) - 1} channels, not {w} and {c}")
+        if c * elem >= 1 << PIXEL_PITCH_BITS or w * c * elem >= 1 << ROW_PITCH_BITS:
+            raise ValueError(f"{what} {name} pitches must fit {PIXEL_PITCH_BITS} and "
+                             f"{ROW_PITCH_BITS} bits, not {c * elem} and {w * c * elem}")
+
+
+def _feature_boxes(plan, inv, rows: int):
+    """The feature boxes of one invocation: (source, y, c0, rows, cols, ch, addr), source
+    "x" (the input tensor's pixel (y, 0), channel c0) or "zero" (module docstring)."""
+    c_all, h_all, w = plan.in_shape
+    if inv.band >= 0:
+        band = plan.bands[inv.band]
+        sub, (i0, i1), (c0, c1) = band.plan, band.in_rows, band.channels
+    else:
+        sub, (i0, i1), (c0, c1) = plan, (0, h_all), (0, c_all)
+    top, left, bottom, right = (p - sub.unit_pad for p in sub.pads)
+    h, ch = i1 - i0, c1 - c0
+    assert sub.padded_hw == (h + top + bottom, w + left + right), (sub.padded_hw, h, w)
+    cw = -(-ch // rows)
+    wp = w + left + right
+    boxes, at = [], 0                       # at: buffer pixel
+
+    def zero(n):
+        nonlocal at
+        for _, k in _pieces(n):
+            boxes.append(("zero", 0, c0, 1, k, ch, at * cw))
+            at += k
+
+    def data(y, n):
+        nonlocal at
+        boxes.append(("x", i0 + y, c0, n, w, ch, at * cw))
+        at += n * w
+
+    if left == right == 0:
+        zero(top * wp)
+        for y, n in _pieces(h):
+            data(y, n)
+        zero(bottom * wp)
+    else:
+        zero(top * wp + left)
+        for y in range(h):
+            data(y, 1)
+            zero(right + (left if y < h - 1 else bottom * wp))
+    return boxes
+
+
+def _store_boxes(plan, inv, cols: int):
+    """The store boxes of a final invocation: (y, f0, rows, OW, ch, addr)."""
+    _, oh, ow = plan.out_shape
+    y0, y1 = plan.bands[inv.band].rows if inv.band >= 0 else (0, oh)
+    f0, f1 = inv.filters
+    nb = -(-(f1 - f0) // cols)
+    assert (y1 - y0) * ow * nb <= inv.out_words, (y1 - y0, ow, nb, inv.out_words)
+    return [(y0 + o, f0, n, ow, f1 - f0, o * ow * nb) for o, n in _pieces(y1 - y0)]
+
+
+def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
+                          base: int = 0, token_depth: int = 2) -> NetworkProgram:
+    """The program and DRAM image of a chain of planned conv layers (module docstring).
 
     Parameters
     ----------
-    plan:
-        ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)`` of an
-        im2col or kn2row layer.
-    x, w:
-        The layer's input C×H×W and weights N×C/g×R×S, integers of the plan's precision.
+    plans:
+        ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)`` of each
+        layer (im2col or kn2row, ws or os, one group), layer i's output shape layer
+        i + 1's input shape, all of one precision.
+    x:
+        The chain's input C×H×W, integers of the plans' precision.
+    weights:
+        Per layer its weights N×C×R×S, integers of the precision.
     params, limits:
-        The overlay the plan was made for (they fix the register layout and the lanes).
+        The overlay the plans were made for (they fix the register layout and the lanes).
     base:
         DRAM byte address of the image, a multiple of 64.
     token_depth:
@@ -213,88 +425,128 @@ def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimit
     Raises
     ------
     TypeError, ValueError
-        For arguments of the wrong kind, a plan of another algorithm or array, or data that
-        does not fit the precision.
+        For arguments of the wrong kind, a plan the overlay top cannot run from a tensor,
+        layers that do not chain, or data that does not fit the precision.
     """
     if not isinstance(params, OverlayParams):
         raise TypeError(f"params must be an OverlayParams, not {params!r}")
     if not isinstance(limits, DatapathLimits):
         raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
-    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row"):
-        raise ValueError(f"plan must be an im2col or kn2row plan, not "
-                         f"{getattr(plan, 'algorithm', plan)!r}")
-    if (plan.rows, plan.cols) != (params.rows, params.cols):
-        raise ValueError(f"plan must be for a {params.rows}x{params.cols} array, not "
-                         f"{plan.rows}x{plan.cols}")
+    if isinstance(plans, (str, bytes)) or not hasattr(plans, "__len__") or not len(plans):
+        raise ValueError(f"plans must be a non-empty sequence of plans, not {plans!r}")
+    plans = tuple(plans)
+    weights = tuple(weights) if hasattr(weights, "__len__") else weights
+    if not isinstance(weights, tuple) or len(weights) != len(plans):
+        raise ValueError(f"weights must hold one array per plan ({len(plans)}), not "
+                         f"{weights!r:.60}")
     if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % _ALIGN:
         raise ValueError(f"base must be a non-negative multiple of {_ALIGN}, not {base!r}")
-    if plan.precision not in (8, 16):
-        raise ValueError(f"plan precision must be 8 or 16, not {plan.precision}")
-    elem = plan.precision // 8
+    for i, plan in enumerate(plans):
+        _check_plan(i, plan, params)
+        if plan.precision != plans[0].precision:
+            raise ValueError(f"plans[{i}] precision must be {plans[0].precision} like "
+                             f"plans[0], not {plan.precision}")
+        if i and tuple(plan.in_shape) != tuple(plans[i - 1].out_shape):
+            raise ValueError(f"plans[{i}] input must be plans[{i - 1}]'s output "
+                             f"{tuple(plans[i - 1].out_shape)}, not {tuple(plan.in_shape)}")
+    for i, (plan, w) in enumerate(zip(plans, weights)):
+        want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
+        if np.shape(w) != want:
+            raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(w)}")
+    x = np.asarray(x)
+    if x.shape != tuple(plans[0].in_shape):
+        raise ValueError(f"x must have the first plan's input shape "
+                         f"{tuple(plans[0].in_shape)}, not {x.shape}")
+    elem = plans[0].precision // 8
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
-    invs = plan.invocations
 
     # -- contents -------------------------------------------------------------------------
-    images = [word for inv in invs for word in pack_image(inv.registers, registers)]
+    images = [word for plan in plans for inv in plan.invocations
+              for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
-    feats = [_word_bytes(plan.feature_image(x, inv), elem) for inv in invs]
-    wts = [_word_bytes(plan.weight_image(w, inv), elem) for inv in invs]
+    wts = [[_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
+            for inv in plan.invocations] for i, (plan, w) in enumerate(zip(plans, weights))]
+    x_bytes = tensor_bytes(x, elem)
+    feats = [[_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
+             for plan in plans]
+    stores = [[_store_boxes(plan, inv, params.cols) if inv.final else []
+               for inv in plan.invocations] for plan in plans]
+    zero_bytes = max([elem] + [(k - 1) * plan.in_shape[0] * elem + ch * elem
+                               for plan, per in zip(plans, feats) for boxes in per
+                               for src, _, _, _, k, ch, _ in boxes if src == "zero"])
 
-    # -- layout: program, tables, per invocation feature + weights, outputs ---------------
-    f_words = [len(f) // (params.rows * elem) for f in feats]
-    w_words = [len(wb) // (edge * elem) for wb in wts]
-
-    def boxes(words):
-        return len(_pieces(Segment(0, words, 1, 1)))
-
-    n_instr = (3 + boxes(len(images)) + 2 + 1
-               + sum(boxes(fw) + boxes(ww) + 1 + boxes(inv.out_words)
-                     for fw, ww, inv in zip(f_words, w_words, invs)))
+    # -- layout: program, tables, zeros, weights, tensors ----------------------------------
+    n_instr = (2 + len(_pieces(len(images))) + 3 * len(plans) + 1
+               + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
+                     for fl, wl, sl in zip(feats, wts, stores)
+                     for f, wb, s in zip(fl, wl, sl)))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
-    features, weights, outputs = [], [], []
-    for fw, ww in zip(f_words, w_words):
-        features.append(Segment(at, fw, params.rows, elem))
-        at = _align(at + features[-1].nbytes)
-        weights.append(Segment(at, ww, edge, elem))
-        at = _align(at + weights[-1].nbytes)
-    for inv in invs:
-        outputs.append(Segment(at, inv.out_words, params.cols, elem))
-        at = _align(at + outputs[-1].nbytes)
+    zeros = Segment(at, zero_bytes, 1, 1)
+    at = _align(at + zeros.nbytes)
+    weight_segs = []
+    for wl in wts:
+        segs = []
+        for wb in wl:
+            segs.append(Segment(at, len(wb) // (edge * elem), edge, elem))
+            at = _align(at + segs[-1].nbytes)
+        weight_segs.append(tuple(segs))
+    tensors = []
+    for shape in [plans[0].in_shape] + [plan.out_shape for plan in plans]:
+        tensors.append(Tensor(at, tuple(int(v) for v in shape), elem))
+        at = _align(at + tensors[-1].nbytes)
 
     # -- program ----------------------------------------------------------------------------
+    def tokens(pop, push):
+        return {"pop": frozenset(pop), "push": frozenset(push)}
+
     prog: list[Instruction] = [
-        LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=0, px_pitch=params.rows * elem),
         LoadSetup(buf=Buffer.WEIGHT, elem=elem, row_pitch=0, px_pitch=edge * elem),
         LoadSetup(buf=Buffer.TABLE, elem=1, row_pitch=0, px_pitch=TABLE_LANES),
     ]
     prog += [LoadTile(buf=Buffer.TABLE, dram=tables.dram + o * TABLE_LANES, addr=o, rows=1,
-                      cols=n, ch=TABLE_LANES) for o, n in _pieces(tables)]
-    prog += [StoreSetup(elem=elem, row_pitch=0, px_pitch=params.cols * elem),
-             ComputeSetup(images=0)]
-    last = len(invs) - 1
-    for i, inv in enumerate(invs):
-        loads = []
-        for buf, seg in ((Buffer.FEATURE, features[i]), (Buffer.WEIGHT, weights[i])):
-            loads += [{"buf": buf, "dram": seg.dram + o * seg.lanes * seg.elem, "addr": o,
-                       "rows": 1, "cols": n, "ch": seg.lanes} for o, n in _pieces(seg)]
-        for j, fields in enumerate(loads):
-            pop = {Engine.COMPUTE} if (j == 0 and i > 0) else set()
-            push = {Engine.COMPUTE} if j == len(loads) - 1 else set()
-            prog.append(LoadTile(**fields, pop=frozenset(pop), push=frozenset(push)))
-        pop = {Engine.LOAD} | ({Engine.STORE} if i > 0 else set())
-        push = {Engine.STORE} | ({Engine.LOAD} if i < last else set())
-        prog.append(ComputeTile(image=i * n_img, pop=frozenset(pop), push=frozenset(push)))
-        stores = _pieces(outputs[i])
-        for j, (o, n) in enumerate(stores):
-            pop = {Engine.COMPUTE} if j == 0 else set()
-            push = {Engine.COMPUTE} if (j == len(stores) - 1 and i < last) else set()
-            prog.append(StoreTile(dram=outputs[i].dram + o * outputs[i].lanes * elem, addr=o,
-                                  rows=1, cols=n, ch=outputs[i].lanes, pop=frozenset(pop),
-                                  push=frozenset(push)))
+                      cols=n, ch=TABLE_LANES) for o, n in _pieces(tables.words)]
+    computes = []
+    image_at = 0
+    for li, plan in enumerate(plans):
+        t_in, t_out = tensors[li], tensors[li + 1]
+        invs = plan.invocations
+        prog += [LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
+                           px_pitch=t_in.px_pitch),
+                 StoreSetup(elem=elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
+                 # layer li − 1's last store → this setup → this layer's first load
+                 ComputeSetup(images=image_at, **tokens({Engine.STORE} if li else (),
+                                                         {Engine.LOAD} if li else ()))]
+        image_at += len(invs) * n_img
+        for k, inv in enumerate(invs):
+            loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
+                                                      else t_in.address(c0, y, 0)),
+                      "addr": addr, "rows": n, "cols": cols, "ch": ch}
+                     for src, y, c0, n, cols, ch, addr in feats[li][k]]
+            seg = weight_segs[li][k]
+            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * elem, "addr": o,
+                       "rows": 1, "cols": n, "ch": edge} for o, n in _pieces(seg.words)]
+            for j, fields in enumerate(loads):
+                first = j == 0 and (li > 0 or k > 0)
+                prog.append(LoadTile(**fields, **tokens({Engine.COMPUTE} if first else (),
+                                                        {Engine.COMPUTE}
+                                                        if j == len(loads) - 1 else ())))
+            pop = {Engine.LOAD} | ({Engine.STORE} if k > 0 and invs[k - 1].final else set())
+            push = ({Engine.STORE} if inv.final else set()) | \
+                ({Engine.LOAD} if k < len(invs) - 1 else set())
+            prog.append(ComputeTile(image=k * n_img, **tokens(pop, push)))
+            computes.append((plan, inv))
+            more = li < len(plans) - 1 or k < len(invs) - 1
+            boxes = stores[li][k]
+            for j, (y, f0, n, cols, ch, addr) in enumerate(boxes):
+                prog.append(StoreTile(dram=t_out.address(f0, y, 0), addr=addr, rows=n,
+                                      cols=cols, ch=ch,
+                                      **tokens({Engine.COMPUTE} if j == 0 else (),
+                                               {Engine.COMPUTE}
+                                               if j == len(boxes) - 1 and more else ())))
     prog.append(Finish())
     assert len(prog) == n_instr, (len(prog), n_instr)
     check_tokens(prog, token_depth)
@@ -303,22 +555,34 @@ def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimit
     image = bytearray(at - base)
     code = b"".join(inst.encode().to_bytes(INSTRUCTION_BYTES, "little") for inst in prog)
     image[:len(code)] = code
-    image[tables.dram - base:tables.dram - base + len(table_bytes)] = table_bytes
-    for seg, blob in zip(features + weights, feats + wts):
-        image[seg.dram - base:seg.dram - base + len(blob)] = blob
-    return LayerProgram(plan, tuple(prog), bytes(image), base, tables, tuple(features),
-                        tuple(weights), tuple(outputs), n_img, token_depth)
+    blobs = [(tables.dram, table_bytes), (tensors[0].dram, x_bytes)]
+    blobs += [(seg.dram, wb) for segs, wl in zip(weight_segs, wts) for seg, wb in zip(segs, wl)]
+    for dram, blob in blobs:
+        image[dram - base:dram - base + len(blob)] = blob
+    return NetworkProgram(plans, tuple(prog), bytes(image), base, tables, zeros,
+                          tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
+                          token_depth)
 
 
-def instruction_cycles(lp: LayerProgram, params: OverlayParams, *, latency: int = 0,
+def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimits, *,
+                        base: int = 0, token_depth: int = 2) -> NetworkProgram:
+    """The program and DRAM image of one planned layer: :func:`build_network_program` of
+    ``[plan]`` with weights ``[w]`` (same parameters and errors)."""
+    return build_network_program([plan], x, [w], params, limits, base=base,
+                                 token_depth=token_depth)
+
+
+def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
                        mult_latency: int = DEFAULT_MULT_LATENCY) -> list[int]:
     """Each instruction's cycles from its command transfer to its ``done`` (the controller's
     convention, ``dse.asm.schedule``'s ``cycles``), with a memory of ``latency`` cycles that
     never stalls (module docstring)."""
-    plan = lp.plan
+    if not isinstance(lp, NetworkProgram):
+        raise TypeError(f"lp must be a NetworkProgram, not {lp!r:.60}")
     lanes = {Buffer.FEATURE: params.rows, Buffer.WEIGHT: max(params.rows, params.cols),
              Buffer.TABLE: TABLE_LANES}
     setups: dict = {}
+    computes = iter(lp.computes)
     out = []
     for inst in lp.program:
         if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup)):
@@ -339,7 +603,7 @@ def instruction_cycles(lp: LayerProgram, params: OverlayParams, *, latency: int 
                                              s.row_pitch, s.px_pitch, params.bus_bits,
                                              params.cols, latency=latency)) - 1)
         elif isinstance(inst, ComputeTile):
-            inv = plan.invocations[inst.image // lp.image_words]
+            plan, inv = next(computes)
             dp_cycles = plan.invocation_cycles(inv, params.rows, params.cols,
                                                mult_latency)["cycles"]
             out.append(int(image_load_cycles(lp.image_words)) + dp_cycles + 1)
@@ -351,17 +615,20 @@ def instruction_cycles(lp: LayerProgram, params: OverlayParams, *, latency: int 
     return out
 
 
-def decode_output(lp: LayerProgram, dram: bytes, base: int | None = None) -> np.ndarray:
-    """The layer's N×OH×OW output (int64) from the output area of ``dram`` (a memory whose
-    byte 0 is at address ``base``, by default the image's)."""
+def decode_output(lp: NetworkProgram, dram: bytes, base: int | None = None, *,
+                  layer: int = -1) -> np.ndarray:
+    """Layer ``layer``'s (by default the last's) N×OH×OW output tensor (int64) read from
+    ``dram``, a memory whose byte 0 is at address ``base`` (by default the image's)."""
     base = lp.base if base is None else base
-    plan = lp.plan
-    parts = []
-    for inv, seg in zip(plan.invocations, lp.outputs):
-        raw = bytes(dram[seg.dram - base:seg.dram - base + seg.nbytes])
-        if len(raw) != seg.nbytes:
-            raise ValueError(f"dram must hold the output area up to address "
-                             f"{seg.dram + seg.nbytes:#x}")
-        words = np.frombuffer(raw, dtype=f"<i{seg.elem}").astype(np.int64)
-        parts.append(plan.decode(words.reshape(seg.words, seg.lanes), inv))
-    return plan.assemble(parts)
+    if isinstance(layer, bool) or not isinstance(layer, int) or \
+            not -len(lp.plans) <= layer < len(lp.plans):
+        raise ValueError(f"layer must be an index of the {len(lp.plans)} layers, not "
+                         f"{layer!r}")
+    t = lp.tensors[1:][layer]
+    raw = bytes(dram[t.dram - base:t.dram - base + t.nbytes])
+    if len(raw) != t.nbytes:
+        raise ValueError(f"dram must hold the output tensor up to address "
+                         f"{t.dram + t.nbytes:#x}")
+    c, h, w = t.shape
+    hwc = np.frombuffer(raw, dtype=f"<i{t.elem}").astype(np.int64).reshape(h, w, c)
+    return hwc.transpose(2, 0, 1)

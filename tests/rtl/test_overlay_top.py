@@ -2,10 +2,12 @@
 
 A layer is planned by the compiler (``dse.compiler.plan_conv``) on a 4×4 array with small
 ``DatapathLimits`` (so it runs as several invocations: filter chunks, and row bands for the
-first case), turned into a program and a DRAM image by ``dse.program``, and run from an
-AXI4 memory model (``sim.bench.axi_memory.AxiMemory``).  References, independent of the RTL:
+first case), turned into a program and a DRAM image by ``dse.program`` (the input and
+output are HWC tensors in DRAM, moved with strided ``load.tile`` / ``store.tile`` boxes), and
+run from an AXI4 memory model (``sim.bench.axi_memory.AxiMemory``).  References, independent
+of the RTL:
 
-* **outputs**: the output area read back from DRAM equals ``sim.models.conv.conv2d``
+* **outputs**: the output tensor read back from DRAM equals ``sim.models.conv.conv2d``
   followed by ``sim.models.requant.requantize`` with the plan's (mult, shift), bit for bit;
 * **cycles**: ``dse.asm.schedule(program, instruction_cycles, token_depth,
   latency=DISPATCH_LATENCY)`` from :data:`rtl.overlay_top.START_CYCLES` on.  With a memory
@@ -18,6 +20,8 @@ AXI4 memory model (``sim.bench.axi_memory.AxiMemory``).  References, independent
   stalls: model(latency) ≤ measured ≤ model(0) + the memory's delay_cycles + that fetch term;
 * errors: a pool instruction, a load into the aux buffer stop the top with ``error`` (never
   a hang); the same program runs twice with equal results; Verilog and Verilator lint.
+
+Chains of layers: ``tests/rtl/test_overlay_network.py``.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import (
     INSTRUCTION_BYTES,
     Buffer,
+    ComputeTile,
     Engine,
     Finish,
     LoadSetup,
     LoadTile,
     PoolMode,
     PoolSetup,
+    StoreTile,
 )
 from rtl.overlay_top import START_CYCLES, OverlayTop
 from rtl.params import DatapathLimits, OverlayParams
@@ -275,17 +281,33 @@ def test_program_tokens_and_layout():
     algo, flow, layer, limits = CASES[0]
     plan, x, _, lp, _ = _setup_case(algo, flow, layer, limits)
     n = len(plan.invocations)
-    computes = [i for i in lp.program if i.ENGINE is Engine.COMPUTE and hasattr(i, "image")]
+    computes = [i for i in lp.program if isinstance(i, ComputeTile)]
     assert [c.image for c in computes] == [k * lp.image_words for k in range(n)]
     # the write-after-read tokens: loads after the previous compute, compute after the store
     loads = [i for i in lp.program if isinstance(i, LoadTile) and i.buf is not Buffer.TABLE]
     assert sum(Engine.COMPUTE in i.pop for i in loads) == n - 1
     assert sum(Engine.STORE in c.pop for c in computes) == n - 1
-    # pre-tiled words: the feature segment holds plan.feature_image, little-endian
-    seg = lp.features[1]
-    raw = np.frombuffer(lp.image[seg.dram - BASE:seg.dram - BASE + seg.nbytes], np.int8)
-    assert np.array_equal(raw.reshape(seg.words, seg.lanes),
-                          plan.feature_image(x, plan.invocations[1]))
+    # the input is the real HWC tensor, int8, and the output tensor is zero until stored
+    c, h, w = layer.in_shape
+    t = lp.input
+    raw = np.frombuffer(lp.image[t.dram - BASE:t.dram - BASE + t.nbytes], np.int8)
+    assert np.array_equal(raw.reshape(h, w, c), x.transpose(1, 2, 0))
+    assert not any(lp.image[lp.output.dram - BASE:lp.output.dram - BASE + lp.output.nbytes])
+    setup = next(i for i in lp.program if isinstance(i, LoadSetup) and i.buf is Buffer.FEATURE)
+    assert (setup.px_pitch, setup.row_pitch) == (c, w * c)
+    # the bands' padding is in the buffer image (pads (1, 1, 0, 1), unit_pad 0): one box per
+    # input row of the band's 8 pixels, zero boxes of the padding between them
+    band = plan.bands[plan.invocations[0].band]
+    assert band.plan.pads == (1, 1, 0, 1) and band.plan.unit_pad == 0
+    first = loads[:loads.index(next(i for i in loads if i.buf is Buffer.WEIGHT))]
+    rows_in = band.in_rows[1] - band.in_rows[0]
+    assert [i.cols for i in first if i.dram != lp.zeros.dram] == [w] * rows_in
+    assert [i.addr for i in first] == sorted(i.addr for i in first)
+    # one store box per final invocation: its band's rows × OW × its filters
+    stores = [i for i in lp.program if isinstance(i, StoreTile)]
+    assert [(s.rows, s.cols, s.ch) for s in stores] == [
+        (b - a, w, f1 - f0) for inv in plan.invocations
+        for (a, b), (f0, f1) in [(plan.bands[inv.band].rows, inv.filters)]]
 
 
 def test_verilog_and_lint(tmp_path):
