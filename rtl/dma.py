@@ -63,6 +63,7 @@ __all__ = [
     "DmaCommand",
     "LoadEngine",
     "StoreEngine",
+    "axi_read_master",
 ]
 
 _ELEM_FIELD = next(f for f in LoadSetup.LAYOUT if f.name == "elem")
@@ -124,6 +125,17 @@ def _shift_bytes(value, amount, width: int, left: bool):
 def _bytes_to_bits(mask):
     """Each bit of a byte mask repeated over its byte."""
     return Cat(*(mask[i].replicate(8) for i in range(len(mask))))
+
+
+def axi_read_master(bus_bits: int) -> dict:
+    """The signature members of an AXI4 read master: ``m_axi_ar*`` out (40-bit byte
+    addresses, INCR bursts), ``m_axi_r*`` in (``bus_bits`` of data)."""
+    return {
+        "m_axi_araddr": Out(DRAM_ADDR_BITS), "m_axi_arlen": Out(8), "m_axi_arsize": Out(3),
+        "m_axi_arburst": Out(2), "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
+        "m_axi_rdata": In(bus_bits), "m_axi_rresp": In(2), "m_axi_rlast": In(1),
+        "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+    }
 
 
 class _DmaEngine(wiring.Component):
@@ -391,17 +403,7 @@ class LoadEngine(_DmaEngine):
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
         return {
-            "m_axi_araddr": Out(DRAM_ADDR_BITS),
-            "m_axi_arlen": Out(8),
-            "m_axi_arsize": Out(3),
-            "m_axi_arburst": Out(2),
-            "m_axi_arvalid": Out(1),
-            "m_axi_arready": In(1),
-            "m_axi_rdata": In(bus),
-            "m_axi_rresp": In(2),
-            "m_axi_rlast": In(1),
-            "m_axi_rvalid": In(1),
-            "m_axi_rready": Out(1),
+            **axi_read_master(bus),
             "buf_addr": Out(BUF_ADDR_BITS),
             "buf_data": Out(layout),
             "buf_en": Out(1),

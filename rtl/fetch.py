@@ -34,7 +34,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, BUS_BITS
+from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, BUS_BITS, axi_read_master
 from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BITS, INSTRUCTION_BYTES
 from rtl.params import COUNTER_BITS
 
@@ -121,17 +121,7 @@ class InstructionFetch(wiring.Component):
             "error": Out(1),
             "words": Out(COUNTER_BITS),
             "beats": Out(COUNTER_BITS),
-            "m_axi_araddr": Out(DRAM_ADDR_BITS),
-            "m_axi_arlen": Out(8),
-            "m_axi_arsize": Out(3),
-            "m_axi_arburst": Out(2),
-            "m_axi_arvalid": Out(1),
-            "m_axi_arready": In(1),
-            "m_axi_rdata": In(bus_bits),
-            "m_axi_rresp": In(2),
-            "m_axi_rlast": In(1),
-            "m_axi_rvalid": In(1),
-            "m_axi_rready": Out(1),
+            **axi_read_master(bus_bits),
         })
 
     @property
