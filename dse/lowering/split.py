@@ -180,11 +180,13 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
                 lim["engine_a_words"] // (lines * per), store)
 
 
-def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp):
+def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp, words_cap=None):
     """``(c_step, c_chunks, c_last)`` of ``g`` within ``lim`` (the fewest chunks that fit,
-    as even as the feature words allow)."""
+    as even as the feature words allow; at most ``words_cap`` channel words a chunk)."""
     words = cdiv(g.c_group, rows)
     most = channel_words_max(algo, g, unit, rows, cols, dataflow, lim, xp)
+    if words_cap is not None:
+        most = xp.minimum(most, words_cap)
     chunks = _where(xp, (g.groups == 1) & (most >= 1) & (most < words),
                     cdiv(words, xp.maximum(most, 1 + 0 * most)), 1 + 0 * most)
     step = cdiv(words, chunks)
@@ -194,13 +196,15 @@ def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp):
 
 
 def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
-          lanes=1, n_cap=None) -> Split:
+          lanes=1, n_cap=None, c_words_cap=None, band_cap=None) -> Split:
     """Cut one group of ``g`` into invocations within ``limits`` (a mapping of
     ``rtl.params.DatapathLimits`` fields; ``None``: one invocation a group).
 
     ``unit``: Winograd m, FFT N, im2col 1 from host patches (the geometry is then
     :func:`dse.lowering.im2col.patched`'s), else 0; ``lanes``: the Winograd output lanes;
-    ``n_cap``: at most that many filters per invocation."""
+    ``n_cap``: at most that many filters per invocation; ``c_words_cap``: at most that many
+    channel words (``rows`` channels each) per channel chunk; ``band_cap``: at most that many
+    output rows per band (the caps give every smaller cut: ``bench/exact_cut.py``)."""
     from dse.lowering import im2col, winograd
 
     algo = Algorithm(algorithm)
@@ -213,7 +217,8 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     lim = limits
     # -- channel chunks; the rest is planned for the largest chunk (every chunk of a band
     # and filter chunk writes the same output words)
-    c_step, c_chunks, c_last = _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp)
+    c_step, c_chunks, c_last = _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp,
+                                               c_words_cap)
     words_layer = cdiv(g.c_group, rows)
     g = with_channels(g, c_step)
     wm = unit if algo == Algorithm.WINOGRAD else 0
@@ -296,10 +301,14 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
                    & (m_min * n_step <= lim["engine_c_words"] * cols))
     # -- the whole layer as one band when it fits with its own padding (im2col and kn2row
     # put less padding into the image then)
+    if band_cap is not None:
+        h = xp.minimum(h, band_cap)
     if algo in (Algorithm.IM2COL, Algorithm.KN2ROW):
         whole = _fits_whole(algo, g, k, n_step, rows, cols, dataflow, lim, xp) & band_ok
     else:
         whole = (h >= g.h_out) & band_ok
+    if band_cap is not None:
+        whole = whole & (band_cap >= g.h_out)
     h = _where(xp, whole, g.h_out, xp.minimum(h, g.h_out))
     h = xp.maximum(h, step)
     bands = _where(xp, whole, one, cdiv(g.h_out, h))
