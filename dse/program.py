@@ -1,9 +1,11 @@
-"""Conv layers as one program for the overlay top (``rtl/overlay_top.py``), and its DRAM image.
+"""Conv and pool layers as one program for the overlay top (``rtl/overlay_top.py``), and its
+DRAM image.
 
-:func:`build_network_program` turns a straight chain of :class:`dse.compiler.ConvPlan`\\ s
-(each planned with the overlay's ``OverlayParams`` and ``DatapathLimits``; layer i's output
-is layer i + 1's input), the chain's input ``x`` (C×H×W) and each layer's weights into one
-program and one DRAM image; :func:`build_layer_program` is the chain of one layer.
+:func:`build_network_program` turns a straight chain of layers — :class:`dse.compiler.ConvPlan`\\ s
+(each planned with the overlay's ``OverlayParams`` and ``DatapathLimits``) and
+:class:`PoolLayer`\\ s (max, average and global pooling, and the residual ``add``); layer i's
+output is layer i + 1's input — the chain's input ``x`` (C×H×W) and each conv layer's weights
+into one program and one DRAM image; :func:`build_layer_program` is the chain of one layer.
 
 **Activations in DRAM** are real tensors: **HWC**, pixel-major (row after row, pixel after
 pixel), a pixel's C channels contiguous, each element ``precision / 8`` bytes (int8 for
@@ -52,6 +54,29 @@ and per invocation its weight-buffer words exactly as :meth:`ConvPlan.weight_ima
 them, each word stored as its lanes of ``elem`` bytes, the words contiguous (dense boxes of
 one word a pixel, at most 4095 a box).
 
+**Pool layers** (:class:`PoolLayer`) run on the pool engine (``rtl/pool_engine.py``, int8:
+8-bit chains on an overlay with ``rows == cols``, whose feature and output words have the same
+lanes).  A layer is cut into **bands** of output rows, each one ``pool.tile``: the band's input
+rows (with the layer's padding at the tensor's top and bottom edges as the tile's ``pad_t`` /
+``pad_b``, its left and right padding as ``pad_l`` / ``pad_r``) are one ``load.tile
+buf=feature`` box of the input tensor at buffer word 0 (⌈C / rows⌉ words a pixel, the load
+engine's packing, which is the pool engine's HWC word layout), and its output rows one
+``store.tile`` box at output word 0.  A band has as many output rows as fit both the feature
+buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer; a global pool is one
+tile of the whole tensor (it must fit).  ``add``'s second operand is an earlier tensor of the
+chain (:attr:`PoolLayer.source`: the chain's input or an earlier layer's output, the shape of
+the add's input), loaded band by band as ``load.tile buf=aux`` boxes at aux word 0 (the aux
+buffer holds min(``feature_words``, ``out_words``) words, ``rtl.overlay_top.OverlayTop``'s
+default).
+
+**Pool numerics** (:func:`pool_numerics`; the engine's are ``sim/models/pool.py``'s): max
+pools take ``mult`` = 1, ``shift`` = 0 (the maximum itself); an average pool of a window of n
+elements (kh·kw; the whole H·W for ``gavg``; padding counts, ``count_include_pad``) takes the
+largest ``shift`` ≤ 63 with ``mult`` = round(2^shift / n) < 2^16, so the sum times ``mult``
+/ 2^shift is the mean within a relative 2^−15 before the engine's rounding; ``add`` takes
+``mult`` = ``mult2`` = 1, ``shift`` = 0 (a saturating int8 sum of two tensors of one scale)
+unless the layer gives its own.  The optional ReLU follows saturation.
+
 **The DRAM image**, each region 64-byte aligned: the program, the register images, the zero
 area, per layer and invocation the weight words, the input tensor, then each layer's output
 tensor.
@@ -60,7 +85,9 @@ tensor.
 of all register images (cut at 4095 words); then per layer a ``load.setup buf=feature`` and a
 ``store.setup`` with its tensors' pitches and a ``compute.setup`` naming its images, and per
 invocation its feature and weight ``load.tile``\\ s, ``compute.tile`` naming its image and
-(final invocations) its ``store.tile``\\ s; then ``finish``.
+(final invocations) its ``store.tile``\\ s; per pool layer a ``load.setup buf=feature`` (and
+``buf=aux`` for ``add``), a ``store.setup`` and a ``pool.setup``, and per band its loads, its
+``pool.tile`` and its ``store.tile``\\ s; then ``finish``.
 
 **Tokens.**  The datapath owns its buffers: every invocation reads its feature and weight
 words from word 0 and writes its outputs from word 0.  Besides the read-after-write
@@ -78,13 +105,25 @@ depth (it is checked at the given ``token_depth``).  The table load precedes the
 feature load on the load engine, so the first compute's load → compute token also covers the
 images.
 
+A pool layer has the same tokens with the pool engine in the compute engine's place (pool's
+ring neighbours are load and store too): a band's loads → its ``pool.tile`` (load → pool),
+the tile → its stores (pool → store), the next band's loads wait for the tile (pool → load)
+and its tile for the stores (store → pool).  The layer boundary goes store → pool → load
+through the ``pool.setup`` (a conv layer followed by a pool layer pushes its last store's
+token to pool; a pool layer followed by a conv layer pushes it to compute).  The feature and
+output buffers are shared by the two engines, and this chain of tokens keeps them apart: a
+layer's loads start only after the previous layer's last store, which came after its last
+compute or pool tile.
+
 :func:`instruction_cycles` gives each instruction's cycles in the controller's convention
 (``rtl/controller.py``: from the command's transfer to its engine's ``done``), for
 ``dse.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`), less one (the formula counts
 both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR register);
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
-0 for the setups, which take no time; ``FINISH_CYCLES`` for ``finish``.
+0 for the setups, which take no time; ``dse.cost.transforms.pool_cycles`` for a
+``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly);
+``FINISH_CYCLES`` for ``finish``.
 
 :func:`decode_output` reads a layer's output tensor back from a memory as N×OH×OW.
 """
@@ -98,7 +137,7 @@ import numpy as np
 from dse.asm import check_tokens
 from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
-from dse.cost.transforms import image_load_cycles
+from dse.cost.transforms import image_load_cycles, pool_cycles
 from rtl.isa import (
     CHANNEL_BITS,
     EXTENT_BITS,
@@ -106,6 +145,7 @@ from rtl.isa import (
     INSTRUCTION_BYTES,
     PIXEL_PITCH_BITS,
     ROW_PITCH_BITS,
+    Activation,
     Buffer,
     ComputeSetup,
     ComputeTile,
@@ -114,12 +154,21 @@ from rtl.isa import (
     Instruction,
     LoadSetup,
     LoadTile,
+    PoolMode,
+    PoolSetup,
+    PoolTile,
     StoreSetup,
     StoreTile,
     image_words,
     pack_image,
 )
-from rtl.params import DatapathLimits, OverlayParams, datapath_registers
+from rtl.params import (
+    REQUANT_MULT_BITS,
+    REQUANT_SHIFT_BITS,
+    DatapathLimits,
+    OverlayParams,
+    datapath_registers,
+)
 
 __all__ = [
     "FINISH_CYCLES",
@@ -129,12 +178,14 @@ __all__ = [
     "TABLE_LANES",
     "LayerProgram",
     "NetworkProgram",
+    "PoolLayer",
     "Segment",
     "Tensor",
     "build_layer_program",
     "build_network_program",
     "decode_output",
     "instruction_cycles",
+    "pool_numerics",
     "tensor_bytes",
 ]
 
@@ -226,7 +277,7 @@ class NetworkProgram:
     Members
     -------
     plans:
-        The :class:`dse.compiler.ConvPlan` of each layer, in order.
+        The :class:`dse.compiler.ConvPlan` or :class:`PoolLayer` of each layer, in order.
     program:
         The instructions, ``finish`` last.
     image:
@@ -238,7 +289,7 @@ class NetworkProgram:
     zeros:
         The zero area the padding boxes read.
     weights:
-        Per layer, per invocation its weight segment.
+        Per layer, per invocation its weight segment (none for a pool layer).
     tensors:
         The chain's input tensor, then each layer's output :class:`Tensor`.
     computes:
@@ -292,6 +343,189 @@ class NetworkProgram:
 
 #: The program of one layer is a chain of one (the name :func:`build_layer_program` returns).
 LayerProgram = NetworkProgram
+
+#: The pool layers' modes (``rtl.isa.PoolMode`` values).
+POOL_LAYER_MODES = ("max", "avg", "gmax", "gavg", "add")
+
+
+def _int(name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+    return int(value)
+
+
+def pool_numerics(mode: str, window: int = 1) -> tuple[int, int, int]:
+    """The program builder's ``(mult, shift, mult2)`` of a pool layer (module docstring,
+    "Pool numerics"): ``(1, 0, 0)`` for max pools, ``(round(2^shift / window), shift, 0)``
+    with the largest ``shift`` ≤ 63 that keeps ``mult`` below 2^16 for average pools of a
+    ``window``-element window, ``(1, 0, 1)`` for ``add``."""
+    mode = getattr(mode, "value", mode)
+    if mode not in POOL_LAYER_MODES:
+        raise ValueError(f"mode must be one of {', '.join(POOL_LAYER_MODES)}, not {mode!r}")
+    window = _int("window", window, 1, 1 << 30)
+    if mode in ("max", "gmax"):
+        return 1, 0, 0
+    if mode == "add":
+        return 1, 0, 1
+    for shift in range((1 << REQUANT_SHIFT_BITS) - 1, -1, -1):
+        mult = ((1 << shift) + window // 2) // window
+        if mult < 1 << REQUANT_MULT_BITS:
+            return mult, shift, 0
+    raise AssertionError("unreachable: shift 0 gives mult ≤ 1")
+
+
+@dataclass(frozen=True)
+class PoolLayer:
+    """A pool or element-wise layer of a chain, run on the pool engine (module docstring).
+
+    Members
+    -------
+    mode:
+        ``"max"``, ``"avg"`` (``kernel`` windows with ``stride`` and ``pads``), ``"gmax"``,
+        ``"gavg"`` (one output pixel per channel), or ``"add"`` (the input plus the tensor
+        ``source``).
+    kernel:
+        (kh, kw) of the windowed modes, each 1 to 15.
+    stride:
+        Window stride of the windowed modes, 1 to 15.
+    pads:
+        (top, bottom, left, right) padding of the windowed modes, each less than the
+        kernel's extent in its direction (max: padding is ignored; avg: it counts as 0).
+    relu:
+        Clamp negative results to 0.
+    source:
+        ``add``: the tensor of the second operand, 0 the chain's input, j + 1 layer j's
+        output (an earlier layer's or the add's own input's), of the add's input shape.
+    mult, shift, mult2:
+        The engine's requantisation; None (all three) takes :func:`pool_numerics`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a member of the wrong kind or value ("*name* must be …, not …").
+    """
+
+    mode: str
+    kernel: tuple = (1, 1)
+    stride: int = 1
+    pads: tuple = (0, 0, 0, 0)
+    relu: bool = False
+    source: int | None = None
+    mult: int | None = None
+    shift: int | None = None
+    mult2: int | None = None
+
+    def __post_init__(self):
+        mode = getattr(self.mode, "value", self.mode)
+        if mode not in POOL_LAYER_MODES:
+            raise ValueError(f"mode must be one of {', '.join(POOL_LAYER_MODES)}, not "
+                             f"{self.mode!r}")
+        object.__setattr__(self, "mode", mode)
+        try:
+            kh, kw = self.kernel
+            pads = tuple(self.pads)
+        except (TypeError, ValueError):
+            raise ValueError(f"kernel must be (kh, kw) and pads (top, bottom, left, right), "
+                             f"not {self.kernel!r} and {self.pads!r}") from None
+        if len(pads) != 4:
+            raise ValueError(f"pads must be (top, bottom, left, right), not {self.pads!r}")
+        kh, kw = _int("kh", kh, 1, 15), _int("kw", kw, 1, 15)
+        _int("stride", self.stride, 1, 15)
+        for name, pad, k in zip(("pad_t", "pad_b", "pad_l", "pad_r"), pads, (kh, kh, kw, kw)):
+            _int(name, pad, 0, k - 1)
+        object.__setattr__(self, "kernel", (kh, kw))
+        object.__setattr__(self, "pads", tuple(int(p) for p in pads))
+        if mode not in ("max", "avg") and ((kh, kw) != (1, 1) or self.stride != 1
+                                           or any(pads)):
+            raise ValueError(f"kernel, stride and pads must be the defaults for mode {mode} "
+                             f"(only max and avg have windows), not {self.kernel}, "
+                             f"{self.stride}, {self.pads}")
+        if not isinstance(self.relu, bool):
+            raise TypeError(f"relu must be a bool, not {self.relu!r}")
+        if (mode == "add") != (self.source is not None):
+            raise ValueError(f"source must be given for mode add and only for it, not "
+                             f"{self.source!r} for mode {mode}")
+        if self.source is not None:
+            _int("source", self.source, 0, 1 << 20)
+        given = [v is not None for v in (self.mult, self.shift, self.mult2)]
+        if any(given) and not all(given):
+            raise ValueError("mult, shift and mult2 must be given together or not at all")
+        if all(given):
+            _int("mult", self.mult, 0, (1 << REQUANT_MULT_BITS) - 1)
+            _int("shift", self.shift, 0, (1 << REQUANT_SHIFT_BITS) - 1)
+            _int("mult2", self.mult2, 0, (1 << REQUANT_MULT_BITS) - 1)
+
+    def out_shape(self, in_shape) -> tuple[int, int, int]:
+        """(C, OH, OW) of the layer on a C×H×W input."""
+        c, h, w = (int(v) for v in in_shape)
+        if self.mode in ("gmax", "gavg"):
+            return c, 1, 1
+        if self.mode == "add":
+            return c, h, w
+        (kh, kw), (pt, pb, pl, pr) = self.kernel, self.pads
+        if kh > pt + h + pb or kw > pl + w + pr:
+            raise ValueError(f"kernel must fit the padded input {pt + h + pb}×{pl + w + pr}, "
+                             f"not {kh}×{kw}")
+        return (c, (pt + h + pb - kh) // self.stride + 1,
+                (pl + w + pr - kw) // self.stride + 1)
+
+    def numerics(self, in_shape) -> tuple[int, int, int]:
+        """``(mult, shift, mult2)`` on a C×H×W input: the layer's own, else
+        :func:`pool_numerics` of its window (``gavg``: H·W)."""
+        if self.mult is not None:
+            return self.mult, self.shift, self.mult2
+        _, h, w = in_shape
+        window = h * w if self.mode == "gavg" else self.kernel[0] * self.kernel[1]
+        return pool_numerics(self.mode, window)
+
+
+def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, what: str):
+    """The bands of a pool layer: (o0, o1, y0, y1, pad_t, pad_b) with output rows [o0, o1)
+    from input rows [y0, y1) and the tile's top and bottom padding (module docstring)."""
+    c, h, w = in_shape
+    _, oh, ow = layer.out_shape(in_shape)
+    cw = -(-c // lanes)
+    if layer.mode in ("gmax", "gavg"):
+        if h * w * cw > limits.feature_words or h > MAX_EXTENT:
+            raise ValueError(f"{what} input must fit the feature buffer ({limits.feature_words} "
+                             f"words) as one tile for a global pool, not {h * w * cw} words")
+        return [(0, 1, 0, h, 0, 0)]
+    (kh, _), s, (pt, _, _, _) = layer.kernel, layer.stride, layer.pads
+    if layer.mode == "add":
+        kh, s, pt = 1, 1, 0
+    room = min(limits.feature_words, limits.out_words)     # the aux buffer's default depth
+
+    def band(o0, o1):
+        y0, y1 = o0 * s - pt, (o1 - 1) * s - pt + kh
+        return (o0, o1, max(y0, 0), min(y1, h), max(0, -y0), max(0, y1 - h))
+
+    def fits(b):
+        o0, o1, y0, y1, _, _ = b
+        need_in = (y1 - y0) * w * cw
+        return (need_in <= (room if layer.mode == "add" else limits.feature_words)
+                and (o1 - o0) * ow * cw <= limits.out_words)
+
+    bands, o0 = [], 0
+    while o0 < oh:
+        o1 = o0 + 1
+        if not fits(band(o0, o1)):
+            raise ValueError(f"{what} must fit one output row in the buffers (feature "
+                             f"{limits.feature_words}, output {limits.out_words} words), not "
+                             f"{(band(o0, o1)[3] - band(o0, o1)[2]) * w * cw} and {ow * cw}")
+        while o1 < oh and fits(band(o0, o1 + 1)):
+            o1 += 1
+        bands.append(band(o0, o1))
+        o0 = o1
+    return bands
+
+
+def _pool_count(layer: PoolLayer, bands) -> int:
+    """Instructions of a pool layer: its setups, then per band its loads, tile and stores."""
+    per_band = sum((2 if layer.mode == "add" else 1) * len(_pieces(y1 - y0)) + 1
+                   + len(_pieces(o1 - o0)) for o0, o1, y0, y1, _, _ in bands)
+    return 3 + (layer.mode == "add") + per_band
 
 
 def _align(n: int) -> int:
@@ -403,18 +637,20 @@ def _store_boxes(plan, inv, cols: int):
 
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
                           base: int = 0, token_depth: int = 2) -> NetworkProgram:
-    """The program and DRAM image of a chain of planned conv layers (module docstring).
+    """The program and DRAM image of a chain of planned conv and pool layers (module
+    docstring).
 
     Parameters
     ----------
     plans:
-        ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)`` of each
-        layer (im2col or kn2row, ws or os, one group), layer i's output shape layer
-        i + 1's input shape, all of one precision.
+        Per layer ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)``
+        (im2col or kn2row, ws or os, one group) or a :class:`PoolLayer`; layer i's output
+        shape is layer i + 1's input shape; the conv layers all of one precision (8 where
+        the chain has a pool layer).
     x:
         The chain's input C×H×W, integers of the plans' precision.
     weights:
-        Per layer its weights N×C×R×S, integers of the precision.
+        Per layer its weights N×C×R×S, integers of the precision (None for a pool layer).
     params, limits:
         The overlay the plans were made for (they fix the register layout and the lanes).
     base:
@@ -426,7 +662,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     ------
     TypeError, ValueError
         For arguments of the wrong kind, a plan the overlay top cannot run from a tensor,
-        layers that do not chain, or data that does not fit the precision.
+        a pool layer it cannot run (``rtl.overlay_top.pool_supported``), layers that do not
+        chain, or data that does not fit the precision.
     """
     if not isinstance(params, OverlayParams):
         raise TypeError(f"params must be an OverlayParams, not {params!r}")
@@ -441,47 +678,84 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                          f"{weights!r:.60}")
     if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % _ALIGN:
         raise ValueError(f"base must be a non-negative multiple of {_ALIGN}, not {base!r}")
-    for i, plan in enumerate(plans):
-        _check_plan(i, plan, params)
-        if plan.precision != plans[0].precision:
-            raise ValueError(f"plans[{i}] precision must be {plans[0].precision} like "
-                             f"plans[0], not {plan.precision}")
-        if i and tuple(plan.in_shape) != tuple(plans[i - 1].out_shape):
-            raise ValueError(f"plans[{i}] input must be plans[{i - 1}]'s output "
-                             f"{tuple(plans[i - 1].out_shape)}, not {tuple(plan.in_shape)}")
-    for i, (plan, w) in enumerate(zip(plans, weights)):
-        want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
-        if np.shape(w) != want:
-            raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(w)}")
+    is_pool = [isinstance(plan, PoolLayer) for plan in plans]
+    convs = [plan for plan, pool in zip(plans, is_pool) if not pool]
+    precision = convs[0].precision if convs else 8
     x = np.asarray(x)
-    if x.shape != tuple(plans[0].in_shape):
-        raise ValueError(f"x must have the first plan's input shape "
-                         f"{tuple(plans[0].in_shape)}, not {x.shape}")
-    elem = plans[0].precision // 8
+    # every tensor's shape: the chain's input, then each layer's output
+    shapes = [tuple(int(v) for v in (plans[0].in_shape if not is_pool[0] else x.shape))]
+    for i, plan in enumerate(plans):
+        if is_pool[i]:
+            if not (precision == 8 and params.rows == params.cols):
+                raise ValueError(f"plans[{i}] (a pool layer) needs an 8-bit chain on an "
+                                 f"overlay with rows == cols (the pool engine's int8 words "
+                                 f"are feature and output words alike), not "
+                                 f"int{precision} on {params.rows}x{params.cols}")
+            if plan.mode == "add":
+                if plan.source > i:
+                    raise ValueError(f"plans[{i}] source must be an earlier tensor (0 to "
+                                     f"{i}), not {plan.source}")
+                if shapes[plan.source] != shapes[i]:
+                    raise ValueError(f"plans[{i}] source tensor {plan.source} must have the "
+                                     f"add's input shape {shapes[i]}, not "
+                                     f"{shapes[plan.source]}")
+            if weights[i] is not None:
+                raise ValueError(f"weights[{i}] must be None for a pool layer, not an array")
+            try:
+                shapes.append(plan.out_shape(shapes[i]))
+            except ValueError as exc:
+                raise ValueError(f"plans[{i}] {exc}") from None
+            continue
+        _check_plan(i, plan, params)
+        if plan.precision != precision:
+            raise ValueError(f"plans[{i}] precision must be {precision} like the first conv "
+                             f"layer's, not {plan.precision}")
+        if i and tuple(plan.in_shape) != shapes[i]:
+            raise ValueError(f"plans[{i}] input must be plans[{i - 1}]'s output "
+                             f"{shapes[i]}, not {tuple(plan.in_shape)}")
+        want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
+        if np.shape(weights[i]) != want:
+            raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(weights[i])}")
+        shapes.append(tuple(int(v) for v in plan.out_shape))
+    if x.shape != shapes[0]:
+        raise ValueError(f"x must have the first plan's input shape {shapes[0]}, not "
+                         f"{x.shape}")
+    for i, shape in enumerate(shapes[1:]):
+        c, _, w = shape
+        if is_pool[i] and (w > MAX_EXTENT or c >= 1 << CHANNEL_BITS
+                           or w * c >= 1 << ROW_PITCH_BITS or c >= 1 << PIXEL_PITCH_BITS):
+            raise ValueError(f"plans[{i}] output must fit the boxes and pitches, not {shape}")
+    elem = precision // 8
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
+    bands = [_pool_bands(plan, shapes[i], limits, params.rows, f"plans[{i}]")
+             if is_pool[i] else None for i, plan in enumerate(plans)]
 
     # -- contents -------------------------------------------------------------------------
-    images = [word for plan in plans for inv in plan.invocations
+    images = [word for plan in convs for inv in plan.invocations
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
-    wts = [[_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
-            for inv in plan.invocations] for i, (plan, w) in enumerate(zip(plans, weights))]
+    wts = [[] if pool else
+           [_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
+            for inv in plan.invocations]
+           for i, (plan, w, pool) in enumerate(zip(plans, weights, is_pool))]
     x_bytes = tensor_bytes(x, elem)
-    feats = [[_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
-             for plan in plans]
-    stores = [[_store_boxes(plan, inv, params.cols) if inv.final else []
-               for inv in plan.invocations] for plan in plans]
-    zero_bytes = max([elem] + [(k - 1) * plan.in_shape[0] * elem + ch * elem
-                               for plan, per in zip(plans, feats) for boxes in per
+    feats = [[] if pool else [_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
+             for plan, pool in zip(plans, is_pool)]
+    stores = [[] if pool else [_store_boxes(plan, inv, params.cols) if inv.final else []
+                               for inv in plan.invocations]
+              for plan, pool in zip(plans, is_pool)]
+    zero_bytes = max([elem] + [(k - 1) * shapes[i][0] * elem + ch * elem
+                               for i, per in enumerate(feats) for boxes in per
                                for src, _, _, _, k, ch, _ in boxes if src == "zero"])
 
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
-    n_instr = (2 + len(_pieces(len(images))) + 3 * len(plans) + 1
-               + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
-                     for fl, wl, sl in zip(feats, wts, stores)
-                     for f, wb, s in zip(fl, wl, sl)))
+    n_instr = (2 + len(_pieces(len(images))) + 1
+               + sum(_pool_count(plans[i], bands[i]) for i in range(len(plans)) if is_pool[i])
+               + sum(3 + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
+                             for f, wb, s in zip(fl, wl, sl))
+                     for fl, wl, sl, pool in zip(feats, wts, stores, is_pool) if not pool))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
@@ -495,13 +769,19 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     tensors = []
-    for shape in [plans[0].in_shape] + [plan.out_shape for plan in plans]:
-        tensors.append(Tensor(at, tuple(int(v) for v in shape), elem))
+    for shape in shapes:
+        tensors.append(Tensor(at, shape, elem))
         at = _align(at + tensors[-1].nbytes)
 
     # -- program ----------------------------------------------------------------------------
     def tokens(pop, push):
         return {"pop": frozenset(pop), "push": frozenset(push)}
+
+    def after(li):
+        """The engine layer li's last store hands the layer boundary to (none: the last)."""
+        if li == len(plans) - 1:
+            return set()
+        return {Engine.POOL if is_pool[li + 1] else Engine.COMPUTE}
 
     prog: list[Instruction] = [
         LoadSetup(buf=Buffer.WEIGHT, elem=elem, row_pitch=0, px_pitch=edge * elem),
@@ -513,13 +793,18 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     image_at = 0
     for li, plan in enumerate(plans):
         t_in, t_out = tensors[li], tensors[li + 1]
+        # layer li − 1's last store → this layer's setup → this layer's first load
+        boundary = tokens({Engine.STORE} if li else (), {Engine.LOAD} if li else ())
+        if is_pool[li]:
+            prog += _pool_program(plan, bands[li], t_in, t_out,
+                                  tensors[plan.source] if plan.mode == "add" else None,
+                                  params.rows, li > 0, after(li), boundary, tokens)
+            continue
         invs = plan.invocations
         prog += [LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
                            px_pitch=t_in.px_pitch),
                  StoreSetup(elem=elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
-                 # layer li − 1's last store → this setup → this layer's first load
-                 ComputeSetup(images=image_at, **tokens({Engine.STORE} if li else (),
-                                                         {Engine.LOAD} if li else ()))]
+                 ComputeSetup(images=image_at, **boundary)]
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
             loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
@@ -539,14 +824,13 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                 ({Engine.LOAD} if k < len(invs) - 1 else set())
             prog.append(ComputeTile(image=k * n_img, **tokens(pop, push)))
             computes.append((plan, inv))
-            more = li < len(plans) - 1 or k < len(invs) - 1
             boxes = stores[li][k]
+            last_push = {Engine.COMPUTE} if k < len(invs) - 1 else after(li)
             for j, (y, f0, n, cols, ch, addr) in enumerate(boxes):
                 prog.append(StoreTile(dram=t_out.address(f0, y, 0), addr=addr, rows=n,
                                       cols=cols, ch=ch,
                                       **tokens({Engine.COMPUTE} if j == 0 else (),
-                                               {Engine.COMPUTE}
-                                               if j == len(boxes) - 1 and more else ())))
+                                               last_push if j == len(boxes) - 1 else ())))
     prog.append(Finish())
     assert len(prog) == n_instr, (len(prog), n_instr)
     check_tokens(prog, token_depth)
@@ -562,6 +846,49 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     return NetworkProgram(plans, tuple(prog), bytes(image), base, tables, zeros,
                           tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
                           token_depth)
+
+
+def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, lanes: int,
+                  chained: bool, last_push: set, boundary: dict, tokens) -> list:
+    """A pool layer's instructions (module docstring, "Pool layers" and "Tokens")."""
+    c, _, w = t_in.shape
+    _, _, ow = t_out.shape
+    cw = -(-c // lanes)
+    mult, shift, mult2 = layer.numerics(t_in.shape)
+    kh, kw = layer.kernel
+    prog = [LoadSetup(buf=Buffer.FEATURE, elem=t_in.elem, row_pitch=t_in.row_pitch,
+                      px_pitch=t_in.px_pitch)]
+    if t_aux is not None:
+        prog.append(LoadSetup(buf=Buffer.AUX, elem=t_aux.elem, row_pitch=t_aux.row_pitch,
+                              px_pitch=t_aux.px_pitch))
+    prog += [StoreSetup(elem=t_out.elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
+             PoolSetup(mode=PoolMode(layer.mode), kh=kh, kw=kw, stride=layer.stride, ch=c,
+                       act=Activation.RELU if layer.relu else Activation.NONE, mult=mult,
+                       shift=shift, mult2=mult2, **boundary)]
+    for b, (o0, o1, y0, y1, pad_t, pad_b) in enumerate(bands):
+        loads = [(Buffer.FEATURE, t_in, y0 + o, n) for o, n in _pieces(y1 - y0)]
+        if t_aux is not None:
+            loads += [(Buffer.AUX, t_aux, y0 + o, n) for o, n in _pieces(y1 - y0)]
+        for j, (buf, t, y, n) in enumerate(loads):
+            first = j == 0 and (chained or b > 0)
+            prog.append(LoadTile(buf=buf, dram=t.address(0, y, 0), addr=(y - y0) * w * cw,
+                                 rows=n, cols=w, ch=c,
+                                 **tokens({Engine.POOL} if first else (),
+                                          {Engine.POOL} if j == len(loads) - 1 else ())))
+        more = b < len(bands) - 1
+        windowed = layer.mode in ("max", "avg")
+        pad_l, pad_r = layer.pads[2:] if windowed else (0, 0)
+        prog.append(PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=y1 - y0, cols=w,
+                             pad_t=pad_t, pad_b=pad_b, pad_l=pad_l, pad_r=pad_r,
+                             **tokens({Engine.LOAD} | ({Engine.STORE} if b else set()),
+                                      {Engine.STORE} | ({Engine.LOAD} if more else set()))))
+        boxes = _pieces(o1 - o0)
+        for j, (o, n) in enumerate(boxes):
+            push = ({Engine.POOL} if more else last_push) if j == len(boxes) - 1 else ()
+            prog.append(StoreTile(dram=t_out.address(0, o0 + o, 0), addr=o * ow * cw, rows=n,
+                                  cols=ow, ch=c, **tokens({Engine.POOL} if j == 0 else (),
+                                                          push)))
+    return prog
 
 
 def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimits, *,
@@ -580,17 +907,24 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     if not isinstance(lp, NetworkProgram):
         raise TypeError(f"lp must be a NetworkProgram, not {lp!r:.60}")
     lanes = {Buffer.FEATURE: params.rows, Buffer.WEIGHT: max(params.rows, params.cols),
-             Buffer.TABLE: TABLE_LANES}
+             Buffer.TABLE: TABLE_LANES, Buffer.AUX: params.rows}
     setups: dict = {}
     computes = iter(lp.computes)
     out = []
     for inst in lp.program:
-        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup)):
+        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup)):
             if isinstance(inst, LoadSetup):
                 setups[inst.buf] = inst
             elif isinstance(inst, StoreSetup):
                 setups["store"] = inst
+            elif isinstance(inst, PoolSetup):
+                setups["pool"] = inst
             out.append(0)
+        elif isinstance(inst, PoolTile):
+            s = setups["pool"]
+            out.append(int(pool_cycles(s.mode, inst.rows, inst.cols, -(-s.ch // params.rows),
+                                       s.kh, s.kw, s.stride,
+                                       (inst.pad_t, inst.pad_b, inst.pad_l, inst.pad_r))))
         elif isinstance(inst, LoadTile):
             s = setups[inst.buf]
             out.append(int(load_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
@@ -610,8 +944,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
         elif isinstance(inst, Finish):
             out.append(FINISH_CYCLES)
         else:           # a legal instruction the top cannot run yet: a bad value
-            raise ValueError(f"program must hold load, compute, store and finish "  # noqa: TRY004
-                             f"instructions only, not {inst.MNEMONIC}")
+            raise ValueError(f"program must hold load, compute, pool, store and "  # noqa: TRY004
+                             f"finish instructions only, not {inst.MNEMONIC}")
     return out
 
 

@@ -107,6 +107,9 @@ class ConvDatapath(wiring.Component):
         Register stages of the PE multiplier.
     pe_instances:
         Instantiate the PEs by module name, for Verilog (``rtl.systolic.SystolicArray``).
+    out_write_port:
+        Add a second writer of the output buffer (``ow_*``, for the pool engine of
+        ``rtl.overlay_top``); off by default, leaving the datapath as it was.
 
     Members (ports; docs/verify.md)
     -------
@@ -116,12 +119,17 @@ class ConvDatapath(wiring.Component):
     out_words, rq_mult, rq_shift, rq_relu : output count and requantisation
     accumulate : add the previous invocation's accumulations (a K split's later chunks)
     fb_*, wb_*, tb_* : buffer write ports; ob_addr, ob_data, ab_data : output read port
+    ow_addr, ow_data, ow_en : with ``out_write_port``, a second write port of the output
+        buffer: in a cycle with ``ow_en`` high the buffer's one write port takes ``ow_data``
+        at ``ow_addr`` instead of the requantiser's word.  The two writers must not overlap
+        (the overlay's tokens keep the pool engine and a running layer apart); a layer's
+        own writes are lost in a cycle with ``ow_en``.
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits | None = None, *,
                  precision: int = 8, target: str = "sim", mult_latency: int = 3,
-                 pe_instances: bool = False):
+                 pe_instances: bool = False, out_write_port: bool = False):
         if not isinstance(params, OverlayParams):
             reject(self, TypeError(f"params must be an OverlayParams, not {params!r}"))
         limits = limits if limits is not None else DatapathLimits()
@@ -147,8 +155,11 @@ class ConvDatapath(wiring.Component):
             if params.acc_width < params.a_width + 2:
                 reject(self, ValueError(f"acc_width must be at least {params.a_width + 2} for "
                                         f"the FFT path, not {params.acc_width}"))
+        if not isinstance(out_write_port, bool):
+            reject(self, TypeError(f"out_write_port must be a bool, not {out_write_port!r}"))
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
+        self._out_write_port = out_write_port
         capacity = limits.engine_capacity(params.rows, params.cols)
         self._engine = GemmEngine(params.array, max_m=limits.max_m, max_k=limits.max_k,
                                   max_n=limits.max_n, target=target, mult_latency=mult_latency,
@@ -186,6 +197,12 @@ class ConvDatapath(wiring.Component):
             **{n: Out(COUNTER_BITS) for n in ("cycles", "gemm_cycles", "front_cycles",
                                               "back_cycles", "requant_cycles")},
         })
+        if out_write_port:
+            ports.update({
+                "ow_addr": In(range(limits.out_words)),
+                "ow_data": In(data.ArrayLayout(signed(precision), self.lanes)),
+                "ow_en": In(1),
+            })
         if wm:
             t = wm + 2
             self.tile_width = precision
@@ -628,9 +645,15 @@ class ConvDatapath(wiring.Component):
         for lane in range(lanes):
             m.d.comb += rq.i_stream.payload[lane].eq(
                 back_out[lane] + Mux(self.accumulate, prev[lane], 0))
-        m.d.comb += [owp.addr.eq(out_count), owp.data.eq(rq.o_stream.payload),
-                     owp.en.eq(rq_fire_out & busy),
-                     awp.addr.eq(acc_count), awp.data.eq(rq.i_stream.payload),
+        if self._out_write_port:
+            # the second writer (docstring: ow_*) takes the port in its cycles
+            m.d.comb += [owp.addr.eq(Mux(self.ow_en, self.ow_addr, out_count)),
+                         owp.data.eq(Mux(self.ow_en, self.ow_data, rq.o_stream.payload)),
+                         owp.en.eq((rq_fire_out & busy) | self.ow_en)]
+        else:
+            m.d.comb += [owp.addr.eq(out_count), owp.data.eq(rq.o_stream.payload),
+                         owp.en.eq(rq_fire_out & busy)]
+        m.d.comb += [awp.addr.eq(acc_count), awp.data.eq(rq.i_stream.payload),
                      awp.en.eq(rq_fire_in & busy),
                      orp.addr.eq(self.ob_addr),
                      arp.addr.eq(Mux(busy, acc_next, Mux(self.start, 0, self.ob_addr))),

@@ -1,7 +1,12 @@
-"""The overlay top (first milestone): a program in DRAM runs conv layers on the datapath.
+"""The overlay top (first milestone): a program in DRAM runs conv and pool layers.
 
-:class:`OverlayTop` joins the units that exist so far behind one AXI4 master:
+:class:`OverlayTop` joins the units that exist so far behind one AXI4 master and one
+AXI4-Lite slave:
 
+* :class:`rtl.axil.AxiLiteRegisters` gives the host :data:`HOST_REGISTERS`: a ``start``
+  pulse, the ``program`` address, the status bits (:data:`STATUS_BITS`), the error
+  registers, ``cycles`` and each engine's busy cycles.  The plain ``start`` / ``program``
+  ports stay beside it (a start from either; each with its own address);
 * :class:`rtl.fetch.InstructionFetch` reads the program from ``program`` after ``start``
   and feeds :class:`rtl.controller.Controller`, which decodes the words and dispatches each
   engine's instructions as the dependency tokens allow;
@@ -11,26 +16,35 @@
   ``a_width``, sign-extended), ``weight`` → its weight-buffer write port (lanes = the
   datapath's ``edge`` = max(rows, cols), lane bits = ``b_width``, sign-extended), ``table``
   → the table memory (:data:`rtl.isa.IMAGE_WORD_BITS`-bit words, 16 lanes of 8 bits, not
-  extended).  The instruction's ``done`` is the chosen engine's;
+  extended), ``aux`` (with a pool engine) → the aux buffer (``aux_words`` words of ``rows``
+  int8 lanes).  The instruction's ``done`` is the chosen engine's;
 * the **compute adapter** keeps ``compute.setup``'s image base and hands ``compute.tile``'s
   base + image offset to :class:`rtl.compute_engine.ComputeEngine`, which reads the image
   from the table memory, drives the :class:`rtl.conv_datapath.ConvDatapath`'s setting ports
   (by name), starts it and waits for its ``done``;
+* the **pool adapter** hands the pool commands to :class:`rtl.pool_engine.PoolEngine`
+  (present when :func:`pool_supported`: precision 8 and ``rows == cols``, so that feature
+  and output words have one layout).  It reads a copy of the feature buffer kept in the top
+  (every feature-buffer write goes to both; the feature buffer itself lives inside the
+  datapath's window generator) and the aux buffer, and writes the output buffer through
+  the datapath's second write port (``ConvDatapath(out_write_port=True)``); the tokens keep
+  it and the compute engine apart in time;
 * the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
   :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
   datapath's ``lanes``, lane bits = ``precision``);
 * :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
-  (master 0) and the three load engines (masters 1 to 3); the write channel is the store
-  engine's.
+  (master 0) and the load engines (masters 1 to 3: feature, weight, table; 4: aux, with a
+  pool engine); the write channel is the store engine's.
 
 A ``setup`` instruction takes no time: its ``done`` comes in its transfer's cycle.
 
 **Errors.** Besides the controller's (an illegal word, a deadlock: ``error_code``,
 ``error_index``), the top stops on
 
-* a ``pool.setup`` / ``pool.tile`` (there is no pool engine yet), a ``load.setup`` or
-  ``load.tile`` naming the ``aux`` buffer (none yet), a ``load.tile`` into a buffer whose
-  ``load.setup`` has not come: ``engine_error``, with the engine in ``error_engine``
+* without a pool engine, a ``pool.setup`` / ``pool.tile`` or a ``load.setup`` /
+  ``load.tile`` naming the ``aux`` buffer; a ``pool.tile`` the pool engine refuses (its
+  window larger than the padded tile); a ``load.tile`` into a buffer whose ``load.setup``
+  has not come: ``engine_error``, with the engine in ``error_engine``
   (:attr:`rtl.isa.Engine.code`);
 * a DMA command the engine refuses or a response that is not OKAY: ``engine_error`` too;
 * a fetch error (unaligned ``program``, a read response that is not OKAY): ``fetch_error``.
@@ -48,19 +62,20 @@ channel with the loads and can delay them (bounded by the fetch unit's beats and
 
 Limitations of this milestone: only the im2col and kn2row datapaths (parameters with
 ``winograd_m`` or ``fft_size`` are refused: their tile and spectral buffers have no load
-path yet); no pool engine and no aux buffer; buffer addresses are truncated to the buffer
+path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
 depths (the compiler keeps them in range); single buffers, so load, compute and store of
 consecutive invocations overlap only as far as the write-after-read tokens allow.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.axi_arbiter import AR_FIELDS, AxiReadArbiter
+from rtl.axil import AxiLiteRegisters
 from rtl.compute_engine import ComputeEngine
 from rtl.controller import Controller, ErrorCode
 from rtl.conv_datapath import ConvDatapath
@@ -76,10 +91,12 @@ from rtl.isa import (
     StoreSetup,
 )
 from rtl.params import COUNTER_BITS, DatapathLimits, OverlayParams, datapath_registers
+from rtl.pool_engine import DATA_BITS, PoolEngine
 
 from .validate import reject, rejecting
 
-__all__ = ["START_CYCLES", "TABLE_LANES", "OverlayTop"]
+__all__ = ["HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
+           "OverlayTop", "pool_supported"]
 
 #: Cycles from ``start`` to the first cycle the engines can take a command, with a memory
 #: that answers the fetch unit's first burst at once: the fetch unit's start register (1),
@@ -91,12 +108,42 @@ START_CYCLES = 7
 #: Lanes of a table-memory word as the table's load engine writes it: 16 bytes.
 TABLE_LANES = IMAGE_WORD_BITS // 8
 
+#: The status register's bits, least significant first (docs/rtl.md, "Overlay top").
+STATUS_BITS = ("busy", "done", "error", "engine_error", "fetch_error")
+#: The host's AXI4-Lite registers, ``(name, kind, bits)`` in address order (``rtl.axil``:
+#: 32-bit words, register i at byte 4·i, a 40-bit one taking two words): ``start`` (pulse:
+#: run the program at ``program``), ``program`` (rw), ``status`` (ro, :data:`STATUS_BITS`),
+#: ``error_code``, ``error_engine``, ``error_index``, ``cycles`` (ro, as the ports of the
+#: same names), and each engine's busy cycles since the last start (ro).  Byte offsets:
+#: 0x00 start, 0x04 program, 0x0C status, 0x10 error_code, 0x14 error_engine,
+#: 0x18 error_index, 0x1C cycles, 0x20 load_busy, 0x24 compute_busy, 0x28 pool_busy,
+#: 0x2C store_busy.
+HOST_REGISTERS = (
+    ("start", "pulse", 1),
+    ("program", "rw", DRAM_ADDR_BITS),
+    ("status", "ro", len(STATUS_BITS)),
+    ("error_code", "ro", 3),
+    ("error_engine", "ro", 2),
+    ("error_index", "ro", COUNTER_BITS),
+    ("cycles", "ro", COUNTER_BITS),
+    *((f"{e.value}_busy", "ro", COUNTER_BITS) for e in Engine),
+)
+#: Address bits of the AXI4-Lite slave.
+HOST_ADDR_BITS = 8
+
 _LOADED = (Buffer.FEATURE, Buffer.WEIGHT, Buffer.TABLE)
 
 
+def pool_supported(params: OverlayParams, precision: int = 8) -> bool:
+    """Whether :class:`OverlayTop` has a pool engine for ``params`` and ``precision``: the
+    engine is int8 and reads feature-buffer words (``rows`` lanes) and writes output-buffer
+    words (``cols`` lanes) of one layout, so it needs ``precision`` 8 and ``rows == cols``."""
+    return precision == DATA_BITS and params.rows == params.cols
+
+
 class OverlayTop(wiring.Component):
-    """Fetch, controller, DMA and compute engines and the conv datapath behind one AXI4
-    master (module docstring).
+    """Fetch, controller, DMA, compute and pool engines and the conv datapath behind one
+    AXI4 master and the host's AXI4-Lite slave (module docstring).
 
     Parameters
     ----------
@@ -109,6 +156,10 @@ class OverlayTop(wiring.Component):
         Bits of activations, weights and outputs (8 or 16).
     table_words:
         Depth of the table memory (register images), an integer of at least 2.
+    aux_words:
+        Depth of the aux buffer (the second operand of ``add``), in words; default
+        min(``feature_words``, ``out_words``), enough for any tile the pool engine can read
+        and write.  Only with a pool engine (:func:`pool_supported`).
     token_depth, queue_depth:
         The controller's token-queue and instruction-queue depths.
     prefetch_words:
@@ -119,7 +170,8 @@ class OverlayTop(wiring.Component):
     Members
     -------
     start : In(1)
-        Run the program at ``program``; taken only while ``busy`` is low.
+        Run the program at ``program``; taken only while ``busy`` is low (as the host's
+        ``start`` register, which runs the program at the ``program`` register).
     program : In(DRAM_ADDR_BITS)
         DRAM byte address of the program (a multiple of 16), sampled with ``start``.
     busy : Out(1)
@@ -140,6 +192,8 @@ class OverlayTop(wiring.Component):
         (its ``done`` or ``error``) or the top stopped on an engine or fetch error.
     m_axi_ar*, m_axi_r*, m_axi_aw*, m_axi_w*, m_axi_b* :
         The AXI4 master (address width ``DRAM_ADDR_BITS``, data width ``bus_bits``).
+    s_axil_* :
+        The host's AXI4-Lite slave (:data:`HOST_REGISTERS`; 32-bit data, 8 address bits).
 
     Raises
     ------
@@ -148,8 +202,8 @@ class OverlayTop(wiring.Component):
     """
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
-                 table_words: int = 64, token_depth: int = 2, queue_depth: int = 4,
-                 prefetch_words: int = 8, mult_latency: int = 3):
+                 table_words: int = 64, aux_words: int | None = None, token_depth: int = 2,
+                 queue_depth: int = 4, prefetch_words: int = 8, mult_latency: int = 3):
         with rejecting(self):
             if not isinstance(params, OverlayParams):
                 raise TypeError(f"params must be an OverlayParams, not {params!r}")
@@ -164,11 +218,19 @@ class OverlayTop(wiring.Component):
                 raise TypeError(f"table_words must be an integer, not {table_words!r}")
             if table_words < 2:
                 raise ValueError(f"table_words must be at least 2, not {table_words}")
+            if aux_words is None:
+                aux_words = max(2, min(limits.feature_words, limits.out_words))
+            if isinstance(aux_words, bool) or not isinstance(aux_words, int):
+                raise TypeError(f"aux_words must be an integer, not {aux_words!r}")
+            if aux_words < 2:
+                raise ValueError(f"aux_words must be at least 2, not {aux_words}")
         self._params, self._limits, self._precision = params, limits, precision
-        self._table_words = table_words
+        self._table_words, self._aux_words = table_words, aux_words
+        self._has_pool = pool_supported(params, precision)
         try:
             self.datapath = ConvDatapath(params, limits, precision=precision,
-                                         mult_latency=mult_latency)
+                                         mult_latency=mult_latency,
+                                         out_write_port=self._has_pool)
         except (TypeError, ValueError) as exc:
             reject(self, exc)
         dp = self.datapath
@@ -185,9 +247,17 @@ class OverlayTop(wiring.Component):
             Buffer.WEIGHT: LoadEngine(bus, dp.edge, params.b_width, sign_extend=True),
             Buffer.TABLE: LoadEngine(bus, TABLE_LANES, 8, sign_extend=False),
         }
+        #: The pool engine, or None (:func:`pool_supported`).
+        self.pool = None
+        if self._has_pool:
+            self.loaders[Buffer.AUX] = LoadEngine(bus, params.rows, DATA_BITS, sign_extend=True)
+            self.pool = PoolEngine(params.rows, limits.feature_words, in2_depth=aux_words,
+                                   out_depth=limits.out_words)
         self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True)
         self.compute = ComputeEngine(datapath_registers(params, limits))
         self.arbiter = AxiReadArbiter(masters=1 + len(self.loaders), bus_bits=bus)
+        #: The host's AXI4-Lite registers (:data:`HOST_REGISTERS`).
+        self.host = AxiLiteRegisters(HOST_REGISTERS, addr_bits=HOST_ADDR_BITS)
         super().__init__({
             "start": In(1),
             "program": In(DRAM_ADDR_BITS),
@@ -210,6 +280,9 @@ class OverlayTop(wiring.Component):
             "m_axi_wdata": Out(bus), "m_axi_wstrb": Out(bus // 8), "m_axi_wlast": Out(1),
             "m_axi_wvalid": Out(1), "m_axi_wready": In(1),
             "m_axi_bresp": In(2), "m_axi_bvalid": In(1), "m_axi_bready": Out(1),
+            **{name: (In(port.shape) if port.flow is In else Out(port.shape))
+               for name, port in self.host.signature.members.items()
+               if name.startswith("s_axil_")},
         })
 
     @property
@@ -232,6 +305,16 @@ class OverlayTop(wiring.Component):
         """Depth of the table memory."""
         return self._table_words
 
+    @property
+    def aux_words(self) -> int:
+        """Depth of the aux buffer (present only with a pool engine)."""
+        return self._aux_words
+
+    @property
+    def has_pool(self) -> bool:
+        """Whether the top has a pool engine and an aux buffer (:func:`pool_supported`)."""
+        return self._has_pool
+
     def elaborate(self, platform):
         m = Module()
         dp, fetch, arb = self.datapath, self.fetch, self.arbiter
@@ -240,8 +323,19 @@ class OverlayTop(wiring.Component):
         m.submodules.arbiter = arb
         m.submodules.compute = ce = self.compute
         m.submodules.store = st = self.storer
+        m.submodules.host = host = self.host
+        for name, port in host.signature.members.items():
+            if not name.startswith("s_axil_"):
+                continue
+            if port.flow is In:
+                m.d.comb += getattr(host, name).eq(getattr(self, name))
+            else:
+                m.d.comb += getattr(self, name).eq(getattr(host, name))
         for buf, eng in self.loaders.items():
             m.submodules[f"load_{buf.value}"] = eng
+        pe = self.pool
+        if pe is not None:
+            m.submodules.pool = pe
 
         # -- run state, errors ------------------------------------------------------------
         running = Signal()
@@ -250,17 +344,20 @@ class OverlayTop(wiring.Component):
         refuse_engine = Signal(range(len(Engine)))
         units_busy = Signal()
         m.d.comb += units_busy.eq(Cat(fetch.busy, ce.busy, st.busy,
-                                      *(e.busy for e in self.loaders.values())).any())
+                                      *(e.busy for e in self.loaders.values()),
+                                      *((pe.busy,) if pe is not None else ())).any())
         idle = Signal()
         m.d.comb += idle.eq(~running & ~units_busy & ~self.controller.busy)
         go = Signal()
-        m.d.comb += go.eq(self.start & idle)
+        m.d.comb += go.eq((self.start | host.start) & idle)
+        program = Signal(DRAM_ADDR_BITS)    # the host's register when it starts the run
+        m.d.comb += program.eq(Mux(host.start, host.program, self.program))
         stop_now = Signal()         # an engine or fetch error, this cycle or before
         m.d.comb += stop_now.eq(aborted | (running & (refuse | fetch.error)))
 
         ctl = ResetInserter(aborted & ~go)(self.controller)
         m.submodules.controller = ctl
-        m.d.comb += [ctl.start.eq(go), fetch.start.eq(go), fetch.base.eq(self.program),
+        m.d.comb += [ctl.start.eq(go), fetch.start.eq(go), fetch.base.eq(program),
                      fetch.stop.eq(ctl.done | ctl.error | stop_now)]
         wiring.connect(m, fetch.o_stream, ctl.i_stream)
 
@@ -283,9 +380,10 @@ class OverlayTop(wiring.Component):
         lp = lc.cmd.payload
         l_setup = lp.opcode == LoadSetup.OPCODE
         l_take = lc.cmd.valid & lc.cmd.ready
-        l_sel = {buf: (lp.tile.buf == buf.code) for buf in _LOADED}
+        loaded = tuple(self.loaders)
+        l_sel = {buf: (lp.tile.buf == buf.code) for buf in loaded}
         l_known = Cat(*l_sel.values()).any()
-        setup_known = Cat(*((lp.setup.buf == b.code) for b in _LOADED)).any()
+        setup_known = Cat(*((lp.setup.buf == b.code) for b in loaded)).any()
         ready_sel = Signal()
         l_bad = Signal()
         l_dma_done, l_dma_err = [], []
@@ -328,6 +426,29 @@ class OverlayTop(wiring.Component):
                      twp.en.eq(te.buf_en),
                      trp.addr.eq(ce.table_addr), trp.en.eq(ce.table_en),
                      ce.table_data.eq(trp.data)]
+        if pe is not None:
+            # The pool engine's buffers, int8 words of ``rows`` lanes.  Its input is a copy of
+            # the feature buffer (which lives inside the datapath's window generator): every
+            # feature write goes to both, and the pool engine reads the copy.
+            word = data.ArrayLayout(signed(DATA_BITS), self._params.rows)
+            m.submodules.pool_in = pin = Memory(shape=word, depth=self._limits.feature_words,
+                                                init=[])
+            m.submodules.aux = aux = Memory(shape=word, depth=self._aux_words, init=[])
+            pwp, prp = pin.write_port(), pin.read_port()
+            xwp, xrp = aux.write_port(), aux.read_port()
+            xe = self.loaders[Buffer.AUX]
+            m.d.comb += [pwp.addr.eq(fe.buf_addr), pwp.en.eq(fe.buf_en),
+                         xwp.addr.eq(xe.buf_addr), xwp.en.eq(xe.buf_en),
+                         prp.addr.eq(pe.in_addr), prp.en.eq(pe.in_en),
+                         pe.in_data.eq(prp.data),
+                         xrp.addr.eq(pe.in2_addr), xrp.en.eq(pe.in2_en),
+                         pe.in2_data.eq(xrp.data),
+                         dp.ow_addr.eq(pe.out_addr), dp.ow_data.eq(pe.out_data),
+                         dp.ow_en.eq(pe.out_en)]
+            for lane in range(self._params.rows):
+                # the loads sign-extended int8 elements: the low byte is the element
+                m.d.comb += [pwp.data[lane].eq(fe.buf_data[lane][:DATA_BITS]),
+                             xwp.data[lane].eq(xe.buf_data[lane])]
         l_refuse = Signal()
         m.d.comb += [
             l_refuse.eq(l_take & Mux(l_setup, ~setup_known, ~l_known | l_bad)),
@@ -380,17 +501,26 @@ class OverlayTop(wiring.Component):
             st.buf_data.eq(dp.ob_data.as_value()),
         ]
 
-        # -- pool: no engine yet; every pool instruction is refused --------------------------
+        # -- pool adapter: the controller's command is the engine's ----------------------------
         pc = ctl.pool
         p_take = pc.cmd.valid & pc.cmd.ready
-        m.d.comb += [pc.cmd.ready.eq(1), pc.done.eq(p_take)]
+        p_refuse = Signal()
+        if pe is not None:
+            m.d.comb += [pe.cmd.valid.eq(pc.cmd.valid & ~aborted),
+                         pe.cmd.payload.eq(pc.cmd.payload),
+                         pc.cmd.ready.eq(pe.cmd.ready),
+                         pc.done.eq(pe.done),
+                         p_refuse.eq(pe.done & pe.error)]
+        else:
+            # no pool engine (pool_supported): every pool instruction is refused
+            m.d.comb += [pc.cmd.ready.eq(1), pc.done.eq(p_take), p_refuse.eq(p_take)]
 
         # -- refusals and errors -----------------------------------------------------------
         with m.If(l_refuse | Cat(*l_dma_err).any()):
             m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.LOAD.code)]
         with m.Elif(st.done & st.error):
             m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.STORE.code)]
-        with m.Elif(p_take):
+        with m.Elif(p_refuse):
             m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.POOL.code)]
 
         cycles = Signal(COUNTER_BITS)
@@ -414,5 +544,24 @@ class OverlayTop(wiring.Component):
                          self.error_index.eq(0), self.engine_error.eq(0),
                          self.error_engine.eq(0), self.fetch_error.eq(0)]
         m.d.comb += [self.busy.eq(~idle), self.cycles.eq(cycles)]
+
+        # -- the host's status registers and per-engine busy counters ---------------------
+        m.d.comb += [host.status.eq(Cat(*(getattr(self, n) for n in STATUS_BITS))),
+                     host.error_code.eq(self.error_code), host.error_engine.eq(self.error_engine),
+                     host.error_index.eq(self.error_index), host.cycles.eq(self.cycles)]
+        engine_busy = {
+            Engine.LOAD: Cat(*(e.busy for e in self.loaders.values())).any(),
+            Engine.COMPUTE: ce.busy,
+            Engine.POOL: pe.busy if pe is not None else 0,
+            Engine.STORE: st.busy,
+        }
+        for engine, active in engine_busy.items():
+            count = getattr(host, f"{engine.value}_busy")
+            counter = Signal(COUNTER_BITS, name=f"{engine.value}_busy_cycles")
+            m.d.comb += count.eq(counter)
+            with m.If(go):
+                m.d.sync += counter.eq(0)
+            with m.Elif(active):
+                m.d.sync += counter.eq(counter + 1)
         return m
 

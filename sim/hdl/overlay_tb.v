@@ -57,7 +57,13 @@ module overlay_tb #(
         .m_axi_awburst(awburst), .m_axi_awvalid(awvalid), .m_axi_awready(awready),
         .m_axi_wdata(wdata), .m_axi_wstrb(wstrb), .m_axi_wlast(wlast),
         .m_axi_wvalid(wvalid), .m_axi_wready(wready),
-        .m_axi_bresp(bresp), .m_axi_bvalid(bvalid), .m_axi_bready(bready)
+        .m_axi_bresp(bresp), .m_axi_bvalid(bvalid), .m_axi_bready(bready),
+        // the host's AXI4-Lite registers are idle: this bench drives the plain ports
+        .s_axil_awaddr(8'd0), .s_axil_awvalid(1'b0), .s_axil_awready(),
+        .s_axil_wdata(32'd0), .s_axil_wstrb(4'd0), .s_axil_wvalid(1'b0), .s_axil_wready(),
+        .s_axil_bresp(), .s_axil_bvalid(), .s_axil_bready(1'b1),
+        .s_axil_araddr(8'd0), .s_axil_arvalid(1'b0), .s_axil_arready(),
+        .s_axil_rdata(), .s_axil_rresp(), .s_axil_rvalid(), .s_axil_rready(1'b1)
     );
 
     axi_dram #(.DATA_BITS(DATA_BITS), .MEM_WORDS(MEM_WORDS)) mem (

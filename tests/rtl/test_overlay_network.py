@@ -33,26 +33,33 @@ import pytest
 from dse.asm import check_tokens, schedule
 from dse.compiler import plan_conv
 from dse.program import (
+    PoolLayer,
     build_layer_program,
     build_network_program,
     decode_output,
     instruction_cycles,
+    pool_numerics,
     tensor_bytes,
 )
 from rtl.controller import DISPATCH_LATENCY
 from rtl.isa import (
+    Activation,
     Buffer,
     ComputeSetup,
     ComputeTile,
     Engine,
     LoadSetup,
     LoadTile,
+    PoolMode,
+    PoolSetup,
+    PoolTile,
     StoreSetup,
     StoreTile,
 )
-from rtl.overlay_top import START_CYCLES, OverlayTop
-from rtl.params import DatapathLimits
+from rtl.overlay_top import START_CYCLES, OverlayTop, pool_supported
+from rtl.params import DatapathLimits, OverlayParams
 from sim.models.conv import conv2d
+from sim.models.pool import pool_tile
 from sim.models.requant import requantize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -244,3 +251,168 @@ def test_network_bit_exact_and_cycles():
     assert exact_loads >= 2
     fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
     assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+
+
+# -- pool layers: max, average and global pooling and the residual add ----------------------
+
+#: conv → max pool 2×2/2 → conv (the pool output is the second conv's input).
+POOL_CHAIN = [
+    ("im2col", "ws", conv(c_in=6, h=8, w=6, c_out=5, k=3)),
+    PoolLayer("max", (2, 2), 2),
+    ("kn2row", "os", conv(c_in=5, h=4, w=3, c_out=6, k=3)),
+]
+#: A residual block (conv → conv → add with the block's input, 7 rows: the add runs in
+#: bands of the output buffer's 32 words), then an average pool 3×3/2 with padding and a
+#: global average pool.
+RESIDUAL_CHAIN = [
+    ("im2col", "ws", conv(c_in=6, h=7, w=5, c_out=5, k=3)),
+    ("im2col", "os", conv(c_in=5, h=7, w=5, c_out=6, k=3)),
+    PoolLayer("add", source=0),
+    PoolLayer("avg", (3, 3), 2, (1, 1, 1, 1), relu=True),
+    PoolLayer("gavg"),
+]
+
+
+def _pool_chain(chain, seed):
+    """Plans, input and weights of a chain of conv layers and :class:`PoolLayer`\\ s."""
+    rng = np.random.default_rng(seed)
+    plans, ws = [], []
+    for entry in chain:
+        if isinstance(entry, PoolLayer):
+            plans.append(entry)
+            ws.append(None)
+            continue
+        algo, flow, layer = entry
+        plans.append(plan_conv(layer, algo, flow, HW, LIMITS))
+        ws.append(rng.integers(-128, 128, (layer.out_shape[0], layer.in_shape[0],
+                                           *layer.kernel)))
+    first = next(e for e in chain if not isinstance(e, PoolLayer))[2]
+    x = rng.integers(-128, 128, first.in_shape)
+    return plans, x, ws
+
+
+def _pool_golden(chain, plans, x, ws):
+    """Every tensor of the chain from the golden models: conv2d + requantize, and
+    ``sim.models.pool.pool_tile`` on whole HWC tensors with the numerics of
+    ``dse.program.pool_numerics`` (the window's element count)."""
+    tensors = [x]
+    for entry, plan, w in zip(chain, plans, ws):
+        a = tensors[-1]
+        if isinstance(entry, PoolLayer):
+            _, h, wd = a.shape
+            n = h * wd if entry.mode == "gavg" else entry.kernel[0] * entry.kernel[1]
+            mult, shift, mult2 = pool_numerics(entry.mode, n)
+            b = tensors[entry.source].transpose(1, 2, 0) if entry.mode == "add" else None
+            out = pool_tile(entry.mode, a.transpose(1, 2, 0), b, kh=entry.kernel[0],
+                            kw=entry.kernel[1], stride=entry.stride, pads=entry.pads,
+                            mult=mult, shift=shift, mult2=mult2, relu=entry.relu)
+            tensors.append(out.transpose(2, 0, 1))
+        else:
+            _, _, layer = entry
+            regs = plan.invocations[0].registers
+            acc = conv2d(a, w, stride=layer.stride[0], padding=layer.padding[0],
+                         dilation=layer.dilation[0])
+            tensors.append(requantize(acc, regs["rq_mult"], regs["rq_shift"], 8, False))
+    return tensors[1:]
+
+
+def _check_cycles(lp, r):
+    """test_overlay_top.py's bounds: instructions exact (loads during the fetch at least
+    their model), the total within the fetch unit's interference above the schedule."""
+    cyc = instruction_cycles(lp, HW)
+    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
+                                    latency=DISPATCH_LATENCY)[-1][1]
+    last_fetch = max(r["fetch_beats"])
+    for i, took, measured in _durations(r, lp):
+        inst = lp.program[i]
+        if isinstance(inst, LoadTile) and took <= last_fetch:
+            assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+            continue
+        assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+    fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
+    assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+    return model
+
+
+@pytest.mark.parametrize("chain,seed", [(POOL_CHAIN, 11), (RESIDUAL_CHAIN, 12)],
+                         ids=["conv-maxpool-conv", "residual-avg-gavg"])
+def test_pool_chain_bit_exact_and_cycles(chain, seed):
+    plans, x, ws = _pool_chain(chain, seed)
+    lp = build_network_program(plans, x, ws, HW, LIMITS, base=BASE, token_depth=TOKEN_DEPTH)
+    pool_tiles = [i for i in lp.program if isinstance(i, PoolTile)]
+    assert pool_tiles
+    if chain is RESIDUAL_CHAIN:         # the add and the average pool run in bands
+        assert sum(i.buf is Buffer.AUX for i in lp.program if isinstance(i, LoadTile)) >= 3
+        assert len(pool_tiles) >= 5
+    mem = bytearray(lp.image) + bytearray(4096)
+    dut = OverlayTop(HW, LIMITS, table_words=max(2, lp.table_words), token_depth=TOKEN_DEPTH)
+    (r,), _ = _run(dut, mem, lp.program_addr)
+    assert r["done"] and not r["error"] and not r["engine_error"] and not r["fetch_error"]
+    for i, g in enumerate(_pool_golden(chain, plans, x, ws)):
+        out = decode_output(lp, r["dram"], BASE, layer=i)
+        assert np.array_equal(out, g), f"layer {i}: {(out != g).sum()} outputs differ"
+    _check_cycles(lp, r)
+
+
+def test_pool_tokens_and_numerics():
+    plans, x, ws = _pool_chain(RESIDUAL_CHAIN, 12)
+    lp = build_network_program(plans, x, ws, HW, LIMITS, base=BASE, token_depth=1)
+    check_tokens(lp.program, 1)
+    prog = lp.program
+    setups = [i for i, inst in enumerate(prog) if isinstance(inst, PoolSetup)]
+    assert len(setups) == 3
+    for s in setups:
+        # store → pool → load across each layer boundary
+        assert prog[s].pop == {Engine.STORE} and prog[s].push == {Engine.LOAD}
+        last_store = max(i for i in range(s) if isinstance(prog[i], StoreTile))
+        assert Engine.POOL in prog[last_store].push
+        first_load = min(i for i in range(s, len(prog)) if isinstance(prog[i], LoadTile))
+        assert Engine.POOL in prog[first_load].pop
+    spans = schedule(prog, instruction_cycles(lp, HW), 1, latency=DISPATCH_LATENCY)
+    for s in setups:
+        last_store = max(i for i in range(s) if isinstance(prog[i], StoreTile))
+        first_load = min(i for i in range(s, len(prog)) if isinstance(prog[i], LoadTile))
+        assert spans[first_load][0] > spans[last_store][1]
+    # pool.tile cycles are the engine's formula; the average's numerics are 1 / window
+    cyc = instruction_cycles(lp, HW)
+    tiles = [(i, inst) for i, inst in enumerate(prog) if isinstance(inst, PoolTile)]
+    gavg = tiles[-1]
+    assert cyc[gavg[0]] == 4 * 3 * 2 + 7          # 4×3 pixels, 2 words each, POOL_LATENCY 7
+    avg = prog[setups[1]]
+    assert avg.mode is PoolMode.AVG and avg.act is Activation.RELU
+    assert abs(avg.mult / 2 ** avg.shift - 1 / 9) < 2 ** -15 / 9 and avg.mult < 1 << 16
+    assert pool_numerics("gavg", 12) == (round(2 ** 19 / 12), 19, 0)
+    assert pool_numerics("max", 4) == (1, 0, 0) and pool_numerics("add") == (1, 0, 1)
+    add = prog[setups[0]]
+    assert (add.mode, add.mult, add.shift, add.mult2) == (PoolMode.ADD, 1, 0, 1)
+
+
+def test_pool_layers_refused():
+    plans, x, ws = _pool_chain(RESIDUAL_CHAIN, 12)
+    with pytest.raises(ValueError, match=r"weights\[2\] must be None for a pool layer"):
+        build_network_program(plans, x, [*ws[:2], np.zeros(1), *ws[3:]], HW, LIMITS)
+    bad = [*plans[:2], PoolLayer("add", source=3)]
+    with pytest.raises(ValueError, match=r"plans\[2\] source must be an earlier tensor"):
+        build_network_program(bad, x, ws[:3], HW, LIMITS)
+    bad = [plans[0], PoolLayer("add", source=0)]
+    with pytest.raises(ValueError, match=r"source tensor 0 must have the add's input shape"):
+        build_network_program(bad, x, ws[:2], HW, LIMITS)
+    wide = OverlayParams(rows=4, cols=8)
+    with pytest.raises(ValueError, match=r"needs an 8-bit chain on an overlay with rows == "
+                                         r"cols.*int8 on 4x8"):
+        build_network_program([PoolLayer("max", (2, 2), 2)], x, [None], wide, LIMITS)
+    with pytest.raises(ValueError, match="global pool"):
+        build_network_program([PoolLayer("gmax")], np.zeros((8, 12, 12), int), [None], HW,
+                              LIMITS)
+    with pytest.raises(ValueError, match="pad_t must be between 0 and 1, not 2"):
+        PoolLayer("max", (2, 2), 2, (2, 0, 0, 0))
+    with pytest.raises(ValueError, match="source must be given for mode add"):
+        PoolLayer("add")
+    with pytest.raises(ValueError, match="only max and avg have windows"):
+        PoolLayer("gavg", (2, 2))
+    with pytest.raises(ValueError, match="mode must be one of max, avg, gmax, gavg, add"):
+        PoolLayer("rescale")
+    with pytest.raises(ValueError, match="given together"):
+        PoolLayer("add", source=0, mult=3)
+    # the builder's condition is the top's (rtl.overlay_top.pool_supported)
+    assert not pool_supported(wide) and pool_supported(HW) and not pool_supported(HW, 16)

@@ -18,8 +18,12 @@ of the RTL:
   fetch bursts (each fetch beat on the shared R channel, and each fetch burst in the
   arbiter's AR register, delays a load by at most one cycle).  With random latency, idles and
   stalls: model(latency) ≤ measured ≤ model(0) + the memory's delay_cycles + that fetch term;
-* errors: a pool instruction, a load into the aux buffer stop the top with ``error`` (never
-  a hang); the same program runs twice with equal results; Verilog and Verilator lint.
+* host control: a host writes the program address and ``start`` over AXI4-Lite and polls
+  the status register until ``done`` (and reads ``cycles``, the error registers and the
+  engines' busy counters), then sees an unaligned program's fetch error there;
+* errors: a pool instruction or a load into the aux buffer on an overlay without a pool
+  engine, a load before its setup, a pool tile the engine refuses stop the top with
+  ``error`` (never a hang); the same program runs twice with equal results; Verilog and Verilator lint.
 
 Chains of layers: ``tests/rtl/test_overlay_network.py``.
 """
@@ -48,9 +52,10 @@ from rtl.isa import (
     LoadTile,
     PoolMode,
     PoolSetup,
+    PoolTile,
     StoreTile,
 )
-from rtl.overlay_top import START_CYCLES, OverlayTop
+from rtl.overlay_top import HOST_REGISTERS, START_CYCLES, STATUS_BITS, OverlayTop
 from rtl.params import DatapathLimits, OverlayParams
 from sim.bench.axi_memory import AxiMemory
 from sim.models.conv import conv2d
@@ -232,16 +237,28 @@ def _small_program(body):
     return bytearray(code) + bytearray(4096)
 
 
-@pytest.mark.parametrize("body,engine", [
-    ([LoadSetup(buf=Buffer.FEATURE, elem=1, row_pitch=0, px_pitch=4),
-      PoolSetup(mode=PoolMode.MAX, kh=2, kw=2, stride=2, ch=8)], Engine.POOL),
-    ([LoadSetup(buf=Buffer.AUX, elem=1, row_pitch=0, px_pitch=4)], Engine.LOAD),
-    ([LoadTile(buf=Buffer.AUX, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)], Engine.LOAD),
-    ([LoadTile(buf=Buffer.WEIGHT, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)],
+#: An overlay without a pool engine (rows ≠ cols: rtl.overlay_top.pool_supported).
+WIDE = OverlayParams(rows=4, cols=8)
+
+
+@pytest.mark.parametrize("params,body,engine", [
+    (WIDE, [LoadSetup(buf=Buffer.FEATURE, elem=1, row_pitch=0, px_pitch=4),
+            PoolSetup(mode=PoolMode.MAX, kh=2, kw=2, stride=2, ch=8)], Engine.POOL),
+    (WIDE, [LoadSetup(buf=Buffer.AUX, elem=1, row_pitch=0, px_pitch=4)], Engine.LOAD),
+    (WIDE, [LoadTile(buf=Buffer.AUX, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)],
      Engine.LOAD),
-], ids=["pool", "aux-setup", "aux-tile", "tile-before-setup"])
-def test_unsupported_instruction_sets_error_and_stops(body, engine):
-    dut = OverlayTop(HW, CHUNKED)
+    (HW, [LoadTile(buf=Buffer.WEIGHT, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)],
+     Engine.LOAD),
+    (HW, [LoadTile(buf=Buffer.AUX, dram=BASE + 4096, addr=0, rows=1, cols=2, ch=4)],
+     Engine.LOAD),
+    # the pool engine refuses a window larger than its padded tile
+    (HW, [PoolSetup(mode=PoolMode.MAX, kh=3, kw=3, stride=1, ch=4),
+          PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=2, cols=2)], Engine.POOL),
+], ids=["pool-no-engine", "aux-setup-no-engine", "aux-tile-no-engine", "tile-before-setup",
+        "aux-tile-before-setup", "pool-window-too-large"])
+def test_unsupported_instruction_sets_error_and_stops(params, body, engine):
+    dut = OverlayTop(params, CHUNKED)
+    assert dut.has_pool == (params is HW)
     mem = _small_program(body)
     (first, second), _ = _run(dut, mem, BASE, runs=2)
     for r in (first, second):                      # and the top takes a second start
@@ -319,3 +336,108 @@ def test_verilog_and_lint(tmp_path):
                                  "overlay_top", work_dir=tmp_path)
     assert not violations, "\n".join(f"line {v.line}: %{v.rule}: {v.message}"
                                      for v in violations[:20])
+
+
+async def _axil_write(ctx, dut, addr, value):
+    """One AXI4-Lite write by the host; returns BRESP."""
+    ctx.set(dut.s_axil_awaddr, addr)
+    ctx.set(dut.s_axil_wdata, value)
+    ctx.set(dut.s_axil_wstrb, 0xF)
+    ctx.set(dut.s_axil_awvalid, 1)
+    ctx.set(dut.s_axil_wvalid, 1)
+    ctx.set(dut.s_axil_bready, 1)
+    for _ in range(100):
+        aw = ctx.get(dut.s_axil_awvalid) and ctx.get(dut.s_axil_awready)
+        w = ctx.get(dut.s_axil_wvalid) and ctx.get(dut.s_axil_wready)
+        b = ctx.get(dut.s_axil_bvalid)
+        resp = ctx.get(dut.s_axil_bresp)
+        await ctx.tick()
+        if aw:
+            ctx.set(dut.s_axil_awvalid, 0)
+        if w:
+            ctx.set(dut.s_axil_wvalid, 0)
+        if b:
+            ctx.set(dut.s_axil_bready, 0)
+            return resp
+    raise AssertionError("the AXI4-Lite write hangs")
+
+
+async def _axil_read(ctx, dut, addr):
+    """One AXI4-Lite read by the host; returns (RDATA, RRESP)."""
+    ctx.set(dut.s_axil_araddr, addr)
+    ctx.set(dut.s_axil_arvalid, 1)
+    ctx.set(dut.s_axil_rready, 1)
+    for _ in range(100):
+        ar = ctx.get(dut.s_axil_arvalid) and ctx.get(dut.s_axil_arready)
+        r = ctx.get(dut.s_axil_rvalid)
+        value, resp = ctx.get(dut.s_axil_rdata), ctx.get(dut.s_axil_rresp)
+        await ctx.tick()
+        if ar:
+            ctx.set(dut.s_axil_arvalid, 0)
+        if r:
+            ctx.set(dut.s_axil_rready, 0)
+            return value, resp
+    raise AssertionError("the AXI4-Lite read hangs")
+
+
+def test_host_runs_program_over_axi_lite():
+    """A host writes the program address and start over AXI4-Lite and polls the status
+    register (rtl.overlay_top.HOST_REGISTERS); then an unaligned program's fetch error."""
+    algo, flow, layer, limits = CASES[2]
+    plan, x, w, lp, mem = _setup_case(algo, flow, layer, limits, seed=3)
+    dut = OverlayTop(HW, limits, token_depth=TOKEN_DEPTH)
+    off = {name: dut.host.offset(name) for name, _, _ in HOST_REGISTERS}
+    assert off == {"start": 0x00, "program": 0x04, "status": 0x0C, "error_code": 0x10,
+                   "error_engine": 0x14, "error_index": 0x18, "cycles": 0x1C,
+                   "load_busy": 0x20, "compute_busy": 0x24, "pool_busy": 0x28,
+                   "store_busy": 0x2C}
+    bit = {name: 1 << i for i, name in enumerate(STATUS_BITS)}
+    axi = AxiMemory(dut, mem, HW.bus_bits, base=BASE)
+    got = []
+
+    async def host(ctx):
+        for addr in (lp.program_addr, BASE + 8):            # the second is unaligned
+            assert await _axil_write(ctx, dut, off["program"], addr & 0xFFFF_FFFF) == 0
+            assert await _axil_write(ctx, dut, off["program"] + 4, addr >> 32) == 0
+            lo, _ = await _axil_read(ctx, dut, off["program"])
+            hi, _ = await _axil_read(ctx, dut, off["program"] + 4)
+            assert lo | hi << 32 == addr                      # rw: reads back
+            assert await _axil_write(ctx, dut, off["start"], 1) == 0
+            polls, seen_busy = 0, False
+            while True:
+                status, resp = await _axil_read(ctx, dut, off["status"])
+                assert resp == 0
+                seen_busy |= bool(status & bit["busy"])
+                if status & (bit["done"] | bit["error"]):
+                    break
+                polls += 1
+                assert polls < TIMEOUT, "the overlay top hangs"
+            while (await _axil_read(ctx, dut, off["status"]))[0] & bit["busy"]:
+                pass
+            regs = {n: (await _axil_read(ctx, dut, off[n]))[0] for n in off if n != "start"}
+            got.append((status, seen_busy, regs, ctx.get(dut.cycles), bytes(mem)))
+        # an address past the registers answers SLVERR
+        assert (await _axil_read(ctx, dut, 0x40))[1] == 2
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(axi.read_process, background=True)
+    sim.add_testbench(axi.write_process, background=True)
+    sim.add_testbench(host)
+    sim.run()
+    (status, seen_busy, regs, cycles, dram), (e_status, _, e_regs, _, _) = got
+    assert seen_busy and status & bit["done"] and not status & bit["error"]
+    assert np.array_equal(decode_output(lp, dram, BASE), _golden(plan, layer, x, w))
+    model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
+                                    latency=DISPATCH_LATENCY)[-1][1]
+    assert regs["cycles"] == cycles and model <= cycles <= model + 64
+    assert regs["error_code"] == regs["error_engine"] == regs["error_index"] == 0
+    # each engine's busy cycles: every instruction's model cycles at least, within the run
+    cyc = instruction_cycles(lp, HW)
+    for engine in (Engine.LOAD, Engine.COMPUTE, Engine.STORE):
+        least = sum(c for inst, c in zip(lp.program, cyc) if inst.ENGINE is engine)
+        assert least <= regs[f"{engine.value}_busy"] <= cycles, (engine, regs)
+    assert regs["pool_busy"] == 0
+    assert e_status & bit["error"] and e_status & bit["fetch_error"]
+    assert not e_status & (bit["done"] | bit["engine_error"])
+    assert e_regs["compute_busy"] == e_regs["store_busy"] == 0
