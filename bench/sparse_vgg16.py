@@ -12,7 +12,7 @@ Setup (every number below is an input of this script, not a measurement of hardw
 
 * The 13 conv layers of ``dse.zoo`` VGG16, FFT size N = 8 (40 half-spectrum bins), density
   0.25 (⌈0.25·40⌉ = 10 non-zeros per kernel).  Weights are uniform random int8, numpy seed
-  ``[2024, layer]``, pruned by magnitude (``dse.sparse_schedule.prune_spectral``) -- a
+  ``[2024, layer]``, pruned by magnitude (``dse.compiler.sparse_schedule.prune_spectral``) -- a
   *proxy* for SPEC2's ADMM-retrained kernels, whose masks would differ (trained kernels crowd
   the low bins, see docs/sparse-fft.md).
 * Traffic: :func:`dse.cost.sparse_traffic.sparse_traffic` with packed (6-bit bin, 2×16-bit
@@ -22,7 +22,7 @@ Setup (every number below is an input of this script, not a measurement of hardw
   design for the network).  The board budget is a quarter of the board's block RAM + URAM
   bytes (half of it for these two buffers, the rest for the input-spectrum banks, kernel
   banks and accumulators; then halved again for double buffering).
-* Sparse MAC: ``dse.sparse_schedule.schedule_layer``, one read port per bank, balanced
+* Sparse MAC: ``dse.compiler.sparse_schedule.schedule_layer``, one read port per bank, balanced
   placement.  Two unit shapes: P = 16 lanes with B = 16 banks, and P = 64 lanes (the most
   ``rtl.params.SparseParams`` allows) with B = min(P, bins) = 40 banks (with B ≥ bins every
   bin has its own bank; more banks stay empty).  A board holds U = ⌊DSPs / (3·P)⌋ such
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from dse.board import load_board
 from dse.cost.sparse_traffic import KERNEL_REUSE, entry_bits, sparse_traffic
 from dse.cost.workload import LayerTable
-from dse.sparse_schedule import (
+from dse.compiler.sparse_schedule import (
     keep_count,
     prune_spectral,
     schedule_layer,

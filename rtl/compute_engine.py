@@ -2,7 +2,7 @@
 
 Every setting of a datapath invocation (GEMM shapes, word counts, window-generator and
 shift-and-add geometry, requantisation, ...; :func:`rtl.params.datapath_registers`) is
-computed once, by the compiler's plan of the layer (``dse/compiler.py``, the same functions
+computed once, by the compiler's plan of the layer (``dse/compiler/plan.py``, the same functions
 the explorer's cycle model uses), and packed into a *register image*
 (:func:`rtl.isa.pack_image`): a few :data:`rtl.isa.IMAGE_WORD_BITS`-bit words in the table
 buffer, which the load engine fills from DRAM.  The hardware never derives a setting a second

@@ -22,7 +22,7 @@ after the previous one's ``done``.
 Timing (:data:`DISPATCH_LATENCY`): an instruction may be taken in the cycle after its
 engine's previous ``done``, after the ``done`` of the instruction that pushed a token it
 pops, and after the start of the pop that freed a slot in a queue it pushes to.  That is
-``dse.asm.schedule(program, cycles, depth, latency=DISPATCH_LATENCY)`` with ``cycles[i]``
+``dse.compiler.asm.schedule(program, cycles, depth, latency=DISPATCH_LATENCY)`` with ``cycles[i]``
 the cycles from an instruction's command transfer to its ``done`` and
 :data:`FINISH_CYCLES` for ``finish``, counted from the first cycle the engines can take
 commands, as long as every instruction is in its queue by the time it may start
@@ -50,7 +50,7 @@ DISPATCH_LATENCY = 1
 #: dispatched (the fetch register, then the write into the engine's queue), when its queue
 #: has room.
 FETCH_LATENCY = 2
-#: Cycles ``finish`` takes in ``dse.asm.schedule``'s terms: ``done`` rises this many cycles
+#: Cycles ``finish`` takes in ``dse.compiler.asm.schedule``'s terms: ``done`` rises this many cycles
 #: after the controller has seen every engine idle (the cycle after the last ``done``).
 FINISH_CYCLES = 1
 
@@ -264,7 +264,7 @@ class Controller(wiring.Component):
     When the engine pulses ``done``, the controller pushes a token to each queue named in
     ``push``; room was checked at dispatch, and nothing else pushes into an engine's
     outgoing queues, so that push never finds the queue full and ``done`` never stalls.
-    (This is where ``dse.asm.schedule`` waits too: before the start.)
+    (This is where ``dse.compiler.asm.schedule`` waits too: before the start.)
 
     **Finish.** Once ``finish`` has been fetched and every engine is idle with its queue
     empty, ``busy`` drops and ``done`` rises; both hold until the next ``start``.
@@ -272,7 +272,7 @@ class Controller(wiring.Component):
     **Errors.** An illegal word, or a deadlock (no engine has an instruction in progress,
     none can be dispatched, and the fetch holds a word whose queue is full or has fetched
     ``finish`` with instructions still queued: only a program that fails
-    ``dse.asm.check_tokens`` gets there), sets ``error``, ``error_code`` and
+    ``dse.compiler.asm.check_tokens`` gets there), sets ``error``, ``error_code`` and
     ``error_index``, the 0-based index of the offending word in the program (for a
     deadlock, the word the fetch holds, or ``finish``).  ``busy`` drops and nothing further
     is dispatched: commands on offer are withdrawn, queued instructions are dropped.  An
@@ -285,7 +285,7 @@ class Controller(wiring.Component):
     ----------
     token_depth:
         Tokens each of the eight token queues holds (the ``depth`` of
-        ``dse.asm.check_tokens``).
+        ``dse.compiler.asm.check_tokens``).
     queue_depth:
         Instructions each engine's instruction queue holds.
     counter_bits:

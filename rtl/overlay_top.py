@@ -56,8 +56,8 @@ has.  So an error never hangs the top.
 
 Timing (docs/rtl.md, "Overlay top"): the first instruction can be dispatched
 :data:`START_CYCLES` cycles after ``start`` (plus the memory's read latency); from there
-the controller follows ``dse.asm.schedule`` with each instruction's cycles from
-``dse.program.instruction_cycles``, except that the fetch unit's bursts share the read
+the controller follows ``dse.compiler.asm.schedule`` with each instruction's cycles from
+``dse.compiler.program.instruction_cycles``, except that the fetch unit's bursts share the read
 channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
 
 Limitations of this milestone: only the im2col and kn2row datapaths (parameters with

@@ -6,7 +6,7 @@ another:
 
 1. **Forward** (``fwd_go``): the tile buffer holds, per (tile t, channel c) in that order
    (c fastest), the N² raw activations of the tile zero-padded to N×N (the compiler's
-   ``fft`` layout, dse/compiler.py).  A reader streams all T·C·N² words into the FFT unit
+   ``fft`` layout, dse/compiler/plan.py).  A reader streams all T·C·N² words into the FFT unit
    (``rtl.fft.FFT2D``, shared with phase 3), each shifted left by ``data_bits − precision − 1``
    (one guard bit, as ``sim/models/fft.py`` does).  The spectra are written to the input
    spectrum buffer so that bin u of (t, c) lands at ``u·T·C + t·C + c``: the A matrix of bin

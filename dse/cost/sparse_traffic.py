@@ -10,7 +10,7 @@ What lives in DRAM
 Per layer: ``C`` input channels of an ``H×W`` map, ``F`` filters, a square ``k×k`` kernel,
 padding ``pt, pb`` (rows) and ``pl, pr`` (columns), stride 1 (the spectral path's only
 stride), FFT size ``N``, and ``z`` kept non-zeros per (filter, channel) kernel
-(:func:`dse.sparse_schedule.keep_count`; ``bins = N·(N/2 + 1)`` half-spectrum bins).
+(:func:`dse.compiler.sparse_schedule.keep_count`; ``bins = N·(N/2 + 1)`` half-spectrum bins).
 
 * **Kernels**, compressed: each kept non-zero is (bin index, complex value), packed at
   ``e = index_bits + 2·value_bits`` bits (default ``index_bits = ⌈log2 bins⌉`` = 6 at N = 8,

@@ -6,7 +6,7 @@ integer complex MAC over channels per bin, requantisation by ``mac_shift``, Herm
 extension, inverse FFT and overlap-add — except that the kernel bins the compiler pruned are
 zero, so they contribute nothing to the MAC.  Pruning is magnitude pruning of the quantised
 half spectra (bins v ≤ N/2) per (filter, channel) kernel,
-:func:`dse.sparse_schedule.prune_spectral`; the order in which the sparse datapath reads the
+:func:`dse.compiler.sparse_schedule.prune_spectral`; the order in which the sparse datapath reads the
 non-zeros does not change the exact integer sums, so the schedule is not an input here.
 
 A pruned kernel spectrum is no longer the spectrum of an R×R kernel: its inverse spans the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dse.sparse_schedule import prune_spectral
+from dse.compiler.sparse_schedule import prune_spectral
 from sim.models.conv import conv2d
 from sim.models.fft import FFTParams, SpectralResult, fft_conv, spectral_kernels, sqnr_db
 

@@ -26,7 +26,7 @@ import json
 import numpy as np
 import pytest
 
-from dse.compiler import plan_conv, winograd_weights, _split_pieces
+from dse.compiler.plan import _split_pieces, plan_conv, winograd_weights
 from dse.lowering import Geometry, lowering
 from dse.network import NetworkBuilder
 from rtl.params import OverlayParams

@@ -1,4 +1,4 @@
-"""dse.asm: text and binary round trips, assembler errors, the token checker and the
+"""dse.compiler.asm: text and binary round trips, assembler errors, the token checker and the
 schedule of the four engines."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dse.asm import (AsmError, TokenError, assemble, check_tokens, disassemble,
+from dse.compiler.asm import (AsmError, TokenError, assemble, check_tokens, disassemble,
                      format_instruction, from_bytes, from_words, parse_line, queues,
                      read_image, schedule, to_bytes, to_words, write_image)
 from rtl.isa import (NEIGHBOURS, ComputeTile, Engine, Finish, IllegalInstruction, LoadTile,

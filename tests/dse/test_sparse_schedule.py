@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dse.sparse_schedule import (Placement, balanced_placement, bank_loads, bin_index,
+from dse.compiler.sparse_schedule import (Placement, balanced_placement, bank_loads, bin_index,
                                  conflict_free_schedule, default_placement, keep_count,
                                  naive_schedule, placement_cost, prune_spectral,
                                  schedule_cycles, schedule_layer, schedule_steps,

@@ -1,10 +1,10 @@
-"""rtl.controller in the Amaranth simulator: programs from dse.asm.assemble run on mock
+"""rtl.controller in the Amaranth simulator: programs from dse.compiler.asm.assemble run on mock
 engines that take a random number of cycles per instruction.
 
 Checked against references that do not come from the RTL: each engine receives exactly its
 instructions, in program order, with the fields :func:`rtl.isa.decode` and
 :meth:`rtl.isa.Field.encode` give for the words fed in; the measured (start, end) of every
-instruction equals ``dse.asm.schedule(..., latency=DISPATCH_LATENCY)`` shifted by the first
+instruction equals ``dse.compiler.asm.schedule(..., latency=DISPATCH_LATENCY)`` shifted by the first
 cycle the engines can take commands; illegal words stop the controller with the class
 :func:`rtl.isa.decode` reports and the right index; a second run repeats the first; random
 idles on the instruction stream and back-pressure from the engines change the timing but
@@ -22,7 +22,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from dse.asm import TokenError, assemble, check_tokens, disassemble, queues, schedule
+from dse.compiler.asm import TokenError, assemble, check_tokens, disassemble, queues, schedule
 from rtl.controller import (DISPATCH_LATENCY, FETCH_LATENCY, FINISH_CYCLES, Controller,
                             ErrorCode, InstructionDecoder, command_layout, format_layout)
 from rtl.isa import (BY_OPCODE, INSTRUCTION_BITS, INSTRUCTIONS, NEIGHBOURS, Engine, Finish,
@@ -188,7 +188,7 @@ def measured(run: Run, program) -> list:
 
 
 def model(program, durations, depth) -> list:
-    """dse.asm.schedule with the controller's dispatch latency and finish cycles."""
+    """dse.compiler.asm.schedule with the controller's dispatch latency and finish cycles."""
     return schedule(program, list(durations[:len(program) - 1]) + [FINISH_CYCLES], depth,
                     latency=DISPATCH_LATENCY)
 
@@ -526,7 +526,7 @@ def test_pop_without_push_is_a_deadlock_at_finish():
 @pytest.mark.parametrize("queue_depth", [1, 4])
 def test_a_deadlock_of_the_model_is_a_deadlock_of_the_hardware(queue_depth):
     # four double-buffered bands need token queues of 2; with 1, load, compute and store
-    # all wait for each other (dse.asm.schedule names the same three waits)
+    # all wait for each other (dse.compiler.asm.schedule names the same three waits)
     program = assemble(banded_text(4))
     with pytest.raises(TokenError, match=r"^the engines deadlock: load at instruction 8 "):
         schedule(program, [5] * len(program), 1)

@@ -266,12 +266,12 @@ def test_decode_refuses_what_is_not_a_word():
 
 
 def test_isa_and_assembler_never_import_amaranth():
-    for rel in ("rtl/isa.py", "dse/asm.py"):
+    for rel in ("rtl/isa.py", "dse/compiler/asm.py"):
         tree = ast.parse((ROOT / rel).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {n for n in names if n.split(".")[0] == "amaranth"}, rel
-    code = "import sys, rtl.isa, dse.asm; sys.exit('amaranth' in sys.modules)"
+    code = "import sys, rtl.isa, dse.compiler.asm; sys.exit('amaranth' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
 
 

@@ -4,7 +4,7 @@ Three layers (3×3 im2col ws → 1×1 im2col os → 3×3 kn2row os, 6 → 5 → 
 multiple of the 4×4 array) are planned on one overlay with small ``DatapathLimits``, so
 every layer is cut into row bands and filter chunks, and the 3×3 layers into channel chunks
 too (a K split: channel sub-ranges loaded with a pixel pitch wider than the box's pixel).
-``dse.program.build_network_program`` makes one program and one DRAM image of them: layer
+``dse.compiler.program.build_network_program`` makes one program and one DRAM image of them: layer
 i's output tensor is layer i + 1's input.  References, independent of the RTL:
 
 * **boxes** (no simulator): a model of ``load.tile`` / ``store.tile`` written from the ISA's
@@ -13,12 +13,12 @@ i's output tensor is layer i + 1's input.  References, independent of the RTL:
   ``ConvPlan.feature_image`` before every ``compute.tile`` (over a buffer of garbage: the
   zero boxes must cover the padding), and storing the golden outputs' words
   (``ConvPlan.decode``'s layout) must give the golden HWC tensor;
-* **tokens**: ``dse.asm.check_tokens``, and each layer's first load depends (through
+* **tokens**: ``dse.compiler.asm.check_tokens``, and each layer's first load depends (through
   store → compute → load) on the previous layer's last store;
 * **simulation**: every layer's output tensor read back from DRAM after the run equals
   ``sim.models.conv.conv2d`` + ``sim.models.requant.requantize`` of the golden previous
   layer's output, bit for bit, and the cycles satisfy test_overlay_top.py's bounds against
-  ``dse.asm.schedule`` (0 ≤ measured − model ≤ fetch beats + fetch bursts; compute and store
+  ``dse.compiler.asm.schedule`` (0 ≤ measured − model ≤ fetch beats + fetch bursts; compute and store
   instructions exact, and the loads after the fetch unit's last beat).
 """
 
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dse.asm import check_tokens, schedule
+from dse.compiler.asm import check_tokens, schedule
 from dse.compiler import plan_conv
-from dse.program import (
+from dse.compiler.program import (
     PoolLayer,
     build_layer_program,
     build_network_program,
@@ -294,7 +294,7 @@ def _pool_chain(chain, seed):
 def _pool_golden(chain, plans, x, ws):
     """Every tensor of the chain from the golden models: conv2d + requantize, and
     ``sim.models.pool.pool_tile`` on whole HWC tensors with the numerics of
-    ``dse.program.pool_numerics`` (the window's element count)."""
+    ``dse.compiler.program.pool_numerics`` (the window's element count)."""
     tensors = [x]
     for entry, plan, w in zip(chain, plans, ws):
         a = tensors[-1]

@@ -2,14 +2,14 @@
 
 A layer is planned by the compiler (``dse.compiler.plan_conv``) on a 4×4 array with small
 ``DatapathLimits`` (so it runs as several invocations: filter chunks, and row bands for the
-first case), turned into a program and a DRAM image by ``dse.program`` (the input and
+first case), turned into a program and a DRAM image by ``dse.compiler.program`` (the input and
 output are HWC tensors in DRAM, moved with strided ``load.tile`` / ``store.tile`` boxes), and
 run from an AXI4 memory model (``sim.bench.axi_memory.AxiMemory``).  References, independent
 of the RTL:
 
 * **outputs**: the output tensor read back from DRAM equals ``sim.models.conv.conv2d``
   followed by ``sim.models.requant.requantize`` with the plan's (mult, shift), bit for bit;
-* **cycles**: ``dse.asm.schedule(program, instruction_cycles, token_depth,
+* **cycles**: ``dse.compiler.asm.schedule(program, instruction_cycles, token_depth,
   latency=DISPATCH_LATENCY)`` from :data:`rtl.overlay_top.START_CYCLES` on.  With a memory
   that answers at once and never stalls, every compute and store instruction, and every load
   that does not share the read channel with the fetch unit, takes exactly its model cycles
@@ -38,9 +38,9 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from dse.asm import schedule
+from dse.compiler.asm import schedule
 from dse.compiler import plan_conv
-from dse.program import build_layer_program, decode_output, instruction_cycles
+from dse.compiler.program import build_layer_program, decode_output, instruction_cycles
 from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import (
     INSTRUCTION_BYTES,

@@ -1,8 +1,8 @@
 """The overlay top in Verilator with the DRAM model in RTL (``sim/overlay_sim.py``): no Python
 runs per cycle.  The layers of ``test_overlay_top`` (planned by the compiler, programs and
-DRAM images by ``dse.program``) run from the DRAM model; the output read back equals the
+DRAM images by ``dse.compiler.program``) run from the DRAM model; the output read back equals the
 golden convolution bit for bit, and the top's ``cycles`` lie within the fetch unit's
-interference above the model (``START_CYCLES`` + ``dse.asm.schedule``'s end), as in the
+interference above the model (``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end), as in the
 Amaranth-simulator tests — here the fetch's beats and bursts are not observed, so the bound
 uses their most: every program word and the prefetch beyond the last, and one burst a beat.
 A read latency and random back-pressure change the cycles, never the outputs."""
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dse.asm import schedule
+from dse.compiler.asm import schedule
 from dse.compiler import plan_conv
-from dse.program import build_layer_program, decode_output, instruction_cycles
+from dse.compiler.program import build_layer_program, decode_output, instruction_cycles
 from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import INSTRUCTION_BYTES
 from rtl.overlay_top import START_CYCLES, OverlayTop

@@ -1,10 +1,10 @@
-"""The compiler's sparse read schedules (``dse.sparse_schedule``) on the RTL unit
+"""The compiler's sparse read schedules (``dse.compiler.sparse_schedule``) on the RTL unit
 (``rtl.sparse_fft.SparseMAC``): pruned spectral kernels of a real convolution, the layer's
 balanced bank placement, then per group of P filters and per channel the compiled
 (conflict-free, Δ-step) schedule and the naive in-order one, run in the Amaranth simulator
 with random stalls.  Both are bit-exact with a numpy complex MAC; the compiled schedule
 measures zero stall cycles and exactly its Δ steps; the naive one measures exactly the stalls
-``dse.sparse_schedule.schedule_cycles`` predicts for it.
+``dse.compiler.sparse_schedule.schedule_cycles`` predicts for it.
 
 The drivers and references are ``test_sparse_fft``'s (the RTL unit's own tests).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dse.sparse_schedule import (balanced_placement, conflict_free_schedule, naive_schedule,
+from dse.compiler.sparse_schedule import (balanced_placement, conflict_free_schedule, naive_schedule,
                                  schedule_cycles, schedule_steps, spectral_bins)
 from rtl.params import SparseParams
 from sim.models.fft import spectral_kernels

@@ -100,7 +100,7 @@ read the tensor layer i's last store writes; the ring has no store → load queu
 dependency goes **store → compute → load**: layer i's last store pushes store → compute,
 layer i + 1's ``compute.setup`` (which the compute engine runs after layer i's last compute)
 pops it and pushes compute → load, and layer i + 1's first load pops that.  In program order
-every queue holds at most one token, so the program passes ``dse.asm.check_tokens`` at any
+every queue holds at most one token, so the program passes ``dse.compiler.asm.check_tokens`` at any
 depth (it is checked at the given ``token_depth``).  The table load precedes the first
 feature load on the load engine, so the first compute's load → compute token also covers the
 images.
@@ -117,7 +117,7 @@ compute or pool tile.
 
 :func:`instruction_cycles` gives each instruction's cycles in the controller's convention
 (``rtl/controller.py``: from the command's transfer to its engine's ``done``), for
-``dse.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`), less one (the formula counts
+``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`), less one (the formula counts
 both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR register);
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
@@ -134,7 +134,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dse.asm import check_tokens
+from dse.compiler.asm import check_tokens
 from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.cost.transforms import image_load_cycles, pool_cycles
@@ -191,7 +191,7 @@ __all__ = [
 
 #: Lanes of a table-buffer word as the load engine fills it: 16 bytes of a 128-bit word.
 TABLE_LANES = IMAGE_WORD_BITS // 8
-#: Cycles ``finish`` takes in ``dse.asm.schedule``'s terms (``rtl.controller.FINISH_CYCLES``;
+#: Cycles ``finish`` takes in ``dse.compiler.asm.schedule``'s terms (``rtl.controller.FINISH_CYCLES``;
 #: repeated here because ``dse`` must not import Amaranth).
 FINISH_CYCLES = 1
 #: Most rows, and most pixels a row, of one box.
@@ -656,7 +656,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     base:
         DRAM byte address of the image, a multiple of 64.
     token_depth:
-        Depth of the controller's token queues, for ``dse.asm.check_tokens``.
+        Depth of the controller's token queues, for ``dse.compiler.asm.check_tokens``.
 
     Raises
     ------
@@ -902,7 +902,7 @@ def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimit
 def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
                        mult_latency: int = DEFAULT_MULT_LATENCY) -> list[int]:
     """Each instruction's cycles from its command transfer to its ``done`` (the controller's
-    convention, ``dse.asm.schedule``'s ``cycles``), with a memory of ``latency`` cycles that
+    convention, ``dse.compiler.asm.schedule``'s ``cycles``), with a memory of ``latency`` cycles that
     never stalls (module docstring)."""
     if not isinstance(lp, NetworkProgram):
         raise TypeError(f"lp must be a NetworkProgram, not {lp!r:.60}")
