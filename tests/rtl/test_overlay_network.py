@@ -56,7 +56,7 @@ from rtl.isa import (
     StoreSetup,
     StoreTile,
 )
-from rtl.overlay_top import START_CYCLES, OverlayTop, pool_supported
+from rtl.overlay_top import OverlayTop, pool_supported
 from rtl.params import DatapathLimits, OverlayParams
 from sim.models.conv import conv2d
 from sim.models.pool import pool_tile
@@ -65,7 +65,7 @@ from sim.models.requant import requantize
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dse"))
 from cost_helpers import conv
-from test_overlay_top import BASE, HW, TOKEN_DEPTH, _durations, _run
+from test_overlay_top import BASE, HW, TOKEN_DEPTH, _run, check_cycles
 
 #: Small buffers: bands everywhere, filter chunks, channel chunks of the 3×3 layers.
 LIMITS = DatapathLimits(max_m=32, max_k=72, max_n=4, feature_words=256, weight_words=36,
@@ -236,21 +236,7 @@ def test_network_bit_exact_and_cycles():
     for i, g in enumerate(_golden(plans, x, ws)):
         out = decode_output(lp, r["dram"], BASE, layer=i)
         assert np.array_equal(out, g), f"layer {i}: {(out != g).sum()} outputs differ"
-    cyc = instruction_cycles(lp, HW)
-    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY)[-1][1]
-    last_fetch = max(r["fetch_beats"])
-    exact_loads = 0
-    for i, took, measured in _durations(r, lp):
-        inst = lp.program[i]
-        if isinstance(inst, LoadTile) and took <= last_fetch:
-            assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-            continue
-        assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-        exact_loads += isinstance(inst, LoadTile)
-    assert exact_loads >= 2
-    fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
-    assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+    check_cycles(lp, r, min_exact_loads=2)
 
 
 # -- pool layers: max, average and global pooling and the residual add ----------------------
@@ -316,24 +302,6 @@ def _pool_golden(chain, plans, x, ws):
     return tensors[1:]
 
 
-def _check_cycles(lp, r):
-    """test_overlay_top.py's bounds: instructions exact (loads during the fetch at least
-    their model), the total within the fetch unit's interference above the schedule."""
-    cyc = instruction_cycles(lp, HW)
-    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY)[-1][1]
-    last_fetch = max(r["fetch_beats"])
-    for i, took, measured in _durations(r, lp):
-        inst = lp.program[i]
-        if isinstance(inst, LoadTile) and took <= last_fetch:
-            assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-            continue
-        assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-    fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
-    assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
-    return model
-
-
 @pytest.mark.parametrize("chain,seed", [(POOL_CHAIN, 11), (RESIDUAL_CHAIN, 12)],
                          ids=["conv-maxpool-conv", "residual-avg-gavg"])
 def test_pool_chain_bit_exact_and_cycles(chain, seed):
@@ -351,7 +319,7 @@ def test_pool_chain_bit_exact_and_cycles(chain, seed):
     for i, g in enumerate(_pool_golden(chain, plans, x, ws)):
         out = decode_output(lp, r["dram"], BASE, layer=i)
         assert np.array_equal(out, g), f"layer {i}: {(out != g).sum()} outputs differ"
-    _check_cycles(lp, r)
+    check_cycles(lp, r)
 
 
 def test_pool_tokens_and_numerics():

@@ -179,6 +179,30 @@ def _setup_case(algo, flow, layer, limits, seed=1):
     return plan, x, w, lp, mem
 
 
+def check_cycles(lp, r, *, min_exact_loads: int = 0) -> int:
+    """The cycle bounds (module docstring) of run ``r`` of program ``lp``: every instruction
+    takes exactly its model cycles, except loads while the fetch unit still reads (at least
+    theirs; and at least ``min_exact_loads`` loads after it went quiet are exact), and the
+    total lies within the fetch unit's interference above the schedule.  Returns the
+    model's total."""
+    cyc = instruction_cycles(lp, HW)
+    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
+                                    latency=DISPATCH_LATENCY)[-1][1]
+    last_fetch = max(r["fetch_beats"])
+    exact_loads = 0
+    for i, took, measured in _durations(r, lp):
+        inst = lp.program[i]
+        if isinstance(inst, LoadTile) and took <= last_fetch:
+            assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+            continue
+        assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
+        exact_loads += isinstance(inst, LoadTile)
+    assert exact_loads >= min_exact_loads    # the loads after the fetch has gone quiet
+    fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
+    assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+    return model
+
+
 @pytest.mark.parametrize("algo,flow,layer,limits", CASES,
                          ids=["im2col-ws-3x3-bands", "kn2row-os-3x3", "im2col-ws-1x1"])
 def test_layer_bit_exact_and_cycles_ideal_memory(algo, flow, layer, limits):
@@ -188,25 +212,11 @@ def test_layer_bit_exact_and_cycles_ideal_memory(algo, flow, layer, limits):
     runs = 2 if layer.kernel == (1, 1) else 1
     results, _ = _run(dut, mem, lp.program_addr, runs=runs)
     gold = _golden(plan, layer, x, w)
-    cyc = instruction_cycles(lp, HW)
-    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY)[-1][1]
     for r in results:
         assert r["done"] and not r["error"] and not r["engine_error"] and not r["fetch_error"]
         out = decode_output(lp, r["dram"], BASE)
         assert np.array_equal(out, gold), f"{(out != gold).sum()} outputs differ"
-        last_fetch = max(r["fetch_beats"])
-        exact_loads = 0
-        for i, took, measured in _durations(r, lp):
-            inst = lp.program[i]
-            if isinstance(inst, LoadTile) and took <= last_fetch:
-                assert measured >= cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-                continue
-            assert measured == cyc[i], (i, inst.MNEMONIC, measured, cyc[i])
-            exact_loads += isinstance(inst, LoadTile)
-        assert exact_loads >= 2           # the loads after the fetch has gone quiet
-        fetch_term = len(r["fetch_beats"]) + r["fetch_bursts"]
-        assert model <= r["cycles"] <= model + fetch_term, (r["cycles"], model, fetch_term)
+        check_cycles(lp, r, min_exact_loads=2)
     if runs == 2:
         assert results[0]["cycles"] == results[1]["cycles"]
         assert results[0]["dram"] == results[1]["dram"]
