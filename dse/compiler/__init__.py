@@ -6,6 +6,7 @@
   functions the explorer's cost model evaluates).  Its public names are re-exported here.
 * :mod:`dse.compiler.program` -- chains of planned layers (and pools, residual adds) as a
   program for the overlay top and its DRAM image (HWC tensors, weights, register images).
+* :mod:`dse.compiler.network` -- a network and the explorer's design as such a chain.
 * :mod:`dse.compiler.asm` -- the assembler, disassembler and token checker of the
   instruction set (``rtl/isa.py``), and the timeline model of the engines.
 * :mod:`dse.compiler.sparse_schedule` -- pruned spectral kernels, their bank placement and

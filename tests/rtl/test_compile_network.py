@@ -1,0 +1,210 @@
+"""A whole network, explored and compiled, on the overlay top in Verilator.
+
+``dse.compiler.network.compile_network`` turns a small residual network of the IR
+(conv → ReLU → max pool → conv → ReLU → conv → add with the pool's output → ReLU →
+average pool 3×3/2 with padding → global average pool) and its design (``dse.search.search``
+on a 4×4 overlay with 2 KiB buffers, the algorithms restricted to im2col and kn2row, the
+dataflows to ws and os, one layer pinned to kn2row and one to os so that both datapaths and
+both dataflows run) into one program.
+It runs in Verilator with the DRAM model in RTL (``sim/overlay_sim.py``); every layer's
+output tensor read back equals the golden tensor of ``sim.models`` (computed by
+``sim.overlay_golden.golden_outputs`` from the plans' requantisation and the weights, never
+from the program).  Then the
+refusals: layers and designs the chain cannot run, each a ValueError naming the layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dse.board import load_board
+from dse.compiler.network import compile_network as _compile_network
+from dse.compiler.network import design_overlay
+from dse.compiler.program import PoolLayer, decode_output
+from dse.network import NetworkBuilder
+from dse.search import search
+from rtl.overlay_top import OverlayTop
+from sim.overlay_golden import golden_outputs
+from sim.overlay_sim import build_overlay_sim, run_overlay_sim
+
+pytestmark = pytest.mark.verilator
+
+#: A 4×4 overlay with small buffers (the search keeps the pins: one hardware point).
+PINS = {"rows": 4, "cols": 4, "act_buffer_kib": 2, "weight_buffer_kib": 2,
+        "out_buffer_kib": 2, "bus_bits": 128}
+#: DRAM model words (16 bytes each): 256 KiB.
+MEM_WORDS = 1 << 14
+
+
+
+def compile_network(network, design, x, weights=None, **kwargs):
+    """``dse.compiler.network.compile_network`` and the golden tensors of its program
+    (``sim.overlay_golden``, computed from the plans and the weights, not the program)."""
+    lp, used = _compile_network(network, design, x, weights, **kwargs)
+    return lp, golden_outputs(lp, x, list(used.values()), list(used))
+
+
+def _residual():
+    b = NetworkBuilder("residual", (6, 8, 8))
+    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r1")
+    b.maxpool("p1", kernel=2)                                      # 8×4×4
+    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r2")
+    b.conv("c3", out_channels=8, kernel=1)
+    b.sum("add", ["c3", "p1"])
+    b.act("relu", "r3")
+    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # 8×2×2
+    b.gap("g")
+    b.act("identity", "out")
+    return b.build()
+
+
+@pytest.fixture(scope="module")
+def explored():
+    net = _residual()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                    dataflows=("ws", "os"), hardware_pins=PINS,
+                    layer_pins={"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}},
+                    optimizer="grid")
+    return net, design
+
+
+def test_network_compiles_and_runs_bit_exact_in_verilator(explored):
+    net, design = explored
+    x = np.random.default_rng(7).integers(-128, 128, net.input_shape)
+    lp, gold = compile_network(net, design, x, seed=3)
+    # the chain: folded ReLUs, the add's second operand is the max pool's output tensor
+    assert list(gold) == ["c1", "p1", "c2", "c3", "add", "ap", "g"]
+    kinds = [p.mode if isinstance(p, PoolLayer) else p.algorithm for p in lp.plans]
+    assert kinds[1:] == ["max", "kn2row", "im2col", "add", "avg", "gavg"]
+    assert kinds[0] == "im2col" and lp.plans[0].host_patches == ()   # patches → tensor
+    assert [p.invocations[0].registers["rq_relu"] for p in lp.plans if not
+            isinstance(p, PoolLayer)] == [1, 1, 0]
+    assert lp.plans[4].source == 2 and lp.plans[4].relu and not lp.plans[5].relu
+    by_name = {p.name: p for p in design.layers}
+    flows = [p.dataflow for p in lp.plans if not isinstance(p, PoolLayer)]
+    assert flows == [by_name[n].dataflow for n in ("c1", "c2", "c3")] and flows[2] == "os"
+    # the golden tensors are not degenerate (a wrong program cannot match them by chance)
+    for name, g in gold.items():
+        assert len(np.unique(g)) > (1 if name == "g" else 4), name
+    assert all(gold[n].min() >= 0 for n in ("c1", "p1", "c2", "add"))  # the folded ReLUs
+    assert gold["c3"].min() < 0
+
+    params, limits = design_overlay(design)
+    top = OverlayTop(params, limits, table_words=max(2, lp.table_words), token_depth=2)
+    sim = build_overlay_sim(top, mem_words=MEM_WORDS)
+    r = run_overlay_sim(sim, lp.image, program=lp.program_addr)
+    assert r.ok and not r.error, (r.error_code, r.error_index)
+    for i, (name, g) in enumerate(gold.items()):
+        out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
+        assert np.array_equal(out, g), f"{name}: {(out != g).sum()} outputs differ"
+
+
+def test_weights_given_or_seeded(explored):
+    net, design = explored
+    x = np.random.default_rng(7).integers(-128, 128, net.input_shape)
+    lp, gold = compile_network(net, design, x, seed=3)
+    again, _ = compile_network(net, design, x, seed=3)
+    other, _ = compile_network(net, design, x, seed=4)
+    assert again.image == lp.image and other.image != lp.image
+    # the seeded draw, in network order, given explicitly: the same program
+    rng = np.random.default_rng(3)
+    ws = {layer.name: rng.integers(-128, 128, (layer.out_shape[0], layer.in_shape[0],
+                                               *layer.kernel)) for layer in net.convs()}
+    given, gold2 = compile_network(net, design, x, ws, seed=99)
+    assert given.image == lp.image
+    assert all(np.array_equal(gold[k], gold2[k]) for k in gold)
+    zero, gz = compile_network(net, design, x, {"c3": np.zeros_like(ws["c3"])})
+    assert not gz["c3"].any() and zero.image != lp.image
+
+
+def _net(build, shape):
+    b = NetworkBuilder("bad", shape)
+    build(b)
+    return b.build()
+
+
+REFUSED = [
+    ("fc", lambda b: (b.conv("c1", out_channels=8, kernel=3, padding=1), b.gap("g"),
+                      b.flatten("f"), b.fc("fc", out_features=4)),
+     r"layer 'fc' \(fc\): fully connected"),
+    ("concat", lambda b: (b.conv("c1", out_channels=8, kernel=1),
+                          b.concat("cat", ["input", "c1"])),
+     r"layer 'cat' \(concat\): concatenation is a branch"),
+    ("branch", lambda b: (b.conv("c1", out_channels=8, kernel=1),
+                          b.conv("c2", "input", out_channels=8, kernel=1)),
+     r"layer 'c2' \(conv\): its input 'input' is not the previous layer's output"),
+    ("add-branch", lambda b: (b.conv("c1", out_channels=6, kernel=1),
+                              b.conv("c2", out_channels=6, kernel=1),
+                              b.sum("add", ["c1", "input"])),
+     r"layer 'add' \(add\): neither input"),
+    ("relu6", lambda b: (b.conv("c1", out_channels=8, kernel=1), b.act("relu6", "r")),
+     r"layer 'r' \(relu6\): the requantiser clamps at 0 only"),
+    ("relu-shared", lambda b: (b.conv("c1", out_channels=6, kernel=1), b.act("relu", "r"),
+                               b.sum("add", ["r", "c1"])),
+     r"layer 'r' \(relu\): cannot fold into 'c1'.*read by add"),
+    ("relu-input", lambda b: (b.act("relu", "r"), b.conv("c1", out_channels=8, kernel=1)),
+     r"layer 'r' \(relu\): a ReLU runs as its producer's requantiser ReLU"),
+    ("groups", lambda b: b.conv("c1", out_channels=6, kernel=3, padding=1, groups=2),
+     r"layer 'c1' \(conv\): grouped convolutions \(2 groups\)"),
+    ("ceil", lambda b: (b.conv("c1", out_channels=8, kernel=1),
+                        b.maxpool("p", kernel=2, ceil_mode=True)),
+     (r"layer 'p' \(maxpool\): its output \(8, 4, 4\) \(ceil_mode\) is not the pool "
+      r"engine's \(8, 3, 3\)")),
+    ("flatten", lambda b: (b.conv("c1", out_channels=8, kernel=1), b.flatten("f")),
+     r"layer 'f' \(flatten\): flattening a \(8, 7, 7\) tensor"),
+]
+
+
+@pytest.mark.parametrize("build,match", [(b, m) for _, b, m in REFUSED],
+                         ids=[n for n, _, _ in REFUSED])
+def test_layers_refused(explored, build, match):
+    _, design = explored
+    shape = (6, 7, 7)                   # odd: a ceil_mode pool's output differs
+    net = _net(build, shape)
+    with pytest.raises(ValueError, match=match):
+        compile_network(net, design, np.zeros(shape, int))
+
+
+def _with(design, name, **changes):
+    layers = tuple(dataclasses.replace(p, **changes) if p.name == name else p
+                   for p in design.layers)
+    return dataclasses.replace(design, layers=layers)
+
+
+def test_design_choices_and_arguments_refused(explored):
+    net, design = explored
+    x = np.zeros(net.input_shape, int)
+    with pytest.raises(ValueError, match=r"layer 'c2' \(conv\): the design chose winograd"):
+        compile_network(net, _with(design, "c2", algorithm="winograd", variant="F2x2_3x3"), x)
+    with pytest.raises(ValueError, match=r"layer 'c3' \(conv\): the design chose the 'is' "
+                                         r"dataflow"):
+        compile_network(net, _with(design, "c3", dataflow="is"), x)
+    with pytest.raises(ValueError, match=r"layer 'c3' \(conv\): the design has no choice"):
+        compile_network(net, dataclasses.replace(design, layers=design.layers[:2]), x)
+    assert {p.name: p.variant for p in design.layers}["c1"] == "patches"
+    with pytest.raises(ValueError, match=r"layer 'c1' \(conv\): the design reads it from "
+                                         r"host im2col patches"):
+        compile_network(net, design, x, patches="refuse")
+    wide = dataclasses.replace(design, hardware={**design.hardware, "cols": 8})
+    with pytest.raises(ValueError, match=r"layer 'p1' \(maxpool\): the pool engine needs an "
+                                         r"8-bit design on an overlay with rows == cols"):
+        compile_network(net, wide, x)
+    # the program builder's errors name the layer
+    with pytest.raises(ValueError, match=r"layer 'c1' \(weights\[0\]\) must fit 8-bit"):
+        compile_network(net, design, x, {"c1": np.full((8, 6, 3, 3), 300)})
+    with pytest.raises(ValueError, match=r"weights must name conv layers.*'p1'"):
+        compile_network(net, design, x, {"p1": np.zeros(1, int)})
+    with pytest.raises(ValueError, match=r"weights\['c3'\] must be integers of shape "
+                                         r"\(8, 8, 1, 1\)"):
+        compile_network(net, design, x, {"c3": np.zeros((8, 8, 3, 3), int)})
+    with pytest.raises(ValueError, match=r"x must be integers of the network's input shape"):
+        compile_network(net, design, x[:, :4])
+    with pytest.raises(ValueError, match="patches must be one of tensor, refuse"):
+        compile_network(net, design, x, patches="host")
+    with pytest.raises(TypeError, match="network must be a dse.network.Network"):
+        compile_network(design, design, x)
