@@ -108,8 +108,9 @@ class ConvDatapath(wiring.Component):
     pe_instances:
         Instantiate the PEs by module name, for Verilog (``rtl.systolic.SystolicArray``).
     out_write_port:
-        Add a second writer of the output buffer (``ow_*``, for the pool engine of
-        ``rtl.overlay_top``); off by default, leaving the datapath as it was.
+        Add a second writer of the output buffer (``ow_*``) and a second reader of the
+        feature buffer (``fr_*``), for the pool engine of ``rtl.overlay_top``; off by default,
+        leaving the datapath as it was.
 
     Members (ports; docs/verify.md)
     -------
@@ -124,6 +125,9 @@ class ConvDatapath(wiring.Component):
         at ``ow_addr`` instead of the requantiser's word.  The two writers must not overlap
         (the overlay's tokens keep the pool engine and a running layer apart); a layer's
         own writes are lost in a cycle with ``ow_en``.
+    fr_addr, fr_en, fr_data : with ``out_write_port``, a reader of the feature buffer on the
+        window generator's read port (data one cycle after ``fr_en``), only while no layer
+        runs.
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
 
@@ -202,6 +206,8 @@ class ConvDatapath(wiring.Component):
                 "ow_addr": In(range(limits.out_words)),
                 "ow_data": In(data.ArrayLayout(signed(precision), self.lanes)),
                 "ow_en": In(1),
+                "fr_addr": In(range(limits.feature_words)), "fr_en": In(1),
+                "fr_data": Out(data.ArrayLayout(signed(params.a_width), params.rows)),
             })
         if wm:
             t = wm + 2
@@ -364,7 +370,11 @@ class ConvDatapath(wiring.Component):
 
         # ---- fronts ----------------------------------------------------------------------
         m.submodules.im2col = win = Im2col(lanes=p.rows, width=p.a_width,
-                                           depth=lim.feature_words, dim_bits=self.dim_bits)
+                                           depth=lim.feature_words, dim_bits=self.dim_bits,
+                                           shared_read=self._out_write_port)
+        if self._out_write_port:
+            m.d.comb += [win.x_addr.eq(self.fr_addr), win.x_en.eq(self.fr_en),
+                         self.fr_data.eq(win.x_data)]
         m.d.comb += [win.w_addr.eq(self.fb_addr), win.w_data.eq(self.fb_data),
                      win.w_en.eq(self.fb_en)]
         for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",

@@ -28,7 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .validate import check_int
+from .validate import check_int, reject
 
 __all__ = ["Im2col"]
 
@@ -60,24 +60,35 @@ class Im2col(wiring.Component):
         Pulse ``start`` for one cycle; ``busy`` stays high until the last word is issued.
     o_stream:
         Patch words.
+    x_addr, x_en, x_data:
+        With ``shared_read``: another reader of the buffer (the overlay top's pool engine)
+        on the generator's read port, data one cycle after ``x_en``; only while the generator
+        is idle (the overlay's tokens keep a pooling and a convolution apart).
     """
 
-    def __init__(self, lanes: int = 4, width: int = 8, depth: int = 1024, dim_bits: int = 8):
+    def __init__(self, lanes: int = 4, width: int = 8, depth: int = 1024, dim_bits: int = 8,
+                 shared_read: bool = False):
         for name, v, lo in (("lanes", lanes, 1), ("width", width, 2), ("depth", depth, 1),
                             ("dim_bits", dim_bits, 2)):
             check_int(self, name, v, lo)
+        if not isinstance(shared_read, bool):
+            reject(self, TypeError(f"shared_read must be a bool, not {shared_read!r}"))
+        self.shared_read = shared_read
         self.lanes, self.width, self.depth, self.dim_bits = lanes, width, depth, dim_bits
         word = data.ArrayLayout(signed(width), lanes)
         self._word = word
         dims = {n: In(unsigned(dim_bits)) for n in ("in_h", "in_w", "c_words", "kernel_h",
                                                     "kernel_w", "stride", "pad", "dil",
                                                     "out_h", "out_w")}
+        extra = ({"x_addr": In(range(depth)), "x_en": In(1), "x_data": Out(word)}
+                 if shared_read else {})
         super().__init__({
             "w_addr": In(range(depth)), "w_data": In(word), "w_en": In(1),
             **dims,
             "first": In(1),
             "start": In(1), "busy": Out(1),
             "o_stream": Out(stream.Signature(word)),
+            **extra,
         })
 
     def elaborate(self, platform):
@@ -112,9 +123,14 @@ class Im2col(wiring.Component):
         valid = Signal()          # o_stream.valid: rp.data holds a word
         zero = Signal()           # that word lies in the padding
         advance = ~valid | self.o_stream.ready
+        if self.shared_read:
+            # the other reader takes the port in its cycles (the generator is idle then)
+            m.d.comb += [rp.en.eq(advance | self.x_en),
+                         rp.addr.eq(Mux(self.x_en, self.x_addr, addr)),
+                         self.x_data.eq(rp.data)]
+        else:
+            m.d.comb += [rp.en.eq(advance), rp.addr.eq(addr)]
         m.d.comb += [
-            rp.en.eq(advance),
-            rp.addr.eq(addr),
             self.o_stream.valid.eq(valid),
             self.o_stream.payload.eq(Mux(zero, 0, rp.data)),
         ]

@@ -24,11 +24,11 @@ AXI4-Lite slave:
   (by name), starts it and waits for its ``done``;
 * the **pool adapter** hands the pool commands to :class:`rtl.pool_engine.PoolEngine`
   (present when :func:`pool_supported`: precision 8 and ``rows == cols``, so that feature
-  and output words have one layout).  It reads a copy of the feature buffer kept in the top
-  (every feature-buffer write goes to both; the feature buffer itself lives inside the
-  datapath's window generator) and the aux buffer, and writes the output buffer through
-  the datapath's second write port (``ConvDatapath(out_write_port=True)``); the tokens keep
-  it and the compute engine apart in time;
+  and output words have one layout).  It reads the feature buffer (inside the datapath's
+  window generator) through the generator's read port and the aux buffer, and writes the
+  output buffer through the datapath's second write port (both
+  ``ConvDatapath(out_write_port=True)``: ``fr_*``, ``ow_*``); the tokens keep it and the
+  compute engine apart in time;
 * the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
   :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
   datapath's ``lanes``, lane bits = ``precision``);
@@ -427,27 +427,23 @@ class OverlayTop(wiring.Component):
                      trp.addr.eq(ce.table_addr), trp.en.eq(ce.table_en),
                      ce.table_data.eq(trp.data)]
         if pe is not None:
-            # The pool engine's buffers, int8 words of ``rows`` lanes.  Its input is a copy of
-            # the feature buffer (which lives inside the datapath's window generator): every
-            # feature write goes to both, and the pool engine reads the copy.
+            # The pool engine reads the feature buffer (inside the datapath's window
+            # generator) through the generator's own read port (ConvDatapath fr_*: the tokens
+            # keep a pooling and a convolution apart), and its second operand from the aux
+            # buffer, int8 words of ``rows`` lanes.
             word = data.ArrayLayout(signed(DATA_BITS), self._params.rows)
-            m.submodules.pool_in = pin = Memory(shape=word, depth=self._limits.feature_words,
-                                                init=[])
             m.submodules.aux = aux = Memory(shape=word, depth=self._aux_words, init=[])
-            pwp, prp = pin.write_port(), pin.read_port()
             xwp, xrp = aux.write_port(), aux.read_port()
             xe = self.loaders[Buffer.AUX]
-            m.d.comb += [pwp.addr.eq(fe.buf_addr), pwp.en.eq(fe.buf_en),
-                         xwp.addr.eq(xe.buf_addr), xwp.en.eq(xe.buf_en),
-                         prp.addr.eq(pe.in_addr), prp.en.eq(pe.in_en),
-                         pe.in_data.eq(prp.data),
+            m.d.comb += [xwp.addr.eq(xe.buf_addr), xwp.en.eq(xe.buf_en),
+                         dp.fr_addr.eq(pe.in_addr), dp.fr_en.eq(pe.in_en),
                          xrp.addr.eq(pe.in2_addr), xrp.en.eq(pe.in2_en),
                          pe.in2_data.eq(xrp.data),
                          dp.ow_addr.eq(pe.out_addr), dp.ow_data.eq(pe.out_data),
                          dp.ow_en.eq(pe.out_en)]
             for lane in range(self._params.rows):
                 # the loads sign-extended int8 elements: the low byte is the element
-                m.d.comb += [pwp.data[lane].eq(fe.buf_data[lane][:DATA_BITS]),
+                m.d.comb += [pe.in_data[lane].eq(dp.fr_data[lane][:DATA_BITS]),
                              xwp.data[lane].eq(xe.buf_data[lane])]
         l_refuse = Signal()
         m.d.comb += [
