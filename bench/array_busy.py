@@ -27,25 +27,35 @@ from omniconv.flow import explore  # noqa: E402
 from dse.cost.resources import overlay_limits  # noqa: E402
 from rtl.params import Dataflow, OverlayParams  # noqa: E402
 
-__all__ = ["layer_rows", "main"]
+__all__ = ["conv_layers", "layer_rows", "main"]
 
 
-def layer_rows(design, network) -> list[dict]:
-    """One dict per conv layer: name, choice, ideal, busy, compute, cycles."""
+def conv_layers(design, network):
+    """Per conv layer of ``design``: its design.json entry and the arguments of the lowering
+    (``dse.lowering.layer_cycles``) for the chosen algorithm, dataflow and the design's
+    overlay: ``algorithm``, ``g``, ``unit``, ``rows``, ``cols``, ``dataflow`` (code),
+    ``lanes``, ``limits``."""
     hw = design.hardware
-    pes = hw["rows"] * hw["cols"]
     by_name = {layer.name: layer for layer in network.layers}
     limits = overlay_limits(OverlayParams(**hw), design.precision)
-    rows = []
     for lp in design.layers:
         layer = by_name[lp.name]
         if layer.op != "conv":
             continue
         unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(
             lp.algorithm, int(lp.variant == "patches"))
-        c = layer_cycles(lp.algorithm, Geometry.of_layer(layer), unit, hw["rows"], hw["cols"],
-                         Dataflow(lp.dataflow).code, lanes=hw.get("winograd_lanes", 1),
-                         limits=limits)
+        yield lp, dict(algorithm=lp.algorithm, g=Geometry.of_layer(layer), unit=unit,
+                       rows=hw["rows"], cols=hw["cols"], dataflow=Dataflow(lp.dataflow).code,
+                       lanes=hw.get("winograd_lanes", 1), limits=limits)
+
+
+def layer_rows(design, network) -> list[dict]:
+    """One dict per conv layer: name, choice, ideal, busy, compute, cycles."""
+    hw = design.hardware
+    pes = hw["rows"] * hw["cols"]
+    rows = []
+    for lp, args in conv_layers(design, network):
+        c = layer_cycles(**args)
         # the layer's cycles from the lowering, as design.json has them
         assert int(c["cycles"]) == int(lp.compute_cycles), lp.name
         rows.append({"name": lp.name, "choice": f"{lp.algorithm} {lp.variant or ''} "

@@ -37,7 +37,7 @@ def caps(total: int) -> np.ndarray:
     return np.unique(-(-total // np.arange(1, max(1, total) + 1)))
 
 
-def exact_cycles(algorithm, g, unit, rows, cols, flow, limits, lanes) -> tuple[int, int]:
+def exact_cycles(algorithm, g, unit, rows, cols, dataflow, limits, lanes) -> tuple[int, int]:
     """(fastest cycles over every capped cut, candidates evaluated) of one layer."""
     from dse.lowering import im2col
     from dse.lowering.geometry import cdiv
@@ -49,33 +49,22 @@ def exact_cycles(algorithm, g, unit, rows, cols, flow, limits, lanes) -> tuple[i
     n, c, b = np.meshgrid(caps(int(gp.n_group)), caps(int(cdiv(gp.c_group, rows))),
                           caps(int(gp.h_out)), indexing="ij")
     n, c, b = n.ravel(), c.ravel(), b.ravel()
-    sp = split(algo, g, unit, rows, cols, flow, limits, np, lanes, n_cap=n, c_words_cap=c,
+    sp = split(algo, g, unit, rows, cols, dataflow, limits, np, lanes, n_cap=n, c_words_cap=c,
                band_cap=b)
-    total = _split_sum(algo, sp, g, unit, rows, cols, flow, limits, np, lanes)
+    total = _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, np, lanes)
     cycles = np.where(np.asarray(sp.fits), np.asarray(total["cycles"], dtype=float), np.inf)
     return int(cycles.min()), int(cycles.size)
 
 
 def layer_table(design, network) -> list[dict]:
-    """Per conv layer: the heuristic's compute cycles (design.json's) and the best of every even cut and the heuristic's."""
-    from dse.cost.resources import overlay_limits
-    from dse.lowering import Geometry
-    from rtl.params import Dataflow, OverlayParams
+    """Per conv layer: the heuristic's compute cycles (design.json's) and the best of every
+    even cut and the heuristic's."""
+    from array_busy import conv_layers
 
-    hw = design.hardware
-    by_name = {layer.name: layer for layer in network.layers}
-    limits = overlay_limits(OverlayParams(**hw), design.precision)
     out = []
-    for lp in design.layers:
-        layer = by_name[lp.name]
-        if layer.op != "conv":
-            continue
-        unit = {"winograd": hw["winograd_m"], "fft": hw["fft_size"]}.get(
-            lp.algorithm, int(lp.variant == "patches"))
+    for lp, args in conv_layers(design, network):
         start = time.perf_counter()
-        exact, n = exact_cycles(lp.algorithm, Geometry.of_layer(layer), unit, hw["rows"],
-                                hw["cols"], Dataflow(lp.dataflow).code, limits,
-                                hw.get("winograd_lanes", 1))
+        exact, n = exact_cycles(**args)
         # the heuristic's own cut is among the grid's (every cap at the whole), except its
         # one- and two-array-width filter caps where those are not even splits
         exact = min(exact, int(lp.compute_cycles))
