@@ -208,6 +208,29 @@ class _DmaEngine(wiring.Component):
 
     # -- command, run walker, burst splitter ------------------------------------------------
 
+    def _data_side(self, m: Module, head, cap: int) -> SimpleNamespace:
+        """The byte register's state, the same in both engines: ``beat`` (the burst's beat),
+        ``lo_b`` / ``hi_b`` (the box's bytes in this beat) and ``span`` (their count);
+        ``acc`` / ``cnt`` (the register and its bytes, ``cap`` at most); ``ch_left`` and
+        ``px_left`` (elements of the pixel, pixels of the box still to go), ``addr`` (the
+        buffer word), ``running``, ``failed``, and ``k`` (the elements of the next word)."""
+        B = self.bus_bytes_per_beat
+        lb = B.bit_length() - 1
+        lanes = self._lanes
+        d = SimpleNamespace(
+            beat=Signal(8, name="beat"), lo_b=Signal(lb, name="lo_b"),
+            hi_b=Signal(lb + 1, name="hi_b"), span=Signal(lb + 1, name="span"),
+            acc=Signal(8 * cap, name="acc"), cnt=Signal(range(cap + 1), name="cnt"),
+            ch_left=Signal(CHANNEL_BITS, name="ch_left"),
+            px_left=Signal(2 * EXTENT_BITS, name="px_left"),
+            addr=Signal(BUF_ADDR_BITS, name="word_addr"), running=Signal(name="running"),
+            failed=Signal(name="failed"), k=Signal(range(lanes + 1), name="k"))
+        m.d.comb += [d.lo_b.eq(Mux(d.beat == 0, head.lo, 0)),
+                     d.hi_b.eq(Mux(d.beat == head.len, head.hi, B)),
+                     d.span.eq(d.hi_b - d.lo_b),
+                     d.k.eq(Mux(d.ch_left > lanes, lanes, d.ch_left))]
+        return d
+
     def _front(self, m: Module):
         """Build the command latch, the run walker and the burst splitter.
 
@@ -439,21 +462,10 @@ class LoadEngine(_DmaEngine):
 
         # -- data side: beats into the byte register, words out -----------------------------
         head = desc(fifo.r_data)
-        beat = Signal(8)
-        lo_b = Mux(beat == 0, head.lo, 0)
-        hi_b = Mux(beat == head.len, head.hi, B)
-        take = Signal(lb + 1)
-        m.d.comb += take.eq(hi_b - lo_b)
-
-        acc = Signal(8 * cap)
-        cnt = Signal(range(cap + 1))
-        ch_left = Signal(CHANNEL_BITS)
-        px_left = Signal(2 * EXTENT_BITS)
-        waddr = Signal(BUF_ADDR_BITS)
-        running = Signal()
-        failed = Signal()
-        k = Signal(range(lanes + 1))
-        m.d.comb += k.eq(Mux(ch_left > lanes, lanes, ch_left))
+        d = self._data_side(m, head, cap)
+        beat, lo_b, take, acc, cnt = d.beat, d.lo_b, d.span, d.acc, d.cnt
+        ch_left, px_left, waddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
+                                                       d.running, d.failed, d.k)
         need = Signal(range(self._word_bytes_max() + 1))
         m.d.comb += need.eq(k << code)
         emit = running & (px_left != 0) & (cnt >= need)
@@ -596,23 +608,10 @@ class StoreEngine(_DmaEngine):
 
         # -- data side: words into the byte register, beats out -----------------------------
         head = desc(fifo.r_data)
-        beat = Signal(8)
-        lo_b = Signal(lb)
-        hi_b = Signal(lb + 1)
-        m.d.comb += [lo_b.eq(Mux(beat == 0, head.lo, 0)),
-                     hi_b.eq(Mux(beat == head.len, head.hi, B))]
-        need_b = Signal(lb + 1)
-        m.d.comb += need_b.eq(hi_b - lo_b)
-
-        acc = Signal(8 * cap)
-        cnt = Signal(range(cap + 1))
-        ch_left = Signal(CHANNEL_BITS)
-        px_left = Signal(2 * EXTENT_BITS)
-        raddr = Signal(BUF_ADDR_BITS)
-        running = Signal()
-        failed = Signal()
-        k = Signal(range(lanes + 1))
-        m.d.comb += k.eq(Mux(ch_left > lanes, lanes, ch_left))
+        d = self._data_side(m, head, cap)
+        beat, lo_b, hi_b, need_b, acc, cnt = d.beat, d.lo_b, d.hi_b, d.span, d.acc, d.cnt
+        ch_left, px_left, raddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
+                                                       d.running, d.failed, d.k)
 
         # the word read last cycle (one cycle of read latency) and its element count
         infl = Signal()
