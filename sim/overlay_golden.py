@@ -5,15 +5,20 @@
 with the reference models on whole tensors: ``sim.models.conv.conv2d`` +
 ``sim.models.requant.requantize`` with each conv plan's requantisation
 (``rq_mult``, ``rq_shift``, ``rq_relu``), ``sim.models.pool.pool_tile`` with each pool layer's
-``PoolLayer.numerics``.  Only the plans' shapes and requantisation are read, never the
-program or its DRAM image.
+``PoolLayer.numerics``, ``numpy.concatenate`` for a concat.  Only the plans' shapes, inputs
+and requantisation are read, never the program or its DRAM image.
+
+A fully connected layer (a conv plan over the (C·H·W)×1×1 vector of a C×H×W tensor) takes
+its weights in either form: N×C×H×W, the framework's (the vector in CHW order: the golden
+output is the convolution of the tensor with an H×W kernel, independent of how the
+compiler orders the vector), or N×(C·H·W)×1×1 over the HWC vector the overlay reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dse.compiler.program import NetworkProgram, PoolLayer
+from dse.compiler.program import Concat, NetworkProgram, PoolLayer
 from sim.models.conv import conv2d
 from sim.models.pool import pool_tile
 from sim.models.requant import requantize
@@ -33,7 +38,8 @@ def golden_outputs(lp: NetworkProgram, x, weights, names=None) -> dict:
     x:
         The chain's input C×H×W.
     weights:
-        Per chain layer its N×C×R×S weights (None for a pool layer).
+        Per layer its N×C×R×S weights (None for a pool or concat layer; a fully connected
+        layer's as the module docstring says).
     names:
         The keys of the result, one per layer (default ``"0"``, ``"1"``, …).
 
@@ -49,8 +55,12 @@ def golden_outputs(lp: NetworkProgram, x, weights, names=None) -> dict:
         raise ValueError(f"names and weights must have one entry per layer "
                          f"({len(lp.plans)}), not {len(names)} and {len(weights)}")
     tensors = [np.asarray(x, dtype=np.int64)]
-    for plan, w in zip(lp.plans, weights):
-        a = tensors[-1]
+    inputs = lp.inputs or tuple(range(len(lp.plans)))
+    for plan, w, src in zip(lp.plans, weights, inputs):
+        if isinstance(plan, Concat):
+            tensors.append(np.concatenate([tensors[s] for s in plan.sources]))
+            continue
+        a = tensors[src]
         if isinstance(plan, PoolLayer):
             mult, shift, mult2 = plan.numerics(a.shape)
             b = tensors[plan.source].transpose(1, 2, 0) if plan.mode == "add" else None
@@ -65,6 +75,10 @@ def golden_outputs(lp: NetworkProgram, x, weights, names=None) -> dict:
             raise ValueError(f"a plan's invocations must share one requantisation, not "
                              f"{sorted(regs)}")
         (mult, shift, relu), = regs
+        if tuple(plan.in_shape) != a.shape:       # fully connected: a vector of a's elements
+            w = np.asarray(w)
+            if w.shape[1:] != a.shape:
+                a = a.transpose(1, 2, 0).reshape(-1, 1, 1)
         top, left, bottom, right = plan.pads
         padded = np.pad(a, ((0, 0), (top, bottom), (left, right)))
         acc = conv2d(padded, w, stride=plan.stride, padding=0, dilation=plan.dilation)

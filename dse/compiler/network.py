@@ -1,43 +1,51 @@
 """A whole network and the explorer's design as one program for the overlay top.
 
 :func:`compile_network` walks a :class:`dse.network.Network` in its (topological) order and
-turns it into the straight chain that :func:`dse.compiler.program.build_network_program`
-runs, on the overlay of the design (``OverlayParams(**design.hardware)`` with the buffer
-sizes of :func:`dse.cost.resources.overlay_limits`, the ones overlay.v is written with):
+turns it into the layers that :func:`dse.compiler.program.build_network_program` runs one
+after the other, each reading any earlier tensor, on the overlay of the design
+(``OverlayParams(**design.hardware)`` with the buffer sizes of
+:func:`dse.cost.resources.overlay_limits`, the ones overlay.v is written with):
 
 * ``conv`` → :func:`dse.compiler.plan_conv` with the design's algorithm and dataflow of that
   layer (design.json's ``layers`` entry of the same name) and the design's precision; the
   requantisation is ``plan_conv``'s default (:func:`dse.compiler.default_requant`);
+* ``fc`` → the 1×1 convolution over the (C·H·W)×1×1 vector of its input tensor's bytes,
+  planned with the design's choice for it (the explorer's geometry of an fc layer).  The
+  tensor is HWC in DRAM, so the vector is in (y, x, c) order, while a framework flattens
+  C×H×W in (c, y, x) order: the fc's weights (N × C·H·W, the framework's order) are
+  reordered for the plan;
 * ``maxpool`` / ``avgpool`` → :class:`~dse.compiler.program.PoolLayer` ``max`` / ``avg``
   (equal strides, dilation 1, an output size the floor rule gives: a ``ceil_mode`` pool
   whose size differs is refused; average pools count their padding, ``count_include_pad``);
 * ``gap`` → ``PoolLayer("gavg")``;
-* ``add`` of two inputs → ``PoolLayer("add", source=…)``: one input must be the chain's
-  current tensor (the previous layer's output), the other any earlier tensor of the chain;
+* ``add`` of two inputs → ``PoolLayer("add", source=…)`` (any two earlier tensors);
+* ``concat`` → :class:`~dse.compiler.program.Concat`, **written in place**: each input's
+  producer stores its output straight into its channel slice of the concatenation (no
+  copy).  So each input must be a conv, fc, pool or add output (not the network input, not
+  another concatenation) and joins one concatenation only;
 * ``relu`` → the ReLU of its producer's requantisation (``plan_conv(relu=True)`` or
-  ``PoolLayer(relu=True)``), as the explorer folds it (``dse.search.FOLDED_OPS``): its input
-  must be the previous layer's output, and no other layer may read that output before the
-  ReLU (the un-rectified tensor is never written);
-* ``identity``, and ``flatten`` of a C×1×1 tensor, name the tensor they read (no
-  instruction).
+  ``PoolLayer(relu=True)``), as the explorer folds it (``dse.search.FOLDED_OPS``): no other
+  layer may read the un-rectified tensor (it is never written);
+* ``identity`` names the tensor it reads (no instruction), and so does ``flatten``: of a
+  C×1×1 tensor always, of a larger one when only fc layers read it (they read the tensor's
+  bytes as the vector).
 
 Everything else is refused with one :class:`ValueError` naming the layer and the reason:
-``fc``, ``concat``, ``relu6``, ``sigmoid``, ``flatten`` of a larger tensor, grouped
-convolutions, a design choice of Winograd, FFT or the ``is`` dataflow (the top runs the
-im2col and kn2row datapaths and stores ``ws`` / ``os`` words only), and **branches** the
-chain cannot express: a layer whose (first) input is not the previous layer's output, a
-second ``input`` node.  A conv the design gives im2col from host patches (variant
-``patches``, the first layer's usual choice) is planned as im2col from the input tensor by
-default, since the top reads tensors, not patches (``patches="refuse"`` refuses it instead).
+``relu6``, ``sigmoid``, grouped convolutions, a design choice of Winograd, FFT or the ``is``
+dataflow (the top runs the im2col and kn2row datapaths and stores ``ws`` / ``os`` words
+only), a second ``input`` node, and the concatenations and flattens above.  A conv the
+design gives im2col from host patches (variant ``patches``, the first layer's usual choice)
+is planned as im2col from the input tensor by default, since the top reads tensors, not
+patches (``patches="refuse"`` refuses it instead).
 
 **Weights.**  The IR carries no weights (``dse.network.Layer`` has none), so they come from
-``weights`` (conv layer name → N×C×R×S integers) or, for each conv layer it does not name,
-are drawn in network order from ``numpy.random.default_rng(seed)``, uniform over the
-precision's range (int8: −128 … 127).
+``weights`` (conv layer name → N×C×R×S integers, fc layer name → N×K with K the input's
+C·H·W) or, for each conv and fc layer it does not name, are drawn in network order from
+``numpy.random.default_rng(seed)``, uniform over the precision's range (int8: −128 … 127).
 
 **Golden outputs** are ``sim.overlay_golden.golden_outputs``'s (``dse`` imports no ``sim``):
-every tensor of the chain from the reference models on whole tensors, independent of the
-program.
+every tensor from the reference models on whole tensors, independent of the program (an fc
+layer's from the framework-order weights, so the reordering is checked too).
 """
 
 from __future__ import annotations
@@ -49,9 +57,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse.compiler.plan import plan_conv
-from dse.compiler.program import PoolLayer, build_network_program
+from dse.compiler.program import Concat, PoolLayer, build_network_program
 from dse.cost.resources import overlay_limits
-from dse.network import Network
+from dse.network import Layer, Network
 from rtl.params import DatapathLimits, OverlayParams
 
 __all__ = ["PATCHES", "compile_network", "design_overlay"]
@@ -63,17 +71,6 @@ _ALIASES = ("identity", "flatten")
 #: The datapath algorithms and dataflows the overlay top runs from tensors.
 _ALGORITHMS = ("im2col", "kn2row")
 _DATAFLOWS = ("ws", "os")
-
-
-@dataclass
-class _Entry:
-    """One layer of the chain while it is being built: its IR name, the conv layer or the
-    pool layer's fields, and whether a ReLU was folded into it."""
-
-    name: str
-    layer: object                 # the dse.network.Layer
-    pool: dict | None = None      # PoolLayer keyword arguments (None: a conv)
-    relu: bool = False
 
 
 def design_overlay(design) -> tuple[OverlayParams, DatapathLimits]:
@@ -95,54 +92,74 @@ def _refuse(layer, reason: str) -> ValueError:
     return ValueError(f"layer {layer.name!r} ({layer.op}): {reason}")
 
 
-def _chain(network: Network) -> tuple[list[_Entry], dict]:
-    """The chain's entries and, per IR layer name, the chain tensor holding its output
-    (0 the network input, j + 1 entry j's output); refusals as the module docstring says."""
+@dataclass
+class _Entry:
+    """One layer of the program while it is being built: its IR name, the IR layer, the
+    tensor it reads (0 the network input, j + 1 entry j's output; None for a concat), the
+    pool layer's fields or the concat's sources, and whether a ReLU was folded into it."""
+
+    name: str
+    layer: object                 # the dse.network.Layer
+    input: int | None
+    pool: dict | None = None      # PoolLayer keyword arguments
+    sources: tuple | None = None  # a concat's tensors
+    relu: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "concat" if self.sources is not None else "pool" if self.pool else "mac"
+
+
+def _graph(network: Network) -> tuple[list[_Entry], dict]:
+    """The program's entries in network order and, per IR layer name, the tensor holding
+    its output (0 the network input, j + 1 entry j's output); refusals as the module
+    docstring says."""
     entries: list[_Entry] = []
     tensor_of: dict[str, int] = {}
+    joined: set[int] = set()                     # tensors written into a concatenation
     for layer in network.layers:
         if layer.op == "input":
             if tensor_of:
-                raise _refuse(layer, "a second network input is a branch the chain cannot "
-                                     "express (one input tensor)")
+                raise _refuse(layer, "a second network input (the program has one input "
+                                     "tensor)")
             tensor_of[layer.name] = 0
             continue
         if not tensor_of:
             raise _refuse(layer, "must follow the network's input layer")
-        current = len(entries)                       # the chain's current tensor
         ins = [tensor_of[name] for name in layer.inputs]
         if layer.op in _ALIASES:
             if layer.op == "flatten" and tuple(layer.in_shape[1:]) != (1, 1):
-                raise _refuse(layer, f"flattening a {layer.in_shape} tensor changes its "
-                                     f"layout (HWC in DRAM, CHW flattened); only C×1×1 "
-                                     f"tensors are flattened for free")
+                readers = [c for c in network.consumers(layer.name) if c.op != "fc"]
+                if readers:
+                    raise _refuse(layer, f"flattening a {layer.in_shape} tensor changes its "
+                                         f"layout (HWC in DRAM, CHW flattened) for "
+                                         f"{readers[0].name!r}; only fully connected layers "
+                                         f"read it flattened for free")
             tensor_of[layer.name] = ins[0]
             continue
         if layer.op == "relu":
-            if ins[0] != current or current == 0:
+            t = ins[0]
+            if t == 0 or entries[t - 1].kind == "concat":
                 raise _refuse(layer, "a ReLU runs as its producer's requantiser ReLU, so its "
-                                     "input must be the output of the layer just before it "
-                                     "(a conv, pool or add), not an earlier tensor or the "
-                                     "network input")
-            names = {n for n, t in tensor_of.items() if t == current}
+                                     "input must be a conv, fc, pool or add output, not the "
+                                     "network input or a concatenation")
+            names = {n for n, v in tensor_of.items() if v == t}
             readers = {c.name for n in names for c in network.consumers(n)} - names
-            if readers - {layer.name}:
-                raise _refuse(layer, f"cannot fold into {entries[-1].name!r}: its "
+            if readers - {layer.name} or t in joined:
+                what = sorted(readers - {layer.name}) or ["a concatenation"]
+                raise _refuse(layer, f"cannot fold into {entries[t - 1].name!r}: its "
                                      f"un-rectified output is also read by "
-                                     f"{', '.join(sorted(readers - {layer.name}))}")
-            entries[-1].relu = True
-            tensor_of[layer.name] = current
+                                     f"{', '.join(what)}")
+            entries[t - 1].relu = True
+            tensor_of[layer.name] = t
             continue
-        if layer.op in ("conv", "maxpool", "avgpool", "gap") and ins[0] != current:
-            raise _refuse(layer, f"its input {layer.inputs[0]!r} is not the previous "
-                                 f"layer's output: a branch the chain cannot express (each "
-                                 f"layer reads the one before it; only add reads an "
-                                 f"earlier tensor)")
         if layer.op == "conv":
             if layer.groups != 1:
                 raise _refuse(layer, f"grouped convolutions ({layer.groups} groups) are not "
                                      f"run by the overlay top")
-            entries.append(_Entry(layer.name, layer))
+            entries.append(_Entry(layer.name, layer, ins[0]))
+        elif layer.op == "fc":
+            entries.append(_Entry(layer.name, layer, ins[0]))
         elif layer.op in ("maxpool", "avgpool"):
             if layer.stride[0] != layer.stride[1]:
                 raise _refuse(layer, f"the pool engine takes one stride, not {layer.stride}")
@@ -159,28 +176,34 @@ def _chain(network: Network) -> tuple[list[_Entry], dict]:
             if out != tuple(layer.out_shape):
                 raise _refuse(layer, f"its output {layer.out_shape} (ceil_mode) is not the "
                                      f"pool engine's {out}")
-            entries.append(_Entry(layer.name, layer, kwargs))
+            entries.append(_Entry(layer.name, layer, ins[0], kwargs))
         elif layer.op == "gap":
-            entries.append(_Entry(layer.name, layer, {"mode": "gavg"}))
+            entries.append(_Entry(layer.name, layer, ins[0], {"mode": "gavg"}))
         elif layer.op == "add":
             if len(ins) != 2:
                 raise _refuse(layer, f"the pool engine adds two tensors, not {len(ins)}")
-            if current not in ins:
-                raise _refuse(layer, f"neither input ({', '.join(layer.inputs)}) is the "
-                                     f"previous layer's output: a branch the chain cannot "
-                                     f"express")
-            source = ins[1] if ins[0] == current else ins[0]
-            entries.append(_Entry(layer.name, layer, {"mode": "add", "source": source}))
+            entries.append(_Entry(layer.name, layer, ins[0], {"mode": "add",
+                                                              "source": ins[1]}))
+        elif layer.op == "concat":
+            for name, t in zip(layer.inputs, ins):
+                why = ("is the network input" if t == 0 else
+                       "is a concatenation" if entries[t - 1].kind == "concat" else
+                       "joins another concatenation" if t in joined or ins.count(t) > 1
+                       else None)
+                if why:
+                    raise _refuse(layer, f"its input {name!r} {why}: a concatenation is "
+                                         f"written in place by the layers that produce its "
+                                         f"inputs, each into one concatenation")
+            joined.update(ins)
+            entries.append(_Entry(layer.name, layer, None, sources=tuple(ins)))
         else:
-            reasons = {"fc": "fully connected layers do not run on the overlay top",
-                       "concat": "concatenation is a branch the chain cannot express",
-                       "relu6": "the requantiser clamps at 0 only (ReLU), not at 6",
+            reasons = {"relu6": "the requantiser clamps at 0 only (ReLU), not at 6",
                        "sigmoid": "the overlay top has no sigmoid"}
             raise _refuse(layer, reasons.get(layer.op, "not an op the overlay top runs"))
         tensor_of[layer.name] = len(entries)
-    if not entries:
+    if not any(e.kind != "concat" for e in entries):
         raise ValueError(f"network {network.name!r} must have a layer the overlay top runs "
-                         f"(conv, pool or add), not none")
+                         f"(conv, fc, pool or add), not none")
     return entries, tensor_of
 
 
@@ -206,6 +229,21 @@ def _choices(design, layer, patches: str) -> tuple[str, str, str | None]:
                                  "im2col from the input tensor)")
         variant = None
     return algorithm, dataflow, variant or None
+
+
+def _weights(layer, weights, rng, lo: int, hi: int) -> np.ndarray:
+    """A conv layer's N×C×R×S or an fc layer's N×K weights: given, or drawn from ``rng``."""
+    if layer.op == "fc":
+        shape = (layer.out_shape[0], int(np.prod(layer.in_shape)))
+    else:
+        shape = (layer.out_shape[0], layer.in_shape[0], *layer.kernel)
+    if layer.name not in weights:
+        return rng.integers(lo, hi, shape)
+    w = np.asarray(weights[layer.name])
+    if w.shape != shape or not np.issubdtype(w.dtype, np.integer):
+        raise ValueError(f"weights[{layer.name!r}] must be integers of shape {shape}, not "
+                         f"{w.dtype} of shape {w.shape}")
+    return w
 
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
@@ -236,16 +274,17 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     Returns
     -------
     (NetworkProgram, dict)
-        The program (``lp.plans[i]`` is chain layer i) and the weights it was built with:
-        chain layer i's name (the conv, pool or add layer; a ReLU folded into it is in it) →
-        its N×C×R×S weights (None for a pool layer), in chain order —
+        The program (``lp.plans[i]`` is program layer i) and the weights it was built with:
+        program layer i's name (the conv, fc, pool, add or concat layer; a ReLU folded into
+        it is in it) → its N×C×R×S weights (an fc's N×C×H×W, the framework's order over its
+        input tensor; None for a pool or concat layer), in program order —
         ``sim.overlay_golden.golden_outputs(lp, x, list(w.values()), list(w))`` computes
         what ``decode_output(lp, dram, layer=i)`` must equal.
 
     Raises
     ------
     TypeError, ValueError
-        For arguments of the wrong kind, and for a layer the chain cannot run ("layer
+        For arguments of the wrong kind, and for a layer the overlay top cannot run ("layer
         'name' (op): reason"; errors of the program builder name the layer too).
     """
     if not isinstance(network, Network):
@@ -275,30 +314,43 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         raise ValueError(f"weights must name conv layers of the network, not "
                          f"{', '.join(map(repr, unknown))}")
 
-    entries, _ = _chain(network)
-    if any(e.pool for e in entries) and not (precision == 8 and params.rows == params.cols):
-        first = next(e for e in entries if e.pool)
-        raise _refuse(first.layer, f"the pool engine needs an 8-bit design on an overlay with "
-                                   f"rows == cols, not int{precision} on "
-                                   f"{params.rows}x{params.cols}")
+    entries, _ = _graph(network)
+    pools = [e for e in entries if e.kind == "pool"]
+    if pools and not (precision == 8 and params.rows == params.cols):
+        raise _refuse(pools[0].layer, f"the pool engine needs an 8-bit design on an overlay "
+                                      f"with rows == cols, not int{precision} on "
+                                      f"{params.rows}x{params.cols}")
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
-    plans, ws = [], []
+    shapes = [tuple(network.input_shape)] + [tuple(e.layer.out_shape) for e in entries]
+    plans, ws, used = [], [], []
     for e in entries:
-        if e.pool is not None:
+        if e.kind == "concat":
+            plans.append(Concat(e.sources))
+            ws.append(None)
+            used.append(None)
+            continue
+        if e.kind == "pool":
             plans.append(PoolLayer(**e.pool, relu=e.relu))
             ws.append(None)
+            used.append(None)
             continue
         layer = e.layer
         algorithm, dataflow, variant = _choices(design, layer, patches)
-        shape = (layer.out_shape[0], layer.in_shape[0], *layer.kernel)
-        if layer.name in weights:
-            w = np.asarray(weights[layer.name])
-            if w.shape != shape or not np.issubdtype(w.dtype, np.integer):
-                raise ValueError(f"weights[{layer.name!r}] must be integers of shape {shape}, "
-                                 f"not {w.dtype} of shape {w.shape}")
+        w = _weights(layer, weights, rng, lo, hi)
+        if layer.op == "fc":
+            # the vector the overlay reads is the tensor's HWC bytes, the framework's is CHW:
+            # the plan's weights are the framework's reordered to HWC
+            c, h, wd = shapes[e.input]
+            if w.shape[1] != c * h * wd:
+                raise _refuse(layer, f"its {w.shape[1]} input features are not the "
+                                     f"{c}x{h}x{wd} tensor it reads")
+            used.append(w.reshape(-1, c, h, wd))
+            w = used[-1].transpose(0, 2, 3, 1).reshape(-1, c * h * wd, 1, 1)
+            layer = Layer(layer.name, "conv", layer.inputs, (c * h * wd, 1, 1),
+                          layer.out_shape, kernel=(1, 1))
         else:
-            w = rng.integers(lo, hi, shape)
+            used.append(w)
         try:
             plan = plan_conv(layer, algorithm, dataflow, params, limits, relu=e.relu,
                              precision=precision, variant=variant)
@@ -308,11 +360,12 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         ws.append(w)
     try:
         lp = build_network_program(plans, x, ws, params, limits, base=base,
-                                   token_depth=token_depth)
+                                   token_depth=token_depth,
+                                   inputs=[e.input for e in entries])
     except ValueError as exc:
         names = [e.name for e in entries]
-        message = re.sub(r"(plans|weights)\[(\d+)\]",
+        message = re.sub(r"(plans|weights|inputs)\[(\d+)\]",
                          lambda m: f"layer {names[int(m.group(2))]!r} ({m.group(0)})",
                          str(exc))
         raise ValueError(message) from None
-    return lp, dict(zip((e.name for e in entries), ws))
+    return lp, dict(zip((e.name for e in entries), used))

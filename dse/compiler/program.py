@@ -1,18 +1,32 @@
 """Conv and pool layers as one program for the overlay top (``rtl/overlay_top.py``), and its
 DRAM image.
 
-:func:`build_network_program` turns a straight chain of layers — :class:`dse.compiler.ConvPlan`\\ s
-(each planned with the overlay's ``OverlayParams`` and ``DatapathLimits``) and
-:class:`PoolLayer`\\ s (max, average and global pooling, and the residual ``add``); layer i's
-output is layer i + 1's input — the chain's input ``x`` (C×H×W) and each conv layer's weights
-into one program and one DRAM image; :func:`build_layer_program` is the chain of one layer.
+:func:`build_network_program` turns layers run one after the other —
+:class:`dse.compiler.ConvPlan`\\ s (each planned with the overlay's ``OverlayParams`` and
+``DatapathLimits``), :class:`PoolLayer`\\ s (max, average and global pooling, and the
+residual ``add``) and :class:`Concat`\\ s; each layer reads the network's input or an earlier
+layer's output (``inputs``; by default layer i + 1 reads layer i's output, a chain) — the
+input ``x`` (C×H×W) and each conv layer's weights into one program and one DRAM image;
+:func:`build_layer_program` is the program of one layer.
 
 **Activations in DRAM** are real tensors: **HWC**, pixel-major (row after row, pixel after
 pixel), a pixel's C channels contiguous, each element ``precision / 8`` bytes (int8 for
 8-bit layers), little-endian, signed; no padding, no gaps.  Element (c, y, x) of a C×H×W
 tensor at ``dram`` lies at ``dram + ((y·W + x)·C + c)·elem``: the pixel pitch is C·elem and
-the row pitch W·C·elem (:class:`Tensor`).  The chain's input is written there; each layer's
-output tensor is the next layer's input, in place.
+the row pitch W·C·elem (:class:`Tensor`).  The network's input is written there; each
+layer's output tensor is read in place by the layers that take it.
+
+**Concatenations are written in place.**  A :class:`Concat` has no instruction: its output
+tensor is allocated whole (C = the sum of its inputs' channels), and each input tensor is a
+**view** of it, a channel slice whose pixel pitch is the concatenation's (``Tensor.pitch``):
+the layer producing it stores its output there with that pitch (a store box of ``ch``
+channels with a wider pixel pitch), and the layers reading it load it the same way.  An
+input is therefore a conv or pool layer's output (not ``x``, not another concatenation)
+and joins one concatenation only.
+
+**Fully connected layers** are conv plans of a 1×1 convolution over a (C·H·W)×1×1 input
+reading a C×H×W tensor: the tensor's bytes read as one vector, (y, x, c) order
+(:meth:`Tensor.flat`; a contiguous tensor only).
 
 **Feature loads.**  The datapath's feature buffer holds, per invocation, its band's input
 rows [in_rows) and its channel chunk's channels [channels) (the whole layer's when it is not
@@ -55,7 +69,7 @@ them, each word stored as its lanes of ``elem`` bytes, the words contiguous (den
 one word a pixel, at most 4095 a box).
 
 **Pool layers** (:class:`PoolLayer`) run on the pool engine (``rtl/pool_engine.py``, int8:
-8-bit chains on an overlay with ``rows == cols``, whose feature and output words have the same
+8-bit networks on an overlay with ``rows == cols``, whose feature and output words have the same
 lanes).  A layer is cut into **bands** of output rows, each one ``pool.tile``: the band's input
 rows (with the layer's padding at the tensor's top and bottom edges as the tile's ``pad_t`` /
 ``pad_b``, its left and right padding as ``pad_l`` / ``pad_r``) are one ``load.tile
@@ -64,7 +78,7 @@ engine's packing, which is the pool engine's HWC word layout), and its output ro
 ``store.tile`` box at output word 0.  A band has as many output rows as fit both the feature
 buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer; a global pool is one
 tile of the whole tensor (it must fit).  ``add``'s second operand is an earlier tensor of the
-chain (:attr:`PoolLayer.source`: the chain's input or an earlier layer's output, the shape of
+program (:attr:`PoolLayer.source`: the network input or an earlier layer's output, the shape of
 the add's input), loaded band by band as ``load.tile buf=aux`` boxes at aux word 0 (the aux
 buffer holds min(``feature_words``, ``out_words``) words, ``rtl.overlay_top.OverlayTop``'s
 default).
@@ -79,7 +93,7 @@ unless the layer gives its own.  The optional ReLU follows saturation.
 
 **The DRAM image**, each region 64-byte aligned: the program, the register images, the zero
 area, per layer and invocation the weight words, the input tensor, then each layer's output
-tensor.
+tensor (a concatenation's inputs inside the concatenation's).
 
 **The program**: ``load.setup`` of the weight and table buffers, one ``load.tile buf=table``
 of all register images (cut at 4095 words); then per layer a ``load.setup buf=feature`` and a
@@ -97,7 +111,8 @@ invocation wait until the previous compute has finished reading the buffers (com
 load), and a compute waits until the store of the previous invocation, if it had one, has
 read the output buffer (store → compute).  Across a layer boundary layer i + 1's loads
 read the tensor layer i's last store writes; the ring has no store → load queue, so the
-dependency goes **store → compute → load**: layer i's last store pushes store → compute,
+dependency goes **store → compute → load**, whichever earlier tensor layer i + 1 reads (every
+earlier layer has stored its output by then): layer i's last store pushes store → compute,
 layer i + 1's ``compute.setup`` (which the compute engine runs after layer i's last compute)
 pops it and pushes compute → load, and layer i + 1's first load pops that.  In program order
 every queue holds at most one token, so the program passes ``dse.compiler.asm.check_tokens`` at any
@@ -176,6 +191,7 @@ __all__ = [
     "MAX_EXTENT",
     "READ_ARBITER_CYCLES",
     "TABLE_LANES",
+    "Concat",
     "LayerProgram",
     "NetworkProgram",
     "PoolLayer",
@@ -244,16 +260,36 @@ class Tensor:
         (C, H, W).
     elem:
         Bytes per element.
+    pitch:
+        Channels from one pixel to the next in memory; 0 (the default) for C.  A wider
+        pitch makes the tensor a channel slice of a wider one: a concatenation's input,
+        written in place.
     """
 
     dram: int
     shape: tuple
     elem: int
+    pitch: int = 0
 
     @property
     def px_pitch(self) -> int:
-        """Bytes from one pixel to the next: C·elem."""
-        return self.shape[0] * self.elem
+        """Bytes from one pixel to the next: ``pitch``·elem (C·elem unless a view)."""
+        return (self.pitch or self.shape[0]) * self.elem
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether the tensor's pixels lie back to back (not a channel slice of a wider
+        tensor)."""
+        return self.pitch in (0, self.shape[0])
+
+    def flat(self) -> "Tensor":
+        """The same bytes as a (C·H·W)×1×1 tensor, channel index (y·W + x)·C + c (what a
+        fully connected layer reads); a contiguous tensor's only, or one of 1×1 pixels."""
+        c, h, w = self.shape
+        if not (self.contiguous or h * w == 1):
+            raise ValueError(f"a {self.shape} channel slice of a wider tensor cannot be "
+                             f"read as one vector")
+        return Tensor(self.dram, (c * h * w, 1, 1), self.elem)
 
     @property
     def row_pitch(self) -> int:
@@ -272,7 +308,7 @@ class Tensor:
 
 @dataclass(frozen=True)
 class NetworkProgram:
-    """A chain of layers' program and DRAM image (module docstring).
+    """A network's program and DRAM image (module docstring).
 
     Members
     -------
@@ -291,13 +327,16 @@ class NetworkProgram:
     weights:
         Per layer, per invocation its weight segment (none for a pool layer).
     tensors:
-        The chain's input tensor, then each layer's output :class:`Tensor`.
+        The network input tensor, then each layer's output :class:`Tensor`.
     computes:
         Per ``compute.tile`` in program order, its (plan, invocation).
     image_words:
         Words of one register image.
     token_depth:
         The token-queue depth the program was checked at.
+    inputs:
+        Per layer the index into ``tensors`` of the tensor it reads (None for a
+        :class:`Concat`).
     """
 
     plans: tuple
@@ -311,6 +350,7 @@ class NetworkProgram:
     computes: tuple
     image_words: int
     token_depth: int
+    inputs: tuple = ()
 
     @property
     def program_addr(self) -> int:
@@ -327,7 +367,7 @@ class NetworkProgram:
 
     @property
     def input(self) -> Tensor:
-        """The chain's input tensor."""
+        """The network input tensor."""
         return self.tensors[0]
 
     @property
@@ -343,6 +383,36 @@ class NetworkProgram:
 
 #: The program of one layer is a chain of one (the name :func:`build_layer_program` returns).
 LayerProgram = NetworkProgram
+
+@dataclass(frozen=True)
+class Concat:
+    """The channel concatenation of earlier layers' outputs, written in place (module
+    docstring): no instruction; each source layer stores its output into its channel slice
+    of this layer's output tensor.
+
+    Members
+    -------
+    sources:
+        The concatenated tensors in channel order, each an earlier layer's output (j + 1 for
+        layer j), of one height and width; a layer's output joins at most one concatenation,
+        and a concatenation's own output joins none.
+    """
+
+    sources: tuple
+
+    def __post_init__(self):
+        sources = self.sources
+        if isinstance(sources, (str, bytes)) or not hasattr(sources, "__iter__"):
+            raise TypeError(f"sources must be a sequence of tensor indices, not {sources!r}")
+        sources = tuple(sources)
+        if not sources or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                              or v < 1 for v in sources):
+            raise ValueError(f"sources must be one or more layer output indices (1 or more), "
+                             f"not {sources!r}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"sources must be distinct, not {sources!r}")
+        object.__setattr__(self, "sources", tuple(int(v) for v in sources))
+
 
 #: The pool layers' modes (``rtl.isa.PoolMode`` values).
 POOL_LAYER_MODES = ("max", "avg", "gmax", "gavg", "add")
@@ -378,7 +448,7 @@ def pool_numerics(mode: str, window: int = 1) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class PoolLayer:
-    """A pool or element-wise layer of a chain, run on the pool engine (module docstring).
+    """A pool or element-wise layer, run on the pool engine (module docstring).
 
     Members
     -------
@@ -396,7 +466,7 @@ class PoolLayer:
     relu:
         Clamp negative results to 0.
     source:
-        ``add``: the tensor of the second operand, 0 the chain's input, j + 1 layer j's
+        ``add``: the tensor of the second operand, 0 the network input, j + 1 layer j's
         output (an earlier layer's or the add's own input's), of the add's input shape.
     mult, shift, mult2:
         The engine's requantisation; None (all three) takes :func:`pool_numerics`.
@@ -636,34 +706,41 @@ def _store_boxes(plan, inv, cols: int):
 
 
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
-                          base: int = 0, token_depth: int = 2) -> NetworkProgram:
-    """The program and DRAM image of a chain of planned conv and pool layers (module
+                          base: int = 0, token_depth: int = 2,
+                          inputs=None) -> NetworkProgram:
+    """The program and DRAM image of planned conv, pool and concat layers (module
     docstring).
 
     Parameters
     ----------
     plans:
-        Per layer ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)``
-        (im2col or kn2row, ws or os, one group) or a :class:`PoolLayer`; layer i's output
-        shape is layer i + 1's input shape; the conv layers all of one precision (8 where
-        the chain has a pool layer).
+        Per layer, in the order they run, ``dse.compiler.plan_conv(layer, algorithm,
+        dataflow, params, limits, ...)`` (im2col or kn2row, ws or os, one group), a
+        :class:`PoolLayer` or a :class:`Concat`; the conv layers all of one precision (8
+        where there is a pool layer).
     x:
-        The chain's input C×H×W, integers of the plans' precision.
+        The network's input C×H×W, integers of the plans' precision.
     weights:
-        Per layer its weights N×C×R×S, integers of the precision (None for a pool layer).
+        Per layer its weights N×C×R×S, integers of the precision (None for a pool or
+        concat layer).
     params, limits:
         The overlay the plans were made for (they fix the register layout and the lanes).
     base:
         DRAM byte address of the image, a multiple of 64.
     token_depth:
         Depth of the controller's token queues, for ``dse.compiler.asm.check_tokens``.
+    inputs:
+        Per layer the tensor it reads: 0 the input ``x``, j + 1 layer j's output (an
+        earlier layer's); None for a concat.  By default layer i reads tensor i (a chain).
+        A conv plan's input shape is its tensor's, or (C·H·W, 1, 1) of a C×H×W tensor (a
+        fully connected layer, reading the tensor's bytes as one vector).
 
     Raises
     ------
     TypeError, ValueError
         For arguments of the wrong kind, a plan the overlay top cannot run from a tensor,
-        a pool layer it cannot run (``rtl.overlay_top.pool_supported``), layers that do not
-        chain, or data that does not fit the precision.
+        a pool layer it cannot run (``rtl.overlay_top.pool_supported``), shapes that do not
+        match, or data that does not fit the precision.
     """
     if not isinstance(params, OverlayParams):
         raise TypeError(f"params must be an OverlayParams, not {params!r}")
@@ -679,15 +756,45 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % _ALIGN:
         raise ValueError(f"base must be a non-negative multiple of {_ALIGN}, not {base!r}")
     is_pool = [isinstance(plan, PoolLayer) for plan in plans]
-    convs = [plan for plan, pool in zip(plans, is_pool) if not pool]
+    is_cat = [isinstance(plan, Concat) for plan in plans]
+    inputs = _inputs(inputs, plans, is_cat)
+    convs = [plan for plan, pool, cat in zip(plans, is_pool, is_cat) if not (pool or cat)]
+    if not convs and not any(is_pool):
+        raise ValueError("plans must hold a conv or pool layer, not concatenations only")
     precision = convs[0].precision if convs else 8
     x = np.asarray(x)
-    # every tensor's shape: the chain's input, then each layer's output
-    shapes = [tuple(int(v) for v in (plans[0].in_shape if not is_pool[0] else x.shape))]
+    shapes = [tuple(int(v) for v in x.shape)]          # every tensor's: x, each layer's output
+    if not (is_pool[0] or is_cat[0]):
+        want = tuple(int(v) for v in plans[0].in_shape)
+        if shapes[0] != want and want != (int(np.prod(shapes[0])), 1, 1):
+            raise ValueError(f"x must have the first plan's input shape {want}, not "
+                             f"{x.shape}")
+    view_of: dict[int, tuple[int, int]] = {}             # tensor → (concat tensor, channel 0)
+    flat = [False] * len(plans)                           # a conv reading its tensor as a vector
     for i, plan in enumerate(plans):
+        if is_cat[i]:
+            if weights[i] is not None:
+                raise ValueError(f"weights[{i}] must be None for a concat layer, not an array")
+            c0 = 0
+            for s in plan.sources:
+                if s > i:
+                    raise ValueError(f"plans[{i}] sources must be earlier layers' outputs (1 "
+                                     f"to {i}), not {s}")
+                if is_cat[s - 1] or s in view_of:
+                    raise ValueError(f"plans[{i}] source {s} must be a conv or pool layer's "
+                                     f"output not yet concatenated, not "
+                                     f"{'a concat output' if is_cat[s - 1] else 'one joined to an earlier concat'}")
+                if shapes[s][1:] != shapes[plan.sources[0]][1:]:
+                    raise ValueError(f"plans[{i}] sources must share one height and width, "
+                                     f"not {shapes[plan.sources[0]]} and {shapes[s]}")
+                view_of[s] = (i + 1, c0)
+                c0 += shapes[s][0]
+            shapes.append((c0, *shapes[plan.sources[0]][1:]))
+            continue
+        in_shape = shapes[inputs[i]]
         if is_pool[i]:
             if not (precision == 8 and params.rows == params.cols):
-                raise ValueError(f"plans[{i}] (a pool layer) needs an 8-bit chain on an "
+                raise ValueError(f"plans[{i}] (a pool layer) needs an 8-bit network on an "
                                  f"overlay with rows == cols (the pool engine's int8 words "
                                  f"are feature and output words alike), not "
                                  f"int{precision} on {params.rows}x{params.cols}")
@@ -695,14 +802,14 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                 if plan.source > i:
                     raise ValueError(f"plans[{i}] source must be an earlier tensor (0 to "
                                      f"{i}), not {plan.source}")
-                if shapes[plan.source] != shapes[i]:
+                if shapes[plan.source] != in_shape:
                     raise ValueError(f"plans[{i}] source tensor {plan.source} must have the "
-                                     f"add's input shape {shapes[i]}, not "
+                                     f"add's input shape {in_shape}, not "
                                      f"{shapes[plan.source]}")
             if weights[i] is not None:
                 raise ValueError(f"weights[{i}] must be None for a pool layer, not an array")
             try:
-                shapes.append(plan.out_shape(shapes[i]))
+                shapes.append(plan.out_shape(in_shape))
             except ValueError as exc:
                 raise ValueError(f"plans[{i}] {exc}") from None
             continue
@@ -710,52 +817,64 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         if plan.precision != precision:
             raise ValueError(f"plans[{i}] precision must be {precision} like the first conv "
                              f"layer's, not {plan.precision}")
-        if i and tuple(plan.in_shape) != shapes[i]:
-            raise ValueError(f"plans[{i}] input must be plans[{i - 1}]'s output "
-                             f"{shapes[i]}, not {tuple(plan.in_shape)}")
+        want_in = tuple(int(v) for v in plan.in_shape)
+        flat[i] = want_in != in_shape and want_in == (int(np.prod(in_shape)), 1, 1)
+        if want_in != in_shape and not flat[i]:
+            raise ValueError(f"plans[{i}] input must be tensor {inputs[i]}'s shape "
+                             f"{in_shape} (or its {int(np.prod(in_shape))} elements as a "
+                             f"vector), not {want_in}")
         want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
         if np.shape(weights[i]) != want:
             raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(weights[i])}")
         shapes.append(tuple(int(v) for v in plan.out_shape))
-    if x.shape != shapes[0]:
-        raise ValueError(f"x must have the first plan's input shape {shapes[0]}, not "
-                         f"{x.shape}")
     for i, shape in enumerate(shapes[1:]):
         c, _, w = shape
-        if is_pool[i] and (w > MAX_EXTENT or c >= 1 << CHANNEL_BITS
-                           or w * c >= 1 << ROW_PITCH_BITS or c >= 1 << PIXEL_PITCH_BITS):
+        if (is_pool[i] or is_cat[i]) and (w > MAX_EXTENT or c >= 1 << CHANNEL_BITS
+                                          or w * c >= 1 << ROW_PITCH_BITS
+                                          or c >= 1 << PIXEL_PITCH_BITS):
             raise ValueError(f"plans[{i}] output must fit the boxes and pitches, not {shape}")
+    for i in range(len(plans)):
+        if flat[i] and inputs[i] in view_of and shapes[inputs[i]][1:] != (1, 1):
+            raise ValueError(f"plans[{i}] reads tensor {inputs[i]} as a vector, but it is a "
+                             f"channel slice of concat tensor {view_of[inputs[i]][0]} "
+                             f"(its pixels are not contiguous)")
     elem = precision // 8
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
-    bands = [_pool_bands(plan, shapes[i], limits, params.rows, f"plans[{i}]")
+    bands = [_pool_bands(plan, shapes[inputs[i]], limits, params.rows, f"plans[{i}]")
              if is_pool[i] else None for i, plan in enumerate(plans)]
+    # channels from one pixel to the next of each tensor (a concat's input: the concat's)
+    pitch = [shapes[view_of[t][0]][0] if t in view_of else shape[0]
+             for t, shape in enumerate(shapes)]
+    real = [i for i in range(len(plans)) if not is_cat[i]]   # layers with instructions
 
     # -- contents -------------------------------------------------------------------------
     images = [word for plan in convs for inv in plan.invocations
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
-    wts = [[] if pool else
-           [_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
-            for inv in plan.invocations]
-           for i, (plan, w, pool) in enumerate(zip(plans, weights, is_pool))]
+    wts = [[_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
+            for inv in plan.invocations] if i in real and not is_pool[i] else []
+           for i, (plan, w) in enumerate(zip(plans, weights))]
     x_bytes = tensor_bytes(x, elem)
-    feats = [[] if pool else [_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
-             for plan, pool in zip(plans, is_pool)]
-    stores = [[] if pool else [_store_boxes(plan, inv, params.cols) if inv.final else []
-                               for inv in plan.invocations]
-              for plan, pool in zip(plans, is_pool)]
-    zero_bytes = max([elem] + [(k - 1) * shapes[i][0] * elem + ch * elem
+    feats = [[_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
+             if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
+    stores = [[_store_boxes(plan, inv, params.cols) if inv.final else []
+               for inv in plan.invocations] if i in real and not is_pool[i] else []
+              for i, plan in enumerate(plans)]
+    in_pitch = [None if is_cat[i] else
+                (int(np.prod(shapes[inputs[i]])) if flat[i] else pitch[inputs[i]])
+                for i in range(len(plans))]
+    zero_bytes = max([elem] + [(k - 1) * in_pitch[i] * elem + ch * elem
                                for i, per in enumerate(feats) for boxes in per
                                for src, _, _, _, k, ch, _ in boxes if src == "zero"])
 
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (2 + len(_pieces(len(images))) + 1
-               + sum(_pool_count(plans[i], bands[i]) for i in range(len(plans)) if is_pool[i])
+               + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
                + sum(3 + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
-                             for f, wb, s in zip(fl, wl, sl))
-                     for fl, wl, sl, pool in zip(feats, wts, stores, is_pool) if not pool))
+                             for f, wb, s in zip(feats[i], wts[i], stores[i]))
+                     for i in real if not is_pool[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
@@ -768,10 +887,13 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             segs.append(Segment(at, len(wb) // (edge * elem), edge, elem))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
-    tensors = []
-    for shape in shapes:
-        tensors.append(Tensor(at, shape, elem))
-        at = _align(at + tensors[-1].nbytes)
+    tensors: list = [None] * len(shapes)
+    for t, shape in enumerate(shapes):
+        if t not in view_of:
+            tensors[t] = Tensor(at, shape, elem)
+            at = _align(at + tensors[t].nbytes)
+    for t, (parent, c0) in view_of.items():
+        tensors[t] = Tensor(tensors[parent].dram + c0 * elem, shapes[t], elem, pitch[t])
 
     # -- program ----------------------------------------------------------------------------
     def tokens(pop, push):
@@ -779,9 +901,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
 
     def after(li):
         """The engine layer li's last store hands the layer boundary to (none: the last)."""
-        if li == len(plans) - 1:
-            return set()
-        return {Engine.POOL if is_pool[li + 1] else Engine.COMPUTE}
+        later = [j for j in real if j > li]
+        return {Engine.POOL if is_pool[later[0]] else Engine.COMPUTE} if later else set()
 
     prog: list[Instruction] = [
         LoadSetup(buf=Buffer.WEIGHT, elem=elem, row_pitch=0, px_pitch=edge * elem),
@@ -791,15 +912,19 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                       cols=n, ch=TABLE_LANES) for o, n in _pieces(tables.words)]
     computes = []
     image_at = 0
-    for li, plan in enumerate(plans):
-        t_in, t_out = tensors[li], tensors[li + 1]
-        # layer li − 1's last store → this layer's setup → this layer's first load
-        boundary = tokens({Engine.STORE} if li else (), {Engine.LOAD} if li else ())
+    for li in real:
+        plan = plans[li]
+        t_in, t_out = tensors[inputs[li]], tensors[li + 1]
+        chained = li != real[0]
+        # the previous layer's last store → this layer's setup → this layer's first load
+        boundary = tokens({Engine.STORE} if chained else (), {Engine.LOAD} if chained else ())
         if is_pool[li]:
             prog += _pool_program(plan, bands[li], t_in, t_out,
                                   tensors[plan.source] if plan.mode == "add" else None,
-                                  params.rows, li > 0, after(li), boundary, tokens)
+                                  params.rows, chained, after(li), boundary, tokens)
             continue
+        if flat[li]:
+            t_in = t_in.flat()
         invs = plan.invocations
         prog += [LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
                            px_pitch=t_in.px_pitch),
@@ -815,7 +940,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * elem, "addr": o,
                        "rows": 1, "cols": n, "ch": edge} for o, n in _pieces(seg.words)]
             for j, fields in enumerate(loads):
-                first = j == 0 and (li > 0 or k > 0)
+                first = j == 0 and (chained or k > 0)
                 prog.append(LoadTile(**fields, **tokens({Engine.COMPUTE} if first else (),
                                                         {Engine.COMPUTE}
                                                         if j == len(loads) - 1 else ())))
@@ -845,7 +970,27 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         image[dram - base:dram - base + len(blob)] = blob
     return NetworkProgram(plans, tuple(prog), bytes(image), base, tables, zeros,
                           tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
-                          token_depth)
+                          token_depth, inputs)
+
+
+def _inputs(inputs, plans, is_cat) -> tuple:
+    """``build_network_program``'s ``inputs``, checked (default: the chain)."""
+    if inputs is None:
+        return tuple(None if cat else i for i, cat in enumerate(is_cat))
+    if isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__len__") or \
+            len(inputs) != len(plans):
+        raise ValueError(f"inputs must hold one tensor index per plan ({len(plans)}), not "
+                         f"{inputs!r:.60}")
+    out = []
+    for i, (t, cat) in enumerate(zip(inputs, is_cat)):
+        if cat:
+            if t is not None:
+                raise ValueError(f"inputs[{i}] must be None for a concat layer, not {t!r}")
+        elif isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t <= i:
+            raise ValueError(f"inputs[{i}] must be a tensor index from 0 (the input) to {i} "
+                             f"(the previous layer's output), not {t!r}")
+        out.append(None if cat else int(t))
+    return tuple(out)
 
 
 def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, lanes: int,
@@ -959,10 +1104,11 @@ def decode_output(lp: NetworkProgram, dram: bytes, base: int | None = None, *,
         raise ValueError(f"layer must be an index of the {len(lp.plans)} layers, not "
                          f"{layer!r}")
     t = lp.tensors[1:][layer]
-    raw = bytes(dram[t.dram - base:t.dram - base + t.nbytes])
-    if len(raw) != t.nbytes:
-        raise ValueError(f"dram must hold the output tensor up to address "
-                         f"{t.dram + t.nbytes:#x}")
     c, h, w = t.shape
-    hwc = np.frombuffer(raw, dtype=f"<i{t.elem}").astype(np.int64).reshape(h, w, c)
-    return hwc.transpose(2, 0, 1)
+    end = t.dram + (h * w - 1) * t.px_pitch + c * t.elem     # past its last element
+    raw = bytes(dram[t.dram - base:end - base])
+    if len(raw) != end - t.dram:
+        raise ValueError(f"dram must hold the output tensor up to address {end:#x}")
+    raw += bytes(h * w * t.px_pitch - len(raw))               # a view's last pixel's tail
+    pixels = np.frombuffer(raw, dtype=f"<i{t.elem}").reshape(h, w, -1)[:, :, :c]
+    return pixels.astype(np.int64).transpose(2, 0, 1)

@@ -199,7 +199,7 @@ def test_tokens_chain_layers_through_compute():
 def test_network_arguments_refused():
     plans, x, ws = _chain()
     with pytest.raises(ValueError,
-                       match=r"plans\[1\] input must be plans\[0\]'s output \(5, 7, 5\)"):
+                       match=r"plans\[1\] input must be tensor 1's shape \(5, 7, 5\)"):
         build_network_program([plans[0], plans[2]], x, [ws[0], ws[2]], HW, LIMITS)
     with pytest.raises(ValueError, match="weights must hold one array per plan"):
         build_network_program(plans, x, ws[:2], HW, LIMITS)
@@ -366,7 +366,7 @@ def test_pool_layers_refused():
     with pytest.raises(ValueError, match=r"source tensor 0 must have the add's input shape"):
         build_network_program(bad, x, ws[:2], HW, LIMITS)
     wide = OverlayParams(rows=4, cols=8)
-    with pytest.raises(ValueError, match=r"needs an 8-bit chain on an overlay with rows == "
+    with pytest.raises(ValueError, match=r"needs an 8-bit network on an overlay with rows == "
                                          r"cols.*int8 on 4x8"):
         build_network_program([PoolLayer("max", (2, 2), 2)], x, [None], wide, LIMITS)
     with pytest.raises(ValueError, match="global pool"):
