@@ -37,22 +37,14 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import (INSTRUCTION_BITS, INSTRUCTIONS, NEIGHBOURS, OPCODE_BITS, Engine, Field,
                   Instruction)
+from .params import DISPATCH_LATENCY, FETCH_LATENCY, FINISH_CYCLES
 from .validate import check_int
 
 __all__ = ["DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "ErrorCode", "format_layout",
            "command_layout", "engine_signature", "InstructionDecoder", "Controller"]
 
-#: Cycles from an event to the dispatch it allows: from an engine's ``done`` to its next
-#: instruction and to the instructions that pop the tokens it pushed, and from a pop's
-#: command transfer to a push waiting for the slot it freed (token levels are registers).
-DISPATCH_LATENCY = 1
-#: Cycles from a word's transfer on ``i_stream`` to the first cycle its instruction can be
-#: dispatched (the fetch register, then the write into the engine's queue), when its queue
-#: has room.
-FETCH_LATENCY = 2
-#: Cycles ``finish`` takes in ``dse.compiler.asm.schedule``'s terms: ``done`` rises this many cycles
-#: after the controller has seen every engine idle (the cycle after the last ``done``).
-FINISH_CYCLES = 1
+# DISPATCH_LATENCY, FETCH_LATENCY and FINISH_CYCLES (documented there) live in rtl.params,
+# which the compiler's schedule reads without Amaranth.
 
 
 class ErrorCode(enum.Enum, shape=3):

@@ -90,7 +90,8 @@ from rtl.isa import (
     LoadSetup,
     StoreSetup,
 )
-from rtl.params import COUNTER_BITS, DatapathLimits, OverlayParams, datapath_registers
+from rtl.params import (COUNTER_BITS, START_CYCLES, DatapathLimits, OverlayParams,
+                        datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
 
 from .validate import reject, rejecting
@@ -98,13 +99,6 @@ from .validate import reject, rejecting
 __all__ = ["HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
            "OverlayTop", "pool_supported"]
 
-#: Cycles from ``start`` to the first cycle the engines can take a command, with a memory
-#: that answers the fetch unit's first burst at once: the fetch unit's start register (1),
-#: its AR register (1), the arbiter's AR register (1), the memory's registered first beat
-#: (1), the fetch unit's prefetch buffer (1, the word is offered), then the controller's
-#: ``FETCH_LATENCY`` (2: its fetch register and the engine's instruction queue).  A memory
-#: read latency of L cycles adds L.
-START_CYCLES = 7
 #: Lanes of a table-memory word as the table's load engine writes it: 16 bytes.
 TABLE_LANES = IMAGE_WORD_BITS // 8
 
@@ -190,6 +184,11 @@ class OverlayTop(wiring.Component):
     cycles : Out(COUNTER_BITS)
         Cycles from the cycle after ``start`` through the cycle the controller finished
         (its ``done`` or ``error``) or the top stopped on an engine or fetch error.
+    trace_take : Out(4), trace_done : Out(4)
+        Per engine (bit :attr:`rtl.isa.Engine.code`), high in the cycle the controller
+        hands it an instruction and in the cycle the engine reports it done: a testbench
+        that logs them with ``cycles`` times every instruction (``sim/overlay_sim.py``).
+        Nothing else reads them (synthesis removes them with the ports left open).
     m_axi_ar*, m_axi_r*, m_axi_aw*, m_axi_w*, m_axi_b* :
         The AXI4 master (address width ``DRAM_ADDR_BITS``, data width ``bus_bits``).
     s_axil_* :
@@ -270,6 +269,8 @@ class OverlayTop(wiring.Component):
             "error_engine": Out(range(len(Engine))),
             "fetch_error": Out(1),
             "cycles": Out(COUNTER_BITS),
+            "trace_take": Out(len(Engine)),
+            "trace_done": Out(len(Engine)),
             **{f"m_axi_{n}": Out(w) for n, w in AR_FIELDS.items()},
             "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
             "m_axi_rdata": In(bus), "m_axi_rresp": In(2), "m_axi_rlast": In(1),
@@ -540,6 +541,10 @@ class OverlayTop(wiring.Component):
                          self.error_index.eq(0), self.engine_error.eq(0),
                          self.error_engine.eq(0), self.fetch_error.eq(0)]
         m.d.comb += [self.busy.eq(~idle), self.cycles.eq(cycles)]
+        for engine, port in ((Engine.LOAD, lc), (Engine.COMPUTE, cc), (Engine.POOL, pc),
+                             (Engine.STORE, sc)):
+            m.d.comb += [self.trace_take[engine.code].eq(port.cmd.valid & port.cmd.ready),
+                         self.trace_done[engine.code].eq(port.done)]
 
         # -- the host's status registers and per-engine busy counters ---------------------
         m.d.comb += [host.status.eq(Cat(*(getattr(self, n) for n in STATUS_BITS))),

@@ -16,7 +16,30 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "FFT_SETTINGS",
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
-           "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES"]
+           "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
+           "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES"]
+
+# -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
+# compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
+
+#: Cycles from an event to the dispatch it allows: from an engine's ``done`` to its next
+#: instruction and to the instructions that pop the tokens it pushed, and from a pop's
+#: command transfer to a push waiting for the slot it freed (token levels are registers).
+DISPATCH_LATENCY = 1
+#: Cycles from a word's transfer on ``i_stream`` to the first cycle its instruction can be
+#: dispatched (the fetch register, then the write into the engine's queue), when its queue
+#: has room.
+FETCH_LATENCY = 2
+#: Cycles ``finish`` takes in ``dse.compiler.asm.schedule``'s terms: ``done`` rises this many
+#: cycles after the controller has seen every engine idle (the cycle after the last ``done``).
+FINISH_CYCLES = 1
+#: Cycles from ``start`` to the first cycle the engines can take a command, with a memory
+#: that answers the fetch unit's first burst at once: the fetch unit's start register (1),
+#: its AR register (1), the arbiter's AR register (1), the memory's registered first beat
+#: (1), the fetch unit's prefetch buffer (1, the word is offered), then the controller's
+#: ``FETCH_LATENCY`` (2: its fetch register and the engine's instruction queue).  A memory
+#: read latency of L cycles adds L.
+START_CYCLES = 7
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2

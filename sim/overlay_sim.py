@@ -10,7 +10,11 @@ locked, so concurrent test workers share one build.
 :func:`run_overlay_sim` writes the DRAM image as a hex file (one bus word a line, little-endian
 inside the word), runs the executable with the program's address, the DRAM model's read
 latency and back-pressure, and returns the memory as bytes afterwards, the top's status and
-its ``cycles`` counter (start to done), and the wall time.
+its ``cycles`` counter (start to done), and the wall time.  With ``trace=True`` the testbench
+also logs the cycle (the top's counter) each engine takes and finishes each instruction
+(``OverlayTop.trace_take`` / ``trace_done``), and :func:`instruction_spans` maps that log
+onto the program: every instruction's measured (start, end), comparable with
+``dse.compiler.asm.schedule``'s.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from filelock import FileLock
 from sim.runner import (OPT_FLAGS, VERILATOR_BIN, _DEFAULT_CACHE, _MAKE_VARS, emit_verilog,
                         verilator_version)
 
-__all__ = ["HDL", "OverlaySim", "SimResult", "build_overlay_sim", "run_overlay_sim"]
+__all__ = ["HDL", "OverlaySim", "SimResult", "build_overlay_sim", "instruction_spans",
+           "run_overlay_sim"]
 
 #: The hand-written simulation sources.
 HDL = Path(__file__).resolve().parent / "hdl"
@@ -49,7 +54,9 @@ class OverlaySim:
 class SimResult:
     """What a run returns: ``memory`` (bytes from address 0), the top's ``ok`` (done without
     error), ``error``, ``error_code``, ``error_index``, ``cycles`` (its counter: start to
-    done), ``wall_cycles`` (the testbench's, reset included) and ``seconds``."""
+    done), ``wall_cycles`` (the testbench's, reset included), ``seconds``, and with
+    ``trace`` the per-engine log: engine code (:attr:`rtl.isa.Engine.code`) → the (take,
+    done) counter values of each instruction it ran, in its order."""
 
     memory: bytes
     ok: bool
@@ -59,6 +66,49 @@ class SimResult:
     cycles: int
     wall_cycles: int
     seconds: float
+    trace: dict | None = None
+
+
+def _read_trace(path: Path) -> dict:
+    """The testbench's trace file as engine code → [(take, done), ...]."""
+    takes: dict = {e: [] for e in range(4)}
+    dones: dict = {e: [] for e in range(4)}
+    for line in path.read_text().split("\n"):
+        if not line.strip():
+            continue
+        take, done, cycle = line.split()
+        take, done, cycle = int(take, 16), int(done, 16), int(cycle)
+        for e in range(4):
+            if take >> e & 1:
+                takes[e].append(cycle)
+            if done >> e & 1:
+                dones[e].append(cycle)
+    return {e: list(zip(takes[e], dones[e])) for e in range(4)}
+
+
+def instruction_spans(program, trace: dict) -> list:
+    """Each instruction's measured (take, done) counter values, in program order, from a
+    run's ``trace``; ``finish`` (run by the controller itself) gets None.
+
+    Raises
+    ------
+    ValueError
+        If the trace does not hold one (take, done) per engine instruction.
+    """
+    left = {e: list(v) for e, v in trace.items()}
+    out = []
+    for inst in program:
+        if inst.ENGINE is None:
+            out.append(None)
+            continue
+        queue = left[inst.ENGINE.code]
+        if not queue:
+            raise ValueError(f"trace has fewer {inst.ENGINE.value} instructions than the "
+                             f"program")
+        out.append(queue.pop(0))
+    if any(left.values()):
+        raise ValueError("trace has more instructions than the program")
+    return out
 
 
 def build_overlay_sim(top, *, mem_words: int = 1 << 16, cache_dir: Path | None = None
@@ -129,7 +179,7 @@ _RESULT = re.compile(r"omniconv-sim ok=(\d+) error=(\d+) error_code=(\d+) error_
 
 def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency: int = 0,
                     stall: int = 0, timeout_cycles: int = 100_000_000,
-                    work_dir: Path | None = None) -> SimResult:
+                    work_dir: Path | None = None, trace: bool = False) -> SimResult:
     """Run the program at byte address ``program`` of ``image`` (the DRAM contents from
     address 0) on ``sim``; ``latency`` cycles of read latency and ``stall``/256 probability of
     back-pressure a cycle in the DRAM model."""
@@ -147,10 +197,12 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
         work.mkdir(parents=True, exist_ok=True)
         (work / "image.hex").write_text(_hex_words(image, word))
         dump = work / "dump.hex"
+        log = work / "trace.txt"
         start = time.perf_counter()
         proc = subprocess.run([str(sim.executable), f"+image={work / 'image.hex'}",
                                f"+dump={dump}", f"+program={program:x}", f"+latency={latency}",
-                               f"+stall={stall}", f"+timeout={timeout_cycles}"],
+                               f"+stall={stall}", f"+timeout={timeout_cycles}",
+                               *([f"+trace={log}"] if trace else [])],
                               capture_output=True, text=True)
         seconds = time.perf_counter() - start
         match = _RESULT.search(proc.stdout)
@@ -160,7 +212,8 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
                                f"{proc.stderr[-2000:]}")
         ok, error, code, index, cycles, wall = (int(g) for g in match.groups())
         memory = _read_hex(dump, word, sim.mem_words)
-        return SimResult(memory, bool(ok), bool(error), code, index, cycles, wall, seconds)
+        return SimResult(memory, bool(ok), bool(error), code, index, cycles, wall, seconds,
+                         _read_trace(log) if trace else None)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)

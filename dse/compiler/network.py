@@ -247,7 +247,7 @@ def _weights(layer, weights, rng, lo: int, hi: int) -> np.ndarray:
 
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
-                    base: int = 0, patches: str = "tensor"):
+                    base: int = 0, patches: str = "tensor", image: bool = True):
     """A network and its design as one overlay-top program, with golden outputs (module
     docstring).
 
@@ -270,6 +270,10 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     patches:
         ``"tensor"``: a conv the design reads from host patches is planned as im2col from
         its input tensor; ``"refuse"``: it is refused.
+    image:
+        False: the program without its DRAM image (``x`` may be None, no weights are drawn
+        and the returned weights are None): the instructions, tensors and segments, which
+        fix the cycles and DRAM bytes, at a fraction of the cost.
 
     Returns
     -------
@@ -299,6 +303,8 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     if not isinstance(getattr(design, "layers", None), (tuple, list)):
         raise TypeError(f"design.layers must be a sequence of layer plans, not "
                         f"{getattr(design, 'layers', None)!r:.60}")
+    if x is None and not image:
+        x = np.zeros(network.input_shape, dtype=np.int8)
     x = np.asarray(x)
     if x.shape != tuple(network.input_shape) or not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"x must be integers of the network's input shape "
@@ -337,8 +343,8 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
             continue
         layer = e.layer
         algorithm, dataflow, variant = _choices(design, layer, patches)
-        w = _weights(layer, weights, rng, lo, hi)
-        if layer.op == "fc":
+        w = _weights(layer, weights, rng, lo, hi) if image else None
+        if layer.op == "fc" and w is not None:
             # the vector the overlay reads is the tensor's HWC bytes, the framework's is CHW:
             # the plan's weights are the framework's reordered to HWC
             c, h, wd = shapes[e.input]
@@ -347,10 +353,12 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                                      f"{c}x{h}x{wd} tensor it reads")
             used.append(w.reshape(-1, c, h, wd))
             w = used[-1].transpose(0, 2, 3, 1).reshape(-1, c * h * wd, 1, 1)
-            layer = Layer(layer.name, "conv", layer.inputs, (c * h * wd, 1, 1),
-                          layer.out_shape, kernel=(1, 1))
         else:
             used.append(w)
+        if layer.op == "fc":
+            c, h, wd = shapes[e.input]
+            layer = Layer(layer.name, "conv", layer.inputs, (c * h * wd, 1, 1),
+                          layer.out_shape, kernel=(1, 1))
         try:
             plan = plan_conv(layer, algorithm, dataflow, params, limits, relu=e.relu,
                              precision=precision, variant=variant)
@@ -361,7 +369,7 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     try:
         lp = build_network_program(plans, x, ws, params, limits, base=base,
                                    token_depth=token_depth,
-                                   inputs=[e.input for e in entries])
+                                   inputs=[e.input for e in entries], image=image)
     except ValueError as exc:
         names = [e.name for e in entries]
         message = re.sub(r"(plans|weights|inputs)\[(\d+)\]",

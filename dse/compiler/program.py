@@ -178,6 +178,7 @@ from rtl.isa import (
     pack_image,
 )
 from rtl.params import (
+    FINISH_CYCLES,
     REQUANT_MULT_BITS,
     REQUANT_SHIFT_BITS,
     DatapathLimits,
@@ -207,9 +208,6 @@ __all__ = [
 
 #: Lanes of a table-buffer word as the load engine fills it: 16 bytes of a 128-bit word.
 TABLE_LANES = IMAGE_WORD_BITS // 8
-#: Cycles ``finish`` takes in ``dse.compiler.asm.schedule``'s terms (``rtl.controller.FINISH_CYCLES``;
-#: repeated here because ``dse`` must not import Amaranth).
-FINISH_CYCLES = 1
 #: Most rows, and most pixels a row, of one box.
 MAX_EXTENT = (1 << EXTENT_BITS) - 1
 #: Most buffer words one pre-tiled box moves: one word a pixel, one row of pixels.
@@ -337,6 +335,11 @@ class NetworkProgram:
     inputs:
         Per layer the index into ``tensors`` of the tensor it reads (None for a
         :class:`Concat`).
+    layer_of:
+        Per instruction the layer it belongs to (−1: the register-image loads and
+        ``finish``).
+    image_bytes:
+        Bytes of the DRAM image (also when it was not built, ``image=False``).
     """
 
     plans: tuple
@@ -351,6 +354,8 @@ class NetworkProgram:
     image_words: int
     token_depth: int
     inputs: tuple = ()
+    layer_of: tuple = ()
+    image_bytes: int = 0
 
     @property
     def program_addr(self) -> int:
@@ -706,8 +711,8 @@ def _store_boxes(plan, inv, cols: int):
 
 
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
-                          base: int = 0, token_depth: int = 2,
-                          inputs=None) -> NetworkProgram:
+                          base: int = 0, token_depth: int = 2, inputs=None,
+                          image: bool = True) -> NetworkProgram:
     """The program and DRAM image of planned conv, pool and concat layers (module
     docstring).
 
@@ -734,6 +739,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         earlier layer's); None for a concat.  By default layer i reads tensor i (a chain).
         A conv plan's input shape is its tensor's, or (C·H·W, 1, 1) of a C×H×W tensor (a
         fully connected layer, reading the tensor's bytes as one vector).
+    image:
+        False: the program without the DRAM image (``image`` is empty, ``image_bytes`` says
+        how large it would be; the weights are not read and may be None): what the cycles
+        and DRAM traffic need, cheaply, for the explorer.
 
     Raises
     ------
@@ -824,7 +833,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                              f"{in_shape} (or its {int(np.prod(in_shape))} elements as a "
                              f"vector), not {want_in}")
         want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
-        if np.shape(weights[i]) != want:
+        if (image or weights[i] is not None) and np.shape(weights[i]) != want:
             raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(weights[i])}")
         shapes.append(tuple(int(v) for v in plan.out_shape))
     for i, shape in enumerate(shapes[1:]):
@@ -853,10 +862,15 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     images = [word for plan in convs for inv in plan.invocations
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
+    # per conv layer and invocation its weight words (and, for the image, their bytes)
+    wwords = [[inv.weight_words for inv in plan.invocations]
+              if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
     wts = [[_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
-            for inv in plan.invocations] if i in real and not is_pool[i] else []
+            for inv in plan.invocations] if image and wwords[i] else []
            for i, (plan, w) in enumerate(zip(plans, weights))]
-    x_bytes = tensor_bytes(x, elem)
+    assert all(len(wb) == n * edge * elem for wl, nl in zip(wts, wwords)
+               for wb, n in zip(wl, nl)), "weight_words disagrees with weight_image"
+    x_bytes = tensor_bytes(x, elem) if image else b""
     feats = [[_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
              if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
     stores = [[_store_boxes(plan, inv, params.cols) if inv.final else []
@@ -872,8 +886,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (2 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
-               + sum(3 + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
-                             for f, wb, s in zip(feats[i], wts[i], stores[i]))
+               + sum(3 + sum(len(f) + len(_pieces(n)) + 1 + len(s)
+                             for f, n, s in zip(feats[i], wwords[i], stores[i]))
                      for i in real if not is_pool[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
@@ -881,10 +895,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     zeros = Segment(at, zero_bytes, 1, 1)
     at = _align(at + zeros.nbytes)
     weight_segs = []
-    for wl in wts:
+    for nl in wwords:
         segs = []
-        for wb in wl:
-            segs.append(Segment(at, len(wb) // (edge * elem), edge, elem))
+        for n in nl:
+            segs.append(Segment(at, n, edge, elem))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     tensors: list = [None] * len(shapes)
@@ -912,7 +926,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                       cols=n, ch=TABLE_LANES) for o, n in _pieces(tables.words)]
     computes = []
     image_at = 0
+    layer_of = [-1] * len(prog)                 # per instruction its layer (−1: none)
     for li in real:
+        layer_of += [layer_of[-1]] * (len(prog) - len(layer_of))   # the previous layer's
+        layer_of.append(li)                     # every layer emits a setup first
         plan = plans[li]
         t_in, t_out = tensors[inputs[li]], tensors[li + 1]
         chained = li != real[0]
@@ -956,11 +973,16 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                                       cols=cols, ch=ch,
                                       **tokens({Engine.COMPUTE} if j == 0 else (),
                                                last_push if j == len(boxes) - 1 else ())))
+    layer_of += [layer_of[-1]] * (len(prog) - len(layer_of)) + [-1]
     prog.append(Finish())
-    assert len(prog) == n_instr, (len(prog), n_instr)
+    assert len(prog) == n_instr == len(layer_of), (len(prog), n_instr, len(layer_of))
     check_tokens(prog, token_depth)
 
     # -- bytes --------------------------------------------------------------------------
+    if not image:
+        return NetworkProgram(plans, tuple(prog), b"", base, tables, zeros,
+                              tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
+                              token_depth, inputs, tuple(layer_of), at - base)
     image = bytearray(at - base)
     code = b"".join(inst.encode().to_bytes(INSTRUCTION_BYTES, "little") for inst in prog)
     image[:len(code)] = code
@@ -970,7 +992,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         image[dram - base:dram - base + len(blob)] = blob
     return NetworkProgram(plans, tuple(prog), bytes(image), base, tables, zeros,
                           tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
-                          token_depth, inputs)
+                          token_depth, inputs, tuple(layer_of), at - base)
 
 
 def _inputs(inputs, plans, is_cat) -> tuple:

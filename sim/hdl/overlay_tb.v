@@ -3,7 +3,9 @@
 //
 // Plusargs: +image=FILE (hex, one DATA_BITS word a line: the DRAM image from address 0),
 // +dump=FILE (the memory written back at the end), +program=HEX (the program's byte
-// address), +latency=N and +stall=N (the DRAM model's), +timeout=N (cycles).
+// address), +latency=N and +stall=N (the DRAM model's), +timeout=N (cycles), +trace=FILE
+// (one line per cycle in which the controller hands an engine an instruction or an engine
+// reports one done: "TAKE DONE CYCLES", the engine bits in hex, then the top's counter).
 // The testbench holds reset for 4 cycles, pulses start, waits for done or error (or the
 // timeout), dumps the memory and raises `finished`; the driver then prints the counters.
 module overlay_tb #(
@@ -25,7 +27,9 @@ module overlay_tb #(
     reg [15:0]  latency;
     reg [7:0]   stall;
     reg [31:0]  timeout;
-    reg [1023:0] image_file, dump_file;
+    reg [1023:0] image_file, dump_file, trace_file;
+    integer     trace_fd;
+    wire [3:0]  trace_take, trace_done;
     reg [3:0]   reset_left;
     reg         started;
 
@@ -49,6 +53,7 @@ module overlay_tb #(
         .busy(busy), .done(done), .error(error), .error_code(code),
         .error_index(error_index), .engine_error(engine_error),
         .error_engine(error_engine), .fetch_error(fetch_error), .cycles(cycles),
+        .trace_take(trace_take), .trace_done(trace_done),
         .m_axi_araddr(araddr), .m_axi_arlen(arlen), .m_axi_arsize(arsize),
         .m_axi_arburst(arburst), .m_axi_arvalid(arvalid), .m_axi_arready(arready),
         .m_axi_rdata(rdata), .m_axi_rresp(rresp), .m_axi_rlast(rlast),
@@ -82,6 +87,9 @@ module overlay_tb #(
         if (!$value$plusargs("latency=%d", latency)) latency = 16'd0;
         if (!$value$plusargs("stall=%d", stall)) stall = 8'd0;
         if (!$value$plusargs("timeout=%d", timeout)) timeout = 32'd100000000;
+        if (!$value$plusargs("trace=%s", trace_file)) trace_file = "";
+        trace_fd = 0;
+        if (trace_file != "") trace_fd = $fopen(trace_file, "w");
         if (image_file != "") $readmemh(image_file, mem.mem);
         rst = 1'b1;
         start = 1'b0;
@@ -92,6 +100,8 @@ module overlay_tb #(
     end
 
     always @(posedge clk) begin
+        if (trace_fd != 0 && !finished && (trace_take != 4'd0 || trace_done != 4'd0))
+            $fwrite(trace_fd, "%h %h %0d\n", trace_take, trace_done, cycles);
         if (!finished) wall <= wall + 32'd1;
         start <= 1'b0;
         if (reset_left != 0) begin
@@ -103,9 +113,11 @@ module overlay_tb #(
         end else if (!finished && !start && !busy && (done || error || wall >= timeout)) begin
             finished <= 1'b1;
             if (dump_file != "") $writememh(dump_file, mem.mem);
+            if (trace_fd != 0) $fclose(trace_fd);
         end else if (!finished && wall >= timeout) begin
             finished <= 1'b1;
             if (dump_file != "") $writememh(dump_file, mem.mem);
+            if (trace_fd != 0) $fclose(trace_fd);
         end
     end
 endmodule

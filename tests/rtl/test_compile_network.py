@@ -23,15 +23,16 @@ import pytest
 from dse.board import load_board
 from dse.compiler.network import compile_network as _compile_network
 from dse.compiler.network import design_overlay
-from dse.compiler.asm import schedule
 from dse.compiler.program import PoolLayer, decode_output, instruction_cycles
+from dse.compiler.timing import program_design, program_timing
 from dse.network import NetworkBuilder
 from dse.search import search
-from rtl.controller import DISPATCH_LATENCY
+from rtl.isa import ComputeTile, PoolTile
+from rtl.params import DISPATCH_LATENCY, FINISH_CYCLES
 from rtl.overlay_top import OverlayTop
 from sim.overlay_golden import golden_outputs
 from sim.models.requant import requantize
-from sim.overlay_sim import build_overlay_sim, run_overlay_sim
+from sim.overlay_sim import build_overlay_sim, instruction_spans, run_overlay_sim
 
 pytestmark = pytest.mark.verilator
 
@@ -171,15 +172,59 @@ def test_branches_run_bit_exact_in_verilator(explored):
     for name, g in gold.items():
         assert len(np.unique(g)) > 3, name
 
-    r = run_overlay_sim(_sim(design), lp.image, program=lp.program_addr)
+    r = run_overlay_sim(_sim(design), lp.image, program=lp.program_addr, trace=True)
     assert r.ok and not r.error, (r.error_code, r.error_index)
     for i, (name, g) in enumerate(gold.items()):
         out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
         assert np.array_equal(out, g), f"{name}: {(out != g).sum()} outputs differ"
+    # the timing the explorer reports (dse.compiler.timing) against the measured trace:
+    # every instruction's start and end, each layer's end and compute-engine cycles
     params, _ = design_overlay(design)
-    spans = schedule(lp.program, instruction_cycles(lp, params), lp.token_depth,
-                     latency=DISPATCH_LATENCY)
-    assert abs(r.cycles - spans[-1][1]) <= 0.01 * r.cycles, (r.cycles, spans[-1][1])
+    timing = program_timing(lp, params)
+    assert abs(r.cycles - timing.total_cycles) <= 0.01 * r.cycles, (r.cycles,
+                                                                   timing.total_cycles)
+    spans = instruction_spans(lp.program, r.trace)
+    durations = instruction_cycles(lp, params)
+    for inst, span, n in zip(lp.program, spans, durations):
+        if isinstance(inst, (ComputeTile, PoolTile)):       # the read channel cannot delay
+            assert span[1] - span[0] == n, (inst, span, n)
+    previous = 0
+    for t in timing.layers:
+        mine = [i for i, li in enumerate(lp.layer_of) if li == t.index]
+        end = max(spans[i][1] for i in mine)
+        assert abs((end - previous) - t.cycles) <= max(8, 0.02 * t.cycles), (t, end)
+        assert sum(spans[i][1] - spans[i][0] for i in mine if isinstance(
+            lp.program[i], (ComputeTile, PoolTile))) == t.compute_cycles, t
+        previous = end
+
+
+def test_design_takes_the_program_timing(explored):
+    """design.json's numbers from the program: the image-free program is the same program,
+    and every conv layer's, pool's and the total cycles are its schedule's."""
+    net, design = explored
+    x = np.random.default_rng(7).integers(-128, 128, net.input_shape)
+    lp, _ = _compile_network(net, design, x, seed=3)
+    bare, none = _compile_network(net, design, None, image=False)
+    assert bare.program == lp.program and bare.image == b"" and \
+        bare.image_bytes == len(lp.image) and set(none.values()) == {None}
+    params, _ = design_overlay(design)
+    timing = program_timing(lp, params)
+    timed = program_design(net, design)
+    assert timed.total_cycles == timing.total_cycles != design.total_cycles
+    assert timed.latency_ms == pytest.approx(timing.total_cycles / (design.clock_mhz * 1e3))
+    names = ["c1", "p1", "c2", "c3", "add", "ap", "g"]
+    by_index = timing.by_index()
+    for p in timed.layers:
+        t = by_index[names.index(p.name)]
+        assert (p.cycles, p.compute_cycles, p.memory_cycles, p.dram_bytes) == \
+            (t.cycles, t.compute_cycles, t.memory_cycles, t.dram_bytes)
+    assert {p.name: p.variant for p in timed.layers}["c1"] == ""      # runs from the tensor
+    for o in timed.other_layers:
+        assert o["cycles"] == by_index[names.index(o["name"])].cycles
+    assert sum(t.cycles for t in timing.layers) + DISPATCH_LATENCY + FINISH_CYCLES == \
+        timing.total_cycles                                          # + finish
+    # the program's layers run back to back: compute is a part of each layer's cycles
+    assert all(0 < t.compute_cycles < t.cycles for t in timing.layers)
 
 
 def test_weights_given_or_seeded(explored):

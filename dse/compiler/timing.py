@@ -1,0 +1,163 @@
+"""Per-layer cycles and DRAM bytes of a network program, from the compiler's own schedule.
+
+:func:`program_timing` times a :class:`dse.compiler.program.NetworkProgram` the way the
+overlay top runs it: every instruction's cycles from
+:func:`dse.compiler.program.instruction_cycles` (the DMA formula of :mod:`dse.cost.dma` with
+the DRAM's read latency, the datapath's cycles of :mod:`dse.lowering`, the pool engine's),
+the four engines' timeline from :func:`dse.compiler.asm.schedule` at the controller's
+``DISPATCH_LATENCY``, and the ``START_CYCLES`` (plus the read latency) from ``start`` to the
+first dispatch.  These are the numbers ``omniconv verify`` measures in Verilator.
+
+The layers of a program run one after the other (a layer's first load waits for the
+previous layer's last store), so a layer's ``cycles`` are the cycles from the previous
+layer's last instruction's end to its own (the first layer's count from ``start``, the
+register-image loads before it included), and they add up to the total less ``finish``.
+
+* ``compute_cycles``: the compute engine's cycles of the layer's ``compute.tile``\\ s, the
+  layer with its data on chip: each loads its register image from the table memory
+  (``image_load_cycles``), then runs the datapath (the lowering's cycles, transforms
+  included), then raises ``done``; or the pool engine's cycles of its ``pool.tile``\\ s;
+* ``memory_cycles``: the cycles the load and store engines are busy with the layer's
+  ``load.tile``\\ s and ``store.tile``\\ s (they overlap each other and the compute as far as
+  the tokens allow);
+* ``dram_bytes``: the bytes those instructions move (a padding box reads the zero area).
+
+:func:`program_design` puts these numbers into a design (``dse.design.Design``) whose
+network the overlay top runs: per conv and fc layer its ``cycles``, ``compute_cycles``,
+``memory_cycles`` and ``dram_bytes`` (and the variant that runs: im2col from the tensor
+where the explorer chose host patches), per pool and add its ``other_layers`` cycles, and
+``total_cycles`` / ``latency_ms``.  So design.json says what the hardware does, not what the
+explorer's analytic model (``dse.cost.model``) estimated while it searched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from dse.compiler.asm import schedule
+from dse.compiler.program import NetworkProgram, instruction_cycles
+from dse.cost.gemm import DEFAULT_MULT_LATENCY
+from rtl.isa import ComputeTile, LoadSetup, LoadTile, PoolTile, StoreSetup, StoreTile
+from rtl.params import DISPATCH_LATENCY, START_CYCLES, OverlayParams
+
+__all__ = ["LayerTiming", "ProgramTiming", "program_design", "program_timing"]
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """One program layer's share of the schedule (module docstring).
+
+    Members
+    -------
+    index:
+        The layer's index in the program's ``plans``.
+    end:
+        Cycle (from ``start``) its last instruction ends.
+    cycles, compute_cycles, memory_cycles, dram_bytes:
+        As the module docstring says.
+    """
+
+    index: int
+    end: int
+    cycles: int
+    compute_cycles: int
+    memory_cycles: int
+    dram_bytes: int
+
+
+@dataclass(frozen=True)
+class ProgramTiming:
+    """A program's timing: its layers with instructions, in program order, and
+    ``total_cycles`` from ``start`` to ``done``."""
+
+    layers: tuple
+    total_cycles: int
+
+    def by_index(self) -> dict:
+        """Program layer index → its :class:`LayerTiming`."""
+        return {t.index: t for t in self.layers}
+
+
+def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
+                   mult_latency: int = DEFAULT_MULT_LATENCY) -> ProgramTiming:
+    """The timing of ``lp`` on the overlay ``params`` with a DRAM of ``latency`` cycles of
+    read latency that never stalls (module docstring).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a program that is not a :class:`NetworkProgram` with its ``layer_of``, or a
+        negative latency.
+    """
+    if not isinstance(lp, NetworkProgram) or len(lp.layer_of) != len(lp.program):
+        raise TypeError(f"lp must be a NetworkProgram of build_network_program, not "
+                        f"{lp!r:.60}")
+    if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+        raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
+    cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency)
+    spans = schedule(lp.program, cycles, lp.token_depth, latency=DISPATCH_LATENCY)
+    offset = START_CYCLES + latency
+    rows = {}                                   # layer → [end, compute, memory, bytes]
+    setups = {}
+    for inst, li, n, (_, end) in zip(lp.program, lp.layer_of, cycles, spans):
+        if isinstance(inst, LoadSetup):
+            setups[inst.buf] = inst
+        elif isinstance(inst, StoreSetup):
+            setups["store"] = inst
+        row = rows.setdefault(li, [0, 0, 0, 0])
+        row[0] = max(row[0], end)
+        if isinstance(inst, (ComputeTile, PoolTile)):
+            row[1] += n
+        elif isinstance(inst, (LoadTile, StoreTile)):
+            row[2] += n
+            elem = (setups[inst.buf] if isinstance(inst, LoadTile) else setups["store"]).elem
+            row[3] += inst.rows * inst.cols * inst.ch * elem
+    layers, previous = [], 0
+    for li in sorted(k for k in rows if k >= 0):
+        end, compute, memory, nbytes = rows[li]
+        end += offset
+        layers.append(LayerTiming(li, end, end - previous, compute, memory, nbytes))
+        previous = end
+    # the register-image loads before the first layer are the first layer's
+    if layers and -1 in rows:
+        first = layers[0]
+        layers[0] = LayerTiming(first.index, first.end, first.cycles, first.compute_cycles,
+                                first.memory_cycles + rows[-1][2],
+                                first.dram_bytes + rows[-1][3])
+    return ProgramTiming(tuple(layers), spans[-1][1] + offset)
+
+
+def program_design(network, design, *, latency: int = 0):
+    """``design`` with the cycles and DRAM bytes of its program on the overlay top (module
+    docstring): ``dse.compiler.network.compile_network(network, design, None,
+    image=False)`` timed by :func:`program_timing` with ``latency`` cycles of DRAM read
+    latency.
+
+    Raises
+    ------
+    ValueError
+        If the overlay top cannot run the network as designed (``compile_network``'s
+        message, naming the layer).
+    """
+    from dse.compiler.network import compile_network, design_overlay
+
+    lp, names = compile_network(network, design, None, image=False)
+    params, _ = design_overlay(design)
+    timing = program_timing(lp, params, latency=latency)
+    names = list(names)
+    by_name = {names[t.index]: t for t in timing.layers}
+    layers = []
+    for entry in design.layers:
+        t = by_name[entry.name]
+        layers.append(dataclasses.replace(
+            entry, variant="" if entry.variant == "patches" else entry.variant,
+            cycles=t.cycles,
+            compute_cycles=t.compute_cycles, memory_cycles=t.memory_cycles,
+            dram_bytes=t.dram_bytes))
+    others = [{**o, "cycles": by_name[o["name"]].cycles} if o["name"] in by_name else o
+              for o in design.other_layers]
+    total = timing.total_cycles
+    return dataclasses.replace(design, layers=tuple(layers), other_layers=others,
+                               total_cycles=total,
+                               latency_ms=total / (design.clock_mhz * 1e3))
