@@ -8,7 +8,11 @@ of the searched points, each mapped for least latency and for least energy; ``ma
 says which), ``pareto_area`` (the latency/area front of the same points: ``area`` is the share
 of the board's most used resource, DSP, LUT, FF or block RAM), ``other_layers`` (pools and
 adds: name, op, cycles), ``optimizer`` (``nlp`` or ``grid``: which searched the hardware)
-and ``evaluations`` (hardware points it mapped exactly)).  :func:`read_design`
+``evaluations`` (hardware points it mapped exactly) and ``timing`` (where the cycles come
+from: ``source`` ``"program"`` -- the compiler's schedule of the program the overlay top
+runs, ``dse.compiler.timing``, with ``model_total_cycles`` the explorer's estimate and
+``dram_latency_cycles`` -- or ``"model"``, the explorer's analytic model, with ``why`` the
+top cannot run the design)).  :func:`read_design`
 reads a document back and checks it; :func:`write_text_atomic` writes any output file so
 that nothing half-written is ever left behind.
 """
@@ -58,6 +62,12 @@ class LayerPlan:
     dram_bytes: bytes moved to and from DRAM.
     sqnr_db: predicted SQNR of an approximate (FFT) layer in dB (:mod:`dse.cost.sqnr`);
         ``None`` for exact layers, and design.json then leaves the key out.
+    sparse: for a ``sparse_fft`` layer, ``density``, ``nnz`` (kept bins per kernel),
+        ``sparse_lanes``, ``sparse_banks``, ``reuse`` (``kernels``: kernels resident,
+        activations streamed; ``activations``: the reverse), ``expected_steps`` (the expected
+        stall-free schedule length per tile, all (group, channel) pairs, an estimate:
+        :mod:`dse.lowering.sparse_fft`) and ``lane_utilisation`` (kept complex MACs per tile
+        over lanes × expected steps); ``None`` otherwise, and design.json leaves the key out.
     """
 
     name: str
@@ -72,6 +82,7 @@ class LayerPlan:
     memory_cycles: int
     dram_bytes: int
     sqnr_db: float | None = None
+    sparse: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class Design:
     dram_bytes_per_cycle: float = 0.0
     optimizer: str = "grid"
     evaluations: int = 0
+    timing: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""
@@ -135,7 +147,7 @@ class Design:
                 if key not in entry:
                     raise InputError(source, f"layers[{i}].{key}", "is required")
             layers.append(LayerPlan(**{k: entry[k] for k in LAYER_FIELDS},
-                                    sqnr_db=entry.get("sqnr_db")))
+                                    sqnr_db=entry.get("sqnr_db"), sparse=entry.get("sparse")))
         for key in RESOURCE_FIELDS:
             if key not in doc["resources"]:
                 raise InputError(source, f"resources.{key}", "is required")
@@ -190,8 +202,9 @@ class Design:
 def _layer_dict(layer) -> dict:
     """design.json's entry of a layer: every field, ``sqnr_db`` only where it is not exact."""
     entry = asdict(layer) if isinstance(layer, LayerPlan) else dict(layer)
-    if entry.get("sqnr_db") is None:
-        entry.pop("sqnr_db", None)
+    for key in ("sqnr_db", "sparse"):
+        if entry.get(key) is None:
+            entry.pop(key, None)
     return entry
 
 
@@ -199,8 +212,10 @@ def utilisation(layer, rows, cols) -> float | None:
     """The array utilisation of a layer, ``macs / (rows · cols · compute_cycles)``: the share
     of the processing elements' cycles on chip that direct-convolution MACs would fill.
     Winograd and FFT layers can pass 1 (they multiply less than ``macs``).  ``None`` when
-    the layer has no compute cycles or the array size is unknown."""
-    if not rows or not cols or not layer.compute_cycles:
+    the layer has no compute cycles or the array size is unknown, and for ``sparse_fft``
+    layers (the array idles; their ``sparse`` entry has the lanes' utilisation)."""
+    if (not rows or not cols or not layer.compute_cycles
+            or getattr(layer, "algorithm", "") == "sparse_fft"):
         return None
     return layer.macs / (rows * cols * layer.compute_cycles)
 

@@ -102,7 +102,9 @@ class SearchSpace:
 
     ``rows`` and ``cols`` are crossed; ``buffer_kib`` is crossed for the activation and weight
     buffers; the output buffer takes ``out_buffer_kib``.  Unit sizes are offered only for
-    allowed algorithms.
+    allowed algorithms.  With ``sparse_fft`` allowed, every point with an FFT unit is offered
+    without a sparse MAC unit and with each (``sparse_lanes``, ``sparse_banks``) pair (at
+    most 64 lanes and banks: ``rtl.params.SparseParams``).
     """
 
     rows: tuple = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -110,6 +112,8 @@ class SearchSpace:
     winograd_m: tuple = (0, 2, 4)
     winograd_lanes: tuple = (1, 2, 4, 8, 16)
     fft_size: tuple = (0, 8, 16)
+    sparse_lanes: tuple = (16, 32, 64)
+    sparse_banks: tuple = (16, 40)
     buffer_kib: tuple = (32, 128, 512)
     out_buffer_kib: tuple = (64, 256, 1024)
     bus_bits: tuple = (128, 512)
@@ -137,7 +141,9 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
         "rows": space.rows, "cols": space.cols,
         "winograd_m": space.winograd_m if "winograd" in algos else (0,),
         "winograd_lanes": space.winograd_lanes if "winograd" in algos else (1,),
-        "fft_size": space.fft_size if "fft" in algos else (0,),
+        "fft_size": space.fft_size if algos & {"fft", "sparse_fft"} else (0,),
+        "sparse_lanes": (0, *space.sparse_lanes) if "sparse_fft" in algos else (0,),
+        "sparse_banks": (0, *space.sparse_banks) if "sparse_fft" in algos else (0,),
         "act_buffer_kib": space.buffer_kib, "weight_buffer_kib": space.buffer_kib,
         "out_buffer_kib": space.out_buffer_kib, "bus_bits": space.bus_bits,
     }
@@ -146,6 +152,13 @@ def hardware_space(board, precision: int, algorithms, max_k: int, pins=None,
             axes[name] = (value,)
     grids = np.meshgrid(*[np.asarray(v, dtype=np.int64) for v in axes.values()], indexing="ij")
     arrays = {name: g.reshape(-1) for name, g in zip(axes, grids)}
+    # a sparse MAC unit has lanes and banks, and only beside an FFT unit (it uses its
+    # transforms); pinned sizes are kept as pinned (OverlayParams checks them)
+    keep = np.ones(len(arrays["rows"]), dtype=bool)
+    if not {"sparse_lanes", "sparse_banks"} & set(pins):
+        keep = (arrays["sparse_lanes"] == 0) == (arrays["sparse_banks"] == 0)
+        keep &= (arrays["sparse_lanes"] == 0) | (arrays["fft_size"] > 0)
+    arrays = {name: v[keep] for name, v in arrays.items()}
     return complete_points(arrays, board, precision, max_k, pins)
 
 
@@ -167,7 +180,8 @@ def operand_widths(winograd_m, fft_size, max_k: int, precision: int):
     return a, b, _acc_width(a, b, max_k, precision)
 
 
-def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None):
+def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None,
+                    sparse: bool = False):
     """Return the :class:`dse.cost.hardware.HardwareTable` of the searched fields in ``arrays``
     (``{field: (P,) ints}``), the rest derived or pinned.
 
@@ -175,7 +189,9 @@ def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None):
     kept when none fits, so that HardwareTable's check names the pin); operand widths are the
     widest that the units present need, the accumulator follows (:func:`_acc_width`); pinned
     fields replace theirs (a pinned width is kept as is); the other fields take
-    OverlayParams' defaults.
+    OverlayParams' defaults.  ``sparse`` (``sparse_fft`` allowed) and no ``sparse_lanes`` in
+    ``arrays`` (the nlp optimiser does not search them): each point with an FFT unit gets the
+    sparse MAC unit :func:`derived_sparse_unit` sizes for it.
     """
     from .cost.hardware import PARAM_FIELDS, HardwareTable
 
@@ -193,12 +209,41 @@ def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None):
     acc = _acc_width(arrays["a_width"], arrays["b_width"], max_k, precision)
     arrays["acc_width"] = np.full_like(a, pins["acc_width"]) if "acc_width" in pins else acc
     defaults = OverlayParams()
+    if (sparse and "sparse_lanes" not in arrays
+            and not {"sparse_lanes", "sparse_banks"} & set(pins)):
+        arrays["sparse_lanes"], arrays["sparse_banks"] = derived_sparse_unit(arrays, board)
     for name in PARAM_FIELDS:
         if name not in arrays:
             arrays[name] = np.full_like(a, pins.get(name, getattr(defaults, name)))
     return HardwareTable(**{k: arrays[k].astype(np.int64) for k in PARAM_FIELDS},
                          clock_mhz=float(board.clock_mhz), dram_gbps=float(board.dram_gbps),
                          static_power_w=float(board.static_power_w), family=board.family)
+
+
+def derived_sparse_unit(arrays: dict, board):
+    """``(sparse_lanes, sparse_banks)`` for points the optimiser gives without them: beside an
+    FFT unit, the most lanes of :attr:`SearchSpace.sparse_lanes` whose 3 DSPs a lane fit the
+    DSPs the rest of the point leaves on ``board``, with min(lanes, bins) banks (with more
+    banks than bins, banks stay empty); none without an FFT unit or room."""
+    from .cost.hardware import PARAM_FIELDS, HardwareTable
+    from .cost.resources import estimate_resources
+    from .lowering.sparse_fft import DSP_PER_LANE
+
+    defaults = OverlayParams()
+    n = np.asarray(arrays["fft_size"], dtype=np.int64)
+    base = {name: np.asarray(arrays[name], dtype=np.int64) if name in arrays
+            else np.full(n.shape, getattr(defaults, name), dtype=np.int64)
+            for name in PARAM_FIELDS}
+    base["sparse_lanes"] = np.zeros_like(n)
+    base["sparse_banks"] = np.zeros_like(n)
+    left = board.dsp - estimate_resources(HardwareTable(**base, family=board.family)).dsp
+    lanes = np.zeros_like(n)
+    for option in sorted(SearchSpace.sparse_lanes):
+        lanes = np.where(DSP_PER_LANE * option <= left, option, lanes)
+    lanes = np.where(n > 0, lanes, 0)
+    bins = n * (n // 2 + 1)
+    banks = np.where(lanes > 0, np.minimum(lanes, np.maximum(bins, 1)), 0)
+    return lanes, banks
 
 
 def board_shares(usage, board) -> list:
@@ -283,7 +328,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
            space: SearchSpace | None = None, source: str = "config", progress: bool = False,
            chunk_points: int = 1024, exhaustive: bool = False, top_groups: int = 8,
            min_sqnr_db: float = DEFAULT_MIN_SQNR_DB, optimizer: str = "nlp",
-           optimizer_options=None):
+           optimizer_options=None, density=None):
     """Return the best :class:`dse.design.Design` of ``network`` on ``board``.
 
     Parameters
@@ -324,6 +369,11 @@ def search(network, board, *, config: str = "", precision: int = 8,
         ``"grid"`` (the :class:`SearchSpace` grid; ``space``, ``exhaustive`` and
         ``top_groups`` apply) or ``"nlp"`` (:func:`dse.optimize.nlp_search` over the larger
         space; ``optimizer_options`` are its keyword arguments).
+    density:
+        Spectral kernel density of the ``sparse_fft`` choices: one number for every layer,
+        or ``{layer name: D}`` (``"*"``: the others; default
+        :data:`dse.cost.workload.DEFAULT_DENSITY`), each in (0, 1].  Only sparse choices
+        read it.
 
     Raises
     ------
@@ -338,7 +388,7 @@ def search(network, board, *, config: str = "", precision: int = 8,
     problem = prepare(network, board, source=source, precision=precision,
                       objective=objective, algorithms=algorithms, dataflows=dataflows,
                       hardware_pins=hardware_pins, layer_pins=layer_pins,
-                      chunk_points=chunk_points, min_sqnr_db=min_sqnr_db)
+                      chunk_points=chunk_points, min_sqnr_db=min_sqnr_db, density=density)
     if optimizer == "grid":
         found = _grid_search(problem, space, progress, exhaustive, top_groups)
     else:
@@ -351,7 +401,8 @@ def search(network, board, *, config: str = "", precision: int = 8,
 def prepare(network, board, *, source: str = "config", precision: int = 8,
             objective: str = "latency", algorithms=("im2col", "kn2row", "winograd", "fft"),
             dataflows=("ws", "os", "is"), hardware_pins=None, layer_pins=None,
-            chunk_points: int = 1024, min_sqnr_db: float = DEFAULT_MIN_SQNR_DB) -> "Problem":
+            chunk_points: int = 1024, min_sqnr_db: float = DEFAULT_MIN_SQNR_DB,
+            density=None) -> "Problem":
     """Return the :class:`Problem` of ``network`` on ``board``: validated objective and
     pins, the choice axis with its legality, accuracy and pin masks (the arguments as for
     :func:`search`).  Raises :class:`InputError` as :func:`search` does."""
@@ -365,10 +416,11 @@ def prepare(network, board, *, source: str = "config", precision: int = 8,
     layer_pins = dict(layer_pins or {})
     graph = layer_graph(network)
     mac_nodes = [i for i, layer in enumerate(graph.layers) if layer.op in ("conv", "fc")]
-    layers = LayerTable.from_layers([graph.layers[i] for i in mac_nodes],
-                                    inputs={x.name for x in graph.layers if x.op == "input"})
-    aux = AuxTable.from_network(network)
     by_name = {layer.name: layer for layer in network.layers}
+    layers = LayerTable.from_layers([graph.layers[i] for i in mac_nodes],
+                                    inputs={x.name for x in graph.layers if x.op == "input"},
+                                    density=_densities(density, by_name, network, source))
+    aux = AuxTable.from_network(network)
     for name, pin in layer_pins.items():
         if name not in by_name or by_name[name].op not in ("conv", "fc"):
             macs = [n for n, layer in by_name.items() if layer.op in ("conv", "fc")]
@@ -376,12 +428,11 @@ def prepare(network, board, *, source: str = "config", precision: int = 8,
                              f"must name a conv or fc layer of {network.name}, not {name!r}"
                              f"{did_you_mean(name, macs)}")
 
+    # entries that pin nothing (a layer's density alone) are no pins
+    layer_pins = {name: pin for name, pin in layer_pins.items() if pin}
+
     # -- the choice axis: allowed algorithms, plus im2col for the fallback --------------------
     pinned_algos = {p["algorithm"] for p in layer_pins.values() if "algorithm" in p}
-    if "sparse_fft" in algorithms or "sparse_fft" in pinned_algos:
-        field = "algorithms" if "sparse_fft" in algorithms else "layers"
-        raise InputError(source, field, "sparse_fft has no cost model or datapath yet; "
-                                        "allow im2col, kn2row, winograd or fft")
     offered = list(dict.fromkeys(list(algorithms) + ["im2col"] + sorted(pinned_algos)))
     flows = list(dict.fromkeys(list(dataflows)
                                + [p["dataflow"] for p in layer_pins.values() if "dataflow" in p]))
@@ -431,6 +482,35 @@ def prepare(network, board, *, source: str = "config", precision: int = 8,
         chunk_points=chunk_points)
 
 
+def _densities(density, by_name, network, source):
+    """``density`` (a number, or ``{layer name or "*": D}``) checked, as
+    :meth:`LayerTable.from_layers` takes it."""
+    from .cost.workload import DEFAULT_DENSITY
+
+    def check(field, d):
+        if (isinstance(d, bool) or not isinstance(d, (int, float))
+                or not np.isfinite(d) or not 0 < d <= 1):
+            raise InputError(source, field, f"must be a number in (0, 1], not {d!r}")
+        return float(d)
+
+    if density is None or not isinstance(density, dict):
+        return check("sparsity.density", DEFAULT_DENSITY if density is None else density)
+    out = {}
+    default = check("sparsity.density", density.get("*", DEFAULT_DENSITY))
+    macs = [n for n, layer in by_name.items() if layer.op in ("conv", "fc")]
+    for name in by_name:
+        out[name] = default
+    for name, d in density.items():
+        if name == "*":
+            continue
+        if name not in by_name or by_name[name].op not in ("conv", "fc"):
+            raise InputError(source, f"layers.{name}",
+                             f"must name a conv or fc layer of {network.name}, not {name!r}"
+                             f"{did_you_mean(name, macs)}")
+        out[name] = check(f"layers.{name}.density", d)
+    return out
+
+
 @dataclass
 class Problem:
     """One network's search problem on one board, everything but the hardware points:
@@ -471,7 +551,7 @@ class Problem:
         derived (:func:`complete_points`; it drops points whose Winograd lanes do not fit,
         so pass valid ones, :func:`dse.optimize.valid_points`)."""
         return complete_points(arrays, self.board, self.precision, self.max_k,
-                               self.hardware_pins)
+                               self.hardware_pins, sparse="sparse_fft" in self.unit_algos)
 
     def fit(self, hardware):
         """``(mask, usage)``: the points of ``hardware`` that fit the board, and every
@@ -578,7 +658,8 @@ def _grid_search(problem: Problem, space, progress: bool, exhaustive: bool,
     n_points = len(hardware)
     problem.check_pinned_units(hardware)
     group = np.stack([hardware.rows, hardware.cols, hardware.winograd_m,
-                      hardware.winograd_lanes, hardware.fft_size], axis=1)
+                      hardware.winograd_lanes, hardware.fft_size, hardware.sparse_lanes,
+                      hardware.sparse_banks], axis=1)
     _, group_id = np.unique(group, axis=0, return_inverse=True)
     group_id = group_id.reshape(-1)
     if exhaustive:
@@ -822,6 +903,33 @@ def _map_points(network, graph, mac_nodes, layers, aux, choices, hardware, preci
     return outs
 
 
+def _sparse_plan(layers, li, choice, point) -> dict | None:
+    """design.json's ``sparse`` entry of layer ``li`` under ``choice`` on ``point`` (an
+    OverlayParams), ``None`` unless the choice is ``sparse_fft``."""
+    if choice.algorithm.value != "sparse_fft":
+        return None
+    from .cost.choices import VARIANTS
+    from .lowering import Geometry, sparse_fft
+
+    g = Geometry.of_table(layers.take([li]))
+    g = Geometry(*(v if isinstance(v, bool) else int(np.asarray(v).reshape(-1)[0])
+                   for v in (g.c_in, g.c_out, g.groups, g.kh, g.kw, g.stride, g.dilation,
+                             g.h_in, g.w_in, g.h_out, g.w_out, g.pad_t, g.pad_l, g.pad_b,
+                             g.pad_r, bool(np.asarray(g.square_steps).reshape(-1)[0]))))
+    n = VARIANTS[choice.variant][2]
+    density = float(layers.density[li])
+    z = int(sparse_fft.keep(density, n))
+    c = sparse_fft.cycles(g, n, point.sparse_lanes, point.sparse_banks, z)
+    steps = float(np.asarray(c["steps"]))
+    per_tile = g.c_in * g.c_out * z
+    return {"density": density, "nnz": z, "sparse_lanes": point.sparse_lanes,
+            "sparse_banks": point.sparse_banks,
+            "reuse": "kernels" if choice.tiling == "weights" else "activations",
+            "expected_steps": round(steps, 3),
+            "lane_utilisation": round(per_tile / (point.sparse_lanes * steps), 4)
+            if steps else None}
+
+
 def _change_bytes(mu, mv, graph, u, v, element_bytes) -> float:
     """Extra bytes on edge u -> v for producer Winograd m ``mu`` and consumer ``mv`` (0: none)."""
     produced = out_layout("winograd", mu) if mu else "spatial"
@@ -847,12 +955,15 @@ def _variant(choice) -> str:
 
 
 def _unused_unit(choices, hardware, choice, pinned) -> np.ndarray:
-    """``(P,)`` bool: the point has a Winograd or FFT unit that no layer of its mapping
+    """``(P,)`` bool: the point has a Winograd, FFT or sparse MAC unit that no layer of its mapping
     (``choice``, ``(P, L)``) uses and that is not pinned."""
     uses_wino = (choices.wino_m[choice] > 0).any(axis=1)
     uses_fft = (choices.fft_n[choice] > 0).any(axis=1)
+    sparse_algo = np.array([c.algorithm.value == "sparse_fft" for c in choices.choices])
+    uses_sparse = sparse_algo[choice].any(axis=1)
     return ((("winograd_m" not in pinned) & (hardware.winograd_m > 0) & ~uses_wino)
-            | (("fft_size" not in pinned) & (hardware.fft_size > 0) & ~uses_fft))
+            | (("fft_size" not in pinned) & (hardware.fft_size > 0) & ~uses_fft)
+            | (("sparse_lanes" not in pinned) & (hardware.sparse_lanes > 0) & ~uses_sparse))
 
 
 def _design(network, board, config, precision, objective, graph, mac_nodes, layers, aux,
@@ -910,7 +1021,8 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
             transform_cycles=int(at("transform_cycles", li)),
             memory_cycles=int(np.ceil(at("memory_cycles", li) + layout_cycles)),
             dram_bytes=int(at("dram_bytes", li) + incoming[node]),
-            sqnr_db=layer_sqnr_db(_variant(c), int(layers.kh[li]), precision)))
+            sqnr_db=layer_sqnr_db(_variant(c), int(layers.kh[li]), precision),
+            sparse=_sparse_plan(layers, li, c, hardware.params(best))))
     total_cycles = int(np.ceil(cyc[best]))
     latency_ms = total_cycles / (clock_mhz * 1e3)
     energy_mj = float(en[best]) * 1e-9
@@ -933,6 +1045,8 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
         point = hardware.params(i)
         return {"rows": point.rows, "cols": point.cols, "winograd_m": point.winograd_m,
                 "winograd_lanes": point.winograd_lanes, "fft_size": point.fft_size,
+                **({"sparse_lanes": point.sparse_lanes, "sparse_banks": point.sparse_banks}
+                   if point.sparse_lanes else {}),
                 "act_buffer_kib": point.act_buffer_kib,
                 "weight_buffer_kib": point.weight_buffer_kib,
                 "out_buffer_kib": point.out_buffer_kib,

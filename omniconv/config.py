@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from dse.board import Board, load_board
 from dse.cost.sqnr import DEFAULT_MIN_SQNR_DB
+from dse.cost.workload import DEFAULT_DENSITY
 from dse.errors import InputError
 from dse.search import OBJECTIVES, OPTIMIZERS
 from dse.yamlio import check_keys, load_yaml, resolve_named_file
@@ -38,31 +39,40 @@ PRECISIONS = (8, 16)
 DEFAULT_ALGORITHMS = (Algorithm.IM2COL, Algorithm.KN2ROW, Algorithm.WINOGRAD, Algorithm.FFT)
 
 _KEYS = ("name", "network", "board", "precision", "objective", "algorithms", "dataflows",
-         "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db", "optimizer")
+         "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db", "optimizer", "sparsity")
 _NETWORK_SUFFIXES = (".onnx", ".yaml", ".yml", ".csv")
 _HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(OverlayParams))
 
 
 @dataclass(frozen=True)
 class LayerPin:
-    """A hard per-layer pin: the algorithm and/or dataflow one layer must use.
+    """A per-layer entry: the algorithm and/or dataflow one layer must use (hard pins), and
+    its spectral kernel density for ``sparse_fft``.
 
     Parameters
     ----------
     algorithm, dataflow:
         The pinned choice, or ``None`` where the explorer chooses.
+    density:
+        The layer's ``sparse_fft`` density in (0, 1], or ``None`` for the config's
+        ``sparsity.density``.
     """
 
     algorithm: Algorithm | None = None
     dataflow: Dataflow | None = None
+    density: float | None = None
 
     def __post_init__(self):
         if self.algorithm is not None and not isinstance(self.algorithm, Algorithm):
             raise TypeError(f"algorithm must be an Algorithm, not {self.algorithm!r}")
         if self.dataflow is not None and not isinstance(self.dataflow, Dataflow):
             raise TypeError(f"dataflow must be a Dataflow, not {self.dataflow!r}")
-        if self.algorithm is None and self.dataflow is None:
-            raise ValueError("a layer pin must name an algorithm, a dataflow or both, not neither")
+        if self.density is not None and not (isinstance(self.density, float)
+                                             and 0 < self.density <= 1):
+            raise ValueError(f"density must be a float in (0, 1], not {self.density!r}")
+        if self.algorithm is None and self.dataflow is None and self.density is None:
+            raise ValueError("a layer entry must name an algorithm, a dataflow or a density, "
+                             "not none")
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,10 @@ class RunConfig:
     optimizer:
         ``"nlp"`` (default: relaxation and local search over the larger space,
         :mod:`dse.optimize`) or ``"grid"`` (the fixed grid, :class:`dse.search.SearchSpace`).
+    density:
+        ``sparsity.density``: the fraction of spectral kernel bins ``sparse_fft`` keeps per
+        kernel, in (0, 1] (default :data:`dse.cost.workload.DEFAULT_DENSITY`); a layer's
+        ``layers.NAME.density`` replaces it for that layer (:attr:`densities`).
     """
 
     path: Path
@@ -117,6 +131,7 @@ class RunConfig:
     verify_network: str | None = None
     min_sqnr_db: float = DEFAULT_MIN_SQNR_DB
     optimizer: str = "nlp"
+    density: float = DEFAULT_DENSITY
 
     def __post_init__(self):
         if self.verify_network is None:
@@ -146,6 +161,13 @@ class RunConfig:
     def verify_network_spec(self) -> str:
         """The verification network for a loader, as :attr:`network_spec`."""
         return _network_spec(self.verify_network, self.base_dir)
+
+    @property
+    def densities(self) -> dict:
+        """The ``density`` argument of :func:`dse.search.search`: ``{"*": sparsity.density,
+        layer: its own density, ...}``."""
+        return {"*": self.density, **{name: pin.density for name, pin in self.layers.items()
+                                      if pin.density is not None}}
 
     @property
     def clock_mhz(self) -> float:
@@ -237,18 +259,29 @@ def _layers(path, value, algorithms, dataflows) -> MappingProxyType:
             raise InputError(path, "layers", f"layer names must be non-empty strings, "
                                              f"not {name!r}")
         field = f"layers.{name}"
-        check_keys(path, field, pin, ("algorithm", "dataflow"))
+        check_keys(path, field, pin, ("algorithm", "dataflow", "density"))
         if not pin:
-            raise InputError(path, field, "must pin an algorithm, a dataflow or both, not none")
-        algorithm = dataflow = None
+            raise InputError(path, field, "must pin an algorithm, a dataflow or both (or set a "
+                                          "density), not none")
+        algorithm = dataflow = density = None
+        if "density" in pin:
+            density = _density(path, f"{field}.density", pin["density"])
         if "algorithm" in pin:
             allowed = [a.value for a in algorithms]
             algorithm = Algorithm(_choice(path, f"{field}.algorithm", pin["algorithm"], allowed))
         if "dataflow" in pin:
             allowed = [d.value for d in dataflows]
             dataflow = Dataflow(_choice(path, f"{field}.dataflow", pin["dataflow"], allowed))
-        pins[name] = LayerPin(algorithm, dataflow)
+        pins[name] = LayerPin(algorithm, dataflow, density)
     return MappingProxyType(pins)
+
+
+def _density(path, field, value) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or not 0 < value <= 1):
+        raise InputError(path, field, f"must be a number in (0, 1] (the share of spectral "
+                                      f"kernel bins kept), not {value!r}")
+    return float(value)
 
 
 def load_config(spec: str | Path) -> RunConfig:
@@ -294,6 +327,9 @@ def load_config(spec: str | Path) -> RunConfig:
         if exc.field or Path(exc.source).is_file():
             raise
         raise InputError(path, "board", exc.message) from None
+    sparsity = data.get("sparsity", {})
+    check_keys(path, "sparsity", sparsity, ("density",))
+    density = _density(path, "sparsity.density", sparsity.get("density", DEFAULT_DENSITY))
     min_sqnr_db = data.get("min_sqnr_db", DEFAULT_MIN_SQNR_DB)
     if (isinstance(min_sqnr_db, bool) or not isinstance(min_sqnr_db, (int, float))
             or not math.isfinite(min_sqnr_db) or not 0 <= min_sqnr_db <= 200):
@@ -309,4 +345,4 @@ def load_config(spec: str | Path) -> RunConfig:
                      board_spec=board_spec, precision=precision, objective=objective,
                      algorithms=algorithms, dataflows=dataflows, hardware=hardware,
                      layers=layers, verify_network=verify_network,
-                     min_sqnr_db=float(min_sqnr_db), optimizer=optimizer)
+                     min_sqnr_db=float(min_sqnr_db), optimizer=optimizer, density=density)

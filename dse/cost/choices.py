@@ -3,14 +3,18 @@
 A *choice* is everything a layer decides on a given overlay:
 
 * the algorithm and its variant: ``im2col``; ``kn2row``; Winograd ``F2x2_3x3`` or
-  ``F4x4_3x3``; FFT overlap-and-add ``fft8`` or ``fft16``;
+  ``F4x4_3x3``; FFT overlap-and-add ``fft8`` or ``fft16``; pruned spectral (``sparse_fft``,
+  opt-in) ``sparse8`` or ``sparse16`` (the FFT unit of that size plus the sparse MAC unit);
 * the array dataflow: ``ws``, ``os`` or ``is`` (:class:`rtl.params.Dataflow`);
 * the tiling, i.e. which operand stays resident in its on-chip buffer while the other
   streams past it -- the spectral paper's "reuse kernels or activations?":
   ``weights`` (a block of output channels' weights is resident; the activations stream, and
   are re-fetched once per weight block) or ``activations`` (a spatial tile of the input is
   resident; all weights stream past it, re-fetched once per tile).  The tile sizes follow
-  from the buffer capacities of each hardware point (``dse.cost.traffic``).
+  from the buffer capacities of each hardware point (``dse.cost.traffic``).  For
+  ``sparse_fft`` the tiling is the flexible dataflow's per-layer reuse mode: ``weights`` =
+  kernels resident (activations streamed), ``activations`` = activations resident (kernels
+  streamed), priced by :mod:`dse.cost.sparse_traffic`; its array dataflow means nothing.
 
 :class:`ChoiceTable` is the axis as arrays; :func:`legal_mask` says which (layer, choice)
 pairs can run at all and :func:`hardware_mask` which (choice, hardware point) pairs the
@@ -21,7 +25,8 @@ lowering's (:mod:`dse.lowering`: ``legal`` and ``RULE``), the rule the compiler 
 im2col runs every conv and fc layer with equal strides and dilations; kn2row kernels larger
 than 1×1 (a 1×1 kn2row is im2col) with strides 1, 2 or 4; Winograd F(m×m, 3×3) square
 kernels k ≥ 3 at stride 1, dilation 1, one group (larger kernels as ceil(k/3)² 3×3 pieces);
-FFT with N-point tiles square kernels 1 < k < N at stride 1, dilation 1, one group.
+FFT with N-point tiles square kernels 1 < k < N at stride 1, dilation 1, one group; sparse FFT
+the same as FFT.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ VARIANTS = {
     "F4x4_3x3": (Algorithm.WINOGRAD, 4, 0),
     "fft8": (Algorithm.FFT, 0, 8),
     "fft16": (Algorithm.FFT, 0, 16),
+    "sparse8": (Algorithm.SPARSE_FFT, 0, 8),
+    "sparse16": (Algorithm.SPARSE_FFT, 0, 16),
 }
 
 #: Tiling names; the index is the tiling code in :class:`ChoiceTable`.
@@ -60,7 +67,10 @@ TILINGS = ("weights", "activations")
 _EXTRA_BITS = {"im2col": (0, 0), "patches": (0, 0), "kn2row": (0, 0),
                "F2x2_3x3": WINOGRAD_EXTRA_BITS[2],
                "F4x4_3x3": WINOGRAD_EXTRA_BITS[4],
-               "fft8": (9, 9), "fft16": (9, 9)}
+               "fft8": (9, 9), "fft16": (9, 9),
+               # the sparse lanes have their own 16-bit parts (rtl.params.SparseParams); the
+               # array runs nothing of the layer
+               "sparse8": (0, 0), "sparse16": (0, 0)}
 
 
 def required_widths(variant: str, precision: int) -> tuple[int, int]:
@@ -191,7 +201,7 @@ def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
     ----------
     algorithms:
         Allowed algorithms (names or :class:`Algorithm`); default im2col, kn2row, winograd,
-        fft (sparse_fft has no cost model yet and is refused).
+        fft (``sparse_fft`` is opt-in: name it).
     dataflows:
         Allowed dataflows (names or :class:`Dataflow`); default all three.
     tilings:
@@ -201,9 +211,6 @@ def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
     """
     algos = _as_enum(algorithms if algorithms is not None
                      else ("im2col", "kn2row", "winograd", "fft"), Algorithm, "algorithms")
-    if Algorithm.SPARSE_FFT in algos:
-        raise ValueError("algorithms must not include sparse_fft: its cost model does not "
-                         "exist yet")
     flows = _as_enum(dataflows if dataflows is not None else list(Dataflow), Dataflow,
                      "dataflows")
     tils = tuple(tilings) if tilings is not None else TILINGS
@@ -226,18 +233,18 @@ def enumerate_choices(algorithms=None, dataflows=None, tilings=None,
 
 #: The :class:`ChoiceTable` column that is each algorithm's ``unit`` in :mod:`dse.lowering`.
 UNIT_COLUMN = {Algorithm.IM2COL: "patches", Algorithm.WINOGRAD: "wino_m",
-               Algorithm.FFT: "fft_n"}
+               Algorithm.FFT: "fft_n", Algorithm.SPARSE_FFT: "fft_n"}
 
 
 def legal_mask(layers, choices: ChoiceTable) -> np.ndarray:
     """Boolean ``(L, C)``: the datapath can run each layer by each choice's algorithm, by
     the legality rule of that algorithm's lowering (:mod:`dse.lowering`, the rules the
     compiler refuses by)."""
-    from dse.lowering import LOWERINGS, Geometry
+    from dse.lowering import LOWERINGS, SPARSE_LOWERINGS, Geometry
 
     g = Geometry.of_table(layers)
     out = np.zeros((len(layers), len(choices)), dtype=bool)
-    for algo, mod in LOWERINGS.items():
+    for algo, mod in {**LOWERINGS, **SPARSE_LOWERINGS}.items():
         sel = choices.is_algorithm(algo)
         if not sel.any():
             continue
@@ -254,14 +261,17 @@ def hardware_mask(choices: ChoiceTable, hardware, precision: int = 8) -> np.ndar
     """Boolean ``(C, P)``: the overlay at each hardware point can run each choice.
 
     A Winograd choice needs a Winograd unit of the same m, an FFT choice an FFT unit of the
-    same size, and every choice needs array operand widths of at least
-    :func:`required_widths` (transformed operands are wider).
+    same size, a sparse FFT choice that FFT unit and a sparse MAC unit (``sparse_lanes`` >
+    0), and every choice needs array operand widths of at least :func:`required_widths`
+    (transformed operands are wider).
     """
     req = np.array([required_widths(c.variant, precision) for c in choices.choices])
     a_ok = hardware.a_width[None, :] >= req[:, 0:1]
     b_ok = hardware.b_width[None, :] >= req[:, 1:2]
     wm = choices.wino_m[:, None]
     fn = choices.fft_n[:, None]
+    sparse = choices.is_algorithm(Algorithm.SPARSE_FFT)[:, None]
     unit_ok = (((wm == 0) | (hardware.winograd_m[None, :] == wm))
-               & ((fn == 0) | (hardware.fft_size[None, :] == fn)))
+               & ((fn == 0) | (hardware.fft_size[None, :] == fn))
+               & (~sparse | (hardware.sparse_lanes[None, :] > 0)))
     return a_ok & b_ok & unit_ok

@@ -151,7 +151,9 @@ def transform_ops(layers, choices, shapes, precision=8, xp=np):
     # kn2row: one accumulator add per partial sum landed (R·S·Hin·Win·Cout)
     kn2row = col("kh") * col("kw") * col("h_in") * col("w_in") * c_out
     is_wino = algo == _ALGOS.index(Algorithm.WINOGRAD)
-    is_fft = algo == _ALGOS.index(Algorithm.FFT)
+    # the sparse spectral path runs the same forward and inverse transforms
+    is_fft = xp.logical_or(algo == _ALGOS.index(Algorithm.FFT),
+                           algo == _ALGOS.index(Algorithm.SPARSE_FFT))
     adds = xp.where(is_wino, wino,
                     xp.where(algo == _ALGOS.index(Algorithm.KN2ROW), kn2row, 0.0))
     # FFT: N² log2 N radix-2 butterflies per 2-D transform, each one complex multiply (4 real

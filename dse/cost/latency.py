@@ -13,6 +13,12 @@ every algorithm's formula is computed on the grid and the choice's algorithm pic
 Entries of illegal (layer, choice) pairs are finite placeholders that
 :func:`dse.cost.choices.legal_mask` masks out.
 
+``sparse_fft`` choices are not on the conv datapath: their cycles are
+:func:`dse.lowering.sparse_fft.cycles` (the FFT unit's transforms around the sparse MAC unit
+of the point's ``sparse_lanes`` and ``sparse_banks``, at the layer's ``density``), their
+"GEMM" is the layer's useful real products (3 per kept complex MAC), and nothing of them is
+array busy time.  Numpy only (the expected schedule length is a table lookup).
+
 * ``compute_cycles``: the whole layer (every invocation), transforms included;
 * ``fill_drain_cycles``: the array's busy cycles that stream no vector: its pipeline fill
   and drain, less what GEMMs back to back overlap (the busy cycles less the GEMMs' steady
@@ -110,8 +116,54 @@ def gemm_shapes(layers, choices, xp=np) -> GemmShapes:
         return _pick(choices, {a: getattr(v, name) + zero for a, v in low.items()}, xp)
 
     count = _pick(choices, {a: v.gemms * v.invocations + zero for a, v in low.items()}, xp)
-    return GemmShapes(field("m"), field("k_alg"), field("n"), count, field("tiles"),
-                      field("pieces"))
+    shapes = GemmShapes(field("m"), field("k_alg"), field("n"), count, field("tiles"),
+                        field("pieces"))
+    sparse = _sparse_columns(choices)
+    if sparse.size:
+        _need_numpy(xp)
+        from dse.lowering import Geometry, sparse_fft
+
+        g = Geometry.of_table(layers)
+        unit = choices.column("fft_n")[:, sparse]
+        th, tw = sparse_fft.tile_grid(g, unit)
+        z = sparse_fft.keep(layers.density.reshape(-1, 1, 1), unit)
+        full = (len(layers), len(choices), 1)
+        for name, value in (("m", th * tw), ("k", g.c_in), ("n", g.c_out),
+                            ("count", sparse_fft.DSP_PER_LANE * z), ("tiles", th * tw),
+                            ("pieces", 1.0)):
+            arr = np.array(np.broadcast_to(getattr(shapes, name), full), dtype=np.float64)
+            arr[:, sparse] = np.broadcast_to(value, (full[0], sparse.size, 1))
+            setattr(shapes, name, arr)
+    return shapes
+
+
+def _sparse_columns(choices) -> np.ndarray:
+    return np.flatnonzero(choices.algo == _ALGOS.index(Algorithm.SPARSE_FFT))
+
+
+def _need_numpy(xp) -> None:
+    if xp is not np:
+        raise ValueError("sparse_fft choices are costed in numpy only, not on "
+                         f"{getattr(xp, '__name__', xp)!r}")
+
+
+def sparse_cycles(layers, choices, hardware) -> dict:
+    """:func:`dse.lowering.sparse_fft.cycles` of every (layer, sparse choice, point):
+    ``(L, S, U)`` float64 arrays for the ``S`` sparse choices (``hardware``: anything with
+    ``column``, the points' ``fft_size`` is not read: the choice's FFT size is)."""
+    from dse.lowering import Geometry, sparse_fft
+
+    sparse = _sparse_columns(choices)
+    g = Geometry.of_table(layers)
+    g = Geometry(*(v if f.name == "square_steps" else _integers(v)
+                   for f, v in zip(dataclasses.fields(Geometry), dataclasses.astuple(g))))
+    unit = _integers(choices.column("fft_n"))[:, sparse]
+    z = sparse_fft.keep(layers.density.reshape(-1, 1, 1), unit)
+    lanes = _integers(hardware.column("sparse_lanes"))
+    banks = _integers(hardware.column("sparse_banks"))
+    out = sparse_fft.cycles(g, unit, lanes, banks, z)
+    shape = (len(layers), sparse.size, np.shape(lanes)[2])
+    return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for k, v in out.items()}
 
 
 def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=None):
@@ -124,6 +176,9 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=No
     from dse.lowering import Geometry
     from dse.lowering.split import split_cycles
 
+    sparse = _sparse_columns(choices)
+    if sparse.size:
+        _need_numpy(xp)
     ints = _integers if xp is np else (lambda v: v)
     rows, cols = ints(hardware.column("rows", xp)), ints(hardware.column("cols", xp))
     flow = ints(choices.column("dataflow", xp))
@@ -133,7 +188,22 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=No
         g = Geometry(*(v if f.name == "square_steps" else ints(v)
                        for f, v in zip(dataclasses.fields(Geometry), dataclasses.astuple(g))))
         limits = None if limits is None else {k: ints(v) for k, v in limits.items()}
-        return _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
+        out = _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
+        if sparse.size:
+            compute, fill, transform, ok = out
+            c = sparse_cycles(layers, choices, hardware)
+            compute[:, sparse] = c["cycles"]
+            transform[:, sparse] = c["cycles"]          # no array busy cycles
+            if fill is not None:
+                fill[:, sparse] = 0.0
+            # one tile's spectra of every channel sit in the FFT path's spectrum buffer
+            bins = np.asarray(choices.fft_n[sparse], dtype=np.float64)
+            bins = (bins * (bins // 2 + 1)).reshape(1, -1, 1)
+            room = (np.inf if limits is None or "spectral_words" not in limits
+                    else limits["spectral_words"])
+            ok[:, sparse] = ((np.asarray(g.c_in) * bins <= room)
+                             & (hardware.column("sparse_lanes") > 0))
+        return out
     total, busy, fill, fits = {}, {}, {}, {}
     for a in _lowerings():
         c = split_cycles(a, g, _unit(choices, a, xp), rows, cols, flow, limits, xp=xp,

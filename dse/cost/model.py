@@ -50,12 +50,13 @@ from dse.cost.backend import take_last
 from dse.cost.energy import (DRAM_PJ_PER_BYTE, ENERGY_PJ, access_counts, add_pj, mult_pj,
                              point_energies, sram_pj_per_byte, static_energy_pj, transform_ops)
 from dse.cost.hardware import HardwareTable
+from dse.cost.sparse_cost import sparse_tile_traffic
 from dse.cost.latency import datapath_cycles, gemm_shapes
 from dse.cost.resources import overlay_buffer_words
 from dse.cost.traffic import tile_traffic
 from dse.cost.workload import AuxTable, LayerTable
 from dse.network import Layer
-from rtl.params import OverlayParams
+from rtl.params import Algorithm, OverlayParams
 
 __all__ = ["CostArrays", "CostReport", "AuxCost", "evaluate", "evaluate_one", "evaluate_aux",
            "COST_FIELDS"]
@@ -146,7 +147,8 @@ def _unique(hardware, names):
 #: overlay.v has (``dse.cost.resources.overlay_buffer_words``), which decide how a layer is
 #: cut into invocations.
 _BUFFER_KEY = ("rows", "cols", "winograd_lanes", "act_buffer_kib", "weight_buffer_kib",
-               "out_buffer_kib", "a_width", "b_width", "acc_width", "winograd_m", "fft_size")
+               "out_buffer_kib", "a_width", "b_width", "acc_width", "winograd_m", "fft_size",
+               "sparse_lanes", "sparse_banks")
 
 
 class _Attrs:
@@ -180,6 +182,18 @@ class _Prepared:
         self.on_chip = compute
         self.a_reads, self.b_reads, self.o_moves = access_counts(self.shapes, choices, pts_u,
                                                                  xp)
+        sparse = np.flatnonzero(choices.algo == list(Algorithm).index(Algorithm.SPARSE_FFT))
+        if sparse.size:
+            # the sparse lanes: per kept complex MAC one input-spectrum read, one kernel
+            # read and one accumulator update (the array reads nothing)
+            per_mac = self.shapes.macs / 3.0
+            reads = []
+            for arr in (self.a_reads, self.b_reads, self.o_moves):
+                arr = np.array(np.broadcast_to(arr, np.broadcast_shapes(
+                    np.shape(arr), np.shape(per_mac))))
+                arr[:, sparse] = np.broadcast_to(per_mac[:, sparse], arr[:, sparse].shape)
+                reads.append(arr)
+            self.a_reads, self.b_reads, self.o_moves = reads
         pts_v, self.inv_v = _unique(hardware, ("act_buffer_kib", "weight_buffer_kib",
                                                "out_buffer_kib", "acc_width"))
         kib = {n: pts_v.arrays[n].astype(np.float64) for n in
@@ -198,7 +212,8 @@ class _Prepared:
                 part = _Points({**pts_v.arrays,
                                 "act_buffer_kib": np.minimum(kib["act_buffer_kib"], ca),
                                 "weight_buffer_kib": np.minimum(kib["weight_buffer_kib"], cw)})
-                t = tile_traffic(layers, choices, part, precision, xp)
+                t = sparse_tile_traffic(tile_traffic(layers, choices, part, precision, xp),
+                                        layers, choices, part, precision)
                 # accesses cost what the physical buffer's size makes them cost
                 e_fill = (t.act_bytes * xp.asarray(f * sram_pj_per_byte(kib["act_buffer_kib"]))
                           + t.weight_bytes

@@ -557,6 +557,50 @@ def fft_resources(hw) -> tuple:
         rest.append(scale * value)
     return (dsp, *rest)
 
+#: Signed bits of each part of a sparse lane's input-spectrum and kernel values, and of its
+#: accumulators (``rtl.params.SparseParams`` defaults).
+SPARSE_PART_BITS, SPARSE_ACC_BITS = 16, 40
+
+
+def sparse_memories(hw) -> dict:
+    """Memories of the sparse MAC unit (``rtl/sparse_fft.py``) of each point:
+    ``{name: (depth, width, copies)}``, ``(P,)`` arrays; nothing where ``sparse_lanes`` is 0.
+
+    bins = N·(N/2 + 1) of the point's FFT size (N = 8 without an FFT unit).  The banked
+    input spectrum: B banks of ⌈bins/B⌉ complex words, twice (the next channel is written
+    while the lanes read this one); per lane a kernel bank of ``bins`` complex words (any
+    density fits), twice (the next channel's kernels); per lane ``bins`` complex
+    accumulators; the placement table, ``bins`` words of bank and row.
+    """
+    lanes, banks = np.asarray(hw.sparse_lanes), np.asarray(hw.sparse_banks)
+    has = (lanes > 0) * 1
+    n = np.where(np.asarray(hw.fft_size) > 0, hw.fft_size, 8)
+    bins = n * (n // 2 + 1)
+    depth = _cdiv(bins, np.maximum(banks, 1))
+    table_bits = _bit_length(np.maximum(banks - 1, 1)) + _bit_length(np.maximum(depth - 1, 1))
+    return {
+        "spectrum_banks": (depth, 2 * SPARSE_PART_BITS, 2 * banks * has),
+        "kernel_banks": (bins, 2 * SPARSE_PART_BITS, 2 * lanes * has),
+        "lane_accumulators": (bins, 2 * SPARSE_ACC_BITS, lanes * has),
+        "placement": (bins, table_bits, has),
+    }
+
+
+def sparse_resources(hw) -> tuple:
+    """``(dsp, bram)`` of the sparse MAC unit, float ``(P,)``: 3 DSPs a lane (Gauss's three
+    16 × 17-bit products, one DSP48E2 or MULT18X18D each) and the block RAM of
+    :func:`sparse_memories` (:func:`memory_blocks`; memories that LUT RAM holds more cheaply
+    count 0 blocks).  LUT and FF of the unit (arbiter, sequencer, lane adders, LUT RAM) are
+    not modelled: it has not been synthesised (docs/sparse-fft.md)."""
+    from dse.lowering.sparse_fft import DSP_PER_LANE
+
+    dsp = DSP_PER_LANE * np.asarray(hw.sparse_lanes, dtype=np.float64)
+    bram = np.zeros(np.shape(dsp))
+    for depth, width, copies in sparse_memories(hw).values():
+        bram = bram + copies * memory_blocks(depth, width, hw.family)
+    return dsp, bram
+
+
 def features(hw) -> dict:
     """The fitted terms' features, float ``(P,)`` arrays (module docstring).
 
@@ -629,6 +673,8 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     # the FFT path's buffers outside it are in datapath_memories)
     fft_dsp, fft_lut, fft_ff, fft_bram = fft_resources(hw)
     dsp, lut, ff, bram = dsp + fft_dsp, lut + fft_lut, ff + fft_ff, bram + fft_bram
+    sp_dsp, sp_bram = sparse_resources(hw)
+    dsp, bram = dsp + sp_dsp, bram + sp_bram
     return Resources(dsp=np.ceil(dsp).astype(np.int64),
                      lut=np.ceil(lut).astype(np.int64),
                      ff=np.ceil(ff).astype(np.int64),

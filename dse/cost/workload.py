@@ -23,7 +23,10 @@ import numpy as np
 
 from dse.network import Layer, Network
 
-__all__ = ["LayerTable", "AuxTable", "AUX_OPS"]
+__all__ = ["LayerTable", "AuxTable", "AUX_OPS", "DEFAULT_DENSITY"]
+
+#: Spectral kernel density of a layer that no config sets (``sparsity: {density: D}``).
+DEFAULT_DENSITY = 0.25
 
 #: Non-MAC operations that cost time on the overlay.
 AUX_OPS = ("maxpool", "avgpool", "gap", "add")
@@ -50,6 +53,8 @@ class LayerTable:
     macs: multiply-accumulates of one inference.
     first: 1 where the layer reads the network's input (which the host writes to DRAM in
         whatever layout the layer asks for, e.g. im2col patches), else 0.
+    density: float, the fraction of spectral kernel bins a ``sparse_fft`` choice keeps per
+        kernel, in (0, 1] (default :data:`DEFAULT_DENSITY`; only sparse choices read it).
     """
 
     names: tuple
@@ -73,9 +78,17 @@ class LayerTable:
     groups: np.ndarray
     macs: np.ndarray
     first: np.ndarray | None = None
+    density: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.names)
+        density = (np.full(n, DEFAULT_DENSITY) if self.density is None
+                   else np.asarray(self.density, dtype=np.float64))
+        if density.shape != (n,) or not np.all((density > 0) & (density <= 1)):
+            raise ValueError(f"density must be {n} numbers in (0, 1], not {self.density!r}")
+        density = density.copy()
+        density.setflags(write=False)
+        object.__setattr__(self, "density", density)
         first = np.zeros(n, dtype=np.int64) if self.first is None else np.asarray(self.first)
         if first.shape != (n,) or not np.isin(first, (0, 1)).all():
             raise ValueError(f"first must be {n} values of 0 or 1, not {self.first!r}")
@@ -106,10 +119,11 @@ class LayerTable:
         return len(self.names)
 
     @classmethod
-    def from_layers(cls, layers, inputs=None) -> "LayerTable":
+    def from_layers(cls, layers, inputs=None, density=None) -> "LayerTable":
         """Build the table from :class:`dse.network.Layer` objects (non-MAC layers skipped);
         ``inputs``: the names of the network's input layers (default: the ``input`` layers
-        among ``layers``)."""
+        among ``layers``); ``density``: ``{layer name: D}`` (others :data:`DEFAULT_DENSITY`)
+        or one number for every layer."""
         layers = list(layers)
         if inputs is None:
             inputs = {layer.name for layer in layers if layer.op == "input"}
@@ -124,8 +138,12 @@ class LayerTable:
             for key, value in _layer_row(layer).items():
                 rows[key].append(value)
         arrays = {k: np.asarray(v, dtype=np.int64).reshape(len(names)) for k, v in rows.items()}
+        if density is None or isinstance(density, (int, float)):
+            dens = np.full(len(names), DEFAULT_DENSITY if density is None else float(density))
+        else:
+            dens = np.array([float(density.get(n, DEFAULT_DENSITY)) for n in names])
         return cls(names=tuple(names), ops=tuple(ops), **arrays,
-                   first=np.asarray(first, dtype=np.int64).reshape(len(names)))
+                   first=np.asarray(first, dtype=np.int64).reshape(len(names)), density=dens)
 
     @classmethod
     def from_network(cls, network: Network) -> "LayerTable":
@@ -138,7 +156,8 @@ class LayerTable:
         kw = {f.name: getattr(self, f.name)[index] for f in fields(self)
               if f.name in _INT_FIELDS}
         return LayerTable(names=tuple(self.names[i] for i in index),
-                          ops=tuple(self.ops[i] for i in index), **kw, first=self.first[index])
+                          ops=tuple(self.ops[i] for i in index), **kw, first=self.first[index],
+                          density=self.density[index])
 
     def column(self, name: str, xp=np):
         """Return field ``name`` as a float64 ``(L, 1, 1)`` array of namespace ``xp``."""

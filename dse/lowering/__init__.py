@@ -19,26 +19,34 @@ uses only arithmetic, ``//`` and ``xp.maximum``/``xp.where``, so one formula ser
 The explorer's per-layer ``compute_cycles`` *is* :func:`layer_cycles` within the overlay's
 buffers, and ``omniconv verify`` checks the same numbers against Verilator.
 
-:data:`LOWERINGS` maps each algorithm with a datapath to its module.
+:data:`LOWERINGS` maps each algorithm of the conv datapath to its module.
+:mod:`~dse.lowering.sparse_fft` (pruned spectral convolution) is not on the conv datapath:
+the FFT unit's transforms around the sparse MAC unit, with ``legal`` and ``DATAFLOWS`` as
+above but ``cycles(g, unit, lanes, banks, nnz)`` over the layer's expected stall-free
+schedule (no GEMMs, no invocations to split); :data:`SPARSE_LOWERINGS` holds it (the cost
+model's), and :func:`lowering` (the compiler's) still refuses it: the datapath lacks it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dse.lowering import fft, im2col, kn2row, winograd
+from dse.lowering import fft, im2col, kn2row, sparse_fft, winograd
 from dse.lowering.geometry import Geometry, Lowered
 from rtl.params import Algorithm
 
-__all__ = ["LOWERINGS", "Geometry", "Lowered", "lowering", "layer_cycles"]
+__all__ = ["LOWERINGS", "SPARSE_LOWERINGS", "Geometry", "Lowered", "lowering", "layer_cycles"]
 
-#: Algorithm → its lowering module (sparse FFT has no datapath yet).
+#: Algorithm → its lowering module on the conv datapath.
 LOWERINGS = {
     Algorithm.IM2COL: im2col,
     Algorithm.KN2ROW: kn2row,
     Algorithm.WINOGRAD: winograd,
     Algorithm.FFT: fft,
 }
+
+#: Algorithms beside the conv datapath → their lowering module.
+SPARSE_LOWERINGS = {Algorithm.SPARSE_FFT: sparse_fft}
 
 
 def lowering(algorithm):

@@ -56,8 +56,9 @@ def test_enumerate_choices_is_the_full_product():
     assert [c.variant for c in few.choices] == ["im2col", "patches", "F2x2_3x3", "F4x4_3x3"]
     with pytest.raises(ValueError, match="algorithms"):
         enumerate_choices(["direct"])
-    with pytest.raises(ValueError, match="sparse_fft"):
-        enumerate_choices(["sparse_fft"])
+    # sparse_fft's two spectral sizes, its reuse modes on the tiling axis (dse.lowering)
+    assert [c.variant for c in enumerate_choices(["sparse_fft"], ["ws"], ["weights"]).choices] \
+        == ["sparse8", "sparse16"]
 
 
 def test_choice_validation():
