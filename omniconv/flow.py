@@ -120,7 +120,7 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None):
     from dse.search import search
 
     network = load_network(config.network_spec, config.base_dir)
-    return search(network, config.board, config=config.name, precision=config.precision,
+    design = search(network, config.board, config=config.name, precision=config.precision,
                   objective=config.objective,
                   algorithms=tuple(a.value for a in config.algorithms),
                   dataflows=tuple(d.value for d in config.dataflows),
@@ -130,7 +130,26 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None):
                                      if getattr(pin, k) is not None}
                               for name, pin in config.layers.items()},
                   source=str(config.path), progress=progress,
-                  min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer)
+                  min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer,
+                  density=config.densities)
+    return with_program_timing(network, design)
+
+
+def with_program_timing(network, design):
+    """``design`` with the cycles of the program the overlay top runs
+    (``dse.compiler.timing.program_design``) where the top runs it, its ``timing`` saying
+    which numbers it holds; the explorer's model numbers otherwise."""
+    import dataclasses
+
+    from dse.compiler.timing import program_design
+
+    try:
+        timed = program_design(network, design)
+    except ValueError as exc:
+        return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
+    return dataclasses.replace(timed, timing={"source": "program",
+                                              "model_total_cycles": design.total_cycles,
+                                              "dram_latency_cycles": 0})
 
 
 def _write_design(design, out_dir: Path) -> None:
@@ -228,9 +247,34 @@ def run_verilog(args) -> int:
         path = _generate_verilog(design, config.board, out_dir)
         written.append(path)
         print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    _top_files(design, config, out_dir, design_path, written, current)
     if getattr(args, "summary", True):
         print(summary(design, config, out_dir, written, current, args.config))
     return 0
+
+
+def _top_files(design, config, out_dir: Path, design_path: Path, written, current) -> None:
+    """Where the overlay top runs the design: write overlay_top.v, the program and the DRAM
+    image beside overlay.v (``omniconv.overlay.write_overlay_top``) if they are stale."""
+    from dse.load import load_network
+    from omniconv.overlay import TOP_FILES, write_overlay_top
+
+    if (getattr(design, "timing", {}) or {}).get("source") != "program":
+        return
+    paths = [out_dir / name for name in TOP_FILES]
+    if not any(overlay_is_stale(p, design_path) for p in paths):
+        current.extend(paths)
+        print(f"{', '.join(p.name for p in paths)} are up to date: generation skipped")
+        return
+    _say(f"[+] writing the overlay top, its program and DRAM image ({', '.join(TOP_FILES)}; "
+         f"seeded random weights and input: the network IR carries none)")
+    start = time.perf_counter()
+    network = load_network(config.network_spec, config.base_dir)
+    paths = write_overlay_top(design, network, out_dir)
+    written.extend(paths)
+    size = paths[-1].stat().st_size
+    print(f"wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.1f} s "
+          f"(DRAM image {size / 2 ** 10:,.1f} KiB)")
 
 
 def _say(text: str) -> None:
@@ -246,6 +290,16 @@ def summary(design, config, out_dir: Path, written, current, config_arg: str) ->
              f"{hw['rows']}x{hw['cols']} array, {design.total_cycles:,} cycles = "
              f"{design.latency_ms:.3f} ms per inference at {design.clock_mhz:g} MHz, "
              f"{design.power_w:.2f} W"]
+    for p in design.layers:
+        lines.append(f"  {p.name}: {p.algorithm}{' ' + p.variant if p.variant else ''} "
+                     f"{p.dataflow}, {p.cycles:,} cycles")
+    timing = getattr(design, "timing", {}) or {}
+    if timing.get("source") == "program":
+        lines.append(f"  cycles: the overlay top's program, as the compiler schedules it "
+                     f"(the explorer's model said {timing['model_total_cycles']:,})")
+    elif timing.get("source") == "model":
+        lines.append(f"  cycles: the explorer's model; the overlay top cannot run this "
+                     f"design yet ({timing['why']})")
     budget = {"DSP": ("dsp", board.dsp), "LUT": ("lut", board.lut), "FF": ("ff", board.ff),
               "BRAM": ("bram_blocks", board.bram_blocks)}
     parts = []

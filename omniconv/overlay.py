@@ -1,9 +1,18 @@
-"""overlay.v: the conv datapath generated for a design's hardware (``omniconv verilog``).
+"""overlay.v: the conv datapath generated for a design's hardware (``omniconv verilog``), and
+beside it, where the overlay top runs the design, the top with its program and DRAM image.
 
 :func:`write_overlay` writes ``rtl.conv_datapath`` for the OverlayParams of a design with the
 buffer sizes of :func:`overlay_limits` and the board's multiplier target.  ``omniconv
 verilog``, ``omniconv.calibrate`` and the synthesis benches generate their overlay.v through
 it, so the cost model is calibrated on exactly what the flow writes (docs/calibration.md).
+
+:func:`write_overlay_top` writes ``overlay_top.v`` (:class:`rtl.overlay_top.OverlayTop`: the
+datapath of overlay.v with its DRAM master, controller and engines), ``program.bin`` (the
+instructions, 16 bytes each, little-endian), ``program.s`` (their text form,
+``dse.compiler.asm``) and ``dram.bin`` (the DRAM image from address 0: the program, register
+images, weights, the input tensor and room for every layer's output), compiled by
+``dse.compiler.network.compile_network``.  The network IR carries no weights, so the image
+holds weights and an input drawn from ``numpy.random.default_rng(seed)``.
 """
 
 from __future__ import annotations
@@ -12,10 +21,13 @@ from pathlib import Path
 
 from dse.cost.resources import overlay_limits
 
-__all__ = ["TOP", "overlay_limits", "write_overlay", "generator_sources"]
+__all__ = ["TOP", "TOP_FILES", "overlay_limits", "write_overlay", "write_overlay_top",
+           "generator_sources"]
 
 #: Name of overlay.v's top module.
 TOP = "overlay"
+#: The files :func:`write_overlay_top` writes.
+TOP_FILES = ("overlay_top.v", "program.bin", "program.s", "dram.bin")
 
 
 def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:
@@ -37,6 +49,44 @@ def write_overlay(design, board, out_dir: Path, precision: int | None = None) ->
     path = Path(out_dir) / "overlay.v"
     write_text_atomic(path, text)
     return path
+
+
+def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0) -> list[Path]:
+    """Write :data:`TOP_FILES` for ``design`` (of ``network``) into ``out_dir`` (module
+    docstring); return their paths.
+
+    Raises
+    ------
+    ValueError
+        If the overlay top cannot run the design (``compile_network``'s reason); nothing is
+        written.
+    """
+    import numpy as np
+
+    from dse.compiler.asm import disassemble
+    from dse.compiler.network import compile_network, design_overlay
+    from dse.design import write_bytes_atomic, write_text_atomic
+    from rtl.emit import verilog_text
+    from rtl.isa import INSTRUCTION_BYTES
+    from rtl.overlay_top import OverlayTop, table_words_for
+
+    precision = int(getattr(design, "precision", 8) or 8)
+    x = np.random.default_rng(seed).integers(-(1 << (precision - 1)), 1 << (precision - 1),
+                                             network.input_shape)
+    lp, _ = compile_network(network, design, x, seed=seed + 1)
+    params, limits = design_overlay(design)
+    top = OverlayTop(params, limits, precision, table_words=table_words_for(lp.table_words),
+                     token_depth=lp.token_depth)
+    verilog = verilog_text(top, "overlay_top")
+    code = b"".join(i.encode().to_bytes(INSTRUCTION_BYTES, "little") for i in lp.program)
+    out_dir = Path(out_dir)
+    paths = [out_dir / name for name in TOP_FILES]
+    write_text_atomic(paths[0], verilog)
+    write_bytes_atomic(paths[1], code)
+    write_text_atomic(paths[2], f"; {network.name}: {len(lp.program)} instructions at DRAM "
+                                f"address {lp.program_addr:#x}\n" + disassemble(lp.program))
+    write_bytes_atomic(paths[3], lp.image)
+    return paths
 
 
 def generator_sources() -> list[Path]:

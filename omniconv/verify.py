@@ -71,6 +71,28 @@ def _positive_gb(text: str) -> float:
     return value
 
 
+#: ``--mode`` values.
+MODES = ("auto", "top", "datapath")
+
+
+def _bounded(text: str, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+    if not 0 <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what} must be from 0 to {high}, not {value}")
+    return value
+
+
+def _cycles(text: str) -> int:
+    return _bounded(text, 65535, "the latency")
+
+
+def _stall(text: str) -> int:
+    return _bounded(text, 255, "the back-pressure")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``omniconv verify``."""
     parser.add_argument("config", metavar="CONFIG",
@@ -81,6 +103,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated conv layer names to verify, as `omniconv info` "
                              "lists them (ONNX names like /conv1/Conv work) (default: every "
                              "conv layer)")
+    parser.add_argument("--mode", choices=MODES, default="auto",
+                        help="top: run the whole network from DRAM on the overlay top; "
+                             "datapath: run each conv layer on the conv datapath from its "
+                             "buffers; auto (default): top where the top runs the design "
+                             "(and no --layers), else datapath")
+    parser.add_argument("--dram-latency", metavar="CYCLES", type=_cycles, default=0,
+                        help="top mode: the DRAM model's read latency in cycles (default 0)")
+    parser.add_argument("--dram-stall", metavar="N", type=_stall, default=0,
+                        help="top mode: random AXI back-pressure, N/256 of the cycles "
+                             "(default 0)")
     parser.add_argument("--max-memory-gb", metavar="GB", type=_positive_gb, default=None,
                         help="refuse runs estimated above this many GiB (default: "
                              f"{MEMORY_FRACTION:g} of this machine's memory)")
@@ -119,10 +151,11 @@ def settings_of(config):
 def run(args) -> int:
     """Run ``omniconv verify``: exit 0 all bit-exact, 1 any not, 2 bad input."""
     from dse.design import write_text_atomic
-    from dse.errors import check_output_dir, output_errors
+    from dse.errors import InputError, check_output_dir, output_errors
     from dse.load import load_network
     from omniconv.config import load_config
     from sim.verify import verify_config
+    from sim.verify_top import NotOnTop, verify_network_top
 
     config = load_config(args.config)
     out_dir = Path(args.out) if args.out else config.out_dir
@@ -137,11 +170,30 @@ def run(args) -> int:
     network = load_network(config.verify_network_spec, config.base_dir)
     # the simulator's files beside verify.json: verifications into other folders may run at
     # the same time
+    mode = getattr(args, "mode", "auto")
+    if mode == "top" and layers is not None:
+        raise InputError("--layers", "", "selects conv layers of the datapath mode; the top "
+                                         "runs the whole network (drop --layers or use "
+                                         "--mode datapath)")
+    settings = settings_of(config)
+    doc = None
     with output_errors(out_dir):
-        doc = verify_config(settings_of(config), network, params, out_dir / "sim", log=log,
-                            layers=None if layers is None else layers.split(","),
-                            max_memory_bytes=memory_budget(max_gb),
-                            memory_hint="--max-memory-gb")
+        if mode == "top" or (mode == "auto" and layers is None):
+            try:
+                doc = verify_network_top(settings, network, params, out_dir / "sim", log=log,
+                                         latency=getattr(args, "dram_latency", 0),
+                                         stall=getattr(args, "dram_stall", 0))
+            except NotOnTop as exc:
+                if mode == "top":
+                    raise InputError(str(config.path), "", f"the overlay top cannot run "
+                                                           f"this design: {exc}") from None
+                log(f"the overlay top cannot run this design ({exc}); verifying each conv "
+                    f"layer on the datapath")
+        if doc is None:
+            doc = verify_config(settings, network, params, out_dir / "sim", log=log,
+                                layers=None if layers is None else layers.split(","),
+                                max_memory_bytes=memory_budget(max_gb),
+                                memory_hint="--max-memory-gb")
     path = out_dir / "verify.json"
     write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
     t = doc["totals"]

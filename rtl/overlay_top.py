@@ -96,8 +96,14 @@ from rtl.pool_engine import DATA_BITS, PoolEngine
 
 from .validate import reject, rejecting
 
-__all__ = ["HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
+__all__ = ["table_words_for", "HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
            "OverlayTop", "pool_supported"]
+
+def table_words_for(needed: int) -> int:
+    """Table-memory words of a top whose programs need ``needed`` (``NetworkProgram.
+    table_words``): a power of two, at least 256, so programs of one overlay share a build."""
+    return max(256, 1 << (max(int(needed), 2) - 1).bit_length())
+
 
 #: Lanes of a table-memory word as the table's load engine writes it: 16 bytes.
 TABLE_LANES = IMAGE_WORD_BITS // 8

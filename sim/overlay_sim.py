@@ -74,9 +74,10 @@ def _read_trace(path: Path) -> dict:
     takes: dict = {e: [] for e in range(4)}
     dones: dict = {e: [] for e in range(4)}
     for line in path.read_text().split("\n"):
-        if not line.strip():
+        fields = line.split()
+        if len(fields) != 3:            # blank, or the last line of a file still written
             continue
-        take, done, cycle = line.split()
+        take, done, cycle = fields
         take, done, cycle = int(take, 16), int(done, 16), int(cycle)
         for e in range(4):
             if take >> e & 1:
@@ -179,10 +180,14 @@ _RESULT = re.compile(r"omniconv-sim ok=(\d+) error=(\d+) error_code=(\d+) error_
 
 def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency: int = 0,
                     stall: int = 0, timeout_cycles: int = 100_000_000,
-                    work_dir: Path | None = None, trace: bool = False) -> SimResult:
+                    work_dir: Path | None = None, trace: bool = False,
+                    on_progress=None, poll_seconds: float = 2.0) -> SimResult:
     """Run the program at byte address ``program`` of ``image`` (the DRAM contents from
     address 0) on ``sim``; ``latency`` cycles of read latency and ``stall``/256 probability of
-    back-pressure a cycle in the DRAM model."""
+    back-pressure a cycle in the DRAM model.  With ``trace``, the result's ``trace`` holds
+    every instruction's (take, done), and ``on_progress`` (if given) is called every
+    ``poll_seconds`` while the simulation runs with the trace so far (written in blocks,
+    so it lags a little)."""
     word = sim.bus_bits // 8
     if len(image) > sim.mem_words * word:
         raise ValueError(f"image must fit the DRAM model's {sim.mem_words * word} bytes, not "
@@ -199,11 +204,18 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
         dump = work / "dump.hex"
         log = work / "trace.txt"
         start = time.perf_counter()
-        proc = subprocess.run([str(sim.executable), f"+image={work / 'image.hex'}",
-                               f"+dump={dump}", f"+program={program:x}", f"+latency={latency}",
-                               f"+stall={stall}", f"+timeout={timeout_cycles}",
-                               *([f"+trace={log}"] if trace else [])],
-                              capture_output=True, text=True)
+        command = [str(sim.executable), f"+image={work / 'image.hex'}", f"+dump={dump}",
+                   f"+program={program:x}", f"+latency={latency}", f"+stall={stall}",
+                   f"+timeout={timeout_cycles}", *([f"+trace={log}"] if trace else [])]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as running:
+            if trace and on_progress is not None:
+                while running.poll() is None:
+                    time.sleep(poll_seconds)
+                    if log.exists():
+                        on_progress(_read_trace(log))
+            stdout, stderr = running.communicate()
+        proc = subprocess.CompletedProcess(command, running.returncode, stdout, stderr)
         seconds = time.perf_counter() - start
         match = _RESULT.search(proc.stdout)
         if match is None:

@@ -87,7 +87,8 @@ def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
     cfg = write_config(tmp_path / "odd.yaml", onnx_path.name, **narrow)
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
-                           str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+                           str(out), "--mode", "datapath"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "verify.json").read_text())
     assert [e["name"] for e in doc["layers"]] == ["a", "b", "c", "d"]

@@ -1,0 +1,101 @@
+"""``omniconv verify`` of a whole network on the overlay top, from DRAM (``--mode top``, and
+``auto`` for a design the top runs): design.json's numbers are the program's, and the
+measured run equals them.
+
+The end-to-end test builds the top once for a 4×4 overlay with 2 KiB buffers (the build
+``tests/rtl/test_compile_network.py`` uses too); the refusals stop before anything is built.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cli_helpers
+import pytest
+from test_verify import branchy_onnx
+
+from sim.runner import REPO_ROOT
+
+#: A 4×4 overlay with 2 KiB buffers (layers cut into bands and chunks) on the zcu102.
+SMALL = ("{rows: 4, cols: 4, act_buffer_kib: 2, weight_buffer_kib: 2, out_buffer_kib: 2, "
+         "bus_bits: 128}")
+TOP_SETS = {"algorithms": ["im2col", "kn2row"], "dataflows": ["ws", "os"]}
+
+
+def _omniconv(*argv):
+    proc = subprocess.run([sys.executable, "-m", "omniconv", *map(str, argv)], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.verilator
+def test_whole_network_on_the_top_measures_design_json(tmp_path):
+    onnx_path = branchy_onnx(tmp_path / "branchy.onnx")
+    cfg = cli_helpers.write_config(tmp_path / "b.yaml", onnx_path.name, hardware=SMALL,
+                                   board="zcu102", **TOP_SETS)
+    out = tmp_path / "out"
+    code, _, err = _omniconv("dse", cfg, "--out", out)
+    assert code == 0, err[-3000:]
+    code, _, err = _omniconv("verify", cfg, "--out", out)
+    assert code == 0, err[-3000:]
+    design = json.loads((out / "design.json").read_text())
+    doc = json.loads((out / "verify.json").read_text())
+    # design.json holds the program's numbers, which the explorer's model underestimates
+    assert design["timing"]["source"] == "program"
+    assert design["timing"]["model_total_cycles"] < design["total_cycles"]
+    assert doc["mode"] == "overlay_top"
+    assert "finished" in err                                      # progress per layer
+    planned = {e["name"]: e for e in design["layers"]}
+    assert [e["name"] for e in doc["layers"]] == list(planned)
+    assert doc["totals"]["all_bit_exact"] is True
+    for e in doc["layers"]:
+        want = planned[e["name"]]
+        assert (e["algorithm"], e["dataflow"]) == (want["algorithm"], want["dataflow"])
+        assert e["measured_cycles"] == e["predicted_cycles"] == want["compute_cycles"]
+        assert e["predicted_layer_cycles"] == want["cycles"]
+        assert abs(e["measured_layer_cycles"] - want["cycles"]) <= max(8, 0.02 * want["cycles"])
+    assert {o["name"]: o["op"] for o in doc["other_layer_results"]} == {"sum": "add",
+                                                                         "cat": "concat"}
+    assert all(o["bit_exact"] for o in doc["other_layer_results"])
+    t = doc["totals"]
+    assert t["predicted_cycles"] == design["total_cycles"]
+    assert abs(t["measured_cycles"] - t["predicted_cycles"]) <= 0.01 * t["predicted_cycles"]
+
+    # DRAM latency and random back-pressure change the cycles, never the results
+    slow = tmp_path / "slow"
+    code, _, err = _omniconv("verify", cfg, "--out", slow, "--dram-latency", 7,
+                             "--dram-stall", 64)
+    assert code == 0, err[-3000:]
+    doc2 = json.loads((slow / "verify.json").read_text())
+    assert doc2["totals"]["all_bit_exact"] is True
+    assert doc2["dram"]["read_latency_cycles"] == 7 and doc2["dram"]["stall_per_256"] == 64
+    assert doc2["totals"]["measured_cycles"] > t["measured_cycles"]
+
+
+def test_top_mode_refuses_a_design_it_cannot_run(tmp_path, capsys):
+    """A Winograd pin: ``--mode top`` exits 2 naming the layer, before any build."""
+    cfg = cli_helpers.write_config(tmp_path / "w.yaml", "tiny", hardware="{rows: 8, cols: 8}",
+                                   layers="{conv3: {algorithm: winograd}}")
+    code, out, err = cli_helpers.run_verify(capsys, cfg, "--out", tmp_path / "o", "--mode",
+                                            "top")
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert "the overlay top cannot run this design" in last and "'conv3'" in last
+    assert not (tmp_path / "o" / "verify.json").exists()
+
+
+def test_top_mode_takes_no_layer_selection(tmp_path, capsys):
+    cfg = cli_helpers.write_config(tmp_path / "t.yaml", "tiny", hardware="{rows: 8, cols: 8}",
+                                   **TOP_SETS)
+    code, _, err = cli_helpers.run_verify(capsys, cfg, "--mode", "top", "--layers", "conv1")
+    assert code == 2 and "--layers" in err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag, bad", [("--dram-stall", "256"), ("--dram-latency", "-1"),
+                                       ("--dram-latency", "x"), ("--mode", "board")])
+def test_bad_top_arguments_exit_2(tmp_path, capsys, flag, bad):
+    with pytest.raises(SystemExit) as exc:
+        cli_helpers.run_verify(capsys, "tiny", flag, bad)
+    assert exc.value.code == 2
