@@ -47,6 +47,7 @@ from rtl.isa import (
     EXTENT_BITS,
     PIXEL_PITCH_BITS,
     ROW_PITCH_BITS,
+    TILE_SLOT_BITS,
     LoadSetup,
 )
 from rtl.params import COUNTER_BITS
@@ -93,8 +94,12 @@ DmaCommand = data.StructLayout({
     "elem": ELEM_CODE_BITS,      # element bytes = 2**elem
     "row_pitch": ROW_PITCH_BITS,
     "px_pitch": PIXEL_PITCH_BITS,
+    "tile": 1,                   # tile mode (engines with a tile_side only)
+    "slot": TILE_SLOT_BITS,      # tile mode: slot of the box's first pixel
 })
 
+#: Largest tile side of tile mode: its slots must fit the command's ``slot`` field.
+_MAX_TILE_SIDE = int((1 << TILE_SLOT_BITS) ** 0.5)
 #: Bytes of the longest run: a whole box.
 _RUN_BITS = 2 * EXTENT_BITS + CHANNEL_BITS + len(ELEM_BYTES)
 
@@ -140,10 +145,13 @@ def axi_read_master(bus_bits: int) -> dict:
 
 class _DmaEngine(wiring.Component):
     """What the two engines share: parameters, command and status ports, the run walker and
-    burst splitter, and the element ↔ lane conversion."""
+    burst splitter, the tile-mode slot walk, and the element ↔ lane conversion."""
+
+    #: Whether tile mode takes ``tile_lanes`` (the store engine's lanes of one pixel).
+    _TILE_LANES = False
 
     def __init__(self, bus_bits: int, lanes: int, lane_bits: int, outstanding: int,
-                 sign_extend: bool):
+                 sign_extend: bool, tile_side: int = 0, tile_lanes: int = 0):
         with rejecting(self):
             if bus_bits not in BUS_BITS:
                 raise ValueError(f"bus_bits must be one of {', '.join(map(str, BUS_BITS))}, "
@@ -156,6 +164,20 @@ class _DmaEngine(wiring.Component):
                     raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
             if not isinstance(sign_extend, bool):
                 raise TypeError(f"sign_extend must be a bool, not {sign_extend!r}")
+            for name, value, hi in (("tile_side", tile_side, _MAX_TILE_SIDE),
+                                    ("tile_lanes", tile_lanes, lanes)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{name} must be an integer, not {value!r}")
+                if not 0 <= value <= hi:
+                    raise ValueError(f"{name} must be between 0 and {hi}, not {value}")
+            if bool(tile_lanes) != (bool(tile_side) and self._TILE_LANES):
+                raise ValueError(f"tile_lanes must be positive exactly when tile_side is "
+                                 f"({'store' if self._TILE_LANES else 'load'} engine), not "
+                                 f"{tile_lanes} with tile_side {tile_side}")
+            if tile_lanes and tile_lanes * tile_side * tile_side > lanes:
+                raise ValueError(f"tile_lanes must be at most lanes / tile_side² = "
+                                 f"{lanes // max(1, tile_side * tile_side)}, not {tile_lanes}")
+        self._tile_side, self._tile_lanes = tile_side, tile_lanes
         self._bus_bits, self._lanes, self._lane_bits = bus_bits, lanes, lane_bits
         self._outstanding, self._sign_extend = outstanding, sign_extend
         super().__init__({
@@ -194,6 +216,11 @@ class _DmaEngine(wiring.Component):
         return self._outstanding
 
     @property
+    def tile_side(self) -> int:
+        """Side of the tile of tile mode (slots per row); 0: no tile mode."""
+        return self._tile_side
+
+    @property
     def max_elem_bytes(self) -> int:
         """Widest DRAM element accepted: the lane rounded up to 1, 2 or 4 bytes."""
         return next((e for e in ELEM_BYTES if 8 * e >= self._lane_bits), ELEM_BYTES[-1])
@@ -208,12 +235,13 @@ class _DmaEngine(wiring.Component):
 
     # -- command, run walker, burst splitter ------------------------------------------------
 
-    def _data_side(self, m: Module, head, cap: int) -> SimpleNamespace:
+    def _data_side(self, m: Module, head, cap: int, step=None) -> SimpleNamespace:
         """The byte register's state, the same in both engines: ``beat`` (the burst's beat),
         ``lo_b`` / ``hi_b`` (the box's bytes in this beat) and ``span`` (their count);
         ``acc`` / ``cnt`` (the register and its bytes, ``cap`` at most); ``ch_left`` and
         ``px_left`` (elements of the pixel, pixels of the box still to go), ``addr`` (the
-        buffer word), ``running``, ``failed``, and ``k`` (the elements of the next word)."""
+        buffer word), ``running``, ``failed``, and ``k`` (the elements of the next word:
+        ``step``, default ``lanes``, at most)."""
         B = self.bus_bytes_per_beat
         lb = B.bit_length() - 1
         lanes = self._lanes
@@ -228,8 +256,27 @@ class _DmaEngine(wiring.Component):
         m.d.comb += [d.lo_b.eq(Mux(d.beat == 0, head.lo, 0)),
                      d.hi_b.eq(Mux(d.beat == head.len, head.hi, B)),
                      d.span.eq(d.hi_b - d.lo_b),
-                     d.k.eq(Mux(d.ch_left > lanes, lanes, d.ch_left))]
+                     d.k.eq(Mux(d.ch_left > (lanes if step is None else step),
+                                lanes if step is None else step, d.ch_left))]
         return d
+
+    def _tile_walk(self, m: Module, c, start, pixel_end) -> SimpleNamespace:
+        """Tile mode's slot walk: ``slot`` (the current pixel's slot: ``c.slot`` first, one
+        more a pixel, a whole tile row on at the box's row end) and ``on`` (the command is in
+        tile mode), advanced on ``pixel_end``."""
+        side = max(1, self._tile_side)
+        t = SimpleNamespace(slot=Signal(TILE_SLOT_BITS + 1, name="tile_slot"),
+                            on=Signal(name="tile_on"))
+        col = Signal(EXTENT_BITS, name="tile_col")
+        m.d.comb += t.on.eq(c.tile if self._tile_side else 0)
+        with m.If(start):
+            m.d.sync += [t.slot.eq(c.slot), col.eq(0)]
+        with m.Elif(pixel_end):
+            with m.If(col == c.cols - 1):
+                m.d.sync += [col.eq(0), t.slot.eq(t.slot + side + 1 - c.cols)]
+            with m.Else():
+                m.d.sync += [col.eq(col + 1), t.slot.eq(t.slot + 1)]
+        return t
 
     def _front(self, m: Module):
         """Build the command latch, the run walker and the burst splitter.
@@ -293,6 +340,11 @@ class _DmaEngine(wiring.Component):
                 too_wide = too_wide | (self.cmd.payload.elem == i)
         p = self.cmd.payload
         refused = ~elem_ok | too_wide | (p.rows == 0) | (p.cols == 0) | (p.ch == 0)
+        if self._tile_side:         # a tile-mode box lies inside one tile
+            refused = refused | (p.tile & ((p.rows > self._tile_side)
+                                           | (p.cols > self._tile_side)))
+        else:
+            refused = refused | p.tile
         with m.If(take_cmd):
             m.d.sync += c.eq(self.cmd.payload)
             with m.If(refused):
@@ -400,6 +452,14 @@ class LoadEngine(_DmaEngine):
         address and the data side.
     sign_extend:
         Sign-extend elements narrower than a lane (else zero-extend).
+    tile_side:
+        0, or the side t of the tiles of **tile mode** (``cmd.tile``; 1 to 8): the box (at
+        most t × t pixels) is part of a t × t window, and word j of every pixel goes to
+        buffer word ``addr`` + j, with ``buf_tile`` high and ``buf_slot`` the pixel's slot
+        in the window (``cmd.slot`` for the first pixel, row-major with t slots a row).  The
+        words and cycles are those of the same box outside tile mode; only the addresses
+        differ.  Without ``tile_side`` a tile-mode command is refused, as is one whose box
+        is larger than t × t.
 
     Members
     -------
@@ -417,19 +477,23 @@ class LoadEngine(_DmaEngine):
         AXI4 read address and data channels (address width ``DRAM_ADDR_BITS``).
     buf_addr : Out(BUF_ADDR_BITS), buf_data : Out(word_layout), buf_en : Out(1)
         The buffer write port.
+    buf_tile : Out(1), buf_slot : Out(TILE_SLOT_BITS)
+        With ``tile_side``: the write is a tile-mode one, and its slot.
     """
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True):
-        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side)
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
+        tile = {"buf_tile": Out(1), "buf_slot": Out(TILE_SLOT_BITS)} if self._tile_side else {}
         return {
             **axi_read_master(bus),
             "buf_addr": Out(BUF_ADDR_BITS),
             "buf_data": Out(layout),
             "buf_en": Out(1),
+            **tile,
         }
 
     def elaborate(self, platform):
@@ -498,6 +562,10 @@ class LoadEngine(_DmaEngine):
         incoming = Signal(8 * B)
         m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
                                 & _bytes_to_bits(keep_b))
+        pixel_end = emit & (ch_left <= lanes)
+        tw = self._tile_walk(m, c, ns.start, pixel_end)
+        if self._tile_side:
+            m.d.comb += [self.buf_tile.eq(tw.on), self.buf_slot.eq(tw.slot)]
         with m.If(emit):
             m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
                          waddr.eq(waddr + 1)]
@@ -505,6 +573,8 @@ class LoadEngine(_DmaEngine):
                 m.d.sync += ch_left.eq(ch_left - lanes)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+                with m.If(tw.on):           # tile mode: the next pixel's words from addr
+                    m.d.sync += waddr.eq(c.addr)
         with m.Elif(got):
             m.d.sync += [acc.eq(acc | _shift_bytes(incoming, cnt, 8 * cap, left=True)),
                          cnt.eq(cnt + take),
@@ -531,6 +601,16 @@ class StoreEngine(_DmaEngine):
     bus_bits, lanes, lane_bits, outstanding, sign_extend:
         As :class:`LoadEngine`; ``outstanding`` bounds the write bursts whose response has
         not arrived, and ``sign_extend`` applies to lanes narrower than a DRAM element.
+    tile_side, tile_lanes:
+        0 and 0, or the side m of the tiles of **tile mode** (``cmd.tile``; 1 to 8) and the
+        elements of a pixel in one buffer word (``tile_lanes`` · m² at most ``lanes``): the
+        box (at most m × m pixels) is part of an m × m tile whose words hold ``tile_lanes``
+        channels of every pixel, channel i of slot e in lane i·m² + e.  Word j of every
+        pixel is buffer word ``addr`` + j, and the pixel's ``tile_lanes`` elements of it
+        are the lanes of its slot (``cmd.slot`` for the first pixel, row-major with m slots
+        a row): ⌈ch / tile_lanes⌉ words a pixel.  The cycles are those of the same box
+        outside tile mode with ``tile_lanes`` lanes.  Without ``tile_side`` a tile-mode
+        command is refused, as is one whose box is larger than m × m.
 
     Members
     -------
@@ -547,9 +627,18 @@ class StoreEngine(_DmaEngine):
         ``buf_en``.
     """
 
+    _TILE_LANES = True
+
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True):
-        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
+                 tile_lanes: int = 0):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side,
+                         tile_lanes)
+
+    @property
+    def tile_lanes(self) -> int:
+        """Elements of a pixel in one buffer word in tile mode (0: no tile mode)."""
+        return self._tile_lanes
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
@@ -608,7 +697,11 @@ class StoreEngine(_DmaEngine):
 
         # -- data side: words into the byte register, beats out -----------------------------
         head = desc(fifo.r_data)
-        d = self._data_side(m, head, cap)
+        pixel_end = Signal()
+        tw = self._tile_walk(m, c, ns.start, pixel_end)
+        step = Signal(range(lanes + 1))          # elements of a pixel in one word
+        m.d.comb += step.eq(Mux(tw.on, self._tile_lanes, lanes))
+        d = self._data_side(m, head, cap, step)
         beat, lo_b, hi_b, need_b, acc, cnt = d.beat, d.lo_b, d.hi_b, d.span, d.acc, d.cnt
         ch_left, px_left, raddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
                                                        d.running, d.failed, d.k)
@@ -616,8 +709,21 @@ class StoreEngine(_DmaEngine):
         # the word read last cycle (one cycle of read latency) and its element count
         infl = Signal()
         infl_k = Signal(range(lanes + 1))
+        infl_slot = Signal.like(tw.slot)
+        infl_tile = Signal()
         packed = Signal(8 * wmax)
-        options = {ci: Cat(*(self._bytes_from_lane(m, self.buf_data[i], e, f"elem{i}_e{e}")
+        # the word's elements: its lanes, or in tile mode lane i·m² + slot as element i
+        elems = [self.buf_data[i] for i in range(lanes)]
+        if self._tile_side:
+            s2 = self._tile_side * self._tile_side
+            for i in range(self._tile_lanes):
+                picked = Signal(self._lane_bits, name=f"tile_elem{i}")
+                with m.Switch(infl_slot):
+                    for e in range(s2):
+                        with m.Case(e):
+                            m.d.comb += picked.eq(self.buf_data[i * s2 + e])
+                elems[i] = Mux(infl_tile, picked, elems[i])
+        options = {ci: Cat(*(self._bytes_from_lane(m, elems[i], e, f"elem{i}_e{e}")
                              for i in range(lanes)))
                    for ci, e in enumerate(ELEM_BYTES) if e <= self.max_elem_bytes}
         with m.Switch(code):
@@ -656,13 +762,16 @@ class StoreEngine(_DmaEngine):
             ]
         with m.Else():
             m.d.sync += [acc.eq(acc_eff), cnt.eq(cnt_eff)]
-        m.d.sync += [infl.eq(read), infl_k.eq(k)]
+        m.d.sync += [infl.eq(read), infl_k.eq(k), infl_slot.eq(tw.slot), infl_tile.eq(tw.on)]
+        m.d.comb += pixel_end.eq(read & (ch_left <= step))
         with m.If(read):
             m.d.sync += raddr.eq(raddr + 1)
-            with m.If(ch_left > lanes):
-                m.d.sync += ch_left.eq(ch_left - lanes)
+            with m.If(ch_left > step):
+                m.d.sync += ch_left.eq(ch_left - step)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+                with m.If(tw.on):           # tile mode: the next pixel's words from addr
+                    m.d.sync += raddr.eq(c.addr)
         with m.If(got_b & (self.m_axi_bresp != 0)):
             m.d.sync += failed.eq(1)
 
