@@ -23,8 +23,8 @@ sizes of :func:`dse.cost.resources.overlay_limits`, the ones overlay.v is writte
 
 Everything else is refused with one :class:`ValueError` naming the layer and the reason:
 ``fc``, ``concat``, ``relu6``, ``sigmoid``, ``flatten`` of a larger tensor, grouped
-convolutions, a design choice of Winograd, FFT or the ``is`` dataflow (the top runs the
-im2col and kn2row datapaths and stores ``ws`` / ``os`` words only), and **branches** the
+convolutions, a design choice of FFT or the ``is`` dataflow (the top runs the im2col,
+kn2row and Winograd datapaths and stores ``ws`` / ``os`` words only), and **branches** the
 chain cannot express: a layer whose (first) input is not the previous layer's output, a
 second ``input`` node.  A conv the design gives im2col from host patches (variant
 ``patches``, the first layer's usual choice) is planned as im2col from the input tensor by
@@ -61,7 +61,7 @@ PATCHES = ("tensor", "refuse")
 #: Ops that name the tensor they read without an instruction (``flatten``: of C×1×1 only).
 _ALIASES = ("identity", "flatten")
 #: The datapath algorithms and dataflows the overlay top runs from tensors.
-_ALGORITHMS = ("im2col", "kn2row")
+_ALGORITHMS = ("im2col", "kn2row", "winograd")
 _DATAFLOWS = ("ws", "os")
 
 
@@ -194,7 +194,8 @@ def _choices(design, layer, patches: str) -> tuple[str, str, str | None]:
     algorithm, dataflow, variant = choice.algorithm, choice.dataflow, choice.variant
     if algorithm not in _ALGORITHMS:
         raise _refuse(layer, f"the design chose {algorithm}; the overlay top runs the "
-                             f"{' and '.join(_ALGORITHMS)} datapaths only")
+                             f"{', '.join(_ALGORITHMS[:-1])} and {_ALGORITHMS[-1]} "
+                             f"datapaths only")
     if dataflow not in _DATAFLOWS:
         raise _refuse(layer, f"the design chose the {dataflow!r} dataflow; the store writes "
                              f"{' and '.join(_DATAFLOWS)} output words only (is needs a "

@@ -138,6 +138,7 @@ from dse.compiler.asm import check_tokens
 from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.cost.transforms import image_load_cycles, pool_cycles
+from dse.lowering.winograd import pieces as winograd_pieces
 from rtl.isa import (
     CHANNEL_BITS,
     EXTENT_BITS,
@@ -557,12 +558,17 @@ def _pieces(n: int, step: int = MAX_EXTENT):
 
 def _check_plan(i: int, plan, params: OverlayParams) -> None:
     what = f"plans[{i}]"
-    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row"):
-        raise ValueError(f"{what} must be an im2col or kn2row plan, not "
+    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row", "winograd"):
+        raise ValueError(f"{what} must be an im2col, kn2row or winograd plan, not "
                          f"{getattr(plan, 'algorithm', plan)!r}")
     if (plan.rows, plan.cols) != (params.rows, params.cols):
         raise ValueError(f"{what} must be for a {params.rows}x{params.cols} array, not "
                          f"{plan.rows}x{plan.cols}")
+    if plan.algorithm == "winograd" and (plan.winograd_m, plan.winograd_lanes) != \
+            (params.winograd_m, params.winograd_lanes):
+        raise ValueError(f"{what} winograd_m and winograd_lanes must be the overlay's "
+                         f"{params.winograd_m} and {params.winograd_lanes}, not "
+                         f"{plan.winograd_m} and {plan.winograd_lanes}")
     if plan.dataflow not in ("ws", "os"):
         raise ValueError(f"{what} must be in the ws or os dataflow, not {plan.dataflow!r}: "
                          f"the is output words hold {params.cols} pixels of one filter, "
@@ -633,6 +639,95 @@ def _store_boxes(plan, inv, cols: int):
     nb = -(-(f1 - f0) // cols)
     assert (y1 - y0) * ow * nb <= inv.out_words, (y1 - y0, ow, nb, inv.out_words)
     return [(y0 + o, f0, n, ow, f1 - f0, o * ow * nb) for o, n in _pieces(y1 - y0)]
+
+
+def _band_of(plan, inv):
+    """(sub-plan, input rows (i0, i1), channels (c0, c1), output rows (y0, y1)) of an
+    invocation: its band's, or the whole layer's."""
+    c_all, h_all, _ = plan.in_shape
+    if inv.band >= 0:
+        band = plan.bands[inv.band]
+        return band.plan, band.in_rows, band.channels, band.rows
+    return plan, (0, h_all), (0, c_all), (0, plan.out_shape[1])
+
+
+def _tile_boxes(plan, inv, rows: int):
+    """The tile-mode feature boxes of a Winograd invocation (module docstring, "Winograd
+    layers"): (source, y, x, c0, rows, cols, ch, addr, slot) with source "x" (the input
+    tensor's pixel (y, x), channel c0) or "zero"; per tile, piece and window the in-image
+    part, then the zero strips above, below, left and right of it."""
+    sub, (i0, i1), (c0, c1), _ = _band_of(plan, inv)
+    m = plan.winograd_m
+    t = m + 2
+    p = winograd_pieces(plan.kernel[0])
+    _, oh, ow = sub.out_shape
+    h, w = i1 - i0, plan.in_shape[2]
+    top, left = sub.pads[0], sub.pads[1]
+    th, tw = -(-oh // m), -(-ow // m)
+    ch = c1 - c0
+    cw = -(-ch // rows)
+    assert th * tw * p * p * cw == inv.registers["a_words"], (th, tw, p, cw, inv.registers)
+    boxes = []
+    for ty in range(th):
+        for tx in range(tw):
+            for a in range(p):
+                for b in range(p):
+                    addr = ((ty * tw + tx) * p * p + a * p + b) * cw
+                    y0, x0 = ty * m + 3 * a - top, tx * m + 3 * b - left
+                    r0, r1 = min(t, max(0, -y0)), max(0, min(t, h - y0))
+                    q0, q1 = min(t, max(0, -x0)), max(0, min(t, w - x0))
+                    if r1 <= r0 or q1 <= q0:            # the window lies outside the image
+                        boxes.append(("zero", 0, 0, c0, t, t, ch, addr, 0))
+                        continue
+                    boxes.append(("x", i0 + y0 + r0, x0 + q0, c0, r1 - r0, q1 - q0, ch, addr,
+                                  r0 * t + q0))
+                    for zr0, zr1, zq0, zq1 in ((0, r0, 0, t), (r1, t, 0, t),
+                                               (r0, r1, 0, q0), (r0, r1, q1, t)):
+                        if zr1 > zr0 and zq1 > zq0:
+                            boxes.append(("zero", 0, 0, c0, zr1 - zr0, zq1 - zq0, ch, addr,
+                                          zr0 * t + zq0))
+    return boxes
+
+
+def _weight_elem(convs, params: OverlayParams, elem: int) -> int:
+    """Bytes of a weight element in DRAM: the precision's, or with a Winograd layer in the
+    chain the smallest of 1, 2, 4 bytes that holds ``params.b_width`` (its weights are
+    transformed offline and grow beyond the precision; the weight buffer's lanes hold
+    them)."""
+    if not any(plan.algorithm == "winograd" for plan in convs):
+        return elem
+    return max(elem, next(e for e in (1, 2, 4) if 8 * e >= params.b_width))
+
+
+def _load_boxes(plan, inv, rows: int):
+    """An invocation's feature boxes as (source, y, x, c0, rows, cols, ch, addr, tile, slot):
+    :func:`_tile_boxes` in tile mode for Winograd, else :func:`_feature_boxes`."""
+    if plan.algorithm == "winograd":
+        return [(*b[:8], True, b[8]) for b in _tile_boxes(plan, inv, rows)]
+    return [(src, y, 0, c0, n, cols, ch, addr, False, 0)
+            for src, y, c0, n, cols, ch, addr in _feature_boxes(plan, inv, rows)]
+
+
+def _tile_store_boxes(plan, inv):
+    """The tile-mode store boxes of a final Winograd invocation, one per output tile
+    clipped to the layer: (y, x, f0, rows, cols, ch, addr, slot 0)."""
+    sub, _, _, (y0, _) = _band_of(plan, inv)
+    m, wl = plan.winograd_m, plan.winograd_lanes
+    _, oh, ow = sub.out_shape
+    th, tw = -(-oh // m), -(-ow // m)
+    f0, f1 = inv.filters
+    groups = -(-(f1 - f0) // wl)
+    assert th * tw * groups <= inv.out_words, (th, tw, groups, inv.out_words)
+    return [(y0 + ty * m, tx * m, f0, min(m, oh - ty * m), min(m, ow - tx * m), f1 - f0,
+             (ty * tw + tx) * groups, 0) for ty in range(th) for tx in range(tw)]
+
+
+def _output_boxes(plan, inv, cols: int):
+    """A final invocation's store boxes as (y, x, f0, rows, cols, ch, addr, tile, slot)."""
+    if plan.algorithm == "winograd":
+        return [(*b[:7], True, b[7]) for b in _tile_store_boxes(plan, inv)]
+    return [(y, 0, f0, n, w, ch, addr, False, 0)
+            for y, f0, n, w, ch, addr in _store_boxes(plan, inv, cols)]
 
 
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
@@ -726,6 +821,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                            or w * c >= 1 << ROW_PITCH_BITS or c >= 1 << PIXEL_PITCH_BITS):
             raise ValueError(f"plans[{i}] output must fit the boxes and pitches, not {shape}")
     elem = precision // 8
+    welem = _weight_elem(convs, params, elem)
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
@@ -737,23 +833,25 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
     wts = [[] if pool else
-           [_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
+           [_word_bytes(plan.weight_image(w, inv), welem, f"weights[{i}]")
             for inv in plan.invocations]
            for i, (plan, w, pool) in enumerate(zip(plans, weights, is_pool))]
     x_bytes = tensor_bytes(x, elem)
-    feats = [[] if pool else [_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
+    feats = [[] if pool else [_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
              for plan, pool in zip(plans, is_pool)]
-    stores = [[] if pool else [_store_boxes(plan, inv, params.cols) if inv.final else []
+    stores = [[] if pool else [_output_boxes(plan, inv, params.cols) if inv.final else []
                                for inv in plan.invocations]
               for plan, pool in zip(plans, is_pool)]
-    zero_bytes = max([elem] + [(k - 1) * shapes[i][0] * elem + ch * elem
+    # the zero area: the largest zero box read with its input tensor's pitches
+    zero_bytes = max([elem] + [((n - 1) * shapes[i][2] + k - 1) * shapes[i][0] * elem
+                               + ch * elem
                                for i, per in enumerate(feats) for boxes in per
-                               for src, _, _, _, k, ch, _ in boxes if src == "zero"])
+                               for src, _, _, _, n, k, ch, _, _, _ in boxes if src == "zero"])
 
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (2 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in range(len(plans)) if is_pool[i])
-               + sum(3 + sum(len(f) + len(_pieces(len(wb) // (edge * elem))) + 1 + len(s)
+               + sum(3 + sum(len(f) + len(_pieces(len(wb) // (edge * welem))) + 1 + len(s)
                              for f, wb, s in zip(fl, wl, sl))
                      for fl, wl, sl, pool in zip(feats, wts, stores, is_pool) if not pool))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
@@ -765,7 +863,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     for wl in wts:
         segs = []
         for wb in wl:
-            segs.append(Segment(at, len(wb) // (edge * elem), edge, elem))
+            segs.append(Segment(at, len(wb) // (edge * welem), edge, welem))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     tensors = []
@@ -784,7 +882,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         return {Engine.POOL if is_pool[li + 1] else Engine.COMPUTE}
 
     prog: list[Instruction] = [
-        LoadSetup(buf=Buffer.WEIGHT, elem=elem, row_pitch=0, px_pitch=edge * elem),
+        LoadSetup(buf=Buffer.WEIGHT, elem=welem, row_pitch=0, px_pitch=edge * welem),
         LoadSetup(buf=Buffer.TABLE, elem=1, row_pitch=0, px_pitch=TABLE_LANES),
     ]
     prog += [LoadTile(buf=Buffer.TABLE, dram=tables.dram + o * TABLE_LANES, addr=o, rows=1,
@@ -808,11 +906,12 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
             loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
-                                                      else t_in.address(c0, y, 0)),
-                      "addr": addr, "rows": n, "cols": cols, "ch": ch}
-                     for src, y, c0, n, cols, ch, addr in feats[li][k]]
+                                                      else t_in.address(c0, y, x)),
+                      "addr": addr, "rows": n, "cols": cols, "ch": ch, "tile": tile,
+                      "slot": slot}
+                     for src, y, x, c0, n, cols, ch, addr, tile, slot in feats[li][k]]
             seg = weight_segs[li][k]
-            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * elem, "addr": o,
+            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem, "addr": o,
                        "rows": 1, "cols": n, "ch": edge} for o, n in _pieces(seg.words)]
             for j, fields in enumerate(loads):
                 first = j == 0 and (li > 0 or k > 0)
@@ -826,9 +925,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             computes.append((plan, inv))
             boxes = stores[li][k]
             last_push = {Engine.COMPUTE} if k < len(invs) - 1 else after(li)
-            for j, (y, f0, n, cols, ch, addr) in enumerate(boxes):
-                prog.append(StoreTile(dram=t_out.address(f0, y, 0), addr=addr, rows=n,
-                                      cols=cols, ch=ch,
+            for j, (y, x, f0, n, cols, ch, addr, tile, slot) in enumerate(boxes):
+                prog.append(StoreTile(dram=t_out.address(f0, y, x), addr=addr, rows=n,
+                                      cols=cols, ch=ch, tile=tile, slot=slot,
                                       **tokens({Engine.COMPUTE} if j == 0 else (),
                                                last_push if j == len(boxes) - 1 else ())))
     prog.append(Finish())
@@ -933,9 +1032,11 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
                        - 1 + READ_ARBITER_CYCLES)
         elif isinstance(inst, StoreTile):
             s = setups["store"]
+            # tile mode: a pixel's winograd_lanes elements a word (module docstring)
             out.append(int(store_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                              s.row_pitch, s.px_pitch, params.bus_bits,
-                                             params.cols, latency=latency)) - 1)
+                                             params.winograd_lanes if inst.tile
+                                             else params.cols, latency=latency)) - 1)
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)
             dp_cycles = plan.invocation_cycles(inv, params.rows, params.cols,
