@@ -133,9 +133,10 @@ class ConvDatapath(wiring.Component):
     fr_addr, fr_en, fr_data : with ``out_write_port``, a reader of the feature buffer on the
         window generator's read port (data one cycle after ``fr_en``), only while no layer
         runs.
-    ts_addr, ts_slot, ts_data, ts_en : with ``tile_slot_port``, a write of element slot
-        ``ts_slot`` (0 to (m+2)² − 1) of every lane of tile-buffer word ``ts_addr``: lane i
-        takes ``ts_data[i]``, the word's other slots keep their values.  It takes the
+    ts_addr, ts_slot, ts_zero, ts_data, ts_en : with ``tile_slot_port``, a write of element
+        slot ``ts_slot`` (0 to (m+2)² − 1) of every lane of tile-buffer word ``ts_addr``:
+        lane i takes ``ts_data[i]``; the slots set in ``ts_zero`` ((m+2)² bits) are written
+        zero in every lane, and the word's other slots keep their values.  It takes the
         buffer's one write port in its cycle (a ``tb_en`` write in the same cycle is lost).
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
@@ -237,6 +238,7 @@ class ConvDatapath(wiring.Component):
                 ports.update({
                     "ts_addr": In(range(limits.tile_words)),
                     "ts_slot": In(range(t * t)),
+                    "ts_zero": In(t * t),
                     "ts_data": In(data.ArrayLayout(signed(precision), params.rows)),
                     "ts_en": In(1),
                 })
@@ -441,9 +443,10 @@ class ConvDatapath(wiring.Component):
                                                   name="tbuf_rdata"))
                 with m.If(self.ts_en):
                     m.d.comb += [twp.addr.eq(self.ts_addr),
-                                 twp.en.eq(1 << self.ts_slot)]
+                                 twp.en.eq((1 << self.ts_slot) | self.ts_zero)]
                     for e in range(t * t):
-                        m.d.comb += twp.data[e].eq(self.ts_data)
+                        with m.If(~self.ts_zero[e]):
+                            m.d.comb += twp.data[e].eq(self.ts_data)
                 with m.Else():
                     m.d.comb += [twp.addr.eq(self.tb_addr),
                                  twp.en.eq(Mux(self.tb_en, (1 << (t * t)) - 1, 0))]

@@ -260,22 +260,63 @@ class _DmaEngine(wiring.Component):
                                 lanes if step is None else step, d.ch_left))]
         return d
 
-    def _tile_walk(self, m: Module, c, start, pixel_end) -> SimpleNamespace:
-        """Tile mode's slot walk: ``slot`` (the current pixel's slot: ``c.slot`` first, one
-        more a pixel, a whole tile row on at the box's row end) and ``on`` (the command is in
-        tile mode), advanced on ``pixel_end``."""
+    def _slot_rc(self, m: Module, slot, name: str):
+        """(row, column) of tile slot ``slot``: slot = row·side + column."""
         side = max(1, self._tile_side)
+        r0 = Signal(range(max(2, side)), name=f"{name}_row")
+        c0 = Signal(TILE_SLOT_BITS + 1, name=f"{name}_col")
+        m.d.comb += [r0.eq(sum((slot >= k * side) for k in range(1, side))
+                           if side > 1 else 0),
+                     c0.eq(slot - r0 * side)]
+        return r0, c0
+
+    def _tile_refused(self, m: Module, p, whole_row: bool):
+        """Whether tile-mode command ``p`` is refused: no tile mode, a slot past the tile, or
+        a box past the tile's bottom (and with ``whole_row`` its right edge)."""
+        side = self._tile_side
+        if not side:
+            return p.tile
+        r0, c0 = self._slot_rc(m, p.slot, "cmd_slot")
+        bad = (p.slot >= side * side) | (r0 + p.rows > side)
+        if whole_row:
+            bad = bad | (c0 + p.cols > side)
+        return p.tile & bad
+
+    def _tile_walk(self, m: Module, c, start, pixel_end, addr) -> SimpleNamespace:
+        """Tile mode's walk over the box's pixels (the engines' docstrings): ``slot`` (the
+        current pixel's slot), ``first`` (the box's first pixel), ``on`` (the command is in
+        tile mode), and ``next_addr`` (the buffer word of the next pixel's first word, valid
+        with ``pixel_end`` while ``addr`` is the current pixel's last word: the tile's base
+        again, the next tile's words after this tile's at a tile's right edge, ``c.addr`` at
+        the box's row end); advanced on ``pixel_end``."""
+        if not self._tile_side:         # no tile mode: constants, no state
+            return SimpleNamespace(slot=Const(0, TILE_SLOT_BITS + 1), on=Const(0, 1),
+                                   first=Const(0, 1), next_addr=addr)
+        side = self._tile_side
         t = SimpleNamespace(slot=Signal(TILE_SLOT_BITS + 1, name="tile_slot"),
-                            on=Signal(name="tile_on"))
+                            on=Signal(name="tile_on"), first=Signal(name="tile_first"),
+                            next_addr=Signal(BUF_ADDR_BITS, name="tile_next_addr"))
         col = Signal(EXTENT_BITS, name="tile_col")
-        m.d.comb += t.on.eq(c.tile if self._tile_side else 0)
+        xin = Signal(range(max(2, side)), name="tile_x")       # column inside the tile
+        row_slot = Signal(TILE_SLOT_BITS + 1, name="tile_row_slot")
+        base = Signal(BUF_ADDR_BITS, name="tile_base")
+        _, c0 = self._slot_rc(m, c.slot, "box_slot")
+        m.d.comb += t.on.eq(c.tile)
+        row_end = col == c.cols - 1
+        cross = ~row_end & (xin == side - 1)
+        m.d.comb += t.next_addr.eq(Mux(row_end, c.addr, Mux(cross, addr + 1, base)))
         with m.If(start):
-            m.d.sync += [t.slot.eq(c.slot), col.eq(0)]
+            m.d.sync += [t.slot.eq(c.slot), row_slot.eq(c.slot), col.eq(0), xin.eq(c0),
+                         base.eq(c.addr), t.first.eq(1)]
         with m.Elif(pixel_end):
-            with m.If(col == c.cols - 1):
-                m.d.sync += [col.eq(0), t.slot.eq(t.slot + side + 1 - c.cols)]
+            m.d.sync += [t.first.eq(0), base.eq(t.next_addr)]
+            with m.If(row_end):
+                m.d.sync += [col.eq(0), xin.eq(c0), row_slot.eq(row_slot + side),
+                             t.slot.eq(row_slot + side)]
+            with m.Elif(cross):
+                m.d.sync += [col.eq(col + 1), xin.eq(0), t.slot.eq(t.slot - (side - 1))]
             with m.Else():
-                m.d.sync += [col.eq(col + 1), t.slot.eq(t.slot + 1)]
+                m.d.sync += [col.eq(col + 1), xin.eq(xin + 1), t.slot.eq(t.slot + 1)]
         return t
 
     def _front(self, m: Module):
@@ -340,11 +381,7 @@ class _DmaEngine(wiring.Component):
                 too_wide = too_wide | (self.cmd.payload.elem == i)
         p = self.cmd.payload
         refused = ~elem_ok | too_wide | (p.rows == 0) | (p.cols == 0) | (p.ch == 0)
-        if self._tile_side:         # a tile-mode box lies inside one tile
-            refused = refused | (p.tile & ((p.rows > self._tile_side)
-                                           | (p.cols > self._tile_side)))
-        else:
-            refused = refused | p.tile
+        refused = refused | self._tile_refused(m, p, whole_row=not self._TILE_LANES)
         with m.If(take_cmd):
             m.d.sync += c.eq(self.cmd.payload)
             with m.If(refused):
@@ -453,13 +490,15 @@ class LoadEngine(_DmaEngine):
     sign_extend:
         Sign-extend elements narrower than a lane (else zero-extend).
     tile_side:
-        0, or the side t of the tiles of **tile mode** (``cmd.tile``; 1 to 8): the box (at
-        most t × t pixels) is part of a t × t window, and word j of every pixel goes to
-        buffer word ``addr`` + j, with ``buf_tile`` high and ``buf_slot`` the pixel's slot
-        in the window (``cmd.slot`` for the first pixel, row-major with t slots a row).  The
-        words and cycles are those of the same box outside tile mode; only the addresses
-        differ.  Without ``tile_side`` a tile-mode command is refused, as is one whose box
-        is larger than t × t.
+        0, or the side t of the tiles of **tile mode** (``cmd.tile``; 1 to 8): the box is
+        part of a t × t window whose slot (row-major, t a row) ``cmd.slot`` is its first
+        pixel, and word j of every pixel goes to buffer word ``addr`` + j, with ``buf_tile``
+        high and ``buf_slot`` the pixel's slot; the first pixel's writes also set
+        ``buf_zero``, the window's slots outside the box, to be written zero (so one box
+        fills its whole window, the padding included).  The words and cycles are those of
+        the same box outside tile mode; only the addresses differ.  Without ``tile_side`` a
+        tile-mode command is refused, as is one with a slot past the window or a box that
+        does not fit inside the window from its slot.
 
     Members
     -------
@@ -477,8 +516,9 @@ class LoadEngine(_DmaEngine):
         AXI4 read address and data channels (address width ``DRAM_ADDR_BITS``).
     buf_addr : Out(BUF_ADDR_BITS), buf_data : Out(word_layout), buf_en : Out(1)
         The buffer write port.
-    buf_tile : Out(1), buf_slot : Out(TILE_SLOT_BITS)
-        With ``tile_side``: the write is a tile-mode one, and its slot.
+    buf_tile : Out(1), buf_slot : Out(TILE_SLOT_BITS), buf_zero : Out(tile_side²)
+        With ``tile_side``: the write is a tile-mode one, its slot, and the slots to be
+        written zero with it.
     """
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
@@ -487,7 +527,9 @@ class LoadEngine(_DmaEngine):
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
-        tile = {"buf_tile": Out(1), "buf_slot": Out(TILE_SLOT_BITS)} if self._tile_side else {}
+        side = self._tile_side
+        tile = ({"buf_tile": Out(1), "buf_slot": Out(TILE_SLOT_BITS),
+                 "buf_zero": Out(side * side)} if side else {})
         return {
             **axi_read_master(bus),
             "buf_addr": Out(BUF_ADDR_BITS),
@@ -563,9 +605,19 @@ class LoadEngine(_DmaEngine):
         m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
                                 & _bytes_to_bits(keep_b))
         pixel_end = emit & (ch_left <= lanes)
-        tw = self._tile_walk(m, c, ns.start, pixel_end)
+        tw = self._tile_walk(m, c, ns.start, pixel_end, waddr)
         if self._tile_side:
-            m.d.comb += [self.buf_tile.eq(tw.on), self.buf_slot.eq(tw.slot)]
+            # the slots of the window outside the box, zeroed with its first pixel's words
+            side = self._tile_side
+            r0, c0 = self._slot_rc(m, c.slot, "fill_slot")
+            outside = Signal(side * side, name="tile_outside")
+            with m.If(ns.start):
+                m.d.sync += outside.eq(Cat(*(
+                    ~((r0 <= e // side) & (e // side < r0 + c.rows)
+                      & (c0 <= e % side) & (e % side < c0 + c.cols))
+                    for e in range(side * side))))
+            m.d.comb += [self.buf_tile.eq(tw.on), self.buf_slot.eq(tw.slot),
+                         self.buf_zero.eq(Mux(tw.on & tw.first, outside, 0))]
         with m.If(emit):
             m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
                          waddr.eq(waddr + 1)]
@@ -573,8 +625,8 @@ class LoadEngine(_DmaEngine):
                 m.d.sync += ch_left.eq(ch_left - lanes)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
-                with m.If(tw.on):           # tile mode: the next pixel's words from addr
-                    m.d.sync += waddr.eq(c.addr)
+                with m.If(tw.on):           # tile mode: the next pixel's words
+                    m.d.sync += waddr.eq(tw.next_addr)
         with m.Elif(got):
             m.d.sync += [acc.eq(acc | _shift_bytes(incoming, cnt, 8 * cap, left=True)),
                          cnt.eq(cnt + take),
@@ -604,13 +656,14 @@ class StoreEngine(_DmaEngine):
     tile_side, tile_lanes:
         0 and 0, or the side m of the tiles of **tile mode** (``cmd.tile``; 1 to 8) and the
         elements of a pixel in one buffer word (``tile_lanes`` · m² at most ``lanes``): the
-        box (at most m × m pixels) is part of an m × m tile whose words hold ``tile_lanes``
-        channels of every pixel, channel i of slot e in lane i·m² + e.  Word j of every
-        pixel is buffer word ``addr`` + j, and the pixel's ``tile_lanes`` elements of it
-        are the lanes of its slot (``cmd.slot`` for the first pixel, row-major with m slots
-        a row): ⌈ch / tile_lanes⌉ words a pixel.  The cycles are those of the same box
+        box covers rows of a row of m × m tiles, whose words hold ``tile_lanes`` channels of
+        every pixel of the tile, channel i of slot e (row-major, m a row) in lane i·m² + e,
+        ⌈ch / tile_lanes⌉ words a tile, the tiles' words one after another from ``addr``.
+        The box's first pixel is slot ``cmd.slot`` of the first tile; pixel (r, c) lies
+        x = (slot mod m) + c columns on, in tile ⌊x / m⌋, and word j of it is buffer word
+        ``addr`` + ⌊x / m⌋·⌈ch / tile_lanes⌉ + j.  The cycles are those of the same box
         outside tile mode with ``tile_lanes`` lanes.  Without ``tile_side`` a tile-mode
-        command is refused, as is one whose box is larger than m × m.
+        command is refused, as is one with a slot past the tile or rows past its bottom.
 
     Members
     -------
@@ -698,13 +751,15 @@ class StoreEngine(_DmaEngine):
         # -- data side: words into the byte register, beats out -----------------------------
         head = desc(fifo.r_data)
         pixel_end = Signal()
-        tw = self._tile_walk(m, c, ns.start, pixel_end)
+        raddr_sig = Signal(BUF_ADDR_BITS)
+        tw = self._tile_walk(m, c, ns.start, pixel_end, raddr_sig)
         step = Signal(range(lanes + 1))          # elements of a pixel in one word
         m.d.comb += step.eq(Mux(tw.on, self._tile_lanes, lanes))
         d = self._data_side(m, head, cap, step)
         beat, lo_b, hi_b, need_b, acc, cnt = d.beat, d.lo_b, d.hi_b, d.span, d.acc, d.cnt
         ch_left, px_left, raddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
                                                        d.running, d.failed, d.k)
+        m.d.comb += raddr_sig.eq(raddr)
 
         # the word read last cycle (one cycle of read latency) and its element count
         infl = Signal()
@@ -770,8 +825,8 @@ class StoreEngine(_DmaEngine):
                 m.d.sync += ch_left.eq(ch_left - step)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
-                with m.If(tw.on):           # tile mode: the next pixel's words from addr
-                    m.d.sync += raddr.eq(c.addr)
+                with m.If(tw.on):           # tile mode: the next pixel's words
+                    m.d.sync += raddr.eq(tw.next_addr)
         with m.If(got_b & (self.m_axi_bresp != 0)):
             m.d.sync += failed.eq(1)
 

@@ -426,10 +426,11 @@ class OverlayTop(wiring.Component):
                      dp.wb_addr.eq(we.buf_addr), dp.wb_data.eq(we.buf_data.as_value()),
                      dp.wb_en.eq(we.buf_en)]
         if self._params.winograd_m:
-            # tile mode: each word of a window piece into its slot of a tile-buffer word;
-            # the lanes' low ``precision`` bits are the (sign-extended) elements
+            # tile mode: each word of a window piece into its slot of a tile-buffer word (the
+            # window's slots outside the box zeroed with the first pixel's words); the lanes'
+            # low ``precision`` bits are the (sign-extended) elements
             m.d.comb += [dp.ts_addr.eq(fe.buf_addr), dp.ts_slot.eq(fe.buf_slot),
-                         dp.ts_en.eq(fe.buf_en & fe.buf_tile)]
+                         dp.ts_zero.eq(fe.buf_zero), dp.ts_en.eq(fe.buf_en & fe.buf_tile)]
             for lane in range(self._params.rows):
                 m.d.comb += dp.ts_data[lane].eq(fe.buf_data[lane][:self._precision])
         m.submodules.table = table = Memory(shape=unsigned(IMAGE_WORD_BITS),

@@ -654,8 +654,9 @@ def _band_of(plan, inv):
 def _tile_boxes(plan, inv, rows: int):
     """The tile-mode feature boxes of a Winograd invocation (module docstring, "Winograd
     layers"): (source, y, x, c0, rows, cols, ch, addr, slot) with source "x" (the input
-    tensor's pixel (y, x), channel c0) or "zero"; per tile, piece and window the in-image
-    part, then the zero strips above, below, left and right of it."""
+    tensor's pixel (y, x), channel c0) or "zero"; per tile and piece one box, the in-image
+    part of its window (the load zeroes the window's other slots), or a one-pixel zero box
+    for a window wholly outside the image."""
     sub, (i0, i1), (c0, c1), _ = _band_of(plan, inv)
     m = plan.winograd_m
     t = m + 2
@@ -677,15 +678,10 @@ def _tile_boxes(plan, inv, rows: int):
                     r0, r1 = min(t, max(0, -y0)), max(0, min(t, h - y0))
                     q0, q1 = min(t, max(0, -x0)), max(0, min(t, w - x0))
                     if r1 <= r0 or q1 <= q0:            # the window lies outside the image
-                        boxes.append(("zero", 0, 0, c0, t, t, ch, addr, 0))
-                        continue
-                    boxes.append(("x", i0 + y0 + r0, x0 + q0, c0, r1 - r0, q1 - q0, ch, addr,
-                                  r0 * t + q0))
-                    for zr0, zr1, zq0, zq1 in ((0, r0, 0, t), (r1, t, 0, t),
-                                               (r0, r1, 0, q0), (r0, r1, q1, t)):
-                        if zr1 > zr0 and zq1 > zq0:
-                            boxes.append(("zero", 0, 0, c0, zr1 - zr0, zq1 - zq0, ch, addr,
-                                          zr0 * t + zq0))
+                        boxes.append(("zero", 0, 0, c0, 1, 1, ch, addr, 0))
+                    else:
+                        boxes.append(("x", i0 + y0 + r0, x0 + q0, c0, r1 - r0, q1 - q0, ch,
+                                      addr, r0 * t + q0))
     return boxes
 
 
@@ -709,8 +705,8 @@ def _load_boxes(plan, inv, rows: int):
 
 
 def _tile_store_boxes(plan, inv):
-    """The tile-mode store boxes of a final Winograd invocation, one per output tile
-    clipped to the layer: (y, x, f0, rows, cols, ch, addr, slot 0)."""
+    """The tile-mode store boxes of a final Winograd invocation, one per row of output
+    tiles clipped to the layer: (y, x, f0, rows, cols, ch, addr, slot 0)."""
     sub, _, _, (y0, _) = _band_of(plan, inv)
     m, wl = plan.winograd_m, plan.winograd_lanes
     _, oh, ow = sub.out_shape
@@ -718,8 +714,8 @@ def _tile_store_boxes(plan, inv):
     f0, f1 = inv.filters
     groups = -(-(f1 - f0) // wl)
     assert th * tw * groups <= inv.out_words, (th, tw, groups, inv.out_words)
-    return [(y0 + ty * m, tx * m, f0, min(m, oh - ty * m), min(m, ow - tx * m), f1 - f0,
-             (ty * tw + tx) * groups, 0) for ty in range(th) for tx in range(tw)]
+    return [(y0 + ty * m, 0, f0, min(m, oh - ty * m), ow, f1 - f0, ty * tw * groups, 0)
+            for ty in range(th)]
 
 
 def _output_boxes(plan, inv, cols: int):

@@ -6,10 +6,14 @@ the output words, in the Amaranth simulator against ``sim.bench.axi_memory.AxiMe
 References, numpy from the command and the DRAM bytes alone (docs/isa.md, ``tile``):
 
 - load: pixel (r, c) of the box, channel word j (``lanes`` channels, the last zero-filled)
-  is written to buffer word ``addr`` + j, element slot ``slot`` + r·t + c;
-- store: pixel (r, c), channel i·… of word j: the element of channel j·L + i (L =
-  ``tile_lanes``) is lane i·m² + (``slot`` + r·m + c) of buffer word ``addr`` + j; every
-  DRAM byte outside the box stays as it was.
+  is written to buffer word ``addr`` + j, element slot ``slot`` + r·t + c; the window's
+  other slots of those words are written zero (with the first pixel's writes), so the
+  words end up holding the whole window;
+- store: the box covers rows of a row of m × m tiles, ⌈ch / L⌉ words a tile (L =
+  ``tile_lanes``) from ``addr``; pixel (r, c) lies x = (``slot`` mod m) + c columns on, in
+  tile ⌊x / m⌋ at slot (⌊slot / m⌋ + r)·m + x mod m, and its channel j·L + i is lane
+  i·m² + slot of word ``addr`` + ⌊x / m⌋·⌈ch / L⌉ + j; every DRAM byte outside the box stays
+  as it was.
 
 Cycles: tile mode moves the same beats and words as the box outside it, so with a memory
 that never stalls the measured cycles equal ``dse.cost.dma``'s formula exactly (``lanes``
@@ -47,7 +51,8 @@ def _tile_cmd(rng, side, lanes, e_code=0, packed=False):
 
 
 def ref_tile_load(mem, cmd, lanes, lane_bits, side):
-    """(word address, slot) → lanes the load must write."""
+    """(word address, slot) → the lanes the buffer holds after the load, every slot of the
+    window of every word it writes."""
     e, ch = 1 << cmd["elem"], cmd["ch"]
     raw = np.frombuffer(bytes(mem), np.uint8)[_box_index(cmd)]
     vals = raw.copy().view(_elem_dtype(e, True)).astype(np.int64)          # rows, cols, ch
@@ -55,13 +60,25 @@ def ref_tile_load(mem, cmd, lanes, lane_bits, side):
     padded = np.zeros(vals.shape[:2] + (q * lanes,), np.int64)
     padded[..., :ch] = vals
     padded &= (1 << lane_bits) - 1
-    out = {}
+    out = {(cmd["addr"] + j, e): [0] * lanes for j in range(q) for e in range(side * side)}
     for r in range(cmd["rows"]):
         for c in range(cmd["cols"]):
             for j in range(q):
                 out[(cmd["addr"] + j, cmd["slot"] + r * side + c)] = \
                     padded[r, c, j * lanes:(j + 1) * lanes].tolist()
     return out
+
+
+def apply_writes(writes, side, lanes):
+    """The buffer (address, slot) → lanes after tile-mode writes ((addr, slot, zero mask),
+    lanes), over garbage."""
+    buf = {}
+    for (addr, slot, zero), word in writes:
+        for e in range(side * side):
+            if zero >> e & 1:
+                buf[(addr, e)] = [0] * lanes
+        buf[(addr, slot)] = word
+    return buf
 
 
 def rtl_tile_load(dut, mem, cmds, **kw):
@@ -71,10 +88,11 @@ def rtl_tile_load(dut, mem, cmds, **kw):
 
     async def monitor(ctx):
         while True:
-            _, _, en, addr, slot, tile, word = await ctx.tick().sample(
-                dut.buf_en, dut.buf_addr, dut.buf_slot, dut.buf_tile, dut.buf_data)
+            _, _, en, addr, slot, tile, zero, word = await ctx.tick().sample(
+                dut.buf_en, dut.buf_addr, dut.buf_slot, dut.buf_tile, dut.buf_zero,
+                dut.buf_data)
             if en:
-                writes.append(((addr, slot, tile), [int(x) for x in word]))
+                writes.append(((addr, slot, tile, zero), [int(x) for x in word]))
 
     per_cmd, _ = _run(dut, axi, [axi.read_process], cmds, monitor)
     return writes, per_cmd, axi
@@ -107,11 +125,12 @@ def test_tile_load_slots_and_cycles(bus_bits, lanes, lane_bits, side):
         n = cmd["rows"] * cmd["cols"] * q
         mine, at = writes[at:at + n], at + n
         if cmd["tile"]:
-            assert all(t for (_, _, t), _ in mine)
-            got = {(a, s): w for (a, s, _), w in mine}
-            assert len(got) == n and got == ref_tile_load(mem, cmd, lanes, lane_bits, side)
+            assert all(t for (_, _, t, _), _ in mine)
+            got = apply_writes([((a, s, z), w) for (a, s, _, z), w in mine], side, lanes)
+            assert got == ref_tile_load(mem, cmd, lanes, lane_bits, side)
+            assert len({(a, s) for (a, s, _, _), _ in mine}) == n
         else:           # outside tile mode: consecutive words, the flag low
-            assert [a for (a, _, t), _ in mine if not t] == \
+            assert [a for (a, _, t, z), _ in mine if not t and not z] == \
                 list(range(cmd["addr"], cmd["addr"] + n))
     assert at == len(writes)
 
@@ -126,16 +145,24 @@ def test_tile_load_under_backpressure():
                                                         read_latency=4, idle=0.3, stall=0.3,
                                                         seed=i)
         assert not err
-        assert {(a, s): w for (a, s, _), w in writes} == ref_tile_load(mem, cmd, 4, 8, 4)
+        got = apply_writes([((a, s, z), w) for (a, s, _, z), w in writes], 4, 4)
+        assert got == ref_tile_load(mem, cmd, 4, 8, 4)
         assert (_formula(load_tile_cycles, cmd, 128, 4, 4) <= cycles
                 <= _formula(load_tile_cycles, cmd, 128, 4) + axi.delay_cycles)
 
 
 def _tile_store_case(rng, side, tl, lanes, lane_bits):
+    """A tile-mode store box over up to three tiles of a tile row, and its buffer words."""
     cmd = _tile_cmd(rng, side, tl)
+    c0 = cmd["slot"] % side
+    cmd["cols"] = rng.randint(1, 3 * side - c0)
+    cmd["row_pitch"] = max(cmd["row_pitch"], (cmd["cols"] + 1) * cmd["px_pitch"])
+    extent = (cmd["rows"] - 1) * cmd["row_pitch"] + cmd["cols"] * cmd["px_pitch"]
+    cmd["dram"] = BASE + rng.randint(0, MEM_BYTES - extent)
     q = -(-cmd["ch"] // tl)
+    tiles = (c0 + cmd["cols"] - 1) // side + 1
     words = {cmd["addr"] + j: [rng.randrange(1 << lane_bits) for _ in range(lanes)]
-             for j in range(q)}
+             for j in range(q * tiles)}
     return cmd, words
 
 
@@ -143,12 +170,15 @@ def ref_tile_store(mem, words, cmd, tl, lane_bits, side):
     """The memory after a tile-mode store of ``words`` (address → lanes)."""
     e, ch = 1 << cmd["elem"], cmd["ch"]
     s2 = side * side
+    q = -(-ch // tl)
     vals = np.zeros((cmd["rows"], cmd["cols"], ch), np.int64)
     for r in range(cmd["rows"]):
         for c in range(cmd["cols"]):
-            slot = cmd["slot"] + r * side + c
+            x = cmd["slot"] % side + c
+            slot = (cmd["slot"] // side + r) * side + x % side
+            base = cmd["addr"] + (x // side) * q
             for k in range(ch):
-                vals[r, c, k] = words[cmd["addr"] + k // tl][(k % tl) * s2 + slot]
+                vals[r, c, k] = words[base + k // tl][(k % tl) * s2 + slot]
     vals = np.where(vals >= 1 << (lane_bits - 1), vals - (1 << lane_bits), vals)
     elems = (vals & ((1 << (8 * e)) - 1)).astype(f"<u{e}")
     out = np.frombuffer(bytes(mem), np.uint8).copy()
@@ -187,9 +217,9 @@ def test_tile_mode_refusals():
     cmd = {"dram": BASE, "addr": 0, "rows": 2, "cols": 2, "ch": 4, "elem": 0, "row_pitch": 64,
            "px_pitch": 4, "tile": 1, "slot": 0}
     mem = bytearray(MEM_BYTES)
-    writes, per_cmd, axi = rtl_tile_load(LoadEngine(128, 4, 8, tile_side=4), mem,
-                                         [dict(cmd, cols=5)])
-    assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts
+    for bad in (dict(cmd, cols=5), dict(cmd, slot=3), dict(cmd, slot=16), dict(cmd, slot=12)):
+        writes, per_cmd, axi = rtl_tile_load(LoadEngine(128, 4, 8, tile_side=4), mem, [bad])
+        assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts, bad
     writes, per_cmd, _, axi = rtl_load(LoadEngine(128, 4, 8), mem, [cmd])
     assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts
     with pytest.raises(ValueError, match=r"^tile_lanes must be at most lanes / tile_side² = "

@@ -6,14 +6,16 @@ stores on a copy of its DRAM image:
 
 * **loads**: pixel (r, c) of a tile-mode box, channel word j (``rows`` channels, the last
   zero-filled) into element slot ``slot`` + r·(m+2) + c of tile-buffer word ``addr`` + j,
-  over a buffer of garbage; before every ``compute.tile`` the buffer's words must be exactly
-  ``ConvPlan.tile_image`` of the layer input (so the zero boxes cover all the padding and
-  the windows past the image);
-* **stores**: pixel (r, c) of a tile-mode box, channel k: lane (k mod L)·m² + slot of output
-  word ``addr`` + ⌊k / L⌋ (L = ``winograd_lanes``, slot = ``slot`` + r·m + c), the words
-  made from the golden output in the datapath's layout (``ConvPlan.decode``: per tile and
-  filter group the m×m outputs of L filters, filter-major); the stored tensor must be the
-  golden one, with every tile clipped at the right and bottom edges.
+  the window's other slots of those words zero, over a buffer of garbage; before every
+  ``compute.tile`` the buffer's words must be exactly ``ConvPlan.tile_image`` of the layer
+  input (so the boxes cover all the padding and the windows past the image);
+* **stores**: a tile-mode box covers rows of a row of m×m tiles, q = ⌈ch / L⌉ words a tile
+  (L = ``winograd_lanes``); pixel (r, c) lies x = (``slot`` mod m) + c columns on, in tile
+  ⌊x / m⌋ at slot e = (⌊slot / m⌋ + r)·m + x mod m, and its channel k is lane
+  (k mod L)·m² + e of output word ``addr`` + ⌊x / m⌋·q + ⌊k / L⌋; the words are made from
+  the golden output in the datapath's layout (``ConvPlan.decode``: per tile and filter
+  group the m×m outputs of L filters, filter-major); the stored tensor must be the golden
+  one, with the tiles clipped at the right and bottom edges.
 
 Then the program's shape: its cycles are the DMA formula's (``instruction_cycles``), the
 weights are stored with the element size that holds the transformed weights, and
@@ -98,6 +100,8 @@ def _box_model(lp, hw, x_layer, gold):
                     px = np.zeros(cw * rows, np.int64)
                     px[:inst.ch] = v
                     for j in range(cw):
+                        if r == c == 0:             # the window's other slots: zero
+                            tbuf[inst.addr + j] = 0
                         tbuf[inst.addr + j, :, inst.slot + r * t + c] = px[j * rows:(j + 1) * rows]
         elif type(inst).__name__ == "ComputeTile":
             p, inv = next(computes)
@@ -112,10 +116,13 @@ def _box_model(lp, hw, x_layer, gold):
             f0, f1 = inv.filters
             words = _out_words(gold[f0:f1, y0:y1], m, wl, lanes)
             assert len(words) <= inv.out_words and sub.out_shape[1] == y1 - y0
+            q = -(-inst.ch // wl)
             for r in range(inst.rows):
                 for c in range(inst.cols):
-                    slot = inst.slot + r * m + c
-                    vals = [words[inst.addr + k // wl][(k % wl) * m * m + slot]
+                    x = inst.slot % m + c
+                    slot = (inst.slot // m + r) * m + x % m
+                    at = inst.addr + (x // m) * q
+                    vals = [words[at + k // wl][(k % wl) * m * m + slot]
                             for k in range(inst.ch)]
                     p_at = inst.dram - lp.base + r * s.row_pitch + c * s.px_pitch
                     mem[p_at:p_at + inst.ch * s.elem] = np.asarray(vals, f"<i{s.elem}").tobytes()
@@ -152,7 +159,7 @@ def test_tile_boxes_fill_the_tile_image_and_store_the_output(name, hw, limits, l
 
 def test_store_cycles_use_the_winograd_lanes():
     """A tile-mode store moves ⌈ch / winograd_lanes⌉ words a pixel: its cycles are the
-    formula's with those lanes."""
+    formula's with those lanes; one store a row of output tiles."""
     from dse.compiler.program import instruction_cycles
 
     layer = conv(c_in=9, h=7, w=6, c_out=5, k=3, p=0)
@@ -163,7 +170,7 @@ def test_store_cycles_use_the_winograd_lanes():
     cycles = instruction_cycles(lp, HW2)
     s = next(i for i in lp.program if isinstance(i, StoreSetup))
     stores = [(i, c) for i, c in zip(lp.program, cycles) if isinstance(i, StoreTile)]
-    assert len(stores) == 3 * 2 and all(i.tile for i, _ in stores)
+    assert len(stores) == 3 and all(i.tile for i, _ in stores)      # one per tile row
     for inst, got in stores:
         assert got == int(store_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                             s.row_pitch, s.px_pitch, HW2.bus_bits, 2)) - 1
@@ -177,6 +184,11 @@ def test_weights_in_two_bytes_and_mismatch_refused():
     lp = build_layer_program(plan, x, w, HW, LIMITS)
     setup = next(i for i in lp.program if isinstance(i, LoadSetup) and i.buf is Buffer.WEIGHT)
     assert setup.elem == 2 and all(seg.elem == 2 for seg in lp.weights[0])
+    hw4 = OverlayParams(rows=4, cols=4, winograd_m=4, a_width=15, b_width=18, acc_width=40)
     with pytest.raises(ValueError, match=r"^plans\[0\] winograd_m and winograd_lanes must be "
-                                         r"the overlay's 2 and 2, not 2 and 1$"):
-        build_network_program([plan], x, [w], HW2, LIMITS)
+                                         r"the overlay's 4 and 1, not 2 and 1$"):
+        build_network_program([plan], x, [w], hw4, LIMITS)
+    # F(4×4, 3×3) weights need 18 bits: four bytes in DRAM
+    plan4 = plan_conv(layer, "winograd", "ws", hw4, ROOMY)
+    lp4 = build_layer_program(plan4, x, w, hw4, ROOMY)
+    assert all(seg.elem == 4 for seg in lp4.weights[0])
