@@ -775,7 +775,8 @@ class StoreEngine(_DmaEngine):
                 picked = Signal(self._lane_bits, name=f"tile_elem{i}")
                 with m.Switch(infl_slot):
                     for e in range(s2):
-                        with m.Case(e):
+                        # the last slot also takes the slots past the tile: a complete case
+                        with (m.Default() if e == s2 - 1 else m.Case(e)):
                             m.d.comb += picked.eq(self.buf_data[i * s2 + e])
                 elems[i] = Mux(infl_tile, picked, elems[i])
         options = {ci: Cat(*(self._bytes_from_lane(m, elems[i], e, f"elem{i}_e{e}")

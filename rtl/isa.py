@@ -462,7 +462,8 @@ class LoadTile(EngineInstruction):
     tile: bool = _flag("tile mode (buf=feature only, with a Winograd unit): the box is part "
                        "of a (m+2)×(m+2) input window; word j of each pixel goes to Winograd "
                        "tile-buffer word addr + j, into the element slot of the pixel's "
-                       "place in the window")
+                       "place in the window; the window's other slots of those words are "
+                       "written zero")
     slot: int = _f(TILE_SLOT_BITS, "tile mode: window slot (row·(m+2) + column) of the box's "
                    "first pixel", default=0)
 
@@ -543,11 +544,12 @@ class StoreTile(EngineInstruction):
     rows: int = _f(EXTENT_BITS, "rows of the box", lo=1)
     cols: int = _f(EXTENT_BITS, "pixels per row", lo=1)
     ch: int = _f(CHANNEL_BITS, "elements per pixel", lo=1)
-    tile: bool = _flag("tile mode (with a Winograd unit): the box is part of an m×m output "
-                       "tile; word j of each pixel is output word addr + j, whose lanes "
-                       "i·m² + slot hold its winograd_lanes elements")
-    slot: int = _f(TILE_SLOT_BITS, "tile mode: tile slot (row·m + column) of the box's first "
-                   "pixel", default=0)
+    tile: bool = _flag("tile mode (with a Winograd unit): the box covers rows of a row of "
+                       "m×m output tiles, ⌈ch / winograd_lanes⌉ words a tile from addr; "
+                       "lane i·m² + slot of a tile's word j holds channel "
+                       "j·winograd_lanes + i of the pixel at that slot")
+    slot: int = _f(TILE_SLOT_BITS, "tile mode: slot (row·m + column) of the box's first "
+                   "pixel in the first tile", default=0)
 
 
 @_format(0xF, "finish", None)

@@ -13,7 +13,9 @@ AXI4-Lite slave:
 * the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and routes
   each ``load.tile`` by ``buf`` to one :class:`rtl.dma.LoadEngine` per buffer kind:
   ``feature`` → the datapath's feature-buffer write port (lanes = ``rows``, lane bits =
-  ``a_width``, sign-extended), ``weight`` → its weight-buffer write port (lanes = the
+  ``a_width``, sign-extended; with ``winograd_m`` the engine has tile mode and its
+  tile-mode writes go to the Winograd tile buffer, slot by slot: ``ConvDatapath``'s
+  ``ts_*`` port), ``weight`` → its weight-buffer write port (lanes = the
   datapath's ``edge`` = max(rows, cols), lane bits = ``b_width``, sign-extended), ``table``
   → the table memory (:data:`rtl.isa.IMAGE_WORD_BITS`-bit words, 16 lanes of 8 bits, not
   extended), ``aux`` (with a pool engine) → the aux buffer (``aux_words`` words of ``rows``
@@ -31,7 +33,8 @@ AXI4-Lite slave:
   compute engine apart in time;
 * the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
   :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
-  datapath's ``lanes``, lane bits = ``precision``);
+  datapath's ``lanes``, lane bits = ``precision``; with ``winograd_m`` it has tile mode for
+  the Winograd output words, m×m tiles of ``winograd_lanes`` filters);
 * :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
   (master 0) and the load engines (masters 1 to 3: feature, weight, table; 4: aux, with a
   pool engine); the write channel is the store engine's.
@@ -60,9 +63,8 @@ the controller follows ``dse.compiler.asm.schedule`` with each instruction's cyc
 ``dse.compiler.program.instruction_cycles``, except that the fetch unit's bursts share the read
 channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
 
-Limitations of this milestone: only the im2col and kn2row datapaths (parameters with
-``winograd_m`` or ``fft_size`` are refused: their tile and spectral buffers have no load
-path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
+Limitations of this milestone: the im2col, kn2row and Winograd datapaths (parameters with
+``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
 depths (the compiler keeps them in range); single buffers, so load, compute and store of
 consecutive invocations overlap only as far as the write-after-read tokens allow.
 """
@@ -148,8 +150,8 @@ class OverlayTop(wiring.Component):
     Parameters
     ----------
     params:
-        The overlay: array, widths, ``bus_bits`` (64, 128, 256 or 512).  ``winograd_m`` and
-        ``fft_size`` must be 0 in this milestone.
+        The overlay: array, widths, ``bus_bits`` (64, 128, 256 or 512), ``winograd_m``
+        (0, 2 or 4).  ``fft_size`` must be 0 in this milestone.
     limits:
         The datapath's buffer sizes (the compiler plans layers into them).
     precision:

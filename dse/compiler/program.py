@@ -45,7 +45,28 @@ channel chunks, whose outputs are not the layer's, are not stored at all.  The `
 dataflow is refused: its words are ``cols`` pixels of one filter, elements that lie N·elem
 apart in an HWC tensor, which no box (contiguous channels) can store; it needs a relayout
 by the host or a transposing store.  Grouped convolutions, ``host_patches`` plans (the host
-writes patches, not the tensor) and Winograd / FFT plans are refused too.
+writes patches, not the tensor) and FFT plans are refused too.
+
+**Winograd layers** (F(m×m, 3×3) plans of the overlay's ``winograd_m`` and
+``winograd_lanes``, banded or not) use the load and store engines' **tile mode**
+(``load.tile`` / ``store.tile`` with ``tile``, docs/isa.md).  The tile buffer holds, per
+invocation, :meth:`ConvPlan.tile_image`: for every output tile (ty, tx) and 3×3 kernel piece
+(a, b) the (m+2)×(m+2) input window at row ty·m + 3a − top, column tx·m + 3b − left, ⌈ch /
+rows⌉ words of ``rows`` channels × (m+2)² slots, order (tile, piece, channel word).  Each
+window is **one** ``load.tile buf=feature tile=1`` box: the part of the window inside the
+input tensor (its band's rows and channel chunk), at the slot of its top-left pixel; the
+load zeroes the window's other slots, so the padding and the windows past the image's
+bottom and right edge (the tiles of an output size that is not a multiple of m) need no
+boxes of their own.  A window wholly outside the image is a one-pixel box read from the
+zero area.  The outputs, per tile and group of ``winograd_lanes`` filters one word
+(:meth:`ConvPlan.decode`), are stored as **one** ``store.tile tile=1`` box per row of output
+tiles (min(m, rows left) × OW pixels × the invocation's filters), clipped at the tensor's
+bottom and right edges.  The weights, transformed offline (:meth:`ConvPlan.weight_image`),
+outgrow the precision: a chain with a Winograd layer stores every weight element in the
+smallest of 1, 2 or 4 bytes that holds ``b_width`` bits (the weight ``load.setup``'s
+``elem``).  Cost: one load instruction per window, so (m+2)²/m² times the input read
+(4× for F(2×2, 3×3), 2.25× for F(4×4, 3×3)) in boxes of up to m+2 short runs, and one store
+per tile row.
 
 **Weights and register images stay pre-tiled** (the compiler writes them once, offline):
 the register images (:func:`rtl.isa.pack_image` of each invocation's ``registers``, in
@@ -117,7 +138,9 @@ compute or pool tile.
 
 :func:`instruction_cycles` gives each instruction's cycles in the controller's convention
 (``rtl/controller.py``: from the command's transfer to its engine's ``done``), for
-``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`), less one (the formula counts
+``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`; a tile-mode box moves
+the beats and words of the same box without ``tile``, a store's words of
+``winograd_lanes`` elements), less one (the formula counts
 both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR register);
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
@@ -735,7 +758,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     ----------
     plans:
         Per layer ``dse.compiler.plan_conv(layer, algorithm, dataflow, params, limits, ...)``
-        (im2col or kn2row, ws or os, one group) or a :class:`PoolLayer`; layer i's output
+        (im2col, kn2row or Winograd, ws or os, one group) or a :class:`PoolLayer`; layer
+        i's output
         shape is layer i + 1's input shape; the conv layers all of one precision (8 where
         the chain has a pool layer).
     x:

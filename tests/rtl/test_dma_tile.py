@@ -231,3 +231,15 @@ def test_tile_mode_refusals():
         StoreEngine(128, 8, 8, tile_side=2)
     with pytest.raises(ValueError, match=r"^tile_side must be between 0 and 8, not 9$"):
         LoadEngine(128, 4, 8, tile_side=9)
+
+
+@pytest.mark.parametrize("engine,kw", [(LoadEngine, {"tile_side": 6}),
+                                       (StoreEngine, {"tile_side": 2, "tile_lanes": 2})])
+def test_tile_engines_lint_clean(engine, kw, tmp_path):
+    from sim.runner import emit_verilog, lint_verilog
+
+    top = engine.__name__.lower()
+    violations, _ = lint_verilog(emit_verilog(engine(128, 8, 8, **kw), top), top,
+                                 work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {w.line}: %{w.rule}: {w.message}"
+                                     for w in violations[:20])

@@ -105,3 +105,14 @@ def test_chain_with_a_winograd_layer_bit_exact(sim):
     print(f"chain: measured {r.cycles} cycles, model {model} "
           f"({100 * (r.cycles - model) / model:+.2f} %), {len(lp.program)} instructions")
     assert model <= r.cycles <= model + 2 * (len(lp.program) + prefetch), (r.cycles, model)
+
+
+def test_winograd_top_lints_clean(tmp_path):
+    """The Winograd top's Verilog (tile-mode engines, the slot-enabled tile buffer) is
+    Verilator-lint clean, as the other tops'."""
+    from sim.runner import emit_verilog, lint_verilog
+
+    violations, _ = lint_verilog(emit_verilog(OverlayTop(HW, LIMITS), "overlay_top"),
+                                 "overlay_top", work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {v.line}: %{v.rule}: {v.message}"
+                                     for v in violations[:20])

@@ -78,7 +78,6 @@ def _out_words(y, m, wl, lanes):
 def _box_model(lp, hw, x_layer, gold):
     """Run the tile-mode loads and stores of a one-layer program (module docstring);
     return the memory afterwards and how many computes were checked."""
-    plan = lp.plans[0]
     m, rows, wl = hw.winograd_m, hw.rows, hw.winograd_lanes
     t = m + 2
     lanes = max(hw.cols, m * m)
