@@ -111,6 +111,11 @@ class ConvDatapath(wiring.Component):
         Add a second writer of the output buffer (``ow_*``) and a second reader of the
         feature buffer (``fr_*``), for the pool engine of ``rtl.overlay_top``; off by default,
         leaving the datapath as it was.
+    tile_slot_port:
+        With ``winograd_m``: add a writer of single element slots of the tile buffer
+        (``ts_*``), for the load engine's tile mode in ``rtl.overlay_top``; the buffer then
+        keeps each slot in its own byte lanes of the word (a write port with one enable
+        per slot).  Off by default, leaving the datapath as it was.
 
     Members (ports; docs/verify.md)
     -------
@@ -128,12 +133,18 @@ class ConvDatapath(wiring.Component):
     fr_addr, fr_en, fr_data : with ``out_write_port``, a reader of the feature buffer on the
         window generator's read port (data one cycle after ``fr_en``), only while no layer
         runs.
+    ts_addr, ts_slot, ts_zero, ts_data, ts_en : with ``tile_slot_port``, a write of element
+        slot ``ts_slot`` (0 to (m+2)² − 1) of every lane of tile-buffer word ``ts_addr``:
+        lane i takes ``ts_data[i]``; the slots set in ``ts_zero`` ((m+2)² bits) are written
+        zero in every lane, and the word's other slots keep their values.  It takes the
+        buffer's one write port in its cycle (a ``tb_en`` write in the same cycle is lost).
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits | None = None, *,
                  precision: int = 8, target: str = "sim", mult_latency: int = 3,
-                 pe_instances: bool = False, out_write_port: bool = False):
+                 pe_instances: bool = False, out_write_port: bool = False,
+                 tile_slot_port: bool = False):
         if not isinstance(params, OverlayParams):
             reject(self, TypeError(f"params must be an OverlayParams, not {params!r}"))
         limits = limits if limits is not None else DatapathLimits()
@@ -161,6 +172,11 @@ class ConvDatapath(wiring.Component):
                                         f"the FFT path, not {params.acc_width}"))
         if not isinstance(out_write_port, bool):
             reject(self, TypeError(f"out_write_port must be a bool, not {out_write_port!r}"))
+        if not isinstance(tile_slot_port, bool):
+            reject(self, TypeError(f"tile_slot_port must be a bool, not {tile_slot_port!r}"))
+        if tile_slot_port and not wm:
+            reject(self, ValueError("tile_slot_port needs a Winograd unit (winograd_m = 0)"))
+        self._tile_slot_port = tile_slot_port
         self._params, self._limits = params, limits
         self._precision, self._target, self._lat = precision, target, mult_latency
         self._out_write_port = out_write_port
@@ -218,6 +234,14 @@ class ConvDatapath(wiring.Component):
                                                params.rows)),
                 "tb_en": In(1),
             })
+            if tile_slot_port:
+                ports.update({
+                    "ts_addr": In(range(limits.tile_words)),
+                    "ts_slot": In(range(t * t)),
+                    "ts_zero": In(t * t),
+                    "ts_data": In(data.ArrayLayout(signed(precision), params.rows)),
+                    "ts_en": In(1),
+                })
         if params.fft_size:
             ports.update({
                 "xb_addr": In(range(limits.spectral_words)), "xb_data": In(signed(precision)),
@@ -406,12 +430,39 @@ class ConvDatapath(wiring.Component):
             # element g of each -- a K-chunk a cycle.
             t = wm + 2
             tile = data.ArrayLayout(signed(self._precision), t * t)
-            m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(tile, p.rows),
-                                              depth=lim.tile_words, init=[])
-            twp = tbuf.write_port()
-            trp = tbuf.read_port()
-            m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
-                         twp.en.eq(self.tb_en)]
+            if self._tile_slot_port:
+                # slot-major words, one write enable per slot: the ts_* port writes one
+                # slot of every lane, tb_* the whole word
+                lanes_w = data.ArrayLayout(signed(self._precision), p.rows)
+                m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(lanes_w, t * t),
+                                                  depth=lim.tile_words, init=[])
+                twp = tbuf.write_port(granularity=1)
+                trp_raw = tbuf.read_port()
+                trp = SimpleNamespace(addr=trp_raw.addr, en=trp_raw.en,
+                                      data=Signal(data.ArrayLayout(tile, p.rows),
+                                                  name="tbuf_rdata"))
+                with m.If(self.ts_en):
+                    m.d.comb += [twp.addr.eq(self.ts_addr),
+                                 twp.en.eq((1 << self.ts_slot) | self.ts_zero)]
+                    for e in range(t * t):
+                        with m.If(~self.ts_zero[e]):
+                            m.d.comb += twp.data[e].eq(self.ts_data)
+                with m.Else():
+                    m.d.comb += [twp.addr.eq(self.tb_addr),
+                                 twp.en.eq(Mux(self.tb_en, (1 << (t * t)) - 1, 0))]
+                    for e in range(t * t):
+                        for lane in range(p.rows):
+                            m.d.comb += twp.data[e][lane].eq(self.tb_data[lane][e])
+                for e in range(t * t):
+                    for lane in range(p.rows):
+                        m.d.comb += trp.data[lane][e].eq(trp_raw.data[e][lane])
+            else:
+                m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(tile, p.rows),
+                                                  depth=lim.tile_words, init=[])
+                twp = tbuf.write_port()
+                trp = tbuf.read_port()
+                m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
+                             twp.en.eq(self.tb_en)]
             itfs = []
             for lane in range(p.rows):
                 itf = InputTransform(wm, self._precision)

@@ -47,6 +47,7 @@ from rtl.isa import (
     EXTENT_BITS,
     PIXEL_PITCH_BITS,
     ROW_PITCH_BITS,
+    TILE_SLOT_BITS,
     LoadSetup,
 )
 from rtl.params import COUNTER_BITS
@@ -93,8 +94,12 @@ DmaCommand = data.StructLayout({
     "elem": ELEM_CODE_BITS,      # element bytes = 2**elem
     "row_pitch": ROW_PITCH_BITS,
     "px_pitch": PIXEL_PITCH_BITS,
+    "tile": 1,                   # tile mode (engines with a tile_side only)
+    "slot": TILE_SLOT_BITS,      # tile mode: slot of the box's first pixel
 })
 
+#: Largest tile side of tile mode: its slots must fit the command's ``slot`` field.
+_MAX_TILE_SIDE = int((1 << TILE_SLOT_BITS) ** 0.5)
 #: Bytes of the longest run: a whole box.
 _RUN_BITS = 2 * EXTENT_BITS + CHANNEL_BITS + len(ELEM_BYTES)
 
@@ -140,10 +145,13 @@ def axi_read_master(bus_bits: int) -> dict:
 
 class _DmaEngine(wiring.Component):
     """What the two engines share: parameters, command and status ports, the run walker and
-    burst splitter, and the element ↔ lane conversion."""
+    burst splitter, the tile-mode slot walk, and the element ↔ lane conversion."""
+
+    #: Whether tile mode takes ``tile_lanes`` (the store engine's lanes of one pixel).
+    _TILE_LANES = False
 
     def __init__(self, bus_bits: int, lanes: int, lane_bits: int, outstanding: int,
-                 sign_extend: bool):
+                 sign_extend: bool, tile_side: int = 0, tile_lanes: int = 0):
         with rejecting(self):
             if bus_bits not in BUS_BITS:
                 raise ValueError(f"bus_bits must be one of {', '.join(map(str, BUS_BITS))}, "
@@ -156,6 +164,20 @@ class _DmaEngine(wiring.Component):
                     raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
             if not isinstance(sign_extend, bool):
                 raise TypeError(f"sign_extend must be a bool, not {sign_extend!r}")
+            for name, value, hi in (("tile_side", tile_side, _MAX_TILE_SIDE),
+                                    ("tile_lanes", tile_lanes, lanes)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{name} must be an integer, not {value!r}")
+                if not 0 <= value <= hi:
+                    raise ValueError(f"{name} must be between 0 and {hi}, not {value}")
+            if bool(tile_lanes) != (bool(tile_side) and self._TILE_LANES):
+                raise ValueError(f"tile_lanes must be positive exactly when tile_side is "
+                                 f"({'store' if self._TILE_LANES else 'load'} engine), not "
+                                 f"{tile_lanes} with tile_side {tile_side}")
+            if tile_lanes and tile_lanes * tile_side * tile_side > lanes:
+                raise ValueError(f"tile_lanes must be at most lanes / tile_side² = "
+                                 f"{lanes // max(1, tile_side * tile_side)}, not {tile_lanes}")
+        self._tile_side, self._tile_lanes = tile_side, tile_lanes
         self._bus_bits, self._lanes, self._lane_bits = bus_bits, lanes, lane_bits
         self._outstanding, self._sign_extend = outstanding, sign_extend
         super().__init__({
@@ -194,6 +216,11 @@ class _DmaEngine(wiring.Component):
         return self._outstanding
 
     @property
+    def tile_side(self) -> int:
+        """Side of the tile of tile mode (slots per row); 0: no tile mode."""
+        return self._tile_side
+
+    @property
     def max_elem_bytes(self) -> int:
         """Widest DRAM element accepted: the lane rounded up to 1, 2 or 4 bytes."""
         return next((e for e in ELEM_BYTES if 8 * e >= self._lane_bits), ELEM_BYTES[-1])
@@ -208,12 +235,13 @@ class _DmaEngine(wiring.Component):
 
     # -- command, run walker, burst splitter ------------------------------------------------
 
-    def _data_side(self, m: Module, head, cap: int) -> SimpleNamespace:
+    def _data_side(self, m: Module, head, cap: int, step=None) -> SimpleNamespace:
         """The byte register's state, the same in both engines: ``beat`` (the burst's beat),
         ``lo_b`` / ``hi_b`` (the box's bytes in this beat) and ``span`` (their count);
         ``acc`` / ``cnt`` (the register and its bytes, ``cap`` at most); ``ch_left`` and
         ``px_left`` (elements of the pixel, pixels of the box still to go), ``addr`` (the
-        buffer word), ``running``, ``failed``, and ``k`` (the elements of the next word)."""
+        buffer word), ``running``, ``failed``, and ``k`` (the elements of the next word:
+        ``step``, default ``lanes``, at most)."""
         B = self.bus_bytes_per_beat
         lb = B.bit_length() - 1
         lanes = self._lanes
@@ -228,8 +256,68 @@ class _DmaEngine(wiring.Component):
         m.d.comb += [d.lo_b.eq(Mux(d.beat == 0, head.lo, 0)),
                      d.hi_b.eq(Mux(d.beat == head.len, head.hi, B)),
                      d.span.eq(d.hi_b - d.lo_b),
-                     d.k.eq(Mux(d.ch_left > lanes, lanes, d.ch_left))]
+                     d.k.eq(Mux(d.ch_left > (lanes if step is None else step),
+                                lanes if step is None else step, d.ch_left))]
         return d
+
+    def _slot_rc(self, m: Module, slot, name: str):
+        """(row, column) of tile slot ``slot``: slot = row·side + column."""
+        side = max(1, self._tile_side)
+        r0 = Signal(range(max(2, side)), name=f"{name}_row")
+        c0 = Signal(TILE_SLOT_BITS + 1, name=f"{name}_col")
+        m.d.comb += [r0.eq(sum((slot >= k * side) for k in range(1, side))
+                           if side > 1 else 0),
+                     c0.eq(slot - r0 * side)]
+        return r0, c0
+
+    def _tile_refused(self, m: Module, p, whole_row: bool):
+        """Whether tile-mode command ``p`` is refused: no tile mode, a slot past the tile, or
+        a box past the tile's bottom (and with ``whole_row`` its right edge)."""
+        side = self._tile_side
+        if not side:
+            return p.tile
+        r0, c0 = self._slot_rc(m, p.slot, "cmd_slot")
+        bad = (p.slot >= side * side) | (r0 + p.rows > side)
+        if whole_row:
+            bad = bad | (c0 + p.cols > side)
+        return p.tile & bad
+
+    def _tile_walk(self, m: Module, c, start, pixel_end, addr) -> SimpleNamespace:
+        """Tile mode's walk over the box's pixels (the engines' docstrings): ``slot`` (the
+        current pixel's slot), ``first`` (the box's first pixel), ``on`` (the command is in
+        tile mode), and ``next_addr`` (the buffer word of the next pixel's first word, valid
+        with ``pixel_end`` while ``addr`` is the current pixel's last word: the tile's base
+        again, the next tile's words after this tile's at a tile's right edge, ``c.addr`` at
+        the box's row end); advanced on ``pixel_end``."""
+        if not self._tile_side:         # no tile mode: constants, no state
+            return SimpleNamespace(slot=Const(0, TILE_SLOT_BITS + 1), on=Const(0, 1),
+                                   first=Const(0, 1), next_addr=addr)
+        side = self._tile_side
+        t = SimpleNamespace(slot=Signal(TILE_SLOT_BITS + 1, name="tile_slot"),
+                            on=Signal(name="tile_on"), first=Signal(name="tile_first"),
+                            next_addr=Signal(BUF_ADDR_BITS, name="tile_next_addr"))
+        col = Signal(EXTENT_BITS, name="tile_col")
+        xin = Signal(range(max(2, side)), name="tile_x")       # column inside the tile
+        row_slot = Signal(TILE_SLOT_BITS + 1, name="tile_row_slot")
+        base = Signal(BUF_ADDR_BITS, name="tile_base")
+        _, c0 = self._slot_rc(m, c.slot, "box_slot")
+        m.d.comb += t.on.eq(c.tile)
+        row_end = col == c.cols - 1
+        cross = ~row_end & (xin == side - 1)
+        m.d.comb += t.next_addr.eq(Mux(row_end, c.addr, Mux(cross, addr + 1, base)))
+        with m.If(start):
+            m.d.sync += [t.slot.eq(c.slot), row_slot.eq(c.slot), col.eq(0), xin.eq(c0),
+                         base.eq(c.addr), t.first.eq(1)]
+        with m.Elif(pixel_end):
+            m.d.sync += [t.first.eq(0), base.eq(t.next_addr)]
+            with m.If(row_end):
+                m.d.sync += [col.eq(0), xin.eq(c0), row_slot.eq(row_slot + side),
+                             t.slot.eq(row_slot + side)]
+            with m.Elif(cross):
+                m.d.sync += [col.eq(col + 1), xin.eq(0), t.slot.eq(t.slot - (side - 1))]
+            with m.Else():
+                m.d.sync += [col.eq(col + 1), xin.eq(xin + 1), t.slot.eq(t.slot + 1)]
+        return t
 
     def _front(self, m: Module):
         """Build the command latch, the run walker and the burst splitter.
@@ -293,6 +381,7 @@ class _DmaEngine(wiring.Component):
                 too_wide = too_wide | (self.cmd.payload.elem == i)
         p = self.cmd.payload
         refused = ~elem_ok | too_wide | (p.rows == 0) | (p.cols == 0) | (p.ch == 0)
+        refused = refused | self._tile_refused(m, p, whole_row=not self._TILE_LANES)
         with m.If(take_cmd):
             m.d.sync += c.eq(self.cmd.payload)
             with m.If(refused):
@@ -400,6 +489,16 @@ class LoadEngine(_DmaEngine):
         address and the data side.
     sign_extend:
         Sign-extend elements narrower than a lane (else zero-extend).
+    tile_side:
+        0, or the side t of the tiles of **tile mode** (``cmd.tile``; 1 to 8): the box is
+        part of a t × t window whose slot (row-major, t a row) ``cmd.slot`` is its first
+        pixel, and word j of every pixel goes to buffer word ``addr`` + j, with ``buf_tile``
+        high and ``buf_slot`` the pixel's slot; the first pixel's writes also set
+        ``buf_zero``, the window's slots outside the box, to be written zero (so one box
+        fills its whole window, the padding included).  The words and cycles are those of
+        the same box outside tile mode; only the addresses differ.  Without ``tile_side`` a
+        tile-mode command is refused, as is one with a slot past the window or a box that
+        does not fit inside the window from its slot.
 
     Members
     -------
@@ -417,19 +516,26 @@ class LoadEngine(_DmaEngine):
         AXI4 read address and data channels (address width ``DRAM_ADDR_BITS``).
     buf_addr : Out(BUF_ADDR_BITS), buf_data : Out(word_layout), buf_en : Out(1)
         The buffer write port.
+    buf_tile : Out(1), buf_slot : Out(TILE_SLOT_BITS), buf_zero : Out(tile_side²)
+        With ``tile_side``: the write is a tile-mode one, its slot, and the slots to be
+        written zero with it.
     """
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True):
-        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side)
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
+        side = self._tile_side
+        tile = ({"buf_tile": Out(1), "buf_slot": Out(TILE_SLOT_BITS),
+                 "buf_zero": Out(side * side)} if side else {})
         return {
             **axi_read_master(bus),
             "buf_addr": Out(BUF_ADDR_BITS),
             "buf_data": Out(layout),
             "buf_en": Out(1),
+            **tile,
         }
 
     def elaborate(self, platform):
@@ -498,6 +604,22 @@ class LoadEngine(_DmaEngine):
         incoming = Signal(8 * B)
         m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
                                 & _bytes_to_bits(keep_b))
+        pixel_end = emit & (ch_left <= lanes)
+        tw = self._tile_walk(m, c, ns.start, pixel_end, waddr)
+        if self._tile_side:
+            # the slots of the window outside the box, zeroed with its first pixel's words
+            side = self._tile_side
+            r0, c0 = self._slot_rc(m, c.slot, "fill_slot")
+            outside = Signal(side * side, name="tile_outside")
+            with m.If(ns.start):
+                # (r0 ≤ the last row is always true: left out, a constant compare for lint)
+                m.d.sync += outside.eq(Cat(*(
+                    ~(((r0 <= e // side) if e // side < side - 1 else Const(1, 1))
+                      & (e // side < r0 + c.rows)
+                      & (c0 <= e % side) & (e % side < c0 + c.cols))
+                    for e in range(side * side))))
+            m.d.comb += [self.buf_tile.eq(tw.on), self.buf_slot.eq(tw.slot),
+                         self.buf_zero.eq(Mux(tw.on & tw.first, outside, 0))]
         with m.If(emit):
             m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
                          waddr.eq(waddr + 1)]
@@ -505,6 +627,8 @@ class LoadEngine(_DmaEngine):
                 m.d.sync += ch_left.eq(ch_left - lanes)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+                with m.If(tw.on):           # tile mode: the next pixel's words
+                    m.d.sync += waddr.eq(tw.next_addr)
         with m.Elif(got):
             m.d.sync += [acc.eq(acc | _shift_bytes(incoming, cnt, 8 * cap, left=True)),
                          cnt.eq(cnt + take),
@@ -531,6 +655,17 @@ class StoreEngine(_DmaEngine):
     bus_bits, lanes, lane_bits, outstanding, sign_extend:
         As :class:`LoadEngine`; ``outstanding`` bounds the write bursts whose response has
         not arrived, and ``sign_extend`` applies to lanes narrower than a DRAM element.
+    tile_side, tile_lanes:
+        0 and 0, or the side m of the tiles of **tile mode** (``cmd.tile``; 1 to 8) and the
+        elements of a pixel in one buffer word (``tile_lanes`` · m² at most ``lanes``): the
+        box covers rows of a row of m × m tiles, whose words hold ``tile_lanes`` channels of
+        every pixel of the tile, channel i of slot e (row-major, m a row) in lane i·m² + e,
+        ⌈ch / tile_lanes⌉ words a tile, the tiles' words one after another from ``addr``.
+        The box's first pixel is slot ``cmd.slot`` of the first tile; pixel (r, c) lies
+        x = (slot mod m) + c columns on, in tile ⌊x / m⌋, and word j of it is buffer word
+        ``addr`` + ⌊x / m⌋·⌈ch / tile_lanes⌉ + j.  The cycles are those of the same box
+        outside tile mode with ``tile_lanes`` lanes.  Without ``tile_side`` a tile-mode
+        command is refused, as is one with a slot past the tile or rows past its bottom.
 
     Members
     -------
@@ -547,9 +682,18 @@ class StoreEngine(_DmaEngine):
         ``buf_en``.
     """
 
+    _TILE_LANES = True
+
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True):
-        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend)
+                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
+                 tile_lanes: int = 0):
+        super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side,
+                         tile_lanes)
+
+    @property
+    def tile_lanes(self) -> int:
+        """Elements of a pixel in one buffer word in tile mode (0: no tile mode)."""
+        return self._tile_lanes
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
@@ -608,16 +752,36 @@ class StoreEngine(_DmaEngine):
 
         # -- data side: words into the byte register, beats out -----------------------------
         head = desc(fifo.r_data)
-        d = self._data_side(m, head, cap)
+        pixel_end = Signal()
+        raddr_sig = Signal(BUF_ADDR_BITS)
+        tw = self._tile_walk(m, c, ns.start, pixel_end, raddr_sig)
+        step = Signal(range(lanes + 1))          # elements of a pixel in one word
+        m.d.comb += step.eq(Mux(tw.on, self._tile_lanes, lanes))
+        d = self._data_side(m, head, cap, step)
         beat, lo_b, hi_b, need_b, acc, cnt = d.beat, d.lo_b, d.hi_b, d.span, d.acc, d.cnt
         ch_left, px_left, raddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
                                                        d.running, d.failed, d.k)
+        m.d.comb += raddr_sig.eq(raddr)
 
         # the word read last cycle (one cycle of read latency) and its element count
         infl = Signal()
         infl_k = Signal(range(lanes + 1))
+        infl_slot = Signal.like(tw.slot)
+        infl_tile = Signal()
         packed = Signal(8 * wmax)
-        options = {ci: Cat(*(self._bytes_from_lane(m, self.buf_data[i], e, f"elem{i}_e{e}")
+        # the word's elements: its lanes, or in tile mode lane i·m² + slot as element i
+        elems = [self.buf_data[i] for i in range(lanes)]
+        if self._tile_side:
+            s2 = self._tile_side * self._tile_side
+            for i in range(self._tile_lanes):
+                picked = Signal(self._lane_bits, name=f"tile_elem{i}")
+                with m.Switch(infl_slot):
+                    for e in range(s2):
+                        # the last slot also takes the slots past the tile: a complete case
+                        with (m.Default() if e == s2 - 1 else m.Case(e)):
+                            m.d.comb += picked.eq(self.buf_data[i * s2 + e])
+                elems[i] = Mux(infl_tile, picked, elems[i])
+        options = {ci: Cat(*(self._bytes_from_lane(m, elems[i], e, f"elem{i}_e{e}")
                              for i in range(lanes)))
                    for ci, e in enumerate(ELEM_BYTES) if e <= self.max_elem_bytes}
         with m.Switch(code):
@@ -656,13 +820,16 @@ class StoreEngine(_DmaEngine):
             ]
         with m.Else():
             m.d.sync += [acc.eq(acc_eff), cnt.eq(cnt_eff)]
-        m.d.sync += [infl.eq(read), infl_k.eq(k)]
+        m.d.sync += [infl.eq(read), infl_k.eq(k), infl_slot.eq(tw.slot), infl_tile.eq(tw.on)]
+        m.d.comb += pixel_end.eq(read & (ch_left <= step))
         with m.If(read):
             m.d.sync += raddr.eq(raddr + 1)
-            with m.If(ch_left > lanes):
-                m.d.sync += ch_left.eq(ch_left - lanes)
+            with m.If(ch_left > step):
+                m.d.sync += ch_left.eq(ch_left - step)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
+                with m.If(tw.on):           # tile mode: the next pixel's words
+                    m.d.sync += raddr.eq(tw.next_addr)
         with m.If(got_b & (self.m_axi_bresp != 0)):
             m.d.sync += failed.eq(1)
 

@@ -42,7 +42,7 @@ from rtl.params import REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "DRAM_ADDR_BITS",
            "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
-           "PIXEL_PITCH_BITS", "Engine", "Buffer", "Activation", "PoolMode",
+           "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
            "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolTile",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
@@ -73,6 +73,9 @@ ROW_PITCH_BITS = 24
 #: DRAM bytes between consecutive pixels of a tensor (up to 65535: 4096 channels × 4 bytes
 #: fit four times over).
 PIXEL_PITCH_BITS = 16
+#: Element slots of a Winograd tile word a tile-mode box starts at: up to 63, enough for the
+#: (m+2)² = 36 slots of F(4×4, 3×3).
+TILE_SLOT_BITS = 6
 
 _TOKEN_BITS = 2
 
@@ -456,6 +459,13 @@ class LoadTile(EngineInstruction):
     rows: int = _f(EXTENT_BITS, "rows of the box (a band's rows with its halo)", lo=1)
     cols: int = _f(EXTENT_BITS, "pixels per row", lo=1)
     ch: int = _f(CHANNEL_BITS, "elements per pixel (contiguous in DRAM)", lo=1)
+    tile: bool = _flag("tile mode (buf=feature only, with a Winograd unit): the box is part "
+                       "of a (m+2)×(m+2) input window; word j of each pixel goes to Winograd "
+                       "tile-buffer word addr + j, into the element slot of the pixel's "
+                       "place in the window; the window's other slots of those words are "
+                       "written zero")
+    slot: int = _f(TILE_SLOT_BITS, "tile mode: window slot (row·(m+2) + column) of the box's "
+                   "first pixel", default=0)
 
 
 @_format(0x3, "compute.setup", Engine.COMPUTE)
@@ -534,6 +544,12 @@ class StoreTile(EngineInstruction):
     rows: int = _f(EXTENT_BITS, "rows of the box", lo=1)
     cols: int = _f(EXTENT_BITS, "pixels per row", lo=1)
     ch: int = _f(CHANNEL_BITS, "elements per pixel", lo=1)
+    tile: bool = _flag("tile mode (with a Winograd unit): the box covers rows of a row of "
+                       "m×m output tiles, ⌈ch / winograd_lanes⌉ words a tile from addr; "
+                       "lane i·m² + slot of a tile's word j holds channel "
+                       "j·winograd_lanes + i of the pixel at that slot")
+    slot: int = _f(TILE_SLOT_BITS, "tile mode: slot (row·m + column) of the box's first "
+                   "pixel in the first tile", default=0)
 
 
 @_format(0xF, "finish", None)

@@ -13,7 +13,9 @@ AXI4-Lite slave:
 * the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and routes
   each ``load.tile`` by ``buf`` to one :class:`rtl.dma.LoadEngine` per buffer kind:
   ``feature`` → the datapath's feature-buffer write port (lanes = ``rows``, lane bits =
-  ``a_width``, sign-extended), ``weight`` → its weight-buffer write port (lanes = the
+  ``a_width``, sign-extended; with ``winograd_m`` the engine has tile mode and its
+  tile-mode writes go to the Winograd tile buffer, slot by slot: ``ConvDatapath``'s
+  ``ts_*`` port), ``weight`` → its weight-buffer write port (lanes = the
   datapath's ``edge`` = max(rows, cols), lane bits = ``b_width``, sign-extended), ``table``
   → the table memory (:data:`rtl.isa.IMAGE_WORD_BITS`-bit words, 16 lanes of 8 bits, not
   extended), ``aux`` (with a pool engine) → the aux buffer (``aux_words`` words of ``rows``
@@ -31,7 +33,8 @@ AXI4-Lite slave:
   compute engine apart in time;
 * the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
   :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
-  datapath's ``lanes``, lane bits = ``precision``);
+  datapath's ``lanes``, lane bits = ``precision``; with ``winograd_m`` it has tile mode for
+  the Winograd output words, m×m tiles of ``winograd_lanes`` filters);
 * :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
   (master 0) and the load engines (masters 1 to 3: feature, weight, table; 4: aux, with a
   pool engine); the write channel is the store engine's.
@@ -60,9 +63,8 @@ the controller follows ``dse.compiler.asm.schedule`` with each instruction's cyc
 ``dse.compiler.program.instruction_cycles``, except that the fetch unit's bursts share the read
 channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
 
-Limitations of this milestone: only the im2col and kn2row datapaths (parameters with
-``winograd_m`` or ``fft_size`` are refused: their tile and spectral buffers have no load
-path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
+Limitations of this milestone: the im2col, kn2row and Winograd datapaths (parameters with
+``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
 depths (the compiler keeps them in range); single buffers, so load, compute and store of
 consecutive invocations overlap only as far as the write-after-read tokens allow.
 """
@@ -148,8 +150,8 @@ class OverlayTop(wiring.Component):
     Parameters
     ----------
     params:
-        The overlay: array, widths, ``bus_bits`` (64, 128, 256 or 512).  ``winograd_m`` and
-        ``fft_size`` must be 0 in this milestone.
+        The overlay: array, widths, ``bus_bits`` (64, 128, 256 or 512), ``winograd_m``
+        (0, 2 or 4).  ``fft_size`` must be 0 in this milestone.
     limits:
         The datapath's buffer sizes (the compiler plans layers into them).
     precision:
@@ -214,10 +216,9 @@ class OverlayTop(wiring.Component):
                 raise TypeError(f"params must be an OverlayParams, not {params!r}")
             if not isinstance(limits, DatapathLimits):
                 raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
-            if params.winograd_m or params.fft_size:
-                raise ValueError(f"params must have no Winograd or FFT unit (winograd_m and "
-                                 f"fft_size 0: the overlay top runs the im2col and kn2row "
-                                 f"datapaths only), not winograd_m={params.winograd_m}, "
+            if params.fft_size:
+                raise ValueError(f"params must have no FFT unit (fft_size 0: the overlay top "
+                                 f"runs the im2col, kn2row and Winograd datapaths only), not "
                                  f"fft_size={params.fft_size}")
             if isinstance(table_words, bool) or not isinstance(table_words, int):
                 raise TypeError(f"table_words must be an integer, not {table_words!r}")
@@ -235,7 +236,8 @@ class OverlayTop(wiring.Component):
         try:
             self.datapath = ConvDatapath(params, limits, precision=precision,
                                          mult_latency=mult_latency,
-                                         out_write_port=self._has_pool)
+                                         out_write_port=self._has_pool,
+                                         tile_slot_port=bool(params.winograd_m))
         except (TypeError, ValueError) as exc:
             reject(self, exc)
         dp = self.datapath
@@ -247,8 +249,10 @@ class OverlayTop(wiring.Component):
         except (TypeError, ValueError) as exc:
             dp._MustUse__silence = True
             reject(self, exc)
+        wm = params.winograd_m
         self.loaders = {
-            Buffer.FEATURE: LoadEngine(bus, params.rows, params.a_width, sign_extend=True),
+            Buffer.FEATURE: LoadEngine(bus, params.rows, params.a_width, sign_extend=True,
+                                       tile_side=wm + 2 if wm else 0),
             Buffer.WEIGHT: LoadEngine(bus, dp.edge, params.b_width, sign_extend=True),
             Buffer.TABLE: LoadEngine(bus, TABLE_LANES, 8, sign_extend=False),
         }
@@ -258,7 +262,8 @@ class OverlayTop(wiring.Component):
             self.loaders[Buffer.AUX] = LoadEngine(bus, params.rows, DATA_BITS, sign_extend=True)
             self.pool = PoolEngine(params.rows, limits.feature_words, in2_depth=aux_words,
                                    out_depth=limits.out_words)
-        self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True)
+        self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True, tile_side=wm,
+                                  tile_lanes=params.winograd_lanes if wm else 0)
         self.compute = ComputeEngine(datapath_registers(params, limits))
         self.arbiter = AxiReadArbiter(masters=1 + len(self.loaders), bus_bits=bus)
         #: The host's AXI4-Lite registers (:data:`HOST_REGISTERS`).
@@ -415,6 +420,8 @@ class OverlayTop(wiring.Component):
                 eng.cmd.payload.elem.eq(elem),
                 eng.cmd.payload.row_pitch.eq(row_pitch),
                 eng.cmd.payload.px_pitch.eq(px_pitch),
+                eng.cmd.payload.tile.eq(lp.tile.tile),
+                eng.cmd.payload.slot.eq(lp.tile.slot),
             ]
             with m.If(pick):
                 m.d.comb += [ready_sel.eq(eng.cmd.ready), l_bad.eq(~ready)]
@@ -422,10 +429,19 @@ class OverlayTop(wiring.Component):
             l_dma_err.append(eng.done & eng.error)
         # the datapath's and the table's write ports
         fe, we, te = (self.loaders[b] for b in _LOADED)
+        fb_write = fe.buf_en & ~fe.buf_tile if self._params.winograd_m else fe.buf_en
         m.d.comb += [dp.fb_addr.eq(fe.buf_addr), dp.fb_data.eq(fe.buf_data.as_value()),
-                     dp.fb_en.eq(fe.buf_en),
+                     dp.fb_en.eq(fb_write),
                      dp.wb_addr.eq(we.buf_addr), dp.wb_data.eq(we.buf_data.as_value()),
                      dp.wb_en.eq(we.buf_en)]
+        if self._params.winograd_m:
+            # tile mode: each word of a window piece into its slot of a tile-buffer word (the
+            # window's slots outside the box zeroed with the first pixel's words); the lanes'
+            # low ``precision`` bits are the (sign-extended) elements
+            m.d.comb += [dp.ts_addr.eq(fe.buf_addr), dp.ts_slot.eq(fe.buf_slot),
+                         dp.ts_zero.eq(fe.buf_zero), dp.ts_en.eq(fe.buf_en & fe.buf_tile)]
+            for lane in range(self._params.rows):
+                m.d.comb += dp.ts_data[lane].eq(fe.buf_data[lane][:self._precision])
         m.submodules.table = table = Memory(shape=unsigned(IMAGE_WORD_BITS),
                                             depth=self._table_words, init=[])
         twp, trp = table.write_port(), table.read_port()
@@ -498,6 +514,8 @@ class OverlayTop(wiring.Component):
             st.cmd.payload.elem.eq(s_elem),
             st.cmd.payload.row_pitch.eq(s_row),
             st.cmd.payload.px_pitch.eq(s_px),
+            st.cmd.payload.tile.eq(spl.tile.tile),
+            st.cmd.payload.slot.eq(spl.tile.slot),
             sc.cmd.ready.eq(s_setup | st.cmd.ready),
             sc.done.eq(st.done | (s_take & s_setup)),
             dp.ob_addr.eq(st.buf_addr),

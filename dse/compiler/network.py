@@ -31,12 +31,12 @@ after the other, each reading any earlier tensor, on the overlay of the design
   bytes as the vector).
 
 Everything else is refused with one :class:`ValueError` naming the layer and the reason:
-``relu6``, ``sigmoid``, grouped convolutions, a design choice of Winograd, FFT or the ``is``
-dataflow (the top runs the im2col and kn2row datapaths and stores ``ws`` / ``os`` words
-only), a second ``input`` node, and the concatenations and flattens above.  A conv the
-design gives im2col from host patches (variant ``patches``, the first layer's usual choice)
-is planned as im2col from the input tensor by default, since the top reads tensors, not
-patches (``patches="refuse"`` refuses it instead).
+``relu6``, ``sigmoid``, grouped convolutions, a design choice of FFT or the ``is``
+dataflow (the top runs the im2col, kn2row and Winograd datapaths and stores ``ws`` / ``os``
+words only), a second ``input`` node, and the concatenations and flattens above.  A conv
+the design gives im2col from host patches (variant ``patches``, the first layer's usual
+choice) is planned as im2col from the input tensor by default, since the top reads
+tensors, not patches (``patches="refuse"`` refuses it instead).
 
 **Weights.**  The IR carries no weights (``dse.network.Layer`` has none), so they come from
 ``weights`` (conv layer name → N×C×R×S integers, fc layer name → N×K with K the input's
@@ -69,7 +69,7 @@ PATCHES = ("tensor", "refuse")
 #: Ops that name the tensor they read without an instruction (``flatten``: of C×1×1 only).
 _ALIASES = ("identity", "flatten")
 #: The datapath algorithms and dataflows the overlay top runs from tensors.
-_ALGORITHMS = ("im2col", "kn2row")
+_ALGORITHMS = ("im2col", "kn2row", "winograd")
 _DATAFLOWS = ("ws", "os")
 
 
@@ -217,7 +217,8 @@ def _choices(design, layer, patches: str) -> tuple[str, str, str | None]:
     algorithm, dataflow, variant = choice.algorithm, choice.dataflow, choice.variant
     if algorithm not in _ALGORITHMS:
         raise _refuse(layer, f"the design chose {algorithm}; the overlay top runs the "
-                             f"{' and '.join(_ALGORITHMS)} datapaths only")
+                             f"{', '.join(_ALGORITHMS[:-1])} and {_ALGORITHMS[-1]} "
+                             f"datapaths only")
     if dataflow not in _DATAFLOWS:
         raise _refuse(layer, f"the design chose the {dataflow!r} dataflow; the store writes "
                              f"{' and '.join(_DATAFLOWS)} output words only (is needs a "

@@ -59,7 +59,28 @@ channel chunks, whose outputs are not the layer's, are not stored at all.  The `
 dataflow is refused: its words are ``cols`` pixels of one filter, elements that lie N·elem
 apart in an HWC tensor, which no box (contiguous channels) can store; it needs a relayout
 by the host or a transposing store.  Grouped convolutions, ``host_patches`` plans (the host
-writes patches, not the tensor) and Winograd / FFT plans are refused too.
+writes patches, not the tensor) and FFT plans are refused too.
+
+**Winograd layers** (F(m×m, 3×3) plans of the overlay's ``winograd_m`` and
+``winograd_lanes``, banded or not) use the load and store engines' **tile mode**
+(``load.tile`` / ``store.tile`` with ``tile``, docs/isa.md).  The tile buffer holds, per
+invocation, :meth:`ConvPlan.tile_image`: for every output tile (ty, tx) and 3×3 kernel piece
+(a, b) the (m+2)×(m+2) input window at row ty·m + 3a − top, column tx·m + 3b − left, ⌈ch /
+rows⌉ words of ``rows`` channels × (m+2)² slots, order (tile, piece, channel word).  Each
+window is **one** ``load.tile buf=feature tile=1`` box: the part of the window inside the
+input tensor (its band's rows and channel chunk), at the slot of its top-left pixel; the
+load zeroes the window's other slots, so the padding and the windows past the image's
+bottom and right edge (the tiles of an output size that is not a multiple of m) need no
+boxes of their own.  A window wholly outside the image is a one-pixel box read from the
+zero area.  The outputs, per tile and group of ``winograd_lanes`` filters one word
+(:meth:`ConvPlan.decode`), are stored as **one** ``store.tile tile=1`` box per row of output
+tiles (min(m, rows left) × OW pixels × the invocation's filters), clipped at the tensor's
+bottom and right edges.  The weights, transformed offline (:meth:`ConvPlan.weight_image`),
+outgrow the precision: a chain with a Winograd layer stores every weight element in the
+smallest of 1, 2 or 4 bytes that holds ``b_width`` bits (the weight ``load.setup``'s
+``elem``).  Cost: one load instruction per window, so (m+2)²/m² times the input read
+(4× for F(2×2, 3×3), 2.25× for F(4×4, 3×3)) in boxes of up to m+2 short runs, and one store
+per tile row.
 
 **Weights and register images stay pre-tiled** (the compiler writes them once, offline):
 the register images (:func:`rtl.isa.pack_image` of each invocation's ``registers``, in
@@ -132,7 +153,9 @@ compute or pool tile.
 
 :func:`instruction_cycles` gives each instruction's cycles in the controller's convention
 (``rtl/controller.py``: from the command's transfer to its engine's ``done``), for
-``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`), less one (the formula counts
+``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`; a tile-mode box moves
+the beats and words of the same box without ``tile``, a store's words of
+``winograd_lanes`` elements), less one (the formula counts
 both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR register);
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
@@ -153,6 +176,7 @@ from dse.compiler.asm import check_tokens
 from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.cost.transforms import image_load_cycles, pool_cycles
+from dse.lowering.winograd import pieces as winograd_pieces
 from rtl.isa import (
     CHANNEL_BITS,
     EXTENT_BITS,
@@ -632,12 +656,17 @@ def _pieces(n: int, step: int = MAX_EXTENT):
 
 def _check_plan(i: int, plan, params: OverlayParams) -> None:
     what = f"plans[{i}]"
-    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row"):
-        raise ValueError(f"{what} must be an im2col or kn2row plan, not "
+    if getattr(plan, "algorithm", None) not in ("im2col", "kn2row", "winograd"):
+        raise ValueError(f"{what} must be an im2col, kn2row or winograd plan, not "
                          f"{getattr(plan, 'algorithm', plan)!r}")
     if (plan.rows, plan.cols) != (params.rows, params.cols):
         raise ValueError(f"{what} must be for a {params.rows}x{params.cols} array, not "
                          f"{plan.rows}x{plan.cols}")
+    if plan.algorithm == "winograd" and (plan.winograd_m, plan.winograd_lanes) != \
+            (params.winograd_m, params.winograd_lanes):
+        raise ValueError(f"{what} winograd_m and winograd_lanes must be the overlay's "
+                         f"{params.winograd_m} and {params.winograd_lanes}, not "
+                         f"{plan.winograd_m} and {plan.winograd_lanes}")
     if plan.dataflow not in ("ws", "os"):
         raise ValueError(f"{what} must be in the ws or os dataflow, not {plan.dataflow!r}: "
                          f"the is output words hold {params.cols} pixels of one filter, "
@@ -710,6 +739,91 @@ def _store_boxes(plan, inv, cols: int):
     return [(y0 + o, f0, n, ow, f1 - f0, o * ow * nb) for o, n in _pieces(y1 - y0)]
 
 
+def _band_of(plan, inv):
+    """(sub-plan, input rows (i0, i1), channels (c0, c1), output rows (y0, y1)) of an
+    invocation: its band's, or the whole layer's."""
+    c_all, h_all, _ = plan.in_shape
+    if inv.band >= 0:
+        band = plan.bands[inv.band]
+        return band.plan, band.in_rows, band.channels, band.rows
+    return plan, (0, h_all), (0, c_all), (0, plan.out_shape[1])
+
+
+def _tile_boxes(plan, inv, rows: int):
+    """The tile-mode feature boxes of a Winograd invocation (module docstring, "Winograd
+    layers"): (source, y, x, c0, rows, cols, ch, addr, slot) with source "x" (the input
+    tensor's pixel (y, x), channel c0) or "zero"; per tile and piece one box, the in-image
+    part of its window (the load zeroes the window's other slots), or a one-pixel zero box
+    for a window wholly outside the image."""
+    sub, (i0, i1), (c0, c1), _ = _band_of(plan, inv)
+    m = plan.winograd_m
+    t = m + 2
+    p = winograd_pieces(plan.kernel[0])
+    _, oh, ow = sub.out_shape
+    h, w = i1 - i0, plan.in_shape[2]
+    top, left = sub.pads[0], sub.pads[1]
+    th, tw = -(-oh // m), -(-ow // m)
+    ch = c1 - c0
+    cw = -(-ch // rows)
+    assert th * tw * p * p * cw == inv.registers["a_words"], (th, tw, p, cw, inv.registers)
+    boxes = []
+    for ty in range(th):
+        for tx in range(tw):
+            for a in range(p):
+                for b in range(p):
+                    addr = ((ty * tw + tx) * p * p + a * p + b) * cw
+                    y0, x0 = ty * m + 3 * a - top, tx * m + 3 * b - left
+                    r0, r1 = min(t, max(0, -y0)), max(0, min(t, h - y0))
+                    q0, q1 = min(t, max(0, -x0)), max(0, min(t, w - x0))
+                    if r1 <= r0 or q1 <= q0:            # the window lies outside the image
+                        boxes.append(("zero", 0, 0, c0, 1, 1, ch, addr, 0))
+                    else:
+                        boxes.append(("x", i0 + y0 + r0, x0 + q0, c0, r1 - r0, q1 - q0, ch,
+                                      addr, r0 * t + q0))
+    return boxes
+
+
+def _weight_elem(convs, params: OverlayParams, elem: int) -> int:
+    """Bytes of a weight element in DRAM: the precision's, or with a Winograd layer in the
+    chain the smallest of 1, 2, 4 bytes that holds ``params.b_width`` (its weights are
+    transformed offline and grow beyond the precision; the weight buffer's lanes hold
+    them)."""
+    if not any(plan.algorithm == "winograd" for plan in convs):
+        return elem
+    return max(elem, next(e for e in (1, 2, 4) if 8 * e >= params.b_width))
+
+
+def _load_boxes(plan, inv, rows: int):
+    """An invocation's feature boxes as (source, y, x, c0, rows, cols, ch, addr, tile, slot):
+    :func:`_tile_boxes` in tile mode for Winograd, else :func:`_feature_boxes`."""
+    if plan.algorithm == "winograd":
+        return [(*b[:8], True, b[8]) for b in _tile_boxes(plan, inv, rows)]
+    return [(src, y, 0, c0, n, cols, ch, addr, False, 0)
+            for src, y, c0, n, cols, ch, addr in _feature_boxes(plan, inv, rows)]
+
+
+def _tile_store_boxes(plan, inv):
+    """The tile-mode store boxes of a final Winograd invocation, one per row of output
+    tiles clipped to the layer: (y, x, f0, rows, cols, ch, addr, slot 0)."""
+    sub, _, _, (y0, _) = _band_of(plan, inv)
+    m, wl = plan.winograd_m, plan.winograd_lanes
+    _, oh, ow = sub.out_shape
+    th, tw = -(-oh // m), -(-ow // m)
+    f0, f1 = inv.filters
+    groups = -(-(f1 - f0) // wl)
+    assert th * tw * groups <= inv.out_words, (th, tw, groups, inv.out_words)
+    return [(y0 + ty * m, 0, f0, min(m, oh - ty * m), ow, f1 - f0, ty * tw * groups, 0)
+            for ty in range(th)]
+
+
+def _output_boxes(plan, inv, cols: int):
+    """A final invocation's store boxes as (y, x, f0, rows, cols, ch, addr, tile, slot)."""
+    if plan.algorithm == "winograd":
+        return [(*b[:7], True, b[7]) for b in _tile_store_boxes(plan, inv)]
+    return [(y, 0, f0, n, w, ch, addr, False, 0)
+            for y, f0, n, w, ch, addr in _store_boxes(plan, inv, cols)]
+
+
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
                           base: int = 0, token_depth: int = 2, inputs=None,
                           image: bool = True) -> NetworkProgram:
@@ -720,8 +834,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     ----------
     plans:
         Per layer, in the order they run, ``dse.compiler.plan_conv(layer, algorithm,
-        dataflow, params, limits, ...)`` (im2col or kn2row, ws or os, one group), a
-        :class:`PoolLayer` or a :class:`Concat`; the conv layers all of one precision (8
+        dataflow, params, limits, ...)`` (im2col, kn2row or Winograd, ws or os, one group),
+        a :class:`PoolLayer` or a :class:`Concat`; the conv layers all of one precision (8
         where there is a pool layer).
     x:
         The network's input C×H×W, integers of the plans' precision.
@@ -848,6 +962,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                              f"channel slice of concat tensor {view_of[inputs[i]][0]} "
                              f"(its pixels are not contiguous)")
     elem = precision // 8
+    welem = _weight_elem(convs, params, elem)
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
@@ -865,23 +980,27 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # per conv layer and invocation its weight words (and, for the image, their bytes)
     wwords = [[inv.weight_words for inv in plan.invocations]
               if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
-    wts = [[_word_bytes(plan.weight_image(w, inv), elem, f"weights[{i}]")
+    wts = [[_word_bytes(plan.weight_image(w, inv), welem, f"weights[{i}]")
             for inv in plan.invocations] if image and wwords[i] else []
            for i, (plan, w) in enumerate(zip(plans, weights))]
-    assert all(len(wb) == n * edge * elem for wl, nl in zip(wts, wwords)
+    assert all(len(wb) == n * edge * welem for wl, nl in zip(wts, wwords)
                for wb, n in zip(wl, nl)), "weight_words disagrees with weight_image"
     x_bytes = tensor_bytes(x, elem) if image else b""
-    feats = [[_feature_boxes(plan, inv, params.rows) for inv in plan.invocations]
+    feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
              if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
-    stores = [[_store_boxes(plan, inv, params.cols) if inv.final else []
+    stores = [[_output_boxes(plan, inv, params.cols) if inv.final else []
                for inv in plan.invocations] if i in real and not is_pool[i] else []
               for i, plan in enumerate(plans)]
+    # the zero area: the largest zero box read with its input tensor's pitches
     in_pitch = [None if is_cat[i] else
                 (int(np.prod(shapes[inputs[i]])) if flat[i] else pitch[inputs[i]])
                 for i in range(len(plans))]
-    zero_bytes = max([elem] + [(k - 1) * in_pitch[i] * elem + ch * elem
+    in_width = [None if is_cat[i] else (1 if flat[i] else shapes[inputs[i]][2])
+                for i in range(len(plans))]
+    zero_bytes = max([elem] + [((n - 1) * in_width[i] + k - 1) * in_pitch[i] * elem
+                               + ch * elem
                                for i, per in enumerate(feats) for boxes in per
-                               for src, _, _, _, k, ch, _ in boxes if src == "zero"])
+                               for src, _, _, _, n, k, ch, _, _, _ in boxes if src == "zero"])
 
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (2 + len(_pieces(len(images))) + 1
@@ -898,7 +1017,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     for nl in wwords:
         segs = []
         for n in nl:
-            segs.append(Segment(at, n, edge, elem))
+            segs.append(Segment(at, n, edge, welem))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     tensors: list = [None] * len(shapes)
@@ -919,7 +1038,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         return {Engine.POOL if is_pool[later[0]] else Engine.COMPUTE} if later else set()
 
     prog: list[Instruction] = [
-        LoadSetup(buf=Buffer.WEIGHT, elem=elem, row_pitch=0, px_pitch=edge * elem),
+        LoadSetup(buf=Buffer.WEIGHT, elem=welem, row_pitch=0, px_pitch=edge * welem),
         LoadSetup(buf=Buffer.TABLE, elem=1, row_pitch=0, px_pitch=TABLE_LANES),
     ]
     prog += [LoadTile(buf=Buffer.TABLE, dram=tables.dram + o * TABLE_LANES, addr=o, rows=1,
@@ -950,11 +1069,12 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
             loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
-                                                      else t_in.address(c0, y, 0)),
-                      "addr": addr, "rows": n, "cols": cols, "ch": ch}
-                     for src, y, c0, n, cols, ch, addr in feats[li][k]]
+                                                      else t_in.address(c0, y, x)),
+                      "addr": addr, "rows": n, "cols": cols, "ch": ch, "tile": tile,
+                      "slot": slot}
+                     for src, y, x, c0, n, cols, ch, addr, tile, slot in feats[li][k]]
             seg = weight_segs[li][k]
-            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * elem, "addr": o,
+            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem, "addr": o,
                        "rows": 1, "cols": n, "ch": edge} for o, n in _pieces(seg.words)]
             for j, fields in enumerate(loads):
                 first = j == 0 and (chained or k > 0)
@@ -968,9 +1088,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             computes.append((plan, inv))
             boxes = stores[li][k]
             last_push = {Engine.COMPUTE} if k < len(invs) - 1 else after(li)
-            for j, (y, f0, n, cols, ch, addr) in enumerate(boxes):
-                prog.append(StoreTile(dram=t_out.address(f0, y, 0), addr=addr, rows=n,
-                                      cols=cols, ch=ch,
+            for j, (y, x, f0, n, cols, ch, addr, tile, slot) in enumerate(boxes):
+                prog.append(StoreTile(dram=t_out.address(f0, y, x), addr=addr, rows=n,
+                                      cols=cols, ch=ch, tile=tile, slot=slot,
                                       **tokens({Engine.COMPUTE} if j == 0 else (),
                                                last_push if j == len(boxes) - 1 else ())))
     layer_of += [layer_of[-1]] * (len(prog) - len(layer_of)) + [-1]
@@ -1100,9 +1220,11 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
                        - 1 + READ_ARBITER_CYCLES)
         elif isinstance(inst, StoreTile):
             s = setups["store"]
+            # tile mode: a pixel's winograd_lanes elements a word (module docstring)
             out.append(int(store_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                              s.row_pitch, s.px_pitch, params.bus_bits,
-                                             params.cols, latency=latency)) - 1)
+                                             params.winograd_lanes if inst.tile
+                                             else params.cols, latency=latency)) - 1)
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)
             dp_cycles = plan.invocation_cycles(inv, params.rows, params.cols,

@@ -14,6 +14,12 @@ A ``load.tile`` or ``store.tile`` moves a ``rows`` × ``cols`` × ``ch`` box of 
   no beat;
 - **words** of the buffer: ⌈ch / lanes⌉ per pixel.
 
+The engines' **tile mode** (Winograd windows and output tiles, ``rtl.dma``) moves the same
+runs, beats and words as the same box without it (only the buffer addresses differ), so the
+formulas below hold with ``lanes`` = the array's ``rows`` for a tile-mode load and
+``winograd_lanes`` (the elements of a pixel in one output word) for a tile-mode store;
+``tests/rtl/test_dma_tile.py`` checks that against the RTL.
+
 The engines' byte aligner is serial: each cycle it moves one beat or one word.  With a memory
 that answers at once and never stalls, a tile therefore takes
 

@@ -75,9 +75,10 @@ def test_whole_network_on_the_top_measures_design_json(tmp_path):
 
 
 def test_top_mode_refuses_a_design_it_cannot_run(tmp_path, capsys):
-    """A Winograd pin: ``--mode top`` exits 2 naming the layer, before any build."""
+    """An ``is`` pin (its output words need a relayout the store cannot do): ``--mode top``
+    exits 2 naming the layer, before any build."""
     cfg = cli_helpers.write_config(tmp_path / "w.yaml", "tiny", hardware="{rows: 8, cols: 8}",
-                                   layers="{conv3: {algorithm: winograd}}")
+                                   layers="{conv3: {dataflow: is}}")
     code, out, err = cli_helpers.run_verify(capsys, cfg, "--out", tmp_path / "o", "--mode",
                                             "top")
     assert code == 2

@@ -156,8 +156,8 @@ def test_bad_images_are_refused():
     ("load.tiel buf=feature", r"mnemonic must be one of .*, not 'load.tiel'; did you mean "
                               r"'load.tile' or 'load.setup'\?"),
     ("store.tile dram=0 addr=0 rows=1 cols=1 ch=1 rws=2",
-     r"store.tile has no field 'rws' \(fields: pop, push, dram, addr, rows, cols, ch\); "
-     r"did you mean 'rows'\?"),
+     r"store.tile has no field 'rws' \(fields: pop, push, dram, addr, rows, cols, ch, tile, "
+     r"slot\); did you mean 'rows'\?"),
     ("store.tile dram=0 addr=0 rows=1", r"store.tile needs cols, ch"),
     ("store.tile dram=0 addr=0 rows=1 rows=2 cols=1 ch=1", r"store.tile field rows given twice"),
     ("store.tile dram=0 addr=0 rows=x cols=1 ch=1", r"store.tile rows must be an integer, "

@@ -308,7 +308,13 @@ def _with(design, name, **changes):
 def test_design_choices_and_arguments_refused(explored):
     net, design = explored
     x = np.zeros(net.input_shape, int)
-    with pytest.raises(ValueError, match=r"layer 'c2' \(conv\): the design chose winograd"):
+    with pytest.raises(ValueError, match=r"layer 'c2' \(conv\): the design chose fft; the "
+                                         r"overlay top runs the im2col, kn2row and winograd "
+                                         r"datapaths only"):
+        compile_network(net, _with(design, "c2", algorithm="fft", variant="fft8"), x)
+    # Winograd runs, but only on an overlay with a Winograd unit
+    with pytest.raises(ValueError, match=r"layer 'c2' \(conv\): cannot be planned: .*winograd "
+                                         r"needs a Winograd unit"):
         compile_network(net, _with(design, "c2", algorithm="winograd", variant="F2x2_3x3"), x)
     with pytest.raises(ValueError, match=r"layer 'c3' \(conv\): the design chose the 'is' "
                                          r"dataflow"):

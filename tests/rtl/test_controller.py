@@ -568,8 +568,10 @@ def test_decoder_agrees_with_isa_decode():
             w ^= 1 << rng.randrange(INSTRUCTION_BITS)
         cases.append(w)
     cases += [rng.getrandbits(INSTRUCTION_BITS) for _ in range(300)]
+    # random values in every format's fields (100 a format: enough zero extents and bad
+    # codes among them to see each error code at least 20 times)
     cases += [(rng.getrandbits(INSTRUCTION_BITS) & ~cls.RESERVED_MASK & ~0xF) | cls.OPCODE
-              for cls in INSTRUCTIONS for _ in range(60)]
+              for cls in INSTRUCTIONS for _ in range(100)]
     dut = InstructionDecoder()
     seen = {code: 0 for code in ErrorCode}
 
