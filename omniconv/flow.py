@@ -132,24 +132,40 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None):
                   source=str(config.path), progress=progress,
                   min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer,
                   density=config.densities)
-    return with_program_timing(network, design)
+    pins = {name: {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
+                   if getattr(pin, k) is not None}
+            for name, pin in config.layers.items()}
+    return with_program_timing(network, design,
+                               algorithms=tuple(a.value for a in config.algorithms),
+                               dataflows=tuple(d.value for d in config.dataflows), pins=pins)
 
 
-def with_program_timing(network, design):
-    """``design`` with the cycles of the program the overlay top runs
-    (``dse.compiler.timing.program_design``) where the top runs it, its ``timing`` saying
-    which numbers it holds; the explorer's model numbers otherwise."""
+def with_program_timing(network, design, *, algorithms=None, dataflows=None, pins=None):
+    """``design`` with the cycles of the program the overlay top runs where the top runs it
+    -- each conv and fc layer's choice first re-made by its program's cycles among the
+    allowed ``algorithms`` and ``dataflows`` within ``pins``
+    (``dse.compiler.timing.program_choices``), then the whole program timed
+    (``program_design``) -- its ``timing`` saying which numbers it holds; the explorer's
+    model numbers otherwise."""
     import dataclasses
 
-    from dse.compiler.timing import program_design
+    from dse.compiler.timing import program_choices, program_design
 
     try:
-        timed = program_design(network, design)
+        program_design(network, design)          # the top runs the design as chosen
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
+    chosen = design
+    if algorithms is not None and dataflows is not None:
+        chosen = program_choices(network, design, algorithms=algorithms,
+                                 dataflows=dataflows, pins=pins)
+    timed = program_design(network, chosen)
+    changed = [p.name for p, q in zip(design.layers, chosen.layers)
+               if (p.algorithm, p.dataflow) != (q.algorithm, q.dataflow)]
     return dataclasses.replace(timed, timing={"source": "program",
                                               "model_total_cycles": design.total_cycles,
-                                              "dram_latency_cycles": 0})
+                                              "dram_latency_cycles": 0,
+                                              "rechosen_layers": changed})
 
 
 def _write_design(design, out_dir: Path) -> None:

@@ -22,6 +22,16 @@ register-image loads before it included), and they add up to the total less ``fi
   the tokens allow);
 * ``dram_bytes``: the bytes those instructions move (a padding box reads the zero area).
 
+:func:`program_choices` re-chooses each conv and fc layer's algorithm and dataflow on the
+design's hardware by these numbers: the layers of a program run one after the other, so its
+total is the sum of its layers' cycles and each layer's choice can be made alone, by timing
+the one-layer program of every allowed choice the top runs (im2col and kn2row, Winograd on
+an overlay with the unit; ws and os) and keeping the fastest (the design's own on a tie).
+The explorer's analytic model ranks choices by an overlap of loads and compute the top does
+not have (its single buffers), so it can prefer a choice that is slower on the hardware
+(tiny on 8×8: Winograd for conv3, 1.9× the model's cycles in the program; im2col is faster
+there).
+
 :func:`program_design` puts these numbers into a design (``dse.design.Design``) whose
 network the overlay top runs: per conv and fc layer its ``cycles``, ``compute_cycles``,
 ``memory_cycles`` and ``dram_bytes`` (and the variant that runs: im2col from the tensor
@@ -41,7 +51,8 @@ from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from rtl.isa import ComputeTile, LoadSetup, LoadTile, PoolTile, StoreSetup, StoreTile
 from rtl.params import DISPATCH_LATENCY, START_CYCLES, OverlayParams
 
-__all__ = ["LayerTiming", "ProgramTiming", "program_design", "program_timing"]
+__all__ = ["LayerTiming", "ProgramTiming", "program_choices", "program_design",
+           "program_timing"]
 
 
 @dataclass(frozen=True)
@@ -161,3 +172,71 @@ def program_design(network, design, *, latency: int = 0):
     return dataclasses.replace(design, layers=tuple(layers), other_layers=others,
                                total_cycles=total,
                                latency_ms=total / (design.clock_mhz * 1e3))
+
+
+#: The choices :func:`program_choices` tries: the algorithms and dataflows the top runs.
+TOP_ALGORITHMS = ("im2col", "kn2row", "winograd")
+TOP_DATAFLOWS = ("ws", "os")
+
+
+def _one_layer_cycles(plan, params, limits, latency: int) -> int:
+    """Cycles of the one-layer program of ``plan`` (no image), start to done."""
+    import numpy as np
+
+    from dse.compiler.program import build_network_program
+
+    lp = build_network_program([plan], np.zeros(plan.in_shape, dtype=np.int8), [None],
+                               params, limits, image=False)
+    return program_timing(lp, params, latency=latency).total_cycles
+
+
+def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP_DATAFLOWS,
+                    pins=None, latency: int = 0):
+    """``design`` with each conv and fc layer's algorithm, variant and dataflow re-chosen by
+    the cycles of its one-layer program (module docstring), among ``algorithms`` and
+    ``dataflows`` (the config's allowed sets; those the top does not run are skipped) and
+    within ``pins`` (``{layer: {"algorithm": a, "dataflow": d}}``, kept as pinned).  A layer
+    the top cannot run keeps the design's choice (``program_design`` then says why)."""
+    from dse.compiler.network import _graph, design_overlay
+    from dse.compiler.plan import plan_conv
+    from dse.network import Layer
+
+    params, limits = design_overlay(design)
+    pins = pins or {}
+    algos = [a for a in TOP_ALGORITHMS if a in algorithms
+             and (a != "winograd" or params.winograd_m)]
+    flows = [d for d in TOP_DATAFLOWS if d in dataflows]
+    entries, _ = _graph(network)
+    shapes = [tuple(network.input_shape)] + [tuple(e.layer.out_shape) for e in entries]
+    by_name = {p.name: p for p in design.layers}
+    layers = {}
+    for e in entries:
+        if e.kind != "mac" or e.layer.name not in by_name:
+            continue
+        layer, current = e.layer, by_name[e.layer.name]
+        if layer.op == "fc":
+            c, h, w = shapes[e.input]
+            layer = Layer(layer.name, "conv", layer.inputs, (c * h * w, 1, 1),
+                          layer.out_shape, kernel=(1, 1))
+        pin = pins.get(layer.name, {})
+        best = None
+        for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
+            for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
+                try:
+                    plan = plan_conv(layer, algo, flow, params, limits, relu=e.relu,
+                                     precision=design.precision)
+                    cycles = _one_layer_cycles(plan, params, limits, latency)
+                except ValueError:
+                    continue
+                same = (algo, flow) == (current.algorithm, current.dataflow)
+                key = (cycles, not same)
+                if best is None or key < best[0]:
+                    variant = "" if algo in ("im2col", "kn2row") else plan.variant
+                    best = (key, algo, variant, flow)
+        if best is not None and (best[1], best[3]) != (current.algorithm, current.dataflow):
+            layers[layer.name] = dataclasses.replace(current, algorithm=best[1],
+                                                     variant=best[2], dataflow=best[3])
+    if not layers:
+        return design
+    return dataclasses.replace(design, layers=tuple(layers.get(p.name, p)
+                                                    for p in design.layers))

@@ -136,7 +136,7 @@ def test_a_layer_subset_gives_the_whole_runs_entries(tmp_path):
     """``--layers conv2`` of tiny: verify.json lists conv2 alone, and its entry (same data,
     same datapath plan) is the whole run's."""
     whole, part = tmp_path / "whole", tmp_path / "part"
-    assert main(["verify", "tiny", "--out", str(whole)]) == 0
+    assert main(["verify", "tiny", "--out", str(whole), "--mode", "datapath"]) == 0
     assert main(["verify", "tiny", "--out", str(part), "--layers", "conv2"]) == 0
     w = json.loads((whole / "verify.json").read_text())
     p = json.loads((part / "verify.json").read_text())

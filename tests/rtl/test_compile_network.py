@@ -24,8 +24,9 @@ from dse.board import load_board
 from dse.compiler.network import compile_network as _compile_network
 from dse.compiler.network import design_overlay
 from dse.compiler.program import PoolLayer, decode_output, instruction_cycles
-from dse.compiler.timing import program_design, program_timing
+from dse.compiler.timing import program_choices, program_design, program_timing
 from dse.network import NetworkBuilder
+from dse.zoo import tiny
 from dse.search import search
 from rtl.isa import ComputeTile, PoolTile
 from rtl.params import DISPATCH_LATENCY, FINISH_CYCLES
@@ -225,6 +226,36 @@ def test_design_takes_the_program_timing(explored):
         timing.total_cycles                                          # + finish
     # the program's layers run back to back: compute is a part of each layer's cycles
     assert all(0 < t.compute_cycles < t.cycles for t in timing.layers)
+
+
+def test_choices_by_the_programs_cycles():
+    """program_choices on tiny (8×8 with a Winograd unit): every conv layer's choice is at
+    least as fast, in the whole network's program, as each other choice the top runs for
+    that layer alone; a pinned layer keeps its pin."""
+    net = tiny()
+    allowed = {"algorithms": ("im2col", "kn2row", "winograd"), "dataflows": ("ws", "os")}
+    design = search(net, load_board("ecp5-85k"), hardware_pins={"rows": 8, "cols": 8},
+                    **allowed)
+    assert "winograd" in {p.algorithm for p in design.layers}       # the model's pick
+    chosen = program_choices(net, design, **allowed)
+    total = program_design(net, chosen).total_cycles
+    assert total <= program_design(net, design).total_cycles
+    for i, p in enumerate(chosen.layers):
+        for algo in allowed["algorithms"]:
+            for flow in allowed["dataflows"]:
+                if (algo, flow) == (p.algorithm, p.dataflow):
+                    continue
+                variant = "F2x2_3x3" if algo == "winograd" else ""
+                other = dataclasses.replace(p, algorithm=algo, variant=variant, dataflow=flow)
+                layers = chosen.layers[:i] + (other,) + chosen.layers[i + 1:]
+                try:
+                    alt = program_design(net, dataclasses.replace(chosen, layers=layers))
+                except ValueError:
+                    continue                        # a choice the layer cannot take
+                assert total <= alt.total_cycles, (p.name, algo, flow)
+    pinned = program_choices(net, design, pins={"conv3": {"algorithm": "winograd"}},
+                             **allowed)
+    assert {p.name: p.algorithm for p in pinned.layers}["conv3"] == "winograd"
 
 
 def test_weights_given_or_seeded(explored):
