@@ -116,9 +116,11 @@ unless the layer gives its own.  The optional ReLU follows saturation.
 area, per layer and invocation the weight words, the input tensor, then each layer's output
 tensor (a concatenation's inputs inside the concatenation's).
 
-**The program**: ``load.setup`` of the weight and table buffers, one ``load.tile buf=table``
-of all register images (cut at 4095 words); then per layer a ``load.setup buf=feature`` and a
-``store.setup`` with its tensors' pitches and a ``compute.setup`` naming its images, and per
+**The program**: ``load.setup`` of the table buffer, one ``load.tile buf=table`` of all
+register images (cut at 4095 words); then per conv layer a ``load.setup buf=weight`` (its
+weight element size: a Winograd layer's transformed weights take 2 or 4 bytes), a
+``load.setup buf=feature`` and a ``store.setup`` with its tensors' pitches and a
+``compute.setup`` naming its images, and per
 invocation its feature and weight ``load.tile``\\ s, ``compute.tile`` naming its image and
 (final invocations) its ``store.tile``\\ s; per pool layer a ``load.setup buf=feature`` (and
 ``buf=aux`` for ``add``), a ``store.setup`` and a ``pool.setup``, and per band its loads, its
@@ -679,9 +681,10 @@ def _check_plan(i: int, plan, params: OverlayParams) -> None:
     if plan.precision not in (8, 16):
         raise ValueError(f"{what} precision must be 8 or 16, not {plan.precision}")
     for name, shape in (("input", plan.in_shape), ("output", plan.out_shape)):
-        c, _, w = shape
+        c, h, w = shape
         elem = plan.precision // 8
-        if w > MAX_EXTENT or c >= 1 << CHANNEL_BITS:
+        vector = name == "input" and (h, w) == (1, 1)     # its loads are cut by channels
+        if w > MAX_EXTENT or (c >= 1 << CHANNEL_BITS and not vector):
             raise ValueError(f"{what} {name} must have at most {MAX_EXTENT} columns and "
                              f"{(1 << CHANNEL_BITS) - 1} channels, not {w} and {c}")
         if c * elem >= 1 << PIXEL_PITCH_BITS or w * c * elem >= 1 << ROW_PITCH_BITS:
@@ -783,12 +786,12 @@ def _tile_boxes(plan, inv, rows: int):
     return boxes
 
 
-def _weight_elem(convs, params: OverlayParams, elem: int) -> int:
-    """Bytes of a weight element in DRAM: the precision's, or with a Winograd layer in the
-    chain the smallest of 1, 2, 4 bytes that holds ``params.b_width`` (its weights are
+def _weight_elem(plan, params: OverlayParams, elem: int) -> int:
+    """Bytes of a conv layer's weight element in DRAM: the precision's, or for a Winograd
+    layer the smallest of 1, 2, 4 bytes that holds ``params.b_width`` (its weights are
     transformed offline and grow beyond the precision; the weight buffer's lanes hold
-    them)."""
-    if not any(plan.algorithm == "winograd" for plan in convs):
+    them).  Each layer's ``load.setup buf=weight`` gives its own."""
+    if plan.algorithm != "winograd":
         return elem
     return max(elem, next(e for e in (1, 2, 4) if 8 * e >= params.b_width))
 
@@ -798,8 +801,16 @@ def _load_boxes(plan, inv, rows: int):
     :func:`_tile_boxes` in tile mode for Winograd, else :func:`_feature_boxes`."""
     if plan.algorithm == "winograd":
         return [(*b[:8], True, b[8]) for b in _tile_boxes(plan, inv, rows)]
-    return [(src, y, 0, c0, n, cols, ch, addr, False, 0)
-            for src, y, c0, n, cols, ch, addr in _feature_boxes(plan, inv, rows)]
+    out = []
+    step = ((1 << CHANNEL_BITS) - 1) // rows * rows       # whole words of a box's channels
+    for src, y, c0, n, cols, ch, addr in _feature_boxes(plan, inv, rows):
+        # a one-pixel box of more channels than a load.tile takes (a fully connected
+        # layer's vector): one box per run of whole words
+        pieces = [(j, min(step, ch - j)) for j in range(0, ch, step)] if n * cols == 1 \
+            else [(0, ch)]
+        out += [(src, y, 0, c0 + j, n, cols, k, addr + j // rows, False, 0)
+                for j, k in pieces]
+    return out
 
 
 def _tile_store_boxes(plan, inv):
@@ -962,7 +973,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                              f"channel slice of concat tensor {view_of[inputs[i]][0]} "
                              f"(its pixels are not contiguous)")
     elem = precision // 8
-    welem = _weight_elem(convs, params, elem)
+    welems = [None if is_pool[i] or is_cat[i] else _weight_elem(plan, params, elem)
+              for i, plan in enumerate(plans)]
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
@@ -980,10 +992,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # per conv layer and invocation its weight words (and, for the image, their bytes)
     wwords = [[inv.weight_words for inv in plan.invocations]
               if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
-    wts = [[_word_bytes(plan.weight_image(w, inv), welem, f"weights[{i}]")
+    wts = [[_word_bytes(plan.weight_image(w, inv), welems[i], f"weights[{i}]")
             for inv in plan.invocations] if image and wwords[i] else []
            for i, (plan, w) in enumerate(zip(plans, weights))]
-    assert all(len(wb) == n * edge * welem for wl, nl in zip(wts, wwords)
+    assert all(len(wb) == n * edge * we for wl, nl, we in zip(wts, wwords, welems)
                for wb, n in zip(wl, nl)), "weight_words disagrees with weight_image"
     x_bytes = tensor_bytes(x, elem) if image else b""
     feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
@@ -1003,9 +1015,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                                for src, _, _, _, n, k, ch, _, _, _ in boxes if src == "zero"])
 
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
-    n_instr = (2 + len(_pieces(len(images))) + 1
+    n_instr = (1 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
-               + sum(3 + sum(len(f) + len(_pieces(n)) + 1 + len(s)
+               + sum(4 + sum(len(f) + len(_pieces(n)) + 1 + len(s)
                              for f, n, s in zip(feats[i], wwords[i], stores[i]))
                      for i in real if not is_pool[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
@@ -1014,10 +1026,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     zeros = Segment(at, zero_bytes, 1, 1)
     at = _align(at + zeros.nbytes)
     weight_segs = []
-    for nl in wwords:
+    for nl, we in zip(wwords, welems):
         segs = []
         for n in nl:
-            segs.append(Segment(at, n, edge, welem))
+            segs.append(Segment(at, n, edge, we))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     tensors: list = [None] * len(shapes)
@@ -1038,7 +1050,6 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         return {Engine.POOL if is_pool[later[0]] else Engine.COMPUTE} if later else set()
 
     prog: list[Instruction] = [
-        LoadSetup(buf=Buffer.WEIGHT, elem=welem, row_pitch=0, px_pitch=edge * welem),
         LoadSetup(buf=Buffer.TABLE, elem=1, row_pitch=0, px_pitch=TABLE_LANES),
     ]
     prog += [LoadTile(buf=Buffer.TABLE, dram=tables.dram + o * TABLE_LANES, addr=o, rows=1,
@@ -1062,7 +1073,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         if flat[li]:
             t_in = t_in.flat()
         invs = plan.invocations
-        prog += [LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
+        welem = welems[li]
+        prog += [LoadSetup(buf=Buffer.WEIGHT, elem=welem, row_pitch=0, px_pitch=edge * welem),
+                 LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
                            px_pitch=t_in.px_pitch),
                  StoreSetup(elem=elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
                  ComputeSetup(images=image_at, **boundary)]
