@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
 import sys
 from dataclasses import MISSING, dataclass, field
@@ -138,6 +139,7 @@ class PoolMode(_Coded):
     RESCALE = "rescale"   #: a·mult / 2^shift (a change of scale, e.g. before a concat)
 
 
+@functools.cache
 def _enum_codes(kind: type[enum.Enum]) -> dict[int, enum.Enum]:
     """Code → member of an enum with a ``code`` property."""
     return {member.code: member for member in kind}  # type: ignore[attr-defined]

@@ -1211,6 +1211,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     setups: dict = {}
     computes = iter(lp.computes)
     out = []
+    dma: dict = {}                              # DMA cycles by box shape and beat offset
+    beat = params.bus_bits // 8
     for inst in lp.program:
         if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup)):
             if isinstance(inst, LoadSetup):
@@ -1225,19 +1227,22 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
             out.append(int(pool_cycles(s.mode, inst.rows, inst.cols, -(-s.ch // params.rows),
                                        s.kh, s.kw, s.stride,
                                        (inst.pad_t, inst.pad_b, inst.pad_l, inst.pad_r))))
-        elif isinstance(inst, LoadTile):
-            s = setups[inst.buf]
-            out.append(int(load_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
-                                            s.row_pitch, s.px_pitch, params.bus_bits,
-                                            lanes[inst.buf], latency=latency))
-                       - 1 + READ_ARBITER_CYCLES)
-        elif isinstance(inst, StoreTile):
-            s = setups["store"]
-            # tile mode: a pixel's winograd_lanes elements a word (module docstring)
-            out.append(int(store_tile_cycles(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
-                                             s.row_pitch, s.px_pitch, params.bus_bits,
-                                             params.winograd_lanes if inst.tile
-                                             else params.cols, latency=latency)) - 1)
+        elif isinstance(inst, (LoadTile, StoreTile)):
+            load = isinstance(inst, LoadTile)
+            s = setups[inst.buf] if load else setups["store"]
+            # a tile-mode store: a pixel's winograd_lanes elements a word (module docstring)
+            n_lanes = (lanes[inst.buf] if load else
+                       params.winograd_lanes if inst.tile else params.cols)
+            # the cycles depend on the address only through its offset in a beat: boxes of
+            # one shape and offset (most of a layer's) are costed once
+            key = (load, inst.dram % beat, inst.rows, inst.cols, inst.ch, s.elem,
+                   s.row_pitch, s.px_pitch, n_lanes)
+            if key not in dma:
+                f = load_tile_cycles if load else store_tile_cycles
+                dma[key] = int(f(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
+                                 s.row_pitch, s.px_pitch, params.bus_bits, n_lanes,
+                                 latency=latency)) - 1 + (READ_ARBITER_CYCLES if load else 0)
+            out.append(dma[key])
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)
             dp_cycles = plan.invocation_cycles(inv, params.rows, params.cols,

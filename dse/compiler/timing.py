@@ -219,20 +219,30 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
             layer = Layer(layer.name, "conv", layer.inputs, (c * h * w, 1, 1),
                           layer.out_shape, kernel=(1, 1))
         pin = pins.get(layer.name, {})
-        best = None
+        candidates = []                         # (datapath cycles, algorithm, flow, plan)
         for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
             for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
                 try:
                     plan = plan_conv(layer, algo, flow, params, limits, relu=e.relu,
                                      precision=design.precision)
-                    cycles = _one_layer_cycles(plan, params, limits, latency)
                 except ValueError:
                     continue
-                same = (algo, flow) == (current.algorithm, current.dataflow)
-                key = (cycles, not same)
-                if best is None or key < best[0]:
-                    variant = "" if algo in ("im2col", "kn2row") else plan.variant
-                    best = (key, algo, variant, flow)
+                candidates.append((plan.cycles(params.rows, params.cols)["cycles"], algo,
+                                   flow, plan))
+        best = None
+        # a one-layer program takes at least its datapath's cycles: once a candidate's
+        # datapath alone is slower than the best program, the rest are too
+        for dp_cycles, algo, flow, plan in sorted(candidates, key=lambda c: c[0]):
+            if best is not None and dp_cycles > best[0][0]:
+                break
+            try:
+                cycles = _one_layer_cycles(plan, params, limits, latency)
+            except ValueError:
+                continue
+            key = (cycles, (algo, flow) != (current.algorithm, current.dataflow))
+            if best is None or key < best[0]:
+                variant = "" if algo in ("im2col", "kn2row") else plan.variant
+                best = (key, algo, variant, flow)
         if best is not None and (best[1], best[3]) != (current.algorithm, current.dataflow):
             layers[layer.name] = dataclasses.replace(current, algorithm=best[1],
                                                      variant=best[2], dataflow=best[3])
