@@ -1,4 +1,5 @@
-"""``omniconv lint CONFIG [--out DIR]``: Verilator lint of the generated ``DIR/overlay.v``.
+"""``omniconv lint CONFIG [--out DIR]``: Verilator lint of the generated ``DIR/overlay.v``, and of
+``DIR/overlay_top.v`` where ``omniconv verilog`` wrote one (top module ``overlay_top``).
 
 Runs ``verilator --lint-only -Wall`` on the overlay that ``omniconv verilog`` wrote for the
 config (:func:`sim.runner.lint_verilog`, with the waivers of :data:`sim.runner.LINT_WAIVERS`,
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder holding overlay.v (default: build/<config stem>)")
 
 
-def lint_overlay(path: Path, family: str, work_dir: Path):
+def lint_overlay(path: Path, family: str, work_dir: Path, top: str | None = None):
     """Lint the overlay at ``path`` (top module ``overlay``, generated for ``family``) in
     ``work_dir``; return ``(violations, waived)`` as :func:`sim.runner.lint_verilog` does.
 
@@ -44,7 +45,7 @@ def lint_overlay(path: Path, family: str, work_dir: Path):
         cells = cell_library(missing_modules(text), family)
     except LookupError as exc:
         raise InputError(path, "", str(exc)) from None
-    return lint_verilog(text, TOP, work_dir=work_dir, cells=cells)
+    return lint_verilog(text, top or TOP, work_dir=work_dir, cells=cells)
 
 
 def run(args) -> int:
@@ -62,14 +63,28 @@ def run(args) -> int:
               f"(or has no design.json beside it); `omniconv verilog {args.config}` "
               f"regenerates it", file=sys.stderr)
     check_output_dir(out_dir / "lint")
-    start = time.perf_counter()
-    with output_errors(out_dir):
-        violations, waived = lint_overlay(path, config.board.family, out_dir / "lint")
-    seconds = time.perf_counter() - start
-    for w in violations:
-        print(f"{path}:{w.line}: %{w.rule}: {w.message}")
-    rules = Counter(w.rule for w in waived)
-    waived_text = ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items())) or "none"
-    verdict = "lint-clean" if not violations else f"{len(violations)} violations"
-    print(f"linted {path} in {seconds:.1f} s: {verdict}; waived: {waived_text}")
-    return 1 if violations else 0
+    # the overlay top beside it, where `omniconv verilog` wrote one (a design the top runs)
+    files = [(path, None)]
+    top_path = out_dir / "overlay_top.v"
+    if top_path.is_file():
+        if overlay_is_stale(top_path, out_dir / "design.json"):
+            print(f"omniconv lint: {top_path} is older than design.json or the generator's "
+                  f"sources: skipped (`omniconv verilog {args.config}` regenerates it)",
+                  file=sys.stderr)
+        else:
+            files.append((top_path, "overlay_top"))
+    failed = False
+    for file, top in files:
+        start = time.perf_counter()
+        with output_errors(out_dir):
+            violations, waived = lint_overlay(file, config.board.family, out_dir / "lint",
+                                              top)
+        seconds = time.perf_counter() - start
+        for w in violations:
+            print(f"{file}:{w.line}: %{w.rule}: {w.message}")
+        rules = Counter(w.rule for w in waived)
+        waived_text = ", ".join(f"{rule} {n}" for rule, n in sorted(rules.items())) or "none"
+        verdict = "lint-clean" if not violations else f"{len(violations)} violations"
+        print(f"linted {file} in {seconds:.1f} s: {verdict}; waived: {waived_text}")
+        failed |= bool(violations)
+    return 1 if failed else 0
