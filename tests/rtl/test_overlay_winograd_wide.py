@@ -30,7 +30,7 @@ from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dse"))
 from cost_helpers import conv
 
-pytestmark = pytest.mark.verilator
+pytestmark = [pytest.mark.verilator, pytest.mark.regress]
 
 HW = OverlayParams(rows=8, cols=8, winograd_m=2, winograd_lanes=2, a_width=10, b_width=12)
 LIMITS = DatapathLimits(max_m=32, max_k=64, max_n=16, feature_words=64, weight_words=512,
