@@ -627,7 +627,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     wm = unit if algo == "winograd" else 0
     fn = unit if algo == "fft" else 0
     low = lowered()
-    gm, gk, gemms = int(low.m), int(low.k), int(low.gemms)
+    gk = int(low.k)
     unit_pad = 0 if algo == "fft" else min(pads)
     cg, ng = c // groups, n_out // groups
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
