@@ -124,6 +124,10 @@ class ConvDatapath(wiring.Component):
     fe_* : window generator geometry; sa_* : shift-and-add geometry
     out_words, rq_mult, rq_shift, rq_relu : output count and requantisation
     accumulate : add the previous invocation's accumulations (a K split's later chunks)
+    bank : the invocation's half of the feature (or tile), weight and output buffers (double
+        buffering): 0 reads its image, its weights and writes its outputs from word 0 as
+        before; 1 from word ⌊depth / 2⌋ of each (feature_words, tile_words, weight_words,
+        out_words).  The accumulator buffer (``accumulate``) is not banked.
     fb_*, wb_*, tb_* : buffer write ports; ob_addr, ob_data, ab_data : output read port
     ow_addr, ow_data, ow_en : with ``out_write_port``, a second write port of the output
         buffer: in a cycle with ``ow_en`` high the buffer's one write port takes ``ow_data``
@@ -353,7 +357,8 @@ class ConvDatapath(wiring.Component):
         with m.If(state == idle):
             with m.If(self.start):
                 m.d.sync += [busy.eq(1), done.eq(0), cycles.eq(0), gf.eq(0), gc.eq(0),
-                             wbase.eq(0), c_count.eq(0), out_count.eq(0),
+                             wbase.eq(Mux(self.bank, lim.weight_words // 2, 0)),
+                             c_count.eq(0), out_count.eq(0),
                              acc_count.eq(0),
                              state.eq(Mux(is_fft, fwd, run) if fn else run)]
         with m.Elif(state == run):
@@ -401,6 +406,8 @@ class ConvDatapath(wiring.Component):
                          self.fr_data.eq(win.x_data)]
         m.d.comb += [win.w_addr.eq(self.fb_addr), win.w_data.eq(self.fb_data),
                      win.w_en.eq(self.fb_en)]
+        # double buffering: ``bank`` 1 reads the image from the buffer's upper half
+        m.d.comb += win.base.eq(Mux(self.bank, lim.feature_words // 2, 0))
         for n in ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "pad", "dil",
                   "out_h", "out_w"):
             m.d.comb += getattr(win, n).eq(getattr(self, f"fe_{n}"))
@@ -474,12 +481,16 @@ class ConvDatapath(wiring.Component):
                 m.d.comb += [itf.i_stream.valid.eq(t_valid),
                              itf.i_stream.payload.eq(trp.data[lane]),
                              itf.o_stream.ready.eq(eng.a_stream.ready & is_wino)]
+            # double buffering: ``bank`` 1 reads the tiles from the buffer's upper half
+            t_base = Signal(range(lim.tile_words), name="t_base")
+            m.d.comb += t_base.eq(Mux(self.bank, lim.tile_words // 2, 0))
             with m.If(load_go & is_wino):
-                m.d.sync += [t_addr.eq(0), t_left.eq(self.a_words)]
+                m.d.sync += [t_addr.eq(t_base), t_left.eq(self.a_words)]
             # GEMM g of Winograd is transformed-domain position g: pick that element.
             gsel = Signal(range(t * t))
             m.d.comb += gsel.eq(gf)
-            wino_first = (itfs[0].i_stream.valid & itfs[0].i_stream.ready & (t_addr == 1)
+            wino_first = (itfs[0].i_stream.valid & itfs[0].i_stream.ready
+                          & (t_addr == t_base + 1)
                           & is_wino)
         spatial = Signal()
         m.d.comb += spatial.eq(spatial_front)
@@ -706,13 +717,17 @@ class ConvDatapath(wiring.Component):
         for lane in range(lanes):
             m.d.comb += rq.i_stream.payload[lane].eq(
                 back_out[lane] + Mux(self.accumulate, prev[lane], 0))
+        # double buffering: ``bank`` 1 writes the outputs from the buffer's upper half (the
+        # accumulator buffer is the datapath's alone: not banked)
+        out_addr = Signal(range(lim.out_words), name="out_addr")
+        m.d.comb += out_addr.eq(out_count + Mux(self.bank, lim.out_words // 2, 0))
         if self._out_write_port:
             # the second writer (docstring: ow_*) takes the port in its cycles
-            m.d.comb += [owp.addr.eq(Mux(self.ow_en, self.ow_addr, out_count)),
+            m.d.comb += [owp.addr.eq(Mux(self.ow_en, self.ow_addr, out_addr)),
                          owp.data.eq(Mux(self.ow_en, self.ow_data, rq.o_stream.payload)),
                          owp.en.eq((rq_fire_out & busy) | self.ow_en)]
         else:
-            m.d.comb += [owp.addr.eq(out_count), owp.data.eq(rq.o_stream.payload),
+            m.d.comb += [owp.addr.eq(out_addr), owp.data.eq(rq.o_stream.payload),
                          owp.en.eq(rq_fire_out & busy)]
         m.d.comb += [awp.addr.eq(acc_count), awp.data.eq(rq.i_stream.payload),
                      awp.en.eq(rq_fire_in & busy),

@@ -53,6 +53,9 @@ class Im2col(wiring.Component):
         Buffer write port (the loader fills the buffer before ``start``).
     in_h, in_w, c_words, kernel_h, kernel_w, stride, pad, dil, out_h, out_w:
         Layer geometry (``c_words`` = ceil(channels / lanes)); ``out_h`` output rows a run.
+    base:
+        Buffer word of the image's first word (word 0 of the layout above); held while
+        ``busy``.  The conv datapath's double buffering reads from either half.
     first:
         With ``start``: this run begins at output row 0; without, at the row after the
         previous run's last.
@@ -85,6 +88,7 @@ class Im2col(wiring.Component):
         super().__init__({
             "w_addr": In(range(depth)), "w_data": In(word), "w_en": In(1),
             **dims,
+            "base": In(range(depth)),
             "first": In(1),
             "start": In(1), "busy": Out(1),
             "o_stream": Out(stream.Signature(word)),
@@ -119,7 +123,7 @@ class Im2col(wiring.Component):
                      d_pad.eq(self.pad * cwords)]
         inside = (y >= 0) & (y < self.in_h) & (x >= 0) & (x < self.in_w)
         addr = Signal(range(self.depth))
-        m.d.comb += addr.eq(a_tap + cw)
+        m.d.comb += addr.eq(a_tap + cw + self.base)
         valid = Signal()          # o_stream.valid: rp.data holds a word
         zero = Signal()           # that word lies in the padding
         advance = ~valid | self.o_stream.ready

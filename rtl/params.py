@@ -430,7 +430,7 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
             ("sa_stride_log2", 2),
             ("out_words", lim.out_words.bit_length()),
             ("rq_mult", REQUANT_MULT_BITS), ("rq_shift", REQUANT_SHIFT_BITS),
-            ("rq_relu", 1), ("accumulate", 1)]
+            ("rq_relu", 1), ("accumulate", 1), ("bank", 1)]
     if params.fft_size:
         regs += [*((f"ff_{n}", geometry) for n in FFT_SETTINGS),
                  ("ff_shift", (params.acc_width + 1).bit_length())]

@@ -57,7 +57,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse.compiler.plan import plan_conv
-from dse.compiler.program import Concat, PoolLayer, build_network_program
+from dse.compiler.program import (Concat, PoolLayer, build_network_program,
+                                  double_buffer_limits)
 from dse.cost.resources import overlay_limits
 from dse.network import Layer, Network
 from rtl.params import DatapathLimits, OverlayParams
@@ -248,7 +249,8 @@ def _weights(layer, weights, rng, lo: int, hi: int) -> np.ndarray:
 
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
-                    base: int = 0, patches: str = "tensor", image: bool = True):
+                    base: int = 0, patches: str = "tensor", image: bool = True,
+                    double_buffer: bool = True):
     """A network and its design as one overlay-top program, with golden outputs (module
     docstring).
 
@@ -268,6 +270,13 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         Seed of the random weights.
     token_depth, base:
         As :func:`dse.compiler.program.build_network_program` takes them.
+    double_buffer:
+        True (the default): double-buffer the conv layers that gain by it (``build_network_program``'s
+        ``double_buffer``).  A layer the whole buffers hold in one invocation has nothing
+        to overlap; any other is planned again for half buffers
+        (:func:`dse.compiler.program.double_buffer_limits`), and double-buffered where
+        ``dse.compiler.timing.program_timing`` gives it fewer cycles that way (halving the
+        buffers can cut it into so many more invocations that it runs slower).
     patches:
         ``"tensor"``: a conv the design reads from host patches is planned as im2col from
         its input tensor; ``"refuse"``: it is refused.
@@ -300,6 +309,10 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     params, limits = design_overlay(design)
+    if not isinstance(double_buffer, bool):
+        raise TypeError(f"double_buffer must be a bool, not {double_buffer!r}")
+    half_limits = double_buffer_limits(limits) if double_buffer else None
+    halves = {}                     # program layer → its plan for half buffers
     precision = design.precision
     if not isinstance(getattr(design, "layers", None), (tuple, list)):
         raise TypeError(f"design.layers must be a sequence of layer plans, not "
@@ -365,12 +378,36 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                              precision=precision, variant=variant)
         except ValueError as exc:
             raise _refuse(layer, f"cannot be planned: {exc}") from None
+        if half_limits is not None and len(plan.invocations) > 1:
+            try:
+                halves[len(plans)] = plan_conv(layer, algorithm, dataflow, params,
+                                               half_limits, relu=e.relu,
+                                               precision=precision, variant=variant)
+            except ValueError:
+                pass                # it does not fit half the buffers: single-buffered
         plans.append(plan)
         ws.append(w)
+    def build(chosen, banked, with_image):
+        return build_network_program(chosen, x, ws, params, limits, base=base,
+                                     token_depth=token_depth,
+                                     inputs=[e.input for e in entries], image=with_image,
+                                     double_buffer=banked)
+
     try:
-        lp = build_network_program(plans, x, ws, params, limits, base=base,
-                                   token_depth=token_depth,
-                                   inputs=[e.input for e in entries], image=image)
+        banked = False
+        if halves:
+            # each layer as it runs faster: its two programs' schedules side by side (the
+            # layers are timed one after the other, so a layer's cycles are its own)
+            from dse.compiler.timing import program_timing
+
+            both = [halves.get(i, plan) for i, plan in enumerate(plans)]
+            flags = tuple(i in halves for i in range(len(plans)))
+            one = program_timing(build(plans, False, False), params).by_index()
+            two = program_timing(build(both, flags, False), params).by_index()
+            keep = {i for i in halves if two[i].cycles < one[i].cycles}
+            plans = [halves[i] if i in keep else plan for i, plan in enumerate(plans)]
+            banked = tuple(i in keep for i in range(len(plans)))
+        lp = build(plans, banked, image)
     except ValueError as exc:
         names = [e.name for e in entries]
         message = re.sub(r"(plans|weights|inputs)\[(\d+)\]",

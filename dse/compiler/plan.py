@@ -627,7 +627,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     wm = unit if algo == "winograd" else 0
     fn = unit if algo == "fft" else 0
     low = lowered()
-    gm, gk, gemms = int(low.m), int(low.k), int(low.gemms)
+    gk = int(low.k)
     unit_pad = 0 if algo == "fft" else min(pads)
     cg, ng = c // groups, n_out // groups
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
@@ -674,7 +674,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
                     "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
                     "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu),
-                    "accumulate": 0}
+                    "accumulate": 0, "bank": 0}
             fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=r, kernel_w=s, stride=sh,
                       pad=unit_pad, dil=dh, out_h=int(lo.band), out_w=ow)
             if algo == "kn2row":

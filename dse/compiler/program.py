@@ -127,7 +127,8 @@ invocation its feature and weight ``load.tile``\\ s, ``compute.tile`` naming its
 ``pool.tile`` and its ``store.tile``\\ s; then ``finish``.
 
 **Tokens.**  The datapath owns its buffers: every invocation reads its feature and weight
-words from word 0 and writes its outputs from word 0.  Besides the read-after-write
+words from word 0 and writes its outputs from word 0 (single-buffered; see "Double
+buffering" below).  Besides the read-after-write
 dependencies (an invocation's loads before its compute: load → compute; its compute before
 its store: compute → store) the program carries the write-after-read ones: the loads of an
 invocation wait until the previous compute has finished reading the buffers (compute →
@@ -137,11 +138,28 @@ read the tensor layer i's last store writes; the ring has no store → load queu
 dependency goes **store → compute → load**, whichever earlier tensor layer i + 1 reads (every
 earlier layer has stored its output by then): layer i's last store pushes store → compute,
 layer i + 1's ``compute.setup`` (which the compute engine runs after layer i's last compute)
-pops it and pushes compute → load, and layer i + 1's first load pops that.  In program order
-every queue holds at most one token, so the program passes ``dse.compiler.asm.check_tokens`` at any
-depth (it is checked at the given ``token_depth``).  The table load precedes the first
+pops it and pushes compute → load, and layer i + 1's first load pops that.  Single-buffered, in
+program order every queue holds at most one token, so the program passes
+``dse.compiler.asm.check_tokens`` at any depth (it is checked at the given ``token_depth``);
+double-buffered, at most two.  The table load precedes the first
 feature load on the load engine, so the first compute's load → compute token also covers the
 images.
+
+**Double buffering** (``double_buffer``, per conv layer).  Invocation k of a
+double-buffered layer owns half k mod 2 of the feature (Winograd: tile), weight and output
+buffers: its register image's ``bank`` is k mod 2 (the datapath then reads its image and
+weights from word ⌊depth / 2⌋ and writes its outputs from word ⌊out_words / 2⌋), and its
+``load.tile`` and ``store.tile`` buffer addresses are offset by that half.  The plan must
+fit a half (:func:`double_buffer_limits`).  The write-after-read tokens then skip one
+invocation: the first load of invocation k pops the compute → load token of compute k − 2
+(none for k < 2), and compute k pops the store → compute token of invocation k − 2's store
+(if it had one); compute k pushes compute → load only for an invocation k + 2 of the layer,
+and a store pushes store → compute only for a compute k + 2 (the layer's last store
+still hands the boundary on; the one before it pushes nothing, the store engine running in
+order).  So invocation k + 1 loads while k computes, and k stores while k + 1 computes;
+up to two tokens wait in a queue (``token_depth`` ≥ 2).  A K split's accumulator buffer
+is not banked: each chunk's compute follows the previous one's on the compute engine.
+Layer boundaries stay as below.
 
 A pool layer has the same tokens with the pool engine in the compute engine's place (pool's
 ring neighbours are load and store too): a band's loads → its ``pool.tile`` (load → pool),
@@ -170,11 +188,13 @@ the register-image load plus the datapath's cycles
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from dse.compiler.asm import check_tokens
+from dse.compiler.plan import required_limits
 from dse.cost.dma import load_tile_cycles, store_tile_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.cost.transforms import image_load_cycles, pool_cycles
@@ -227,6 +247,7 @@ __all__ = [
     "build_layer_program",
     "build_network_program",
     "decode_output",
+    "double_buffer_limits",
     "instruction_cycles",
     "pool_numerics",
     "tensor_bytes",
@@ -835,9 +856,23 @@ def _output_boxes(plan, inv, cols: int):
             for y, f0, n, w, ch, addr in _store_boxes(plan, inv, cols)]
 
 
+def double_buffer_limits(limits: DatapathLimits) -> DatapathLimits:
+    """The limits a double-buffered program's conv layers are planned with (module
+    docstring, "Double buffering"): ``limits`` with the feature, tile, weight and output
+    buffers halved (⌊words / 2⌋ each), the half an invocation owns."""
+    if not isinstance(limits, DatapathLimits):
+        raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
+    return dataclasses.replace(limits, **{name: getattr(limits, name) // 2
+                                          for name in _BANKED})
+
+
+#: The ``DatapathLimits`` of the buffers a double-buffered program splits into halves.
+_BANKED = ("feature_words", "tile_words", "weight_words", "out_words")
+
+
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
                           base: int = 0, token_depth: int = 2, inputs=None,
-                          image: bool = True) -> NetworkProgram:
+                          image: bool = True, double_buffer=False) -> NetworkProgram:
     """The program and DRAM image of planned conv, pool and concat layers (module
     docstring).
 
@@ -868,6 +903,13 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         False: the program without the DRAM image (``image`` is empty, ``image_bytes`` says
         how large it would be; the weights are not read and may be None): what the cycles
         and DRAM traffic need, cheaply, for the explorer.
+    double_buffer:
+        True, or per layer a bool (ignored for pool and concat layers): alternate the conv
+        layer's invocations between the two halves of the feature (tile), weight and
+        output buffers, so an invocation's loads overlap the previous one's compute (module
+        docstring, "Double buffering"); such a plan must fit a half (planned with
+        :func:`double_buffer_limits` of ``limits``), and ``token_depth`` must be at least
+        2.  False (the default): every invocation uses the whole buffers.
 
     Raises
     ------
@@ -889,6 +931,18 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                          f"{weights!r:.60}")
     if isinstance(base, bool) or not isinstance(base, int) or base < 0 or base % _ALIGN:
         raise ValueError(f"base must be a non-negative multiple of {_ALIGN}, not {base!r}")
+    if isinstance(double_buffer, bool):
+        double_buffer = (double_buffer,) * len(plans)
+    elif isinstance(double_buffer, (str, bytes)) or not hasattr(double_buffer, "__len__") \
+            or len(double_buffer) != len(plans) or \
+            not all(isinstance(v, bool) for v in double_buffer):
+        raise ValueError(f"double_buffer must be a bool or one bool per plan ({len(plans)}), "
+                         f"not {double_buffer!r:.60}")
+    double_buffer = tuple(double_buffer)
+    if any(double_buffer) and (isinstance(token_depth, bool)
+                               or not isinstance(token_depth, int) or token_depth < 2):
+        raise ValueError(f"token_depth must be at least 2 with double_buffer, not "
+                         f"{token_depth!r}")
     is_pool = [isinstance(plan, PoolLayer) for plan in plans]
     is_cat = [isinstance(plan, Concat) for plan in plans]
     inputs = _inputs(inputs, plans, is_cat)
@@ -960,6 +1014,14 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
         if (image or weights[i] is not None) and np.shape(weights[i]) != want:
             raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(weights[i])}")
+        if double_buffer[i]:
+            half = double_buffer_limits(limits)
+            need = required_limits([plan])
+            for name in _BANKED:
+                if need[name] > getattr(half, name):
+                    raise ValueError(f"plans[{i}] {name} must fit half the buffer with "
+                                     f"double_buffer ({getattr(half, name)} words; plan it "
+                                     f"with double_buffer_limits), not {need[name]}")
         shapes.append(tuple(int(v) for v in plan.out_shape))
     for i, shape in enumerate(shapes[1:]):
         c, _, w = shape
@@ -986,7 +1048,14 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     real = [i for i in range(len(plans)) if not is_cat[i]]   # layers with instructions
 
     # -- contents -------------------------------------------------------------------------
-    images = [word for plan in convs for inv in plan.invocations
+    # double buffering: invocation k of a layer owns half k mod 2 of the banked buffers (its
+    # ``bank``), whose first words lie at ``halves`` (Winograd: the tile buffer's)
+    banked = [[dataclasses.replace(inv, registers={**inv.registers,
+                                                   "bank": k % 2 if double_buffer[i] else 0})
+               for k, inv in enumerate(plan.invocations)]
+              for i, plan in enumerate(plans) if not (is_pool[i] or is_cat[i])]
+    halves = {name: getattr(limits, name) // 2 for name in _BANKED}
+    images = [word for invs in banked for inv in invs
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
     # per conv layer and invocation its weight words (and, for the image, their bytes)
@@ -1056,6 +1125,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                       cols=n, ch=TABLE_LANES) for o, n in _pieces(tables.words)]
     computes = []
     image_at = 0
+    banked_of = iter(banked)
     layer_of = [-1] * len(prog)                 # per instruction its layer (−1: none)
     for li in real:
         layer_of += [layer_of[-1]] * (len(prog) - len(layer_of))   # the previous layer's
@@ -1072,7 +1142,12 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             continue
         if flat[li]:
             t_in = t_in.flat()
-        invs = plan.invocations
+        invs = next(banked_of)
+        n_inv = len(invs)
+        # the previous user of this invocation's buffers: invocation k − 2 when double
+        # buffered (the other half is k − 1's), else k − 1
+        gap = 2 if double_buffer[li] else 1
+        fbase = halves["tile_words" if plan.algorithm == "winograd" else "feature_words"]
         welem = welems[li]
         prog += [LoadSetup(buf=Buffer.WEIGHT, elem=welem, row_pitch=0, px_pitch=edge * welem),
                  LoadSetup(buf=Buffer.FEATURE, elem=elem, row_pitch=t_in.row_pitch,
@@ -1081,28 +1156,38 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                  ComputeSetup(images=image_at, **boundary)]
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
+            bank = inv.registers["bank"]
             loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
                                                       else t_in.address(c0, y, x)),
-                      "addr": addr, "rows": n, "cols": cols, "ch": ch, "tile": tile,
+                      "addr": addr + bank * fbase, "rows": n, "cols": cols, "ch": ch, "tile": tile,
                       "slot": slot}
                      for src, y, x, c0, n, cols, ch, addr, tile, slot in feats[li][k]]
             seg = weight_segs[li][k]
-            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem, "addr": o,
-                       "rows": 1, "cols": n, "ch": edge} for o, n in _pieces(seg.words)]
+            loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem,
+                       "addr": o + bank * halves["weight_words"], "rows": 1, "cols": n,
+                       "ch": edge} for o, n in _pieces(seg.words)]
             for j, fields in enumerate(loads):
-                first = j == 0 and (chained or k > 0)
+                # the first load waits for the layer boundary, or for the compute that last
+                # read its half
+                first = j == 0 and ((chained and k == 0) or k >= gap)
                 prog.append(LoadTile(**fields, **tokens({Engine.COMPUTE} if first else (),
                                                         {Engine.COMPUTE}
                                                         if j == len(loads) - 1 else ())))
-            pop = {Engine.LOAD} | ({Engine.STORE} if k > 0 and invs[k - 1].final else set())
+            pop = {Engine.LOAD} | ({Engine.STORE} if k >= gap and invs[k - gap].final
+                                   else set())
             push = ({Engine.STORE} if inv.final else set()) | \
-                ({Engine.LOAD} if k < len(invs) - 1 else set())
+                ({Engine.LOAD} if k + gap < n_inv else set())
             prog.append(ComputeTile(image=k * n_img, **tokens(pop, push)))
             computes.append((plan, inv))
             boxes = stores[li][k]
-            last_push = {Engine.COMPUTE} if k < len(invs) - 1 else after(li)
+            # the store hands its half to the compute that next writes it; the layer's last
+            # store hands the layer boundary on (double buffered, the one before it
+            # pushes nothing: the store engine runs in order)
+            last_push = ({Engine.COMPUTE} if k + gap < n_inv else
+                         after(li) if k == n_inv - 1 else set())
             for j, (y, x, f0, n, cols, ch, addr, tile, slot) in enumerate(boxes):
-                prog.append(StoreTile(dram=t_out.address(f0, y, x), addr=addr, rows=n,
+                prog.append(StoreTile(dram=t_out.address(f0, y, x),
+                                      addr=addr + bank * halves["out_words"], rows=n,
                                       cols=cols, ch=ch, tile=tile, slot=slot,
                                       **tokens({Engine.COMPUTE} if j == 0 else (),
                                                last_push if j == len(boxes) - 1 else ())))

@@ -139,11 +139,11 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
     return ProgramTiming(tuple(layers), spans[-1][1] + offset)
 
 
-def program_design(network, design, *, latency: int = 0):
+def program_design(network, design, *, latency: int = 0, double_buffer: bool = True):
     """``design`` with the cycles and DRAM bytes of its program on the overlay top (module
     docstring): ``dse.compiler.network.compile_network(network, design, None,
-    image=False)`` timed by :func:`program_timing` with ``latency`` cycles of DRAM read
-    latency.
+    image=False, double_buffer=double_buffer)`` timed by :func:`program_timing` with
+    ``latency`` cycles of DRAM read latency.
 
     Raises
     ------
@@ -153,7 +153,8 @@ def program_design(network, design, *, latency: int = 0):
     """
     from dse.compiler.network import compile_network, design_overlay
 
-    lp, names = compile_network(network, design, None, image=False)
+    lp, names = compile_network(network, design, None, image=False,
+                                double_buffer=double_buffer)
     params, _ = design_overlay(design)
     timing = program_timing(lp, params, latency=latency)
     names = list(names)

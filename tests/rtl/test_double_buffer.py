@@ -1,0 +1,250 @@
+"""Double-buffered programs on the overlay top in Verilator.
+
+With ``double_buffer`` the program builder (``dse.compiler.program.build_network_program``)
+alternates a conv layer's invocations between the two halves of the datapath's feature (or
+tile), weight and output buffers (the register image's ``bank``): invocation k's loads wait
+for compute k − 2, not k − 1, and compute k for the store of k − 2, so loads overlap the
+previous compute and stores the next.  The networks of ``test_compile_network.py`` (the
+residual chain and the branches, im2col and kn2row) and of ``test_compile_winograd.py``
+(im2col → Winograd, every layer planned for half buffers) run here double-buffered: every
+tensor read back equals ``sim.overlay_golden.golden_outputs`` (whole-tensor reference
+models, never the program) bit for bit, the measured cycles lie within 1 % of
+``dse.compiler.timing.program_timing``, and the schedule is shorter than the single-buffered
+program's.  Then the token structure and the refusals, without a simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dse.board import load_board
+from dse.compiler import plan_conv
+from dse.compiler.asm import schedule
+from dse.compiler.network import compile_network, design_overlay
+from dse.compiler.program import (build_network_program, decode_output,
+                                  double_buffer_limits, instruction_cycles)
+from dse.compiler.timing import program_timing
+from dse.network import NetworkBuilder
+from dse.search import search
+from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, StoreTile
+from rtl.overlay_top import OverlayTop
+from rtl.params import DISPATCH_LATENCY, DatapathLimits
+from sim.overlay_golden import golden_outputs
+from sim.overlay_sim import build_overlay_sim, run_overlay_sim
+
+pytestmark = pytest.mark.verilator
+
+#: The overlay of test_compile_network.py (4×4, 2 KiB buffers): the same Verilator build.
+PINS = {"rows": 4, "cols": 4, "act_buffer_kib": 2, "weight_buffer_kib": 2,
+        "out_buffer_kib": 2, "bus_bits": 128}
+#: The overlay of test_compile_winograd.py (F(2×2, 3×3)).
+WINO_PINS = {**PINS, "winograd_m": 2, "a_width": 10, "b_width": 12}
+MEM_WORDS = 1 << 14
+TABLE_WORDS = 256
+
+
+def _residual():
+    b = NetworkBuilder("residual", (6, 8, 8))
+    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r1")
+    b.maxpool("p1", kernel=2)
+    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r2")
+    b.conv("c3", out_channels=8, kernel=1)
+    b.sum("add", ["c3", "p1"])
+    b.act("relu", "r3")
+    b.avgpool("ap", kernel=3, stride=2, padding=1)
+    b.gap("g")
+    b.act("identity", "out")
+    return b.build(), {"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}}
+
+
+def _branches():
+    b = NetworkBuilder("branches", (5, 9, 9))
+    b.conv("stem", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r0")
+    b.conv("b1", ["r0"], out_channels=4, kernel=1)
+    b.act("relu", "rb1")
+    b.conv("b2a", ["r0"], out_channels=3, kernel=1)
+    b.act("relu", "rb2a")
+    b.conv("b2b", out_channels=6, kernel=3, padding=1)
+    b.maxpool("b3p", ["r0"], kernel=3, stride=1, padding=1)
+    b.conv("b3", out_channels=5, kernel=1)
+    b.concat("cat", ["rb1", "b2b", "b3"])
+    b.conv("k1", out_channels=6, kernel=3, stride=2, padding=1)
+    b.act("relu", "rk1")
+    b.conv("k2", out_channels=6, kernel=3, padding=1)
+    b.conv("proj", ["cat"], out_channels=6, kernel=1, stride=2)
+    b.sum("res", ["k2", "proj"])
+    b.act("relu", "rres")
+    b.flatten("fl")
+    b.fc("fc", out_features=10)
+    return b.build(), {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
+
+
+def _run(lp, gold, params, limits, table_words=TABLE_WORDS):
+    """Run ``lp`` in Verilator; check every tensor bit-exact and the cycles within 1 % of
+    ``program_timing``; return (measured, model) cycles."""
+    top = OverlayTop(params, limits, table_words=table_words, token_depth=2)
+    r = run_overlay_sim(build_overlay_sim(top, mem_words=MEM_WORDS), lp.image,
+                        program=lp.program_addr)
+    assert r.ok and not r.error, (r.error_code, r.error_index)
+    for i, (name, g) in enumerate(gold.items()):
+        out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
+        assert np.array_equal(out, g), f"{name}: {(out != g).sum()} outputs differ"
+    model = program_timing(lp, params).total_cycles
+    assert abs(r.cycles - model) <= 0.01 * model, (r.cycles, model)
+    return r.cycles, model
+
+
+@pytest.mark.parametrize("network", [_residual, _branches], ids=["residual", "branches"])
+def test_compiled_network_double_buffered_bit_exact(network):
+    net, pins = network()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                    dataflows=("ws", "os"), hardware_pins=PINS, layer_pins=pins,
+                    optimizer="grid")
+    params, limits = design_overlay(design)
+    x = np.random.default_rng(7).integers(-128, 128, net.input_shape)
+    lp, used = compile_network(net, design, x, seed=3, double_buffer=True)
+    single, _ = compile_network(net, design, x, seed=3)
+    gold = golden_outputs(lp, x, list(used.values()), list(used))
+    for name, g in gold.items():
+        assert len(np.unique(g)) > 2, name
+    # some layer alternates its halves (the upper half runs), the rest as before
+    banks = [inv.registers["bank"] for _, inv in lp.computes]
+    assert 1 in banks and 0 in banks
+    measured, model = _run(lp, gold, params, limits)
+    slow = program_timing(single, params).total_cycles
+    print(f"{net.name}: double-buffered measured {measured}, model {model}; "
+          f"single-buffered model {slow}")
+    assert model < slow
+
+
+def test_winograd_network_double_buffered_bit_exact():
+    b = NetworkBuilder("wino", (5, 7, 7))
+    b.conv("c1", out_channels=6, kernel=3, padding=1)
+    b.act("relu", "r1")
+    b.conv("c2", out_channels=5, kernel=3, padding=1)
+    net = b.build()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "winograd"),
+                    dataflows=("ws", "os"), hardware_pins=WINO_PINS,
+                    layer_pins={"c1": {"algorithm": "im2col"},
+                                "c2": {"algorithm": "winograd"}}, optimizer="grid")
+    params, limits = design_overlay(design)
+    single, used = compile_network(net, design, np.zeros(net.input_shape, np.int8), seed=2)
+    # every layer planned for half buffers: the Winograd layer runs two invocations, the
+    # second from the upper half of the tile, weight and output buffers
+    half = double_buffer_limits(limits)
+    by_name = {p.name: p for p in design.layers}
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, net.input_shape)
+    plans = [plan_conv(layer, by_name[layer.name].algorithm, by_name[layer.name].dataflow,
+                       params, half, relu=layer.name == "c1") for layer in net.convs()]
+    assert [len(p.invocations) for p in plans] == [1, 2]
+    assert [p.algorithm for p in plans] == ["im2col", "winograd"]
+    ws = list(used.values())
+    lp = build_network_program(plans, x, ws, params, limits, double_buffer=True)
+    assert [inv.registers["bank"] for _, inv in lp.computes] == [0, 0, 1]
+    gold = golden_outputs(lp, x, ws, list(used))
+    measured, model = _run(lp, gold, params, limits, table_words=max(64, lp.table_words))
+    slow = program_timing(single, params).total_cycles
+    print(f"wino: double-buffered measured {measured}, model {model}; "
+          f"single-buffered model {slow}")
+    assert model < slow
+
+
+def _chain():
+    """A 4×4 overlay and one 3×3 im2col layer that its weight buffer cuts into two filter
+    chunks, and half of it into four invocations: two filter chunks of two channel chunks
+    each (a K split, the second chunk accumulating onto the first)."""
+    from dse.network import Layer
+    from rtl.params import OverlayParams
+
+    params = OverlayParams(rows=4, cols=4)
+    limits = DatapathLimits(max_m=64, max_k=128, max_n=16, feature_words=256,
+                            weight_words=96, out_words=256, tile_words=64)
+    layer = Layer("c", "conv", (), (8, 8, 8), (8, 8, 8), kernel=(3, 3), padding=(1, 1, 1, 1))
+    return params, limits, layer
+
+
+def test_tokens_and_halves_of_a_double_buffered_layer():
+    params, limits, layer = _chain()
+    plan = plan_conv(layer, "im2col", "ws", params, double_buffer_limits(limits))
+    n = len(plan.invocations)
+    assert [inv.final for inv in plan.invocations] == [False, True, False, True]
+    assert [inv.registers["accumulate"] for inv in plan.invocations] == [0, 1, 0, 1]
+    x = np.random.default_rng(0).integers(-128, 128, (8, 8, 8))
+    w = np.random.default_rng(1).integers(-128, 128, (8, 8, 3, 3))
+    lp = build_network_program([plan], x, [w], params, limits, double_buffer=True)
+    prog = lp.program
+    computes = [i for i, inst in enumerate(prog) if isinstance(inst, ComputeTile)]
+    assert [inv.registers["bank"] for _, inv in lp.computes] == [k % 2 for k in range(n)]
+    # per invocation: its loads and stores address its half of each buffer
+    starts = [0] + [c + 1 for c in computes[:-1]]
+    for k, (lo, c) in enumerate(zip(starts, computes)):
+        loads = [prog[i] for i in range(lo, c) if isinstance(prog[i], LoadTile)]
+        feature = [ld for ld in loads if ld.buf == Buffer.FEATURE]
+        weight = [ld for ld in loads if ld.buf == Buffer.WEIGHT]
+        assert feature and weight
+        f_lo = (limits.feature_words // 2) * (k % 2)
+        w_lo = (limits.weight_words // 2) * (k % 2)
+        assert all(f_lo <= ld.addr < f_lo + limits.feature_words // 2 for ld in feature)
+        assert all(w_lo <= ld.addr < w_lo + limits.weight_words // 2 for ld in weight)
+        # the first load waits for compute k − 2 (none for the first two)
+        assert (Engine.COMPUTE in loads[0].pop) == (k >= 2), k
+        assert (Engine.STORE in prog[c].pop) == (k >= 2 and plan.invocations[k - 2].final)
+    o_half = limits.out_words // 2
+    stores = [(i, inst) for i, inst in enumerate(prog) if isinstance(inst, StoreTile)]
+    for i, st in stores:
+        k = sum(c < i for c in computes) - 1
+        assert (k % 2) * o_half <= st.addr < (k % 2 + 1) * o_half
+    # in the schedule, invocation 1's loads end before compute 0 does: they overlap
+    times = schedule(prog, instruction_cycles(lp, params), 2, latency=DISPATCH_LATENCY)
+    last_load_1 = max(i for i in range(starts[1], computes[1])
+                      if isinstance(prog[i], LoadTile))
+    assert times[last_load_1][1] < times[computes[0]][1]
+    single = build_network_program([plan], x, [w], params, limits)
+    assert (program_timing(lp, params).total_cycles
+            < program_timing(single, params).total_cycles)
+
+
+def test_k_split_layer_double_buffered_bit_exact():
+    """The im2col layer of four invocations (two of them accumulating onto the chunk before,
+    from the other half) in Verilator."""
+    params, limits, layer = _chain()
+    plan = plan_conv(layer, "im2col", "ws", params, double_buffer_limits(limits))
+    rng = np.random.default_rng(4)
+    x = rng.integers(-128, 128, (8, 8, 8))
+    w = rng.integers(-128, 128, (8, 8, 3, 3))
+    lp = build_network_program([plan], x, [w], params, limits, double_buffer=True)
+    gold = golden_outputs(lp, x, [w])
+    assert len(np.unique(gold["0"])) > 16
+    measured, model = _run(lp, gold, params, limits, table_words=64)
+    single = build_network_program([plan_conv(layer, "im2col", "ws", params, limits)], x,
+                                   [w], params, limits)
+    slow = program_timing(single, params).total_cycles
+    print(f"k-split layer: double-buffered measured {measured}, model {model}; "
+          f"single-buffered model {slow}")
+    assert model < slow
+
+
+def test_double_buffer_refusals():
+    params, limits, layer = _chain()
+    full = plan_conv(layer, "im2col", "ws", params, limits)
+    x = np.zeros((8, 8, 8), np.int64)
+    w = np.zeros((8, 8, 3, 3), np.int64)
+    with pytest.raises(ValueError, match=r"^plans\[0\] weight_words must fit half the "
+                                         r"buffer with double_buffer \(48 words; plan it "
+                                         r"with double_buffer_limits\), not 72$"):
+        build_network_program([full], x, [w], params, limits, double_buffer=True)
+    half = plan_conv(layer, "im2col", "ws", params, double_buffer_limits(limits))
+    with pytest.raises(ValueError, match=r"^token_depth must be at least 2 with "
+                                         r"double_buffer, not 1$"):
+        build_network_program([half], x, [w], params, limits, double_buffer=True,
+                              token_depth=1)
+    with pytest.raises(ValueError, match=r"^double_buffer must be a bool or one bool per "
+                                         r"plan \(1\)"):
+        build_network_program([half], x, [w], params, limits, double_buffer=(True, False))
+    assert double_buffer_limits(limits).weight_words == limits.weight_words // 2
+    assert double_buffer_limits(limits).max_m == limits.max_m
