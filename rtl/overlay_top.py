@@ -95,11 +95,12 @@ from rtl.isa import (
 from rtl.params import (COUNTER_BITS, START_CYCLES, DatapathLimits, OverlayParams,
                         datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
+from rtl.pool_layout import pool_lanes, pool_supported
 
 from .validate import reject, rejecting
 
 __all__ = ["table_words_for", "HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
-           "OverlayTop", "pool_supported"]
+           "OverlayTop", "pool_lanes", "pool_supported"]
 
 def table_words_for(needed: int) -> int:
     """Table-memory words of a top whose programs need ``needed`` (``NetworkProgram.
@@ -134,13 +135,6 @@ HOST_REGISTERS = (
 HOST_ADDR_BITS = 8
 
 _LOADED = (Buffer.FEATURE, Buffer.WEIGHT, Buffer.TABLE)
-
-
-def pool_supported(params: OverlayParams, precision: int = 8) -> bool:
-    """Whether :class:`OverlayTop` has a pool engine for ``params`` and ``precision``: the
-    engine is int8 and reads feature-buffer words (``rows`` lanes) and writes output-buffer
-    words (``cols`` lanes) of one layout, so it needs ``precision`` 8 and ``rows == cols``."""
-    return precision == DATA_BITS and params.rows == params.cols
 
 
 class OverlayTop(wiring.Component):
@@ -260,8 +254,9 @@ class OverlayTop(wiring.Component):
         self.pool = None
         if self._has_pool:
             self.loaders[Buffer.AUX] = LoadEngine(bus, params.rows, DATA_BITS, sign_extend=True)
-            self.pool = PoolEngine(params.rows, limits.feature_words, in2_depth=aux_words,
-                                   out_depth=limits.out_words)
+            self.pool = PoolEngine(pool_lanes(params), limits.feature_words,
+                                   in2_depth=aux_words, out_depth=limits.out_words,
+                                   in_lanes=params.rows, out_lanes=params.cols)
         self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True, tile_side=wm,
                                   tile_lanes=params.winograd_lanes if wm else 0)
         self.compute = ComputeEngine(datapath_registers(params, limits))

@@ -209,6 +209,7 @@ from rtl.params import (
     OverlayParams,
     datapath_registers,
 )
+from rtl.pool_layout import pool_lanes, pool_supported
 
 __all__ = [
     "FINISH_CYCLES",
@@ -580,12 +581,15 @@ class PoolLayer:
         return pool_numerics(self.mode, window)
 
 
-def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, what: str):
+def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, params: OverlayParams,
+                what: str):
     """The bands of a pool layer: (o0, o1, y0, y1, pad_t, pad_b) with output rows [o0, o1)
-    from input rows [y0, y1) and the tile's top and bottom padding (module docstring)."""
+    from input rows [y0, y1) and the tile's top and bottom padding (module docstring): its
+    input pixels take ⌈C / rows⌉ feature (and aux) words, its output pixels ⌈C / cols⌉
+    output words."""
     c, h, w = in_shape
     _, oh, ow = layer.out_shape(in_shape)
-    cw = -(-c // lanes)
+    cw, ocw = -(-c // params.rows), -(-c // params.cols)
     if layer.mode in ("gmax", "gavg"):
         if h * w * cw > limits.feature_words or h > MAX_EXTENT:
             raise ValueError(f"{what} input must fit the feature buffer ({limits.feature_words} "
@@ -604,7 +608,7 @@ def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, 
         o0, o1, y0, y1, _, _ = b
         need_in = (y1 - y0) * w * cw
         return (need_in <= (room if layer.mode == "add" else limits.feature_words)
-                and (o1 - o0) * ow * cw <= limits.out_words)
+                and (o1 - o0) * ow * ocw <= limits.out_words)
 
     bands, o0 = [], 0
     while o0 < oh:
@@ -612,7 +616,7 @@ def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, 
         if not fits(band(o0, o1)):
             raise ValueError(f"{what} must fit one output row in the buffers (feature "
                              f"{limits.feature_words}, output {limits.out_words} words), not "
-                             f"{(band(o0, o1)[3] - band(o0, o1)[2]) * w * cw} and {ow * cw}")
+                             f"{(band(o0, o1)[3] - band(o0, o1)[2]) * w * cw} and {ow * ocw}")
         while o1 < oh and fits(band(o0, o1 + 1)):
             o1 += 1
         bands.append(band(o0, o1))
@@ -916,11 +920,11 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             continue
         in_shape = shapes[inputs[i]]
         if is_pool[i]:
-            if not (precision == 8 and params.rows == params.cols):
+            if not pool_supported(params, precision):
                 raise ValueError(f"plans[{i}] (a pool layer) needs an 8-bit network on an "
-                                 f"overlay with rows == cols (the pool engine's int8 words "
-                                 f"are feature and output words alike), not "
-                                 f"int{precision} on {params.rows}x{params.cols}")
+                                 f"overlay whose rows and cols are a power of two apart "
+                                 f"(rtl.overlay_top.pool_supported), not int{precision} on "
+                                 f"{params.rows}x{params.cols}")
             if plan.mode == "add":
                 if plan.source > i:
                     raise ValueError(f"plans[{i}] source must be an earlier tensor (0 to "
@@ -966,7 +970,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
-    bands = [_pool_bands(plan, shapes[inputs[i]], limits, params.rows, f"plans[{i}]")
+    bands = [_pool_bands(plan, shapes[inputs[i]], limits, params, f"plans[{i}]")
              if is_pool[i] else None for i, plan in enumerate(plans)]
     # channels from one pixel to the next of each tensor (a concat's input: the concat's)
     pitch = [shapes[view_of[t][0]][0] if t in view_of else shape[0]
@@ -1057,7 +1061,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         if is_pool[li]:
             prog += _pool_program(plan, bands[li], t_in, t_out,
                                   tensors[plan.source] if plan.mode == "add" else None,
-                                  params.rows, chained, after(li), boundary, tokens)
+                                  params, chained, after(li), boundary, tokens)
             continue
         if flat[li]:
             t_in = t_in.flat()
@@ -1135,12 +1139,14 @@ def _inputs(inputs, plans, is_cat) -> tuple:
     return tuple(out)
 
 
-def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, lanes: int,
-                  chained: bool, last_push: set, boundary: dict, tokens) -> list:
-    """A pool layer's instructions (module docstring, "Pool layers" and "Tokens")."""
+def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux,
+                  params: OverlayParams, chained: bool, last_push: set, boundary: dict,
+                  tokens) -> list:
+    """A pool layer's instructions (module docstring, "Pool layers" and "Tokens"): input
+    pixels of ⌈C / rows⌉ feature (and aux) words, output pixels of ⌈C / cols⌉ output words."""
     c, _, w = t_in.shape
     _, _, ow = t_out.shape
-    cw = -(-c // lanes)
+    cw, ocw = -(-c // params.rows), -(-c // params.cols)
     mult, shift, mult2 = layer.numerics(t_in.shape)
     kh, kw = layer.kernel
     prog = [LoadSetup(buf=Buffer.FEATURE, elem=t_in.elem, row_pitch=t_in.row_pitch,
@@ -1172,7 +1178,7 @@ def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, l
         boxes = _pieces(o1 - o0)
         for j, (o, n) in enumerate(boxes):
             push = ({Engine.POOL} if more else last_push) if j == len(boxes) - 1 else ()
-            prog.append(StoreTile(dram=t_out.address(0, o0 + o, 0), addr=o * ow * cw, rows=n,
+            prog.append(StoreTile(dram=t_out.address(0, o0 + o, 0), addr=o * ow * ocw, rows=n,
                                   cols=ow, ch=c, **tokens({Engine.POOL} if j == 0 else (),
                                                           push)))
     return prog
@@ -1209,7 +1215,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
             out.append(0)
         elif isinstance(inst, PoolTile):
             s = setups["pool"]
-            out.append(int(pool_cycles(s.mode, inst.rows, inst.cols, -(-s.ch // params.rows),
+            out.append(int(pool_cycles(s.mode, inst.rows, inst.cols,
+                                       -(-s.ch // pool_lanes(params)),
                                        s.kh, s.kw, s.stride,
                                        (inst.pad_t, inst.pad_b, inst.pad_l, inst.pad_r))))
         elif isinstance(inst, LoadTile):
