@@ -25,8 +25,10 @@ AXI4-Lite slave:
   from the table memory, drives the :class:`rtl.conv_datapath.ConvDatapath`'s setting ports
   (by name), starts it and waits for its ``done``;
 * the **pool adapter** hands the pool commands to :class:`rtl.pool_engine.PoolEngine`
-  (present when :func:`pool_supported`: precision 8 and ``rows == cols``, so that feature
-  and output words have one layout).  It reads the feature buffer (inside the datapath's
+  (present when :func:`pool_supported`: precision 8, and ``rows`` and ``cols`` a power of
+  two apart).  It works on groups of :func:`pool_lanes` = gcd(``rows``, ``cols``) lanes,
+  reading feature and aux words of ``rows`` lanes and writing output words of ``cols`` lanes
+  (``in_lanes``, ``out_lanes``: on rows == cols the plain engine).  It reads the feature buffer (inside the datapath's
   window generator) through the generator's read port and the aux buffer, and writes the
   output buffer through the datapath's second write port (both
   ``ConvDatapath(out_write_port=True)``: ``fr_*``, ``ow_*``); the tokens keep it and the
@@ -64,7 +66,7 @@ the controller follows ``dse.compiler.asm.schedule`` with each instruction's cyc
 channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
 
 Limitations of this milestone: the im2col, kn2row and Winograd datapaths (parameters with
-``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
+``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays whose ``rows`` and ``cols`` are a power of two apart; buffer addresses are truncated to the buffer
 depths (the compiler keeps them in range); single buffers, so load, compute and store of
 consecutive invocations overlap only as far as the write-after-read tokens allow.
 """

@@ -37,6 +37,18 @@ to its ``done``: ``dse.cost.transforms.pool_cycles`` (taps + ``POOL_LATENCY``), 
 ``done`` comes the cycle after the last write.  A windowed tile whose window does not fit its
 padded tile is refused: ``done`` and ``error`` in the cycle after its transfer, nothing written.
 
+Wider words (an overlay with rows ≠ cols, ``rtl.pool_layout``): the engine works on groups of
+``lanes`` lanes a cycle, a pixel of ``ch`` channels being ⌈ch / lanes⌉ groups; its input
+words (feature and aux) may hold ``in_lanes`` = a · ``lanes`` lanes and its output words
+``out_lanes`` = b · ``lanes`` (a, b powers of two, one of them 1).  With a > 1 the input
+pointers count groups (a pixel is ⌈ch / in_lanes⌉ · a groups apart, the word address is the
+pointer over a, and the tap's group is picked out of the word read, the pointer's low bits
+registered beside it); with b > 1 a pixel's groups fill its ⌈ch / out_lanes⌉ output words in
+order, the earlier groups of a word waiting in a register, the word written with its last
+group (its slot b − 1 or the pixel's last group: the slots after that are 0), in that group's
+cycle.  So taps, cycles and ``done`` are those of the groups, ``pool_cycles`` with
+``ch_words`` = ⌈ch / lanes⌉, and with a = b = 1 the engine is the plain one.
+
 Widths: int8 data; the accumulator holds :data:`SUM_BITS` signed bits, enough for the sum of any
 tile the ISA can describe (4095 × 4095 pixels of −128: −2,146,435,200 > −2^31) and so of any
 window (at most 15 × 15 × 128 = 28,800); ``mult`` and ``mult2`` are
@@ -83,8 +95,12 @@ class PoolEngine(wiring.Component):
     Parameters
     ----------
     lanes:
-        int8 lanes per buffer word (1 to 256); a pixel of ``ch`` channels takes ⌈ch / lanes⌉
-        words.
+        int8 lanes the engine works on a cycle (1 to 256); a pixel of ``ch`` channels takes
+        ⌈ch / lanes⌉ words (groups, with wider words).
+    in_lanes, out_lanes:
+        int8 lanes per input (feature, aux) word and per output word: ``lanes`` (the
+        default) times a power of two, at most 256, one of them ``lanes`` (module
+        docstring, "Wider words").
     depth:
         Depth of the input (feature) buffer, in words (at least 2).
     in2_depth, out_depth:
@@ -103,14 +119,14 @@ class PoolEngine(wiring.Component):
         With ``done``: the tile was refused (its window does not fit its padded tile).
     busy : Out(1)
         A tile is in progress (from the cycle after its transfer through its ``done``).
-    in_addr : Out(ceil_log2(depth)), in_en : Out(1), in_data : In(ArrayLayout(signed(8), lanes))
+    in_addr : Out(ceil_log2(depth)), in_en : Out(1), in_data : In(ArrayLayout(signed(8), in_lanes))
         The input buffer's read port: ``in_data`` holds the word of ``in_addr`` the cycle
         after ``in_en``.
     in2_addr, in2_en, in2_data :
         The aux buffer's read port, likewise (``add`` only).
     out_addr, out_en, out_data :
-        The output buffer's write port (written at the clock edge that ends an ``out_en``
-        cycle).
+        The output buffer's write port, words of ``out_lanes`` lanes (written at the clock
+        edge that ends an ``out_en`` cycle).
     busy_cycles, words_written : Out(COUNTER_BITS)
         Cycles with a tile in progress and result words written, since reset.
 

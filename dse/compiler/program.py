@@ -90,14 +90,17 @@ them, each word stored as its lanes of ``elem`` bytes, the words contiguous (den
 one word a pixel, at most 4095 a box).
 
 **Pool layers** (:class:`PoolLayer`) run on the pool engine (``rtl/pool_engine.py``, int8:
-8-bit networks on an overlay with ``rows == cols``, whose feature and output words have the same
-lanes).  A layer is cut into **bands** of output rows, each one ``pool.tile``: the band's input
-rows (with the layer's padding at the tensor's top and bottom edges as the tile's ``pad_t`` /
-``pad_b``, its left and right padding as ``pad_l`` / ``pad_r``) are one ``load.tile
-buf=feature`` box of the input tensor at buffer word 0 (⌈C / rows⌉ words a pixel, the load
-engine's packing, which is the pool engine's HWC word layout), and its output rows one
-``store.tile`` box at output word 0.  A band has as many output rows as fit both the feature
-buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer; a global pool is one
+8-bit networks on an overlay whose ``rows`` and ``cols`` are a power of two apart,
+``rtl.pool_layout.pool_supported``; it reads feature words of ``rows`` lanes and writes output
+words of ``cols`` lanes).  A layer is cut into **bands** of output rows, each one
+``pool.tile``: the band's input rows (with the layer's padding at the tensor's top and bottom
+edges as the tile's ``pad_t`` / ``pad_b``, its left and right padding as ``pad_l`` /
+``pad_r``) are one ``load.tile buf=feature`` box of the input tensor at buffer word 0
+(⌈C / rows⌉ words a pixel, the load engine's packing, which is the pool engine's input
+layout), and its output rows one ``store.tile`` box at output word 0 (⌈C / cols⌉ words a
+pixel, the store engine's packing).  A band has as many output rows as fit both the feature
+buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer (its output rows × OW ×
+⌈C / cols⌉ words); a global pool is one
 tile of the whole tensor (it must fit).  ``add``'s second operand is an earlier tensor of the
 program (:attr:`PoolLayer.source`: the network input or an earlier layer's output, the shape of
 the add's input), loaded band by band as ``load.tile buf=aux`` boxes at aux word 0 (the aux
@@ -160,7 +163,8 @@ both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR r
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
 0 for the setups, which take no time; ``dse.cost.transforms.pool_cycles`` for a
-``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly);
+``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly, with
+``ch_words`` = ⌈ch / gcd(rows, cols)⌉, the engine's groups: ``rtl.pool_layout.pool_lanes``);
 ``FINISH_CYCLES`` for ``finish``.
 
 :func:`decode_output` reads a layer's output tensor back from a memory as N×OH×OW.

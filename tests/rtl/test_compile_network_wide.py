@@ -101,3 +101,20 @@ def test_pools_run_bit_exact_with_predicted_cycles(rows, cols):
     assert pools >= 4
     print(f"{rows}x{cols}: measured {r.cycles} cycles, program_timing "
           f"{timing.total_cycles}, {pools} pool.tiles")
+
+
+@pytest.mark.parametrize("rows,cols", [(4, 8), (8, 4)])
+def test_wide_tops_lint_clean(tmp_path, rows, cols):
+    """The overlay tops with the wide pool engine are Verilator-lint clean, as the others."""
+    from rtl.params import DatapathLimits, OverlayParams
+    from sim.runner import emit_verilog, lint_verilog
+
+    limits = DatapathLimits(max_m=64, max_k=72, max_n=8, feature_words=256,
+                            weight_words=128, out_words=64, max_gemms=16, tile_words=2,
+                            spectral_words=2)
+    top = OverlayTop(OverlayParams(rows=rows, cols=cols), limits)
+    assert top.has_pool
+    violations, _ = lint_verilog(emit_verilog(top, "overlay_top"), "overlay_top",
+                                 work_dir=tmp_path)
+    assert not violations, "\n".join(f"line {v.line}: %{v.rule}: {v.message}"
+                                     for v in violations[:20])
