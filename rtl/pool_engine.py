@@ -264,9 +264,10 @@ class PoolEngine(wiring.Component):
         in2_delta = Signal(PB)                      # in2 address − in address, in groups
         p_out = Signal(BUF_ADDR_BITS)               # the next result word's address
         with m.If(take & ~is_setup):
-            m.d.sync += [rows.eq(ti.rows), cols.eq(ti.cols), in_base.eq(ti.in_addr << la),
-                         in2_delta.eq((ti.in2_addr - ti.in_addr) << la),
-                         p_out.eq(ti.out_addr)]
+            delta = ti.in2_addr - ti.in_addr
+            m.d.sync += [rows.eq(ti.rows), cols.eq(ti.cols),
+                         in_base.eq(ti.in_addr << la if la else ti.in_addr),
+                         in2_delta.eq(delta << la if la else delta), p_out.eq(ti.out_addr)]
             with m.If(windowed):
                 m.d.sync += [win_h.eq(kh), win_w.eq(kw), step.eq(stride), pad_t.eq(ti.pad_t),
                              pad_b.eq(ti.pad_b), pad_l.eq(ti.pad_l), pad_r.eq(ti.pad_r)]
