@@ -25,8 +25,10 @@ AXI4-Lite slave:
   from the table memory, drives the :class:`rtl.conv_datapath.ConvDatapath`'s setting ports
   (by name), starts it and waits for its ``done``;
 * the **pool adapter** hands the pool commands to :class:`rtl.pool_engine.PoolEngine`
-  (present when :func:`pool_supported`: precision 8 and ``rows == cols``, so that feature
-  and output words have one layout).  It reads the feature buffer (inside the datapath's
+  (present when :func:`pool_supported`: precision 8, and ``rows`` and ``cols`` a power of
+  two apart).  It works on groups of :func:`pool_lanes` = gcd(``rows``, ``cols``) lanes,
+  reading feature and aux words of ``rows`` lanes and writing output words of ``cols`` lanes
+  (``in_lanes``, ``out_lanes``: on rows == cols the plain engine).  It reads the feature buffer (inside the datapath's
   window generator) through the generator's read port and the aux buffer, and writes the
   output buffer through the datapath's second write port (both
   ``ConvDatapath(out_write_port=True)``: ``fr_*``, ``ow_*``); the tokens keep it and the
@@ -64,7 +66,7 @@ the controller follows ``dse.compiler.asm.schedule`` with each instruction's cyc
 channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
 
 Limitations of this milestone: the im2col, kn2row and Winograd datapaths (parameters with
-``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays with ``rows == cols``; buffer addresses are truncated to the buffer
+``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays whose ``rows`` and ``cols`` are a power of two apart; buffer addresses are truncated to the buffer
 depths (the compiler keeps them in range); single buffers, so load, compute and store of
 consecutive invocations overlap only as far as the write-after-read tokens allow.
 """
@@ -95,11 +97,12 @@ from rtl.isa import (
 from rtl.params import (COUNTER_BITS, START_CYCLES, DatapathLimits, OverlayParams,
                         datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
+from rtl.pool_layout import pool_lanes, pool_supported
 
 from .validate import reject, rejecting
 
 __all__ = ["table_words_for", "HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
-           "OverlayTop", "pool_supported"]
+           "OverlayTop", "pool_lanes", "pool_supported"]
 
 def table_words_for(needed: int) -> int:
     """Table-memory words of a top whose programs need ``needed`` (``NetworkProgram.
@@ -134,13 +137,6 @@ HOST_REGISTERS = (
 HOST_ADDR_BITS = 8
 
 _LOADED = (Buffer.FEATURE, Buffer.WEIGHT, Buffer.TABLE)
-
-
-def pool_supported(params: OverlayParams, precision: int = 8) -> bool:
-    """Whether :class:`OverlayTop` has a pool engine for ``params`` and ``precision``: the
-    engine is int8 and reads feature-buffer words (``rows`` lanes) and writes output-buffer
-    words (``cols`` lanes) of one layout, so it needs ``precision`` 8 and ``rows == cols``."""
-    return precision == DATA_BITS and params.rows == params.cols
 
 
 class OverlayTop(wiring.Component):
@@ -260,8 +256,9 @@ class OverlayTop(wiring.Component):
         self.pool = None
         if self._has_pool:
             self.loaders[Buffer.AUX] = LoadEngine(bus, params.rows, DATA_BITS, sign_extend=True)
-            self.pool = PoolEngine(params.rows, limits.feature_words, in2_depth=aux_words,
-                                   out_depth=limits.out_words)
+            self.pool = PoolEngine(pool_lanes(params), limits.feature_words,
+                                   in2_depth=aux_words, out_depth=limits.out_words,
+                                   in_lanes=params.rows, out_lanes=params.cols)
         self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True, tile_side=wm,
                                   tile_lanes=params.winograd_lanes if wm else 0)
         self.compute = ComputeEngine(datapath_registers(params, limits))

@@ -37,6 +37,18 @@ to its ``done``: ``dse.cost.transforms.pool_cycles`` (taps + ``POOL_LATENCY``), 
 ``done`` comes the cycle after the last write.  A windowed tile whose window does not fit its
 padded tile is refused: ``done`` and ``error`` in the cycle after its transfer, nothing written.
 
+Wider words (an overlay with rows ≠ cols, ``rtl.pool_layout``): the engine works on groups of
+``lanes`` lanes a cycle, a pixel of ``ch`` channels being ⌈ch / lanes⌉ groups; its input
+words (feature and aux) may hold ``in_lanes`` = a · ``lanes`` lanes and its output words
+``out_lanes`` = b · ``lanes`` (a, b powers of two, one of them 1).  With a > 1 the input
+pointers count groups (a pixel is ⌈ch / in_lanes⌉ · a groups apart, the word address is the
+pointer over a, and the tap's group is picked out of the word read, the pointer's low bits
+registered beside it); with b > 1 a pixel's groups fill its ⌈ch / out_lanes⌉ output words in
+order, the earlier groups of a word waiting in a register, the word written with its last
+group (its slot b − 1 or the pixel's last group: the slots after that are 0), in that group's
+cycle.  So taps, cycles and ``done`` are those of the groups, ``pool_cycles`` with
+``ch_words`` = ⌈ch / lanes⌉, and with a = b = 1 the engine is the plain one.
+
 Widths: int8 data; the accumulator holds :data:`SUM_BITS` signed bits, enough for the sum of any
 tile the ISA can describe (4095 × 4095 pixels of −128: −2,146,435,200 > −2^31) and so of any
 window (at most 15 × 15 × 128 = 28,800); ``mult`` and ``mult2`` are
@@ -83,8 +95,12 @@ class PoolEngine(wiring.Component):
     Parameters
     ----------
     lanes:
-        int8 lanes per buffer word (1 to 256); a pixel of ``ch`` channels takes ⌈ch / lanes⌉
-        words.
+        int8 lanes the engine works on a cycle (1 to 256); a pixel of ``ch`` channels takes
+        ⌈ch / lanes⌉ words (groups, with wider words).
+    in_lanes, out_lanes:
+        int8 lanes per input (feature, aux) word and per output word: ``lanes`` (the
+        default) times a power of two, at most 256, one of them ``lanes`` (module
+        docstring, "Wider words").
     depth:
         Depth of the input (feature) buffer, in words (at least 2).
     in2_depth, out_depth:
@@ -103,14 +119,14 @@ class PoolEngine(wiring.Component):
         With ``done``: the tile was refused (its window does not fit its padded tile).
     busy : Out(1)
         A tile is in progress (from the cycle after its transfer through its ``done``).
-    in_addr : Out(ceil_log2(depth)), in_en : Out(1), in_data : In(ArrayLayout(signed(8), lanes))
+    in_addr : Out(ceil_log2(depth)), in_en : Out(1), in_data : In(ArrayLayout(signed(8), in_lanes))
         The input buffer's read port: ``in_data`` holds the word of ``in_addr`` the cycle
         after ``in_en``.
     in2_addr, in2_en, in2_data :
         The aux buffer's read port, likewise (``add`` only).
     out_addr, out_en, out_data :
-        The output buffer's write port (written at the clock edge that ends an ``out_en``
-        cycle).
+        The output buffer's write port, words of ``out_lanes`` lanes (written at the clock
+        edge that ends an ``out_en`` cycle).
     busy_cycles, words_written : Out(COUNTER_BITS)
         Cycles with a tile in progress and result words written, since reset.
 
@@ -121,10 +137,13 @@ class PoolEngine(wiring.Component):
     """
 
     def __init__(self, lanes: int = 8, depth: int = 1024, *, in2_depth: int | None = None,
-                 out_depth: int | None = None):
+                 out_depth: int | None = None, in_lanes: int | None = None,
+                 out_lanes: int | None = None):
         with rejecting(self):
             in2_depth = depth if in2_depth is None else in2_depth
             out_depth = depth if out_depth is None else out_depth
+            in_lanes = lanes if in_lanes is None else in_lanes
+            out_lanes = lanes if out_lanes is None else out_lanes
             for name, value, lo, hi in (("lanes", lanes, 1, 256),
                                         ("depth", depth, 2, 1 << BUF_ADDR_BITS),
                                         ("in2_depth", in2_depth, 2, 1 << BUF_ADDR_BITS),
@@ -133,9 +152,21 @@ class PoolEngine(wiring.Component):
                     raise TypeError(f"{name} must be an integer, not {value!r}")
                 if not lo <= value <= hi:
                     raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+            for name, value in (("in_lanes", in_lanes), ("out_lanes", out_lanes)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{name} must be an integer, not {value!r}")
+                ratio = value // lanes
+                if value % lanes or ratio & (ratio - 1) or value > 256:
+                    raise ValueError(f"{name} must be lanes ({lanes}) times a power of two, "
+                                     f"at most 256, not {value}")
+            if in_lanes != lanes and out_lanes != lanes:
+                raise ValueError(f"in_lanes or out_lanes must be lanes ({lanes}), not "
+                                 f"{in_lanes} and {out_lanes}")
         self._lanes, self._depth = lanes, depth
+        self._in_lanes, self._out_lanes = in_lanes, out_lanes
         self._in2_depth, self._out_depth = in2_depth, out_depth
-        word = data.ArrayLayout(signed(DATA_BITS), lanes)
+        word = data.ArrayLayout(signed(DATA_BITS), in_lanes)
+        out_word = data.ArrayLayout(signed(DATA_BITS), out_lanes)
         super().__init__({
             "cmd": In(stream.Signature(command_layout(Engine.POOL))),
             "done": Out(1),
@@ -143,7 +174,7 @@ class PoolEngine(wiring.Component):
             "busy": Out(1),
             "in_addr": Out(range(depth)), "in_en": Out(1), "in_data": In(word),
             "in2_addr": Out(range(in2_depth)), "in2_en": Out(1), "in2_data": In(word),
-            "out_addr": Out(range(out_depth)), "out_en": Out(1), "out_data": Out(word),
+            "out_addr": Out(range(out_depth)), "out_en": Out(1), "out_data": Out(out_word),
             "busy_cycles": Out(COUNTER_BITS),
             "words_written": Out(COUNTER_BITS),
         })
@@ -152,6 +183,16 @@ class PoolEngine(wiring.Component):
     def lanes(self) -> int:
         """int8 lanes per buffer word."""
         return self._lanes
+
+    @property
+    def in_lanes(self) -> int:
+        """int8 lanes per input (feature and aux) buffer word: ``lanes`` × a power of two."""
+        return self._in_lanes
+
+    @property
+    def out_lanes(self) -> int:
+        """int8 lanes per output buffer word: ``lanes`` × a power of two."""
+        return self._out_lanes
 
     @property
     def depth(self) -> int:
@@ -171,6 +212,11 @@ class PoolEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
+        # a > 1: an input word holds a groups of ``lanes`` lanes; b > 1: an output word holds b
+        # (module docstring, "Wider words").  Input pointers count groups: PB bits.
+        a, b = self._in_lanes // lanes, self._out_lanes // lanes
+        la = a.bit_length() - 1
+        PB = BUF_ADDR_BITS + la
         cmd = self.cmd.payload
         su, ti = cmd.setup, cmd.tile
         take = self.cmd.valid & self.cmd.ready
@@ -181,7 +227,9 @@ class PoolEngine(wiring.Component):
         kh = Signal(SMALL_BITS, init=1)
         kw = Signal(SMALL_BITS, init=1)
         stride = Signal(SMALL_BITS, init=1)
-        words = Signal(CHANNEL_BITS, init=1)        # ⌈ch / lanes⌉ words per pixel
+        words = Signal(CHANNEL_BITS, init=1)        # ⌈ch / lanes⌉ groups per pixel
+        # groups from one pixel to the next in the input buffers: ⌈ch / in_lanes⌉ · a
+        pitch = words if a == 1 else Signal(CHANNEL_BITS + la, init=a)
         relu = Signal()
         mult = Signal(REQUANT_MULT_BITS, init=1)
         shift = Signal(REQUANT_SHIFT_BITS)
@@ -189,6 +237,8 @@ class PoolEngine(wiring.Component):
         with m.If(take & is_setup):
             m.d.sync += [mode.eq(su.mode), kh.eq(su.kh), kw.eq(su.kw), stride.eq(su.stride),
                          words.eq((su.ch + (lanes - 1)) // lanes),
+                         *(() if a == 1 else
+                           (pitch.eq(((su.ch + (self._in_lanes - 1)) // self._in_lanes) << la),)),
                          relu.eq(su.act == Activation.RELU.code),
                          mult.eq(su.mult), shift.eq(su.shift), mult2.eq(su.mult2)]
 
@@ -210,12 +260,14 @@ class PoolEngine(wiring.Component):
         pad_b = Signal(SMALL_BITS)
         pad_l = Signal(SMALL_BITS)
         pad_r = Signal(SMALL_BITS)
-        in_base = Signal(BUF_ADDR_BITS)
-        in2_delta = Signal(BUF_ADDR_BITS)           # in2 address − in address
+        in_base = Signal(PB)                        # in groups
+        in2_delta = Signal(PB)                      # in2 address − in address, in groups
         p_out = Signal(BUF_ADDR_BITS)               # the next result word's address
         with m.If(take & ~is_setup):
-            m.d.sync += [rows.eq(ti.rows), cols.eq(ti.cols), in_base.eq(ti.in_addr),
-                         in2_delta.eq(ti.in2_addr - ti.in_addr), p_out.eq(ti.out_addr)]
+            delta = ti.in2_addr - ti.in_addr
+            m.d.sync += [rows.eq(ti.rows), cols.eq(ti.cols),
+                         in_base.eq(ti.in_addr << la if la else ti.in_addr),
+                         in2_delta.eq(delta << la if la else delta), p_out.eq(ti.out_addr)]
             with m.If(windowed):
                 m.d.sync += [win_h.eq(kh), win_w.eq(kw), step.eq(stride), pad_t.eq(ti.pad_t),
                              pad_b.eq(ti.pad_b), pad_l.eq(ti.pad_l), pad_r.eq(ti.pad_r)]
@@ -225,19 +277,20 @@ class PoolEngine(wiring.Component):
                              pad_t.eq(0), pad_b.eq(0), pad_l.eq(0), pad_r.eq(0)]
 
         # -- generator state --------------------------------------------------------------
-        row_pitch = Signal(BUF_ADDR_BITS)           # cols · words
-        step_w = Signal(BUF_ADDR_BITS)              # stride · words
-        pad_w = Signal(BUF_ADDR_BITS)               # pad_l · words
+        row_pitch = Signal(PB)                      # cols · pitch
+        step_w = Signal(PB)                         # stride · pitch
+        pad_w = Signal(PB)                          # pad_l · pitch
         iyb, ixb = Signal(_COORD), Signal(_COORD)   # the window's top-left (padded coords)
         iy, ix = Signal(_COORD), Signal(_COORD)     # the tap's
         ty, tx = Signal(EXTENT_BITS), Signal(EXTENT_BITS)
         w = Signal(CHANNEL_BITS)
-        p_row = Signal(BUF_ADDR_BITS)               # address of (iyb, 0), word 0
-        p_win = Signal(BUF_ADDR_BITS)               # (iyb, ixb), word 0
-        p_w = Signal(BUF_ADDR_BITS)                 # (iyb, ixb), word w
-        p_trow = Signal(BUF_ADDR_BITS)              # (iy, ixb), word w
-        p_tap = Signal(BUF_ADDR_BITS)               # (iy, ix), word w
-        step_row = Signal(BUF_ADDR_BITS)            # stride · row_pitch
+        p_row = Signal(PB)                          # address of (iyb, 0), group 0
+        p_win = Signal(PB)                          # (iyb, ixb), group 0
+        p_w = Signal(PB)                            # (iyb, ixb), group w
+        p_trow = Signal(PB)                         # (iy, ixb), group w
+        p_tap = Signal(PB)                          # (iy, ix), group w
+        step_row = Signal(PB)                       # stride · row_pitch
+        j = Signal(range(b))                        # the group's slot in its output word
         running = Signal()                          # taps left to issue
         ended = Signal()                            # every tap issued
 
@@ -270,13 +323,16 @@ class PoolEngine(wiring.Component):
             with m.If(~fits):
                 m.d.comb += [self.done.eq(1), self.error.eq(1)]
             with m.Else():
-                m.d.sync += [row_pitch.eq(cols * words), step_w.eq(step * words),
-                             pad_w.eq(pad_l * words),
+                m.d.sync += [row_pitch.eq(cols * pitch), step_w.eq(step * pitch),
+                             pad_w.eq(pad_l * pitch),
                              iyb.eq(-pad_t), iy.eq(-pad_t), ixb.eq(-pad_l), ix.eq(-pad_l),
                              ty.eq(0), tx.eq(0), w.eq(0), pointers.eq(1)]
+        if b > 1:
+            with m.If(products):
+                m.d.sync += j.eq(0)
         with m.If(pointers):
-            start = (in_base - pad_t * row_pitch)[:BUF_ADDR_BITS]
-            origin = (start - pad_w)[:BUF_ADDR_BITS]
+            start = (in_base - pad_t * row_pitch)[:PB]
+            origin = (start - pad_w)[:PB]
             m.d.sync += [step_row.eq(step * row_pitch), p_row.eq(start), p_win.eq(origin),
                          p_w.eq(origin), p_trow.eq(origin), p_tap.eq(origin),
                          running.eq(1), ended.eq(0), pointers.eq(0), run.eq(1)]
@@ -287,20 +343,38 @@ class PoolEngine(wiring.Component):
 
         # -- stage 0: issue one tap a cycle -----------------------------------------------
         m.d.comb += [
-            self.in_addr.eq(p_tap),
+            self.in_addr.eq(p_tap[la:]),
             self.in_en.eq(running & inside),
-            self.in2_addr.eq(p_tap + in2_delta),
+            self.in2_addr.eq((p_tap + in2_delta)[la:PB]),
             self.in2_en.eq(running & inside & is_add),
         ]
         inb1, first1, last1 = Signal(), Signal(), Signal()
         o1 = Signal(BUF_ADDR_BITS)
+        # an output word is written with its last group: its slot b − 1 or the pixel's last
+        flush = (j == b - 1) | ~w_more
         m.d.sync += [v1.eq(running), inb1.eq(inside), first1.eq(first), last1.eq(last),
                      o1.eq(p_out)]
+        # b > 1: the slot and the flush travel with the address, stage by stage
+        js, fs = [j], [flush]
+        if b > 1:
+            for n in range(1, 5):
+                js.append(Signal.like(j, name=f"j{n}"))
+                fs.append(Signal(name=f"f{n}"))
+            m.d.sync += [js[1].eq(j), fs[1].eq(flush)]
+        if a > 1:
+            sel1 = Signal(la)                       # the group's place in its input word
+            m.d.sync += sel1.eq(p_tap[:la])
         with m.If(running):
             with m.If(last):
-                m.d.sync += p_out.eq(p_out + 1)
+                if b == 1:
+                    m.d.sync += p_out.eq(p_out + 1)
+                else:
+                    with m.If(flush):
+                        m.d.sync += [p_out.eq(p_out + 1), j.eq(0)]
+                    with m.Else():
+                        m.d.sync += j.eq(j + 1)
             with m.If(tx_more):
-                m.d.sync += [tx.eq(tx + 1), ix.eq(ix + 1), p_tap.eq(p_tap + words)]
+                m.d.sync += [tx.eq(tx + 1), ix.eq(ix + 1), p_tap.eq(p_tap + pitch)]
             with m.Elif(ty_more):
                 nxt = p_trow + row_pitch
                 m.d.sync += [tx.eq(0), ix.eq(ixb), ty.eq(ty + 1), iy.eq(iy + 1),
@@ -332,9 +406,20 @@ class PoolEngine(wiring.Component):
         o2 = Signal(BUF_ADDR_BITS)
         identity = Mux(is_max, -(1 << (DATA_BITS - 1)), 0)
         m.d.sync += [v2.eq(v1 & last1), o2.eq(o1)]
+        if a == 1:
+            in_g, in2_g = self.in_data, self.in2_data
+        else:       # the tap's group of the words read
+            gw = data.ArrayLayout(signed(DATA_BITS), lanes)
+            in_g, in2_g = Signal(gw), Signal(gw)
+            with m.Switch(sel1):
+                for k in range(a):
+                    with m.Case(k):
+                        for i in range(lanes):
+                            m.d.comb += [in_g[i].eq(self.in_data[k * lanes + i]),
+                                         in2_g[i].eq(self.in2_data[k * lanes + i])]
         for i in range(lanes):
             x = Signal(signed(DATA_BITS), name=f"x{i}")
-            m.d.comb += x.eq(Mux(inb1, self.in_data[i], identity))
+            m.d.comb += x.eq(Mux(inb1, in_g[i], identity))
             nxt = Signal(signed(SUM_BITS), name=f"acc_next{i}")
             with m.If(first1):
                 m.d.comb += nxt.eq(x)
@@ -346,7 +431,7 @@ class PoolEngine(wiring.Component):
                 m.d.sync += acc[i].eq(nxt)
             with m.If(v1 & last1):
                 m.d.sync += [s2[i].eq(nxt),
-                             b2[i].eq(Mux(is_add & inb1, self.in2_data[i], 0))]
+                             b2[i].eq(Mux(is_add & inb1, in2_g[i], 0))]
 
         # -- stage 2: v · mult + b · mult2 (b is 0 but in add) ---------------------------------
         prod_w = SUM_BITS + REQUANT_MULT_BITS + 2
@@ -366,6 +451,9 @@ class PoolEngine(wiring.Component):
         o4 = Signal(BUF_ADDR_BITS)
         lo, hi = -(1 << (DATA_BITS - 1)), (1 << (DATA_BITS - 1)) - 1
         m.d.sync += [v4.eq(v3), o4.eq(o3)]
+        if b > 1:
+            m.d.sync += [js[n + 1].eq(js[n]) for n in range(1, 4)]
+            m.d.sync += [fs[n + 1].eq(fs[n]) for n in range(1, 4)]
         for i in range(lanes):
             rounded = Signal(signed(prod_w + 1), name=f"rounded{i}")
             m.d.comb += rounded.eq((prod[i] + half) >> sh)
@@ -373,10 +461,26 @@ class PoolEngine(wiring.Component):
             m.d.sync += out[i].eq(Mux(relu & (sat < 0), 0, sat))
 
         # -- stage 4: the write -----------------------------------------------------------
-        m.d.comb += [self.out_en.eq(v4), self.out_addr.eq(o4), self.out_data.eq(out)]
+        if b == 1:
+            m.d.comb += [self.out_en.eq(v4), self.out_addr.eq(o4), self.out_data.eq(out)]
+        else:
+            # the output word's earlier groups wait in ``held`` (zero past the pixel's last
+            # group); the word is written with its last group, in that group's cycle
+            held = Signal(data.ArrayLayout(signed(DATA_BITS), self._out_lanes))
+            j4, f4 = js[4], fs[4]
+            m.d.comb += [self.out_en.eq(v4 & f4), self.out_addr.eq(o4)]
+            for k in range(b):
+                for i in range(lanes):
+                    m.d.comb += self.out_data[k * lanes + i].eq(
+                        Mux(j4 == k, out[i], held[k * lanes + i]))
+                    with m.If(v4):
+                        with m.If(f4):
+                            m.d.sync += held[k * lanes + i].eq(0)
+                        with m.Elif(j4 == k):
+                            m.d.sync += held[k * lanes + i].eq(out[i])
 
         with m.If(self.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
-        with m.If(v4):
+        with m.If(self.out_en):
             m.d.sync += self.words_written.eq(self.words_written + 1)
         return m

@@ -62,6 +62,7 @@ from dse.compiler.program import (Concat, PoolLayer, build_network_program,
 from dse.cost.resources import overlay_limits
 from dse.network import Layer, Network
 from rtl.params import DatapathLimits, OverlayParams
+from rtl.pool_layout import pool_supported
 
 __all__ = ["PATCHES", "compile_network", "design_overlay"]
 
@@ -336,10 +337,10 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
 
     entries, _ = _graph(network)
     pools = [e for e in entries if e.kind == "pool"]
-    if pools and not (precision == 8 and params.rows == params.cols):
+    if pools and not pool_supported(params, precision):
         raise _refuse(pools[0].layer, f"the pool engine needs an 8-bit design on an overlay "
-                                      f"with rows == cols, not int{precision} on "
-                                      f"{params.rows}x{params.cols}")
+                                      f"whose rows and cols are a power of two apart, not "
+                                      f"int{precision} on {params.rows}x{params.cols}")
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
     shapes = [tuple(network.input_shape)] + [tuple(e.layer.out_shape) for e in entries]

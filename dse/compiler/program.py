@@ -90,14 +90,17 @@ them, each word stored as its lanes of ``elem`` bytes, the words contiguous (den
 one word a pixel, at most 4095 a box).
 
 **Pool layers** (:class:`PoolLayer`) run on the pool engine (``rtl/pool_engine.py``, int8:
-8-bit networks on an overlay with ``rows == cols``, whose feature and output words have the same
-lanes).  A layer is cut into **bands** of output rows, each one ``pool.tile``: the band's input
-rows (with the layer's padding at the tensor's top and bottom edges as the tile's ``pad_t`` /
-``pad_b``, its left and right padding as ``pad_l`` / ``pad_r``) are one ``load.tile
-buf=feature`` box of the input tensor at buffer word 0 (⌈C / rows⌉ words a pixel, the load
-engine's packing, which is the pool engine's HWC word layout), and its output rows one
-``store.tile`` box at output word 0.  A band has as many output rows as fit both the feature
-buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer; a global pool is one
+8-bit networks on an overlay whose ``rows`` and ``cols`` are a power of two apart,
+``rtl.pool_layout.pool_supported``; it reads feature words of ``rows`` lanes and writes output
+words of ``cols`` lanes).  A layer is cut into **bands** of output rows, each one
+``pool.tile``: the band's input rows (with the layer's padding at the tensor's top and bottom
+edges as the tile's ``pad_t`` / ``pad_b``, its left and right padding as ``pad_l`` /
+``pad_r``) are one ``load.tile buf=feature`` box of the input tensor at buffer word 0
+(⌈C / rows⌉ words a pixel, the load engine's packing, which is the pool engine's input
+layout), and its output rows one ``store.tile`` box at output word 0 (⌈C / cols⌉ words a
+pixel, the store engine's packing).  A band has as many output rows as fit both the feature
+buffer (its input rows × W × ⌈C / rows⌉ words) and the output buffer (its output rows × OW ×
+⌈C / cols⌉ words); a global pool is one
 tile of the whole tensor (it must fit).  ``add``'s second operand is an earlier tensor of the
 program (:attr:`PoolLayer.source`: the network input or an earlier layer's output, the shape of
 the add's input), loaded band by band as ``load.tile buf=aux`` boxes at aux word 0 (the aux
@@ -180,7 +183,8 @@ both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR r
 the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
 0 for the setups, which take no time; ``dse.cost.transforms.pool_cycles`` for a
-``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly);
+``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly, with
+``ch_words`` = ⌈ch / gcd(rows, cols)⌉, the engine's groups: ``rtl.pool_layout.pool_lanes``);
 ``FINISH_CYCLES`` for ``finish``.
 
 :func:`decode_output` reads a layer's output tensor back from a memory as N×OH×OW.
@@ -231,6 +235,7 @@ from rtl.params import (
     OverlayParams,
     datapath_registers,
 )
+from rtl.pool_layout import pool_lanes, pool_supported
 
 __all__ = [
     "FINISH_CYCLES",
@@ -603,12 +608,15 @@ class PoolLayer:
         return pool_numerics(self.mode, window)
 
 
-def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, what: str):
+def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, params: OverlayParams,
+                what: str):
     """The bands of a pool layer: (o0, o1, y0, y1, pad_t, pad_b) with output rows [o0, o1)
-    from input rows [y0, y1) and the tile's top and bottom padding (module docstring)."""
+    from input rows [y0, y1) and the tile's top and bottom padding (module docstring): its
+    input pixels take ⌈C / rows⌉ feature (and aux) words, its output pixels ⌈C / cols⌉
+    output words."""
     c, h, w = in_shape
     _, oh, ow = layer.out_shape(in_shape)
-    cw = -(-c // lanes)
+    cw, ocw = -(-c // params.rows), -(-c // params.cols)
     if layer.mode in ("gmax", "gavg"):
         if h * w * cw > limits.feature_words or h > MAX_EXTENT:
             raise ValueError(f"{what} input must fit the feature buffer ({limits.feature_words} "
@@ -627,7 +635,7 @@ def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, 
         o0, o1, y0, y1, _, _ = b
         need_in = (y1 - y0) * w * cw
         return (need_in <= (room if layer.mode == "add" else limits.feature_words)
-                and (o1 - o0) * ow * cw <= limits.out_words)
+                and (o1 - o0) * ow * ocw <= limits.out_words)
 
     bands, o0 = [], 0
     while o0 < oh:
@@ -635,7 +643,7 @@ def _pool_bands(layer: PoolLayer, in_shape, limits: DatapathLimits, lanes: int, 
         if not fits(band(o0, o1)):
             raise ValueError(f"{what} must fit one output row in the buffers (feature "
                              f"{limits.feature_words}, output {limits.out_words} words), not "
-                             f"{(band(o0, o1)[3] - band(o0, o1)[2]) * w * cw} and {ow * cw}")
+                             f"{(band(o0, o1)[3] - band(o0, o1)[2]) * w * cw} and {ow * ocw}")
         while o1 < oh and fits(band(o0, o1 + 1)):
             o1 += 1
         bands.append(band(o0, o1))
@@ -981,11 +989,11 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             continue
         in_shape = shapes[inputs[i]]
         if is_pool[i]:
-            if not (precision == 8 and params.rows == params.cols):
+            if not pool_supported(params, precision):
                 raise ValueError(f"plans[{i}] (a pool layer) needs an 8-bit network on an "
-                                 f"overlay with rows == cols (the pool engine's int8 words "
-                                 f"are feature and output words alike), not "
-                                 f"int{precision} on {params.rows}x{params.cols}")
+                                 f"overlay whose rows and cols are a power of two apart "
+                                 f"(rtl.overlay_top.pool_supported), not int{precision} on "
+                                 f"{params.rows}x{params.cols}")
             if plan.mode == "add":
                 if plan.source > i:
                     raise ValueError(f"plans[{i}] source must be an earlier tensor (0 to "
@@ -1040,7 +1048,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     edge = max(params.rows, params.cols)
     registers = datapath_registers(params, limits)
     n_img = image_words(registers)
-    bands = [_pool_bands(plan, shapes[inputs[i]], limits, params.rows, f"plans[{i}]")
+    bands = [_pool_bands(plan, shapes[inputs[i]], limits, params, f"plans[{i}]")
              if is_pool[i] else None for i, plan in enumerate(plans)]
     # channels from one pixel to the next of each tensor (a concat's input: the concat's)
     pitch = [shapes[view_of[t][0]][0] if t in view_of else shape[0]
@@ -1138,7 +1146,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         if is_pool[li]:
             prog += _pool_program(plan, bands[li], t_in, t_out,
                                   tensors[plan.source] if plan.mode == "add" else None,
-                                  params.rows, chained, after(li), boundary, tokens)
+                                  params, chained, after(li), boundary, tokens)
             continue
         if flat[li]:
             t_in = t_in.flat()
@@ -1233,12 +1241,14 @@ def _inputs(inputs, plans, is_cat) -> tuple:
     return tuple(out)
 
 
-def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, lanes: int,
-                  chained: bool, last_push: set, boundary: dict, tokens) -> list:
-    """A pool layer's instructions (module docstring, "Pool layers" and "Tokens")."""
+def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux,
+                  params: OverlayParams, chained: bool, last_push: set, boundary: dict,
+                  tokens) -> list:
+    """A pool layer's instructions (module docstring, "Pool layers" and "Tokens"): input
+    pixels of ⌈C / rows⌉ feature (and aux) words, output pixels of ⌈C / cols⌉ output words."""
     c, _, w = t_in.shape
     _, _, ow = t_out.shape
-    cw = -(-c // lanes)
+    cw, ocw = -(-c // params.rows), -(-c // params.cols)
     mult, shift, mult2 = layer.numerics(t_in.shape)
     kh, kw = layer.kernel
     prog = [LoadSetup(buf=Buffer.FEATURE, elem=t_in.elem, row_pitch=t_in.row_pitch,
@@ -1270,7 +1280,7 @@ def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux, l
         boxes = _pieces(o1 - o0)
         for j, (o, n) in enumerate(boxes):
             push = ({Engine.POOL} if more else last_push) if j == len(boxes) - 1 else ()
-            prog.append(StoreTile(dram=t_out.address(0, o0 + o, 0), addr=o * ow * cw, rows=n,
+            prog.append(StoreTile(dram=t_out.address(0, o0 + o, 0), addr=o * ow * ocw, rows=n,
                                   cols=ow, ch=c, **tokens({Engine.POOL} if j == 0 else (),
                                                           push)))
     return prog
@@ -1309,7 +1319,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
             out.append(0)
         elif isinstance(inst, PoolTile):
             s = setups["pool"]
-            out.append(int(pool_cycles(s.mode, inst.rows, inst.cols, -(-s.ch // params.rows),
+            out.append(int(pool_cycles(s.mode, inst.rows, inst.cols,
+                                       -(-s.ch // pool_lanes(params)),
                                        s.kh, s.kw, s.stride,
                                        (inst.pad_t, inst.pad_b, inst.pad_l, inst.pad_r))))
         elif isinstance(inst, (LoadTile, StoreTile)):

@@ -356,9 +356,10 @@ def test_design_choices_and_arguments_refused(explored):
     with pytest.raises(ValueError, match=r"layer 'c1' \(conv\): the design reads it from "
                                          r"host im2col patches"):
         compile_network(net, design, x, patches="refuse")
-    wide = dataclasses.replace(design, hardware={**design.hardware, "cols": 8})
+    wide = dataclasses.replace(design, hardware={**design.hardware, "cols": 12})
     with pytest.raises(ValueError, match=r"layer 'p1' \(maxpool\): the pool engine needs an "
-                                         r"8-bit design on an overlay with rows == cols"):
+                                         r"8-bit design on an overlay whose rows and cols are "
+                                         r"a power of two apart, not int8 on 4x12"):
         compile_network(net, wide, x)
     # the program builder's errors name the layer
     with pytest.raises(ValueError, match=r"layer 'c1' \(weights\[0\]\) must fit 8-bit"):

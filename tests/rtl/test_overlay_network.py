@@ -365,9 +365,9 @@ def test_pool_layers_refused():
     bad = [plans[0], PoolLayer("add", source=0)]
     with pytest.raises(ValueError, match=r"source tensor 0 must have the add's input shape"):
         build_network_program(bad, x, ws[:2], HW, LIMITS)
-    wide = OverlayParams(rows=4, cols=8)
-    with pytest.raises(ValueError, match=r"needs an 8-bit network on an overlay with rows == "
-                                         r"cols.*int8 on 4x8"):
+    wide = OverlayParams(rows=4, cols=12)       # 12 / gcd(4, 12) = 3: no power of two
+    with pytest.raises(ValueError, match=r"needs an 8-bit network on an overlay whose rows and "
+                                         r"cols are a power of two apart.*int8 on 4x12"):
         build_network_program([PoolLayer("max", (2, 2), 2)], x, [None], wide, LIMITS)
     with pytest.raises(ValueError, match="global pool"):
         build_network_program([PoolLayer("gmax")], np.zeros((8, 12, 12), int), [None], HW,
@@ -384,3 +384,6 @@ def test_pool_layers_refused():
         PoolLayer("add", source=0, mult=3)
     # the builder's condition is the top's (rtl.overlay_top.pool_supported)
     assert not pool_supported(wide) and pool_supported(HW) and not pool_supported(HW, 16)
+    assert pool_supported(OverlayParams(rows=4, cols=8))
+    assert pool_supported(OverlayParams(rows=8, cols=4))
+    assert not pool_supported(OverlayParams(rows=4, cols=6))

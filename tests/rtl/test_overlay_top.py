@@ -247,8 +247,9 @@ def _small_program(body):
     return bytearray(code) + bytearray(4096)
 
 
-#: An overlay without a pool engine (rows ≠ cols: rtl.overlay_top.pool_supported).
-WIDE = OverlayParams(rows=4, cols=8)
+#: An overlay without a pool engine (12 / gcd(4, 12) = 3 is no power of two:
+#: rtl.overlay_top.pool_supported).
+WIDE = OverlayParams(rows=4, cols=12)
 
 
 @pytest.mark.parametrize("params,body,engine", [
