@@ -151,15 +151,15 @@ def with_program_timing(network, design, *, algorithms=None, dataflows=None, pin
 
     from dse.compiler.timing import program_choices, program_design
 
+    chosen = design
     try:
-        program_design(network, design)          # the top runs the design as chosen
+        if algorithms is not None and dataflows is not None:
+            # a layer the top cannot run as the model chose it may run another way
+            chosen = program_choices(network, design, algorithms=algorithms,
+                                     dataflows=dataflows, pins=pins)
+        timed = program_design(network, chosen)
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
-    chosen = design
-    if algorithms is not None and dataflows is not None:
-        chosen = program_choices(network, design, algorithms=algorithms,
-                                 dataflows=dataflows, pins=pins)
-    timed = program_design(network, chosen)
     changed = [p.name for p, q in zip(design.layers, chosen.layers)
                if (p.algorithm, p.dataflow) != (q.algorithm, q.dataflow)]
     return dataclasses.replace(timed, timing={"source": "program",
