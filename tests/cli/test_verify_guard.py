@@ -1,4 +1,5 @@
-"""``omniconv verify`` before it builds anything: ``--layers`` selection (ONNX names, nearest
+"""``omniconv verify`` (the per-layer datapath mode, ``--mode datapath``) before it builds
+anything: ``--layers`` selection (ONNX names, nearest
 names for a typo), the memory estimate and the one-line refusal of a run that would not fit.
 
 Everything here stops before Verilog generation, so it runs in ``make test``; the one run that
@@ -51,7 +52,8 @@ HW_4X8_BIG = HW_4X8.replace("acc_width: 42", "acc_width: 48").replace(
 def test_whole_resnet18_over_the_budget_is_refused_quickly_with_one_line(tmp_path, capsys):
     cfg = write_config(tmp_path / "r18.yaml", "resnet18", hardware=HW_4X8_BIG)
     start = time.perf_counter()
-    code, out, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 1.5)
+    code, out, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 1.5,
+                             "--mode", "datapath")
     seconds = time.perf_counter() - start
     assert code == 2
     last = err.strip().splitlines()[-1]
@@ -66,7 +68,8 @@ def test_whole_resnet18_over_the_budget_is_refused_quickly_with_one_line(tmp_pat
 def test_a_budget_below_the_estimate_refuses_and_raising_it_would_pass(tmp_path, capsys):
     cfg = write_config(tmp_path / "t.yaml", "tiny", hardware="{rows: 8, cols: 8}",
                        board="ecp5-85k")
-    code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 0.05)
+    code, _, err = run_cli(capsys, cfg, "--out", tmp_path / "o", "--max-memory-gb", 0.05,
+                           "--mode", "datapath")
     assert code == 2
     estimate = next(line for line in err.splitlines() if line.startswith("estimate: "))
     gib = float(estimate.split("about ")[1].split(" GiB")[0])
