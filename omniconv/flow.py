@@ -53,11 +53,17 @@ def add_dse_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search only when DIR/design.json is missing or older than the "
                              "config, board or network file or the explorer's sources "
                              "(default: %(default)s)")
+    parser.add_argument("--model-only", dest="program", action="store_false",
+                        help="keep the explorer's model numbers: do not compile the overlay "
+                             "top's program to time the design (faster on large networks)")
 
 
 def add_verilog_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``omniconv verilog``."""
     _common_arguments(parser)
+    parser.add_argument("--no-top", dest="top", action="store_false",
+                        help="write overlay.v only, not the overlay top, its program and DRAM "
+                             "image (which a design the top runs otherwise gets)")
 
 
 def _out_dir(args, config) -> Path:
@@ -113,7 +119,8 @@ def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:
     return any(p.stat().st_mtime > built for p in [design_path, *generator_sources()])
 
 
-def explore(config, *, progress: bool = True, optimizer: str | None = None):
+def explore(config, *, progress: bool = True, optimizer: str | None = None,
+            program: bool = True):
     """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run);
     ``optimizer`` replaces the config's."""
     from dse.load import load_network
@@ -135,38 +142,20 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None):
     pins = {name: {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
                    if getattr(pin, k) is not None}
             for name, pin in config.layers.items()}
+    if not program:
+        return design
     return with_program_timing(network, design,
                                algorithms=tuple(a.value for a in config.algorithms),
                                dataflows=tuple(d.value for d in config.dataflows), pins=pins)
 
 
 def with_program_timing(network, design, *, algorithms=None, dataflows=None, pins=None):
-    """``design`` with the cycles of the program the overlay top runs where the top runs it
-    -- each conv and fc layer's choice first re-made by its program's cycles among the
-    allowed ``algorithms`` and ``dataflows`` within ``pins``
-    (``dse.compiler.timing.program_choices``), then the whole program timed
-    (``program_design``) -- its ``timing`` saying which numbers it holds; the explorer's
-    model numbers otherwise."""
-    import dataclasses
+    """``dse.compiler.timing.timed_design``: the program's numbers where the overlay top runs
+    the design (its choices re-made by them), the model's otherwise."""
+    from dse.compiler.timing import timed_design
 
-    from dse.compiler.timing import program_choices, program_design
-
-    chosen = design
-    try:
-        if algorithms is not None and dataflows is not None:
-            # a layer the top cannot run as the model chose it may run another way
-            chosen = program_choices(network, design, algorithms=algorithms,
-                                     dataflows=dataflows, pins=pins)
-        timed = program_design(network, chosen)
-    except ValueError as exc:
-        return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
-    changed = [p.name for p, q in zip(design.layers, chosen.layers)
-               if (p.algorithm, p.dataflow) != (q.algorithm, q.dataflow)]
-    return dataclasses.replace(timed, timing={"source": "program",
-                                              "model_total_cycles": design.total_cycles,
-                                              "dram_latency_cycles": 0,
-                                              "rechosen_layers": changed})
-
+    return timed_design(network, design, algorithms=algorithms, dataflows=dataflows,
+                        pins=pins)
 
 def _write_design(design, out_dir: Path) -> None:
     from dse.design import write_text_atomic
@@ -206,7 +195,8 @@ def run_dse(args) -> int:
             print(f"{design_path} is up to date: search skipped")
         return 0
     design = explore(config, progress=not args.json and sys.stderr.isatty(),
-                     optimizer=getattr(args, "optimizer", None))
+                     optimizer=getattr(args, "optimizer", None),
+                     program=getattr(args, "program", True))
     _write_design(design, out_dir)
     if args.json:
         sys.stdout.write(design.to_json())
@@ -263,7 +253,8 @@ def run_verilog(args) -> int:
         path = _generate_verilog(design, config.board, out_dir)
         written.append(path)
         print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
-    _top_files(design, config, out_dir, design_path, written, current)
+    if getattr(args, "top", True):
+        _top_files(design, config, out_dir, design_path, written, current)
     if getattr(args, "summary", True):
         print(summary(design, config, out_dir, written, current, args.config))
     return 0

@@ -73,7 +73,7 @@ def _ensure_overlay(args, out_dir: Path) -> int:
     from omniconv import flow
 
     return flow.run_verilog(argparse.Namespace(config=args.config, out=str(out_dir),
-                                               summary=False))
+                                               summary=False, top=False))
 
 
 def _synthesise(args, chosen: str, board, out_dir: Path):

@@ -151,6 +151,7 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     sparse_fft pin raises :class:`dse.errors.InputError`.  Pins of layers that the network
     does not have are ignored (the verification network may differ from the config's).
     """
+    from dse.compiler.timing import timed_design
     from dse.search import search
 
     algorithms = [a for a in settings.algorithms if a != "sparse_fft"]
@@ -168,11 +169,14 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
         pins[name] = {k: v for k, v in pin.items() if k in ("algorithm", "dataflow")}
     if not algorithms:
         algorithms = ["im2col"]
-    return search(network, settings.board, config=settings.name,
-                  precision=settings.precision, objective=settings.objective,
-                  algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
-                  hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
-                  min_sqnr_db=settings.min_sqnr_db, optimizer="grid")   # one point: all pinned
+    design = search(network, settings.board, config=settings.name,
+                    precision=settings.precision, objective=settings.objective,
+                    algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
+                    hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
+                    min_sqnr_db=settings.min_sqnr_db, optimizer="grid")  # one point: all pinned
+    # the choices design.json holds: re-made by the program's cycles where the top runs it
+    return timed_design(network, design, algorithms=tuple(algorithms),
+                        dataflows=tuple(settings.dataflows), pins=pins)
 
 
 def select_layers(network, design, names, source: str = "--layers") -> list[str]:

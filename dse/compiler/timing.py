@@ -52,7 +52,7 @@ from rtl.isa import ComputeTile, LoadSetup, LoadTile, PoolTile, StoreSetup, Stor
 from rtl.params import DISPATCH_LATENCY, START_CYCLES, OverlayParams
 
 __all__ = ["LayerTiming", "ProgramTiming", "program_choices", "program_design",
-           "program_timing"]
+           "program_timing", "timed_design"]
 
 
 @dataclass(frozen=True)
@@ -251,3 +251,28 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
         return design
     return dataclasses.replace(design, layers=tuple(layers.get(p.name, p)
                                                     for p in design.layers))
+
+
+def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None):
+    """``design`` with the cycles of the program the overlay top runs where the top runs it
+    -- each conv and fc layer's choice first re-made by its program's cycles among the
+    allowed ``algorithms`` and ``dataflows`` within ``pins`` (:func:`program_choices`;
+    skipped when the sets are None), then the whole program timed (:func:`program_design`)
+    -- with ``timing`` saying which numbers it holds; the explorer's model numbers
+    otherwise.  ``omniconv dse`` and ``omniconv verify`` both take their design from here,
+    so verify runs what design.json describes."""
+    chosen = design
+    try:
+        if algorithms is not None and dataflows is not None:
+            # a layer the top cannot run as the model chose it may run another way
+            chosen = program_choices(network, design, algorithms=algorithms,
+                                     dataflows=dataflows, pins=pins)
+        timed = program_design(network, chosen)
+    except ValueError as exc:
+        return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
+    changed = [p.name for p, q in zip(design.layers, chosen.layers)
+               if (p.algorithm, p.dataflow) != (q.algorithm, q.dataflow)]
+    return dataclasses.replace(timed, timing={"source": "program",
+                                              "model_total_cycles": design.total_cycles,
+                                              "dram_latency_cycles": 0,
+                                              "rechosen_layers": changed})

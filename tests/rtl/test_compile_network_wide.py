@@ -31,7 +31,7 @@ from rtl.pool_layout import pool_lanes
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, instruction_spans, run_overlay_sim
 
-pytestmark = pytest.mark.verilator
+pytestmark = [pytest.mark.verilator, pytest.mark.regress]
 
 #: DRAM model words (16 bytes each): 256 KiB.
 MEM_WORDS = 1 << 14

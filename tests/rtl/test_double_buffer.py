@@ -92,6 +92,7 @@ def test_compiled_network_double_buffered_bit_exact(network):
     assert model < slow
 
 
+@pytest.mark.regress
 def test_winograd_network_double_buffered_bit_exact():
     b = NetworkBuilder("wino", (5, 7, 7))
     b.conv("c1", out_channels=6, kernel=3, padding=1)

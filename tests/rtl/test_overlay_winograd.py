@@ -34,7 +34,7 @@ from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dse"))
 from cost_helpers import conv
 
-pytestmark = pytest.mark.verilator
+pytestmark = [pytest.mark.verilator, pytest.mark.regress]
 
 HW = OverlayParams(rows=4, cols=4, winograd_m=2, a_width=10, b_width=12)
 #: The 7×7 Winograd layer's 80 output words do not fit 64: two row bands.
