@@ -144,9 +144,13 @@ def golden_accumulations(x, w, layer, plan) -> np.ndarray:
                   layer.groups)
 
 
-def map_network(network, params, settings: VerifySettings, log: Callable[[str], None] = print):
+def map_network(network, params, settings: VerifySettings, log: Callable[[str], None] = print,
+                program: bool = False):
     """Map ``network`` on exactly ``params`` (every field pinned): the :class:`dse.design.Design`.
 
+    With ``program`` (the overlay-top mode), the design's choices are then re-made by the
+    program's cycles as ``omniconv dse`` makes them (``dse.compiler.timing.timed_design``);
+    the datapath mode verifies the model's choices.
     Sparse FFT is left out of the allowed algorithms (it has no datapath); a per-layer
     sparse_fft pin raises :class:`dse.errors.InputError`.  Pins of layers that the network
     does not have are ignored (the verification network may differ from the config's).
@@ -174,6 +178,8 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
                     algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
                     hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
                     min_sqnr_db=settings.min_sqnr_db, optimizer="grid")  # one point: all pinned
+    if not program:
+        return design
     # the choices design.json holds: re-made by the program's cycles where the top runs it
     return timed_design(network, design, algorithms=tuple(algorithms),
                         dataflows=tuple(settings.dataflows), pins=pins)

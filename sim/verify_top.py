@@ -68,7 +68,7 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
     from sim.overlay_golden import golden_outputs
     from sim.overlay_sim import build_overlay_sim, instruction_spans, run_overlay_sim
 
-    design = map_network(network, params, settings, log)
+    design = map_network(network, params, settings, log, program=True)
     precision = settings.precision
     rng = np.random.default_rng(seed)
     x = rng.integers(-(1 << (precision - 1)), 1 << (precision - 1), network.input_shape)

@@ -193,7 +193,7 @@ def configs(draw):
     return doc
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=_HEALTH)
+@settings(max_examples=100, deadline=None, suppress_health_check=_HEALTH)
 @given(doc=configs())
 def test_odd_configs_give_a_design_or_one_line(tmp_path, base, capsys, doc):
     import yaml
