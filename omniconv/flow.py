@@ -207,11 +207,18 @@ def run_dse(args) -> int:
     return 0
 
 
+def _runs_on_top(design) -> bool:
+    """Whether the overlay top runs ``design`` (design.json holds its program's timing)."""
+    return (getattr(design, "timing", {}) or {}).get("source") == "program"
+
+
 def _generate_verilog(design, board, out_dir: Path) -> Path:
-    """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path."""
+    """Write the RTL top for ``design``'s hardware as ``out_dir/overlay.v``; return the path.
+    For a design the overlay top runs, it is the top's datapath (its Verilog is reused in
+    overlay_top.v)."""
     from omniconv.overlay import write_overlay   # the conv datapath, docs/verify.md
 
-    return write_overlay(design, board, out_dir)
+    return write_overlay(design, board, out_dir, top=_runs_on_top(design))
 
 
 def run_verilog(args) -> int:
@@ -242,6 +249,8 @@ def run_verilog(args) -> int:
               f"missing); design.json is written, overlay.v is not", file=sys.stderr)
         return 2
     overlay_path = out_dir / "overlay.v"
+    top = getattr(args, "top", True) and _runs_on_top(design)
+    job = None
     if not overlay_is_stale(overlay_path, design_path):
         current.append(overlay_path)
         print(f"{overlay_path} is up to date: generation skipped")
@@ -249,35 +258,83 @@ def run_verilog(args) -> int:
         hw = design.hardware
         _say(f"[2/2] generating {overlay_path} ({hw['rows']}x{hw['cols']} array, Amaranth "
              f"to Verilog; seconds for small arrays, minutes for large ones)")
-        start = time.perf_counter()
-        path = _generate_verilog(design, config.board, out_dir)
-        written.append(path)
-        print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
-    if getattr(args, "top", True):
-        _top_files(design, config, out_dir, design_path, written, current)
+        job = _OverlayJob(design, config.board, out_dir, background=top)
+        if not top:
+            written.append(job.result())
+    if top:
+        _top_files(design, config, out_dir, design_path, written, current, job)
     if getattr(args, "summary", True):
         print(summary(design, config, out_dir, written, current, args.config))
     return 0
 
 
-def _top_files(design, config, out_dir: Path, design_path: Path, written, current) -> None:
-    """Where the overlay top runs the design: write overlay_top.v, the program and the DRAM
-    image beside overlay.v (``omniconv.overlay.write_overlay_top``) if they are stale."""
+class _OverlayJob:
+    """overlay.v being written (:func:`_generate_verilog`): in a child process with
+    ``background`` (while this one compiles the program and converts the rest of the top),
+    else at once.  :meth:`result` waits for it, reports it and returns the path."""
+
+    def __init__(self, design, board, out_dir: Path, *, background: bool):
+        self._start = time.perf_counter()
+        self._pool = self._future = self._path = None
+        if background:
+            import concurrent.futures
+            import multiprocessing
+
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._future = self._pool.submit(_generate_verilog, design, board, out_dir)
+        else:
+            self._path = _generate_verilog(design, board, out_dir)
+            self._report()
+
+    def result(self) -> Path:
+        if self._path is None:
+            try:
+                self._path = self._future.result()
+            finally:
+                self._pool.shutdown()
+            self._report()
+        return self._path
+
+    def cancel(self) -> None:
+        if self._pool is not None and self._path is None:
+            self._future.cancel()
+            self._pool.shutdown(cancel_futures=True)
+
+    def _report(self) -> None:
+        print(f"wrote {self._path} in {time.perf_counter() - self._start:.1f} s")
+
+
+def _top_files(design, config, out_dir: Path, design_path: Path, written, current,
+               job=None) -> None:
+    """Write overlay_top.v, the program and the DRAM image beside overlay.v
+    (``omniconv.overlay.write_overlay_top``) if they are stale; ``job``, overlay.v being
+    written (an :class:`_OverlayJob`), is waited for once the rest of the top is converted."""
     from dse.load import load_network
     from omniconv.overlay import TOP_FILES, write_overlay_top
 
-    if (getattr(design, "timing", {}) or {}).get("source") != "program":
-        return
+    overlay_path = out_dir / "overlay.v"
+
+    def datapath_text() -> str:
+        if job is not None:
+            written.append(job.result())
+        return overlay_path.read_text()
+
     paths = [out_dir / name for name in TOP_FILES]
-    if not any(overlay_is_stale(p, design_path) for p in paths):
+    if job is None and not any(overlay_is_stale(p, design_path) for p in paths):
         current.extend(paths)
         print(f"{', '.join(p.name for p in paths)} are up to date: generation skipped")
         return
     _say(f"[+] writing the overlay top, its program and DRAM image ({', '.join(TOP_FILES)}; "
          f"seeded random weights and input: the network IR carries none)")
     start = time.perf_counter()
-    network = load_network(config.network_spec, config.base_dir)
-    paths = write_overlay_top(design, network, out_dir)
+    try:
+        network = load_network(config.network_spec, config.base_dir)
+        paths = write_overlay_top(design, network, out_dir, target=config.board.family,
+                                  datapath_text=datapath_text)
+    finally:
+        if job is not None:
+            job.cancel()
     written.extend(paths)
     size = paths[-1].stat().st_size
     print(f"wrote {', '.join(str(p) for p in paths)} in {time.perf_counter() - start:.1f} s "

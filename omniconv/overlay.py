@@ -7,7 +7,10 @@ verilog``, ``omniconv.calibrate`` and the synthesis benches generate their overl
 it, so the cost model is calibrated on exactly what the flow writes (docs/calibration.md).
 
 :func:`write_overlay_top` writes ``overlay_top.v`` (:class:`rtl.overlay_top.OverlayTop`: the
-datapath of overlay.v with its DRAM master, controller and engines), ``program.bin`` (the
+datapath of overlay.v with its DRAM master, controller and engines: the top's own modules
+followed by overlay.v's text, whose module ``overlay`` it instantiates; for a design the top
+runs overlay.v is the top's datapath, :func:`rtl.overlay_top.top_datapath`, with the pool
+engine's and the tile-mode loader's ports into its buffers), ``program.bin`` (the
 instructions, 16 bytes each, little-endian), ``program.s`` (their text form,
 ``dse.compiler.asm``) and ``dram.bin`` (the DRAM image from address 0: the program, register
 images, weights, the input tensor and room for every layer's output), compiled by
@@ -30,13 +33,19 @@ TOP = "overlay"
 TOP_FILES = ("overlay_top.v", "program.bin", "program.s", "dram.bin")
 
 
-def write_overlay(design, board, out_dir: Path, precision: int | None = None) -> Path:
+def write_overlay(design, board, out_dir: Path, precision: int | None = None, *,
+                  top: bool = False) -> Path:
     """Write the conv datapath for ``design``'s hardware as ``out_dir/overlay.v``.
 
-    ``precision`` defaults to the design's.  Returns the path.
+    ``precision`` defaults to the design's.  With ``top`` (a design the overlay top runs)
+    the datapath is the top's (:func:`rtl.overlay_top.top_datapath`: the pool engine's and
+    the tile-mode loader's extra ports into its buffers), so :func:`write_overlay_top`
+    reuses the text.  Returns the path.
     """
     from dse.design import write_text_atomic
     from rtl.conv_datapath import generate_verilog
+    from rtl.emit import verilog_text
+    from rtl.overlay_top import top_datapath
     from rtl.params import DatapathLimits
     from rtl.params import OverlayParams
 
@@ -44,16 +53,27 @@ def write_overlay(design, board, out_dir: Path, precision: int | None = None) ->
         precision = int(getattr(design, "precision", 8) or 8)
     params = OverlayParams(**design.hardware)
     limits = DatapathLimits(**overlay_limits(params, precision))
-    text = generate_verilog(params, limits, precision=precision, target=board.family,
-                            name=TOP)
+    if top:
+        text = verilog_text(top_datapath(params, limits, precision, target=board.family,
+                                         pe_instances=True), TOP)
+    else:
+        text = generate_verilog(params, limits, precision=precision, target=board.family,
+                                name=TOP)
     path = Path(out_dir) / "overlay.v"
     write_text_atomic(path, text)
     return path
 
 
-def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0) -> list[Path]:
+def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0, target: str = "sim",
+                      datapath_text=None) -> list[Path]:
     """Write :data:`TOP_FILES` for ``design`` (of ``network``) into ``out_dir`` (module
     docstring); return their paths.
+
+    The top's datapath is module ``overlay`` (multipliers for ``target``, a board family);
+    ``datapath_text``, overlay.v as :func:`write_overlay` wrote it with ``top`` for the same
+    design and family (a string, or a function returning it, called only once the rest is
+    converted: ``omniconv verilog`` writes overlay.v meanwhile in another process), is used
+    as its Verilog instead of converting it again.
 
     Raises
     ------
@@ -76,8 +96,15 @@ def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0) -> list[
     lp, _ = compile_network(network, design, x, seed=seed + 1)
     params, limits = design_overlay(design)
     top = OverlayTop(params, limits, precision, table_words=table_words_for(lp.table_words),
-                     token_depth=lp.token_depth)
-    verilog = verilog_text(top, "overlay_top")
+                     token_depth=lp.token_depth, target=target, datapath_module=TOP)
+    verilog = None
+    if datapath_text is not None:
+        shell = verilog_text(top, "overlay_top", provided=set(top.instance_modules()))
+        text = datapath_text() if callable(datapath_text) else datapath_text
+        if _declares_ports(text, top.datapath):
+            verilog = shell + text
+    if verilog is None:
+        verilog = verilog_text(top, "overlay_top")
     code = b"".join(i.encode().to_bytes(INSTRUCTION_BYTES, "little") for i in lp.program)
     out_dir = Path(out_dir)
     paths = [out_dir / name for name in TOP_FILES]
@@ -87,6 +114,19 @@ def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0) -> list[
                                 f"address {lp.program_addr:#x}\n" + disassemble(lp.program))
     write_bytes_atomic(paths[3], lp.image)
     return paths
+
+
+def _declares_ports(text: str, component) -> bool:
+    """Whether ``text`` declares module :data:`TOP` with every port of ``component`` (an
+    overlay.v written for another datapath is not reused)."""
+    import re
+
+    header = re.search(rf"^module {TOP}\((.*?)\);", text, re.M | re.S)
+    if header is None:
+        return False
+    declared = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", header.group(1)))
+    return all("__".join(map(str, path)) in declared
+               for path, _, _ in component.signature.flatten(component))
 
 
 def generator_sources() -> list[Path]:

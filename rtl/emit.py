@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-__all__ = ["verilog_text"]
+from amaranth.hdl import ClockSignal, Instance, ResetSignal
+from amaranth.lib.wiring import In
+
+__all__ = ["verilog_text", "module_instance"]
 
 
 @contextmanager
@@ -46,14 +49,16 @@ def _fast_emission():
         _nir.Netlist.check_comb_cycles = check
 
 
-def verilog_text(component, name: str) -> str:
+def verilog_text(component, name: str, *, provided=()) -> str:
     """Return the Verilog of ``component`` with top module ``name`` (ports from its
     signature, plus ``clk`` and ``rst``; no source locations), all-zero memories without
     initialisers.
 
     A component that instantiates modules by name (``rtl.systolic.SystolicArray`` with
-    ``pe_instances``) lists them in ``instance_modules()``, ``{module name: component}``;
-    each is converted once and written after the top.
+    ``pe_instances``, ``rtl.overlay_top.OverlayTop`` with ``datapath_module``) lists them in
+    ``instance_modules()``, ``{module name: component}``; each is converted once and written
+    after the top, except those named in ``provided``, whose Verilog the caller already has
+    (``omniconv verilog`` writes the overlay top as its shell plus overlay.v's text).
     """
     from amaranth.back import verilog
 
@@ -61,5 +66,45 @@ def verilog_text(component, name: str) -> str:
     with _fast_emission():
         parts = [verilog.convert(component, name=name, emit_src=False)]
         parts += [verilog.convert(sub, name=sub_name, emit_src=False)
-                  for sub_name, sub in extra.items()]
+                  for sub_name, sub in extra.items() if sub_name not in provided]
+    for sub_name, sub in extra.items():
+        if sub_name in provided:
+            _silence(sub)
     return "".join(parts)
+
+
+def _silence(obj, seen=None) -> None:
+    """Mark ``obj`` and the elaboratables it holds as used: a module whose Verilog the caller
+    provides is never elaborated here, which Amaranth would otherwise warn about."""
+    from amaranth.hdl import Elaboratable
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Elaboratable):
+        obj._MustUse__silence = True
+        children = vars(obj).values()
+    elif isinstance(obj, (list, tuple)):
+        children = obj
+    elif isinstance(obj, dict):
+        children = obj.values()
+    else:
+        return
+    for child in children:
+        if isinstance(child, (Elaboratable, list, tuple, dict)):
+            _silence(child, seen)
+
+
+def module_instance(component, module: str) -> Instance:
+    """An ``Instance`` of ``module``, the Verilog :func:`verilog_text` writes for
+    ``component``, on ``component``'s own port signals (named as Amaranth's converter names
+    them: the signature's member paths joined by ``__``), clocked by the ``sync`` domain.
+
+    The parent drives the component's ``In`` members and reads its ``Out`` members exactly
+    as it would with the component as a submodule."""
+    ports = {"i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync")}
+    for path, member, value in component.signature.flatten(component):
+        direction = "i" if member.flow == In else "o"
+        ports[f"{direction}_{'__'.join(map(str, path))}"] = value
+    return Instance(module, **ports)

@@ -83,6 +83,7 @@ from rtl.axil import AxiLiteRegisters
 from rtl.compute_engine import ComputeEngine
 from rtl.controller import Controller, ErrorCode
 from rtl.conv_datapath import ConvDatapath
+from rtl.emit import module_instance
 from rtl.dma import LoadEngine, StoreEngine
 from rtl.fetch import InstructionFetch
 from rtl.isa import (
@@ -101,8 +102,22 @@ from rtl.pool_layout import pool_lanes, pool_supported
 
 from .validate import reject, rejecting
 
-__all__ = ["table_words_for", "HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
+__all__ = ["table_words_for", "top_datapath", "HOST_ADDR_BITS", "HOST_REGISTERS", "START_CYCLES", "STATUS_BITS", "TABLE_LANES",
            "OverlayTop", "pool_lanes", "pool_supported"]
+
+def top_datapath(params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
+                 mult_latency: int = 3, target: str = "sim",
+                 pe_instances: bool = False) -> ConvDatapath:
+    """The conv datapath as the overlay top has it: with the pool engine's second output
+    writer and feature reader where the top has a pool engine (:func:`pool_supported`), and
+    the load engine's tile-slot writer where it has a Winograd unit.  ``omniconv verilog``
+    writes this datapath as overlay.v for a design the top runs, so the top's Verilog reuses
+    it."""
+    return ConvDatapath(params, limits, precision=precision, mult_latency=mult_latency,
+                        target=target, pe_instances=pe_instances,
+                        out_write_port=pool_supported(params, precision),
+                        tile_slot_port=bool(params.winograd_m))
+
 
 def table_words_for(needed: int) -> int:
     """Table-memory words of a top whose programs need ``needed`` (``NetworkProgram.
@@ -164,6 +179,15 @@ class OverlayTop(wiring.Component):
         The fetch unit's credit.
     mult_latency:
         Register stages of the PE multipliers.
+    target:
+        Multiplier target of the array (``"sim"``, ``"xcup"``, ``"ecp5"``;
+        ``rtl.conv_datapath.ConvDatapath``).
+    datapath_module:
+        If given, the datapath is a Verilog module of that name, instantiated by name
+        (:func:`rtl.emit.module_instance`, its PEs by row as well) and listed in
+        :meth:`instance_modules`, so that :func:`rtl.emit.verilog_text` converts it once,
+        or not at all where the caller has its Verilog (``omniconv verilog``: overlay.v).
+        For Verilog only; the Amaranth simulator needs the default, a submodule.
 
     Members
     -------
@@ -206,8 +230,13 @@ class OverlayTop(wiring.Component):
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
                  table_words: int = 64, aux_words: int | None = None, token_depth: int = 2,
-                 queue_depth: int = 4, prefetch_words: int = 8, mult_latency: int = 3):
+                 queue_depth: int = 4, prefetch_words: int = 8, mult_latency: int = 3,
+                 target: str = "sim", datapath_module: str | None = None):
         with rejecting(self):
+            if datapath_module is not None and not (isinstance(datapath_module, str)
+                                                    and datapath_module.isidentifier()):
+                raise ValueError(f"datapath_module must be a Verilog identifier or None, not "
+                                 f"{datapath_module!r}")
             if not isinstance(params, OverlayParams):
                 raise TypeError(f"params must be an OverlayParams, not {params!r}")
             if not isinstance(limits, DatapathLimits):
@@ -229,11 +258,11 @@ class OverlayTop(wiring.Component):
         self._params, self._limits, self._precision = params, limits, precision
         self._table_words, self._aux_words = table_words, aux_words
         self._has_pool = pool_supported(params, precision)
+        self._datapath_module = datapath_module
         try:
-            self.datapath = ConvDatapath(params, limits, precision=precision,
-                                         mult_latency=mult_latency,
-                                         out_write_port=self._has_pool,
-                                         tile_slot_port=bool(params.winograd_m))
+            self.datapath = top_datapath(params, limits, precision, mult_latency=mult_latency,
+                                         target=target,
+                                         pe_instances=datapath_module is not None)
         except (TypeError, ValueError) as exc:
             reject(self, exc)
         dp = self.datapath
@@ -324,10 +353,20 @@ class OverlayTop(wiring.Component):
         """Whether the top has a pool engine and an aux buffer (:func:`pool_supported`)."""
         return self._has_pool
 
+    def instance_modules(self) -> dict:
+        """``{Verilog module name: component}`` of the modules instantiated by name: with
+        ``datapath_module``, the datapath and its PE rows (``rtl.emit.verilog_text``)."""
+        if self._datapath_module is None:
+            return {}
+        return {self._datapath_module: self.datapath, **self.datapath.instance_modules()}
+
     def elaborate(self, platform):
         m = Module()
         dp, fetch, arb = self.datapath, self.fetch, self.arbiter
-        m.submodules.datapath = dp
+        if self._datapath_module is None:
+            m.submodules.datapath = dp
+        else:
+            m.submodules.datapath = module_instance(dp, self._datapath_module)
         m.submodules.fetch = fetch
         m.submodules.arbiter = arb
         m.submodules.compute = ce = self.compute
