@@ -591,7 +591,10 @@ class LoadEngine(_DmaEngine):
                         m.d.comb += lane.eq(value)
             m.d.comb += word[i].eq(Mux(keep[i], lane, 0))
 
-        rd = running & ~emit & fifo.r_rdy & (px_left != 0)
+        # a word that empties the register (``cnt == need``) makes room for the next beat in
+        # the same cycle (``dse.cost.dma.dma_joins``); the box's last word takes none
+        empties = emit & (cnt == need) & ~((px_left == 1) & (ch_left <= lanes))
+        rd = running & (~emit | empties) & fifo.r_rdy & (px_left != 0)
         # the engine counts each burst's beats itself; RLAST carries nothing it needs
         unused_rlast = Signal()
         m.d.comb += unused_rlast.eq(self.m_axi_rlast)
@@ -623,6 +626,12 @@ class LoadEngine(_DmaEngine):
         with m.If(emit):
             m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
                          waddr.eq(waddr + 1)]
+            with m.If(got):                 # the register emptied: the beat starts it again
+                m.d.sync += [acc.eq(incoming), cnt.eq(take),
+                             beat.eq(Mux(beat == head.len, 0, beat + 1)),
+                             self.bus_bytes.eq(self.bus_bytes + B)]
+                with m.If(self.m_axi_rresp != 0):
+                    m.d.sync += failed.eq(1)
             with m.If(ch_left > lanes):
                 m.d.sync += ch_left.eq(ch_left - lanes)
             with m.Else():

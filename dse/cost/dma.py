@@ -25,6 +25,16 @@ that answers at once and never stalls, a tile therefore takes
 
     cycles = OVERHEAD + beats + words
 
+for a store.  The load engine also takes the next beat in the cycle it hands out a word that
+empties its byte register -- a word whose last byte is the last byte of a beat (a run's end,
+or a byte just below a multiple of B in DRAM) -- so a load takes
+
+    cycles = LOAD_OVERHEAD + beats + words − (joins − 1)
+
+with ``joins`` those words (:func:`dma_joins`; the box's last word is one, with no beat after
+it).  A box of whole beats whose pixels are whole words (weights: ``lanes``·``elem`` = B)
+takes beats + 1.
+
 with :data:`LOAD_OVERHEAD` / :data:`STORE_OVERHEAD` the start-up (and, for a store, the
 write response) cycles derived below.  Cycle convention: from the cycle the command is taken
 (``cmd`` valid and ready) through the cycle of ``done``, inclusive.
@@ -52,6 +62,7 @@ __all__ = [
     "LOAD_OVERHEAD",
     "STORE_OVERHEAD",
     "dma_beats",
+    "dma_joins",
     "dma_runs",
     "dma_words",
     "load_tile_cycles",
@@ -121,6 +132,35 @@ def dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, xp=np):
     return nr * nc * (q + 1) + extra
 
 
+def dma_joins(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes):
+    """Words of one tile whose last byte ends a beat (module docstring): the load engine
+    takes the next beat in the cycle it hands such a word out.  A word ends a beat where its
+    end is a run's end (:func:`dma_runs`) or a multiple of B in DRAM.  Scalars only (the
+    compiler's, once per box shape and beat offset)."""
+    beat = int(bus_bits) // 8
+    rows, cols, ch, elem, lanes = (int(v) for v in (rows, cols, ch, elem, lanes))
+    row_pitch, px_pitch, dram = int(row_pitch), int(px_pitch), int(dram)
+    px = ch * elem
+    nr, nc, *_ = (int(v) for v in dma_runs(rows, cols, ch, elem, row_pitch, px_pitch))
+    # each pixel's word ends, relative to the pixel's first byte
+    ends = np.minimum(np.arange(1, -(-ch // lanes) + 1) * lanes, ch) * elem
+    # the pixels' addresses modulo B
+    starts = (dram + (np.arange(rows)[:, None] * row_pitch
+                      + np.arange(cols)[None, :] * px_pitch)) % beat
+    aligned = ((starts[..., None] + ends) % beat == 0)
+    # a pixel's last word ends a run: every pixel (a run per pixel), a row's last (a run
+    # per row) or the box's last (one run)
+    run_end = np.zeros((rows, cols), dtype=bool)
+    if nc > 1:
+        run_end[:, :] = True
+    elif nr > 1:
+        run_end[:, -1] = True
+    else:
+        run_end[-1, -1] = True
+    aligned[..., -1] |= run_end
+    return int(aligned.sum())
+
+
 def dma_words(rows, cols, ch, lanes, xp=np):
     """Buffer words of one tile: ⌈ch / lanes⌉ per pixel."""
     return rows * cols * cdiv(ch, lanes)
@@ -135,14 +175,15 @@ def _memory_bound(beats, words, bus_bits, bytes_per_cycle, xp):
 
 
 def load_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,
-                     latency=0, bytes_per_cycle=None, xp=np):
+                     latency=0, bytes_per_cycle=None):
     """Cycles of one ``load.tile`` (module docstring): :data:`LOAD_OVERHEAD` + ``latency`` +
-    the larger of beats + words and the beats' transfer time at ``bytes_per_cycle``
-    (``None``: at least one beat a cycle)."""
-    beats = dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, xp)
-    words = dma_words(xp.asarray(rows), xp.asarray(cols), xp.asarray(ch), lanes, xp)
-    return LOAD_OVERHEAD + latency + _memory_bound(beats, words, bus_bits, bytes_per_cycle,
-                                                   xp)
+    the larger of beats + words − (joins − 1) and the beats' transfer time at
+    ``bytes_per_cycle`` (``None``: at least one beat a cycle).  Scalars only."""
+    beats = dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits)
+    words = dma_words(rows, cols, ch, lanes)
+    joins = dma_joins(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes)
+    return LOAD_OVERHEAD + latency + _memory_bound(beats, words - (joins - 1), bus_bits,
+                                                   bytes_per_cycle, np)
 
 
 def store_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,

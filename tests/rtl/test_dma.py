@@ -35,7 +35,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from dse.cost.dma import dma_beats, load_tile_cycles, store_tile_cycles
+from dse.cost.dma import LOAD_OVERHEAD, dma_beats, load_tile_cycles, store_tile_cycles
 from rtl.dma import DmaCommand, LoadEngine, StoreEngine
 from rtl.isa import BUF_ADDR_BITS, DRAM_ADDR_BITS
 from sim.bench.axi_memory import AxiMemory
@@ -280,6 +280,30 @@ def test_store_random_latency_and_backpressure(bus_bits, lanes, lane_bits, laten
         np.testing.assert_array_equal(np.frombuffer(bytes(mem), np.uint8), want)
         low = _formula(store_tile_cycles, cmd, dut, latency)
         assert low <= cycles <= _formula(store_tile_cycles, cmd, dut) + axi.delay_cycles
+
+
+@pytest.mark.parametrize("bus_bits,lanes,lane_bits,ch,elem", [
+    (64, 8, 8, 8, 0),        # a word a beat (weights: lanes · elem = B): beats + 1
+    (128, 8, 16, 24, 1),     # a word a beat, three words a pixel
+    (256, 4, 8, 4, 0),       # eight words a beat: each beat's last word joins its next
+])
+def test_load_takes_the_next_beat_with_a_word_that_empties_the_register(
+        bus_bits, lanes, lane_bits, ch, elem):
+    """A packed, beat-aligned box: every beat ends with a word, so the engine takes each
+    next beat in the cycle it hands that word out -- max(beats, words) + 1 cycles after
+    the start-up, not beats + words."""
+    dut = LoadEngine(bus_bits, lanes, lane_bits, outstanding=4)
+    e = 1 << elem
+    rows, cols = 3, 5
+    cmd = {"dram": BASE + 4096, "addr": 2, "rows": rows, "cols": cols, "ch": ch, "elem": elem,
+           "row_pitch": cols * ch * e, "px_pitch": ch * e}
+    mem = bytearray(np.random.default_rng(bus_bits).integers(0, 256, MEM_BYTES, np.uint8))
+    writes, [(cycles, err, _)], _, _ = rtl_load(dut, bytearray(mem), [cmd])
+    assert not err and dict(writes) == ref_load(mem, cmd, lanes, lane_bits)
+    beats = -(-rows * cols * ch * e * 8 // bus_bits)
+    words = rows * cols * -(-ch // lanes)
+    assert cycles == LOAD_OVERHEAD + max(beats, words) + 1
+    assert cycles == _formula(load_tile_cycles, cmd, dut)
 
 
 def test_long_runs_split_at_256_beats_and_4k():
