@@ -809,7 +809,10 @@ class StoreEngine(_DmaEngine):
 
         w_free = ~self.m_axi_wvalid | self.m_axi_wready
         emit = running & fifo.r_rdy & w_free & (cnt_eff >= need_b)
-        read = running & ~emit & fifo.r_rdy & (cnt_eff < need_b) & (px_left != 0)
+        # a beat that takes every byte held (its last byte ends a word) reads the next word
+        # in the same cycle (``dse.cost.dma.dma_joins``)
+        read = (running & fifo.r_rdy & (px_left != 0)
+                & Mux(emit, cnt_eff == need_b, cnt_eff < need_b))
         m.d.comb += [self.buf_addr.eq(raddr), self.buf_en.eq(read),
                      fifo.r_en.eq(emit & (beat == head.len))]
 

@@ -187,11 +187,12 @@ def load_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, 
 
 
 def store_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,
-                      latency=0, bytes_per_cycle=None, xp=np):
+                      latency=0, bytes_per_cycle=None):
     """Cycles of one ``store.tile`` (module docstring): :data:`STORE_OVERHEAD` + ``latency``
     (of the last write response) + the larger of beats + words and the beats' transfer
     time at ``bytes_per_cycle``."""
-    beats = dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, xp)
-    words = dma_words(xp.asarray(rows), xp.asarray(cols), xp.asarray(ch), lanes, xp)
-    return STORE_OVERHEAD + latency + _memory_bound(beats, words, bus_bits, bytes_per_cycle,
-                                                    xp)
+    beats = dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits)
+    words = dma_words(rows, cols, ch, lanes)
+    joins = dma_joins(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes)
+    return STORE_OVERHEAD + latency + _memory_bound(beats, words - (joins - 1), bus_bits,
+                                                    bytes_per_cycle, np)

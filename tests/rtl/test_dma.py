@@ -35,7 +35,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from dse.cost.dma import LOAD_OVERHEAD, dma_beats, load_tile_cycles, store_tile_cycles
+from dse.cost.dma import LOAD_OVERHEAD, STORE_OVERHEAD, dma_beats, load_tile_cycles, store_tile_cycles
 from rtl.dma import DmaCommand, LoadEngine, StoreEngine
 from rtl.isa import BUF_ADDR_BITS, DRAM_ADDR_BITS
 from sim.bench.axi_memory import AxiMemory
@@ -282,11 +282,16 @@ def test_store_random_latency_and_backpressure(bus_bits, lanes, lane_bits, laten
         assert low <= cycles <= _formula(store_tile_cycles, cmd, dut) + axi.delay_cycles
 
 
-@pytest.mark.parametrize("bus_bits,lanes,lane_bits,ch,elem", [
+#: Packed, beat-aligned boxes in which every beat ends with a word (bus_bits, lanes,
+#: lane_bits, ch, elem code).
+JOIN_BOXES = [
     (64, 8, 8, 8, 0),        # a word a beat (weights: lanes · elem = B): beats + 1
     (128, 8, 16, 24, 1),     # a word a beat, three words a pixel
     (256, 4, 8, 4, 0),       # eight words a beat: each beat's last word joins its next
-])
+]
+
+
+@pytest.mark.parametrize("bus_bits,lanes,lane_bits,ch,elem", JOIN_BOXES)
 def test_load_takes_the_next_beat_with_a_word_that_empties_the_register(
         bus_bits, lanes, lane_bits, ch, elem):
     """A packed, beat-aligned box: every beat ends with a word, so the engine takes each
@@ -304,6 +309,30 @@ def test_load_takes_the_next_beat_with_a_word_that_empties_the_register(
     words = rows * cols * -(-ch // lanes)
     assert cycles == LOAD_OVERHEAD + max(beats, words) + 1
     assert cycles == _formula(load_tile_cycles, cmd, dut)
+
+
+@pytest.mark.parametrize("bus_bits,lanes,lane_bits,ch,elem", JOIN_BOXES)
+def test_store_reads_the_next_word_with_a_beat_that_empties_the_register(
+        bus_bits, lanes, lane_bits, ch, elem):
+    """The store side of the joins: a beat that takes every byte held reads the next word in
+    the same cycle -- max(beats, words) + 1 cycles after the start-up."""
+    dut = StoreEngine(bus_bits, lanes, lane_bits, outstanding=4)
+    e = 1 << elem
+    rows, cols = 3, 5
+    cmd = {"dram": BASE + 4096, "addr": 2, "rows": rows, "cols": cols, "ch": ch, "elem": elem,
+           "row_pitch": cols * ch * e, "px_pitch": ch * e}
+    rng = random.Random(bus_bits)
+    n = rows * cols * -(-ch // lanes)
+    words = [[rng.randrange(1 << lane_bits) for _ in range(lanes)] for _ in range(n)]
+    buffer = {cmd["addr"] + j: w for j, w in enumerate(words)}
+    mem = bytearray(np.random.default_rng(bus_bits).integers(0, 256, MEM_BYTES, np.uint8))
+    want = ref_store(mem, words, cmd, lanes, lane_bits)
+    [(cycles, err, _)], _, _ = rtl_store(dut, mem, buffer, [cmd])
+    assert not err
+    np.testing.assert_array_equal(np.frombuffer(bytes(mem), np.uint8), want)
+    beats = -(-rows * cols * ch * e * 8 // bus_bits)
+    assert cycles == STORE_OVERHEAD + max(beats, n) + 1
+    assert cycles == _formula(store_tile_cycles, cmd, dut)
 
 
 def test_long_runs_split_at_256_beats_and_4k():
