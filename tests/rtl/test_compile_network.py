@@ -61,20 +61,27 @@ def _sim(design):
     return build_overlay_sim(top, mem_words=MEM_WORDS)
 
 
-def _residual():
+def _residual(channels=8):
+    """conv → ReLU → max pool → conv → ReLU → 1×1 conv → add with the pool's output → ReLU
+    → average pool 3×3/2 with padding → global average pool, every layer ``channels`` wide
+    (also the network of test_compile_network_wide.py and test_double_buffer.py)."""
     b = NetworkBuilder("residual", (6, 8, 8))
-    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.conv("c1", out_channels=channels, kernel=3, padding=1)
     b.act("relu", "r1")
-    b.maxpool("p1", kernel=2)                                      # 8×4×4
-    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.maxpool("p1", kernel=2)                                      # channels×4×4
+    b.conv("c2", out_channels=channels, kernel=3, padding=1)
     b.act("relu", "r2")
-    b.conv("c3", out_channels=8, kernel=1)
+    b.conv("c3", out_channels=channels, kernel=1)
     b.sum("add", ["c3", "p1"])
     b.act("relu", "r3")
-    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # 8×2×2
+    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # channels×2×2
     b.gap("g")
     b.act("identity", "out")
     return b.build()
+
+
+#: The residual network's layer pins: both datapaths and both dataflows run.
+RESIDUAL_LAYER_PINS = {"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +89,7 @@ def explored():
     net = _residual()
     design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
                     dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins={"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}},
-                    optimizer="grid")
+                    layer_pins=RESIDUAL_LAYER_PINS, optimizer="grid")
     return net, design
 
 
@@ -144,12 +150,15 @@ def _branches():
     return b.build()
 
 
+#: The branches network's layer pins: both datapaths and both dataflows run.
+BRANCHES_LAYER_PINS = {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
+
+
 def test_branches_run_bit_exact_in_verilator(explored):
     net = _branches()
     design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
                     dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins={"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}},
-                    optimizer="grid")
+                    layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
     x = np.random.default_rng(5).integers(-128, 128, net.input_shape)
     lp, gold = compile_network(net, design, x, seed=2)
     assert list(gold) == ["stem", "b1", "b2a", "b2b", "b3p", "b3", "cat", "k1", "k2", "proj",

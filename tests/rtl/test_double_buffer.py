@@ -27,8 +27,8 @@ from dse.compiler.program import (build_network_program, decode_output,
 from dse.compiler.timing import program_timing
 from dse.network import NetworkBuilder
 from dse.search import search
-from test_compile_network import _branches as _branches_net
-from test_compile_network import _residual as _residual_net
+from test_compile_network import (BRANCHES_LAYER_PINS, RESIDUAL_LAYER_PINS,
+                                  _branches as _branches_net, _residual as _residual_net)
 from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, StoreTile
 from rtl.overlay_top import OverlayTop
 from rtl.params import DISPATCH_LATENCY, DatapathLimits
@@ -47,11 +47,11 @@ TABLE_WORDS = 256
 
 
 def _residual():
-    return _residual_net(), {"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}}
+    return _residual_net(), RESIDUAL_LAYER_PINS
 
 
 def _branches():
-    return _branches_net(), {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
+    return _branches_net(), BRANCHES_LAYER_PINS
 
 
 def _run(lp, gold, params, limits, table_words=TABLE_WORDS):
