@@ -42,7 +42,9 @@ PINS = {"rows": 4, "cols": 4, "act_buffer_kib": 2, "weight_buffer_kib": 2,
         "out_buffer_kib": 2, "bus_bits": 128}
 #: DRAM model words (16 bytes each): 256 KiB.
 MEM_WORDS = 1 << 14
-#: Table-buffer words of the top every test here builds (one Verilator build for all).
+#: Table-buffer words of the top every test here builds: one Verilator build for all, and
+#: for test_double_buffer.py's (which imports PINS, MEM_WORDS and TABLE_WORDS) and
+#: tests/cli/test_verify_top.py's (omniconv verify sizes it alike).
 TABLE_WORDS = 256
 
 
