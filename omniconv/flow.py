@@ -123,6 +123,7 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
             program: bool = True):
     """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run);
     ``optimizer`` replaces the config's."""
+    from dse.compiler.timing import timed_design
     from dse.load import load_network
     from dse.search import search
 
@@ -144,18 +145,11 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
             for name, pin in config.layers.items()}
     if not program:
         return design
-    return with_program_timing(network, design,
-                               algorithms=tuple(a.value for a in config.algorithms),
-                               dataflows=tuple(d.value for d in config.dataflows), pins=pins)
+    # the program's numbers where the overlay top runs the design (its choices re-made by
+    # them), the model's otherwise
+    return timed_design(network, design, algorithms=tuple(a.value for a in config.algorithms),
+                        dataflows=tuple(d.value for d in config.dataflows), pins=pins)
 
-
-def with_program_timing(network, design, *, algorithms=None, dataflows=None, pins=None):
-    """``dse.compiler.timing.timed_design``: the program's numbers where the overlay top runs
-    the design (its choices re-made by them), the model's otherwise."""
-    from dse.compiler.timing import timed_design
-
-    return timed_design(network, design, algorithms=algorithms, dataflows=dataflows,
-                        pins=pins)
 
 def _write_design(design, out_dir: Path) -> None:
     from dse.design import write_text_atomic

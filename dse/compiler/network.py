@@ -249,6 +249,41 @@ def _weights(layer, weights, rng, lo: int, hi: int) -> np.ndarray:
     return w
 
 
+def _half_plan(plan, layer, algorithm, dataflow, params, limits, **kwargs):
+    """The plan of ``layer`` for half buffers (:func:`dse.compiler.program.
+    double_buffer_limits`) that :func:`compile_network` may double-buffer it with, ``plan``
+    being its plan for the whole buffers; None where there is none: a layer the whole
+    buffers hold in one invocation has nothing to overlap, and one may not fit half the
+    buffers.  ``kwargs`` go to ``plan_conv`` as for ``plan``."""
+    if len(plan.invocations) <= 1:
+        return None
+    try:
+        return plan_conv(layer, algorithm, dataflow, params, double_buffer_limits(limits),
+                         **kwargs)
+    except ValueError:
+        return None                 # it does not fit half the buffers: single-buffered
+
+
+def _buffering(plans, halves, timing):
+    """Which plans :func:`compile_network` runs double-buffered: each layer of ``halves``
+    (program layer → its :func:`_half_plan`) as it runs faster, by its cycles in the timing
+    of the program single- and double-buffered (the layers run one after the other, so a
+    layer's cycles are its own; double-buffered only where strictly fewer).
+    ``timing(plans, double_buffer)`` returns ``dse.compiler.timing.program_timing`` of the
+    program of ``plans`` (``build_network_program``'s ``double_buffer``).  Returns the
+    plans (the half plan where it is double-buffered) and the ``double_buffer`` to build
+    them with."""
+    if not halves:
+        return list(plans), False
+    both = [halves.get(i, plan) for i, plan in enumerate(plans)]
+    flags = tuple(i in halves for i in range(len(plans)))
+    one = timing(list(plans), False).by_index()
+    two = timing(both, flags).by_index()
+    keep = {i for i in halves if two[i].cycles < one[i].cycles}
+    return ([halves[i] if i in keep else plan for i, plan in enumerate(plans)],
+            tuple(i in keep for i in range(len(plans))))
+
+
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
                     base: int = 0, patches: str = "tensor", image: bool = True,
                     double_buffer: bool = True):
@@ -312,7 +347,6 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     params, limits = design_overlay(design)
     if not isinstance(double_buffer, bool):
         raise TypeError(f"double_buffer must be a bool, not {double_buffer!r}")
-    half_limits = double_buffer_limits(limits) if double_buffer else None
     halves = {}                     # program layer → its plan for half buffers
     precision = design.precision
     if not isinstance(getattr(design, "layers", None), (tuple, list)):
@@ -379,35 +413,27 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                              precision=precision, variant=variant)
         except ValueError as exc:
             raise _refuse(layer, f"cannot be planned: {exc}") from None
-        if half_limits is not None and len(plan.invocations) > 1:
-            try:
-                halves[len(plans)] = plan_conv(layer, algorithm, dataflow, params,
-                                               half_limits, relu=e.relu,
-                                               precision=precision, variant=variant)
-            except ValueError:
-                pass                # it does not fit half the buffers: single-buffered
+        if double_buffer:
+            half = _half_plan(plan, layer, algorithm, dataflow, params, limits,
+                              relu=e.relu, precision=precision, variant=variant)
+            if half is not None:
+                halves[len(plans)] = half
         plans.append(plan)
         ws.append(w)
+
     def build(chosen, banked, with_image):
         return build_network_program(chosen, x, ws, params, limits, base=base,
                                      token_depth=token_depth,
                                      inputs=[e.input for e in entries], image=with_image,
                                      double_buffer=banked)
 
-    try:
-        banked = False
-        if halves:
-            # each layer as it runs faster: its two programs' schedules side by side (the
-            # layers are timed one after the other, so a layer's cycles are its own)
-            from dse.compiler.timing import program_timing
+    def timing(chosen, banked):
+        from dse.compiler.timing import program_timing
 
-            both = [halves.get(i, plan) for i, plan in enumerate(plans)]
-            flags = tuple(i in halves for i in range(len(plans)))
-            one = program_timing(build(plans, False, False), params).by_index()
-            two = program_timing(build(both, flags, False), params).by_index()
-            keep = {i for i in halves if two[i].cycles < one[i].cycles}
-            plans = [halves[i] if i in keep else plan for i, plan in enumerate(plans)]
-            banked = tuple(i in keep for i in range(len(plans)))
+        return program_timing(build(chosen, banked, False), params)
+
+    try:
+        plans, banked = _buffering(plans, halves, timing)
         lp = build(plans, banked, image)
     except ValueError as exc:
         names = [e.name for e in entries]

@@ -27,6 +27,9 @@ design's hardware by these numbers: the layers of a program run one after the ot
 total is the sum of its layers' cycles and each layer's choice can be made alone, by timing
 the one-layer program of every allowed choice the top runs (im2col and kn2row, Winograd on
 an overlay with the unit; ws and os) and keeping the fastest (the design's own on a tie).
+Each one-layer program is buffered as the whole program will buffer that layer
+(``compile_network``'s choice: double-buffered where that gives it fewer cycles, unless
+``double_buffer`` is False), so the ranking is by the cycles design.json shows.
 The explorer's analytic model ranks choices by an overlap of loads and compute the top does
 not have (its single buffers), so it can prefer a choice that is slower on the hardware
 (tiny on 8×8: Winograd for conv3, 1.9× the model's cycles in the program; im2col is faster
@@ -180,25 +183,42 @@ TOP_ALGORITHMS = ("im2col", "kn2row", "winograd")
 TOP_DATAFLOWS = ("ws", "os")
 
 
-def _one_layer_cycles(plan, params, limits, latency: int) -> int:
-    """Cycles of the one-layer program of ``plan`` (no image), start to done."""
+def _one_layer_cycles(plan, half, params, limits, latency: int) -> int:
+    """Cycles of the one-layer program of ``plan`` (no image), start to done, buffered as
+    ``compile_network`` buffers a layer: double-buffered with ``half`` (its plan for half
+    buffers, or None) where that gives it fewer cycles."""
     import numpy as np
 
+    from dse.compiler.network import _buffering
     from dse.compiler.program import build_network_program
 
-    lp = build_network_program([plan], np.zeros(plan.in_shape, dtype=np.int8), [None],
-                               params, limits, image=False)
-    return program_timing(lp, params, latency=latency).total_cycles
+    x = np.zeros(plan.in_shape, dtype=np.int8)
+    timed = {}                  # (plan, double-buffered, latency) → its ProgramTiming
+
+    def timing(plans, banked, latency=0):
+        banked = banked[0] if isinstance(banked, tuple) else banked
+        key = (id(plans[0]), banked, latency)
+        if key not in timed:
+            lp = build_network_program(plans, x, [None], params, limits, image=False,
+                                       double_buffer=banked)
+            timed[key] = program_timing(lp, params, latency=latency)
+        return timed[key]
+
+    plans, banked = _buffering([plan], {} if half is None else {0: half}, timing)
+    return timing(plans, banked, latency).total_cycles
 
 
 def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP_DATAFLOWS,
-                    pins=None, latency: int = 0):
+                    pins=None, latency: int = 0, double_buffer: bool = True):
     """``design`` with each conv and fc layer's algorithm, variant and dataflow re-chosen by
     the cycles of its one-layer program (module docstring), among ``algorithms`` and
     ``dataflows`` (the config's allowed sets; those the top does not run are skipped) and
-    within ``pins`` (``{layer: {"algorithm": a, "dataflow": d}}``, kept as pinned).  A layer
-    the top cannot run keeps the design's choice (``program_design`` then says why)."""
-    from dse.compiler.network import _graph, design_overlay
+    within ``pins`` (``{layer: {"algorithm": a, "dataflow": d}}``, kept as pinned).  Each
+    candidate's program is buffered as :func:`program_design` with ``double_buffer`` times
+    it (``compile_network``'s choice per layer: double-buffered where that is faster), so
+    the choice is made on the cycles design.json shows.  A layer the top cannot run keeps
+    the design's choice (``program_design`` then says why)."""
+    from dse.compiler.network import _graph, _half_plan, design_overlay
     from dse.compiler.plan import plan_conv
     from dse.network import Layer
 
@@ -220,24 +240,27 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
             layer = Layer(layer.name, "conv", layer.inputs, (c * h * w, 1, 1),
                           layer.out_shape, kernel=(1, 1))
         pin = pins.get(layer.name, {})
-        candidates = []                         # (datapath cycles, algorithm, flow, plan)
+        candidates = []             # (least datapath cycles, algorithm, flow, plan, half)
         for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
             for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
+                kwargs = {"relu": e.relu, "precision": design.precision}
                 try:
-                    plan = plan_conv(layer, algo, flow, params, limits, relu=e.relu,
-                                     precision=design.precision)
+                    plan = plan_conv(layer, algo, flow, params, limits, **kwargs)
                 except ValueError:
                     continue
-                candidates.append((plan.cycles(params.rows, params.cols)["cycles"], algo,
-                                   flow, plan))
+                half = (_half_plan(plan, layer, algo, flow, params, limits, **kwargs)
+                        if double_buffer else None)
+                least = min(p.cycles(params.rows, params.cols)["cycles"]
+                            for p in (plan, half) if p is not None)
+                candidates.append((least, algo, flow, plan, half))
         best = None
-        # a one-layer program takes at least its datapath's cycles: once a candidate's
-        # datapath alone is slower than the best program, the rest are too
-        for dp_cycles, algo, flow, plan in sorted(candidates, key=lambda c: c[0]):
+        # a one-layer program takes at least the datapath cycles of the plan it runs: once
+        # a candidate's least datapath cycles exceed the best program, the rest's do too
+        for dp_cycles, algo, flow, plan, half in sorted(candidates, key=lambda c: c[0]):
             if best is not None and dp_cycles > best[0][0]:
                 break
             try:
-                cycles = _one_layer_cycles(plan, params, limits, latency)
+                cycles = _one_layer_cycles(plan, half, params, limits, latency)
             except ValueError:
                 continue
             key = (cycles, (algo, flow) != (current.algorithm, current.dataflow))

@@ -42,7 +42,9 @@ PINS = {"rows": 4, "cols": 4, "act_buffer_kib": 2, "weight_buffer_kib": 2,
         "out_buffer_kib": 2, "bus_bits": 128}
 #: DRAM model words (16 bytes each): 256 KiB.
 MEM_WORDS = 1 << 14
-#: Table-buffer words of the top every test here builds (one Verilator build for all).
+#: Table-buffer words of the top every test here builds: one Verilator build for all, and
+#: for test_double_buffer.py's (which imports PINS, MEM_WORDS and TABLE_WORDS) and
+#: tests/cli/test_verify_top.py's (omniconv verify sizes it alike).
 TABLE_WORDS = 256
 
 
@@ -61,20 +63,27 @@ def _sim(design):
     return build_overlay_sim(top, mem_words=MEM_WORDS)
 
 
-def _residual():
+def _residual(channels=8):
+    """conv → ReLU → max pool → conv → ReLU → 1×1 conv → add with the pool's output → ReLU
+    → average pool 3×3/2 with padding → global average pool, every layer ``channels`` wide
+    (also the network of test_compile_network_wide.py and test_double_buffer.py)."""
     b = NetworkBuilder("residual", (6, 8, 8))
-    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.conv("c1", out_channels=channels, kernel=3, padding=1)
     b.act("relu", "r1")
-    b.maxpool("p1", kernel=2)                                      # 8×4×4
-    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.maxpool("p1", kernel=2)                                      # channels×4×4
+    b.conv("c2", out_channels=channels, kernel=3, padding=1)
     b.act("relu", "r2")
-    b.conv("c3", out_channels=8, kernel=1)
+    b.conv("c3", out_channels=channels, kernel=1)
     b.sum("add", ["c3", "p1"])
     b.act("relu", "r3")
-    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # 8×2×2
+    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # channels×2×2
     b.gap("g")
     b.act("identity", "out")
     return b.build()
+
+
+#: The residual network's layer pins: both datapaths and both dataflows run.
+RESIDUAL_LAYER_PINS = {"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +91,7 @@ def explored():
     net = _residual()
     design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
                     dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins={"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}},
-                    optimizer="grid")
+                    layer_pins=RESIDUAL_LAYER_PINS, optimizer="grid")
     return net, design
 
 
@@ -144,12 +152,15 @@ def _branches():
     return b.build()
 
 
+#: The branches network's layer pins: both datapaths and both dataflows run.
+BRANCHES_LAYER_PINS = {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
+
+
 def test_branches_run_bit_exact_in_verilator(explored):
     net = _branches()
     design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
                     dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins={"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}},
-                    optimizer="grid")
+                    layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
     x = np.random.default_rng(5).integers(-128, 128, net.input_shape)
     lp, gold = compile_network(net, design, x, seed=2)
     assert list(gold) == ["stem", "b1", "b2a", "b2b", "b3p", "b3", "cat", "k1", "k2", "proj",
@@ -256,6 +267,39 @@ def test_choices_by_the_programs_cycles():
     pinned = program_choices(net, design, pins={"conv3": {"algorithm": "winograd"}},
                              **allowed)
     assert {p.name: p.algorithm for p in pinned.layers}["conv3"] == "winograd"
+
+
+def test_choices_ranked_as_the_program_is_buffered():
+    """program_choices ranks each candidate by its one-layer program buffered as
+    program_design buffers the layer: by default double-buffered where that is faster
+    (compile_network's choice), single-buffered with double_buffer=False.  On 8×8 with
+    4 KiB buffers the 5×5/2 layer c2 (64 → 12 channels on 12×12) is faster in ws
+    double-buffered and in os single-buffered, so ranking under the other buffering than the
+    program's would keep the slower dataflow: under each buffering, every layer's choice is
+    at least as fast, in the whole program so buffered, as its other dataflow."""
+    b = NetworkBuilder("flip", (8, 12, 12))
+    b.conv("c1", out_channels=64, kernel=1)
+    b.act("relu", "r1")
+    b.conv("c2", out_channels=12, kernel=5, stride=2, padding=2)
+    net = b.build()
+    allowed = {"algorithms": ("im2col",), "dataflows": ("ws", "os")}
+    design = search(net, load_board("zcu102"), **allowed,
+                    hardware_pins={"rows": 8, "cols": 8, "act_buffer_kib": 4,
+                                   "weight_buffer_kib": 4, "out_buffer_kib": 4,
+                                   "bus_bits": 128})
+    picked = {}
+    for double in (True, False):
+        chosen = program_choices(net, design, double_buffer=double, **allowed)
+        total = program_design(net, chosen, double_buffer=double).total_cycles
+        for p in chosen.layers:
+            for flow in allowed["dataflows"]:
+                other = _with(chosen, p.name, dataflow=flow, variant="")
+                assert total <= program_design(net, other, double_buffer=double).total_cycles, \
+                    (double, p.name, flow)
+        picked[double] = {p.name: p.dataflow for p in chosen.layers}["c2"]
+    # the layer whose fastest dataflow depends on the buffering (else this test could not
+    # tell a ranking under the wrong buffering from the right one)
+    assert (picked[True], picked[False]) == ("ws", "os")
 
 
 def test_weights_given_or_seeded(explored):

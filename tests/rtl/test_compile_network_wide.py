@@ -3,12 +3,12 @@
 The pool engine works on groups of gcd(rows, cols) int8 lanes (``rtl.pool_layout``): on a
 4×8 overlay it reads feature and aux words of 4 lanes and packs two results into each output
 word of 8 lanes; on an 8×4 overlay it picks two groups out of each 8-lane input word and
-writes 4-lane output words.  A small residual network (conv → ReLU → max pool → conv → ReLU
-→ 1×1 conv → add with the pool's output → ReLU → average pool 3×3/2 with padding → global
-average pool; 12 channels, so a pixel's last output word on 4×8 is half full) is explored
-(``dse.search.search`` with the overlay pinned), compiled by
-``dse.compiler.network.compile_network`` and run with the DRAM model in RTL
-(``sim/overlay_sim.py``).  Every layer's tensor read back equals the golden tensor of
+writes 4-lane output words.  The small residual network of test_compile_network.py (conv →
+ReLU → max pool → conv → ReLU → 1×1 conv → add with the pool's output → ReLU → average pool
+3×3/2 with padding → global average pool), 12 channels wide here so that a pixel's last
+output word on 4×8 is half full, is explored (``dse.search.search`` with the overlay
+pinned), compiled by ``dse.compiler.network.compile_network`` and run with the DRAM model in
+RTL (``sim/overlay_sim.py``).  Every layer's tensor read back equals the golden tensor of
 ``sim.models`` (``sim.overlay_golden.golden_outputs``: from the plans and weights, never the
 program), the measured total is within 1 % of ``dse.compiler.timing.program_timing``'s, and
 every ``pool.tile``'s and ``compute.tile``'s measured span equals ``instruction_cycles``'.
@@ -23,13 +23,13 @@ from dse.board import load_board
 from dse.compiler.network import compile_network, design_overlay
 from dse.compiler.program import PoolLayer, decode_output, instruction_cycles
 from dse.compiler.timing import program_timing
-from dse.network import NetworkBuilder
 from dse.search import search
 from rtl.isa import ComputeTile, PoolSetup, PoolTile
 from rtl.overlay_top import OverlayTop
 from rtl.pool_layout import pool_lanes
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, instruction_spans, run_overlay_sim
+from test_compile_network import RESIDUAL_LAYER_PINS, _residual
 
 pytestmark = [pytest.mark.verilator, pytest.mark.regress]
 
@@ -38,31 +38,14 @@ MEM_WORDS = 1 << 14
 TABLE_WORDS = 256
 
 
-def _residual():
-    b = NetworkBuilder("residual_wide", (6, 8, 8))
-    b.conv("c1", out_channels=12, kernel=3, padding=1)
-    b.act("relu", "r1")
-    b.maxpool("p1", kernel=2)                                      # 12×4×4
-    b.conv("c2", out_channels=12, kernel=3, padding=1)
-    b.act("relu", "r2")
-    b.conv("c3", out_channels=12, kernel=1)
-    b.sum("add", ["c3", "p1"])
-    b.act("relu", "r3")
-    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # 12×2×2
-    b.gap("g")
-    b.act("identity", "out")
-    return b.build()
-
-
 @pytest.mark.parametrize("rows,cols", [(4, 8), (8, 4)])
 def test_pools_run_bit_exact_with_predicted_cycles(rows, cols):
-    net = _residual()
+    net = _residual(channels=12)
     pins = {"rows": rows, "cols": cols, "act_buffer_kib": 4, "weight_buffer_kib": 4,
             "out_buffer_kib": 4, "bus_bits": 128}
     design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
                     dataflows=("ws", "os"), hardware_pins=pins,
-                    layer_pins={"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}},
-                    optimizer="grid")
+                    layer_pins=RESIDUAL_LAYER_PINS, optimizer="grid")
     params, limits = design_overlay(design)
     assert (params.rows, params.cols) == (rows, cols) and pool_lanes(params) == 4
     x = np.random.default_rng(11).integers(-128, 128, net.input_shape)

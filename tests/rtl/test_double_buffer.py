@@ -27,8 +27,9 @@ from dse.compiler.program import (build_network_program, decode_output,
 from dse.compiler.timing import program_timing
 from dse.network import NetworkBuilder
 from dse.search import search
-from test_compile_network import _branches as _branches_net
-from test_compile_network import _residual as _residual_net
+from test_compile_network import (BRANCHES_LAYER_PINS, MEM_WORDS, PINS, RESIDUAL_LAYER_PINS,
+                                  TABLE_WORDS, _branches as _branches_net,
+                                  _residual as _residual_net)
 from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, StoreTile
 from rtl.overlay_top import OverlayTop
 from rtl.params import DISPATCH_LATENCY, DatapathLimits
@@ -37,21 +38,19 @@ from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 
 pytestmark = pytest.mark.verilator
 
-#: The overlay of test_compile_network.py (4×4, 2 KiB buffers): the same Verilator build.
-PINS = {"rows": 4, "cols": 4, "act_buffer_kib": 2, "weight_buffer_kib": 2,
-        "out_buffer_kib": 2, "bus_bits": 128}
+# PINS, MEM_WORDS and TABLE_WORDS are test_compile_network.py's: every top here but the
+# Winograd one is its 4×4 overlay with 2 KiB buffers, the same Verilator build (also
+# tests/cli/test_verify_top.py's).
 #: The overlay of test_compile_winograd.py (F(2×2, 3×3)).
 WINO_PINS = {**PINS, "winograd_m": 2, "a_width": 10, "b_width": 12}
-MEM_WORDS = 1 << 14
-TABLE_WORDS = 256
 
 
 def _residual():
-    return _residual_net(), {"c2": {"algorithm": "kn2row"}, "c3": {"dataflow": "os"}}
+    return _residual_net(), RESIDUAL_LAYER_PINS
 
 
 def _branches():
-    return _branches_net(), {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
+    return _branches_net(), BRANCHES_LAYER_PINS
 
 
 def _run(lp, gold, params, limits, table_words=TABLE_WORDS):
@@ -128,16 +127,18 @@ def test_winograd_network_double_buffered_bit_exact():
 
 
 def _chain():
-    """A 4×4 overlay and one 3×3 im2col layer that its weight buffer cuts into two filter
-    chunks, and half of it into four invocations: two filter chunks of two channel chunks
-    each (a K split, the second chunk accumulating onto the first)."""
+    """The 4×4 overlay of PINS (its buffers as design_overlay sizes them) and one 3×3 im2col
+    layer, 32 → 8 channels on 8×8, that its weight buffer cuts into two channel chunks, and
+    half of it into four invocations: two filter chunks of two channel chunks each (a K
+    split, the second chunk accumulating onto the first)."""
+    from dse.cost.resources import overlay_limits
     from dse.network import Layer
     from rtl.params import OverlayParams
 
-    params = OverlayParams(rows=4, cols=4)
-    limits = DatapathLimits(max_m=64, max_k=128, max_n=16, feature_words=256,
-                            weight_words=96, out_words=256, tile_words=64)
-    layer = Layer("c", "conv", (), (8, 8, 8), (8, 8, 8), kernel=(3, 3), padding=(1, 1, 1, 1))
+    params = OverlayParams(**PINS)
+    limits = DatapathLimits(**overlay_limits(params, 8))
+    layer = Layer("c", "conv", (), (32, 8, 8), (8, 8, 8), kernel=(3, 3),
+                  padding=(1, 1, 1, 1))
     return params, limits, layer
 
 
@@ -147,9 +148,10 @@ def test_tokens_and_halves_of_a_double_buffered_layer():
     n = len(plan.invocations)
     assert [inv.final for inv in plan.invocations] == [False, True, False, True]
     assert [inv.registers["accumulate"] for inv in plan.invocations] == [0, 1, 0, 1]
-    x = np.random.default_rng(0).integers(-128, 128, (8, 8, 8))
-    w = np.random.default_rng(1).integers(-128, 128, (8, 8, 3, 3))
+    x = np.random.default_rng(0).integers(-128, 128, layer.in_shape)
+    w = np.random.default_rng(1).integers(-128, 128, (8, 32, 3, 3))
     lp = build_network_program([plan], x, [w], params, limits, double_buffer=True)
+    assert [inv.filters for inv in plan.invocations] == [(0, 4), (0, 4), (4, 8), (4, 8)]
     prog = lp.program
     computes = [i for i, inst in enumerate(prog) if isinstance(inst, ComputeTile)]
     assert [inv.registers["bank"] for _, inv in lp.computes] == [k % 2 for k in range(n)]
@@ -188,12 +190,13 @@ def test_k_split_layer_double_buffered_bit_exact():
     params, limits, layer = _chain()
     plan = plan_conv(layer, "im2col", "ws", params, double_buffer_limits(limits))
     rng = np.random.default_rng(4)
-    x = rng.integers(-128, 128, (8, 8, 8))
-    w = rng.integers(-128, 128, (8, 8, 3, 3))
+    x = rng.integers(-128, 128, layer.in_shape)
+    w = rng.integers(-128, 128, (8, 32, 3, 3))
     lp = build_network_program([plan], x, [w], params, limits, double_buffer=True)
+    assert [inv.registers["accumulate"] for _, inv in lp.computes] == [0, 1, 0, 1]
     gold = golden_outputs(lp, x, [w])
     assert len(np.unique(gold["0"])) > 16
-    measured, model = _run(lp, gold, params, limits, table_words=64)
+    measured, model = _run(lp, gold, params, limits)
     single = build_network_program([plan_conv(layer, "im2col", "ws", params, limits)], x,
                                    [w], params, limits)
     slow = program_timing(single, params).total_cycles
@@ -205,11 +208,11 @@ def test_k_split_layer_double_buffered_bit_exact():
 def test_double_buffer_refusals():
     params, limits, layer = _chain()
     full = plan_conv(layer, "im2col", "ws", params, limits)
-    x = np.zeros((8, 8, 8), np.int64)
-    w = np.zeros((8, 8, 3, 3), np.int64)
+    x = np.zeros(layer.in_shape, np.int64)
+    w = np.zeros((8, 32, 3, 3), np.int64)
     with pytest.raises(ValueError, match=r"^plans\[0\] weight_words must fit half the "
-                                         r"buffer with double_buffer \(48 words; plan it "
-                                         r"with double_buffer_limits\), not 72$"):
+                                         r"buffer with double_buffer \(256 words; plan it "
+                                         r"with double_buffer_limits\), not 288$"):
         build_network_program([full], x, [w], params, limits, double_buffer=True)
     half = plan_conv(layer, "im2col", "ws", params, double_buffer_limits(limits))
     with pytest.raises(ValueError, match=r"^token_depth must be at least 2 with "

@@ -47,13 +47,15 @@ def _unpack(word, lanes):
 
 def _run(engine, commands, feature, aux, seed, idle=0.3):
     """Run ``commands`` (rtl.isa PoolSetup / PoolTile) through ``engine`` with the input
-    and aux buffers holding ``feature`` and ``aux`` (lists of packed words).  Returns the
-    writes [(address, lanes)] in order and, per command, (transfer cycle, done cycle,
-    error)."""
+    and aux buffers holding ``feature`` and ``aux`` (lists of packed words of the engine's
+    ``in_lanes`` lanes; a port not read last cycle gets its own random junk word).  Returns
+    the writes [(address, lanes)] in order, each word unpacked into the engine's
+    ``out_lanes`` lanes, and, per command, (transfer cycle, done cycle, error).  Also the
+    bench of tests/rtl/test_pool_engine_wide.py (``in_lanes`` or ``out_lanes`` ≠ ``lanes``)."""
     rng = random.Random(seed)
     mask = (1 << len(engine.cmd.payload.as_value())) - 1
     words = [c.encode() & mask for c in commands]
-    lanes = engine.lanes
+    in_lanes, out_lanes = engine.in_lanes, engine.out_lanes
     writes, log = [], []
     sim = Simulator(engine)
     sim.add_clock(1e-6)
@@ -63,9 +65,10 @@ def _run(engine, commands, feature, aux, seed, idle=0.3):
         read = read2 = None
         started = None
         while pending or started is not None:
-            junk = rng.getrandbits(8 * lanes)
-            ctx.set(engine.in_data.as_value(), junk if read is None else read)
-            ctx.set(engine.in2_data.as_value(), junk if read2 is None else read2)
+            ctx.set(engine.in_data.as_value(),
+                    rng.getrandbits(8 * in_lanes) if read is None else read)
+            ctx.set(engine.in2_data.as_value(),
+                    rng.getrandbits(8 * in_lanes) if read2 is None else read2)
             offer = bool(pending) and started is None and rng.random() >= idle
             ctx.set(engine.cmd.valid, offer)
             if offer:
@@ -81,7 +84,7 @@ def _run(engine, commands, feature, aux, seed, idle=0.3):
             read2 = aux[ctx.get(engine.in2_addr)] if ctx.get(engine.in2_en) else None
             if ctx.get(engine.out_en):
                 writes.append((ctx.get(engine.out_addr),
-                               _unpack(ctx.get(engine.out_data.as_value()), lanes)))
+                               _unpack(ctx.get(engine.out_data.as_value()), out_lanes)))
             await ctx.tick()
             cycle += 1
             assert cycle < TIMEOUT, "the engine hung"

@@ -6,9 +6,9 @@ groups.  With ``in_lanes`` > ``lanes`` (an overlay with rows > cols) it reads in
 ``in_lanes`` lanes, ⌈ch / in_lanes⌉ a pixel, and picks each group out of its word; with
 ``out_lanes`` > ``lanes`` (rows < cols) it writes output words of ``out_lanes`` lanes,
 ⌈ch / out_lanes⌉ a pixel, each holding consecutive groups, zero past the pixel's last group.
-The bench (as tests/rtl/test_pool_engine.py's) answers the read ports from Python lists with
-junk words around the tiles and junk lanes past ``ch``, and records every write.  The
-reference is ``pool_tile`` on the tile's lanes as the buffer holds them (every lane of the
+The bench is tests/rtl/test_pool_engine.py's ``_run``: it answers the read ports from Python
+lists with junk words around the tiles and junk lanes past ``ch``, and records every write.
+The reference is ``pool_tile`` on the tile's lanes as the buffer holds them (every lane of the
 ⌈ch / lanes⌉ groups), laid out in output words independently of the engine.  Cycles equal
 ``pool_cycles`` with ``ch_words`` = ⌈ch / lanes⌉ (the groups), exactly.
 """
@@ -20,28 +20,13 @@ import random
 import numpy as np
 import pytest
 
-from amaranth.sim import Simulator
-
 from dse.cost.transforms import pool_cycles
 from rtl.isa import Activation, PoolSetup, PoolTile
 from rtl.pool_engine import PoolEngine
 from sim.models.pool import pool_output_size, pool_tile
+from test_pool_engine import _pack, _run, _unpack
 
-
-TIMEOUT = 100_000
 MODES = ("max", "avg", "gmax", "gavg", "add", "rescale")
-
-
-def _pack(lanes_values):
-    word = 0
-    for i, v in enumerate(lanes_values):
-        word |= (int(v) & 0xFF) << (8 * i)
-    return word
-
-
-def _unpack(word, lanes):
-    vals = [(word >> (8 * i)) & 0xFF for i in range(lanes)]
-    return [v - 256 if v >= 128 else v for v in vals]
 
 
 def _words(values, lanes, per_pixel):
@@ -89,7 +74,7 @@ def _check_wide(engine, cases, seed):
         in_at += rows * cols * n_in + 11
         out_at += len(want) + 2
         assert in_at + 8 < engine.depth and out_at < engine.out_depth
-    writes, log = _run_wide(engine, commands, feature, aux, seed)
+    writes, log = _run(engine, commands, feature, aux, seed)
     got = {}
     for addr, word in writes:
         assert addr not in got, f"word {addr} written twice"
@@ -105,49 +90,6 @@ def _check_wide(engine, cases, seed):
         assert done - start == cycles
         n += len(words)
     assert len(got) == n                                   # nothing else written
-
-
-def _run_wide(engine, commands, feature, aux, seed, idle=0.3):
-    """Run ``commands`` through ``engine`` (the buffers' words as packed integers).  Returns
-    the writes [(address, lanes)] in order and, per command, (transfer, done, error)."""
-    rng = random.Random(seed)
-    mask = (1 << len(engine.cmd.payload.as_value())) - 1
-    words = [c.encode() & mask for c in commands]
-    il, ol = engine.in_lanes, engine.out_lanes
-    writes, log = [], []
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-
-    async def bench(ctx):
-        cycle, pending, started = 0, list(words), None
-        read = read2 = None
-        while pending or started is not None:
-            ctx.set(engine.in_data.as_value(), rng.getrandbits(8 * il) if read is None else read)
-            ctx.set(engine.in2_data.as_value(),
-                    rng.getrandbits(8 * il) if read2 is None else read2)
-            offer = bool(pending) and started is None and rng.random() >= idle
-            ctx.set(engine.cmd.valid, offer)
-            if offer:
-                ctx.set(engine.cmd.payload.as_value(), pending[0])
-            if offer and ctx.get(engine.cmd.ready):
-                pending.pop(0)
-                started = cycle
-            if ctx.get(engine.done):
-                assert started is not None, "done without a command"
-                log.append((started, cycle, ctx.get(engine.error)))
-                started = None
-            read = feature[ctx.get(engine.in_addr)] if ctx.get(engine.in_en) else None
-            read2 = aux[ctx.get(engine.in2_addr)] if ctx.get(engine.in2_en) else None
-            if ctx.get(engine.out_en):
-                writes.append((ctx.get(engine.out_addr),
-                               _unpack(ctx.get(engine.out_data.as_value()), ol)))
-            await ctx.tick()
-            cycle += 1
-            assert cycle < TIMEOUT, "the engine hung"
-
-    sim.add_testbench(bench)
-    sim.run()
-    return writes, log
 
 
 def _cases(seed, lanes, count):
