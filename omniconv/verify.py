@@ -120,7 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def hardware_of(config, out_dir: Path, log=print):
     """The :class:`rtl.params.OverlayParams` to verify: ``out_dir/design.json``'s when it is
-    up to date (:func:`omniconv.flow.is_stale`), else those of a fresh search of ``config``."""
+    up to date (:func:`omniconv.flow.is_stale`), else those of a fresh search of ``config``
+    (without the program's timing, ``explore(program=False)``: it re-makes layer choices
+    and cycles, never the hardware)."""
     from dse.design import read_design
     from omniconv.flow import explore, is_stale
     from rtl.params import OverlayParams
@@ -130,7 +132,7 @@ def hardware_of(config, out_dir: Path, log=print):
         log(f"hardware from {design_path}")
         return OverlayParams(**read_design(design_path).hardware)
     log("design.json missing or stale: searching the hardware")
-    return OverlayParams(**explore(config, progress=False).hardware)
+    return OverlayParams(**explore(config, progress=False, program=False).hardware)
 
 
 def settings_of(config):
