@@ -252,14 +252,23 @@ def run_verilog(args) -> int:
         hw = design.hardware
         _say(f"[2/2] generating {overlay_path} ({hw['rows']}x{hw['cols']} array, Amaranth "
              f"to Verilog; seconds for small arrays, minutes for large ones)")
-        job = _OverlayJob(design, config.board, out_dir, background=top)
-        if not top:
-            written.append(job.result())
+        # a large datapath converts in a second process while this one compiles the
+        # program and converts the rest of the top (a small one is quicker than the spawn)
+        job = _OverlayJob(design, config.board, out_dir,
+                          background=top and hw["rows"] * hw["cols"] >= _BACKGROUND_PES)
+        if job.path() is not None:
+            written.append(job.path())
     if top:
         _top_files(design, config, out_dir, design_path, written, current, job)
+    if job is not None and job.path() not in written:
+        written.append(job.result())
     if getattr(args, "summary", True):
         print(summary(design, config, out_dir, written, current, args.config))
     return 0
+
+
+#: Array size from which ``omniconv verilog`` writes overlay.v in a second process.
+_BACKGROUND_PES = 256
 
 
 class _OverlayJob:
@@ -290,6 +299,10 @@ class _OverlayJob:
             self._report()
         return self._path
 
+    def path(self) -> Path | None:
+        """overlay.v's path once written (:meth:`result` waits for it), else None."""
+        return self._path
+
     def cancel(self) -> None:
         if self._pool is not None and self._path is None:
             self._future.cancel()
@@ -310,7 +323,7 @@ def _top_files(design, config, out_dir: Path, design_path: Path, written, curren
     overlay_path = out_dir / "overlay.v"
 
     def datapath_text() -> str:
-        if job is not None:
+        if job is not None and job.path() is None:
             written.append(job.result())
         return overlay_path.read_text()
 

@@ -11,7 +11,9 @@ and requantisation are read, never the program or its DRAM image.
 A fully connected layer (a conv plan over the (C·H·W)×1×1 vector of a C×H×W tensor) takes
 its weights in either form: N×C×H×W, the framework's (the vector in CHW order: the golden
 output is the convolution of the tensor with an H×W kernel, independent of how the
-compiler orders the vector), or N×(C·H·W)×1×1 over the HWC vector the overlay reads.
+compiler orders the vector), or N×(C·H·W)×1×1 over the HWC vector the overlay reads.  A layer planned from host patches
+(``plan.host_patches``) is the convolution of ``x`` with its own window and N×C×R×S weights,
+not of the patches the program reads.
 """
 
 from __future__ import annotations
@@ -75,12 +77,16 @@ def golden_outputs(lp: NetworkProgram, x, weights, names=None) -> dict:
             raise ValueError(f"a plan's invocations must share one requantisation, not "
                              f"{sorted(regs)}")
         (mult, shift, relu), = regs
-        if tuple(plan.in_shape) != a.shape:       # fully connected: a vector of a's elements
+        if tuple(plan.in_shape) != a.shape and not plan.host_patches:   # fully connected
             w = np.asarray(w)
             if w.shape[1:] != a.shape:
                 a = a.transpose(1, 2, 0).reshape(-1, 1, 1)
-        top, left, bottom, right = plan.pads
+        if plan.host_patches:         # the layer's own window over x (not the patches)
+            _, stride, dilation, (top, left, bottom, right) = plan.host_patches
+        else:
+            stride, dilation = plan.stride, plan.dilation
+            top, left, bottom, right = plan.pads
         padded = np.pad(a, ((0, 0), (top, bottom), (left, right)))
-        acc = conv2d(padded, w, stride=plan.stride, padding=0, dilation=plan.dilation)
+        acc = conv2d(padded, w, stride=stride, padding=0, dilation=dilation)
         tensors.append(requantize(acc, mult, shift, plan.precision, bool(relu)))
     return dict(zip(names, tensors[1:]))

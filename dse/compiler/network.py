@@ -35,8 +35,9 @@ Everything else is refused with one :class:`ValueError` naming the layer and the
 dataflow (the top runs the im2col, kn2row and Winograd datapaths and stores ``ws`` / ``os``
 words only), a second ``input`` node, and the concatenations and flattens above.  A conv
 the design gives im2col from host patches (variant ``patches``, the first layer's usual
-choice) is planned as im2col from the input tensor by default, since the top reads
-tensors, not patches (``patches="refuse"`` refuses it instead).
+choice) reads the patches the host writes into DRAM in place of the input tensor
+(``patches="host"``, the default); ``patches="tensor"`` plans it as im2col from the input
+tensor instead and ``patches="refuse"`` refuses it.
 
 **Weights.**  The IR carries no weights (``dse.network.Layer`` has none), so they come from
 ``weights`` (conv layer name → N×C×R×S integers, fc layer name → N×K with K the input's
@@ -67,7 +68,7 @@ from rtl.pool_layout import pool_supported
 __all__ = ["PATCHES", "compile_network", "design_overlay"]
 
 #: What :func:`compile_network` does with a conv the design gives im2col from host patches.
-PATCHES = ("tensor", "refuse")
+PATCHES = ("host", "tensor", "refuse")
 #: Ops that name the tensor they read without an instruction (``flatten``: of C×1×1 only).
 _ALIASES = ("identity", "flatten")
 #: The datapath algorithms and dataflows the overlay top runs from tensors.
@@ -225,10 +226,10 @@ def _choices(design, layer, patches: str) -> tuple[str, str, str | None]:
         raise _refuse(layer, f"the design chose the {dataflow!r} dataflow; the store writes "
                              f"{' and '.join(_DATAFLOWS)} output words only (is needs a "
                              f"relayout)")
-    if variant == "patches":
+    if variant == "patches" and patches != "host":
         if patches == "refuse":
-            raise _refuse(layer, "the design reads it from host im2col patches, which the "
-                                 "overlay top does not load (patches='tensor' plans it as "
+            raise _refuse(layer, "the design reads it from host im2col patches "
+                                 "(patches='host' loads them, patches='tensor' plans it as "
                                  "im2col from the input tensor)")
         variant = None
     return algorithm, dataflow, variant or None
@@ -285,7 +286,7 @@ def _buffering(plans, halves, timing):
 
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
-                    base: int = 0, patches: str = "tensor", image: bool = True,
+                    base: int = 0, patches: str = "host", image: bool = True,
                     double_buffer: bool = True):
     """A network and its design as one overlay-top program, with golden outputs (module
     docstring).
@@ -314,8 +315,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         ``dse.compiler.timing.program_timing`` gives it fewer cycles that way (halving the
         buffers can cut it into so many more invocations that it runs slower).
     patches:
-        ``"tensor"``: a conv the design reads from host patches is planned as im2col from
-        its input tensor; ``"refuse"``: it is refused.
+        A conv the design reads from host patches: ``"host"`` plans it so (the image holds
+        the patches in place of ``x``) where it is the only layer reading the input, else
+        as ``"tensor"`` does, im2col from its input tensor; ``"refuse"`` refuses it.
     image:
         False: the program without its DRAM image (``x`` may be None, no weights are drawn
         and the returned weights are None): the instructions, tensors and segments, which
@@ -370,6 +372,7 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                          f"{', '.join(map(repr, unknown))}")
 
     entries, _ = _graph(network)
+    readers = [e for e in entries if e.kind != "concat" and e.input == 0]
     pools = [e for e in entries if e.kind == "pool"]
     if pools and not pool_supported(params, precision):
         raise _refuse(pools[0].layer, f"the pool engine needs an 8-bit design on an overlay "
@@ -391,7 +394,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
             used.append(None)
             continue
         layer = e.layer
-        algorithm, dataflow, variant = _choices(design, layer, patches)
+        # host patches replace the input in DRAM: only for the one layer reading it
+        algorithm, dataflow, variant = _choices(
+            design, layer, patches if readers == [e] or patches == "refuse" else "tensor")
         w = _weights(layer, weights, rng, lo, hi) if image else None
         if layer.op == "fc" and w is not None:
             # the vector the overlay reads is the tensor's HWC bytes, the framework's is CHW:

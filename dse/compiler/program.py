@@ -58,8 +58,10 @@ channels at (y0, 0, f0) of the output tensor; cut at 4095 rows), and a K split's
 channel chunks, whose outputs are not the layer's, are not stored at all.  The ``is``
 dataflow is refused: its words are ``cols`` pixels of one filter, elements that lie N·elem
 apart in an HWC tensor, which no box (contiguous channels) can store; it needs a relayout
-by the host or a transposing store.  Grouped convolutions, ``host_patches`` plans (the host
-writes patches, not the tensor) and FFT plans are refused too.
+by the host or a transposing store.  Grouped convolutions and FFT plans are refused too.
+A ``host_patches`` plan (im2col from the host's patches, the first layer's usual choice) is
+the 1×1 convolution over the patches, which the image holds in place of the input tensor
+(the host writes them, as it writes the input).
 
 **Winograd layers** (F(m×m, 3×3) plans of the overlay's ``winograd_m`` and
 ``winograd_lanes``, banded or not) use the load and store engines' **tile mode**
@@ -705,8 +707,6 @@ def _check_plan(i: int, plan, params: OverlayParams) -> None:
                          f"relayout by the host)")
     if plan.groups != 1:
         raise ValueError(f"{what} must have 1 group, not {plan.groups}")
-    if plan.host_patches:
-        raise ValueError(f"{what} must read its input tensor, not host patches")
     if plan.precision not in (8, 16):
         raise ValueError(f"{what} precision must be 8 or 16, not {plan.precision}")
     for name, shape in (("input", plan.in_shape), ("output", plan.out_shape)):
@@ -892,7 +892,11 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         a :class:`PoolLayer` or a :class:`Concat`; the conv layers all of one precision (8
         where there is a pool layer).
     x:
-        The network's input C×H×W, integers of the plans' precision.
+        The network's input C×H×W, integers of the plans' precision.  Where the layer that
+        reads it is planned from host patches (``plan.host_patches``, the first layer's im2col
+        variant ``patches``), the image holds its patches (``plan.host_input(x)``,
+        C·R·S×OH×OW, what the host writes) in place of ``x``, and that layer must be the only
+        one reading the input.
     weights:
         Per layer its weights N×C×R×S, integers of the precision (None for a pool or
         concat layer).
@@ -959,6 +963,24 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         raise ValueError("plans must hold a conv or pool layer, not concatenations only")
     precision = convs[0].precision if convs else 8
     x = np.asarray(x)
+    # a conv planned from host patches reads the patches in place of x: the host writes them
+    patched = [i for i, plan in enumerate(plans)
+               if not (is_pool[i] or is_cat[i]) and plan.host_patches]
+    if patched:
+        i = patched[0]
+        readers = [j for j in range(len(plans)) if not is_cat[j] and inputs[j] == 0]
+        if len(patched) > 1 or readers != [i]:
+            raise ValueError(f"plans[{i}] reads host patches of the network input, so it "
+                             f"must be the only layer that reads the input, not one of "
+                             f"layers {readers}")
+        (r, s), *_ = plans[i].host_patches
+        if not image:                            # only its shape matters
+            x = np.zeros(plans[i].in_shape, np.int64)
+        elif x.ndim != 3 or x.shape[0] * r * s != plans[i].in_shape[0]:
+            raise ValueError(f"x must be the network input C×H×W of the host-patches plan "
+                             f"({plans[i].in_shape[0] // (r * s)} channels), not {x.shape}")
+        else:
+            x = plans[i].host_input(x)
     shapes = [tuple(int(v) for v in x.shape)]          # every tensor's: x, each layer's output
     if not (is_pool[0] or is_cat[0]):
         want = tuple(int(v) for v in plans[0].in_shape)
@@ -1020,6 +1042,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                              f"{in_shape} (or its {int(np.prod(in_shape))} elements as a "
                              f"vector), not {want_in}")
         want = (plan.out_shape[0], plan.in_shape[0], *plan.kernel)
+        if plan.host_patches:                    # the layer's own weights, N×C×R×S
+            (r, s), *_ = plan.host_patches
+            want = (plan.out_shape[0], plan.in_shape[0] // (r * s), r, s)
         if (image or weights[i] is not None) and np.shape(weights[i]) != want:
             raise ValueError(f"weights[{i}] must have shape {want}, not {np.shape(weights[i])}")
         if double_buffer[i]:

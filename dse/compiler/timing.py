@@ -37,8 +37,9 @@ there).
 
 :func:`program_design` puts these numbers into a design (``dse.design.Design``) whose
 network the overlay top runs: per conv and fc layer its ``cycles``, ``compute_cycles``,
-``memory_cycles`` and ``dram_bytes`` (and the variant that runs: im2col from the tensor
-where the explorer chose host patches), per pool and add its ``other_layers`` cycles, and
+``memory_cycles`` and ``dram_bytes`` (a first layer the explorer reads from host patches
+reads them on the top too: the host writes them in place of the input), per pool and add its
+``other_layers`` cycles, and
 ``total_cycles`` / ``latency_ms``.  So design.json says what the hardware does, not what the
 explorer's analytic model (``dse.cost.model``) estimated while it searched.
 """
@@ -166,8 +167,7 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
     for entry in design.layers:
         t = by_name[entry.name]
         layers.append(dataclasses.replace(
-            entry, variant="" if entry.variant == "patches" else entry.variant,
-            cycles=t.cycles,
+            entry, cycles=t.cycles,
             compute_cycles=t.compute_cycles, memory_cycles=t.memory_cycles,
             dram_bytes=t.dram_bytes))
     others = [{**o, "cycles": by_name[o["name"]].cycles} if o["name"] in by_name else o
@@ -208,6 +208,12 @@ def _one_layer_cycles(plan, half, params, limits, latency: int) -> int:
     return timing(plans, banked, latency).total_cycles
 
 
+def _choice(algorithm: str, variant: str, dataflow: str) -> tuple:
+    """What makes two choices of a layer different programs: the algorithm, the dataflow and
+    whether it reads host patches (the Winograd variant follows from the overlay)."""
+    return algorithm, dataflow, variant == "patches"
+
+
 def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP_DATAFLOWS,
                     pins=None, latency: int = 0, double_buffer: bool = True):
     """``design`` with each conv and fc layer's algorithm, variant and dataflow re-chosen by
@@ -230,6 +236,8 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
     entries, _ = _graph(network)
     shapes = [tuple(network.input_shape)] + [tuple(e.layer.out_shape) for e in entries]
     by_name = {p.name: p for p in design.layers}
+    # the one layer reading the network input may read the host's patches instead
+    readers = [e for e in entries if e.kind != "concat" and e.input == 0]
     layers = {}
     for e in entries:
         if e.kind != "mac" or e.layer.name not in by_name:
@@ -241,18 +249,21 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
                           layer.out_shape, kernel=(1, 1))
         pin = pins.get(layer.name, {})
         candidates = []             # (least datapath cycles, algorithm, flow, plan, half)
+        patches = readers == [e] and layer.op == "conv"
         for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
             for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
-                kwargs = {"relu": e.relu, "precision": design.precision}
-                try:
-                    plan = plan_conv(layer, algo, flow, params, limits, **kwargs)
-                except ValueError:
-                    continue
-                half = (_half_plan(plan, layer, algo, flow, params, limits, **kwargs)
-                        if double_buffer else None)
-                least = min(p.cycles(params.rows, params.cols)["cycles"]
-                            for p in (plan, half) if p is not None)
-                candidates.append((least, algo, flow, plan, half))
+                for variant in (None, "patches") if algo == "im2col" and patches else (None,):
+                    kwargs = {"relu": e.relu, "precision": design.precision,
+                              "variant": variant}
+                    try:
+                        plan = plan_conv(layer, algo, flow, params, limits, **kwargs)
+                    except ValueError:
+                        continue
+                    half = (_half_plan(plan, layer, algo, flow, params, limits, **kwargs)
+                            if double_buffer else None)
+                    least = min(p.cycles(params.rows, params.cols)["cycles"]
+                                for p in (plan, half) if p is not None)
+                    candidates.append((least, algo, flow, plan, half))
         best = None
         # a one-layer program takes at least the datapath cycles of the plan it runs: once
         # a candidate's least datapath cycles exceed the best program, the rest's do too
@@ -263,11 +274,14 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
                 cycles = _one_layer_cycles(plan, half, params, limits, latency)
             except ValueError:
                 continue
-            key = (cycles, (algo, flow) != (current.algorithm, current.dataflow))
+            key = (cycles, _choice(algo, plan.variant, flow) != _choice(
+                current.algorithm, current.variant, current.dataflow))
             if best is None or key < best[0]:
-                variant = "" if algo in ("im2col", "kn2row") else plan.variant
+                variant = ("patches" if plan.host_patches else
+                           "" if algo in ("im2col", "kn2row") else plan.variant)
                 best = (key, algo, variant, flow)
-        if best is not None and (best[1], best[3]) != (current.algorithm, current.dataflow):
+        if best is not None and _choice(*best[1:]) != _choice(
+                current.algorithm, current.variant, current.dataflow):
             layers[layer.name] = dataclasses.replace(current, algorithm=best[1],
                                                      variant=best[2], dataflow=best[3])
     if not layers:
@@ -294,7 +308,8 @@ def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None)
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
     changed = [p.name for p, q in zip(design.layers, chosen.layers)
-               if (p.algorithm, p.dataflow) != (q.algorithm, q.dataflow)]
+               if _choice(p.algorithm, p.variant, p.dataflow)
+               != _choice(q.algorithm, q.variant, q.dataflow)]
     return dataclasses.replace(timed, timing={"source": "program",
                                               "model_total_cycles": design.total_cycles,
                                               "dram_latency_cycles": 0,

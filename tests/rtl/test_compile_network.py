@@ -23,7 +23,9 @@ import pytest
 from dse.board import load_board
 from dse.compiler.network import compile_network as _compile_network
 from dse.compiler.network import design_overlay
-from dse.compiler.program import PoolLayer, decode_output, instruction_cycles
+from dse.compiler.plan import plan_conv
+from dse.compiler.program import (PoolLayer, build_network_program, decode_output,
+                                  instruction_cycles)
 from dse.compiler.timing import program_choices, program_design, program_timing
 from dse.network import NetworkBuilder
 from dse.zoo import tiny
@@ -103,7 +105,9 @@ def test_network_compiles_and_runs_bit_exact_in_verilator(explored):
     assert list(gold) == ["c1", "p1", "c2", "c3", "add", "ap", "g"]
     kinds = [p.mode if isinstance(p, PoolLayer) else p.algorithm for p in lp.plans]
     assert kinds[1:] == ["max", "kn2row", "im2col", "add", "avg", "gavg"]
-    assert kinds[0] == "im2col" and lp.plans[0].host_patches == ()   # patches → tensor
+    # the design reads c1 from host patches: the image holds them in place of x
+    assert kinds[0] == "im2col" and lp.plans[0].host_patches != ()
+    assert lp.tensors[0].shape == lp.plans[0].in_shape == (6 * 9, 8, 8)
     assert [p.invocations[0].registers["rq_relu"] for p in lp.plans if not
             isinstance(p, PoolLayer)] == [1, 1, 0]
     assert lp.plans[4].source == 2 and lp.plans[4].relu and not lp.plans[5].relu
@@ -230,7 +234,7 @@ def test_design_takes_the_program_timing(explored):
         t = by_index[names.index(p.name)]
         assert (p.cycles, p.compute_cycles, p.memory_cycles, p.dram_bytes) == \
             (t.cycles, t.compute_cycles, t.memory_cycles, t.dram_bytes)
-    assert {p.name: p.variant for p in timed.layers}["c1"] == ""      # runs from the tensor
+    assert {p.name: p.variant for p in timed.layers}["c1"] == "patches"   # host patches
     for o in timed.other_layers:
         assert o["cycles"] == by_index[names.index(o["name"])].cycles
     assert sum(t.cycles for t in timing.layers) + DISPATCH_LATENCY + FINISH_CYCLES == \
@@ -415,7 +419,25 @@ def test_design_choices_and_arguments_refused(explored):
         compile_network(net, design, x, {"c3": np.zeros((8, 8, 3, 3), int)})
     with pytest.raises(ValueError, match=r"x must be integers of the network's input shape"):
         compile_network(net, design, x[:, :4])
-    with pytest.raises(ValueError, match="patches must be one of tensor, refuse"):
-        compile_network(net, design, x, patches="host")
+    with pytest.raises(ValueError, match="patches must be one of host, tensor, refuse"):
+        compile_network(net, design, x, patches="file")
+    # host patches: the layer reading them must be the only one reading the input
+    two = NetworkBuilder("two_readers", (3, 6, 6))
+    two.conv("a", out_channels=4, kernel=3, padding=1)
+    two.conv("b", ["input"], out_channels=4, kernel=1)
+    two.sum("s", ["a", "b"])
+    two_net = two.build()
+    two_design = search(two_net, load_board("zcu102"), algorithms=("im2col",),
+                        dataflows=("ws",), hardware_pins=PINS, optimizer="grid")
+    patched = _with(two_design, "a", variant="patches")
+    lp, _ = compile_network(two_net, patched, np.zeros((3, 6, 6), int))
+    assert lp.plans[0].host_patches == () and lp.tensors[0].shape == (3, 6, 6)  # the tensor
+    params, limits = design_overlay(patched)
+    plans = [plan_conv(two_net.layers[1], "im2col", "ws", params, limits, variant="patches"),
+             lp.plans[1], lp.plans[2]]
+    with pytest.raises(ValueError, match=r"plans\[0\] reads host patches of the network "
+                                         r"input, so it must be the only layer"):
+        build_network_program(plans, np.zeros((3, 6, 6), int), [None] * 3, params, limits,
+                              inputs=lp.inputs, image=False)
     with pytest.raises(TypeError, match="network must be a dse.network.Network"):
         compile_network(design, design, x)
