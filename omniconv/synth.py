@@ -9,7 +9,9 @@ wrapper, :func:`omniconv.yosys.scan_wrapper`, so the overlay's ports need no pac
 its clock is on the global network and Fmax is that of its paths from and to flip-flops),
 and writes
 ``DIR/resources.json``: the counts (docs/synthesis.md), the explorer's estimate of the same
-fields (``model``), and the board budget with what fits and by how much.
+fields (``model``), and the board budget with what fits and by how much.  A design whose
+Yosys counts exceed the board is not placed (nextpnr could not): the file is written with
+``pnr_skipped`` saying why, and the command exits 1.
 
 With ``--top`` it does the same for the whole accelerator, ``DIR/overlay_top.v`` (module
 ``overlay_top``: the datapath with its AXI4 DRAM master, AXI-Lite registers, instruction
@@ -142,7 +144,9 @@ def _no_top_reason(design, out_dir: Path) -> str | None:
 
 
 def _synthesise(args, chosen: str, board, out_dir: Path, target: Target = DATAPATH):
-    """Yosys (composed or whole), then nextpnr on ECP5: ``(SynthResult, PnrResult or None)``."""
+    """Yosys (composed or whole), then nextpnr on ECP5: ``(SynthResult, PnrResult or None,
+    why nextpnr was skipped or None)``.  nextpnr is skipped for a design whose Yosys counts
+    exceed the board (it could not place it, and would take many minutes to say so)."""
     from omniconv.yosys import place_and_route_ecp5, scan_wrapper, synthesize
 
     source = out_dir / target.verilog
@@ -152,22 +156,33 @@ def _synthesise(args, chosen: str, board, out_dir: Path, target: Target = DATAPA
         result = composed_synthesis(source, target.module, chosen, work / f"{chosen}-composed")
     else:
         result = synthesize([source], target.module, chosen, work / chosen)
-    placed = None
-    if chosen == "ecp5" and not args.no_place and result.netlist_json is not None:
-        # The overlay has more ports than the package has pins (the 8x8 tiny overlay: 846
-        # I/O bits for 365 pins; the overlay top's AXI ports are wider still), so it is
-        # placed inside a five-pin scan wrapper (its clock on a pin, so on the global clock
-        # network); the counts above are of the overlay.
-        wrapper = work / "pnr-src" / f"{target.pnr_module}.v"
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        wrapper.write_text(scan_wrapper(source.read_text(), target.module,
-                                        name=target.pnr_module))
-        wrapped = synthesize([source, wrapper], target.pnr_module, chosen,
-                             work / f"{chosen}-{target.pnr_module}")
-        placed = place_and_route_ecp5(wrapped.netlist_json, board.part, board.package,
-                                      int(board.speed_grade), board.clock_mhz,
-                                      work / "pnr", out_of_context=False)
-    return result, placed
+    if chosen != "ecp5" or args.no_place or result.netlist_json is None:
+        return result, None, None
+    skipped = _does_not_fit(result, board)
+    if skipped is not None:
+        return result, None, skipped
+    # The overlay has more ports than the package has pins (the 8x8 tiny overlay: 846 I/O
+    # bits for 365 pins; the overlay top's AXI ports are wider still), so it is placed
+    # inside a five-pin scan wrapper (its clock on a pin, so on the global clock network);
+    # the counts above are of the overlay.
+    wrapper = work / "pnr-src" / f"{target.pnr_module}.v"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(scan_wrapper(source.read_text(), target.module, name=target.pnr_module))
+    wrapped = synthesize([source, wrapper], target.pnr_module, chosen,
+                         work / f"{chosen}-{target.pnr_module}")
+    placed = place_and_route_ecp5(wrapped.netlist_json, board.part, board.package,
+                                  int(board.speed_grade), board.clock_mhz, work / "pnr",
+                                  out_of_context=False)
+    return result, placed, None
+
+
+def _does_not_fit(result, board) -> str | None:
+    """What of ``result``'s counts exceeds ``board`` ("LUT4 118609 > 83640"), or None."""
+    kinds = {"dsp": result.dsp_kind, "lut": result.lut_kind, "ff": "FF",
+             "bram_blocks": result.bram_kind, "uram_blocks": "URAM288"}
+    over = [f"{kinds[k]} {v['used']:g} > {v['available']}"
+            for k, v in budget(result.as_dict(), board).items() if not v["fits"]]
+    return ", ".join(over) or None
 
 
 def run(args) -> int:
@@ -196,7 +211,7 @@ def run(args) -> int:
             return 2
     try:
         with output_errors(out_dir):
-            result, placed = _synthesise(args, chosen, board, out_dir, target)
+            result, placed, skipped = _synthesise(args, chosen, board, out_dir, target)
     except ToolMissingError as exc:
         print(f"omniconv synth: {exc}", file=sys.stderr)
         return 2
@@ -207,7 +222,8 @@ def run(args) -> int:
     doc = {"config": config.name, "board": board.name, **counts,
            "verilog": target.verilog,
            "composed": bool(getattr(args, "compose", False)),
-           "fmax_mhz": None, "speed_grade": None}
+           "fmax_mhz": None, "speed_grade": None,
+           "pnr_skipped": None if skipped is None else f"does not fit: {skipped}"}
     if placed is not None:
         doc.update(placed.as_dict())
         doc["speed_grade"] = board.speed_grade
@@ -221,6 +237,10 @@ def run(args) -> int:
     write_text_atomic(out_dir / target.resources, json.dumps(doc, indent=2) + "\n")
     _print_table(doc, board)
     print(f"wrote {out_dir / target.resources}")
+    if skipped is not None:
+        print(f"omniconv synth: {target.module} does not fit {board.name} ({skipped}): "
+              f"nextpnr not run, no Fmax", file=sys.stderr)
+        return 1
     return 0
 
 

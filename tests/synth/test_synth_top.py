@@ -11,6 +11,7 @@ run of the same top (ECP5, ``--no-place``: about 4 minutes on a 2-core machine) 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pytest
@@ -26,7 +27,7 @@ SMALL = ("{rows: 2, cols: 2, act_buffer_kib: 2, weight_buffer_kib: 2, out_buffer
 # A stand-in for both tools, run in the tool's work folder with the tool's arguments.
 # Yosys: a stat.json (and netlist.json) for the script's -top module; nextpnr: report.json.
 _FAKE_TOOLS = r"""
-import json, re, sys
+import json, os, re, sys
 argv = sys.argv[1:]
 if "--report" in argv:
     open("nextpnr.log", "w").write("fake nextpnr\n")
@@ -37,7 +38,7 @@ else:
     top = re.search(r"-top (\S+)", open("synth.ys").read()).group(1)
     open("yosys.log", "w").write("fake yosys\n")
     json.dump({"modules": {"\\" + top: {"num_cells_by_type": {
-        "LUT4": 700, "TRELLIS_FF": 800, "MULT18X18D": 5, "DP16KD": 3, "CCU2C": 40}}}},
+        "LUT4": int(os.environ.get("FAKE_LUT4", 700)), "TRELLIS_FF": 800, "MULT18X18D": 5, "DP16KD": 3, "CCU2C": 40}}}},
         open("stat.json", "w"))
     open("netlist.json", "w").write("{}")
 """
@@ -52,6 +53,22 @@ def _config(path, layers=None):
     return path
 
 
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    """The 2×2 config and a folder where ``omniconv verilog`` wrote its design, overlay.v and
+    overlay_top.v (once per module: a test copies it, mtimes kept, so nothing is stale)."""
+    folder = tmp_path_factory.mktemp("small")
+    cfg = _config(folder / "small.yaml")
+    assert main(["verilog", str(cfg), "--out", str(folder / "build")]) == 0
+    assert (folder / "build" / "overlay_top.v").is_file()
+    return cfg, folder / "build"
+
+
+def _copy(build, out):
+    shutil.copytree(build, out)
+    return out
+
+
 def _fake_tools(monkeypatch):
     monkeypatch.setattr(yosys, "_launcher", lambda tool: [sys.executable, "-c", _FAKE_TOOLS])
 
@@ -62,10 +79,11 @@ def _synth(capsys, *argv):
     return code, captured.out, captured.err
 
 
-def test_top_writes_resources_top_json_beside_the_datapaths(tmp_path, monkeypatch, capsys):
+def test_top_writes_resources_top_json_beside_the_datapaths(small_build, tmp_path,
+                                                            monkeypatch, capsys):
     _fake_tools(monkeypatch)
-    cfg = _config(tmp_path / "small.yaml")
-    out = tmp_path / "out"
+    cfg, build = small_build
+    out = _copy(build, tmp_path / "out")
     code, stdout, err = _synth(capsys, cfg, "--top", "--out", out)
     assert code == 0, err
     assert (out / "overlay_top.v").is_file()
@@ -74,7 +92,7 @@ def test_top_writes_resources_top_json_beside_the_datapaths(tmp_path, monkeypatc
     assert (doc["top"], doc["verilog"], doc["flow"]) == ("overlay_top", "overlay_top.v", "ecp5")
     assert (doc["dsp"], doc["lut"], doc["ff"], doc["bram_blocks"]) == (5, 700, 800, 3)
     assert doc["fmax_mhz"] == 61.5 and str(doc["speed_grade"]) == "6" and doc["target_mhz"] == 150
-    assert doc["out_of_context"] is False
+    assert doc["out_of_context"] is False and doc["pnr_skipped"] is None
     for field in ("dsp_kind", "lut_kind", "bram_kind", "uram_blocks", "carry", "lutram",
                   "cells_by_type", "synth_seconds", "pnr_seconds", "composed", "model",
                   "model_error", "budget", "fits", "config", "board"):
@@ -106,6 +124,24 @@ def test_top_writes_resources_top_json_beside_the_datapaths(tmp_path, monkeypatc
     assert (out / "resources_top.json").read_text() == before
 
 
+def test_a_top_that_does_not_fit_is_not_placed(small_build, tmp_path, monkeypatch, capsys):
+    """Yosys counts above the board: nextpnr could not place it, so it is not run; the counts
+    are written and the command exits 1 saying what does not fit."""
+    _fake_tools(monkeypatch)
+    monkeypatch.setenv("FAKE_LUT4", "90000")                 # the ECP5-85 has 83 640
+    cfg, build = small_build
+    out = _copy(build, tmp_path / "out")
+    code, stdout, err = _synth(capsys, cfg, "--top", "--out", out)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == ("omniconv synth: overlay_top does not fit ecp5-85k "
+                                            "(LUT4 90000 > 83640): nextpnr not run, no Fmax")
+    doc = json.loads((out / "resources_top.json").read_text())
+    assert doc["lut"] == 90000 and doc["fits"] is False and doc["fmax_mhz"] is None
+    assert doc["pnr_skipped"] == "does not fit: LUT4 90000 > 83640"
+    assert not (out / "synth" / "top" / "pnr").exists()
+    assert not (out / "synth" / "top" / "pnr-src").exists()
+
+
 def test_top_refuses_a_design_the_top_cannot_run(tmp_path, monkeypatch, capsys):
     """An ``is`` pin (its output words need a relayout the store cannot do): no overlay_top.v,
     so exit 2 with one line, before any tool runs and without resources_top.json."""
@@ -123,10 +159,10 @@ def test_top_refuses_a_design_the_top_cannot_run(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.regress
-def test_top_through_yosys_on_ecp5(tmp_path, capsys):
+def test_top_through_yosys_on_ecp5(small_build, tmp_path, capsys):
     """Real Yosys (synth_ecp5) on the 2×2 overlay top, no place and route."""
-    cfg = _config(tmp_path / "small.yaml")
-    out = tmp_path / "out"
+    cfg, build = small_build
+    out = _copy(build, tmp_path / "out")
     code, _, err = _synth(capsys, cfg, "--top", "--no-place", "--out", out)
     assert code == 0, err
     doc = json.loads((out / "resources_top.json").read_text())
