@@ -24,11 +24,13 @@ from pathlib import Path
 
 from dse.cost.resources import overlay_limits
 
-__all__ = ["TOP", "TOP_FILES", "overlay_limits", "write_overlay", "write_overlay_top",
+__all__ = ["TOP", "TOP_MODULE", "TOP_FILES", "overlay_limits", "write_overlay", "write_overlay_top",
            "generator_sources"]
 
 #: Name of overlay.v's top module.
 TOP = "overlay"
+#: Name of overlay_top.v's top module.
+TOP_MODULE = "overlay_top"
 #: The files :func:`write_overlay_top` writes.
 TOP_FILES = ("overlay_top.v", "program.bin", "program.s", "dram.bin")
 
@@ -99,12 +101,12 @@ def write_overlay_top(design, network, out_dir: Path, *, seed: int = 0, target: 
                      token_depth=lp.token_depth, target=target, datapath_module=TOP)
     verilog = None
     if datapath_text is not None:
-        shell = verilog_text(top, "overlay_top", provided=set(top.instance_modules()))
+        shell = verilog_text(top, TOP_MODULE, provided=set(top.instance_modules()))
         text = datapath_text() if callable(datapath_text) else datapath_text
         if _declares_ports(text, top.datapath):
             verilog = shell + text
     if verilog is None:
-        verilog = verilog_text(top, "overlay_top")
+        verilog = verilog_text(top, TOP_MODULE)
     code = b"".join(i.encode().to_bytes(INSTRUCTION_BYTES, "little") for i in lp.program)
     out_dir = Path(out_dir)
     paths = [out_dir / name for name in TOP_FILES]
