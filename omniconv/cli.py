@@ -6,7 +6,7 @@ Exit statuses (README.md, "Exit status"):
 
 - 0: done;
 - 1: the command ran and found a failure: ``verify`` a layer not bit-exact, ``lint`` a
-  violation, ``synth`` a tool that failed;
+  violation, ``synth`` a tool that failed or an ECP5 design too large to place;
 - 2: bad input (:class:`dse.errors.InputError`: a config, network, board or option), one line
   naming the file and field; nothing written;
 - 3: an output could not be written (:class:`dse.errors.OutputError`, or any ``OSError`` on

@@ -1,11 +1,11 @@
 """``omniconv synth --top``: the overlay top (overlay_top.v) instead of the conv datapath.
 
-The fast tests build a real 2×2 overlay top (seconds) and run the command with stand-ins for
-Yosys and nextpnr (``omniconv.yosys._launcher``), so they check what the command reads, where
-it works, what it places and what it writes -- resources_top.json beside, never over, the
-datapath's resources.json -- and the refusal of a design the top cannot run.  The real Yosys
-run of the same top (ECP5, ``--no-place``: about 4 minutes on a 2-core machine) is
-``regress`` only.
+The fast tests build a real 2×2 overlay top once (seconds) and run the command with
+stand-ins for Yosys and nextpnr (``omniconv.yosys._launcher``), so they check what the
+command reads, where it works, what it places and what it writes -- resources_top.json
+beside, never over, the datapath's resources.json -- that a top which does not fit is not
+placed, and the refusal of a design the top cannot run.  The real Yosys run of the same top
+(ECP5, ``--no-place``: 2.5 minutes on a quiet 2-core machine) is ``regress`` only.
 """
 
 from __future__ import annotations
