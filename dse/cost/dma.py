@@ -47,8 +47,10 @@ longer of that and the aligner's beats + words.  Both terms are a model (exact o
 ``latency`` = 0 and ``bytes_per_cycle`` ≥ B); ``tests/rtl/test_dma.py`` states and checks
 the bound that holds under random latency and back-pressure.
 
-Every function is vectorised: each argument may be a scalar or an integer array of the
-namespace ``xp`` (numpy by default), broadcast together.  :func:`dma_beats` sums over the
+:func:`dma_runs`, :func:`dma_beats` and :func:`dma_words` are vectorised: each argument may
+be a scalar or an integer array of the namespace ``xp`` (numpy by default), broadcast
+together.  :func:`dma_joins` and the tile cycles take scalars (the compiler's, once per box
+shape and beat offset).  :func:`dma_beats` sums over the
 residues of the run addresses modulo B, so it allocates two trailing axes of size B.
 """
 
