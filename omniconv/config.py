@@ -21,7 +21,7 @@ from dse.cost.workload import DEFAULT_DENSITY
 from dse.errors import InputError
 from dse.search import OBJECTIVES, OPTIMIZERS
 from dse.yamlio import check_keys, load_yaml, resolve_named_file
-from rtl.params import Algorithm, Dataflow, OverlayParams
+from rtl.params import BUS_BITS, Algorithm, Dataflow, OverlayParams
 
 __all__ = ["CONFIGS_DIR", "OBJECTIVES", "PRECISIONS", "DEFAULT_ALGORITHMS", "LayerPin",
            "RunConfig", "load_config", "config_names"]
@@ -223,6 +223,11 @@ def _hardware(path, value, precision) -> MappingProxyType:
     for key, item in value.items():
         if isinstance(item, bool) or not isinstance(item, int):
             raise InputError(path, f"hardware.{key}", f"must be an integer, not {item!r}")
+    if "bus_bits" in value and value["bus_bits"] not in BUS_BITS:
+        raise InputError(path, "hardware.bus_bits", f"must be one of "
+                                                    f"{', '.join(map(str, BUS_BITS))} (the "
+                                                    f"overlay top's AXI widths), not "
+                                                    f"{value['bus_bits']}")
     for key in ("a_width", "b_width"):
         if key in value and value[key] < precision:
             raise InputError(path, f"hardware.{key}", f"must be at least the precision "

@@ -50,7 +50,7 @@ from rtl.isa import (
     TILE_SLOT_BITS,
     LoadSetup,
 )
-from rtl.params import COUNTER_BITS
+from rtl.params import BUS_BITS, COUNTER_BITS
 
 from .validate import rejecting
 
@@ -58,7 +58,6 @@ __all__ = [
     "AXI_BOUNDARY",
     "AXI_BURST_INCR",
     "AXI_MAX_BEATS",
-    "BUS_BITS",
     "ELEM_BYTES",
     "ELEM_CODE_BITS",
     "DmaCommand",
@@ -80,8 +79,6 @@ AXI_MAX_BEATS = 256
 AXI_BOUNDARY = 4096
 #: ``m_axi_arburst`` / ``m_axi_awburst`` code of an incrementing burst.
 AXI_BURST_INCR = 1
-#: Data widths the engines support (bits).
-BUS_BITS = (64, 128, 256, 512)
 
 #: The command of both engines: a decoded ``load.tile`` / ``store.tile`` with the pitches and
 #: the element code of the ``load.setup`` / ``store.setup`` in force (widths from rtl.isa).

@@ -34,7 +34,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, BUS_BITS, axi_read_master
+from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, axi_read_master
+from rtl.params import BUS_BITS
 from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BITS, INSTRUCTION_BYTES
 from rtl.params import COUNTER_BITS
 

@@ -45,6 +45,9 @@ START_CYCLES = 7
 ALG_BITS = 2
 #: Width of the datapath's cycle counters.
 COUNTER_BITS = 32
+#: AXI4 data widths (bits) the overlay top's DMA engines and instruction fetch support; a
+#: config's ``hardware.bus_bits`` must be one of them (the cost model alone takes 32 to 1024).
+BUS_BITS = (64, 128, 256, 512)
 #: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
 REQUANT_MULT_BITS = 16
 REQUANT_SHIFT_BITS = 6

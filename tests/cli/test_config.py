@@ -133,6 +133,8 @@ clock_mhz: 250.5
     ("hardware: {rows: 8.5}\n", "hardware.rows", r"must be an integer, not 8.5"),
     ("hardware: {banks: 8}\n", "hardware.banks", r"is not a known key .*"),
     ("hardware: {fft_size: 12}\n", "hardware.fft_size", r"must be 0, 4, 8, 16 or 32, not 12"),
+    ("hardware: {bus_bits: 32}\n", "hardware.bus_bits",
+     r"must be one of 64, 128, 256, 512 \(the overlay top's AXI widths\), not 32"),
     ("hardware: {a_width: 8, b_width: 8, acc_width: 12}\n", "hardware.acc_width",
      r"must be at least a_width \+ b_width = 16, not 12"),
     ("hardware: {sparse_lanes: 4, sparse_banks: 0}\n", "hardware",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.dma import BUS_BITS
+from rtl.params import BUS_BITS
 from rtl.fetch import InstructionFetch
 from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BYTES
 from sim.bench.axi_memory import AXI_BOUNDARY, AxiMemory
