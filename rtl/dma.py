@@ -110,18 +110,11 @@ def _thermometer(m: Module, count, width: int, name: str):
 
 
 def _shift_bytes(value, amount, width: int, left: bool):
-    """``value`` shifted by ``amount`` bytes (a log-depth mux shifter), ``width`` bits kept."""
+    """``value`` shifted by ``amount`` bytes, ``width`` bits kept: one shift operator (a
+    log-depth shifter in synthesis; one cell to convert and one wide shift to simulate)."""
     v = value[:width] if len(value) >= width else Cat(value, Const(0, width - len(value)))
-    for j in range(len(amount)):
-        step = 8 << j
-        if step >= width:
-            moved = Const(0, width)
-        elif left:
-            moved = Cat(Const(0, step), v[:width - step])
-        else:
-            moved = Cat(v[step:], Const(0, step))
-        v = Mux(amount[j], moved, v)
-    return v
+    bits = Cat(Const(0, 3), amount)                 # amount · 8
+    return (v << bits)[:width] if left else v >> bits
 
 
 def _bytes_to_bits(mask):
