@@ -266,7 +266,12 @@ def test_random_configs_never_crash(tmp_path, doc):
 REFUSED = {"spectral_vgg16": "fc6 fit no algorithm in the buffers"}
 
 
-@pytest.mark.parametrize("name", config_names())
+#: Built-in configs whose mapping takes half a minute or more: `make regress` maps them.
+SLOW_CONFIGS = {"dynamap_inception_v4", "dnnvm_resnet50"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.regress)
+                                  if n in SLOW_CONFIGS else n for n in config_names()])
 def test_every_builtin_config_maps_or_says_why_not(name, tmp_path, capsys):
     """`omniconv dse` of each shipped config writes a design -- or, for the few whose network
     no overlay on their board can hold today, exits 2 with one line naming the layer."""

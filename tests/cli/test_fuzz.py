@@ -141,7 +141,7 @@ def _check_mutant(tmp_path, base, capsys, data):
 _HEALTH = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=_HEALTH)
+@settings(max_examples=50, deadline=None, suppress_health_check=_HEALTH)
 @given(data=st.data())
 def test_mutated_models_give_a_design_or_one_line(tmp_path, base, capsys, data):
     _check_mutant(tmp_path, base, capsys, data)
@@ -193,9 +193,21 @@ def configs(draw):
     return doc
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=_HEALTH)
+@settings(max_examples=40, deadline=None, suppress_health_check=_HEALTH)
 @given(doc=configs())
 def test_odd_configs_give_a_design_or_one_line(tmp_path, base, capsys, doc):
+    _check_config(tmp_path, base, capsys, doc)
+
+
+@pytest.mark.regress
+@settings(max_examples=1000, deadline=None, suppress_health_check=_HEALTH)
+@given(doc=configs())
+def test_a_thousand_odd_configs(tmp_path, base, capsys, doc):
+    _check_config(tmp_path, base, capsys, doc)
+
+
+def _check_config(tmp_path, base, capsys, doc):
+    """``omniconv dse`` of ``doc`` writes a design or exits 2 with one line."""
     import yaml
 
     from omniconv.cli import main
