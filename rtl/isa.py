@@ -223,6 +223,15 @@ class Field:
         ValueError
             For a value out of range, not among the choices, or (tokens) not a neighbour.
         """
+        # the common case, a legal value, first: no message is built for it
+        kind = self.kind
+        if kind == "int" and type(value) is int and self.lo <= value <= self.top:
+            return value
+        if kind == "bool" and type(value) is bool:
+            return value
+        if (kind == "enum" and isinstance(value, self.enum)
+                and value in _enum_codes(self.enum).values()):
+            return value
         what = f"{where} {self.name}"
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):

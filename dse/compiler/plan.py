@@ -35,6 +35,7 @@ buffers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -562,6 +563,25 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     ValueError
         For a layer/algorithm combination the datapath cannot run (module docstring).
     """
+    # Plans are frozen and a pure function of the arguments; the compiler and the program
+    # timing plan the same layers many times over (candidates, half buffers, the network).
+    key = (layer, algorithm, dataflow, params, limits, requant, relu, precision, fft_shift,
+           variant, _n_step)
+    try:
+        hash(key)
+    except TypeError:                        # e.g. limits as a plain namespace
+        return _plan_conv(*key)
+    return _plan_conv_cached(*key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_conv_cached(*key) -> ConvPlan:
+    return _plan_conv(*key)
+
+
+def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requant, relu,
+               precision, fft_shift, variant, _n_step) -> ConvPlan:
+    """:func:`plan_conv` itself (uncached)."""
     algo = Algorithm(algorithm).value
     flow = Dataflow(dataflow)
     if getattr(layer, "op", "conv") != "conv":
