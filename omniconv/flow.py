@@ -120,9 +120,11 @@ def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:
 
 
 def explore(config, *, progress: bool = True, optimizer: str | None = None,
-            program: bool = True):
+            program: bool = True, searched=None):
     """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run);
-    ``optimizer`` replaces the config's."""
+    ``optimizer`` replaces the config's.  With ``program``, ``searched`` (if given) is called
+    with the searched design before the program's timing re-makes its layer choices (the
+    hardware is fixed from then on)."""
     from dse.compiler.timing import timed_design
     from dse.load import load_network
     from dse.search import search
@@ -145,6 +147,8 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
             for name, pin in config.layers.items()}
     if not program:
         return design
+    if searched is not None:
+        searched(design)
     # the program's numbers where the overlay top runs the design (its choices re-made by
     # them), the model's otherwise
     return timed_design(network, design, algorithms=tuple(a.value for a in config.algorithms),
@@ -219,18 +223,40 @@ def run_verilog(args) -> int:
     """Run ``omniconv verilog``: search if design.json is stale, then write overlay.v if it is
     stale; progress on stderr, then a summary (latency, resources against the board, files
     written or up to date) and the commands to try next (unless ``args.summary`` is False)."""
-    from dse.design import read_design
     from dse.errors import check_output_dir
     from omniconv.config import load_config
 
     config = load_config(args.config)
     out_dir = _out_dir(args, config)
     check_output_dir(out_dir)
+    early: list[_OverlayJob] = []
+    try:
+        return _verilog(args, config, out_dir, early)
+    finally:
+        for job in early:
+            job.cancel()
+
+
+def _verilog(args, config, out_dir: Path, early: list) -> int:
+    """:func:`run_verilog` after the config is read; ``early`` receives the overlay.v job
+    started as soon as the search has fixed the hardware (cancelled unless used)."""
+    from dse.design import read_design
+
+    def searched(design) -> None:
+        # a large datapath takes about as long to convert as the program's timing, the
+        # program and the rest of the top together: start it now, in a second process, as
+        # the top's datapath (the variant of any design the top runs; checked below)
+        hw = design.hardware
+        if (importlib.util.find_spec(RTL_TOP) is not None
+                and hw["rows"] * hw["cols"] >= _BACKGROUND_PES):
+            early.append(_OverlayJob(design, config.board, out_dir, background=True,
+                                     top=True))
+
     design_path = out_dir / "design.json"
     written, current = [], []
     if is_stale(design_path, config):
         _say(f"[1/2] searching hardware and mapping for {config.name} ({config.board.name})")
-        design = explore(config, progress=sys.stderr.isatty())
+        design = explore(config, progress=sys.stderr.isatty(), searched=searched)
         _write_design(design, out_dir)
         written += [design_path, out_dir / "report.md", out_dir / "layers.csv"]
         print(f"wrote {design_path} (searched in {design.search_seconds:.2f} s)")
@@ -252,10 +278,13 @@ def run_verilog(args) -> int:
         hw = design.hardware
         _say(f"[2/2] generating {overlay_path} ({hw['rows']}x{hw['cols']} array, Amaranth "
              f"to Verilog; seconds for small arrays, minutes for large ones)")
-        # a large datapath converts in a second process while this one compiles the
-        # program and converts the rest of the top (a small one is quicker than the spawn)
-        job = _OverlayJob(design, config.board, out_dir,
-                          background=top and hw["rows"] * hw["cols"] >= _BACKGROUND_PES)
+        if early and _runs_on_top(design):
+            job = early.pop()               # converting since the search: the right variant
+        else:
+            # a large datapath converts in a second process while this one compiles the
+            # program and converts the rest of the top (a small one is quicker than the spawn)
+            job = _OverlayJob(design, config.board, out_dir,
+                              background=top and hw["rows"] * hw["cols"] >= _BACKGROUND_PES)
         if job.path() is not None:
             written.append(job.path())
     if top:
@@ -272,30 +301,39 @@ _BACKGROUND_PES = 256
 
 
 class _OverlayJob:
-    """overlay.v being written (:func:`_generate_verilog`): in a child process with
-    ``background`` (while this one compiles the program and converts the rest of the top),
-    else at once.  :meth:`result` waits for it, reports it and returns the path."""
+    """overlay.v being written: converted in a child process with ``background`` (while this
+    one times and compiles the program and converts the rest of the top; the text comes back
+    and :meth:`result` writes it, so overlay.v is never older than design.json), else
+    written at once (:func:`_generate_verilog`).  ``top`` picks the datapath variant of a
+    background job (default: the top's where the top runs the design).  :meth:`result`
+    waits for it, reports it and returns the path."""
 
-    def __init__(self, design, board, out_dir: Path, *, background: bool):
+    def __init__(self, design, board, out_dir: Path, *, background: bool,
+                 top: bool | None = None):
         self._start = time.perf_counter()
-        self._pool = self._future = self._path = None
+        self._out_dir = Path(out_dir)
+        self._pool = self._pending = self._path = None
         if background:
-            import concurrent.futures
             import multiprocessing
 
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._future = self._pool.submit(_generate_verilog, design, board, out_dir)
+            self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
+            top = _runs_on_top(design) if top is None else top
+            self._pending = self._pool.apply_async(_overlay_text, (design, board, top))
         else:
             self._path = _generate_verilog(design, board, out_dir)
             self._report()
 
     def result(self) -> Path:
         if self._path is None:
+            from dse.design import write_text_atomic
+
             try:
-                self._path = self._future.result()
+                text = self._pending.get()
             finally:
-                self._pool.shutdown()
+                self.cancel()
+            path = self._out_dir / "overlay.v"
+            write_text_atomic(path, text)
+            self._path = path
             self._report()
         return self._path
 
@@ -304,12 +342,21 @@ class _OverlayJob:
         return self._path
 
     def cancel(self) -> None:
-        if self._pool is not None and self._path is None:
-            self._future.cancel()
-            self._pool.shutdown(cancel_futures=True)
+        """Stop the child process, if any (a finished job keeps its file)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
     def _report(self) -> None:
         print(f"wrote {self._path} in {time.perf_counter() - self._start:.1f} s")
+
+
+def _overlay_text(design, board, top: bool) -> str:
+    """overlay.v's Verilog (:func:`omniconv.overlay.overlay_text`), in the child process."""
+    from omniconv.overlay import overlay_text
+
+    return overlay_text(design, board, top=top)
 
 
 def _top_files(design, config, out_dir: Path, design_path: Path, written, current,

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from dse.cost.resources import overlay_limits
 
-__all__ = ["TOP", "TOP_MODULE", "TOP_FILES", "overlay_limits", "write_overlay", "write_overlay_top",
+__all__ = ["TOP", "TOP_MODULE", "TOP_FILES", "overlay_limits", "overlay_text", "write_overlay",
+           "write_overlay_top",
            "generator_sources"]
 
 #: Name of overlay.v's top module.
@@ -35,16 +36,15 @@ TOP_MODULE = "overlay_top"
 TOP_FILES = ("overlay_top.v", "program.bin", "program.s", "dram.bin")
 
 
-def write_overlay(design, board, out_dir: Path, precision: int | None = None, *,
-                  top: bool = False) -> Path:
-    """Write the conv datapath for ``design``'s hardware as ``out_dir/overlay.v``.
+def overlay_text(design, board, precision: int | None = None, *, top: bool = False) -> str:
+    """The Verilog of overlay.v for ``design``'s hardware: the conv datapath with the buffer
+    sizes of :func:`overlay_limits` and ``board``'s multipliers.
 
     ``precision`` defaults to the design's.  With ``top`` (a design the overlay top runs)
     the datapath is the top's (:func:`rtl.overlay_top.top_datapath`: the pool engine's and
     the tile-mode loader's extra ports into its buffers), so :func:`write_overlay_top`
-    reuses the text.  Returns the path.
+    reuses the text.
     """
-    from dse.design import write_text_atomic
     from rtl.conv_datapath import generate_verilog
     from rtl.emit import verilog_text
     from rtl.overlay_top import top_datapath
@@ -56,13 +56,19 @@ def write_overlay(design, board, out_dir: Path, precision: int | None = None, *,
     params = OverlayParams(**design.hardware)
     limits = DatapathLimits(**overlay_limits(params, precision))
     if top:
-        text = verilog_text(top_datapath(params, limits, precision, target=board.family,
+        return verilog_text(top_datapath(params, limits, precision, target=board.family,
                                          pe_instances=True), TOP)
-    else:
-        text = generate_verilog(params, limits, precision=precision, target=board.family,
-                                name=TOP)
+    return generate_verilog(params, limits, precision=precision, target=board.family,
+                            name=TOP)
+
+
+def write_overlay(design, board, out_dir: Path, precision: int | None = None, *,
+                  top: bool = False) -> Path:
+    """Write :func:`overlay_text` of ``design`` as ``out_dir/overlay.v``; return the path."""
+    from dse.design import write_text_atomic
+
     path = Path(out_dir) / "overlay.v"
-    write_text_atomic(path, text)
+    write_text_atomic(path, overlay_text(design, board, precision, top=top))
     return path
 
 
