@@ -235,3 +235,33 @@ def test_the_optimizer_is_the_configs_unless_the_flag_says_otherwise(tmp_path, c
     cfg.write_text(cfg.read_text() + "optimizer: grid\n")
     assert optimizer()["optimizer"] == "grid"
     assert optimizer("--optimizer", "nlp")["optimizer"] == "nlp"
+
+
+@pytest.mark.parametrize("body, on_top", [
+    ("algorithms: [im2col, kn2row]\nhardware: {rows: 4, cols: 4}\n", True),
+    ("algorithms: [fft]\nhardware: {rows: 4, cols: 4, fft_size: 8}\n", False),
+])
+def test_the_early_datapath_job_writes_what_converting_at_once_writes(tmp_path, monkeypatch,
+                                                                       capsys, body, on_top):
+    """From ``_BACKGROUND_PES`` PEs, overlay.v converts in a second process from the moment
+    the search has fixed the hardware, as the top's datapath: the files equal those of the
+    conversion in one process, and overlay.v is not older than design.json (so the next run
+    skips it); for a design the top cannot run, that text is dropped and the plain datapath
+    written."""
+    import omniconv.flow as flow
+
+    config = tmp_path / "small.yaml"
+    config.write_text("network: tiny\nboard: ecp5-85k\n" + body)
+    at_once, early = tmp_path / "at_once", tmp_path / "early"
+    assert main(["verilog", str(config), "--out", str(at_once)]) == 0      # 16 PEs: in-process
+    monkeypatch.setattr(flow, "_BACKGROUND_PES", 1)
+    assert main(["verilog", str(config), "--out", str(early)]) == 0
+    design = read_design(early / "design.json")
+    assert (design.timing["source"] == "program") == on_top
+    names = ["overlay.v", *(["overlay_top.v", "dram.bin", "program.bin"] if on_top else [])]
+    for name in names:
+        assert (early / name).read_bytes() == (at_once / name).read_bytes(), name
+    assert (early / "overlay.v").stat().st_mtime >= (early / "design.json").stat().st_mtime
+    capsys.readouterr()
+    assert main(["verilog", str(config), "--out", str(early)]) == 0
+    assert "overlay.v is up to date: generation skipped" in capsys.readouterr().out
