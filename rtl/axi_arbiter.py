@@ -32,8 +32,8 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtl.params import BUS_BITS
 from rtl.isa import DRAM_ADDR_BITS
+from rtl.params import BUS_BITS
 
 from .validate import rejecting
 

@@ -35,9 +35,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, axi_read_master
-from rtl.params import BUS_BITS
 from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BITS, INSTRUCTION_BYTES
-from rtl.params import COUNTER_BITS
+from rtl.params import BUS_BITS, COUNTER_BITS
 
 from .validate import rejecting
 
