@@ -64,6 +64,10 @@ class ProcessingElement(wiring.Component):
         Register stages of the multiplier (0 … 4).
     target:
         Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
+    row_port:
+        Take the row index from the ``row`` port instead of ``row`` (one Verilog module for
+        every PE of an array; each instance ties the port to its row, and synthesis, which
+        flattens, folds the constant as it does ``row``).
 
     Members
     -------
@@ -81,14 +85,18 @@ class ProcessingElement(wiring.Component):
         Partial sum (ws/is) or drained accumulator (os) from the PE above.
     p_out, p_valid_out : Out
         ``acc`` and, for ws/is, whether it holds a valid partial sum.
+    row : In(bits for rows − 1)
+        With ``row_port``: the PE's row index, held constant.
     """
 
     def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = DEFAULT_LATENCY,
-                 target: str = "sim"):
+                 target: str = "sim", *, row_port: bool = False):
         with rejecting(self):
-            self._setup(params, row, mult_latency, target)
+            self._setup(params, row, mult_latency, target, row_port)
 
-    def _setup(self, params, row, mult_latency, target):
+    def _setup(self, params, row, mult_latency, target, row_port):
+        if not isinstance(row_port, bool):
+            raise TypeError(f"row_port must be True or False, not {row_port!r}")
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         if isinstance(row, bool) or not isinstance(row, int):
@@ -97,6 +105,7 @@ class ProcessingElement(wiring.Component):
             raise ValueError(f"row must be between 0 and {params.rows - 1}, not {row}")
         self._params = params
         self._row = row
+        self._row_port = row_port
         self._mult = Multiplier(params.a_width, params.b_width, mult_latency, target)
         hw = max(params.a_width, params.b_width)
         step_bits = max(1, (params.rows - 1).bit_length())
@@ -108,6 +117,7 @@ class ProcessingElement(wiring.Component):
             "latch": In(1), "drain": In(1), "drain_step": In(step_bits),
             "p_in": In(signed(params.acc_width)),
             "p_out": Out(signed(params.acc_width)), "p_valid_out": Out(1),
+            **({"row": In(step_bits)} if row_port else {}),
         })
 
     @property
@@ -181,8 +191,9 @@ class ProcessingElement(wiring.Component):
         # the carry chain.
         shift = Signal(name="drain_shift")
         take_p_in = Signal(name="take_p_in")
-        control(shift, is_os & self.drain & (self.drain_step < self._row))
-        control(take_p_in, ~is_os | (self.drain & (self.drain_step < self._row)))
+        row = self.row if self._row_port else self._row
+        control(shift, is_os & self.drain & (self.drain_step < row))
+        control(take_p_in, ~is_os | (self.drain & (self.drain_step < row)))
         operand = Mux(take_p_in, self.p_in, Mux(pf, 0, acc))
         product = Mux(shift, 0, mult.p)
         with m.If(~is_os | shift | pv):

@@ -57,10 +57,11 @@ class SystolicArray(wiring.Component):
     target:
         Multiplier target (``"sim"``, ``"xcup"``, ``"ecp5"``).
     pe_instances:
-        Instantiate each PE by module name (one Verilog module per row, written once by
-        ``rtl.emit.verilog_text``) instead of inlining its logic, so the Verilog of a big
-        array is converted in seconds; for Verilog only (Amaranth's simulator cannot run
-        instances).  The logic is the same.
+        Instantiate each PE by module name (one Verilog module for the whole array, its
+        ``row`` port tied to each instance's row, written once by ``rtl.emit.verilog_text``)
+        instead of inlining its logic, so the Verilog of a big array is converted in
+        seconds; for Verilog only (Amaranth's simulator cannot run instances).  The logic is
+        the same.
 
     Members
     -------
@@ -95,15 +96,14 @@ class SystolicArray(wiring.Component):
         self._params = params
         self._pe_instances = pe_instances
         if pe_instances:
-            # one PE component per row (its Verilog module); each PE is an instance of it
-            # wired through plain signals shaped like its ports
-            self._row_pes = [ProcessingElement(params, r, mult_latency, target)
-                             for r in range(params.rows)]
-            for pe in self._row_pes:             # converted by rtl.emit, not elaborated here
-                pe._MustUse__silence = pe._mult._MustUse__silence = True
-            self._pes = [[_PortWires(self._row_pes[r], f"pe_{r}_{c}")
+            # one PE component (its Verilog module, the row a port); each PE is an instance
+            # of it wired through plain signals shaped like its ports
+            self._pe = ProcessingElement(params, 0, mult_latency, target, row_port=True)
+            # converted by rtl.emit, not elaborated here
+            self._pe._MustUse__silence = self._pe._mult._MustUse__silence = True
+            self._pes = [[_PortWires(self._pe, f"pe_{r}_{c}")
                           for c in range(params.cols)] for r in range(params.rows)]
-            self._mult_latency = self._row_pes[0]._mult.latency
+            self._mult_latency = self._pe._mult.latency
         else:
             self._pes = [[ProcessingElement(params, r, mult_latency, target)
                           for _ in range(params.cols)] for r in range(params.rows)]
@@ -134,18 +134,20 @@ class SystolicArray(wiring.Component):
 
     def instance_modules(self) -> dict:
         """``{Verilog module name: component}`` of the modules the array instantiates by
-        name when built with ``pe_instances`` (one PE per row; ``rtl.emit.verilog_text``
+        name when built with ``pe_instances`` (one PE module; ``rtl.emit.verilog_text``
         writes them after the top), else empty."""
         if not self._pe_instances:
             return {}
-        return {f"{self._pe_module}_r{r}": pe for r, pe in enumerate(self._row_pes)}
+        return {self._pe_module: self._pe}
 
     def _pe_instance(self, r, wires):
-        """An ``Instance`` of row ``r``'s PE module on ``wires`` (a :class:`_PortWires`)."""
+        """An ``Instance`` of the PE module on ``wires`` (a :class:`_PortWires`), its ``row``
+        port tied to ``r``."""
         ports = {"i_clk": ClockSignal("sync"), "i_rst": ResetSignal("sync")}
-        for name, member in self._row_pes[r].signature.members.items():
-            ports[f"{'i' if member.flow == In else 'o'}_{name}"] = getattr(wires, name)
-        return Instance(f"{self._pe_module}_r{r}", **ports)
+        for name, member in self._pe.signature.members.items():
+            value = Const(r, member.shape) if name == "row" else getattr(wires, name)
+            ports[f"{'i' if member.flow == In else 'o'}_{name}"] = value
+        return Instance(self._pe_module, **ports)
 
     def elaborate(self, platform):
         m = Module()

@@ -28,7 +28,7 @@ def test_shell_plus_datapath_is_the_whole_top():
     whole = verilog_text(OverlayTop(HW, LIMITS, datapath_module="overlay"), "overlay_top")
     top = OverlayTop(HW, LIMITS, datapath_module="overlay")
     provided = set(top.instance_modules())
-    assert "overlay" in provided and len(provided) == 1 + HW.rows   # the datapath, PE rows
+    assert "overlay" in provided and len(provided) == 2          # the datapath, the PE
     shell = verilog_text(top, "overlay_top", provided=provided)
     datapath = verilog_text(top_datapath(HW, LIMITS, pe_instances=True), "overlay")
     assert "module overlay(" not in shell and "module overlay(" in datapath
