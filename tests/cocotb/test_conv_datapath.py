@@ -238,6 +238,8 @@ WINO_LANES = OverlayParams(rows=4, cols=8, a_width=10, b_width=12, acc_width=32,
 
 
 @pytest.mark.verilator
+@pytest.mark.regress   # its own 4×8 build (60 s); make test checks the output lanes in the
+                       # Amaranth simulator (tests/rtl/test_winograd.py)
 def test_conv_datapath_winograd_output_lanes():
     from sim.bench.conv_tb import sized_config
 
