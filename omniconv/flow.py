@@ -246,9 +246,7 @@ def _verilog(args, config, out_dir: Path, early: list) -> int:
         # a large datapath takes about as long to convert as the program's timing, the
         # program and the rest of the top together: start it now, in a second process, as
         # the top's datapath (the variant of any design the top runs; checked below)
-        hw = design.hardware
-        if (importlib.util.find_spec(RTL_TOP) is not None
-                and hw["rows"] * hw["cols"] >= _BACKGROUND_PES):
+        if importlib.util.find_spec(RTL_TOP) is not None and _in_background(design.hardware):
             early.append(_OverlayJob(design, config.board, out_dir, background=True,
                                      top=True))
 
@@ -284,7 +282,7 @@ def _verilog(args, config, out_dir: Path, early: list) -> int:
             # a large datapath converts in a second process while this one compiles the
             # program and converts the rest of the top (a small one is quicker than the spawn)
             job = _OverlayJob(design, config.board, out_dir,
-                              background=top and hw["rows"] * hw["cols"] >= _BACKGROUND_PES)
+                              background=top and _in_background(hw))
         if job.path() is not None:
             written.append(job.path())
     if top:
@@ -298,6 +296,12 @@ def _verilog(args, config, out_dir: Path, early: list) -> int:
 
 #: Array size from which ``omniconv verilog`` writes overlay.v in a second process.
 _BACKGROUND_PES = 256
+
+
+def _in_background(hardware) -> bool:
+    """Whether overlay.v of ``hardware`` is converted in a second process (a small datapath
+    converts quicker than the process spawns)."""
+    return hardware["rows"] * hardware["cols"] >= _BACKGROUND_PES
 
 
 class _OverlayJob:
