@@ -665,6 +665,11 @@ class StoreEngine(_DmaEngine):
         ``addr`` + ⌊x / m⌋·⌈ch / tile_lanes⌉ + j.  The cycles are those of the same box
         outside tile mode with ``tile_lanes`` lanes.  Without ``tile_side`` a tile-mode
         command is refused, as is one with a slot past the tile or rows past its bottom.
+    box_lanes:
+        Elements of a pixel in one buffer word outside tile mode (1 to ``lanes``; None:
+        ``lanes``): a word's lanes from ``box_lanes`` on are not stored.  The datapath's
+        output words are ``lanes`` wide when its Winograd tiles are wider than the array
+        (``ConvDatapath.lanes``), but a GEMM or pooled output word holds ``cols`` channels.
 
     Members
     -------
@@ -685,9 +690,22 @@ class StoreEngine(_DmaEngine):
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
                  outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
-                 tile_lanes: int = 0):
+                 tile_lanes: int = 0, box_lanes: int | None = None):
         super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side,
                          tile_lanes)
+        with rejecting(self):
+            if box_lanes is not None and (isinstance(box_lanes, bool)
+                                          or not isinstance(box_lanes, int)):
+                raise TypeError(f"box_lanes must be an integer or None, not {box_lanes!r}")
+            if box_lanes is not None and not 1 <= box_lanes <= lanes:
+                raise ValueError(f"box_lanes must be between 1 and lanes = {lanes}, "
+                                 f"not {box_lanes}")
+        self._box_lanes = lanes if box_lanes is None else box_lanes
+
+    @property
+    def box_lanes(self) -> int:
+        """Elements of a pixel in one buffer word outside tile mode."""
+        return self._box_lanes
 
     @property
     def tile_lanes(self) -> int:
@@ -755,7 +773,7 @@ class StoreEngine(_DmaEngine):
         raddr_sig = Signal(BUF_ADDR_BITS)
         tw = self._tile_walk(m, c, ns.start, pixel_end, raddr_sig)
         step = Signal(range(lanes + 1))          # elements of a pixel in one word
-        m.d.comb += step.eq(Mux(tw.on, self._tile_lanes, lanes))
+        m.d.comb += step.eq(Mux(tw.on, self._tile_lanes, self._box_lanes))
         d = self._data_side(m, head, cap, step)
         beat, lo_b, hi_b, need_b, acc, cnt = d.beat, d.lo_b, d.hi_b, d.span, d.acc, d.cnt
         ch_left, px_left, raddr, running, failed, k = (d.ch_left, d.px_left, d.addr,

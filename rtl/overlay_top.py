@@ -35,8 +35,9 @@ AXI4-Lite slave:
   compute engine apart in time;
 * the **store adapter** keeps ``store.setup`` and hands ``store.tile`` to a
   :class:`rtl.dma.StoreEngine` reading the datapath's output-buffer port (lanes = the
-  datapath's ``lanes``, lane bits = ``precision``; with ``winograd_m`` it has tile mode for
-  the Winograd output words, m×m tiles of ``winograd_lanes`` filters);
+  datapath's ``lanes``, lane bits = ``precision``, of which a GEMM or pooled output word fills
+  ``cols``: ``box_lanes``; with ``winograd_m`` it has tile mode for the Winograd output
+  words, m×m tiles of ``winograd_lanes`` filters);
 * :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
   (master 0) and the load engines (masters 1 to 3: feature, weight, table; 4: aux, with a
   pool engine); the write channel is the store engine's.
@@ -289,7 +290,8 @@ class OverlayTop(wiring.Component):
                                    in2_depth=aux_words, out_depth=limits.out_words,
                                    in_lanes=params.rows, out_lanes=params.cols)
         self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True, tile_side=wm,
-                                  tile_lanes=params.winograd_lanes if wm else 0)
+                                  tile_lanes=params.winograd_lanes if wm else 0,
+                                  box_lanes=params.cols)
         self.compute = ComputeEngine(datapath_registers(params, limits))
         self.arbiter = AxiReadArbiter(masters=1 + len(self.loaders), bus_bits=bus)
         #: The host's AXI4-Lite registers (:data:`HOST_REGISTERS`).

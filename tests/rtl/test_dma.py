@@ -243,6 +243,39 @@ def test_store_boxes_exact_cycles(bus_bits, lanes, lane_bits):
         assert nbytes == sum(b for _, b in axi.write_bursts) * bus_bits // 8
 
 
+@pytest.mark.parametrize("bus_bits,lanes,box_lanes", [(64, 16, 8), (128, 12, 5)])
+def test_store_box_lanes_take_the_first_lanes_of_each_word(bus_bits, lanes, box_lanes):
+    """With ``box_lanes`` below ``lanes`` (the datapath's GEMM outputs in words widened for
+    Winograd tiles) a pixel's channels are ``box_lanes`` a word: the memory is the
+    reference's for words of the first ``box_lanes`` lanes, the other lanes never stored,
+    and the cycles are the formula's with ``box_lanes`` lanes."""
+    rng = random.Random(bus_bits + box_lanes)
+    dut = StoreEngine(bus_bits, lanes, 8, outstanding=3, box_lanes=box_lanes)
+    mem = bytearray(np.random.default_rng(box_lanes).integers(0, 256, MEM_BYTES, np.uint8))
+    for i in range(3):
+        cmd = _random_cmd(rng, max_elem=1, lanes=box_lanes, bus_bytes=bus_bits // 8)
+        cmd["ch"] = max(cmd["ch"], box_lanes + 1)       # more than one word a pixel
+        cmd["px_pitch"] = max(cmd["px_pitch"], cmd["ch"])
+        cmd["row_pitch"] = max(cmd["row_pitch"], cmd["cols"] * cmd["px_pitch"])
+        extent = (cmd["rows"] - 1) * cmd["row_pitch"] + cmd["cols"] * cmd["px_pitch"]
+        cmd["dram"] = BASE + rng.randint(0, MEM_BYTES - extent)
+        cmd["addr"] = rng.randrange(64)
+        n = cmd["rows"] * cmd["cols"] * -(-cmd["ch"] // box_lanes)
+        words = [[rng.randrange(256) for _ in range(lanes)] for _ in range(n)]
+        buffer = {cmd["addr"] + j: w for j, w in enumerate(words)}
+        want = ref_store(mem, [w[:box_lanes] for w in words], cmd, box_lanes, 8)
+        box = set((_box_index(cmd) + BASE).ravel().tolist())
+        [(cycles, err, _)], _, _ = rtl_store(dut, mem, buffer, [cmd], writable=box, seed=i)
+        assert not err
+        np.testing.assert_array_equal(np.frombuffer(bytes(mem), np.uint8), want)
+        assert cycles == int(store_tile_cycles(
+            cmd["dram"], cmd["rows"], cmd["cols"], cmd["ch"], 1, cmd["row_pitch"],
+            cmd["px_pitch"], bus_bits, box_lanes)), cmd
+    with pytest.raises(ValueError, match=r"^box_lanes must be between 1 and lanes = 16, "
+                                         r"not 17$"):
+        StoreEngine(64, 16, 8, box_lanes=17)
+
+
 @pytest.mark.parametrize("bus_bits,lanes,lane_bits,latency", [(64, 5, 8, 3), (256, 8, 16, 7),
                                                               (128, 3, 12, 0)])
 def test_load_random_latency_and_backpressure(bus_bits, lanes, lane_bits, latency):
