@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from amaranth.hdl import ClockSignal, Instance, ResetSignal
+from amaranth.hdl import ClockSignal, Instance, ResetSignal, Value
 from amaranth.lib.wiring import In
 
-__all__ = ["verilog_text", "module_instance"]
+__all__ = ["verilog_text", "module_instance", "blackbox_stub"]
 
 
 @contextmanager
@@ -108,3 +108,16 @@ def module_instance(component, module: str) -> Instance:
         direction = "i" if member.flow == In else "o"
         ports[f"{direction}_{'__'.join(map(str, path))}"] = value
     return Instance(module, **ports)
+
+
+def blackbox_stub(component, module: str) -> str:
+    """A Verilog ``(* blackbox *)`` module ``module`` with ``component``'s ports as
+    :func:`module_instance` connects them (``clk``, ``rst``, then the signature's members),
+    and no body: the parent's Verilog with this stub synthesises without the component
+    (``bench/synth_units.py`` measures the overlay top's shell, its datapath a stub)."""
+    ports = ["input wire clk", "input wire rst"]
+    for path, member, value in component.signature.flatten(component):
+        direction = "input" if member.flow == In else "output"
+        ports.append(f"{direction} wire [{len(Value.cast(value)) - 1}:0] "
+                     f"{'__'.join(map(str, path))}")
+    return f"(* blackbox *)\nmodule {module}(\n  " + ",\n  ".join(ports) + "\n);\nendmodule\n"

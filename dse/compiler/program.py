@@ -87,8 +87,8 @@ per tile row.
 **Weights and register images stay pre-tiled** (the compiler writes them once, offline):
 the register images (:func:`rtl.isa.pack_image` of each invocation's ``registers``, in
 :func:`rtl.params.datapath_registers` order, 16 bytes a word) of every layer back to back,
-and per invocation its weight-buffer words exactly as :meth:`ConvPlan.weight_image` gives
-them, each word stored as its lanes of ``elem`` bytes, the words contiguous (dense boxes of
+and per distinct weight key (:func:`_weight_key`) its weight-buffer words exactly as
+:meth:`ConvPlan.weight_image` gives them, each word stored as its lanes of ``elem`` bytes, the words contiguous (dense boxes of
 one word a pixel, at most 4095 a box).
 
 **Pool layers** (:class:`PoolLayer`) run on the pool engine (``rtl/pool_engine.py``, int8:
@@ -130,6 +130,13 @@ invocation its feature and weight ``load.tile``\\ s, ``compute.tile`` naming its
 (final invocations) its ``store.tile``\\ s; per pool layer a ``load.setup buf=feature`` (and
 ``buf=aux`` for ``add``), a ``store.setup`` and a ``pool.setup``, and per band its loads, its
 ``pool.tile`` and its ``store.tile``\\ s; then ``finish``.
+
+**Loads the buffers make unnecessary** (:func:`_reuse`, :func:`_invocation_order`).  An
+invocation whose half of the feature (tile) or weight buffer still holds the same feature
+boxes or the same weights (:func:`_weight_key`) skips those loads, keeping at least one (its
+tokens ride on its loads); each conv layer's invocations run in the plan's order or filter
+chunk after filter chunk (K-split runs kept together), whichever loads fewer bytes; and
+invocations with one weight key share one weight segment in the image.
 
 **Tokens.**  The datapath owns its buffers: every invocation reads its feature and weight
 words from word 0 and writes its outputs from word 0 (single-buffered; see "Double
@@ -687,6 +694,67 @@ def _pieces(n: int, step: int = MAX_EXTENT):
     return [(o, min(step, n - o)) for o in range(0, n, step)]
 
 
+def _weight_key(plan, inv) -> tuple:
+    """What an invocation's weight words depend on (:meth:`ConvPlan.weight_image`): its
+    band's channels (a banded plan), group, filters and B matrices.  Invocations of one
+    layer with equal keys have equal words (checked where the image is built)."""
+    channels = plan.bands[inv.band].channels if inv.band >= 0 else None
+    return (channels, inv.group, tuple(inv.filters), inv.b_matrices, inv.registers["b_words"])
+
+
+def _chains(invs) -> list:
+    """The invocations' indices cut into runs that end with a final one (a K split's channel
+    chunks accumulate into one buffer, so a run stays together and in order)."""
+    out, run = [], []
+    for k, inv in enumerate(invs):
+        run.append(k)
+        if inv.final:
+            out.append(run)
+            run = []
+    if run:
+        out.append(run)
+    return out
+
+
+def _reuse(order, fkeys, wkeys, fbytes, wbytes, gap: int):
+    """Which loads of the invocations ``order`` (indices, in program order) are skipped:
+    (feature skips, weight skips, bytes loaded).  Invocation k of the order uses half k mod
+    ``gap`` of the feature and weight buffers (``gap`` 2: double buffered); its features or
+    weights are not loaded when that half still holds the same ones (same boxes; same
+    :func:`_weight_key`) -- nothing else writes a conv layer's buffers during the layer.  An
+    invocation always keeps at least one load (its tokens ride on its loads): the smaller of
+    the two is loaded again."""
+    held = {"f": [None] * gap, "w": [None] * gap}
+    skip_f, skip_w, loaded = [], [], 0
+    for k, j in enumerate(order):
+        h = k % gap
+        sf, sw = held["f"][h] == fkeys[j], held["w"][h] == wkeys[j]
+        if sf and sw:
+            if wbytes[j] <= fbytes[j]:
+                sw = False
+            else:
+                sf = False
+        held["f"][h], held["w"][h] = fkeys[j], wkeys[j]
+        skip_f.append(sf)
+        skip_w.append(sw)
+        loaded += (0 if sf else fbytes[j]) + (0 if sw else wbytes[j])
+    return skip_f, skip_w, loaded
+
+
+def _invocation_order(invs, fkeys, wkeys, fbytes, wbytes, gap: int) -> list:
+    """The program order of a conv layer's invocations: the plan's (row band after row
+    band, filter chunks inside: the input stays, the weights pass) or filter chunk after
+    filter chunk with the row bands inside (the weights stay, the input passes), whichever
+    loads fewer bytes with :func:`_reuse` (ties: the plan's).  K-split runs stay together."""
+    chains = _chains(invs)
+    plan_order = [k for run in chains for k in run]
+    by_filters = [k for run in sorted(chains, key=lambda r: tuple(invs[r[0]].filters))
+                  for k in run]
+    cost = {tuple(o): _reuse(o, fkeys, wkeys, fbytes, wbytes, gap)[2]
+            for o in (plan_order, by_filters)}
+    return by_filters if cost[tuple(by_filters)] < cost[tuple(plan_order)] else plan_order
+
+
 def _check_plan(i: int, plan, params: OverlayParams) -> None:
     what = f"plans[{i}]"
     if getattr(plan, "algorithm", None) not in ("im2col", "kn2row", "winograd"):
@@ -1081,29 +1149,61 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     real = [i for i in range(len(plans)) if not is_cat[i]]   # layers with instructions
 
     # -- contents -------------------------------------------------------------------------
+    # per conv layer and invocation its feature boxes, output boxes and weight words
+    conv = [i in real and not is_pool[i] for i in range(len(plans))]
+    feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
+             if conv[i] else [] for i, plan in enumerate(plans)]
+    # the invocations in program order (:func:`_invocation_order`) and the loads the
+    # buffers' halves make unnecessary (:func:`_reuse`)
+    gaps = [2 if double_buffer[i] else 1 for i in range(len(plans))]
+    orders, skips = [], []
+    for i, plan in enumerate(plans):
+        if not conv[i]:
+            orders.append([])
+            skips.append(([], []))
+            continue
+        invs = plan.invocations
+        fkeys = [tuple(boxes) for boxes in feats[i]]
+        wkeys = [_weight_key(plan, inv) for inv in invs]
+        fbytes = [sum(b[4] * b[5] * b[6] for b in boxes) * elem for boxes in feats[i]]
+        wbytes = [inv.weight_words * edge * welems[i] for inv in invs]
+        order = _invocation_order(invs, fkeys, wkeys, fbytes, wbytes, gaps[i])
+        orders.append(order)
+        skips.append(_reuse(order, fkeys, wkeys, fbytes, wbytes, gaps[i])[:2])
+    ordered = [[plan.invocations[k] for k in orders[i]] if conv[i] else []
+               for i, plan in enumerate(plans)]
+    feats = [[feats[i][k] for k in orders[i]] for i in range(len(plans))]
     # double buffering: invocation k of a layer owns half k mod 2 of the banked buffers (its
     # ``bank``), whose first words lie at ``halves`` (Winograd: the tile buffer's)
     banked = [[dataclasses.replace(inv, registers={**inv.registers,
                                                    "bank": k % 2 if double_buffer[i] else 0})
-               for k, inv in enumerate(plan.invocations)]
+               for k, inv in enumerate(ordered[i])]
               for i, plan in enumerate(plans) if not (is_pool[i] or is_cat[i])]
     halves = {name: getattr(limits, name) // 2 for name in _BANKED}
     images = [word for invs in banked for inv in invs
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
-    # per conv layer and invocation its weight words (and, for the image, their bytes)
-    wwords = [[inv.weight_words for inv in plan.invocations]
-              if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
-    wts = [[_word_bytes(plan.weight_image(w, inv), welems[i], f"weights[{i}]")
-            for inv in plan.invocations] if image and wwords[i] else []
-           for i, (plan, w) in enumerate(zip(plans, weights))]
+    # per conv layer its distinct weight images (invocations with one key share one), and
+    # per invocation the index of its own
+    wkey_of = [[_weight_key(plans[i], inv) for inv in ordered[i]] for i in range(len(plans))]
+    wdistinct = [list(dict.fromkeys(keys)) for keys in wkey_of]
+    wwords = [[next(inv.weight_words for inv, k in zip(ordered[i], wkey_of[i]) if k == key)
+               for key in wdistinct[i]] for i in range(len(plans))]
+    wts = []
+    for i, (plan, w) in enumerate(zip(plans, weights)):
+        got: dict = {}
+        if image and conv[i]:
+            for inv, key in zip(ordered[i], wkey_of[i]):
+                b = _word_bytes(plan.weight_image(w, inv), welems[i], f"weights[{i}]")
+                if got.setdefault(key, b) != b:
+                    raise AssertionError(f"plans[{i}]: invocations with one weight key "
+                                         f"{key} have different weight words")
+        wts.append([got[key] for key in wdistinct[i]] if got else [])
     assert all(len(wb) == n * edge * we for wl, nl, we in zip(wts, wwords, welems)
                for wb, n in zip(wl, nl)), "weight_words disagrees with weight_image"
     x_bytes = tensor_bytes(x, elem) if image else b""
-    feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
-             if i in real and not is_pool[i] else [] for i, plan in enumerate(plans)]
     stores = [[_output_boxes(plan, inv, params.cols) if inv.final else []
-               for inv in plan.invocations] if i in real and not is_pool[i] else []
+               for inv in ordered[i]] if conv[i] else []
               for i, plan in enumerate(plans)]
     # the zero area: the largest zero box read with its input tensor's pitches
     in_pitch = [None if is_cat[i] else
@@ -1119,21 +1219,26 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (1 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
-               + sum(4 + sum(len(f) + len(_pieces(n)) + 1 + len(s)
-                             for f, n, s in zip(feats[i], wwords[i], stores[i]))
+               + sum(4 + sum((0 if sf else len(f))
+                                 + (0 if sw else len(_pieces(inv.weight_words))) + 1 + len(s)
+                                 for f, inv, s, sf, sw in zip(feats[i], ordered[i], stores[i],
+                                                              *skips[i]))
                      for i in real if not is_pool[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
     zeros = Segment(at, zero_bytes, 1, 1)
     at = _align(at + zeros.nbytes)
-    weight_segs = []
+    weight_segs = []                # per layer its distinct weight images' segments
     for nl, we in zip(wwords, welems):
         segs = []
         for n in nl:
             segs.append(Segment(at, n, edge, we))
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
+    # per layer and invocation (program order) its weight segment
+    wseg_of = [[weight_segs[i][wdistinct[i].index(key)] for key in wkey_of[i]]
+               for i in range(len(plans))]
     tensors: list = [None] * len(shapes)
     for t, shape in enumerate(shapes):
         if t not in view_of:
@@ -1190,15 +1295,17 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
             bank = inv.registers["bank"]
+            skip_f, skip_w = skips[li][0][k], skips[li][1][k]
             loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
                                                       else t_in.address(c0, y, x)),
                       "addr": addr + bank * fbase, "rows": n, "cols": cols, "ch": ch, "tile": tile,
                       "slot": slot}
-                     for src, y, x, c0, n, cols, ch, addr, tile, slot in feats[li][k]]
-            seg = weight_segs[li][k]
+                     for src, y, x, c0, n, cols, ch, addr, tile, slot in
+                     ([] if skip_f else feats[li][k])]
+            seg = wseg_of[li][k]
             loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem,
                        "addr": o + bank * halves["weight_words"], "rows": 1, "cols": n,
-                       "ch": edge} for o, n in _pieces(seg.words)]
+                       "ch": edge} for o, n in ([] if skip_w else _pieces(seg.words))]
             for j, fields in enumerate(loads):
                 # the first load waits for the layer boundary, or for the compute that last
                 # read its half
