@@ -1149,7 +1149,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     real = [i for i in range(len(plans)) if not is_cat[i]]   # layers with instructions
 
     # -- contents -------------------------------------------------------------------------
-    # per conv layer and invocation its feature boxes, output boxes and weight words
+    # per conv layer and invocation its feature boxes
     conv = [i in real and not is_pool[i] for i in range(len(plans))]
     feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
              if conv[i] else [] for i, plan in enumerate(plans)]
@@ -1183,12 +1183,16 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     images = [word for invs in banked for inv in invs
               for word in pack_image(inv.registers, registers)]
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
-    # per conv layer its distinct weight images (invocations with one key share one), and
-    # per invocation the index of its own
+    # per conv layer its distinct weight images, in order of first use (invocations with
+    # one key share one): their keys and words
     wkey_of = [[_weight_key(plans[i], inv) for inv in ordered[i]] for i in range(len(plans))]
-    wdistinct = [list(dict.fromkeys(keys)) for keys in wkey_of]
-    wwords = [[next(inv.weight_words for inv, k in zip(ordered[i], wkey_of[i]) if k == key)
-               for key in wdistinct[i]] for i in range(len(plans))]
+    wdistinct, wwords = [], []
+    for i in range(len(plans)):
+        words_of: dict = {}
+        for inv, key in zip(ordered[i], wkey_of[i]):
+            words_of.setdefault(key, inv.weight_words)
+        wdistinct.append(list(words_of))
+        wwords.append(list(words_of.values()))
     wts = []
     for i, (plan, w) in enumerate(zip(plans, weights)):
         got: dict = {}
@@ -1237,8 +1241,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             at = _align(at + segs[-1].nbytes)
         weight_segs.append(tuple(segs))
     # per layer and invocation (program order) its weight segment
-    wseg_of = [[weight_segs[i][wdistinct[i].index(key)] for key in wkey_of[i]]
-               for i in range(len(plans))]
+    wseg_of = []
+    for i in range(len(plans)):
+        seg_of = dict(zip(wdistinct[i], weight_segs[i]))
+        wseg_of.append([seg_of[key] for key in wkey_of[i]])
     tensors: list = [None] * len(shapes)
     for t, shape in enumerate(shapes):
         if t not in view_of:
