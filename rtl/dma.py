@@ -372,6 +372,7 @@ class _DmaEngine(wiring.Component):
         p = self.cmd.payload
         refused = ~elem_ok | too_wide | (p.rows == 0) | (p.cols == 0) | (p.ch == 0)
         refused = refused | self._tile_refused(m, p, whole_row=not self._TILE_LANES)
+        refused = refused | self._format_refused(p)
         with m.If(take_cmd):
             m.d.sync += c.eq(self.cmd.payload)
             with m.If(refused):
@@ -448,12 +449,21 @@ class _DmaEngine(wiring.Component):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         return ns
 
+    def _format_refused(self, p):
+        """Refusals of the engine's own (none here; :class:`LoadEngine` with
+        ``per_command``)."""
+        return Const(0, 1)
+
     # -- element <-> lane ---------------------------------------------------------------------
 
-    def _lane_from_bytes(self, m: Module, raw, e: int, name: str):
-        """A lane holding the ``e``-byte element ``raw``, extended or truncated."""
+    def _lane_from_bytes(self, m: Module, raw, e: int, name: str, signed_=None):
+        """A lane holding the ``e``-byte element ``raw``, extended (sign-extended where
+        ``signed_``, a signal, is high; else as ``sign_extend`` says) or truncated."""
         lane = Signal(self._lane_bits, name=name)
-        m.d.comb += lane.eq(raw.as_signed() if self._sign_extend else raw)
+        if signed_ is None:
+            m.d.comb += lane.eq(raw.as_signed() if self._sign_extend else raw)
+        else:
+            m.d.comb += lane.eq(Mux(signed_, raw.as_signed(), raw))
         return lane
 
     def _bytes_from_lane(self, m: Module, lane, e: int, name: str):
@@ -489,6 +499,14 @@ class LoadEngine(_DmaEngine):
         the same box outside tile mode; only the addresses differ.  Without ``tile_side`` a
         tile-mode command is refused, as is one with a slot past the window or a box that
         does not fit inside the window from its slot.
+    per_command:
+        Each command brings its word format, sampled with it: ``fmt_lanes`` (1 to ``lanes``:
+        the elements of a pixel in one word, lanes from there on zero), ``fmt_signed``
+        (sign- or zero-extend, in place of ``sign_extend``) and ``fmt_tile`` (tile mode
+        allowed; a tile-mode command without it is refused, as is one with ``fmt_lanes``
+        0).  One engine then loads buffers of different words: the overlay top's feature,
+        weight, table and aux buffers, whose loads the controller runs one at a time.  The
+        words and cycles are those of an engine of ``fmt_lanes`` lanes.
 
     Members
     -------
@@ -512,21 +530,41 @@ class LoadEngine(_DmaEngine):
     """
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0):
+                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
+                 per_command: bool = False):
+        with rejecting(self):
+            if not isinstance(per_command, bool):
+                raise TypeError(f"per_command must be a bool, not {per_command!r}")
+        self._per_command = per_command
         super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side)
+
+    @property
+    def per_command(self) -> bool:
+        """Whether each command brings its word format (``fmt_*``)."""
+        return self._per_command
 
     def _channel_members(self) -> dict:
         bus, layout = self._bus_bits, self.word_layout
         side = self._tile_side
         tile = ({"buf_tile": Out(1), "buf_slot": Out(TILE_SLOT_BITS),
                  "buf_zero": Out(side * side)} if side else {})
+        fmt = ({"fmt_lanes": In(range(self._lanes + 1)), "fmt_signed": In(1),
+                "fmt_tile": In(1)} if self._per_command else {})
         return {
             **axi_read_master(bus),
             "buf_addr": Out(BUF_ADDR_BITS),
             "buf_data": Out(layout),
             "buf_en": Out(1),
             **tile,
+            **fmt,
         }
+
+    def _format_refused(self, p):
+        """With ``per_command``: a command whose format has no lanes, or tile mode without
+        ``fmt_tile``."""
+        if not self._per_command:
+            return Const(0, 1)
+        return (self.fmt_lanes == 0) | (p.tile & ~self.fmt_tile)
 
     def elaborate(self, platform):
         m = Module()
@@ -557,8 +595,16 @@ class LoadEngine(_DmaEngine):
             m.d.sync += self.m_axi_arvalid.eq(0)
 
         # -- data side: beats into the byte register, words out -----------------------------
+        # the word format: the engine's, or the command's (``per_command``)
+        if self._per_command:
+            step = Signal(range(lanes + 1), name="fmt_step")
+            sgn = Signal(name="fmt_sign")
+            with m.If(self.cmd.valid & self.cmd.ready):
+                m.d.sync += [step.eq(self.fmt_lanes), sgn.eq(self.fmt_signed)]
+        else:
+            step, sgn = lanes, None
         head = desc(fifo.r_data)
-        d = self._data_side(m, head, cap)
+        d = self._data_side(m, head, cap, step if self._per_command else None)
         beat, lo_b, take, acc, cnt = d.beat, d.lo_b, d.span, d.acc, d.cnt
         ch_left, px_left, waddr, running, failed, k = (d.ch_left, d.px_left, d.addr,
                                                        d.running, d.failed, d.k)
@@ -572,7 +618,7 @@ class LoadEngine(_DmaEngine):
         for i in range(lanes):
             lane = Signal(self._lane_bits, name=f"lane{i}")
             options = {ci: self._lane_from_bytes(m, acc[8 * e * i: 8 * e * (i + 1)], e,
-                                                 f"lane{i}_e{e}")
+                                                 f"lane{i}_e{e}", sgn)
                        for ci, e in enumerate(ELEM_BYTES) if e <= self.max_elem_bytes}
             with m.Switch(code):
                 for n_opt, (ci, value) in enumerate(options.items()):
@@ -583,7 +629,7 @@ class LoadEngine(_DmaEngine):
 
         # a word that empties the register (``cnt == need``) makes room for the next beat in
         # the same cycle (``dse.cost.dma.dma_joins``); the box's last word takes none
-        empties = emit & (cnt == need) & ~((px_left == 1) & (ch_left <= lanes))
+        empties = emit & (cnt == need) & ~((px_left == 1) & (ch_left <= step))
         rd = running & (~emit | empties) & fifo.r_rdy & (px_left != 0)
         # the engine counts each burst's beats itself; RLAST carries nothing it needs
         unused_rlast = Signal()
@@ -597,7 +643,7 @@ class LoadEngine(_DmaEngine):
         incoming = Signal(8 * B)
         m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
                                 & _bytes_to_bits(keep_b))
-        pixel_end = emit & (ch_left <= lanes)
+        pixel_end = emit & (ch_left <= step)
         tw = self._tile_walk(m, c, ns.start, pixel_end, waddr)
         if self._tile_side:
             # the slots of the window outside the box, zeroed with its first pixel's words
@@ -622,8 +668,8 @@ class LoadEngine(_DmaEngine):
                              self.bus_bytes.eq(self.bus_bytes + B)]
                 with m.If(self.m_axi_rresp != 0):
                     m.d.sync += failed.eq(1)
-            with m.If(ch_left > lanes):
-                m.d.sync += ch_left.eq(ch_left - lanes)
+            with m.If(ch_left > step):
+                m.d.sync += ch_left.eq(ch_left - step)
             with m.Else():
                 m.d.sync += [ch_left.eq(c.ch), px_left.eq(px_left - 1)]
                 with m.If(tw.on):           # tile mode: the next pixel's words
@@ -639,7 +685,7 @@ class LoadEngine(_DmaEngine):
         with m.If(ns.start):
             m.d.sync += [running.eq(1), failed.eq(0), acc.eq(0), cnt.eq(0), beat.eq(0),
                          ch_left.eq(c.ch), px_left.eq(c.rows * c.cols), waddr.eq(c.addr)]
-        last = emit & (px_left == 1) & (ch_left <= lanes)
+        last = emit & (px_left == 1) & (ch_left <= step)
         with m.If(last):
             m.d.sync += [running.eq(0), ns.active.eq(0)]
         m.d.comb += [self.done.eq(last | ns.bad), self.error.eq(ns.bad | (last & failed))]

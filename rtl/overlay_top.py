@@ -10,16 +10,19 @@ AXI4-Lite slave:
 * :class:`rtl.fetch.InstructionFetch` reads the program from ``program`` after ``start``
   and feeds :class:`rtl.controller.Controller`, which decodes the words and dispatches each
   engine's instructions as the dependency tokens allow;
-* the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and routes
-  each ``load.tile`` by ``buf`` to one :class:`rtl.dma.LoadEngine` per buffer kind:
+* the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and hands
+  each ``load.tile`` to the one :class:`rtl.dma.LoadEngine` (``per_command``: the
+  controller runs loads one at a time), in the format of its ``buf``
+  (:attr:`OverlayTop.load_formats`), and the engine's words to that buffer's write port:
   ``feature`` → the datapath's feature-buffer write port (lanes = ``rows``, lane bits =
-  ``a_width``, sign-extended; with ``winograd_m`` the engine has tile mode and its
+  ``a_width``, sign-extended; with ``winograd_m`` tile mode is allowed and its
   tile-mode writes go to the Winograd tile buffer, slot by slot: ``ConvDatapath``'s
   ``ts_*`` port), ``weight`` → its weight-buffer write port (lanes = the
   datapath's ``edge`` = max(rows, cols), lane bits = ``b_width``, sign-extended), ``table``
   → the table memory (:data:`rtl.isa.IMAGE_WORD_BITS`-bit words, 16 lanes of 8 bits, not
   extended), ``aux`` (with a pool engine) → the aux buffer (``aux_words`` words of ``rows``
-  int8 lanes).  The instruction's ``done`` is the chosen engine's;
+  int8 lanes).  The engine is as wide as the widest format; each buffer takes its lanes'
+  low bits.  The instruction's ``done`` is the engine's;
 * the **compute adapter** keeps ``compute.setup``'s image base and hands ``compute.tile``'s
   base + image offset to :class:`rtl.compute_engine.ComputeEngine`, which reads the image
   from the table memory, drives the :class:`rtl.conv_datapath.ConvDatapath`'s setting ports
@@ -39,8 +42,7 @@ AXI4-Lite slave:
   ``cols``: ``box_lanes``; with ``winograd_m`` it has tile mode for the Winograd output
   words, m×m tiles of ``winograd_lanes`` filters);
 * :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
-  (master 0) and the load engines (masters 1 to 3: feature, weight, table; 4: aux, with a
-  pool engine); the write channel is the store engine's.
+  (master 0) and the load engine (master 1); the write channel is the store engine's.
 
 A ``setup`` instruction takes no time: its ``done`` comes in its transfer's cycle.
 
@@ -151,9 +153,6 @@ HOST_REGISTERS = (
 )
 #: Address bits of the AXI4-Lite slave.
 HOST_ADDR_BITS = 8
-
-_LOADED = (Buffer.FEATURE, Buffer.WEIGHT, Buffer.TABLE)
-
 
 class OverlayTop(wiring.Component):
     """Fetch, controller, DMA, compute and pool engines and the conv datapath behind one
@@ -276,24 +275,30 @@ class OverlayTop(wiring.Component):
             dp._MustUse__silence = True
             reject(self, exc)
         wm = params.winograd_m
-        self.loaders = {
-            Buffer.FEATURE: LoadEngine(bus, params.rows, params.a_width, sign_extend=True,
-                                       tile_side=wm + 2 if wm else 0),
-            Buffer.WEIGHT: LoadEngine(bus, dp.edge, params.b_width, sign_extend=True),
-            Buffer.TABLE: LoadEngine(bus, TABLE_LANES, 8, sign_extend=False),
+        #: Per loaded buffer its word format: (lanes, lane bits, signed elements, tile mode).
+        self.load_formats = {
+            Buffer.FEATURE: (params.rows, params.a_width, True, bool(wm)),
+            Buffer.WEIGHT: (dp.edge, params.b_width, True, False),
+            Buffer.TABLE: (TABLE_LANES, 8, False, False),
         }
         #: The pool engine, or None (:func:`pool_supported`).
         self.pool = None
         if self._has_pool:
-            self.loaders[Buffer.AUX] = LoadEngine(bus, params.rows, DATA_BITS, sign_extend=True)
+            self.load_formats[Buffer.AUX] = (params.rows, DATA_BITS, True, False)
             self.pool = PoolEngine(pool_lanes(params), limits.feature_words,
                                    in2_depth=aux_words, out_depth=limits.out_words,
                                    in_lanes=params.rows, out_lanes=params.cols)
+        #: The one load engine: the controller runs loads one at a time, so every buffer's
+        #: loads share it, each command in its buffer's format (``per_command``).
+        self.loader = LoadEngine(bus, max(f[0] for f in self.load_formats.values()),
+                                 max(f[1] for f in self.load_formats.values()),
+                                 sign_extend=True, tile_side=wm + 2 if wm else 0,
+                                 per_command=True)
         self.storer = StoreEngine(bus, dp.lanes, precision, sign_extend=True, tile_side=wm,
                                   tile_lanes=params.winograd_lanes if wm else 0,
                                   box_lanes=params.cols)
         self.compute = ComputeEngine(datapath_registers(params, limits))
-        self.arbiter = AxiReadArbiter(masters=1 + len(self.loaders), bus_bits=bus)
+        self.arbiter = AxiReadArbiter(masters=2, bus_bits=bus)
         #: The host's AXI4-Lite registers (:data:`HOST_REGISTERS`).
         self.host = AxiLiteRegisters(HOST_REGISTERS, addr_bits=HOST_ADDR_BITS)
         super().__init__({
@@ -381,8 +386,7 @@ class OverlayTop(wiring.Component):
                 m.d.comb += getattr(host, name).eq(getattr(self, name))
             else:
                 m.d.comb += getattr(self, name).eq(getattr(host, name))
-        for buf, eng in self.loaders.items():
-            m.submodules[f"load_{buf.value}"] = eng
+        m.submodules.load = ld = self.loader
         pe = self.pool
         if pe is not None:
             m.submodules.pool = pe
@@ -393,8 +397,7 @@ class OverlayTop(wiring.Component):
         refuse = Signal()           # an engine refuses an instruction this cycle
         refuse_engine = Signal(range(len(Engine)))
         units_busy = Signal()
-        m.d.comb += units_busy.eq(Cat(fetch.busy, ce.busy, st.busy,
-                                      *(e.busy for e in self.loaders.values()),
+        m.d.comb += units_busy.eq(Cat(fetch.busy, ce.busy, st.busy, ld.busy,
                                       *((pe.busy,) if pe is not None else ())).any())
         idle = Signal()
         m.d.comb += idle.eq(~running & ~units_busy & ~self.controller.busy)
@@ -413,8 +416,7 @@ class OverlayTop(wiring.Component):
 
         # -- AXI: read channel through the arbiter, write channel from the store engine -----
         arb.attach(m, 0, fetch)
-        for i, eng in enumerate(self.loaders.values()):
-            arb.attach(m, 1 + i, eng)
+        arb.attach(m, 1, ld)
         for name in (*AR_FIELDS, "arvalid", "rready"):
             m.d.comb += getattr(self, "m_axi_" + name).eq(getattr(arb, "m_axi_" + name))
         for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
@@ -430,14 +432,15 @@ class OverlayTop(wiring.Component):
         lp = lc.cmd.payload
         l_setup = lp.opcode == LoadSetup.OPCODE
         l_take = lc.cmd.valid & lc.cmd.ready
-        loaded = tuple(self.loaders)
+        loaded = tuple(self.load_formats)
         l_sel = {buf: (lp.tile.buf == buf.code) for buf in loaded}
         l_known = Cat(*l_sel.values()).any()
         setup_known = Cat(*((lp.setup.buf == b.code) for b in loaded)).any()
         ready_sel = Signal()
         l_bad = Signal()
-        l_dma_done, l_dma_err = [], []
-        for buf, eng in self.loaders.items():
+        # the buffer of the load in progress: its words go to that buffer's write port
+        l_buf = {buf: Signal(name=f"{buf.value}_loading") for buf in loaded}
+        for buf, (lanes, _, signed_, tile) in self.load_formats.items():
             elem = Signal(2, name=f"{buf.value}_elem")
             row_pitch = Signal.like(lp.setup.row_pitch, name=f"{buf.value}_row_pitch")
             px_pitch = Signal.like(lp.setup.px_pitch, name=f"{buf.value}_px_pitch")
@@ -448,43 +451,53 @@ class OverlayTop(wiring.Component):
             with m.If(go):
                 m.d.sync += ready.eq(0)
             pick = l_sel[buf] & ~l_setup
-            m.d.comb += [
-                eng.cmd.valid.eq(lc.cmd.valid & pick & ready & ~aborted),
-                eng.cmd.payload.dram.eq(lp.tile.dram),
-                eng.cmd.payload.addr.eq(lp.tile.addr),
-                eng.cmd.payload.rows.eq(lp.tile.rows),
-                eng.cmd.payload.cols.eq(lp.tile.cols),
-                eng.cmd.payload.ch.eq(lp.tile.ch),
-                eng.cmd.payload.elem.eq(elem),
-                eng.cmd.payload.row_pitch.eq(row_pitch),
-                eng.cmd.payload.px_pitch.eq(px_pitch),
-                eng.cmd.payload.tile.eq(lp.tile.tile),
-                eng.cmd.payload.slot.eq(lp.tile.slot),
-            ]
             with m.If(pick):
-                m.d.comb += [ready_sel.eq(eng.cmd.ready), l_bad.eq(~ready)]
-            l_dma_done.append(eng.done)
-            l_dma_err.append(eng.done & eng.error)
+                m.d.comb += [
+                    ld.cmd.valid.eq(lc.cmd.valid & ready & ~aborted),
+                    ld.cmd.payload.elem.eq(elem),
+                    ld.cmd.payload.row_pitch.eq(row_pitch),
+                    ld.cmd.payload.px_pitch.eq(px_pitch),
+                    ld.fmt_lanes.eq(lanes), ld.fmt_signed.eq(int(signed_)),
+                    ld.fmt_tile.eq(int(tile)),
+                    ready_sel.eq(ld.cmd.ready), l_bad.eq(~ready),
+                ]
+            with m.If(ld.cmd.valid & ld.cmd.ready):
+                m.d.sync += l_buf[buf].eq(pick)
+        m.d.comb += [
+            ld.cmd.payload.dram.eq(lp.tile.dram),
+            ld.cmd.payload.addr.eq(lp.tile.addr),
+            ld.cmd.payload.rows.eq(lp.tile.rows),
+            ld.cmd.payload.cols.eq(lp.tile.cols),
+            ld.cmd.payload.ch.eq(lp.tile.ch),
+            ld.cmd.payload.tile.eq(lp.tile.tile),
+            ld.cmd.payload.slot.eq(lp.tile.slot),
+        ]
+
+        def lanes_of(buf):
+            """The loader's word as ``buf``'s: its lanes, each cut to the buffer's bits."""
+            lanes, bits = self.load_formats[buf][:2]
+            return Cat(*(ld.buf_data[i][:bits] for i in range(lanes)))
+
         # the datapath's and the table's write ports
-        fe, we, te = (self.loaders[b] for b in _LOADED)
-        fb_write = fe.buf_en & ~fe.buf_tile if self._params.winograd_m else fe.buf_en
-        m.d.comb += [dp.fb_addr.eq(fe.buf_addr), dp.fb_data.eq(fe.buf_data.as_value()),
+        fe_en = ld.buf_en & l_buf[Buffer.FEATURE]
+        fb_write = fe_en & ~ld.buf_tile if self._params.winograd_m else fe_en
+        m.d.comb += [dp.fb_addr.eq(ld.buf_addr), dp.fb_data.eq(lanes_of(Buffer.FEATURE)),
                      dp.fb_en.eq(fb_write),
-                     dp.wb_addr.eq(we.buf_addr), dp.wb_data.eq(we.buf_data.as_value()),
-                     dp.wb_en.eq(we.buf_en)]
+                     dp.wb_addr.eq(ld.buf_addr), dp.wb_data.eq(lanes_of(Buffer.WEIGHT)),
+                     dp.wb_en.eq(ld.buf_en & l_buf[Buffer.WEIGHT])]
         if self._params.winograd_m:
             # tile mode: each word of a window piece into its slot of a tile-buffer word (the
             # window's slots outside the box zeroed with the first pixel's words); the lanes'
             # low ``precision`` bits are the (sign-extended) elements
-            m.d.comb += [dp.ts_addr.eq(fe.buf_addr), dp.ts_slot.eq(fe.buf_slot),
-                         dp.ts_zero.eq(fe.buf_zero), dp.ts_en.eq(fe.buf_en & fe.buf_tile)]
+            m.d.comb += [dp.ts_addr.eq(ld.buf_addr), dp.ts_slot.eq(ld.buf_slot),
+                         dp.ts_zero.eq(ld.buf_zero), dp.ts_en.eq(fe_en & ld.buf_tile)]
             for lane in range(self._params.rows):
-                m.d.comb += dp.ts_data[lane].eq(fe.buf_data[lane][:self._precision])
+                m.d.comb += dp.ts_data[lane].eq(ld.buf_data[lane][:self._precision])
         m.submodules.table = table = Memory(shape=unsigned(IMAGE_WORD_BITS),
                                             depth=self._table_words, init=[])
         twp, trp = table.write_port(), table.read_port()
-        m.d.comb += [twp.addr.eq(te.buf_addr), twp.data.eq(te.buf_data.as_value()),
-                     twp.en.eq(te.buf_en),
+        m.d.comb += [twp.addr.eq(ld.buf_addr), twp.data.eq(lanes_of(Buffer.TABLE)),
+                     twp.en.eq(ld.buf_en & l_buf[Buffer.TABLE]),
                      trp.addr.eq(ce.table_addr), trp.en.eq(ce.table_en),
                      ce.table_data.eq(trp.data)]
         if pe is not None:
@@ -495,8 +508,8 @@ class OverlayTop(wiring.Component):
             word = data.ArrayLayout(signed(DATA_BITS), self._params.rows)
             m.submodules.aux = aux = Memory(shape=word, depth=self._aux_words, init=[])
             xwp, xrp = aux.write_port(), aux.read_port()
-            xe = self.loaders[Buffer.AUX]
-            m.d.comb += [xwp.addr.eq(xe.buf_addr), xwp.en.eq(xe.buf_en),
+            m.d.comb += [xwp.addr.eq(ld.buf_addr), xwp.en.eq(ld.buf_en & l_buf[Buffer.AUX]),
+                         xwp.data.eq(lanes_of(Buffer.AUX)),
                          dp.fr_addr.eq(pe.in_addr), dp.fr_en.eq(pe.in_en),
                          xrp.addr.eq(pe.in2_addr), xrp.en.eq(pe.in2_en),
                          pe.in2_data.eq(xrp.data),
@@ -504,13 +517,12 @@ class OverlayTop(wiring.Component):
                          dp.ow_en.eq(pe.out_en)]
             for lane in range(self._params.rows):
                 # the loads sign-extended int8 elements: the low byte is the element
-                m.d.comb += [pe.in_data[lane].eq(dp.fr_data[lane][:DATA_BITS]),
-                             xwp.data[lane].eq(xe.buf_data[lane])]
+                m.d.comb += pe.in_data[lane].eq(dp.fr_data[lane][:DATA_BITS])
         l_refuse = Signal()
         m.d.comb += [
             l_refuse.eq(l_take & Mux(l_setup, ~setup_known, ~l_known | l_bad)),
             lc.cmd.ready.eq(l_setup | ~l_known | l_bad | ready_sel),
-            lc.done.eq(Cat(*l_dma_done).any() | (l_take & (l_setup | l_refuse))),
+            lc.done.eq(ld.done | (l_take & (l_setup | l_refuse))),
         ]
 
         # -- compute adapter ----------------------------------------------------------------
@@ -575,7 +587,7 @@ class OverlayTop(wiring.Component):
             m.d.comb += [pc.cmd.ready.eq(1), pc.done.eq(p_take), p_refuse.eq(p_take)]
 
         # -- refusals and errors -----------------------------------------------------------
-        with m.If(l_refuse | Cat(*l_dma_err).any()):
+        with m.If(l_refuse | (ld.done & ld.error)):
             m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.LOAD.code)]
         with m.Elif(st.done & st.error):
             m.d.comb += [refuse.eq(1), refuse_engine.eq(Engine.STORE.code)]
@@ -613,7 +625,7 @@ class OverlayTop(wiring.Component):
                      host.error_code.eq(self.error_code), host.error_engine.eq(self.error_engine),
                      host.error_index.eq(self.error_index), host.cycles.eq(self.cycles)]
         engine_busy = {
-            Engine.LOAD: Cat(*(e.busy for e in self.loaders.values())).any(),
+            Engine.LOAD: ld.busy,
             Engine.COMPUTE: ce.busy,
             Engine.POOL: pe.busy if pe is not None else 0,
             Engine.STORE: st.busy,

@@ -83,8 +83,10 @@ def ref_store(mem, words, cmd, lanes, lane_bits, signed=True):
     return out
 
 
-def _run(dut, axi, processes, cmds, on_tick, on_after=None):
-    """Send ``cmds`` one after the other; return per command (cycles, error, busy seen)."""
+def _run(dut, axi, processes, cmds, on_tick, on_after=None, formats=None):
+    """Send ``cmds`` one after the other (with ``formats``, a per-command engine's
+    ``(fmt_lanes, fmt_signed, fmt_tile)`` of each); return per command (cycles, error, busy
+    seen)."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     for p in processes:
@@ -96,6 +98,10 @@ def _run(dut, axi, processes, cmds, on_tick, on_after=None):
         while len(results) < len(cmds):
             if t_acc is None and i < len(cmds):
                 ctx.set(dut.cmd.payload, DmaCommand.const(cmds[i]))
+                if formats is not None:
+                    for port, value in zip((dut.fmt_lanes, dut.fmt_signed, dut.fmt_tile),
+                                           formats[i]):
+                        ctx.set(port, value)
                 ctx.set(dut.cmd.valid, 1)
             _, _, v, r, done, err, b = await ctx.tick().sample(
                 dut.cmd.valid, dut.cmd.ready, dut.done, dut.error, dut.busy)
@@ -118,9 +124,9 @@ def _run(dut, axi, processes, cmds, on_tick, on_after=None):
     return results, tuple(counters)
 
 
-def rtl_load(dut, mem, cmds, *, latency=0, idle=0.0, stall=0.0, seed=0):
-    """Run load commands; return (buffer writes in order, per-command results, counters,
-    the memory model)."""
+def rtl_load(dut, mem, cmds, *, latency=0, idle=0.0, stall=0.0, seed=0, formats=None):
+    """Run load commands (``formats``: as :func:`_run`); return (buffer writes in order,
+    per-command results, counters, the memory model)."""
     axi = AxiMemory(dut, mem, dut.bus_bits, base=BASE, read_latency=latency, idle=idle,
                     stall=stall, seed=seed)
     writes = []
@@ -132,7 +138,7 @@ def rtl_load(dut, mem, cmds, *, latency=0, idle=0.0, stall=0.0, seed=0):
             if en:
                 writes.append((addr, [int(x) for x in word]))
 
-    per_cmd, counters = _run(dut, axi, [axi.read_process], cmds, monitor)
+    per_cmd, counters = _run(dut, axi, [axi.read_process], cmds, monitor, formats=formats)
     return writes, per_cmd, counters, axi
 
 
@@ -241,6 +247,34 @@ def test_store_boxes_exact_cycles(bus_bits, lanes, lane_bits):
         assert cycles == _formula(store_tile_cycles, cmd, dut), cmd
         assert busy == seen
         assert nbytes == sum(b for _, b in axi.write_bursts) * bus_bits // 8
+
+
+def test_per_command_formats_load_like_engines_of_those_formats():
+    """One engine of 16 lanes of 12 bits with ``per_command``: each command's words are those
+    an engine of its ``fmt_lanes`` (zero lanes above) and extension would write, and its
+    cycles that engine's formula; a format of no lanes, or tile mode without ``fmt_tile``,
+    is refused at once."""
+    rng = random.Random(11)
+    dut = LoadEngine(128, 16, 12, outstanding=3, per_command=True)
+    formats = [(16, 1, 0), (4, 0, 0), (7, 1, 0), (16, 0, 0), (1, 1, 0)]
+    cmds = [_random_cmd(rng, max_elem=1, lanes=n, bus_bytes=16, one_pixel=i == 4)
+            for i, (n, _, _) in enumerate(formats)]
+    for cmd in cmds:
+        cmd["addr"] = rng.randrange(64)
+    mem = bytearray(np.random.default_rng(3).integers(0, 256, MEM_BYTES, np.uint8))
+    for cmd, fmt in zip(cmds, formats):
+        writes, [(cycles, err, _)], _, _ = rtl_load(dut, bytearray(mem), [cmd], formats=[fmt])
+        n, signed, _ = fmt
+        want = {a: w + [0] * (16 - n) for a, w in ref_load(mem, cmd, n, 12, bool(signed)).items()}
+        assert not err
+        assert dict(writes) == want and len(writes) == len(want), fmt
+        assert cycles == int(load_tile_cycles(cmd["dram"], cmd["rows"], cmd["cols"], cmd["ch"],
+                                              1, cmd["row_pitch"], cmd["px_pitch"], 128, n)), fmt
+    bad = dict(cmds[0], tile=1, slot=0, rows=1, cols=1)
+    writes, per_cmd, _, axi = rtl_load(dut, bytearray(mem), [cmds[0], bad],
+                                       formats=[(0, 1, 0), (16, 1, 0)])
+    assert [r[:2] for r in per_cmd] == [(1, True), (1, True)]
+    assert not writes and not axi.read_bursts
 
 
 @pytest.mark.parametrize("bus_bits,lanes,box_lanes", [(64, 16, 8), (128, 12, 5)])
