@@ -27,6 +27,9 @@ points are :data:`UNITS`, at the int8 widths the explorer uses:
                (int16: ``a_width`` 25)
 ``requant``    ``rtl.requant.Requant(lanes=1, acc_width=32, out_width=8, mult_width=16,
                shift_width=6)``
+``overlay_``   the overlay top (``rtl.overlay_top.OverlayTop``) of int8 overlays from 4×4
+``shell``      to 16×16, buses of 64 to 512 bits, with and without a Winograd unit, its
+               datapath a blackbox (:func:`shell_verilog`): what the top adds to overlay.v
 =============  ==========================================================================
 
 Runs are cached under ``build/synth_units/<flow>/<unit>-<point>-<sha>/`` keyed by the sha256
@@ -96,6 +99,19 @@ UNITS = {
     "requant": ("rtl.requant.Requant",
                 [("l1-acc32-m16", dict(lanes=1, acc_width=32, out_width=8, mult_width=16,
                                        shift_width=6))]),
+    # the overlay top without its datapath (OverlayParams fields; :func:`shell_verilog`)
+    "overlay_shell": ("rtl.overlay_top.OverlayTop", [
+        ("8x8-b64", dict(rows=8, cols=8, bus_bits=64)),
+        ("8x8-b512", dict(rows=8, cols=8, bus_bits=512)),
+        ("4x4-b128", dict(rows=4, cols=4, bus_bits=128)),
+        ("16x16-b128", dict(rows=16, cols=16, bus_bits=128)),
+        ("8x8-wino4-b128", dict(rows=8, cols=8, bus_bits=128, winograd_m=4, a_width=15,
+                                b_width=18, acc_width=42)),
+        ("8x8-b128", dict(rows=8, cols=8, bus_bits=128)),
+        ("4x8-b256", dict(rows=4, cols=8, bus_bits=256)),
+        ("8x8-wino2-b64", dict(rows=8, cols=8, bus_bits=64, winograd_m=2, a_width=10,
+                               b_width=12)),
+    ]),
 }
 
 
@@ -106,12 +122,31 @@ def _component(class_path: str, kwargs: dict):
     return getattr(importlib.import_module(module), name)(**kwargs)
 
 
+def shell_verilog(kwargs: dict) -> str:
+    """The overlay top of the int8 overlay ``OverlayParams(**kwargs)`` at its default buffers
+    (``dse.cost.resources.overlay_limits``), top module ``unit``, with its datapath a
+    blackbox (``rtl.emit.blackbox_stub``): DMA engines, read arbiter, fetch, controller,
+    compute and pool engines, host registers, table and aux memories -- the shell that
+    ``dse.cost.resources.shell_resources`` prices."""
+    from dse.cost.resources import overlay_limits
+    from rtl.emit import blackbox_stub, verilog_text
+    from rtl.overlay_top import OverlayTop
+    from rtl.params import DatapathLimits, OverlayParams
+
+    hw = OverlayParams(**kwargs)
+    top = OverlayTop(hw, DatapathLimits(**overlay_limits(hw)), 8, datapath_module="overlay")
+    return (verilog_text(top, "unit", provided={"overlay"})
+            + blackbox_stub(top.datapath, "overlay"))
+
+
 def unit_verilog(unit: str, label: str) -> str:
     """The Verilog text of one unit point (top module ``unit``, no ``src`` attributes)."""
     from amaranth.back import verilog
 
     class_path, points = UNITS[unit]
     kwargs = dict(points)[label]
+    if unit == "overlay_shell":
+        return shell_verilog(kwargs)
     return verilog.convert(_component(class_path, kwargs), name="unit", emit_src=False)
 
 
@@ -185,7 +220,7 @@ def fft_overlay_check(flow: str, *, force: bool = False, timeout_s: float | None
         result_file.write_text(json.dumps(row, indent=1) + "\n")
         row = {**row, "cached": False}
     hw = HardwareTable.from_params([OverlayParams(**FFT_OVERLAY)], family=flow)
-    return {**row, "model": estimate_resources(hw).as_dict(0)}
+    return {**row, "model": estimate_resources(hw, shell=False).as_dict(0)}
 
 
 def winograd_check(measured: dict) -> list[dict]:

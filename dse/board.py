@@ -102,6 +102,11 @@ class Board:
 
     #: Capacity of one UltraRAM block (URAM288) in Kbit.
     URAM_BLOCK_KBITS = 288
+    #: Logic sites a LUT that Yosys counts takes once placed, per family: on the ECP5 a
+    #: carry cell (CCU2C, not counted as a LUT4) fills two TRELLIS_COMB sites and LUT RAM
+    #: more; the three overlay tops nextpnr placed took 1.39, 1.43 and 1.46 sites per LUT4
+    #: (docs/synthesis.md).  UltraScale+ carries (CARRY8) have sites of their own.
+    LUT_SITES_PER_LUT = {"xcup": 1.0, "ecp5": 1.46}
 
     def __post_init__(self):
         for name in ("name", "part", "package", "source"):
@@ -131,6 +136,12 @@ class Board:
         _check_number("dram_gbps", self.dram_gbps, positive=True)
         _check_number("clock_mhz", self.clock_mhz, positive=True)
         _check_number("static_power_w", self.static_power_w, positive=False)
+
+    @property
+    def lut_budget(self) -> int:
+        """The LUTs (as Yosys and the resource model count them) that the explorer lets a
+        design use: ``lut`` sites over :data:`LUT_SITES_PER_LUT` of the family."""
+        return int(self.lut / self.LUT_SITES_PER_LUT[self.family])
 
     @property
     def bram_kbits(self) -> int:

@@ -90,7 +90,8 @@ class Design:
     """A design point: hardware parameters, per-layer plan and predicted totals.
 
     ``hardware`` is :meth:`rtl.params.OverlayParams.as_dict`; ``resources`` has
-    :data:`RESOURCE_FIELDS`.  Times: ``latency_ms`` at ``clock_mhz``; ``energy_mj`` per
+    :data:`RESOURCE_FIELDS`: the accelerator, the datapath and the overlay top's shell
+    around it; ``resources_datapath`` the same fields for the datapath alone (overlay.v).  Times: ``latency_ms`` at ``clock_mhz``; ``energy_mj`` per
     inference; ``search_seconds`` the wall time of the search in process.
     """
 
@@ -118,6 +119,7 @@ class Design:
     optimizer: str = "grid"
     evaluations: int = 0
     timing: dict = field(default_factory=dict)
+    resources_datapath: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Return the JSON document (plain dicts and lists)."""

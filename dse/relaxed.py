@@ -179,7 +179,7 @@ def relaxation(problem, anchors: np.ndarray, space) -> Relaxation:
                                                       steps.T[:, :, None], 1.0), 0.0)
     g = np.clip(np.moveaxis(g, 0, -1), 0.0, 2.0)                    # (S, 4, 6)
     board = problem.board
-    cap = np.array([board.dsp, board.lut, board.ff, board.onchip_blocks], dtype=float)
+    cap = np.array([board.dsp, board.lut_budget, board.ff, board.onchip_blocks], dtype=float)
     lo_x = np.array([space.min_dim, space.min_dim, 1, 1, 1, min(space.bus_bits)], float)
     hi_x = np.array([space.max_dim, space.max_dim, space.max_buffer_kib,
                      space.max_buffer_kib, space.max_buffer_kib, max(space.bus_bits)], float)

@@ -249,7 +249,7 @@ def derived_sparse_unit(arrays: dict, board):
 def board_shares(usage, board) -> list:
     """The share of the board's DSP, LUT, FF and block RAM each point uses (four arrays)."""
     return [np.asarray(usage[k], dtype=np.float64) / max(1, total) for k, total in
-            (("dsp", board.dsp), ("lut", board.lut), ("ff", board.ff),
+            (("dsp", board.dsp), ("lut", board.lut_budget), ("ff", board.ff),
              ("bram_blocks", board.bram_blocks))]
 
 
@@ -274,6 +274,16 @@ def _pin_error(source, field, message):
     return InputError(source, field, message)
 
 
+def _datapath_resources(point, family: str) -> dict:
+    """The resource estimate of ``point``'s datapath alone (overlay.v, without the top's
+    shell), as design.json's ``resources_datapath``."""
+    from .cost.hardware import HardwareTable
+    from .cost.resources import estimate_resources
+
+    r = estimate_resources(HardwareTable.from_params([point], family=family), shell=False)
+    return {k: int(v) for k, v in r.as_dict(0).items()}
+
+
 def _fit_mask(hardware, board):
     """Return ``(mask, usage)``: points whose resource estimate fits the board, and the usage."""
     from .cost.resources import estimate_resources
@@ -281,17 +291,19 @@ def _fit_mask(hardware, board):
     r = estimate_resources(hardware)
     usage = {"dsp": r.dsp, "lut": r.lut, "ff": r.ff, "bram_blocks": r.bram_blocks}
     onchip_blocks = board.onchip_blocks             # UltraRAM holds buffers too
-    ok = ((usage["dsp"] <= board.dsp) & (usage["lut"] <= board.lut) & (usage["ff"] <= board.ff)
+    ok = ((usage["dsp"] <= board.dsp) & (usage["lut"] <= board.lut_budget)
+          & (usage["ff"] <= board.ff)
           & (usage["bram_blocks"] <= onchip_blocks))
     return ok, usage
 
 
 def _smallest_need(usage, board) -> str:
     i = int(np.argmin(usage["dsp"] / board.dsp + usage["bram_blocks"] / max(1, board.bram_blocks)
-                      + usage["lut"] / board.lut))
+                      + usage["lut"] / board.lut_budget))
     return (f"{int(usage['dsp'][i])} DSP, {int(usage['lut'][i])} LUT, {int(usage['ff'][i])} FF, "
             f"{int(usage['bram_blocks'][i])} BRAM blocks; the board has {board.dsp} DSP, "
-            f"{board.lut} LUT, {board.ff} FF, {board.bram_blocks} BRAM blocks")
+            f"{board.lut_budget} LUT (of {board.lut} sites), {board.ff} FF, "
+            f"{board.bram_blocks} BRAM blocks")
 
 
 class _Progress:
@@ -1070,6 +1082,7 @@ def _design(network, board, config, precision, objective, graph, mac_nodes, laye
         energy_mj=energy_mj,
         resources={k: int(np.asarray(usage[k])[best]) for k in ("dsp", "lut", "ff",
                                                                "bram_blocks")},
+        resources_datapath=_datapath_resources(hardware.params(best), board.family),
         search_seconds=round(time.perf_counter() - start, 4), network=network.name,
         objective=objective, precision=precision, optimal=bool(result.optimal),
         mapping_method=result.method, hardware_points=len(hardware), pareto=pareto,

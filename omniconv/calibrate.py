@@ -194,7 +194,7 @@ def _table(params_list, flow):
 def _model_counts(params_list, flow, coeffs) -> list[dict]:
     from dse.cost.resources import estimate_resources
 
-    res = estimate_resources(_table(params_list, flow), coeffs=coeffs)
+    res = estimate_resources(_table(params_list, flow), coeffs=coeffs, shell=False)
     return [res.as_dict(i) for i in range(len(params_list))]
 
 

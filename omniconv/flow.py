@@ -422,7 +422,7 @@ def summary(design, config, out_dir: Path, written, current, config_arg: str) ->
     elif timing.get("source") == "model":
         lines.append(f"  cycles: the explorer's model; the overlay top cannot run this "
                      f"design yet ({timing['why']})")
-    budget = {"DSP": ("dsp", board.dsp), "LUT": ("lut", board.lut), "FF": ("ff", board.ff),
+    budget = {"DSP": ("dsp", board.dsp), "LUT": ("lut", board.lut_budget), "FF": ("ff", board.ff),
               "BRAM": ("bram_blocks", board.bram_blocks)}
     parts = []
     for label, (field, total) in budget.items():

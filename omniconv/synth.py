@@ -227,7 +227,11 @@ def run(args) -> int:
     if placed is not None:
         doc.update(placed.as_dict())
         doc["speed_grade"] = board.speed_grade
-    model = {k: design.resources.get(k) for k in _FIELDS}
+    # the model of what was synthesised: the whole top, or the datapath alone (designs
+    # written before resources_datapath existed give their one estimate)
+    estimate = (design.resources if target is OVERLAY_TOP
+                else design.resources_datapath or design.resources)
+    model = {k: estimate.get(k) for k in _FIELDS}
     doc["model"] = model
     doc["model_error"] = {k: (round((model[k] - counts[k]) / counts[k], 4)
                               if model.get(k) is not None and counts[k] else None)

@@ -59,6 +59,7 @@ least 25 bits (int8 FFT operands are 17 bits wide).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,8 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "TRANSPARENT_MEMORIES", "overlay_buffer_words",
            "Resources", "estimate_resources", "array_resources", "shadow_bits", "fft_resources",
            "memory_blocks", "datapath_memories", "features", "precision_of",
+           "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
+           "shell_memories", "shell_resources",
            "REQUANT_MULT_BITS"]
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
@@ -601,6 +604,141 @@ def sparse_resources(hw) -> tuple:
     return dsp, bram
 
 
+def _load_shell_points(path: Path = UNIT_RESOURCES_PATH) -> dict:
+    """``{family: [(OverlayParams keyword arguments, {dsp, lut, ff, bram_blocks})]}`` of the
+    overlay shells Yosys measured (``bench/synth_units.py --units overlay_shell``)."""
+    doc = json.loads(path.read_text())
+    points = doc.get("units", {}).get("overlay_shell", {}).get("points", {})
+    out: dict = {family: [] for family in DEFAULT_COEFFS}
+    for point in points.values():
+        for family, got in point["flows"].items():
+            out[family].append((dict(point["params"]),
+                                {k: float(got[k]) for k in ("dsp", "lut", "ff", "bram_blocks")}))
+    return out
+
+
+def _pool_present(hw):
+    """Whether each int8 point's top has a pool engine (``rtl.pool_layout.pool_supported``):
+    ``rows`` and ``cols`` a power of two apart (at most 256), precision 8."""
+    rows, cols = np.asarray(hw.rows), np.asarray(hw.cols)
+    g = np.gcd(rows, cols)
+    a, b = rows // g, cols // g
+    pow2 = ((a & (a - 1)) == 0) & ((b & (b - 1)) == 0)
+    return pow2 & (np.maximum(rows, cols) <= 256) & (precision_of(hw) == 8)
+
+
+def shell_features(hw) -> dict:
+    """The shell model's features, float ``(P,)`` arrays (:func:`shell_resources`).
+
+    ``control``: 1.  ``bus_bits``: the DRAM bus, which every DMA engine's byte shifters, the
+    read arbiter and the fetch unit are as wide as.  ``lane_bits``: the buffer words the
+    engines assemble and take apart -- the feature loader's ``rows`` lanes of ``a_width``,
+    the weight loader's max(rows, cols) of ``b_width``, the store engine's output words
+    (:func:`out_lanes` of the precision) and, with a pool engine, the aux format's ``rows``
+    int8 lanes.  ``pool_lanes``: the pool engine's lanes, gcd(rows, cols)
+    (``rtl.pool_layout.pool_lanes``; 0 without one), each with its own multipliers."""
+    rows, cols = hw.rows, hw.cols
+    prec = precision_of(hw)
+    pool = _pool_present(hw)
+    lane_bits = (rows * hw.a_width + np.maximum(rows, cols) * hw.b_width
+                 + out_lanes(hw) * prec + pool * rows * 8)
+    return {"control": np.ones(np.shape(rows), dtype=np.float64),
+            "bus_bits": np.asarray(hw.bus_bits, dtype=np.float64),
+            "lane_bits": np.asarray(lane_bits, dtype=np.float64),
+            "pool_lanes": (pool * np.gcd(rows, cols)).astype(np.float64)}
+
+
+def shell_memories(hw) -> dict:
+    """The shell's memories, ``{name: (depth, width, copies)}``: the table of register images
+    (64 words of :data:`rtl.isa.IMAGE_WORD_BITS`, ``OverlayTop``'s default; a program with
+    more images makes it deeper) and, with a pool engine, the aux buffer of min(feature, out)
+    words of ``rows`` int8 lanes."""
+    from rtl.isa import IMAGE_WORD_BITS
+
+    words = overlay_buffer_words(hw, precision_of(hw))
+    pool = _pool_present(hw)
+    aux = np.maximum(2, np.minimum(words["feature_words"], words["out_words"]))
+    ones = np.ones(np.shape(hw.rows), dtype=np.int64)
+    return {"table": (64 * ones, IMAGE_WORD_BITS * ones, ones),
+            "aux": (aux, 8 * hw.rows, pool.astype(np.int64))}
+
+
+def _shell_coefficients(points: dict) -> dict:
+    """Per family and resource the least-squares coefficients of :func:`shell_features`
+    over the measured shells (block RAM: of what :func:`shell_memories` leaves)."""
+    from dse.cost.hardware import HardwareTable
+    from rtl.params import OverlayParams
+
+    out: dict = {}
+    for family, rows in points.items():
+        if len(rows) < 4:
+            raise ValueError(f"{UNIT_RESOURCES_PATH}: overlay_shell needs at least four "
+                             f"points on {family}, not {len(rows)} (run python "
+                             f"bench/synth_units.py --units overlay_shell --write)")
+        hw = HardwareTable.from_params([OverlayParams(**p) for p, _ in rows], family=family)
+        f = shell_features(hw)
+        mem = np.zeros(len(rows))
+        for depth, width, copies in shell_memories(hw).values():
+            mem = mem + copies * memory_blocks(depth, width, family)
+        out[family] = {}
+        for resource, names in SHELL_FEATURES.items():
+            x = np.stack([f[k] for k in names], axis=1)
+            y = np.array([got[resource] for _, got in rows])
+            if resource == "bram_blocks":
+                y = y - mem
+            coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+            out[family][resource] = dict(zip(names, coef.tolist()))
+    return out
+
+
+#: Per resource the :func:`shell_features` its linear model uses: the DSPs are the DMA
+#: engines' address products (a constant) and the pool engine's multipliers (per lane);
+#: the LUTs and FFs the bus-wide byte shifters and the lanes' packing; the block RAM beyond
+#: :func:`shell_memories` a constant.
+SHELL_FEATURES = {"dsp": ("control", "pool_lanes"),
+                  "lut": ("control", "bus_bits", "lane_bits"),
+                  "ff": ("control", "bus_bits", "lane_bits"),
+                  "bram_blocks": ("control",)}
+#: The measured overlay shells: ``{family: [(params, counts)]}``.
+SHELL_MEASURED = _load_shell_points()
+
+
+@functools.cache
+def shell_coefficients() -> dict:
+    """Fitted per family and resource, ``{family: {resource: {feature: coefficient}}}``
+    (:func:`_shell_coefficients` of :data:`SHELL_MEASURED`, on first use: the bench that
+    measures the shells imports this module before there are any)."""
+    return _shell_coefficients(SHELL_MEASURED)
+
+
+def shell_resources(hw) -> tuple:
+    """``(dsp, lut, ff, bram_blocks)`` of each point's overlay shell, float ``(P,)`` arrays:
+    everything ``overlay_top.v`` holds beside the datapath (``rtl.overlay_top.OverlayTop``:
+    the feature, weight, table and aux load engines, the store engine, the read arbiter,
+    fetch, controller, compute and pool engines, host registers, table and aux memories).
+    Every point pays it, an FFT point too: the top cannot run an FFT unit yet, but no board
+    runs a datapath without the DMA and control around it (and a shell-free estimate would
+    make the FFT unit look cheaper than it is).
+
+    A linear model in :func:`shell_features` fitted by least squares to the shells Yosys
+    synthesised with the datapath a blackbox (:data:`SHELL_MEASURED`, 4×4 to 16×16 int8
+    overlays, 64- to 512-bit buses, with and without Winograd units), plus for block RAM
+    the :func:`shell_memories` mapped like the datapath's (:func:`memory_blocks`).  The
+    DSPs are the DMA engines' address products (rows and pixels times pitches) and the pool
+    engine's.  Every measured point has a pool engine, so a point without one is priced as
+    if it had its logic (its aux memory is left out)."""
+    c = shell_coefficients()[hw.family]
+    f = shell_features(hw)
+    out = []
+    for resource, names in SHELL_FEATURES.items():
+        v = sum(c[resource][k] * f[k] for k in names)
+        if resource == "bram_blocks":
+            for depth, width, copies in shell_memories(hw).values():
+                v = v + copies * memory_blocks(depth, width, hw.family)
+        out.append(np.maximum(v, 0.0))
+    return tuple(out)
+
+
 def features(hw) -> dict:
     """The fitted terms' features, float ``(P,)`` arrays (module docstring).
 
@@ -638,11 +776,13 @@ def features(hw) -> dict:
     }
 
 
-def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
-    """Estimated DSP, LUT, FF and BRAM blocks of every point of ``hw`` (module docstring).
+def estimate_resources(hw, coeffs: dict | None = None, shell: bool = True) -> Resources:
+    """Estimated DSP, LUT, FF and BRAM blocks of every point of ``hw`` (module docstring):
+    the accelerator, its datapath and the overlay top's shell (:func:`shell_resources`).
 
     ``coeffs`` replaces :data:`RESOURCE_COEFFS` (the calibration uses it to compare
-    coefficient sets); by default the calibrated coefficients.
+    coefficient sets); by default the calibrated coefficients.  ``shell=False``: the
+    datapath alone (overlay.v, what the calibration synthesises).
     """
     c = (coeffs if coeffs is not None else RESOURCE_COEFFS)[hw.family]
     if coeffs is not None:
@@ -675,6 +815,9 @@ def estimate_resources(hw, coeffs: dict | None = None) -> Resources:
     dsp, lut, ff, bram = dsp + fft_dsp, lut + fft_lut, ff + fft_ff, bram + fft_bram
     sp_dsp, sp_bram = sparse_resources(hw)
     dsp, bram = dsp + sp_dsp, bram + sp_bram
+    if shell:
+        sh_dsp, sh_lut, sh_ff, sh_bram = shell_resources(hw)
+        dsp, lut, ff, bram = dsp + sh_dsp, lut + sh_lut, ff + sh_ff, bram + sh_bram
     return Resources(dsp=np.ceil(dsp).astype(np.int64),
                      lut=np.ceil(lut).astype(np.int64),
                      ff=np.ceil(ff).astype(np.int64),

@@ -29,7 +29,7 @@ POINTS = DOC["points"]
 
 def _model(point):
     hw = HardwareTable.from_params([OverlayParams(**point["params"])], family=point["flow"])
-    return estimate_resources(hw).as_dict(0)
+    return estimate_resources(hw, shell=False).as_dict(0)
 
 
 def _ids(point):
@@ -80,7 +80,7 @@ def test_fft_terms_do_not_touch_points_without_an_fft_unit():
         zeroed = {family: {**RESOURCE_COEFFS[family],
                            **{k: 0.0 for k in RESOURCE_COEFFS[family] if k.endswith("_fft")}}}
         hw = HardwareTable.from_params([OverlayParams(**point["params"])], family=family)
-        assert estimate_resources(hw, coeffs=zeroed).as_dict(0) == _model(point)
+        assert estimate_resources(hw, coeffs=zeroed, shell=False).as_dict(0) == _model(point)
 
 
 @pytest.mark.parametrize("family, depth, width, blocks", [
