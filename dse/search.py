@@ -576,13 +576,13 @@ class Problem:
         for VGG16) the program's channel words waste lanes that the model does not see, and
         it ranked an 18×72 point at 9.6 M cycles that the program runs in 15.7 M.  If no
         such point fits, the others stay (design.json then has the model's cycles)."""
-        from .cost.resources import _pool_present
+        from .cost.resources import top_has_pool
 
         ok, usage = _fit_mask(hardware, self.board)
         if len(self.aux) and self.precision == 8:
             rows, cols = np.asarray(hardware.rows), np.asarray(hardware.cols)
             pow2 = ((rows & (rows - 1)) == 0) & ((cols & (cols - 1)) == 0)
-            pooled = ok & _pool_present(hardware) & pow2
+            pooled = ok & top_has_pool(hardware) & pow2
             if pooled.any():
                 ok = pooled
         return ok, usage

@@ -46,6 +46,11 @@ overlay.v's feature, tile, weight and output buffers hold the OverlayParams' KiB
 wide as the datapath makes them (:func:`overlay_buffer_words`, which ``omniconv.overlay``
 generates overlay.v with); its GEMM engine holds one array tile of M and N.
 
+**The overlay top's shell** (:func:`shell_resources`): what overlay_top.v adds to the
+datapath, a linear fit over shells Yosys synthesised with the datapath a blackbox
+(``python bench/synth_units.py --units overlay_shell --write``), added to every point's
+estimate (``estimate_resources(..., shell=False)``: the datapath alone).
+
 Measured alone (``dse/cost/unit_resources.json``, written by ``python bench/synth_units.py
 --write``): the FFT unit.  A point with ``fft_size > 0`` has exactly one
 ``rtl.fft.FFT2D(n=fft_size, data_bits=a_width-1, twiddle_bits=a_width-1)``, shared by the
@@ -76,7 +81,7 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "Resources", "estimate_resources", "array_resources", "shadow_bits", "fft_resources",
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
-           "shell_memories", "shell_resources",
+           "shell_memories", "shell_resources", "top_has_pool",
            "REQUANT_MULT_BITS"]
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
@@ -617,7 +622,7 @@ def _load_shell_points(path: Path = UNIT_RESOURCES_PATH) -> dict:
     return out
 
 
-def _pool_present(hw):
+def top_has_pool(hw):
     """Whether each int8 point's top has a pool engine (``rtl.pool_layout.pool_supported``):
     ``rows`` and ``cols`` a power of two apart (at most 256), precision 8."""
     rows, cols = np.asarray(hw.rows), np.asarray(hw.cols)
@@ -639,7 +644,7 @@ def shell_features(hw) -> dict:
     (``rtl.pool_layout.pool_lanes``; 0 without one), each with its own multipliers."""
     rows, cols = hw.rows, hw.cols
     prec = precision_of(hw)
-    pool = _pool_present(hw)
+    pool = top_has_pool(hw)
     lane_bits = (rows * hw.a_width + np.maximum(rows, cols) * hw.b_width
                  + out_lanes(hw) * prec + pool * rows * 8)
     return {"control": np.ones(np.shape(rows), dtype=np.float64),
@@ -656,7 +661,7 @@ def shell_memories(hw) -> dict:
     from rtl.isa import IMAGE_WORD_BITS
 
     words = overlay_buffer_words(hw, precision_of(hw))
-    pool = _pool_present(hw)
+    pool = top_has_pool(hw)
     aux = np.maximum(2, np.minimum(words["feature_words"], words["out_words"]))
     ones = np.ones(np.shape(hw.rows), dtype=np.int64)
     return {"table": (64 * ones, IMAGE_WORD_BITS * ones, ones),
@@ -714,8 +719,8 @@ def shell_coefficients() -> dict:
 def shell_resources(hw) -> tuple:
     """``(dsp, lut, ff, bram_blocks)`` of each point's overlay shell, float ``(P,)`` arrays:
     everything ``overlay_top.v`` holds beside the datapath (``rtl.overlay_top.OverlayTop``:
-    the feature, weight, table and aux load engines, the store engine, the read arbiter,
-    fetch, controller, compute and pool engines, host registers, table and aux memories).
+    the load engine of every buffer, the store engine, the read arbiter, fetch,
+    controller, compute and pool engines, host registers, table and aux memories).
     Every point pays it, an FFT point too: the top cannot run an FFT unit yet, but no board
     runs a datapath without the DMA and control around it (and a shell-free estimate would
     make the FFT unit look cheaper than it is).
