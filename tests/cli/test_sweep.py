@@ -10,6 +10,7 @@ import pytest
 from omniconv.cli import main
 
 
+@pytest.mark.regress      # a Dask cluster beside the xdist workers: about 53 s of make test
 def test_sweep_on_a_local_cluster_matches_the_explorer(tmp_path, capsys):
     from dse.board import load_board
     from dse.load import load_network
