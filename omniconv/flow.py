@@ -428,6 +428,8 @@ def summary(design, config, out_dir: Path, written, current, config_arg: str) ->
     for label, (field, total) in budget.items():
         used = design.resources.get(field, 0) or 0
         share = f" ({100 * used / total:.0f}%)" if total else ""
+        if field == "lut" and total != board.lut:       # the explorer's LUT budget
+            share = share[:-1] + f"; the budget is {board.lut:,} sites / {board.lut / total:.2f})"
         parts.append(f"{label} {used:,}/{total:,}{share}")
     lines.append("  resources (model) against the board: " + ", ".join(parts))
     if written:
