@@ -1156,11 +1156,12 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # the invocations in program order (:func:`_invocation_order`) and the loads the
     # buffers' halves make unnecessary (:func:`_reuse`)
     gaps = [2 if double_buffer[i] else 1 for i in range(len(plans))]
-    orders, skips = [], []
+    orders, skips, wkey_of = [], [], []
     for i, plan in enumerate(plans):
         if not conv[i]:
             orders.append([])
             skips.append(([], []))
+            wkey_of.append([])
             continue
         invs = plan.invocations
         fkeys = [tuple(boxes) for boxes in feats[i]]
@@ -1169,6 +1170,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         wbytes = [inv.weight_words * edge * welems[i] for inv in invs]
         order = _invocation_order(invs, fkeys, wkeys, fbytes, wbytes, gaps[i])
         orders.append(order)
+        wkey_of.append([wkeys[k] for k in order])      # per invocation, program order
         skips.append(_reuse(order, fkeys, wkeys, fbytes, wbytes, gaps[i])[:2])
     ordered = [[plan.invocations[k] for k in orders[i]] if conv[i] else []
                for i, plan in enumerate(plans)]
@@ -1185,7 +1187,6 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     table_bytes = b"".join(v.to_bytes(IMAGE_WORD_BITS // 8, "little") for v in images)
     # per conv layer its distinct weight images, in order of first use (invocations with
     # one key share one): their keys and words
-    wkey_of = [[_weight_key(plans[i], inv) for inv in ordered[i]] for i in range(len(plans))]
     wdistinct, wwords = [], []
     for i in range(len(plans)):
         words_of: dict = {}
