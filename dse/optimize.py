@@ -252,26 +252,30 @@ def seeds(problem: Problem, space: Space, units, step: int, scale: int = 1) -> n
     1/2, 1, 2 and 4), the largest array with cols a multiple of 8 that fits the board with
     a 512-bit bus and buffers of 1/8 of the board's block RAM (activations 1/16, at most
     128·``scale`` KiB; weights and outputs 1/8, at most 256·``scale`` KiB each), else 1/32,
-    else 1/128 (the resource model only; nothing is mapped)."""
+    else 1/128, else 1/128 with the narrower buses of the space down to 64 bits (a small
+    board's LUTs may not hold a 512-bit DMA shell) (the resource model only; nothing is
+    mapped)."""
     board = problem.board
     onchip_kib = board.onchip_blocks * step
     bus = max(b for b in space.bus_bits if b <= 512)
     cols = np.arange(8, space.max_dim + 1, 8)
-    shares = (1 / 8, 1 / 32, 1 / 128)
+    # (buffer share, bus) in order of preference
+    shares = ([(share, bus) for share in (1 / 8, 1 / 32, 1 / 128)]
+              + [(1 / 128, b) for b in sorted(space.bus_bits, reverse=True) if 64 <= b < bus])
     # every (unit, aspect, share, cols) candidate in one array, one resource-model call
     groups, blocks = [], []
     for m, n in units:
         for aspect in (0.5, 1, 2, 4):
             rows = np.clip(np.round(cols / aspect).astype(np.int64), space.min_dim,
                            space.max_dim)
-            for k, share in enumerate(shares):
+            for k, (share, level_bus) in enumerate(shares):
                 act = int(_round_buffer(min(128 * scale, onchip_kib * share), step, space))
                 other = int(_round_buffer(min(256 * scale, 2 * onchip_kib * share), step,
                                           space))
                 blocks.append(np.stack([rows, cols, np.full_like(rows, m), np.ones_like(rows),
                                         np.full_like(rows, n), np.full_like(rows, act),
                                         np.full_like(rows, other), np.full_like(rows, other),
-                                        np.full_like(rows, bus)], axis=1))
+                                        np.full_like(rows, level_bus)], axis=1))
                 groups.append(np.full(len(rows), len(groups) // len(shares) * 8 + k))
     cand = np.concatenate(blocks)
     group = np.concatenate(groups)

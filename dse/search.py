@@ -114,9 +114,9 @@ class SearchSpace:
     fft_size: tuple = (0, 8, 16)
     sparse_lanes: tuple = (16, 32, 64)
     sparse_banks: tuple = (16, 40)
-    buffer_kib: tuple = (32, 128, 512)
-    out_buffer_kib: tuple = (64, 256, 1024)
-    bus_bits: tuple = (128, 512)
+    buffer_kib: tuple = (8, 32, 128, 512)
+    out_buffer_kib: tuple = (16, 64, 256, 1024)
+    bus_bits: tuple = (64, 128, 512)
 
 
 def _acc_width(a_width, b_width, max_k: int, precision: int):

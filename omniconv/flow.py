@@ -429,7 +429,9 @@ def summary(design, config, out_dir: Path, written, current, config_arg: str) ->
         used = design.resources.get(field, 0) or 0
         share = f" ({100 * used / total:.0f}%)" if total else ""
         if field == "lut" and total != board.lut:       # the explorer's LUT budget
-            share = share[:-1] + f"; the budget is {board.lut:,} sites / {board.lut / total:.2f})"
+            share = share[:-1] + (f"; the budget is {board.lut:,} sites × "
+                                  f"{board.ROUTABLE_FILL[board.family]:g} routable / "
+                                  f"{board.LUT_SITES_PER_LUT[board.family]:g} sites a LUT)")
         parts.append(f"{label} {used:,}/{total:,}{share}")
     lines.append("  resources (model) against the board: " + ", ".join(parts))
     if written:
