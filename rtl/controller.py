@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import (INSTRUCTION_BITS, INSTRUCTIONS, NEIGHBOURS, OPCODE_BITS, Engine, Field,
                   Instruction)
-from .params import DISPATCH_LATENCY, FETCH_LATENCY, FINISH_CYCLES
+from .params import DISPATCH_LATENCY, FETCH_LATENCY, FINISH_CYCLES, QUEUE_DEPTH
 from .validate import check_int
 
 __all__ = ["DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "ErrorCode", "format_layout",
@@ -308,7 +308,8 @@ class Controller(wiring.Component):
         the cycles from its command transfer to its ``done``.
     """
 
-    def __init__(self, *, token_depth: int = 2, queue_depth: int = 4, counter_bits: int = 32):
+    def __init__(self, *, token_depth: int = 2, queue_depth: int = QUEUE_DEPTH,
+                 counter_bits: int = 32):
         check_int(self, "token_depth", token_depth, 1)
         check_int(self, "queue_depth", queue_depth, 1)
         check_int(self, "counter_bits", counter_bits, 1)

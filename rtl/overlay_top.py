@@ -1,14 +1,15 @@
 """The overlay top (first milestone): a program in DRAM runs conv and pool layers.
 
-:class:`OverlayTop` joins the units that exist so far behind one AXI4 master and one
-AXI4-Lite slave:
+:class:`OverlayTop` joins the units that exist so far behind two AXI4 masters (``m_axi_*``,
+the engines' data, and ``m_axi_instr_*``, read-only, the program) and one AXI4-Lite slave:
 
 * :class:`rtl.axil.AxiLiteRegisters` gives the host :data:`HOST_REGISTERS`: a ``start``
   pulse, the ``program`` address, the status bits (:data:`STATUS_BITS`), the error
   registers, ``cycles`` and each engine's busy cycles.  The plain ``start`` / ``program``
   ports stay beside it (a start from either; each with its own address);
-* :class:`rtl.fetch.InstructionFetch` reads the program from ``program`` after ``start``
-  and feeds :class:`rtl.controller.Controller`, which decodes the words and dispatches each
+* :class:`rtl.fetch.InstructionFetch` reads the program from ``program`` after ``start``,
+  on its own read port ``m_axi_instr_*`` (as the Xilinx DPU's instruction master), and
+  feeds :class:`rtl.controller.Controller`, which decodes the words and dispatches each
   engine's instructions as the dependency tokens allow;
 * the **load adapter** keeps each buffer's ``load.setup`` (element size, pitches) and hands
   each ``load.tile`` to the one :class:`rtl.dma.LoadEngine` (``per_command``: the
@@ -41,8 +42,9 @@ AXI4-Lite slave:
   datapath's ``lanes``, lane bits = ``precision``, of which a GEMM or pooled output word fills
   ``cols``: ``box_lanes``; with ``winograd_m`` it has tile mode for the Winograd output
   words, m×m tiles of ``winograd_lanes`` filters);
-* :class:`rtl.axi_arbiter.AxiReadArbiter` shares the read channel between the fetch unit
-  (master 0) and the load engine (master 1); the write channel is the store engine's.
+* ``m_axi_*``: the load engine's read channel and the store engine's write channel.  The
+  fetch unit's bursts have a port of their own, so they never delay a load and the
+  schedule below is exact.
 
 A ``setup`` instruction takes no time: its ``done`` comes in its transfer's cycle.
 
@@ -65,8 +67,7 @@ has.  So an error never hangs the top.
 Timing (docs/rtl.md, "Overlay top"): the first instruction can be dispatched
 :data:`START_CYCLES` cycles after ``start`` (plus the memory's read latency); from there
 the controller follows ``dse.compiler.asm.schedule`` with each instruction's cycles from
-``dse.compiler.program.instruction_cycles``, except that the fetch unit's bursts share the read
-channel with the loads and can delay them (bounded by the fetch unit's beats and bursts).
+``dse.compiler.program.instruction_cycles``.
 
 Limitations of this milestone: the im2col, kn2row and Winograd datapaths (parameters with
 ``fft_size`` are refused: the spectral buffer has no load path yet); pooling only on 8-bit overlays whose ``rows`` and ``cols`` are a power of two apart; buffer addresses are truncated to the buffer
@@ -81,7 +82,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rtl.axi_arbiter import AR_FIELDS, AxiReadArbiter
+from rtl.axi_arbiter import AR_FIELDS, R_FIELDS
 from rtl.axil import AxiLiteRegisters
 from rtl.compute_engine import ComputeEngine
 from rtl.controller import Controller, ErrorCode
@@ -98,8 +99,8 @@ from rtl.isa import (
     LoadSetup,
     StoreSetup,
 )
-from rtl.params import (COUNTER_BITS, START_CYCLES, DatapathLimits, OverlayParams,
-                        datapath_registers)
+from rtl.params import (COUNTER_BITS, QUEUE_DEPTH, START_CYCLES, DatapathLimits,
+                        OverlayParams, datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
 from rtl.pool_layout import pool_lanes, pool_supported
 
@@ -230,7 +231,8 @@ class OverlayTop(wiring.Component):
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
                  table_words: int = 64, aux_words: int | None = None, token_depth: int = 2,
-                 queue_depth: int = 4, prefetch_words: int = 8, mult_latency: int = 3,
+                 queue_depth: int = QUEUE_DEPTH, prefetch_words: int = 8,
+                 mult_latency: int = 3,
                  target: str = "sim", datapath_module: str | None = None):
         with rejecting(self):
             if datapath_module is not None and not (isinstance(datapath_module, str)
@@ -298,7 +300,6 @@ class OverlayTop(wiring.Component):
                                   tile_lanes=params.winograd_lanes if wm else 0,
                                   box_lanes=params.cols)
         self.compute = ComputeEngine(datapath_registers(params, limits))
-        self.arbiter = AxiReadArbiter(masters=2, bus_bits=bus)
         #: The host's AXI4-Lite registers (:data:`HOST_REGISTERS`).
         self.host = AxiLiteRegisters(HOST_REGISTERS, addr_bits=HOST_ADDR_BITS)
         super().__init__({
@@ -319,6 +320,11 @@ class OverlayTop(wiring.Component):
             "m_axi_arvalid": Out(1), "m_axi_arready": In(1),
             "m_axi_rdata": In(bus), "m_axi_rresp": In(2), "m_axi_rlast": In(1),
             "m_axi_rvalid": In(1), "m_axi_rready": Out(1),
+            **{f"m_axi_instr_{n}": Out(w) for n, w in AR_FIELDS.items()},
+            "m_axi_instr_arvalid": Out(1), "m_axi_instr_arready": In(1),
+            "m_axi_instr_rdata": In(bus), "m_axi_instr_rresp": In(2),
+            "m_axi_instr_rlast": In(1), "m_axi_instr_rvalid": In(1),
+            "m_axi_instr_rready": Out(1),
             "m_axi_awaddr": Out(DRAM_ADDR_BITS), "m_axi_awlen": Out(8),
             "m_axi_awsize": Out(3), "m_axi_awburst": Out(2),
             "m_axi_awvalid": Out(1), "m_axi_awready": In(1),
@@ -369,13 +375,12 @@ class OverlayTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        dp, fetch, arb = self.datapath, self.fetch, self.arbiter
+        dp, fetch = self.datapath, self.fetch
         if self._datapath_module is None:
             m.submodules.datapath = dp
         else:
             m.submodules.datapath = module_instance(dp, self._datapath_module)
         m.submodules.fetch = fetch
-        m.submodules.arbiter = arb
         m.submodules.compute = ce = self.compute
         m.submodules.store = st = self.storer
         m.submodules.host = host = self.host
@@ -414,13 +419,13 @@ class OverlayTop(wiring.Component):
                      fetch.stop.eq(ctl.done | ctl.error | stop_now)]
         wiring.connect(m, fetch.o_stream, ctl.i_stream)
 
-        # -- AXI: read channel through the arbiter, write channel from the store engine -----
-        arb.attach(m, 0, fetch)
-        arb.attach(m, 1, ld)
-        for name in (*AR_FIELDS, "arvalid", "rready"):
-            m.d.comb += getattr(self, "m_axi_" + name).eq(getattr(arb, "m_axi_" + name))
-        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
-            m.d.comb += getattr(arb, "m_axi_" + name).eq(getattr(self, "m_axi_" + name))
+        # -- AXI: the fetch unit's read port, the load engine's read channel and the store
+        # engine's write channel
+        for port, unit in (("m_axi_instr_", fetch), ("m_axi_", ld)):
+            for name in (*AR_FIELDS, "arvalid", "rready"):
+                m.d.comb += getattr(self, port + name).eq(getattr(unit, "m_axi_" + name))
+            for name in ("arready", *R_FIELDS, "rvalid"):
+                m.d.comb += getattr(unit, "m_axi_" + name).eq(getattr(self, port + name))
         for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb",
                      "wlast", "wvalid", "bready"):
             m.d.comb += getattr(self, "m_axi_" + name).eq(getattr(st, "m_axi_" + name))

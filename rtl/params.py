@@ -17,7 +17,7 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
-           "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES"]
+           "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -35,11 +35,13 @@ FETCH_LATENCY = 2
 FINISH_CYCLES = 1
 #: Cycles from ``start`` to the first cycle the engines can take a command, with a memory
 #: that answers the fetch unit's first burst at once: the fetch unit's start register (1),
-#: its AR register (1), the arbiter's AR register (1), the memory's registered first beat
-#: (1), the fetch unit's prefetch buffer (1, the word is offered), then the controller's
-#: ``FETCH_LATENCY`` (2: its fetch register and the engine's instruction queue).  A memory
-#: read latency of L cycles adds L.
-START_CYCLES = 7
+#: its AR register (1), the memory's registered first beat (1), the fetch unit's prefetch
+#: buffer (1, the word is offered), then the controller's ``FETCH_LATENCY`` (2: its fetch
+#: register and the engine's instruction queue).  A memory read latency of L cycles adds L.
+START_CYCLES = 6
+#: Instructions each engine's instruction queue in the overlay top's controller holds
+#: (``dse.compiler.asm.schedule``'s ``queue_depth``).
+QUEUE_DEPTH = 4
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2

@@ -88,8 +88,13 @@ def _read_trace(path: Path) -> dict:
 
 
 def instruction_spans(program, trace: dict) -> list:
-    """Each instruction's measured (take, done) counter values, in program order, from a
-    run's ``trace``; ``finish`` (run by the controller itself) gets None.
+    """Each instruction's measured (take, done) cycles, in program order, from a run's
+    ``trace``; ``finish`` (run by the controller itself) gets None.
+
+    Cycles count from the start pulse's cycle, 0, as ``dse.compiler.asm.schedule``'s do
+    from ``START_CYCLES`` on and as the top's final ``cycles`` does (the cycle ``done``
+    rises in).  The trace logs the top's ``cycles`` counter, which reads k − 1 in cycle k
+    (it counts the cycles before), so each value is one more than the trace's.
 
     Raises
     ------
@@ -106,7 +111,8 @@ def instruction_spans(program, trace: dict) -> list:
         if not queue:
             raise ValueError(f"trace has fewer {inst.ENGINE.value} instructions than the "
                              f"program")
-        out.append(queue.pop(0))
+        take, done = queue.pop(0)
+        out.append((take + 1, done + 1))
     if any(left.values()):
         raise ValueError("trace has more instructions than the program")
     return out

@@ -299,11 +299,11 @@ def _body(program: Sequence[Instruction]) -> list[EngineInstruction]:
     return list(program[:-1])  # type: ignore[arg-type]
 
 
-def _check_depth(depth) -> None:
+def _check_depth(depth, name: str = "depth") -> None:
     if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an integer, not {depth!r}")
+        raise TypeError(f"{name} must be an integer, not {depth!r}")
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, not {depth}")
+        raise ValueError(f"{name} must be at least 1, not {depth}")
 
 
 def check_tokens(program: Sequence[Instruction], depth: int) -> TokenReport:
@@ -361,7 +361,8 @@ def check_tokens(program: Sequence[Instruction], depth: int) -> TokenReport:
 
 
 def schedule(program: Sequence[Instruction], cycles: Sequence[int],
-             depth: int, latency: int = 0) -> list[tuple[int, int]]:
+             depth: int, latency: int = 0,
+             queue_depth: int | None = None) -> list[tuple[int, int]]:
     """Time a program on the four engines: (start, end) cycle of every instruction.
 
     Each engine runs its own instructions in program order.  An instruction starts at
@@ -369,8 +370,16 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     that pushed it ends.  When one of the queues it pushes to would exceed ``depth`` it also
     waits until the consumer has popped the token that frees a slot (a program that passes
     :func:`check_tokens` never deadlocks, but it may wait so).  It ends ``cycles[i]`` later.
-    ``finish`` starts when every engine has ended.  The engines are assumed to receive
-    their instructions early enough (instruction queues deep enough).
+    ``finish`` starts when every engine has ended.
+
+    ``queue_depth`` models the controller's instruction queues (``rtl/controller.py``):
+    the instructions enter their engines' queues in program order, one a cycle, each one
+    cycle before it may start at the earliest, and an instruction enters only when its
+    engine's queue has room -- the cycle after that engine started the instruction
+    ``queue_depth`` places before it in the engine's order.  So instruction i's start is at
+    least ``q(i) + 1`` with ``q(i) = max(q(i − 1) + 1, start(j) + 1)`` (j that instruction,
+    where there is one; ``q`` of the first instruction −1).  ``None`` (the default): queues
+    deep enough that the engines always have their instructions.
 
     ``latency`` is the dispatch latency: the cycles from each of those events (an engine's
     previous end, the end of the push that gave a token, the start of the pop that freed a
@@ -387,10 +396,12 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     ValueError
         If ``cycles`` does not give one non-negative integer per instruction.
     TypeError, ValueError
-        For a ``depth`` that is not a positive integer or a ``latency`` that is not a
-        non-negative integer.
+        For a ``depth`` or ``queue_depth`` that is not a positive integer or a ``latency``
+        that is not a non-negative integer.
     """
     _check_depth(depth)
+    if queue_depth is not None:
+        _check_depth(queue_depth, "queue_depth")
     if isinstance(latency, bool) or not isinstance(latency, int):
         raise TypeError(f"latency must be an integer, not {latency!r}")
     if latency < 0:
@@ -406,10 +417,31 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     pushed: dict = {q: [] for q in queues()}     # end cycles + latency of the pushes, in order
     popped: dict = {q: [] for q in queues()}     # start cycles + latency of the pops, in order
     times: list = [None] * len(program)
+    place = {i: k for e in Engine for k, i in enumerate(order[e])}
+    queued: list = []                            # q(i) of the body so far (docstring)
 
-    def waits(inst: EngineInstruction) -> tuple[int | None, str]:
+    def queued_at(i: int) -> int | None:
+        """q(i), or None while the start that frees its queue slot is not known."""
+        while len(queued) <= i:
+            k = len(queued)
+            q = queued[-1] + 1 if queued else -1
+            if place[k] >= queue_depth:
+                j = order[body[k].ENGINE][place[k] - queue_depth]
+                if times[j] is None:
+                    return None
+                q = max(q, times[j][0] + 1)
+            queued.append(q)
+        return queued[i]
+
+    def waits(i: int) -> tuple[int | None, str]:
         """Start cycle of an engine's next instruction, or None and what it waits for."""
+        inst = body[i]
         start = free[inst.ENGINE]
+        if queue_depth is not None:
+            q = queued_at(i)
+            if q is None:
+                return None, "room in an instruction queue"
+            start = max(start, q + 1)
         for n in inst.pop:
             q = (n, inst.ENGINE)
             k = len(popped[q])
@@ -432,7 +464,7 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
             while head[e] < len(order[e]):
                 i = order[e][head[e]]
                 inst = body[i]
-                start, _ = waits(inst)
+                start, _ = waits(i)
                 if start is None:
                     break
                 end = start + cycles[i]
@@ -446,7 +478,7 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
                 progress = True
     stuck = [(e, order[e][head[e]]) for e in Engine if head[e] < len(order[e])]
     if stuck:
-        what = "; ".join(f"{e.value} at {_name(i, body[i])} waits for {waits(body[i])[1]}"
+        what = "; ".join(f"{e.value} at {_name(i, body[i])} waits for {waits(i)[1]}"
                          for e, i in stuck)
         raise TokenError(f"the engines deadlock: {what}")
     last = max(free.values())                    # 0 for a program of finish alone

@@ -188,8 +188,7 @@ compute or pool tile.
 ``dse.compiler.asm.schedule``: the DMA formula (:mod:`dse.cost.dma`; a tile-mode box moves
 the beats and words of the same box without ``tile``, a store's words of
 ``winograd_lanes`` elements), less one (the formula counts
-both ends), plus :data:`READ_ARBITER_CYCLES` for a load (the read arbiter's AR register);
-the register-image load plus the datapath's cycles
+both ends); the register-image load plus the datapath's cycles
 (:meth:`ConvPlan.invocation_cycles`) plus one (the datapath's ``done`` is a register);
 0 for the setups, which take no time; ``dse.cost.transforms.pool_cycles`` for a
 ``pool.tile`` (the engine's cycles from its transfer to its ``done``, exactly, with
@@ -250,7 +249,6 @@ __all__ = [
     "FINISH_CYCLES",
     "MAX_BOX_WORDS",
     "MAX_EXTENT",
-    "READ_ARBITER_CYCLES",
     "TABLE_LANES",
     "Concat",
     "LayerProgram",
@@ -273,9 +271,6 @@ TABLE_LANES = IMAGE_WORD_BITS // 8
 MAX_EXTENT = (1 << EXTENT_BITS) - 1
 #: Most buffer words one pre-tiled box moves: one word a pixel, one row of pixels.
 MAX_BOX_WORDS = MAX_EXTENT
-#: Cycles the overlay top's read arbiter (``rtl.axi_arbiter.AxiReadArbiter``) adds to a
-#: load: its AR register stands between the load engine and the memory.
-READ_ARBITER_CYCLES = 1
 #: Alignment of every region of the DRAM image (bytes): a 512-bit beat.
 _ALIGN = 64
 
@@ -1476,7 +1471,7 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
                 f = load_tile_cycles if load else store_tile_cycles
                 dma[key] = int(f(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                  s.row_pitch, s.px_pitch, params.bus_bits, n_lanes,
-                                 latency=latency)) - 1 + (READ_ARBITER_CYCLES if load else 0)
+                                 latency=latency)) - 1
             out.append(dma[key])
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)

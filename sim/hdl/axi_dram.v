@@ -4,9 +4,11 @@
 // * Memory: MEM_WORDS words of DATA_BITS bits; byte address a lives in word
 //   a / (DATA_BITS/8), little-endian inside the word (the program image's layout).
 //   Addresses past the memory answer SLVERR (reads return 0, writes are dropped).
-// * Reads: up to 8 bursts queued; a burst's first beat is offered `latency` cycles after
-//   its address is taken (at the earliest), then one beat a cycle, bursts back to back
-//   (INCR, full-width beats).  Writes: up to 8 burst addresses queued, W beats with byte
+// * Reads: READ_PORTS independent AXI4 read ports (the overlay top's data port and its
+//   instruction port), their signals packed side by side, port p in slice p.  Each queues
+//   up to 8 bursts; a burst's first beat is offered `latency` + 1 cycles after the cycle its
+//   address is taken (at the earliest), then one beat a cycle, bursts back to back (INCR,
+//   full-width beats).  The ports do not slow each other.  Writes: up to 8 burst addresses queued, W beats with byte
 //   strobes to the oldest, one B per burst in order.  With latency 0 and no stalls it never
 //   holds the overlay back: the ideal memory the cycle model assumes.
 // * Random back-pressure: with `stall` = s (0..255), each cycle a 16-bit LFSR decides,
@@ -16,21 +18,22 @@
 module axi_dram #(
     parameter DATA_BITS = 128,
     parameter ADDR_BITS = 40,
-    parameter MEM_WORDS = 65536
+    parameter MEM_WORDS = 65536,
+    parameter READ_PORTS = 2
 ) (
     input  wire                    clk,
     input  wire                    rst,
     input  wire [15:0]             latency,
     input  wire [7:0]              stall,
-    input  wire [ADDR_BITS-1:0]    araddr,
-    input  wire [7:0]              arlen,
-    input  wire                    arvalid,
-    output wire                    arready,
-    output reg  [DATA_BITS-1:0]    rdata,
-    output reg  [1:0]              rresp,
-    output wire                    rlast,
-    output wire                    rvalid,
-    input  wire                    rready,
+    input  wire [READ_PORTS*ADDR_BITS-1:0] araddr,
+    input  wire [READ_PORTS*8-1:0]         arlen,
+    input  wire [READ_PORTS-1:0]           arvalid,
+    output wire [READ_PORTS-1:0]           arready,
+    output wire [READ_PORTS*DATA_BITS-1:0] rdata,
+    output wire [READ_PORTS*2-1:0]         rresp,
+    output wire [READ_PORTS-1:0]           rlast,
+    output wire [READ_PORTS-1:0]           rvalid,
+    input  wire [READ_PORTS-1:0]           rready,
     input  wire [ADDR_BITS-1:0]    awaddr,
     input  wire [7:0]              awlen,
     input  wire                    awvalid,
@@ -61,61 +64,74 @@ module axi_dram #(
         in_range = (addr >> SHIFT) < MEM_WORDS;
     endfunction
 
-    // -- reads: up to 8 bursts queued (ARREADY while the queue has room); a burst's first
-    // beat is offered once `latency` cycles have passed since its address was taken, then
-    // one beat a cycle, the next burst's beats straight after the last one's
+    // -- reads, per port: up to 8 bursts queued (ARREADY while the queue has room); a
+    // burst's first beat is offered `latency` + 1 cycles after its address was taken (the
+    // next cycle with no latency, as sim/bench/axi_memory.py's), then one beat a cycle, the
+    // next burst's beats straight after the last one's
     localparam QBITS = 3;
-    reg [ADDR_BITS-1:0]  ar_q_addr [0:(1<<QBITS)-1];
-    reg [7:0]            ar_q_len  [0:(1<<QBITS)-1];
-    reg [31:0]           ar_q_time [0:(1<<QBITS)-1];
-    reg [QBITS:0]        ar_head, ar_tail;
-    reg [31:0]           now;
-    reg                  r_busy;
-    reg [ADDR_BITS-1:0]  r_addr;
-    reg [7:0]            r_left;
-    wire ar_empty = ar_head == ar_tail;
-    wire ar_full  = (ar_tail - ar_head) == (1 << QBITS);
-    wire [QBITS-1:0] ar_h = ar_head[QBITS-1:0];
-    assign arready = !ar_full;
-    assign rvalid  = r_busy && !hold;
-    assign rlast   = r_left == 0;
-    always @(*) begin
-        if (in_range(r_addr)) begin
-            rdata = mem[r_addr >> SHIFT];
-            rresp = 2'b00;
-        end else begin
-            rdata = {DATA_BITS{1'b0}};
-            rresp = 2'b10;
-        end
-    end
+    reg [31:0] now;
     always @(posedge clk) begin
-        if (rst) begin
-            ar_head <= 0;
-            ar_tail <= 0;
-            r_busy  <= 1'b0;
-            now     <= 32'd0;
-        end else begin
-            now <= now + 32'd1;
-            if (arvalid && arready) begin
-                ar_q_addr[ar_tail[QBITS-1:0]] <= araddr & ~{{(ADDR_BITS-SHIFT){1'b0}}, {SHIFT{1'b1}}};
-                ar_q_len[ar_tail[QBITS-1:0]]  <= arlen;
-                ar_q_time[ar_tail[QBITS-1:0]] <= now + {16'd0, latency};
-                ar_tail <= ar_tail + 1'b1;
-            end
-            if (r_busy && rvalid && rready) begin
-                r_addr <= r_addr + BYTES;
-                r_left <= r_left - 8'd1;
-                if (r_left == 0) r_busy <= 1'b0;
-            end
-            if ((!r_busy || (rvalid && rready && r_left == 0)) && !ar_empty
-                    && now >= ar_q_time[ar_h]) begin
-                r_busy  <= 1'b1;
-                r_addr  <= ar_q_addr[ar_h];
-                r_left  <= ar_q_len[ar_h];
-                ar_head <= ar_head + 1'b1;
+        if (rst) now <= 32'd0;
+        else now <= now + 32'd1;
+    end
+    genvar p;
+    generate
+        for (p = 0; p < READ_PORTS; p = p + 1) begin : rd
+            reg [ADDR_BITS-1:0]  q_addr [0:(1<<QBITS)-1];
+            reg [7:0]            q_len  [0:(1<<QBITS)-1];
+            reg [31:0]           q_time [0:(1<<QBITS)-1];
+            reg [QBITS:0]        head, tail;
+            reg                  busy;
+            reg [ADDR_BITS-1:0]  addr;
+            reg [7:0]            left;
+            wire                 empty = head == tail;
+            wire                 full  = (tail - head) == (1 << QBITS);
+            wire [QBITS-1:0]     h = head[QBITS-1:0];
+            wire                 valid = busy && !hold;
+            wire                 take = valid && rready[p];
+            wire                 free = !busy || (take && left == 0);
+            // with no latency and nothing queued, a burst starts as its address is taken,
+            // so its first beat is offered in the next cycle (the ideal memory)
+            wire                 direct = free && empty && arvalid[p] && latency == 16'd0;
+            assign arready[p] = !full;
+            assign rvalid[p]  = valid;
+            assign rlast[p]   = left == 0;
+            assign rdata[p*DATA_BITS +: DATA_BITS] =
+                in_range(addr) ? mem[addr >> SHIFT] : {DATA_BITS{1'b0}};
+            assign rresp[p*2 +: 2] = in_range(addr) ? 2'b00 : 2'b10;
+            always @(posedge clk) begin
+                if (rst) begin
+                    head <= 0;
+                    tail <= 0;
+                    busy <= 1'b0;
+                end else begin
+                    if (arvalid[p] && !full && !direct) begin
+                        q_addr[tail[QBITS-1:0]] <= araddr[p*ADDR_BITS +: ADDR_BITS]
+                            & ~{{(ADDR_BITS-SHIFT){1'b0}}, {SHIFT{1'b1}}};
+                        q_len[tail[QBITS-1:0]]  <= arlen[p*8 +: 8];
+                        q_time[tail[QBITS-1:0]] <= now + {16'd0, latency};
+                        tail <= tail + 1'b1;
+                    end
+                    if (take) begin
+                        addr <= addr + BYTES;
+                        left <= left - 8'd1;
+                        if (left == 0) busy <= 1'b0;
+                    end
+                    if (direct) begin
+                        busy <= 1'b1;
+                        addr <= araddr[p*ADDR_BITS +: ADDR_BITS]
+                            & ~{{(ADDR_BITS-SHIFT){1'b0}}, {SHIFT{1'b1}}};
+                        left <= arlen[p*8 +: 8];
+                    end else if (free && !empty && now >= q_time[h]) begin
+                        busy <= 1'b1;
+                        addr <= q_addr[h];
+                        left <= q_len[h];
+                        head <= head + 1'b1;
+                    end
+                end
             end
         end
-    end
+    endgenerate
 
     // -- writes: up to 8 bursts' addresses queued (AWREADY while the queue has room); W
     // beats go to the oldest queued burst; a B response per completed burst, in order

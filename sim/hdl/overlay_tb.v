@@ -1,4 +1,5 @@
-// The overlay top (Amaranth's Verilog, module overlay_top) on the DRAM model (axi_dram.v),
+// The overlay top (Amaranth's Verilog, module overlay_top) on the DRAM model (axi_dram.v,
+// one read port for its data master and one for its instruction master),
 // for Verilator with the C++ driver overlay_main.cpp: no Python runs per cycle.
 //
 // Plusargs: +image=FILE (hex, one DATA_BITS word a line: the DRAM image from address 0),
@@ -33,11 +34,13 @@ module overlay_tb #(
     reg [3:0]   reset_left;
     reg         started;
 
-    wire [39:0] araddr, awaddr;
-    wire [7:0]  arlen, awlen;
-    wire [2:0]  arsize, awsize;
-    wire [1:0]  arburst, awburst, rresp, bresp;
+    wire [39:0] araddr, awaddr, i_araddr;
+    wire [7:0]  arlen, awlen, i_arlen;
+    wire [2:0]  arsize, awsize, i_arsize;
+    wire [1:0]  arburst, awburst, rresp, bresp, i_arburst, i_rresp;
     wire        arvalid, arready, rlast, rvalid, rready;
+    wire        i_arvalid, i_arready, i_rlast, i_rvalid, i_rready;
+    wire [DATA_BITS-1:0]   i_rdata;
     wire        awvalid, awready, wlast, wvalid, wready, bvalid, bready;
     wire [DATA_BITS-1:0]   rdata, wdata;
     wire [DATA_BITS/8-1:0] wstrb;
@@ -58,6 +61,12 @@ module overlay_tb #(
         .m_axi_arburst(arburst), .m_axi_arvalid(arvalid), .m_axi_arready(arready),
         .m_axi_rdata(rdata), .m_axi_rresp(rresp), .m_axi_rlast(rlast),
         .m_axi_rvalid(rvalid), .m_axi_rready(rready),
+        .m_axi_instr_araddr(i_araddr), .m_axi_instr_arlen(i_arlen),
+        .m_axi_instr_arsize(i_arsize), .m_axi_instr_arburst(i_arburst),
+        .m_axi_instr_arvalid(i_arvalid), .m_axi_instr_arready(i_arready),
+        .m_axi_instr_rdata(i_rdata), .m_axi_instr_rresp(i_rresp),
+        .m_axi_instr_rlast(i_rlast), .m_axi_instr_rvalid(i_rvalid),
+        .m_axi_instr_rready(i_rready),
         .m_axi_awaddr(awaddr), .m_axi_awlen(awlen), .m_axi_awsize(awsize),
         .m_axi_awburst(awburst), .m_axi_awvalid(awvalid), .m_axi_awready(awready),
         .m_axi_wdata(wdata), .m_axi_wstrb(wstrb), .m_axi_wlast(wlast),
@@ -71,10 +80,13 @@ module overlay_tb #(
         .s_axil_rdata(), .s_axil_rresp(), .s_axil_rvalid(), .s_axil_rready(1'b1)
     );
 
-    axi_dram #(.DATA_BITS(DATA_BITS), .MEM_WORDS(MEM_WORDS)) mem (
+    // read port 0: the data port (loads), 1: the instruction port (fetch)
+    axi_dram #(.DATA_BITS(DATA_BITS), .MEM_WORDS(MEM_WORDS), .READ_PORTS(2)) mem (
         .clk(clk), .rst(rst), .latency(latency), .stall(stall),
-        .araddr(araddr), .arlen(arlen), .arvalid(arvalid), .arready(arready),
-        .rdata(rdata), .rresp(rresp), .rlast(rlast), .rvalid(rvalid), .rready(rready),
+        .araddr({i_araddr, araddr}), .arlen({i_arlen, arlen}),
+        .arvalid({i_arvalid, arvalid}), .arready({i_arready, arready}),
+        .rdata({i_rdata, rdata}), .rresp({i_rresp, rresp}), .rlast({i_rlast, rlast}),
+        .rvalid({i_rvalid, rvalid}), .rready({i_rready, rready}),
         .awaddr(awaddr), .awlen(awlen), .awvalid(awvalid), .awready(awready),
         .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wvalid(wvalid), .wready(wready),
         .bresp(bresp), .bvalid(bvalid), .bready(bready)

@@ -32,7 +32,7 @@ from test_compile_network import (BRANCHES_LAYER_PINS, MEM_WORDS, PINS, RESIDUAL
                                   _residual as _residual_net)
 from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, StoreTile
 from rtl.overlay_top import OverlayTop
-from rtl.params import DISPATCH_LATENCY, DatapathLimits
+from rtl.params import DISPATCH_LATENCY, QUEUE_DEPTH, DatapathLimits
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 
@@ -177,7 +177,8 @@ def test_tokens_and_halves_of_a_double_buffered_layer():
         k = sum(c < i for c in computes) - 1
         assert (k % 2) * o_half <= st.addr < (k % 2 + 1) * o_half
     # in the schedule, invocation 1's loads end before compute 0 does: they overlap
-    times = schedule(prog, instruction_cycles(lp, params), 2, latency=DISPATCH_LATENCY)
+    times = schedule(prog, instruction_cycles(lp, params), 2, latency=DISPATCH_LATENCY,
+                     queue_depth=QUEUE_DEPTH)
     last_load_1 = max(i for i in range(starts[1], computes[1])
                       if isinstance(prog[i], LoadTile))
     assert times[last_load_1][1] < times[computes[0]][1]

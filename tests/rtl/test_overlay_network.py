@@ -17,9 +17,8 @@ i's output tensor is layer i + 1's input.  References, independent of the RTL:
   store → compute → load) on the previous layer's last store;
 * **simulation**: every layer's output tensor read back from DRAM after the run equals
   ``sim.models.conv.conv2d`` + ``sim.models.requant.requantize`` of the golden previous
-  layer's output, bit for bit, and the cycles satisfy test_overlay_top.py's bounds against
-  ``dse.compiler.asm.schedule`` (0 ≤ measured − model ≤ fetch beats + fetch bursts; compute and store
-  instructions exact, and the loads after the fetch unit's last beat).
+  layer's output, bit for bit, and the cycles are test_overlay_top.py's: every instruction
+  and the total exactly ``dse.compiler.asm.schedule``'s.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from dse.compiler.program import (
     tensor_bytes,
 )
 from rtl.controller import DISPATCH_LATENCY
+from rtl.params import QUEUE_DEPTH
 from rtl.isa import (
     Activation,
     Buffer,
@@ -189,7 +189,8 @@ def test_tokens_chain_layers_through_compute():
     stores = [i for i in prog if isinstance(i, StoreTile)]
     assert len(stores) == sum(inv.final for p in plans for inv in p.invocations) == 16
     # the schedule never starts a layer's load before the previous layer's last store ends
-    spans = schedule(prog, instruction_cycles(lp, HW), 1, latency=DISPATCH_LATENCY)
+    spans = schedule(prog, instruction_cycles(lp, HW), 1, latency=DISPATCH_LATENCY,
+                     queue_depth=QUEUE_DEPTH)
     for s in setups[1:]:
         last_store = max(i for i in range(s) if isinstance(prog[i], StoreTile))
         first_load = min(i for i in range(s, len(prog)) if isinstance(prog[i], LoadTile))
@@ -236,7 +237,7 @@ def test_network_bit_exact_and_cycles():
     for i, g in enumerate(_golden(plans, x, ws)):
         out = decode_output(lp, r["dram"], BASE, layer=i)
         assert np.array_equal(out, g), f"layer {i}: {(out != g).sum()} outputs differ"
-    check_cycles(lp, r, min_exact_loads=2)
+    check_cycles(lp, r)
 
 
 # -- pool layers: max, average and global pooling and the residual add ----------------------
@@ -336,7 +337,8 @@ def test_pool_tokens_and_numerics():
         assert Engine.POOL in prog[last_store].push
         first_load = min(i for i in range(s, len(prog)) if isinstance(prog[i], LoadTile))
         assert Engine.POOL in prog[first_load].pop
-    spans = schedule(prog, instruction_cycles(lp, HW), 1, latency=DISPATCH_LATENCY)
+    spans = schedule(prog, instruction_cycles(lp, HW), 1, latency=DISPATCH_LATENCY,
+                     queue_depth=QUEUE_DEPTH)
     for s in setups:
         last_store = max(i for i in range(s) if isinstance(prog[i], StoreTile))
         first_load = min(i for i in range(s, len(prog)) if isinstance(prog[i], LoadTile))

@@ -1,11 +1,11 @@
 """The overlay top in Verilator with the DRAM model in RTL (``sim/overlay_sim.py``): no Python
 runs per cycle.  The layers of ``test_overlay_top`` (planned by the compiler, programs and
 DRAM images by ``dse.compiler.program``) run from the DRAM model; the output read back equals the
-golden convolution bit for bit, and the top's ``cycles`` lie within the fetch unit's
-interference above the model (``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end), as in the
-Amaranth-simulator tests — here the fetch's beats and bursts are not observed, so the bound
-uses their most: every program word and the prefetch beyond the last, and one burst a beat.
-A read latency and random back-pressure change the cycles, never the outputs."""
+golden convolution bit for bit, and the top's ``cycles`` equal the model
+(``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end), as in the Amaranth-simulator tests:
+the DRAM model with no latency is the ideal memory the model assumes, as
+``sim/bench/axi_memory.py``'s is.  A read latency and random back-pressure change the cycles,
+never the outputs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dse.compiler import plan_conv
 from dse.compiler.program import build_layer_program, decode_output, instruction_cycles
 from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import INSTRUCTION_BYTES
+from rtl.params import QUEUE_DEPTH
 from rtl.overlay_top import START_CYCLES, OverlayTop
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 
@@ -41,11 +42,10 @@ def sims():
     built = {}
 
     def get(limits):
-        """(the simulation, the top's prefetch depth in words)."""
+        """The simulation."""
         if limits not in built:
             top = OverlayTop(HW, limits, token_depth=TOKEN_DEPTH)
-            built[limits] = (build_overlay_sim(top, mem_words=MEM_WORDS),
-                             top.fetch.prefetch_words)
+            built[limits] = build_overlay_sim(top, mem_words=MEM_WORDS)
         return built[limits]
     return get
 
@@ -56,16 +56,16 @@ def sims():
     ids=["im2col-ws-3x3-bands", "kn2row-os-3x3", "im2col-ws-1x1"])
 def test_layer_in_verilator(sims, algo, flow, layer, limits):
     plan, x, w, lp = _program(algo, flow, layer, limits)
-    sim, prefetch = sims(limits)
+    sim = sims(limits)
     r = run_overlay_sim(sim, lp.image, program=lp.program_addr)
     assert r.ok and not r.error, (r.error_code, r.error_index)
     out = decode_output(lp, r.memory[:len(lp.image)], 0)
     gold = _golden(plan, layer, x, w)
     assert np.array_equal(out, gold), f"{(out != gold).sum()} outputs differ"
     model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY)[-1][1]
-    words = len(lp.program) + prefetch
-    assert model <= r.cycles <= model + 2 * words, (r.cycles, model)
+                                    latency=DISPATCH_LATENCY,
+                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    assert r.cycles == model, (r.cycles, model)
     # with latency and back-pressure in the DRAM model: other cycles, the same outputs
     slow = run_overlay_sim(sim, lp.image, program=lp.program_addr, latency=5, stall=64)
     assert slow.ok and slow.cycles > r.cycles
@@ -78,7 +78,7 @@ def test_illegal_word_stops_in_verilator(sims):
     image = bytearray(lp.image)
     at = lp.program_addr + 3 * INSTRUCTION_BYTES
     image[at:at + INSTRUCTION_BYTES] = bytes(INSTRUCTION_BYTES)      # opcode 0: illegal
-    r = run_overlay_sim(sims(limits)[0], bytes(image), program=lp.program_addr,
+    r = run_overlay_sim(sims(limits), bytes(image), program=lp.program_addr,
                         timeout_cycles=200_000)
     assert r.error and not r.ok
     assert r.error_code == ErrorCode.OPCODE.value and r.error_index == 3

@@ -7,11 +7,11 @@ each output tile) runs
 * a Winograd layer (6 → 5 channels, not multiples of the array; a 7×7 output, not a multiple
   of m; 3×3 with padding 1; cut into two row bands by the buffers): its output tensor read
   back equals ``sim.overlay_golden.golden_outputs`` (``sim.models`` on whole tensors,
-  independent of the program and the RTL) bit for bit, and the top's cycles lie within the
-  fetch unit's interference above ``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end with
-  ``instruction_cycles`` (test_overlay_verilator's bound) and within 2 % of it; with a read
-  latency and random back-pressure the cycles grow and the output stays the same;
-* a chain im2col 3×3 (ws) → Winograd 3×3 → im2col 1×1 (os), every tensor bit-exact.
+  independent of the program and the RTL) bit for bit, and the top's cycles equal
+  ``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end with ``instruction_cycles``; with a
+  read latency and random back-pressure the cycles grow and the output stays the same;
+* a chain im2col 3×3 (ws) → Winograd 3×3 → im2col 1×1 (os), every tensor bit-exact, the
+  cycles the schedule's.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dse.compiler import plan_conv
 from dse.compiler.asm import schedule
 from dse.compiler.program import build_network_program, decode_output, instruction_cycles
 from rtl.controller import DISPATCH_LATENCY
+from rtl.params import QUEUE_DEPTH
 from rtl.overlay_top import START_CYCLES, OverlayTop
 from rtl.params import DatapathLimits, OverlayParams
 from sim.overlay_golden import golden_outputs
@@ -53,9 +54,9 @@ CHAIN = [
 
 @pytest.fixture(scope="module")
 def sim():
-    """One Verilator build of the Winograd overlay, and its fetch unit's prefetch depth."""
+    """One Verilator build of the Winograd overlay."""
     top = OverlayTop(HW, LIMITS, token_depth=TOKEN_DEPTH)
-    return build_overlay_sim(top, mem_words=MEM_WORDS), top.fetch.prefetch_words
+    return build_overlay_sim(top, mem_words=MEM_WORDS)
 
 
 def _program(chain, seed):
@@ -70,33 +71,29 @@ def _program(chain, seed):
 
 def _model(lp):
     return START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                   latency=DISPATCH_LATENCY)[-1][1]
+                                   latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH)[-1][1]
 
 
 def test_winograd_layer_bit_exact_and_on_the_model(sim):
-    exe, prefetch = sim
     lp, gold = _program(CHAIN[1:2], seed=11)
     assert len(lp.plans[0].bands) == 2
-    r = run_overlay_sim(exe, lp.image, program=lp.program_addr)
+    r = run_overlay_sim(sim, lp.image, program=lp.program_addr)
     assert r.ok and not r.error, (r.error_code, r.error_index)
     out = decode_output(lp, r.memory[:len(lp.image)], 0)
     assert np.array_equal(out, gold["0"]), f"{(out != gold['0']).sum()} outputs differ"
     model = _model(lp)
-    words = len(lp.program) + prefetch
     print(f"winograd layer: measured {r.cycles} cycles, model {model} "
           f"({100 * (r.cycles - model) / model:+.2f} %), {len(lp.program)} instructions")
-    assert model <= r.cycles <= model + 2 * words, (r.cycles, model)
-    assert abs(r.cycles - model) <= 0.02 * model, (r.cycles, model)
-    slow = run_overlay_sim(exe, lp.image, program=lp.program_addr, latency=5, stall=64)
+    assert r.cycles == model, (r.cycles, model)
+    slow = run_overlay_sim(sim, lp.image, program=lp.program_addr, latency=5, stall=64)
     assert slow.ok and slow.cycles > r.cycles
     assert np.array_equal(decode_output(lp, slow.memory[:len(lp.image)], 0), gold["0"])
 
 
 def test_chain_with_a_winograd_layer_bit_exact(sim):
-    exe, prefetch = sim
     lp, gold = _program(CHAIN, seed=12)
     assert [p.algorithm for p in lp.plans] == ["im2col", "winograd", "im2col"]
-    r = run_overlay_sim(exe, lp.image, program=lp.program_addr)
+    r = run_overlay_sim(sim, lp.image, program=lp.program_addr)
     assert r.ok and not r.error, (r.error_code, r.error_index)
     for i in range(len(CHAIN)):
         out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
@@ -104,7 +101,7 @@ def test_chain_with_a_winograd_layer_bit_exact(sim):
     model = _model(lp)
     print(f"chain: measured {r.cycles} cycles, model {model} "
           f"({100 * (r.cycles - model) / model:+.2f} %), {len(lp.program)} instructions")
-    assert model <= r.cycles <= model + 2 * (len(lp.program) + prefetch), (r.cycles, model)
+    assert r.cycles == model, (r.cycles, model)
 
 
 def test_winograd_top_lints_clean(tmp_path):
