@@ -50,7 +50,7 @@ from rtl.isa import (
     TILE_SLOT_BITS,
     LoadSetup,
 )
-from rtl.params import BUS_BITS, COUNTER_BITS
+from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, COUNTER_BITS
 
 from .validate import rejecting
 
@@ -73,10 +73,6 @@ ELEM_CODE_BITS = _ELEM_FIELD.bits
 ELEM_BYTES = _ELEM_FIELD.choices
 if ELEM_BYTES != tuple(1 << i for i in range(len(ELEM_BYTES))):
     raise ImportError(f"rtl.dma needs elem code i to mean 2**i bytes, not {ELEM_BYTES}")
-#: Most beats of one AXI4 INCR burst.
-AXI_MAX_BEATS = 256
-#: No AXI4 burst may cross a boundary of this many bytes.
-AXI_BOUNDARY = 4096
 #: ``m_axi_arburst`` / ``m_axi_awburst`` code of an incrementing burst.
 AXI_BURST_INCR = 1
 

@@ -34,8 +34,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtl.dma import AXI_BOUNDARY, AXI_BURST_INCR, AXI_MAX_BEATS, axi_read_master
-from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BITS, INSTRUCTION_BYTES
+from rtl.dma import AXI_BURST_INCR, axi_read_master
+from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BITS, INSTRUCTION_BYTES, FetchGeometry
 from rtl.params import BUS_BITS, COUNTER_BITS
 
 from .validate import rejecting
@@ -135,23 +135,25 @@ class InstructionFetch(wiring.Component):
         return self._prefetch_words
 
     @property
+    def geometry(self) -> FetchGeometry:
+        """Beats, words and bursts (``rtl.isa.FetchGeometry``), which the compiler's timing
+        model reads too."""
+        return FetchGeometry(self._bus_bits, self._prefetch_words)
+
+    @property
     def words_per_beat(self) -> int:
         """Instruction words one beat carries (1 on a 64- or 128-bit bus)."""
-        return max(1, self._bus_bits // INSTRUCTION_BITS)
+        return self.geometry.words_per_beat
 
     @property
     def beats_per_word(self) -> int:
         """Beats one instruction word takes (2 on a 64-bit bus, else 1)."""
-        return max(1, INSTRUCTION_BITS // self._bus_bits)
+        return self.geometry.beats_per_word
 
     @property
     def burst_beats(self) -> int:
-        """Beats of a full burst: the largest power of two not above half the credit in
-        beats (at least 1), at most 256 beats and at most 4 KiB."""
-        credit_beats = self._prefetch_words * self.beats_per_word // self.words_per_beat
-        limit = min(AXI_MAX_BEATS, AXI_BOUNDARY * 8 // self._bus_bits)
-        half = max(1, credit_beats // 2)
-        return min(1 << (half.bit_length() - 1), limit)
+        """Beats of a full burst (``rtl.isa.FetchGeometry.burst_beats``)."""
+        return self.geometry.burst_beats
 
     @property
     def buffer_entries(self) -> int:

@@ -39,9 +39,10 @@ from dataclasses import MISSING, dataclass, field
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rtl.params import REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
+from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
 
-__all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "DRAM_ADDR_BITS",
+__all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "FetchGeometry",
+           "DRAM_ADDR_BITS",
            "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
            "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
@@ -58,6 +59,35 @@ INSTRUCTION_BITS = 128
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
 #: Width of the opcode, bits 3:0 of every instruction.
 OPCODE_BITS = 4
+
+
+@dataclass(frozen=True)
+class FetchGeometry:
+    """How the fetch unit (``rtl.fetch.InstructionFetch``) reads a program on a
+    ``bus_bits``-wide AXI4 port with a credit of ``prefetch_words`` words: the RTL and the
+    compiler's timing model (``dse.compiler.asm.schedule``) both read these."""
+
+    bus_bits: int
+    prefetch_words: int
+
+    @property
+    def words_per_beat(self) -> int:
+        """Instruction words one beat carries (1 on a 64- or 128-bit bus)."""
+        return max(1, self.bus_bits // INSTRUCTION_BITS)
+
+    @property
+    def beats_per_word(self) -> int:
+        """Beats one instruction word takes (2 on a 64-bit bus, else 1)."""
+        return max(1, INSTRUCTION_BITS // self.bus_bits)
+
+    @property
+    def burst_beats(self) -> int:
+        """Beats of a full burst: the largest power of two not above half the credit in
+        beats (at least 1), at most 256 beats and at most 4 KiB."""
+        credit_beats = self.prefetch_words * self.beats_per_word // self.words_per_beat
+        limit = min(AXI_MAX_BEATS, AXI_BOUNDARY * 8 // self.bus_bits)
+        half = max(1, credit_beats // 2)
+        return min(1 << (half.bit_length() - 1), limit)
 #: DRAM byte addresses: 1 TiB, which covers the Zynq UltraScale+ upper DDR window
 #: (0x8_0000_0000 and up) and the DDR of the Alveo cards.
 DRAM_ADDR_BITS = 40

@@ -99,8 +99,8 @@ from rtl.isa import (
     LoadSetup,
     StoreSetup,
 )
-from rtl.params import (COUNTER_BITS, QUEUE_DEPTH, START_CYCLES, DatapathLimits,
-                        OverlayParams, datapath_registers)
+from rtl.params import (COUNTER_BITS, PREFETCH_WORDS, QUEUE_DEPTH, START_CYCLES,
+                        DatapathLimits, OverlayParams, datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
 from rtl.pool_layout import pool_lanes, pool_supported
 
@@ -231,7 +231,7 @@ class OverlayTop(wiring.Component):
 
     def __init__(self, params: OverlayParams, limits: DatapathLimits, precision: int = 8, *,
                  table_words: int = 64, aux_words: int | None = None, token_depth: int = 2,
-                 queue_depth: int = QUEUE_DEPTH, prefetch_words: int = 8,
+                 queue_depth: int = QUEUE_DEPTH, prefetch_words: int = PREFETCH_WORDS,
                  mult_latency: int = 3,
                  target: str = "sim", datapath_module: str | None = None):
         with rejecting(self):

@@ -17,7 +17,8 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
-           "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH"]
+           "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH",
+           "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -42,6 +43,13 @@ START_CYCLES = 6
 #: Instructions each engine's instruction queue in the overlay top's controller holds
 #: (``dse.compiler.asm.schedule``'s ``queue_depth``).
 QUEUE_DEPTH = 4
+#: The overlay top's fetch unit's credit: most program words read beyond the words the
+#: controller has taken (``rtl.fetch.InstructionFetch``'s ``prefetch_words``).
+PREFETCH_WORDS = 8
+#: Most beats of one AXI4 INCR burst.
+AXI_MAX_BEATS = 256
+#: No AXI4 burst may cross a boundary of this many bytes.
+AXI_BOUNDARY = 4096
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2

@@ -34,6 +34,7 @@ from typing import Any
 
 from dse.design import write_bytes_atomic
 from dse.errors import did_you_mean
+from rtl.params import START_CYCLES
 from rtl.isa import (BY_MNEMONIC, INSTRUCTION_BITS, INSTRUCTION_BYTES, NEIGHBOURS, Engine,
                      EngineInstruction, Field, Finish, IllegalInstruction, Instruction, decode)
 
@@ -360,9 +361,71 @@ def check_tokens(program: Sequence[Instruction], depth: int) -> TokenReport:
     return TokenReport(tokens=pushes, peak=peak, instructions=count)
 
 
+class _Arrival:
+    """When the fetch unit (``rtl.fetch.InstructionFetch``, ``geometry``) first offers each
+    program word, from a program at byte address ``base`` in a memory that answers at once,
+    given when the controller took the earlier words (:func:`schedule`'s times: the start
+    of the run is ``rtl.params.START_CYCLES`` + ``read_latency`` cycles before 0).
+
+    The unit issues its first burst the cycle after ``start``; each later burst one cycle
+    after the one before at the earliest, and only when the words it carries and those
+    requested and not taken come to at most the credit (counted in beats on a 64-bit bus,
+    else in words) -- a take in cycle t counts from t + 1.  A burst's beats follow its
+    issue by two cycles (its AR register, then the memory's first beat) and each other
+    back to back (with a read latency of L, L cycles later); a word is offered the cycle
+    after its last beat entered the prefetch buffer.  Bursts end at multiples of ``burst_beats`` beats (the first may be shorter).
+    """
+
+    def __init__(self, geometry, base: int, read_latency: int = 0):
+        self.g = geometry
+        beat_bytes = geometry.bus_bits // 8
+        self.first_beat = base // beat_bytes
+        self.first_word = base // INSTRUCTION_BYTES
+        self.skip = (self.first_word - self.first_beat * (beat_bytes // INSTRUCTION_BYTES)
+                     if geometry.words_per_beat > 1 else 0)
+        # credit units: beats on a 64-bit bus, else words
+        self.per_beat = geometry.words_per_beat if geometry.beats_per_word == 1 else 1
+        self.per_word = geometry.beats_per_word
+        self.cap = geometry.prefetch_words * self.per_word
+        # the cycle after start, which is START_CYCLES (+ the read latency) before cycle 0
+        self.issue_first = 1 - START_CYCLES - read_latency
+        self.delay = 2 + read_latency            # issue to first beat
+        self.beats = []                           # arrival cycle of each beat from base's
+        self.issues = []                          # (issue cycle, units so far)
+        self.next_beat = self.first_beat
+
+    def _last_beat(self, word: int) -> int:
+        """Index (from the first beat) of the beat that completes ``word``."""
+        if self.g.beats_per_word > 1:
+            return (word + 1) * self.g.beats_per_word - 1
+        return (self.first_word + word) // self.g.words_per_beat - self.first_beat
+
+    def offered(self, word: int, taken: list) -> int | None:
+        """The cycle ``word`` is first offered, or None while it depends on a take not yet
+        known (``taken``: the take cycles of words 0, 1, … so far)."""
+        need = self._last_beat(word)
+        while len(self.beats) <= need:
+            L = self.g.burst_beats
+            length = L - self.next_beat % L
+            units = length * self.per_beat - (self.skip if not self.issues else 0)
+            total = (self.issues[-1][1] if self.issues else 0) + units
+            cycle = self.issues[-1][0] + 1 if self.issues else self.issue_first
+            words_needed = -(-(total - self.cap) // self.per_word)
+            if words_needed > 0:
+                if len(taken) < words_needed:
+                    return None
+                cycle = max(cycle, taken[words_needed - 1] + 1)
+            self.issues.append((cycle, total))
+            for k in range(length):
+                after = self.beats[-1] + 1 if self.beats else cycle + self.delay
+                self.beats.append(max(cycle + self.delay + k, after))
+            self.next_beat += length
+        return self.beats[need] + 1
+
+
 def schedule(program: Sequence[Instruction], cycles: Sequence[int],
              depth: int, latency: int = 0,
-             queue_depth: int | None = None) -> list[tuple[int, int]]:
+             queue_depth: int | None = None, fetch=None) -> list[tuple[int, int]]:
     """Time a program on the four engines: (start, end) cycle of every instruction.
 
     Each engine runs its own instructions in program order.  An instruction starts at
@@ -380,6 +443,12 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     least ``q(i) + 1`` with ``q(i) = max(q(i − 1) + 1, start(j) + 1)`` (j that instruction,
     where there is one; ``q`` of the first instruction −1).  ``None`` (the default): queues
     deep enough that the engines always have their instructions.
+
+    ``fetch`` (with ``queue_depth``), a ``(rtl.isa.FetchGeometry, program byte address,
+    read latency)`` triple, adds when the fetch unit offers each word (:class:`_Arrival`):
+    the controller takes word i into its fetch register at ``t(i)``, no earlier than it is
+    offered nor than ``q(i − 1)``, and ``q(i) = max(t(i) + 1, start(j) + 1)``.  Without it
+    every word is on offer (``t(i) = q(i − 1)``, ``t(0) = −2``).
 
     ``latency`` is the dispatch latency: the cycles from each of those events (an engine's
     previous end, the end of the push that gave a token, the start of the pop that freed a
@@ -419,17 +488,26 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     times: list = [None] * len(program)
     place = {i: k for e in Engine for k, i in enumerate(order[e])}
     queued: list = []                            # q(i) of the body so far (docstring)
+    taken: list = []                             # t(i)
+    arrival = _Arrival(*fetch) if fetch is not None else None
 
     def queued_at(i: int) -> int | None:
-        """q(i), or None while the start that frees its queue slot is not known."""
+        """q(i), or None while a take or start it depends on is not known."""
         while len(queued) <= i:
             k = len(queued)
-            q = queued[-1] + 1 if queued else -1
+            t = queued[-1] if queued else -2
+            if arrival is not None:
+                offered = arrival.offered(k, taken)
+                if offered is None:
+                    return None
+                t = max(t, offered)
+            q = t + 1
             if place[k] >= queue_depth:
                 j = order[body[k].ENGINE][place[k] - queue_depth]
                 if times[j] is None:
                     return None
                 q = max(q, times[j][0] + 1)
+            taken.append(t)
             queued.append(q)
         return queued[i]
 

@@ -52,8 +52,10 @@ from dataclasses import dataclass
 from dse.compiler.asm import schedule
 from dse.compiler.program import NetworkProgram, instruction_cycles
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
-from rtl.isa import ComputeTile, LoadSetup, LoadTile, PoolTile, StoreSetup, StoreTile
-from rtl.params import DISPATCH_LATENCY, QUEUE_DEPTH, START_CYCLES, OverlayParams
+from rtl.isa import (ComputeTile, FetchGeometry, LoadSetup, LoadTile, PoolTile, StoreSetup,
+                     StoreTile)
+from rtl.params import (DISPATCH_LATENCY, PREFETCH_WORDS, QUEUE_DEPTH, START_CYCLES,
+                        OverlayParams)
 
 __all__ = ["LayerTiming", "ProgramTiming", "program_choices", "program_design",
            "program_timing", "timed_design"]
@@ -112,7 +114,9 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
         raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
     cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency)
     spans = schedule(lp.program, cycles, lp.token_depth, latency=DISPATCH_LATENCY,
-                     queue_depth=QUEUE_DEPTH)
+                     queue_depth=QUEUE_DEPTH,
+                     fetch=(FetchGeometry(params.bus_bits, PREFETCH_WORDS), lp.program_addr,
+                            latency))
     offset = START_CYCLES + latency
     rows = {}                                   # layer → [end, compute, memory, bytes]
     setups = {}

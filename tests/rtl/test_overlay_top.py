@@ -43,6 +43,7 @@ from dse.compiler.program import build_layer_program, decode_output, instruction
 from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import (
     INSTRUCTION_BYTES,
+    FetchGeometry,
     Buffer,
     ComputeTile,
     Engine,
@@ -55,7 +56,7 @@ from rtl.isa import (
     StoreTile,
 )
 from rtl.overlay_top import HOST_REGISTERS, START_CYCLES, STATUS_BITS, OverlayTop
-from rtl.params import QUEUE_DEPTH, DatapathLimits, OverlayParams
+from rtl.params import PREFETCH_WORDS, QUEUE_DEPTH, DatapathLimits, OverlayParams
 from sim.bench.axi_memory import AxiMemory
 from sim.models.conv import conv2d
 from sim.models.requant import requantize
@@ -155,9 +156,10 @@ def _run(dut, mem, program_addr, *, runs=1, **axi_args):
 def _memories(dut, mem, seed=0, **axi_args):
     """The AXI4 memory models of the top's data port (``m_axi_*``) and instruction port
     (``m_axi_instr_*``, reads only), over the same bytes."""
-    return (AxiMemory(dut, mem, HW.bus_bits, base=BASE, seed=seed, **axi_args),
-            AxiMemory(dut, mem, HW.bus_bits, base=BASE, seed=seed + 2,
-                      prefix="m_axi_instr_", **axi_args))
+    bus = dut.params.bus_bits
+    return (AxiMemory(dut, mem, bus, base=BASE, seed=seed, **axi_args),
+            AxiMemory(dut, mem, bus, base=BASE, seed=seed + 2, prefix="m_axi_instr_",
+                      **axi_args))
 
 
 def _durations(r, lp):
@@ -173,22 +175,22 @@ def _durations(r, lp):
     return sorted(out)
 
 
-def _setup_case(algo, flow, layer, limits, seed=1):
-    plan = plan_conv(layer, algo, flow, HW, limits)
+def _setup_case(algo, flow, layer, limits, seed=1, hw=HW):
+    plan = plan_conv(layer, algo, flow, hw, limits)
     x, w = _layer_data(layer, seed)
-    lp = build_layer_program(plan, x, w, HW, limits, base=BASE, token_depth=TOKEN_DEPTH)
+    lp = build_layer_program(plan, x, w, hw, limits, base=BASE, token_depth=TOKEN_DEPTH)
     mem = bytearray(lp.image) + bytearray(4096)
     return plan, x, w, lp, mem
 
 
-def check_cycles(lp, r) -> int:
+def check_cycles(lp, r, hw=HW) -> int:
     """The cycles (module docstring) of run ``r`` of program ``lp``: every instruction takes
-    exactly its model cycles, and the total is the schedule's.  Returns the model's
-    total."""
-    cyc = instruction_cycles(lp, HW)
-    model = START_CYCLES + schedule(lp.program, cyc, TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY,
-                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    exactly its model cycles, and the total is the schedule's (with the fetch unit's
+    arrivals).  Returns the model's total."""
+    cyc = instruction_cycles(lp, hw)
+    model = START_CYCLES + schedule(
+        lp.program, cyc, TOKEN_DEPTH, latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH,
+        fetch=(FetchGeometry(hw.bus_bits, PREFETCH_WORDS), lp.program_addr, 0))[-1][1]
     for i, took, measured in _durations(r, lp):
         assert measured == cyc[i], (i, lp.program[i].MNEMONIC, measured, cyc[i])
     assert r["cycles"] == model, (r["cycles"], model)
@@ -212,6 +214,20 @@ def test_layer_bit_exact_and_cycles_ideal_memory(algo, flow, layer, limits):
     if runs == 2:
         assert results[0]["cycles"] == results[1]["cycles"]
         assert results[0]["dram"] == results[1]["dram"]
+
+
+@pytest.mark.parametrize("bus", [64, 256, 512])
+def test_cycles_on_every_bus_width(bus):
+    """A 64-bit bus brings an instruction in two beats, a 256- or 512-bit one two or four in
+    one: the first instructions wait for them (the schedule's fetch model), the loads and
+    stores move other beats, and the totals are still the model's exactly."""
+    hw = OverlayParams(rows=4, cols=4, bus_bits=bus)
+    algo, flow, layer, limits = CASES[2]
+    plan, x, w, lp, mem = _setup_case(algo, flow, layer, limits, hw=hw)
+    (r,), _ = _run(OverlayTop(hw, limits, token_depth=TOKEN_DEPTH), mem, lp.program_addr)
+    assert r["done"] and not r["error"]
+    assert np.array_equal(decode_output(lp, r["dram"], BASE), _golden(plan, layer, x, w))
+    check_cycles(lp, r, hw)
 
 
 def test_layer_random_memory_within_bounds():
