@@ -398,23 +398,28 @@ class _DmaEngine(wiring.Component):
                 m.d.sync += [run_len.eq(px_bytes), rem.eq(px_bytes), r_left.eq(c.rows),
                              c_left.eq(c.cols), c_runs.eq(c.cols)]
 
-        # burst end: the run's end, the next 4 KiB boundary or 256 beats from the aligned
-        # start, whichever comes first
-        end_run = Signal(DRAM_ADDR_BITS + 1)
-        end_4k = Signal(DRAM_ADDR_BITS + 1)
-        end_len = Signal(DRAM_ADDR_BITS + 1)
-        end = Signal(DRAM_ADDR_BITS + 1)
+        # burst length in bytes: to the run's end, the next 4 KiB boundary or 256 beats from
+        # the aligned start, whichever comes first.  Computed on the offsets (12 and 8 + lb
+        # bits) rather than on whole 40-bit end addresses, so that the path from ``cur``
+        # through the comparisons to the next state is short carry chains only (timing:
+        # docs/synthesis.md)
+        bw = max(_RUN_BITS, (AXI_MAX_BEATS * B).bit_length())
+        to_4k = Signal(bw)                   # 1 … 4096
+        to_len = Signal(bw)                  # 1 … 256·B
+        to_edge = Signal(bw)
+        burst_bytes = Signal(bw)
         aligned = Cat(Const(0, lb), cur[lb:])
         m.d.comb += [
-            end_run.eq(cur + rem),
-            end_4k.eq((cur | (AXI_BOUNDARY - 1)) + 1),
-            end_len.eq(aligned + AXI_MAX_BEATS * B),
-            end.eq(Mux(end_run < end_4k, end_run, end_4k)),
+            to_4k.eq(AXI_BOUNDARY - cur[:AXI_BOUNDARY.bit_length() - 1]),
+            to_len.eq(AXI_MAX_BEATS * B - cur[:lb]),
+            to_edge.eq(Mux(to_len < to_4k, to_len, to_4k)),
+            burst_bytes.eq(Mux(rem < to_edge, rem, to_edge)),
         ]
         burst_end = Signal(DRAM_ADDR_BITS + 1)
-        m.d.comb += burst_end.eq(Mux(end_len < end, end_len, end))
-        last_byte = Signal(DRAM_ADDR_BITS + 1)
-        m.d.comb += last_byte.eq(burst_end - 1)
+        m.d.comb += burst_end.eq(cur + burst_bytes)
+        # the burst's last byte relative to the aligned start: below 256·B
+        last_off = Signal(8 + lb)
+        m.d.comb += last_off.eq(cur[:lb] + burst_bytes - 1)
 
         advance = gen & (~ns.desc_valid | ns.desc_take)
         with m.If(ns.desc_take):
@@ -423,12 +428,12 @@ class _DmaEngine(wiring.Component):
             m.d.sync += [
                 ns.desc_valid.eq(1),
                 ns.desc_addr.eq(aligned),
-                ns.desc_len.eq(last_byte[lb:] - cur[lb:]),
+                ns.desc_len.eq(last_off[lb:]),
                 ns.desc_lo.eq(cur[:lb]),
-                ns.desc_hi.eq(last_byte[:lb] + 1),
+                ns.desc_hi.eq(last_off[:lb] + 1),
             ]
-            left = rem - (burst_end - cur)
-            with m.If(left[:_RUN_BITS] != 0):
+            left = rem - burst_bytes
+            with m.If(rem != burst_bytes):
                 m.d.sync += [cur.eq(burst_end), rem.eq(left)]
             with m.Elif(c_left > 1):
                 m.d.sync += [c_left.eq(c_left - 1), run_addr.eq(run_addr + pitch_c),
