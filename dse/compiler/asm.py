@@ -34,9 +34,9 @@ from typing import Any
 
 from dse.design import write_bytes_atomic
 from dse.errors import did_you_mean
-from rtl.params import START_CYCLES
 from rtl.isa import (BY_MNEMONIC, INSTRUCTION_BITS, INSTRUCTION_BYTES, NEIGHBOURS, Engine,
                      EngineInstruction, Field, Finish, IllegalInstruction, Instruction, decode)
+from rtl.params import START_CYCLES
 
 __all__ = ["AsmError", "TokenError", "TokenReport", "parse_line", "format_instruction",
            "assemble", "disassemble", "to_bytes", "from_bytes", "to_words", "from_words",
@@ -373,7 +373,8 @@ class _Arrival:
     else in words) -- a take in cycle t counts from t + 1.  A burst's beats follow its
     issue by two cycles (its AR register, then the memory's first beat) and each other
     back to back (with a read latency of L, L cycles later); a word is offered the cycle
-    after its last beat entered the prefetch buffer.  Bursts end at multiples of ``burst_beats`` beats (the first may be shorter).
+    after its last beat entered the prefetch buffer.  Bursts end at multiples of
+    ``burst_beats`` beats (the first may be shorter).
     """
 
     def __init__(self, geometry, base: int, read_latency: int = 0):
@@ -465,12 +466,15 @@ def schedule(program: Sequence[Instruction], cycles: Sequence[int],
     ValueError
         If ``cycles`` does not give one non-negative integer per instruction.
     TypeError, ValueError
-        For a ``depth`` or ``queue_depth`` that is not a positive integer or a ``latency``
-        that is not a non-negative integer.
+        For a ``depth`` or ``queue_depth`` that is not a positive integer, a ``latency``
+        that is not a non-negative integer, or ``fetch`` without ``queue_depth``.
     """
     _check_depth(depth)
     if queue_depth is not None:
         _check_depth(queue_depth, "queue_depth")
+    elif fetch is not None:
+        raise ValueError("fetch needs queue_depth: the words go through the instruction "
+                         "queues")
     if isinstance(latency, bool) or not isinstance(latency, int):
         raise TypeError(f"latency must be an integer, not {latency!r}")
     if latency < 0:

@@ -8,9 +8,10 @@
 //   instruction port), their signals packed side by side, port p in slice p.  Each queues
 //   up to 8 bursts; a burst's first beat is offered `latency` + 1 cycles after the cycle its
 //   address is taken (at the earliest), then one beat a cycle, bursts back to back (INCR,
-//   full-width beats).  The ports do not slow each other.  Writes: up to 8 burst addresses queued, W beats with byte
-//   strobes to the oldest, one B per burst in order.  With latency 0 and no stalls it never
-//   holds the overlay back: the ideal memory the cycle model assumes.
+//   full-width beats).  The ports do not slow each other.
+// * Writes: up to 8 burst addresses queued, W beats with byte strobes to the oldest, one B
+//   per burst in order.  With latency 0 and no stalls the model never holds the overlay
+//   back: the ideal memory the cycle model assumes.
 // * Random back-pressure: with `stall` = s (0..255), each cycle a 16-bit LFSR decides,
 //   with probability s/256, to hold RVALID and WREADY low.
 // * `latency` and `stall` are inputs (set from plusargs by the testbench): one build serves

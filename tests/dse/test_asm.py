@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from dse.compiler.asm import (AsmError, TokenError, assemble, check_tokens, disassemble,
                      format_instruction, from_bytes, from_words, parse_line, queues,
                      read_image, schedule, to_bytes, to_words, write_image)
-from rtl.isa import (NEIGHBOURS, ComputeTile, Engine, Finish, IllegalInstruction, LoadTile,
-                     PoolTile, StoreTile)
+from rtl.isa import (NEIGHBOURS, ComputeTile, Engine, FetchGeometry, Finish,
+                     IllegalInstruction, LoadTile, PoolTile, StoreTile)
 from sim.bench.isa_strategies import instructions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,6 +307,39 @@ def test_schedule_stalls_a_push_until_a_slot_frees():
                _inst(C, pop=[L, S]), _inst(C, pop=[L]), Finish()]
     assert schedule(program, [40, 10, 10, 50, 50, 0], depth=1) == [
         (0, 40), (0, 10), (40, 50), (40, 90), (90, 140), (140, 140)]
+
+
+def test_schedule_with_instruction_queues():
+    # queue_depth 1: the second load enters the load queue only the cycle after the first
+    # load started (0 -> enters at 1), and the compute behind it in program order enters at
+    # 2, so it starts at 3 instead of 0; the second load still waits for the engine (10)
+    program = [_inst(L), _inst(L), _inst(C), Finish()]
+    cycles = [10, 1, 1, 1]
+    assert schedule(program, cycles, depth=1) == [(0, 10), (10, 11), (0, 1), (11, 12)]
+    assert schedule(program, cycles, depth=1, queue_depth=1) == [
+        (0, 10), (10, 11), (3, 4), (11, 12)]
+    # deep enough: one instruction a cycle through the fetch register, each a cycle before
+    # its start: the compute, third in program order, starts at 2
+    assert schedule(program, cycles, depth=1, queue_depth=4) == [
+        (0, 10), (10, 11), (2, 3), (11, 12)]
+
+
+def test_schedule_with_instruction_fetch():
+    # a 64-bit bus: two beats a word; the first burst is issued 5 cycles before cycle 0
+    # (START_CYCLES = 6 after start), its beats arrive from cycle -3 on, so word 0 (beats
+    # -3, -2) is offered at -1 and taken then, word 1 (beats -1, 0) at 1: the load starts
+    # at 1 (not 0), the compute (taken at 1, in its queue at 2) at 3
+    program = [_inst(L), _inst(C), Finish()]
+    fetch = (FetchGeometry(64, 8), 0, 0)
+    assert schedule(program, [10, 1, 1], depth=1, queue_depth=4, fetch=fetch) == [
+        (1, 11), (3, 4), (11, 12)]
+    # a 128-bit bus: one beat a word, word 0 offered at -2: nothing waits
+    assert schedule(program, [10, 1, 1], depth=1, queue_depth=4,
+                    fetch=(FetchGeometry(128, 8), 0, 0)) == [(0, 10), (1, 2), (10, 11)]
+    with pytest.raises(ValueError, match="fetch needs queue_depth"):
+        schedule(program, [10, 1, 1], depth=1, fetch=fetch)
+    with pytest.raises(ValueError, match="^queue_depth must be at least 1, not 0$"):
+        schedule(program, [10, 1, 1], depth=1, queue_depth=0)
 
 
 def test_schedule_checks_its_cycles():
