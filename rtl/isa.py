@@ -39,11 +39,11 @@ from dataclasses import MISSING, dataclass, field
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
+from rtl.params import (AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, REQUANT_MULT_BITS,
+                        REQUANT_SHIFT_BITS)
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "FetchGeometry",
-           "DRAM_ADDR_BITS",
-           "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
+           "DRAM_ADDR_BITS", "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
            "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
            "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolTile",
@@ -59,6 +59,9 @@ INSTRUCTION_BITS = 128
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
 #: Width of the opcode, bits 3:0 of every instruction.
 OPCODE_BITS = 4
+#: DRAM byte addresses: 1 TiB, which covers the Zynq UltraScale+ upper DDR window
+#: (0x8_0000_0000 and up) and the DDR of the Alveo cards.
+DRAM_ADDR_BITS = 40
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,16 @@ class FetchGeometry:
 
     bus_bits: int
     prefetch_words: int
+
+    def __post_init__(self):
+        if self.bus_bits not in BUS_BITS:
+            raise ValueError(f"bus_bits must be one of {', '.join(map(str, BUS_BITS))}, not "
+                             f"{self.bus_bits!r}")
+        if (isinstance(self.prefetch_words, bool) or not isinstance(self.prefetch_words, int)
+                or self.prefetch_words < self.words_per_beat):
+            raise ValueError(f"prefetch_words must be an integer of at least "
+                             f"{self.words_per_beat} (the words of one beat), not "
+                             f"{self.prefetch_words!r}")
 
     @property
     def words_per_beat(self) -> int:
@@ -88,9 +101,8 @@ class FetchGeometry:
         limit = min(AXI_MAX_BEATS, AXI_BOUNDARY * 8 // self.bus_bits)
         half = max(1, credit_beats // 2)
         return min(1 << (half.bit_length() - 1), limit)
-#: DRAM byte addresses: 1 TiB, which covers the Zynq UltraScale+ upper DDR window
-#: (0x8_0000_0000 and up) and the DDR of the Alveo cards.
-DRAM_ADDR_BITS = 40
+
+
 #: On-chip buffer word addresses: 2^20 words per buffer (a word is one buffer row of lanes).
 BUF_ADDR_BITS = 20
 #: Tile rows and columns: up to 4095 pixels each (a 224×224 input with any halo fits whole).

@@ -30,7 +30,7 @@ from amaranth.sim import Simulator
 
 from rtl.params import BUS_BITS
 from rtl.fetch import InstructionFetch
-from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BYTES
+from rtl.isa import DRAM_ADDR_BITS, INSTRUCTION_BYTES, FetchGeometry
 from sim.bench.axi_memory import AXI_BOUNDARY, AxiMemory
 
 #: The memory starts 4 KiB-aligned high in the 40-bit space (top address bits exercised).
@@ -368,6 +368,15 @@ def test_bad_parameters():
     with pytest.raises(ValueError, match=r"^prefetch_words must be at least 4 \(the words of "
                                          r"one 512-bit beat\), not 3$"):
         InstructionFetch(bus_bits=512, prefetch_words=3)
+
+
+def test_fetch_geometry_refuses_what_the_unit_refuses():
+    # the compiler's timing model builds the geometry without the unit
+    with pytest.raises(ValueError, match=r"^bus_bits must be one of 64, 128, 256, 512, not 96$"):
+        FetchGeometry(96, 8)
+    with pytest.raises(ValueError, match=r"^prefetch_words must be an integer of at least 4 "
+                                         r"\(the words of one beat\), not 3$"):
+        FetchGeometry(512, 3)
 
 
 def test_properties():
