@@ -22,11 +22,13 @@ after the previous one's ``done``.
 Timing (:data:`DISPATCH_LATENCY`): an instruction may be taken in the cycle after its
 engine's previous ``done``, after the ``done`` of the instruction that pushed a token it
 pops, and after the start of the pop that freed a slot in a queue it pushes to.  That is
-``dse.compiler.asm.schedule(program, cycles, depth, latency=DISPATCH_LATENCY)`` with ``cycles[i]``
-the cycles from an instruction's command transfer to its ``done`` and
-:data:`FINISH_CYCLES` for ``finish``, counted from the first cycle the engines can take
-commands, as long as every instruction is in its queue by the time it may start
-(:data:`FETCH_LATENCY` after its word's transfer; see docs/rtl.md, "Controller").
+``dse.compiler.asm.schedule(program, cycles, depth, latency=DISPATCH_LATENCY,
+queue_depth=queue_depth)`` with ``cycles[i]`` the cycles from an instruction's command
+transfer to its ``done`` and :data:`FINISH_CYCLES` for ``finish``, counted from the first
+cycle the engines can take commands: ``queue_depth`` models the in-order entry into the
+instruction queues (an instruction enters its queue :data:`FETCH_LATENCY` − 1 cycle after
+its word's transfer, and waits in the fetch register while that queue is full); the
+schedule's ``fetch`` adds when the words arrive (see docs/rtl.md, "Controller").
 """
 
 from __future__ import annotations
