@@ -125,7 +125,7 @@ def _component(class_path: str, kwargs: dict):
 def shell_verilog(kwargs: dict) -> str:
     """The overlay top of the int8 overlay ``OverlayParams(**kwargs)`` at its default buffers
     (``dse.cost.resources.overlay_limits``), top module ``unit``, with its datapath a
-    blackbox (``rtl.emit.blackbox_stub``): DMA engines, read arbiter, fetch, controller,
+    blackbox (``rtl.emit.blackbox_stub``): DMA engines, fetch, controller,
     compute and pool engines, host registers, table and aux memories -- the shell that
     ``dse.cost.resources.shell_resources`` prices."""
     from dse.cost.resources import overlay_limits

@@ -635,8 +635,8 @@ def top_has_pool(hw):
 def shell_features(hw) -> dict:
     """The shell model's features, float ``(P,)`` arrays (:func:`shell_resources`).
 
-    ``control``: 1.  ``bus_bits``: the DRAM bus, which every DMA engine's byte shifters, the
-    read arbiter and the fetch unit are as wide as.  ``lane_bits``: the buffer words the
+    ``control``: 1.  ``bus_bits``: the DRAM bus, which every DMA engine's byte shifters and
+    the fetch unit are as wide as.  ``lane_bits``: the buffer words the
     engines assemble and take apart -- the feature loader's ``rows`` lanes of ``a_width``,
     the weight loader's max(rows, cols) of ``b_width``, the store engine's output words
     (:func:`out_lanes` of the precision) and, with a pool engine, the aux format's ``rows``
@@ -719,7 +719,7 @@ def shell_coefficients() -> dict:
 def shell_resources(hw) -> tuple:
     """``(dsp, lut, ff, bram_blocks)`` of each point's overlay shell, float ``(P,)`` arrays:
     everything ``overlay_top.v`` holds beside the datapath (``rtl.overlay_top.OverlayTop``:
-    the load engine of every buffer, the store engine, the read arbiter, fetch,
+    the load engine of every buffer, the store engine, fetch (on its own read port),
     controller, compute and pool engines, host registers, table and aux memories).
     Every point pays it, an FFT point too: the top cannot run an FFT unit yet, but no board
     runs a datapath without the DMA and control around it (and a shell-free estimate would
