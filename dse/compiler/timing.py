@@ -58,7 +58,7 @@ from rtl.params import (DISPATCH_LATENCY, PREFETCH_WORDS, QUEUE_DEPTH, START_CYC
                         OverlayParams)
 
 __all__ = ["LayerTiming", "ProgramTiming", "program_choices", "program_design",
-           "program_timing", "timed_design"]
+           "program_timing", "timed_design", "top_cycles", "top_schedule"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,30 @@ class ProgramTiming:
         return {t.index: t for t in self.layers}
 
 
+def top_schedule(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
+                 mult_latency: int = DEFAULT_MULT_LATENCY) -> tuple[list, list]:
+    """``(cycles, spans)`` of ``lp`` on the overlay top of ``params``: each instruction's
+    cycles (``instruction_cycles``) and its (start, end) from the controller's first
+    dispatch (``dse.compiler.asm.schedule`` with the controller's dispatch latency,
+    instruction queues and the fetch unit's word arrivals), with a memory of ``latency``
+    cycles of read latency that never stalls.  The one place that models the top's
+    controller: :func:`program_timing` and the tests read it."""
+    cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency)
+    spans = schedule(lp.program, cycles, lp.token_depth, latency=DISPATCH_LATENCY,
+                     queue_depth=QUEUE_DEPTH,
+                     fetch=(FetchGeometry(params.bus_bits, PREFETCH_WORDS), lp.program_addr,
+                            latency))
+    return cycles, spans
+
+
+def top_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
+               mult_latency: int = DEFAULT_MULT_LATENCY) -> int:
+    """The top's ``cycles`` counter at ``done`` for ``lp``: ``START_CYCLES`` (+ the read
+    latency) and the end of :func:`top_schedule`."""
+    _, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency)
+    return START_CYCLES + latency + spans[-1][1]
+
+
 def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
                    mult_latency: int = DEFAULT_MULT_LATENCY) -> ProgramTiming:
     """The timing of ``lp`` on the overlay ``params`` with a DRAM of ``latency`` cycles of
@@ -112,11 +136,7 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
                         f"{lp!r:.60}")
     if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
         raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
-    cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency)
-    spans = schedule(lp.program, cycles, lp.token_depth, latency=DISPATCH_LATENCY,
-                     queue_depth=QUEUE_DEPTH,
-                     fetch=(FetchGeometry(params.bus_bits, PREFETCH_WORDS), lp.program_addr,
-                            latency))
+    cycles, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency)
     offset = START_CYCLES + latency
     rows = {}                                   # layer → [end, compute, memory, bytes]
     setups = {}

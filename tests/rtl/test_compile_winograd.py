@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 
 from dse.board import load_board
-from dse.compiler.asm import schedule
 from dse.compiler.network import compile_network, design_overlay
-from dse.compiler.program import decode_output, instruction_cycles
+from dse.compiler.program import decode_output
+from dse.compiler.timing import top_cycles
 from dse.network import NetworkBuilder
 from dse.search import search
-from rtl.controller import DISPATCH_LATENCY
-from rtl.params import QUEUE_DEPTH
-from rtl.overlay_top import START_CYCLES, OverlayTop
+from rtl.overlay_top import OverlayTop
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 
@@ -64,9 +62,7 @@ def test_design_with_winograd_compiles_and_runs_bit_exact():
     for i, name in enumerate(used):
         out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
         assert np.array_equal(out, gold[name]), f"{name}: {(out != gold[name]).sum()} differ"
-    model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, params), 2,
-                                    latency=DISPATCH_LATENCY,
-                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    model = top_cycles(lp, params)
     print(f"compiled network: measured {r.cycles} cycles, model {model} "
           f"({100 * (r.cycles - model) / model:+.2f} %), {len(lp.program)} instructions")
     assert r.cycles == model, (r.cycles, model)

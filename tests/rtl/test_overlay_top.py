@@ -9,9 +9,9 @@ of the RTL:
 
 * **outputs**: the output tensor read back from DRAM equals ``sim.models.conv.conv2d``
   followed by ``sim.models.requant.requantize`` with the plan's (mult, shift), bit for bit;
-* **cycles**: ``dse.compiler.asm.schedule(program, instruction_cycles, token_depth,
-  latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH)`` from
-  :data:`rtl.overlay_top.START_CYCLES` on.  With a memory
+* **cycles**: ``dse.compiler.timing.top_schedule`` (``dse.compiler.asm.schedule`` with
+  ``instruction_cycles``, the controller's dispatch latency, instruction queues and fetch)
+  from :data:`rtl.overlay_top.START_CYCLES` on, as design.json's cycles.  With a memory
   that answers at once and never stalls, every instruction takes exactly its model cycles
   (checked instruction by instruction) and the top's ``cycles`` equal the model's total
   (the fetch unit reads on its own port, ``m_axi_instr_*``, so it never delays a load).
@@ -40,10 +40,10 @@ from amaranth.sim import Simulator
 from dse.compiler.asm import schedule
 from dse.compiler import plan_conv
 from dse.compiler.program import build_layer_program, decode_output, instruction_cycles
+from dse.compiler.timing import top_cycles, top_schedule
 from rtl.controller import DISPATCH_LATENCY, ErrorCode
 from rtl.isa import (
     INSTRUCTION_BYTES,
-    FetchGeometry,
     Buffer,
     ComputeTile,
     Engine,
@@ -56,7 +56,7 @@ from rtl.isa import (
     StoreTile,
 )
 from rtl.overlay_top import HOST_REGISTERS, START_CYCLES, STATUS_BITS, OverlayTop
-from rtl.params import PREFETCH_WORDS, QUEUE_DEPTH, DatapathLimits, OverlayParams
+from rtl.params import QUEUE_DEPTH, DatapathLimits, OverlayParams
 from sim.bench.axi_memory import AxiMemory
 from sim.models.conv import conv2d
 from sim.models.requant import requantize
@@ -187,10 +187,8 @@ def check_cycles(lp, r, hw=HW) -> int:
     """The cycles (module docstring) of run ``r`` of program ``lp``: every instruction takes
     exactly its model cycles, and the total is the schedule's (with the fetch unit's
     arrivals).  Returns the model's total."""
-    cyc = instruction_cycles(lp, hw)
-    model = START_CYCLES + schedule(
-        lp.program, cyc, TOKEN_DEPTH, latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH,
-        fetch=(FetchGeometry(hw.bus_bits, PREFETCH_WORDS), lp.program_addr, 0))[-1][1]
+    cyc, spans = top_schedule(lp, hw)
+    model = START_CYCLES + spans[-1][1]
     for i, took, measured in _durations(r, lp):
         assert measured == cyc[i], (i, lp.program[i].MNEMONIC, measured, cyc[i])
     assert r["cycles"] == model, (r["cycles"], model)
@@ -243,9 +241,7 @@ def test_layer_random_memory_within_bounds():
                                                                          latency=latency),
                                             TOKEN_DEPTH, latency=DISPATCH_LATENCY,
                                             queue_depth=QUEUE_DEPTH)[-1][1]
-    high = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                   latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH)[-1][1]
-    high += axi.delay_cycles + instr.delay_cycles
+    high = top_cycles(lp, HW) + axi.delay_cycles + instr.delay_cycles
     print(f"random memory: {low} <= {r['cycles']} <= {high}")
     assert low <= r["cycles"] <= high, (low, r["cycles"], high)
 
@@ -447,9 +443,7 @@ def test_host_runs_program_over_axi_lite():
     (status, seen_busy, regs, cycles, dram), (e_status, _, e_regs, _, _) = got
     assert seen_busy and status & bit["done"] and not status & bit["error"]
     assert np.array_equal(decode_output(lp, dram, BASE), _golden(plan, layer, x, w))
-    model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY,
-                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    model = top_cycles(lp, HW)
     assert regs["cycles"] == cycles == model
     assert regs["error_code"] == regs["error_engine"] == regs["error_index"] == 0
     # each engine's busy cycles: every instruction's model cycles at least, within the run

@@ -2,7 +2,7 @@
 runs per cycle.  The layers of ``test_overlay_top`` (planned by the compiler, programs and
 DRAM images by ``dse.compiler.program``) run from the DRAM model; the output read back equals the
 golden convolution bit for bit, and the top's ``cycles`` equal the model
-(``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end), as in the Amaranth-simulator tests:
+(``dse.compiler.timing.top_cycles``), as in the Amaranth-simulator tests:
 the DRAM model with no latency is the ideal memory the model assumes, as
 ``sim/bench/axi_memory.py``'s is.  A read latency and random back-pressure change the cycles,
 never the outputs."""
@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dse.compiler.asm import schedule
 from dse.compiler import plan_conv
-from dse.compiler.program import build_layer_program, decode_output, instruction_cycles
-from rtl.controller import DISPATCH_LATENCY, ErrorCode
+from dse.compiler.program import build_layer_program, decode_output
+from dse.compiler.timing import top_cycles
+from rtl.controller import ErrorCode
 from rtl.isa import INSTRUCTION_BYTES
-from rtl.params import QUEUE_DEPTH
-from rtl.overlay_top import START_CYCLES, OverlayTop
+from rtl.overlay_top import OverlayTop
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
 
 from test_overlay_top import CASES, HW, TOKEN_DEPTH, _golden, _layer_data
@@ -62,9 +61,7 @@ def test_layer_in_verilator(sims, algo, flow, layer, limits):
     out = decode_output(lp, r.memory[:len(lp.image)], 0)
     gold = _golden(plan, layer, x, w)
     assert np.array_equal(out, gold), f"{(out != gold).sum()} outputs differ"
-    model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY,
-                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    model = top_cycles(lp, HW)
     assert r.cycles == model, (r.cycles, model)
     # with latency and back-pressure in the DRAM model: other cycles, the same outputs
     slow = run_overlay_sim(sim, lp.image, program=lp.program_addr, latency=5, stall=64)

@@ -8,7 +8,7 @@ each output tile) runs
   of m; 3×3 with padding 1; cut into two row bands by the buffers): its output tensor read
   back equals ``sim.overlay_golden.golden_outputs`` (``sim.models`` on whole tensors,
   independent of the program and the RTL) bit for bit, and the top's cycles equal
-  ``START_CYCLES`` + ``dse.compiler.asm.schedule``'s end with ``instruction_cycles``; with a
+  ``dse.compiler.timing.top_cycles`` (the schedule with ``instruction_cycles``); with a
   read latency and random back-pressure the cycles grow and the output stays the same;
 * a chain im2col 3×3 (ws) → Winograd 3×3 → im2col 1×1 (os), every tensor bit-exact, the
   cycles the schedule's.
@@ -23,11 +23,9 @@ import numpy as np
 import pytest
 
 from dse.compiler import plan_conv
-from dse.compiler.asm import schedule
-from dse.compiler.program import build_network_program, decode_output, instruction_cycles
-from rtl.controller import DISPATCH_LATENCY
-from rtl.params import QUEUE_DEPTH
-from rtl.overlay_top import START_CYCLES, OverlayTop
+from dse.compiler.program import build_network_program, decode_output
+from dse.compiler.timing import top_cycles
+from rtl.overlay_top import OverlayTop
 from rtl.params import DatapathLimits, OverlayParams
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
@@ -70,8 +68,7 @@ def _program(chain, seed):
 
 
 def _model(lp):
-    return START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                   latency=DISPATCH_LATENCY, queue_depth=QUEUE_DEPTH)[-1][1]
+    return top_cycles(lp, HW)
 
 
 def test_winograd_layer_bit_exact_and_on_the_model(sim):

@@ -20,11 +20,9 @@ import numpy as np
 import pytest
 
 from dse.compiler import plan_conv
-from dse.compiler.asm import schedule
-from dse.compiler.program import build_network_program, decode_output, instruction_cycles
-from rtl.controller import DISPATCH_LATENCY
-from rtl.params import QUEUE_DEPTH
-from rtl.overlay_top import START_CYCLES, OverlayTop
+from dse.compiler.program import build_network_program, decode_output
+from dse.compiler.timing import top_cycles
+from rtl.overlay_top import OverlayTop
 from rtl.params import DatapathLimits, OverlayParams
 from sim.overlay_golden import golden_outputs
 from sim.overlay_sim import build_overlay_sim, run_overlay_sim
@@ -56,9 +54,7 @@ def test_winograd_chain_on_8x8_with_two_output_lanes():
     for i in range(len(CHAIN)):
         out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
         assert np.array_equal(out, gold[str(i)]), f"layer {i}: {(out != gold[str(i)]).sum()}"
-    model = START_CYCLES + schedule(lp.program, instruction_cycles(lp, HW), TOKEN_DEPTH,
-                                    latency=DISPATCH_LATENCY,
-                                    queue_depth=QUEUE_DEPTH)[-1][1]
+    model = top_cycles(lp, HW)
     print(f"8x8 winograd chain: measured {r.cycles} cycles, model {model} "
           f"({100 * (r.cycles - model) / model:+.2f} %), {len(lp.program)} instructions, "
           f"invocations {[len(p.invocations) for p in plans]}")
