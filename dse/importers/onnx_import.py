@@ -61,8 +61,14 @@ _IR_OP = {"Conv": "conv", "Gemm": "fc", "MatMul": "fc", "MaxPool": "maxpool",
           "Squeeze": "flatten"}
 
 
-def import_onnx(path: str | Path) -> Network:
+def import_onnx(path: str | Path, *, tensors: dict[str, str] | None = None) -> Network:
     """Return the network of the ONNX model at *path*.
+
+    *tensors*, when given, is filled with every activation tensor of the ONNX graph mapped to
+    the IR layer that produces it (tensors of vanished nodes -- BatchNorm, Dropout,
+    QuantizeLinear, ... -- map to the layer of their input), so that a caller reading more
+    of the model than shapes (:mod:`.onnx_qdq`, the quantisation) can name layers exactly as
+    this importer does without repeating its naming rules.
 
     Raises
     ------
@@ -80,12 +86,18 @@ def import_onnx(path: str | Path) -> Network:
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for a bad file
         raise InputError(path, "", f"is not a readable ONNX model ({type(exc).__name__})") \
             from None
-    return network_from_model(model, source=path, name=path.stem)
+    return network_from_model(model, source=path, name=path.stem, tensors=tensors)
 
 
-def network_from_model(model, source: object = "<onnx>", name: str = "onnx") -> Network:
-    """Return the network of the in-memory ``onnx.ModelProto`` *model*."""
-    return _Importer(model, source, name).run()
+def network_from_model(model, source: object = "<onnx>", name: str = "onnx", *,
+                       tensors: dict[str, str] | None = None) -> Network:
+    """Return the network of the in-memory ``onnx.ModelProto`` *model* (*tensors*: as for
+    :func:`import_onnx`)."""
+    importer = _Importer(model, source, name)
+    network = importer.run()
+    if tensors is not None:
+        tensors.update(importer.act)
+    return network
 
 
 #: Fewest inputs of the operators whose handlers read more than the data input.

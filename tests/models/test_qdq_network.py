@@ -31,7 +31,7 @@ from sim.models.qdq_network import (
     run,
 )
 
-from qdq_helpers import RandomCalibration
+from qdq_helpers import conv_node as _conv, make_model as _model, quantise
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -90,28 +90,6 @@ def test_f32_fma_rounds_once():
 
 # -- networks ---------------------------------------------------------------------------------
 
-def _conv(nodes, inits, rng, x, y, c_in, c_out, k, stride=1, relu=True):
-    w = rng.normal(0, 1 / np.sqrt(c_in * k * k), (c_out, c_in, k, k)).astype(np.float32)
-    b = rng.normal(0, 0.1, c_out).astype(np.float32)
-    inits += [numpy_helper.from_array(w, y + "_w"), numpy_helper.from_array(b, y + "_b")]
-    out = y + "_pre" if relu else y
-    nodes.append(helper.make_node("Conv", [x, y + "_w", y + "_b"], [out], name=y,
-                                  kernel_shape=[k, k], strides=[stride] * 2, pads=[k // 2] * 4))
-    if relu:
-        nodes.append(helper.make_node("Relu", [out], [y], name=y + "_relu"))
-    return y
-
-
-def _model(nodes, inits, in_shape, out_shape):
-    graph = helper.make_graph(
-        nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
 def _resnet_block(rng, downsample):
     n, i = [], []
     c_out, stride = (16, 2) if downsample else (8, 1)
@@ -153,13 +131,7 @@ def _classifier(rng):
 
 
 def _quantise(tmp_path, model, shape):
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    fp32, qdq = tmp_path / "fp32.onnx", tmp_path / "qdq.onnx"
-    onnx.save(model, fp32)
-    quantize_static(str(fp32), str(qdq), RandomCalibration(shape, seed=7),
-                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=True)
-    return onnx.load(qdq)
+    return onnx.load(quantise(model, shape, tmp_path / "fp32.onnx", tmp_path / "qdq.onnx"))
 
 
 def _session(model, tmp_path=None):
