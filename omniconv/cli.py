@@ -41,6 +41,8 @@ COMMANDS = {
     "dse": ("omniconv.flow", "explore hardware and per-layer mapping; write design.json"),
     "verilog": ("omniconv.flow", "explore if stale, then generate overlay.v"),
     "verify": ("omniconv.verify", "run the generated datapath in Verilator on the verify network"),
+    "run": ("omniconv.run", "run a quantised (QDQ) network on the simulated overlay: "
+                            "float32 in, onnxruntime's outputs out"),
     "lint": ("omniconv.lint", "Verilator lint (-Wall, documented waivers) of overlay.v"),
     "synth": ("omniconv.synth", "Yosys (+ nextpnr for ECP5) resources and Fmax"),
     "report": ("omniconv.report", "plots and an HTML page for a build folder"),

@@ -41,7 +41,8 @@ DEFAULT_ALGORITHMS = (Algorithm.IM2COL, Algorithm.KN2ROW, Algorithm.WINOGRAD, Al
 _KEYS = ("name", "network", "board", "precision", "objective", "algorithms", "dataflows",
          "hardware", "layers", "verify", "clock_mhz", "min_sqnr_db", "optimizer", "sparsity")
 _NETWORK_SUFFIXES = (".onnx", ".yaml", ".yml", ".csv")
-_HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(OverlayParams))
+_HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(OverlayParams)
+                         if f.type in (int, "int"))
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,46 @@ def overlay_is_stale(overlay_path: Path, design_path: Path) -> bool:
     return any(p.stat().st_mtime > built for p in [design_path, *generator_sources()])
 
 
+#: The algorithms a quantised (QDQ) network runs with: bit-exact with onnxruntime, on the
+#: per-channel requantiser (``rtl.params.OverlayParams.requant`` f32).
+QDQ_ALGORITHMS = ("im2col", "kn2row")
+#: Hardware a quantised network's overlay leaves out (the f32 requantiser's datapaths).
+QDQ_PINS = {"winograd_m": 0, "winograd_lanes": 1, "fft_size": 0, "sparse_lanes": 0,
+            "sparse_banks": 0, "a_width": 8, "b_width": 8}
+
+
+def quantized_network(config):
+    """The quantisation records of ``config``'s network
+    (``dse.importers.onnx_qdq.QuantizedNetwork``) when it is a QDQ-quantised ONNX model,
+    else None (a float model, a built-in or another format)."""
+    spec = Path(config.network_spec)
+    if spec.suffix.lower() != ".onnx" or not spec.is_file():
+        return None
+    from dse.importers.onnx_qdq import import_qdq, is_qdq
+
+    return import_qdq(spec) if is_qdq(spec) else None
+
+
+def _qdq_search_args(config, algorithms, pins):
+    """The allowed algorithms and hardware pins of a quantised network's search: the
+    config's, narrowed to what runs it bit-exactly; a pin or set that cannot is an
+    InputError naming the field."""
+    from dse.errors import InputError
+
+    allowed = tuple(a for a in algorithms if a in QDQ_ALGORITHMS)
+    if not allowed:
+        raise InputError(config.path, "algorithms",
+                         f"a quantised (QDQ) network runs {' and '.join(QDQ_ALGORITHMS)} "
+                         f"(bit-exact with onnxruntime), not only {', '.join(algorithms)}")
+    for name, value in QDQ_PINS.items():
+        if name in pins and pins[name] != value:
+            raise InputError(config.path, f"hardware.{name}",
+                             f"must be {value} for a quantised (QDQ) network (its overlay "
+                             f"requantises per channel on the im2col and kn2row datapaths), "
+                             f"not {pins[name]}")
+    return allowed, {**pins, **QDQ_PINS}
+
+
 def explore(config, *, progress: bool = True, optimizer: str | None = None,
             program: bool = True, searched=None):
     """Return the :class:`dse.design.Design` of ``config`` (network loaded, search run);
@@ -130,11 +170,16 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     from dse.search import search
 
     network = load_network(config.network_spec, config.base_dir)
+    quant = quantized_network(config)
+    algorithms = tuple(a.value for a in config.algorithms)
+    hardware_pins = dict(config.hardware)
+    if quant is not None:
+        algorithms, hardware_pins = _qdq_search_args(config, algorithms, hardware_pins)
     design = search(network, config.board, config=config.name, precision=config.precision,
                   objective=config.objective,
-                  algorithms=tuple(a.value for a in config.algorithms),
+                  algorithms=algorithms,
                   dataflows=tuple(d.value for d in config.dataflows),
-                  hardware_pins=dict(config.hardware),
+                  hardware_pins=hardware_pins,
                   layer_pins={name: {k: getattr(pin, k).value
                                      for k in ("algorithm", "dataflow")
                                      if getattr(pin, k) is not None}
@@ -145,14 +190,44 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     pins = {name: {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
                    if getattr(pin, k) is not None}
             for name, pin in config.layers.items()}
+    if quant is not None:
+        design = with_channel_requant(design, config)
     if not program:
         return design
     if searched is not None:
         searched(design)
     # the program's numbers where the overlay top runs the design (its choices re-made by
     # them), the model's otherwise
-    return timed_design(network, design, algorithms=tuple(a.value for a in config.algorithms),
-                        dataflows=tuple(d.value for d in config.dataflows), pins=pins)
+    return timed_design(network, design, algorithms=algorithms,
+                        dataflows=tuple(d.value for d in config.dataflows), pins=pins,
+                        quant=quant)
+
+
+def with_channel_requant(design, config):
+    """``design`` on an overlay that requantises per channel (``hardware.requant`` f32),
+    its resources with the requantiser's (``dse.cost.resources.channel_requant_resources``);
+    an InputError when that no longer fits the board."""
+    import dataclasses
+
+    from dse.cost.resources import channel_requant_resources
+    from dse.errors import InputError
+
+    hardware = {**design.hardware, "requant": "f32"}
+    extra = channel_requant_resources(design.hardware["cols"], config.board.family)
+    resources = dict(design.resources)
+    for key, value in extra.items():
+        if key in resources:
+            resources[key] = resources[key] + value
+    board = config.board
+    over = [f"{resources[k]:,.0f} {k.upper()} (board {limit:,})"
+            for k, limit in (("dsp", board.dsp), ("lut", board.lut_budget), ("ff", board.ff))
+            if k in resources and resources[k] > limit]
+    if over:
+        raise InputError(config.path, "hardware",
+                         f"the searched overlay with the per-channel requantiser a quantised "
+                         f"network needs takes {', '.join(over)}: pin a smaller array "
+                         f"(hardware: {{rows: ..., cols: ...}})")
+    return dataclasses.replace(design, hardware=hardware, resources=resources)
 
 
 def _write_design(design, out_dir: Path) -> None:

@@ -28,6 +28,7 @@ The command reads the config, chooses the hardware and hands the rest to :mod:`s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -178,15 +179,31 @@ def run(args) -> int:
                                          "runs the whole network (drop --layers or use "
                                          "--mode datapath)")
     settings = settings_of(config)
+    quant = None
+    if config.verify_network_spec == config.network_spec:
+        from omniconv.flow import quantized_network
+
+        quant = quantized_network(config)
+    if quant is not None:
+        # a quantised network runs with its own weights, on the top only
+        from omniconv.flow import QDQ_ALGORITHMS
+
+        settings = dataclasses.replace(settings, algorithms=tuple(
+            a for a in settings.algorithms if a in QDQ_ALGORITHMS) or QDQ_ALGORITHMS)
+        if mode == "datapath" or layers is not None:
+            raise InputError(str(config.path), "network",
+                             "a quantised (QDQ) network is verified on the overlay top as a "
+                             "whole (drop --layers and --mode datapath)")
     doc = None
     with output_errors(out_dir):
         if mode == "top" or (mode == "auto" and layers is None):
             try:
                 doc = verify_network_top(settings, network, params, out_dir / "sim", log=log,
                                          latency=getattr(args, "dram_latency", 0),
-                                         stall=getattr(args, "dram_stall", 0))
+                                         stall=getattr(args, "dram_stall", 0), quant=quant,
+                                         model_path=config.network_spec)
             except NotOnTop as exc:
-                if mode == "top":
+                if mode == "top" or quant is not None:
                     raise InputError(str(config.path), "", f"the overlay top cannot run "
                                                            f"this design: {exc}") from None
                 log(f"the overlay top cannot run this design ({exc}); verifying each conv "

@@ -46,10 +46,11 @@ from amaranth.lib.wiring import In, Out
 from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
-from rtl.params import (COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS,
-                        WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits, OverlayParams,
-                        datapath_registers)
+from rtl.params import (COUNTER_BITS, QUANT_ENTRY_BYTES, REQUANT_MULT_BITS,
+                        REQUANT_SHIFT_BITS, WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits,
+                        OverlayParams, datapath_registers, quant_lanes)
 from rtl.requant import Requant
+from rtl.requant_channels import ChannelRequant
 from rtl.spectral import SpectralPath
 from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
@@ -250,6 +251,18 @@ class ConvDatapath(wiring.Component):
             ports.update({
                 "xb_addr": In(range(limits.spectral_words)), "xb_data": In(signed(precision)),
                 "xb_en": In(1),
+            })
+        #: Quant-buffer words of one half with the per-channel requantiser (else 0).
+        self.quant_words = -(-limits.max_n // params.cols) if params.requant == "f32" else 0
+        if self.quant_words:
+            if precision != 8:
+                reject(self, ValueError(f"requant f32 gives 8-bit outputs: precision must be "
+                                        f"8, not {precision}"))
+            entries = 2 * self.quant_words * quant_lanes(params.cols)
+            ports.update({
+                "qw_addr": In(range(entries)),
+                "qw_data": In(unsigned(8 * QUANT_ENTRY_BYTES)),
+                "qw_en": In(1),
             })
         super().__init__(ports)
 
@@ -519,12 +532,21 @@ class ConvDatapath(wiring.Component):
         m.d.comb += [sa.stride_log2.eq(self.sa_stride_log2),
                      sa.start.eq(self.start & ~busy & is_kn2row),
                      sa.i_stream.payload.eq(eng.c_stream.payload)]
-        m.submodules.requant = rq = Requant(lanes=lanes, acc_width=self.back_width,
-                                            out_width=self._precision,
-                                            mult_width=REQUANT_MULT_BITS,
-                                            shift_width=REQUANT_SHIFT_BITS)
-        m.d.comb += [rq.mult.eq(self.rq_mult), rq.shift.eq(self.rq_shift),
-                     rq.relu.eq(self.rq_relu), rq.o_stream.ready.eq(1)]
+        if self.quant_words:
+            # per output channel: bias, float32 scale, zero point (rtl/requant_channels.py)
+            m.submodules.requant = rq = ChannelRequant(lanes, self.quant_words,
+                                                       in_width=self.back_width)
+            m.d.comb += [rq.chunks.eq(self.rq_chunks), rq.bank.eq(self.bank),
+                         rq.restart.eq(self.start & ~busy),
+                         rq.qw_addr.eq(self.qw_addr), rq.qw_data.eq(self.qw_data),
+                         rq.qw_en.eq(self.qw_en), rq.o_stream.ready.eq(1)]
+        else:
+            m.submodules.requant = rq = Requant(lanes=lanes, acc_width=self.back_width,
+                                                out_width=self._precision,
+                                                mult_width=REQUANT_MULT_BITS,
+                                                shift_width=REQUANT_SHIFT_BITS)
+            m.d.comb += [rq.mult.eq(self.rq_mult), rq.shift.eq(self.rq_shift),
+                         rq.relu.eq(self.rq_relu), rq.o_stream.ready.eq(1)]
         # the back's accumulations; the requantiser takes them plus, with ``accumulate``,
         # the previous invocation's at the same accumulator-buffer word (below)
         back_out = Signal(data.ArrayLayout(signed(self.back_width), lanes))

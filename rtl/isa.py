@@ -160,7 +160,8 @@ class Buffer(_Coded):
     FEATURE = "feature"   #: activations the conv datapath and the pool engine read
     WEIGHT = "weight"     #: B matrices, stored in DRAM in the buffer's own word order
     AUX = "aux"           #: the second operand of an element-wise add (a residual)
-    TABLE = "table"       #: per-channel requantisation entries
+    TABLE = "table"       #: register images of the conv datapath's invocations
+    QUANT = "quant"       #: per-channel requantisation entries (``requant`` f32 overlays)
 
 
 class Activation(_Coded):
@@ -494,7 +495,7 @@ def _format(opcode: int, mnemonic: str, engine: Engine | None):
 class LoadSetup(EngineInstruction):
     """Describe how a DRAM tensor is laid out, for the loads into one buffer."""
 
-    buf: Buffer = _enum(2, "buffer whose loads this describes", Buffer)
+    buf: Buffer = _enum(3, "buffer whose loads this describes", Buffer)
     elem: int = _choice(2, "bytes per element in DRAM", (1, 2, 4))
     row_pitch: int = _f(ROW_PITCH_BITS, "DRAM bytes from one tensor row to the next")
     px_pitch: int = _f(PIXEL_PITCH_BITS, "DRAM bytes from one pixel to the next")
@@ -505,7 +506,7 @@ class LoadSetup(EngineInstruction):
 class LoadTile(EngineInstruction):
     """Copy a rows × cols × ch box of a DRAM tensor into a buffer, in bursts."""
 
-    buf: Buffer = _enum(2, "target buffer (its load.setup gives the pitches)", Buffer)
+    buf: Buffer = _enum(3, "target buffer (its load.setup gives the pitches)", Buffer)
     dram: int = _addr("DRAM byte address of the box's first element", DRAM_ADDR_BITS)
     addr: int = _addr("buffer word address of the first pixel; each pixel takes "
                       "⌈ch / lanes⌉ words, the last one zero-filled")

@@ -99,7 +99,8 @@ from rtl.isa import (
     LoadSetup,
     StoreSetup,
 )
-from rtl.params import (COUNTER_BITS, PREFETCH_WORDS, QUEUE_DEPTH, START_CYCLES,
+from rtl.params import (COUNTER_BITS, PREFETCH_WORDS, QUANT_ENTRY_BYTES, QUEUE_DEPTH,
+                        START_CYCLES,
                         DatapathLimits, OverlayParams, datapath_registers)
 from rtl.pool_engine import DATA_BITS, PoolEngine
 from rtl.pool_layout import pool_lanes, pool_supported
@@ -283,6 +284,9 @@ class OverlayTop(wiring.Component):
             Buffer.WEIGHT: (dp.edge, params.b_width, True, False),
             Buffer.TABLE: (TABLE_LANES, 8, False, False),
         }
+        if dp.quant_words:
+            # one channel's entry a word (rtl/requant_channels.py)
+            self.load_formats[Buffer.QUANT] = (QUANT_ENTRY_BYTES, 8, False, False)
         #: The pool engine, or None (:func:`pool_supported`).
         self.pool = None
         if self._has_pool:
@@ -490,6 +494,9 @@ class OverlayTop(wiring.Component):
                      dp.fb_en.eq(fb_write),
                      dp.wb_addr.eq(ld.buf_addr), dp.wb_data.eq(lanes_of(Buffer.WEIGHT)),
                      dp.wb_en.eq(ld.buf_en & l_buf[Buffer.WEIGHT])]
+        if dp.quant_words:
+            m.d.comb += [dp.qw_addr.eq(ld.buf_addr), dp.qw_data.eq(lanes_of(Buffer.QUANT)),
+                         dp.qw_en.eq(ld.buf_en & l_buf[Buffer.QUANT])]
         if self._params.winograd_m:
             # tile mode: each word of a window piece into its slot of a tile-buffer word (the
             # window's slots outside the box zeroed with the first pixel's words); the lanes'

@@ -18,7 +18,9 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
            "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH",
-           "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY"]
+           "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY",
+           "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
+           "quant_lanes"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -61,6 +63,21 @@ BUS_BITS = (64, 128, 256, 512)
 #: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
 REQUANT_MULT_BITS = 16
 REQUANT_SHIFT_BITS = 6
+
+#: The datapath's requantisers (``OverlayParams.requant``): ``shift``, one multiplier and
+#: shift per layer (``rtl.requant.Requant``, round half up); ``f32``, per output channel an
+#: int32 bias, a float32 scale and a zero point, rounded as onnxruntime's QLinearConv rounds
+#: (``rtl.requant_f32.RequantF32``): what quantised (QDQ) networks need.
+REQUANT_KINDS = ("shift", "f32")
+#: Bytes of one output channel's entry in the quant buffer (``Buffer.QUANT``): one word of
+#: the load engine's 16-byte table format, so a load writes one channel a word.
+QUANT_ENTRY_BYTES = 16
+#: The entry's fields: (name, first byte, bits, signed), little-endian in the entry.  The
+#: bias is the layer's int32 bias with the zero points folded in (the compiler's); the
+#: scale is ``mantissa · 2^exponent`` with ``2^23 ≤ mantissa < 2^24``
+#: (``sim.models.qdq.scale_parts``); ``zero_point`` is the output's, in the stored form.
+QUANT_ENTRY_FIELDS = (("bias", 0, 32, True), ("mantissa", 4, 24, False),
+                      ("exponent", 7, 9, True), ("zero_point", 9, 8, True))
 #: Extra (activation, weight) operand bits over the precision p that exact Winograd
 #: F(m×m, 3×3) needs in the array, per m: Bᵀ·d·B grows inputs by the squared largest row sum
 #: of |Bᵀ| (4 for m = 2, 100 for m = 4: p+2 and p+7 bits); the weights are stored as
@@ -126,6 +143,34 @@ def winograd_lanes_ok(cols, m, lanes):
     # lanes·m² ≤ max(cols, m²): one lane always fits; more must fit in cols
     fits = (lanes == 1) | (lanes * m * m <= cols)
     return ((m == 0) & (lanes == 1)) | ((m > 0) & power_of_two & (cols % lanes == 0) & fits)
+
+
+def quant_lanes(cols: int) -> int:
+    """Entry slots of one quant-buffer word (``Buffer.QUANT``): ``cols`` rounded up to a
+    power of two, so a loaded entry's address splits into (word, lane) by bits: entry
+    ``j`` of an output word's channels is at address ``word · quant_lanes + j``."""
+    return 1 << (cols - 1).bit_length()
+
+
+def pack_quant_entries(bias, mantissa, exponent, zero_point):
+    """The quant buffer's entries of the channels given (``QUANT_ENTRY_FIELDS``), as an
+    ``(n, QUANT_ENTRY_BYTES)`` uint8 array: each argument an integer array of ``n`` (or a
+    scalar), checked against its field's range."""
+    import numpy as np
+
+    values = dict(bias=bias, mantissa=mantissa, exponent=exponent, zero_point=zero_point)
+    n = max(np.size(v) for v in values.values())
+    out = np.zeros((n, QUANT_ENTRY_BYTES), dtype=np.uint8)
+    for name, byte, bits, signed_ in QUANT_ENTRY_FIELDS:
+        v = np.broadcast_to(np.asarray(values[name], dtype=np.int64), (n,))
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed_ else (0, (1 << bits) - 1)
+        if np.any((v < lo) | (v > hi)):
+            bad = v[(v < lo) | (v > hi)][0]
+            raise ValueError(f"quant entry {name} must be between {lo} and {hi}, not {bad}")
+        u = v & ((1 << bits) - 1)
+        for b in range(-(-bits // 8)):
+            out[:, byte + b] = (u >> (8 * b)) & 0xFF
+    return out
 
 
 def _fields_dict(obj) -> dict:
@@ -201,6 +246,11 @@ class OverlayParams:
         On-chip buffer capacities in KiB (each double-buffered: the figure is one half).
     bus_bits:
         AXI4 data width to DRAM in bits.
+    requant:
+        The datapath's requantiser (:data:`REQUANT_KINDS`): ``shift`` (per layer) or ``f32``
+        (per output channel, onnxruntime's float32 rounding, for quantised networks; the
+        im2col and kn2row datapaths only, so no Winograd, FFT or sparse unit, 8-bit
+        operands).
     """
 
     rows: int = 8
@@ -217,6 +267,7 @@ class OverlayParams:
     weight_buffer_kib: int = 64
     out_buffer_kib: int = 64
     bus_bits: int = 128
+    requant: str = "shift"
 
     def __post_init__(self):
         ArrayParams(self.rows, self.cols, self.a_width, self.b_width, self.acc_width)
@@ -240,6 +291,16 @@ class OverlayParams:
         if self.bus_bits not in (32, 64, 128, 256, 512, 1024):
             raise ValueError(f"bus_bits must be a power of two from 32 to 1024, "
                              f"not {self.bus_bits!r}")
+        if self.requant not in REQUANT_KINDS:
+            raise ValueError(f"requant must be one of {', '.join(REQUANT_KINDS)}, "
+                             f"not {self.requant!r}")
+        if self.requant == "f32":
+            units = [n for n in ("winograd_m", "fft_size", "sparse_lanes") if getattr(self, n)]
+            if units or (self.a_width, self.b_width) != (8, 8):
+                raise ValueError(f"requant f32 runs the im2col and kn2row datapaths on 8-bit "
+                                 f"operands: it needs winograd_m, fft_size and sparse_lanes "
+                                 f"0 and a_width = b_width = 8, not "
+                                 f"{', '.join(f'{n} = {getattr(self, n)}' for n in units) or 'a_width = %d, b_width = %d' % (self.a_width, self.b_width)}")
 
     @property
     def array(self) -> ArrayParams:
@@ -444,6 +505,10 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
             ("out_words", lim.out_words.bit_length()),
             ("rq_mult", REQUANT_MULT_BITS), ("rq_shift", REQUANT_SHIFT_BITS),
             ("rq_relu", 1), ("accumulate", 1), ("bank", 1)]
+    if params.requant == "f32":
+        # output words per pixel: the quant buffer word of an output word is its index
+        # modulo this (the words are (pixel, filter chunk), pixel-major)
+        regs += [("rq_chunks", (-(-lim.max_n // params.cols)).bit_length())]
     if params.fft_size:
         regs += [*((f"ff_{n}", geometry) for n in FFT_SETTINGS),
                  ("ff_shift", (params.acc_width + 1).bit_length())]

@@ -76,24 +76,40 @@ class RequantF32(wiring.Component):
     ----------
     i_stream, o_stream:
         Words of int32 accumulators in, of 8-bit values out.
+    per_word:
+        The settings come with each word, one per lane (``i_stream.payload`` is a struct of
+        ``acc``, ``mantissa``, ``exponent`` and ``zero_point`` arrays): per-channel
+        requantisation, where each lane of each word may be another output channel.
     mantissa, exponent, zero_point:
-        Per-layer settings: the scale ``mantissa · 2^exponent`` (``2^23 ≤ mantissa < 2^24``)
-        and the output zero point, held stable while words flow.
+        Without ``per_word``, per-layer settings: the scale ``mantissa · 2^exponent``
+        (``2^23 ≤ mantissa < 2^24``) and the output zero point, held stable while words flow.
     """
 
-    def __init__(self, lanes: int = 1, signed_out: bool = False):
+    def __init__(self, lanes: int = 1, signed_out: bool = False, per_word: bool = False):
         check_int(self, "lanes", lanes, 1)
-        if not isinstance(signed_out, bool):
-            reject(self, TypeError(f"signed_out must be a bool, not {signed_out!r}"))
-        self.lanes, self.signed_out = lanes, signed_out
+        for name, v in (("signed_out", signed_out), ("per_word", per_word)):
+            if not isinstance(v, bool):
+                reject(self, TypeError(f"{name} must be a bool, not {v!r}"))
+        self.lanes, self.signed_out, self.per_word = lanes, signed_out, per_word
         self.qmin, self.qmax = (-128, 127) if signed_out else (0, 255)
         out_shape = signed(8) if signed_out else unsigned(8)
+        accs = data.ArrayLayout(signed(ACC_WIDTH), lanes)
+        if per_word:
+            in_shape = data.StructLayout({
+                "acc": accs,
+                "mantissa": data.ArrayLayout(unsigned(MANTISSA_BITS), lanes),
+                "exponent": data.ArrayLayout(signed(EXPONENT_WIDTH), lanes),
+                "zero_point": data.ArrayLayout(signed(9), lanes)})
+            settings = {}
+        else:
+            in_shape = accs
+            settings = {"mantissa": In(unsigned(MANTISSA_BITS)),
+                        "exponent": In(signed(EXPONENT_WIDTH)),
+                        "zero_point": In(signed(9))}
         super().__init__({
-            "i_stream": In(stream.Signature(data.ArrayLayout(signed(ACC_WIDTH), lanes))),
+            "i_stream": In(stream.Signature(in_shape)),
             "o_stream": Out(stream.Signature(data.ArrayLayout(out_shape, lanes))),
-            "mantissa": In(unsigned(MANTISSA_BITS)),
-            "exponent": In(signed(EXPONENT_WIDTH)),
-            "zero_point": In(signed(9)),
+            **settings,
         })
 
     def elaborate(self, platform):
@@ -103,7 +119,7 @@ class RequantF32(wiring.Component):
         prod_w = mb + 1 + mb                          # |a| ≤ 2^24, m < 2^24: 49 bits signed
         valid = [Signal(name=f"v{i}") for i in range(5)]
         advance = ~valid[-1] | self.o_stream.ready
-        acc = Signal.like(self.i_stream.payload)
+        acc = Signal(data.ArrayLayout(signed(ACC_WIDTH), n))
         a_q = Signal(data.ArrayLayout(signed(mb + 2), n))
         a_d = Signal(data.ArrayLayout(unsigned(4), n))
         prod = Signal(data.ArrayLayout(signed(prod_w), n))
@@ -116,8 +132,31 @@ class RequantF32(wiring.Component):
             self.o_stream.valid.eq(valid[-1]),
             self.o_stream.payload.eq(out),
         ]
+        if self.per_word:
+            # the settings travel with their word: stage k's settings are the word's
+            # that stage k holds (mantissa used in stage 2, exponent 3, zero point 4)
+            sets = [Signal(data.StructLayout({
+                "mantissa": data.ArrayLayout(unsigned(MANTISSA_BITS), n),
+                "exponent": data.ArrayLayout(signed(EXPONENT_WIDTH), n),
+                "zero_point": data.ArrayLayout(signed(9), n)}), name=f"set{k}")
+                for k in range(4)]
+            payload = self.i_stream.payload
+            with m.If(advance):
+                m.d.sync += [sets[0].mantissa.eq(payload.mantissa),
+                             sets[0].exponent.eq(payload.exponent),
+                             sets[0].zero_point.eq(payload.zero_point)]
+                m.d.sync += [sets[k + 1].eq(sets[k]) for k in range(3)]
+            mantissa = [sets[1].mantissa[i] for i in range(n)]
+            exponent = [sets[2].exponent[i] for i in range(n)]
+            zero_point = [sets[3].zero_point[i] for i in range(n)]
+            acc_in = payload.acc
+        else:
+            mantissa = [self.mantissa] * n
+            exponent = [self.exponent] * n
+            zero_point = [self.zero_point] * n
+            acc_in = self.i_stream.payload
         with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i_stream.valid), acc.eq(self.i_stream.payload)]
+            m.d.sync += [valid[0].eq(self.i_stream.valid), acc.eq(acc_in)]
             m.d.sync += [valid[i + 1].eq(valid[i]) for i in range(4)]
             for i in range(n):
                 # stage 1: acc to 24 significant bits (float32(acc)); at most 8 bits drop
@@ -129,7 +168,7 @@ class RequantF32(wiring.Component):
                 m.d.sync += [a_q[i].eq(_round_shift(m, acc[i], drop, ACC_WIDTH, f"a{i}")),
                              a_d[i].eq(drop)]
                 # stage 2: the exact product with the mantissa
-                m.d.sync += [prod[i].eq(a_q[i] * self.mantissa), p_d1[i].eq(a_d[i])]
+                m.d.sync += [prod[i].eq(a_q[i] * mantissa[i]), p_d1[i].eq(a_d[i])]
                 # stage 3: the product to 24 significant bits (float32(a · scale))
                 pmag = Signal(unsigned(prod_w), name=f"pmag{i}")
                 m.d.comb += pmag.eq(Mux(prod[i] < 0, -prod[i], prod[i]))
@@ -137,7 +176,7 @@ class RequantF32(wiring.Component):
                 pdrop = Signal(range(prod_w), name=f"p_drop{i}")
                 m.d.comb += pdrop.eq(Mux(pwidth > mb, pwidth - mb, 0))
                 m.d.sync += [p_q[i].eq(_round_shift(m, prod[i], pdrop, prod_w, f"p{i}")),
-                             total[i].eq(self.exponent + p_d1[i] + pdrop)]
+                             total[i].eq(exponent[i] + p_d1[i] + pdrop)]
                 # stage 4: q · 2^total rounded half to even, clamped, plus the zero point.
                 # |q| ≤ 2^24, so a right shift of 26 or more leaves 0; a left shift of q ≠ 0
                 # by 9 or more saturates every 8-bit range.
@@ -152,8 +191,8 @@ class RequantF32(wiring.Component):
                 m.d.comb += value.eq(Mux(total[i] < 0, rounded, left))
                 lo = Signal(signed(11), name=f"lo{i}")
                 hi = Signal(signed(11), name=f"hi{i}")
-                m.d.comb += [lo.eq(self.qmin - self.zero_point),
-                             hi.eq(self.qmax - self.zero_point)]
+                m.d.comb += [lo.eq(self.qmin - zero_point[i]),
+                             hi.eq(self.qmax - zero_point[i])]
                 clamped = Mux(value < lo, lo, Mux(value > hi, hi, value))
-                m.d.sync += out[i].eq(clamped + self.zero_point)
+                m.d.sync += out[i].eq(clamped + zero_point[i])
         return m

@@ -34,6 +34,7 @@ from sim.runner import (OPT_FLAGS, VERILATOR_BIN, _DEFAULT_CACHE, _MAKE_VARS, em
                         verilator_version)
 
 __all__ = ["HDL", "OverlaySim", "SimResult", "build_overlay_sim", "instruction_spans",
+           "layer_progress", "mem_words_for",
            "run_overlay_sim"]
 
 #: The hand-written simulation sources.
@@ -235,3 +236,38 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def mem_words_for(image_bytes: int, bus_bits: int) -> int:
+    """DRAM model words for an image: a power of two (few distinct builds), at least 2^14."""
+    words = -(-image_bytes // (bus_bits // 8))
+    return max(1 << 14, 1 << (words - 1).bit_length())
+
+
+def layer_progress(program, layer_of, names, ends, log):
+    """An ``on_progress`` callback for :func:`run_overlay_sim` that logs each layer of a
+    network program once all its instructions have finished: ``program`` and ``layer_of``
+    (``NetworkProgram.program`` and ``.layer_of``), ``names`` the program layers' names and
+    ``ends`` each layer's modelled end cycle (by layer index)."""
+    last_of = {}                               # layer → its last instruction's index
+    for i, li in enumerate(layer_of):
+        if li >= 0:
+            last_of[li] = i
+    logged: set = set()
+
+    def progress(trace: dict) -> None:
+        # the program-order prefix of finished instructions covers the layers it ends
+        left = {e: len(v) for e, v in trace.items()}
+        prefix = 0
+        for inst in program:
+            if inst.ENGINE is not None:
+                if not left[inst.ENGINE.code]:
+                    break
+                left[inst.ENGINE.code] -= 1
+            prefix += 1
+        for li in sorted(li for li, i in last_of.items() if i < prefix and li not in logged):
+            logged.add(li)
+            log(f"  [{len(logged)}/{len(last_of)}] {names[li]} finished (model: ends at "
+                f"cycle {ends[li]:,})")
+
+    return progress

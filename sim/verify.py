@@ -145,7 +145,7 @@ def golden_accumulations(x, w, layer, plan) -> np.ndarray:
 
 
 def map_network(network, params, settings: VerifySettings, log: Callable[[str], None] = print,
-                program: bool = False):
+                program: bool = False, quant=None):
     """Map ``network`` on exactly ``params`` (every field pinned): the :class:`dse.design.Design`.
 
     With ``program`` (the overlay-top mode), the design's choices are then re-made by the
@@ -154,7 +154,11 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     Sparse FFT is left out of the allowed algorithms (it has no datapath); a per-layer
     sparse_fft pin raises :class:`dse.errors.InputError`.  Pins of layers that the network
     does not have are ignored (the verification network may differ from the config's).
+    ``quant``: a quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork``),
+    for ``params`` that requantise per channel (``requant`` f32, which the design keeps).
     """
+    import dataclasses
+
     from dse.compiler.timing import timed_design
     from dse.search import search
 
@@ -178,11 +182,15 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
                     algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
                     hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
                     min_sqnr_db=settings.min_sqnr_db, optimizer="grid")  # one point: all pinned
+    if params.requant != design.hardware.get("requant", "shift"):
+        # the search's table holds the integer fields only
+        design = dataclasses.replace(design, hardware={**design.hardware,
+                                                       "requant": params.requant})
     if not program:
         return design
     # the choices design.json holds: re-made by the program's cycles where the top runs it
     return timed_design(network, design, algorithms=tuple(algorithms),
-                        dataflows=tuple(settings.dataflows), pins=pins)
+                        dataflows=tuple(settings.dataflows), pins=pins, quant=quant)
 
 
 def select_layers(network, design, names, source: str = "--layers") -> list[str]:

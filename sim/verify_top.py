@@ -40,16 +40,38 @@ class NotOnTop(ValueError):
     """The overlay top cannot run the design; the message says which layer and why."""
 
 
-def _mem_words(image_bytes: int, bus_bits: int) -> int:
-    """DRAM model words for an image: a power of two (few distinct builds), at least 2^14."""
-    words = -(-image_bytes // (bus_bits // 8))
-    return max(1 << 14, 1 << (words - 1).bit_length())
+def _quantized_golden(model_path, network, x) -> dict:
+    """Per program layer name its golden output in the stored form: the QDQ golden model
+    (``sim.models.qdq_network``, onnxruntime's integer kernels, independent of the compiler)
+    run on the float input ``x``, each quantised tensor mapped to the IR layer that produces
+    it (``import_onnx``'s ``tensors``) and that layer to the program layer holding it."""
+    from dse.compiler.network import tensor_layers
+    from dse.importers.onnx_import import import_onnx
+    from sim.models.qdq_network import run as run_qdq
+
+    tensors: dict = {}
+    import_onnx(model_path, tensors=tensors)
+    values = run_qdq(str(model_path), x, intermediates=True)
+    where = tensor_layers(network)
+    gold = {}
+    for name, v in values.items():
+        ir = tensors.get(name)
+        if ir is None or v.dtype != np.uint8 or where.get(ir, -1) < 0:
+            continue
+        gold.setdefault(where[ir], v.astype(np.int64).reshape(network[ir].out_shape) - 128)
+    return gold
 
 
 def verify_network_top(settings: VerifySettings, network, params, work_dir: Path, *,
                        log: Callable[[str], None] = print, seed: int = DATA_SEED,
-                       latency: int = 0, stall: int = 0) -> dict:
+                       latency: int = 0, stall: int = 0, quant=None,
+                       model_path=None) -> dict:
     """Run ``network`` on the overlay top of ``params``, from DRAM; return verify.json.
+
+    With ``quant`` (a QDQ model's records, ``dse.importers.onnx_qdq.QuantizedNetwork``, of
+    the ONNX file ``model_path``) the network runs with the model's weights and
+    quantisation on a seeded random float32 input, and each layer is checked against the
+    QDQ golden model (``sim.models.qdq_network``: onnxruntime's integer kernels).
 
     Raises
     ------
@@ -66,21 +88,28 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
     from rtl.isa import ComputeTile, PoolTile
     from rtl.overlay_top import OverlayTop, table_words_for
     from sim.overlay_golden import golden_outputs
-    from sim.overlay_sim import build_overlay_sim, instruction_spans, run_overlay_sim
+    from sim.overlay_sim import (build_overlay_sim, instruction_spans, layer_progress,
+                                 mem_words_for, run_overlay_sim)
 
-    design = map_network(network, params, settings, log, program=True)
+    design = map_network(network, params, settings, log, program=True, quant=quant)
     precision = settings.precision
     rng = np.random.default_rng(seed)
-    x = rng.integers(-(1 << (precision - 1)), 1 << (precision - 1), network.input_shape)
+    if quant is not None:
+        from dse.compiler.qdq import quantize_input, to_stored
+
+        x_float = rng.normal(0, 1, (1, *network.input_shape)).astype(np.float32)
+        x = to_stored(quantize_input(x_float[0], quant.input.scale, quant.input.zero_point))
+    else:
+        x = rng.integers(-(1 << (precision - 1)), 1 << (precision - 1), network.input_shape)
     try:
-        lp, weights = compile_network(network, design, x, seed=seed + 1)
+        lp, weights = compile_network(network, design, x, seed=seed + 1, quant=quant)
     except ValueError as exc:
         raise NotOnTop(str(exc)) from None
     names = list(weights)
-    timed = program_design(network, design, latency=latency)
+    timed = program_design(network, design, latency=latency, quant=quant)
     top_params, limits = design_overlay(design)
     timing = program_timing(lp, top_params, latency=latency)
-    mem_words = _mem_words(len(lp.image), top_params.bus_bits)
+    mem_words = mem_words_for(len(lp.image), top_params.bus_bits)
     log(f"overlay top {params.rows}x{params.cols}, bus {top_params.bus_bits} bits: "
         f"{len(names)} layers, {len(lp.program)} instructions, DRAM image "
         f"{len(lp.image) / 2 ** 20:.1f} MiB; predicted {timed.total_cycles:,} cycles; "
@@ -94,28 +123,7 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
         f"back-pressure {stall}/256)")
 
     ends = {t.index: t.end for t in timing.layers}
-    last_of = {}                               # layer → its last instruction's index
-    for i, li in enumerate(lp.layer_of):
-        if li >= 0:
-            last_of[li] = i
-
-    logged: set = set()
-
-    def progress(trace: dict) -> None:
-        """Log each layer whose instructions have all finished (the program-order prefix of
-        finished instructions covers it)."""
-        left = {e: len(v) for e, v in trace.items()}
-        prefix = 0
-        for inst in lp.program:
-            if inst.ENGINE is not None:
-                if not left[inst.ENGINE.code]:
-                    break
-                left[inst.ENGINE.code] -= 1
-            prefix += 1
-        for li in sorted(li for li, i in last_of.items() if i < prefix and li not in logged):
-            logged.add(li)
-            log(f"  [{len(logged)}/{len(last_of)}] {names[li]} finished (model: ends at "
-                f"cycle {ends[li]:,})")
+    progress = layer_progress(lp.program, lp.layer_of, names, ends, log)
 
     r = run_overlay_sim(sim, lp.image, program=lp.program_addr, latency=latency, stall=stall,
                         trace=True, work_dir=Path(work_dir), on_progress=progress,
@@ -125,7 +133,11 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
         raise RuntimeError(f"the overlay top stopped with an error (code {r.error_code} at "
                            f"instruction {r.error_index}) or timed out")
     spans = instruction_spans(lp.program, r.trace)
-    gold = golden_outputs(lp, x, list(weights.values()), names)
+    if quant is not None:
+        by_index = _quantized_golden(model_path, network, x_float)
+        gold = {names[i]: g for i, g in by_index.items() if i < len(names)}
+    else:
+        gold = golden_outputs(lp, x, list(weights.values()), names)
     memory = r.memory[:len(lp.image)]
     by_name = {p.name: p for p in timed.layers}
     others = {o["name"]: o for o in timed.other_layers}

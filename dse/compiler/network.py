@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse.compiler.plan import plan_conv
+from dse.compiler.qdq import channel_quant
 from dse.compiler.program import (Concat, PoolLayer, build_network_program,
                                   double_buffer_limits)
 from dse.cost.resources import overlay_limits
@@ -65,7 +66,7 @@ from dse.network import Layer, Network
 from rtl.params import DatapathLimits, OverlayParams
 from rtl.pool_layout import pool_supported
 
-__all__ = ["PATCHES", "compile_network", "design_overlay"]
+__all__ = ["PATCHES", "compile_network", "design_overlay", "tensor_layers"]
 
 #: What :func:`compile_network` does with a conv the design gives im2col from host patches.
 PATCHES = ("host", "tensor", "refuse")
@@ -210,6 +211,15 @@ def _graph(network: Network) -> tuple[list[_Entry], dict]:
     return entries, tensor_of
 
 
+def tensor_layers(network: Network) -> dict[str, int]:
+    """Per IR layer name the program layer of :func:`compile_network` whose output tensor
+    holds that layer's output (a folded ReLU, a flatten or an identity name their
+    producer's), −1 for the network input: where ``decode_output(lp, dram, layer=i)``
+    reads it."""
+    _, tensor_of = _graph(network)
+    return {name: t - 1 for name, t in tensor_of.items()}
+
+
 def _choices(design, layer, patches: str) -> tuple[str, str, str | None]:
     """(algorithm, dataflow, plan_conv variant) of a conv layer from the design."""
     found = [p for p in design.layers if getattr(p, "name", None) == layer.name]
@@ -287,7 +297,7 @@ def _buffering(plans, halves, timing):
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
                     base: int = 0, patches: str = "host", image: bool = True,
-                    double_buffer: bool = True):
+                    double_buffer: bool = True, quant=None):
     """A network and its design as one overlay-top program, with golden outputs (module
     docstring).
 
@@ -322,6 +332,15 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         False: the program without its DRAM image (``x`` may be None, no weights are drawn
         and the returned weights are None): the instructions, tensors and segments, which
         fix the cycles and DRAM bytes, at a fraction of the cost.
+    quant:
+        A quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork`` of this
+        network), for a design whose overlay requantises per channel (``hardware.requant``
+        f32): each conv and fc layer's int8 weights and :class:`~dse.compiler.program.
+        ChannelQuant` come from its record (``dse.compiler.qdq.channel_quant``), ``x`` is the
+        quantised input in the stored form (``dse.compiler.qdq``), and only the layers whose
+        integer kernels the overlay computes as onnxruntime does are taken: conv, fc, max
+        pools and the ReLUs onnxruntime removes; average and global pools, adds and
+        concatenations are refused (their float32 rescaling is not on the overlay yet).
 
     Returns
     -------
@@ -366,6 +385,18 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         raise TypeError(f"weights must be a mapping of conv layer names to arrays, not "
                         f"{weights!r:.60}")
     convs = {layer.name for layer in network.convs()}
+    if quant is not None:
+        if params.requant != "f32":
+            raise ValueError(f"a quantised network needs an overlay that requantises per "
+                             f"channel (hardware.requant f32), not {params.requant}")
+        if weights:
+            raise ValueError("weights must be None with quant: the records hold them")
+        weights = {name: rec.weight for name, rec in quant.layers.items()
+                   if name in convs or network[name].op == "fc"}
+        convs |= set(weights)
+    elif params.requant == "f32":
+        raise ValueError("the overlay requantises per channel (hardware.requant f32): quant "
+                         "must give the quantised network's records")
     unknown = sorted(set(weights) - convs)
     if unknown:
         raise ValueError(f"weights must name conv layers of the network, not "
@@ -381,8 +412,15 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (precision - 1)), 1 << (precision - 1)
     shapes = [tuple(network.input_shape)] + [tuple(e.layer.out_shape) for e in entries]
-    plans, ws, used = [], [], []
+    plans, ws, used, qs = [], [], [], []
     for e in entries:
+        if quant is not None:
+            op = e.layer.op
+            if op not in ("conv", "fc", "maxpool"):
+                raise _refuse(e.layer, "a quantised network's average and global pools, adds "
+                                       "and concatenations do not run on the overlay yet "
+                                       "(their float32 rescaling)")
+            qs.append(channel_quant(quant.layers[e.name]) if op in ("conv", "fc") else None)
         if e.kind == "concat":
             plans.append(Concat(e.sources))
             ws.append(None)
@@ -430,7 +468,7 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         return build_network_program(chosen, x, ws, params, limits, base=base,
                                      token_depth=token_depth,
                                      inputs=[e.input for e in entries], image=with_image,
-                                     double_buffer=banked)
+                                     double_buffer=banked, quant=qs or None)
 
     def timing(chosen, banked):
         from dse.compiler.timing import program_timing

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import Geometry, lowering
 from dse.lowering import datapath as dp
@@ -211,6 +212,7 @@ class ConvPlan:
                                  # dilation, pads); the plan's shapes are the 1×1 conv's
     limits: tuple = ()           # the DatapathLimits items planned for (im2col's bands)
     bands: tuple = ()            # Band per row band when the layer is cut into bands
+    requant: str = "shift"       # the overlay's requantiser (OverlayParams.requant)
 
     def _band(self, inv: "Invocation"):
         """(band plan, the invocation as that plan's) of a banded plan's invocation."""
@@ -226,7 +228,7 @@ class ConvPlan:
         """The layer's geometry (:class:`dse.lowering.Geometry`)."""
         (c, h, w), (n, oh, ow) = self.in_shape, self.out_shape
         return Geometry(c, n, self.groups, *self.kernel, self.stride, self.dilation, h, w,
-                        oh, ow, *self.pads)
+                        oh, ow, *self.pads, unit_pads=self.requant != "f32")
 
     @property
     def unit(self) -> int:
@@ -250,8 +252,9 @@ class ConvPlan:
         mod = lowering(self.algorithm)
         flow = Dataflow(self.dataflow).code
         low = self.lowered(rows, cols, inv.gemm[2])
-        return {k: int(v) for k, v in mod.cycles(low, rows, cols, flow,
-                                                  mult_latency=mult_latency).items()}
+        return {k: int(v) for k, v in mod.cycles(
+            low, rows, cols, flow, mult_latency=mult_latency,
+            requant_latency=tf.requant_latency(self.requant)).items()}
 
     def cycles(self, rows: int, cols: int, mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
         """Predicted counters of the whole layer: :meth:`invocation_cycles` summed."""
@@ -309,16 +312,17 @@ class ConvPlan:
         return np.asarray(x, dtype=np.int64)[inv.group * cg:(inv.group + 1) * cg]
 
     # -- host patches ---------------------------------------------------------------------
-    def host_input(self, x: np.ndarray) -> np.ndarray:
+    def host_input(self, x: np.ndarray, pad: int = 0) -> np.ndarray:
         """The layer input as the plan reads it: ``x`` itself, or with ``host_patches`` its
-        im2col patches C·R·S × OH × OW (channel (c, ky, kx), what the host writes to DRAM)."""
+        im2col patches C·R·S × OH × OW (channel (c, ky, kx), what the host writes to DRAM),
+        the padding ``pad`` (a quantised input's zero point, in the stored form)."""
         x = np.asarray(x, dtype=np.int64)
         if not self.host_patches:
             return x
         (r, s), stride, dil, (t, l, b, rr) = self.host_patches
         c = x.shape[0]
         oh, ow = self.out_shape[1:]
-        xp = np.pad(x, ((0, 0), (t, b), (l, rr)))
+        xp = np.pad(x, ((0, 0), (t, b), (l, rr)), constant_values=pad)
         out = np.empty((c, r, s, oh, ow), dtype=np.int64)
         for ky in range(r):
             for kx in range(s):
@@ -623,6 +627,8 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
             raise ValueError(f"{what}: fft needs an FFT unit (fft_size = 0)")
         variant = f"fft{unit}"
     geometry = Geometry.of_layer(layer)
+    if params.requant == "f32":
+        geometry = dataclasses.replace(geometry, unit_pads=False)
     low_mod = lowering(algo)
     if not bool(low_mod.legal(geometry, unit)):
         rule = low_mod.RULE.replace(" m x m,", f" {unit}x{unit},").replace(
@@ -648,12 +654,15 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     fn = unit if algo == "fft" else 0
     low = lowered()
     gk = int(low.k)
-    unit_pad = 0 if algo == "fft" else min(pads)
+    # per-channel requantisation: the padding is the input's zero point, which only the
+    # buffer image holds (the units pad with zeros)
+    unit_pad = 0 if algo == "fft" or params.requant == "f32" else min(pads)
     cg, ng = c // groups, n_out // groups
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
-    sp = split_cycles(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes)["split"]
+    sp = split_cycles(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes,
+                      requant_latency=tf.requant_latency(params.requant))["split"]
     if lim is not None and not bool(sp.fits):
         raise ValueError(f"{what} does not fit the datapath's buffers even one filter and "
                          f"one output row at a time: {_misfit(algo, geometry, gk, lim)}")
@@ -717,12 +726,15 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
             out_words = int(lo.out_words)
             regs["out_words"] = out_words
+            if params.requant == "f32":
+                regs["rq_chunks"] = -(-nf // cols)
             invs.append(Invocation(regs, (im, gk, nf), igemms, gi, (f0, f1), out_words,
                                    b_matrices(igemms)))
     return ConvPlan(algo, "patches" if host_patches else variant, flow.value, (c, h, w),
                     (n_out, oh, ow), (r, s), sh, dh, pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols, wlanes,
-                    host_patches, tuple(sorted(lim.items())) if lim is not None else ())
+                    host_patches, tuple(sorted(lim.items())) if lim is not None else (),
+                    requant=params.requant)
 
 
 def _limits_dict(limits, rows: int, cols: int):
@@ -800,7 +812,7 @@ def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision
                     tuple(layer.padding), 0, layer.groups, first.winograd_m, tuple(invs),
                     first.fft_n, first.fft_shift, first.data_bits, first.kernel_bits,
                     precision, first.rows, first.cols, first.winograd_lanes, host_patches,
-                    first.limits, tuple(bands))
+                    first.limits, tuple(bands), first.requant)
 
 
 def required_limits(plans) -> dict:

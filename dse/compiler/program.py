@@ -237,15 +237,19 @@ from rtl.isa import (
 )
 from rtl.params import (
     FINISH_CYCLES,
+    QUANT_ENTRY_BYTES,
     REQUANT_MULT_BITS,
     REQUANT_SHIFT_BITS,
     DatapathLimits,
     OverlayParams,
     datapath_registers,
+    pack_quant_entries,
+    quant_lanes,
 )
 from rtl.pool_layout import pool_lanes, pool_supported
 
 __all__ = [
+    "ChannelQuant",
     "FINISH_CYCLES",
     "MAX_BOX_WORDS",
     "MAX_EXTENT",
@@ -396,6 +400,12 @@ class NetworkProgram:
         ``finish``).
     image_bytes:
         Bytes of the DRAM image (also when it was not built, ``image=False``).
+    pads:
+        ``(pad value, Segment)`` of each padding area other than the zero area: a quantised
+        layer's input zero point, which its padding boxes read.
+    quant:
+        Per layer the segments of its quant-buffer images (``ChannelQuant``), one per
+        distinct filter range, in the order first used (empty without).
     """
 
     plans: tuple
@@ -412,6 +422,8 @@ class NetworkProgram:
     inputs: tuple = ()
     layer_of: tuple = ()
     image_bytes: int = 0
+    pads: tuple = ()
+    quant: tuple = ()
 
     @property
     def program_addr(self) -> int:
@@ -941,9 +953,53 @@ def double_buffer_limits(limits: DatapathLimits) -> DatapathLimits:
 _BANKED = ("feature_words", "tile_words", "weight_words", "out_words")
 
 
+@dataclass(frozen=True)
+class ChannelQuant:
+    """A conv layer's per-channel requantisation on an overlay with ``requant`` f32
+    (``rtl/requant_channels.py``): per output channel the int32 ``bias`` (the model's, with
+    the input zero point folded in: the datapath sums the stored inputs), the scale as
+    ``mantissa`` · 2^``exponent`` and the output ``zero_point`` in the stored form; ``pad``
+    is the value of the layer's padding in the stored form (the input's zero point)."""
+
+    bias: tuple
+    mantissa: tuple
+    exponent: tuple
+    zero_point: tuple
+    pad: int = 0
+
+    def __post_init__(self):
+        n = len(self.bias)
+        for name in ("mantissa", "exponent", "zero_point"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"ChannelQuant.{name} must have {n} entries (one per "
+                                 f"channel, as bias), not {len(getattr(self, name))}")
+        if isinstance(self.pad, bool) or not isinstance(self.pad, int) \
+                or not -128 <= self.pad <= 127:
+            raise ValueError(f"ChannelQuant.pad must be an int8, not {self.pad!r}")
+        self.entries()                                    # the fields' ranges
+
+    def entries(self) -> np.ndarray:
+        """The quant-buffer entries, ``(channels, QUANT_ENTRY_BYTES)`` uint8."""
+        return pack_quant_entries(self.bias, self.mantissa, self.exponent, self.zero_point)
+
+
+def _quant_image(q: ChannelQuant, filters, cols: int) -> bytes:
+    """The quant-buffer image of an invocation's filters [f0, f1): entry j at
+    ``(j div cols) · quant_lanes(cols) + j mod cols`` (``rtl/requant_channels.py``), the
+    slots past ``cols`` empty."""
+    f0, f1 = filters
+    slots = quant_lanes(cols)
+    words = -(-(f1 - f0) // cols)
+    out = np.zeros((words * slots, QUANT_ENTRY_BYTES), dtype=np.uint8)
+    j = np.arange(f1 - f0)
+    out[(j // cols) * slots + j % cols] = q.entries()[f0:f1]
+    return out.tobytes()
+
+
 def build_network_program(plans, x, weights, params: OverlayParams, limits: DatapathLimits, *,
                           base: int = 0, token_depth: int = 2, inputs=None,
-                          image: bool = True, double_buffer=False) -> NetworkProgram:
+                          image: bool = True, double_buffer=False,
+                          quant=None) -> NetworkProgram:
     """The program and DRAM image of planned conv, pool and concat layers (module
     docstring).
 
@@ -985,6 +1041,11 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         docstring, "Double buffering"); such a plan must fit a half (planned with
         :func:`double_buffer_limits` of ``limits``), and ``token_depth`` must be at least
         2.  False (the default): every invocation uses the whole buffers.
+    quant:
+        On an overlay with ``params.requant`` f32, per layer its :class:`ChannelQuant`
+        (None for a pool or concat layer): each invocation loads its filters' entries into
+        the quant buffer with its weights, and the layer's padding boxes read an area of
+        its ``pad`` value.  ``x`` and the weights are then the stored int8 values.
 
     Raises
     ------
@@ -1014,6 +1075,26 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         raise ValueError(f"double_buffer must be a bool or one bool per plan ({len(plans)}), "
                          f"not {double_buffer!r:.60}")
     double_buffer = tuple(double_buffer)
+    f32 = params.requant == "f32"
+    quant = tuple(quant) if quant is not None else (None,) * len(plans)
+    if len(quant) != len(plans):
+        raise ValueError(f"quant must hold one entry per plan ({len(plans)}), not "
+                         f"{len(quant)}")
+    for i, (plan, q) in enumerate(zip(plans, quant)):
+        conv_i = not isinstance(plan, (PoolLayer, Concat))
+        if q is not None and not isinstance(q, ChannelQuant):
+            raise TypeError(f"quant[{i}] must be a ChannelQuant or None, not {q!r:.60}")
+        if f32 and conv_i and q is None:
+            raise ValueError(f"quant[{i}] must be given: the overlay requantises per channel "
+                             f"(requant f32)")
+        if q is not None and not (f32 and conv_i):
+            raise ValueError(f"quant[{i}] must be None: "
+                             + ("not a conv layer" if not conv_i else
+                                "the overlay requantises per layer (requant shift)"))
+        if q is not None and len(q.bias) != plan.out_shape[0]:
+            raise ValueError(f"quant[{i}] must have {plan.out_shape[0]} channels, not "
+                             f"{len(q.bias)}")
+    pad_of = [q.pad if q is not None else 0 for q in quant]
     if any(double_buffer) and (isinstance(token_depth, bool)
                                or not isinstance(token_depth, int) or token_depth < 2):
         raise ValueError(f"token_depth must be at least 2 with double_buffer, not "
@@ -1043,7 +1124,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             raise ValueError(f"x must be the network input C×H×W of the host-patches plan "
                              f"({plans[i].in_shape[0] // (r * s)} channels), not {x.shape}")
         else:
-            x = plans[i].host_input(x)
+            x = plans[i].host_input(x, pad_of[i])
     shapes = [tuple(int(v) for v in x.shape)]          # every tensor's: x, each layer's output
     if not (is_pool[0] or is_cat[0]):
         want = tuple(int(v) for v in plans[0].in_shape)
@@ -1216,19 +1297,42 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                                for i, per in enumerate(feats) for boxes in per
                                for src, _, _, _, n, k, ch, _, _, _ in boxes if src == "zero"])
 
+    # the quant-buffer images: per conv layer with a ChannelQuant, one per filter range
+    slots = quant_lanes(params.cols)
+    qranges = [sorted({tuple(inv.filters) for inv in ordered[i]}) if quant[i] is not None
+               else [] for i in range(len(plans))]
+
+    def qentries(inv):
+        return -(-(inv.filters[1] - inv.filters[0]) // params.cols) * slots
+
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (1 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
-               + sum(4 + sum((0 if sf else len(f))
-                                 + (0 if sw else len(_pieces(inv.weight_words))) + 1 + len(s)
-                                 for f, inv, s, sf, sw in zip(feats[i], ordered[i], stores[i],
-                                                              *skips[i]))
+               + sum(4 + (quant[i] is not None)
+                     + sum((0 if sf else len(f))
+                           + (0 if sw else len(_pieces(inv.weight_words))
+                              + (len(_pieces(qentries(inv))) if quant[i] is not None else 0))
+                           + 1 + len(s)
+                           for f, inv, s, sf, sw in zip(feats[i], ordered[i], stores[i],
+                                                        *skips[i]))
                      for i in real if not is_pool[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
     zeros = Segment(at, zero_bytes, 1, 1)
     at = _align(at + zeros.nbytes)
+    pad_segs = {}                   # a quantised layer's padding value → its area
+    for v in sorted(set(pad_of) - {0}):
+        pad_segs[v] = Segment(at, zero_bytes, 1, 1)
+        at = _align(at + zero_bytes)
+    quant_segs = []                 # per layer {filter range: segment}
+    for i, ranges in enumerate(qranges):
+        segs = {}
+        for f0, f1 in ranges:
+            segs[(f0, f1)] = Segment(at, -(-(f1 - f0) // params.cols) * slots,
+                                     QUANT_ENTRY_BYTES, 1)
+            at = _align(at + segs[(f0, f1)].nbytes)
+        quant_segs.append(segs)
     weight_segs = []                # per layer its distinct weight images' segments
     for nl, we in zip(wwords, welems):
         segs = []
@@ -1294,11 +1398,15 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                            px_pitch=t_in.px_pitch),
                  StoreSetup(elem=elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
                  ComputeSetup(images=image_at, **boundary)]
+        if quant[li] is not None:
+            prog.insert(len(prog) - 1, LoadSetup(buf=Buffer.QUANT, elem=1, row_pitch=0,
+                                                 px_pitch=QUANT_ENTRY_BYTES))
+        pad_area = pad_segs.get(pad_of[li], zeros)
         image_at += len(invs) * n_img
         for k, inv in enumerate(invs):
             bank = inv.registers["bank"]
             skip_f, skip_w = skips[li][0][k], skips[li][1][k]
-            loads = [{"buf": Buffer.FEATURE, "dram": (zeros.dram if src == "zero"
+            loads = [{"buf": Buffer.FEATURE, "dram": (pad_area.dram if src == "zero"
                                                       else t_in.address(c0, y, x)),
                       "addr": addr + bank * fbase, "rows": n, "cols": cols, "ch": ch, "tile": tile,
                       "slot": slot}
@@ -1308,6 +1416,13 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             loads += [{"buf": Buffer.WEIGHT, "dram": seg.dram + o * edge * welem,
                        "addr": o + bank * halves["weight_words"], "rows": 1, "cols": n,
                        "ch": edge} for o, n in ([] if skip_w else _pieces(seg.words))]
+            if quant[li] is not None and not skip_w:
+                # the filters' entries go with their weights (the same half, kept alike)
+                qseg = quant_segs[li][tuple(inv.filters)]
+                qbase = bank * -(-limits.max_n // params.cols) * slots
+                loads += [{"buf": Buffer.QUANT, "dram": qseg.dram + o * QUANT_ENTRY_BYTES,
+                           "addr": qbase + o, "rows": 1, "cols": n, "ch": QUANT_ENTRY_BYTES}
+                          for o, n in _pieces(qseg.words)]
             for j, fields in enumerate(loads):
                 # the first load waits for the layer boundary, or for the compute that last
                 # read its half
@@ -1339,20 +1454,25 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     check_tokens(prog, token_depth)
 
     # -- bytes --------------------------------------------------------------------------
+    extra = dict(pads=tuple(pad_segs.items()),
+                 quant=tuple(tuple(segs.values()) for segs in quant_segs))
     if not image:
         return NetworkProgram(plans, tuple(prog), b"", base, tables, zeros,
                               tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
-                              token_depth, inputs, tuple(layer_of), at - base)
+                              token_depth, inputs, tuple(layer_of), at - base, **extra)
     image = bytearray(at - base)
     code = b"".join(inst.encode().to_bytes(INSTRUCTION_BYTES, "little") for inst in prog)
     image[:len(code)] = code
     blobs = [(tables.dram, table_bytes), (tensors[0].dram, x_bytes)]
     blobs += [(seg.dram, wb) for segs, wl in zip(weight_segs, wts) for seg, wb in zip(segs, wl)]
+    blobs += [(seg.dram, bytes([v & 0xFF]) * seg.nbytes) for v, seg in pad_segs.items()]
+    blobs += [(seg.dram, _quant_image(quant[i], rng, params.cols))
+              for i, segs in enumerate(quant_segs) for rng, seg in segs.items()]
     for dram, blob in blobs:
         image[dram - base:dram - base + len(blob)] = blob
     return NetworkProgram(plans, tuple(prog), bytes(image), base, tables, zeros,
                           tuple(weight_segs), tuple(tensors), tuple(computes), n_img,
-                          token_depth, inputs, tuple(layer_of), at - base)
+                          token_depth, inputs, tuple(layer_of), at - base, **extra)
 
 
 def _inputs(inputs, plans, is_cat) -> tuple:
@@ -1436,7 +1556,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     if not isinstance(lp, NetworkProgram):
         raise TypeError(f"lp must be a NetworkProgram, not {lp!r:.60}")
     lanes = {Buffer.FEATURE: params.rows, Buffer.WEIGHT: max(params.rows, params.cols),
-             Buffer.TABLE: TABLE_LANES, Buffer.AUX: params.rows}
+             Buffer.TABLE: TABLE_LANES, Buffer.AUX: params.rows,
+             Buffer.QUANT: QUANT_ENTRY_BYTES}
     setups: dict = {}
     computes = iter(lp.computes)
     out = []

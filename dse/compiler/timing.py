@@ -168,11 +168,13 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
     return ProgramTiming(tuple(layers), spans[-1][1] + offset)
 
 
-def program_design(network, design, *, latency: int = 0, double_buffer: bool = True):
+def program_design(network, design, *, latency: int = 0, double_buffer: bool = True,
+                   quant=None):
     """``design`` with the cycles and DRAM bytes of its program on the overlay top (module
     docstring): ``dse.compiler.network.compile_network(network, design, None,
-    image=False, double_buffer=double_buffer)`` timed by :func:`program_timing` with
-    ``latency`` cycles of DRAM read latency.
+    image=False, double_buffer=double_buffer, quant=quant)`` timed by
+    :func:`program_timing` with ``latency`` cycles of DRAM read latency (``quant``: a
+    quantised network's records, ``dse.importers.onnx_qdq.QuantizedNetwork``).
 
     Raises
     ------
@@ -183,7 +185,7 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
     from dse.compiler.network import compile_network, design_overlay
 
     lp, names = compile_network(network, design, None, image=False,
-                                double_buffer=double_buffer)
+                                double_buffer=double_buffer, quant=quant)
     params, _ = design_overlay(design)
     timing = program_timing(lp, params, latency=latency)
     names = list(names)
@@ -208,10 +210,11 @@ TOP_ALGORITHMS = ("im2col", "kn2row", "winograd")
 TOP_DATAFLOWS = ("ws", "os")
 
 
-def _one_layer_cycles(plan, half, params, limits, latency: int) -> int:
+def _one_layer_cycles(plan, half, params, limits, latency: int, quant=None) -> int:
     """Cycles of the one-layer program of ``plan`` (no image), start to done, buffered as
     ``compile_network`` buffers a layer: double-buffered with ``half`` (its plan for half
-    buffers, or None) where that gives it fewer cycles."""
+    buffers, or None) where that gives it fewer cycles; ``quant`` the layer's
+    ``ChannelQuant`` on an overlay that requantises per channel."""
     import numpy as np
 
     from dse.compiler.network import _buffering
@@ -225,7 +228,8 @@ def _one_layer_cycles(plan, half, params, limits, latency: int) -> int:
         key = (id(plans[0]), banked, latency)
         if key not in timed:
             lp = build_network_program(plans, x, [None], params, limits, image=False,
-                                       double_buffer=banked)
+                                       double_buffer=banked,
+                                       quant=None if quant is None else [quant])
             timed[key] = program_timing(lp, params, latency=latency)
         return timed[key]
 
@@ -240,7 +244,7 @@ def _choice(algorithm: str, variant: str, dataflow: str) -> tuple:
 
 
 def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP_DATAFLOWS,
-                    pins=None, latency: int = 0, double_buffer: bool = True):
+                    pins=None, latency: int = 0, double_buffer: bool = True, quant=None):
     """``design`` with each conv and fc layer's algorithm, variant and dataflow re-chosen by
     the cycles of its one-layer program (module docstring), among ``algorithms`` and
     ``dataflows`` (the config's allowed sets; those the top does not run are skipped) and
@@ -248,7 +252,9 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
     candidate's program is buffered as :func:`program_design` with ``double_buffer`` times
     it (``compile_network``'s choice per layer: double-buffered where that is faster), so
     the choice is made on the cycles design.json shows.  A layer the top cannot run keeps
-    the design's choice (``program_design`` then says why)."""
+    the design's choice (``program_design`` then says why).  ``quant``: a quantised
+    network's records, as :func:`program_design` takes them."""
+    from dse.compiler.qdq import channel_quant
     from dse.compiler.network import _graph, _half_plan, design_overlay
     from dse.compiler.plan import plan_conv
     from dse.network import Layer
@@ -296,7 +302,9 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
             if best is not None and dp_cycles > best[0][0]:
                 break
             try:
-                cycles = _one_layer_cycles(plan, half, params, limits, latency)
+                cycles = _one_layer_cycles(
+                    plan, half, params, limits, latency,
+                    None if quant is None else channel_quant(quant.layers[layer.name]))
             except ValueError:
                 continue
             key = (cycles, _choice(algo, plan.variant, flow) != _choice(
@@ -315,21 +323,23 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
                                                     for p in design.layers))
 
 
-def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None):
+def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None, quant=None):
     """``design`` with the cycles of the program the overlay top runs where the top runs it
     -- each conv and fc layer's choice first re-made by its program's cycles among the
     allowed ``algorithms`` and ``dataflows`` within ``pins`` (:func:`program_choices`;
     skipped when the sets are None), then the whole program timed (:func:`program_design`)
     -- with ``timing`` saying which numbers it holds; the explorer's model numbers
     otherwise.  ``omniconv dse`` and ``omniconv verify`` both take their design from here,
-    so verify runs what design.json describes."""
+    so verify runs what design.json describes.  ``quant``: a quantised network's records
+    (``dse.importers.onnx_qdq.QuantizedNetwork``), for a design that requantises per
+    channel."""
     chosen = design
     try:
         if algorithms is not None and dataflows is not None:
             # a layer the top cannot run as the model chose it may run another way
             chosen = program_choices(network, design, algorithms=algorithms,
-                                     dataflows=dataflows, pins=pins)
-        timed = program_design(network, chosen)
+                                     dataflows=dataflows, pins=pins, quant=quant)
+        timed = program_design(network, chosen, quant=quant)
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
     changed = [p.name for p, q in zip(design.layers, chosen.layers)

@@ -18,8 +18,10 @@ from rtl.params import OverlayParams, winograd_lanes_ok
 
 __all__ = ["HardwareTable", "PARAM_FIELDS"]
 
-#: The OverlayParams fields, in declaration order.
-PARAM_FIELDS = tuple(f.name for f in fields(OverlayParams))
+#: The OverlayParams fields the table holds (the integer ones), in declaration order.
+#: ``requant`` is not among them: the network fixes it (a quantised network needs the
+#: per-channel requantiser), the search does not explore it.
+PARAM_FIELDS = tuple(f.name for f in fields(OverlayParams) if f.type in (int, "int"))
 
 _FAMILIES = ("xcup", "ecp5")
 

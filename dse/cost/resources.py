@@ -82,7 +82,27 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
            "shell_memories", "shell_resources", "top_has_pool",
-           "REQUANT_MULT_BITS"]
+           "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "channel_requant_resources"]
+
+#: What the per-channel requantiser (``rtl/requant_channels.py``: onnxruntime's float32
+#: rounding, its bias and zero point per channel, the quant buffer) costs per output lane
+#: beyond the per-layer ``rtl/requant.py`` it replaces: Yosys on both flows, each unit
+#: alone at 4 and 8 lanes (``python bench/synth_top_units.py``: ``channel_requant`` and
+#: ``requant`` rows), the differences per lane.  xcup: ChannelRequant 9,020 − 4,492 LUT,
+#: Requant 2,953 − 1,498; ECP5 13,480 − 6,710 and 5,647 − 2,837 (MULT18X18D 4 a lane
+#: against 2); FF 2,985 − 1,496 against 707 − 355 on both.
+CHANNEL_REQUANT_PER_LANE = {"xcup": {"dsp": 0.0, "lut": 768.25, "ff": 284.25},
+                            "ecp5": {"dsp": 2.0, "lut": 990.0, "ff": 284.25}}
+
+
+def channel_requant_resources(cols: int, family: str) -> dict:
+    """``{"dsp", "lut", "ff"}`` an overlay with ``cols`` output lanes (the requantiser's,
+    no Winograd unit) adds with the per-channel requantiser (``requant`` f32) on ``family``
+    (:data:`CHANNEL_REQUANT_PER_LANE`)."""
+    if family not in CHANNEL_REQUANT_PER_LANE:
+        raise ValueError(f"family must be one of {', '.join(CHANNEL_REQUANT_PER_LANE)}, "
+                         f"not {family!r}")
+    return {k: v * int(cols) for k, v in CHANNEL_REQUANT_PER_LANE[family].items()}
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")

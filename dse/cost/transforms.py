@@ -35,7 +35,8 @@ from rtl.params import SHIFT_ADD_ADDRESS_STAGES
 __all__ = [
     "REQUANT_LATENCY", "REQUANT_F32_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY",
     "KN2ROW_LATENCY", "FFT_LATENCY",
-    "IMAGE_LOAD_LATENCY", "cdiv", "requant_cycles", "requant_f32_cycles", "image_load_cycles",
+    "IMAGE_LOAD_LATENCY", "cdiv", "requant_cycles", "requant_f32_cycles",
+    "CHANNEL_REQUANT_LATENCY", "requant_latency", "image_load_cycles",
     "winograd_tiles", "winograd_input_transform_cycles", "winograd_output_transform_cycles",
     "im2col_stream_cycles", "im2col_overhead_cycles",
     "kn2row_shift_add_cycles",
@@ -50,6 +51,9 @@ REQUANT_LATENCY = 3
 IMAGE_LOAD_LATENCY = 2
 #: Pipeline registers of ``rtl.requant_f32.RequantF32`` (onnxruntime's requantisation).
 REQUANT_F32_LATENCY = 5
+#: Pipeline registers of ``rtl.requant_channels.ChannelRequant``: the quant buffer's read,
+#: then the float32-exact requantiser.
+CHANNEL_REQUANT_LATENCY = 1 + REQUANT_F32_LATENCY
 #: Pipeline registers of the Winograd input and output transforms.
 WINOGRAD_LATENCY = 1
 #: Cycles of rtl.im2col.Im2col beyond one per word (start decode, synchronous buffer read).
@@ -78,6 +82,12 @@ def cdiv(a, b):
 def requant_cycles(words, xp=np):
     """Cycles of the requantiser on ``words`` words (one word per cycle, 2 registers)."""
     return words + REQUANT_LATENCY
+
+
+def requant_latency(kind: str) -> int:
+    """Pipeline registers of the datapath's requantiser of ``kind``
+    (``rtl.params.OverlayParams.requant``)."""
+    return {"shift": REQUANT_LATENCY, "f32": CHANNEL_REQUANT_LATENCY}[kind]
 
 
 def image_load_cycles(words, xp=np):

@@ -58,7 +58,7 @@ def lowering(algorithm):
 
 
 def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np, lanes=1,
-                 limits=None) -> dict:
+                 limits=None, requant_latency=None) -> dict:
     """Cycles of a whole layer: every invocation of :func:`lower` run through :func:`cycles`,
     summed -- one per group, or, within ``limits`` (``rtl.params.DatapathLimits`` fields, the
     overlay's buffers), the filter chunks and row bands of :mod:`dse.lowering.split`.  Returns
@@ -70,4 +70,5 @@ def layer_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, xp=np, lane
     """
     from dse.lowering.split import split_cycles
 
-    return split_cycles(algorithm, g, unit, rows, cols, dataflow, limits, xp, lanes)
+    extra = {} if requant_latency is None else {"requant_latency": requant_latency}
+    return split_cycles(algorithm, g, unit, rows, cols, dataflow, limits, xp, lanes, **extra)

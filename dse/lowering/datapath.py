@@ -39,7 +39,7 @@ from dse.cost import transforms as tf
 from dse.cost.gemm import DEFAULT_MULT_LATENCY, gemm_cycles
 
 __all__ = ["TILE_READ_LATENCY", "ENGINE_DRAIN_LATENCY", "WIDEN_LATENCY",
-           "REQUANT_TAIL", "gemm_busy", "per_gemm_cycles", "gemm_period", "gemms_cycles",
+           "REQUANT_TAIL", "requant_tail", "gemm_busy", "per_gemm_cycles", "gemm_period", "gemms_cycles",
            "gemms_busy",
            "requant_cycles", "a_words",
            "b_words", "c_words"]
@@ -55,8 +55,14 @@ ENGINE_DRAIN_LATENCY = _gemm.ENGINE_C_LATENCY
 #: one cycle after its vector (``rtl.widen.WIDEN_LATENCY``).
 WIDEN_LATENCY = 1
 #: Cycles after the last C beat until the last output word is seen written (requantiser
-#: pipeline, then one cycle).
+#: pipeline, then one cycle), with the per-layer requantiser (:func:`requant_tail`).
 REQUANT_TAIL = tf.REQUANT_LATENCY + 1
+
+
+def requant_tail(requant_latency=tf.REQUANT_LATENCY):
+    """:data:`REQUANT_TAIL` for a requantiser of ``requant_latency`` pipeline registers
+    (``dse.cost.transforms.requant_latency``)."""
+    return requant_latency + 1
 
 
 def a_words(m, k, rows, xp=np):
@@ -116,6 +122,6 @@ def gemms_busy(low, busy, period, xp=np):
     return busy + (low.gemms - 1) * xp.minimum(period, busy)
 
 
-def requant_cycles(low):
+def requant_cycles(low, requant_latency=tf.REQUANT_LATENCY):
     """The requantiser's counter over the invocation's output words."""
-    return tf.requant_cycles(low.out_words)
+    return low.out_words + requant_latency

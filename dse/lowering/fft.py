@@ -69,11 +69,11 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
-           mult_latency=DEFAULT_MULT_LATENCY) -> dict:
+           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY) -> dict:
     """Counters of one invocation: forward transforms, the GEMMs, inverse transforms with
     overlap-add, then the requantiser drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    requant = dp.requant_cycles(low)
+    requant = dp.requant_cycles(low, requant_latency)
     lead = dp.TILE_READ_LATENCY + low.front
     tail = (dp.TILE_READ_LATENCY + low.back + 1 + dp.TILE_READ_LATENCY + requant - 1)
     total = lead + low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1

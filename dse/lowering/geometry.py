@@ -24,7 +24,9 @@ class Geometry:
 
     ``stride`` and ``dilation`` are the vertical ones; the datapath refuses unequal pairs
     (``square_steps`` is false then).  Fully connected layers are 1×1 convolutions on a 1×1
-    map.
+    map.  ``unit_pads`` false: the window generator and the shift-and-add apply no padding,
+    the buffer image holds all of it (an overlay that requantises per channel: the padding
+    is the input's zero point, which the units do not know).
     """
 
     c_in: object
@@ -43,6 +45,7 @@ class Geometry:
     pad_b: object
     pad_r: object
     square_steps: object = True
+    unit_pads: object = True
 
     @classmethod
     def of_layer(cls, layer) -> "Geometry":
@@ -84,7 +87,8 @@ class Geometry:
     def unit_pad(self, xp=np):
         """Padding the window generator and shift-and-add apply (the smallest side); the
         rest is put into the buffer image."""
-        return xp.minimum(xp.minimum(self.pad_t, self.pad_l), xp.minimum(self.pad_b, self.pad_r))
+        least = xp.minimum(xp.minimum(self.pad_t, self.pad_l), xp.minimum(self.pad_b, self.pad_r))
+        return least if self.unit_pads is True else xp.where(self.unit_pads, least, 0 * least)
 
     def padded(self, unit_pad):
         """Height and width of the input image in the buffer, with the padding beyond

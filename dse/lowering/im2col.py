@@ -129,11 +129,11 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
-           mult_latency=DEFAULT_MULT_LATENCY) -> dict:
+           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY) -> dict:
     """Counters of one invocation: the GEMM, then the requantiser's last words."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     period = dp.gemm_period(low, busy, rows, cols, dataflow, xp)
-    total = dp.gemms_cycles(low, busy, period, xp) + dp.REQUANT_TAIL - 1
+    total = dp.gemms_cycles(low, busy, period, xp) + dp.requant_tail(requant_latency) - 1
     return {"cycles": total, "gemm_cycles": dp.gemms_busy(low, busy, period, xp),
-            "front_cycles": low.front,
-            "back_cycles": 0 * total, "requant_cycles": dp.requant_cycles(low)}
+            "front_cycles": low.front, "back_cycles": 0 * total,
+            "requant_cycles": dp.requant_cycles(low, requant_latency)}

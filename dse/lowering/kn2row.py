@@ -57,13 +57,14 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
-           mult_latency=DEFAULT_MULT_LATENCY) -> dict:
+           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY) -> dict:
     """Counters of one invocation: the R·S GEMMs, then the shift-and-add's address pipeline
     (the last word's write) and drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    tail = low.out_words + 1 + SHIFT_ADD_ADDRESS_STAGES + dp.REQUANT_TAIL
+    tail = low.out_words + 1 + SHIFT_ADD_ADDRESS_STAGES + dp.requant_tail(requant_latency)
     period = dp.gemm_period(low, busy, rows, cols, dataflow, xp)
     total = dp.gemms_cycles(low, busy, period, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": dp.gemms_busy(low, busy, period, xp),
             "front_cycles": low.front,
-            "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}
+            "back_cycles": low.back,
+            "requant_cycles": dp.requant_cycles(low, requant_latency)}

@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from dse.cost import gemm as _gemm
+from dse.cost import transforms as tf
 from dse.lowering.geometry import Geometry, cdiv
 from rtl.params import Algorithm, Dataflow
 
@@ -123,7 +124,8 @@ def band_geometry(g: Geometry, oy0, h, xp=np) -> Geometry:
     under them and the padding inside the band."""
     i0, i1, top, bottom = band_rows(g, oy0, h, xp)
     return Geometry(g.c_in, g.c_out, g.groups, g.kh, g.kw, g.stride, g.dilation, i1 - i0,
-                    g.w_in, h, g.w_out, top, g.pad_l, bottom, g.pad_r, g.square_steps)
+                    g.w_in, h, g.w_out, top, g.pad_l, bottom, g.pad_r, g.square_steps,
+                    g.unit_pads)
 
 
 def _rows_in(g, h):
@@ -349,18 +351,19 @@ def _fits_whole(algo, g, k, n, rows, cols, dataflow, lim, xp):
 
 
 def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
-                 lanes=1) -> dict:
+                 lanes=1, requant_latency=tf.REQUANT_LATENCY) -> dict:
     """The layer's counters (``cycles``, ``gemm_cycles``, ``front_cycles``,
     ``back_cycles``, ``requant_cycles``) and its GEMMs (``gemms``) summed over its
     invocations (:func:`split`), plus ``"split"`` (the :class:`Split`), ``"lowered"`` (the
     first invocation's lowering) and ``"macs_needed"`` (the layer's, all invocations).
+    ``requant_latency``: the datapath's requantiser's (``dse.cost.transforms.requant_latency``).
 
     Of several cuts it keeps the fastest: the most filters an invocation holds
     (:func:`split`), and at most twice or once ``cols`` of them (more room for M in the
     engine's C half).  The compiler plans the cut this returns."""
     algo = Algorithm(algorithm)
     best = _split_sum(algo, split(algo, g, unit, rows, cols, dataflow, limits, xp, lanes),
-                      g, unit, rows, cols, dataflow, limits, xp, lanes)
+                      g, unit, rows, cols, dataflow, limits, xp, lanes, requant_latency)
     if limits is None:
         return best
     # the most filters an invocation holds leave the least room for M (the engine's C
@@ -371,7 +374,8 @@ def split_cycles(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=
         if any(_same(xp, narrow, cut) for cut in seen):
             continue                    # the cap cuts nothing the earlier cuts did not
         seen.append(narrow)
-        other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes)
+        other = _split_sum(algo, narrow, g, unit, rows, cols, dataflow, limits, xp, lanes,
+                           requant_latency)
         best = _faster(xp, best, other)
     return best
 
@@ -405,7 +409,8 @@ def _faster(xp, best: dict, other: dict) -> dict:
     return out
 
 
-def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes) -> dict:
+def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes,
+               requant_latency=tf.REQUANT_LATENCY) -> dict:
     """:func:`split_cycles` of one :class:`Split`."""
     from dse.lowering import lowering, im2col
 
@@ -433,7 +438,8 @@ def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes) -> di
             bg = _whole_where(xp, many, band_geometry(gc, oy0, h, xp), gc)
             for n, times in ((sp.n_step, sp.n_chunks - 1), (sp.n_last, 0 * sp.n_chunks + 1)):
                 low = mod.lower(bg, unit, rows, cols, dataflow, n=n, xp=xp, **extra)
-                per = mod.cycles(low, rows, cols, dataflow, xp=xp)
+                per = mod.cycles(low, rows, cols, dataflow, xp=xp,
+                                 requant_latency=requant_latency)
                 w = c_times * count * times * low.invocations
                 for key, v in per.items():
                     total[key] = total.get(key, 0) + w * v

@@ -68,12 +68,12 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, lanes=1, xp=np) -> Lo
 
 
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
-           mult_latency=DEFAULT_MULT_LATENCY) -> dict:
+           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY) -> dict:
     """Counters of one invocation: the GEMMs, then the output transform's drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
-    tail = 1 + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY + low.back + tf.REQUANT_LATENCY
+    tail = 1 + dp.TILE_READ_LATENCY + dp.WIDEN_LATENCY + low.back + requant_latency
     period = dp.gemm_period(low, busy, rows, cols, dataflow, xp)
     total = dp.gemms_cycles(low, busy, period, xp) + tail - 1
     return {"cycles": total, "gemm_cycles": dp.gemms_busy(low, busy, period, xp),
             "front_cycles": low.front,
-            "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low)}
+            "back_cycles": low.back, "requant_cycles": dp.requant_cycles(low, requant_latency)}

@@ -31,7 +31,7 @@ async def take_words(ctx, strm, got, want, rng, *, stall=0.0, decode=list, marks
 
 
 def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=0.0, seed=0,
-               decode=list, timeout=500_000):
+               decode=list, timeout=500_000, before=None):
     """Drive ``inputs`` into ``dut.i_stream`` and collect ``n_out`` words of ``dut.o_stream``.
 
     Parameters
@@ -55,6 +55,10 @@ def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=
         structs).
     timeout:
         Cycles after which the sink gives up (an assertion naming how far it got).
+    before:
+        An async function of the simulator context, awaited after ``config`` is set and
+        before anything else (e.g. to fill a memory through a write port); it returns the
+        number of clock ticks it awaited.
 
     Returns
     -------
@@ -70,11 +74,13 @@ def run_stream(dut, inputs, n_out, *, config=None, start=False, idle=0.0, stall=
         for name, value in (config or {}).items():
             ctx.set(getattr(dut, name), value)
         k = 0
+        if before is not None:
+            k = await before(ctx)
         if start:
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
-            marks["first"], k = 0, 1
+            marks["first"], k = k, k + 1
         rng, i, pending = random.Random(seed), 0, False
         while i < len(inputs):
             s = dut.i_stream

@@ -98,10 +98,10 @@ def test_finish_is_its_opcode_alone():
 def test_load_tile_bits_by_hand():
     inst = LoadTile(buf="weight", dram=0x12_3456_789A, addr=0x5, rows=3, cols=226, ch=64,
                     pop={"pool"}, push={"compute"})
-    # opcode 3:0, pop 5:4 (bit 1 = pool), push 7:6 (bit 0 = compute), buf 9:8 (weight = 1),
-    # dram 49:10, addr 69:50, rows 81:70, cols 93:82, ch 106:94 (docs/isa.md)
-    want = (0x2 | 0b10 << 4 | 0b01 << 6 | 1 << 8 | 0x12_3456_789A << 10 | 5 << 50
-            | 3 << 70 | 226 << 82 | 64 << 94)
+    # opcode 3:0, pop 5:4 (bit 1 = pool), push 7:6 (bit 0 = compute), buf 10:8 (weight = 1),
+    # dram 50:11, addr 70:51, rows 82:71, cols 94:83, ch 107:95 (docs/isa.md)
+    want = (0x2 | 0b10 << 4 | 0b01 << 6 | 1 << 8 | 0x12_3456_789A << 11 | 5 << 51
+            | 3 << 71 | 226 << 83 | 64 << 95)
     assert inst.encode() == want
     assert decode(want) == inst
 
@@ -244,7 +244,7 @@ def test_out_of_range_fields_in_a_word_are_illegal():
     setup = _legal(LoadSetup).encode()
     with pytest.raises(IllegalInstruction, match=r"load.setup elem code must be below 3, "
                                                  r"not 3$"):
-        decode(setup | 0b11 << 10)
+        decode(setup | 0b11 << 11)
     pool = _legal(PoolSetup).encode()
     with pytest.raises(IllegalInstruction, match=r"pool.setup mode code must be one of "
                                                  r"0 \(max\), 1 \(avg\), 2 \(gmax\), "

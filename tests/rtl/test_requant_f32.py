@@ -40,6 +40,27 @@ def test_requant_f32_bit_exact_with_stalls(signed_out, scale):
     np.testing.assert_array_equal(got, requantize_exact(acc, m, e, zp, dtype))
 
 
+@pytest.mark.parametrize("signed_out", [False, True])
+def test_requant_f32_per_word_settings(signed_out):
+    """``per_word``: every lane of every word its own scale and zero point (a channel's),
+    each word requantised with its own settings under idle and stall cycles."""
+    rng = np.random.default_rng(31 + signed_out)
+    lanes, n = 3, 60
+    scales = np.float32(10.0 ** rng.uniform(-4, -2, (n, lanes)))
+    acc = _accumulators(rng, n, lanes, 1e-3)
+    m, e = scale_parts(scales)
+    lo, hi = (-128, 128) if signed_out else (0, 256)
+    zp = rng.integers(lo, hi, (n, lanes))
+    words = [{"acc": acc[i].tolist(), "mantissa": m[i].tolist(), "exponent": e[i].tolist(),
+              "zero_point": zp[i].tolist()} for i in range(n)]
+    got, cycles = run_stream(RequantF32(lanes, signed_out, per_word=True), words, n,
+                             idle=0.3, stall=0.3, seed=7)
+    np.testing.assert_array_equal(
+        got, requantize_exact(acc, m, e, zp, np.int8 if signed_out else np.uint8))
+    _, cycles = run_stream(RequantF32(lanes, signed_out, per_word=True), words, n)
+    assert cycles == requant_f32_cycles(n)
+
+
 def test_requant_f32_cycles():
     acc = [[5, -5], [1 << 30, -(1 << 30)], [0, 7]]
     m, e = (int(v) for v in scale_parts(np.float32(0.25)))
@@ -53,6 +74,8 @@ def test_requant_f32_rejects_bad_params():
         RequantF32(0)
     with pytest.raises(TypeError, match=r"^signed_out must be a bool, not 1$"):
         RequantF32(1, 1)
+    with pytest.raises(TypeError, match=r"^per_word must be a bool, not 0$"):
+        RequantF32(1, per_word=0)
 
 
 @pytest.mark.regress

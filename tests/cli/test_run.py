@@ -1,0 +1,120 @@
+"""``omniconv run``: a quantised network on the simulated overlay equals onnxruntime, value for
+value.
+
+A small classifier (3×3 conv + ReLU, 2×2 max pool, 3×3 conv + ReLU, flatten, Gemm) is built
+with ``onnx.helper``, quantised by ``quantize_static`` (QDQ, uint8 activations, per-channel
+int8 weights), explored on a pinned 4×4 overlay (the config as a user writes it) and run
+through the README's command on a random input: the graph output ``y.npy`` equals
+onnxruntime's float32 output exactly, run.json's measured cycles equal the prediction, and
+the mistakes a user makes (a float model, an input of the wrong shape) exit 2 with one line
+naming the file, writing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from qdq_helpers import conv_node, make_model, quantise  # noqa: E402
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHAPE = [1, 3, 8, 8]
+HARDWARE = ("{rows: 4, cols: 4, act_buffer_kib: 4, weight_buffer_kib: 4, out_buffer_kib: 4, "
+            "bus_bits: 64}")
+
+
+def _classifier(rng):
+    from onnx import helper, numpy_helper
+
+    n, i = [], []
+    conv_node(n, i, rng, "x", "c1", 3, 8, 3)
+    n.append(helper.make_node("MaxPool", ["c1"], ["p1"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]))
+    conv_node(n, i, rng, "p1", "c2", 8, 8, 3)
+    n.append(helper.make_node("Flatten", ["c2"], ["f"], name="flat", axis=1))
+    w = rng.normal(0, 0.2, (10, 8 * 4 * 4)).astype(np.float32)
+    b = rng.normal(0, 0.1, 10).astype(np.float32)
+    i += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
+    n.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    return make_model(n, i, SHAPE, [1, 10])
+
+
+def _omniconv(*args):
+    return subprocess.run([sys.executable, "-m", "omniconv", *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    quantise(_classifier(np.random.default_rng(3)), SHAPE, folder / "fp32.onnx",
+             folder / "qdq.onnx")
+    for name in ("qdq", "fp32"):
+        (folder / f"{name}.yaml").write_text(
+            f"network: {name}.onnx\nboard: ecp5-85k\nprecision: 8\nhardware: {HARDWARE}\n")
+    return folder
+
+
+@pytest.mark.verilator
+def test_run_equals_onnxruntime(models):
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, SHAPE).astype(np.float32)
+    np.save(models / "x.npy", x)
+    out = models / "out"
+    proc = _omniconv("run", models / "qdq.yaml", "--input", models / "x.npy", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(out / "y.npy")
+    session = ort.InferenceSession(str(models / "qdq.onnx"), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})[0]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want), f"{(got != want).sum()} of {want.size} outputs differ"
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"]
+    assert [e["name"] for e in doc["layers"]] == ["c1", "pool", "c2", "fc"]
+    assert doc["hardware"]["requant"] == "f32"
+    assert "c1 finished" in proc.stderr                   # progress, one line per layer
+
+
+@pytest.mark.verilator
+def test_verify_checks_every_layer_against_the_qdq_golden_model(models):
+    """``omniconv verify`` of a quantised network: the model's weights on a random input,
+    each layer against ``sim.models.qdq_network`` (onnxruntime's kernels), the cycles
+    against design.json's."""
+    out = models / "verified"
+    proc = _omniconv("verify", models / "qdq.yaml", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "verify.json").read_text())
+    assert doc["totals"]["all_bit_exact"] and doc["totals"]["max_rel_error"] == 0
+    assert [e["name"] for e in doc["layers"]] == ["c1", "c2", "fc"]
+    assert [e["name"] for e in doc["other_layer_results"]] == ["pool"]
+    assert doc["hardware"]["requant"] == "f32"
+
+
+def test_run_refuses_a_float_model_and_a_bad_input(models, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(SHAPE, np.float32))
+    proc = _omniconv("run", models / "fp32.yaml", "--input", tmp_path / "x.npy", "--out",
+                     tmp_path / "a")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("network: must be an ONNX model quantised in the QDQ "
+                                        "format (onnxruntime.quantization.quantize_static); "
+                                        "omniconv run computes its integer kernels as "
+                                        "onnxruntime does")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    np.save(tmp_path / "bad.npy", np.zeros([1, 3, 4, 4], np.float32))
+    proc = _omniconv("run", models / "qdq.yaml", "--input", tmp_path / "bad.npy", "--out",
+                     tmp_path / "b")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "bad.npy" in last and "must be float32 of shape [1, 3, 8, 8]" in last
+    assert not (tmp_path / "b" / "run.json").exists()
+    proc = _omniconv("run", models / "qdq.yaml", "--input", tmp_path / "none.npy")
+    assert proc.returncode == 2 and "none.npy: does not exist" in proc.stderr
