@@ -50,24 +50,22 @@ from fractions import Fraction
 
 import numpy as np
 
+from rtl.params import (FLOAT32_MANTISSA_BITS, QADD_ADDEND_MAX_SHIFT, QADD_ADDEND_MIN_SHIFT,
+                        QADD_EXPONENT_BITS, QADD_GUARD, QADD_WINDOW_BITS)
+
 __all__ = [
     "MANTISSA_BITS", "EXPONENT_BITS", "GUARD", "ADDEND_MAX_SHIFT", "ADDEND_MIN_SHIFT",
     "WINDOW_BITS", "RATIO_MIN_LOG2", "RATIO_MAX_LOG2",
     "QAddSettings", "qadd_settings", "check_qadd_settings", "fl", "f32_triple", "reference",
 ]
 
-#: Significant bits of a float32 (the hidden one included).
-MANTISSA_BITS = 24
-#: Width of the unit's signed exponent ports.
-EXPONENT_BITS = 8
-#: Window bits below the product: two guard bits and the sticky bit (bit 0).
-GUARD = 3
-#: Highest addend position kept in the window; beyond it the addend alone is the result.
-ADDEND_MAX_SHIFT = 36
-#: Addend positions at or below this drop every mantissa bit into the sticky bit.
-ADDEND_MIN_SHIFT = -MANTISSA_BITS
-#: Width of the signed window sum: the addend's top at bit 36 + 24 = 60, plus the sign.
-WINDOW_BITS = ADDEND_MAX_SHIFT + MANTISSA_BITS + 2
+# the unit's numerics, which the hardware reads too (rtl/params.py)
+MANTISSA_BITS = FLOAT32_MANTISSA_BITS
+EXPONENT_BITS = QADD_EXPONENT_BITS
+GUARD = QADD_GUARD
+ADDEND_MAX_SHIFT = QADD_ADDEND_MAX_SHIFT
+ADDEND_MIN_SHIFT = QADD_ADDEND_MIN_SHIFT
+WINDOW_BITS = QADD_WINDOW_BITS
 #: The supported ratios ``r = fl(s / s_c)``: ``2^RATIO_MIN_LOG2 ≤ r ≤ 2^RATIO_MAX_LOG2``.
 RATIO_MIN_LOG2 = -64
 RATIO_MAX_LOG2 = 64

@@ -20,7 +20,8 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH",
            "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY",
            "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
-           "quant_lanes"]
+           "quant_lanes", "FLOAT32_MANTISSA_BITS", "QADD_EXPONENT_BITS", "QADD_GUARD",
+           "QADD_ADDEND_MAX_SHIFT", "QADD_ADDEND_MIN_SHIFT", "QADD_WINDOW_BITS"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -63,6 +64,20 @@ BUS_BITS = (64, 128, 256, 512)
 #: Requantiser multiplier and shift widths (``out = sat(round(acc·mult / 2^shift))``).
 REQUANT_MULT_BITS = 16
 REQUANT_SHIFT_BITS = 6
+
+#: Significant bits of a float32 (the hidden one included): the mantissas of the
+#: onnxruntime-exact units (``rtl/requant_f32.py``, ``rtl/qadd_f32.py``) and their settings.
+FLOAT32_MANTISSA_BITS = 24
+#: The QLinearAdd unit's numerics (``rtl/qadd_f32.py``, its settings ``dse.qlinear``): the
+#: width of its signed exponent ports; window bits below the product (two guard bits and
+#: the sticky bit 0); the highest addend position kept in the window (beyond it the addend
+#: alone is the result), the position at or below which every addend bit is sticky, and the
+#: signed window width.
+QADD_EXPONENT_BITS = 8
+QADD_GUARD = 3
+QADD_ADDEND_MAX_SHIFT = 36
+QADD_ADDEND_MIN_SHIFT = -FLOAT32_MANTISSA_BITS
+QADD_WINDOW_BITS = QADD_ADDEND_MAX_SHIFT + FLOAT32_MANTISSA_BITS + 2
 
 #: The datapath's requantisers (``OverlayParams.requant``): ``shift``, one multiplier and
 #: shift per layer (``rtl.requant.Requant``, round half up); ``f32``, per output channel an

@@ -39,22 +39,19 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import (FLOAT32_MANTISSA_BITS, QADD_ADDEND_MAX_SHIFT, QADD_ADDEND_MIN_SHIFT,
+                     QADD_EXPONENT_BITS, QADD_GUARD, QADD_WINDOW_BITS)
 from .validate import check_int
 
 __all__ = ["QAddF32", "PIPELINE_DEPTH"]
 
-#: Significant bits of a float32.
-MANTISSA_BITS = 24
-#: Width of the signed exponent ports (``dse.qlinear.EXPONENT_BITS``).
-EXPONENT_BITS = 8
-#: Window bits below the product: two guard bits and the sticky bit 0 (``dse.qlinear.GUARD``).
-GUARD = 3
-#: Highest exact addend position in the window (``dse.qlinear.ADDEND_MAX_SHIFT``).
-ADDEND_MAX_SHIFT = 36
-#: Addend positions at or below this are all sticky (``dse.qlinear.ADDEND_MIN_SHIFT``).
-ADDEND_MIN_SHIFT = -MANTISSA_BITS
-#: Signed window width (``dse.qlinear.WINDOW_BITS``).
-WINDOW_BITS = ADDEND_MAX_SHIFT + MANTISSA_BITS + 2
+# the numerics, shared with the settings (dse/qlinear.py): rtl/params.py
+MANTISSA_BITS = FLOAT32_MANTISSA_BITS
+EXPONENT_BITS = QADD_EXPONENT_BITS
+GUARD = QADD_GUARD
+ADDEND_MAX_SHIFT = QADD_ADDEND_MAX_SHIFT
+ADDEND_MIN_SHIFT = QADD_ADDEND_MIN_SHIFT
+WINDOW_BITS = QADD_WINDOW_BITS
 #: Internal exponent arithmetic: holds every sum of 8-bit exponents and window offsets.
 _EXP = signed(10)
 #: Registers between an accepted input word and its output word.

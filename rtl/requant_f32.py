@@ -26,12 +26,13 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import FLOAT32_MANTISSA_BITS
 from .validate import check_int, reject
 
 __all__ = ["RequantF32"]
 
 #: Significant bits of a float32.
-MANTISSA_BITS = 24
+MANTISSA_BITS = FLOAT32_MANTISSA_BITS
 #: Accumulator width: QLinearConv's accumulators are int32.
 ACC_WIDTH = 32
 #: Width of the (signed) scale exponent: scales from 2^-127 to 2^1 fit.

@@ -25,14 +25,13 @@ from __future__ import annotations
 import numpy as np
 
 from dse.compiler.program import ChannelQuant
+from rtl.params import FLOAT32_MANTISSA_BITS as _MANTISSA_BITS
 
 __all__ = ["STORED_OFFSET", "scale_parts", "requant_scale", "channel_quant",
            "quantize_input", "dequantize_output", "to_stored", "from_stored"]
 
 #: uint8 value − stored int8 value.
 STORED_OFFSET = 128
-#: Significant bits of a float32.
-_MANTISSA_BITS = 24
 
 
 def scale_parts(scale) -> tuple[np.ndarray, np.ndarray]:
