@@ -212,8 +212,13 @@ def with_channel_requant(design, config):
     from dse.cost.resources import channel_requant_resources
     from dse.errors import InputError
 
+    from rtl.params import OverlayParams
+    from rtl.pool_layout import pool_lanes, pool_supported
+
     hardware = {**design.hardware, "requant": "f32"}
-    extra = channel_requant_resources(design.hardware["cols"], config.board.family)
+    params = OverlayParams(**hardware)
+    lanes = pool_lanes(params) if pool_supported(params, config.precision) else 0
+    extra = channel_requant_resources(params.cols, config.board.family, lanes)
     resources = dict(design.resources)
     for key, value in extra.items():
         if key in resources:

@@ -39,14 +39,15 @@ from dataclasses import MISSING, dataclass, field
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rtl.params import (AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, REQUANT_MULT_BITS,
-                        REQUANT_SHIFT_BITS)
+from rtl.params import (AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, QADD_SETTING_BITS,
+                        REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "FetchGeometry",
            "DRAM_ADDR_BITS", "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
            "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
-           "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolTile",
+           "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolQAdd",
+           "PoolTile",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
            "decode", "opcode_table", "field_table", "render_doc_tables",
            "IMAGE_WORD_BITS", "image_words", "pack_image", "unpack_image"]
@@ -180,6 +181,7 @@ class PoolMode(_Coded):
     GLOBAL_AVG = "gavg"   #: sum over the whole tile × mult / 2^shift, per channel
     ADD = "add"           #: element-wise a·mult + b·mult2, then / 2^shift
     RESCALE = "rescale"   #: a·mult / 2^shift (a change of scale, e.g. before a concat)
+    QADD = "qadd"         #: onnxruntime's QLinearAdd of a and b (settings: ``pool.qadd``)
 
 
 @functools.cache
@@ -560,6 +562,19 @@ class PoolSetup(EngineInstruction):
                    "sum, with 1 / window folded in)", default=1)
     shift: int = _f(REQUANT_SHIFT_BITS, "right shift of the result, rounding", default=0)
     mult2: int = _f(REQUANT_MULT_BITS, "multiplier of the second operand (add)", default=0)
+
+
+@_format(0x9, "pool.qadd", Engine.POOL)
+@dataclass(frozen=True, kw_only=True)
+class PoolQAdd(EngineInstruction):
+    """The settings of the ``qadd`` mode (an overlay that requantises per channel): the
+    exact float32 values ``r_a``, ``r_b`` and ``F`` of onnxruntime's QLinearAdd
+    (``rtl/qadd_f32.py``), each packed as ``sign << 32 | (exponent mod 2^8) << 24 |
+    mantissa`` (``dse.qlinear.QAddSettings.packed``)."""
+
+    r_a: int = _f(QADD_SETTING_BITS, "the first operand's ratio fl(s_a / s_c), packed")
+    r_b: int = _f(QADD_SETTING_BITS, "the second operand's ratio fl(s_b / s_c), packed")
+    f: int = _f(QADD_SETTING_BITS, "the offset F, packed")
 
 
 @_format(0x6, "pool.tile", Engine.POOL)

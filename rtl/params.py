@@ -21,7 +21,8 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY",
            "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
            "quant_lanes", "FLOAT32_MANTISSA_BITS", "QADD_EXPONENT_BITS", "QADD_GUARD",
-           "QADD_ADDEND_MAX_SHIFT", "QADD_ADDEND_MIN_SHIFT", "QADD_WINDOW_BITS"]
+           "QADD_ADDEND_MAX_SHIFT", "QADD_ADDEND_MIN_SHIFT", "QADD_WINDOW_BITS",
+           "QADD_LATENCY", "QADD_SETTING_BITS"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -78,6 +79,11 @@ QADD_GUARD = 3
 QADD_ADDEND_MAX_SHIFT = 36
 QADD_ADDEND_MIN_SHIFT = -FLOAT32_MANTISSA_BITS
 QADD_WINDOW_BITS = QADD_ADDEND_MAX_SHIFT + FLOAT32_MANTISSA_BITS + 2
+#: Registers of the QLinearAdd unit between an accepted word and its result.
+QADD_LATENCY = 8
+#: Bits of a packed QLinearAdd setting (``pool.qadd``'s ``r_a``, ``r_b``, ``f``):
+#: ``sign << 32 | (exponent mod 2^8) << 24 | mantissa`` (``dse.qlinear.QAddSettings.packed``).
+QADD_SETTING_BITS = 1 + QADD_EXPONENT_BITS + FLOAT32_MANTISSA_BITS
 
 #: The datapath's requantisers (``OverlayParams.requant``): ``shift``, one multiplier and
 #: shift per layer (``rtl.requant.Requant``, round half up); ``f32``, per output channel an

@@ -72,9 +72,12 @@ from rtl.isa import (
     Activation,
     Engine,
     PoolMode,
+    PoolQAdd,
     PoolSetup,
 )
-from rtl.params import COUNTER_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
+from rtl.params import (COUNTER_BITS, FLOAT32_MANTISSA_BITS, QADD_EXPONENT_BITS, QADD_LATENCY,
+                        QADD_SETTING_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
+from rtl.qadd_f32 import QAddF32
 
 from .validate import rejecting
 
@@ -106,6 +109,10 @@ class PoolEngine(wiring.Component):
     in2_depth, out_depth:
         Depths of the aux buffer (``add``'s second operand) and of the output buffer
         (default: ``depth``).
+    qadd:
+        Build the ``qadd`` mode's QLinearAdd unit (``rtl/qadd_f32.py``, ``lanes`` lanes): an
+        overlay that requantises per channel.  Without it a ``qadd`` tile computes nothing
+        meaningful (the compiler emits none).
 
     Members
     -------
@@ -138,8 +145,10 @@ class PoolEngine(wiring.Component):
 
     def __init__(self, lanes: int = 8, depth: int = 1024, *, in2_depth: int | None = None,
                  out_depth: int | None = None, in_lanes: int | None = None,
-                 out_lanes: int | None = None):
+                 out_lanes: int | None = None, qadd: bool = False):
         with rejecting(self):
+            if not isinstance(qadd, bool):
+                raise TypeError(f"qadd must be a bool, not {qadd!r}")
             in2_depth = depth if in2_depth is None else in2_depth
             out_depth = depth if out_depth is None else out_depth
             in_lanes = lanes if in_lanes is None else in_lanes
@@ -165,6 +174,7 @@ class PoolEngine(wiring.Component):
         self._lanes, self._depth = lanes, depth
         self._in_lanes, self._out_lanes = in_lanes, out_lanes
         self._in2_depth, self._out_depth = in2_depth, out_depth
+        self._qadd = qadd
         word = data.ArrayLayout(signed(DATA_BITS), in_lanes)
         out_word = data.ArrayLayout(signed(DATA_BITS), out_lanes)
         super().__init__({
@@ -220,7 +230,9 @@ class PoolEngine(wiring.Component):
         cmd = self.cmd.payload
         su, ti = cmd.setup, cmd.tile
         take = self.cmd.valid & self.cmd.ready
-        is_setup = cmd.opcode == PoolSetup.OPCODE
+        # pool.setup and pool.qadd are held settings: done in their transfer's cycle
+        is_qset = cmd.opcode == PoolQAdd.OPCODE
+        is_setup = (cmd.opcode == PoolSetup.OPCODE) | is_qset
 
         # -- pool.setup: held settings; the reset values are the ISA's defaults -----------
         mode = Signal(3, init=PoolMode.MAX.code)
@@ -234,7 +246,7 @@ class PoolEngine(wiring.Component):
         mult = Signal(REQUANT_MULT_BITS, init=1)
         shift = Signal(REQUANT_SHIFT_BITS)
         mult2 = Signal(REQUANT_MULT_BITS)
-        with m.If(take & is_setup):
+        with m.If(take & is_setup & ~is_qset):
             m.d.sync += [mode.eq(su.mode), kh.eq(su.kh), kw.eq(su.kw), stride.eq(su.stride),
                          words.eq((su.ch + (lanes - 1)) // lanes),
                          *(() if a == 1 else
@@ -248,7 +260,8 @@ class PoolEngine(wiring.Component):
         windowed = mode_in(PoolMode.MAX, PoolMode.AVG)
         global_ = mode_in(PoolMode.GLOBAL_MAX, PoolMode.GLOBAL_AVG)
         is_max = mode_in(PoolMode.MAX, PoolMode.GLOBAL_MAX)
-        is_add = mode == PoolMode.ADD.code
+        is_add = mode_in(PoolMode.ADD, PoolMode.QADD)
+        is_qadd = mode == PoolMode.QADD.code
 
         # -- pool.tile: the tile and its effective window (module docstring's table) -------
         rows = Signal(EXTENT_BITS)
@@ -339,7 +352,9 @@ class PoolEngine(wiring.Component):
         with m.If(run & finish):
             m.d.comb += self.done.eq(1)
             m.d.sync += run.eq(0)
-        m.d.comb += finish.eq(ended & ~v1 & ~v2 & ~v3 & ~v4)
+        # the qadd path's valid bits (below), one a register of the unit
+        qv = [Signal(name=f"qv{n}") for n in range(QADD_LATENCY)] if self._qadd else []
+        m.d.comb += finish.eq(ended & ~v1 & ~v2 & ~v3 & ~v4 & ~Cat(*qv, 0).any())
 
         # -- stage 0: issue one tap a cycle -----------------------------------------------
         m.d.comb += [
@@ -460,15 +475,52 @@ class PoolEngine(wiring.Component):
             sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
             m.d.sync += out[i].eq(Mux(relu & (sat < 0), 0, sat))
 
+        # -- qadd: the QLinearAdd unit beside stages 2-3 -------------------------------------
+        # It takes the tap's two operands in stage 1's cycle and gives the result
+        # QADD_LATENCY cycles later (it never stalls: its sink is always ready); the word's
+        # address, slot and flush wait as long in a delay line.
+        j1, f1, j4_, f4_ = (js[1], fs[1], js[4], fs[4]) if b > 1 else (j, flush, j, flush)
+        if self._qadd:
+            m.submodules.qadd = qu = QAddF32(lanes)
+            ra, rb, ff = (Signal(QADD_SETTING_BITS, name=n) for n in ("q_ra", "q_rb", "q_f"))
+            with m.If(take & is_qset):
+                m.d.sync += [ra.eq(cmd.qadd.r_a), rb.eq(cmd.qadd.r_b), ff.eq(cmd.qadd.f)]
+            mb = FLOAT32_MANTISSA_BITS
+            for name, word in (("ra", ra), ("rb", rb), ("f", ff)):
+                m.d.comb += [getattr(qu, f"{name}_mantissa").eq(word[:mb]),
+                             getattr(qu, f"{name}_exponent").eq(
+                                 word[mb:mb + QADD_EXPONENT_BITS].as_signed())]
+            m.d.comb += [qu.f_sign.eq(ff[-1]), qu.o_stream.ready.eq(1),
+                         qu.i_stream.valid.eq(v1 & last1 & is_qadd)]
+            for i in range(lanes):
+                m.d.comb += [qu.i_stream.payload.a[i].eq(in_g[i]),
+                             qu.i_stream.payload.b[i].eq(in2_g[i])]
+            qo = [Signal(BUF_ADDR_BITS, name=f"qo{n}") for n in range(QADD_LATENCY)]
+            qj = [Signal.like(j, name=f"qj{n}") for n in range(QADD_LATENCY)]
+            qf = [Signal(name=f"qf{n}") for n in range(QADD_LATENCY)]
+            m.d.sync += [qv[0].eq(v1 & last1 & is_qadd), qo[0].eq(o1), qj[0].eq(j1),
+                         qf[0].eq(f1)]
+            for n in range(1, QADD_LATENCY):
+                m.d.sync += [qv[n].eq(qv[n - 1]), qo[n].eq(qo[n - 1]), qj[n].eq(qj[n - 1]),
+                             qf[n].eq(qf[n - 1])]
+            # the last stage: the normal path's or the unit's (one mode a tile)
+            vL, oL, jL, fL = Signal(), Signal.like(o4), Signal.like(j), Signal()
+            outL = Signal.like(out)
+            m.d.comb += [vL.eq(Mux(is_qadd, qv[-1], v4)), oL.eq(Mux(is_qadd, qo[-1], o4)),
+                         jL.eq(Mux(is_qadd, qj[-1], j4_)), fL.eq(Mux(is_qadd, qf[-1], f4_)),
+                         outL.eq(Mux(is_qadd, qu.o_stream.payload.c, out))]
+        else:
+            vL, oL, jL, fL, outL = v4, o4, j4_, f4_, out
+
         # -- stage 4: the write -----------------------------------------------------------
         if b == 1:
-            m.d.comb += [self.out_en.eq(v4), self.out_addr.eq(o4), self.out_data.eq(out)]
+            m.d.comb += [self.out_en.eq(vL), self.out_addr.eq(oL), self.out_data.eq(outL)]
         else:
             # the output word's earlier groups wait in ``held`` (zero past the pixel's last
             # group); the word is written with its last group, in that group's cycle
             held = Signal(data.ArrayLayout(signed(DATA_BITS), self._out_lanes))
-            j4, f4 = js[4], fs[4]
-            m.d.comb += [self.out_en.eq(v4 & f4), self.out_addr.eq(o4)]
+            j4, f4, v4, out = jL, fL, vL, outL
+            m.d.comb += [self.out_en.eq(v4 & f4), self.out_addr.eq(oL)]
             for k in range(b):
                 for i in range(lanes):
                     m.d.comb += self.out_data[k * lanes + i].eq(

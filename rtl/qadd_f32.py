@@ -40,7 +40,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import (FLOAT32_MANTISSA_BITS, QADD_ADDEND_MAX_SHIFT, QADD_ADDEND_MIN_SHIFT,
-                     QADD_EXPONENT_BITS, QADD_GUARD, QADD_WINDOW_BITS)
+                     QADD_EXPONENT_BITS, QADD_GUARD, QADD_LATENCY, QADD_WINDOW_BITS)
 from .validate import check_int
 
 __all__ = ["QAddF32", "PIPELINE_DEPTH"]
@@ -55,7 +55,7 @@ WINDOW_BITS = QADD_WINDOW_BITS
 #: Internal exponent arithmetic: holds every sum of 8-bit exponents and window offsets.
 _EXP = signed(10)
 #: Registers between an accepted input word and its output word.
-PIPELINE_DEPTH = 8
+PIPELINE_DEPTH = QADD_LATENCY
 
 
 def _leading_zeros(value, width: int):

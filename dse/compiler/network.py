@@ -59,6 +59,7 @@ import numpy as np
 
 from dse.compiler.plan import plan_conv
 from dse.compiler.qdq import channel_quant
+from dse.qlinear import qadd_settings
 from dse.compiler.program import (Concat, PoolLayer, build_network_program,
                                   double_buffer_limits)
 from dse.cost.resources import overlay_limits
@@ -416,11 +417,16 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     for e in entries:
         if quant is not None:
             op = e.layer.op
-            if op not in ("conv", "fc", "maxpool"):
-                raise _refuse(e.layer, "a quantised network's average and global pools, adds "
-                                       "and concatenations do not run on the overlay yet "
-                                       "(their float32 rescaling)")
+            if op not in ("conv", "fc", "maxpool", "add"):
+                raise _refuse(e.layer, "a quantised network's average and global pools and "
+                                       "concatenations do not run on the overlay yet (their "
+                                       "float32 rescaling)")
             qs.append(channel_quant(quant.layers[e.name]) if op in ("conv", "fc") else None)
+            if op == "add":
+                rec = quant.layers[e.name]
+                e.pool = {**e.pool, "qadd": tuple(qadd_settings(
+                    rec.a.scale, rec.a.zero_point, rec.b.scale, rec.b.zero_point,
+                    rec.y.scale, rec.y.zero_point).packed()[k] for k in ("r_a", "r_b", "f"))}
         if e.kind == "concat":
             plans.append(Concat(e.sources))
             ws.append(None)

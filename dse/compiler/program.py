@@ -228,6 +228,7 @@ from rtl.isa import (
     LoadSetup,
     LoadTile,
     PoolMode,
+    PoolQAdd,
     PoolSetup,
     PoolTile,
     StoreSetup,
@@ -237,6 +238,7 @@ from rtl.isa import (
 )
 from rtl.params import (
     FINISH_CYCLES,
+    QADD_SETTING_BITS,
     QUANT_ENTRY_BYTES,
     REQUANT_MULT_BITS,
     REQUANT_SHIFT_BITS,
@@ -543,6 +545,11 @@ class PoolLayer:
         output (an earlier layer's or the add's own input's), of the add's input shape.
     mult, shift, mult2:
         The engine's requantisation; None (all three) takes :func:`pool_numerics`.
+    qadd:
+        ``add`` of a quantised network (an overlay that requantises per channel): the
+        packed ``(r_a, r_b, f)`` of onnxruntime's QLinearAdd
+        (``dse.qlinear.QAddSettings.packed``); the engine's ``qadd`` mode then computes it,
+        ``mult``, ``shift``, ``mult2`` and ``relu`` unused.  Empty otherwise.
 
     Raises
     ------
@@ -559,6 +566,7 @@ class PoolLayer:
     mult: int | None = None
     shift: int | None = None
     mult2: int | None = None
+    qadd: tuple = ()
 
     def __post_init__(self):
         mode = getattr(self.mode, "value", self.mode)
@@ -599,6 +607,13 @@ class PoolLayer:
             _int("mult", self.mult, 0, (1 << REQUANT_MULT_BITS) - 1)
             _int("shift", self.shift, 0, (1 << REQUANT_SHIFT_BITS) - 1)
             _int("mult2", self.mult2, 0, (1 << REQUANT_MULT_BITS) - 1)
+        if self.qadd:
+            if mode != "add" or len(self.qadd) != 3:
+                raise ValueError(f"qadd must be (r_a, r_b, f) of an add layer, not "
+                                 f"{self.qadd!r} for mode {mode}")
+            object.__setattr__(self, "qadd", tuple(
+                _int(name, v, 0, (1 << QADD_SETTING_BITS) - 1)
+                for name, v in zip(("r_a", "r_b", "f"), self.qadd)))
 
     def out_shape(self, in_shape) -> tuple[int, int, int]:
         """(C, OH, OW) of the layer on a C×H×W input."""
@@ -671,7 +686,7 @@ def _pool_count(layer: PoolLayer, bands) -> int:
     """Instructions of a pool layer: its setups, then per band its loads, tile and stores."""
     per_band = sum((2 if layer.mode == "add" else 1) * len(_pieces(y1 - y0)) + 1
                    + len(_pieces(o1 - o0)) for o0, o1, y0, y1, _, _ in bands)
-    return 3 + (layer.mode == "add") + per_band
+    return 3 + (layer.mode == "add") + bool(layer.qadd) + per_band
 
 
 def _align(n: int) -> int:
@@ -1510,10 +1525,16 @@ def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux,
     if t_aux is not None:
         prog.append(LoadSetup(buf=Buffer.AUX, elem=t_aux.elem, row_pitch=t_aux.row_pitch,
                               px_pitch=t_aux.px_pitch))
-    prog += [StoreSetup(elem=t_out.elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch),
-             PoolSetup(mode=PoolMode(layer.mode), kh=kh, kw=kw, stride=layer.stride, ch=c,
-                       act=Activation.RELU if layer.relu else Activation.NONE, mult=mult,
-                       shift=shift, mult2=mult2, **boundary)]
+    prog.append(StoreSetup(elem=t_out.elem, row_pitch=t_out.row_pitch, px_pitch=t_out.px_pitch))
+    mode = PoolMode(layer.mode)
+    if layer.qadd:
+        # the QLinearAdd settings, held by the engine for the tiles after the setup
+        r_a, r_b, f = layer.qadd
+        prog.append(PoolQAdd(r_a=r_a, r_b=r_b, f=f))
+        mode = PoolMode.QADD
+    prog.append(PoolSetup(mode=mode, kh=kh, kw=kw, stride=layer.stride, ch=c,
+                          act=Activation.RELU if layer.relu else Activation.NONE, mult=mult,
+                          shift=shift, mult2=mult2, **boundary))
     for b, (o0, o1, y0, y1, pad_t, pad_b) in enumerate(bands):
         loads = [(Buffer.FEATURE, t_in, y0 + o, n) for o, n in _pieces(y1 - y0)]
         if t_aux is not None:
@@ -1564,7 +1585,7 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     dma: dict = {}                              # DMA cycles by box shape and beat offset
     beat = params.bus_bits // 8
     for inst in lp.program:
-        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup)):
+        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup, PoolQAdd)):
             if isinstance(inst, LoadSetup):
                 setups[inst.buf] = inst
             elif isinstance(inst, StoreSetup):

@@ -82,7 +82,8 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
            "shell_memories", "shell_resources", "top_has_pool",
-           "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "channel_requant_resources"]
+           "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "QADD_PER_LANE",
+           "channel_requant_resources"]
 
 #: What the per-channel requantiser (``rtl/requant_channels.py``: onnxruntime's float32
 #: rounding, its bias and zero point per channel, the quant buffer) costs per output lane
@@ -93,16 +94,22 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
 #: against 2); FF 2,985 − 1,496 against 707 − 355 on both.
 CHANNEL_REQUANT_PER_LANE = {"xcup": {"dsp": 0.0, "lut": 768.25, "ff": 284.25},
                             "ecp5": {"dsp": 2.0, "lut": 990.0, "ff": 284.25}}
+#: The pool engine's QLinearAdd unit (``rtl/qadd_f32.py``, its ``qadd`` mode) per pool
+#: lane: one lane synthesised alone (``python bench/synth_top_units.py qadd``).
+QADD_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1791.0, "ff": 398.0},
+                 "ecp5": {"dsp": 4.0, "lut": 2381.0, "ff": 398.0}}
 
 
-def channel_requant_resources(cols: int, family: str) -> dict:
+def channel_requant_resources(cols: int, family: str, pool_lanes: int = 0) -> dict:
     """``{"dsp", "lut", "ff"}`` an overlay with ``cols`` output lanes (the requantiser's,
-    no Winograd unit) adds with the per-channel requantiser (``requant`` f32) on ``family``
-    (:data:`CHANNEL_REQUANT_PER_LANE`)."""
+    no Winograd unit) and ``pool_lanes`` pool-engine lanes (0 without one) adds with the
+    per-channel requantiser and the QLinearAdd unit (``requant`` f32) on ``family``
+    (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`)."""
     if family not in CHANNEL_REQUANT_PER_LANE:
         raise ValueError(f"family must be one of {', '.join(CHANNEL_REQUANT_PER_LANE)}, "
                          f"not {family!r}")
-    return {k: v * int(cols) for k, v in CHANNEL_REQUANT_PER_LANE[family].items()}
+    return {k: v * int(cols) + QADD_PER_LANE[family][k] * int(pool_lanes)
+            for k, v in CHANNEL_REQUANT_PER_LANE[family].items()}
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")

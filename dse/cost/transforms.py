@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtl.params import SHIFT_ADD_ADDRESS_STAGES
+from rtl.params import QADD_LATENCY, SHIFT_ADD_ADDRESS_STAGES
 
 __all__ = [
     "REQUANT_LATENCY", "REQUANT_F32_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY",
@@ -71,7 +71,10 @@ POOL_LATENCY = 7
 #: Cycles of a pool tile the engine refuses (a window larger than the padded tile), from its
 #: transfer to its ``done``.
 POOL_REFUSED_CYCLES = 1
-_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale")
+_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale", "qadd")
+#: Cycles of a ``qadd`` tile beyond :data:`POOL_LATENCY`: the QLinearAdd unit's registers
+#: (``rtl.params.QADD_LATENCY``) in place of the three result stages of the other modes.
+POOL_QADD_EXTRA = QADD_LATENCY - 3
 
 
 def cdiv(a, b):
@@ -182,7 +185,7 @@ def fft2d_cycles(n_fft, tiles, channels, xp=np):
 def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0), xp=np):
     """Window taps of one ``pool.tile`` (``rtl/pool_engine.py`` issues one a cycle).
 
-    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale`` (or an
+    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale``, ``qadd`` (or an
     ``rtl.isa.PoolMode``); ``ch_words`` = ⌈ch / lanes⌉; ``pads`` = (top, bottom, left, right).
     Windowed modes: oh·ow·ch_words·kh·kw, with oh = (pad_t + rows + pad_b − kh) // stride + 1
     and ow likewise (every tap, padding included, takes its cycle; 0 where the window does
@@ -192,7 +195,7 @@ def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0
     mode = getattr(mode, "value", mode)
     if mode not in _POOL_MODES:
         raise ValueError(f"mode must be one of {', '.join(_POOL_MODES)}, not {mode!r}")
-    if mode in ("gmax", "gavg", "add", "rescale"):
+    if mode in ("gmax", "gavg", "add", "rescale", "qadd"):
         return rows * cols * ch_words
     pad_t, pad_b, pad_l, pad_r = pads
     span_h, span_w = pad_t + rows + pad_b, pad_l + cols + pad_r
@@ -213,4 +216,4 @@ def pool_cycles(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0,
         pad_t, pad_b, pad_l, pad_r = pads
         fits = (pad_t + rows + pad_b >= kh) & (pad_l + cols + pad_r >= kw)
         return xp.where(fits, taps + POOL_LATENCY, POOL_REFUSED_CYCLES)
-    return taps + POOL_LATENCY
+    return taps + POOL_LATENCY + (POOL_QADD_EXTRA if mode == "qadd" else 0)

@@ -48,6 +48,19 @@ def _classifier(rng):
     return make_model(n, i, SHAPE, [1, 10])
 
 
+def _residual(rng):
+    """A ResNet basic block with a stem: conv + ReLU, conv + ReLU, conv, add, ReLU."""
+    from onnx import helper
+
+    n, i = [], []
+    conv_node(n, i, rng, "x", "c1", 3, 8, 3)
+    conv_node(n, i, rng, "c1", "c2", 8, 8, 3)
+    conv_node(n, i, rng, "c2", "c3", 8, 8, 3, relu=False)
+    n.append(helper.make_node("Add", ["c3", "c1"], ["s"], name="add"))
+    n.append(helper.make_node("Relu", ["s"], ["y"], name="add_relu"))
+    return make_model(n, i, SHAPE, [1, 8, 8, 8])
+
+
 def _omniconv(*args):
     return subprocess.run([sys.executable, "-m", "omniconv", *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True)
@@ -58,44 +71,55 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     quantise(_classifier(np.random.default_rng(3)), SHAPE, folder / "fp32.onnx",
              folder / "qdq.onnx")
-    for name in ("qdq", "fp32"):
+    quantise(_residual(np.random.default_rng(4)), SHAPE, folder / "res_fp32.onnx",
+             folder / "res.onnx")
+    for name in ("qdq", "fp32", "res"):
         (folder / f"{name}.yaml").write_text(
             f"network: {name}.onnx\nboard: ecp5-85k\nprecision: 8\nhardware: {HARDWARE}\n")
     return folder
 
 
 @pytest.mark.verilator
-def test_run_equals_onnxruntime(models):
+@pytest.mark.parametrize("name, layers", [("qdq", ["c1", "pool", "c2", "fc"]),
+                                          ("res", ["c1", "c2", "c3", "add"])])
+def test_run_equals_onnxruntime(models, name, layers):
+    """The classifier (max pool, flatten, Gemm) and the residual block (QLinearAdd on the
+    pool engine's qadd mode, its ReLU removed into the saturation) on a random input."""
     rng = np.random.default_rng(11)
     x = rng.normal(0, 1, SHAPE).astype(np.float32)
-    np.save(models / "x.npy", x)
-    out = models / "out"
-    proc = _omniconv("run", models / "qdq.yaml", "--input", models / "x.npy", "--out", out)
+    np.save(models / f"x_{name}.npy", x)
+    out = models / f"out_{name}"
+    proc = _omniconv("run", models / f"{name}.yaml", "--input", models / f"x_{name}.npy",
+                     "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(out / "y.npy")
-    session = ort.InferenceSession(str(models / "qdq.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(models / f"{name}.onnx"),
+                                   providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": x})[0]
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.array_equal(got, want), f"{(got != want).sum()} of {want.size} outputs differ"
     doc = json.loads((out / "run.json").read_text())
     assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"]
-    assert [e["name"] for e in doc["layers"]] == ["c1", "pool", "c2", "fc"]
+    assert [e["name"] for e in doc["layers"]] == layers
     assert doc["hardware"]["requant"] == "f32"
     assert "c1 finished" in proc.stderr                   # progress, one line per layer
 
 
 @pytest.mark.verilator
-def test_verify_checks_every_layer_against_the_qdq_golden_model(models):
+@pytest.mark.parametrize("name, macs, others", [("qdq", ["c1", "c2", "fc"], ["pool"]),
+                                                ("res", ["c1", "c2", "c3"], ["add"])])
+def test_verify_checks_every_layer_against_the_qdq_golden_model(models, name, macs, others):
     """``omniconv verify`` of a quantised network: the model's weights on a random input,
     each layer against ``sim.models.qdq_network`` (onnxruntime's kernels), the cycles
     against design.json's."""
-    out = models / "verified"
-    proc = _omniconv("verify", models / "qdq.yaml", "--out", out)
+    out = models / f"verified_{name}"
+    proc = _omniconv("verify", models / f"{name}.yaml", "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "verify.json").read_text())
     assert doc["totals"]["all_bit_exact"] and doc["totals"]["max_rel_error"] == 0
-    assert [e["name"] for e in doc["layers"]] == ["c1", "c2", "fc"]
-    assert [e["name"] for e in doc["other_layer_results"]] == ["pool"]
+    assert [e["name"] for e in doc["layers"]] == macs
+    assert [e["name"] for e in doc["other_layer_results"]] == others
+    assert all(e["bit_exact"] for e in doc["other_layer_results"])
     assert doc["hardware"]["requant"] == "f32"
 
 

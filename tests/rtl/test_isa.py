@@ -190,7 +190,7 @@ def test_enum_values_are_checked():
                                          r"not 'gelu'$"):
         dataclasses.replace(_legal(PoolSetup), act="gelu")
     with pytest.raises(ValueError, match=r"^pool.setup mode must be one of max, avg, gmax, "
-                                         r"gavg, add, rescale, not 'min'$"):
+                                         r"gavg, add, rescale, qadd, not 'min'$"):
         dataclasses.replace(_legal(PoolSetup), mode="min")
     with pytest.raises(TypeError, match=r"^load.tile buf must be a Buffer, not 1$"):
         dataclasses.replace(_legal(LoadTile), buf=1)
@@ -249,7 +249,7 @@ def test_out_of_range_fields_in_a_word_are_illegal():
     with pytest.raises(IllegalInstruction, match=r"pool.setup mode code must be one of "
                                                  r"0 \(max\), 1 \(avg\), 2 \(gmax\), "
                                                  r"3 \(gavg\), 4 \(add\), 5 \(rescale\), "
-                                                 r"not 7$"):
+                                                 r"6 \(qadd\), not 7$"):
         decode(pool | 0b111 << 8)
 
 

@@ -305,3 +305,56 @@ def test_lint_clean(tmp_path):
                                  "pool_engine", work_dir=tmp_path)
     assert not violations, "\n".join(f"line {w.line}: %{w.rule}: {w.message}"
                                      for w in violations[:20])
+
+
+@pytest.mark.parametrize("lanes, in_lanes, out_lanes", [(4, 4, 4), (2, 4, 2), (2, 2, 4)])
+def test_qadd_mode_equals_qlinear_add_with_exact_cycles(lanes, in_lanes, out_lanes):
+    """The ``qadd`` mode (``pool.qadd`` settings, then ``pool.setup mode=qadd``): every result
+    onnxruntime's QLinearAdd (``sim.models.qdq_network.qlinear_add``) of the stored operands,
+    in ``pool_cycles`` exactly, beside a plain ``add`` tile that still runs its own path; with
+    wider input or output words."""
+    from dse.qlinear import qadd_settings
+    from rtl.isa import PoolQAdd
+    from sim.models.qdq_network import qlinear_add
+
+    rng = random.Random(lanes * 7 + out_lanes)
+    scales = [np.float32(s) for s in (0.031, 0.047, 0.052)]
+    zps = (131, 97, 120)
+    q = qadd_settings(scales[0], zps[0], scales[1], zps[1], scales[2], zps[2]).packed()
+    rows, cols, ch = 3, 2, 2 * out_lanes + 1
+    nrng = np.random.default_rng(lanes)
+    a = nrng.integers(0, 256, (rows, cols, ch))
+    b = nrng.integers(0, 256, (rows, cols, ch))
+    a[0, 0, :2], b[0, 0, :2] = (0, 255), (255, 0)
+    wpp = -(-ch // in_lanes)                 # input words a pixel
+
+    def words(x):
+        out = []
+        for y in range(rows):
+            for c in range(cols):
+                v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
+                out += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+        return out
+
+    engine = PoolEngine(lanes, 64, in_lanes=in_lanes, out_lanes=out_lanes, qadd=True)
+    commands = [PoolQAdd(r_a=q["r_a"], r_b=q["r_b"], f=q["f"]),
+                PoolSetup(mode="qadd", ch=ch),
+                PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=rows, cols=cols),
+                PoolSetup(mode="add", ch=ch, mult=1, shift=0, mult2=1),
+                PoolTile(in_addr=0, in2_addr=0, out_addr=32, rows=rows, cols=cols)]
+    writes, log = _run(engine, commands, words(a), words(b), seed=rng.randrange(1 << 30))
+    opw = -(-ch // out_lanes)                # output words a pixel
+    got = {}
+    for addr, vals in writes:
+        got[addr] = vals
+    want = qlinear_add(a, scales[0], zps[0], b, scales[1], zps[1], scales[2], zps[2])
+    out = np.array([[sum((got[(y * cols + c) * opw + k] for k in range(opw)), [])[:ch]
+                     for c in range(cols)] for y in range(rows)])
+    np.testing.assert_array_equal(out + 128, want)
+    plain = np.array([[sum((got[32 + (y * cols + c) * opw + k] for k in range(opw)), [])[:ch]
+                       for c in range(cols)] for y in range(rows)])
+    np.testing.assert_array_equal(plain, np.clip((a - 128) + (b - 128), -128, 127))
+    groups = -(-ch // lanes)
+    assert [d - t for t, d, _ in log] == [0, 0, pool_cycles("qadd", rows, cols, groups), 0,
+                                          pool_cycles("add", rows, cols, groups)]
+    assert pool_cycles("qadd", rows, cols, groups) > pool_cycles("add", rows, cols, groups)
