@@ -39,14 +39,14 @@ from dataclasses import MISSING, dataclass, field
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from rtl.params import (AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, QADD_SETTING_BITS,
-                        REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
+from rtl.params import (AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, FLOAT32_MANTISSA_BITS,
+                        QADD_SETTING_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
 
 __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "FetchGeometry",
            "DRAM_ADDR_BITS", "BUF_ADDR_BITS", "EXTENT_BITS", "CHANNEL_BITS", "SMALL_BITS", "ROW_PITCH_BITS",
            "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
-           "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolQAdd",
+           "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolQAdd", "PoolRequant",
            "PoolTile",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
            "decode", "opcode_table", "field_table", "render_doc_tables",
@@ -182,6 +182,7 @@ class PoolMode(_Coded):
     ADD = "add"           #: element-wise a·mult + b·mult2, then / 2^shift
     RESCALE = "rescale"   #: a·mult / 2^shift (a change of scale, e.g. before a concat)
     QADD = "qadd"         #: onnxruntime's QLinearAdd of a and b (settings: ``pool.qadd``)
+    QGAVG = "qgavg"       #: onnxruntime's QLinearGlobalAveragePool (settings: ``pool.requant``)
 
 
 @functools.cache
@@ -575,6 +576,22 @@ class PoolQAdd(EngineInstruction):
     r_a: int = _f(QADD_SETTING_BITS, "the first operand's ratio fl(s_a / s_c), packed")
     r_b: int = _f(QADD_SETTING_BITS, "the second operand's ratio fl(s_b / s_c), packed")
     f: int = _f(QADD_SETTING_BITS, "the offset F, packed")
+
+
+@_format(0xA, "pool.requant", Engine.POOL)
+@dataclass(frozen=True, kw_only=True)
+class PoolRequant(EngineInstruction):
+    """The settings of the ``qgavg`` mode (an overlay that requantises per channel):
+    onnxruntime's QLinearGlobalAveragePool requantises ``Σ x + bias`` as a convolution's
+    accumulator (``rtl/requant_f32.py``), the scale ``mantissa · 2^exponent``; signed values
+    in two's complement."""
+
+    bias: int = _f(32, "added to each channel's sum, int32 (the stored form's and the input "
+                   "zero point's correction, (128 − z_x)·N)")
+    mantissa: int = _f(FLOAT32_MANTISSA_BITS, "the scale's mantissa, 2^23 … 2^24 − 1",
+                       lo=1 << (FLOAT32_MANTISSA_BITS - 1))
+    exponent: int = _f(9, "the scale's exponent, int9")
+    zero_point: int = _f(8, "the output zero point in the stored form, int8")
 
 
 @_format(0x6, "pool.tile", Engine.POOL)

@@ -294,7 +294,7 @@ class OverlayTop(wiring.Component):
             self.pool = PoolEngine(pool_lanes(params), limits.feature_words,
                                    in2_depth=aux_words, out_depth=limits.out_words,
                                    in_lanes=params.rows, out_lanes=params.cols,
-                                   qadd=params.requant == "f32")
+                                   qdq=params.requant == "f32")
         #: The one load engine: the controller runs loads one at a time, so every buffer's
         #: loads share it, each command in its buffer's format (``per_command``).
         self.loader = LoadEngine(bus, max(f[0] for f in self.load_formats.values()),

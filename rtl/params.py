@@ -22,7 +22,7 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
            "quant_lanes", "FLOAT32_MANTISSA_BITS", "QADD_EXPONENT_BITS", "QADD_GUARD",
            "QADD_ADDEND_MAX_SHIFT", "QADD_ADDEND_MIN_SHIFT", "QADD_WINDOW_BITS",
-           "QADD_LATENCY", "QADD_SETTING_BITS"]
+           "QADD_LATENCY", "QADD_SETTING_BITS", "REQUANT_F32_LATENCY"]
 
 # -- The overlay top's controller timing (``rtl/controller.py``, ``rtl/overlay_top.py``): the
 # compiler's schedule (``dse.compiler.asm.schedule``) and the explorer read the same numbers.
@@ -81,6 +81,8 @@ QADD_ADDEND_MIN_SHIFT = -FLOAT32_MANTISSA_BITS
 QADD_WINDOW_BITS = QADD_ADDEND_MAX_SHIFT + FLOAT32_MANTISSA_BITS + 2
 #: Registers of the QLinearAdd unit between an accepted word and its result.
 QADD_LATENCY = 8
+#: Pipeline registers of ``rtl.requant_f32.RequantF32`` (onnxruntime's requantisation).
+REQUANT_F32_LATENCY = 5
 #: Bits of a packed QLinearAdd setting (``pool.qadd``'s ``r_a``, ``r_b``, ``f``):
 #: ``sign << 32 | (exponent mod 2^8) << 24 | mantissa`` (``dse.qlinear.QAddSettings.packed``).
 QADD_SETTING_BITS = 1 + QADD_EXPONENT_BITS + FLOAT32_MANTISSA_BITS

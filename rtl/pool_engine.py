@@ -73,11 +73,14 @@ from rtl.isa import (
     Engine,
     PoolMode,
     PoolQAdd,
+    PoolRequant,
     PoolSetup,
 )
 from rtl.params import (COUNTER_BITS, FLOAT32_MANTISSA_BITS, QADD_EXPONENT_BITS, QADD_LATENCY,
-                        QADD_SETTING_BITS, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
+                        QADD_SETTING_BITS, REQUANT_F32_LATENCY, REQUANT_MULT_BITS,
+                        REQUANT_SHIFT_BITS)
 from rtl.qadd_f32 import QAddF32
+from rtl.requant_f32 import RequantF32
 
 from .validate import rejecting
 
@@ -109,10 +112,11 @@ class PoolEngine(wiring.Component):
     in2_depth, out_depth:
         Depths of the aux buffer (``add``'s second operand) and of the output buffer
         (default: ``depth``).
-    qadd:
-        Build the ``qadd`` mode's QLinearAdd unit (``rtl/qadd_f32.py``, ``lanes`` lanes): an
-        overlay that requantises per channel.  Without it a ``qadd`` tile computes nothing
-        meaningful (the compiler emits none).
+    qdq:
+        Build the quantised-network modes' units (an overlay that requantises per channel):
+        ``qadd``'s QLinearAdd (``rtl/qadd_f32.py``) and ``qgavg``'s float32-exact
+        requantiser (``rtl/requant_f32.py``), ``lanes`` lanes each.  Without them a ``qadd``
+        or ``qgavg`` tile computes nothing meaningful (the compiler emits none).
 
     Members
     -------
@@ -145,10 +149,10 @@ class PoolEngine(wiring.Component):
 
     def __init__(self, lanes: int = 8, depth: int = 1024, *, in2_depth: int | None = None,
                  out_depth: int | None = None, in_lanes: int | None = None,
-                 out_lanes: int | None = None, qadd: bool = False):
+                 out_lanes: int | None = None, qdq: bool = False):
         with rejecting(self):
-            if not isinstance(qadd, bool):
-                raise TypeError(f"qadd must be a bool, not {qadd!r}")
+            if not isinstance(qdq, bool):
+                raise TypeError(f"qdq must be a bool, not {qdq!r}")
             in2_depth = depth if in2_depth is None else in2_depth
             out_depth = depth if out_depth is None else out_depth
             in_lanes = lanes if in_lanes is None else in_lanes
@@ -174,7 +178,7 @@ class PoolEngine(wiring.Component):
         self._lanes, self._depth = lanes, depth
         self._in_lanes, self._out_lanes = in_lanes, out_lanes
         self._in2_depth, self._out_depth = in2_depth, out_depth
-        self._qadd = qadd
+        self._qdq = qdq
         word = data.ArrayLayout(signed(DATA_BITS), in_lanes)
         out_word = data.ArrayLayout(signed(DATA_BITS), out_lanes)
         super().__init__({
@@ -230,9 +234,11 @@ class PoolEngine(wiring.Component):
         cmd = self.cmd.payload
         su, ti = cmd.setup, cmd.tile
         take = self.cmd.valid & self.cmd.ready
-        # pool.setup and pool.qadd are held settings: done in their transfer's cycle
+        # pool.setup, pool.qadd and pool.requant are held settings: done in their transfer's
+        # cycle
         is_qset = cmd.opcode == PoolQAdd.OPCODE
-        is_setup = (cmd.opcode == PoolSetup.OPCODE) | is_qset
+        is_rset = cmd.opcode == PoolRequant.OPCODE
+        is_setup = (cmd.opcode == PoolSetup.OPCODE) | is_qset | is_rset
 
         # -- pool.setup: held settings; the reset values are the ISA's defaults -----------
         mode = Signal(3, init=PoolMode.MAX.code)
@@ -246,7 +252,7 @@ class PoolEngine(wiring.Component):
         mult = Signal(REQUANT_MULT_BITS, init=1)
         shift = Signal(REQUANT_SHIFT_BITS)
         mult2 = Signal(REQUANT_MULT_BITS)
-        with m.If(take & is_setup & ~is_qset):
+        with m.If(take & is_setup & ~is_qset & ~is_rset):
             m.d.sync += [mode.eq(su.mode), kh.eq(su.kh), kw.eq(su.kw), stride.eq(su.stride),
                          words.eq((su.ch + (lanes - 1)) // lanes),
                          *(() if a == 1 else
@@ -258,10 +264,11 @@ class PoolEngine(wiring.Component):
             return Cat(*(mode == pm.code for pm in modes)).any()
 
         windowed = mode_in(PoolMode.MAX, PoolMode.AVG)
-        global_ = mode_in(PoolMode.GLOBAL_MAX, PoolMode.GLOBAL_AVG)
+        global_ = mode_in(PoolMode.GLOBAL_MAX, PoolMode.GLOBAL_AVG, PoolMode.QGAVG)
         is_max = mode_in(PoolMode.MAX, PoolMode.GLOBAL_MAX)
         is_add = mode_in(PoolMode.ADD, PoolMode.QADD)
         is_qadd = mode == PoolMode.QADD.code
+        is_qgavg = mode == PoolMode.QGAVG.code
 
         # -- pool.tile: the tile and its effective window (module docstring's table) -------
         rows = Signal(EXTENT_BITS)
@@ -352,9 +359,12 @@ class PoolEngine(wiring.Component):
         with m.If(run & finish):
             m.d.comb += self.done.eq(1)
             m.d.sync += run.eq(0)
-        # the qadd path's valid bits (below), one a register of the unit
-        qv = [Signal(name=f"qv{n}") for n in range(QADD_LATENCY)] if self._qadd else []
-        m.d.comb += finish.eq(ended & ~v1 & ~v2 & ~v3 & ~v4 & ~Cat(*qv, 0).any())
+        # the quantised modes' delay line (below): valid bits, one a register
+        qv = [Signal(name=f"qv{n}") for n in range(QADD_LATENCY)] if self._qdq else []
+        # (qgavg's result leaves the line at its REQUANT_F32_LATENCY-th register)
+        in_line = (Mux(is_qgavg, Cat(*qv[:REQUANT_F32_LATENCY]).any(), Cat(*qv).any())
+                   if qv else 0)
+        m.d.comb += finish.eq(ended & ~v1 & ~v2 & ~v3 & ~v4 & ~in_line)
 
         # -- stage 0: issue one tap a cycle -----------------------------------------------
         m.d.comb += [
@@ -420,6 +430,7 @@ class PoolEngine(wiring.Component):
         b2 = Signal(data.ArrayLayout(signed(DATA_BITS), lanes))
         o2 = Signal(BUF_ADDR_BITS)
         identity = Mux(is_max, -(1 << (DATA_BITS - 1)), 0)
+        acc_last = Signal(data.ArrayLayout(signed(SUM_BITS), lanes))  # the window's, at its last tap
         m.d.sync += [v2.eq(v1 & last1), o2.eq(o1)]
         if a == 1:
             in_g, in2_g = self.in_data, self.in2_data
@@ -442,6 +453,7 @@ class PoolEngine(wiring.Component):
                 m.d.comb += nxt.eq(Mux(x > acc[i], x, acc[i]))
             with m.Else():
                 m.d.comb += nxt.eq(acc[i] + x)
+            m.d.comb += acc_last[i].eq(nxt)
             with m.If(v1):
                 m.d.sync += acc[i].eq(nxt)
             with m.If(v1 & last1):
@@ -475,13 +487,24 @@ class PoolEngine(wiring.Component):
             sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
             m.d.sync += out[i].eq(Mux(relu & (sat < 0), 0, sat))
 
-        # -- qadd: the QLinearAdd unit beside stages 2-3 -------------------------------------
-        # It takes the tap's two operands in stage 1's cycle and gives the result
-        # QADD_LATENCY cycles later (it never stalls: its sink is always ready); the word's
-        # address, slot and flush wait as long in a delay line.
+        # -- qadd, qgavg: the QLinearAdd unit and the float32-exact requantiser beside stages
+        # 2-3.  Each takes stage 1's operands (qadd: the tap's two; qgavg: the tile's sum) in
+        # its cycle and gives the result QADD_LATENCY or REQUANT_F32_LATENCY cycles later
+        # (they never stall: their sinks are always ready); the word's address, slot and
+        # flush wait as long in a delay line.
         j1, f1, j4_, f4_ = (js[1], fs[1], js[4], fs[4]) if b > 1 else (j, flush, j, flush)
-        if self._qadd:
+        if self._qdq:
             m.submodules.qadd = qu = QAddF32(lanes)
+            m.submodules.requant = rq = RequantF32(lanes, signed_out=True)
+            r_bias = Signal(signed(SUM_BITS))
+            with m.If(take & is_rset):
+                m.d.sync += [r_bias.eq(cmd.requant.bias), rq.mantissa.eq(cmd.requant.mantissa),
+                             rq.exponent.eq(cmd.requant.exponent.as_signed()),
+                             rq.zero_point.eq(cmd.requant.zero_point.as_signed())]
+            m.d.comb += [rq.o_stream.ready.eq(1),
+                         rq.i_stream.valid.eq(v1 & last1 & is_qgavg)]
+            for i in range(lanes):
+                m.d.comb += rq.i_stream.payload[i].eq((acc_last[i] + r_bias)[:SUM_BITS])
             ra, rb, ff = (Signal(QADD_SETTING_BITS, name=n) for n in ("q_ra", "q_rb", "q_f"))
             with m.If(take & is_qset):
                 m.d.sync += [ra.eq(cmd.qadd.r_a), rb.eq(cmd.qadd.r_b), ff.eq(cmd.qadd.f)]
@@ -498,17 +521,23 @@ class PoolEngine(wiring.Component):
             qo = [Signal(BUF_ADDR_BITS, name=f"qo{n}") for n in range(QADD_LATENCY)]
             qj = [Signal.like(j, name=f"qj{n}") for n in range(QADD_LATENCY)]
             qf = [Signal(name=f"qf{n}") for n in range(QADD_LATENCY)]
-            m.d.sync += [qv[0].eq(v1 & last1 & is_qadd), qo[0].eq(o1), qj[0].eq(j1),
-                         qf[0].eq(f1)]
+            m.d.sync += [qv[0].eq(v1 & last1 & (is_qadd | is_qgavg)), qo[0].eq(o1),
+                         qj[0].eq(j1), qf[0].eq(f1)]
             for n in range(1, QADD_LATENCY):
                 m.d.sync += [qv[n].eq(qv[n - 1]), qo[n].eq(qo[n - 1]), qj[n].eq(qj[n - 1]),
                              qf[n].eq(qf[n - 1])]
             # the last stage: the normal path's or the unit's (one mode a tile)
             vL, oL, jL, fL = Signal(), Signal.like(o4), Signal.like(j), Signal()
             outL = Signal.like(out)
-            m.d.comb += [vL.eq(Mux(is_qadd, qv[-1], v4)), oL.eq(Mux(is_qadd, qo[-1], o4)),
-                         jL.eq(Mux(is_qadd, qj[-1], j4_)), fL.eq(Mux(is_qadd, qf[-1], f4_)),
-                         outL.eq(Mux(is_qadd, qu.o_stream.payload.c, out))]
+            r = REQUANT_F32_LATENCY - 1
+            with m.If(is_qadd):
+                m.d.comb += [vL.eq(qv[-1]), oL.eq(qo[-1]), jL.eq(qj[-1]), fL.eq(qf[-1]),
+                             outL.eq(qu.o_stream.payload.c)]
+            with m.Elif(is_qgavg):
+                m.d.comb += [vL.eq(qv[r]), oL.eq(qo[r]), jL.eq(qj[r]), fL.eq(qf[r]),
+                             outL.eq(rq.o_stream.payload)]
+            with m.Else():
+                m.d.comb += [vL.eq(v4), oL.eq(o4), jL.eq(j4_), fL.eq(f4_), outL.eq(out)]
         else:
             vL, oL, jL, fL, outL = v4, o4, j4_, f4_, out
 

@@ -26,7 +26,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import FLOAT32_MANTISSA_BITS
+from .params import FLOAT32_MANTISSA_BITS, REQUANT_F32_LATENCY
 from .validate import check_int, reject
 
 __all__ = ["RequantF32"]
@@ -118,7 +118,7 @@ class RequantF32(wiring.Component):
         n = self.lanes
         mb = MANTISSA_BITS
         prod_w = mb + 1 + mb                          # |a| ≤ 2^24, m < 2^24: 49 bits signed
-        valid = [Signal(name=f"v{i}") for i in range(5)]
+        valid = [Signal(name=f"v{i}") for i in range(REQUANT_F32_LATENCY)]
         advance = ~valid[-1] | self.o_stream.ready
         acc = Signal(data.ArrayLayout(signed(ACC_WIDTH), n))
         a_q = Signal(data.ArrayLayout(signed(mb + 2), n))
@@ -158,7 +158,7 @@ class RequantF32(wiring.Component):
             acc_in = self.i_stream.payload
         with m.If(advance):
             m.d.sync += [valid[0].eq(self.i_stream.valid), acc.eq(acc_in)]
-            m.d.sync += [valid[i + 1].eq(valid[i]) for i in range(4)]
+            m.d.sync += [valid[i + 1].eq(valid[i]) for i in range(REQUANT_F32_LATENCY - 1)]
             for i in range(n):
                 # stage 1: acc to 24 significant bits (float32(acc)); at most 8 bits drop
                 mag = Signal(unsigned(ACC_WIDTH + 1), name=f"mag{i}")

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse.compiler.plan import plan_conv
-from dse.compiler.qdq import channel_quant
+from dse.compiler.qdq import channel_quant, gap_requant
 from dse.qlinear import qadd_settings
 from dse.compiler.program import (Concat, PoolLayer, build_network_program,
                                   double_buffer_limits)
@@ -417,8 +417,8 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     for e in entries:
         if quant is not None:
             op = e.layer.op
-            if op not in ("conv", "fc", "maxpool", "add"):
-                raise _refuse(e.layer, "a quantised network's average and global pools and "
+            if op not in ("conv", "fc", "maxpool", "add", "gap"):
+                raise _refuse(e.layer, "a quantised network's average pools and "
                                        "concatenations do not run on the overlay yet (their "
                                        "float32 rescaling)")
             qs.append(channel_quant(quant.layers[e.name]) if op in ("conv", "fc") else None)
@@ -427,6 +427,14 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                 e.pool = {**e.pool, "qadd": tuple(qadd_settings(
                     rec.a.scale, rec.a.zero_point, rec.b.scale, rec.b.zero_point,
                     rec.y.scale, rec.y.zero_point).packed()[k] for k in ("r_a", "r_b", "f"))}
+            if op == "gap":
+                rec, (_, h, w) = quant.layers[e.name], e.layer.in_shape
+                try:
+                    fields = gap_requant(rec.x.scale, rec.x.zero_point, rec.y.scale,
+                                         rec.y.zero_point, h * w)
+                except ValueError as exc:
+                    raise _refuse(e.layer, str(exc)) from None
+                e.pool = {**e.pool, "qgavg": fields}
         if e.kind == "concat":
             plans.append(Concat(e.sources))
             ws.append(None)

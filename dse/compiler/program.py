@@ -229,6 +229,7 @@ from rtl.isa import (
     LoadTile,
     PoolMode,
     PoolQAdd,
+    PoolRequant,
     PoolSetup,
     PoolTile,
     StoreSetup,
@@ -550,6 +551,11 @@ class PoolLayer:
         packed ``(r_a, r_b, f)`` of onnxruntime's QLinearAdd
         (``dse.qlinear.QAddSettings.packed``); the engine's ``qadd`` mode then computes it,
         ``mult``, ``shift``, ``mult2`` and ``relu`` unused.  Empty otherwise.
+    qgavg:
+        ``gavg`` of a quantised network: ``pool.requant``'s fields
+        (``dse.compiler.qdq.gap_requant``: bias, mantissa, exponent, zero point); the
+        engine's ``qgavg`` mode then computes onnxruntime's QLinearGlobalAveragePool.
+        Empty otherwise.
 
     Raises
     ------
@@ -567,6 +573,7 @@ class PoolLayer:
     shift: int | None = None
     mult2: int | None = None
     qadd: tuple = ()
+    qgavg: dict | tuple = ()
 
     def __post_init__(self):
         mode = getattr(self.mode, "value", self.mode)
@@ -614,6 +621,12 @@ class PoolLayer:
             object.__setattr__(self, "qadd", tuple(
                 _int(name, v, 0, (1 << QADD_SETTING_BITS) - 1)
                 for name, v in zip(("r_a", "r_b", "f"), self.qadd)))
+        if self.qgavg:
+            if mode != "gavg":
+                raise ValueError(f"qgavg must be given for a gavg layer only, not mode {mode}")
+            fields = dict(self.qgavg)
+            PoolRequant(**fields)                             # the ISA's ranges
+            object.__setattr__(self, "qgavg", tuple(sorted(fields.items())))
 
     def out_shape(self, in_shape) -> tuple[int, int, int]:
         """(C, OH, OW) of the layer on a C×H×W input."""
@@ -686,7 +699,7 @@ def _pool_count(layer: PoolLayer, bands) -> int:
     """Instructions of a pool layer: its setups, then per band its loads, tile and stores."""
     per_band = sum((2 if layer.mode == "add" else 1) * len(_pieces(y1 - y0)) + 1
                    + len(_pieces(o1 - o0)) for o0, o1, y0, y1, _, _ in bands)
-    return 3 + (layer.mode == "add") + bool(layer.qadd) + per_band
+    return 3 + (layer.mode == "add") + bool(layer.qadd) + bool(layer.qgavg) + per_band
 
 
 def _align(n: int) -> int:
@@ -1532,6 +1545,9 @@ def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux,
         r_a, r_b, f = layer.qadd
         prog.append(PoolQAdd(r_a=r_a, r_b=r_b, f=f))
         mode = PoolMode.QADD
+    if layer.qgavg:
+        prog.append(PoolRequant(**dict(layer.qgavg)))
+        mode = PoolMode.QGAVG
     prog.append(PoolSetup(mode=mode, kh=kh, kw=kw, stride=layer.stride, ch=c,
                           act=Activation.RELU if layer.relu else Activation.NONE, mult=mult,
                           shift=shift, mult2=mult2, **boundary))
@@ -1585,7 +1601,8 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     dma: dict = {}                              # DMA cycles by box shape and beat offset
     beat = params.bus_bits // 8
     for inst in lp.program:
-        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup, PoolQAdd)):
+        if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup, PoolQAdd,
+                             PoolRequant)):
             if isinstance(inst, LoadSetup):
                 setups[inst.buf] = inst
             elif isinstance(inst, StoreSetup):

@@ -27,7 +27,7 @@ import numpy as np
 from dse.compiler.program import ChannelQuant
 from rtl.params import FLOAT32_MANTISSA_BITS as _MANTISSA_BITS
 
-__all__ = ["STORED_OFFSET", "scale_parts", "requant_scale", "channel_quant",
+__all__ = ["STORED_OFFSET", "scale_parts", "requant_scale", "channel_quant", "gap_requant",
            "quantize_input", "dequantize_output", "to_stored", "from_stored"]
 
 #: uint8 value − stored int8 value.
@@ -71,6 +71,22 @@ def channel_quant(record) -> ChannelQuant:
     zy = int(record.y.zero_point) - STORED_OFFSET
     return ChannelQuant(tuple(int(v) for v in bias), tuple(int(v) for v in m),
                         tuple(int(v) for v in e), (zy,) * n, pad=zx - STORED_OFFSET)
+
+
+def gap_requant(x_scale, x_zp: int, y_scale, y_zp: int, n: int) -> dict:
+    """The ``pool.requant`` fields of a global average pool over ``n`` pixels
+    (QLinearGlobalAveragePool): ``Σ x − z_x·n`` requantised with the scale
+    ``fl(s_x / fl(s_y · n))``; over stored values the sum needs the bias ``(128 − z_x)·n``.
+    Signed fields in two's complement.  Raises ValueError outside the range onnxruntime
+    accepts (scale in [2^-32, 256), n < 2^24)."""
+    scale = np.float32(x_scale) / (np.float32(y_scale) * np.float32(n))
+    if n >= 1 << 24 or not 2.0 ** -32 <= float(scale) < 256.0:
+        raise ValueError(f"a global average pool's scale {float(scale)} or size {n} is "
+                         f"outside the range onnxruntime accepts ([2^-32, 256), size < 2^24)")
+    m, e = scale_parts(scale)
+    bias = (STORED_OFFSET - int(x_zp)) * int(n)
+    return {"bias": bias & 0xFFFF_FFFF, "mantissa": int(m), "exponent": int(e) & 0x1FF,
+            "zero_point": (int(y_zp) - STORED_OFFSET) & 0xFF}
 
 
 def quantize_input(x, scale: float, zero_point: int) -> np.ndarray:

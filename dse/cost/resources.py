@@ -82,7 +82,7 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "memory_blocks", "datapath_memories", "features", "precision_of",
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
            "shell_memories", "shell_resources", "top_has_pool",
-           "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "QADD_PER_LANE",
+           "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "QADD_PER_LANE", "POOL_REQUANT_PER_LANE",
            "channel_requant_resources"]
 
 #: What the per-channel requantiser (``rtl/requant_channels.py``: onnxruntime's float32
@@ -98,17 +98,24 @@ CHANNEL_REQUANT_PER_LANE = {"xcup": {"dsp": 0.0, "lut": 768.25, "ff": 284.25},
 #: lane: one lane synthesised alone (``python bench/synth_top_units.py qadd``).
 QADD_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1791.0, "ff": 398.0},
                  "ecp5": {"dsp": 4.0, "lut": 2381.0, "ff": 398.0}}
+#: The pool engine's float32-exact requantiser (``rtl/requant_f32.py``, its ``qgavg`` mode)
+#: per pool lane: one lane alone (``python bench/synth_top_units.py requant_f32``).
+POOL_REQUANT_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1189.0, "ff": 165.0},
+                         "ecp5": {"dsp": 4.0, "lut": 1888.0, "ff": 165.0}}
 
 
 def channel_requant_resources(cols: int, family: str, pool_lanes: int = 0) -> dict:
     """``{"dsp", "lut", "ff"}`` an overlay with ``cols`` output lanes (the requantiser's,
     no Winograd unit) and ``pool_lanes`` pool-engine lanes (0 without one) adds with the
-    per-channel requantiser and the QLinearAdd unit (``requant`` f32) on ``family``
-    (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`)."""
+    per-channel requantiser, the pool engine's QLinearAdd unit and requantiser (``requant``
+    f32) on ``family`` (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`,
+    :data:`POOL_REQUANT_PER_LANE`)."""
     if family not in CHANNEL_REQUANT_PER_LANE:
         raise ValueError(f"family must be one of {', '.join(CHANNEL_REQUANT_PER_LANE)}, "
                          f"not {family!r}")
-    return {k: v * int(cols) + QADD_PER_LANE[family][k] * int(pool_lanes)
+    pool = {k: QADD_PER_LANE[family][k] + POOL_REQUANT_PER_LANE[family][k]
+            for k in QADD_PER_LANE[family]}
+    return {k: v * int(cols) + pool[k] * int(pool_lanes)
             for k, v in CHANNEL_REQUANT_PER_LANE[family].items()}
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).

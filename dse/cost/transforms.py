@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtl.params import QADD_LATENCY, SHIFT_ADD_ADDRESS_STAGES
+from rtl.params import QADD_LATENCY, REQUANT_F32_LATENCY, SHIFT_ADD_ADDRESS_STAGES
 
 __all__ = [
     "REQUANT_LATENCY", "REQUANT_F32_LATENCY", "WINOGRAD_LATENCY", "IM2COL_LATENCY",
@@ -49,8 +49,6 @@ REQUANT_LATENCY = 3
 #: Cycles of ``rtl.compute_engine.ComputeEngine`` beyond one per image word, from taking a
 #: command to starting the datapath (the table buffer's read latency, then the start).
 IMAGE_LOAD_LATENCY = 2
-#: Pipeline registers of ``rtl.requant_f32.RequantF32`` (onnxruntime's requantisation).
-REQUANT_F32_LATENCY = 5
 #: Pipeline registers of ``rtl.requant_channels.ChannelRequant``: the quant buffer's read,
 #: then the float32-exact requantiser.
 CHANNEL_REQUANT_LATENCY = 1 + REQUANT_F32_LATENCY
@@ -71,10 +69,12 @@ POOL_LATENCY = 7
 #: Cycles of a pool tile the engine refuses (a window larger than the padded tile), from its
 #: transfer to its ``done``.
 POOL_REFUSED_CYCLES = 1
-_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale", "qadd")
+_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale", "qadd", "qgavg")
 #: Cycles of a ``qadd`` tile beyond :data:`POOL_LATENCY`: the QLinearAdd unit's registers
 #: (``rtl.params.QADD_LATENCY``) in place of the three result stages of the other modes.
 POOL_QADD_EXTRA = QADD_LATENCY - 3
+#: Likewise for a ``qgavg`` tile: the float32-exact requantiser's registers.
+POOL_QGAVG_EXTRA = REQUANT_F32_LATENCY - 3
 
 
 def cdiv(a, b):
@@ -185,7 +185,7 @@ def fft2d_cycles(n_fft, tiles, channels, xp=np):
 def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0), xp=np):
     """Window taps of one ``pool.tile`` (``rtl/pool_engine.py`` issues one a cycle).
 
-    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale``, ``qadd`` (or an
+    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale``, ``qadd``, ``qgavg`` (or an
     ``rtl.isa.PoolMode``); ``ch_words`` = ⌈ch / lanes⌉; ``pads`` = (top, bottom, left, right).
     Windowed modes: oh·ow·ch_words·kh·kw, with oh = (pad_t + rows + pad_b − kh) // stride + 1
     and ow likewise (every tap, padding included, takes its cycle; 0 where the window does
@@ -195,7 +195,7 @@ def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0
     mode = getattr(mode, "value", mode)
     if mode not in _POOL_MODES:
         raise ValueError(f"mode must be one of {', '.join(_POOL_MODES)}, not {mode!r}")
-    if mode in ("gmax", "gavg", "add", "rescale", "qadd"):
+    if mode in ("gmax", "gavg", "qgavg", "add", "rescale", "qadd"):
         return rows * cols * ch_words
     pad_t, pad_b, pad_l, pad_r = pads
     span_h, span_w = pad_t + rows + pad_b, pad_l + cols + pad_r
@@ -216,4 +216,4 @@ def pool_cycles(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0,
         pad_t, pad_b, pad_l, pad_r = pads
         fits = (pad_t + rows + pad_b >= kh) & (pad_l + cols + pad_r >= kw)
         return xp.where(fits, taps + POOL_LATENCY, POOL_REFUSED_CYCLES)
-    return taps + POOL_LATENCY + (POOL_QADD_EXTRA if mode == "qadd" else 0)
+    return taps + POOL_LATENCY + {"qadd": POOL_QADD_EXTRA, "qgavg": POOL_QGAVG_EXTRA}.get(mode, 0)

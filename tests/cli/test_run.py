@@ -61,6 +61,22 @@ def _residual(rng):
     return make_model(n, i, SHAPE, [1, 8, 8, 8])
 
 
+def _gap_head(rng):
+    """Two convs, a global average pool, flatten and a Gemm: a classifier's head."""
+    from onnx import helper, numpy_helper
+
+    n, i = [], []
+    conv_node(n, i, rng, "x", "c1", 3, 8, 3)
+    conv_node(n, i, rng, "c1", "c2", 8, 8, 3)
+    n.append(helper.make_node("GlobalAveragePool", ["c2"], ["g"], name="gap"))
+    n.append(helper.make_node("Flatten", ["g"], ["f"], name="flat", axis=1))
+    w = rng.normal(0, 0.3, (10, 8)).astype(np.float32)
+    b = rng.normal(0, 0.1, 10).astype(np.float32)
+    i += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
+    n.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    return make_model(n, i, SHAPE, [1, 10])
+
+
 def _omniconv(*args):
     return subprocess.run([sys.executable, "-m", "omniconv", *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True)
@@ -73,18 +89,22 @@ def models(tmp_path_factory):
              folder / "qdq.onnx")
     quantise(_residual(np.random.default_rng(4)), SHAPE, folder / "res_fp32.onnx",
              folder / "res.onnx")
-    for name in ("qdq", "fp32", "res"):
+    quantise(_gap_head(np.random.default_rng(5)), SHAPE, folder / "gap_fp32.onnx",
+             folder / "gap.onnx")
+    for name in ("qdq", "fp32", "res", "gap"):
         (folder / f"{name}.yaml").write_text(
-            f"network: {name}.onnx\nboard: ecp5-85k\nprecision: 8\nhardware: {HARDWARE}\n")
+            f"network: {name}.onnx\nboard: zcu102\nprecision: 8\nhardware: {HARDWARE}\n")
     return folder
 
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, layers", [("qdq", ["c1", "pool", "c2", "fc"]),
-                                          ("res", ["c1", "c2", "c3", "add"])])
+                                          ("res", ["c1", "c2", "c3", "add"]),
+                                          ("gap", ["c1", "c2", "gap", "fc"])])
 def test_run_equals_onnxruntime(models, name, layers):
-    """The classifier (max pool, flatten, Gemm) and the residual block (QLinearAdd on the
-    pool engine's qadd mode, its ReLU removed into the saturation) on a random input."""
+    """The classifier (max pool, flatten, Gemm), the residual block (QLinearAdd on the
+    pool engine's qadd mode, its ReLU removed into the saturation) and the head with a
+    global average pool (QLinearGlobalAveragePool, the qgavg mode) on a random input."""
     rng = np.random.default_rng(11)
     x = rng.normal(0, 1, SHAPE).astype(np.float32)
     np.save(models / f"x_{name}.npy", x)

@@ -481,7 +481,6 @@ def _illegal_cases():
     cases += [
         ("load elem code 3", ls[0], _set_field(ls[1], type(BASE[0]), "elem", 3)),
         ("store elem code 3", ss[0], _set_field(ss[1], type(BASE[4]), "elem", 3)),
-        ("pool mode 7", 6, _set_field(BASE[6].encode(), type(BASE[6]), "mode", 7)),
         ("pool act code 3", 6, _set_field(BASE[6].encode(), type(BASE[6]), "act", 3)),
         ("pool kh 0", 6, _set_field(BASE[6].encode(), type(BASE[6]), "kh", 0)),
     ]

@@ -336,7 +336,7 @@ def test_qadd_mode_equals_qlinear_add_with_exact_cycles(lanes, in_lanes, out_lan
                 out += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
         return out
 
-    engine = PoolEngine(lanes, 64, in_lanes=in_lanes, out_lanes=out_lanes, qadd=True)
+    engine = PoolEngine(lanes, 64, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
     commands = [PoolQAdd(r_a=q["r_a"], r_b=q["r_b"], f=q["f"]),
                 PoolSetup(mode="qadd", ch=ch),
                 PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=rows, cols=cols),
@@ -358,3 +358,38 @@ def test_qadd_mode_equals_qlinear_add_with_exact_cycles(lanes, in_lanes, out_lan
     assert [d - t for t, d, _ in log] == [0, 0, pool_cycles("qadd", rows, cols, groups), 0,
                                           pool_cycles("add", rows, cols, groups)]
     assert pool_cycles("qadd", rows, cols, groups) > pool_cycles("add", rows, cols, groups)
+
+
+@pytest.mark.parametrize("lanes, in_lanes, out_lanes", [(4, 4, 4), (2, 4, 2), (2, 2, 4)])
+def test_qgavg_mode_equals_qlinear_global_average_pool(lanes, in_lanes, out_lanes):
+    """The ``qgavg`` mode (``pool.requant`` settings, then ``pool.setup mode=qgavg``): each
+    channel's sum of the stored values plus the bias (128 − z_x)·N, requantised float32-
+    exactly, equals onnxruntime's QLinearGlobalAveragePool
+    (``sim.models.qdq_network.qlinear_global_average_pool``), in ``pool_cycles`` exactly."""
+    from dse.compiler.qdq import gap_requant
+    from rtl.isa import PoolRequant
+    from sim.models.qdq_network import qlinear_global_average_pool
+
+    rows, cols, ch = 3, 5, 2 * out_lanes + 1
+    nrng = np.random.default_rng(lanes + 3 * out_lanes)
+    x = nrng.integers(0, 256, (rows, cols, ch))
+    x[:, :, 0] = 255                                 # a saturating channel
+    sx, zx, sy, zy = np.float32(0.043), 119, np.float32(0.011), 131
+    setting = gap_requant(sx, zx, sy, zy, rows * cols)
+    wpp = -(-ch // in_lanes)
+    feature = []
+    for y in range(rows):
+        for c in range(cols):
+            v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
+            feature += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+    engine = PoolEngine(lanes, 128, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
+    commands = [PoolRequant(**setting), PoolSetup(mode="qgavg", ch=ch),
+                PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=rows, cols=cols)]
+    writes, log = _run(engine, commands, feature, feature, seed=lanes)
+    got = dict(writes)
+    opw = -(-ch // out_lanes)
+    out = np.array(sum((got[k] for k in range(opw)), [])[:ch])
+    want = qlinear_global_average_pool(x.transpose(2, 0, 1)[None], sx, zx, sy, zy)
+    np.testing.assert_array_equal(out + 128, np.asarray(want).reshape(-1))
+    assert [d - t for t, d, _ in log] == [0, 0, pool_cycles("qgavg", rows, cols,
+                                                            -(-ch // lanes))]
