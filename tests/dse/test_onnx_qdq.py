@@ -48,6 +48,7 @@ from sim.models.qdq_network import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from qdq_helpers import conv_node as _conv, make_model as _model, quantise  # noqa: E402
+from qdq_helpers import inception_block as _inception  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -65,17 +66,6 @@ def _resnet(rng):
     n.append(helper.make_node("Add", ["b", "sc"], ["s"], name="add"))
     n.append(helper.make_node("Relu", ["s"], ["y"], name="out_relu"))
     return _model(n, i, [1, 8, 10, 10], [1, 16, 5, 5]), [1, 8, 10, 10]
-
-
-def _inception(rng):
-    n, i = [], []
-    branches = [_conv(n, i, rng, "x", "b1", 8, 6, 1), _conv(n, i, rng, "x", "b3", 8, 5, 3),
-                _conv(n, i, rng, "x", "b5", 8, 4, 5)]
-    n.append(helper.make_node("MaxPool", ["x"], ["mp"], name="pool", kernel_shape=[3, 3],
-                              strides=[1, 1], pads=[1] * 4))
-    branches.append(_conv(n, i, rng, "mp", "bp", 8, 3, 1))
-    n.append(helper.make_node("Concat", branches, ["y"], name="cat", axis=1))
-    return _model(n, i, [1, 8, 9, 9], [1, 18, 9, 9]), [1, 8, 9, 9]
 
 
 def _classifier(rng, fc):

@@ -36,6 +36,22 @@ def conv_node(nodes, inits, rng, x, y, c_in, c_out, k, stride=1, relu=True):
     return y
 
 
+def inception_block(rng):
+    """An inception block on an 8×9×9 input: 1×1, 3×3 and 5×5 branches and a 3×3 max pool
+    with a 1×1 conv, concatenated (their scales differ once quantised); (model, shape)."""
+    from onnx import helper
+
+    n, i = [], []
+    branches = [conv_node(n, i, rng, "x", "b1", 8, 6, 1),
+                conv_node(n, i, rng, "x", "b3", 8, 5, 3),
+                conv_node(n, i, rng, "x", "b5", 8, 4, 5)]
+    n.append(helper.make_node("MaxPool", ["x"], ["mp"], name="pool", kernel_shape=[3, 3],
+                              strides=[1, 1], pads=[1] * 4))
+    branches.append(conv_node(n, i, rng, "mp", "bp", 8, 3, 1))
+    n.append(helper.make_node("Concat", branches, ["y"], name="cat", axis=1))
+    return make_model(n, i, [1, 8, 9, 9], [1, 18, 9, 9]), [1, 8, 9, 9]
+
+
 def make_model(nodes, inits, in_shape, out_shape):
     """A checked opset-17 model of ``nodes`` with float input ``x`` and output ``y``."""
     import onnx

@@ -32,6 +32,7 @@ from sim.models.qdq_network import (
 )
 
 from qdq_helpers import conv_node as _conv, make_model as _model, quantise
+from qdq_helpers import inception_block as _inception_block
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -100,17 +101,6 @@ def _resnet_block(rng, downsample):
     n.append(helper.make_node("Relu", ["s"], ["y"], name="out_relu"))
     size = 5 if downsample else 10
     return _model(n, i, [1, 8, 10, 10], [1, c_out, size, size]), [1, 8, 10, 10]
-
-
-def _inception_block(rng):
-    n, i = [], []
-    branches = [_conv(n, i, rng, "x", "b1", 8, 6, 1), _conv(n, i, rng, "x", "b3", 8, 5, 3),
-                _conv(n, i, rng, "x", "b5", 8, 4, 5)]
-    n.append(helper.make_node("MaxPool", ["x"], ["mp"], name="pool", kernel_shape=[3, 3],
-                              strides=[1, 1], pads=[1] * 4))
-    branches.append(_conv(n, i, rng, "mp", "bp", 8, 3, 1))
-    n.append(helper.make_node("Concat", branches, ["y"], name="cat", axis=1))
-    return _model(n, i, [1, 8, 9, 9], [1, 18, 9, 9]), [1, 8, 9, 9]
 
 
 def _classifier(rng):
