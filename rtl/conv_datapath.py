@@ -17,9 +17,10 @@ Blocks (each unit is instantiated only if the :class:`rtl.params.OverlayParams` 
   (``rtl.winograd.OutputAccumulator``), which sums Aᵀ·M·A into m² accumulation buffers as
   each GEMM's C drains, then the scale units (``rtl.winograd.OutputScale``); im2col has
   none;
-* **requantiser** (``rtl.requant.Requant``) into the **output buffer**; the accumulations
-  entering the requantiser are kept in an **accumulator buffer** beside it, so a test can
-  check them against exact convolution.
+* **requantiser** (``rtl.requant.Requant``, per layer; with ``requant`` f32 the per-channel
+  ``rtl.requant_channels.ChannelRequant`` and its quant buffer, written through ``qw_*``)
+  into the **output buffer**; the accumulations entering the requantiser are kept in an
+  **accumulator buffer** beside it, so a test can check them against exact convolution.
 
 The algorithm (``alg``, codes :attr:`rtl.params.Algorithm.code`), dataflow (``mode``) and all
 geometry are run-time settings, held stable while ``busy``.  The controller runs the layer's
