@@ -217,7 +217,8 @@ def complete_points(arrays: dict, board, precision: int, max_k: int, pins=None,
             arrays[name] = np.full_like(a, pins.get(name, getattr(defaults, name)))
     return HardwareTable(**{k: arrays[k].astype(np.int64) for k in PARAM_FIELDS},
                          clock_mhz=float(board.clock_mhz), dram_gbps=float(board.dram_gbps),
-                         static_power_w=float(board.static_power_w), family=board.family)
+                         static_power_w=float(board.static_power_w), family=board.family,
+                         requant=pins.get("requant", "shift"))
 
 
 def derived_sparse_unit(arrays: dict, board):

@@ -125,6 +125,8 @@ QDQ_ALGORITHMS = ("im2col", "kn2row")
 #: Hardware a quantised network's overlay leaves out (the f32 requantiser's datapaths).
 QDQ_PINS = {"winograd_m": 0, "winograd_lanes": 1, "fft_size": 0, "sparse_lanes": 0,
             "sparse_banks": 0, "a_width": 8, "b_width": 8}
+#: What the search of a quantised network pins besides (the resource model prices it).
+QDQ_REQUANT = {"requant": "f32"}
 
 
 def quantized_network(config):
@@ -156,7 +158,33 @@ def _qdq_search_args(config, algorithms, pins):
                              f"must be {value} for a quantised (QDQ) network (its overlay "
                              f"requantises per channel on the im2col and kn2row datapaths), "
                              f"not {pins[name]}")
-    return allowed, {**pins, **QDQ_PINS}
+    return allowed, {**pins, **QDQ_PINS, **QDQ_REQUANT}
+
+
+def _pool_engine_pins(config, network, design, pins):
+    """A quantised network's pool, add and concat layers run on the overlay top's pool
+    engine only (nothing else computes their onnxruntime arithmetic), which needs ``rows``
+    and ``cols`` a power of two apart (``rtl.pool_layout.pool_supported``).  None when the
+    design has it or the network needs none; else the pins of a search again with the
+    searched array's sides rounded down to powers of two (smaller: it still fits).  An
+    InputError when the config pins a shape without it."""
+    from dse.errors import InputError
+    from rtl.params import OverlayParams
+    from rtl.pool_layout import pool_supported
+
+    ops = {layer.op for layer in network.layers}
+    if not ops & {"maxpool", "avgpool", "gap", "add", "concat"}:
+        return None
+    if pool_supported(OverlayParams(**design.hardware), config.precision):
+        return None
+    if "rows" in pins and "cols" in pins:
+        raise InputError(config.path, "hardware",
+                         f"rows {pins['rows']} and cols {pins['cols']} must be a power of two "
+                         f"apart for a quantised network's pool and add layers (the overlay "
+                         f"top's pool engine runs them)")
+    down = {k: 1 << (int(design.hardware[k]).bit_length() - 1) for k in ("rows", "cols")
+            if k not in pins}
+    return {**pins, **down}
 
 
 def explore(config, *, progress: bool = True, optimizer: str | None = None,
@@ -166,6 +194,7 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     with the searched design before the program's timing re-makes its layer choices (the
     hardware is fixed from then on)."""
     from dse.compiler.timing import timed_design
+    from dse.errors import InputError
     from dse.load import load_network
     from dse.search import search
 
@@ -175,23 +204,38 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     hardware_pins = dict(config.hardware)
     if quant is not None:
         algorithms, hardware_pins = _qdq_search_args(config, algorithms, hardware_pins)
-    design = search(network, config.board, config=config.name, precision=config.precision,
-                  objective=config.objective,
-                  algorithms=algorithms,
-                  dataflows=tuple(d.value for d in config.dataflows),
-                  hardware_pins=hardware_pins,
-                  layer_pins={name: {k: getattr(pin, k).value
-                                     for k in ("algorithm", "dataflow")
-                                     if getattr(pin, k) is not None}
-                              for name, pin in config.layers.items()},
-                  source=str(config.path), progress=progress,
-                  min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer,
-                  density=config.densities)
+    def searched_with(hardware_pins):
+        return search(network, config.board, config=config.name, precision=config.precision,
+                      objective=config.objective,
+                      algorithms=algorithms,
+                      dataflows=tuple(d.value for d in config.dataflows),
+                      hardware_pins=hardware_pins,
+                      layer_pins={name: {k: getattr(pin, k).value
+                                         for k in ("algorithm", "dataflow")
+                                         if getattr(pin, k) is not None}
+                                  for name, pin in config.layers.items()},
+                      source=str(config.path), progress=progress,
+                      min_sqnr_db=config.min_sqnr_db, optimizer=optimizer or config.optimizer,
+                      density=config.densities)
+
+    design = searched_with(hardware_pins)
+    if quant is not None:
+        pinned = _pool_engine_pins(config, network, design, hardware_pins)
+        if pinned is not None:
+            try:
+                design = searched_with(pinned)
+            except InputError as exc:
+                raise InputError(config.path, "board",
+                                 f"a quantised network's pool and add layers need the overlay "
+                                 f"top's pool engine with its QDQ units (rows and cols a "
+                                 f"power of two apart), and the searched "
+                                 f"{design.hardware['rows']}x{design.hardware['cols']} "
+                                 f"array rounded down to "
+                                 f"{pinned['rows']}x{pinned['cols']} does not fit (it "
+                                 f"needs {str(exc).split('overlay needs ')[-1]})") from None
     pins = {name: {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
                    if getattr(pin, k) is not None}
             for name, pin in config.layers.items()}
-    if quant is not None:
-        design = with_channel_requant(design, config)
     if not program:
         return design
     if searched is not None:
@@ -201,38 +245,6 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     return timed_design(network, design, algorithms=algorithms,
                         dataflows=tuple(d.value for d in config.dataflows), pins=pins,
                         quant=quant)
-
-
-def with_channel_requant(design, config):
-    """``design`` on an overlay that requantises per channel (``hardware.requant`` f32),
-    its resources with the requantiser's (``dse.cost.resources.channel_requant_resources``);
-    an InputError when that no longer fits the board."""
-    import dataclasses
-
-    from dse.cost.resources import channel_requant_resources
-    from dse.errors import InputError
-
-    from rtl.params import OverlayParams
-    from rtl.pool_layout import pool_lanes, pool_supported
-
-    hardware = {**design.hardware, "requant": "f32"}
-    params = OverlayParams(**hardware)
-    lanes = pool_lanes(params) if pool_supported(params, config.precision) else 0
-    extra = channel_requant_resources(params.cols, config.board.family, lanes)
-    resources = dict(design.resources)
-    for key, value in extra.items():
-        if key in resources:
-            resources[key] = resources[key] + value
-    board = config.board
-    over = [f"{resources[k]:,.0f} {k.upper()} (board {limit:,})"
-            for k, limit in (("dsp", board.dsp), ("lut", board.lut_budget), ("ff", board.ff))
-            if k in resources and resources[k] > limit]
-    if over:
-        raise InputError(config.path, "hardware",
-                         f"the searched overlay with the per-channel requantiser a quantised "
-                         f"network needs takes {', '.join(over)}: pin a smaller array "
-                         f"(hardware: {{rows: ..., cols: ...}})")
-    return dataclasses.replace(design, hardware=hardware, resources=resources)
 
 
 def _write_design(design, out_dir: Path) -> None:

@@ -157,8 +157,6 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     ``quant``: a quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork``),
     for ``params`` that requantise per channel (``requant`` f32, which the design keeps).
     """
-    import dataclasses
-
     from dse.compiler.timing import timed_design
     from dse.search import search
 
@@ -182,10 +180,6 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
                     algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
                     hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
                     min_sqnr_db=settings.min_sqnr_db, optimizer="grid")  # one point: all pinned
-    if params.requant != design.hardware.get("requant", "shift"):
-        # the search's table holds the integer fields only
-        design = dataclasses.replace(design, hardware={**design.hardware,
-                                                       "requant": params.requant})
     if not program:
         return design
     # the choices design.json holds: re-made by the program's cycles where the top runs it

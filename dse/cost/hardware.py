@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from rtl.params import OverlayParams, winograd_lanes_ok
+from rtl.params import REQUANT_KINDS, OverlayParams, winograd_lanes_ok
 
 __all__ = ["HardwareTable", "PARAM_FIELDS"]
 
@@ -78,6 +78,9 @@ class HardwareTable:
         Static power of the FPGA (W), charged for the whole latency.
     family:
         ``"xcup"`` or ``"ecp5"`` (picks the resource model's primitives).
+    requant:
+        The requantiser of every point (:data:`rtl.params.REQUANT_KINDS`): a quantised
+        network's table is all ``f32`` (the resource model prices its units).
     """
 
     rows: np.ndarray
@@ -98,6 +101,7 @@ class HardwareTable:
     dram_gbps: float = 19.2
     static_power_w: float = 0.0
     family: str = "xcup"
+    requant: str = "shift"
 
     def __post_init__(self):
         arrays = {}
@@ -131,6 +135,8 @@ class HardwareTable:
                              f"not {self.static_power_w!r}")
         if self.family not in _FAMILIES:
             raise ValueError(f"family must be one of {_FAMILIES}, not {self.family!r}")
+        if self.requant not in REQUANT_KINDS:
+            raise ValueError(f"requant must be one of {REQUANT_KINDS}, not {self.requant!r}")
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -147,8 +153,11 @@ class HardwareTable:
                 raise TypeError(f"params must be OverlayParams, not {p!r}")
         arrays = {name: np.array([getattr(p, name) for p in params], dtype=np.int64)
                   for name in PARAM_FIELDS}
+        kinds = {p.requant for p in params}
+        if len(kinds) > 1:
+            raise ValueError(f"params must share one requant, not {sorted(kinds)}")
         return cls(**arrays, clock_mhz=clock_mhz, dram_gbps=dram_gbps,
-                   static_power_w=static_power_w, family=family)
+                   static_power_w=static_power_w, family=family, requant=kinds.pop())
 
     @classmethod
     def from_grid(cls, clock_mhz: float = 200.0, dram_gbps: float = 19.2,
@@ -172,7 +181,8 @@ class HardwareTable:
 
     def params(self, i: int) -> OverlayParams:
         """The OverlayParams of point ``i`` (validated again by its constructor)."""
-        return OverlayParams(**{name: int(getattr(self, name)[i]) for name in PARAM_FIELDS})
+        return OverlayParams(**{name: int(getattr(self, name)[i]) for name in PARAM_FIELDS},
+                             requant=self.requant)
 
     def take(self, index) -> "HardwareTable":
         """The sub-table of the points at ``index`` (an integer array, list or boolean mask)."""
@@ -181,7 +191,8 @@ class HardwareTable:
             index = np.flatnonzero(index)
         arrays = {name: getattr(self, name)[index.reshape(-1)] for name in PARAM_FIELDS}
         return HardwareTable(**arrays, clock_mhz=self.clock_mhz, dram_gbps=self.dram_gbps,
-                             static_power_w=self.static_power_w, family=self.family)
+                             static_power_w=self.static_power_w, family=self.family,
+                             requant=self.requant)
 
     def column(self, name: str, xp=np):
         """Return field ``name`` as a float64 ``(1, 1, P)`` array of namespace ``xp``."""

@@ -83,7 +83,7 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
            "shell_memories", "shell_resources", "top_has_pool",
            "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "QADD_PER_LANE", "POOL_REQUANT_PER_LANE",
-           "channel_requant_resources"]
+           "requant_f32_resources"]
 
 #: What the per-channel requantiser (``rtl/requant_channels.py``: onnxruntime's float32
 #: rounding, its bias and zero point per channel, the quant buffer) costs per output lane
@@ -104,19 +104,21 @@ POOL_REQUANT_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1189.0, "ff": 165.0},
                          "ecp5": {"dsp": 4.0, "lut": 1888.0, "ff": 165.0}}
 
 
-def channel_requant_resources(cols: int, family: str, pool_lanes: int = 0) -> dict:
-    """``{"dsp", "lut", "ff"}`` an overlay with ``cols`` output lanes (the requantiser's,
-    no Winograd unit) and ``pool_lanes`` pool-engine lanes (0 without one) adds with the
-    per-channel requantiser, the pool engine's QLinearAdd unit and requantiser (``requant``
-    f32) on ``family`` (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`,
-    :data:`POOL_REQUANT_PER_LANE`)."""
-    if family not in CHANNEL_REQUANT_PER_LANE:
-        raise ValueError(f"family must be one of {', '.join(CHANNEL_REQUANT_PER_LANE)}, "
-                         f"not {family!r}")
-    pool = {k: QADD_PER_LANE[family][k] + POOL_REQUANT_PER_LANE[family][k]
-            for k in QADD_PER_LANE[family]}
-    return {k: v * int(cols) + pool[k] * int(pool_lanes)
-            for k, v in CHANNEL_REQUANT_PER_LANE[family].items()}
+def requant_f32_resources(hw, shell: bool = True) -> dict:
+    """``{"dsp", "lut", "ff"}`` arrays: what an overlay that requantises per channel
+    (``hw.requant`` f32) adds to every point: the per-channel requantiser beyond the
+    per-layer one, per output lane (``cols``: no Winograd unit), and with ``shell`` the
+    pool engine's QLinearAdd unit and requantiser per pool lane, where the top has a pool
+    engine (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`,
+    :data:`POOL_REQUANT_PER_LANE`); zeros for ``shift``."""
+    f32 = 1.0 if getattr(hw, "requant", "shift") == "f32" else 0.0
+    cols = np.asarray(hw.cols, dtype=np.float64)
+    pool = (np.gcd(np.asarray(hw.rows), np.asarray(hw.cols)) * top_has_pool(hw)
+            if shell else 0 * cols)
+    return {k: f32 * (v * cols + (QADD_PER_LANE[hw.family][k]
+                                  + POOL_REQUANT_PER_LANE[hw.family][k]) * pool)
+            for k, v in CHANNEL_REQUANT_PER_LANE[hw.family].items()}
+
 
 #: The committed calibration (measured Yosys counts and the fitted coefficients).
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
@@ -857,6 +859,8 @@ def estimate_resources(hw, coeffs: dict | None = None, shell: bool = True) -> Re
     if shell:
         sh_dsp, sh_lut, sh_ff, sh_bram = shell_resources(hw)
         dsp, lut, ff, bram = dsp + sh_dsp, lut + sh_lut, ff + sh_ff, bram + sh_bram
+    q = requant_f32_resources(hw, shell)
+    dsp, lut, ff = dsp + q["dsp"], lut + q["lut"], ff + q["ff"]
     return Resources(dsp=np.ceil(dsp).astype(np.int64),
                      lut=np.ceil(lut).astype(np.int64),
                      ff=np.ceil(ff).astype(np.int64),

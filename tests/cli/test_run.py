@@ -162,3 +162,25 @@ def test_run_refuses_a_float_model_and_a_bad_input(models, tmp_path):
     assert not (tmp_path / "b" / "run.json").exists()
     proc = _omniconv("run", models / "qdq.yaml", "--input", tmp_path / "none.npy")
     assert proc.returncode == 2 and "none.npy: does not exist" in proc.stderr
+
+
+def test_dse_of_a_quantised_network_prices_its_units(models, tmp_path):
+    """A quantised network is explored with the per-channel requantiser and the pool
+    engine's QDQ units priced: on the zcu102 the design requantises per channel and its
+    program times it; on ECP5-85 no overlay with the pool engine these layers need fits,
+    and the command says so (exit 2, one line naming the board field)."""
+    for board, code in (("zcu102", 0), ("ecp5-85k", 2)):
+        cfg = tmp_path / f"{board}.yaml"
+        cfg.write_text(f"network: {models / 'qdq.onnx'}\nboard: {board}\nprecision: 8\n")
+        proc = _omniconv("dse", cfg, "--out", tmp_path / board)
+        assert proc.returncode == code, proc.stderr[-2000:]
+        if code == 0:
+            doc = json.loads((tmp_path / board / "design.json").read_text())
+            assert doc["hardware"]["requant"] == "f32"
+            assert doc["hardware"]["winograd_m"] == doc["hardware"]["fft_size"] == 0
+            assert doc["timing"]["source"] == "program"
+        else:
+            last = proc.stderr.strip().splitlines()[-1]
+            assert "board: a quantised network's pool and add layers need" in last
+            assert not (tmp_path / board / "design.json").exists()
+
