@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
-from rtl.params import (COUNTER_BITS, QUANT_ENTRY_BYTES, REQUANT_MULT_BITS,
+from rtl.params import (COUNTER_BITS, QUANT_ENTRY_BITS, REQUANT_MULT_BITS,
                         REQUANT_SHIFT_BITS, WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits,
                         OverlayParams, datapath_registers, quant_lanes)
 from rtl.requant import Requant
@@ -262,7 +262,7 @@ class ConvDatapath(wiring.Component):
             entries = 2 * self.quant_words * quant_lanes(params.cols)
             ports.update({
                 "qw_addr": In(range(entries)),
-                "qw_data": In(unsigned(8 * QUANT_ENTRY_BYTES)),
+                "qw_data": In(unsigned(QUANT_ENTRY_BITS)),
                 "qw_en": In(1),
             })
         super().__init__(ports)

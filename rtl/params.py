@@ -19,7 +19,7 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
            "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH",
            "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY",
-           "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
+           "REQUANT_KINDS", "QUANT_ENTRY_BYTES", "QUANT_ENTRY_BITS", "QUANT_ENTRY_FIELDS", "pack_quant_entries",
            "quant_lanes", "FLOAT32_MANTISSA_BITS", "QADD_EXPONENT_BITS", "QADD_GUARD",
            "QADD_ADDEND_MAX_SHIFT", "QADD_ADDEND_MIN_SHIFT", "QADD_WINDOW_BITS",
            "QADD_LATENCY", "QADD_SETTING_BITS", "REQUANT_F32_LATENCY"]
@@ -92,15 +92,18 @@ QADD_SETTING_BITS = 1 + QADD_EXPONENT_BITS + FLOAT32_MANTISSA_BITS
 #: int32 bias, a float32 scale and a zero point, rounded as onnxruntime's QLinearConv rounds
 #: (``rtl.requant_f32.RequantF32``): what quantised (QDQ) networks need.
 REQUANT_KINDS = ("shift", "f32")
-#: Bytes of one output channel's entry in the quant buffer (``Buffer.QUANT``): one word of
-#: the load engine's 16-byte table format, so a load writes one channel a word.
+#: Bytes of one output channel's entry in the quant buffer (``Buffer.QUANT``) in DRAM: one
+#: word of the load engine's 16-byte table format, so a load writes one channel a word.
 QUANT_ENTRY_BYTES = 16
-#: The entry's fields: (name, first byte, bits, signed), little-endian in the entry.  The
-#: bias is the layer's int32 bias with the zero points folded in (the compiler's); the
-#: scale is ``mantissa · 2^exponent`` with ``2^23 ≤ mantissa < 2^24``
-#: (``sim.models.qdq.scale_parts``); ``zero_point`` is the output's, in the stored form.
-QUANT_ENTRY_FIELDS = (("bias", 0, 32, True), ("mantissa", 4, 24, False),
-                      ("exponent", 7, 9, True), ("zero_point", 9, 8, True))
+#: The entry's fields: (name, first bit, bits, signed), packed from bit 0 of the
+#: little-endian entry (the bits past :data:`QUANT_ENTRY_BITS` are zero).  The bias is the
+#: layer's int32 bias with the zero points folded in (the compiler's); the scale is
+#: ``mantissa · 2^exponent`` with ``2^23 ≤ mantissa < 2^24`` (``sim.models.qdq.scale_parts``);
+#: ``zero_point`` is the output's, in the stored form.
+QUANT_ENTRY_FIELDS = (("bias", 0, 32, True), ("mantissa", 32, 24, False),
+                      ("exponent", 56, 9, True), ("zero_point", 65, 8, True))
+#: Bits of an entry the quant buffer keeps.
+QUANT_ENTRY_BITS = 73
 #: Extra (activation, weight) operand bits over the precision p that exact Winograd
 #: F(m×m, 3×3) needs in the array, per m: Bᵀ·d·B grows inputs by the squared largest row sum
 #: of |Bᵀ| (4 for m = 2, 100 for m = 4: p+2 and p+7 bits); the weights are stored as
@@ -184,15 +187,16 @@ def pack_quant_entries(bias, mantissa, exponent, zero_point):
     values = dict(bias=bias, mantissa=mantissa, exponent=exponent, zero_point=zero_point)
     n = max(np.size(v) for v in values.values())
     out = np.zeros((n, QUANT_ENTRY_BYTES), dtype=np.uint8)
-    for name, byte, bits, signed_ in QUANT_ENTRY_FIELDS:
+    for name, first, bits, signed_ in QUANT_ENTRY_FIELDS:
         v = np.broadcast_to(np.asarray(values[name], dtype=np.int64), (n,))
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed_ else (0, (1 << bits) - 1)
         if np.any((v < lo) | (v > hi)):
             bad = v[(v < lo) | (v > hi)][0]
             raise ValueError(f"quant entry {name} must be between {lo} and {hi}, not {bad}")
         u = v & ((1 << bits) - 1)
-        for b in range(-(-bits // 8)):
-            out[:, byte + b] = (u >> (8 * b)) & 0xFF
+        for k in range(n):
+            word = int.from_bytes(out[k].tobytes(), "little") | int(u[k]) << first
+            out[k] = np.frombuffer(word.to_bytes(QUANT_ENTRY_BYTES, "little"), np.uint8)
     return out
 
 
@@ -526,8 +530,9 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
             *((f"sa_{n}", geometry) for n in SHIFT_ADD_SETTINGS),
             ("sa_stride_log2", 2),
             ("out_words", lim.out_words.bit_length()),
-            ("rq_mult", REQUANT_MULT_BITS), ("rq_shift", REQUANT_SHIFT_BITS),
-            ("rq_relu", 1), ("accumulate", 1), ("bank", 1)]
+            *((("rq_mult", REQUANT_MULT_BITS), ("rq_shift", REQUANT_SHIFT_BITS),
+               ("rq_relu", 1)) if params.requant == "shift" else ()),
+            ("accumulate", 1), ("bank", 1)]
     if params.requant == "f32":
         # output words per pixel: the quant buffer word of an output word is its index
         # modulo this (the words are (pixel, filter chunk), pixel-major)

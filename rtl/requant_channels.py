@@ -30,7 +30,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .params import QUANT_ENTRY_BYTES, QUANT_ENTRY_FIELDS, quant_lanes
+from .params import QUANT_ENTRY_BITS, QUANT_ENTRY_FIELDS, quant_lanes
 from .requant_f32 import ACC_WIDTH, EXPONENT_WIDTH, MANTISSA_BITS, RequantF32
 from .validate import check_int
 
@@ -64,7 +64,7 @@ class ChannelRequant(wiring.Component):
     restart:
         A pulse before an invocation's first word: its word count starts at 0.
     qw_addr, qw_data, qw_en:
-        The load engine's write of one entry (``QUANT_ENTRY_BYTES`` bytes, little-endian).
+        The load engine's write of one entry (its ``QUANT_ENTRY_BITS`` low bits).
     """
 
     def __init__(self, lanes: int, chunk_words: int, in_width: int = ACC_WIDTH):
@@ -82,7 +82,7 @@ class ChannelRequant(wiring.Component):
             "bank": In(1),
             "restart": In(1),
             "qw_addr": In(range(self.entries)),
-            "qw_data": In(unsigned(8 * QUANT_ENTRY_BYTES)),
+            "qw_data": In(unsigned(QUANT_ENTRY_BITS)),
             "qw_en": In(1),
         })
 
@@ -96,8 +96,8 @@ class ChannelRequant(wiring.Component):
 
         # the entry fields out of the loaded bytes
         entry = Signal(ENTRY)
-        for name, byte, bits, _ in QUANT_ENTRY_FIELDS:
-            m.d.comb += getattr(entry, name).eq(self.qw_data[8 * byte: 8 * byte + bits])
+        for name, first, bits, _ in QUANT_ENTRY_FIELDS:
+            m.d.comb += getattr(entry, name).eq(self.qw_data[first: first + bits])
         slot_bits = (self.slots - 1).bit_length()
         w_lane = self.qw_addr[:slot_bits] if slot_bits else 0
         w_word = self.qw_addr[slot_bits:]

@@ -702,8 +702,9 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                     "gemm_n": nf, "gemms": igemms, "gemm_period": period,
                     "a_words": int(lo.a_words),
                     "b_words": int(lo.b_words), "c_words": int(lo.c_words),
-                    "rq_mult": mult, "rq_shift": shift, "rq_relu": int(relu),
                     "accumulate": 0, "bank": 0}
+            if params.requant == "shift":
+                regs.update(rq_mult=mult, rq_shift=shift, rq_relu=int(relu))
             fe = dict(in_h=hp, in_w=wp, c_words=c_words, kernel_h=r, kernel_w=s, stride=sh,
                       pad=unit_pad, dil=dh, out_h=int(lo.band), out_w=ow)
             if algo == "kn2row":
