@@ -98,9 +98,10 @@ def models(tmp_path_factory):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("name, layers", [("qdq", ["c1", "pool", "c2", "fc"]),
-                                          ("res", ["c1", "c2", "c3", "add"]),
-                                          ("gap", ["c1", "c2", "gap", "fc"])])
+@pytest.mark.parametrize("name, layers", [
+    ("qdq", ["c1", "pool", "c2", "fc"]), ("res", ["c1", "c2", "c3", "add"]),
+    # make test keeps two (CI's time): the head runs in make regress
+    pytest.param("gap", ["c1", "c2", "gap", "fc"], marks=pytest.mark.regress)])
 def test_run_equals_onnxruntime(models, name, layers):
     """The classifier (max pool, flatten, Gemm), the residual block (QLinearAdd on the
     pool engine's qadd mode, its ReLU removed into the saturation) and the head with a
@@ -126,8 +127,9 @@ def test_run_equals_onnxruntime(models, name, layers):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("name, macs, others", [("qdq", ["c1", "c2", "fc"], ["pool"]),
-                                                ("res", ["c1", "c2", "c3"], ["add"])])
+@pytest.mark.parametrize("name, macs, others", [
+    ("res", ["c1", "c2", "c3"], ["add"]),
+    pytest.param("qdq", ["c1", "c2", "fc"], ["pool"], marks=pytest.mark.regress)])
 def test_verify_checks_every_layer_against_the_qdq_golden_model(models, name, macs, others):
     """``omniconv verify`` of a quantised network: the model's weights on a random input,
     each layer against ``sim.models.qdq_network`` (onnxruntime's kernels), the cycles
