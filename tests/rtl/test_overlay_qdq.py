@@ -83,8 +83,8 @@ CHAINS = {
 }
 
 
-@pytest.mark.parametrize("chain", [pytest.param(c, marks=[] if c == "im2col-kn2row"
-                                                else [pytest.mark.regress]) for c in CHAINS])
+@pytest.mark.regress            # make test: tests/cli/test_run.py (the same checks in Verilator)
+@pytest.mark.parametrize("chain", list(CHAINS))
 def test_qdq_chain_bit_exact_and_cycles(chain):
     rng = np.random.default_rng(len(chain))
     layers = CHAINS[chain]
