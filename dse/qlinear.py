@@ -50,8 +50,13 @@ from fractions import Fraction
 
 import numpy as np
 
-from rtl.params import (FLOAT32_MANTISSA_BITS, QADD_ADDEND_MAX_SHIFT, QADD_ADDEND_MIN_SHIFT,
-                        QADD_EXPONENT_BITS, QADD_GUARD, QADD_WINDOW_BITS)
+# the unit's numerics, which the hardware reads too
+from rtl.params import FLOAT32_MANTISSA_BITS as MANTISSA_BITS  # noqa: I001
+from rtl.params import QADD_ADDEND_MAX_SHIFT as ADDEND_MAX_SHIFT
+from rtl.params import QADD_ADDEND_MIN_SHIFT as ADDEND_MIN_SHIFT
+from rtl.params import QADD_EXPONENT_BITS as EXPONENT_BITS
+from rtl.params import QADD_GUARD as GUARD
+from rtl.params import QADD_WINDOW_BITS as WINDOW_BITS
 
 __all__ = [
     "MANTISSA_BITS", "EXPONENT_BITS", "GUARD", "ADDEND_MAX_SHIFT", "ADDEND_MIN_SHIFT",
@@ -59,13 +64,6 @@ __all__ = [
     "QAddSettings", "qadd_settings", "check_qadd_settings", "fl", "f32_triple", "reference",
 ]
 
-# the unit's numerics, which the hardware reads too (rtl/params.py)
-MANTISSA_BITS = FLOAT32_MANTISSA_BITS
-EXPONENT_BITS = QADD_EXPONENT_BITS
-GUARD = QADD_GUARD
-ADDEND_MAX_SHIFT = QADD_ADDEND_MAX_SHIFT
-ADDEND_MIN_SHIFT = QADD_ADDEND_MIN_SHIFT
-WINDOW_BITS = QADD_WINDOW_BITS
 #: The supported ratios ``r = fl(s / s_c)``: ``2^RATIO_MIN_LOG2 ≤ r ≤ 2^RATIO_MAX_LOG2``.
 RATIO_MIN_LOG2 = -64
 RATIO_MAX_LOG2 = 64

@@ -34,21 +34,10 @@ from pathlib import Path
 __all__ = ["add_arguments", "run", "output_file_name"]
 
 
-def _cycles(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 1 << 16:
-        raise ValueError(text)
-    return value
-
-
-def _stall(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 256:
-        raise ValueError(text)
-    return value
-
-
 def add_arguments(parser) -> None:
+    # the DRAM model's options are omniconv verify's, with its checks
+    from omniconv.verify import _cycles, _stall
+
     parser.add_argument("config", help="run config (YAML) whose network is a QDQ ONNX model")
     parser.add_argument("--input", metavar="X.npy", required=True,
                         help="the graph input as onnxruntime takes it (float32, batch 1)")

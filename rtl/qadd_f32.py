@@ -39,19 +39,18 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import (FLOAT32_MANTISSA_BITS, QADD_ADDEND_MAX_SHIFT, QADD_ADDEND_MIN_SHIFT,
-                     QADD_EXPONENT_BITS, QADD_GUARD, QADD_LATENCY, QADD_WINDOW_BITS)
+# the numerics, shared with the settings (dse/qlinear.py)
+from .params import FLOAT32_MANTISSA_BITS as MANTISSA_BITS
+from .params import QADD_ADDEND_MAX_SHIFT as ADDEND_MAX_SHIFT
+from .params import QADD_ADDEND_MIN_SHIFT as ADDEND_MIN_SHIFT
+from .params import QADD_EXPONENT_BITS as EXPONENT_BITS
+from .params import QADD_GUARD as GUARD
+from .params import QADD_LATENCY
+from .params import QADD_WINDOW_BITS as WINDOW_BITS
 from .validate import check_int
 
 __all__ = ["QAddF32", "PIPELINE_DEPTH"]
 
-# the numerics, shared with the settings (dse/qlinear.py): rtl/params.py
-MANTISSA_BITS = FLOAT32_MANTISSA_BITS
-EXPONENT_BITS = QADD_EXPONENT_BITS
-GUARD = QADD_GUARD
-ADDEND_MAX_SHIFT = QADD_ADDEND_MAX_SHIFT
-ADDEND_MIN_SHIFT = QADD_ADDEND_MIN_SHIFT
-WINDOW_BITS = QADD_WINDOW_BITS
 #: Internal exponent arithmetic: holds every sum of 8-bit exponents and window offsets.
 _EXP = signed(10)
 #: Registers between an accepted input word and its output word.
