@@ -7,7 +7,8 @@ a 16×16 overlay's datapath at its default buffers) and the onnxruntime-exact re
 (``rtl/requant_f32.py``, one lane) and the onnxruntime-exact QLinearAdd unit
 (``rtl/qadd_f32.py``, one lane), and the per-channel requantiser against the per-layer one
 it replaces (``rtl/requant_channels.py`` and ``rtl/requant.py`` at 4 and 8 lanes: the
-differences per lane are ``dse.cost.resources.CHANNEL_REQUANT_PER_LANE``), with
+differences per lane are ``dse.cost.resources.CHANNEL_REQUANT_PER_LANE``) and the pool
+engine with its quantised modes at 4 and 8 lanes, with
 :func:`omniconv.yosys.synthesize` on both flows
 (``synth_xilinx -family xcup -flatten``; ``synth_ecp5``), no place-and-route.
 
@@ -37,6 +38,7 @@ def units() -> dict:
     from rtl.controller import Controller
     from rtl.dma import LoadEngine, StoreEngine
     from rtl.params import DatapathLimits, OverlayParams, SparseParams, datapath_registers
+    from rtl.pool_engine import PoolEngine
     from rtl.params import REQUANT_MULT_BITS, REQUANT_SHIFT_BITS
     from rtl.qadd_f32 import QAddF32
     from rtl.requant import Requant
@@ -57,6 +59,7 @@ def units() -> dict:
         **{f"channel_requant ({n} lanes)": ChannelRequant(n, n) for n in (4, 8)},
         **{f"requant ({n} lanes)": Requant(n, 32, 8, REQUANT_MULT_BITS, REQUANT_SHIFT_BITS)
            for n in (4, 8)},
+        **{f"pool_engine qdq ({n} lanes)": PoolEngine(n, 1024, qdq=True) for n in (4, 8)},
     }
 
 

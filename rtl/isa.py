@@ -47,7 +47,7 @@ __all__ = ["INSTRUCTION_BITS", "INSTRUCTION_BYTES", "OPCODE_BITS", "FetchGeometr
            "PIXEL_PITCH_BITS", "TILE_SLOT_BITS", "Engine", "Buffer", "Activation", "PoolMode",
            "NEIGHBOURS", "Field", "Instruction", "EngineInstruction", "IllegalInstruction",
            "LoadSetup", "LoadTile", "ComputeSetup", "ComputeTile", "PoolSetup", "PoolQAdd", "PoolRequant",
-           "PoolTile",
+           "PoolTile", "PoolLut", "lut_instructions", "LUT_ENTRIES", "LUT_ENTRIES_PER_INSTRUCTION", "LUT_INSTRUCTIONS",
            "StoreSetup", "StoreTile", "Finish", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE",
            "decode", "opcode_table", "field_table", "render_doc_tables",
            "IMAGE_WORD_BITS", "image_words", "pack_image", "unpack_image"]
@@ -122,6 +122,11 @@ PIXEL_PITCH_BITS = 16
 TILE_SLOT_BITS = 6
 
 _TOKEN_BITS = 2
+#: Entries of the pool engine's ``lut`` table (one per int8 value) and those one ``pool.lut``
+#: carries; a table takes :data:`LUT_INSTRUCTIONS` of them.
+LUT_ENTRIES = 256
+LUT_ENTRIES_PER_INSTRUCTION = 8
+LUT_INSTRUCTIONS = LUT_ENTRIES // LUT_ENTRIES_PER_INSTRUCTION
 
 
 class _Coded(str, enum.Enum):
@@ -183,6 +188,7 @@ class PoolMode(_Coded):
     RESCALE = "rescale"   #: a·mult / 2^shift (a change of scale, e.g. before a concat)
     QADD = "qadd"         #: onnxruntime's QLinearAdd of a and b (settings: ``pool.qadd``)
     QGAVG = "qgavg"       #: onnxruntime's QLinearGlobalAveragePool (settings: ``pool.requant``)
+    LUT = "lut"           #: each element through a 256-entry table (entries: ``pool.lut``)
 
 
 @functools.cache
@@ -552,7 +558,7 @@ class ComputeTile(EngineInstruction):
 class PoolSetup(EngineInstruction):
     """Program the pool / element-wise engine for the tiles that follow."""
 
-    mode: PoolMode = _enum(3, "operation", PoolMode)
+    mode: PoolMode = _enum(4, "operation", PoolMode)
     kh: int = _small("window rows (max, avg)", default=1)
     kw: int = _small("window columns (max, avg)", default=1)
     stride: int = _small("window stride (max, avg)", default=1)
@@ -592,6 +598,34 @@ class PoolRequant(EngineInstruction):
                        lo=1 << (FLOAT32_MANTISSA_BITS - 1))
     exponent: int = _f(9, "the scale's exponent, int9")
     zero_point: int = _f(8, "the output zero point in the stored form, int8")
+
+
+@_format(0xB, "pool.lut", Engine.POOL)
+@dataclass(frozen=True, kw_only=True)
+class PoolLut(EngineInstruction):
+    """Eight entries of the ``lut`` mode's table (an overlay that requantises per channel):
+    entry ``8·index + k`` is the result, int8 in two's complement, for the element whose
+    unsigned byte (its stored form + 128, i.e. the uint8 value) is ``8·index + k``.
+    :data:`LUT_INSTRUCTIONS` of them fill the table, which the engine holds for the tiles
+    after them."""
+
+    index: int = _f(5, "the eight entries' place: entries 8·index … 8·index + 7")
+    entries: int = _f(8 * LUT_ENTRIES_PER_INSTRUCTION, "entry 8·index + k in bits 8k … 8k + 7")
+
+
+def lut_instructions(entries) -> list[PoolLut]:
+    """The :data:`LUT_INSTRUCTIONS` ``pool.lut`` instructions that fill the table with
+    ``entries`` (:data:`LUT_ENTRIES` int8 results, indexed by the element's unsigned byte)."""
+    entries = [int(v) for v in entries]
+    if len(entries) != LUT_ENTRIES or not all(-128 <= v <= 127 for v in entries):
+        raise ValueError(f"entries must be {LUT_ENTRIES} int8 values, not {len(entries)} "
+                         f"from {min(entries, default=0)} to {max(entries, default=0)}")
+    per = LUT_ENTRIES_PER_INSTRUCTION
+    out = []
+    for index in range(LUT_INSTRUCTIONS):
+        word = sum((v & 0xFF) << (8 * k) for k, v in enumerate(entries[index * per:][:per]))
+        out.append(PoolLut(index=index, entries=word))
+    return out
 
 
 @_format(0x6, "pool.tile", Engine.POOL)

@@ -8,7 +8,11 @@ result words to the output buffer.  The numerics are ``sim/models/pool.py``'s, b
 every mode forms an integer ``v`` per output word lane (a window max or sum, a tile max or
 sum, ``a``, or ``a · mult + b · mult2``), then ``sat(round(v · mult / 2^shift))`` (``add``:
 ``sat(round(v / 2^shift))``) with round half up as "add 2^(shift−1), then shift right
-arithmetically", saturation to int8, and the optional ReLU.
+arithmetically", saturation to int8, and the optional ReLU.  The quantised modes (an
+engine built with ``qdq``) compute onnxruntime's integer kernels instead: ``qadd``
+(QLinearAdd), ``qgavg`` (QLinearGlobalAveragePool) and ``lut``, each element replaced by the
+entry of a 256-entry table that ``pool.lut`` instructions write (QLinearConcat's
+requantisation of an input whose scale or zero point differs from the output's).
 
 One address generator serves every mode (docs/rtl.md, "Pool / element-wise engine"): it walks
 output pixels (row-major), then a pixel's ⌈ch / lanes⌉ words, then the window's taps (rows,
@@ -19,7 +23,8 @@ mode                   window                          stride    pads
 =====================  ==============================  ========  ======================
 ``max``, ``avg``       ``kh`` × ``kw``                 stride    the tile's
 ``gmax``, ``gavg``     the whole tile, rows × cols     1         none
-``add``, ``rescale``   1 × 1                           1         none
+``add``, ``qadd``      1 × 1                           1         none
+``rescale``, ``lut``   1 × 1                           1         none
 =====================  ==============================  ========  ======================
 
 A tap inside the tile reads its word (a synchronous read port: the data one cycle after
@@ -60,7 +65,7 @@ ports' 2^⌈log2 depth⌉; the compiler keeps them in range.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.controller import command_layout
@@ -71,6 +76,9 @@ from rtl.isa import (
     SMALL_BITS,
     Activation,
     Engine,
+    LUT_ENTRIES_PER_INSTRUCTION,
+    LUT_INSTRUCTIONS,
+    PoolLut,
     PoolMode,
     PoolQAdd,
     PoolRequant,
@@ -93,6 +101,7 @@ SUM_BITS = 32
 
 _ADDR_MASK = (1 << BUF_ADDR_BITS) - 1
 _COORD = signed(EXTENT_BITS + 3)            # −15 … 4095 + 30, with room to compare
+_MODE_BITS = next(f.bits for f in PoolSetup.LAYOUT if f.name == "mode")
 
 
 class PoolEngine(wiring.Component):
@@ -114,9 +123,11 @@ class PoolEngine(wiring.Component):
         (default: ``depth``).
     qdq:
         Build the quantised-network modes' units (an overlay that requantises per channel):
-        ``qadd``'s QLinearAdd (``rtl/qadd_f32.py``) and ``qgavg``'s float32-exact
-        requantiser (``rtl/requant_f32.py``), ``lanes`` lanes each.  Without them a ``qadd``
-        or ``qgavg`` tile computes nothing meaningful (the compiler emits none).
+        ``qadd``'s QLinearAdd (``rtl/qadd_f32.py``), ``qgavg``'s float32-exact
+        requantiser (``rtl/requant_f32.py``), ``lanes`` lanes each, and ``lut``'s table
+        (:data:`rtl.isa.LUT_ENTRIES` int8 entries, written by ``pool.lut``, one read port a
+        lane).  Without them a ``qadd``, ``qgavg`` or ``lut`` tile computes nothing
+        meaningful (the compiler emits none).
 
     Members
     -------
@@ -238,10 +249,11 @@ class PoolEngine(wiring.Component):
         # cycle
         is_qset = cmd.opcode == PoolQAdd.OPCODE
         is_rset = cmd.opcode == PoolRequant.OPCODE
-        is_setup = (cmd.opcode == PoolSetup.OPCODE) | is_qset | is_rset
+        is_lset = cmd.opcode == PoolLut.OPCODE
+        is_setup = (cmd.opcode == PoolSetup.OPCODE) | is_qset | is_rset | is_lset
 
         # -- pool.setup: held settings; the reset values are the ISA's defaults -----------
-        mode = Signal(3, init=PoolMode.MAX.code)
+        mode = Signal(_MODE_BITS, init=PoolMode.MAX.code)
         kh = Signal(SMALL_BITS, init=1)
         kw = Signal(SMALL_BITS, init=1)
         stride = Signal(SMALL_BITS, init=1)
@@ -252,7 +264,7 @@ class PoolEngine(wiring.Component):
         mult = Signal(REQUANT_MULT_BITS, init=1)
         shift = Signal(REQUANT_SHIFT_BITS)
         mult2 = Signal(REQUANT_MULT_BITS)
-        with m.If(take & is_setup & ~is_qset & ~is_rset):
+        with m.If(take & (cmd.opcode == PoolSetup.OPCODE)):
             m.d.sync += [mode.eq(su.mode), kh.eq(su.kh), kw.eq(su.kw), stride.eq(su.stride),
                          words.eq((su.ch + (lanes - 1)) // lanes),
                          *(() if a == 1 else
@@ -269,6 +281,7 @@ class PoolEngine(wiring.Component):
         is_add = mode_in(PoolMode.ADD, PoolMode.QADD)
         is_qadd = mode == PoolMode.QADD.code
         is_qgavg = mode == PoolMode.QGAVG.code
+        is_lut = mode == PoolMode.LUT.code
 
         # -- pool.tile: the tile and its effective window (module docstring's table) -------
         rows = Signal(EXTENT_BITS)
@@ -468,7 +481,26 @@ class PoolEngine(wiring.Component):
         for i in range(lanes):
             m.d.sync += prod[i].eq(s2[i] * mult + b2[i] * mult2)
 
-        # -- stage 3: round half up, saturate, ReLU ---------------------------------------
+        # -- lut: the table beside stages 2-3 (one read port a lane; the tap's unsigned byte
+        # is the entry: its word, read in stage 1, and its byte, picked in stage 2) --------
+        if self._qdq:
+            lut3 = Signal(data.ArrayLayout(signed(DATA_BITS), lanes))
+            per = LUT_ENTRIES_PER_INSTRUCTION
+            m.submodules.lut = lut = memory.Memory(shape=DATA_BITS * per,
+                                                   depth=LUT_INSTRUCTIONS, init=[])
+            wr = lut.write_port()
+            m.d.comb += [wr.en.eq(take & is_lset), wr.addr.eq(cmd.lut.index),
+                         wr.data.eq(cmd.lut.entries)]
+            for i in range(lanes):
+                rd = lut.read_port()
+                entry = Signal(DATA_BITS, name=f"lut_entry{i}")
+                byte = Signal(range(per), name=f"lut_byte{i}")
+                m.d.comb += [entry.eq(in_g[i].as_unsigned() ^ (1 << (DATA_BITS - 1))),
+                             rd.addr.eq(entry[per.bit_length() - 1:])]
+                m.d.sync += [byte.eq(entry[:per.bit_length() - 1]),
+                             lut3[i].eq(rd.data.word_select(byte, DATA_BITS))]
+
+        # -- stage 3: round half up, saturate, ReLU (lut: the entry) ----------------------
         # A shift past prod_w gives 0 for every product, as a shift of prod_w does.
         sh = Signal(range(prod_w + 1))
         m.d.comb += sh.eq(Mux(shift > prod_w, prod_w, shift))
@@ -485,7 +517,8 @@ class PoolEngine(wiring.Component):
             rounded = Signal(signed(prod_w + 1), name=f"rounded{i}")
             m.d.comb += rounded.eq((prod[i] + half) >> sh)
             sat = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
-            m.d.sync += out[i].eq(Mux(relu & (sat < 0), 0, sat))
+            result = Mux(relu & (sat < 0), 0, sat)
+            m.d.sync += out[i].eq(Mux(is_lut, lut3[i], result) if self._qdq else result)
 
         # -- qadd, qgavg: the QLinearAdd unit and the float32-exact requantiser beside stages
         # 2-3.  Each takes stage 1's operands (qadd: the tap's two; qgavg: the tile's sum) in

@@ -5,7 +5,8 @@
 with the reference models on whole tensors: ``sim.models.conv.conv2d`` +
 ``sim.models.requant.requantize`` with each conv plan's requantisation
 (``rq_mult``, ``rq_shift``, ``rq_relu``), ``sim.models.pool.pool_tile`` with each pool layer's
-``PoolLayer.numerics``, ``numpy.concatenate`` for a concat.  Only the plans' shapes, inputs
+``PoolLayer.numerics``, ``numpy.concatenate`` for a concat (an input with a table,
+``Concat.luts``, looked up first).  Only the plans' shapes, inputs
 and requantisation are read, never the program or its DRAM image.
 
 A fully connected layer (a conv plan over the (C·H·W)×1×1 vector of a C×H×W tensor) takes
@@ -60,7 +61,10 @@ def golden_outputs(lp: NetworkProgram, x, weights, names=None) -> dict:
     inputs = lp.inputs or tuple(range(len(lp.plans)))
     for plan, w, src in zip(lp.plans, weights, inputs):
         if isinstance(plan, Concat):
-            tensors.append(np.concatenate([tensors[s] for s in plan.sources]))
+            luts = plan.luts or (None,) * len(plan.sources)
+            tensors.append(np.concatenate([tensors[s] if t is None else
+                                           np.asarray(t, dtype=np.int64)[tensors[s] + 128]
+                                           for s, t in zip(plan.sources, luts)]))
             continue
         a = tensors[src]
         if isinstance(plan, PoolLayer):

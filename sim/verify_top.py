@@ -162,8 +162,9 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
             entry["mismatches"] = int((out != gold[name]).sum())
         rel = abs(measured - t.compute_cycles) / max(t.compute_cycles, 1)
         entry["rel_error"] = round(rel, 6)
-        if isinstance(plan, PoolLayer):
-            other.append({**entry, "op": others.get(name, {}).get("op", plan.mode)})
+        if isinstance(plan, (PoolLayer, Concat)):
+            op = "concat" if isinstance(plan, Concat) else plan.mode
+            other.append({**entry, "op": others.get(name, {}).get("op", op)})
         else:
             p = by_name[name]
             entry = {"name": name, "algorithm": p.algorithm, "variant": p.variant,
@@ -174,8 +175,8 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
             rels.append(rel)
         log(f"  {name}: bit_exact={exact} cycles {measured:,} (model {t.compute_cycles:,}), "
             f"layer {measured_layer:,} (model {t.cycles:,})")
-    for li, plan in enumerate(lp.plans):          # concatenations: written in place
-        if isinstance(plan, Concat):
+    for li, plan in enumerate(lp.plans):          # concatenations written wholly in place
+        if isinstance(plan, Concat) and not plan.luts:
             out = decode_output(lp, memory, 0, layer=li)
             other.append({"name": names[li], "op": "concat",
                           "bit_exact": bool(np.array_equal(out, gold[names[li]])),

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dse.compiler.plan import plan_conv
-from dse.compiler.qdq import channel_quant, gap_requant
+from dse.compiler.qdq import channel_quant, concat_lut, gap_requant
 from dse.qlinear import qadd_settings
 from dse.compiler.program import (Concat, PoolLayer, build_network_program,
                                   double_buffer_limits)
@@ -340,8 +340,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         ChannelQuant` come from its record (``dse.compiler.qdq.channel_quant``), ``x`` is the
         quantised input in the stored form (``dse.compiler.qdq``), and only the layers whose
         integer kernels the overlay computes as onnxruntime does are taken: conv, fc, max
-        pools and the ReLUs onnxruntime removes; average and global pools, adds and
-        concatenations are refused (their float32 rescaling is not on the overlay yet).
+        and global average pools, adds, concatenations (an input of another scale or zero
+        point through the pool engine's ``lut`` table) and the ReLUs onnxruntime removes;
+        average pools are refused (their float32 rescaling is not on the overlay yet).
 
     Returns
     -------
@@ -417,10 +418,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     for e in entries:
         if quant is not None:
             op = e.layer.op
-            if op not in ("conv", "fc", "maxpool", "add", "gap"):
-                raise _refuse(e.layer, "a quantised network's average pools and "
-                                       "concatenations do not run on the overlay yet (their "
-                                       "float32 rescaling)")
+            if op not in ("conv", "fc", "maxpool", "add", "gap", "concat"):
+                raise _refuse(e.layer, "a quantised network's average pools do not run on "
+                                       "the overlay yet (their float32 rescaling)")
             qs.append(channel_quant(quant.layers[e.name]) if op in ("conv", "fc") else None)
             if op == "add":
                 rec = quant.layers[e.name]
@@ -436,7 +436,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
                     raise _refuse(e.layer, str(exc)) from None
                 e.pool = {**e.pool, "qgavg": fields}
         if e.kind == "concat":
-            plans.append(Concat(e.sources))
+            rec = quant.layers[e.name] if quant is not None else None
+            plans.append(Concat(e.sources, () if rec is None else
+                                tuple(concat_lut(q, rec.y) for q in rec.inputs)))
             ws.append(None)
             used.append(None)
             continue

@@ -22,7 +22,11 @@ tensor is allocated whole (C = the sum of its inputs' channels), and each input 
 the layer producing it stores its output there with that pitch (a store box of ``ch``
 channels with a wider pixel pitch), and the layers reading it load it the same way.  An
 input is therefore a conv or pool layer's output (not ``x``, not another concatenation)
-and joins one concatenation only.
+and joins one concatenation only.  In a quantised network an input whose scale or zero
+point differs from the concatenation's is requantised instead (:attr:`Concat.luts`): its
+producer writes it as a tensor of its own, and the concatenation copies it through the pool
+engine's ``lut`` table into its slice (a :class:`PoolLayer` ``lut`` pass per such input, the
+concatenation's instructions, after its inputs' layers).
 
 **Fully connected layers** are conv plans of a 1×1 convolution over a (C·H·W)×1×1 input
 reading a C×H×W tensor: the tensor's bytes read as one vector, (y, x, c) order
@@ -216,6 +220,8 @@ from rtl.isa import (
     EXTENT_BITS,
     IMAGE_WORD_BITS,
     INSTRUCTION_BYTES,
+    LUT_ENTRIES,
+    LUT_INSTRUCTIONS,
     PIXEL_PITCH_BITS,
     ROW_PITCH_BITS,
     Activation,
@@ -227,6 +233,7 @@ from rtl.isa import (
     Instruction,
     LoadSetup,
     LoadTile,
+    PoolLut,
     PoolMode,
     PoolQAdd,
     PoolRequant,
@@ -235,6 +242,7 @@ from rtl.isa import (
     StoreSetup,
     StoreTile,
     image_words,
+    lut_instructions,
     pack_image,
 )
 from rtl.params import (
@@ -472,9 +480,14 @@ class Concat:
         The concatenated tensors in channel order, each an earlier layer's output (j + 1 for
         layer j), of one height and width; a layer's output joins at most one concatenation,
         and a concatenation's own output joins none.
+    luts:
+        Empty (every input written in place), or per source None (written in place) or the
+        :data:`rtl.isa.LUT_ENTRIES` int8 entries (stored form) of the pool engine's ``lut``
+        table that requantises it into its slice (module docstring).
     """
 
     sources: tuple
+    luts: tuple = ()
 
     def __post_init__(self):
         sources = self.sources
@@ -488,10 +501,32 @@ class Concat:
         if len(set(sources)) != len(sources):
             raise ValueError(f"sources must be distinct, not {sources!r}")
         object.__setattr__(self, "sources", tuple(int(v) for v in sources))
+        luts = tuple(self.luts)
+        if luts and len(luts) != len(sources):
+            raise ValueError(f"luts must hold one entry per source ({len(sources)}), not "
+                             f"{len(luts)}")
+        object.__setattr__(self, "luts", tuple(None if t is None else _lut(f"luts[{k}]", t)
+                                               for k, t in enumerate(luts)))
+        if not any(self.luts):
+            object.__setattr__(self, "luts", ())
+
+    def lut_layers(self) -> list:
+        """``(k, PoolLayer("lut"))`` of each source ``k`` requantised through a table."""
+        return [(k, PoolLayer("lut", lut=t)) for k, t in enumerate(self.luts) if t is not None]
+
+
+def _lut(name: str, table) -> tuple:
+    """A ``lut`` table, checked: :data:`rtl.isa.LUT_ENTRIES` int8 integers."""
+    if isinstance(table, (str, bytes)) or not hasattr(table, "__len__"):
+        raise TypeError(f"{name} must be a sequence of {LUT_ENTRIES} integers, not {table!r:.60}")
+    values = tuple(_int(f"{name} entry", v, -128, 127) for v in table)
+    if len(values) != LUT_ENTRIES:
+        raise ValueError(f"{name} must hold {LUT_ENTRIES} entries, not {len(values)}")
+    return values
 
 
 #: The pool layers' modes (``rtl.isa.PoolMode`` values).
-POOL_LAYER_MODES = ("max", "avg", "gmax", "gavg", "add")
+POOL_LAYER_MODES = ("max", "avg", "gmax", "gavg", "add", "lut")
 
 
 def _int(name: str, value, lo: int, hi: int) -> int:
@@ -511,7 +546,7 @@ def pool_numerics(mode: str, window: int = 1) -> tuple[int, int, int]:
     if mode not in POOL_LAYER_MODES:
         raise ValueError(f"mode must be one of {', '.join(POOL_LAYER_MODES)}, not {mode!r}")
     window = _int("window", window, 1, 1 << 30)
-    if mode in ("max", "gmax"):
+    if mode in ("max", "gmax", "lut"):
         return 1, 0, 0
     if mode == "add":
         return 1, 0, 1
@@ -556,6 +591,11 @@ class PoolLayer:
         (``dse.compiler.qdq.gap_requant``: bias, mantissa, exponent, zero point); the
         engine's ``qgavg`` mode then computes onnxruntime's QLinearGlobalAveragePool.
         Empty otherwise.
+    lut:
+        ``lut`` (an element-wise table lookup of a quantised network, a
+        :class:`Concat`'s requantisation of one input): the table's
+        :data:`rtl.isa.LUT_ENTRIES` int8 entries, indexed by the element's unsigned byte
+        (stored form + 128); ``mult``, ``shift``, ``mult2`` and ``relu`` unused.
 
     Raises
     ------
@@ -574,6 +614,7 @@ class PoolLayer:
     mult2: int | None = None
     qadd: tuple = ()
     qgavg: dict | tuple = ()
+    lut: tuple = ()
 
     def __post_init__(self):
         mode = getattr(self.mode, "value", self.mode)
@@ -627,13 +668,18 @@ class PoolLayer:
             fields = dict(self.qgavg)
             PoolRequant(**fields)                             # the ISA's ranges
             object.__setattr__(self, "qgavg", tuple(sorted(fields.items())))
+        if (mode == "lut") != bool(self.lut):
+            raise ValueError(f"lut must be given for mode lut and only for it, not "
+                             f"{len(self.lut)} entries for mode {mode}")
+        if self.lut:
+            object.__setattr__(self, "lut", _lut("lut", self.lut))
 
     def out_shape(self, in_shape) -> tuple[int, int, int]:
         """(C, OH, OW) of the layer on a C×H×W input."""
         c, h, w = (int(v) for v in in_shape)
         if self.mode in ("gmax", "gavg"):
             return c, 1, 1
-        if self.mode == "add":
+        if self.mode in ("add", "lut"):
             return c, h, w
         (kh, kw), (pt, pb, pl, pr) = self.kernel, self.pads
         if kh > pt + h + pb or kw > pl + w + pr:
@@ -699,7 +745,8 @@ def _pool_count(layer: PoolLayer, bands) -> int:
     """Instructions of a pool layer: its setups, then per band its loads, tile and stores."""
     per_band = sum((2 if layer.mode == "add" else 1) * len(_pieces(y1 - y0)) + 1
                    + len(_pieces(o1 - o0)) for o0, o1, y0, y1, _, _ in bands)
-    return 3 + (layer.mode == "add") + bool(layer.qadd) + bool(layer.qgavg) + per_band
+    return (3 + (layer.mode == "add") + bool(layer.qadd) + bool(layer.qgavg)
+            + LUT_INSTRUCTIONS * bool(layer.lut) + per_band)
 
 
 def _align(n: int) -> int:
@@ -1160,24 +1207,37 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
             raise ValueError(f"x must have the first plan's input shape {want}, not "
                              f"{x.shape}")
     view_of: dict[int, tuple[int, int]] = {}             # tensor → (concat tensor, channel 0)
+    joined: set[int] = set()                              # tensors joined to a concat
+    # per concat layer its lut passes: (source tensor, channel 0, PoolLayer("lut"))
+    lut_passes: list[list] = [[] for _ in plans]
     flat = [False] * len(plans)                           # a conv reading its tensor as a vector
     for i, plan in enumerate(plans):
         if is_cat[i]:
             if weights[i] is not None:
                 raise ValueError(f"weights[{i}] must be None for a concat layer, not an array")
             c0 = 0
-            for s in plan.sources:
+            luts = plan.luts or (None,) * len(plan.sources)
+            if plan.luts and not pool_supported(params, precision):
+                raise ValueError(f"plans[{i}] (a concat with lut passes) needs an 8-bit "
+                                 f"network on an overlay whose rows and cols are a power of "
+                                 f"two apart, not int{precision} on "
+                                 f"{params.rows}x{params.cols}")
+            for s, lut in zip(plan.sources, luts):
                 if s > i:
                     raise ValueError(f"plans[{i}] sources must be earlier layers' outputs (1 "
                                      f"to {i}), not {s}")
-                if is_cat[s - 1] or s in view_of:
+                if is_cat[s - 1] or s in joined:
                     raise ValueError(f"plans[{i}] source {s} must be a conv or pool layer's "
                                      f"output not yet concatenated, not "
                                      f"{'a concat output' if is_cat[s - 1] else 'one joined to an earlier concat'}")
                 if shapes[s][1:] != shapes[plan.sources[0]][1:]:
                     raise ValueError(f"plans[{i}] sources must share one height and width, "
                                      f"not {shapes[plan.sources[0]]} and {shapes[s]}")
-                view_of[s] = (i + 1, c0)
+                joined.add(s)
+                if lut is None:
+                    view_of[s] = (i + 1, c0)
+                else:
+                    lut_passes[i].append((s, c0, PoolLayer("lut", lut=lut)))
                 c0 += shapes[s][0]
             shapes.append((c0, *shapes[plan.sources[0]][1:]))
             continue
@@ -1250,11 +1310,16 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # channels from one pixel to the next of each tensor (a concat's input: the concat's)
     pitch = [shapes[view_of[t][0]][0] if t in view_of else shape[0]
              for t, shape in enumerate(shapes)]
-    real = [i for i in range(len(plans)) if not is_cat[i]]   # layers with instructions
+    # layers with instructions: all but the concatenations written wholly in place
+    real = [i for i in range(len(plans)) if not is_cat[i] or lut_passes[i]]
+    # each lut pass with its bands (its input: the source tensor)
+    lut_passes = [[(s, c0, pl, _pool_bands(pl, shapes[s], limits, params,
+                                           f"plans[{i}] lut pass of tensor {s}"))
+                   for s, c0, pl in passes] for i, passes in enumerate(lut_passes)]
 
     # -- contents -------------------------------------------------------------------------
     # per conv layer and invocation its feature boxes
-    conv = [i in real and not is_pool[i] for i in range(len(plans))]
+    conv = [i in real and not (is_pool[i] or is_cat[i]) for i in range(len(plans))]
     feats = [[_load_boxes(plan, inv, params.rows) for inv in plan.invocations]
              if conv[i] else [] for i, plan in enumerate(plans)]
     # the invocations in program order (:func:`_invocation_order`) and the loads the
@@ -1336,6 +1401,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (1 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
+               + sum(_pool_count(pl, b) for passes in lut_passes for _, _, pl, b in passes)
                + sum(4 + (quant[i] is not None)
                      + sum((0 if sf else len(f))
                            + (0 if sw else len(_pieces(inv.weight_words))
@@ -1343,7 +1409,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                            + 1 + len(s)
                            for f, inv, s, sf, sw in zip(feats[i], ordered[i], stores[i],
                                                         *skips[i]))
-                     for i in real if not is_pool[i]))
+                     for i in real if conv[i]))
     at = base + _align(n_instr * INSTRUCTION_BYTES)
     tables = Segment(at, len(images), TABLE_LANES, 1)
     at = _align(at + tables.nbytes)
@@ -1388,7 +1454,8 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     def after(li):
         """The engine layer li's last store hands the layer boundary to (none: the last)."""
         later = [j for j in real if j > li]
-        return {Engine.POOL if is_pool[later[0]] else Engine.COMPUTE} if later else set()
+        return ({Engine.POOL if is_pool[later[0]] or is_cat[later[0]] else Engine.COMPUTE}
+                if later else set())
 
     prog: list[Instruction] = [
         LoadSetup(buf=Buffer.TABLE, elem=1, row_pitch=0, px_pitch=TABLE_LANES),
@@ -1403,10 +1470,21 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         layer_of += [layer_of[-1]] * (len(prog) - len(layer_of))   # the previous layer's
         layer_of.append(li)                     # every layer emits a setup first
         plan = plans[li]
-        t_in, t_out = tensors[inputs[li]], tensors[li + 1]
+        t_in = None if is_cat[li] else tensors[inputs[li]]
+        t_out = tensors[li + 1]
         chained = li != real[0]
         # the previous layer's last store → this layer's setup → this layer's first load
         boundary = tokens({Engine.STORE} if chained else (), {Engine.LOAD} if chained else ())
+        if is_cat[li]:
+            # the lut passes, one after the other as pool layers are: each into its slice
+            for k, (s, c0, pl, b) in enumerate(lut_passes[li]):
+                view = Tensor(t_out.dram + c0 * elem, shapes[s], elem, t_out.shape[0])
+                more = k < len(lut_passes[li]) - 1
+                prog += _pool_program(pl, b, tensors[s], view, None, params, True,
+                                      {Engine.POOL} if more else after(li),
+                                      tokens({Engine.STORE}, {Engine.LOAD}) if k else boundary,
+                                      tokens)
+            continue
         if is_pool[li]:
             prog += _pool_program(plan, bands[li], t_in, t_out,
                                   tensors[plan.source] if plan.mode == "add" else None,
@@ -1548,6 +1626,9 @@ def _pool_program(layer: PoolLayer, bands, t_in: Tensor, t_out: Tensor, t_aux,
     if layer.qgavg:
         prog.append(PoolRequant(**dict(layer.qgavg)))
         mode = PoolMode.QGAVG
+    if layer.lut:
+        prog += lut_instructions(layer.lut)
+        mode = PoolMode.LUT
     prog.append(PoolSetup(mode=mode, kh=kh, kw=kw, stride=layer.stride, ch=c,
                           act=Activation.RELU if layer.relu else Activation.NONE, mult=mult,
                           shift=shift, mult2=mult2, **boundary))
@@ -1602,7 +1683,7 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
     beat = params.bus_bits // 8
     for inst in lp.program:
         if isinstance(inst, (LoadSetup, StoreSetup, ComputeSetup, PoolSetup, PoolQAdd,
-                             PoolRequant)):
+                             PoolRequant, PoolLut)):
             if isinstance(inst, LoadSetup):
                 setups[inst.buf] = inst
             elif isinstance(inst, StoreSetup):

@@ -28,7 +28,7 @@ from dse.compiler.program import ChannelQuant
 from rtl.params import FLOAT32_MANTISSA_BITS as _MANTISSA_BITS
 
 __all__ = ["STORED_OFFSET", "scale_parts", "requant_scale", "channel_quant", "gap_requant",
-           "quantize_input", "dequantize_output", "to_stored", "from_stored"]
+           "concat_lut", "quantize_input", "dequantize_output", "to_stored", "from_stored"]
 
 #: uint8 value − stored int8 value.
 STORED_OFFSET = 128
@@ -87,6 +87,18 @@ def gap_requant(x_scale, x_zp: int, y_scale, y_zp: int, n: int) -> dict:
     bias = (STORED_OFFSET - int(x_zp)) * int(n)
     return {"bias": bias & 0xFFFF_FFFF, "mantissa": int(m), "exponent": int(e) & 0x1FF,
             "zero_point": (int(y_zp) - STORED_OFFSET) & 0xFF}
+
+
+def concat_lut(x, y) -> tuple | None:
+    """The pool engine's ``lut`` table that requantises a concatenation's input of
+    quantisation ``x`` (``dse.importers.onnx_qdq.TensorQuant``) to the output's ``y``, as
+    onnxruntime's QLinearConcat (a DequantizeLinear, then a QuantizeLinear, in float32):
+    per uint8 value ``q`` the stored form of ``sat(rint(fl(fl((q − z_x)·s_x) / s_y)) + z_y)``
+    -- None where ``x`` equals ``y`` (the input is copied, so written in place)."""
+    if np.float32(x.scale) == np.float32(y.scale) and int(x.zero_point) == int(y.zero_point):
+        return None
+    real = dequantize_output(np.arange(256), x.scale, x.zero_point)
+    return tuple(int(v) for v in to_stored(quantize_input(real, y.scale, y.zero_point)))
 
 
 def quantize_input(x, scale: float, zero_point: int) -> np.ndarray:

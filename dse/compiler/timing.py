@@ -199,6 +199,11 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
             dram_bytes=t.dram_bytes))
     others = [{**o, "cycles": by_name[o["name"]].cycles} if o["name"] in by_name else o
               for o in design.other_layers]
+    # layers the explorer does not cost that have instructions here (a quantised
+    # network's concatenation with lut passes)
+    listed = {p.name for p in design.layers} | {o["name"] for o in others}
+    others += [{"name": name, "op": network[name].op, "cycles": t.cycles}
+               for name, t in by_name.items() if name not in listed]
     total = timing.total_cycles
     return dataclasses.replace(design, layers=tuple(layers), other_layers=others,
                                total_cycles=total,

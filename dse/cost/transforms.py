@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtl.isa import PoolMode
 from rtl.params import QADD_LATENCY, REQUANT_F32_LATENCY, SHIFT_ADD_ADDRESS_STAGES
 
 __all__ = [
@@ -69,7 +70,7 @@ POOL_LATENCY = 7
 #: Cycles of a pool tile the engine refuses (a window larger than the padded tile), from its
 #: transfer to its ``done``.
 POOL_REFUSED_CYCLES = 1
-_POOL_MODES = ("max", "avg", "gmax", "gavg", "add", "rescale", "qadd", "qgavg")
+_POOL_MODES = tuple(m.value for m in PoolMode)
 #: Cycles of a ``qadd`` tile beyond :data:`POOL_LATENCY`: the QLinearAdd unit's registers
 #: (``rtl.params.QADD_LATENCY``) in place of the three result stages of the other modes.
 POOL_QADD_EXTRA = QADD_LATENCY - 3
@@ -185,8 +186,8 @@ def fft2d_cycles(n_fft, tiles, channels, xp=np):
 def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0), xp=np):
     """Window taps of one ``pool.tile`` (``rtl/pool_engine.py`` issues one a cycle).
 
-    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale``, ``qadd``, ``qgavg`` (or an
-    ``rtl.isa.PoolMode``); ``ch_words`` = ⌈ch / lanes⌉; ``pads`` = (top, bottom, left, right).
+    ``mode`` is one of ``max``, ``avg``, ``gmax``, ``gavg``, ``add``, ``rescale``, ``qadd``,
+    ``qgavg``, ``lut`` (an ``rtl.isa.PoolMode`` or its value); ``ch_words`` = ⌈ch / lanes⌉; ``pads`` = (top, bottom, left, right).
     Windowed modes: oh·ow·ch_words·kh·kw, with oh = (pad_t + rows + pad_b − kh) // stride + 1
     and ow likewise (every tap, padding included, takes its cycle; 0 where the window does
     not fit).  Global modes: ch_words·rows·cols (the window is the tile).  Element-wise modes:
@@ -195,7 +196,7 @@ def pool_taps(mode, rows, cols, ch_words, kh=1, kw=1, stride=1, pads=(0, 0, 0, 0
     mode = getattr(mode, "value", mode)
     if mode not in _POOL_MODES:
         raise ValueError(f"mode must be one of {', '.join(_POOL_MODES)}, not {mode!r}")
-    if mode in ("gmax", "gavg", "qgavg", "add", "rescale", "qadd"):
+    if mode not in ("max", "avg"):
         return rows * cols * ch_words
     pad_t, pad_b, pad_l, pad_r = pads
     span_h, span_w = pad_t + rows + pad_b, pad_l + cols + pad_r

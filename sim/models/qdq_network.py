@@ -97,9 +97,12 @@ _SPAN = 60
 
 
 def _round(q, e) -> tuple[np.ndarray, np.ndarray]:
-    """``q · 2^e`` (``|q| < 2^62``) rounded to 24 significant bits, half to even."""
+    """``q · 2^e`` (``|q| < 2^62``) rounded to 24 significant bits, half to even, as a pair
+    with ``|q| < 2^24`` (a rounding that carries to 2^24 is renormalised: the other
+    operations, the division's normalisation first, take at most 24 bits)."""
     r, d = round_bits_half_even(q)
-    return r, np.asarray(e, dtype=np.int64) + d
+    carry = np.abs(r) == 1 << MANTISSA_BITS
+    return np.where(carry, r >> 1, r), np.asarray(e, dtype=np.int64) + d + carry
 
 
 def f32_parts(x) -> tuple[np.ndarray, np.ndarray]:

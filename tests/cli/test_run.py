@@ -1,8 +1,8 @@
 """``omniconv run``: a quantised network on the simulated overlay equals onnxruntime, value for
 value.
 
-A small classifier (3×3 conv + ReLU, 2×2 max pool, 3×3 conv + ReLU, flatten, Gemm) is built
-with ``onnx.helper``, quantised by ``quantize_static`` (QDQ, uint8 activations, per-channel
+A small classifier (3×3 conv + ReLU, 2×2 max pool, 3×3 conv + ReLU, flatten, Gemm), a
+residual block, an inception block and a pooled head are built with ``onnx.helper``, quantised by ``quantize_static`` (QDQ, uint8 activations, per-channel
 int8 weights), explored on a pinned 4×4 overlay (the config as a user writes it) and run
 through the README's command on a random input: the graph output ``y.npy`` equals
 onnxruntime's float32 output exactly, run.json's measured cycles equal the prediction, and
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from qdq_helpers import conv_node, make_model, quantise  # noqa: E402
+from qdq_helpers import conv_node, inception_block, make_model, quantise  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -91,7 +91,9 @@ def models(tmp_path_factory):
              folder / "res.onnx")
     quantise(_gap_head(np.random.default_rng(5)), SHAPE, folder / "gap_fp32.onnx",
              folder / "gap.onnx")
-    for name in ("qdq", "fp32", "res", "gap"):
+    model, shape = inception_block(np.random.default_rng(6))
+    quantise(model, shape, folder / "inc_fp32.onnx", folder / "inc.onnx")
+    for name in ("qdq", "fp32", "res", "gap", "inc"):
         (folder / f"{name}.yaml").write_text(
             f"network: {name}.onnx\nboard: zcu102\nprecision: 8\nhardware: {HARDWARE}\n")
     return folder
@@ -100,14 +102,18 @@ def models(tmp_path_factory):
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, layers", [
     ("qdq", ["c1", "pool", "c2", "fc"]), ("res", ["c1", "c2", "c3", "add"]),
-    # make test keeps two (CI's time): the head runs in make regress
+    ("inc", ["b1", "b3", "b5", "pool", "bp", "cat"]),
+    # make test keeps three (CI's time): the head runs in make regress
     pytest.param("gap", ["c1", "c2", "gap", "fc"], marks=pytest.mark.regress)])
 def test_run_equals_onnxruntime(models, name, layers):
     """The classifier (max pool, flatten, Gemm), the residual block (QLinearAdd on the
-    pool engine's qadd mode, its ReLU removed into the saturation) and the head with a
-    global average pool (QLinearGlobalAveragePool, the qgavg mode) on a random input."""
+    pool engine's qadd mode, its ReLU removed into the saturation), the inception block
+    (three branches' scales differ from the output's, so the concatenation requantises them
+    through the pool engine's lut table: "cat" has instructions; the fourth is written in
+    place) and the head with a global average pool
+    (QLinearGlobalAveragePool, the qgavg mode) on a random input."""
     rng = np.random.default_rng(11)
-    x = rng.normal(0, 1, SHAPE).astype(np.float32)
+    x = rng.normal(0, 1, [1, 8, 9, 9] if name == "inc" else SHAPE).astype(np.float32)
     np.save(models / f"x_{name}.npy", x)
     out = models / f"out_{name}"
     proc = _omniconv("run", models / f"{name}.yaml", "--input", models / f"x_{name}.npy",
@@ -123,12 +129,18 @@ def test_run_equals_onnxruntime(models, name, layers):
     assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"]
     assert [e["name"] for e in doc["layers"]] == layers
     assert doc["hardware"]["requant"] == "f32"
-    assert "c1 finished" in proc.stderr                   # progress, one line per layer
+    assert f"{layers[0]} finished" in proc.stderr         # progress, one line per layer
+    if name == "inc":       # both paths: inputs written in place and through the lut
+        from dse.importers.onnx_qdq import import_qdq
+
+        rec = import_qdq(models / "inc.onnx").layers["cat"]
+        same = [q == rec.y for q in rec.inputs]
+        assert any(same) and not all(same), same
 
 
 @pytest.mark.verilator
 @pytest.mark.parametrize("name, macs, others", [
-    ("res", ["c1", "c2", "c3"], ["add"]),
+    ("res", ["c1", "c2", "c3"], ["add"]), ("inc", ["b1", "b3", "b5", "bp"], ["pool", "cat"]),
     pytest.param("qdq", ["c1", "c2", "fc"], ["pool"], marks=pytest.mark.regress)])
 def test_verify_checks_every_layer_against_the_qdq_golden_model(models, name, macs, others):
     """``omniconv verify`` of a quantised network: the model's weights on a random input,

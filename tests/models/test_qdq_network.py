@@ -346,7 +346,8 @@ def test_qlinear_global_average_pool_constructed_sums(tmp_path):
 
 def test_qlinear_concat_every_value(tmp_path):
     """Every uint8 value of two inputs with their own scales (and one sharing the output's
-    scale and zero point, which is copied) through QLinearConcat."""
+    scale and zero point, which is copied) through QLinearConcat, a dequantised value that
+    rounds up to a power of two included."""
     rng = np.random.default_rng(60)
     shape = [1, 1, 16, 16]
     a = np.arange(256, dtype=np.uint8).reshape(shape)
@@ -356,6 +357,8 @@ def test_qlinear_concat_every_value(tmp_path):
         z1, z2, zy = (int(v) for v in rng.integers(0, 256, 3))
         if trial % 5 == 0:
             s2, z2 = sy, zy
+        if trial == 1:      # fl(200 · 0.005) rounds up to 1.0: a product carrying to 2^24
+            s1, z1, sy, zy = np.float32(0.005), 0, np.float32(1.0), 0
         nodes = [helper.make_node("DequantizeLinear", ["a", "s1", "z1"], ["fa"]),
                  helper.make_node("DequantizeLinear", ["b", "s2", "z2"], ["fb"]),
                  helper.make_node("Concat", ["fa", "fb"], ["c"], name="cat", axis=1),

@@ -190,7 +190,7 @@ def test_enum_values_are_checked():
                                          r"not 'gelu'$"):
         dataclasses.replace(_legal(PoolSetup), act="gelu")
     with pytest.raises(ValueError, match=r"^pool.setup mode must be one of max, avg, gmax, "
-                                         r"gavg, add, rescale, qadd, qgavg, not 'min'$"):
+                                         r"gavg, add, rescale, qadd, qgavg, lut, not 'min'$"):
         dataclasses.replace(_legal(PoolSetup), mode="min")
     with pytest.raises(TypeError, match=r"^load.tile buf must be a Buffer, not 1$"):
         dataclasses.replace(_legal(LoadTile), buf=1)
@@ -246,10 +246,14 @@ def test_out_of_range_fields_in_a_word_are_illegal():
                                                  r"not 3$"):
         decode(setup | 0b11 << 11)
     pool = _legal(PoolSetup).encode()
-    # every 3-bit mode code is a mode; the 2-bit activation has codes left over
+    at = {f.name: f.lsb for f in PoolSetup.LAYOUT}
+    # the 4-bit mode and the 2-bit activation have codes left over
     with pytest.raises(IllegalInstruction, match=r"pool.setup act code must be one of "
                                                  r"0 \(none\), 1 \(relu\), not 3$"):
-        decode(pool | 0b11 << 36)
+        decode(pool | 0b11 << at["act"])
+    with pytest.raises(IllegalInstruction, match=r"pool.setup mode code must be one of "
+                                                 r"0 \(max\), .*, 8 \(lut\), not 15$"):
+        decode(pool | 0b1111 << at["mode"])
 
 
 def test_decode_refuses_what_is_not_a_word():

@@ -393,3 +393,45 @@ def test_qgavg_mode_equals_qlinear_global_average_pool(lanes, in_lanes, out_lane
     np.testing.assert_array_equal(out + 128, np.asarray(want).reshape(-1))
     assert [d - t for t, d, _ in log] == [0, 0, pool_cycles("qgavg", rows, cols,
                                                             -(-ch // lanes))]
+
+
+@pytest.mark.parametrize("lanes, in_lanes, out_lanes", [(4, 4, 4), (2, 4, 2), (2, 2, 4)])
+def test_lut_mode_equals_qlinear_concat_requantisation(lanes, in_lanes, out_lanes):
+    """The ``lut`` mode (32 ``pool.lut`` instructions, then ``pool.setup mode=lut``): each
+    element replaced by its table entry -- here QLinearConcat's requantisation table of
+    one input (``sim.models.qdq_network.concat_table``) over every uint8 value, extremes
+    included -- in ``pool_cycles`` exactly; a second table replaces the first, and a plain
+    ``rescale`` tile after it runs its own path."""
+    from rtl.isa import LUT_INSTRUCTIONS, lut_instructions
+    from sim.models.qdq_network import concat_table
+
+    rows, cols, ch = 8, 8, 2 * out_lanes + 1
+    x = np.arange(rows * cols * ch).reshape(rows, cols, ch) * 37 % 256   # every byte value
+    assert set(x.ravel()) == set(range(256))
+    tables = [concat_table(np.float32(0.043), 119, np.float32(0.031), 131),
+              concat_table(np.float32(0.0071), 3, np.float32(0.052), 250)]
+    assert {int(tables[0].min()), int(tables[0].max())} == {0, 255}        # saturates
+    wpp = -(-ch // in_lanes)
+    feature = []
+    for y in range(rows):
+        for c in range(cols):
+            v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
+            feature += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+    engine = PoolEngine(lanes, 512, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
+    tile = dict(in_addr=0, in2_addr=0, rows=rows, cols=cols)
+    commands = [*lut_instructions(tables[1] - 128), *lut_instructions(tables[0] - 128),
+                PoolSetup(mode="lut", ch=ch), PoolTile(out_addr=0, **tile),
+                PoolSetup(mode="rescale", ch=ch, mult=1, shift=0),
+                PoolTile(out_addr=256, **tile)]
+    writes, log = _run(engine, commands, feature, feature, seed=lanes)
+    got = dict(writes)
+    opw = -(-ch // out_lanes)
+
+    def tensor(base):
+        return np.array([[sum((got[base + (y * cols + c) * opw + k] for k in range(opw)),
+                              [])[:ch] for c in range(cols)] for y in range(rows)])
+
+    np.testing.assert_array_equal(tensor(0) + 128, tables[0][x])
+    np.testing.assert_array_equal(tensor(256), x - 128)
+    cycles = pool_cycles("lut", rows, cols, -(-ch // lanes))
+    assert [d - t for t, d, _ in log] == [0] * (2 * LUT_INSTRUCTIONS + 1) + [cycles, 0, cycles]
