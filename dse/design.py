@@ -119,6 +119,7 @@ class Design:
     optimizer: str = "grid"
     evaluations: int = 0
     timing: dict = field(default_factory=dict)
+    fusion: list = field(default_factory=list)
     resources_datapath: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -15,8 +15,10 @@ after the other, each reading any earlier tensor, on the overlay of the design
   C×H×W in (c, y, x) order: the fc's weights (N × C·H·W, the framework's order) are
   reordered for the plan;
 * ``maxpool`` / ``avgpool`` → :class:`~dse.compiler.program.PoolLayer` ``max`` / ``avg``
-  (equal strides, dilation 1, an output size the floor rule gives: a ``ceil_mode`` pool
-  whose size differs is refused; average pools count their padding, ``count_include_pad``);
+  (equal strides, dilation 1; a ``ceil_mode`` max pool whose windows reach past the input
+  gets that much more padding at the bottom and right, which a max ignores, while a
+  ``ceil_mode`` average pool whose size differs from the floor rule's is refused; average
+  pools count their padding, ``count_include_pad``);
 * ``gap`` → ``PoolLayer("gavg")``;
 * ``add`` of two inputs → ``PoolLayer("add", source=…)`` (any two earlier tensors);
 * ``concat`` → :class:`~dse.compiler.program.Concat`, **written in place**: each input's
@@ -115,7 +117,7 @@ class _Entry:
         return "concat" if self.sources is not None else "pool" if self.pool else "mac"
 
 
-def _graph(network: Network) -> tuple[list[_Entry], dict]:
+def _graph(network: Network, fuse: bool = True) -> tuple[list[_Entry], dict]:
     """The program's entries in network order and, per IR layer name, the tensor holding
     its output (0 the network input, j + 1 entry j's output); refusals as the module
     docstring says."""
@@ -141,6 +143,11 @@ def _graph(network: Network) -> tuple[list[_Entry], dict]:
                                          f"{readers[0].name!r}; only fully connected layers "
                                          f"read it flattened for free")
             tensor_of[layer.name] = ins[0]
+            continue
+        if layer.op == "relu" and not fuse:
+            # unfused: a pass of its own, the pool engine's 1×1 max with its ReLU
+            entries.append(_Entry(layer.name, layer, ins[0], {"mode": "max"}, relu=True))
+            tensor_of[layer.name] = len(entries)
             continue
         if layer.op == "relu":
             t = ins[0]
@@ -174,6 +181,15 @@ def _graph(network: Network) -> tuple[list[_Entry], dict]:
             kwargs = {"mode": "max" if layer.op == "maxpool" else "avg",
                       "kernel": layer.kernel, "stride": layer.stride[0],
                       "pads": (pt, pb, pl, pr)}
+            if layer.op == "maxpool":
+                # ceil_mode: the last windows reach past the input; padding them at the
+                # bottom and right (ignored by a max) gives the framework's output size
+                _, h, w = layer.in_shape
+                _, oh, ow = layer.out_shape
+                (kh, kw), st = layer.kernel, layer.stride[0]
+                pb += max(0, (oh - 1) * st + kh - (h + pt + pb))
+                pr += max(0, (ow - 1) * st + kw - (w + pl + pr))
+                kwargs["pads"] = (pt, pb, pl, pr)
             try:
                 out = PoolLayer(**kwargs).out_shape(layer.in_shape)
             except (TypeError, ValueError) as exc:
@@ -210,6 +226,30 @@ def _graph(network: Network) -> tuple[list[_Entry], dict]:
         raise ValueError(f"network {network.name!r} must have a layer the overlay top runs "
                          f"(conv, fc, pool or add), not none")
     return entries, tensor_of
+
+
+def fusions(network: Network, quant=None) -> list[dict]:
+    """What :func:`compile_network` fuses, as design.json's ``fusion`` lists it: per ReLU
+    ``{"kind": "activation", "layer", "into"}`` (run by its producer's requantiser), per
+    concatenation ``{"kind": "concat", "layer", "in_place", "requantised"}`` (the inputs
+    their producers write into its slices, and those a ``lut`` pass copies: ``quant``'s
+    records, a quantised network's)."""
+    entries, tensor_of = _graph(network)
+    out = []
+    for layer in network.layers:
+        if layer.op == "relu":
+            out.append({"kind": "activation", "layer": layer.name,
+                        "into": entries[tensor_of[layer.name] - 1].name})
+    for e in entries:
+        if e.kind == "concat":
+            rec = quant.layers[e.name] if quant is not None else None
+            luts = ([concat_lut(q, rec.y) for q in rec.inputs] if rec is not None
+                    else [None] * len(e.layer.inputs))
+            out.append({"kind": "concat", "layer": e.name,
+                        "in_place": [n for n, t in zip(e.layer.inputs, luts) if t is None],
+                        "requantised": [n for n, t in zip(e.layer.inputs, luts)
+                                        if t is not None]})
+    return out
 
 
 def tensor_layers(network: Network) -> dict[str, int]:
@@ -298,7 +338,7 @@ def _buffering(plans, halves, timing):
 
 def compile_network(network, design, x, weights=None, *, seed: int = 0, token_depth: int = 2,
                     base: int = 0, patches: str = "host", image: bool = True,
-                    double_buffer: bool = True, quant=None):
+                    double_buffer: bool = True, quant=None, fuse: bool = True):
     """A network and its design as one overlay-top program, with golden outputs (module
     docstring).
 
@@ -333,6 +373,13 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         False: the program without its DRAM image (``x`` may be None, no weights are drawn
         and the returned weights are None): the instructions, tensors and segments, which
         fix the cycles and DRAM bytes, at a fraction of the cost.
+    fuse:
+        True (the default): fuse as the module docstring says -- each ReLU into its
+        producer's requantiser, each concatenation written in place by its inputs'
+        producers.  False: the same network without those fusions, for comparison -- each
+        ReLU a pass of its own over its input tensor (the pool engine's 1×1 ``max`` with
+        its ReLU), each concatenation's inputs written as tensors of their own and copied
+        into its slices (``Concat.copy``).  Needs an overlay with the pool engine.
     quant:
         A quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork`` of this
         network), for a design whose overlay requantises per channel (``hardware.requant``
@@ -404,7 +451,9 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         raise ValueError(f"weights must name conv layers of the network, not "
                          f"{', '.join(map(repr, unknown))}")
 
-    entries, _ = _graph(network)
+    if not isinstance(fuse, bool):
+        raise TypeError(f"fuse must be a bool, not {fuse!r}")
+    entries, _ = _graph(network, fuse)
     readers = [e for e in entries if e.kind != "concat" and e.input == 0]
     pools = [e for e in entries if e.kind == "pool"]
     if pools and not pool_supported(params, precision):
@@ -438,7 +487,8 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
         if e.kind == "concat":
             rec = quant.layers[e.name] if quant is not None else None
             plans.append(Concat(e.sources, () if rec is None else
-                                tuple(concat_lut(q, rec.y) for q in rec.inputs)))
+                                tuple(concat_lut(q, rec.y) for q in rec.inputs),
+                                copy=not fuse))
             ws.append(None)
             used.append(None)
             continue

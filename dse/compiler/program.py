@@ -484,10 +484,15 @@ class Concat:
         Empty (every input written in place), or per source None (written in place) or the
         :data:`rtl.isa.LUT_ENTRIES` int8 entries (stored form) of the pool engine's ``lut``
         table that requantises it into its slice (module docstring).
+    copy:
+        Copy the inputs without a table into their slices too (a 1×1 ``max`` pass each),
+        rather than having their producers write them in place: the program without that
+        fusion (``dse.compiler.network.compile_network(fuse=False)``).
     """
 
     sources: tuple
     luts: tuple = ()
+    copy: bool = False
 
     def __post_init__(self):
         sources = self.sources
@@ -509,10 +514,16 @@ class Concat:
                                                for k, t in enumerate(luts)))
         if not any(self.luts):
             object.__setattr__(self, "luts", ())
+        if not isinstance(self.copy, bool):
+            raise TypeError(f"copy must be a bool, not {self.copy!r}")
 
-    def lut_layers(self) -> list:
-        """``(k, PoolLayer("lut"))`` of each source ``k`` requantised through a table."""
-        return [(k, PoolLayer("lut", lut=t)) for k, t in enumerate(self.luts) if t is not None]
+    def passes(self) -> dict:
+        """Source index → the element-wise :class:`PoolLayer` pass that copies it into its
+        slice: a ``lut`` pass for a source with a table, a 1×1 ``max`` pass (a copy) for
+        the others with ``copy``; the sources it leaves out are written in place."""
+        luts = self.luts or (None,) * len(self.sources)
+        return {k: PoolLayer("lut", lut=t) if t is not None else PoolLayer("max")
+                for k, t in enumerate(luts) if t is not None or self.copy}
 
 
 def _lut(name: str, table) -> tuple:
@@ -1208,21 +1219,21 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                              f"{x.shape}")
     view_of: dict[int, tuple[int, int]] = {}             # tensor → (concat tensor, channel 0)
     joined: set[int] = set()                              # tensors joined to a concat
-    # per concat layer its lut passes: (source tensor, channel 0, PoolLayer("lut"))
-    lut_passes: list[list] = [[] for _ in plans]
+    # per concat layer its passes: (source tensor, channel 0, the PoolLayer)
+    cat_passes: list[list] = [[] for _ in plans]
     flat = [False] * len(plans)                           # a conv reading its tensor as a vector
     for i, plan in enumerate(plans):
         if is_cat[i]:
             if weights[i] is not None:
                 raise ValueError(f"weights[{i}] must be None for a concat layer, not an array")
             c0 = 0
-            luts = plan.luts or (None,) * len(plan.sources)
-            if plan.luts and not pool_supported(params, precision):
-                raise ValueError(f"plans[{i}] (a concat with lut passes) needs an 8-bit "
+            passes = plan.passes()
+            if passes and not pool_supported(params, precision):
+                raise ValueError(f"plans[{i}] (a concat with pool passes) needs an 8-bit "
                                  f"network on an overlay whose rows and cols are a power of "
                                  f"two apart, not int{precision} on "
                                  f"{params.rows}x{params.cols}")
-            for s, lut in zip(plan.sources, luts):
+            for k, s in enumerate(plan.sources):
                 if s > i:
                     raise ValueError(f"plans[{i}] sources must be earlier layers' outputs (1 "
                                      f"to {i}), not {s}")
@@ -1234,10 +1245,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
                     raise ValueError(f"plans[{i}] sources must share one height and width, "
                                      f"not {shapes[plan.sources[0]]} and {shapes[s]}")
                 joined.add(s)
-                if lut is None:
-                    view_of[s] = (i + 1, c0)
+                if k in passes:
+                    cat_passes[i].append((s, c0, passes[k]))
                 else:
-                    lut_passes[i].append((s, c0, PoolLayer("lut", lut=lut)))
+                    view_of[s] = (i + 1, c0)
                 c0 += shapes[s][0]
             shapes.append((c0, *shapes[plan.sources[0]][1:]))
             continue
@@ -1311,11 +1322,11 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     pitch = [shapes[view_of[t][0]][0] if t in view_of else shape[0]
              for t, shape in enumerate(shapes)]
     # layers with instructions: all but the concatenations written wholly in place
-    real = [i for i in range(len(plans)) if not is_cat[i] or lut_passes[i]]
-    # each lut pass with its bands (its input: the source tensor)
-    lut_passes = [[(s, c0, pl, _pool_bands(pl, shapes[s], limits, params,
-                                           f"plans[{i}] lut pass of tensor {s}"))
-                   for s, c0, pl in passes] for i, passes in enumerate(lut_passes)]
+    real = [i for i in range(len(plans)) if not is_cat[i] or cat_passes[i]]
+    # each concat pass with its bands (its input: the source tensor)
+    cat_passes = [[(s, c0, pl, _pool_bands(pl, shapes[s], limits, params,
+                                           f"plans[{i}] pass of tensor {s}"))
+                   for s, c0, pl in passes] for i, passes in enumerate(cat_passes)]
 
     # -- contents -------------------------------------------------------------------------
     # per conv layer and invocation its feature boxes
@@ -1401,7 +1412,7 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
     # -- layout: program, tables, zeros, weights, tensors ----------------------------------
     n_instr = (1 + len(_pieces(len(images))) + 1
                + sum(_pool_count(plans[i], bands[i]) for i in real if is_pool[i])
-               + sum(_pool_count(pl, b) for passes in lut_passes for _, _, pl, b in passes)
+               + sum(_pool_count(pl, b) for passes in cat_passes for _, _, pl, b in passes)
                + sum(4 + (quant[i] is not None)
                      + sum((0 if sf else len(f))
                            + (0 if sw else len(_pieces(inv.weight_words))
@@ -1476,10 +1487,10 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         # the previous layer's last store → this layer's setup → this layer's first load
         boundary = tokens({Engine.STORE} if chained else (), {Engine.LOAD} if chained else ())
         if is_cat[li]:
-            # the lut passes, one after the other as pool layers are: each into its slice
-            for k, (s, c0, pl, b) in enumerate(lut_passes[li]):
+            # the passes, one after the other as pool layers are: each into its slice
+            for k, (s, c0, pl, b) in enumerate(cat_passes[li]):
                 view = Tensor(t_out.dram + c0 * elem, shapes[s], elem, t_out.shape[0])
-                more = k < len(lut_passes[li]) - 1
+                more = k < len(cat_passes[li]) - 1
                 prog += _pool_program(pl, b, tensors[s], view, None, params, True,
                                       {Engine.POOL} if more else after(li),
                                       tokens({Engine.STORE}, {Engine.LOAD}) if k else boundary,

@@ -169,12 +169,14 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
 
 
 def program_design(network, design, *, latency: int = 0, double_buffer: bool = True,
-                   quant=None):
+                   quant=None, fuse: bool = True):
     """``design`` with the cycles and DRAM bytes of its program on the overlay top (module
     docstring): ``dse.compiler.network.compile_network(network, design, None,
-    image=False, double_buffer=double_buffer, quant=quant)`` timed by
+    image=False, double_buffer=double_buffer, quant=quant, fuse=fuse)`` timed by
     :func:`program_timing` with ``latency`` cycles of DRAM read latency (``quant``: a
-    quantised network's records, ``dse.importers.onnx_qdq.QuantizedNetwork``).
+    quantised network's records, ``dse.importers.onnx_qdq.QuantizedNetwork``), and its
+    ``fusion`` the fusions that program makes (``dse.compiler.network.fusions``; none
+    without ``fuse``).
 
     Raises
     ------
@@ -182,10 +184,10 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
         If the overlay top cannot run the network as designed (``compile_network``'s
         message, naming the layer).
     """
-    from dse.compiler.network import compile_network, design_overlay
+    from dse.compiler.network import compile_network, design_overlay, fusions
 
     lp, names = compile_network(network, design, None, image=False,
-                                double_buffer=double_buffer, quant=quant)
+                                double_buffer=double_buffer, quant=quant, fuse=fuse)
     params, _ = design_overlay(design)
     timing = program_timing(lp, params, latency=latency)
     names = list(names)
@@ -206,6 +208,7 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
                for name, t in by_name.items() if name not in listed]
     total = timing.total_cycles
     return dataclasses.replace(design, layers=tuple(layers), other_layers=others,
+                               fusion=fusions(network, quant) if fuse else [],
                                total_cycles=total,
                                latency_ms=total / (design.clock_mhz * 1e3))
 

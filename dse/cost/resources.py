@@ -83,6 +83,7 @@ __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH
            "SHELL_FEATURES", "SHELL_MEASURED", "shell_coefficients", "shell_features",
            "shell_memories", "shell_resources", "top_has_pool",
            "REQUANT_MULT_BITS", "CHANNEL_REQUANT_PER_LANE", "QADD_PER_LANE", "POOL_REQUANT_PER_LANE",
+           "POOL_LUT_PER_LANE",
            "requant_f32_resources"]
 
 #: What the per-channel requantiser (``rtl/requant_channels.py``: onnxruntime's float32
@@ -102,21 +103,29 @@ QADD_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1791.0, "ff": 398.0},
 #: per pool lane: one lane alone (``python bench/synth_top_units.py requant_f32``).
 POOL_REQUANT_PER_LANE = {"xcup": {"dsp": 2.0, "lut": 1189.0, "ff": 165.0},
                          "ecp5": {"dsp": 4.0, "lut": 1888.0, "ff": 165.0}}
+#: The pool engine's ``lut`` table (a 32 × 64-bit memory, one read port a lane: a
+#: quantised concatenation's requantisation) per pool lane: the 4-lane engine with its
+#: quantised modes synthesised with and without it (``python bench/synth_top_units.py
+#: pool_engine``: xcup 12,840 − 12,755 LUT and 3,721 − 3,432 FF, ECP5 15,485 − 14,703 LUT,
+#: over 4 lanes).
+POOL_LUT_PER_LANE = {"xcup": {"dsp": 0.0, "lut": 21.25, "ff": 72.25},
+                     "ecp5": {"dsp": 0.0, "lut": 195.5, "ff": 72.25}}
 
 
 def requant_f32_resources(hw, shell: bool = True) -> dict:
     """``{"dsp", "lut", "ff"}`` arrays: what an overlay that requantises per channel
     (``hw.requant`` f32) adds to every point: the per-channel requantiser beyond the
     per-layer one, per output lane (``cols``: no Winograd unit), and with ``shell`` the
-    pool engine's QLinearAdd unit and requantiser per pool lane, where the top has a pool
-    engine (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`,
-    :data:`POOL_REQUANT_PER_LANE`); zeros for ``shift``."""
+    pool engine's QLinearAdd unit, requantiser and ``lut`` table per pool lane, where the
+    top has a pool engine (:data:`CHANNEL_REQUANT_PER_LANE`, :data:`QADD_PER_LANE`,
+    :data:`POOL_REQUANT_PER_LANE`, :data:`POOL_LUT_PER_LANE`); zeros for ``shift``."""
     f32 = 1.0 if getattr(hw, "requant", "shift") == "f32" else 0.0
     cols = np.asarray(hw.cols, dtype=np.float64)
     pool = (np.gcd(np.asarray(hw.rows), np.asarray(hw.cols)) * top_has_pool(hw)
             if shell else 0 * cols)
-    return {k: f32 * (v * cols + (QADD_PER_LANE[hw.family][k]
-                                  + POOL_REQUANT_PER_LANE[hw.family][k]) * pool)
+    per_pool_lane = {k: sum(unit[hw.family][k] for unit in (
+        QADD_PER_LANE, POOL_REQUANT_PER_LANE, POOL_LUT_PER_LANE)) for k in ("dsp", "lut", "ff")}
+    return {k: f32 * (v * cols + per_pool_lane[k] * pool)
             for k, v in CHANNEL_REQUANT_PER_LANE[hw.family].items()}
 
 

@@ -115,7 +115,7 @@ def test_lut_arguments_refused():
         PoolLayer("lut")
     with pytest.raises(ValueError, match=r"^lut must be given for mode lut and only for it"):
         PoolLayer("max", lut=(0,) * 256)
-    with pytest.raises(ValueError, match=r"^plans\[2\] \(a concat with lut passes\) needs an "
+    with pytest.raises(ValueError, match=r"^plans\[2\] \(a concat with pool passes\) needs an "
                                          r"8-bit network on an overlay whose rows and cols"):
         hw = OverlayParams(rows=4, cols=6)
         plan = plan_conv(conv("c", c_in=4, h=3, w=3, c_out=4, k=1), "im2col", "ws", hw, LIMITS)

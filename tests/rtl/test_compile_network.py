@@ -241,6 +241,10 @@ def test_design_takes_the_program_timing(explored):
         timing.total_cycles                                          # + finish
     # the program's layers run back to back: compute is a part of each layer's cycles
     assert all(0 < t.compute_cycles < t.cycles for t in timing.layers)
+    # the fusions it makes: each ReLU into its producer
+    assert timed.fusion == [{"kind": "activation", "layer": r, "into": into}
+                            for r, into in (("r1", "c1"), ("r2", "c2"), ("r3", "add"))]
+    assert program_design(net, design, fuse=False).fusion == []
 
 
 def test_choices_by_the_programs_cycles():
@@ -360,8 +364,8 @@ REFUSED = [
     ("groups", lambda b: b.conv("c1", out_channels=6, kernel=3, padding=1, groups=2),
      r"layer 'c1' \(conv\): grouped convolutions \(2 groups\)"),
     ("ceil", lambda b: (b.conv("c1", out_channels=8, kernel=1),
-                        b.maxpool("p", kernel=2, ceil_mode=True)),
-     (r"layer 'p' \(maxpool\): its output \(8, 4, 4\) \(ceil_mode\) is not the pool "
+                        b.avgpool("p", kernel=2, stride=2, ceil_mode=True)),
+     (r"layer 'p' \(avgpool\): its output \(8, 4, 4\) \(ceil_mode\) is not the pool "
       r"engine's \(8, 3, 3\)")),
     ("flatten", lambda b: (b.conv("c1", out_channels=8, kernel=1), b.flatten("f"),
                            b.act("relu", "r")),
@@ -377,6 +381,27 @@ def test_layers_refused(explored, build, match):
     net = _net(build, shape)
     with pytest.raises(ValueError, match=match):
         compile_network(net, design, np.zeros(shape, int))
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 0), (3, 2, 1)])
+def test_ceil_mode_max_pools_pad_their_last_windows(kernel, stride, padding):
+    """A ``ceil_mode`` max pool (GoogLeNet's, as Caffe computes them) runs with more padding
+    at the bottom and right: the program's golden output equals the ONNX ceil-mode max pool
+    (``sim.models.qdq_network.max_pool``, windows clipped to the input) of its input."""
+    from sim.models.qdq_network import max_pool
+
+    shape = (6, 8, 8)
+    net = _net(lambda b: (b.conv("c1", out_channels=8, kernel=1),
+                          b.maxpool("p", kernel=kernel, stride=stride, padding=padding,
+                                    ceil_mode=True)), shape)
+    design = search(net, load_board("zcu102"), algorithms=("im2col",), dataflows=("ws",),
+                    hardware_pins=PINS, optimizer="grid")
+    x = np.random.default_rng(kernel + padding).integers(-128, 128, shape)
+    _, gold = compile_network(net, design, x)
+    want = max_pool(gold["c1"], (kernel, kernel), (stride, stride), [padding] * 4,
+                    ceil_mode=True)
+    assert gold["p"].shape == tuple(net["p"].out_shape) == want.shape
+    assert np.array_equal(gold["p"], want)
 
 
 def _with(design, name, **changes):
@@ -442,3 +467,43 @@ def test_design_choices_and_arguments_refused(explored):
                               inputs=lp.inputs, image=False)
     with pytest.raises(TypeError, match="network must be a dse.network.Network"):
         compile_network(design, design, x)
+
+
+def test_unfused_program_computes_the_same_network_at_more_cost():
+    """``compile_network(fuse=False)``, the program without the compiler's fusions (each
+    ReLU a pool-engine pass of its own, each concatenation's inputs copied into its
+    slices), runs bit-exact in Verilator at its model's cycles, ends with the fused
+    program's outputs, and moves more DRAM bytes in more cycles (bench/fusion.py's
+    comparison on a network small enough to run)."""
+    net = _branches()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                    dataflows=("ws", "os"), hardware_pins=PINS,
+                    layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
+    x = np.random.default_rng(5).integers(-128, 128, net.input_shape)
+    fused, fused_gold = compile_network(net, design, x, seed=2)
+    lp, gold = compile_network(net, design, x, seed=2, fuse=False)
+    relus = ["r0", "rb1", "rb2a", "rk1", "rres"]
+    assert set(gold) - set(fused_gold) == set(relus)
+    assert [lp.plans[list(gold).index(r)].mode for r in relus] == ["max"] * 5
+    for name in ("cat", "fc"):
+        assert np.array_equal(gold[name], fused_gold[name]), name
+    # no source of the concatenation is written in place: each is a tensor of its own
+    cat = lp.tensors[list(gold).index("cat") + 1]
+    for name in ("rb1", "b2b", "b3"):
+        t = lp.tensors[list(gold).index(name) + 1]
+        assert t.px_pitch == t.shape[0] and not cat.dram <= t.dram < cat.dram + cat.nbytes
+
+    r = run_overlay_sim(_sim(design), lp.image, program=lp.program_addr)
+    assert r.ok and not r.error, (r.error_code, r.error_index)
+    for i, (name, g) in enumerate(gold.items()):
+        out = decode_output(lp, r.memory[:len(lp.image)], 0, layer=i)
+        assert np.array_equal(out, g), f"{name}: {(out != g).sum()} outputs differ"
+    params, _ = design_overlay(design)
+    on, off = program_timing(fused, params), program_timing(lp, params)
+    assert abs(r.cycles - off.total_cycles) <= 0.01 * r.cycles, (r.cycles, off.total_cycles)
+    assert off.total_cycles > on.total_cycles
+    assert sum(t.dram_bytes for t in off.layers) > sum(t.dram_bytes for t in on.layers)
+    fusion = program_design(net, design).fusion
+    assert {"kind": "concat", "layer": "cat", "in_place": ["rb1", "b2b", "b3"],
+            "requantised": []} in fusion
+    assert sorted(f["layer"] for f in fusion if f["kind"] == "activation") == sorted(relus)
