@@ -2,10 +2,8 @@
 top", beside DNNVM's reported gain of up to 1.26×).
 
 For each config (default: the three DNNVM configs, VGG16, ResNet-50 and GoogLeNet on the
-zcu102), the explorer's design (``omniconv.flow.explore``, the program's own cycles; an
-array without the pool engine, its sides not a power of two apart, is searched again with
-its sides rounded down to powers of two, as a quantised network's is) is timed as two
-programs of ``dse.compiler.network.compile_network`` on the same overlay:
+zcu102), the explorer's design (``omniconv.flow.explore``, the program's own cycles) is
+timed as two programs of ``dse.compiler.network.compile_network`` on the same overlay:
 
 * **on** (the compiler's default): each ReLU runs in its producer's requantiser, each
   concatenation is written in place by the layers producing its inputs;
@@ -25,12 +23,10 @@ Usage: ``python bench/fusion.py [CONFIG ...]``.  Prints a markdown table and wri
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-from types import MappingProxyType
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -51,19 +47,12 @@ def measure(config_path) -> dict:
     from dse.compiler.timing import program_timing
     from dse.load import load_network
     from omniconv.config import load_config
-    from omniconv.flow import _pool_engine_pins, explore, quantized_network
+    from omniconv.flow import explore, quantized_network
 
     config = load_config(config_path)
     start = time.perf_counter()
     network = load_network(config.network_spec, config.base_dir)
     design = explore(config, progress=False)
-    if design.timing.get("source") != "program":
-        # an array whose sides are not a power of two apart has no pool engine: searched
-        # again with the sides rounded down to powers of two, as a quantised network is
-        pins = _pool_engine_pins(config, network, design, dict(config.hardware))
-        if pins is not None:
-            config = dataclasses.replace(config, hardware=MappingProxyType(pins))
-            design = explore(config, progress=False)
     if design.timing.get("source") != "program":
         raise SystemExit(f"{config_path}: the overlay top cannot run the design: "
                          f"{design.timing.get('why')}")

@@ -161,13 +161,14 @@ def _qdq_search_args(config, algorithms, pins):
     return allowed, {**pins, **QDQ_PINS, **QDQ_REQUANT}
 
 
-def _pool_engine_pins(config, network, design, pins):
-    """A quantised network's pool, add and concat layers run on the overlay top's pool
-    engine only (nothing else computes their onnxruntime arithmetic), which needs ``rows``
-    and ``cols`` a power of two apart (``rtl.pool_layout.pool_supported``).  None when the
-    design has it or the network needs none; else the pins of a search again with the
-    searched array's sides rounded down to powers of two (smaller: it still fits).  An
-    InputError when the config pins a shape without it."""
+def _pool_engine_pins(config, network, design, pins, quantised: bool = True):
+    """A network's pool, add and concat layers run on the overlay top's pool engine only
+    (for a quantised network nothing else computes their onnxruntime arithmetic), which
+    needs ``rows`` and ``cols`` a power of two apart (``rtl.pool_layout.pool_supported``).
+    None when the design has it or the network needs none; else the pins of a search again
+    with the searched array's sides rounded down to powers of two (smaller: it still fits).
+    When the config pins a shape without it: an InputError for a ``quantised`` network,
+    None for a float one (its design keeps the model's numbers)."""
     from dse.errors import InputError
     from rtl.params import OverlayParams
     from rtl.pool_layout import pool_supported
@@ -178,6 +179,8 @@ def _pool_engine_pins(config, network, design, pins):
     if pool_supported(OverlayParams(**design.hardware), config.precision):
         return None
     if "rows" in pins and "cols" in pins:
+        if not quantised:
+            return None
         raise InputError(config.path, "hardware",
                          f"rows {pins['rows']} and cols {pins['cols']} must be a power of two "
                          f"apart for a quantised network's pool and add layers (the overlay "
@@ -219,20 +222,25 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
                       density=config.densities)
 
     design = searched_with(hardware_pins)
-    if quant is not None:
-        pinned = _pool_engine_pins(config, network, design, hardware_pins)
+    if program or quant is not None:
+        # the overlay top runs the network's pools, adds and concatenations on its pool
+        # engine: a design without it is searched again with one (a float network's keeps
+        # the model's numbers where none fits)
+        pinned = _pool_engine_pins(config, network, design, hardware_pins,
+                                   quantised=quant is not None)
         if pinned is not None:
             try:
                 design = searched_with(pinned)
             except InputError as exc:
-                raise InputError(config.path, "board",
-                                 f"a quantised network's pool and add layers need the overlay "
-                                 f"top's pool engine with its QDQ units (rows and cols a "
-                                 f"power of two apart), and the searched "
-                                 f"{design.hardware['rows']}x{design.hardware['cols']} "
-                                 f"array rounded down to "
-                                 f"{pinned['rows']}x{pinned['cols']} does not fit (it "
-                                 f"needs {str(exc).split('overlay needs ')[-1]})") from None
+                if quant is not None:
+                    raise InputError(
+                        config.path, "board",
+                        f"a quantised network's pool and add layers need the overlay top's "
+                        f"pool engine with its QDQ units (rows and cols a power of two "
+                        f"apart), and the searched "
+                        f"{design.hardware['rows']}x{design.hardware['cols']} array rounded "
+                        f"down to {pinned['rows']}x{pinned['cols']} does not fit (it needs "
+                        f"{str(exc).split('overlay needs ')[-1]})") from None
     pins = {name: {k: getattr(pin, k).value for k in ("algorithm", "dataflow")
                    if getattr(pin, k) is not None}
             for name, pin in config.layers.items()}

@@ -266,3 +266,30 @@ def test_the_early_datapath_job_writes_what_converting_at_once_writes(tmp_path, 
     capsys.readouterr()
     assert main(["verilog", str(config), "--out", str(early)]) == 0
     assert "overlay.v is up to date: generation skipped" in capsys.readouterr().out
+
+
+def test_a_design_without_the_pool_engine_is_searched_again_with_it():
+    """The overlay top runs pools on its pool engine, which needs rows and cols a power of
+    two apart: ``omniconv.flow._pool_engine_pins`` rounds the searched sides down (a
+    float network's pinned shape without it keeps the model's numbers, a quantised one's
+    is an error naming the field)."""
+    from types import SimpleNamespace
+
+    from dse.errors import InputError
+    from dse.zoo import resnet18
+    from omniconv.config import load_config
+    from omniconv.flow import _pool_engine_pins
+
+    config = load_config("tiny_zcu102")
+    net = resnet18()
+    design = SimpleNamespace(hardware={"rows": 36, "cols": 64, "requant": "shift"})
+    assert _pool_engine_pins(config, net, design, {}) == {"rows": 32, "cols": 64}
+    assert _pool_engine_pins(config, net, design, {"cols": 64}, quantised=False) == \
+        {"rows": 32, "cols": 64}
+    pinned = {"rows": 36, "cols": 64}
+    assert _pool_engine_pins(config, net, design, pinned, quantised=False) is None
+    with pytest.raises(InputError, match=r"hardware: rows 36 and cols 64 must be a power of "
+                                         r"two apart"):
+        _pool_engine_pins(config, net, design, pinned)
+    ok = SimpleNamespace(hardware={"rows": 32, "cols": 64})
+    assert _pool_engine_pins(config, net, ok, {}) is None
