@@ -57,16 +57,6 @@ _EXP = signed(10)
 PIPELINE_DEPTH = QADD_LATENCY
 
 
-def _leading_zeros(value, width: int):
-    """``(all_zero, count)`` of ``value`` (``width`` a power of two ≥ 2): a balanced tree."""
-    if width == 2:
-        return ~(value[1] | value[0]), ~value[1]
-    half = width // 2
-    zh, ch = _leading_zeros(value[half:], half)
-    zl, cl = _leading_zeros(value[:half], half)
-    return zh & zl, Cat(Mux(zh, cl, ch), zh)
-
-
 def _align(m: Module, mant, shift, name: str) -> Signal:
     """The magnitude of an addend ``mant`` placed at window bit ``shift`` (signed, clamped to
     [−24, 36]): exact at bit 1 and above, the bits below folded into the sticky bit 0."""
@@ -96,14 +86,23 @@ def _round(m: Module, total, name: str):
     mag = Signal(64, name=f"{name}_mag")
     m.d.comb += [sign.eq(total[-1]),
                  mag.eq((total.as_unsigned() ^ sign.replicate(len(total))) + sign)]
-    zero, count = _leading_zeros(mag, 64)
+    # normalise by halves: lz's bits from 32 down to 1, mag << lz alongside
+    cur = mag
+    bits = []
+    for step in (32, 16, 8, 4, 2, 1):
+        z = Signal(name=f"{name}_z{step}")
+        nxt = Signal(64, name=f"{name}_n{step}")
+        m.d.comb += [z.eq(cur[64 - step:] == 0), nxt.eq(Mux(z, cur << step, cur))]
+        bits.append(z)
+        cur = nxt
+    zero = ~mag.any()
     lz = Signal(6, name=f"{name}_lz")
-    m.d.comb += lz.eq(count)
+    m.d.comb += lz.eq(Cat(*reversed(bits)))
     lsb = 64 - MANTISSA_BITS                                          # mantissa at bits 40..63
     top = Signal(MANTISSA_BITS + 1, name=f"{name}_top")              # and the guard bit
-    m.d.comb += top.eq((mag << lz)[lsb - 1:64])
+    m.d.comb += top.eq(cur[lsb - 1:64])
     # sticky: the bits of mag below the guard bit, which sits at bit lsb − 1 − lz of mag
-    sticky = Cat(*(mag[i] & (lz < lsb - 1 - i) for i in range(lsb - 1))).any()
+    sticky = cur[:lsb - 1].any()
     mant = top[1:]
     up = top[0] & (sticky | mant[0])
     rounded = Signal(MANTISSA_BITS + 1, name=f"{name}_rounded")

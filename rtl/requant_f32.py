@@ -22,7 +22,7 @@ without losing words; with a ready sink it takes a word every cycle
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,11 +40,25 @@ EXPONENT_WIDTH = 9
 
 
 def _bit_length(m: Module, value, width: int, name: str) -> Signal:
-    """A signal holding the bit length of the unsigned ``value`` (0 for 0)."""
+    """A signal holding the bit length of the unsigned ``value`` (0 for 0): a binary search
+    over halves, ⌈log2 width⌉ stages of word-wide operations (cheaper to simulate than a
+    priority chain of ``width`` conditions)."""
     out = Signal(range(width + 1), name=name)
-    for i in range(width):                       # later assignments win: the highest bit
-        with m.If(value[i]):
-            m.d.comb += out.eq(i + 1)
+    k = max(1, (width - 1).bit_length())
+    v = Signal(1 << k, name=f"{name}_v")
+    m.d.comb += v.eq(value)
+    cur = v
+    bits = []
+    for s in reversed(range(k)):
+        step = 1 << s
+        c = Signal(name=f"{name}_c{s}")
+        nxt = Signal(step, name=f"{name}_h{s}")
+        m.d.comb += [c.eq(cur[step:2 * step].any()),
+                     nxt.eq(Mux(c, cur[step:2 * step], cur[:step]))]
+        bits.append(c)
+        cur = nxt
+    pos = Cat(*reversed(bits))
+    m.d.comb += out.eq(Mux(cur[0], pos + 1, 0))
     return out
 
 
