@@ -780,10 +780,12 @@ class _Mapped:
 
 
 def _aux_costs(aux, hardware, precision: int):
-    """Return ``(cycles, dram_bytes, energy_pj)`` of the non-MAC layers, each ``(A, P)``."""
+    """Return ``(cycles, dram_bytes, energy_pj)`` of the non-MAC layers, each ``(A, P)``:
+    each a pass of its own, as the overlay top's pool engine runs it (no pool is fused into
+    its conv's back end on the top, so none is costed as free)."""
     from .cost.model import evaluate_aux
 
-    cost = evaluate_aux(aux, hardware, precision=precision)
+    cost = evaluate_aux(aux, hardware, precision=precision, fuse=False)
     shape = (len(aux), len(hardware))
     return tuple(np.broadcast_to(np.asarray(a, dtype=float), shape)
                  for a in (cost.cycles, cost.dram_bytes, cost.energy_pj))

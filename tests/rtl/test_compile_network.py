@@ -160,11 +160,17 @@ def _branches():
 BRANCHES_LAYER_PINS = {"k2": {"algorithm": "kn2row"}, "proj": {"dataflow": "os"}}
 
 
-def test_branches_run_bit_exact_in_verilator(explored):
+@pytest.fixture(scope="module")
+def branches():
+    """The branches network and its design on the pinned 4×4 overlay."""
     net = _branches()
-    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
-                    dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
+    return net, search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                       dataflows=("ws", "os"), hardware_pins=PINS,
+                       layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
+
+
+def test_branches_run_bit_exact_in_verilator(branches):
+    net, design = branches
     x = np.random.default_rng(5).integers(-128, 128, net.input_shape)
     lp, gold = compile_network(net, design, x, seed=2)
     assert list(gold) == ["stem", "b1", "b2a", "b2b", "b3p", "b3", "cat", "k1", "k2", "proj",
@@ -469,16 +475,13 @@ def test_design_choices_and_arguments_refused(explored):
         compile_network(design, design, x)
 
 
-def test_unfused_program_computes_the_same_network_at_more_cost():
+def test_unfused_program_computes_the_same_network_at_more_cost(branches):
     """``compile_network(fuse=False)``, the program without the compiler's fusions (each
     ReLU a pool-engine pass of its own, each concatenation's inputs copied into its
     slices), runs bit-exact in Verilator at its model's cycles, ends with the fused
     program's outputs, and moves more DRAM bytes in more cycles (bench/fusion.py's
     comparison on a network small enough to run)."""
-    net = _branches()
-    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
-                    dataflows=("ws", "os"), hardware_pins=PINS,
-                    layer_pins=BRANCHES_LAYER_PINS, optimizer="grid")
+    net, design = branches
     x = np.random.default_rng(5).integers(-128, 128, net.input_shape)
     fused, fused_gold = compile_network(net, design, x, seed=2)
     lp, gold = compile_network(net, design, x, seed=2, fuse=False)

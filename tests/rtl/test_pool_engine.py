@@ -307,6 +307,19 @@ def test_lint_clean(tmp_path):
                                      for w in violations[:20])
 
 
+def _stored_words(x, in_lanes):
+    """A rows × cols × ch uint8 tile as the engine's input words: each pixel's stored values
+    (uint8 − 128) in ⌈ch / in_lanes⌉ packed words, the lanes past ``ch`` zero."""
+    rows, cols, ch = x.shape
+    wpp = -(-ch // in_lanes)
+    out = []
+    for y in range(rows):
+        for c in range(cols):
+            v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
+            out += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+    return out
+
+
 @pytest.mark.parametrize("lanes, in_lanes, out_lanes", [(4, 4, 4), (2, 4, 2), (2, 2, 4)])
 def test_qadd_mode_equals_qlinear_add_with_exact_cycles(lanes, in_lanes, out_lanes):
     """The ``qadd`` mode (``pool.qadd`` settings, then ``pool.setup mode=qadd``): every result
@@ -326,23 +339,14 @@ def test_qadd_mode_equals_qlinear_add_with_exact_cycles(lanes, in_lanes, out_lan
     a = nrng.integers(0, 256, (rows, cols, ch))
     b = nrng.integers(0, 256, (rows, cols, ch))
     a[0, 0, :2], b[0, 0, :2] = (0, 255), (255, 0)
-    wpp = -(-ch // in_lanes)                 # input words a pixel
-
-    def words(x):
-        out = []
-        for y in range(rows):
-            for c in range(cols):
-                v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
-                out += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
-        return out
-
     engine = PoolEngine(lanes, 64, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
     commands = [PoolQAdd(r_a=q["r_a"], r_b=q["r_b"], f=q["f"]),
                 PoolSetup(mode="qadd", ch=ch),
                 PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=rows, cols=cols),
                 PoolSetup(mode="add", ch=ch, mult=1, shift=0, mult2=1),
                 PoolTile(in_addr=0, in2_addr=0, out_addr=32, rows=rows, cols=cols)]
-    writes, log = _run(engine, commands, words(a), words(b), seed=rng.randrange(1 << 30))
+    writes, log = _run(engine, commands, _stored_words(a, in_lanes), _stored_words(b, in_lanes),
+                       seed=rng.randrange(1 << 30))
     opw = -(-ch // out_lanes)                # output words a pixel
     got = {}
     for addr, vals in writes:
@@ -376,12 +380,7 @@ def test_qgavg_mode_equals_qlinear_global_average_pool(lanes, in_lanes, out_lane
     x[:, :, 0] = 255                                 # a saturating channel
     sx, zx, sy, zy = np.float32(0.043), 119, np.float32(0.011), 131
     setting = gap_requant(sx, zx, sy, zy, rows * cols)
-    wpp = -(-ch // in_lanes)
-    feature = []
-    for y in range(rows):
-        for c in range(cols):
-            v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
-            feature += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+    feature = _stored_words(x, in_lanes)
     engine = PoolEngine(lanes, 128, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
     commands = [PoolRequant(**setting), PoolSetup(mode="qgavg", ch=ch),
                 PoolTile(in_addr=0, in2_addr=0, out_addr=0, rows=rows, cols=cols)]
@@ -411,12 +410,7 @@ def test_lut_mode_equals_qlinear_concat_requantisation(lanes, in_lanes, out_lane
     tables = [concat_table(np.float32(0.043), 119, np.float32(0.031), 131),
               concat_table(np.float32(0.0071), 3, np.float32(0.052), 250)]
     assert {int(tables[0].min()), int(tables[0].max())} == {0, 255}        # saturates
-    wpp = -(-ch // in_lanes)
-    feature = []
-    for y in range(rows):
-        for c in range(cols):
-            v = list(x[y, c] - 128) + [0] * (wpp * in_lanes - ch)
-            feature += [_pack(v[k * in_lanes:(k + 1) * in_lanes]) for k in range(wpp)]
+    feature = _stored_words(x, in_lanes)
     engine = PoolEngine(lanes, 512, in_lanes=in_lanes, out_lanes=out_lanes, qdq=True)
     tile = dict(in_addr=0, in2_addr=0, rows=rows, cols=cols)
     commands = [*lut_instructions(tables[1] - 128), *lut_instructions(tables[0] - 128),
