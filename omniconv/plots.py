@@ -141,13 +141,15 @@ def latency_plot(design) -> Figure:
         ax.set_xlim(-0.7, n - 0.3)
         ax.set_ylabel(f"cycles ({unit})")
         ax.grid(axis="y", alpha=0.3)
-    ax.set_title(f"{design.config}: per-layer latency predicted by the explorer's model\n"
+    source = ("the overlay top's program" if design.timing.get("source") == "program"
+              else "the explorer's model")
+    ax.set_title(f"{design.config}: per-layer latency predicted by {source}\n"
                  f"(design.json: {design.total_cycles:,} cycles = "
                  f"{design.latency_ms:.3f} ms at {design.clock_mhz:g} MHz)", fontsize=10)
     used = list(dict.fromkeys(lay.algorithm for lay in layers))
     algo_handles = [Patch(color=_colour(a), label=a) for a in used]
     if others:
-        algo_handles.append(Patch(color=_colour("other"), label="pool / add (not split)"))
+        algo_handles.append(Patch(color=_colour("other"), label="pool / add / concat (not split)"))
     part_handles = [
         Patch(facecolor="#555555", edgecolor="#555555", label="array busy (compute − transform)"),
         Patch(facecolor="#555555", alpha=0.55, hatch="//", edgecolor="#555555",
