@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from qdq_helpers import conv_node, inception_block, make_model, quantise  # noqa: E402
+from qdq_helpers import conv_node, gemm_head, inception_block, make_model, quantise  # noqa: E402
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -33,18 +33,14 @@ HARDWARE = ("{rows: 4, cols: 4, act_buffer_kib: 4, weight_buffer_kib: 4, out_buf
 
 
 def _classifier(rng):
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     n, i = [], []
     conv_node(n, i, rng, "x", "c1", 3, 8, 3)
     n.append(helper.make_node("MaxPool", ["c1"], ["p1"], name="pool", kernel_shape=[2, 2],
                               strides=[2, 2]))
     conv_node(n, i, rng, "p1", "c2", 8, 8, 3)
-    n.append(helper.make_node("Flatten", ["c2"], ["f"], name="flat", axis=1))
-    w = rng.normal(0, 0.2, (10, 8 * 4 * 4)).astype(np.float32)
-    b = rng.normal(0, 0.1, 10).astype(np.float32)
-    i += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
-    n.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    gemm_head(n, i, rng, "c2", 8 * 4 * 4, 0.2)
     return make_model(n, i, SHAPE, [1, 10])
 
 
@@ -63,17 +59,13 @@ def _residual(rng):
 
 def _gap_head(rng):
     """Two convs, a global average pool, flatten and a Gemm: a classifier's head."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     n, i = [], []
     conv_node(n, i, rng, "x", "c1", 3, 8, 3)
     conv_node(n, i, rng, "c1", "c2", 8, 8, 3)
     n.append(helper.make_node("GlobalAveragePool", ["c2"], ["g"], name="gap"))
-    n.append(helper.make_node("Flatten", ["g"], ["f"], name="flat", axis=1))
-    w = rng.normal(0, 0.3, (10, 8)).astype(np.float32)
-    b = rng.normal(0, 0.1, 10).astype(np.float32)
-    i += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
-    n.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    gemm_head(n, i, rng, "g", 8, 0.3)
     return make_model(n, i, SHAPE, [1, 10])
 
 

@@ -36,6 +36,20 @@ def conv_node(nodes, inits, rng, x, y, c_in, c_out, k, stride=1, relu=True):
     return y
 
 
+def gemm_head(nodes, inits, rng, x, features, std, classes=10):
+    """Append a Flatten of tensor ``x`` (``features`` values) and a Gemm to ``classes``
+    outputs named ``y`` (weights normal with ``std``, bias with 0.1) to ``nodes`` /
+    ``inits``; return ``y``."""
+    from onnx import helper, numpy_helper
+
+    nodes.append(helper.make_node("Flatten", [x], ["f"], name="flat", axis=1))
+    w = rng.normal(0, std, (classes, features)).astype(np.float32)
+    b = rng.normal(0, 0.1, classes).astype(np.float32)
+    inits += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
+    nodes.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    return "y"
+
+
 def inception_block(rng):
     """An inception block on an 8×9×9 input: 1×1, 3×3 and 5×5 branches and a 3×3 max pool
     with a 1×1 conv, concatenated (their scales differ once quantised); (model, shape)."""

@@ -32,7 +32,7 @@ from sim.models.qdq_network import (
 )
 
 from qdq_helpers import conv_node as _conv, make_model as _model, quantise
-from qdq_helpers import inception_block as _inception_block
+from qdq_helpers import gemm_head, inception_block as _inception_block
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -112,11 +112,7 @@ def _classifier(rng):
     n.append(helper.make_node("AveragePool", ["c2"], ["ap"], name="avg", kernel_shape=[3, 3],
                               strides=[1, 1], pads=[1] * 4))
     n.append(helper.make_node("GlobalAveragePool", ["ap"], ["g"], name="gap"))
-    n.append(helper.make_node("Flatten", ["g"], ["f"], name="flat", axis=1))
-    w = rng.normal(0, 0.3, (10, 16)).astype(np.float32)
-    b = rng.normal(0, 0.1, 10).astype(np.float32)
-    i += [numpy_helper.from_array(w, "fc_w"), numpy_helper.from_array(b, "fc_b")]
-    n.append(helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name="fc", transB=1))
+    gemm_head(n, i, rng, "g", 16, 0.3)
     return _model(n, i, [1, 3, 12, 12], [1, 10]), [1, 3, 12, 12]
 
 
