@@ -148,7 +148,8 @@ def settings_of(config):
                           precision=config.precision, objective=config.objective,
                           algorithms=tuple(a.value for a in config.algorithms),
                           dataflows=tuple(d.value for d in config.dataflows),
-                          layer_pins=pins, min_sqnr_db=config.min_sqnr_db)
+                          layer_pins=pins, min_sqnr_db=config.min_sqnr_db,
+                          densities=config.densities)
 
 
 def run(args) -> int:

@@ -47,12 +47,12 @@ from amaranth.lib.wiring import In, Out
 from rtl.gemm_engine import GemmEngine
 from rtl.im2col import Im2col
 from rtl.kn2row import ShiftAdd
-from rtl.params import (COUNTER_BITS, QUANT_ENTRY_BITS, REQUANT_MULT_BITS,
+from rtl.params import (ACC_MAX_BITS, COUNTER_BITS, QUANT_ENTRY_BITS, REQUANT_MULT_BITS,
                         REQUANT_SHIFT_BITS, WINOGRAD_EXTRA_BITS, Algorithm, DatapathLimits,
-                        OverlayParams, datapath_registers, quant_lanes)
+                        OverlayParams, SparseParams, datapath_registers, quant_lanes)
 from rtl.requant import Requant
 from rtl.requant_channels import ChannelRequant
-from rtl.spectral import SpectralPath
+from rtl.spectral import SpectralPath, sparse_kernel_address_bits, sparse_step_word
 from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
     WINOGRAD_AT,
@@ -65,7 +65,23 @@ from rtl.winograd import (
 from .memstream import memory_streamer
 from .validate import reject
 
-__all__ = ["ConvDatapath", "generate_verilog"]
+__all__ = ["ConvDatapath", "generate_verilog", "sparse_params"]
+
+
+def sparse_params(params: OverlayParams, limits: DatapathLimits) -> SparseParams:
+    """The sparse MAC unit of a datapath with ``sparse_lanes`` beside its FFT path: P =
+    ``sparse_lanes`` lanes, B = ``sparse_banks`` single-ported banks, the FFT path's bins
+    and data width (a_width − 1), kernels of b_width − 1 bits (the dense path's spectral
+    weights), accumulators one bit wider than the dense path's Gauss sums (Re = k1 − k3 is
+    exact there) up to :data:`ACC_MAX_BITS` bits, kernel banks ``sparse_nnz`` deep."""
+    n = params.fft_size
+    data_width, kernel_width = params.a_width - 1, params.b_width - 1
+    return SparseParams(lanes=params.sparse_lanes, banks=params.sparse_banks, ports=1,
+                        bins=n * (n // 2 + 1), data_width=data_width,
+                        kernel_width=kernel_width,
+                        acc_width=min(ACC_MAX_BITS,
+                                      max(params.acc_width + 1, data_width + kernel_width + 1)),
+                        max_nnz=limits.sparse_nnz)
 
 class _Span:
     """Stall-free cycle counter of one unit (docs/verify.md, "Measured cycles").
@@ -253,6 +269,27 @@ class ConvDatapath(wiring.Component):
                 "xb_addr": In(range(limits.spectral_words)), "xb_data": In(signed(precision)),
                 "xb_en": In(1),
             })
+        #: The sparse MAC unit's parameters (``sparse_fft`` beside the FFT path), or None.
+        self.sparse = sparse_params(params, limits) if params.fft_size and \
+            params.sparse_lanes else None
+        if self.sparse is not None:
+            sp = self.sparse
+            lane_bits = max(1, (sp.lanes - 1).bit_length())
+            ports.update({
+                "sk_addr": In(lane_bits + sparse_kernel_address_bits(sp)),
+                "sk_data": In(data.StructLayout({"re": signed(sp.kernel_width),
+                                                 "im": signed(sp.kernel_width)})),
+                "sk_en": In(1),
+                "ss_addr": In(range(limits.sparse_steps)), "ss_data": In(sparse_step_word(sp)),
+                "ss_en": In(1),
+                "sp_addr": In(max(1, (sp.bins - 1).bit_length())),
+                "sp_data": In(data.StructLayout({
+                    "bank": max(1, (sp.banks - 1).bit_length()),
+                    "row": max(1, (sp.bank_depth - 1).bit_length())})),
+                "sp_en": In(1),
+                "smac_cycles": Out(COUNTER_BITS), "smac_stall_cycles": Out(COUNTER_BITS),
+                "smac_conflict": Out(1),
+            })
         #: Quant-buffer words of one half with the per-channel requantiser (else 0).
         self.quant_words = -(-limits.max_n // params.cols) if params.requant == "f32" else 0
         if self.quant_words:
@@ -303,10 +340,13 @@ class ConvDatapath(wiring.Component):
         is_wino = (self.alg == Algorithm.WINOGRAD.code) if wm else False
         fn = p.fft_size
         is_fft = (self.alg == Algorithm.FFT.code) if fn else False
+        # sparse_fft: the FFT path with phase 2 on the sparse MAC unit
+        is_sparse = (is_fft & self.ff_sparse) if self.sparse is not None else Const(0, 1)
 
         # ---- controller ----------------------------------------------------------------
         fft_fwd_last = Signal()     # driven by the spectral path
         fft_inv_last = Signal()
+        fft_smac_last = Signal()
         busy = Signal()
         done = Signal()
         cycles = Signal(COUNTER_BITS)
@@ -341,8 +381,8 @@ class ConvDatapath(wiring.Component):
         # gf, so its operands load while GEMM gf computes and GEMM gf − 1 drains (the
         # engine's double buffers).  The FFT's spectral path has one set of bin registers
         # for its A and C sides, so there the next GEMM's fronts wait for the last C beat.
-        idle, run, post, tail, fwd, inv = range(6)
-        state = Signal(range(6) if fn else range(4))
+        idle, run, post, tail, fwd, inv, smac = range(7)
+        state = Signal(range(7) if self.sparse is not None else range(6) if fn else range(4))
         overlap = ~is_fft if fn else Const(1, 1)
         # The GEMMs of an invocation start ``gemm_period`` cycles apart (the compiler's
         # value, dse.lowering.datapath.gemm_period: by then the engine is ready), so their
@@ -392,10 +432,14 @@ class ConvDatapath(wiring.Component):
             # states fwd and inv end on the spectral path's last-beat pulses (below)
             with m.Elif(state == fwd):
                 with m.If(fft_fwd_last):
-                    m.d.sync += [state.eq(run), next_go.eq(1)]
+                    m.d.sync += [state.eq(Mux(is_sparse, smac, run)), next_go.eq(~is_sparse)]
             with m.Elif(state == inv):
                 with m.If(fft_inv_last):
                     m.d.sync += state.eq(post)
+            if self.sparse is not None:
+                with m.Elif(state == smac):
+                    with m.If(fft_smac_last):
+                        m.d.sync += state.eq(inv)
         with m.Else():              # Tail: wait for the last output word
             with m.If(out_count == self.out_words):
                 m.d.sync += [busy.eq(0), done.eq(1), state.eq(idle)]
@@ -675,7 +719,7 @@ class ConvDatapath(wiring.Component):
             m.submodules.spectral = sp = SpectralPath(
                 fn, self._precision, p.a_width, p.acc_width, lim.spectral_words,
                 lim.engine_c_words * p.cols or lim.max_m * lim.max_n, lim.out_words,
-                self.dim_bits)
+                self.dim_bits, sparse=self.sparse, sparse_steps=lim.sparse_steps)
             lg = fn.bit_length() - 1
             bin_u, bin_v = Signal(lg), Signal(lg)      # row and column of the running bin
             fft_part = Signal(2)
@@ -689,6 +733,18 @@ class ConvDatapath(wiring.Component):
                         m.d.sync += [bin_v.eq(0), bin_u.eq(bin_u + 1)]
             fft_bin = Cat(bin_v, bin_u)                 # u·N + v
             inv_go = (state == run) & c_last & (gc == self.gemms - 1) & is_fft
+            if self.sparse is not None:
+                # phase 2 on the sparse unit: from the forward transforms' last beat to its
+                # last output-spectrum write, then the inverse transforms
+                inv_go = inv_go | sp.smac_last
+                m.d.comb += [sp.sparse_on.eq(is_sparse),
+                             sp.smac_go.eq((state == fwd) & fft_fwd_last & is_sparse),
+                             fft_smac_last.eq(sp.smac_last),
+                             *(getattr(sp, f"{w}_{k}").eq(getattr(self, f"{w}_{k}"))
+                               for w in ("sk", "ss", "sp") for k in ("addr", "data", "en")),
+                             self.smac_cycles.eq(sp.smac_cycles),
+                             self.smac_stall_cycles.eq(sp.smac_stall_cycles),
+                             self.smac_conflict.eq(sp.smac_conflict)]
             m.d.comb += [sp.xb_addr.eq(self.xb_addr), sp.xb_data.eq(self.xb_data),
                          sp.xb_en.eq(self.xb_en),
                          sp.tiles.eq(self.gemm_m), sp.chans.eq(self.gemm_k),

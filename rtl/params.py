@@ -15,7 +15,7 @@ __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLim
            "SparseParams", "datapath_registers", "FRONT_SETTINGS", "SHIFT_ADD_SETTINGS",
            "FFT_SETTINGS",
            "accumulator_bits", "winograd_lanes_ok",
-           "ALG_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
+           "ALG_BITS", "ACC_MAX_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
            "WINOGRAD_EXTRA_BITS", "SHIFT_ADD_ADDRESS_STAGES",
            "DISPATCH_LATENCY", "FETCH_LATENCY", "FINISH_CYCLES", "START_CYCLES", "QUEUE_DEPTH",
            "PREFETCH_WORDS", "AXI_MAX_BEATS", "AXI_BOUNDARY",
@@ -57,6 +57,10 @@ AXI_BOUNDARY = 4096
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2
+
+#: Widest accumulator (of the array, and of each part of a sparse lane's; the simulators'
+#: and the explorer's 64-bit integers hold them).
+ACC_MAX_BITS = 64
 #: Width of the datapath's cycle counters.
 COUNTER_BITS = 32
 #: AXI4 data widths (bits) the overlay top's DMA engines and instruction fetch support; a
@@ -239,7 +243,7 @@ class ArrayParams:
         _check_int("cols", self.cols, 1, 256)
         _check_int("a_width", self.a_width, 2, 27)
         _check_int("b_width", self.b_width, 2, 27)
-        _check_int("acc_width", self.acc_width, 2, 64)
+        _check_int("acc_width", self.acc_width, 2, ACC_MAX_BITS)
         if self.acc_width < self.a_width + self.b_width:
             raise ValueError(f"acc_width must be at least a_width + b_width = "
                              f"{self.a_width + self.b_width}, not {self.acc_width}")
@@ -355,7 +359,8 @@ class OverlayParams:
 #: no memory gets a zero-width address port.
 _LIMIT_FIELDS = (("max_m", 1), ("max_k", 1), ("max_n", 1), ("feature_words", 2),
                  ("weight_words", 2), ("tile_words", 2), ("out_words", 2), ("max_gemms", 1),
-                 ("spectral_words", 2), ("engine_a_words", 0), ("engine_c_words", 0))
+                 ("spectral_words", 2), ("engine_a_words", 0), ("engine_c_words", 0),
+                 ("sparse_steps", 2), ("sparse_nnz", 2))
 
 
 def engine_rectangle(rows: int, cols: int, max_m: int, max_k: int, max_n: int) -> tuple:
@@ -398,6 +403,11 @@ class DatapathLimits:
         transformed-domain buffers (a GEMM's C words) and the FFT path's Gauss buffer (its
         elements).  0: the rectangle of ``max_m``, ``max_k``, ``max_n``
         (:meth:`engine_capacity`).  The engine reads B in the weight buffer.
+    sparse_steps, sparse_nnz:
+        With a sparse MAC unit (``sparse_lanes``; ``rtl/spectral.py``): depth of the
+        schedule memory (the steps of every (filter group, channel) pair of a layer) and
+        of each lane's kernel bank (the non-zeros one lane reads on one tile, every group
+        and channel); unused without one.
     """
 
     max_m: int = 64
@@ -411,6 +421,8 @@ class DatapathLimits:
     spectral_words: int = 1024
     engine_a_words: int = 0
     engine_c_words: int = 0
+    sparse_steps: int = 256
+    sparse_nnz: int = 256
 
     def engine_capacity(self, rows: int, cols: int) -> tuple[int, int, int]:
         """The engine's (A, B, C) words per lane on a rows×cols array: A and C a half's,
@@ -455,8 +467,9 @@ class SparseParams:
         Signed width of the real and of the imaginary part of an accumulator; at least
         :attr:`product_width`, so one product is exact (sums wrap modulo 2^acc_width).
     max_nnz:
-        Kernel-bank depth: the most non-zeros of one lane in one channel, at most ``bins``
-        (a kernel has one value per bin).
+        Kernel-bank depth: the most non-zeros one lane holds (one channel's, at most
+        ``bins``, when the banks are reloaded per channel; all the channels and filter
+        groups a lane runs on one tile in the conv datapath, ``rtl/spectral.py``).
     """
 
     lanes: int = 4
@@ -475,8 +488,8 @@ class SparseParams:
         _check_int("bins", self.bins, 2, 4096)
         _check_int("data_width", self.data_width, 2, 26)
         _check_int("kernel_width", self.kernel_width, 2, 26)
-        _check_int("acc_width", self.acc_width, 2, 64)
-        _check_int("max_nnz", self.max_nnz, 1, self.bins)
+        _check_int("acc_width", self.acc_width, 2, ACC_MAX_BITS)
+        _check_int("max_nnz", self.max_nnz, 1, 1 << 24)
         if self.acc_width < self.product_width:
             raise ValueError(f"acc_width must be at least data_width + kernel_width + 1 = "
                              f"{self.product_width}, not {self.acc_width}")
@@ -508,7 +521,8 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
     """The conv datapath's per-invocation settings (``rtl.conv_datapath.ConvDatapath``'s
     setting ports, which are built from this), in port order, each with its width in bits:
     what the compiler's :class:`dse.compiler.Invocation` ``registers`` hold and what a register
-    image (``rtl.isa.pack_image``) carries.  The FFT settings exist only with an FFT unit."""
+    image (``rtl.isa.pack_image``) carries.  The FFT settings exist only with an FFT unit,
+    ``ff_sparse`` only with a sparse unit beside it."""
     if not isinstance(params, OverlayParams):
         raise TypeError(f"params must be an OverlayParams, not {params!r}")
     if not isinstance(limits, DatapathLimits):
@@ -540,4 +554,7 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
     if params.fft_size:
         regs += [*((f"ff_{n}", geometry) for n in FFT_SETTINGS),
                  ("ff_shift", (params.acc_width + 1).bit_length())]
+        if params.sparse_lanes:
+            # sparse_fft: the FFT path's phase 2 on the sparse MAC unit (rtl/spectral.py)
+            regs += [("ff_sparse", 1)]
     return tuple(regs)

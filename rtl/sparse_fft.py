@@ -45,9 +45,9 @@ in the lane, so the kernel banks hold plain (c, d).
 data_width and kernel_width are at most 17 bits (the default 16 × 16).  The accumulators'
 adders are fabric.  The unit has 3·P DSPs.
 
-Accumulators are cleared by ``clear`` in one cycle: a per-(lane, bin) "touched" bit makes
+Accumulators are cleared by ``clear`` (or ``new_sum``) in one cycle: a per-(lane, bin) "touched" bit makes
 the first contribution overwrite and the readout return 0 for untouched bins.  ``clear``,
-``rewind`` and ``dump`` are for an idle unit (``active`` low).
+``rewind``, ``new_sum`` and ``dump`` are for an idle unit (``active`` low).
 """
 
 from __future__ import annotations
@@ -307,6 +307,9 @@ class SparseMAC(wiring.Component):
         Zero the accumulators, the counters and the kernel pointers.
     rewind : In(1)
         Restart the kernel pointers only (the next channel accumulates onto the sums).
+    new_sum : In(1)
+        Zero the accumulators only (the kernel pointers run on, the counters keep
+        counting): the next group of filters of the same tile starts its sums.
     dump : In(1)
         Start streaming the accumulators on ``o_stream``: ``bins`` beats, bin 0 first,
         each the P lanes' complex accumulators (``acc_width`` parts).
@@ -331,7 +334,7 @@ class SparseMAC(wiring.Component):
             "w_stream": In(stream.Signature(data.StructLayout(
                 {"lane": _bits(p.lanes), "index": _bits(p.max_nnz), "value": self._w_cplx}))),
             "steps": In(stream.Signature(step_layout(p))),
-            "clear": In(1), "rewind": In(1), "dump": In(1),
+            "clear": In(1), "rewind": In(1), "new_sum": In(1), "dump": In(1),
             "o_stream": Out(stream.Signature(data.ArrayLayout(self._acc_cplx, p.lanes))),
             "active": Out(1),
             "busy_cycles": Out(COUNTER_BITS), "stall_cycles": Out(COUNTER_BITS),
@@ -421,7 +424,7 @@ class SparseMAC(wiring.Component):
                          awp.addr.eq(s2_bin), awp.en.eq(s2_fire),
                          awp.data.re.eq(Mux(first, 0, arp.data.re) + s2_re),
                          awp.data.im.eq(Mux(first, 0, arp.data.im) + s2_im)]
-            with m.If(self.clear):
+            with m.If(self.clear | self.new_sum):
                 m.d.sync += touched.eq(0)
             with m.Elif(s2_fire):
                 m.d.sync += touched.eq(touched | (Const(1, p.bins) << s2_bin))

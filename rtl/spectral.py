@@ -29,20 +29,57 @@ another:
    clearing.  ``out_go`` then streams the buffer (HWC order, filters fastest) to ``o_stream``.
 
 Bit for bit this is ``sim.models.fft.fft_conv``.  Cycles: ``dse.lowering.fft``.
+
+**Sparse phase 2** (``sparse_fft``, with ``sparse`` parameters: ``smac_go`` while
+``sparse_on``): instead of the array, the sparse MAC unit (``rtl.sparse_fft.SparseMAC``, P
+lanes, B banks) multiplies the input spectra by pruned kernel spectra.  Per tile t, per group
+of P filters (f₀ = 0, P, 2P, …; the last has F − f₀ lanes) and per channel c:
+
+a. **spectrum load**: the N·(N/2+1) bins (u, v ≤ N/2) of (t, c), u-major, are read from the
+   input spectrum buffer and written into the banks at their placement, one a cycle
+   (bins + 1 cycles from the first read to the last write);
+b. **steps**: the schedule memory, read from where the previous pair stopped, presents one
+   step a cycle until the step marked ``last`` is taken (each step is held while lanes
+   conflict on a bank: the compiled schedule never stalls); each lane multiplies and adds
+   into its accumulator of the bin;
+
+after the group's last channel, once the MAC pipeline is empty (``active`` low), the
+accumulators are dumped, one bin (all lanes) a beat, and written one lane a cycle, each part
+requantised like the array's C sink (``shift``, half up, saturated), into the output spectrum
+of (t, f₀ + lane) at bin (u, v); then the next group starts its sums (``new_sum``), or the
+next tile rewinds the kernel pointers and the schedule.  Each lane's kernel bank holds, in
+the order the schedule consumes them, the non-zeros of its filters over all groups and
+channels (written through ``sk_*`` at lane·2^k + index); the schedule memory the steps of
+every (group, channel) pair, group-major (``ss_*``); the placement table bin → (bank, row)
+(``sp_*``).  ``smac_last`` pulses with the last output-spectrum write.  Cycles:
+``dse.lowering.sparse_fft``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .fft import FFT2D, complex_layout
 from .memstream import memory_streamer
+from .params import COUNTER_BITS, SparseParams
+from .sparse_fft import SparseMAC, step_layout
 from .validate import check_int, reject
 
-__all__ = ["SpectralPath"]
+__all__ = ["SpectralPath", "sparse_step_word", "sparse_kernel_address_bits"]
+
+
+def sparse_step_word(params: SparseParams) -> data.StructLayout:
+    """One word of the sparse schedule memory: a step and whether it is its (group,
+    channel) pair's last."""
+    return data.StructLayout({"step": step_layout(params), "last": 1})
+
+
+def sparse_kernel_address_bits(params: SparseParams) -> int:
+    """Bits of the kernel-bank index in ``sk_addr`` (lane · 2^bits + index)."""
+    return max(1, (params.max_nnz - 1).bit_length())
 
 
 class SpectralPath(wiring.Component):
@@ -67,6 +104,11 @@ class SpectralPath(wiring.Component):
         Depth of the overlap-add buffer (output pixels × filters).
     dim_bits:
         Width of the geometry settings.
+    sparse:
+        The sparse MAC unit's :class:`~rtl.params.SparseParams` (bins N·(N/2+1), data width
+        ``a_width − 1``), or ``None`` for none.
+    sparse_steps:
+        Depth of the sparse schedule memory.
 
     Members
     -------
@@ -78,10 +120,18 @@ class SpectralPath(wiring.Component):
     inv_go, inv_first, inv_last : the same for phase 3 (``inv_last``: last overlap-add write
         issued)
     out_go, out_words_n, o_stream : drain of the overlap-add buffer
+    sparse_on, smac_go, smac_last : with ``sparse``: the layer runs phase 2 on the sparse
+        unit; its start and its last output-spectrum write
+    sk_addr, sk_data, sk_en; ss_addr, ss_data, ss_en; sp_addr, sp_data, sp_en : with
+        ``sparse``: kernel-bank, schedule and placement writes
+    smac_cycles, smac_stall_cycles, smac_conflict : with ``sparse``: cycles of the sparse
+        phase (``smac_go`` through ``smac_last``), the unit's stall cycles, its sticky
+        conflict flag
     """
 
     def __init__(self, n: int, precision: int, a_width: int, acc_width: int,
-                 spectral_words: int, max_mn: int, out_words: int, dim_bits: int):
+                 spectral_words: int, max_mn: int, out_words: int, dim_bits: int,
+                 sparse: SparseParams | None = None, sparse_steps: int = 2):
         if n not in (4, 8, 16, 32):
             reject(self, ValueError(f"n must be 4, 8, 16 or 32, not {n!r}"))
         for name, v, lo in (("precision", precision, 2), ("spectral_words", spectral_words, 2),
@@ -98,6 +148,33 @@ class SpectralPath(wiring.Component):
         self.n, self.lg = n, n.bit_length() - 1
         self.precision, self.a_width, self.acc_width = precision, a_width, acc_width
         self.spectral_words, self.max_mn, self.out_words = spectral_words, max_mn, out_words
+        self.sparse, self.sparse_steps = sparse, sparse_steps
+        ports = {}
+        if sparse is not None:
+            if not isinstance(sparse, SparseParams):
+                reject(self, TypeError(f"sparse must be a SparseParams or None, not "
+                                       f"{sparse!r}"))
+            check_int(self, "sparse_steps", sparse_steps, 2)
+            bins = n * (n // 2 + 1)
+            if sparse.bins != bins or sparse.data_width != self.data_bits:
+                reject(self, ValueError(f"sparse must have bins = {bins} and data_width = "
+                                        f"{self.data_bits}, not {sparse.bins} and "
+                                        f"{sparse.data_width}"))
+            lane_bits = max(1, (sparse.lanes - 1).bit_length())
+            ports = {
+                "sparse_on": In(1), "smac_go": In(1), "smac_last": Out(1),
+                "sk_addr": In(lane_bits + sparse_kernel_address_bits(sparse)),
+                "sk_data": In(complex_layout(sparse.kernel_width)), "sk_en": In(1),
+                "ss_addr": In(range(sparse_steps)), "ss_data": In(sparse_step_word(sparse)),
+                "ss_en": In(1),
+                "sp_addr": In(max(1, (bins - 1).bit_length())),
+                "sp_data": In(data.StructLayout({
+                    "bank": max(1, (sparse.banks - 1).bit_length()),
+                    "row": max(1, (sparse.bank_depth - 1).bit_length())})),
+                "sp_en": In(1),
+                "smac_cycles": Out(COUNTER_BITS), "smac_stall_cycles": Out(COUNTER_BITS),
+                "smac_conflict": Out(1),
+            }
         db = dim_bits
         super().__init__({
             "xb_addr": In(range(spectral_words)), "xb_data": In(signed(precision)),
@@ -112,6 +189,7 @@ class SpectralPath(wiring.Component):
             "inv_go": In(1), "inv_first": Out(1), "inv_last": Out(1),
             "out_go": In(1), "out_words_n": In(range(out_words + 1)),
             "o_stream": Out(stream.Signature(signed(acc_width))),
+            **ports,
         })
 
     def elaborate(self, platform):
@@ -222,6 +300,9 @@ class SpectralPath(wiring.Component):
                      zim_wp.addr.eq(z_waddr), zim_wp.data.eq(sat),
                      zim_wp.en.eq(c_fire & (a_part == 1))]
 
+        if self.sparse is not None:
+            self._sparse_phase(m, xrp, mk, zre_wp, zim_wp, lo, hi)
+
         # ---- phase 3: output spectra → IFFT → overlap-add ------------------------------------
         inv_ready = fft.i_stream.ready & inverse
         z_addr, z_left, z_valid_r = memory_streamer(m, [zre_rp, zim_rp], inv_ready,
@@ -299,3 +380,152 @@ class SpectralPath(wiring.Component):
             m.d.sync += [q_addr.eq(0), q_left.eq(self.out_words_n)]
         m.d.comb += [self.o_stream.valid.eq(q_valid), self.o_stream.payload.eq(orp_out.data)]
         return m
+
+    def _sparse_phase(self, m, xrp, mk, zre_wp, zim_wp, lo, hi):
+        """Phase 2 on the sparse MAC unit (module docstring, "Sparse phase 2"): drives the
+        input-spectrum read port and the output-spectrum write ports while it runs."""
+        sp = self.sparse
+        n, lg = self.n, self.lg
+        half = n // 2
+        bins = sp.bins
+        lanes = sp.lanes
+        m.submodules.sparse_mac = mac = SparseMAC(sp)
+
+        # ---- host writes: placement table, kernel banks, schedule memory -------------------
+        ib = sparse_kernel_address_bits(sp)
+        m.d.comb += [mac.place.valid.eq(self.sp_en), mac.place.payload.bin.eq(self.sp_addr),
+                     mac.place.payload.bank.eq(self.sp_data.bank),
+                     mac.place.payload.row.eq(self.sp_data.row),
+                     mac.w_stream.valid.eq(self.sk_en),
+                     mac.w_stream.payload.index.eq(self.sk_addr[:ib]),
+                     mac.w_stream.payload.lane.eq(self.sk_addr[ib:]),
+                     mac.w_stream.payload.value.eq(self.sk_data)]
+        word = sparse_step_word(sp)
+        m.submodules.sparse_steps = smem = Memory(shape=word, depth=self.sparse_steps,
+                                                  init=[])
+        swp, srp = smem.write_port(), smem.read_port()
+        m.d.comb += [swp.addr.eq(self.ss_addr), swp.data.eq(self.ss_data),
+                     swp.en.eq(self.ss_en)]
+
+        # ---- the loop: tile, group, channel -------------------------------------------------
+        s_idle, s_load, s_step, s_wait, s_dump = range(5)
+        state = Signal(range(5), name="smac_state")
+        tile = Signal.like(self.tiles, name="smac_tile")
+        chan = Signal.like(self.chans, name="smac_chan")
+        f0 = Signal.like(self.filters, name="smac_f0")          # the group's first filter
+        tc = Signal(range(self.spectral_words + 1), name="smac_tc")   # t·C + c
+        tf = Signal(range(self.max_mn + 1), name="smac_tf")           # t·F + f0
+        group_lanes = Signal(range(lanes + 1), name="smac_group_lanes")
+        m.d.comb += group_lanes.eq(Mux(self.filters - f0 >= lanes, lanes, self.filters - f0))
+        last_tile = tile == self.tiles - 1
+        last_group = f0 + lanes >= self.filters
+        last_chan = chan == self.chans - 1
+
+        # spectrum load: read bin (u, v) of (t, c), write it into the banks a cycle later
+        xu, xv = Signal(lg, name="smac_xu"), Signal(lg, name="smac_xv")
+        xbin = Signal(range(bins), name="smac_xbin")
+        w_valid = Signal(name="smac_w_valid")
+        w_bin = Signal(range(bins), name="smac_w_bin")
+        loading = state == s_load
+        m.d.sync += [w_valid.eq(loading), w_bin.eq(xbin)]
+        m.d.comb += [mac.x_stream.valid.eq(w_valid), mac.x_stream.payload.bin.eq(w_bin),
+                     mac.x_stream.payload.value.eq(xrp.data)]
+        with m.If(loading):
+            m.d.comb += [xrp.en.eq(1), xrp.addr.eq(Cat(xv, xu) * mk + tc)]
+            m.d.sync += xbin.eq(xbin + 1)
+            with m.If(xv == half):
+                m.d.sync += [xv.eq(0), xu.eq(xu + 1)]
+            with m.Else():
+                m.d.sync += xv.eq(xv + 1)
+
+        # schedule reader: a one-word output register, stopped by the pair's last step
+        s_addr = Signal(range(self.sparse_steps), name="smac_s_addr")
+        s_valid = Signal(name="smac_s_valid")
+        stepping = state == s_step
+        step_word = word(srp.data)
+        take = s_valid & mac.steps.ready
+        take_last = take & step_word.last
+        advance = ~s_valid | mac.steps.ready
+        m.d.comb += [srp.addr.eq(s_addr), srp.en.eq(stepping & advance),
+                     mac.steps.valid.eq(s_valid), mac.steps.payload.eq(step_word.step)]
+        with m.If(stepping & advance):
+            m.d.sync += s_valid.eq(~take_last)
+            with m.If(~take_last):
+                m.d.sync += s_addr.eq(s_addr + 1)
+
+        # dump: one beat (a bin, all lanes) taken per group_lanes cycles, a lane a cycle
+        du, dv = Signal(lg, name="smac_du"), Signal(lg, name="smac_dv")
+        dbin = Signal(range(bins), name="smac_dbin")
+        dl = Signal(range(lanes), name="smac_dl")
+        o = mac.o_stream
+        dumping = state == s_dump
+        lane_last = dl == group_lanes - 1
+        m.d.comb += o.ready.eq(dumping & lane_last)
+        lane_re = Array(o.payload[k].re for k in range(lanes))[dl]
+        lane_im = Array(o.payload[k].im for k in range(lanes))[dl]
+        shift = self.shift
+        rnd = Signal(unsigned(sp.acc_width + 2), name="smac_half")
+        m.d.comb += rnd.eq((Const(1, 1) << shift) >> 1)
+
+        def requant(v, name):
+            r = Signal(signed(sp.acc_width + 3), name=name)
+            m.d.comb += r.eq((v + rnd) >> shift)
+            return Mux(r > hi, hi, Mux(r < lo, lo, r))
+
+        z_write = dumping & o.valid
+        z_addr = Cat(dv, du, tf + dl)            # (t·F + f)·N² + u·N + v
+        with m.If(z_write):
+            m.d.comb += [zre_wp.addr.eq(z_addr), zim_wp.addr.eq(z_addr),
+                         zre_wp.data.eq(requant(lane_re, "smac_re")),
+                         zim_wp.data.eq(requant(lane_im, "smac_im")),
+                         zre_wp.en.eq(1), zim_wp.en.eq(1)]
+            m.d.sync += dl.eq(Mux(lane_last, 0, dl + 1))
+            with m.If(lane_last):
+                m.d.sync += dbin.eq(dbin + 1)
+                with m.If(dv == half):
+                    m.d.sync += [dv.eq(0), du.eq(du + 1)]
+                with m.Else():
+                    m.d.sync += dv.eq(dv + 1)
+        group_done = z_write & lane_last & (dbin == bins - 1)
+        m.d.comb += self.smac_last.eq(group_done & last_group & last_tile)
+
+        # ---- control ---------------------------------------------------------------------
+        start_load = [xu.eq(0), xv.eq(0), xbin.eq(0)]
+        m.d.comb += [mac.clear.eq(self.smac_go),
+                     mac.rewind.eq(group_done & last_group),
+                     mac.new_sum.eq(group_done)]
+        with m.If(self.smac_go & self.sparse_on):
+            m.d.sync += [state.eq(s_load), tile.eq(0), chan.eq(0), f0.eq(0), tc.eq(0),
+                         tf.eq(0), s_addr.eq(0), s_valid.eq(0), *start_load]
+        with m.Elif(loading):
+            with m.If(xbin == bins - 1):
+                m.d.sync += state.eq(s_step)
+        with m.Elif(stepping):
+            with m.If(take_last):
+                m.d.sync += state.eq(Mux(last_chan, s_wait, s_load))
+                with m.If(~last_chan):
+                    m.d.sync += [chan.eq(chan + 1), tc.eq(tc + 1), *start_load]
+        with m.Elif(state == s_wait):
+            with m.If(~mac.active):
+                m.d.comb += mac.dump.eq(1)
+                m.d.sync += [state.eq(s_dump), dl.eq(0), du.eq(0), dv.eq(0), dbin.eq(0)]
+        with m.Elif(dumping):
+            with m.If(group_done):
+                m.d.sync += [chan.eq(0), *start_load]
+                with m.If(~last_group):             # the next group of this tile
+                    m.d.sync += [state.eq(s_load), f0.eq(f0 + lanes), tf.eq(tf + lanes),
+                                 tc.eq(tc - (self.chans - 1))]
+                with m.Elif(~last_tile):            # the next tile: schedule from the top
+                    m.d.sync += [state.eq(s_load), tile.eq(tile + 1), f0.eq(0),
+                                 tf.eq(tf + group_lanes), tc.eq(tc + 1), s_addr.eq(0)]
+                with m.Else():
+                    m.d.sync += state.eq(s_idle)
+
+        # ---- counters ----------------------------------------------------------------------
+        count = Signal(COUNTER_BITS, name="smac_count")
+        with m.If(self.smac_go & self.sparse_on):
+            m.d.sync += count.eq(1)
+        with m.Elif(state != s_idle):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += [self.smac_cycles.eq(count), self.smac_stall_cycles.eq(mac.stall_cycles),
+                     self.smac_conflict.eq(mac.conflict)]

@@ -5,9 +5,9 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
 
 1. maps the network anew on exactly that hardware (every OverlayParams field pinned) with the
    allowed algorithms and dataflows, objective and the per-layer pins whose names match
-   (:func:`map_network`).  Sparse FFT has no datapath, so it is taken out of the allowed set
-   (a layer whose algorithm cannot run falls back to im2col; a per-layer sparse_fft pin is
-   refused);
+   (:func:`map_network`).  Sparse FFT runs where the hardware has an FFT unit and a sparse
+   unit (``sparse_lanes``); elsewhere it is taken out of the allowed set (and a per-layer
+   sparse_fft pin is refused);
 2. has the compiler (:mod:`dse.compiler`) plan every conv layer (or those of a ``layers``
    selection, :func:`select_layers`), estimates the run's memory and time
    (:func:`estimate_cost`) and refuses one above the budget; the datapath of overlay.v is
@@ -17,11 +17,12 @@ config's settings (:class:`VerifySettings`), :func:`verify_config`
    every layer runs through it with random data (seeded) loaded into its buffers
    (:func:`sim.bench.conv_tb.rtl_conv_batch`);
 3. compares each layer's accumulations with exact convolution (numpy int64; for int8 also
-   onnxruntime's ConvInteger) -- or, for the approximate FFT, with its bit-accurate golden
-   model in :mod:`sim.models` (:func:`golden_accumulations`), whose SQNR against exact
-   convolution is reported -- and its requantised outputs with the numpy requantiser;
-   measured cycles with ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own
-   formula).  FFT layers' spectral
+   onnxruntime's ConvInteger) -- or, for the approximate FFT and sparse FFT, with their
+   bit-accurate golden models in :mod:`sim.models` (:func:`golden_accumulations`), whose
+   SQNR against exact convolution is reported -- and its requantised outputs with the numpy
+   requantiser; measured cycles with ``ConvPlan.cycles`` (:mod:`dse.lowering`, the
+   explorer's own formula; for sparse FFT with the compiled schedule's steps, the
+   explorer's expectation beside them as ``model_cycles``).  FFT layers' spectral
    requantisation shift is calibrated on the layer's data (the smallest that saturates
    nothing);
 4. returns the verify.json document.
@@ -106,6 +107,9 @@ class VerifySettings:
         missing).
     min_sqnr_db:
         The config's accuracy floor for approximate algorithms.
+    densities:
+        sparse_fft's kernel densities, ``{layer name or "*": D}`` (the config's
+        ``sparsity`` and per-layer ``density``; empty: the search's default).
     """
 
     name: str
@@ -119,6 +123,7 @@ class VerifySettings:
     dataflows: tuple[str, ...] = ()
     layer_pins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     min_sqnr_db: float = DEFAULT_MIN_SQNR_DB
+    densities: Mapping[str, float] = field(default_factory=dict)
 
 
 def _padded_input(x, layer) -> np.ndarray:
@@ -132,10 +137,16 @@ def golden_accumulations(x, w, layer, plan) -> np.ndarray:
     Exact convolution of the layer itself (:func:`sim.models.conv.conv2d`; the plan's own
     shapes may be a rewriting, e.g. host patches) -- im2col, kn2row and both Winograd
     variants are exact; for FFT the bit-accurate :func:`sim.models.fft.fft_conv` with the
-    plan's widths and shift (:func:`sim.bench.conv_tb.fft_golden`).
+    plan's widths and shift (:func:`sim.bench.conv_tb.fft_golden`); for sparse FFT
+    :func:`sim.models.sparse_fft.sparse_fft_conv` with the compiler's pruning
+    (:func:`sim.bench.conv_tb.sparse_golden`).
     """
     from sim.models.conv import conv2d
 
+    if plan.algorithm == "sparse_fft":
+        from sim.bench.conv_tb import sparse_golden
+
+        return sparse_golden(x, w, plan, plan.fft_shift).acc
     if plan.algorithm == "fft":
         from sim.bench.conv_tb import fft_golden
 
@@ -151,8 +162,9 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     With ``program`` (the overlay-top mode), the design's choices are then re-made by the
     program's cycles as ``omniconv dse`` makes them (``dse.compiler.timing.timed_design``);
     the datapath mode verifies the model's choices.
-    Sparse FFT is left out of the allowed algorithms (it has no datapath); a per-layer
-    sparse_fft pin raises :class:`dse.errors.InputError`.  Pins of layers that the network
+    Sparse FFT is left out of the allowed algorithms unless ``params`` has a sparse unit
+    beside its FFT unit and this is the datapath mode (the overlay top has no sparse
+    path); a per-layer sparse_fft pin then raises :class:`dse.errors.InputError`.  Pins of layers that the network
     does not have are ignored (the verification network may differ from the config's).
     ``quant``: a quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork``),
     for ``params`` that requantise per channel (``requant`` f32, which the design keeps).
@@ -160,18 +172,21 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     from dse.compiler.timing import timed_design
     from dse.search import search
 
-    algorithms = [a for a in settings.algorithms if a != "sparse_fft"]
+    sparse_path = bool(params.fft_size and params.sparse_lanes) and not program
+    algorithms = [a for a in settings.algorithms if a != "sparse_fft" or sparse_path]
     if len(algorithms) < len(settings.algorithms):
-        log("sparse_fft has no conv datapath: mapped without it")
+        log("sparse_fft needs the datapath mode and a sparse unit beside the FFT unit: "
+            "mapped without it")
     names = {layer.name for layer in network.layers if layer.op in ("conv", "fc")}
     pins = {}
     for name, pin in settings.layer_pins.items():
         if name not in names:
             continue
-        if pin.get("algorithm") == "sparse_fft":
+        if pin.get("algorithm") == "sparse_fft" and not sparse_path:
             raise InputError(settings.source, f"layers.{name}",
-                             "sparse_fft has no conv datapath; omniconv verify cannot run "
-                             "this pin")
+                             "sparse_fft runs on the datapath with a sparse unit beside the "
+                             "FFT unit (sparse_lanes > 0, --mode datapath); omniconv verify "
+                             "cannot run this pin here")
         pins[name] = {k: v for k, v in pin.items() if k in ("algorithm", "dataflow")}
     if not algorithms:
         algorithms = ["im2col"]
@@ -179,7 +194,8 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
                     precision=settings.precision, objective=settings.objective,
                     algorithms=tuple(algorithms), dataflows=tuple(settings.dataflows),
                     hardware_pins=params.as_dict(), layer_pins=pins, source=settings.source,
-                    min_sqnr_db=settings.min_sqnr_db, optimizer="grid")  # one point: all pinned
+                    min_sqnr_db=settings.min_sqnr_db, optimizer="grid",  # one point: all pinned
+                    density=settings.densities or None)
     if not program:
         return design
     # the choices design.json holds: re-made by the program's cycles where the top runs it
@@ -238,13 +254,14 @@ def _cases(network, design, params, settings: VerifySettings, seed: int,
                                   *layer.kernel))
         if only is not None and lp.name not in only:
             continue
+        density = (lp.sparse or {}).get("density")
         try:    # refuse a combination the datapath cannot run before building anything
             plan_conv(layer, lp.algorithm, lp.dataflow, params, limits, precision=precision,
-                      variant=lp.variant)
+                      variant=lp.variant, density=density)
         except ValueError as exc:
             raise InputError(settings.source, f"layers.{lp.name}", str(exc)) from None
         cases.append(ConvCase(x, w, layer, lp.algorithm, lp.dataflow, name=lp.name,
-                              variant=lp.variant))
+                              variant=lp.variant, density=density))
     if not cases:
         raise InputError(settings.network_source, "", "has no convolution layer to verify")
     return cases
@@ -258,7 +275,7 @@ def _layer_entry(case, res, params, precision: int) -> dict:
 
     plan, layer = res.plan, case.layer
     gold_acc = golden_accumulations(case.x, case.w, layer, plan)
-    approximate = plan.algorithm == "fft"
+    approximate = plan.spectral
     xp = _padded_input(case.x, layer)
     exact = None
     if precision == 8 and not approximate:
@@ -273,19 +290,30 @@ def _layer_entry(case, res, params, precision: int) -> dict:
                      and np.array_equal(res.outputs, gold_out)
                      and (exact is None or np.array_equal(res.accumulations, exact)))
     pred = plan.cycles(params.rows, params.cols)
-    units = {k: {"predicted": pred[k], "measured": res.cycles[k]}
-             for k in ("gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")}
+    model = None
+    unit_names = ["gemm_cycles", "front_cycles", "back_cycles", "requant_cycles"]
+    if plan.algorithm == "sparse_fft":
+        # the compiler knows the weights: its schedule's steps, not the explorer's estimate
+        model, pred = pred["cycles"], plan.sparse_cycles(case.w)
+        unit_names.append("smac_cycles")
+    units = {k: {"predicted": pred[k], "measured": res.cycles[k]} for k in unit_names}
     entry = {"name": case.name, "algorithm": plan.algorithm,
-             "variant": plan.variant if plan.algorithm in ("winograd", "fft")
+             "variant": plan.variant if plan.algorithm in ("winograd", "fft", "sparse_fft")
              or plan.host_patches else "",
              "dataflow": plan.dataflow, "predicted_cycles": pred["cycles"],
              "measured_cycles": res.measured_cycles,
              "ideal_cycles": plan.ideal_cycles(params.rows, params.cols),
              "bit_exact": bit_exact,
              "invocations": len(plan.invocations), "units": units}
+    if model is not None:
+        entry["model_cycles"] = model
+        entry["sparse"] = {"density": plan.density, "lanes": plan.sparse_lanes,
+                           "banks": plan.sparse_banks,
+                           "stall_cycles": res.cycles["smac_stall_cycles"],
+                           "conflict": bool(res.cycles["smac_conflict"])}
     if approximate:
         scaled = res.accumulations
-        if plan.algorithm == "fft":
+        if plan.spectral:
             scaled = scaled * 2.0 ** plan.fft_scale_exp(plan.fft_weights(case.w)[2])
             entry["fft_shift"] = plan.fft_shift
         entry["sqnr_db"] = round(sqnr_db(scaled, conv2d(xp, case.w)), 2)
@@ -363,7 +391,7 @@ def _job_words(plan) -> int:
         regs = inv.registers
         if plan.algorithm == "winograd":
             words += regs["a_words"]                # tile words: one K-chunk each
-        elif plan.algorithm == "fft":
+        elif plan.spectral:
             words += gm * gk * plan.fft_n ** 2
         else:
             words += hp * wp * regs["fe_c_words"]
@@ -387,7 +415,7 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
 
     limits = overlay_limits(params, precision)
     plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, DatapathLimits(**limits),
-                       precision=precision, variant=c.variant)
+                       precision=precision, variant=c.variant, density=c.density)
              for c in cases]
     bits = buffer_bits(limits, params, precision)
     per_layer = [(c.name, _job_words(p)) for c, p in zip(cases, plans)]

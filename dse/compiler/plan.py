@@ -213,6 +213,46 @@ class ConvPlan:
     limits: tuple = ()           # the DatapathLimits items planned for (im2col's bands)
     bands: tuple = ()            # Band per row band when the layer is cut into bands
     requant: str = "shift"       # the overlay's requantiser (OverlayParams.requant)
+    density: float = 0.0         # sparse_fft: kernel density the spectra are pruned to
+    sparse_lanes: int = 0        # sparse_fft: the sparse unit's lanes and banks
+    sparse_banks: int = 0
+
+    @property
+    def spectral(self) -> bool:
+        """Whether the layer runs on the FFT path (``fft``, or ``sparse_fft``: the same path
+        with the pruned spectral MAC on the sparse unit)."""
+        return self.algorithm in ("fft", "sparse_fft")
+
+    @property
+    def _lowering_name(self) -> str:
+        """The lowering the plan's shapes come from (sparse_fft's are the FFT path's)."""
+        return "fft" if self.algorithm == "sparse_fft" else self.algorithm
+
+    def sparse_kernels(self, w: np.ndarray):
+        """sparse_fft: the layer's quantised kernel half spectra pruned to ``density``
+        (:class:`dse.compiler.sparse_schedule.PrunedKernels`, filters × channels × bins)."""
+        from dse.compiler.sparse_schedule import prune_spectral
+
+        kr, ki, _ = self.fft_weights(np.asarray(w, dtype=np.int64))
+        half = self.fft_n // 2 + 1
+        return prune_spectral(kr[..., :half], ki[..., :half], self.density)
+
+    def sparse_program(self, w: np.ndarray):
+        """sparse_fft: what the sparse unit's memories hold for this layer
+        (:func:`dse.compiler.sparse_schedule.layer_program`)."""
+        from dse.compiler.sparse_schedule import layer_program
+
+        return layer_program(self.sparse_kernels(w), self.sparse_lanes, self.sparse_banks)
+
+    def sparse_cycles(self, w: np.ndarray) -> dict:
+        """sparse_fft: the predicted counters of the layer with its own weights (the
+        compiled schedule's steps, not the explorer's expectation)."""
+        from dse.lowering import sparse_fft as sparse_lowering
+
+        steps = int(self.sparse_program(w).schedule.steps.sum())
+        return {k: int(v) for k, v in sparse_lowering.datapath_cycles(
+            self.geometry, self.fft_n, self.sparse_lanes, steps,
+            requant_latency=tf.requant_latency(self.requant)).items()}
 
     def _band(self, inv: "Invocation"):
         """(band plan, the invocation as that plan's) of a banded plan's invocation."""
@@ -238,7 +278,7 @@ class ConvPlan:
     def lowered(self, rows: int, cols: int, n: int):
         """The lowering of one invocation of ``n`` filters on a rows×cols array (a plan of
         one band)."""
-        return _lower(self.algorithm, self.geometry, self.unit, rows, cols,
+        return _lower(self._lowering_name, self.geometry, self.unit, rows, cols,
                       Dataflow(self.dataflow).code, n, self.winograd_lanes,
                       dict(self.limits) or None)
 
@@ -249,6 +289,16 @@ class ConvPlan:
         if inv.band >= 0:
             sub, inv = self._band(inv)
             return sub.invocation_cycles(inv, rows, cols, mult_latency)
+        if self.algorithm == "sparse_fft":
+            from dse.lowering import sparse_fft as sparse_lowering
+
+            c = sparse_lowering.cycles(
+                self.geometry, self.fft_n, self.sparse_lanes, self.sparse_banks,
+                sparse_lowering.keep(self.density, self.fft_n),
+                requant_latency=tf.requant_latency(self.requant))
+            return {k: int(round(float(c[k]))) for k in (
+                "cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
+                "smac_cycles")}
         mod = lowering(self.algorithm)
         flow = Dataflow(self.dataflow).code
         low = self.lowered(rows, cols, inv.gemm[2])
@@ -406,6 +456,8 @@ class ConvPlan:
         """The invocation's B matrices, ``(gemms, K, N)``, K as the engine runs it (the zero
         channels of partly filled feature words included)."""
         w = np.asarray(w, dtype=np.int64)
+        if self.algorithm == "sparse_fft":
+            return np.zeros((0, 1, inv.gemm[2]), dtype=np.int64)   # the weight buffer idles
         if self.algorithm == "fft":
             kr, ki, _ = self.fft_weights(w)          # whole layer: one fraction for all
             f0, f1 = inv.filters
@@ -449,7 +501,7 @@ class ConvPlan:
             return sub.weight_image(self.host_weights(w)[:, c0:c1], sub_inv)
         rows, cols = self.rows, self.cols
         edge = max(rows, cols)
-        words = []
+        words = [np.zeros((0, edge), dtype=np.int64)]
         for b in self.gemm_weights(self.host_weights(w), inv):
             k, n = b.shape
             if self.dataflow == "is":
@@ -484,7 +536,7 @@ class ConvPlan:
         f0, f1 = inv.filters
         n = f1 - f0
         cols = self.cols
-        if self.algorithm == "fft":
+        if self.spectral:
             return words[:oh * ow * n, 0].reshape(oh, ow, n).transpose(2, 0, 1)
         if self.algorithm in ("im2col", "kn2row"):
             pix = oh * ow
@@ -532,7 +584,8 @@ def _lower(algo, geometry, unit, rows, cols, flow_code, n, winograd_lanes, limit
 def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
               requant=None, relu: bool = False,
               precision: int = 8, fft_shift: int | None = None,
-              variant: str | None = None, _n_step: int | None = None) -> ConvPlan:
+              variant: str | None = None, density: float | None = None,
+              _n_step: int | None = None) -> ConvPlan:
     """Plan one conv layer (a :class:`dse.network.Layer`) on the datapath.
 
     Parameters
@@ -561,6 +614,9 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
         convolution over them and records the layer's window in ``host_patches``.  Any other
         value is the algorithm's own variant, which follows from the algorithm and the
         overlay (design.json's names, or empty).
+    density:
+        sparse_fft: the density the kernel spectra are pruned to (default 0.25, the
+        config's ``sparsity.density`` default).
 
     Raises
     ------
@@ -570,7 +626,7 @@ def plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits=None, *,
     # Plans are frozen and a pure function of the arguments; the compiler and the program
     # timing plan the same layers many times over (candidates, half buffers, the network).
     key = (layer, algorithm, dataflow, params, limits, requant, relu, precision, fft_shift,
-           variant, _n_step)
+           variant, density, _n_step)
     try:
         hash(key)
     except TypeError:                        # e.g. limits as a plain namespace
@@ -584,7 +640,7 @@ def _plan_conv_cached(*key) -> ConvPlan:
 
 
 def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requant, relu,
-               precision, fft_shift, variant, _n_step) -> ConvPlan:
+               precision, fft_shift, variant, density, _n_step) -> ConvPlan:
     """:func:`plan_conv` itself (uncached)."""
     algo = Algorithm(algorithm).value
     flow = Dataflow(dataflow)
@@ -611,8 +667,18 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     pads = tuple(layer.padding)
     groups = layer.groups
     what = f"layer {layer.name} ({r}x{s}, stride {sh}, dilation {dh}, groups {groups})"
-    if algo == "sparse_fft":
-        raise ValueError(f"{what}: sparse_fft has no datapath")
+    sparse = algo == "sparse_fft"
+    if sparse:
+        if not params.fft_size or not params.sparse_lanes:
+            raise ValueError(f"{what}: sparse_fft needs an FFT unit and a sparse unit "
+                             f"(fft_size = {params.fft_size}, sparse_lanes = "
+                             f"{params.sparse_lanes})")
+        from dse.compiler.sparse_schedule import keep_count
+
+        density = 0.25 if density is None else density
+        keep_count(density, 1)                  # a number in (0, 1]
+    else:
+        density = 0.0
     if sh != sw or dh != dw:
         raise ValueError(f"{what}: {im2col_lowering.RULE}, not {(sh, sw)} and {(dh, dw)}")
     unit, variant = 0, algo
@@ -621,15 +687,16 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
         if not unit:
             raise ValueError(f"{what}: winograd needs a Winograd unit (winograd_m = 0)")
         variant = f"F{unit}x{unit}_3x3"
-    if algo == "fft":
+    if algo in ("fft", "sparse_fft"):
         unit = params.fft_size
         if not unit:
             raise ValueError(f"{what}: fft needs an FFT unit (fft_size = 0)")
-        variant = f"fft{unit}"
+        variant = f"sparse{unit}" if sparse else f"fft{unit}"
+    low_algo = "fft" if sparse else algo        # sparse_fft's shapes are the FFT path's
     geometry = Geometry.of_layer(layer)
     if params.requant == "f32":
         geometry = dataclasses.replace(geometry, unit_pads=False)
-    low_mod = lowering(algo)
+    low_mod = lowering(low_algo)
     if not bool(low_mod.legal(geometry, unit)):
         rule = low_mod.RULE.replace(" m x m,", f" {unit}x{unit},").replace(
             " N x N ", f" {unit}x{unit} ")
@@ -644,24 +711,30 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     lim = _limits_dict(limits, rows, cols)
 
     def lowered(nf=None):
-        return _lower(algo, geometry, unit, rows, cols, flow.code, nf, wlanes, lim)
+        return _lower(low_algo, geometry, unit, rows, cols, flow.code, nf, wlanes, lim)
 
     def b_matrices(gemms):
         """B matrices in the weight buffer: im2col's bands all multiply the same weights."""
         return 1 if algo == "im2col" else gemms
 
     wm = unit if algo == "winograd" else 0
-    fn = unit if algo == "fft" else 0
+    fn = unit if low_algo == "fft" else 0
     low = lowered()
     gk = int(low.k)
     # per-channel requantisation: the padding is the input's zero point, which only the
     # buffer image holds (the units pad with zeros)
-    unit_pad = 0 if algo == "fft" or params.requant == "f32" else min(pads)
+    unit_pad = 0 if fn or params.requant == "f32" else min(pads)
     cg, ng = c // groups, n_out // groups
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
-    sp = split_cycles(algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes,
+    fit = lim
+    if sparse and lim is not None:
+        # the sparse unit, not the array, runs phase 2: the engine's, the weight buffer's
+        # and the GEMM count's limits do not bind (the spectral buffers and the registers do)
+        fit = {**lim, "weight_words": 1 << 40, "engine_a_words": 1 << 40,
+               "engine_c_words": 1 << 40, "max_gemms": 1 << 40}
+    sp = split_cycles(low_algo, geometry, unit, rows, cols, flow.code, fit, lanes=wlanes,
                       requant_latency=tf.requant_latency(params.requant))["split"]
     if lim is not None and not bool(sp.fits):
         raise ValueError(f"{what} does not fit the datapath's buffers even one filter and "
@@ -685,6 +758,20 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                                         / (r * s * (1 << (precision - 1))))))
             e = 2 * lg + fft_shift - (data_bits - precision - 1) - frac
             shift = max(0, shift - e)
+    if sparse and lim is not None:
+        from dse.lowering.sparse_fft import memory_words
+
+        steps, nnz = memory_words(c, n_out, unit, params.sparse_lanes, params.sparse_banks,
+                                  density)
+        if steps > lim["sparse_steps"] or nnz > lim["sparse_nnz"]:
+            raise ValueError(f"{what}: sparse_fft at density {density} needs up to {steps} "
+                             f"schedule words and {nnz} kernel words a lane, beside "
+                             f"sparse_steps = {lim['sparse_steps']} and sparse_nnz = "
+                             f"{lim['sparse_nnz']}")
+    if sparse and (int(sp.bands) > 1 or int(sp.c_chunks) > 1 or n_step < n_out // groups):
+        raise ValueError(f"{what}: sparse_fft runs a layer in one invocation of the datapath, "
+                         f"and this one needs {int(sp.bands)} row bands, "
+                         f"{int(sp.c_chunks)} channel chunks and filter chunks of {n_step}")
     if _n_step is None and (int(sp.bands) > 1 or int(sp.c_chunks) > 1):
         return _banded_plan(layer, algo, flow, params, limits, sp, (mult, shift), relu,
                             precision, fft_shift, host_patches)
@@ -698,10 +785,12 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
             # GEMMs a fixed period apart (the FFT's run one after another)
             period = 0 if fn else int(dp.gemm_period(lo, dp.gemm_busy(lo, rows, cols, flow.code),
                                                      rows, cols, flow.code))
-            regs = {"alg": Algorithm(algo).code, "mode": flow.code, "gemm_m": im, "gemm_k": gk,
-                    "gemm_n": nf, "gemms": igemms, "gemm_period": period,
+            if sparse:                  # no GEMM: the sparse unit runs phase 2
+                igemms = 0
+            regs = {"alg": Algorithm(low_algo).code, "mode": flow.code, "gemm_m": im,
+                    "gemm_k": gk, "gemm_n": nf, "gemms": igemms, "gemm_period": period,
                     "a_words": int(lo.a_words),
-                    "b_words": int(lo.b_words), "c_words": int(lo.c_words),
+                    "b_words": 0 if sparse else int(lo.b_words), "c_words": int(lo.c_words),
                     "accumulate": 0, "bank": 0}
             if params.requant == "shift":
                 regs.update(rq_mult=mult, rq_shift=shift, rq_relu=int(relu))
@@ -712,7 +801,7 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                           pad=0, dil=1, out_h=hp, out_w=wp)
             sa = dict(in_h=hp, in_w=wp, kernel_h=r, kernel_w=s, out_h=oh, out_w=ow,
                       f_words=-(-nf // cols), pad=unit_pad, dil=dh)
-            if algo in ("winograd", "fft"):
+            if algo in ("winograd", "fft", "sparse_fft"):
                 fe = {k: 0 for k in fe}
             if algo != "kn2row":
                 sa = {k: 0 for k in sa}
@@ -725,6 +814,8 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                     step = fn - r + 1
                     ff.update(tiles_w=-(-wp // step), step=step, kernel=r, out_h=oh, out_w=ow)
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
+                if params.sparse_lanes:
+                    regs["ff_sparse"] = int(sparse)
             out_words = int(lo.out_words)
             regs["out_words"] = out_words
             if params.requant == "f32":
@@ -735,7 +826,9 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                     (n_out, oh, ow), (r, s), sh, dh, pads, unit_pad, groups, wm, tuple(invs),
                     fn, fft_shift, data_bits, kernel_bits, precision, rows, cols, wlanes,
                     host_patches, tuple(sorted(lim.items())) if lim is not None else (),
-                    requant=params.requant)
+                    requant=params.requant, density=density,
+                    sparse_lanes=params.sparse_lanes if sparse else 0,
+                    sparse_banks=params.sparse_banks if sparse else 0)
 
 
 def _limits_dict(limits, rows: int, cols: int):
@@ -838,10 +931,17 @@ def required_limits(plans) -> dict:
             need["out_words"] = max(need["out_words"], inv.out_words)
             if plan.algorithm == "winograd":
                 need["tile_words"] = max(need["tile_words"], gm * gk // plan.rows)
-            elif plan.algorithm == "fft":
+            elif plan.spectral:
                 n2 = plan.fft_n ** 2
                 need["spectral_words"] = max(need["spectral_words"], gm * gk * n2,
                                              gm * gn * n2)
+                if plan.algorithm == "sparse_fft":
+                    from dse.lowering.sparse_fft import memory_words
+
+                    steps, nnz = memory_words(gk, gn, plan.fft_n, plan.sparse_lanes,
+                                              plan.sparse_banks, plan.density)
+                    need["sparse_steps"] = max(need["sparse_steps"], steps)
+                    need["sparse_nnz"] = max(need["sparse_nnz"], nnz)
             else:
                 need["feature_words"] = max(need["feature_words"],
                                             hp * wp * inv.registers["fe_c_words"])

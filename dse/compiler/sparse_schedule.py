@@ -44,7 +44,8 @@ import numpy as np
 __all__ = ["spectral_bins", "bin_index", "keep_count", "PrunedKernels", "prune_spectral",
            "Placement", "default_placement", "balanced_placement", "bank_loads",
            "placement_cost", "schedule_steps", "conflict_free_schedule", "naive_schedule",
-           "schedule_cycles", "LayerSchedule", "schedule_layer"]
+           "schedule_cycles", "LayerSchedule", "schedule_layer", "SparseProgram",
+           "layer_program"]
 
 #: Most int32 colouring-table entries held at once (16 MiB); a larger layer is coloured in
 #: chunks of (group, channel) pairs.  Larger chunks run faster (fewer Python steps).
@@ -605,3 +606,55 @@ def schedule_layer(mask, lanes: int, banks: int, ports: int = 1,
                          order.reshape(g, c, *order.shape[1:]), delta.reshape(g, c),
                          naive_steps.reshape(g, c), naive_cycles.reshape(g, c),
                          pairs.sum(axis=(1, 2)).reshape(g, c))
+
+
+@dataclass(frozen=True)
+class SparseProgram:
+    """What the conv datapath's sparse unit holds for one layer (``rtl/spectral.py``).
+
+    Attributes
+    ----------
+    schedule:
+        The layer's :class:`LayerSchedule` (balanced placement, one read port a bank).
+    placement:
+        Per bin, its (bank, row) in the input-spectrum banks.
+    steps:
+        The schedule memory, group-major then channel: per step the bin each lane reads
+        (−1: idle) and whether it is its (group, channel) pair's last step.
+    kernels:
+        Per lane, the kernel values (re, im) in the order the schedule has the lane read
+        them on one tile (every group, then channel, then step).
+    """
+
+    schedule: LayerSchedule
+    placement: tuple
+    steps: tuple
+    kernels: tuple
+
+
+def layer_program(pruned: PrunedKernels, lanes: int, banks: int) -> SparseProgram:
+    """The sparse unit's placement, schedule and kernel banks for a layer's pruned kernels
+    (``pruned`` filters × channels × bins): :func:`schedule_layer` with a balanced
+    placement, its steps in group, channel order, and each lane's non-zeros in the order
+    it reads them."""
+    schedule = schedule_layer(pruned.mask, lanes, banks, 1, "balanced")
+    filters, channels, bins = pruned.mask.shape
+    # dense (filter, channel, bin) values: the kernels' non-zeros, zero where pruned
+    re = np.zeros((filters, channels, bins), dtype=np.int64)
+    im = np.zeros((filters, channels, bins), dtype=np.int64)
+    np.put_along_axis(re, pruned.bin, pruned.re, -1)
+    np.put_along_axis(im, pruned.bin, pruned.im, -1)
+    steps, kernels = [], [[] for _ in range(lanes)]
+    for g in range(schedule.steps.shape[0]):
+        for c in range(channels):
+            delta = int(schedule.steps[g, c])
+            for t in range(delta):
+                row = tuple(int(b) for b in schedule.order[g, c, t])
+                steps.append((row, t == delta - 1))
+                for lane, b in enumerate(row):
+                    if b >= 0:
+                        f = g * lanes + lane
+                        kernels[lane].append((int(re[f, c, b]), int(im[f, c, b])))
+    place = schedule.placement
+    return SparseProgram(schedule, tuple(zip(place.bank.tolist(), place.address.tolist())),
+                         tuple(steps), tuple(tuple(k) for k in kernels))

@@ -73,7 +73,7 @@ import numpy as np
 
 from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
-from rtl.params import REQUANT_MULT_BITS
+from rtl.params import ACC_MAX_BITS, REQUANT_MULT_BITS
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
@@ -402,7 +402,9 @@ def overlay_buffer_words(hw, precision) -> dict:
     bits, the weight buffer ``weight_buffer_kib`` in words of max(rows, cols) weights, and
     the output side ``out_buffer_kib`` of accumulators in words of ``cols`` (the
     shift-and-add buffer; the output and accumulator buffers beside it are as deep); the FFT
-    path's tile and spectrum buffers hold ``act_buffer_kib`` of activations, one a word.  The
+    path's tile and spectrum buffers hold ``act_buffer_kib`` of activations, one a word; a
+    sparse unit's kernel banks as many bits as the weight buffer (``sparse_nnz`` words a
+    lane) and its schedule memory as many words (``sparse_steps``).  The
     GEMM engine's double buffers hold one GEMM's operands and results in each half: a half of
     A as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
     C a quarter of the output side's words, each rounded down to a power of two of words a
@@ -440,6 +442,14 @@ def overlay_buffer_words(hw, precision) -> dict:
     engine_c = _whole_blocks(_pow2_at_most(out_raw // 4), (2, acc),
                              (1, np.where(has_w, back * cols, 0)),
                              (cols, np.where(has_fft, acc, 0)), step=BLOCK_DEPTH // 2)
+    # the sparse unit's kernel banks (P lanes of complex b_width − 1 words) hold as many
+    # bits as the weight buffer, and its schedule memory as many words as a kernel bank
+    # (DatapathLimits' default without the unit)
+    sparse_lanes = np.asarray(hw.sparse_lanes)
+    sparse_words = np.where(
+        sparse_lanes > 0,
+        at_least_2(weight_words * np.maximum(rows, cols) * hw.b_width
+                   // np.maximum(2 * sparse_lanes * (hw.b_width - 1), 1)), 256)
     return {
         "max_m": engine_a * side, "max_n": weight_words * cols,
         "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
@@ -451,6 +461,7 @@ def overlay_buffer_words(hw, precision) -> dict:
         "spectral_words": at_least_2(act_bits // a),
         "max_gemms": np.maximum(MAX_GEMMS, 3 * hw.fft_size ** 2),
         "engine_a_words": engine_a, "engine_c_words": engine_c,
+        "sparse_steps": sparse_words, "sparse_nnz": sparse_words,
     }
 
 
@@ -610,31 +621,36 @@ def fft_resources(hw) -> tuple:
         rest.append(scale * value)
     return (dsp, *rest)
 
-#: Signed bits of each part of a sparse lane's input-spectrum and kernel values, and of its
-#: accumulators (``rtl.params.SparseParams`` defaults).
-SPARSE_PART_BITS, SPARSE_ACC_BITS = 16, 40
-
-
 def sparse_memories(hw) -> dict:
-    """Memories of the sparse MAC unit (``rtl/sparse_fft.py``) of each point:
-    ``{name: (depth, width, copies)}``, ``(P,)`` arrays; nothing where ``sparse_lanes`` is 0.
+    """Memories of the sparse MAC unit beside the FFT path (``rtl/sparse_fft.py`` in
+    ``rtl/spectral.py``) of each point: ``{name: (depth, width, copies)}``, ``(P,)``
+    arrays; nothing where ``sparse_lanes`` is 0.
 
-    bins = N·(N/2 + 1) of the point's FFT size (N = 8 without an FFT unit).  The banked
-    input spectrum: B banks of ⌈bins/B⌉ complex words, twice (the next channel is written
-    while the lanes read this one); per lane a kernel bank of ``bins`` complex words (any
-    density fits), twice (the next channel's kernels); per lane ``bins`` complex
-    accumulators; the placement table, ``bins`` words of bank and row.
+    As ``rtl.conv_datapath.sparse_params`` builds it: bins = N·(N/2 + 1) of the point's FFT
+    size (N = 8 without an FFT unit), input-spectrum parts of D = a_width − 1 bits, kernel
+    parts of b_width − 1, accumulator parts of max(acc_width + 1, D + b_width); the
+    input-spectrum banks, B of ⌈bins/B⌉ complex words; per lane a kernel bank of
+    ``sparse_nnz`` complex words (:func:`overlay_buffer_words`) and ``bins`` complex
+    accumulators (two read ports: the accumulation's and the dump's); the schedule
+    memory, ``sparse_steps`` words of P·(1 + bin bits) + 1 bits; the placement table, ``bins``
+    words of bank and row.
     """
     lanes, banks = np.asarray(hw.sparse_lanes), np.asarray(hw.sparse_banks)
     has = (lanes > 0) * 1
     n = np.where(np.asarray(hw.fft_size) > 0, hw.fft_size, 8)
     bins = n * (n // 2 + 1)
     depth = _cdiv(bins, np.maximum(banks, 1))
+    data, kernel = np.asarray(hw.a_width) - 1, np.asarray(hw.b_width) - 1
+    acc = np.minimum(ACC_MAX_BITS,
+                     np.maximum(np.asarray(hw.acc_width) + 1, data + kernel + 1))
+    words = overlay_buffer_words(hw, precision_of(hw))
+    bin_bits = _bit_length(np.maximum(bins - 1, 1))
     table_bits = _bit_length(np.maximum(banks - 1, 1)) + _bit_length(np.maximum(depth - 1, 1))
     return {
-        "spectrum_banks": (depth, 2 * SPARSE_PART_BITS, 2 * banks * has),
-        "kernel_banks": (bins, 2 * SPARSE_PART_BITS, 2 * lanes * has),
-        "lane_accumulators": (bins, 2 * SPARSE_ACC_BITS, lanes * has),
+        "spectrum_banks": (depth, 2 * data, banks * has),
+        "kernel_banks": (words["sparse_nnz"], 2 * kernel, lanes * has),
+        "lane_accumulators": (bins, 2 * acc, 2 * lanes * has),
+        "schedule": (words["sparse_steps"], lanes * (1 + bin_bits) + 1, has),
         "placement": (bins, table_bits, has),
     }
 

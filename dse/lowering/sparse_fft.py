@@ -9,14 +9,18 @@ overlap-added.  Between them, instead of 3·N·(N/2+1) dense GEMMs on the array,
 MAC unit of P = ``sparse_lanes`` complex lanes and B = ``sparse_banks`` input-spectrum banks
 runs, per tile, per group of P filters (the last group has F mod P lanes) and per input
 channel, a stall-free schedule of Δ steps (the compiler's König edge colouring,
-:func:`dse.compiler.sparse_schedule.schedule_layer`), then dumps the group's accumulators,
-one bin a beat::
+:func:`dse.compiler.sparse_schedule.schedule_layer`), then dumps the group's accumulators
+into the output spectra (``rtl/spectral.py``, "Sparse phase 2")::
 
-    mac     = tiles · (C · Σ_groups max(E[Δ], ⌈bins/B⌉) + groups · bins)
-    cycles  = fft2d(tiles, C) + mac + fft2d(tiles, F)
+    mac     = 1 + tiles · (G·C·(bins + 1) + Σ_pairs Δ + G·(MAC_LATENCY + 1) + bins·F)
+    cycles  = fft2d(tiles, C) + mac + fft2d(tiles, F) + the FFT path's latencies and
+              the requantiser's drain (:func:`datapath_cycles`)
 
-``⌈bins/B⌉`` is the bank depth: the next channel's spectrum is written into the second half
-of the double-buffered banks, one bin per bank a cycle, while the lanes read the current one.
+with G = ⌈F/P⌉ groups: each channel's spectrum is loaded into the banks one bin a cycle
+before its steps run (the banks are single-buffered), and the dump writes one (bin, lane)
+a cycle.  The compiler's prediction (``ConvPlan.sparse_cycles``) puts the compiled
+schedule's Σ Δ in this formula and equals the datapath's cycles; the explorer puts its
+expectation.
 
 The weights are not known to the explorer, so Δ -- the steps of one (group, channel) -- is
 its **expected value** for kernels pruned to density D (z = ⌈D·bins⌉ non-zeros per kernel,
@@ -55,7 +59,8 @@ from dse.lowering.geometry import Geometry, cdiv
 from rtl.params import Dataflow
 
 __all__ = ["RULE", "DATAFLOWS", "DSP_PER_LANE", "MAC_LATENCY", "legal", "bins_of", "keep",
-           "expected_steps", "expected_steps_array", "mac_cycles", "cycles", "tile_grid"]
+           "expected_steps", "expected_steps_array", "expected_tile_steps", "smac_cycles",
+           "datapath_cycles", "mac_cycles", "cycles", "memory_words", "tile_grid"]
 
 #: The array idles on this path: any dataflow (the choice's dataflow is not used).
 DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
@@ -156,38 +161,86 @@ def expected_steps_array(bins, nnz, lanes, banks, ports=1) -> np.ndarray:
     return vals[inverse.reshape(-1)].reshape(arrs[0].shape)
 
 
-def mac_cycles(g: Geometry, unit, lanes, banks, nnz, ports=1):
-    """``(mac, steps)``: the sparse MAC phase of the whole layer (module docstring) and the
-    expected stall-free schedule steps per tile (Σ over (group, channel) pairs of E[Δ]),
-    float64 arrays broadcast over the arguments (numpy only: E[Δ] is a table lookup)."""
+def expected_tile_steps(g: Geometry, unit, lanes, banks, nnz, ports=1):
+    """The explorer's expected schedule steps per tile: Σ over the (group, channel) pairs
+    of E[Δ] (:func:`expected_steps`; the last group has F mod P lanes), float64 broadcast
+    over the arguments (numpy only: E[Δ] is a table lookup)."""
     unit = np.asarray(unit)
     bins = bins_of(unit)
-    lanes = np.asarray(lanes)
-    p = np.maximum(lanes, 1)
+    p = np.maximum(np.asarray(lanes), 1)
     f = np.asarray(g.c_out)
     full, rest = f // p, f % p
-    depth = cdiv(bins, np.maximum(np.asarray(banks), 1))
     e_full = expected_steps_array(bins, nnz, p, np.maximum(banks, 1), ports)
     e_rest = expected_steps_array(bins, nnz, rest, np.maximum(banks, 1), ports)
-    steps = g.c_in * (full * e_full + e_rest)
-    paced = g.c_in * (full * np.maximum(e_full, depth)
-                      + np.where(rest > 0, np.maximum(e_rest, depth), 0.0))
+    return g.c_in * (full * e_full + e_rest)
+
+
+def smac_cycles(g: Geometry, unit, lanes, tile_steps):
+    """Cycles of the datapath's sparse phase (``rtl/spectral.py``, "Sparse phase 2"), from
+    its start through its last output-spectrum write, for ``tile_steps`` schedule steps per
+    tile (all (group, channel) pairs: the compiled schedule's, or the explorer's
+    :func:`expected_tile_steps`): per tile, per group of P filters, per channel the
+    spectrum load (bins reads, one a cycle) and the pair's steps plus the schedule
+    memory's first read; per group the MAC pipeline's drain, the dump's first read and a
+    cycle per (bin, lane) written; one cycle to start."""
+    bins = bins_of(unit)
     th, tw = tile_grid(g, unit)
-    tiles = th * tw
-    groups = cdiv(f, p)
-    return tiles * (paced + groups * bins) + MAC_LATENCY, steps
+    groups = cdiv(g.c_out, np.maximum(lanes, 1))
+    per_tile = (groups * g.c_in * (bins + 1) + tile_steps
+                + groups * (MAC_LATENCY + 1) + bins * g.c_out)
+    return 1 + th * tw * per_tile
 
 
-def cycles(g: Geometry, unit, lanes, banks, nnz, ports=1) -> dict:
-    """Counters of the whole layer: ``cycles`` (forward transforms, sparse MAC phase,
-    inverse transforms with overlap-add), ``front_cycles``, ``mac_cycles``,
-    ``back_cycles``, ``steps`` (expected stall-free schedule steps per tile) and ``macs``
-    (useful complex MACs of the layer: tiles · C · F · z)."""
+def datapath_cycles(g: Geometry, unit, lanes, tile_steps,
+                    requant_latency=tf.REQUANT_LATENCY) -> dict:
+    """Counters of a sparse_fft layer on the conv datapath: the FFT path's forward
+    transforms, :func:`smac_cycles` and the inverse transforms with overlap-add and the
+    requantiser's drain (as :func:`dse.lowering.fft.cycles` around its GEMMs)."""
+    from dse.lowering import datapath as dp
+
     th, tw = tile_grid(g, unit)
     tiles = th * tw
     front = tf.fft2d_cycles(unit, tiles, g.c_in)
     back = tf.fft2d_cycles(unit, tiles, g.c_out)
-    mac, steps = mac_cycles(g, unit, lanes, banks, nnz, ports)
-    return {"cycles": front + mac + back, "front_cycles": front, "mac_cycles": mac,
-            "back_cycles": back, "steps": steps, "tiles": tiles,
-            "macs": tiles * g.c_in * g.c_out * np.asarray(nnz)}
+    requant = g.h_out * g.w_out * g.c_out + requant_latency
+    mac = smac_cycles(g, unit, lanes, tile_steps)
+    lead = dp.TILE_READ_LATENCY + front
+    tail = dp.TILE_READ_LATENCY + back + 1 + dp.TILE_READ_LATENCY + requant - 1
+    # the sparse phase starts in the forward transforms' last cycle and the inverse
+    # transforms in its last: two cycles shared
+    return {"cycles": lead + mac + tail - 2, "gemm_cycles": 0, "front_cycles": front,
+            "back_cycles": back, "requant_cycles": requant, "smac_cycles": mac}
+
+
+def mac_cycles(g: Geometry, unit, lanes, banks, nnz, ports=1):
+    """``(mac, steps)``: the explorer's :func:`smac_cycles` of the whole layer and the
+    expected steps per tile (:func:`expected_tile_steps`), float64 arrays broadcast over the
+    arguments."""
+    steps = expected_tile_steps(g, unit, lanes, banks, nnz, ports)
+    return smac_cycles(g, unit, lanes, steps), steps
+
+
+def cycles(g: Geometry, unit, lanes, banks, nnz, ports=1,
+           requant_latency=tf.REQUANT_LATENCY) -> dict:
+    """The explorer's counters of the whole layer: :func:`datapath_cycles` at the expected
+    steps, plus ``mac_cycles`` (the sparse phase), ``steps`` (expected steps per tile),
+    ``tiles`` and ``macs`` (useful complex MACs of the layer: tiles · C · F · z)."""
+    steps = expected_tile_steps(g, unit, lanes, banks, nnz, ports)
+    out = datapath_cycles(g, unit, lanes, steps, requant_latency)
+    th, tw = tile_grid(g, unit)
+    return {**out, "mac_cycles": out["smac_cycles"], "steps": steps, "tiles": th * tw,
+            "macs": th * tw * g.c_in * g.c_out * np.asarray(nnz)}
+
+
+def memory_words(channels: int, filters: int, unit: int, lanes: int, banks: int,
+                 density) -> tuple:
+    """(schedule words, kernel-bank words a lane) a layer of ``channels`` × ``filters``
+    needs in the datapath's sparse unit, for any weights: every kernel keeps z = ⌈D·bins⌉
+    bins, so a lane reads z per (group, channel); a pair's steps Δ are at most
+    max(z, P·min(z, ⌈bins/B⌉)) (the busiest bank serves each lane at most min(z, its
+    depth) times)."""
+    bins = bins_of(unit)
+    z = int(keep(density, unit))
+    groups = cdiv(filters, lanes)
+    bound = max(z, lanes * min(z, cdiv(bins, banks)))
+    return groups * channels * bound, groups * channels * z

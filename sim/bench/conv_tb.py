@@ -26,9 +26,9 @@ import numpy as np
 
 from rtl.params import OverlayParams
 
-__all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "sized_config",
-           "fft_golden", "calibrated_fft_shift", "plan_case", "rtl_conv", "rtl_conv_batch",
-           "drive_invocation", "run_job"]
+__all__ = ["DatapathConfig", "ConvCase", "ConvResult", "COUNTERS", "SPARSE_COUNTERS",
+           "sized_config", "fft_golden", "sparse_golden", "calibrated_fft_shift", "plan_case",
+           "sparse_images", "rtl_conv", "rtl_conv_batch", "drive_invocation", "run_job"]
 
 #: The cocotb test module that executes a job (``sim/bench/tb_conv_datapath.py``), by its
 #: package name: it imports wherever ``sim`` does, from a checkout or an installed package.
@@ -36,6 +36,9 @@ TB_MODULE = "sim.bench.tb_conv_datapath"
 
 #: Cycle counters of the datapath, summed over a layer's invocations.
 COUNTERS = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles")
+
+#: The sparse unit's counters, read besides :data:`COUNTERS` from a datapath that has one.
+SPARSE_COUNTERS = ("smac_cycles", "smac_stall_cycles", "smac_conflict")
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class ConvCase:
         data (:func:`calibrated_fft_shift`).
     variant:
         ``"patches"`` for im2col from the host's patches (``dse.compiler.plan_conv``).
+    density:
+        sparse_fft: the density the kernel spectra are pruned to (``None``: the
+        compiler's default).
     """
 
     x: np.ndarray
@@ -122,6 +128,7 @@ class ConvCase:
     name: str = ""
     fft_shift: int | None = None
     variant: str | None = None
+    density: float | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,7 @@ def sized_config(cases: Sequence[ConvCase], params: OverlayParams, *, precision:
     from dse.compiler import plan_conv, required_limits
 
     plans = [plan_conv(c.layer, c.algorithm, c.dataflow, params, None, precision=precision,
-                       variant=c.variant)
+                       variant=c.variant, density=c.density)
              for c in cases]
     limits = {k: 1 << max(1, (v - 1).bit_length()) for k, v in required_limits(plans).items()}
     return DatapathConfig.make(params, limits, precision=precision, **kwargs)
@@ -182,14 +189,33 @@ def fft_golden(x, w, plan, fft_shift=None):
                     kernel_bits=plan.kernel_bits, mac_shift=fft_shift, hermitian=True)
 
 
+def sparse_golden(x, w, plan, fft_shift=None):
+    """``sim.models.sparse_fft.sparse_fft_conv`` of a sparse_fft layer with the plan's widths,
+    padding and the compiler's pruning mask (the bit-accurate golden model of the sparse
+    path); ``fft_shift`` ``None`` picks the smallest shift that saturates nothing."""
+    from sim.models.fft import FFTParams
+    from sim.models.sparse_fft import sparse_fft_conv
+
+    t, l, b, r = plan.pads
+    xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
+    params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
+    half = plan.fft_n // 2 + 1
+    mask = plan.sparse_kernels(w).mask                     # filters × channels × bins
+    mask = mask.reshape(mask.shape[:2] + (plan.fft_n, half))
+    return sparse_fft_conv(xp, w, params, mask=mask, padding=0, in_bits=plan.precision,
+                           kernel_bits=plan.kernel_bits, mac_shift=fft_shift)
+
+
 def calibrated_fft_shift(case: ConvCase, cfg: DatapathConfig) -> int:
     """The spectral requantisation shift a calibrating compiler stores for this layer: the
-    smallest that saturates nothing on the case's data (``fft_conv``'s choice)."""
+    smallest that saturates nothing on the case's data (``fft_conv``'s choice, on the
+    pruned kernels for sparse_fft)."""
     from dse.compiler import plan_conv
 
-    plan = plan_conv(case.layer, "fft", case.dataflow, cfg.params, None,
-                     precision=cfg.precision)
-    return fft_golden(case.x, case.w, plan).mac_shift
+    plan = plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, None,
+                     precision=cfg.precision, density=case.density)
+    golden = sparse_golden if case.algorithm == "sparse_fft" else fft_golden
+    return golden(case.x, case.w, plan).mac_shift
 
 
 def plan_case(case: ConvCase, cfg: DatapathConfig):
@@ -197,24 +223,51 @@ def plan_case(case: ConvCase, cfg: DatapathConfig):
     from dse.compiler import plan_conv
 
     shift = case.fft_shift
-    if case.algorithm == "fft" and shift is None:
+    if case.algorithm in ("fft", "sparse_fft") and shift is None:
         shift = calibrated_fft_shift(case, cfg)
     return plan_conv(case.layer, case.algorithm, case.dataflow, cfg.params, cfg.limits_obj(),
                      requant=case.requant, relu=case.relu,
-                     precision=cfg.precision, fft_shift=shift, variant=case.variant)
+                     precision=cfg.precision, fft_shift=shift, variant=case.variant,
+                     density=case.density)
 
 
-def _job_invocations(case: ConvCase, plan) -> list:
+def sparse_images(program, sparse) -> dict:
+    """The sparse unit's memory words for a :class:`dse.compiler.sparse_schedule.SparseProgram`
+    on a datapath whose unit is ``sparse`` (``ConvDatapath.sparse``), encoded by the ports'
+    own layouts: ``sp`` (placement, a word per bin), ``ss`` (schedule, a word per step) and
+    ``sk`` ((address, word) pairs of the kernel banks)."""
+    from rtl.fft import complex_layout
+    from rtl.spectral import sparse_kernel_address_bits, sparse_step_word
+
+    def bits(layout, value):
+        return int(layout.const(value).as_value().value)
+
+    step = sparse_step_word(sparse)
+    kernel = complex_layout(sparse.kernel_width)
+    bank_bits = max(1, (sparse.banks - 1).bit_length())
+    index_bits = sparse_kernel_address_bits(sparse)
+    ss = [bits(step, {"step": [{"valid": int(b >= 0), "bin": max(b, 0)} for b in row],
+                      "last": int(last)})
+          for row, last in program.steps]
+    sk = [[(lane << index_bits) | i, bits(kernel, {"re": re, "im": im})]
+          for lane, values in enumerate(program.kernels) for i, (re, im) in enumerate(values)]
+    sp = [bank | (row << bank_bits) for bank, row in program.placement]
+    return {"sp": sp, "ss": ss, "sk": sk}
+
+
+def _job_invocations(case: ConvCase, plan, sparse=None) -> list:
     out = []
     for inv in plan.invocations:
         item = {"registers": inv.registers, "out_words": inv.out_words,
                 "weights": plan.weight_image(case.w, inv).tolist()}
         if plan.algorithm == "winograd":
             item["tiles"] = plan.tile_image(case.x, inv).tolist()
-        elif plan.algorithm == "fft":
+        elif plan.spectral:
             item["fft_tiles"] = plan.fft_tile_image(case.x, inv).tolist()
         else:
             item["feature"] = plan.feature_image(case.x, inv).tolist()
+        if plan.algorithm == "sparse_fft":
+            item["sparse"] = sparse_images(plan.sparse_program(case.w), sparse)
         out.append(item)
     return out
 
@@ -254,9 +307,9 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
            "rows": cfg.params.rows, "edge": dp.edge,
            "a_width": cfg.params.a_width, "b_width": cfg.params.b_width,
            "tile_lanes": (cfg.params.winograd_m + 2) ** 2 if cfg.params.winograd_m else 0,
-           "fft": cfg.params.fft_size,
+           "fft": cfg.params.fft_size, "sparse": dp.sparse is not None,
            "out": str(out),
-           "cases": [{"name": c.name, "invocations": _job_invocations(c, p)}
+           "cases": [{"name": c.name, "invocations": _job_invocations(c, p, dp.sparse)}
                      for c, p in zip(cases, plans)]}
     (test_dir / "conv_job.json").write_text(json.dumps(job))
     if progress is not None:
@@ -273,8 +326,8 @@ def rtl_conv_batch(cases: Sequence[ConvCase], cfg: DatapathConfig, *, run_name: 
         for inv, r in zip(plan.invocations, res):
             outs.append(plan.decode(np.array(r["ob"], dtype=np.int64), inv))
             accs.append(plan.decode(np.array(r["ab"], dtype=np.int64), inv))
-            per_inv.append({k: r[k] for k in COUNTERS})
-        totals = {k: sum(d[k] for d in per_inv) for k in COUNTERS}
+            per_inv.append({k: r[k] for k in COUNTERS + SPARSE_COUNTERS if k in r})
+        totals = {k: sum(d[k] for d in per_inv) for k in per_inv[0]}
         done.append(ConvResult(plan.assemble(outs), plan.assemble(accs), totals, per_inv,
                                plan))
     return done
@@ -320,6 +373,22 @@ async def _write_words(dut, clk, prefix: str, words, encode) -> None:
     en.value = 0
 
 
+async def _write_pairs(dut, clk, prefix: str, pairs) -> None:
+    """Write (address, word) pairs through ``<prefix>_addr``/``_data``/``_en``."""
+    from cocotb.triggers import FallingEdge
+
+    en = getattr(dut, f"{prefix}_en")
+    addr = getattr(dut, f"{prefix}_addr")
+    data = getattr(dut, f"{prefix}_data")
+    for a, word in pairs:
+        await FallingEdge(clk)
+        addr.value = a
+        data.value = word
+        en.value = 1
+    await FallingEdge(clk)
+    en.value = 0
+
+
 async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_000_000) -> dict:
     """Load one invocation's buffers, run it and return its counters and output buffers."""
     from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
@@ -338,6 +407,11 @@ async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_0
         await _write_words(dut, clk, "xb", inv["fft_tiles"], IntCodec(job["precision"]).encode)
     await _write_words(dut, clk, "wb", inv["weights"],
                        ArrayCodec(job["b_width"], job["edge"]).encode)
+    if "sparse" in inv:
+        images = inv["sparse"]
+        await _write_words(dut, clk, "sp", images["sp"], int)
+        await _write_words(dut, clk, "ss", images["ss"], int)
+        await _write_pairs(dut, clk, "sk", images["sk"])
     await FallingEdge(clk)
     for name, value in inv["registers"].items():
         getattr(dut, name).value = value
@@ -347,7 +421,11 @@ async def drive_invocation(dut, inv: dict, job: dict, timeout_cycles: int = 50_0
     if str(dut.done.value) != "1":
         await with_timeout(RisingEdge(dut.done), timeout_cycles * 10, "ns")
     await ReadOnly()
-    counters = {k: getattr(dut, k).value.to_unsigned() for k in COUNTERS}
+    def unsigned(value):                    # a one-bit port's value is a Logic
+        return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+    counters = {k: unsigned(getattr(dut, k).value)
+                for k in COUNTERS + (SPARSE_COUNTERS if job.get("sparse") else ())}
     ob_codec = ArrayCodec(job["precision"], job["lanes"])
     ab_codec = ArrayCodec(job["back_width"], job["lanes"])
     ob, ab = [], []
@@ -378,6 +456,9 @@ async def run_job(dut, job_path: str) -> None:
         dut.tb_en.value = 0
     if job.get("fft"):
         dut.xb_en.value = 0
+    if job.get("sparse"):
+        for name in ("sp_en", "ss_en", "sk_en"):
+            getattr(dut, name).value = 0
     await ClockCycles(dut.clk, 2, rising=False)
     dut.rst.value = 0
     results = []

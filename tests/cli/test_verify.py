@@ -114,6 +114,42 @@ def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
     assert doc["totals"]["measured_cycles"] == sum(e["measured_cycles"] for e in doc["layers"])
 
 
+#: The 8-point FFT unit with a sparse MAC unit of 4 lanes and 4 banks beside it.
+SPARSE_HARDWARE = FFT_HARDWARE.replace("bus_bits: 128}", "bus_bits: 128, sparse_lanes: 4, "
+                                       "sparse_banks: 4}")
+
+
+@pytest.mark.verilator
+def test_verify_runs_sparse_fft_layers_on_the_datapath(tmp_path):
+    """The odd network with only sparse_fft allowed: its 3×3 and 5×5 layers run pruned to
+    the config's densities on the sparse unit, bit-exact with the golden model, the
+    measured cycles equal to the compiler's (the compiled schedule's steps) and within 2 %
+    of the explorer's; the 1×1 and the stride-2 layer fall back to im2col."""
+    onnx_path = odd_onnx(tmp_path / "odd.onnx")
+    cfg = write_config(tmp_path / "sp.yaml", onnx_path.name, algorithms=["sparse_fft"],
+                       hardware=SPARSE_HARDWARE, board="zcu102",
+                       layers="{b: {density: 0.5}}")
+    cfg.write_text(cfg.read_text() + "sparsity: {density: 0.2}\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
+                           str(out), "--mode", "datapath"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "verify.json").read_text())
+    algos = {e["name"]: e["algorithm"] for e in doc["layers"]}
+    assert algos == {"a": "sparse_fft", "b": "sparse_fft", "c": "im2col", "d": "im2col"}
+    assert doc["totals"]["all_bit_exact"] is True
+    for e in doc["layers"]:
+        assert e["measured_cycles"] == e["predicted_cycles"]
+        for unit in e["units"].values():
+            assert unit["measured"] == unit["predicted"]
+        if e["algorithm"] == "sparse_fft":
+            assert e["variant"] == "sparse8"
+            assert e["sparse"]["density"] == {"a": 0.2, "b": 0.5}[e["name"]]
+            assert e["sparse"]["stall_cycles"] == 0 and e["sparse"]["conflict"] is False
+            assert abs(e["model_cycles"] - e["measured_cycles"]) <= 0.02 * e["measured_cycles"]
+
+
 def branchy_onnx(path):
     """A residual block and an inception split/concat with odd shapes: a 7×7 stride-2 stem,
     1×1, 5×5 and 3×3 branches concatenated, a 3×3 conv added back to the concat (residual),

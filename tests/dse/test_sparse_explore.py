@@ -238,22 +238,29 @@ def test_config_density_and_unknown_layer(tmp_path):
     assert exc.value.field == "layers.bogus"
 
 
-def test_verify_maps_without_sparse_and_refuses_sparse_pins():
+def test_verify_maps_sparse_only_on_the_datapath_with_a_sparse_unit():
+    import dataclasses
+
     from rtl.params import OverlayParams
     from sim.verify import VerifySettings, map_network
 
     params = OverlayParams(rows=8, cols=8, a_width=17, b_width=17, acc_width=48, fft_size=8,
                            sparse_lanes=16, sparse_banks=16)
+    bare = dataclasses.replace(params, sparse_lanes=0, sparse_banks=0)
     base = dict(name="t", stem="t", source="c.yaml", network_source="deep",
                 board=load_board("zcu102"), precision=8, objective="latency",
                 algorithms=("im2col", "sparse_fft"), dataflows=("ws", "os", "is"),
                 min_sqnr_db=40.0)
+    pinned = VerifySettings(**base, layer_pins={"c1": {"algorithm": "sparse_fft"}})
+    # the datapath mode with a sparse unit runs a sparse pin
+    design = map_network(_net(channels=16, layers=1), params, pinned, log=print)
+    assert [p.algorithm for p in design.layers if p.name == "c1"] == ["sparse_fft"]
+    # without a sparse unit: mapped without sparse_fft, and a sparse pin is refused
     lines = []
-    design = map_network(_net(channels=16, layers=1), params,
+    design = map_network(_net(channels=16, layers=1), bare,
                          VerifySettings(**base, layer_pins={}), log=lines.append)
-    assert lines == ["sparse_fft has no conv datapath: mapped without it"]
+    assert lines == ["sparse_fft needs the datapath mode and a sparse unit beside the FFT "
+                     "unit: mapped without it"]
     assert all(p.algorithm != "sparse_fft" for p in design.layers)
-    with pytest.raises(InputError, match="sparse_fft has no conv datapath"):
-        map_network(_net(channels=16, layers=1), params,
-                    VerifySettings(**base, layer_pins={"c1": {"algorithm": "sparse_fft"}}),
-                    log=lines.append)
+    with pytest.raises(InputError, match="sparse_fft runs on the datapath with a sparse unit"):
+        map_network(_net(channels=16, layers=1), bare, pinned, log=lines.append)

@@ -432,7 +432,7 @@ def test_sparse_params_derived():
     ({"banks": 2.0}, TypeError, r"^banks must be an integer, not 2\.0$"),
     ({"ports": 3}, ValueError, r"^ports must be between 1 and 2, not 3$"),
     ({"bins": True}, TypeError, r"^bins must be an integer, not True$"),
-    ({"bins": 8, "max_nnz": 9}, ValueError, r"^max_nnz must be between 1 and 8, not 9$"),
+    ({"bins": 8, "max_nnz": 0}, ValueError, r"^max_nnz must be between 1 and 16777216, not 0$"),
     ({"data_width": 16, "kernel_width": 16, "acc_width": 32}, ValueError,
      r"^acc_width must be at least data_width \+ kernel_width \+ 1 = 33, not 32$"),
 ])
