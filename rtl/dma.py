@@ -234,7 +234,10 @@ class _DmaEngine(wiring.Component):
         d = SimpleNamespace(
             beat=Signal(8, name="beat"), lo_b=Signal(lb, name="lo_b"),
             hi_b=Signal(lb + 1, name="hi_b"), span=Signal(lb + 1, name="span"),
-            acc=Signal(8 * cap, name="acc"), cnt=Signal(range(cap + 1), name="cnt"),
+            # acc is data only: every box starts it at 0 (``ns.start``) before a byte of it
+            # is used, so it needs no reset (nor the simulator its wide reset mux)
+            acc=Signal(8 * cap, name="acc", reset_less=True),
+            cnt=Signal(range(cap + 1), name="cnt"),
             ch_left=Signal(CHANNEL_BITS, name="ch_left"),
             px_left=Signal(2 * EXTENT_BITS, name="px_left"),
             addr=Signal(BUF_ADDR_BITS, name="word_addr"), running=Signal(name="running"),

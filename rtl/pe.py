@@ -87,16 +87,26 @@ class ProcessingElement(wiring.Component):
         ``acc`` and, for ws/is, whether it holds a valid partial sum.
     row : In(bits for rows − 1)
         With ``row_port``: the PE's row index, held constant.
+    h_valid_q, h_first_q, p_valid_q, p_first_q, is_os, is_is, is_ws : In(1)
+        With ``shared_flags`` (instead of ``mode``): the values the PE's own control
+        registers would hold (the registered ``h_valid_in``/``h_first_in``; those delayed
+        again by the multiplier's latency; the registered mode decode), from the array.
+        Each is a pure delay of an array-wide input, so PEs on one anti-diagonal hold the
+        same flags and all PEs the same decode: the array keeps one delay line instead of a
+        copy per PE (what Yosys' ``opt_merge`` makes of them anyway; a simulator evaluates
+        each copy every cycle), and the PE's logic is otherwise the same.
     """
 
     def __init__(self, params: ArrayParams, row: int = 0, mult_latency: int = DEFAULT_LATENCY,
-                 target: str = "sim", *, row_port: bool = False):
+                 target: str = "sim", *, row_port: bool = False, shared_flags: bool = False):
         with rejecting(self):
-            self._setup(params, row, mult_latency, target, row_port)
+            self._setup(params, row, mult_latency, target, row_port, shared_flags)
 
-    def _setup(self, params, row, mult_latency, target, row_port):
+    def _setup(self, params, row, mult_latency, target, row_port, shared_flags):
         if not isinstance(row_port, bool):
             raise TypeError(f"row_port must be True or False, not {row_port!r}")
+        if not isinstance(shared_flags, bool):
+            raise TypeError(f"shared_flags must be True or False, not {shared_flags!r}")
         if not isinstance(params, ArrayParams):
             raise TypeError(f"params must be an ArrayParams, not {params!r}")
         if isinstance(row, bool) or not isinstance(row, int):
@@ -106,11 +116,12 @@ class ProcessingElement(wiring.Component):
         self._params = params
         self._row = row
         self._row_port = row_port
+        self._shared_flags = shared_flags
         self._mult = Multiplier(params.a_width, params.b_width, mult_latency, target)
         hw = max(params.a_width, params.b_width)
         step_bits = max(1, (params.rows - 1).bit_length())
         super().__init__({
-            "mode": In(2),
+            **({} if shared_flags else {"mode": In(2)}),
             "h_in": In(signed(hw)), "h_valid_in": In(1), "h_first_in": In(1),
             "h_out": Out(signed(hw)), "h_valid_out": Out(1), "h_first_out": Out(1),
             "v_in": In(signed(hw)), "v_out": Out(signed(hw)),
@@ -118,6 +129,8 @@ class ProcessingElement(wiring.Component):
             "p_in": In(signed(params.acc_width)),
             "p_out": Out(signed(params.acc_width)), "p_valid_out": Out(1),
             **({"row": In(step_bits)} if row_port else {}),
+            **({name: In(1) for name in ("h_valid_q", "h_first_q", "p_valid_q", "p_first_q",
+                                         "is_os", "is_is", "is_ws")} if shared_flags else {}),
         })
 
     @property
@@ -139,15 +152,19 @@ class ProcessingElement(wiring.Component):
         def control(q, d):
             _control_ff(m, q, d, target)
 
+        shared = self._shared_flags
         h = Signal.like(self.h_in, name="h", reset_less=True)
-        hv = Signal(name="h_valid")
-        hf = Signal(name="h_first")
         v = Signal.like(self.v_in, name="v", reset_less=True)
         w = Signal.like(self.v_in, name="w", reset_less=True)
         s = Signal.like(self.v_in, name="s", reset_less=True)
         m.d.sync += [h.eq(self.h_in), v.eq(self.v_in)]
-        control(hv, self.h_valid_in)
-        control(hf, self.h_first_in)
+        if shared:
+            hv, hf = self.h_valid_q, self.h_first_q
+        else:
+            hv = Signal(name="h_valid")
+            hf = Signal(name="h_first")
+            control(hv, self.h_valid_in)
+            control(hf, self.h_first_in)
         with m.If(self.latch):
             m.d.sync += w.eq(v)
         # s changes in the edge that brings the tile's first vector into h (os ignores s)
@@ -159,12 +176,15 @@ class ProcessingElement(wiring.Component):
         # The mode is static for a whole GEMM (latched at start, two cycles before the first
         # vector arrives); a registered per-PE decode keeps its array-wide fan-out off the
         # operand and accumulator paths.
-        is_os = Signal(name="is_os")
-        is_is = Signal(name="is_is")
-        is_ws = Signal(name="is_ws")
-        control(is_os, self.mode == _OS)
-        control(is_is, self.mode == _IS)
-        control(is_ws, self.mode == _WS)
+        if shared:
+            is_os, is_is, is_ws = self.is_os, self.is_is, self.is_ws
+        else:
+            is_os = Signal(name="is_os")
+            is_is = Signal(name="is_is")
+            is_ws = Signal(name="is_ws")
+            control(is_os, self.mode == _OS)
+            control(is_is, self.mode == _IS)
+            control(is_ws, self.mode == _WS)
         # The registers are max(a_width, b_width) wide; each holds a value of the operand it
         # carries in this dataflow, so truncating to that operand's width is lossless.
         m.d.comb += [
@@ -173,7 +193,9 @@ class ProcessingElement(wiring.Component):
         ]
         # valid/first travel beside the multiplier's pipeline.
         pv, pf = hv, hf
-        for stage in range(mult.latency):
+        if shared:
+            pv, pf = self.p_valid_q, self.p_first_q
+        for stage in range(0 if shared else mult.latency):
             pv_r = Signal(name=f"p_valid{stage}")
             pf_r = Signal(name=f"p_first{stage}")
             control(pv_r, pv)

@@ -95,17 +95,21 @@ class SystolicArray(wiring.Component):
             raise TypeError(f"pe_instances must be True or False, not {pe_instances!r}")
         self._params = params
         self._pe_instances = pe_instances
+        # ECP5 keeps each PE's control flip-flops its own (rtl.pe._control_ff); elsewhere the
+        # PEs take the flags from the array's shared delay lines (the same values)
+        self._shared_flags = shared = target != "ecp5"
         if pe_instances:
             # one PE component (its Verilog module, the row a port); each PE is an instance
             # of it wired through plain signals shaped like its ports
-            self._pe = ProcessingElement(params, 0, mult_latency, target, row_port=True)
+            self._pe = ProcessingElement(params, 0, mult_latency, target, row_port=True,
+                                         shared_flags=shared)
             # converted by rtl.emit, not elaborated here
             self._pe._MustUse__silence = self._pe._mult._MustUse__silence = True
             self._pes = [[_PortWires(self._pe, f"pe_{r}_{c}")
                           for c in range(params.cols)] for r in range(params.rows)]
             self._mult_latency = self._pe._mult.latency
         else:
-            self._pes = [[ProcessingElement(params, r, mult_latency, target)
+            self._pes = [[ProcessingElement(params, r, mult_latency, target, shared_flags=shared)
                           for _ in range(params.cols)] for r in range(params.rows)]
             self._mult_latency = self._pes[0][0]._mult.latency
         digest = hashlib.sha256(repr((params, self._mult_latency, target)).encode())
@@ -160,7 +164,8 @@ class SystolicArray(wiring.Component):
                     m.submodules[f"pe_{r}_{c}"] = self._pe_instance(r, pes[r][c])
                 else:
                     m.submodules[f"pe_{r}_{c}"] = pes[r][c]
-                m.d.comb += pes[r][c].mode.eq(self.mode)
+                if not self._shared_flags:
+                    m.d.comb += pes[r][c].mode.eq(self.mode)
 
         def delay(sig, n, name, reset_less=False):
             """Delay ``sig`` by ``n`` registers (skew / de-skew line)."""
@@ -170,13 +175,47 @@ class SystolicArray(wiring.Component):
                 sig = reg
             return sig
 
+        def taps(sig, n, name):
+            """``[sig, sig delayed 1, …, sig delayed n]``: one delay line for every skew of
+            ``sig`` (row r's or column c's copy is tap r or c)."""
+            line = [sig]
+            for i in range(n):
+                reg = Signal.like(sig, name=f"{name}_d{i}", reset_less=False)
+                m.d.sync += reg.eq(line[-1])
+                line.append(reg)
+            return line
+
+        shared = self._shared_flags
+        lat = self._mult_latency
+        # h_valid / h_first reach PE(r, c)'s input delayed r + c cycles and its registers
+        # r + c + 1 (+ the multiplier's latency for the product's flags): one wave for the
+        # whole array, tapped per row (skew) and, with shared flags, per anti-diagonal.
+        depth = rows + cols - 1 + lat if shared else rows - 1
+        hv_wave = taps(self.h_valid, depth, "hv_wave")
+        hf_wave = taps(self.h_first, depth, "hf_wave")
+        if shared:
+            # the mode decode each PE would register (the same value in every PE)
+            decode = {}
+            for name, code in (("is_os", Dataflow.OS.code), ("is_is", Dataflow.IS.code),
+                               ("is_ws", Dataflow.WS.code)):
+                decode[name] = Signal(name=name)
+                m.d.sync += decode[name].eq(self.mode == code)
+            for r in range(rows):
+                for c in range(cols):
+                    pe = pes[r][c]
+                    m.d.comb += [pe.h_valid_q.eq(hv_wave[r + c + 1]),
+                                 pe.h_first_q.eq(hf_wave[r + c + 1]),
+                                 pe.p_valid_q.eq(hv_wave[r + c + 1 + lat]),
+                                 pe.p_first_q.eq(hf_wave[r + c + 1 + lat]),
+                                 *(getattr(pe, k).eq(v) for k, v in decode.items())]
+
         # Left edge: row r skewed by r cycles, together with its flags.
         for r in range(rows):
             pe = pes[r][0]
             m.d.comb += [
                 pe.h_in.eq(delay(self.h_in[r], r, f"h_skew{r}", reset_less=True)),
-                pe.h_valid_in.eq(delay(self.h_valid, r, f"hv_skew{r}")),
-                pe.h_first_in.eq(delay(self.h_first, r, f"hf_skew{r}")),
+                pe.h_valid_in.eq(hv_wave[r]),
+                pe.h_first_in.eq(hf_wave[r]),
             ]
             for c in range(1, cols):
                 left, pe = pes[r][c - 1], pes[r][c]
@@ -185,13 +224,13 @@ class SystolicArray(wiring.Component):
 
         # Top edge: column c skewed by c cycles; its controls reach every PE of the column at
         # once (a column-wide strobe: the preloaded values sit in all rows in the same cycle).
+        latch_line = taps(self.latch, cols - 1, "latch_skew")
+        drain_line = taps(self.drain, cols, "drain_skew")
+        step_line = taps(self.drain_step, cols - 1, "step_skew")
         out_cols = []
-        out_valid_cols = []
         for c in range(cols):
             v_top = delay(self.v_in[c], c, f"v_skew{c}", reset_less=True)
-            latch = delay(self.latch, c, f"latch_skew{c}")
-            drain = delay(self.drain, c, f"drain_skew{c}")
-            step = delay(self.drain_step, c, f"step_skew{c}")
+            latch, drain, step = latch_line[c], drain_line[c], step_line[c]
             m.d.comb += [pes[0][c].v_in.eq(v_top), pes[0][c].p_in.eq(Const(0))]
             for r in range(rows):
                 pe = pes[r][c]
@@ -199,18 +238,15 @@ class SystolicArray(wiring.Component):
                 if r:
                     m.d.comb += [pe.v_in.eq(pes[r - 1][c].v_out),
                                  pe.p_in.eq(pes[r - 1][c].p_out)]
-            bottom = pes[rows - 1][c]
-            # A drain step acts (and the bottom row shows its output) one cycle after the
-            # strobe reaches the column: the PEs register their shift decision.
-            drain_acting = delay(drain, 1, f"drain_act{c}")
-            valid = Mux(self.mode == Dataflow.OS.code, drain_acting, bottom.p_valid_out)
-            out_cols.append(delay(bottom.p_out, cols - 1 - c, f"out_deskew{c}",
+            out_cols.append(delay(pes[rows - 1][c].p_out, cols - 1 - c, f"out_deskew{c}",
                                   reset_less=True))
-            out_valid_cols.append(delay(valid, cols - 1 - c, f"outv_deskew{c}"))
         for c in range(cols):
             m.d.comb += self.out[c].eq(out_cols[c])
-        # All columns are aligned after the de-skew; column 0's flag stands for the vector.
-        m.d.comb += self.out_valid.eq(out_valid_cols[0])
+        # A drain step acts (and the bottom row shows its output) one cycle after the strobe
+        # reaches the column: the PEs register their shift decision.  All columns are aligned
+        # after the de-skew; column 0's flag (its own delay line) stands for the vector.
+        valid = Mux(self.mode == Dataflow.OS.code, drain_line[1], pes[rows - 1][0].p_valid_out)
+        m.d.comb += self.out_valid.eq(delay(valid, cols - 1, "outv_deskew0"))
         return m
 
 
