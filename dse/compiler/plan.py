@@ -46,6 +46,7 @@ from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from dse.lowering import Geometry, lowering
 from dse.lowering import datapath as dp
 from dse.lowering import im2col as im2col_lowering
+from dse.lowering import sparse_fft as sparse_lowering
 from dse.lowering.split import band_rows, engine_words, split_cycles
 from dse.lowering.winograd import pieces as winograd_pieces
 from rtl.params import Algorithm, DatapathLimits, Dataflow, OverlayParams
@@ -230,29 +231,37 @@ class ConvPlan:
 
     def sparse_kernels(self, w: np.ndarray):
         """sparse_fft: the layer's quantised kernel half spectra pruned to ``density``
-        (:class:`dse.compiler.sparse_schedule.PrunedKernels`, filters × channels × bins)."""
+        (:class:`dse.compiler.sparse_schedule.PrunedKernels`, filters × channels × bins;
+        the spectra's fraction is the whole layer's, as the FFT path's)."""
         from dse.compiler.sparse_schedule import prune_spectral
 
         kr, ki, _ = self.fft_weights(np.asarray(w, dtype=np.int64))
         half = self.fft_n // 2 + 1
         return prune_spectral(kr[..., :half], ki[..., :half], self.density)
 
-    def sparse_program(self, w: np.ndarray):
-        """sparse_fft: what the sparse unit's memories hold for this layer
+    def sparse_program(self, w: np.ndarray, inv: "Invocation"):
+        """sparse_fft: what the sparse unit's memories hold for the invocation's filters
         (:func:`dse.compiler.sparse_schedule.layer_program`)."""
-        from dse.compiler.sparse_schedule import layer_program
+        from dse.compiler.sparse_schedule import PrunedKernels, layer_program
 
-        return layer_program(self.sparse_kernels(w), self.sparse_lanes, self.sparse_banks)
+        pruned = self.sparse_kernels(w)
+        f0, f1 = inv.filters
+        part = PrunedKernels(pruned.n, pruned.mask[f0:f1], pruned.bin[f0:f1],
+                             pruned.re[f0:f1], pruned.im[f0:f1])
+        return layer_program(part, self.sparse_lanes, self.sparse_banks)
 
     def sparse_cycles(self, w: np.ndarray) -> dict:
         """sparse_fft: the predicted counters of the layer with its own weights (the
-        compiled schedule's steps, not the explorer's expectation)."""
-        from dse.lowering import sparse_fft as sparse_lowering
-
-        steps = int(self.sparse_program(w).schedule.steps.sum())
-        return {k: int(v) for k, v in sparse_lowering.datapath_cycles(
-            self.geometry, self.fft_n, self.sparse_lanes, steps,
-            requant_latency=tf.requant_latency(self.requant)).items()}
+        compiled schedules' steps, not the explorer's expectation), invocations summed."""
+        total: dict = {}
+        for inv in self.invocations:
+            steps = int(self.sparse_program(w, inv).schedule.steps.sum())
+            g = dataclasses.replace(self.geometry, c_out=inv.gemm[2])
+            for k, v in sparse_lowering.datapath_cycles(
+                    g, self.fft_n, self.sparse_lanes, steps,
+                    requant_latency=tf.requant_latency(self.requant)).items():
+                total[k] = total.get(k, 0) + int(v)
+        return total
 
     def _band(self, inv: "Invocation"):
         """(band plan, the invocation as that plan's) of a banded plan's invocation."""
@@ -289,11 +298,10 @@ class ConvPlan:
         if inv.band >= 0:
             sub, inv = self._band(inv)
             return sub.invocation_cycles(inv, rows, cols, mult_latency)
-        if self.algorithm == "sparse_fft":
-            from dse.lowering import sparse_fft as sparse_lowering
-
+        if self.algorithm == "sparse_fft":       # the explorer's expectation of the steps
             c = sparse_lowering.cycles(
-                self.geometry, self.fft_n, self.sparse_lanes, self.sparse_banks,
+                dataclasses.replace(self.geometry, c_out=inv.gemm[2]), self.fft_n,
+                self.sparse_lanes, self.sparse_banks,
                 sparse_lowering.keep(self.density, self.fft_n),
                 requant_latency=tf.requant_latency(self.requant))
             return {k: int(round(float(c[k]))) for k in (
@@ -701,8 +709,9 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
         rule = low_mod.RULE.replace(" m x m,", f" {unit}x{unit},").replace(
             " N x N ", f" {unit}x{unit} ")
         raise ValueError(f"{what}: {rule}")
-    if flow not in low_mod.DATAFLOWS:
-        names = " and ".join(d.value for d in low_mod.DATAFLOWS)
+    flows = (sparse_lowering if sparse else low_mod).DATAFLOWS
+    if flow not in flows:
+        names = " and ".join(d.value for d in flows)
         raise ValueError(f"{what}: the datapath runs {algo} in the {names} dataflows only, "
                          f"not {flow.value}")
     rows, cols = params.rows, params.cols
@@ -728,18 +737,32 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     c_words = -(-cg // rows)                # feature-buffer words of a pixel
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
-    fit = lim
-    if sparse and lim is not None:
-        # the sparse unit, not the array, runs phase 2: the engine's, the weight buffer's
-        # and the GEMM count's limits do not bind (the spectral buffers and the registers do)
-        fit = {**lim, "weight_words": 1 << 40, "engine_a_words": 1 << 40,
-               "engine_c_words": 1 << 40, "max_gemms": 1 << 40}
-    sp = split_cycles(low_algo, geometry, unit, rows, cols, flow.code, fit, lanes=wlanes,
-                      requant_latency=tf.requant_latency(params.requant))["split"]
-    if lim is not None and not bool(sp.fits):
-        raise ValueError(f"{what} does not fit the datapath's buffers even one filter and "
-                         f"one output row at a time: {_misfit(algo, geometry, gk, lim)}")
-    n_step = int(sp.n_step) if _n_step is None else _n_step
+    if sparse:
+        # the whole input in each invocation, the filters in chunks
+        # (dse.lowering.sparse_fft.invocations: the explorer's rule too)
+        ok, step = sparse_lowering.invocations(geometry, unit, rows, cols, params.sparse_lanes,
+                                               params.sparse_banks, density, lim)
+        if not bool(ok):
+            steps, nnz = sparse_lowering.memory_words(
+                c, params.sparse_lanes, unit, params.sparse_lanes, params.sparse_banks,
+                density)
+            raise ValueError(f"{what}: sparse_fft runs a layer's whole input in each "
+                             f"invocation (no row bands or channel chunks), within "
+                             f"spectral_words = {lim['spectral_words']} and out_words = "
+                             f"{lim['out_words']}, with at least one group of filters' "
+                             f"kernels and schedule in the sparse unit: {steps} schedule "
+                             f"words and {nnz} kernel words a lane at density {density} "
+                             f"(sparse_steps = {lim['sparse_steps']}, sparse_nnz = "
+                             f"{lim['sparse_nnz']})")
+        sp, n_step = None, int(step) if _n_step is None else _n_step
+    else:
+        sp = split_cycles(low_algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes,
+                          requant_latency=tf.requant_latency(params.requant))["split"]
+        if lim is not None and not bool(sp.fits):
+            raise ValueError(f"{what} does not fit the datapath's buffers even one filter "
+                             f"and one output row at a time: "
+                             f"{_misfit(algo, geometry, gk, lim)}")
+        n_step = int(sp.n_step) if _n_step is None else _n_step
     data_bits, kernel_bits = (params.a_width - 1, params.b_width - 1) if fn else (0, 0)
     if fn:
         if fft_shift is None:
@@ -758,21 +781,7 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                                         / (r * s * (1 << (precision - 1))))))
             e = 2 * lg + fft_shift - (data_bits - precision - 1) - frac
             shift = max(0, shift - e)
-    if sparse and lim is not None:
-        from dse.lowering.sparse_fft import memory_words
-
-        steps, nnz = memory_words(c, n_out, unit, params.sparse_lanes, params.sparse_banks,
-                                  density)
-        if steps > lim["sparse_steps"] or nnz > lim["sparse_nnz"]:
-            raise ValueError(f"{what}: sparse_fft at density {density} needs up to {steps} "
-                             f"schedule words and {nnz} kernel words a lane, beside "
-                             f"sparse_steps = {lim['sparse_steps']} and sparse_nnz = "
-                             f"{lim['sparse_nnz']}")
-    if sparse and (int(sp.bands) > 1 or int(sp.c_chunks) > 1 or n_step < n_out // groups):
-        raise ValueError(f"{what}: sparse_fft runs a layer in one invocation of the datapath, "
-                         f"and this one needs {int(sp.bands)} row bands, "
-                         f"{int(sp.c_chunks)} channel chunks and filter chunks of {n_step}")
-    if _n_step is None and (int(sp.bands) > 1 or int(sp.c_chunks) > 1):
+    if sp is not None and _n_step is None and (int(sp.bands) > 1 or int(sp.c_chunks) > 1):
         return _banded_plan(layer, algo, flow, params, limits, sp, (mult, shift), relu,
                             precision, fft_shift, host_patches)
     invs = []

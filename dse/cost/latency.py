@@ -147,10 +147,13 @@ def _need_numpy(xp) -> None:
                          f"{getattr(xp, '__name__', xp)!r}")
 
 
-def sparse_cycles(layers, choices, hardware) -> dict:
+def sparse_cycles(layers, choices, hardware, limits=None) -> dict:
     """:func:`dse.lowering.sparse_fft.cycles` of every (layer, sparse choice, point):
     ``(L, S, U)`` float64 arrays for the ``S`` sparse choices (``hardware``: anything with
-    ``column``, the points' ``fft_size`` is not read: the choice's FFT size is)."""
+    ``column``, the points' ``fft_size`` is not read: the choice's FFT size is).  With
+    ``limits`` (the points' ``DatapathLimits`` fields as ``(1, 1, U)`` arrays) the layer is
+    cut into the invocations the compiler cuts it into
+    (:func:`dse.lowering.sparse_fft.layer_cycles`) and ``fits`` says where it runs."""
     from dse.lowering import Geometry, sparse_fft
 
     sparse = _sparse_columns(choices)
@@ -161,7 +164,12 @@ def sparse_cycles(layers, choices, hardware) -> dict:
     z = sparse_fft.keep(layers.density.reshape(-1, 1, 1), unit)
     lanes = _integers(hardware.column("sparse_lanes"))
     banks = _integers(hardware.column("sparse_banks"))
-    out = sparse_fft.cycles(g, unit, lanes, banks, z)
+    if limits is None:
+        out = sparse_fft.cycles(g, unit, lanes, banks, z)
+    else:
+        out = sparse_fft.layer_cycles(g, unit, _integers(hardware.column("rows")),
+                                      _integers(hardware.column("cols")), lanes, banks,
+                                      layers.density.reshape(-1, 1, 1), limits)
     shape = (len(layers), sparse.size, np.shape(lanes)[2])
     return {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for k, v in out.items()}
 
@@ -191,18 +199,14 @@ def datapath_cycles(layers, choices, hardware, xp=np, fill_drain=True, limits=No
         out = _datapath_cycles_np(choices, g, rows, cols, flow, lanes, limits, fill_drain)
         if sparse.size:
             compute, fill, transform, ok = out
-            c = sparse_cycles(layers, choices, hardware)
+            c = sparse_cycles(layers, choices, hardware, limits)
             compute[:, sparse] = c["cycles"]
             transform[:, sparse] = c["cycles"]          # no array busy cycles
             if fill is not None:
                 fill[:, sparse] = 0.0
-            # one tile's spectra of every channel sit in the FFT path's spectrum buffer
-            bins = np.asarray(choices.fft_n[sparse], dtype=np.float64)
-            bins = (bins * (bins // 2 + 1)).reshape(1, -1, 1)
-            room = (np.inf if limits is None or "spectral_words" not in limits
-                    else limits["spectral_words"])
-            ok[:, sparse] = ((np.asarray(g.c_in) * bins <= room)
-                             & (hardware.column("sparse_lanes") > 0))
+            # the compiler's rule (dse.lowering.sparse_fft.invocations)
+            ok[:, sparse] = (c["fits"] if limits is not None
+                             else hardware.column("sparse_lanes") > 0)
         return out
     total, busy, fill, fits = {}, {}, {}, {}
     for a in _lowerings():

@@ -404,7 +404,7 @@ def overlay_buffer_words(hw, precision) -> dict:
     shift-and-add buffer; the output and accumulator buffers beside it are as deep); the FFT
     path's tile and spectrum buffers hold ``act_buffer_kib`` of activations, one a word; a
     sparse unit's kernel banks as many bits as the weight buffer (``sparse_nnz`` words a
-    lane) and its schedule memory as many words (``sparse_steps``).  The
+    lane), and its schedule memory as many (``sparse_steps`` words).  The
     GEMM engine's double buffers hold one GEMM's operands and results in each half: a half of
     A as many bits as the feature buffer, of B as many words a lane as the weight buffer, of
     C a quarter of the output side's words, each rounded down to a power of two of words a
@@ -442,14 +442,17 @@ def overlay_buffer_words(hw, precision) -> dict:
     engine_c = _whole_blocks(_pow2_at_most(out_raw // 4), (2, acc),
                              (1, np.where(has_w, back * cols, 0)),
                              (cols, np.where(has_fft, acc, 0)), step=BLOCK_DEPTH // 2)
-    # the sparse unit's kernel banks (P lanes of complex b_width − 1 words) hold as many
-    # bits as the weight buffer, and its schedule memory as many words as a kernel bank
-    # (DatapathLimits' default without the unit)
+    # the sparse unit's kernel banks (P lanes of complex b_width − 1 words) and its schedule
+    # memory (words of P lanes' (valid, bin) and a last flag) each hold as many bits as the
+    # weight buffer (DatapathLimits' defaults without the unit)
     sparse_lanes = np.asarray(hw.sparse_lanes)
-    sparse_words = np.where(
-        sparse_lanes > 0,
-        at_least_2(weight_words * np.maximum(rows, cols) * hw.b_width
-                   // np.maximum(2 * sparse_lanes * (hw.b_width - 1), 1)), 256)
+    weight_bits = weight_words * np.maximum(rows, cols) * hw.b_width
+    fft_n = np.where(np.asarray(hw.fft_size) > 0, hw.fft_size, 8)
+    bin_bits = _bit_length(np.maximum(fft_n * (fft_n // 2 + 1) - 1, 1))
+    sparse_nnz = np.where(sparse_lanes > 0, at_least_2(
+        weight_bits // np.maximum(2 * sparse_lanes * (hw.b_width - 1), 1)), 256)
+    sparse_steps = np.where(sparse_lanes > 0, at_least_2(
+        weight_bits // (sparse_lanes * (1 + bin_bits) + 1)), 256)
     return {
         "max_m": engine_a * side, "max_n": weight_words * cols,
         "max_k": np.minimum(MAX_K, np.left_shift(1, np.maximum(0, acc - a - b))),
@@ -461,7 +464,7 @@ def overlay_buffer_words(hw, precision) -> dict:
         "spectral_words": at_least_2(act_bits // a),
         "max_gemms": np.maximum(MAX_GEMMS, 3 * hw.fft_size ** 2),
         "engine_a_words": engine_a, "engine_c_words": engine_c,
-        "sparse_steps": sparse_words, "sparse_nnz": sparse_words,
+        "sparse_steps": sparse_steps, "sparse_nnz": sparse_nnz,
     }
 
 

@@ -48,6 +48,7 @@ resident, activations streamed; ``activations``: the reverse, :mod:`dse.cost.spa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import lru_cache
 
@@ -60,7 +61,8 @@ from rtl.params import Dataflow
 
 __all__ = ["RULE", "DATAFLOWS", "DSP_PER_LANE", "MAC_LATENCY", "legal", "bins_of", "keep",
            "expected_steps", "expected_steps_array", "expected_tile_steps", "smac_cycles",
-           "datapath_cycles", "mac_cycles", "cycles", "memory_words", "tile_grid"]
+           "datapath_cycles", "mac_cycles", "cycles", "memory_words", "invocations",
+           "layer_cycles", "tile_grid"]
 
 #: The array idles on this path: any dataflow (the choice's dataflow is not used).
 DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
@@ -232,15 +234,71 @@ def cycles(g: Geometry, unit, lanes, banks, nnz, ports=1,
             "macs": th * tw * g.c_in * g.c_out * np.asarray(nnz)}
 
 
-def memory_words(channels: int, filters: int, unit: int, lanes: int, banks: int,
-                 density) -> tuple:
+def memory_words(channels, filters, unit, lanes, banks, density) -> tuple:
     """(schedule words, kernel-bank words a lane) a layer of ``channels`` × ``filters``
     needs in the datapath's sparse unit, for any weights: every kernel keeps z = ⌈D·bins⌉
     bins, so a lane reads z per (group, channel); a pair's steps Δ are at most
     max(z, P·min(z, ⌈bins/B⌉)) (the busiest bank serves each lane at most min(z, its
-    depth) times)."""
+    depth) times).  Integers, or arrays broadcast over the arguments."""
     bins = bins_of(unit)
-    z = int(keep(density, unit))
+    z = keep(density, unit)
+    lanes = np.maximum(lanes, 1)
     groups = cdiv(filters, lanes)
-    bound = max(z, lanes * min(z, cdiv(bins, banks)))
-    return groups * channels * bound, groups * channels * z
+    bound = np.maximum(z, lanes * np.minimum(z, cdiv(bins, np.maximum(banks, 1))))
+    steps, nnz = groups * channels * bound, groups * channels * z
+    if np.ndim(steps) == 0:
+        return int(steps), int(nnz)
+    return steps, nnz
+
+
+def invocations(g: Geometry, unit, rows, cols, lanes, banks, density, limits) -> tuple:
+    """``(fits, n_step)``: where the conv datapath runs a sparse_fft layer, and the filters
+    of each of its invocations (the compiler's rule too, ``dse.compiler.plan``).
+
+    The layer runs on a point with a sparse unit, its whole input in one invocation of the
+    FFT path within ``limits`` (``DatapathLimits`` fields; the engine's, the weight
+    buffer's and the GEMM count's do not bind: the array idles) -- no row bands or channel
+    chunks -- and its filters in chunks of ``n_step``: as many as the FFT path's buffers
+    hold (:func:`dse.lowering.split.split`), at most as many groups of P as the sparse
+    unit's kernel banks and schedule memory hold (:func:`memory_words`).  ``None`` limits:
+    one invocation wherever there is a unit and the FFT path runs the layer."""
+    from dse.lowering.split import split
+
+    ok = (np.asarray(lanes) > 0) & np.asarray(legal(g, unit))
+    if limits is None:
+        return ok, np.asarray(g.c_out)
+    big = 1 << 40
+    lim = {**limits, "weight_words": big, "engine_a_words": big, "engine_c_words": big,
+           "max_gemms": big}
+    sp = split("fft", g, unit, rows, cols, Dataflow.WS.code, lim, xp=np)
+    p = np.maximum(lanes, 1)
+    steps, nnz = memory_words(g.c_in, p, unit, p, banks, density)     # one group's
+    groups = np.minimum(limits["sparse_steps"] // np.maximum(steps, 1),
+                        limits["sparse_nnz"] // np.maximum(nnz, 1))
+    n_step = np.minimum(np.minimum(np.asarray(sp.n_step), groups * p), np.asarray(g.c_out))
+    ok = (ok & np.asarray(sp.fits) & (np.asarray(sp.bands) == 1)
+          & (np.asarray(sp.c_chunks) == 1) & (groups >= 1) & (n_step >= 1))
+    return ok, np.maximum(n_step, 1)
+
+
+def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
+                 requant_latency=tf.REQUANT_LATENCY) -> dict:
+    """The explorer's counters of a whole sparse_fft layer cut as :func:`invocations` cuts
+    it (each invocation's :func:`cycles` summed; the forward transforms run again for every
+    filter chunk), plus ``fits``."""
+    ok, n_step = invocations(g, unit, rows, cols, lanes, banks, density, limits)
+    f = np.asarray(g.c_out)
+    chunks = cdiv(f, n_step)
+    last = f - (chunks - 1) * n_step
+    nnz = keep(density, unit)
+
+    def one(n):
+        return cycles(dataclasses.replace(g, c_out=n), unit, lanes, banks, nnz,
+                      requant_latency=requant_latency)
+
+    full, rest = one(n_step), one(last)
+    out = {k: (chunks - 1) * np.asarray(full[k]) + np.asarray(rest[k])
+           for k in ("cycles", "gemm_cycles", "front_cycles", "back_cycles",
+                     "requant_cycles", "smac_cycles", "mac_cycles", "macs")}
+    out["fits"] = ok
+    return out

@@ -267,7 +267,7 @@ def _job_invocations(case: ConvCase, plan, sparse=None) -> list:
         else:
             item["feature"] = plan.feature_image(case.x, inv).tolist()
         if plan.algorithm == "sparse_fft":
-            item["sparse"] = sparse_images(plan.sparse_program(case.w), sparse)
+            item["sparse"] = sparse_images(plan.sparse_program(case.w, inv), sparse)
         out.append(item)
     return out
 

@@ -12,6 +12,9 @@ Each layer runs from its buffers with random int8/int16 data and weights; the ch
   for the steps) is within 2 % of the measured cycles;
 * the compiled schedule never stalls and no bank port is ever claimed twice.
 
+A layer whose filters do not fit one invocation runs in filter chunks, each with its own
+schedule and kernels (the smoke batch has one).
+
 A smoke batch (P = B = 4, densities 0.1 to 0.5, 3×3 and 5×5, a last group of one lane)
 runs in ``make test``; lanes and banks P ∈ {4, 8, 16}, B ∈ {8, 16, 32} and int16 in
 ``make regress``.
@@ -72,12 +75,16 @@ def golden(case, plan):
                            kernel_bits=plan.kernel_bits, mac_shift=plan.fft_shift).acc
 
 
-def check_sparse_batch(params, cases, run_name, precision):
-    """Run ``cases`` on one datapath; check them (module docstring); return the explorer's
-    largest relative error."""
-    from sim.bench.conv_tb import rtl_conv_batch, sized_config
+def check_sparse_batch(params, cases, run_name, precision, out_words=None):
+    """Run ``cases`` on one datapath (its output buffer ``out_words`` deep if given, so that
+    larger layers run in filter chunks); check them (module docstring); return the
+    explorer's largest relative error."""
+    from sim.bench.conv_tb import DatapathConfig, rtl_conv_batch, sized_config
 
     cfg = sized_config(cases, params, precision=precision)
+    if out_words is not None:
+        cfg = DatapathConfig.make(params, {**dict(cfg.limits), "out_words": out_words},
+                                  precision=precision)
     results = rtl_conv_batch(cases, cfg, run_name=run_name)
     failures, table, worst = [], [], 0.0
     for case, res in zip(cases, results):
@@ -105,19 +112,23 @@ def check_sparse_batch(params, cases, run_name, precision):
         if rel > MODEL_TOLERANCE:
             failures.append(f"{case.name}: explorer {model} cycles, measured "
                             f"{res.measured_cycles} ({rel:.2%})")
-        table.append({"case": case.name, "measured": res.cycles, "compiler": pred,
-                      "explorer": model})
+        table.append({"case": case.name, "invocations": len(plan.invocations),
+                      "measured": res.cycles, "compiler": pred, "explorer": model})
     out = REPO_ROOT / "build" / "sim" / run_name / "sparse_cycles.json"
     out.write_text(json.dumps({"explorer_max_rel_error": worst, "cases": table}, indent=1))
     assert not failures, f"{len(failures)} problems in {len(cases)} layers:\n" + "\n".join(
         failures[:20])
-    return worst
+    return worst, [len(r.plan.invocations) for r in results]
 
 
 @pytest.mark.verilator
 def test_sparse_datapath_smoke_int8():
-    assert check_sparse_batch(spectral(4, 4), sparse_cases(8, 40), "sparse_smoke_int8",
-                              8) <= MODEL_TOLERANCE
+    # a 256-word output buffer: the 9×8 layer's 5 filters run as 3 + 2 (the forward
+    # transforms again for the second chunk, each chunk its own schedule and kernels)
+    worst, invocations = check_sparse_batch(spectral(4, 4), sparse_cases(8, 40),
+                                            "sparse_smoke_int8", 8, out_words=256)
+    assert worst <= MODEL_TOLERANCE
+    assert invocations == [1, 2, 1, 1]
 
 
 @pytest.mark.verilator
@@ -126,9 +137,9 @@ def test_sparse_datapath_smoke_int8():
     (4, 8, 8), (8, 16, 8), (16, 32, 8), (16, 8, 8), (8, 32, 8), (4, 16, 16), (16, 8, 16)])
 def test_sparse_datapath_sweep(lanes, banks, precision):
     cases = sparse_cases(precision, 100 + lanes + banks)
-    assert check_sparse_batch(spectral(lanes, banks, precision), cases,
-                              f"sparse_sweep_{lanes}x{banks}_int{precision}",
-                              precision) <= MODEL_TOLERANCE
+    worst, _ = check_sparse_batch(spectral(lanes, banks, precision), cases,
+                                  f"sparse_sweep_{lanes}x{banks}_int{precision}", precision)
+    assert worst <= MODEL_TOLERANCE
 
 
 def test_sparse_plan_refuses_what_it_cannot_run():
@@ -144,5 +155,5 @@ def test_sparse_plan_refuses_what_it_cannot_run():
     from rtl.params import DatapathLimits
 
     small = DatapathLimits(spectral_words=4096, out_words=1024, sparse_steps=8, sparse_nnz=8)
-    with pytest.raises(ValueError, match="schedule words"):
+    with pytest.raises(ValueError, match="schedule words and 30 kernel words a lane"):
         plan_conv(layer, "sparse_fft", "ws", spectral(4, 4), small)
