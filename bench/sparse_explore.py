@@ -17,7 +17,8 @@ Prints markdown tables and writes ``build/bench/sparse_explore.json``.
 3. **Forced.**  The same with every conv layer pinned to ``sparse_fft``: the sparse path's own
    latency, per-layer cycles split into forward FFT, sparse MAC and inverse FFT, lane
    utilisation, and off-chip bytes of the flexible dataflow (the explorer's per-layer reuse
-   mode) against each fixed mode on the chosen hardware point.
+   mode) against each fixed mode on the chosen hardware point -- or, where no overlay on
+   the board runs every layer on the sparse path, why (:func:`why_not`).
 
 Every number is the explorer's model (cycles from the lowering formulas, bytes from
 ``dse.cost.sparse_traffic``), except the real schedules of part 1.
@@ -43,6 +44,7 @@ from dse.cost.hardware import HardwareTable  # noqa: E402
 from dse.cost.latency import sparse_cycles  # noqa: E402
 from dse.cost.model import evaluate  # noqa: E402
 from dse.cost.workload import LayerTable  # noqa: E402
+from dse.errors import InputError  # noqa: E402
 from dse.lowering import Geometry, sparse_fft  # noqa: E402
 from dse.search import search  # noqa: E402
 from dse.zoo import builtin  # noqa: E402
@@ -144,6 +146,38 @@ def forced_detail(design, board, precision) -> dict:
     return {"layers": out, "kr_bytes": t_kr, "ar_bytes": t_ar, "flexible_bytes": t_flex}
 
 
+def why_not(net, precision) -> list:
+    """Why the conv datapath's sparse path runs no VGG16 conv layer: per layer the input
+    spectra one invocation holds (tiles · C · N² words) against the FFT path's spectrum
+    buffer at the grid's largest activation buffer, and the kernel words a lane of one
+    group of 64 filters holds (C · z) against the kernel banks at the largest weight
+    buffer (``dse.lowering.sparse_fft.invocations``' rule)."""
+    from dse.cost.resources import overlay_buffer_words
+    from dse.search import SearchSpace
+
+    kib = max(SearchSpace().buffer_kib)
+    params = OverlayParams(rows=16, cols=16, a_width=17, b_width=17, acc_width=48,
+                           fft_size=N, sparse_lanes=64, sparse_banks=40, act_buffer_kib=kib,
+                           weight_buffer_kib=kib)
+    words = {k: int(v) for k, v in overlay_buffer_words(params, precision).items()}
+    rows, out = [], []
+    for layer in net.layers:
+        if layer.op != "conv":
+            continue
+        g = Geometry.of_layer(layer)
+        th, tw = sparse_fft.tile_grid(g, N)
+        spectra = int(th * tw * g.c_in * N * N)
+        _, nnz = sparse_fft.memory_words(g.c_in, 64, N, 64, 40, DENSITY)
+        out.append({"layer": layer.name, "input_spectra_words": spectra,
+                    "spectral_words": words["spectral_words"], "kernel_words": int(nnz),
+                    "sparse_nnz": words["sparse_nnz"]})
+        rows.append((layer.name, f"{spectra:,}", f"{words['spectral_words']:,}",
+                     f"{int(nnz):,}", f"{words['sparse_nnz']:,}"))
+    print(md(("layer", "input spectra (words)", f"spectrum buffer at {kib} KiB",
+              "kernel words a lane (64 lanes)", f"kernel bank at {kib} KiB"), rows))
+    return out
+
+
 def explore(boards, optimizer, precision) -> dict:
     net = builtin("vgg16")
     convs = [x.name for x in net.layers if x.op == "conv"]
@@ -154,8 +188,13 @@ def explore(boards, optimizer, precision) -> dict:
         for label, pins in (("free", {}), ("forced", {c: {"algorithm": "sparse_fft"}
                                                       for c in convs})):
             t0 = time.perf_counter()
-            d = search(net, board, precision=precision, algorithms=ALGORITHMS,
-                       layer_pins=pins, density=DENSITY, optimizer=optimizer)
+            try:
+                d = search(net, board, precision=precision, algorithms=ALGORITHMS,
+                           layer_pins=pins, density=DENSITY, optimizer=optimizer)
+            except InputError as exc:
+                print(f"\n### {name}, {label}: no overlay runs it ({exc.message})\n")
+                entry[label] = {"infeasible": exc.message, "why": why_not(net, precision)}
+                continue
             secs = time.perf_counter() - t0
             sparse = [p.name for p in d.layers if p.algorithm == "sparse_fft"]
             hw = d.hardware

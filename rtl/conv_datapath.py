@@ -52,7 +52,7 @@ from rtl.params import (ACC_MAX_BITS, COUNTER_BITS, QUANT_ENTRY_BITS, REQUANT_MU
                         OverlayParams, SparseParams, datapath_registers, quant_lanes)
 from rtl.requant import Requant
 from rtl.requant_channels import ChannelRequant
-from rtl.spectral import SpectralPath, sparse_kernel_address_bits, sparse_step_word
+from rtl.spectral import SpectralPath, sparse_ports
 from rtl.widen import Packer, Unpacker
 from rtl.winograd import (
     WINOGRAD_AT,
@@ -160,6 +160,10 @@ class ConvDatapath(wiring.Component):
         lane i takes ``ts_data[i]``; the slots set in ``ts_zero`` ((m+2)² bits) are written
         zero in every lane, and the word's other slots keep their values.  It takes the
         buffer's one write port in its cycle (a ``tb_en`` write in the same cycle is lost).
+    ff_sparse, sk_*, ss_*, sp_*, smac_cycles, smac_stall_cycles, smac_conflict : with a sparse
+        unit beside the FFT unit (``sparse_lanes``; :func:`sparse_params`): the setting that
+        runs an FFT layer's phase 2 on it (``sparse_fft``), the kernel-bank, schedule and
+        placement writes, and its counters (``rtl.spectral.SpectralPath``)
     start, busy, done, cycles, gemm_cycles, front_cycles, back_cycles, requant_cycles
     """
 
@@ -273,23 +277,7 @@ class ConvDatapath(wiring.Component):
         self.sparse = sparse_params(params, limits) if params.fft_size and \
             params.sparse_lanes else None
         if self.sparse is not None:
-            sp = self.sparse
-            lane_bits = max(1, (sp.lanes - 1).bit_length())
-            ports.update({
-                "sk_addr": In(lane_bits + sparse_kernel_address_bits(sp)),
-                "sk_data": In(data.StructLayout({"re": signed(sp.kernel_width),
-                                                 "im": signed(sp.kernel_width)})),
-                "sk_en": In(1),
-                "ss_addr": In(range(limits.sparse_steps)), "ss_data": In(sparse_step_word(sp)),
-                "ss_en": In(1),
-                "sp_addr": In(max(1, (sp.bins - 1).bit_length())),
-                "sp_data": In(data.StructLayout({
-                    "bank": max(1, (sp.banks - 1).bit_length()),
-                    "row": max(1, (sp.bank_depth - 1).bit_length())})),
-                "sp_en": In(1),
-                "smac_cycles": Out(COUNTER_BITS), "smac_stall_cycles": Out(COUNTER_BITS),
-                "smac_conflict": Out(1),
-            })
+            ports.update(sparse_ports(self.sparse, limits.sparse_steps))
         #: Quant-buffer words of one half with the per-channel requantiser (else 0).
         self.quant_words = -(-limits.max_n // params.cols) if params.requant == "f32" else 0
         if self.quant_words:

@@ -101,7 +101,7 @@ from rtl.isa import (
 )
 from rtl.params import (COUNTER_BITS, PREFETCH_WORDS, QUANT_ENTRY_BYTES, QUEUE_DEPTH,
                         START_CYCLES,
-                        DatapathLimits, OverlayParams, datapath_registers)
+                        DatapathLimits, OverlayParams, datapath_registers, top_refusal)
 from rtl.pool_engine import DATA_BITS, PoolEngine
 from rtl.pool_layout import pool_lanes, pool_supported
 
@@ -244,10 +244,8 @@ class OverlayTop(wiring.Component):
                 raise TypeError(f"params must be an OverlayParams, not {params!r}")
             if not isinstance(limits, DatapathLimits):
                 raise TypeError(f"limits must be a DatapathLimits, not {limits!r}")
-            if params.fft_size:
-                raise ValueError(f"params must have no FFT unit (fft_size 0: the overlay top "
-                                 f"runs the im2col, kn2row and Winograd datapaths only), not "
-                                 f"fft_size={params.fft_size}")
+            if top_refusal(params) is not None:
+                raise ValueError(f"params must have no FFT unit: {top_refusal(params)}")
             if isinstance(table_words, bool) or not isinstance(table_words, int):
                 raise TypeError(f"table_words must be an integer, not {table_words!r}")
             if table_words < 2:

@@ -12,7 +12,8 @@ import enum
 from dataclasses import dataclass, fields
 
 __all__ = ["Algorithm", "Dataflow", "ArrayParams", "OverlayParams", "DatapathLimits",
-           "SparseParams", "datapath_registers", "FRONT_SETTINGS", "SHIFT_ADD_SETTINGS",
+           "SparseParams", "datapath_registers", "top_refusal", "FRONT_SETTINGS",
+           "SHIFT_ADD_SETTINGS",
            "FFT_SETTINGS",
            "accumulator_bits", "winograd_lanes_ok",
            "ALG_BITS", "ACC_MAX_BITS", "COUNTER_BITS", "REQUANT_MULT_BITS", "REQUANT_SHIFT_BITS",
@@ -514,6 +515,16 @@ FRONT_SETTINGS = ("in_h", "in_w", "c_words", "kernel_h", "kernel_w", "stride", "
 SHIFT_ADD_SETTINGS = ("in_h", "in_w", "kernel_h", "kernel_w", "out_h", "out_w", "f_words",
                       "pad", "dil")
 FFT_SETTINGS = ("tiles_w", "step", "kernel", "out_h", "out_w")
+
+
+def top_refusal(params: OverlayParams) -> str | None:
+    """Why the overlay top (``rtl.overlay_top.OverlayTop``) cannot be built for ``params``,
+    or ``None``: it drives the im2col, kn2row and Winograd datapaths only, so an FFT unit
+    (and a sparse unit beside it) has no path through it."""
+    if params.fft_size:
+        return (f"the overlay top runs the im2col, kn2row and Winograd datapaths only, not an "
+                f"FFT unit (fft_size={params.fft_size})")
+    return None
 
 
 def datapath_registers(params: OverlayParams, limits: DatapathLimits

@@ -45,9 +45,10 @@ in the lane, so the kernel banks hold plain (c, d).
 data_width and kernel_width are at most 17 bits (the default 16 × 16).  The accumulators'
 adders are fabric.  The unit has 3·P DSPs.
 
-Accumulators are cleared by ``clear`` (or ``new_sum``) in one cycle: a per-(lane, bin) "touched" bit makes
-the first contribution overwrite and the readout return 0 for untouched bins.  ``clear``,
-``rewind``, ``new_sum`` and ``dump`` are for an idle unit (``active`` low).
+Accumulators are cleared by ``clear`` (or ``new_sum``) in one cycle: a per-(lane, bin)
+"touched" bit makes the first contribution overwrite and the readout return 0 for untouched
+bins.  ``clear``, ``rewind``, ``new_sum`` and ``dump`` are for an idle unit (``active``
+low).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ from .params import COUNTER_BITS, SparseParams
 from .sparse_fft import SparseMAC, step_layout
 from .validate import check_int, reject
 
-__all__ = ["SpectralPath", "sparse_step_word", "sparse_kernel_address_bits"]
+__all__ = ["SpectralPath", "sparse_step_word", "sparse_kernel_address_bits", "sparse_ports"]
 
 
 def sparse_step_word(params: SparseParams) -> data.StructLayout:
@@ -80,6 +80,26 @@ def sparse_step_word(params: SparseParams) -> data.StructLayout:
 def sparse_kernel_address_bits(params: SparseParams) -> int:
     """Bits of the kernel-bank index in ``sk_addr`` (lane · 2^bits + index)."""
     return max(1, (params.max_nnz - 1).bit_length())
+
+
+def sparse_ports(params: SparseParams, steps: int) -> dict:
+    """The sparse unit's host ports (signature members) of a path or datapath that has one:
+    the kernel-bank (``sk_*``), schedule (``ss_*``, ``steps`` words) and placement
+    (``sp_*``) writes, and the counters."""
+    def bits(n):
+        return max(1, (n - 1).bit_length())
+
+    return {
+        "sk_addr": In(bits(params.lanes) + sparse_kernel_address_bits(params)),
+        "sk_data": In(complex_layout(params.kernel_width)), "sk_en": In(1),
+        "ss_addr": In(range(steps)), "ss_data": In(sparse_step_word(params)), "ss_en": In(1),
+        "sp_addr": In(bits(params.bins)),
+        "sp_data": In(data.StructLayout({"bank": bits(params.banks),
+                                         "row": bits(params.bank_depth)})),
+        "sp_en": In(1),
+        "smac_cycles": Out(COUNTER_BITS), "smac_stall_cycles": Out(COUNTER_BITS),
+        "smac_conflict": Out(1),
+    }
 
 
 class SpectralPath(wiring.Component):
@@ -160,21 +180,8 @@ class SpectralPath(wiring.Component):
                 reject(self, ValueError(f"sparse must have bins = {bins} and data_width = "
                                         f"{self.data_bits}, not {sparse.bins} and "
                                         f"{sparse.data_width}"))
-            lane_bits = max(1, (sparse.lanes - 1).bit_length())
-            ports = {
-                "sparse_on": In(1), "smac_go": In(1), "smac_last": Out(1),
-                "sk_addr": In(lane_bits + sparse_kernel_address_bits(sparse)),
-                "sk_data": In(complex_layout(sparse.kernel_width)), "sk_en": In(1),
-                "ss_addr": In(range(sparse_steps)), "ss_data": In(sparse_step_word(sparse)),
-                "ss_en": In(1),
-                "sp_addr": In(max(1, (bins - 1).bit_length())),
-                "sp_data": In(data.StructLayout({
-                    "bank": max(1, (sparse.banks - 1).bit_length()),
-                    "row": max(1, (sparse.bank_depth - 1).bit_length())})),
-                "sp_en": In(1),
-                "smac_cycles": Out(COUNTER_BITS), "smac_stall_cycles": Out(COUNTER_BITS),
-                "smac_conflict": Out(1),
-            }
+            ports = {"sparse_on": In(1), "smac_go": In(1), "smac_last": Out(1),
+                     **sparse_ports(sparse, sparse_steps)}
         db = dim_bits
         super().__init__({
             "xb_addr": In(range(spectral_words)), "xb_data": In(signed(precision)),

@@ -164,8 +164,9 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     the datapath mode verifies the model's choices.
     Sparse FFT is left out of the allowed algorithms unless ``params`` has a sparse unit
     beside its FFT unit and this is the datapath mode (the overlay top has no sparse
-    path); a per-layer sparse_fft pin then raises :class:`dse.errors.InputError`.  Pins of layers that the network
-    does not have are ignored (the verification network may differ from the config's).
+    path); a per-layer sparse_fft pin then raises :class:`dse.errors.InputError`.  Pins of
+    layers that the network does not have are ignored (the verification network may differ
+    from the config's).
     ``quant``: a quantised network's records (``dse.importers.onnx_qdq.QuantizedNetwork``),
     for ``params`` that requantise per channel (``requant`` f32, which the design keeps).
     """

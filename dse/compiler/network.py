@@ -66,7 +66,7 @@ from dse.compiler.program import (Concat, PoolLayer, build_network_program,
                                   double_buffer_limits)
 from dse.cost.resources import overlay_limits
 from dse.network import Layer, Network
-from rtl.params import DatapathLimits, OverlayParams
+from rtl.params import DatapathLimits, OverlayParams, top_refusal
 from rtl.pool_layout import pool_supported
 
 __all__ = ["PATCHES", "compile_network", "design_overlay", "tensor_layers"]
@@ -415,6 +415,8 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     params, limits = design_overlay(design)
+    if top_refusal(params) is not None:
+        raise ValueError(top_refusal(params))
     if not isinstance(double_buffer, bool):
         raise TypeError(f"double_buffer must be a bool, not {double_buffer!r}")
     halves = {}                     # program layer → its plan for half buffers
@@ -517,6 +519,10 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
             c, h, wd = shapes[e.input]
             layer = Layer(layer.name, "conv", layer.inputs, (c * h * wd, 1, 1),
                           layer.out_shape, kernel=(1, 1))
+        if algorithm == "sparse_fft":
+            # the sparse unit's memories are loaded by a testbench, not by the top's engines
+            raise _refuse(layer, "runs on sparse_fft, which the overlay top does not run "
+                                 "(the conv datapath does: omniconv verify --mode datapath)")
         try:
             plan = plan_conv(layer, algorithm, dataflow, params, limits, relu=e.relu,
                              precision=precision, variant=variant)

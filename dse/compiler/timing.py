@@ -290,6 +290,8 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
         candidates = []             # (least datapath cycles, algorithm, flow, plan, half)
         patches = readers == [e] and layer.op == "conv"
         for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
+            if algo == "sparse_fft":
+                continue            # the overlay top has no sparse path
             for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
                 for variant in (None, "patches") if algo == "im2col" and patches else (None,):
                     kwargs = {"relu": e.relu, "precision": design.precision,

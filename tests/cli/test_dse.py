@@ -293,3 +293,16 @@ def test_a_design_without_the_pool_engine_is_searched_again_with_it():
         _pool_engine_pins(config, net, design, pinned)
     ok = SimpleNamespace(hardware={"rows": 32, "cols": 64})
     assert _pool_engine_pins(config, net, ok, {}) is None
+
+
+def test_verilog_of_a_design_the_top_cannot_run(tmp_path, capsys):
+    """tiny_fft has an FFT unit, which the overlay top has no path for: `omniconv verilog`
+    writes overlay.v (the conv datapath, which runs it) and says why there is no top
+    instead of failing while building one; design.json holds the model's cycles."""
+    out = tmp_path / "out"
+    assert main(["verilog", "tiny_fft", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (out / "overlay.v").is_file() and not (out / "overlay_top.v").exists()
+    assert "the overlay top cannot run this design yet" in text and "FFT unit" in text
+    timing = json.loads((out / "design.json").read_text())["timing"]
+    assert timing["source"] == "model" and "fft_size=" in timing["why"]

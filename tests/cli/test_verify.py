@@ -42,6 +42,15 @@ def odd_onnx(path):
 run_cli = cli_helpers.run_verify
 
 
+def verify_datapath(cfg, out):
+    """``omniconv verify CFG --out OUT --mode datapath`` in a subprocess; its verify.json."""
+    proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
+                           str(out), "--mode", "datapath"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "verify.json").read_text())
+
+
 def test_missing_config_exits_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, tmp_path / "nope.yaml", "--out", tmp_path / "o")
     assert code == 2
@@ -86,12 +95,7 @@ NARROWINGS = [
 def test_verify_odd_onnx_narrowed(narrow, expected, tmp_path):
     onnx_path = odd_onnx(tmp_path / "odd.onnx")
     cfg = write_config(tmp_path / "odd.yaml", onnx_path.name, **narrow)
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
-                           str(out), "--mode", "datapath"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((out / "verify.json").read_text())
+    doc = verify_datapath(cfg, tmp_path / "out")
     assert [e["name"] for e in doc["layers"]] == ["a", "b", "c", "d"]
     assert doc["totals"]["all_bit_exact"] is True
     assert all(e["bit_exact"] for e in doc["layers"])
@@ -130,12 +134,7 @@ def test_verify_runs_sparse_fft_layers_on_the_datapath(tmp_path):
                        hardware=SPARSE_HARDWARE, board="zcu102",
                        layers="{b: {density: 0.5}}")
     cfg.write_text(cfg.read_text() + "sparsity: {density: 0.2}\n")
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "omniconv", "verify", str(cfg), "--out",
-                           str(out), "--mode", "datapath"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((out / "verify.json").read_text())
+    doc = verify_datapath(cfg, tmp_path / "out")
     algos = {e["name"]: e["algorithm"] for e in doc["layers"]}
     assert algos == {"a": "sparse_fft", "b": "sparse_fft", "c": "im2col", "d": "im2col"}
     assert doc["totals"]["all_bit_exact"] is True

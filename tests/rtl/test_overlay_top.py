@@ -297,7 +297,9 @@ def test_illegal_word_and_fetch_error():
 
 
 def test_parameters_refused():
-    with pytest.raises(ValueError, match=r"^params must have no FFT unit \(fft_size 0"):
+    with pytest.raises(ValueError, match=r"^params must have no FFT unit: the overlay top "
+                                         r"runs the im2col, kn2row and Winograd datapaths "
+                                         r"only, not an FFT unit \(fft_size=8\)$"):
         OverlayTop(OverlayParams(rows=4, cols=4, fft_size=8, a_width=16, b_width=16,
                                  acc_width=48), CHUNKED)
     with pytest.raises(ValueError, match="table_words must be at least 2, not 1"):
