@@ -7,9 +7,10 @@ The command reads the config, chooses the hardware and hands the rest to :mod:`s
    config's inputs (:func:`omniconv.flow.is_stale`), else a fresh search of the config.
 2. The verification network (``verify.network``, default the config's network) is loaded and
    :func:`sim.verify.verify_config` maps it anew on exactly that hardware with the config's
-   allowed algorithms, dataflows, objective and per-layer pins (sparse FFT left out: it has
-   no datapath; a per-layer sparse_fft pin is refused with exit status 2), runs every conv
-   layer through one Verilator build of the datapath with seeded random data, and checks it
+   allowed algorithms, dataflows, objective and per-layer pins (sparse FFT left out unless
+   the hardware has a sparse unit; a sparse_fft pin without one is refused with exit status
+   2), runs every conv layer through one Verilator build of the datapath with seeded random
+   data, and checks it
    bit for bit against exact convolution or the approximate algorithms' golden models, and
    its cycles against ``ConvPlan.cycles`` (:mod:`dse.lowering`, the explorer's own
    formula; docs/verify.md).

@@ -135,10 +135,11 @@ class Algorithm(str, enum.Enum):
     def code(self) -> int:
         """Encoding in the datapath's ``alg`` register (:data:`ALG_BITS` bits).
 
-        Sparse FFT has no datapath yet, so it has no code (``ValueError``).
+        Sparse FFT has no code of its own (``ValueError``): it runs as FFT with the
+        datapath's ``ff_sparse`` setting (``rtl/spectral.py``).
         """
         if self is Algorithm.SPARSE_FFT:
-            raise ValueError("sparse_fft has no datapath, so no algorithm code")
+            raise ValueError("sparse_fft has no algorithm code: it runs as fft with ff_sparse")
         return list(Algorithm).index(self)
 
 

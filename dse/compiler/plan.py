@@ -28,8 +28,9 @@ Refusals (:class:`ValueError` with the reason; the CLI turns them into InputErro
 on anything but a square k×k (k >= 3), stride-1, dilation-1, ungrouped conv, or without a
 Winograd unit; FFT on anything but a square, stride-1, dilation-1, ungrouped conv whose kernel
 is smaller than the FFT tile, or without an FFT unit; kn2row with a stride other than 1, 2 or
-4; unequal strides or dilations; sparse FFT (no datapath); a GEMM larger than the datapath's
-buffers.
+4; unequal strides or dilations; sparse FFT without a sparse unit beside the FFT unit, or a
+layer whose input spectra or one group's kernels and schedule do not fit
+(:func:`dse.lowering.sparse_fft.invocations`); a GEMM larger than the datapath's buffers.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def lowering(algorithm):
     """The lowering module of ``algorithm`` (a name or :class:`Algorithm`)."""
     algo = Algorithm(algorithm)
     if algo not in LOWERINGS:
-        raise ValueError(f"{algo.value} has no datapath, so no lowering")
+        raise ValueError(f"{algo.value} has no lowering of its own (dse.lowering.sparse_fft "
+                         f"prices it on the FFT path's shapes)")
     return LOWERINGS[algo]
 
 
