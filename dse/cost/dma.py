@@ -142,7 +142,6 @@ def dma_joins(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes):
     beat = int(bus_bits) // 8
     rows, cols, ch, elem, lanes = (int(v) for v in (rows, cols, ch, elem, lanes))
     row_pitch, px_pitch, dram = int(row_pitch), int(px_pitch), int(dram)
-    px = ch * elem
     nr, nc, *_ = (int(v) for v in dma_runs(rows, cols, ch, elem, row_pitch, px_pitch))
     # each pixel's word ends, relative to the pixel's first byte
     ends = np.minimum(np.arange(1, -(-ch // lanes) + 1) * lanes, ch) * elem
