@@ -519,10 +519,6 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
             c, h, wd = shapes[e.input]
             layer = Layer(layer.name, "conv", layer.inputs, (c * h * wd, 1, 1),
                           layer.out_shape, kernel=(1, 1))
-        if algorithm == "sparse_fft":
-            # the sparse unit's memories are loaded by a testbench, not by the top's engines
-            raise _refuse(layer, "runs on sparse_fft, which the overlay top does not run "
-                                 "(the conv datapath does: omniconv verify --mode datapath)")
         try:
             plan = plan_conv(layer, algorithm, dataflow, params, limits, relu=e.relu,
                              precision=precision, variant=variant)

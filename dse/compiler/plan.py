@@ -227,8 +227,8 @@ class ConvPlan:
 
     @property
     def _lowering_name(self) -> str:
-        """The lowering the plan's shapes come from (sparse_fft's are the FFT path's)."""
-        return "fft" if self.algorithm == "sparse_fft" else self.algorithm
+        """The lowering the plan's shapes come from."""
+        return _shapes_of(self.algorithm)
 
     def sparse_kernels(self, w: np.ndarray):
         """sparse_fft: the layer's quantised kernel half spectra pruned to ``density``
@@ -701,7 +701,7 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
         if not unit:
             raise ValueError(f"{what}: fft needs an FFT unit (fft_size = 0)")
         variant = f"sparse{unit}" if sparse else f"fft{unit}"
-    low_algo = "fft" if sparse else algo        # sparse_fft's shapes are the FFT path's
+    low_algo = _shapes_of(algo)
     geometry = Geometry.of_layer(layer)
     if params.requant == "f32":
         geometry = dataclasses.replace(geometry, unit_pads=False)
@@ -839,6 +839,12 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
                     requant=params.requant, density=density,
                     sparse_lanes=params.sparse_lanes if sparse else 0,
                     sparse_banks=params.sparse_banks if sparse else 0)
+
+
+def _shapes_of(algorithm: str) -> str:
+    """The lowering whose shapes an algorithm's plan has: its own, but sparse_fft's are the
+    FFT path's (only phase 2 differs)."""
+    return "fft" if algorithm == "sparse_fft" else algorithm
 
 
 def _limits_dict(limits, rows: int, cols: int):

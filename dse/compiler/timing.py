@@ -55,7 +55,7 @@ from dse.cost.gemm import DEFAULT_MULT_LATENCY
 from rtl.isa import (ComputeTile, FetchGeometry, LoadSetup, LoadTile, PoolTile, StoreSetup,
                      StoreTile)
 from rtl.params import (DISPATCH_LATENCY, PREFETCH_WORDS, QUEUE_DEPTH, START_CYCLES,
-                        OverlayParams)
+                        OverlayParams, top_refusal)
 
 __all__ = ["LayerTiming", "ProgramTiming", "program_choices", "program_design",
            "program_timing", "timed_design", "top_cycles", "top_schedule"]
@@ -268,6 +268,8 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
     from dse.network import Layer
 
     params, limits = design_overlay(design)
+    if top_refusal(params) is not None:         # e.g. an FFT (and sparse) unit
+        raise ValueError(top_refusal(params))
     pins = pins or {}
     algos = [a for a in TOP_ALGORITHMS if a in algorithms
              and (a != "winograd" or params.winograd_m)]
@@ -290,8 +292,6 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
         candidates = []             # (least datapath cycles, algorithm, flow, plan, half)
         patches = readers == [e] and layer.op == "conv"
         for algo in ([pin["algorithm"]] if "algorithm" in pin else algos):
-            if algo == "sparse_fft":
-                continue            # the overlay top has no sparse path
             for flow in ([pin["dataflow"]] if "dataflow" in pin else flows):
                 for variant in (None, "patches") if algo == "im2col" and patches else (None,):
                     kwargs = {"relu": e.relu, "precision": design.precision,

@@ -189,19 +189,20 @@ def fft_golden(x, w, plan, fft_shift=None):
                     kernel_bits=plan.kernel_bits, mac_shift=fft_shift, hermitian=True)
 
 
-def sparse_golden(x, w, plan, fft_shift=None):
-    """``sim.models.sparse_fft.sparse_fft_conv`` of a sparse_fft layer with the plan's widths,
-    padding and the compiler's pruning mask (the bit-accurate golden model of the sparse
-    path); ``fft_shift`` ``None`` picks the smallest shift that saturates nothing."""
+def sparse_golden(x, w, plan, fft_shift=None, mask=None):
+    """``sim.models.sparse_fft.sparse_fft_conv`` of a sparse_fft layer with the plan's widths
+    and padding (the bit-accurate golden model of the sparse path), pruned by ``mask``
+    (N×C×n×(n/2+1)) or, by default, as the compiler prunes; ``fft_shift`` ``None`` picks
+    the smallest shift that saturates nothing."""
     from sim.models.fft import FFTParams
     from sim.models.sparse_fft import sparse_fft_conv
 
     t, l, b, r = plan.pads
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
-    half = plan.fft_n // 2 + 1
-    mask = plan.sparse_kernels(w).mask                     # filters × channels × bins
-    mask = mask.reshape(mask.shape[:2] + (plan.fft_n, half))
+    if mask is None:
+        mask = plan.sparse_kernels(w).mask                 # filters × channels × bins
+        mask = mask.reshape(mask.shape[:2] + (plan.fft_n, plan.fft_n // 2 + 1))
     return sparse_fft_conv(xp, w, params, mask=mask, padding=0, in_bits=plan.precision,
                            kernel_bits=plan.kernel_bits, mac_shift=fft_shift)
 

@@ -62,17 +62,13 @@ def sparse_cases(precision, seed, shapes=SHAPES):
 def golden(case, plan):
     """The pruned spectral convolution of ``case`` (``sim.models.sparse_fft``), pruned by the
     model's own :func:`~sim.models.sparse_fft.spectral_mask`, with the plan's widths."""
-    from sim.models.fft import FFTParams
-    from sim.models.sparse_fft import sparse_fft_conv, spectral_mask
+    from sim.bench.conv_tb import sparse_golden
+    from sim.models.sparse_fft import spectral_mask
 
     mask = spectral_mask(case.w, plan.fft_n, case.density, plan.kernel_bits)
     compiled = plan.sparse_kernels(case.w).mask
     assert np.array_equal(mask.reshape(compiled.shape), compiled), "pruning masks differ"
-    t, l, b, r = plan.pads
-    xp = np.pad(np.asarray(case.x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
-    params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
-    return sparse_fft_conv(xp, case.w, params, mask=mask, padding=0, in_bits=plan.precision,
-                           kernel_bits=plan.kernel_bits, mac_shift=plan.fft_shift).acc
+    return sparse_golden(case.x, case.w, plan, plan.fft_shift, mask=mask).acc
 
 
 def check_sparse_batch(params, cases, run_name, precision, out_words=None):
