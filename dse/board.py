@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from .errors import InputError
@@ -82,6 +82,11 @@ class Board:
         Static (leakage) power of the device in W, the floor of the energy model.
     source:
         Data sheet(s) the numbers come from; says "unconfirmed" where they are not certain.
+    dram_latency_ns:
+        Read latency of the off-chip memory as the overlay sees it, in ns: from a read
+        request to its first data (optional, default 0: a memory that answers at once).
+        design.json's cycles are timed with it (:attr:`dram_latency_cycles`), and
+        ``omniconv verify`` / ``run`` simulate it.
     """
 
     name: str
@@ -99,6 +104,7 @@ class Board:
     clock_mhz: float
     static_power_w: float
     source: str
+    dram_latency_ns: float = 0.0
 
     #: Capacity of one UltraRAM block (URAM288) in Kbit.
     URAM_BLOCK_KBITS = 288
@@ -141,6 +147,7 @@ class Board:
         _check_number("dram_gbps", self.dram_gbps, positive=True)
         _check_number("clock_mhz", self.clock_mhz, positive=True)
         _check_number("static_power_w", self.static_power_w, positive=False)
+        _check_number("dram_latency_ns", self.dram_latency_ns, positive=False)
 
     @property
     def lut_budget(self) -> int:
@@ -171,6 +178,11 @@ class Board:
     def onchip_bytes(self) -> int:
         """Block RAM plus UltraRAM capacity in bytes (1 Kbit = 1024 bits)."""
         return (self.bram_kbits + self.uram_kbits) * 1024 // 8
+
+    @property
+    def dram_latency_cycles(self) -> int:
+        """The DRAM read latency in overlay clock cycles, rounded up."""
+        return math.ceil(self.dram_latency_ns * self.clock_mhz / 1000 - 1e-9)
 
     @property
     def dram_bytes_per_cycle(self) -> float:
@@ -207,7 +219,8 @@ def load_board(spec: str | Path, base_dir: str | Path | None = None) -> Board:
     path = resolve_named_file(spec, "board", BOARDS_DIR, base_dir)
     data = load_yaml(path)
     names = [f.name for f in fields(Board)]
-    check_keys(path, "", data, names, required=names)
+    check_keys(path, "", data, names,
+               required=[f.name for f in fields(Board) if f.default is MISSING])
     try:
         return Board(**data)
     except (TypeError, ValueError) as exc:

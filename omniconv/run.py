@@ -43,8 +43,9 @@ def add_arguments(parser) -> None:
                         help="the graph input as onnxruntime takes it (float32, batch 1)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: build/<config stem>)")
-    parser.add_argument("--dram-latency", metavar="CYCLES", type=_cycles, default=0,
-                        help="the DRAM model's read latency in cycles (default 0)")
+    parser.add_argument("--dram-latency", metavar="CYCLES", type=_cycles, default=None,
+                        help="the DRAM model's read latency in cycles (default: the board's "
+                             "dram_latency_ns at its clock, as design.json is timed)")
     parser.add_argument("--dram-stall", metavar="N", type=_stall, default=0,
                         help="random AXI back-pressure, N/256 of the cycles (default 0)")
 
@@ -100,6 +101,7 @@ def run(args) -> int:
     from dse.load import load_network
     from omniconv.config import load_config
     from omniconv.flow import quantized_network
+    from omniconv.verify import dram_latency
     from sim.runtime import check_input, run_quantized
 
     config = load_config(args.config)
@@ -126,7 +128,8 @@ def run(args) -> int:
         try:
             result = run_quantized(network, design, quant, x, out_dir / "sim",
                                    output_shapes=_output_shapes(Path(config.network_spec)),
-                                   latency=args.dram_latency, stall=args.dram_stall, log=log)
+                                   latency=dram_latency(args, config),
+                                   stall=args.dram_stall, log=log)
         except ValueError as exc:                 # a layer the overlay does not run
             raise InputError(str(config.path), "network", str(exc)) from None
         except RuntimeError as exc:

@@ -87,8 +87,27 @@ def _bounded(text: str, high: int, what: str) -> int:
     return value
 
 
+#: Most cycles of read latency the DRAM model takes (its 16-bit input).
+MAX_LATENCY = 65535
+
+
 def _cycles(text: str) -> int:
-    return _bounded(text, 65535, "the latency")
+    return _bounded(text, MAX_LATENCY, "the latency")
+
+
+def dram_latency(args, config) -> int:
+    """The DRAM model's read latency: ``--dram-latency``, else the board's (design.json is
+    timed with it)."""
+    if getattr(args, "dram_latency", None) is not None:
+        return args.dram_latency
+    cycles = config.board.dram_latency_cycles
+    if cycles > MAX_LATENCY:
+        from dse.errors import InputError
+
+        raise InputError(config.board_spec, "dram_latency_ns",
+                         f"must be at most {MAX_LATENCY} cycles at the board's clock for the "
+                         f"DRAM model, not {cycles}")
+    return cycles
 
 
 def _stall(text: str) -> int:
@@ -110,8 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "datapath: run each conv layer on the conv datapath from its "
                              "buffers; auto (default): top where the top runs the design "
                              "(and no --layers), else datapath")
-    parser.add_argument("--dram-latency", metavar="CYCLES", type=_cycles, default=0,
-                        help="top mode: the DRAM model's read latency in cycles (default 0)")
+    parser.add_argument("--dram-latency", metavar="CYCLES", type=_cycles, default=None,
+                        help="top mode: the DRAM model's read latency in cycles (default: the "
+                             "board's dram_latency_ns at its clock, as design.json is timed)")
     parser.add_argument("--dram-stall", metavar="N", type=_stall, default=0,
                         help="top mode: random AXI back-pressure, N/256 of the cycles "
                              "(default 0)")
@@ -201,7 +221,7 @@ def run(args) -> int:
         if mode == "top" or (mode == "auto" and layers is None):
             try:
                 doc = verify_network_top(settings, network, params, out_dir / "sim", log=log,
-                                         latency=getattr(args, "dram_latency", 0),
+                                         latency=dram_latency(args, config),
                                          stall=getattr(args, "dram_stall", 0), quant=quant,
                                          model_path=config.network_spec)
             except NotOnTop as exc:

@@ -50,7 +50,7 @@ from rtl.isa import (
     TILE_SLOT_BITS,
     LoadSetup,
 )
-from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, COUNTER_BITS
+from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, BUS_BITS, COUNTER_BITS, DMA_OUTSTANDING
 
 from .validate import rejecting
 
@@ -534,7 +534,7 @@ class LoadEngine(_DmaEngine):
     """
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
+                 outstanding: int = DMA_OUTSTANDING, sign_extend: bool = True, tile_side: int = 0,
                  per_command: bool = False):
         with rejecting(self):
             if not isinstance(per_command, bool):
@@ -739,7 +739,7 @@ class StoreEngine(_DmaEngine):
     _TILE_LANES = True
 
     def __init__(self, bus_bits: int = 128, lanes: int = 8, lane_bits: int = 8,
-                 outstanding: int = 4, sign_extend: bool = True, tile_side: int = 0,
+                 outstanding: int = DMA_OUTSTANDING, sign_extend: bool = True, tile_side: int = 0,
                  tile_lanes: int = 0, box_lanes: int | None = None):
         super().__init__(bus_bits, lanes, lane_bits, outstanding, sign_extend, tile_side,
                          tile_lanes)

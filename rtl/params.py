@@ -55,6 +55,11 @@ PREFETCH_WORDS = 8
 AXI_MAX_BEATS = 256
 #: No AXI4 burst may cross a boundary of this many bytes.
 AXI_BOUNDARY = 4096
+#: Most read bursts the load engine has in flight (``rtl.dma.LoadEngine``'s ``outstanding``,
+#: the depth of its burst queue), and most write bursts the store engine has awaiting their
+#: response.  With a DRAM read latency of L cycles a load of bursts of b beats is bound by
+#: ``outstanding`` bursts per L + 3 cycles (``dse.cost.dma.load_tile_cycles``).
+DMA_OUTSTANDING = 4
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2

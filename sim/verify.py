@@ -201,7 +201,8 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
         return design
     # the choices design.json holds: re-made by the program's cycles where the top runs it
     return timed_design(network, design, algorithms=tuple(algorithms),
-                        dataflows=tuple(settings.dataflows), pins=pins, quant=quant)
+                        dataflows=tuple(settings.dataflows), pins=pins, quant=quant,
+                        latency=settings.board.dram_latency_cycles)
 
 
 def select_layers(network, design, names, source: str = "--layers") -> list[str]:

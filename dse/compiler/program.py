@@ -246,6 +246,7 @@ from rtl.isa import (
     pack_image,
 )
 from rtl.params import (
+    AXI_BOUNDARY,
     FINISH_CYCLES,
     QADD_SETTING_BITS,
     QUANT_ENTRY_BYTES,
@@ -1714,15 +1715,18 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
             # a tile-mode store: a pixel's winograd_lanes elements a word (module docstring)
             n_lanes = (lanes[inst.buf] if load else
                        params.winograd_lanes if inst.tile else params.cols)
-            # the cycles depend on the address only through its offset in a beat: boxes of
-            # one shape and offset (most of a layer's) are costed once
-            key = (load, inst.dram % beat, inst.rows, inst.cols, inst.ch, s.elem,
-                   s.row_pitch, s.px_pitch, n_lanes)
+            # the cycles depend on the address only through its offset in a beat (and, with a
+            # read latency, in an AXI boundary, where the bursts split): boxes of one shape
+            # and offset (most of a layer's) are costed once.  The memory's latency is a
+            # read latency: it answers a write burst the cycle after its last beat
+            waits = load and latency
+            key = (load, inst.dram % (AXI_BOUNDARY if waits else beat), inst.rows, inst.cols,
+                   inst.ch, s.elem, s.row_pitch, s.px_pitch, n_lanes)
             if key not in dma:
                 f = load_tile_cycles if load else store_tile_cycles
                 dma[key] = int(f(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                  s.row_pitch, s.px_pitch, params.bus_bits, n_lanes,
-                                 latency=latency)) - 1
+                                 latency=latency if load else 0)) - 1
             out.append(dma[key])
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)

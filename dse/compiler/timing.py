@@ -333,7 +333,8 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
                                                     for p in design.layers))
 
 
-def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None, quant=None):
+def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None, quant=None,
+                 latency: int = 0):
     """``design`` with the cycles of the program the overlay top runs where the top runs it
     -- each conv and fc layer's choice first re-made by its program's cycles among the
     allowed ``algorithms`` and ``dataflows`` within ``pins`` (:func:`program_choices`;
@@ -342,14 +343,17 @@ def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None,
     otherwise.  ``omniconv dse`` and ``omniconv verify`` both take their design from here,
     so verify runs what design.json describes.  ``quant``: a quantised network's records
     (``dse.importers.onnx_qdq.QuantizedNetwork``), for a design that requantises per
-    channel."""
+    channel.  ``latency``: the DRAM read latency in cycles (the board's,
+    ``dse.board.Board.dram_latency_cycles``), which the choices and the timing both see and
+    ``timing.dram_latency_cycles`` states."""
     chosen = design
     try:
         if algorithms is not None and dataflows is not None:
             # a layer the top cannot run as the model chose it may run another way
             chosen = program_choices(network, design, algorithms=algorithms,
-                                     dataflows=dataflows, pins=pins, quant=quant)
-        timed = program_design(network, chosen, quant=quant)
+                                     dataflows=dataflows, pins=pins, quant=quant,
+                                     latency=latency)
+        timed = program_design(network, chosen, quant=quant, latency=latency)
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
     changed = [p.name for p, q in zip(design.layers, chosen.layers)
@@ -357,5 +361,5 @@ def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None,
                != _choice(q.algorithm, q.variant, q.dataflow)]
     return dataclasses.replace(timed, timing={"source": "program",
                                               "model_total_cycles": design.total_cycles,
-                                              "dram_latency_cycles": 0,
+                                              "dram_latency_cycles": latency,
                                               "rechosen_layers": changed})

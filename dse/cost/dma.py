@@ -59,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from dse.cost.transforms import cdiv
+from rtl.params import AXI_BOUNDARY, AXI_MAX_BEATS, DMA_OUTSTANDING
 
 __all__ = [
     "LOAD_OVERHEAD",
@@ -67,6 +68,7 @@ __all__ = [
     "dma_joins",
     "dma_runs",
     "dma_words",
+    "latency_bound_cycles",
     "load_tile_cycles",
     "store_tile_cycles",
 ]
@@ -175,16 +177,99 @@ def _memory_bound(beats, words, bus_bits, bytes_per_cycle, xp):
     return xp.maximum(busy, stretched)
 
 
+def _run_timeline(offset: int, run_bytes: int, px_bytes: int, word_ends, beat: int):
+    """The aligner's timeline of one run that starts ``offset`` bytes into a beat, with the
+    byte register empty: each beat's cycle after the run's first beat, and the cycle of the
+    run's last word.  After beat b the aligner hands out the words its bytes complete, one a
+    cycle, and takes the next beat in the cycle after the last of them -- or in that cycle
+    when the word ends exactly where the beat does (it empties the register)."""
+    n_beats = -(-(offset + run_bytes) // beat)
+    beat_ends = np.minimum(np.arange(1, n_beats + 1) * beat - offset, run_bytes)
+    ends = (np.arange(run_bytes // px_bytes)[:, None] * px_bytes + word_ends).ravel()
+    done = np.searchsorted(ends, beat_ends, side="right")      # words complete per beat end
+    words = np.diff(done, prepend=0)
+    exact = np.isin(beat_ends, ends)
+    gaps = 1 + words - exact                                   # beat b to beat b + 1
+    cycles = np.concatenate(([0], np.cumsum(gaps[:-1])))
+    return cycles, int(cycles[-1] + words[-1])
+
+
+def _load_bursts(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes):
+    """The bursts of one ``load.tile`` on the aligner's own timeline (a memory that answers
+    at once): arrays of each burst's first and last beat's cycle, and the last word's cycle,
+    all counted from the first beat."""
+    beat = bus_bits // 8
+    nr, nc, n, pr, pc = (int(v) for v in dma_runs(rows, cols, ch, elem, row_pitch, px_pitch))
+    px = ch * elem
+    word_ends = np.minimum(np.arange(1, -(-ch // lanes) + 1) * lanes, ch) * elem
+    runs = {}                                   # the run's timeline by its beat offset
+    first, last = [], []
+    start = 0                                   # the run's first beat on the tile's timeline
+    for r in range(nr):
+        for c in range(nc):
+            cur = dram + r * pr + c * pc
+            o = cur % beat
+            if o not in runs:
+                runs[o] = _run_timeline(o, n, px, word_ends, beat)
+            cycles, end = runs[o]
+            b, rem = 0, n                       # bursts as the engines split the run
+            while rem:
+                size = min(rem, AXI_BOUNDARY - cur % AXI_BOUNDARY,
+                           AXI_MAX_BEATS * beat - cur % beat)
+                k = -(-(cur % beat + size) // beat)
+                first.append(start + cycles[b])
+                last.append(start + cycles[b + k - 1])
+                b, cur, rem = b + k, cur + size, rem - size
+            start += end                        # the next run's first beat joins the last word
+    return np.array(first), np.array(last), start
+
+
 def load_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,
-                     latency=0, bytes_per_cycle=None):
+                     latency=0, bytes_per_cycle=None, outstanding=DMA_OUTSTANDING):
     """Cycles of one ``load.tile`` (module docstring): :data:`LOAD_OVERHEAD` + ``latency`` +
     the larger of beats + words − (joins − 1) and the beats' transfer time at
-    ``bytes_per_cycle`` (``None``: at least one beat a cycle).  Scalars only."""
+    ``bytes_per_cycle`` (``None``: at least one beat a cycle) -- with a read ``latency``, the
+    larger of that and :func:`latency_bound_cycles`.  Scalars only."""
     beats = dma_beats(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits)
     words = dma_words(rows, cols, ch, lanes)
     joins = dma_joins(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes)
-    return LOAD_OVERHEAD + latency + _memory_bound(beats, words - (joins - 1), bus_bits,
-                                                   bytes_per_cycle, np)
+    cycles = LOAD_OVERHEAD + latency + _memory_bound(beats, words - (joins - 1), bus_bits,
+                                                     bytes_per_cycle, np)
+    if latency:
+        cycles = max(cycles, latency_bound_cycles(dram, rows, cols, ch, elem, row_pitch,
+                                                  px_pitch, bus_bits, lanes, latency,
+                                                  outstanding))
+    return cycles
+
+
+def latency_bound_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,
+                         latency, outstanding=DMA_OUTSTANDING):
+    """Cycles of one ``load.tile`` from a memory that answers each burst ``latency`` cycles
+    late and never stalls otherwise, with the load engine's ``outstanding`` bursts in flight.
+
+    The engine issues burst j in cycle i_j = max(i_{j−1} + 1, l_{j−outstanding} + 1) -- its
+    burst queue frees a place the cycle after a burst's last beat is taken, in cycle l --
+    and the memory offers its first beat in i_j + ``latency`` + 2 (the AR register, the
+    memory's registered answer).  The aligner takes that beat then or, if later, when its own
+    timeline (:func:`_load_bursts`) reaches it; every later beat of the burst follows on
+    that timeline.  With ``latency`` 0 this is beats + words − (joins − 1) + the overhead: no
+    burst waits.  Bursts of a beat or two (a box whose pixels are a channel slice of a wider
+    tensor is a run, and a burst, per pixel) wait: ``outstanding`` of them per
+    ``latency`` + 3 cycles.  Scalars only."""
+    dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes = (
+        int(v) for v in (dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes))
+    first, last, end = _load_bursts(dram, rows, cols, ch, elem, row_pitch, px_pitch,
+                                    bus_bits, lanes)
+    first0 = LOAD_OVERHEAD + 1                  # the first beat's cycle (the command's is 1)
+    issue = first0 - 2                          # with latency 0 it is taken as it arrives
+    slip = 0                                    # the aligner's delay behind its own timeline
+    taken = []                                  # each burst's last beat's cycle
+    for j in range(len(first)):
+        if j:
+            issue = max(issue + 1, taken[j - outstanding] + 1 if j >= outstanding else 0)
+        slip = max(slip, issue + latency + 2 - (first0 + int(first[j])))
+        taken.append(first0 + int(last[j]) + slip)
+    return first0 + end + slip                  # the last word's cycle: done
 
 
 def store_tile_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes,

@@ -12,8 +12,9 @@ The references are numpy, computed here from the DRAM bytes and the command alon
   must stay as it was; the lanes of a pixel's last word past ``ch`` hold random junk.
 
 Cycles: with a memory that answers at once and never stalls, the measured cycles (command
-taken through ``done``) equal ``dse.cost.dma``'s formula exactly.  With random latency,
-idles and back-pressure they lie within
+taken through ``done``) equal ``dse.cost.dma``'s formula exactly; so do a load's with a fixed
+read latency and no stalls (the formula's burst-by-burst bound, bursts of a beat waiting on
+``outstanding``).  With random latency, idles and back-pressure they lie within
 
     formula(latency) ≤ measured ≤ formula(0) + delay_cycles
 
@@ -184,9 +185,10 @@ def _random_cmd(rng, *, max_elem, lanes, bus_bytes, four_k=False, one_pixel=Fals
 
 
 def _formula(cost, cmd, dut, latency=0):
+    extra = {"outstanding": dut.outstanding} if cost is load_tile_cycles else {}
     return int(cost(cmd["dram"], cmd["rows"], cmd["cols"], cmd["ch"], 1 << cmd["elem"],
                     cmd["row_pitch"], cmd["px_pitch"], dut.bus_bits, dut.lanes,
-                    latency=latency))
+                    latency=latency, **extra))
 
 
 def _crosses_4k(cmd):
@@ -308,6 +310,36 @@ def test_store_box_lanes_take_the_first_lanes_of_each_word(bus_bits, lanes, box_
     with pytest.raises(ValueError, match=r"^box_lanes must be between 1 and lanes = 16, "
                                          r"not 17$"):
         StoreEngine(64, 16, 8, box_lanes=17)
+
+
+@pytest.mark.parametrize("bus_bits,lanes,lane_bits,outstanding,latency",
+                         [(64, 8, 8, 4, 40), (64, 3, 8, 3, 9), (128, 5, 12, 4, 1),
+                          (256, 8, 16, 6, 23)])
+def test_load_fixed_latency_exact_cycles(bus_bits, lanes, lane_bits, outstanding, latency):
+    """A memory that answers every burst ``latency`` cycles late and never stalls: each
+    box's cycles equal the formula's, channel slices (a burst per pixel, waiting on the
+    ``outstanding`` bursts in flight), 4 KiB crossings and packed boxes alike."""
+    rng = random.Random(latency * 7 + lanes)
+    dut = LoadEngine(bus_bits, lanes, lane_bits, outstanding=outstanding)
+    bus_bytes = bus_bits // 8
+    cmds = [_random_cmd(rng, max_elem=dut.max_elem_bytes, lanes=lanes, bus_bytes=bus_bytes,
+                        four_k=i == 0) for i in range(5)]
+    # a channel slice of a wider tensor, one beat a pixel: the box that waits most
+    cmds.append({**_random_cmd(rng, max_elem=1, lanes=lanes, bus_bytes=bus_bytes),
+                 "dram": BASE + 5 * bus_bytes, "rows": 3, "cols": 5, "ch": lanes, "elem": 0,
+                 "px_pitch": 2 * lanes, "row_pitch": 10 * lanes})
+    mem = bytearray(np.random.default_rng(lanes).integers(0, 256, MEM_BYTES, np.uint8))
+    writes, per_cmd, _, _ = rtl_load(dut, bytearray(mem), cmds, latency=latency)
+    want = {}
+    for cmd in cmds:
+        want.update(ref_load(mem, cmd, lanes, lane_bits))
+    assert dict(writes) == want
+    for cmd, (cycles, err, _) in zip(cmds, per_cmd):
+        assert not err
+        assert cycles == _formula(load_tile_cycles, cmd, dut, latency), cmd
+    if latency >= 9:        # (a latency of a cycle is hidden by the bursts in flight)
+        sliced = _formula(load_tile_cycles, cmds[-1], dut, latency)
+        assert sliced > _formula(load_tile_cycles, cmds[-1], dut) + latency
 
 
 @pytest.mark.parametrize("bus_bits,lanes,lane_bits,latency", [(64, 5, 8, 3), (256, 8, 16, 7),
