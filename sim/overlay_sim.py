@@ -53,7 +53,8 @@ class OverlaySim:
 
 @dataclass(frozen=True)
 class SimResult:
-    """What a run returns: ``memory`` (bytes from address 0), the top's ``ok`` (done without
+    """What a run returns: ``memory`` (bytes from address 0 through the image's last word:
+    everything a program may write), the top's ``ok`` (done without
     error), ``error``, ``error_code``, ``error_index``, ``cycles`` (its counter: start to
     done), ``wall_cycles`` (the testbench's, reset included), ``seconds``, and with
     ``trace`` the per-engine log: engine code (:attr:`rtl.isa.Engine.code`) → the (take,
@@ -163,8 +164,10 @@ def _hex_words(image: bytes, word_bytes: int) -> str:
 
 
 def _read_hex(path: Path, word_bytes: int, words: int) -> bytes:
+    """The first ``words`` words of a ``$writememh`` file as little-endian bytes."""
     out = bytearray(words * word_bytes)
     index = 0
+    digits = 2 * word_bytes
     for line in path.read_text().split("\n"):
         line = line.strip()
         if not line or line.startswith("//"):
@@ -172,11 +175,13 @@ def _read_hex(path: Path, word_bytes: int, words: int) -> bytes:
         if line.startswith("@"):
             index = int(line[1:], 16)
             continue
-        if "x" in line.lower() or "z" in line.lower():
-            value = 0                    # never written or loaded: reads as zero
+        if index >= words:
+            break
+        if "x" in line or "z" in line or "X" in line or "Z" in line:
+            word = bytes(word_bytes)     # never written or loaded: reads as zero
         else:
-            value = int(line, 16)
-        out[index * word_bytes:(index + 1) * word_bytes] = value.to_bytes(word_bytes, "little")
+            word = bytes.fromhex(line.rjust(digits, "0"))[::-1]
+        out[index * word_bytes:(index + 1) * word_bytes] = word
         index += 1
     return bytes(out)
 
@@ -209,18 +214,25 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
         work.mkdir(parents=True, exist_ok=True)
         (work / "image.hex").write_text(_hex_words(image, word))
         dump = work / "dump.hex"
+        dump_words = max(1, -(-len(image) // word))
         log = work / "trace.txt"
         start = time.perf_counter()
         command = [str(sim.executable), f"+image={work / 'image.hex'}", f"+dump={dump}",
-                   f"+program={program:x}", f"+latency={latency}", f"+stall={stall}",
-                   f"+timeout={timeout_cycles}", *([f"+trace={log}"] if trace else [])]
+                   f"+dump_words={dump_words}", f"+program={program:x}", f"+latency={latency}",
+                   f"+stall={stall}", f"+timeout={timeout_cycles}",
+                   *([f"+trace={log}"] if trace else [])]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) as running:
             if trace and on_progress is not None:
-                while running.poll() is None:
-                    time.sleep(poll_seconds)
-                    if log.exists():
-                        on_progress(_read_trace(log))
+                while True:
+                    try:                # returns as soon as the simulation ends
+                        running.wait(timeout=poll_seconds)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if log.exists():
+                            on_progress(_read_trace(log))
+                if log.exists():                # the last layers, however quick the run
+                    on_progress(_read_trace(log))
             stdout, stderr = running.communicate()
         proc = subprocess.CompletedProcess(command, running.returncode, stdout, stderr)
         seconds = time.perf_counter() - start
@@ -230,7 +242,7 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
                                f"{proc.returncode}):\n{proc.stdout[-2000:]}\n"
                                f"{proc.stderr[-2000:]}")
         ok, error, code, index, cycles, wall = (int(g) for g in match.groups())
-        memory = _read_hex(dump, word, sim.mem_words)
+        memory = _read_hex(dump, word, dump_words)
         return SimResult(memory, bool(ok), bool(error), code, index, cycles, wall, seconds,
                          _read_trace(log) if trace else None)
     finally:

@@ -3,7 +3,8 @@
 // for Verilator with the C++ driver overlay_main.cpp: no Python runs per cycle.
 //
 // Plusargs: +image=FILE (hex, one DATA_BITS word a line: the DRAM image from address 0),
-// +dump=FILE (the memory written back at the end), +program=HEX (the program's byte
+// +dump=FILE (the memory written back at the end: its first +dump_words=N words, default
+// all), +program=HEX (the program's byte
 // address), +latency=N and +stall=N (the DRAM model's), +timeout=N (cycles), +trace=FILE
 // (one line per cycle in which the controller hands an engine an instruction or an engine
 // reports one done: "TAKE DONE CYCLES", the engine bits in hex, then the top's counter).
@@ -29,6 +30,7 @@ module overlay_tb #(
     reg [7:0]   stall;
     reg [31:0]  timeout;
     reg [1023:0] image_file, dump_file, trace_file;
+    integer     dump_words;
     integer     trace_fd;
     wire [3:0]  trace_take, trace_done;
     reg [3:0]   reset_left;
@@ -95,6 +97,8 @@ module overlay_tb #(
     initial begin
         if (!$value$plusargs("image=%s", image_file)) image_file = "";
         if (!$value$plusargs("dump=%s", dump_file)) dump_file = "";
+        if (!$value$plusargs("dump_words=%d", dump_words) || dump_words < 1
+            || dump_words > MEM_WORDS) dump_words = MEM_WORDS;
         if (!$value$plusargs("program=%h", program_addr)) program_addr = 40'd0;
         if (!$value$plusargs("latency=%d", latency)) latency = 16'd0;
         if (!$value$plusargs("stall=%d", stall)) stall = 8'd0;
@@ -124,11 +128,11 @@ module overlay_tb #(
             started <= 1'b1;
         end else if (!finished && !start && !busy && (done || error || wall >= timeout)) begin
             finished <= 1'b1;
-            if (dump_file != "") $writememh(dump_file, mem.mem);
+            if (dump_file != "") $writememh(dump_file, mem.mem, 0, dump_words - 1);
             if (trace_fd != 0) $fclose(trace_fd);
         end else if (!finished && wall >= timeout) begin
             finished <= 1'b1;
-            if (dump_file != "") $writememh(dump_file, mem.mem);
+            if (dump_file != "") $writememh(dump_file, mem.mem, 0, dump_words - 1);
             if (trace_fd != 0) $fclose(trace_fd);
         end
     end
