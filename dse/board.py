@@ -184,6 +184,13 @@ class Board:
         """The DRAM read latency in overlay clock cycles, rounded up."""
         return math.ceil(self.dram_latency_ns * self.clock_mhz / 1000 - 1e-9)
 
+    def dram_bandwidth_256(self, bus_bits: int) -> int:
+        """The DRAM's bytes per 256 overlay cycles (rounded down) where it is narrower than
+        an AXI bus of ``bus_bits``, else 0 (the bus is the limit: a beat a cycle): the
+        bandwidth the program timing and the simulated DRAM model share."""
+        rate = math.floor(self.dram_bytes_per_cycle * 256 + 1e-9)
+        return rate if rate < bus_bits // 8 * 256 else 0
+
     @property
     def dram_bytes_per_cycle(self) -> float:
         """Peak DRAM bytes per overlay clock cycle (GB/s is 10^9 bytes/s)."""

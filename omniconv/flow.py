@@ -252,7 +252,8 @@ def explore(config, *, progress: bool = True, optimizer: str | None = None,
     # them), the model's otherwise
     return timed_design(network, design, algorithms=algorithms,
                         dataflows=tuple(d.value for d in config.dataflows), pins=pins,
-                        quant=quant, latency=config.board.dram_latency_cycles)
+                        quant=quant, latency=config.board.dram_latency_cycles,
+                        bandwidth=config.board.dram_bandwidth_256(design.hardware["bus_bits"]))
 
 
 def _write_design(design, out_dir: Path) -> None:

@@ -129,7 +129,9 @@ def run(args) -> int:
             result = run_quantized(network, design, quant, x, out_dir / "sim",
                                    output_shapes=_output_shapes(Path(config.network_spec)),
                                    latency=dram_latency(args, config),
-                                   stall=args.dram_stall, log=log)
+                                   stall=args.dram_stall, log=log,
+                                   bandwidth=config.board.dram_bandwidth_256(
+                                       int(design.hardware["bus_bits"])))
         except ValueError as exc:                 # a layer the overlay does not run
             raise InputError(str(config.path), "network", str(exc)) from None
         except RuntimeError as exc:

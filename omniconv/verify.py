@@ -223,7 +223,9 @@ def run(args) -> int:
                 doc = verify_network_top(settings, network, params, out_dir / "sim", log=log,
                                          latency=dram_latency(args, config),
                                          stall=getattr(args, "dram_stall", 0), quant=quant,
-                                         model_path=config.network_spec)
+                                         model_path=config.network_spec,
+                                         bandwidth=config.board.dram_bandwidth_256(
+                                             params.bus_bits))
             except NotOnTop as exc:
                 if mode == "top" or quant is not None:
                     raise InputError(str(config.path), "", f"the overlay top cannot run "

@@ -191,6 +191,7 @@ _RESULT = re.compile(r"omniconv-sim ok=(\d+) error=(\d+) error_code=(\d+) error_
 
 
 def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency: int = 0,
+                    bandwidth: int = 0,
                     stall: int = 0, timeout_cycles: int = 100_000_000,
                     work_dir: Path | None = None, trace: bool = False,
                     on_progress=None, poll_seconds: float = 2.0) -> SimResult:
@@ -204,6 +205,8 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
     if len(image) > sim.mem_words * word:
         raise ValueError(f"image must fit the DRAM model's {sim.mem_words * word} bytes, not "
                          f"{len(image)}")
+    if not 0 <= bandwidth < 1 << 24:
+        raise ValueError(f"bandwidth must be in [0, 2^24), not {bandwidth}")
     if not 0 <= latency < 1 << 16 or not 0 <= stall < 256:
         raise ValueError(f"latency must be in [0, 65535] and stall in [0, 255], not {latency} "
                          f"and {stall}")
@@ -219,6 +222,7 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
         start = time.perf_counter()
         command = [str(sim.executable), f"+image={work / 'image.hex'}", f"+dump={dump}",
                    f"+dump_words={dump_words}", f"+program={program:x}", f"+latency={latency}",
+                   f"+bandwidth={bandwidth}",
                    f"+stall={stall}", f"+timeout={timeout_cycles}",
                    *([f"+trace={log}"] if trace else [])]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -40,7 +40,7 @@ class VerilatorBackend:
     build/cache/verilator), its DRAM model ``mem_words`` bus words deep."""
 
     def __init__(self, params, limits, *, table_words: int, token_depth: int, mem_words: int,
-                 work_dir: Path, latency: int = 0, stall: int = 0):
+                 work_dir: Path, latency: int = 0, stall: int = 0, bandwidth: int = 0):
         from rtl.overlay_top import OverlayTop
         from sim.overlay_sim import build_overlay_sim
 
@@ -49,12 +49,13 @@ class VerilatorBackend:
         self.sim = build_overlay_sim(top, mem_words=mem_words)
         self.build_seconds = time.perf_counter() - start
         self.work_dir, self.latency, self.stall = Path(work_dir), latency, stall
+        self.bandwidth = bandwidth
 
     def run(self, image: bytes, program: int, *, on_progress=None, timeout_cycles=None):
         from sim.overlay_sim import run_overlay_sim
 
         return run_overlay_sim(self.sim, image, program=program, latency=self.latency,
-                               stall=self.stall, trace=True, work_dir=self.work_dir,
+                               stall=self.stall, bandwidth=self.bandwidth, trace=True, work_dir=self.work_dir,
                                on_progress=on_progress,
                                timeout_cycles=timeout_cycles or 100_000_000)
 
@@ -80,7 +81,7 @@ def check_input(x: np.ndarray, network) -> None:
 
 def run_quantized(network, design, quant, x, work_dir: Path, *, output_shapes=None,
                   latency: int = 0, stall: int = 0, log: Callable[[str], None] = print,
-                  backend: Backend | None = None) -> RunOutput:
+                  backend: Backend | None = None, bandwidth: int = 0) -> RunOutput:
     """Run ``network`` (its QDQ records ``quant``) on ``design``'s overlay with the float32
     input ``x`` (the graph input as onnxruntime takes it, batch dimension 1 included).
     ``output_shapes``: the graph outputs' shapes by ONNX name (default ``[1, C, H, W]``, or
@@ -107,7 +108,7 @@ def run_quantized(network, design, quant, x, work_dir: Path, *, output_shapes=No
     lp, weights = compile_network(network, design, to_stored(q), quant=quant)
     names = list(weights)
     params, limits = design_overlay(design)
-    timing = program_timing(lp, params, latency=latency)
+    timing = program_timing(lp, params, latency=latency, bandwidth=bandwidth)
     if backend is None:
         log(f"overlay top {params.rows}x{params.cols}, bus {params.bus_bits} bits: "
             f"{len(names)} layers, {len(lp.program)} instructions, DRAM image "
@@ -116,7 +117,8 @@ def run_quantized(network, design, quant, x, work_dir: Path, *, output_shapes=No
         backend = VerilatorBackend(params, limits, table_words=table_words_for(lp.table_words),
                                    token_depth=lp.token_depth,
                                    mem_words=mem_words_for(len(lp.image), params.bus_bits),
-                                   work_dir=work_dir, latency=latency, stall=stall)
+                                   work_dir=work_dir, latency=latency, stall=stall,
+                                   bandwidth=bandwidth)
     ends = {t.index: t.end for t in timing.layers}
     r = backend.run(lp.image, lp.program_addr,
                     on_progress=layer_progress(lp.program, lp.layer_of, names, ends, log))
@@ -148,7 +150,8 @@ def run_quantized(network, design, quant, x, work_dir: Path, *, output_shapes=No
            "totals": {"measured_cycles": r.cycles, "predicted_cycles": timing.total_cycles,
                       "dram_bytes": sum(entry["dram_bytes"] for entry in layers),
                       "image_bytes": len(lp.image)},
-           "dram": {"read_latency_cycles": latency, "stall_per_256": stall},
+           "dram": {"read_latency_cycles": latency, "stall_per_256": stall,
+                    "bandwidth_bytes_per_cycle": bandwidth / 256 if bandwidth else None},
            "simulation_seconds": round(r.seconds, 2),
            "simulated_cycles_per_s": round(r.cycles / max(r.seconds, 1e-9))}
     return RunOutput(outputs, doc, r)

@@ -202,7 +202,8 @@ def map_network(network, params, settings: VerifySettings, log: Callable[[str], 
     # the choices design.json holds: re-made by the program's cycles where the top runs it
     return timed_design(network, design, algorithms=tuple(algorithms),
                         dataflows=tuple(settings.dataflows), pins=pins, quant=quant,
-                        latency=settings.board.dram_latency_cycles)
+                        latency=settings.board.dram_latency_cycles,
+                        bandwidth=settings.board.dram_bandwidth_256(params.bus_bits))
 
 
 def select_layers(network, design, names, source: str = "--layers") -> list[str]:

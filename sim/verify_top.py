@@ -64,7 +64,7 @@ def _quantized_golden(model_path, network, x) -> dict:
 
 def verify_network_top(settings: VerifySettings, network, params, work_dir: Path, *,
                        log: Callable[[str], None] = print, seed: int = DATA_SEED,
-                       latency: int = 0, stall: int = 0, quant=None,
+                       latency: int = 0, stall: int = 0, quant=None, bandwidth: int = 0,
                        model_path=None) -> dict:
     """Run ``network`` on the overlay top of ``params``, from DRAM; return verify.json.
 
@@ -106,9 +106,9 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
     except ValueError as exc:
         raise NotOnTop(str(exc)) from None
     names = list(weights)
-    timed = program_design(network, design, latency=latency, quant=quant)
+    timed = program_design(network, design, latency=latency, quant=quant, bandwidth=bandwidth)
     top_params, limits = design_overlay(design)
-    timing = program_timing(lp, top_params, latency=latency)
+    timing = program_timing(lp, top_params, latency=latency, bandwidth=bandwidth)
     mem_words = mem_words_for(len(lp.image), top_params.bus_bits)
     log(f"overlay top {params.rows}x{params.cols}, bus {top_params.bus_bits} bits: "
         f"{len(names)} layers, {len(lp.program)} instructions, DRAM image "
@@ -119,13 +119,16 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
                      token_depth=lp.token_depth)
     sim = build_overlay_sim(top, mem_words=mem_words)
     build_s = time.perf_counter() - start
-    log(f"  built in {build_s:.1f} s; simulating (DRAM read latency {latency}, "
+    rate = (f"{bandwidth / 256:g} bytes a cycle" if bandwidth else
+            f"a {top_params.bus_bits}-bit beat a cycle")
+    log(f"  built in {build_s:.1f} s; simulating (DRAM read latency {latency}, {rate}, "
         f"back-pressure {stall}/256)")
 
     ends = {t.index: t.end for t in timing.layers}
     progress = layer_progress(lp.program, lp.layer_of, names, ends, log)
 
     r = run_overlay_sim(sim, lp.image, program=lp.program_addr, latency=latency, stall=stall,
+                        bandwidth=bandwidth,
                         trace=True, work_dir=Path(work_dir), on_progress=progress,
                         timeout_cycles=max(10 * timed.total_cycles, 1_000_000))
     sim_s = r.seconds
@@ -190,6 +193,8 @@ def verify_network_top(settings: VerifySettings, network, params, work_dir: Path
             "hardware": params.as_dict(), "precision": precision,
             "limits": dataclasses.asdict(limits),
             "seed": seed, "dram": {"read_latency_cycles": latency, "stall_per_256": stall,
+                                   "bandwidth_bytes_per_cycle":
+                                       bandwidth / 256 if bandwidth else None,
                                    "image_bytes": len(lp.image)},
             "layers": layers,
             "other_layers": [layer.name for layer in network.layers

@@ -206,6 +206,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -1679,10 +1680,13 @@ def build_layer_program(plan, x, w, params: OverlayParams, limits: DatapathLimit
 
 
 def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
-                       mult_latency: int = DEFAULT_MULT_LATENCY) -> list[int]:
+                       mult_latency: int = DEFAULT_MULT_LATENCY,
+                       bandwidth: int = 0) -> list[int]:
     """Each instruction's cycles from its command transfer to its ``done`` (the controller's
     convention, ``dse.compiler.asm.schedule``'s ``cycles``), with a memory of ``latency`` cycles that
-    never stalls (module docstring)."""
+    never stalls (module docstring), moving ``bandwidth``/256 bytes a cycle (0: a beat a
+    cycle; ``dse.cost.dma``'s ``bytes_per_cycle``, a model: a load and a store that overlap
+    share the memory's bandwidth in the DRAM model, each has all of it here)."""
     if not isinstance(lp, NetworkProgram):
         raise TypeError(f"lp must be a NetworkProgram, not {lp!r:.60}")
     lanes = {Buffer.FEATURE: params.rows, Buffer.WEIGHT: max(params.rows, params.cols),
@@ -1726,7 +1730,9 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
                 f = load_tile_cycles if load else store_tile_cycles
                 dma[key] = int(f(inst.dram, inst.rows, inst.cols, inst.ch, s.elem,
                                  s.row_pitch, s.px_pitch, params.bus_bits, n_lanes,
-                                 latency=latency if load else 0)) - 1
+                                 latency=latency if load else 0,
+                                 bytes_per_cycle=Fraction(bandwidth, 256) if bandwidth
+                                 else None)) - 1
             out.append(dma[key])
         elif isinstance(inst, ComputeTile):
             plan, inv = next(computes)

@@ -97,14 +97,17 @@ class ProgramTiming:
 
 
 def top_schedule(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
-                 mult_latency: int = DEFAULT_MULT_LATENCY) -> tuple[list, list]:
+                 mult_latency: int = DEFAULT_MULT_LATENCY, bandwidth: int = 0
+                 ) -> tuple[list, list]:
     """``(cycles, spans)`` of ``lp`` on the overlay top of ``params``: each instruction's
     cycles (``instruction_cycles``) and its (start, end) from the controller's first
     dispatch (``dse.compiler.asm.schedule`` with the controller's dispatch latency,
     instruction queues and the fetch unit's word arrivals), with a memory of ``latency``
-    cycles of read latency that never stalls.  The one place that models the top's
-    controller: :func:`program_timing` and the tests read it."""
-    cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency)
+    cycles of read latency that never stalls (and with ``bandwidth`` > 0 moves
+    ``bandwidth``/256 bytes a cycle, ``instruction_cycles``).  The one place that models the
+    top's controller: :func:`program_timing` and the tests read it."""
+    cycles = instruction_cycles(lp, params, latency=latency, mult_latency=mult_latency,
+                                bandwidth=bandwidth)
     spans = schedule(lp.program, cycles, lp.token_depth, latency=DISPATCH_LATENCY,
                      queue_depth=QUEUE_DEPTH,
                      fetch=(FetchGeometry(params.bus_bits, PREFETCH_WORDS), lp.program_addr,
@@ -113,17 +116,20 @@ def top_schedule(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
 
 
 def top_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
-               mult_latency: int = DEFAULT_MULT_LATENCY) -> int:
+               mult_latency: int = DEFAULT_MULT_LATENCY, bandwidth: int = 0) -> int:
     """The top's ``cycles`` counter at ``done`` for ``lp``: ``START_CYCLES`` (+ the read
     latency) and the end of :func:`top_schedule`."""
-    _, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency)
+    _, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency,
+                            bandwidth=bandwidth)
     return START_CYCLES + latency + spans[-1][1]
 
 
 def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 0,
-                   mult_latency: int = DEFAULT_MULT_LATENCY) -> ProgramTiming:
+                   mult_latency: int = DEFAULT_MULT_LATENCY,
+                   bandwidth: int = 0) -> ProgramTiming:
     """The timing of ``lp`` on the overlay ``params`` with a DRAM of ``latency`` cycles of
-    read latency that never stalls (module docstring).
+    read latency that never stalls, moving ``bandwidth``/256 bytes a cycle (0: a beat a
+    cycle) (module docstring).
 
     Raises
     ------
@@ -136,7 +142,8 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
                         f"{lp!r:.60}")
     if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
         raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
-    cycles, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency)
+    cycles, spans = top_schedule(lp, params, latency=latency, mult_latency=mult_latency,
+                                 bandwidth=bandwidth)
     offset = START_CYCLES + latency
     rows = {}                                   # layer → [end, compute, memory, bytes]
     setups = {}
@@ -169,7 +176,7 @@ def program_timing(lp: NetworkProgram, params: OverlayParams, *, latency: int = 
 
 
 def program_design(network, design, *, latency: int = 0, double_buffer: bool = True,
-                   quant=None, fuse: bool = True):
+                   quant=None, fuse: bool = True, bandwidth: int = 0):
     """``design`` with the cycles and DRAM bytes of its program on the overlay top (module
     docstring): ``dse.compiler.network.compile_network(network, design, None,
     image=False, double_buffer=double_buffer, quant=quant, fuse=fuse)`` timed by
@@ -189,7 +196,7 @@ def program_design(network, design, *, latency: int = 0, double_buffer: bool = T
     lp, names = compile_network(network, design, None, image=False,
                                 double_buffer=double_buffer, quant=quant, fuse=fuse)
     params, _ = design_overlay(design)
-    timing = program_timing(lp, params, latency=latency)
+    timing = program_timing(lp, params, latency=latency, bandwidth=bandwidth)
     names = list(names)
     by_name = {names[t.index]: t for t in timing.layers}
     layers = []
@@ -218,7 +225,8 @@ TOP_ALGORITHMS = ("im2col", "kn2row", "winograd")
 TOP_DATAFLOWS = ("ws", "os")
 
 
-def _one_layer_cycles(plan, half, params, limits, latency: int, quant=None) -> int:
+def _one_layer_cycles(plan, half, params, limits, latency: int, quant=None,
+                      bandwidth: int = 0) -> int:
     """Cycles of the one-layer program of ``plan`` (no image), start to done, buffered as
     ``compile_network`` buffers a layer: double-buffered with ``half`` (its plan for half
     buffers, or None) where that gives it fewer cycles; ``quant`` the layer's
@@ -238,7 +246,7 @@ def _one_layer_cycles(plan, half, params, limits, latency: int, quant=None) -> i
             lp = build_network_program(plans, x, [None], params, limits, image=False,
                                        double_buffer=banked,
                                        quant=None if quant is None else [quant])
-            timed[key] = program_timing(lp, params, latency=latency)
+            timed[key] = program_timing(lp, params, latency=latency, bandwidth=bandwidth)
         return timed[key]
 
     plans, banked = _buffering([plan], {} if half is None else {0: half}, timing)
@@ -252,7 +260,8 @@ def _choice(algorithm: str, variant: str, dataflow: str) -> tuple:
 
 
 def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP_DATAFLOWS,
-                    pins=None, latency: int = 0, double_buffer: bool = True, quant=None):
+                    pins=None, latency: int = 0, double_buffer: bool = True, quant=None,
+                    bandwidth: int = 0):
     """``design`` with each conv and fc layer's algorithm, variant and dataflow re-chosen by
     the cycles of its one-layer program (module docstring), among ``algorithms`` and
     ``dataflows`` (the config's allowed sets; those the top does not run are skipped) and
@@ -314,7 +323,8 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
             try:
                 cycles = _one_layer_cycles(
                     plan, half, params, limits, latency,
-                    None if quant is None else channel_quant(quant.layers[layer.name]))
+                    None if quant is None else channel_quant(quant.layers[layer.name]),
+                    bandwidth)
             except ValueError:
                 continue
             key = (cycles, _choice(algo, plan.variant, flow) != _choice(
@@ -334,7 +344,7 @@ def program_choices(network, design, *, algorithms=TOP_ALGORITHMS, dataflows=TOP
 
 
 def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None, quant=None,
-                 latency: int = 0):
+                 latency: int = 0, bandwidth: int = 0):
     """``design`` with the cycles of the program the overlay top runs where the top runs it
     -- each conv and fc layer's choice first re-made by its program's cycles among the
     allowed ``algorithms`` and ``dataflows`` within ``pins`` (:func:`program_choices`;
@@ -344,16 +354,19 @@ def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None,
     so verify runs what design.json describes.  ``quant``: a quantised network's records
     (``dse.importers.onnx_qdq.QuantizedNetwork``), for a design that requantises per
     channel.  ``latency``: the DRAM read latency in cycles (the board's,
-    ``dse.board.Board.dram_latency_cycles``), which the choices and the timing both see and
-    ``timing.dram_latency_cycles`` states."""
+    ``dse.board.Board.dram_latency_cycles``), and ``bandwidth`` its bytes per 256 cycles
+    where the DRAM is narrower than the bus (``dse.board.Board.dram_bandwidth_256``; 0: a beat
+    a cycle), which the choices and the timing both see and ``timing`` states
+    (``dram_latency_cycles``, ``dram_bandwidth_bytes_per_cycle``)."""
     chosen = design
     try:
         if algorithms is not None and dataflows is not None:
             # a layer the top cannot run as the model chose it may run another way
             chosen = program_choices(network, design, algorithms=algorithms,
                                      dataflows=dataflows, pins=pins, quant=quant,
-                                     latency=latency)
-        timed = program_design(network, chosen, quant=quant, latency=latency)
+                                     latency=latency, bandwidth=bandwidth)
+        timed = program_design(network, chosen, quant=quant, latency=latency,
+                               bandwidth=bandwidth)
     except ValueError as exc:
         return dataclasses.replace(design, timing={"source": "model", "why": str(exc)})
     changed = [p.name for p, q in zip(design.layers, chosen.layers)
@@ -362,4 +375,6 @@ def timed_design(network, design, *, algorithms=None, dataflows=None, pins=None,
     return dataclasses.replace(timed, timing={"source": "program",
                                               "model_total_cycles": design.total_cycles,
                                               "dram_latency_cycles": latency,
+                                              "dram_bandwidth_bytes_per_cycle":
+                                                  bandwidth / 256 if bandwidth else None,
                                               "rechosen_layers": changed})

@@ -14,8 +14,13 @@
 //   back: the ideal memory the cycle model assumes.
 // * Random back-pressure: with `stall` = s (0..255), each cycle a 16-bit LFSR decides,
 //   with probability s/256, to hold RVALID and WREADY low.
-// * `latency` and `stall` are inputs (set from plusargs by the testbench): one build serves
-//   every setting.
+// * Bandwidth: with `bandwidth` = b > 0, the ports share b/256 bytes a cycle: a credit
+//   grows by b a cycle (up to one beat's worth plus b, so an idle memory banks no more than
+//   a beat) and every beat, read or written, spends BYTES·256 of it; a beat waits (RVALID,
+//   WREADY low) until the credit covers it, the read ports first, in port order.  0: every
+//   port moves a beat a cycle.
+// * `latency`, `stall` and `bandwidth` are inputs (set from plusargs by the testbench): one
+//   build serves every setting.
 module axi_dram #(
     parameter DATA_BITS = 128,
     parameter ADDR_BITS = 40,
@@ -26,6 +31,7 @@ module axi_dram #(
     input  wire                    rst,
     input  wire [15:0]             latency,
     input  wire [7:0]              stall,
+    input  wire [23:0]             bandwidth,
     input  wire [READ_PORTS*ADDR_BITS-1:0] araddr,
     input  wire [READ_PORTS*8-1:0]         arlen,
     input  wire [READ_PORTS-1:0]           arvalid,
@@ -61,6 +67,28 @@ module axi_dram #(
         else lfsr <= {1'b0, lfsr[15:1]} ^ (lfsr[0] ? 16'hB400 : 16'h0000);
     end
 
+    // bandwidth: the credit in 1/256 bytes, and what is left of it after each port's beat
+    localparam [31:0] BEAT_COST = BYTES * 256;
+    wire        limited = bandwidth != 24'd0;
+    reg  [31:0] credit;
+    wire [31:0] avail [0:READ_PORTS];
+    wire [READ_PORTS-1:0] r_take;
+    assign avail[0] = credit;
+    genvar g;
+    generate
+        for (g = 0; g < READ_PORTS; g = g + 1) begin : spend
+            assign avail[g + 1] = avail[g] - (r_take[g] ? BEAT_COST : 32'd0);
+        end
+    endgenerate
+    wire        w_ok = !limited || avail[READ_PORTS] >= BEAT_COST;
+    wire        w_take = wvalid && wready;
+    wire [31:0] spent = avail[READ_PORTS] - (w_take ? BEAT_COST : 32'd0);
+    wire [31:0] cap = BEAT_COST + {8'd0, bandwidth};
+    always @(posedge clk) begin
+        if (rst || !limited) credit <= cap;
+        else credit <= (spent + {8'd0, bandwidth} > cap) ? cap : spent + {8'd0, bandwidth};
+    end
+
     function automatic in_range(input [ADDR_BITS-1:0] addr);
         in_range = (addr >> SHIFT) < MEM_WORDS;
     endfunction
@@ -88,12 +116,13 @@ module axi_dram #(
             wire                 empty = head == tail;
             wire                 full  = (tail - head) == (1 << QBITS);
             wire [QBITS-1:0]     h = head[QBITS-1:0];
-            wire                 valid = busy && !hold;
+            wire                 valid = busy && !hold && (!limited || avail[p] >= BEAT_COST);
             wire                 take = valid && rready[p];
             wire                 free = !busy || (take && left == 0);
             // with no latency and nothing queued, a burst starts as its address is taken,
             // so its first beat is offered in the next cycle (the ideal memory)
             wire                 direct = free && empty && arvalid[p] && latency == 16'd0;
+            assign r_take[p]  = take;
             assign arready[p] = !full;
             assign rvalid[p]  = valid;
             assign rlast[p]   = left == 0;
@@ -147,7 +176,7 @@ module axi_dram #(
     wire aw_full  = (aw_tail - aw_head) == (1 << QBITS);
     wire [ADDR_BITS-1:0] w_at = w_first ? aw_q_addr[aw_head[QBITS-1:0]] : w_addr;
     assign awready = !aw_full;
-    assign wready  = !aw_empty && !hold;
+    assign wready  = !aw_empty && !hold && w_ok;
     assign bvalid  = b_count != 0;
     assign bresp   = b_err ? 2'b10 : 2'b00;
     always @(posedge clk) begin

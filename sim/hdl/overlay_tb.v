@@ -5,7 +5,8 @@
 // Plusargs: +image=FILE (hex, one DATA_BITS word a line: the DRAM image from address 0),
 // +dump=FILE (the memory written back at the end: its first +dump_words=N words, default
 // all), +program=HEX (the program's byte
-// address), +latency=N and +stall=N (the DRAM model's), +timeout=N (cycles), +trace=FILE
+// address), +latency=N, +stall=N and +bandwidth=N (the DRAM model's: N/256 bytes a
+// cycle, 0 unlimited), +timeout=N (cycles), +trace=FILE
 // (one line per cycle in which the controller hands an engine an instruction or an engine
 // reports one done: "TAKE DONE CYCLES", the engine bits in hex, then the top's counter).
 // The testbench holds reset for 4 cycles, pulses start, waits for done or error (or the
@@ -28,6 +29,7 @@ module overlay_tb #(
     reg [39:0]  program_addr;
     reg [15:0]  latency;
     reg [7:0]   stall;
+    reg [23:0]  bandwidth;
     reg [31:0]  timeout;
     reg [1023:0] image_file, dump_file, trace_file;
     integer     dump_words;
@@ -84,7 +86,7 @@ module overlay_tb #(
 
     // read port 0: the data port (loads), 1: the instruction port (fetch)
     axi_dram #(.DATA_BITS(DATA_BITS), .MEM_WORDS(MEM_WORDS), .READ_PORTS(2)) mem (
-        .clk(clk), .rst(rst), .latency(latency), .stall(stall),
+        .clk(clk), .rst(rst), .latency(latency), .stall(stall), .bandwidth(bandwidth),
         .araddr({i_araddr, araddr}), .arlen({i_arlen, arlen}),
         .arvalid({i_arvalid, arvalid}), .arready({i_arready, arready}),
         .rdata({i_rdata, rdata}), .rresp({i_rresp, rresp}), .rlast({i_rlast, rlast}),
@@ -102,6 +104,7 @@ module overlay_tb #(
         if (!$value$plusargs("program=%h", program_addr)) program_addr = 40'd0;
         if (!$value$plusargs("latency=%d", latency)) latency = 16'd0;
         if (!$value$plusargs("stall=%d", stall)) stall = 8'd0;
+        if (!$value$plusargs("bandwidth=%d", bandwidth)) bandwidth = 24'd0;
         if (!$value$plusargs("timeout=%d", timeout)) timeout = 32'd100000000;
         if (!$value$plusargs("trace=%s", trace_file)) trace_file = "";
         trace_fd = 0;

@@ -123,3 +123,40 @@ def test_tiny_on_an_f4_overlay_top_is_bit_exact(tmp_path):
     assert doc["totals"]["all_bit_exact"] is True
     # a 64-bit bus brings an instruction every two beats: the schedule's fetch model
     assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"]
+
+
+@pytest.mark.verilator
+def test_a_board_dram_narrower_than_the_bus_paces_model_and_simulation(tmp_path):
+    """A board whose DRAM moves fewer bytes a cycle than the AXI bus (0.5 GB/s at 300 MHz:
+    1.67 bytes a cycle on a 16-byte bus): design.json is timed with that bandwidth, the DRAM
+    model moves no more, and the two agree within 1 % (the model gives each transfer the
+    whole bandwidth; in the simulation a load and a store that overlap share it)."""
+    board = (REPO_ROOT / "boards" / "zcu102.yaml").read_text()
+    board = board.replace("dram_gbps: 19.2", "dram_gbps: 0.5")
+    assert "dram_gbps: 0.5" in board
+    (tmp_path / "slow.yaml").write_text(board)
+    onnx_path = branchy_onnx(tmp_path / "branchy.onnx")
+    cfg = cli_helpers.write_config(tmp_path / "b.yaml", onnx_path.name, hardware=SMALL,
+                                   board="slow.yaml", **TOP_SETS)
+    # the same network and overlay on the zcu102's own DRAM (19.2 GB/s: the bus is the limit)
+    fast_cfg = cli_helpers.write_config(tmp_path / "f.yaml", onnx_path.name, hardware=SMALL,
+                                        board="zcu102", **TOP_SETS)
+    out, fast = tmp_path / "out", tmp_path / "fast"
+    for config, folder in ((cfg, out), (fast_cfg, fast)):
+        code, _, err = _omniconv("dse", config, "--out", folder)
+        assert code == 0, err[-3000:]
+        code, _, err = _omniconv("verify", config, "--out", folder)
+        assert code == 0, err[-3000:]
+    design = json.loads((out / "design.json").read_text())
+    doc = json.loads((out / "verify.json").read_text())
+    assert design["timing"]["dram_bandwidth_bytes_per_cycle"] == 426 / 256  # ⌊0.5e9/300e6·256⌋
+    assert doc["dram"]["bandwidth_bytes_per_cycle"] == 426 / 256
+    assert doc["totals"]["all_bit_exact"] is True
+    t = doc["totals"]
+    assert t["predicted_cycles"] == design["total_cycles"]
+    assert abs(t["measured_cycles"] - t["predicted_cycles"]) <= 0.01 * t["predicted_cycles"]
+    print(f"slow DRAM: measured {t['measured_cycles']}, predicted {t['predicted_cycles']}")
+    # the bandwidth binds: on the zcu102's DRAM the network runs faster
+    base = json.loads((fast / "verify.json").read_text())
+    assert base["dram"]["bandwidth_bytes_per_cycle"] is None
+    assert base["totals"]["measured_cycles"] < 0.9 * t["measured_cycles"]

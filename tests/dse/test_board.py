@@ -73,6 +73,23 @@ def test_every_board_file_loads_and_names_its_source():
         assert "unconfirmed" in (BOARDS_DIR / f"{name}.yaml").read_text()
 
 
+def test_dram_latency_and_bandwidth_in_cycles(tmp_path):
+    """The DRAM latency is optional (0: a memory that answers at once) and counted in cycles
+    at the clock, rounded up; the DRAM's bytes per 256 cycles count only where the DRAM is
+    narrower than the bus."""
+    board = load_board(write(tmp_path, GOOD))
+    assert board.dram_latency_ns == 0 and board.dram_latency_cycles == 0
+    board = load_board(write(tmp_path, GOOD + "dram_latency_ns: 130\n"))
+    assert board.dram_latency_cycles == 39                  # 130 ns · 300 MHz
+    assert dataclasses.replace(board, clock_mhz=310).dram_latency_cycles == 41   # 40.3
+    assert dataclasses.replace(board, dram_latency_ns=100).dram_latency_cycles == 30
+    # 19.2 GB/s at 300 MHz is 64 bytes a cycle: a 512-bit bus is the limit, a wider one not
+    assert board.dram_bandwidth_256(512) == 0
+    assert board.dram_bandwidth_256(1024) == 64 * 256
+    slow = dataclasses.replace(board, dram_gbps=0.5)       # 1.667 bytes a cycle
+    assert slow.dram_bandwidth_256(64) == 426
+
+
 def test_derived_quantities_by_hand():
     board = load_board("zcu102")
     assert board.bram_kbits == 912 * 36            # DS891: 32.1 Mb
@@ -115,6 +132,8 @@ def test_unknown_board():
      r"must be a non-negative finite number, not -1"),
     (edit("source", '""'), "source", r"must be a non-empty string, not ''"),
     (edit("part", "[a]"), "part", r"must be a string, not \['a'\]"),
+    (GOOD + "dram_latency_ns: -5\n", "dram_latency_ns",
+     r"must be a non-negative finite number, not -5"),
 ])
 def test_bad_board_file(tmp_path, text, field, message):
     path = write(tmp_path, text)
