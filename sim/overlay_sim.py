@@ -196,7 +196,8 @@ def run_overlay_sim(sim: OverlaySim, image: bytes, *, program: int = 0, latency:
                     work_dir: Path | None = None, trace: bool = False,
                     on_progress=None, poll_seconds: float = 2.0) -> SimResult:
     """Run the program at byte address ``program`` of ``image`` (the DRAM contents from
-    address 0) on ``sim``; ``latency`` cycles of read latency and ``stall``/256 probability of
+    address 0) on ``sim``; ``latency`` cycles of read latency, ``bandwidth``/256 bytes a cycle
+    shared by the ports (0: a beat a cycle each) and ``stall``/256 probability of
     back-pressure a cycle in the DRAM model.  With ``trace``, the result's ``trace`` holds
     every instruction's (take, done), and ``on_progress`` (if given) is called every
     ``poll_seconds`` while the simulation runs with the trace so far (written in blocks,

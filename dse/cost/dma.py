@@ -40,12 +40,15 @@ write response) cycles derived below.  Cycle convention: from the cycle the comm
 (``cmd`` valid and ready) through the cycle of ``done``, inclusive.
 
 The DRAM model adds ``latency`` (cycles from a request to its first data beat, or from the
-last data beat to the write response), paid once when ``outstanding`` bursts hide it for the
-rest of the tile, and a bandwidth of ``bytes_per_cycle``: a memory slower than one beat per
-cycle stretches the beats to ⌈beats · B / bytes_per_cycle⌉ cycles, and the tile takes the
-longer of that and the aligner's beats + words.  Both terms are a model (exact only for
-``latency`` = 0 and ``bytes_per_cycle`` ≥ B); ``tests/rtl/test_dma.py`` states and checks
-the bound that holds under random latency and back-pressure.
+last data beat to the write response) and a bandwidth of ``bytes_per_cycle``.  A store pays
+the latency once.  A load follows its bursts (:func:`latency_bound_cycles`): long bursts
+hide the latency after the first, but ``outstanding`` bursts of a beat wait one latency
+each time; with a fixed read latency and no stalls this is exact
+(``tests/rtl/test_dma.py::test_load_fixed_latency_exact_cycles``).  A memory slower than
+one beat per cycle stretches the beats to ⌈beats · B / bytes_per_cycle⌉ cycles, and the
+tile takes the longer of that and the aligner's beats + words: a model, exact only for
+``bytes_per_cycle`` ≥ B.  ``tests/rtl/test_dma.py`` states and checks the bound that holds
+under random latency and back-pressure.
 
 :func:`dma_runs`, :func:`dma_beats` and :func:`dma_words` are vectorised: each argument may
 be a scalar or an integer array of the namespace ``xp`` (numpy by default), broadcast
@@ -260,7 +263,9 @@ def latency_bound_cycles(dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bi
         int(v) for v in (dram, rows, cols, ch, elem, row_pitch, px_pitch, bus_bits, lanes))
     first, last, end = _load_bursts(dram, rows, cols, ch, elem, row_pitch, px_pitch,
                                     bus_bits, lanes)
-    first0 = LOAD_OVERHEAD + 1                  # the first beat's cycle (the command's is 1)
+    # the first beat's cycle as the closed form counts (the command's cycle is 1): the
+    # start-up, then one cycle a beat or a word
+    first0 = LOAD_OVERHEAD + 1
     issue = first0 - 2                          # with latency 0 it is taken as it arrives
     slip = 0                                    # the aligner's delay behind its own timeline
     taken = []                                  # each burst's last beat's cycle
