@@ -67,12 +67,27 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+def _where(xp, cond, a, b):
+    """``xp.where`` that also takes a Python bool (torch.where needs a tensor condition; the
+    compiler's scalar calls stay Python numbers, without an array round trip)."""
+    if isinstance(cond, (bool, np.bool_)):
+        return a if cond else b
+    return xp.where(cond, a, b)
+
+
+def maximum(xp, a, b):
+    """``xp.maximum`` that keeps two Python or numpy scalars scalars (the compiler's calls)."""
+    if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
+        return max(a, b)
+    return xp.maximum(a, b)
+
+
 def _tiles(m, k, n, rows, cols, dataflow, xp):
     """The tiles the engine walks and the temporal extent T of each (module docstring)."""
     is_os = dataflow == 1
-    spatial_r = xp.where(is_os, m, k)
-    spatial_c = xp.where(dataflow == 2, m, n)
-    temporal = xp.where(dataflow == 0, m, xp.where(is_os, k, n))
+    spatial_r = _where(xp, is_os, m, k)
+    spatial_c = _where(xp, dataflow == 2, m, n)
+    temporal = _where(xp, dataflow == 0, m, _where(xp, is_os, k, n))
     return _cdiv(spatial_r, rows) * _cdiv(spatial_c, cols), temporal
 
 
@@ -108,8 +123,8 @@ def gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp=np,
     # os: every slot is rows − 1 longer than T.  ws/is: a slot is max(T, rows + 1), and the
     # GEMM adds tile 0's preload and latch (rows + 1) before its first vector.
     once = rows + cols + mult_latency + 3
-    slack_stationary = (tiles - 1) * xp.maximum(rows + 1 - temporal, 0) + rows + 1
-    fill_drain = once + xp.where(is_os, tiles * (rows - 1), slack_stationary)
+    slack_stationary = (tiles - 1) * maximum(xp, rows + 1 - temporal, 0) + rows + 1
+    fill_drain = once + _where(xp, is_os, tiles * (rows - 1), slack_stationary)
     return {"tiles": tiles, "steady": steady, "fill_drain": fill_drain,
             "cycles": steady + fill_drain}
 
@@ -118,12 +133,12 @@ def gemm_lead(rows, dataflow, xp=np):
     """Cycles from a start handshake that finds the sequencer free to the GEMM's first tile
     slot: os 2 (the start, then the sequencer's first cycle); ws/is rows + 3 (also the
     first stationary tile's rows preload cycles and its latch)."""
-    return xp.where(dataflow == 1, 2, rows + 3)
+    return _where(xp, dataflow == 1, 2, rows + 3)
 
 
 def _slot(temporal, rows, dataflow, xp):
     """Cycles of one tile slot: os T + rows − 1, ws/is max(T, rows + 1)."""
-    return xp.where(dataflow == 1, temporal + rows - 1, xp.maximum(temporal, rows + 1))
+    return _where(xp, dataflow == 1, temporal + rows - 1, maximum(xp, temporal, rows + 1))
 
 
 def gemm_issue_cycles(m, k, n, rows, cols, dataflow, xp=np):
@@ -140,8 +155,8 @@ def gemm_issue_cycles(m, k, n, rows, cols, dataflow, xp=np):
     tiles, temporal = _tiles(m, k, n, rows, cols, dataflow, xp)
     slot = _slot(temporal, rows, dataflow, xp)
     lead = gemm_lead(rows, dataflow, xp)
-    return xp.where(dataflow == 1, lead + tiles * slot,
-                    xp.maximum(tiles * slot, lead + (tiles - 1) * slot))
+    return _where(xp, dataflow == 1, lead + tiles * slot,
+                  maximum(xp, tiles * slot, lead + (tiles - 1) * slot))
 
 
 def gemm_cycles(m, k, n, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_LATENCY):
@@ -152,13 +167,6 @@ def gemm_cycles(m, k, n, rows, cols, dataflow, xp=np, mult_latency=DEFAULT_MULT_
     ``cycles`` register of ``rtl.gemm_engine.GemmEngine`` (see the module docstring).
     """
     return gemm_cycle_breakdown(m, k, n, rows, cols, dataflow, xp, mult_latency)["cycles"]
-
-
-def _where(xp, cond, a, b):
-    """``xp.where`` that also takes a Python bool (torch.where needs a tensor condition)."""
-    if isinstance(cond, (bool, np.bool_)):
-        return a if cond else b
-    return xp.where(cond, a, b)
 
 
 def a_beats(m, k, rows, wide, xp=np):

@@ -105,8 +105,8 @@ def gemm_period(low, busy, rows, cols, dataflow, xp=np):
     conditions for GEMMs a period apart), so the start times are exact."""
     issue = _gemm.gemm_issue_cycles(low.m, low.k, low.n, rows, cols, dataflow, xp)
     half = (busy + ENGINE_DRAIN_LATENCY + low.drain + _gemm.C_HALF_FREE_LATENCY + 1) // 2
-    return xp.maximum(xp.maximum(issue, low.load),
-                      xp.maximum(low.drain + _gemm.C_DRAIN_GAP, half))
+    return _gemm.maximum(xp, _gemm.maximum(xp, issue, low.load),
+                      _gemm.maximum(xp, low.drain + _gemm.C_DRAIN_GAP, half))
 
 
 def gemms_cycles(low, busy, period, xp=np):
