@@ -21,6 +21,8 @@ pixel, so a first layer of 3 channels fills the array's rows instead of 3 of the
 
 from __future__ import annotations
 
+from dataclasses import astuple
+from functools import lru_cache
 
 import numpy as np
 
@@ -83,6 +85,16 @@ def _lower_bands(g: Geometry, rows, cols, dataflow, n, bands, xp) -> Lowered:
                    drain=c, front=gemms * load, back=0 * load, band=band)
 
 
+def _scalars(*values) -> bool:
+    return all(np.ndim(v) == 0 for v in values)
+
+
+@lru_cache(maxsize=1 << 14)
+def _lower_scalar(g: Geometry, unit, rows, cols, dataflow, n, banded, limits) -> Lowered:
+    return _lower(g, unit, rows, cols, dataflow, n, np, banded,
+                  None if limits is None else dict(limits))
+
+
 def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
           limits=None) -> Lowered:
     """The GEMMs of one invocation (one group) on a rows×cols array; ``n`` filters (default
@@ -97,7 +109,17 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
     bound; :func:`dse.lowering.split.split` makes sure one band a row fits).  In is an
     output word holds pixels of one filter, so the layer stays one GEMM; so does every layer
     with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and traffic).
-    ``unit`` = 1: the layer from host patches (:func:`patched`)."""
+    ``unit`` = 1: the layer from host patches (:func:`patched`).  Scalar calls (the
+    compiler's, and the split search's many repeats of a band) are remembered."""
+    if xp is np and _scalars(unit, rows, cols, dataflow, n, banded, *astuple(g)) and (
+            limits is None or _scalars(*limits.values())):
+        return _lower_scalar(g, unit, rows, cols, dataflow, n, banded,
+                             None if limits is None else tuple(sorted(limits.items())))
+    return _lower(g, unit, rows, cols, dataflow, n, xp, banded, limits)
+
+
+def _lower(g: Geometry, unit, rows, cols, dataflow, n, xp, banded, limits) -> Lowered:
+    """:func:`lower`, uncached."""
     from dse.lowering.split import engine_words
 
     g = patched(g, unit, xp)
