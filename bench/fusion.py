@@ -11,8 +11,9 @@ timed as two programs of ``dse.compiler.network.compile_network`` on the same ov
   engine (read from DRAM, written back), and each concatenation's inputs are written as
   tensors of their own and copied into its slices by the pool engine.
 
-DRAM bytes and cycles are ``dse.compiler.timing.program_timing``'s, the numbers
-``omniconv verify`` measures in Verilator for such programs.  The fusions DNNVM also makes
+DRAM bytes and cycles are ``dse.compiler.timing.program_timing``'s with the board's DRAM
+read latency and bandwidth (as design.json's), the numbers ``omniconv verify`` measures in
+Verilator for such programs.  The fusions DNNVM also makes
 that the overlay top does not (a conv with its pool or residual add, sibling branches
 sharing one loaded input) are not in either program; the table says what the top's own
 fusions are worth.
@@ -64,7 +65,8 @@ def measure(config_path) -> dict:
            "concats_in_place": sum(f["kind"] == "concat" for f in design.fusion)}
     for fuse in (True, False):
         lp, _ = compile_network(network, design, None, image=False, quant=quant, fuse=fuse)
-        timing = program_timing(lp, params)
+        timing = program_timing(lp, params, latency=config.board.dram_latency_cycles,
+                                bandwidth=config.board.dram_bandwidth_256(params.bus_bits))
         key = "on" if fuse else "off"
         row[f"cycles_{key}"] = timing.total_cycles
         row[f"dram_bytes_{key}"] = sum(t.dram_bytes for t in timing.layers)
@@ -72,6 +74,7 @@ def measure(config_path) -> dict:
     row["speedup"] = round(row["cycles_off"] / row["cycles_on"], 4)
     row["dram_ratio"] = round(row["dram_bytes_off"] / row["dram_bytes_on"], 4)
     row["clock_mhz"] = design.clock_mhz
+    row["dram_latency_cycles"] = config.board.dram_latency_cycles
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
