@@ -89,6 +89,7 @@ DmaCommand = data.StructLayout({
     "px_pitch": PIXEL_PITCH_BITS,
     "tile": 1,                   # tile mode (engines with a tile_side only)
     "slot": TILE_SLOT_BITS,      # tile mode: slot of the box's first pixel
+    "wpitch": EXTENT_BITS,       # load tile mode: 0, or a span's window pitch in words
 })
 
 #: Largest tile side of tile mode: its slots must fit the command's ``slot`` field.
@@ -261,49 +262,81 @@ class _DmaEngine(wiring.Component):
 
     def _tile_refused(self, m: Module, p, whole_row: bool):
         """Whether tile-mode command ``p`` is refused: no tile mode, a slot past the tile, or
-        a box past the tile's bottom (and with ``whole_row`` its right edge)."""
+        a box past the tile's bottom (and with ``whole_row`` its right edge, unless it spans
+        windows: ``p.wpitch``, on an engine whose tiles are at least 4 wide).  With
+        ``whole_row`` (the load engine) a ``wpitch`` outside tile mode is refused too."""
         side = self._tile_side
         if not side:
-            return p.tile
+            return p.tile | ((p.wpitch != 0) if whole_row else 0)
         r0, c0 = self._slot_rc(m, p.slot, "cmd_slot")
         bad = (p.slot >= side * side) | (r0 + p.rows > side)
         if whole_row:
-            bad = bad | (c0 + p.cols > side)
+            span = p.wpitch != 0
+            bad = bad | Mux(span, Const(int(side < 4), 1), c0 + p.cols > side)
+            return (p.tile & bad) | (~p.tile & span)
         return p.tile & bad
 
-    def _tile_walk(self, m: Module, c, start, pixel_end, addr) -> SimpleNamespace:
+    def _tile_walk(self, m: Module, c, start, pixel_end, addr, span: bool = False
+                   ) -> SimpleNamespace:
         """Tile mode's walk over the box's pixels (the engines' docstrings): ``slot`` (the
-        current pixel's slot), ``first`` (the box's first pixel), ``on`` (the command is in
+        current pixel's slot), ``first`` (the first pixel of a tile: the box's first, and
+        with ``span`` each window's first in the box's first row), ``on`` (the command is in
         tile mode), and ``next_addr`` (the buffer word of the next pixel's first word, valid
         with ``pixel_end`` while ``addr`` is the current pixel's last word: the tile's base
         again, the next tile's words after this tile's at a tile's right edge, ``c.addr`` at
-        the box's row end); advanced on ``pixel_end``."""
+        the box's row end); advanced on ``pixel_end``.
+
+        ``span`` (the load engine): a command with ``c.wpitch`` set spans a row of every
+        other window, P = 2·(side − 2) columns apart: the walk's column inside the window
+        runs to P − 1, the next window's words start ``c.wpitch`` words after this one's,
+        and ``drop`` marks the pixels between two windows (columns ``side`` to P − 1).
+        ``left`` and ``right`` bound the current window's columns inside the box (a slot
+        column c is in the box when ``left`` ≤ c < ``right``)."""
         if not self._tile_side:         # no tile mode: constants, no state
             return SimpleNamespace(slot=Const(0, TILE_SLOT_BITS + 1), on=Const(0, 1),
-                                   first=Const(0, 1), next_addr=addr)
+                                   first=Const(0, 1), next_addr=addr, drop=Const(0, 1))
         side = self._tile_side
+        period = 2 * (side - 2) if span else side
         t = SimpleNamespace(slot=Signal(TILE_SLOT_BITS + 1, name="tile_slot"),
                             on=Signal(name="tile_on"), first=Signal(name="tile_first"),
-                            next_addr=Signal(BUF_ADDR_BITS, name="tile_next_addr"))
+                            next_addr=Signal(BUF_ADDR_BITS, name="tile_next_addr"),
+                            drop=Signal(name="tile_drop"))
         col = Signal(EXTENT_BITS, name="tile_col")
-        xin = Signal(range(max(2, side)), name="tile_x")       # column inside the tile
+        xin = Signal(range(max(2, side, period)), name="tile_x")    # column inside the tile
         row_slot = Signal(TILE_SLOT_BITS + 1, name="tile_row_slot")
         base = Signal(BUF_ADDR_BITS, name="tile_base")
         _, c0 = self._slot_rc(m, c.slot, "box_slot")
         m.d.comb += t.on.eq(c.tile)
         row_end = col == c.cols - 1
-        cross = ~row_end & (xin == side - 1)
-        m.d.comb += t.next_addr.eq(Mux(row_end, c.addr, Mux(cross, addr + 1, base)))
+        if span:
+            spanning = Signal(name="tile_span")
+            first_row = Signal(name="tile_first_row")
+            t.left = Signal(range(side + 1), name="tile_left")
+            t.right = Signal(EXTENT_BITS + 1, name="tile_right")
+            m.d.comb += [spanning.eq(c.wpitch != 0), t.drop.eq(spanning & (xin >= side))]
+            cross = ~row_end & Mux(spanning, xin == period - 1, xin == side - 1)
+            jump = Mux(spanning, base + c.wpitch, addr + 1)
+        else:
+            cross = ~row_end & (xin == side - 1)
+            jump = addr + 1
+        m.d.comb += t.next_addr.eq(Mux(row_end, c.addr, Mux(cross, jump, base)))
         with m.If(start):
             m.d.sync += [t.slot.eq(c.slot), row_slot.eq(c.slot), col.eq(0), xin.eq(c0),
                          base.eq(c.addr), t.first.eq(1)]
+            if span:
+                m.d.sync += [first_row.eq(1), t.left.eq(c0), t.right.eq(c0 + c.cols)]
         with m.Elif(pixel_end):
             m.d.sync += [t.first.eq(0), base.eq(t.next_addr)]
             with m.If(row_end):
                 m.d.sync += [col.eq(0), xin.eq(c0), row_slot.eq(row_slot + side),
                              t.slot.eq(row_slot + side)]
+                if span:
+                    m.d.sync += first_row.eq(0)
             with m.Elif(cross):
-                m.d.sync += [col.eq(col + 1), xin.eq(0), t.slot.eq(t.slot - (side - 1))]
+                m.d.sync += [col.eq(col + 1), xin.eq(0), t.slot.eq(t.slot - xin)]
+                if span:
+                    m.d.sync += [t.first.eq(first_row), t.left.eq(0),
+                                 t.right.eq(t.right - period)]
             with m.Else():
                 m.d.sync += [col.eq(col + 1), xin.eq(xin + 1), t.slot.eq(t.slot + 1)]
         return t
@@ -639,7 +672,7 @@ class LoadEngine(_DmaEngine):
         unused_rlast = Signal()
         m.d.comb += unused_rlast.eq(self.m_axi_rlast)
         m.d.comb += [self.m_axi_rready.eq(rd), self.buf_addr.eq(waddr),
-                     self.buf_data.eq(word), self.buf_en.eq(emit)]
+                     self.buf_data.eq(word)]
         got = rd & self.m_axi_rvalid
         m.d.comb += fifo.r_en.eq(got & (beat == head.len))
 
@@ -648,21 +681,36 @@ class LoadEngine(_DmaEngine):
         m.d.comb += incoming.eq(_shift_bytes(self.m_axi_rdata, lo_b, 8 * B, left=False)
                                 & _bytes_to_bits(keep_b))
         pixel_end = emit & (ch_left <= step)
-        tw = self._tile_walk(m, c, ns.start, pixel_end, waddr)
+        span = self._tile_side >= 4
+        tw = self._tile_walk(m, c, ns.start, pixel_end, waddr, span=span)
         if self._tile_side:
-            # the slots of the window outside the box, zeroed with its first pixel's words
+            # the slots of the window outside the box, zeroed with its first pixel's words:
+            # the rows outside the box's (fixed for the command) and the columns outside the
+            # window's part of the box (the walk's ``left`` / ``right`` with ``span``)
             side = self._tile_side
             r0, c0 = self._slot_rc(m, c.slot, "fill_slot")
-            outside = Signal(side * side, name="tile_outside")
+            out_rows = Signal(side, name="tile_out_rows")
             with m.If(ns.start):
                 # (r0 ≤ the last row is always true: left out, a constant compare for lint)
-                m.d.sync += outside.eq(Cat(*(
-                    ~(((r0 <= e // side) if e // side < side - 1 else Const(1, 1))
-                      & (e // side < r0 + c.rows)
-                      & (c0 <= e % side) & (e % side < c0 + c.cols))
-                    for e in range(side * side))))
+                m.d.sync += out_rows.eq(Cat(*(
+                    ~(((r0 <= i) if i < side - 1 else Const(1, 1)) & (i < r0 + c.rows))
+                    for i in range(side))))
+            if span:
+                left, right = tw.left, tw.right
+            else:
+                left, right = Signal.like(c0, name="tile_left"), Signal(EXTENT_BITS + 1,
+                                                                         name="tile_right")
+                with m.If(ns.start):
+                    m.d.sync += [left.eq(c0), right.eq(c0 + c.cols)]
+            out_cols = Signal(side, name="tile_out_cols")
+            m.d.comb += out_cols.eq(Cat(*((left > j) | (right <= j) for j in range(side))))
+            outside = Signal(side * side, name="tile_outside")
+            m.d.comb += outside.eq(Cat(*(out_rows[e // side] | out_cols[e % side]
+                                         for e in range(side * side))))
             m.d.comb += [self.buf_tile.eq(tw.on), self.buf_slot.eq(tw.slot),
                          self.buf_zero.eq(Mux(tw.on & tw.first, outside, 0))]
+        # a span's pixels between two windows are read and dropped
+        m.d.comb += self.buf_en.eq(emit & ~tw.drop)
         with m.If(emit):
             m.d.sync += [acc.eq(_shift_bytes(acc, need, 8 * cap, left=False)), cnt.eq(cnt - need),
                          waddr.eq(waddr + 1)]

@@ -529,6 +529,11 @@ class LoadTile(EngineInstruction):
                        "written zero")
     slot: int = _f(TILE_SLOT_BITS, "tile mode: window slot (row·(m+2) + column) of the box's "
                    "first pixel", default=0)
+    wpitch: int = _f(EXTENT_BITS, "tile mode: 0 (the box lies inside one window), or the box "
+                     "spans a row of every other window, 2m columns apart (window a: the box's "
+                     "pixels at columns 2m·a to 2m·a + m + 1 from the first window's, the "
+                     "others read and dropped), whose words start wpitch words apart from "
+                     "addr", default=0)
 
 
 @_format(0x3, "compute.setup", Engine.COMPUTE)

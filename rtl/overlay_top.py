@@ -479,6 +479,7 @@ class OverlayTop(wiring.Component):
             ld.cmd.payload.ch.eq(lp.tile.ch),
             ld.cmd.payload.tile.eq(lp.tile.tile),
             ld.cmd.payload.slot.eq(lp.tile.slot),
+            ld.cmd.payload.wpitch.eq(lp.tile.wpitch),
         ]
 
         def lanes_of(buf):

@@ -126,6 +126,40 @@ def test_tiny_on_an_f4_overlay_top_is_bit_exact(tmp_path):
 
 
 @pytest.mark.verilator
+@pytest.mark.regress
+@pytest.mark.parametrize("m, hardware", [(4, "rows: 8, cols: 8, winograd_m: 4, bus_bits: 128"),
+                                         (2, "rows: 8, cols: 32, winograd_m: 2, bus_bits: 256")])
+def test_winograd_spans_on_the_top_are_bit_exact_and_on_design_json(tmp_path, m, hardware):
+    # conv1 (3x3) and conv3 (5x5: four 3x3 pieces) pinned to Winograd: their windows are
+    # loaded as spans (every other window of a row of tiles in one load.tile), F(4x4)
+    # dropping the two columns between its windows
+    cfg = tmp_path / "wino.yaml"
+    cfg.write_text("network: tiny\nboard: zcu102\nalgorithms: [im2col, kn2row, winograd]\n"
+                   f"dataflows: [ws, os]\nhardware: {{{hardware}}}\n"
+                   "layers: {conv1: {algorithm: winograd}, conv3: {algorithm: winograd}}\n")
+    out = tmp_path / "out"
+    for command in ("dse", "verify"):
+        code, _, err = _omniconv(command, cfg, "--out", out)
+        assert code in (0, 1), err[-3000:]
+    design = json.loads((out / "design.json").read_text())
+    assert [(p["name"], p["variant"]) for p in design["layers"]
+            if p["algorithm"] == "winograd"] == [("conv1", f"F{m}x{m}_3x3"),
+                                                 ("conv3", f"F{m}x{m}_3x3")]
+    doc = json.loads((out / "verify.json").read_text())
+    assert doc["totals"]["all_bit_exact"] is True
+    assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"] \
+        == design["total_cycles"]
+    # the program verify ran loads its windows in spans
+    from dse.compiler.network import compile_network
+    from dse.design import read_design
+    from dse.zoo import tiny
+    from rtl.isa import LoadTile
+
+    lp, _ = compile_network(tiny(), read_design(out / "design.json"), None, image=False)
+    assert any(isinstance(i, LoadTile) and i.wpitch for i in lp.program)
+
+
+@pytest.mark.verilator
 def test_a_board_dram_narrower_than_the_bus_paces_model_and_simulation(tmp_path):
     """A board whose DRAM moves fewer bytes a cycle than the AXI bus (0.5 GB/s at 300 MHz:
     1.67 bytes a cycle on a 16-byte bus): design.json is timed with that bandwidth, the DRAM

@@ -135,6 +135,74 @@ def test_tile_load_slots_and_cycles(bus_bits, lanes, lane_bits, side):
     assert at == len(writes)
 
 
+def _span_cmd(rng, side, lanes, e_code=0):
+    """A random span: rows of a row of every other window (``wpitch``), the first window
+    entered at a random slot column, over one to three windows and a part of the next."""
+    cmd = _tile_cmd(rng, side, lanes, e_code, packed=rng.random() < 0.5)
+    e, period = 1 << e_code, 2 * (side - 2)
+    c0 = cmd["slot"] % side
+    cmd["cols"] = rng.randint(1, 3 * period + side - c0)
+    cmd["row_pitch"] = (cmd["cols"] + rng.randint(0, 3)) * cmd["px_pitch"]
+    extent = (cmd["rows"] - 1) * cmd["row_pitch"] + (cmd["cols"] - 1) * cmd["px_pitch"] \
+        + cmd["ch"] * e
+    cmd["dram"] = BASE + rng.randint(0, MEM_BYTES - extent)
+    cmd["wpitch"] = -(-cmd["ch"] // lanes) + rng.randint(0, 3)
+    return cmd
+
+
+def ref_span_load(mem, cmd, lanes, lane_bits, side):
+    """(word address, slot) → lanes after a span (docs/isa.md, ``wpitch``): window a's
+    words from ``addr`` + a·``wpitch``, each window with a pixel in the box filled whole
+    (the box's pixels at their slots, the others zero); the pixels between windows are
+    nowhere."""
+    period = 2 * (side - 2)
+    q = -(-cmd["ch"] // lanes)
+    r0, c0 = divmod(cmd["slot"], side)
+    windows = (c0 + cmd["cols"] - 1) // period + 1
+    one = dict(cmd, wpitch=0)
+    out = {}
+    for a in range(windows):
+        first = max(0, a * period - c0)                 # the window's first box column
+        last = min(cmd["cols"], a * period + side - c0)
+        piece = dict(one, cols=last - first,
+                     dram=cmd["dram"] + first * cmd["px_pitch"],
+                     addr=cmd["addr"] + a * cmd["wpitch"],
+                     slot=r0 * side + (c0 if a == 0 else 0))
+        out.update(ref_tile_load(mem, piece, lanes, lane_bits, side))
+    return out
+
+
+@pytest.mark.parametrize("bus_bits,lanes,lane_bits,side", [(128, 4, 8, 4), (64, 3, 16, 6)])
+def test_tile_load_spans_fill_every_other_window(bus_bits, lanes, lane_bits, side):
+    """Random spans (F(2×2)'s 4-wide windows 4 apart, F(4×4)'s 6-wide windows 8 apart,
+    the columns between them read and dropped) back to back with a one-window box: every
+    window the reference's, nothing else written, cycles exactly the formula's (the box's
+    beats and words, dropped pixels included)."""
+    rng = random.Random(3 * bus_bits + side)
+    dut = LoadEngine(bus_bits, lanes, lane_bits, outstanding=3, tile_side=side)
+    codes = [0, 1] if lane_bits >= 16 else [0]
+    cmds = [_span_cmd(rng, side, lanes, rng.choice(codes)) for _ in range(5)]
+    cmds.insert(2, _tile_cmd(rng, side, lanes))
+    mem = bytearray(np.random.default_rng(side + 1).integers(0, 256, MEM_BYTES, np.uint8))
+    writes, per_cmd, _ = rtl_tile_load(dut, bytearray(mem), cmds)
+    period = 2 * (side - 2)
+    at = 0
+    for cmd, (cycles, err, _) in zip(cmds, per_cmd):
+        assert not err, cmd
+        assert cycles == _formula(load_tile_cycles, cmd, bus_bits, lanes), cmd
+        q = -(-cmd["ch"] // lanes)
+        c0 = cmd["slot"] % side
+        kept = sum((c0 + c) % period < side for c in range(cmd["cols"])) \
+            if cmd.get("wpitch") else cmd["cols"]
+        n = cmd["rows"] * kept * q
+        mine, at = writes[at:at + n], at + n
+        got = apply_writes([((a, s, z), w) for (a, s, _, z), w in mine], side, lanes)
+        want = (ref_span_load if cmd.get("wpitch") else ref_tile_load)(mem, cmd, lanes,
+                                                                        lane_bits, side)
+        assert got == want, cmd
+    assert at == len(writes)
+
+
 def test_tile_load_under_backpressure():
     rng = random.Random(9)
     dut = LoadEngine(128, 4, 8, outstanding=3, tile_side=4)
@@ -221,6 +289,14 @@ def test_tile_mode_refusals():
         writes, per_cmd, axi = rtl_tile_load(LoadEngine(128, 4, 8, tile_side=4), mem, [bad])
         assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts, bad
     writes, per_cmd, _, axi = rtl_load(LoadEngine(128, 4, 8), mem, [cmd])
+    assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts
+    # a span on 3-wide tiles (no windows 2m apart), or a window pitch outside tile mode
+    for engine, bad in ((LoadEngine(128, 4, 8, tile_side=3), dict(cmd, wpitch=2)),
+                        (LoadEngine(128, 4, 8, tile_side=4), dict(cmd, tile=0, wpitch=2))):
+        writes, per_cmd, axi = rtl_tile_load(engine, mem, [bad])
+        assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts, bad
+    writes, per_cmd, _, axi = rtl_load(LoadEngine(128, 4, 8), mem, [dict(cmd, tile=0,
+                                                                          wpitch=2)])
     assert per_cmd[0][:2] == (1, True) and not writes and not axi.read_bursts
     with pytest.raises(ValueError, match=r"^tile_lanes must be at most lanes / tile_side² = "
                                          r"2, not 3$"):

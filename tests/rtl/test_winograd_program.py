@@ -92,16 +92,24 @@ def _box_model(lp, hw, x_layer, gold):
             assert inst.tile
             s = setups[Buffer.FEATURE]
             cw = -(-inst.ch // rows)
+            # a span (wpitch): window a holds the pixels 2m·a … 2m·a + t − 1 columns on
+            # from the first window's origin, its words wpitch·a on; the others are dropped
+            period = 2 * m if inst.wpitch else 1 << 20
+            r0, q0 = divmod(inst.slot, t)
             for r in range(inst.rows):
                 for c in range(inst.cols):
+                    win, u = divmod(q0 + c, period)
+                    if u >= t:
+                        continue
                     p = inst.dram - lp.base + r * s.row_pitch + c * s.px_pitch
                     v = np.frombuffer(bytes(mem[p:p + inst.ch * s.elem]), f"<i{s.elem}")
                     px = np.zeros(cw * rows, np.int64)
                     px[:inst.ch] = v
                     for j in range(cw):
-                        if r == c == 0:             # the window's other slots: zero
-                            tbuf[inst.addr + j] = 0
-                        tbuf[inst.addr + j, :, inst.slot + r * t + c] = px[j * rows:(j + 1) * rows]
+                        at = inst.addr + win * inst.wpitch + j
+                        if r == 0 and (c == 0 or u == 0):   # a window's other slots: zero
+                            tbuf[at] = 0
+                        tbuf[at, :, (r0 + r) * t + u] = px[j * rows:(j + 1) * rows]
         elif type(inst).__name__ == "ComputeTile":
             p, inv = next(computes)
             want = p.tile_image(x_layer, inv)
