@@ -62,7 +62,7 @@ import numpy as np
 from dse.compiler.plan import plan_conv
 from dse.compiler.qdq import channel_quant, concat_lut, gap_requant
 from dse.qlinear import qadd_settings
-from dse.compiler.program import (Concat, PoolLayer, build_network_program,
+from dse.compiler.program import (Concat, PoolLayer, _fits_halves, build_network_program,
                                   double_buffer_limits)
 from dse.cost.resources import overlay_limits
 from dse.network import Layer, Network
@@ -359,10 +359,11 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
     token_depth, base:
         As :func:`dse.compiler.program.build_network_program` takes them.
     double_buffer:
-        True (the default): double-buffer the conv layers that gain by it (``build_network_program``'s
-        ``double_buffer``).  A layer the whole buffers hold in one invocation has nothing
-        to overlap; any other is planned again for half buffers
-        (:func:`dse.compiler.program.double_buffer_limits`), and double-buffered where
+        True (the default): double-buffer the conv and pool layers that gain by it
+        (``build_network_program``'s ``double_buffer``).  A conv layer the whole buffers
+        hold in one invocation has nothing to overlap; any other is planned again for half
+        buffers (:func:`dse.compiler.program.double_buffer_limits`), and a pool layer whose
+        bands fit half buffers is banded for them; each is double-buffered where
         ``dse.compiler.timing.program_timing`` gives it fewer cycles that way (halving the
         buffers can cut it into so many more invocations that it runs slower).
     patches:
@@ -495,7 +496,10 @@ def compile_network(network, design, x, weights=None, *, seed: int = 0, token_de
             used.append(None)
             continue
         if e.kind == "pool":
-            plans.append(PoolLayer(**e.pool, relu=e.relu))
+            pool = PoolLayer(**e.pool, relu=e.relu)
+            if double_buffer and _fits_halves(pool, shapes[e.input], limits, params):
+                halves[len(plans)] = pool       # the same layer, banded for half buffers
+            plans.append(pool)
             ws.append(None)
             used.append(None)
             continue

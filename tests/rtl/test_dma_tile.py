@@ -156,7 +156,6 @@ def ref_span_load(mem, cmd, lanes, lane_bits, side):
     (the box's pixels at their slots, the others zero); the pixels between windows are
     nowhere."""
     period = 2 * (side - 2)
-    q = -(-cmd["ch"] // lanes)
     r0, c0 = divmod(cmd["slot"], side)
     windows = (c0 + cmd["cols"] - 1) // period + 1
     one = dict(cmd, wpitch=0)

@@ -30,7 +30,7 @@ from dse.search import search
 from test_compile_network import (BRANCHES_LAYER_PINS, MEM_WORDS, PINS, RESIDUAL_LAYER_PINS,
                                   TABLE_WORDS, _branches as _branches_net,
                                   _residual as _residual_net)
-from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, StoreTile
+from rtl.isa import Buffer, ComputeTile, Engine, LoadTile, PoolTile, StoreTile
 from rtl.overlay_top import OverlayTop
 from rtl.params import DISPATCH_LATENCY, QUEUE_DEPTH, DatapathLimits
 from sim.overlay_golden import golden_outputs
@@ -89,6 +89,43 @@ def test_compiled_network_double_buffered_bit_exact(network):
     print(f"{net.name}: double-buffered measured {measured}, model {model}; "
           f"single-buffered model {slow}")
     assert model < slow
+
+
+def _pools():
+    """conv → ReLU → max pool 2×2 → conv → add with the pool's output → ReLU → average pool
+    3×3/2 with padding, on a 16×16 input: the pool layers' inputs outgrow the 2 KiB
+    buffers' halves, so they run in bands."""
+    b = NetworkBuilder("pools", (4, 16, 16))
+    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r1")
+    b.maxpool("p1", kernel=2)                                      # 8×8×8
+    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.sum("add", ["c2", "p1"])
+    b.act("relu", "r2")
+    b.avgpool("ap", kernel=3, stride=2, padding=1)                  # 8×4×4
+    return b.build()
+
+
+def test_pool_layers_double_buffered_bit_exact():
+    """Pool and add layers alternate their bands between the feature, aux and output
+    buffers' halves (the pool engine's in_addr, in2_addr and out_addr): a band loads while
+    the one before it pools, bit-exact, on the model, faster than single-buffered."""
+    net = _pools()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                    dataflows=("ws", "os"), hardware_pins=PINS, optimizer="grid")
+    params, limits = design_overlay(design)
+    x = np.random.default_rng(11).integers(-128, 128, net.input_shape)
+    lp, used = compile_network(net, design, x, seed=5, double_buffer=True)
+    single, _ = compile_network(net, design, x, seed=5, double_buffer=False)
+    tiles = [i for i in lp.program if isinstance(i, PoolTile)]
+    half_f, half_o = limits.feature_words // 2, limits.out_words // 2
+    assert {(t.in_addr, t.out_addr) for t in tiles} == {(0, 0), (half_f, half_o)}
+    assert {t.in2_addr for t in tiles} == {0, min(half_f, half_o)}     # the add's aux halves
+    gold = golden_outputs(lp, x, list(used.values()), list(used))
+    measured, model = _run(lp, gold, params, limits)
+    slow = program_timing(single, params).total_cycles
+    print(f"pools: double-buffered measured {measured}, model {model}; single {slow}")
+    assert measured == model < slow
 
 
 @pytest.mark.regress
