@@ -155,11 +155,15 @@ class ConvDatapath(wiring.Component):
     fr_addr, fr_en, fr_data : with ``out_write_port``, a reader of the feature buffer on the
         window generator's read port (data one cycle after ``fr_en``), only while no layer
         runs.
-    ts_addr, ts_slot, ts_zero, ts_data, ts_en : with ``tile_slot_port``, a write of element
-        slot ``ts_slot`` (0 to (m+2)² − 1) of every lane of tile-buffer word ``ts_addr``:
-        lane i takes ``ts_data[i]``; the slots set in ``ts_zero`` ((m+2)² bits) are written
-        zero in every lane, and the word's other slots keep their values.  It takes the
-        buffer's one write port in its cycle (a ``tb_en`` write in the same cycle is lost).
+    ts_addr, ts_slot, ts_zero, ts_data, ts_pair, ts_en : with ``tile_slot_port``, a write
+        of element slot ``ts_slot`` (0 to (m+2)² − 1) of every lane of tile-buffer word
+        ``ts_addr``: lane i takes ``ts_data[i]`` (i < ``rows``); the slots set in ``ts_zero``
+        ((m+2)² bits) are written zero in every lane, and the word's other slots keep their
+        values.  With ``ts_pair`` the write covers words 2·``ts_addr`` and 2·``ts_addr`` + 1
+        at once, the second taking lanes ``rows`` … 2·``rows`` − 1: the buffer is two banks,
+        its even and its odd words, so a load of 2·``rows`` channels a word fills the tile
+        buffer twice as fast.  It takes the write ports in its cycle (a ``tb_en`` write in
+        the same cycle is lost).
     ff_sparse, sk_*, ss_*, sp_*, smac_cycles, smac_stall_cycles, smac_conflict : with a sparse
         unit beside the FFT unit (``sparse_lanes``; :func:`sparse_params`): the setting that
         runs an FFT layer's phase 2 on it (``sparse_fft``), the kernel-bank, schedule and
@@ -265,7 +269,8 @@ class ConvDatapath(wiring.Component):
                     "ts_addr": In(range(limits.tile_words)),
                     "ts_slot": In(range(t * t)),
                     "ts_zero": In(t * t),
-                    "ts_data": In(data.ArrayLayout(signed(precision), params.rows)),
+                    "ts_data": In(data.ArrayLayout(signed(precision), 2 * params.rows)),
+                    "ts_pair": In(1),
                     "ts_en": In(1),
                 })
         if params.fft_size:
@@ -484,38 +489,72 @@ class ConvDatapath(wiring.Component):
             t = wm + 2
             tile = data.ArrayLayout(signed(self._precision), t * t)
             if self._tile_slot_port:
-                # slot-major words, one write enable per slot: the ts_* port writes one
-                # slot of every lane, tb_* the whole word
+                # slot-major words, one write enable per slot, in two banks (the even and
+                # the odd words): the ts_* port writes one slot of every lane of one word,
+                # or (ts_pair) of a pair of words, one in each bank; tb_* a whole word
                 lanes_w = data.ArrayLayout(signed(self._precision), p.rows)
-                m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(lanes_w, t * t),
-                                                  depth=lim.tile_words, init=[])
-                twp = tbuf.write_port(granularity=1)
-                trp_raw = tbuf.read_port()
-                trp = SimpleNamespace(addr=trp_raw.addr, en=trp_raw.en,
+                bank_words = (lim.tile_words + 1) // 2
+                trp = SimpleNamespace(addr=Signal(range(lim.tile_words + 1), name="tbuf_raddr"),
+                                      en=Signal(name="tbuf_ren"),
                                       data=Signal(data.ArrayLayout(tile, p.rows),
                                                   name="tbuf_rdata"))
-                with m.If(self.ts_en):
-                    m.d.comb += [twp.addr.eq(self.ts_addr),
-                                 twp.en.eq((1 << self.ts_slot) | self.ts_zero)]
-                    for e in range(t * t):
-                        with m.If(~self.ts_zero[e]):
-                            m.d.comb += twp.data[e].eq(self.ts_data)
-                with m.Else():
-                    m.d.comb += [twp.addr.eq(self.tb_addr),
-                                 twp.en.eq(Mux(self.tb_en, (1 << (t * t)) - 1, 0))]
-                    for e in range(t * t):
+                odd = Signal(name="tbuf_rodd")          # the word being read is an odd one
+                with m.If(trp.en):
+                    m.d.sync += odd.eq(trp.addr[0])
+                words = []
+                for k in range(2):
+                    bank = Memory(shape=data.ArrayLayout(lanes_w, t * t), depth=bank_words,
+                                  init=[])
+                    m.submodules[f"tbuf{k}"] = bank
+                    twp, rp = bank.write_port(granularity=1), bank.read_port()
+                    m.d.comb += [rp.addr.eq(trp.addr >> 1), rp.en.eq(trp.en)]
+                    words.append(rp.data)
+                    mine = self.ts_pair | (self.ts_addr[0] == k)
+                    with m.If(self.ts_en):
+                        m.d.comb += [twp.addr.eq(Mux(self.ts_pair, self.ts_addr,
+                                                     self.ts_addr >> 1)),
+                                     twp.en.eq(Mux(mine, (1 << self.ts_slot) | self.ts_zero,
+                                                   0))]
+                        bank_lanes = Signal(lanes_w, name=f"tbuf{k}_lanes")
                         for lane in range(p.rows):
-                            m.d.comb += twp.data[e][lane].eq(self.tb_data[lane][e])
+                            m.d.comb += bank_lanes[lane].eq(
+                                Mux(self.ts_pair, self.ts_data[lane + p.rows],
+                                    self.ts_data[lane]) if k else self.ts_data[lane])
+                        for e in range(t * t):
+                            with m.If(~self.ts_zero[e]):
+                                m.d.comb += twp.data[e].eq(bank_lanes)
+                    with m.Else():
+                        m.d.comb += [twp.addr.eq(self.tb_addr >> 1),
+                                     twp.en.eq(Mux(self.tb_en & (self.tb_addr[0] == k),
+                                                   (1 << (t * t)) - 1, 0))]
+                        for e in range(t * t):
+                            for lane in range(p.rows):
+                                m.d.comb += twp.data[e][lane].eq(self.tb_data[lane][e])
                 for e in range(t * t):
                     for lane in range(p.rows):
-                        m.d.comb += trp.data[lane][e].eq(trp_raw.data[e][lane])
+                        m.d.comb += trp.data[lane][e].eq(
+                            Mux(odd, words[1][e][lane], words[0][e][lane]))
             else:
-                m.submodules.tbuf = tbuf = Memory(shape=data.ArrayLayout(tile, p.rows),
-                                                  depth=lim.tile_words, init=[])
-                twp = tbuf.write_port()
-                trp = tbuf.read_port()
-                m.d.comb += [twp.addr.eq(self.tb_addr), twp.data.eq(self.tb_data),
-                             twp.en.eq(self.tb_en)]
+                # the same two banks (even and odd words), written a whole word at a time
+                bank_words = (lim.tile_words + 1) // 2
+                trp = SimpleNamespace(addr=Signal(range(lim.tile_words + 1), name="tbuf_raddr"),
+                                      en=Signal(name="tbuf_ren"),
+                                      data=Signal(data.ArrayLayout(tile, p.rows),
+                                                  name="tbuf_rdata"))
+                odd = Signal(name="tbuf_rodd")          # the word being read is an odd one
+                with m.If(trp.en):
+                    m.d.sync += odd.eq(trp.addr[0])
+                words = []
+                for k in range(2):
+                    bank = Memory(shape=data.ArrayLayout(tile, p.rows), depth=bank_words,
+                                  init=[])
+                    m.submodules[f"tbuf{k}"] = bank
+                    twp, rp = bank.write_port(), bank.read_port()
+                    m.d.comb += [rp.addr.eq(trp.addr >> 1), rp.en.eq(trp.en),
+                                 twp.addr.eq(self.tb_addr >> 1), twp.data.eq(self.tb_data),
+                                 twp.en.eq(self.tb_en & (self.tb_addr[0] == k))]
+                    words.append(rp.data)
+                m.d.comb += trp.data.eq(Mux(odd, words[1], words[0]))
             itfs = []
             for lane in range(p.rows):
                 itf = InputTransform(wm, self._precision)

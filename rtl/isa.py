@@ -534,6 +534,9 @@ class LoadTile(EngineInstruction):
                      "pixels at columns 2m·a to 2m·a + m + 1 from the first window's, the "
                      "others read and dropped), whose words start wpitch words apart from "
                      "addr", default=0)
+    wide: bool = _flag("tile mode: words of 2·rows channels, each filling a pair of tile-buffer "
+                       "words at once (2k and 2k + 1 for load word k; addr and wpitch count "
+                       "pairs)")
 
 
 @_format(0x3, "compute.setup", Engine.COMPUTE)

@@ -295,7 +295,8 @@ class OverlayTop(wiring.Component):
                                    qdq=params.requant == "f32")
         #: The one load engine: the controller runs loads one at a time, so every buffer's
         #: loads share it, each command in its buffer's format (``per_command``).
-        self.loader = LoadEngine(bus, max(f[0] for f in self.load_formats.values()),
+        self.loader = LoadEngine(bus, max([f[0] for f in self.load_formats.values()]
+                                          + ([2 * params.rows] if wm else [])),
                                  max(f[1] for f in self.load_formats.values()),
                                  sign_extend=True, tile_side=wm + 2 if wm else 0,
                                  per_command=True)
@@ -446,6 +447,13 @@ class OverlayTop(wiring.Component):
         setup_known = Cat(*((lp.setup.buf == b.code) for b in loaded)).any()
         ready_sel = Signal()
         l_bad = Signal()
+        # ``wide`` (tile-buffer word pairs) only with tile mode into the feature buffer
+        wide_bad = Signal()
+        if self._params.winograd_m:
+            m.d.comb += wide_bad.eq(lp.tile.wide & ~(lp.tile.tile & l_sel[Buffer.FEATURE]))
+        else:
+            m.d.comb += wide_bad.eq(lp.tile.wide)
+        l_wide = Signal()                       # the load in progress writes word pairs
         # the buffer of the load in progress: its words go to that buffer's write port
         l_buf = {buf: Signal(name=f"{buf.value}_loading") for buf in loaded}
         for buf, (lanes, _, signed_, tile) in self.load_formats.items():
@@ -459,18 +467,21 @@ class OverlayTop(wiring.Component):
             with m.If(go):
                 m.d.sync += ready.eq(0)
             pick = l_sel[buf] & ~l_setup
+            fmt_lanes = Mux(lp.tile.wide, 2 * lanes, lanes) if tile else lanes
             with m.If(pick):
                 m.d.comb += [
-                    ld.cmd.valid.eq(lc.cmd.valid & ready & ~aborted),
+                    ld.cmd.valid.eq(lc.cmd.valid & ready & ~aborted & ~wide_bad),
                     ld.cmd.payload.elem.eq(elem),
                     ld.cmd.payload.row_pitch.eq(row_pitch),
                     ld.cmd.payload.px_pitch.eq(px_pitch),
-                    ld.fmt_lanes.eq(lanes), ld.fmt_signed.eq(int(signed_)),
+                    ld.fmt_lanes.eq(fmt_lanes), ld.fmt_signed.eq(int(signed_)),
                     ld.fmt_tile.eq(int(tile)),
                     ready_sel.eq(ld.cmd.ready), l_bad.eq(~ready),
                 ]
             with m.If(ld.cmd.valid & ld.cmd.ready):
                 m.d.sync += l_buf[buf].eq(pick)
+        with m.If(ld.cmd.valid & ld.cmd.ready):
+            m.d.sync += l_wide.eq(lp.tile.wide)
         m.d.comb += [
             ld.cmd.payload.dram.eq(lp.tile.dram),
             ld.cmd.payload.addr.eq(lp.tile.addr),
@@ -501,9 +512,11 @@ class OverlayTop(wiring.Component):
             # tile mode: each word of a window piece into its slot of a tile-buffer word (the
             # window's slots outside the box zeroed with the first pixel's words); the lanes'
             # low ``precision`` bits are the (sign-extended) elements
+            # (with ``wide``, each word's 2·rows lanes fill a pair of tile-buffer words)
             m.d.comb += [dp.ts_addr.eq(ld.buf_addr), dp.ts_slot.eq(ld.buf_slot),
-                         dp.ts_zero.eq(ld.buf_zero), dp.ts_en.eq(fe_en & ld.buf_tile)]
-            for lane in range(self._params.rows):
+                         dp.ts_zero.eq(ld.buf_zero), dp.ts_pair.eq(l_wide),
+                         dp.ts_en.eq(fe_en & ld.buf_tile)]
+            for lane in range(2 * self._params.rows):
                 m.d.comb += dp.ts_data[lane].eq(ld.buf_data[lane][:self._precision])
         m.submodules.table = table = Memory(shape=unsigned(IMAGE_WORD_BITS),
                                             depth=self._table_words, init=[])
@@ -532,8 +545,8 @@ class OverlayTop(wiring.Component):
                 m.d.comb += pe.in_data[lane].eq(dp.fr_data[lane][:DATA_BITS])
         l_refuse = Signal()
         m.d.comb += [
-            l_refuse.eq(l_take & Mux(l_setup, ~setup_known, ~l_known | l_bad)),
-            lc.cmd.ready.eq(l_setup | ~l_known | l_bad | ready_sel),
+            l_refuse.eq(l_take & Mux(l_setup, ~setup_known, ~l_known | l_bad | wide_bad)),
+            lc.cmd.ready.eq(l_setup | ~l_known | l_bad | wide_bad | ready_sel),
             lc.done.eq(ld.done | (l_take & (l_setup | l_refuse))),
         ]
 

@@ -1016,6 +1016,19 @@ def _tile_boxes(plan, inv, rows: int):
     return boxes
 
 
+def _feature_load(dram: int, addr: int, rows: int, cols: int, ch: int, tile: bool, slot: int,
+                  wpitch: int, lanes: int) -> dict:
+    """A feature ``load.tile``'s fields (module docstring, "Winograd layers"): a tile-mode
+    box whose pixels take an even number of tile-buffer words (⌈ch / lanes⌉), from an even
+    word, is ``wide``: its words of 2·lanes channels fill a pair of tile-buffer words at
+    once, and its ``addr`` and ``wpitch`` count pairs."""
+    wide = tile and -(-ch // lanes) % 2 == 0 and addr % 2 == 0
+    if wide:
+        addr, wpitch = addr // 2, wpitch // 2
+    return {"buf": Buffer.FEATURE, "dram": dram, "addr": addr, "rows": rows, "cols": cols,
+            "ch": ch, "tile": tile, "slot": slot, "wpitch": wpitch, "wide": wide}
+
+
 def _weight_elem(plan, params: OverlayParams, elem: int) -> int:
     """Bytes of a conv layer's weight element in DRAM: the precision's, or for a Winograd
     layer the smallest of 1, 2, 4 bytes that holds ``params.b_width`` (its weights are
@@ -1574,10 +1587,9 @@ def build_network_program(plans, x, weights, params: OverlayParams, limits: Data
         for k, inv in enumerate(invs):
             bank = inv.registers["bank"]
             skip_f, skip_w = skips[li][0][k], skips[li][1][k]
-            loads = [{"buf": Buffer.FEATURE, "dram": (pad_area.dram if src == "zero"
-                                                      else t_in.address(c0, y, x)),
-                      "addr": addr + bank * fbase, "rows": n, "cols": cols, "ch": ch, "tile": tile,
-                      "slot": slot, "wpitch": wpitch}
+            loads = [_feature_load(pad_area.dram if src == "zero" else t_in.address(c0, y, x),
+                                   addr + bank * fbase, n, cols, ch, tile, slot, wpitch,
+                                   params.rows)
                      for src, y, x, c0, n, cols, ch, addr, tile, slot, wpitch in
                      ([] if skip_f else feats[li][k])]
             seg = wseg_of[li][k]
@@ -1786,7 +1798,7 @@ def instruction_cycles(lp: NetworkProgram, params: OverlayParams, *, latency: in
             load = isinstance(inst, LoadTile)
             s = setups[inst.buf] if load else setups["store"]
             # a tile-mode store: a pixel's winograd_lanes elements a word (module docstring)
-            n_lanes = (lanes[inst.buf] if load else
+            n_lanes = ((2 if inst.wide else 1) * lanes[inst.buf] if load else
                        params.winograd_lanes if inst.tile else params.cols)
             # the cycles depend on the address only through its offset in a beat (and, with a
             # read latency, in an AXI boundary, where the bursts split): boxes of one shape

@@ -480,8 +480,9 @@ def datapath_memories(hw) -> dict:
 
     Mirrors :func:`overlay_buffer_words` (buffer limits from the KiB figures),
     ``rtl.gemm_engine.GemmEngine`` (lane buffers: two halves, power-of-two depth) and
-    ``rtl.conv_datapath.ConvDatapath`` (which buffers exist); ``copies`` counts memories of
-    the same shape (and read ports beyond one: Yosys duplicates the memory for each).
+    ``rtl.conv_datapath.ConvDatapath`` (which buffers exist; the Winograd tile buffer in two
+    banks, its even and its odd words); ``copies`` counts memories of the same shape (and
+    read ports beyond one: Yosys duplicates the memory for each).
 
     With an FFT unit (``fft_size > 0``) the FFT path's buffers are listed too: the raw
     activation tiles (``fft_tile``, precision bits), the forward spectra (``spectrum_in``,
@@ -519,7 +520,9 @@ def datapath_memories(hw) -> dict:
         "shift_add": (out_words, acc * cols, 1),
         "output": (out_words, prec * lanes, 1),
         "accumulator": (out_words, back * lanes, 1),
-        "tile": (tile_words, prec * t2 * rows, has_w * 1),
+        # the even and the odd tile words in two banks (the overlay top's loads write a pair
+        # of words at once)
+        "tile": ((tile_words + 1) // 2, prec * t2 * rows, 2 * has_w),
         "winograd_acc": (mbuf_words, back * cols, has_w * wm * wm),
         "fft_tile": (spectral_words, prec, has_fft),
         "spectrum_in": (spectral_words, 2 * fft_part, has_fft),

@@ -224,11 +224,12 @@ def test_unknown_opcodes_are_illegal(opcode):
         decode(word)
 
 
-@FORMATS
+@pytest.mark.parametrize("cls", [c for c in INSTRUCTIONS if c.RESERVED_MASK],
+                         ids=lambda c: c.MNEMONIC)
 def test_every_reserved_bit_is_illegal(cls):
+    # (a format whose fields fill the word, load.tile's, has none)
     good = _legal(cls).encode()
     bits = [b for b in range(128) if cls.RESERVED_MASK >> b & 1]
-    assert bits, f"{cls.MNEMONIC} has no reserved bits to test"
     for b in bits:
         with pytest.raises(IllegalInstruction, match=rf"{re.escape(cls.MNEMONIC)} reserved bits "
                                                      rf"set \(0x{1 << b:x}\)$"):

@@ -105,11 +105,12 @@ def _box_model(lp, hw, x_layer, gold):
                     v = np.frombuffer(bytes(mem[p:p + inst.ch * s.elem]), f"<i{s.elem}")
                     px = np.zeros(cw * rows, np.int64)
                     px[:inst.ch] = v
+                    # (wide: addr and wpitch count pairs of tile-buffer words)
+                    first = (1 + inst.wide) * (inst.addr + win * inst.wpitch)
                     for j in range(cw):
-                        at = inst.addr + win * inst.wpitch + j
                         if r == 0 and (c == 0 or u == 0):   # a window's other slots: zero
-                            tbuf[at] = 0
-                        tbuf[at, :, (r0 + r) * t + u] = px[j * rows:(j + 1) * rows]
+                            tbuf[first + j] = 0
+                        tbuf[first + j, :, (r0 + r) * t + u] = px[j * rows:(j + 1) * rows]
         elif type(inst).__name__ == "ComputeTile":
             p, inv = next(computes)
             want = p.tile_image(x_layer, inv)
