@@ -488,20 +488,21 @@ class ConvDatapath(wiring.Component):
             # element g of each -- a K-chunk a cycle.
             t = wm + 2
             tile = data.ArrayLayout(signed(self._precision), t * t)
+            # two banks, the even and the odd words (a tile load can write a pair at once):
+            # a read of word a reads both banks at a >> 1 and keeps bank a mod 2's word
+            bank_words = (lim.tile_words + 1) // 2
+            trp = SimpleNamespace(addr=Signal(range(lim.tile_words + 1), name="tbuf_raddr"),
+                                  en=Signal(name="tbuf_ren"),
+                                  data=Signal(data.ArrayLayout(tile, p.rows), name="tbuf_rdata"))
+            odd = Signal(name="tbuf_rodd")              # the word being read is an odd one
+            with m.If(trp.en):
+                m.d.sync += odd.eq(trp.addr[0])
+            words = []
             if self._tile_slot_port:
-                # slot-major words, one write enable per slot, in two banks (the even and
-                # the odd words): the ts_* port writes one slot of every lane of one word,
-                # or (ts_pair) of a pair of words, one in each bank; tb_* a whole word
+                # slot-major words, one write enable per slot: the ts_* port writes one slot
+                # of every lane of one word, or (ts_pair) of a pair of words, one in each
+                # bank; tb_* a whole word
                 lanes_w = data.ArrayLayout(signed(self._precision), p.rows)
-                bank_words = (lim.tile_words + 1) // 2
-                trp = SimpleNamespace(addr=Signal(range(lim.tile_words + 1), name="tbuf_raddr"),
-                                      en=Signal(name="tbuf_ren"),
-                                      data=Signal(data.ArrayLayout(tile, p.rows),
-                                                  name="tbuf_rdata"))
-                odd = Signal(name="tbuf_rodd")          # the word being read is an odd one
-                with m.If(trp.en):
-                    m.d.sync += odd.eq(trp.addr[0])
-                words = []
                 for k in range(2):
                     bank = Memory(shape=data.ArrayLayout(lanes_w, t * t), depth=bank_words,
                                   init=[])
@@ -535,16 +536,7 @@ class ConvDatapath(wiring.Component):
                         m.d.comb += trp.data[lane][e].eq(
                             Mux(odd, words[1][e][lane], words[0][e][lane]))
             else:
-                # the same two banks (even and odd words), written a whole word at a time
-                bank_words = (lim.tile_words + 1) // 2
-                trp = SimpleNamespace(addr=Signal(range(lim.tile_words + 1), name="tbuf_raddr"),
-                                      en=Signal(name="tbuf_ren"),
-                                      data=Signal(data.ArrayLayout(tile, p.rows),
-                                                  name="tbuf_rdata"))
-                odd = Signal(name="tbuf_rodd")          # the word being read is an odd one
-                with m.If(trp.en):
-                    m.d.sync += odd.eq(trp.addr[0])
-                words = []
+                # lane-major words, written a whole word at a time
                 for k in range(2):
                     bank = Memory(shape=data.ArrayLayout(tile, p.rows), depth=bank_words,
                                   init=[])

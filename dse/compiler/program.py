@@ -78,7 +78,9 @@ so they do not overlap) that reach into the input tensor are **one** ``load.tile
 buf=feature tile=1`` **span** (``wpitch`` = 2·pieces²·⌈ch / rows⌉ words from one window's
 words to the next one's of the span; a parity with one such window is a one-window box):
 the part of those windows inside the tensor (its band's rows and channel chunk), its first
-pixel at its first window's slot; the load zeroes each window's other slots, so the padding
+pixel at its first window's slot (``wide`` where a pixel takes an even number of
+tile-buffer words: words of 2·rows channels, a pair of tile-buffer words each,
+:func:`_feature_load`); the load zeroes each window's other slots, so the padding
 and the windows past the image's bottom and right edge (the tiles of an output size that is
 not a multiple of m) need no boxes of their own.  A window wholly outside the image is a
 one-pixel box read from the zero area.  The outputs, per tile and group of ``winograd_lanes`` filters one word
