@@ -128,6 +128,32 @@ def test_pool_layers_double_buffered_bit_exact():
     assert measured == model < slow
 
 
+def test_next_layers_first_weights_load_before_the_layer_boundary():
+    """Three double-buffered conv layers in a row: each later layer's first invocation
+    loads its weights before the boundary (popping the token of the previous layer's last
+    compute on weight half 0), then its features after it; bit-exact, measured = model."""
+    b = NetworkBuilder("chain", (8, 24, 24))
+    b.conv("c1", out_channels=8, kernel=3, padding=1)
+    b.act("relu", "r1")
+    b.conv("c2", out_channels=8, kernel=3, padding=1)
+    b.conv("c3", out_channels=8, kernel=1)
+    net = b.build()
+    # 4 KiB buffers: each layer runs five invocations, double-buffered
+    pins = {**PINS, "act_buffer_kib": 4, "weight_buffer_kib": 4, "out_buffer_kib": 4}
+    design = search(net, load_board("zcu102"), algorithms=("im2col",), dataflows=("ws",),
+                    hardware_pins=pins, optimizer="grid")
+    params, limits = design_overlay(design)
+    x = np.random.default_rng(13).integers(-128, 128, net.input_shape)
+    lp, used = compile_network(net, design, x, seed=9, double_buffer=True)
+    early = [k for k, (a, b) in enumerate(zip(lp.program, lp.program[1:]))
+             if isinstance(a, LoadTile) and a.buf is Buffer.WEIGHT
+             and getattr(b, "buf", None) is Buffer.FEATURE and type(b).__name__ == "LoadSetup"]
+    assert len(early) == 2, early                        # before c2's and c3's boundaries
+    gold = golden_outputs(lp, x, list(used.values()), list(used))
+    measured, model = _run(lp, gold, params, limits)
+    assert measured == model
+
+
 @pytest.mark.regress
 def test_winograd_network_double_buffered_bit_exact():
     b = NetworkBuilder("wino", (5, 7, 7))
