@@ -14,7 +14,7 @@ import sys
 
 import cli_helpers
 import pytest
-from test_verify import branchy_onnx
+from test_verify import _dse_and_verify, branchy_onnx
 
 from sim.runner import REPO_ROOT
 
@@ -114,11 +114,7 @@ def test_tiny_on_an_f4_overlay_top_is_bit_exact(tmp_path):
     cfg = tmp_path / "f4.yaml"
     cfg.write_text("network: tiny\nboard: zcu102\nalgorithms: [im2col, kn2row]\n"
                    "hardware: {rows: 8, cols: 8, winograd_m: 4, bus_bits: 64}\n")
-    out = tmp_path / "out"
-    for command in ("dse", "verify"):
-        code, _, err = _omniconv(command, cfg, "--out", out)
-        assert code in (0, 1), err[-3000:]
-    doc = json.loads((out / "verify.json").read_text())
+    _, doc = _dse_and_verify(cfg, tmp_path / "out")
     assert doc["mode"] == "overlay_top"
     assert doc["totals"]["all_bit_exact"] is True
     # a 64-bit bus brings an instruction every two beats: the schedule's fetch model
@@ -138,14 +134,10 @@ def test_winograd_spans_on_the_top_are_bit_exact_and_on_design_json(tmp_path, m,
                    f"dataflows: [ws, os]\nhardware: {{{hardware}}}\n"
                    "layers: {conv1: {algorithm: winograd}, conv3: {algorithm: winograd}}\n")
     out = tmp_path / "out"
-    for command in ("dse", "verify"):
-        code, _, err = _omniconv(command, cfg, "--out", out)
-        assert code in (0, 1), err[-3000:]
-    design = json.loads((out / "design.json").read_text())
+    design, doc = _dse_and_verify(cfg, out)
     assert [(p["name"], p["variant"]) for p in design["layers"]
             if p["algorithm"] == "winograd"] == [("conv1", f"F{m}x{m}_3x3"),
                                                  ("conv3", f"F{m}x{m}_3x3")]
-    doc = json.loads((out / "verify.json").read_text())
     assert doc["totals"]["all_bit_exact"] is True
     assert doc["totals"]["measured_cycles"] == doc["totals"]["predicted_cycles"] \
         == design["total_cycles"]
