@@ -255,9 +255,13 @@ class ConvPlan:
         """sparse_fft: the predicted counters of the layer with its own weights (the
         compiled schedules' steps, not the explorer's expectation), invocations summed."""
         total: dict = {}
+        steps_of: dict = {}         # a filter chunk's schedule is the same in every band
         for inv in self.invocations:
-            steps = int(self.sparse_program(w, inv).schedule.steps.sum())
-            g = dataclasses.replace(self.geometry, c_out=inv.gemm[2])
+            if inv.filters not in steps_of:
+                steps_of[inv.filters] = int(self.sparse_program(w, inv).schedule.steps.sum())
+            steps = steps_of[inv.filters]
+            plan = self._band(inv)[0] if inv.band >= 0 else self     # a band's own tiles
+            g = dataclasses.replace(plan.geometry, c_out=inv.gemm[2])
             for k, v in sparse_lowering.datapath_cycles(
                     g, self.fft_n, self.sparse_lanes, steps,
                     requant_latency=tf.requant_latency(self.requant)).items():
@@ -445,7 +449,11 @@ class ConvPlan:
 
     def fft_tile_image(self, x: np.ndarray, inv: Invocation) -> np.ndarray:
         """FFT tile buffer words (one activation each), order (tile, channel, y, x): each
-        tile's step × step pixels of the padded input, zero-padded to N×N."""
+        tile's step × step pixels of the padded input, zero-padded to N×N (of a row band:
+        its own input image's tiles)."""
+        if inv.band >= 0:
+            sub, sub_inv = self._band(inv)
+            return sub.fft_tile_image(self._band_input(x, inv), sub_inv)
         n, step = self.fft_n, self.fft_step
         th, tw = self.fft_grid
         xi = self._image_input(x)
@@ -739,23 +747,23 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
     if sparse:
-        # the whole input in each invocation, the filters in chunks
+        # row bands of whole tile rows and filter chunks, every channel in each invocation
         # (dse.lowering.sparse_fft.invocations: the explorer's rule too)
-        ok, step = sparse_lowering.invocations(geometry, unit, rows, cols, params.sparse_lanes,
-                                               params.sparse_banks, density, lim)
+        ok, sp = sparse_lowering.invocations(geometry, unit, rows, cols, params.sparse_lanes,
+                                             params.sparse_banks, density, lim)
         if not bool(ok):
             steps, nnz = sparse_lowering.memory_words(
                 c, params.sparse_lanes, unit, params.sparse_lanes, params.sparse_banks,
                 density)
-            raise ValueError(f"{what}: sparse_fft runs a layer's whole input in each "
-                             f"invocation (no row bands or channel chunks), within "
-                             f"spectral_words = {lim['spectral_words']} and out_words = "
-                             f"{lim['out_words']}, with at least one group of filters' "
-                             f"kernels and schedule in the sparse unit: {steps} schedule "
-                             f"words and {nnz} kernel words a lane at density {density} "
-                             f"(sparse_steps = {lim['sparse_steps']}, sparse_nnz = "
-                             f"{lim['sparse_nnz']})")
-        sp, n_step = None, int(step) if _n_step is None else _n_step
+            raise ValueError(f"{what}: sparse_fft runs every input channel in each "
+                             f"invocation (row bands and filter chunks only): one row of "
+                             f"tiles of one filter group must fit spectral_words = "
+                             f"{lim['spectral_words']} and out_words = {lim['out_words']}, "
+                             f"and one group of filters' kernels and schedule the sparse "
+                             f"unit: {steps} schedule words and {nnz} kernel words a lane "
+                             f"at density {density} (sparse_steps = {lim['sparse_steps']}, "
+                             f"sparse_nnz = {lim['sparse_nnz']})")
+        n_step = int(sp.n_step) if _n_step is None else _n_step
     else:
         sp = split_cycles(low_algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes,
                           requant_latency=tf.requant_latency(params.requant))["split"]
@@ -784,7 +792,7 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
             shift = max(0, shift - e)
     if sp is not None and _n_step is None and (int(sp.bands) > 1 or int(sp.c_chunks) > 1):
         return _banded_plan(layer, algo, flow, params, limits, sp, (mult, shift), relu,
-                            precision, fft_shift, host_patches)
+                            precision, fft_shift, host_patches, density)
     invs = []
     for gi in range(groups):
         for f0 in range(0, ng, n_step):
@@ -875,7 +883,7 @@ def _misfit(algo, g, k, lim) -> str:
 
 
 def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision, fft_shift,
-                 host_patches) -> "ConvPlan":
+                 host_patches, density) -> "ConvPlan":
     """The plan of a layer cut into ``sp.bands`` row bands and ``sp.c_chunks`` channel
     chunks: each (band, chunk) planned as a layer of its own (its input rows and channels,
     the padding inside the band), with the whole layer's requantisation and filter chunks;
@@ -906,7 +914,9 @@ def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision
                 out_shape=(n_out, y1 - y0, ow),
                 padding=(top, layer.padding[1], bottom, layer.padding[3]))
             sub = plan_conv(sub_layer, algo, flow, params, limits, requant=requant, relu=relu,
-                            precision=precision, fft_shift=fft_shift, _n_step=int(sp.n_step))
+                            precision=precision, fft_shift=fft_shift,
+                            density=density if algo == "sparse_fft" else None,
+                            _n_step=int(sp.n_step))
             subs.append((len(bands), sub))
             bands.append(Band((y0, y1), (i0, i1), sub, (c0, c1)))
         for at in range(len(subs[0][1].invocations)):
@@ -922,7 +932,8 @@ def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision
                     tuple(layer.padding), 0, layer.groups, first.winograd_m, tuple(invs),
                     first.fft_n, first.fft_shift, first.data_bits, first.kernel_bits,
                     precision, first.rows, first.cols, first.winograd_lanes, host_patches,
-                    first.limits, tuple(bands), first.requant)
+                    first.limits, tuple(bands), first.requant, first.density,
+                    first.sparse_lanes, first.sparse_banks)
 
 
 def required_limits(plans) -> dict:

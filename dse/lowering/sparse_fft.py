@@ -251,54 +251,59 @@ def memory_words(channels, filters, unit, lanes, banks, density) -> tuple:
     return steps, nnz
 
 
-def invocations(g: Geometry, unit, rows, cols, lanes, banks, density, limits) -> tuple:
-    """``(fits, n_step)``: where the conv datapath runs a sparse_fft layer, and the filters
-    of each of its invocations (the compiler's rule too, ``dse.compiler.plan``).
+def invocations(g: Geometry, unit, rows, cols, lanes, banks, density, limits):
+    """``(fits, split)``: where the conv datapath runs a sparse_fft layer, and how it cuts
+    it (a :class:`dse.lowering.split.Split`; the compiler's rule too, ``dse.compiler.plan``).
 
-    The layer runs on a point with a sparse unit, its whole input in one invocation of the
-    FFT path within ``limits`` (``DatapathLimits`` fields; the engine's, the weight
-    buffer's and the GEMM count's do not bind: the array idles) -- no row bands or channel
-    chunks -- and its filters in chunks of ``n_step``: as many as the FFT path's buffers
-    hold (:func:`dse.lowering.split.split`), at most as many groups of P as the sparse
-    unit's kernel banks and schedule memory hold (:func:`memory_words`).  ``None`` limits:
+    The layer runs on a point with a sparse unit, within ``limits`` (``DatapathLimits``
+    fields; the engine's, the weight buffer's and the GEMM count's do not bind: the array
+    idles), cut as the FFT path cuts it (:func:`dse.lowering.split.split`): row bands of
+    whole tile rows, each with its own input image (halo and padding), and filter chunks of
+    ``n_step`` -- as many as the FFT path's buffers hold, at most as many groups of P as the
+    sparse unit's kernel banks and schedule memory hold (:func:`memory_words`).  No channel
+    chunks (a group's channels are one sum in the lanes' accumulators).  ``None`` limits:
     one invocation wherever there is a unit and the FFT path runs the layer."""
     from dse.lowering.split import split
 
     ok = (np.asarray(lanes) > 0) & np.asarray(legal(g, unit))
     if limits is None:
-        return ok, np.asarray(g.c_out)
+        return ok, split("fft", g, unit, rows, cols, Dataflow.WS.code, None, xp=np)
     big = 1 << 40
     lim = {**limits, "weight_words": big, "engine_a_words": big, "engine_c_words": big,
            "max_gemms": big}
-    sp = split("fft", g, unit, rows, cols, Dataflow.WS.code, lim, xp=np)
     p = np.maximum(lanes, 1)
     steps, nnz = memory_words(g.c_in, p, unit, p, banks, density)     # one group's
     groups = np.minimum(limits["sparse_steps"] // np.maximum(steps, 1),
                         limits["sparse_nnz"] // np.maximum(nnz, 1))
-    n_step = np.minimum(np.minimum(np.asarray(sp.n_step), groups * p), np.asarray(g.c_out))
-    ok = (ok & np.asarray(sp.fits) & (np.asarray(sp.bands) == 1)
-          & (np.asarray(sp.c_chunks) == 1) & (groups >= 1) & (n_step >= 1))
-    return ok, np.maximum(n_step, 1)
+    sp = split("fft", g, unit, rows, cols, Dataflow.WS.code, lim, xp=np,
+               n_cap=np.maximum(groups * p, 1))
+    ok = ok & np.asarray(sp.fits) & (groups >= 1)
+    return ok, sp
 
 
 def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
                  requant_latency=tf.REQUANT_LATENCY) -> dict:
     """The explorer's counters of a whole sparse_fft layer cut as :func:`invocations` cuts
-    it (each invocation's :func:`cycles` summed; the forward transforms run again for every
-    filter chunk), plus ``fits``."""
-    ok, n_step = invocations(g, unit, rows, cols, lanes, banks, density, limits)
-    f = np.asarray(g.c_out)
-    chunks = cdiv(f, n_step)
-    last = f - (chunks - 1) * n_step
+    it (each invocation's :func:`cycles` summed: the first, middle and last bands' own
+    geometries, each in filter chunks; the forward transforms run again for every filter
+    chunk), plus ``fits``."""
+    from dse.lowering.split import _whole_where, band_geometry
+
+    ok, sp = invocations(g, unit, rows, cols, lanes, banks, density, limits)
     nnz = keep(density, unit)
-
-    def one(n):
-        return cycles(dataclasses.replace(g, c_out=n), unit, lanes, banks, nnz,
-                      requant_latency=requant_latency)
-
-    full, rest = one(n_step), one(last)
-    out = {k: (chunks - 1) * np.asarray(full[k]) + np.asarray(rest[k])
-           for k in ("cycles", "gemm_cycles", "front_cycles", "back_cycles",
-                     "requant_cycles", "smac_cycles", "mac_cycles", "macs")}
+    bands = np.asarray(sp.bands)
+    many = bands >= 2
+    parts = [(0, sp.band, 1), (sp.band, sp.band, np.maximum(bands - 2, 0)),
+             ((bands - 1) * sp.band, sp.band_last, np.where(many, 1, 0))]
+    keys = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
+            "smac_cycles", "mac_cycles", "macs")
+    out = {k: 0 for k in keys}
+    for oy0, h, count in parts:
+        bg = _whole_where(np, many, band_geometry(g, oy0, h), g)   # one band: the layer
+        for n, times in ((sp.n_step, np.asarray(sp.n_chunks) - 1), (sp.n_last, 1)):
+            c = cycles(dataclasses.replace(bg, c_out=n), unit, lanes, banks, nnz,
+                       requant_latency=requant_latency)
+            for k in keys:
+                out[k] = out[k] + count * times * np.asarray(c[k])
     out["fits"] = ok
     return out

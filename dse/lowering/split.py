@@ -21,8 +21,12 @@ invocations, one after another:
   Winograd only, on ungrouped layers (a convolution is a sum over its input channels; the
   FFT's scaled spectral sums are not).
 
-A layer that fits whole is one band.  FFT layers are not cut into bands (their overlap-add
-tiles span band edges); they are legal only where one band fits.  Every function takes
+A layer that fits whole is one band.  FFT bands are whole rows of tiles: a band of t tile
+rows has t·(N − k + 1) − (k − 1) output rows, and its own input image (halo included) is
+tiled afresh, so the tiles under a band edge run in both bands (the overlap-add of one
+band never reaches into the next); a band is as many tile rows as the input and output
+spectrum buffers, the engine's halves (M = the band's tiles) and the overlap-add buffer
+hold.  Every function takes
 scalars (the compiler) or broadcasting arrays (the explorer), like the lowerings, and
 :func:`split_cycles` sums the invocations' :func:`cycles <dse.lowering.im2col.cycles>` from
 three band geometries (first, middle, last) and two chunk widths, which is exact whenever the
@@ -126,6 +130,17 @@ def band_geometry(g: Geometry, oy0, h, xp=np) -> Geometry:
     return Geometry(g.c_in, g.c_out, g.groups, g.kh, g.kw, g.stride, g.dilation, i1 - i0,
                     g.w_in, h, g.w_out, top, g.pad_l, bottom, g.pad_r, g.square_steps,
                     g.unit_pads)
+
+
+def _fft_step(g, unit, xp=np):
+    """Input rows a row of FFT tiles covers, N − k + 1 (at least 1)."""
+    return xp.maximum(unit - g.kh + 1, 1)
+
+
+def _fft_band_rows(g, unit, tiles, xp=np):
+    """Most output rows of a band whose input (halo included) fills at most ``tiles`` rows
+    of FFT tiles: tiles · (N − k + 1) − (k − 1) (stride 1; ≤ 0 where none fits)."""
+    return tiles * _fft_step(g, unit, xp) - (g.kh - 1)
 
 
 def _rows_in(g, h):
@@ -244,13 +259,15 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
         b_mats = (wm + 2) * (wm + 2)
         m_min = cdiv(g.w_out, wm)                         # one row of tiles
         step = wm
-    else:                                                 # FFT: whole layers only
+    else:                           # FFT: bands of whole tile rows (_fft_band_rows)
         from dse.lowering import fft
-        th, tw = fft.tile_grid(g, unit, xp)
+        _, tw = fft.tile_grid(g, unit, xp)
         k = g.c_in
         b_mats = 3 * unit * (unit // 2 + 1)
-        m_min = th * tw
-        step = g.h_out
+        t_min = cdiv(g.kh + 0 * tw, _fft_step(g, unit, xp))   # tile rows under one output row
+        m_min = t_min * tw
+        h_min = xp.minimum(_fft_band_rows(g, unit, t_min, xp), g.h_out)
+        step = one
     # -- filters per invocation: weight buffer, engine B, engine C and output at the
     # smallest band
     n = _min(xp, ng + 0 * k, lim["max_n"] + 0 * k,
@@ -260,7 +277,7 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
         n = _min(xp, n, lanes * (lim["out_words"] // m_min))
     elif algo == Algorithm.FFT:
         n = _min(xp, n, lim["spectral_words"] // (m_min * unit * unit),
-                 lim["out_words"] // (g.h_out * g.w_out))
+                 lim["out_words"] // (h_min * g.w_out))
     else:
         n = _min(xp, n, n_fits_c(_where(xp, is_, m_min, g.w_out), lim["out_words"], cols,
                                  dataflow, xp))
@@ -296,11 +313,13 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
         h = wm * (t_max // tw)
         band_ok = h >= wm
     else:
-        a_w, b_w, c_w = engine_words(m_min, k, n_step, rows, cols, dataflow, xp)
-        h = g.h_out
-        band_ok = ((m_min * k * unit * unit <= lim["spectral_words"])
-                   & (a_w <= lim["engine_a_words"]) & (c_w <= lim["engine_c_words"])
-                   & (m_min * n_step <= lim["engine_c_words"] * cols))
+        # tile rows a band holds: its input and output spectra, one GEMM's A and C (M =
+        # the band's tiles) and the overlap-add buffer (its output rows × filters)
+        spectra = lim["spectral_words"] // (tw * unit * unit * xp.maximum(k, n_step))
+        by_engine = _min(xp, a_rows, c_rows, (lim["engine_c_words"] * cols) // n_step) // tw
+        h = _min(xp, _fft_band_rows(g, unit, xp.minimum(spectra, by_engine), xp),
+                 lim["out_words"] // (g.w_out * n_step))
+        band_ok = h >= 1
     # -- the whole layer as one band when it fits with its own padding (im2col and kn2row
     # put less padding into the image then)
     if band_cap is not None:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -176,12 +176,25 @@ def sized_config(cases: Sequence[ConvCase], params: OverlayParams, *, precision:
     return DatapathConfig.make(params, limits, precision=precision, **kwargs)
 
 
+def _by_band(golden, x, w, plan, fft_shift, **kw):
+    """``golden`` of a spectral plan cut into row bands: each band's own golden (its input
+    rows, halo and padding, as the datapath runs it) stacked along the output rows, with
+    the first band's scale, shift and fraction (every band has the layer's) and the
+    saturations summed."""
+    parts = [golden(np.asarray(x)[b.channels[0]:b.channels[1], b.in_rows[0]:b.in_rows[1]],
+                    w, b.plan, fft_shift, **kw) for b in plan.bands]
+    return replace(parts[0], acc=np.concatenate([p.acc for p in parts], axis=1),
+                  saturated=sum(p.saturated for p in parts))
+
+
 def fft_golden(x, w, plan, fft_shift=None):
     """``sim.models.fft.fft_conv`` of a layer with the plan's widths and padding (the
-    bit-accurate golden model of the FFT path); ``fft_shift`` ``None`` picks the smallest
-    shift that saturates nothing on this data."""
+    bit-accurate golden model of the FFT path; of a plan cut into row bands, band by band);
+    ``fft_shift`` ``None`` picks the smallest shift that saturates nothing on this data."""
     from sim.models.fft import FFTParams, fft_conv
 
+    if plan.bands:
+        return _by_band(fft_golden, x, w, plan, fft_shift)
     t, l, b, r = plan.pads
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
@@ -197,6 +210,8 @@ def sparse_golden(x, w, plan, fft_shift=None, mask=None):
     from sim.models.fft import FFTParams
     from sim.models.sparse_fft import sparse_fft_conv
 
+    if plan.bands:
+        return _by_band(sparse_golden, x, w, plan, fft_shift, mask=mask)
     t, l, b, r = plan.pads
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)

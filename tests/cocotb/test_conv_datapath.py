@@ -163,20 +163,56 @@ def test_conv_datapath_smoke_int8():
 
 
 def spectral_smoke_cases():
-    """FFT (3×3 and 5×5, padding, ragged channels) and Winograd F(4×4,3×3)."""
+    """FFT (3×3 and 5×5, padding, ragged channels) and Winograd F(4×4,3×3); last, FFT
+    layers taller than the buffers sized for the others hold (:func:`spectral_smoke_config`):
+    row bands of whole tile rows, each with its own input image (halo, padding inside the
+    band), the 5×5 one also in filter chunks."""
     l3 = conv_layer("f3", 3, 7, 6, 5, 3, 1, 1)
     l5 = conv_layer("f5", 2, 9, 8, 3, 5, 1, 2)
     return [make_case(l3, "fft", "ws", 8, 11), make_case(l5, "fft", "os", 8, 12),
-            make_case(l3, "winograd", "os", 8, 13)]
+            make_case(l3, "winograd", "os", 8, 13),
+            make_case(conv_layer("f3b", 3, 20, 9, 4, 3, 1, 1), "fft", "ws", 8, 14, relu=True),
+            make_case(conv_layer("f5b", 2, 17, 7, 6, 5, 1, 2), "fft", "os", 8, 16)]
+
+
+def spectral_smoke_config(cases):
+    """The datapath sized for the cases that run whole (the first three)."""
+    from sim.bench.conv_tb import sized_config
+
+    return sized_config(cases[:3], SPECTRAL8, precision=8)
 
 
 @pytest.mark.verilator
 def test_conv_datapath_spectral_smoke_int8():
-    from sim.bench.conv_tb import sized_config
+    """Every counter equals the compiler's prediction and the accumulations the golden
+    model's (``check_batch``; a banded layer's golden is band by band); the banded layers'
+    cycles equal the explorer's (``dse.lowering.split``)."""
+    from dse.lowering import Geometry
+    from dse.lowering.split import split_cycles
+    from rtl.params import Dataflow
+    from sim.bench.conv_tb import plan_case
 
     cases = spectral_smoke_cases()
-    cfg = sized_config(cases, SPECTRAL8, precision=8)
+    cfg = spectral_smoke_config(cases)
+    lim = {**dict(cfg.limits), **_engine_words(cfg)}
+    for case in cases[3:]:
+        plan = plan_case(case, cfg)
+        assert len(plan.bands) >= 2, case.name
+        explorer = split_cycles("fft", Geometry.of_layer(case.layer), 8, 4, 4,
+                                Dataflow(case.dataflow).code, lim)
+        assert int(explorer["cycles"]) == plan.cycles(4, 4)["cycles"]
+    chunks = {i.filters for i in plan_case(cases[4], cfg).invocations}
+    assert len(chunks) >= 2, "the 5×5 layer runs in filter chunks too"
     assert check_batch(cfg, cases, "conv_smoke_spectral_int8", 8) == 0.0
+
+
+def _engine_words(cfg):
+    """The engine's capacities of ``cfg``'s datapath (what the explorer's limits add)."""
+    from rtl.params import DatapathLimits
+
+    a, _, c = DatapathLimits(**dict(cfg.limits)).engine_capacity(cfg.params.rows,
+                                                                 cfg.params.cols)
+    return {"engine_a_words": a, "engine_c_words": c}
 
 
 #: Buffers too small for the layers of :func:`banded_cases`: each runs as row bands (with

@@ -12,8 +12,9 @@ Each layer runs from its buffers with random int8/int16 data and weights; the ch
   for the steps) is within 2 % of the measured cycles;
 * the compiled schedule never stalls and no bank port is ever claimed twice.
 
-A layer whose filters do not fit one invocation runs in filter chunks, each with its own
-schedule and kernels (the smoke batch has one).
+A layer larger than the buffers runs as row bands of whole tile rows (each with its own
+input image: halo and the padding inside the band) and filter chunks, each chunk with its
+own schedule and kernels (the smoke batch has both).
 
 A smoke batch (P = B = 4, densities 0.1 to 0.5, 3×3 and 5×5, a last group of one lane)
 runs in ``make test``; lanes and banks P ∈ {4, 8, 16}, B ∈ {8, 16, 32} and int16 in
@@ -74,7 +75,7 @@ def golden(case, plan):
 def check_sparse_batch(params, cases, run_name, precision, out_words=None):
     """Run ``cases`` on one datapath (its output buffer ``out_words`` deep if given, so that
     larger layers run in filter chunks); check them (module docstring); return the
-    explorer's largest relative error."""
+    explorer's largest relative error and the plans."""
     from sim.bench.conv_tb import DatapathConfig, rtl_conv_batch, sized_config
 
     cfg = sized_config(cases, params, precision=precision)
@@ -114,17 +115,20 @@ def check_sparse_batch(params, cases, run_name, precision, out_words=None):
     out.write_text(json.dumps({"explorer_max_rel_error": worst, "cases": table}, indent=1))
     assert not failures, f"{len(failures)} problems in {len(cases)} layers:\n" + "\n".join(
         failures[:20])
-    return worst, [len(r.plan.invocations) for r in results]
+    return worst, [r.plan for r in results]
 
 
 @pytest.mark.verilator
 def test_sparse_datapath_smoke_int8():
-    # a 256-word output buffer: the 9×8 layer's 5 filters run as 3 + 2 (the forward
-    # transforms again for the second chunk, each chunk its own schedule and kernels)
-    worst, invocations = check_sparse_batch(spectral(4, 4), sparse_cases(8, 40),
-                                            "sparse_smoke_int8", 8, out_words=256)
+    # a 256-word output buffer: the 9×8 layer runs as two row bands of 5 and 4 output rows
+    # (two tile rows each, halo included); the 12×12 one as 3 bands × 2 filter chunks (5 + 3
+    # filters, each its own schedule and kernels, the forward transforms again for each)
+    cases = sparse_cases(8, 40, SHAPES + [(3, 12, 12, 8, 3, 1, 0.25)])
+    worst, plans = check_sparse_batch(spectral(4, 4), cases, "sparse_smoke_int8", 8,
+                                      out_words=256)
     assert worst <= MODEL_TOLERANCE
-    assert invocations == [1, 2, 1, 1]
+    assert [len(p.bands) for p in plans] == [0, 2, 0, 0, 3]
+    assert {i.filters for i in plans[4].invocations} == {(0, 5), (5, 8)}
 
 
 @pytest.mark.verilator

@@ -161,9 +161,10 @@ def test_flexible_dataflow_is_the_tiling():
     st = sparse_traffic(layers, 8, 10, [64 * 1024], [64 * 1024])
     assert (kr, ar) == (float(st.kr_bytes[0, 0]), float(st.ar_bytes[0, 0]))
     assert kr != ar
-    # ... but the conv datapath holds the whole input's spectra: a layer whose activations
-    # overflow the buffer does not run on it (the compiler's rule), so the explorer
-    # prices it infinite
+    # ... but the conv datapath holds at least one row of tiles' spectra of every channel
+    # (10 tiles × 128 channels × 64 words here, against 30,840 words at 64 KiB): a layer
+    # where even that overflows the buffer does not run on it (the compiler's rule), so the
+    # explorer prices it infinite
     cost = evaluate(layers, choices, hw)
     assert not np.isfinite(np.asarray(cost.dram_bytes)).any()
 
