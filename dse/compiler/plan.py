@@ -241,25 +241,28 @@ class ConvPlan:
         return prune_spectral(kr[..., :half], ki[..., :half], self.density)
 
     def sparse_program(self, w: np.ndarray, inv: "Invocation"):
-        """sparse_fft: what the sparse unit's memories hold for the invocation's filters
-        (:func:`dse.compiler.sparse_schedule.layer_program`)."""
+        """sparse_fft: what the sparse unit's memories hold for the invocation's filters and
+        channels (:func:`dse.compiler.sparse_schedule.layer_program`; the layer's pruned
+        spectra, whose fraction is the whole layer's)."""
         from dse.compiler.sparse_schedule import PrunedKernels, layer_program
 
         pruned = self.sparse_kernels(w)
         f0, f1 = inv.filters
-        part = PrunedKernels(pruned.n, pruned.mask[f0:f1], pruned.bin[f0:f1],
-                             pruned.re[f0:f1], pruned.im[f0:f1])
+        c0, c1 = self._channels(inv)
+        part = PrunedKernels(pruned.n, pruned.mask[f0:f1, c0:c1], pruned.bin[f0:f1, c0:c1],
+                             pruned.re[f0:f1, c0:c1], pruned.im[f0:f1, c0:c1])
         return layer_program(part, self.sparse_lanes, self.sparse_banks)
 
     def sparse_cycles(self, w: np.ndarray) -> dict:
         """sparse_fft: the predicted counters of the layer with its own weights (the
         compiled schedules' steps, not the explorer's expectation), invocations summed."""
         total: dict = {}
-        steps_of: dict = {}         # a filter chunk's schedule is the same in every band
+        steps_of: dict = {}         # a filter and channel chunk's schedule: in every band
         for inv in self.invocations:
-            if inv.filters not in steps_of:
-                steps_of[inv.filters] = int(self.sparse_program(w, inv).schedule.steps.sum())
-            steps = steps_of[inv.filters]
+            key = (inv.filters, self._channels(inv))
+            if key not in steps_of:
+                steps_of[key] = int(self.sparse_program(w, inv).schedule.steps.sum())
+            steps = steps_of[key]
             plan = self._band(inv)[0] if inv.band >= 0 else self     # a band's own tiles
             g = dataclasses.replace(plan.geometry, c_out=inv.gemm[2])
             for k, v in sparse_lowering.datapath_cycles(
@@ -267,6 +270,10 @@ class ConvPlan:
                     requant_latency=tf.requant_latency(self.requant)).items():
                 total[k] = total.get(k, 0) + int(v)
         return total
+
+    def _channels(self, inv: "Invocation") -> tuple:
+        """Input channels ``(c0, c1)`` of an invocation (of its band's channel chunk)."""
+        return self.bands[inv.band].channels if inv.band >= 0 else (0, self.in_shape[0])
 
     def _band(self, inv: "Invocation"):
         """(band plan, the invocation as that plan's) of a banded plan's invocation."""
@@ -478,7 +485,8 @@ class ConvPlan:
         if self.algorithm == "fft":
             kr, ki, _ = self.fft_weights(w)          # whole layer: one fraction for all
             f0, f1 = inv.filters
-            kr, ki = kr[f0:f1], ki[f0:f1]
+            c0, c1 = self._channels(inv)             # a channel chunk's part of them
+            kr, ki = kr[f0:f1, c0:c1], ki[f0:f1, c0:c1]
             half = self.fft_n // 2 + 1
             planes = np.stack([kr, ki - kr, kr + ki])[..., :half]   # 3, n, c, N, N/2+1
             # GEMM 3b + j: B[c][f] = plane j at the b-th bin (u, v ≤ N/2), u-major
@@ -511,8 +519,10 @@ class ConvPlan:
         """Weight buffer words, ``(words, max(rows, cols))``: the invocation's B matrices back
         to back, each in the GEMM engine's B layout (it reads B there) -- ws and os: N-chunks
         of ``cols`` filters of a row k, order (chunk, k); is: K-chunks of ``rows`` of a
-        column n, order (chunk, n); lanes past the matrix zero."""
-        if inv.band >= 0:
+        column n, order (chunk, n); lanes past the matrix zero.  (A spectral plan's bands
+        share the layer's weights: its GEMMs take the layer's spectra, at the layer's
+        fraction, of the band's channels.)"""
+        if inv.band >= 0 and not self.spectral:
             sub, sub_inv = self._band(inv)
             c0, c1 = self.bands[inv.band].channels
             return sub.weight_image(self.host_weights(w)[:, c0:c1], sub_inv)
@@ -747,22 +757,21 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
     hp, wp = (int(v) for v in geometry.padded(unit_pad))
     # invocations: filter chunks and row bands that fit the buffers (dse.lowering.split)
     if sparse:
-        # row bands of whole tile rows and filter chunks, every channel in each invocation
+        # row bands of whole tile rows, channel chunks and filter chunks
         # (dse.lowering.sparse_fft.invocations: the explorer's rule too)
         ok, sp = sparse_lowering.invocations(geometry, unit, rows, cols, params.sparse_lanes,
                                              params.sparse_banks, density, lim)
         if not bool(ok):
             steps, nnz = sparse_lowering.memory_words(
-                c, params.sparse_lanes, unit, params.sparse_lanes, params.sparse_banks,
+                1, params.sparse_lanes, unit, params.sparse_lanes, params.sparse_banks,
                 density)
-            raise ValueError(f"{what}: sparse_fft runs every input channel in each "
-                             f"invocation (row bands and filter chunks only): one row of "
-                             f"tiles of one filter group must fit spectral_words = "
+            raise ValueError(f"{what}: sparse_fft needs one row of tiles of one channel "
+                             f"and one group of filters to fit spectral_words = "
                              f"{lim['spectral_words']} and out_words = {lim['out_words']}, "
-                             f"and one group of filters' kernels and schedule the sparse "
-                             f"unit: {steps} schedule words and {nnz} kernel words a lane "
-                             f"at density {density} (sparse_steps = {lim['sparse_steps']}, "
-                             f"sparse_nnz = {lim['sparse_nnz']})")
+                             f"and one channel of one group's kernels and schedule the "
+                             f"sparse unit: {steps} schedule words and {nnz} kernel words a "
+                             f"lane at density {density} (sparse_steps = "
+                             f"{lim['sparse_steps']}, sparse_nnz = {lim['sparse_nnz']})")
         n_step = int(sp.n_step) if _n_step is None else _n_step
     else:
         sp = split_cycles(low_algo, geometry, unit, rows, cols, flow.code, lim, lanes=wlanes,

@@ -260,8 +260,11 @@ def invocations(g: Geometry, unit, rows, cols, lanes, banks, density, limits):
     idles), cut as the FFT path cuts it (:func:`dse.lowering.split.split`): row bands of
     whole tile rows, each with its own input image (halo and padding), and filter chunks of
     ``n_step`` -- as many as the FFT path's buffers hold, at most as many groups of P as the
-    sparse unit's kernel banks and schedule memory hold (:func:`memory_words`).  No channel
-    chunks (a group's channels are one sum in the lanes' accumulators).  ``None`` limits:
+    sparse unit's kernel banks and schedule memory hold (:func:`memory_words`) -- and
+    channel chunks where one group's kernels of every channel do not fit them (or the FFT
+    path's rule cuts them): each chunk's output spectra are inverse-transformed on their
+    own, and the datapath's accumulator buffer sums the chunks' overlap-added outputs (the
+    golden model sums the chunks too).  ``None`` limits:
     one invocation wherever there is a unit and the FFT path runs the layer."""
     from dse.lowering.split import split
 
@@ -272,12 +275,20 @@ def invocations(g: Geometry, unit, rows, cols, lanes, banks, density, limits):
     lim = {**limits, "weight_words": big, "engine_a_words": big, "engine_c_words": big,
            "max_gemms": big}
     p = np.maximum(lanes, 1)
-    steps, nnz = memory_words(g.c_in, p, unit, p, banks, density)     # one group's
+    # channels of one group the kernel banks and the schedule memory hold
+    steps, nnz = memory_words(1, p, unit, p, banks, density)          # a group's channel
+    c_most = np.minimum(limits["sparse_steps"] // np.maximum(steps, 1),
+                        limits["sparse_nnz"] // np.maximum(nnz, 1))
+    cap = np.maximum(c_most, 1)
+    first = split("fft", g, unit, rows, cols, Dataflow.WS.code, lim, xp=np, n_cap=p,
+                  c_words_cap=cap)
+    # groups of P whose kernels and schedule of the largest channel chunk fit
+    steps, nnz = memory_words(np.asarray(first.c_step), p, unit, p, banks, density)
     groups = np.minimum(limits["sparse_steps"] // np.maximum(steps, 1),
                         limits["sparse_nnz"] // np.maximum(nnz, 1))
     sp = split("fft", g, unit, rows, cols, Dataflow.WS.code, lim, xp=np,
-               n_cap=np.maximum(groups * p, 1))
-    ok = ok & np.asarray(sp.fits) & (groups >= 1)
+               n_cap=np.maximum(groups, 1) * p, c_words_cap=cap)
+    ok = ok & np.asarray(sp.fits) & (c_most >= 1) & (groups >= 1)
     return ok, sp
 
 
@@ -285,9 +296,9 @@ def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
                  requant_latency=tf.REQUANT_LATENCY) -> dict:
     """The explorer's counters of a whole sparse_fft layer cut as :func:`invocations` cuts
     it (each invocation's :func:`cycles` summed: the first, middle and last bands' own
-    geometries, each in filter chunks; the forward transforms run again for every filter
-    chunk), plus ``fits``."""
-    from dse.lowering.split import _whole_where, band_geometry
+    geometries, each in channel and filter chunks; the forward transforms run again for
+    every filter chunk), plus ``fits``."""
+    from dse.lowering.split import _whole_where, band_geometry, with_channels
 
     ok, sp = invocations(g, unit, rows, cols, lanes, banks, density, limits)
     nnz = keep(density, unit)
@@ -297,13 +308,15 @@ def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
              ((bands - 1) * sp.band, sp.band_last, np.where(many, 1, 0))]
     keys = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
             "smac_cycles", "mac_cycles", "macs")
+    chunks = [(sp.c_last, 1), (sp.c_step, np.asarray(sp.c_chunks) - 1)]
     out = {k: 0 for k in keys}
     for oy0, h, count in parts:
         bg = _whole_where(np, many, band_geometry(g, oy0, h), g)   # one band: the layer
-        for n, times in ((sp.n_step, np.asarray(sp.n_chunks) - 1), (sp.n_last, 1)):
-            c = cycles(dataclasses.replace(bg, c_out=n), unit, lanes, banks, nnz,
-                       requant_latency=requant_latency)
-            for k in keys:
-                out[k] = out[k] + count * times * np.asarray(c[k])
+        for c_in, c_times in chunks:
+            for n, times in ((sp.n_step, np.asarray(sp.n_chunks) - 1), (sp.n_last, 1)):
+                c = cycles(dataclasses.replace(with_channels(bg, c_in), c_out=n), unit,
+                           lanes, banks, nnz, requant_latency=requant_latency)
+                for k in keys:
+                    out[k] = out[k] + count * c_times * times * np.asarray(c[k])
     out["fits"] = ok
     return out

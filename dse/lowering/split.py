@@ -18,8 +18,11 @@ invocations, one after another:
   on a wide array.  The chunks of one band and filter chunk run one after another, each
   adding its accumulations to the previous chunk's in the accumulator buffer (the datapath's
   ``accumulate``); the last one's requantised words are the outputs.  Im2col, kn2row and
-  Winograd only, on ungrouped layers (a convolution is a sum over its input channels; the
-  FFT's scaled spectral sums are not).
+  Winograd, and FFT (one activation a tile-buffer word: chunks of any channel count), on
+  ungrouped layers.  An FFT chunk's spectral sums are requantised and inverse-transformed
+  on their own and the chunks' overlap-added outputs summed in the accumulator buffer, so
+  a chunked FFT layer rounds once per chunk (its golden model is the chunks' sum,
+  ``sim.bench.conv_tb.fft_golden``); the kernel spectra keep the whole layer's fraction.
 
 A layer that fits whole is one band.  FFT bands are whole rows of tiles: a band of t tile
 rows has t·(N − k + 1) − (k − 1) output rows, and its own input image (halo included) is
@@ -165,7 +168,8 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
     buffer (one filter's K; the engine reads B there), the engine's A half (⌈M/L⌉ lines of
     ⌈K/rows⌉ words) and the feature or tile buffer.  The same conditions as :func:`split`'s,
     solved for the channel words; im2col's ``g`` is the patched one.  (``max_k`` bounds the
-    layer's whole K, not a chunk's: the chunks' sum is one exact accumulation.)"""
+    layer's whole K, not a chunk's: the chunks' sum is one exact accumulation.)  FFT: in
+    channels, for one row of tiles and one filter."""
     from dse.lowering import winograd
 
     algo = Algorithm(algorithm)
@@ -187,8 +191,18 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
         tw = cdiv(g.w_out, unit)
         lines = cdiv(tw, side)
         store = lim["tile_words"] // (tw * per)
-    else:                                                 # FFT: no channel chunks
-        return _BIG + 0 * g.c_in
+    else:
+        # FFT: in channels, not words (the tile buffer holds one activation a word): one
+        # row of tiles' input spectra, A of one GEMM (M = its tiles; K = the chunk's
+        # channels, at most max_k), one filter's K in the weight buffer (ws and os only);
+        # sparse_fft adds its kernel banks' cap
+        from dse.lowering import fft
+        _, tw = fft.tile_grid(g, unit, xp)
+        m = cdiv(g.kh + 0 * tw, _fft_step(g, unit, xp)) * tw
+        b_mats = 3 * unit * (unit // 2 + 1)
+        return _min(xp, lim["spectral_words"] // (m * unit * unit),
+                    rows * (lim["engine_a_words"] // cdiv(m, side)),
+                    lim["weight_words"] // b_mats, lim["max_k"] + 0 * m)
 
     def b_cap(words):            # one filter's K within ``words`` a lane
         return _where(xp, dataflow == _IS, words // per, words // (per * rows))
@@ -199,8 +213,10 @@ def channel_words_max(algorithm, g: Geometry, unit, rows, cols, dataflow, limits
 
 def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp, words_cap=None):
     """``(c_step, c_chunks, c_last)`` of ``g`` within ``lim`` (the fewest chunks that fit,
-    as even as the feature words allow; at most ``words_cap`` channel words a chunk)."""
-    words = cdiv(g.c_group, rows)
+    as even as the feature words allow -- FFT: the channels; at most ``words_cap`` channel
+    words, FFT channels, a chunk)."""
+    gran = 1 if Algorithm(algo) == Algorithm.FFT else rows     # channels of a chunk's unit
+    words = cdiv(g.c_group, gran)
     most = channel_words_max(algo, g, unit, rows, cols, dataflow, lim, xp)
     if words_cap is not None:
         most = xp.minimum(most, words_cap)
@@ -208,7 +224,7 @@ def _channel_chunks(algo, g, unit, rows, cols, dataflow, lim, xp, words_cap=None
                     cdiv(words, xp.maximum(most, 1 + 0 * most)), 1 + 0 * most)
     step = cdiv(words, chunks)
     chunks = cdiv(words, step)
-    c_step = _where(xp, chunks > 1, step * rows, g.c_group + 0 * step)
+    c_step = _where(xp, chunks > 1, step * gran, g.c_group + 0 * step)
     return c_step, chunks, g.c_group - (chunks - 1) * c_step
 
 
@@ -338,6 +354,8 @@ def split(algorithm, g: Geometry, unit, rows, cols, dataflow, limits, xp=np,
     band_last = g.h_out - (bands - 1) * band
     # ``max_k`` bounds the layer's whole K (a chunked layer's K is per·c_words·rows)
     k_layer = _where(xp, c_chunks > 1, (k // c_words) * words_layer, k)
+    if algo == Algorithm.FFT:     # each chunk's channels are one GEMM's K, the sums
+        k_layer = k               # of the chunks are in the accumulator buffer
     fits = n_ok & band_ok & (k_layer <= lim["max_k"])
     if algo != Algorithm.IM2COL:
         fits = fits & (b_mats <= lim["max_gemms"])

@@ -176,21 +176,34 @@ def sized_config(cases: Sequence[ConvCase], params: OverlayParams, *, precision:
     return DatapathConfig.make(params, limits, precision=precision, **kwargs)
 
 
-def _by_band(golden, x, w, plan, fft_shift, **kw):
-    """``golden`` of a spectral plan cut into row bands: each band's own golden (its input
-    rows, halo and padding, as the datapath runs it) stacked along the output rows, with
-    the first band's scale, shift and fraction (every band has the layer's) and the
-    saturations summed."""
-    parts = [golden(np.asarray(x)[b.channels[0]:b.channels[1], b.in_rows[0]:b.in_rows[1]],
-                    w, b.plan, fft_shift, **kw) for b in plan.bands]
-    return replace(parts[0], acc=np.concatenate([p.acc for p in parts], axis=1),
-                  saturated=sum(p.saturated for p in parts))
+def _by_band(golden, x, w, plan, fft_shift, mask=None):
+    """``golden`` of a spectral plan cut into row bands and channel chunks: each band's
+    own golden (its input rows, halo and padding, as the datapath runs it), its channel
+    chunks' summed (the datapath's accumulator buffer adds them) with the kernel spectra
+    quantised at the whole layer's fraction, the bands stacked along the output rows; the
+    first part's scale and shift (every part has the layer's), saturations summed."""
+    from sim.models.fft import spectral_kernels
+
+    x, w = np.asarray(x, dtype=np.int64), np.asarray(w, dtype=np.int64)
+    frac = spectral_kernels(w, plan.fft_n, plan.kernel_bits)[2]       # the whole layer's
+    rows: dict = {}
+    parts = []
+    for b in plan.bands:
+        (c0, c1), (i0, i1) = b.channels, b.in_rows
+        extra = {} if mask is None else {"mask": mask[:, c0:c1]}
+        part = golden(x[c0:c1, i0:i1], w[:, c0:c1], b.plan, fft_shift, kernel_frac=frac,
+                      **extra)
+        rows[b.rows] = rows.get(b.rows, 0) + part.acc
+        parts.append(part)
+    acc = np.concatenate([rows[r] for r in sorted(rows)], axis=1)
+    return replace(parts[0], acc=acc, saturated=sum(p.saturated for p in parts))
 
 
-def fft_golden(x, w, plan, fft_shift=None):
+def fft_golden(x, w, plan, fft_shift=None, kernel_frac=None):
     """``sim.models.fft.fft_conv`` of a layer with the plan's widths and padding (the
-    bit-accurate golden model of the FFT path; of a plan cut into row bands, band by band);
-    ``fft_shift`` ``None`` picks the smallest shift that saturates nothing on this data."""
+    bit-accurate golden model of the FFT path; of a plan cut into row bands and channel
+    chunks, part by part); ``fft_shift`` ``None`` picks the smallest shift that saturates
+    nothing on this data; ``kernel_frac`` as ``fft_conv``'s."""
     from sim.models.fft import FFTParams, fft_conv
 
     if plan.bands:
@@ -199,27 +212,29 @@ def fft_golden(x, w, plan, fft_shift=None):
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
     return fft_conv(xp, w, params, padding=0, in_bits=plan.precision,
-                    kernel_bits=plan.kernel_bits, mac_shift=fft_shift, hermitian=True)
+                    kernel_bits=plan.kernel_bits, mac_shift=fft_shift, hermitian=True,
+                    kernel_frac=kernel_frac)
 
 
-def sparse_golden(x, w, plan, fft_shift=None, mask=None):
+def sparse_golden(x, w, plan, fft_shift=None, mask=None, kernel_frac=None):
     """``sim.models.sparse_fft.sparse_fft_conv`` of a sparse_fft layer with the plan's widths
     and padding (the bit-accurate golden model of the sparse path), pruned by ``mask``
     (N×C×n×(n/2+1)) or, by default, as the compiler prunes; ``fft_shift`` ``None`` picks
-    the smallest shift that saturates nothing."""
+    the smallest shift that saturates nothing; ``kernel_frac`` as ``fft_conv``'s."""
     from sim.models.fft import FFTParams
     from sim.models.sparse_fft import sparse_fft_conv
 
+    if mask is None:
+        mask = plan.sparse_kernels(w).mask                 # filters × channels × bins
+        mask = mask.reshape(mask.shape[:2] + (plan.fft_n, plan.fft_n // 2 + 1))
     if plan.bands:
         return _by_band(sparse_golden, x, w, plan, fft_shift, mask=mask)
     t, l, b, r = plan.pads
     xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (t, b), (l, r)))
     params = FFTParams(n=plan.fft_n, data_bits=plan.data_bits, twiddle_bits=plan.data_bits)
-    if mask is None:
-        mask = plan.sparse_kernels(w).mask                 # filters × channels × bins
-        mask = mask.reshape(mask.shape[:2] + (plan.fft_n, plan.fft_n // 2 + 1))
     return sparse_fft_conv(xp, w, params, mask=mask, padding=0, in_bits=plan.precision,
-                           kernel_bits=plan.kernel_bits, mac_shift=fft_shift)
+                           kernel_bits=plan.kernel_bits, mac_shift=fft_shift,
+                           kernel_frac=kernel_frac)
 
 
 def calibrated_fft_shift(case: ConvCase, cfg: DatapathConfig) -> int:

@@ -193,11 +193,14 @@ class SpectralResult:
         return self.acc * self.scale
 
 
-def spectral_kernels(w: np.ndarray, n: int, kernel_bits: int = 16):
+def spectral_kernels(w: np.ndarray, n: int, kernel_bits: int = 16,
+                     kernel_frac: int | None = None):
     """Offline kernel spectra: flipped, zero-padded to n×n, FFT, quantised half up.
 
     Returns (re, im, kernel_frac) with int64 parts of shape N×C×n×n, scaled by 2^kernel_frac,
-    the largest fraction that keeps every part within ``kernel_bits`` signed.
+    the largest fraction that keeps every part within ``kernel_bits`` signed -- or the
+    given ``kernel_frac`` (a part of a layer's channels quantised as the whole layer is:
+    ``w`` must then be a part of that layer's weights, so that every part fits).
     """
     w = np.asarray(w, dtype=np.float64)
     nf, c, r, s = w.shape
@@ -208,6 +211,11 @@ def spectral_kernels(w: np.ndarray, n: int, kernel_bits: int = 16):
     k = np.fft.fft2(pad)
     peak = max(np.abs(k.real).max(), np.abs(k.imag).max(), 1e-300)
     frac = int(np.floor(np.log2(((1 << (kernel_bits - 1)) - 1) / peak)))
+    if kernel_frac is not None:
+        if kernel_frac > frac:
+            raise ValueError(f"kernel_frac {kernel_frac} overflows {kernel_bits}-bit parts on "
+                             f"these weights (at most {frac})")
+        frac = kernel_frac
     q = lambda v: np.floor(v * 2.0 ** frac + 0.5).astype(np.int64)
     return q(k.real), q(k.imag), frac
 
@@ -230,7 +238,8 @@ def hermitian_extend(re, im, bits: int, stats: dict | None = None):
 
 def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: int = 16,
              mac_shift: int | None = None, inverse_params: FFTParams | None = None,
-             hermitian: bool = False, kernel_mask=None) -> SpectralResult:
+             hermitian: bool = False, kernel_mask=None,
+             kernel_frac: int | None = None) -> SpectralResult:
     """Stride-1 convolution through the fixed-point FFT path (overlap-and-add).
 
     ``x`` C×H×W and ``w`` N×C×R×S integers of ``in_bits``.  Inputs enter the FFT as
@@ -246,6 +255,8 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
     over the stored half spectra (bins v ≤ n/2); quantised kernel bins where it is False are
     zeroed before the MAC, and with ``hermitian`` False a bin v > n/2 follows the mask of its
     mirror (−u mod n, n − v), so the kernel stays Hermitian.  ``None`` keeps every bin.
+    ``kernel_frac``: the kernel spectra's fraction (:func:`spectral_kernels`); ``None``, the
+    largest these weights allow (a layer's channels in chunks each take the whole layer's).
     """
     n = params.n
     ip = inverse_params or params
@@ -272,7 +283,7 @@ def fft_conv(x, w, params: FFTParams, padding=0, in_bits: int = 8, kernel_bits: 
                                 << in_shift)
     stats: dict = {}
     xr, xi = fft2d_fixed(tiles, np.zeros_like(tiles), params, stats=stats)
-    kr, ki, kfrac = spectral_kernels(w, n, kernel_bits)
+    kr, ki, kfrac = spectral_kernels(w, n, kernel_bits, kernel_frac)
     if kernel_mask is not None:
         kr, ki = _mask_kernels(kr, ki, kernel_mask)
     # complex MAC across channels per bin, exact (the array's job)

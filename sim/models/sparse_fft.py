@@ -26,32 +26,36 @@ from sim.models.fft import FFTParams, SpectralResult, fft_conv, spectral_kernels
 __all__ = ["spectral_mask", "sparse_fft_conv", "pruning_sqnr"]
 
 
-def spectral_mask(w, n: int, density, kernel_bits: int = 16) -> np.ndarray:
-    """Which bins of the quantised half spectra of ``w`` (N×C×R×S) survive pruning to
-    ``density``: bool, N×C×n×(n/2 + 1)."""
-    kr, ki, _ = spectral_kernels(w, n, kernel_bits)
+def spectral_mask(w, n: int, density, kernel_bits: int = 16,
+                  kernel_frac: int | None = None) -> np.ndarray:
+    """Which bins of the quantised half spectra of ``w`` (N×C×R×S; at ``kernel_frac``,
+    :func:`sim.models.fft.spectral_kernels`) survive pruning to ``density``: bool,
+    N×C×n×(n/2 + 1)."""
+    kr, ki, _ = spectral_kernels(w, n, kernel_bits, kernel_frac)
     h = n // 2 + 1
     return prune_spectral(kr[..., :h], ki[..., :h], density).mask.reshape(kr.shape[:-1] + (h,))
 
 
 def sparse_fft_conv(x, w, params: FFTParams, density=None, mask=None, padding=0,
                     in_bits: int = 8, kernel_bits: int = 16, mac_shift: int | None = None,
-                    inverse_params: FFTParams | None = None) -> SpectralResult:
+                    inverse_params: FFTParams | None = None,
+                    kernel_frac: int | None = None) -> SpectralResult:
     """Stride-1 convolution through the pruned spectral path (half spectra, overlap-add).
 
     Give exactly one of ``density`` (prune each kernel's quantised half spectrum to
     ⌈density·N·(N/2 + 1)⌉ bins, :func:`spectral_mask`) and ``mask`` (the kept bins,
     bool N×C×n×(n/2 + 1), e.g. from a compiler that pruned otherwise).  The other arguments
     and the result are those of :func:`sim.models.fft.fft_conv`; ``mac_shift`` ``None``
-    calibrates on the pruned accumulators.  At density 1 the result is
+    calibrates on the pruned accumulators.  With ``density``, the mask is of the spectra at
+    ``kernel_frac`` (``None``: the largest these weights allow).  At density 1 the result is
     ``fft_conv(..., hermitian=True)``'s, bit for bit.
     """
     if (density is None) == (mask is None):
         raise ValueError("give exactly one of density and mask")
     if mask is None:
-        mask = spectral_mask(w, params.n, density, kernel_bits)
+        mask = spectral_mask(w, params.n, density, kernel_bits, kernel_frac)
     return fft_conv(x, w, params, padding, in_bits, kernel_bits, mac_shift, inverse_params,
-                    hermitian=True, kernel_mask=mask)
+                    hermitian=True, kernel_mask=mask, kernel_frac=kernel_frac)
 
 
 def pruning_sqnr(x, w, params: FFTParams, densities=(0.1, 0.25, 0.5), padding=0,

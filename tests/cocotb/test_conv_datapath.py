@@ -164,15 +164,17 @@ def test_conv_datapath_smoke_int8():
 
 def spectral_smoke_cases():
     """FFT (3×3 and 5×5, padding, ragged channels) and Winograd F(4×4,3×3); last, FFT
-    layers taller than the buffers sized for the others hold (:func:`spectral_smoke_config`):
+    layers larger than the buffers sized for the others hold (:func:`spectral_smoke_config`):
     row bands of whole tile rows, each with its own input image (halo, padding inside the
-    band), the 5×5 one also in filter chunks."""
+    band), the 5×5 one also in filter chunks; 40 channels in channel chunks, whose
+    overlap-added outputs the accumulator buffer sums."""
     l3 = conv_layer("f3", 3, 7, 6, 5, 3, 1, 1)
     l5 = conv_layer("f5", 2, 9, 8, 3, 5, 1, 2)
     return [make_case(l3, "fft", "ws", 8, 11), make_case(l5, "fft", "os", 8, 12),
             make_case(l3, "winograd", "os", 8, 13),
             make_case(conv_layer("f3b", 3, 20, 9, 4, 3, 1, 1), "fft", "ws", 8, 14, relu=True),
-            make_case(conv_layer("f5b", 2, 17, 7, 6, 5, 1, 2), "fft", "os", 8, 16)]
+            make_case(conv_layer("f5b", 2, 17, 7, 6, 5, 1, 2), "fft", "os", 8, 16),
+            make_case(conv_layer("f3c", 40, 8, 7, 3, 3, 1, 1), "fft", "ws", 8, 18)]
 
 
 def spectral_smoke_config(cases):
@@ -203,6 +205,7 @@ def test_conv_datapath_spectral_smoke_int8():
         assert int(explorer["cycles"]) == plan.cycles(4, 4)["cycles"]
     chunks = {i.filters for i in plan_case(cases[4], cfg).invocations}
     assert len(chunks) >= 2, "the 5×5 layer runs in filter chunks too"
+    assert len({b.channels for b in plan_case(cases[5], cfg).bands}) >= 2, "channel chunks"
     assert check_batch(cfg, cases, "conv_smoke_spectral_int8", 8) == 0.0
 
 

@@ -72,16 +72,16 @@ def golden(case, plan):
     return sparse_golden(case.x, case.w, plan, plan.fft_shift, mask=mask).acc
 
 
-def check_sparse_batch(params, cases, run_name, precision, out_words=None):
-    """Run ``cases`` on one datapath (its output buffer ``out_words`` deep if given, so that
-    larger layers run in filter chunks); check them (module docstring); return the
-    explorer's largest relative error and the plans."""
+def check_sparse_batch(params, cases, run_name, precision, limits=None, sized_by=None):
+    """Run ``cases`` on one datapath sized for the first ``sized_by`` of them (default all),
+    with the ``limits`` given instead (e.g. a shallower output buffer), so that larger
+    layers run in bands and chunks; check them (module docstring); return the explorer's
+    largest relative error and the plans."""
     from sim.bench.conv_tb import DatapathConfig, rtl_conv_batch, sized_config
 
-    cfg = sized_config(cases, params, precision=precision)
-    if out_words is not None:
-        cfg = DatapathConfig.make(params, {**dict(cfg.limits), "out_words": out_words},
-                                  precision=precision)
+    cfg = sized_config(cases[:sized_by], params, precision=precision)
+    if limits:
+        cfg = DatapathConfig.make(params, {**dict(cfg.limits), **limits}, precision=precision)
     results = rtl_conv_batch(cases, cfg, run_name=run_name)
     failures, table, worst = [], [], 0.0
     for case, res in zip(cases, results):
@@ -120,15 +120,22 @@ def check_sparse_batch(params, cases, run_name, precision, out_words=None):
 
 @pytest.mark.verilator
 def test_sparse_datapath_smoke_int8():
-    # a 256-word output buffer: the 9×8 layer runs as two row bands of 5 and 4 output rows
-    # (two tile rows each, halo included); the 12×12 one as 3 bands × 2 filter chunks (5 + 3
-    # filters, each its own schedule and kernels, the forward transforms again for each)
-    cases = sparse_cases(8, 40, SHAPES + [(3, 12, 12, 8, 3, 1, 0.25)])
-    worst, plans = check_sparse_batch(spectral(4, 4), cases, "sparse_smoke_int8", 8,
-                                      out_words=256)
+    # buffers sized for the first four but a 256-word output buffer: the 9×8 layer runs as
+    # two row bands of 5 and 4 output rows (two tile rows each, halo included); the 12×12
+    # one as 3 bands × 2 filter chunks (5 + 3 filters, each its own schedule and kernels,
+    # the forward transforms again for each); the 64-channel one (GEMM K up to 128) in 3
+    # channel chunks: one group's schedule of 64 channels overflows the 1,024-word schedule
+    # memory (up to P·⌈bins/B⌉ = 40 steps a channel for any weights: 25 channels), and the
+    # accumulator buffer sums the chunks' overlap-added outputs
+    cases = sparse_cases(8, 40, SHAPES + [(3, 12, 12, 8, 3, 1, 0.25),
+                                          (64, 6, 6, 4, 3, 1, 0.25)])
+    worst, plans = check_sparse_batch(
+        spectral(4, 4), cases, "sparse_smoke_int8", 8, sized_by=4,
+        limits={"out_words": 256, "max_k": 128, "spectral_words": 16384})
     assert worst <= MODEL_TOLERANCE
-    assert [len(p.bands) for p in plans] == [0, 2, 0, 0, 3]
+    assert [len({b.rows for b in p.bands}) for p in plans] == [0, 2, 0, 0, 3, 1]
     assert {i.filters for i in plans[4].invocations} == {(0, 5), (5, 8)}
+    assert {b.channels for b in plans[5].bands} == {(0, 22), (22, 44), (44, 64)}
 
 
 @pytest.mark.verilator
@@ -155,5 +162,5 @@ def test_sparse_plan_refuses_what_it_cannot_run():
     from rtl.params import DatapathLimits
 
     small = DatapathLimits(spectral_words=4096, out_words=1024, sparse_steps=8, sparse_nnz=8)
-    with pytest.raises(ValueError, match="schedule words and 30 kernel words a lane"):
+    with pytest.raises(ValueError, match="schedule words and 10 kernel words a lane"):
         plan_conv(layer, "sparse_fft", "ws", spectral(4, 4), small)

@@ -110,3 +110,32 @@ def test_hermitian_extend_mirrors_and_saturates():
                 want = 127 if im[mu, mv] == -128 else -im[mu, mv]
                 assert (r2[u, v], i2[u, v]) == (re[mu, mv], want)
     assert st["saturated"] == 1
+
+
+def test_channel_chunks_at_the_layers_fraction_sum_to_a_close_convolution():
+    # a layer's channels in chunks, each chunk's spectra at the whole layer's fraction: the
+    # chunks' spectra are the layer's, and their overlap-added outputs sum to the
+    # convolution as closely as the whole layer's do
+    from sim.models.fft import spectral_kernels
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (12, 10, 9))
+    w = rng.integers(-128, 128, (4, 12, 3, 3))
+    n, bits = 8, 16
+    kr, ki, frac = spectral_kernels(w, n, bits)
+    part_r, part_i, part_frac = spectral_kernels(w[:, 4:9], n, bits, kernel_frac=frac)
+    assert part_frac == frac
+    np.testing.assert_array_equal(part_r, kr[:, 4:9])
+    np.testing.assert_array_equal(part_i, ki[:, 4:9])
+    own = spectral_kernels(w[:, 4:9], n, bits)[2]
+    with pytest.raises(ValueError, match="overflows"):
+        spectral_kernels(w, n, bits, kernel_frac=frac + 1)
+    assert own >= frac
+    p = FFTParams(n=n, data_bits=16, twiddle_bits=16)
+    whole = fft_conv(x, w, p, padding=1, mac_shift=None, hermitian=True)
+    parts = [fft_conv(x[c0:c1], w[:, c0:c1], p, padding=1, mac_shift=whole.mac_shift,
+                      hermitian=True, kernel_frac=frac) for c0, c1 in ((0, 5), (5, 12))]
+    summed = (parts[0].acc + parts[1].acc) * whole.scale
+    exact = conv2d(x, w, 1, 1)
+    assert sqnr_db(summed, exact) > sqnr_db(whole.output, exact) - 6
+    assert sqnr_db(summed, exact) > 50
