@@ -164,6 +164,8 @@ class ConvDatapath(wiring.Component):
         its even and its odd words, so a load of 2·``rows`` channels a word fills the tile
         buffer twice as fast.  It takes the write ports in its cycle (a ``tb_en`` write in
         the same cycle is lost).
+    ff_keep : with an FFT unit, skip an FFT layer's forward transforms: the input spectra are
+        those the previous invocation left (a later filter chunk of the same input)
     ff_sparse, sk_*, ss_*, sp_*, smac_cycles, smac_stall_cycles, smac_conflict : with a sparse
         unit beside the FFT unit (``sparse_lanes``; :func:`sparse_params`): the setting that
         runs an FFT layer's phase 2 on it (``sparse_fft``), the kernel-bank, schedule and
@@ -385,7 +387,10 @@ class ConvDatapath(wiring.Component):
         issue = (state == run) & (gf < self.gemms) & paced
         eng_fire = issue & eng.start_ready
         c_last = c_fire & (c_count == mn - 1)
-        fwd_go = ((state == idle) & self.start & is_fft) if fn else False
+        # ff_keep: the input spectra in the spectral buffer are the previous invocation's
+        # (a later filter chunk): no forward transforms, phase 2 starts at once
+        keep = (is_fft & self.ff_keep) if fn else False
+        fwd_go = ((state == idle) & self.start & is_fft & ~keep) if fn else False
         m.d.comb += [load_go.eq(((state == idle) & self.start & ~is_fft) | next_go
                                 | (eng_fire & overlap & (gf + 1 < self.gemms))),
                      eng.start.eq(issue),
@@ -408,6 +413,11 @@ class ConvDatapath(wiring.Component):
                              c_count.eq(0), out_count.eq(0),
                              acc_count.eq(0),
                              state.eq(Mux(is_fft, fwd, run) if fn else run)]
+                if fn:      # kept spectra: to phase 2 as the forward transforms' end would
+                    with m.If(keep):
+                        m.d.sync += [state.eq(Mux(is_sparse, smac, run) if self.sparse
+                                              is not None else run),
+                                     next_go.eq(~is_sparse)]
         with m.Elif(state == run):
             # the GEMM is over when its last C beat has been taken
             with m.If(c_fire):
@@ -757,7 +767,9 @@ class ConvDatapath(wiring.Component):
                 # last output-spectrum write, then the inverse transforms
                 inv_go = inv_go | sp.smac_last
                 m.d.comb += [sp.sparse_on.eq(is_sparse),
-                             sp.smac_go.eq((state == fwd) & fft_fwd_last & is_sparse),
+                             sp.smac_go.eq((((state == fwd) & fft_fwd_last)
+                                            | ((state == idle) & self.start & keep))
+                                           & is_sparse),
                              fft_smac_last.eq(sp.smac_last),
                              *(getattr(sp, f"{w}_{k}").eq(getattr(self, f"{w}_{k}"))
                                for w in ("sk", "ss", "sp") for k in ("addr", "data", "en")),

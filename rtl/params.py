@@ -538,8 +538,9 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
     """The conv datapath's per-invocation settings (``rtl.conv_datapath.ConvDatapath``'s
     setting ports, which are built from this), in port order, each with its width in bits:
     what the compiler's :class:`dse.compiler.Invocation` ``registers`` hold and what a register
-    image (``rtl.isa.pack_image``) carries.  The FFT settings exist only with an FFT unit,
-    ``ff_sparse`` only with a sparse unit beside it."""
+    image (``rtl.isa.pack_image``) carries.  The FFT settings exist only with an FFT unit
+    (``ff_keep``: skip the forward transforms, the input spectra being the previous
+    invocation's), ``ff_sparse`` only with a sparse unit beside it."""
     if not isinstance(params, OverlayParams):
         raise TypeError(f"params must be an OverlayParams, not {params!r}")
     if not isinstance(limits, DatapathLimits):
@@ -569,8 +570,10 @@ def datapath_registers(params: OverlayParams, limits: DatapathLimits
         # modulo this (the words are (pixel, filter chunk), pixel-major)
         regs += [("rq_chunks", (-(-lim.max_n // params.cols)).bit_length())]
     if params.fft_size:
+        # ff_keep: the input spectra are the previous invocation's (a later filter chunk of
+        # the same band and channels): phase 1 is skipped
         regs += [*((f"ff_{n}", geometry) for n in FFT_SETTINGS),
-                 ("ff_shift", (params.acc_width + 1).bit_length())]
+                 ("ff_shift", (params.acc_width + 1).bit_length()), ("ff_keep", 1)]
         if params.sparse_lanes:
             # sparse_fft: the FFT path's phase 2 on the sparse MAC unit (rtl/spectral.py)
             regs += [("ff_sparse", 1)]

@@ -267,7 +267,8 @@ class ConvPlan:
             g = dataclasses.replace(plan.geometry, c_out=inv.gemm[2])
             for k, v in sparse_lowering.datapath_cycles(
                     g, self.fft_n, self.sparse_lanes, steps,
-                    requant_latency=tf.requant_latency(self.requant)).items():
+                    requant_latency=tf.requant_latency(self.requant),
+                    kept=bool(inv.registers.get("ff_keep", 0))).items():
                 total[k] = total.get(k, 0) + int(v)
         return total
 
@@ -315,16 +316,18 @@ class ConvPlan:
                 dataclasses.replace(self.geometry, c_out=inv.gemm[2]), self.fft_n,
                 self.sparse_lanes, self.sparse_banks,
                 sparse_lowering.keep(self.density, self.fft_n),
-                requant_latency=tf.requant_latency(self.requant))
+                requant_latency=tf.requant_latency(self.requant),
+                kept=bool(inv.registers.get("ff_keep", 0)))
             return {k: int(round(float(c[k]))) for k in (
                 "cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
                 "smac_cycles")}
         mod = lowering(self.algorithm)
         flow = Dataflow(self.dataflow).code
         low = self.lowered(rows, cols, inv.gemm[2])
+        kept = {"kept": bool(inv.registers["ff_keep"])} if self.spectral else {}
         return {k: int(v) for k, v in mod.cycles(
             low, rows, cols, flow, mult_latency=mult_latency,
-            requant_latency=tf.requant_latency(self.requant)).items()}
+            requant_latency=tf.requant_latency(self.requant), **kept).items()}
 
     def cycles(self, rows: int, cols: int, mult_latency: int = DEFAULT_MULT_LATENCY) -> dict:
         """Predicted counters of the whole layer: :meth:`invocation_cycles` summed."""
@@ -836,10 +839,13 @@ def _plan_conv(layer, algorithm, dataflow, params: OverlayParams, limits, requan
             regs.update({f"sa_{k}": v for k, v in sa.items()})
             regs["sa_stride_log2"] = (sh.bit_length() - 1) if algo == "kn2row" else 0
             if params.fft_size:         # the FFT settings exist only with an FFT unit
-                ff = dict(tiles_w=0, step=0, kernel=0, out_h=0, out_w=0, shift=fft_shift)
+                ff = dict(tiles_w=0, step=0, kernel=0, out_h=0, out_w=0, shift=fft_shift,
+                          keep=0)
                 if fn:
                     step = fn - r + 1
-                    ff.update(tiles_w=-(-wp // step), step=step, kernel=r, out_h=oh, out_w=ow)
+                    # a later filter chunk finds the input spectra the first one made
+                    ff.update(tiles_w=-(-wp // step), step=step, kernel=r, out_h=oh, out_w=ow,
+                              keep=int(f0 > 0))
                 regs.update({f"ff_{k}": v for k, v in ff.items()})
                 if params.sparse_lanes:
                     regs["ff_sparse"] = int(sparse)
@@ -932,6 +938,8 @@ def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision
             for i, (index, sub) in enumerate(subs):
                 inv = sub.invocations[at]
                 regs = {**inv.registers, "accumulate": int(i > 0)}
+                if c_chunks > 1 and "ff_keep" in regs:   # the chunks take turns in the
+                    regs["ff_keep"] = 0                   # spectral buffer
                 invs.append(dataclasses.replace(inv, registers=regs, band=index,
                                                 final=i == c_chunks - 1))
     first = bands[0].plan

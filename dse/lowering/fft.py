@@ -20,7 +20,8 @@ from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
 from rtl.params import Dataflow
 
-__all__ = ["RULE", "DATAFLOWS", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles", "tile_grid"]
+__all__ = ["RULE", "DATAFLOWS", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles", "tile_grid",
+           "lead_cycles", "front_counter"]
 
 #: Real GEMMs per complex GEMM in the FFT path.  Gauss's trick: with X = a + ib and
 #: W = c + id, k1 = c(a+b), k2 = a(d-c), k3 = b(c+d); Re = k1 - k3, Im = k1 + k2, so the
@@ -68,14 +69,34 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np) -> Lowered:
                    back=tf.fft2d_cycles(unit, tiles, n, xp=xp))
 
 
+def lead_cycles(front, kept=False, xp=np):
+    """Cycles from an invocation's start to its spectral MAC phase: the forward transforms
+    (``front``) after the tile buffer's read latency, or, with ``kept`` (``ff_keep``: the
+    input spectra are the previous invocation's, a later filter chunk), one cycle less than
+    that latency (the start cycle is the phase's)."""
+    if isinstance(kept, bool):
+        return dp.TILE_READ_LATENCY - 1 if kept else dp.TILE_READ_LATENCY + front
+    return xp.where(kept, dp.TILE_READ_LATENCY - 1, dp.TILE_READ_LATENCY + front)
+
+
+def front_counter(value, kept, xp=np):
+    """The forward transforms' counter: ``value``, or 0 where ``kept``."""
+    if isinstance(kept, bool):
+        return 0 * value if kept else value
+    return xp.where(kept, 0 * value, value)
+
+
 def cycles(low: Lowered, rows, cols, dataflow, xp=np,
-           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY) -> dict:
-    """Counters of one invocation: forward transforms, the GEMMs, inverse transforms with
-    overlap-add, then the requantiser drain."""
+           mult_latency=DEFAULT_MULT_LATENCY, requant_latency=tf.REQUANT_LATENCY,
+           kept=False) -> dict:
+    """Counters of one invocation: forward transforms (none with ``kept``:
+    :func:`lead_cycles`), the GEMMs, inverse transforms with overlap-add, then the
+    requantiser drain."""
     busy = dp.gemm_busy(low, rows, cols, dataflow, xp, mult_latency)
     requant = dp.requant_cycles(low, requant_latency)
-    lead = dp.TILE_READ_LATENCY + low.front
+    lead = lead_cycles(low.front, kept, xp)
     tail = (dp.TILE_READ_LATENCY + low.back + 1 + dp.TILE_READ_LATENCY + requant - 1)
     total = lead + low.gemms * dp.per_gemm_cycles(low, busy, xp) + tail - 1
-    return {"cycles": total, "gemm_cycles": low.gemms * busy, "front_cycles": low.front,
+    return {"cycles": total, "gemm_cycles": low.gemms * busy,
+            "front_cycles": front_counter(low.front, kept, xp),
             "back_cycles": low.back, "requant_cycles": requant}

@@ -194,10 +194,11 @@ def smac_cycles(g: Geometry, unit, lanes, tile_steps):
 
 
 def datapath_cycles(g: Geometry, unit, lanes, tile_steps,
-                    requant_latency=tf.REQUANT_LATENCY) -> dict:
+                    requant_latency=tf.REQUANT_LATENCY, kept=False) -> dict:
     """Counters of a sparse_fft layer on the conv datapath: the FFT path's forward
-    transforms, :func:`smac_cycles` and the inverse transforms with overlap-add and the
-    requantiser's drain (as :func:`dse.lowering.fft.cycles` around its GEMMs)."""
+    transforms (none with ``kept``, :func:`dse.lowering.fft.lead_cycles`), :func:`smac_cycles`
+    and the inverse transforms with overlap-add and the requantiser's drain (as
+    :func:`dse.lowering.fft.cycles` around its GEMMs)."""
     from dse.lowering import datapath as dp
 
     th, tw = tile_grid(g, unit)
@@ -206,11 +207,12 @@ def datapath_cycles(g: Geometry, unit, lanes, tile_steps,
     back = tf.fft2d_cycles(unit, tiles, g.c_out)
     requant = g.h_out * g.w_out * g.c_out + requant_latency
     mac = smac_cycles(g, unit, lanes, tile_steps)
-    lead = dp.TILE_READ_LATENCY + front
+    lead = fft.lead_cycles(front, kept)
     tail = dp.TILE_READ_LATENCY + back + 1 + dp.TILE_READ_LATENCY + requant - 1
     # the sparse phase starts in the forward transforms' last cycle and the inverse
     # transforms in its last: two cycles shared
-    return {"cycles": lead + mac + tail - 2, "gemm_cycles": 0, "front_cycles": front,
+    return {"cycles": lead + mac + tail - 2, "gemm_cycles": 0,
+            "front_cycles": fft.front_counter(front, kept),
             "back_cycles": back, "requant_cycles": requant, "smac_cycles": mac}
 
 
@@ -223,12 +225,12 @@ def mac_cycles(g: Geometry, unit, lanes, banks, nnz, ports=1):
 
 
 def cycles(g: Geometry, unit, lanes, banks, nnz, ports=1,
-           requant_latency=tf.REQUANT_LATENCY) -> dict:
+           requant_latency=tf.REQUANT_LATENCY, kept=False) -> dict:
     """The explorer's counters of the whole layer: :func:`datapath_cycles` at the expected
     steps, plus ``mac_cycles`` (the sparse phase), ``steps`` (expected steps per tile),
     ``tiles`` and ``macs`` (useful complex MACs of the layer: tiles · C · F · z)."""
     steps = expected_tile_steps(g, unit, lanes, banks, nnz, ports)
-    out = datapath_cycles(g, unit, lanes, steps, requant_latency)
+    out = datapath_cycles(g, unit, lanes, steps, requant_latency, kept)
     th, tw = tile_grid(g, unit)
     return {**out, "mac_cycles": out["smac_cycles"], "steps": steps, "tiles": th * tw,
             "macs": th * tw * g.c_in * g.c_out * np.asarray(nnz)}
@@ -309,14 +311,24 @@ def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
     keys = ("cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
             "smac_cycles", "mac_cycles", "macs")
     chunks = [(sp.c_last, 1), (sp.c_step, np.asarray(sp.c_chunks) - 1)]
+    # a band's later filter chunks find its input spectra in the buffer (``ff_keep``) where
+    # its channels are one chunk
+    kept = (np.asarray(sp.n_chunks) - 1) * (np.asarray(sp.c_chunks) == 1)
     out = {k: 0 for k in keys}
     for oy0, h, count in parts:
         bg = _whole_where(np, many, band_geometry(g, oy0, h), g)   # one band: the layer
         for c_in, c_times in chunks:
             for n, times in ((sp.n_step, np.asarray(sp.n_chunks) - 1), (sp.n_last, 1)):
-                c = cycles(dataclasses.replace(with_channels(bg, c_in), c_out=n), unit,
-                           lanes, banks, nnz, requant_latency=requant_latency)
+                gn = dataclasses.replace(with_channels(bg, c_in), c_out=n)
+                c = cycles(gn, unit, lanes, banks, nnz, requant_latency=requant_latency)
                 for k in keys:
                     out[k] = out[k] + count * c_times * times * np.asarray(c[k])
+            # what each kept invocation does not spend (the forward phase is the same for
+            # every filter count)
+            k_c = cycles(gn, unit, lanes, banks, nnz, requant_latency=requant_latency,
+                         kept=True)
+            for k in keys:
+                out[k] = out[k] - count * c_times * kept * (np.asarray(c[k])
+                                                             - np.asarray(k_c[k]))
     out["fits"] = ok
     return out

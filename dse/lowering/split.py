@@ -465,6 +465,9 @@ def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes,
     chunks = [(sp.c_last, 1)]
     if not _all_one(sp.c_chunks):
         chunks.insert(0, (sp.c_step, sp.c_chunks - 1))
+    # FFT: a band's later filter chunks find its input spectra in the buffer (``ff_keep``)
+    # where its channels are one chunk (else the chunks take turns in the buffer)
+    kept = (sp.n_chunks - 1) * (sp.c_chunks == 1) if algo == Algorithm.FFT else 0
     total: dict = {}
     first = None
     macs = 0
@@ -484,6 +487,11 @@ def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes,
                 macs = macs + c_times * count * times * low.macs_needed
                 if first is None:
                     first = low
+            if algo == Algorithm.FFT:       # what each kept invocation does not spend
+                kept_per = mod.cycles(low, rows, cols, dataflow, xp=xp,
+                                      requant_latency=requant_latency, kept=True)
+                for key, v in kept_per.items():
+                    total[key] = total[key] - c_times * count * kept * (per[key] - v)
     total["split"], total["lowered"], total["macs_needed"] = sp, first, macs
     return total
 
