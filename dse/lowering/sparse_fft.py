@@ -298,9 +298,9 @@ def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
                  requant_latency=tf.REQUANT_LATENCY) -> dict:
     """The explorer's counters of a whole sparse_fft layer cut as :func:`invocations` cuts
     it (each invocation's :func:`cycles` summed: the first, middle and last bands' own
-    geometries, each in channel and filter chunks; the forward transforms run again for
-    every filter chunk), plus ``fits``."""
-    from dse.lowering.split import _whole_where, band_geometry, with_channels
+    geometries, each in channel and filter chunks; a band's later filter chunks skip the
+    forward transforms where its channels are one chunk), plus ``fits``."""
+    from dse.lowering.split import whole_where, band_geometry, with_channels
 
     ok, sp = invocations(g, unit, rows, cols, lanes, banks, density, limits)
     nnz = keep(density, unit)
@@ -316,7 +316,7 @@ def layer_cycles(g: Geometry, unit, rows, cols, lanes, banks, density, limits,
     kept = (np.asarray(sp.n_chunks) - 1) * (np.asarray(sp.c_chunks) == 1)
     out = {k: 0 for k in keys}
     for oy0, h, count in parts:
-        bg = _whole_where(np, many, band_geometry(g, oy0, h), g)   # one band: the layer
+        bg = whole_where(np, many, band_geometry(g, oy0, h), g)   # one band: the layer
         for c_in, c_times in chunks:
             for n, times in ((sp.n_step, np.asarray(sp.n_chunks) - 1), (sp.n_last, 1)):
                 gn = dataclasses.replace(with_channels(bg, c_in), c_out=n)

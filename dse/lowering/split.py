@@ -48,7 +48,8 @@ from dse.lowering.geometry import Geometry, cdiv
 from rtl.params import Algorithm, Dataflow
 
 __all__ = ["Split", "split", "band_geometry", "band_rows", "split_cycles", "engine_words",
-           "n_fits_b", "n_fits_c", "m_fits_c", "channel_words_max", "with_channels"]
+           "n_fits_b", "n_fits_c", "m_fits_c", "channel_words_max", "with_channels",
+           "whole_where"]
 
 _IS = Dataflow.IS.code
 #: Stand-in for "no limit" in the closed forms.
@@ -475,7 +476,7 @@ def _split_sum(algo, sp, g, unit, rows, cols, dataflow, limits, xp, lanes,
         gc = with_channels(gp, c)
         for oy0, h, count in parts:
             # a lone band is the whole layer (its own padding); else the band's own
-            bg = _whole_where(xp, many, band_geometry(gc, oy0, h, xp), gc)
+            bg = whole_where(xp, many, band_geometry(gc, oy0, h, xp), gc)
             for n, times in ((sp.n_step, sp.n_chunks - 1), (sp.n_last, 0 * sp.n_chunks + 1)):
                 low = mod.lower(bg, unit, rows, cols, dataflow, n=n, xp=xp, **extra)
                 per = mod.cycles(low, rows, cols, dataflow, xp=xp,
@@ -501,7 +502,7 @@ def _all_one(v) -> bool:
     return bool(np.all(np.asarray(v) == 1)) if not hasattr(v, "all") else bool((v == 1).all())
 
 
-def _whole_where(xp, many, bg: Geometry, whole: Geometry) -> Geometry:
+def whole_where(xp, many, bg: Geometry, whole: Geometry) -> Geometry:
     """``bg`` where the layer has several bands, else the whole layer's geometry."""
     if np.ndim(many) == 0:
         return bg if bool(many) else whole

@@ -194,3 +194,50 @@ def test_fc6_of_vgg16_runs_as_channel_chunks_on_a_wide_array():
     assert bool(sp.fits) and int(sp.c_chunks) == -(-words // most)
     assert int(sp.c_step) * (int(sp.c_chunks) - 1) + int(sp.c_last) == 25088
     assert int(sp.c_step) % 32 == 0 and int(sp.c_step) // 32 <= most
+
+
+SPECTRAL = OverlayParams(rows=4, cols=4, a_width=17, b_width=18, acc_width=48, fft_size=8,
+                         sparse_lanes=4, sparse_banks=8)
+#: FFT cuts: (layer, limits overriding SMALL, what the cut must have)
+FFT_CASES = [
+    (layer_of(3, 20, 9, 4, 3, 1, 1), {}, "bands"),
+    (layer_of(2, 17, 7, 6, 5, 1, 2), {"out_words": 128}, "bands and kept filter chunks"),
+    (layer_of(40, 8, 7, 3, 3, 1, 1), {"max_k": 8}, "channel chunks"),
+    (layer_of(24, 26, 10, 9, 3, 1, 1), {"max_k": 8, "out_words": 128}, "all three"),
+]
+
+
+@pytest.mark.parametrize("algo", ["fft", "sparse_fft"])
+@pytest.mark.parametrize("layer, extra, what", FFT_CASES, ids=[c[2] for c in FFT_CASES])
+def test_spectral_explorer_formula_is_the_compilers_sum(layer, extra, what, algo):
+    """FFT and sparse FFT layers cut into row bands of tile rows, channel chunks and filter
+    chunks (later ones keeping the input spectra): the explorer's closed form is the
+    compiler's plan summed invocation by invocation (sparse: both at the expected steps)."""
+    from dse.lowering import sparse_fft
+
+    limits = DatapathLimits(**{**SMALL.as_dict(), "sparse_steps": 4096, "sparse_nnz": 4096,
+                               "max_gemms": 128, "weight_words": 4096,
+                               **extra})
+    plan = plan_conv(layer, algo, "ws", SPECTRAL, limits, density=0.25
+                     if algo == "sparse_fft" else None)
+    assert plan.bands, what
+    kept = [inv for inv in plan.invocations if inv.registers["ff_keep"]]
+    chunked = len({b.channels for b in plan.bands}) > 1
+    assert not (kept and chunked), "channel chunks take turns in the buffer: none kept"
+    if "kept" in what:
+        assert kept
+    if "channel" in what or what == "all three":
+        assert chunked
+    g = Geometry.of_layer(layer)
+    lim = {k: getattr(limits, k) for k in SMALL.as_dict()}
+    lim.update(sparse_steps=4096, sparse_nnz=4096, max_gemms=128, weight_words=4096,
+               **dict(zip(("engine_a_words", "_", "engine_c_words"),
+                          limits.engine_capacity(4, 4))))
+    lim.pop("_")
+    if algo == "fft":
+        got = float(split_cycles("fft", g, 8, 4, 4, Dataflow.WS.code, lim)["cycles"])
+        assert got == plan.cycles(4, 4)["cycles"]
+    else:
+        got = float(sparse_fft.layer_cycles(g, 8, 4, 4, 4, 8, 0.25, lim)["cycles"])
+        # per-invocation rounding of the expected steps aside
+        assert abs(got - plan.cycles(4, 4)["cycles"]) <= len(plan.invocations)
