@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from dse.compiler import plan_conv, required_limits
 from dse.lowering import Geometry
@@ -241,3 +243,51 @@ def test_spectral_explorer_formula_is_the_compilers_sum(layer, extra, what, algo
         got = float(sparse_fft.layer_cycles(g, 8, 4, 4, 4, 8, 0.25, lim)["cycles"])
         # per-invocation rounding of the expected steps aside
         assert abs(got - plan.cycles(4, 4)["cycles"]) <= len(plan.invocations)
+
+
+def _explorer_limits(limits: DatapathLimits) -> dict:
+    """``limits`` as the explorer takes them: every field, the engine's capacities filled."""
+    lim = limits.as_dict()
+    a, _, c = limits.engine_capacity(SPECTRAL.rows, SPECTRAL.cols)
+    return {**lim, "engine_a_words": a, "engine_c_words": c}
+
+
+@settings(max_examples=200, deadline=None)
+@given(c=st.integers(1, 40), h=st.integers(4, 30), w=st.integers(4, 20),
+       n=st.integers(1, 12), k=st.sampled_from([3, 5]), pad=st.integers(0, 2),
+       spectral=st.sampled_from([512, 2048, 8192]), out=st.sampled_from([64, 256, 1024]),
+       max_k=st.sampled_from([4, 16, 64]), sparse_words=st.sampled_from([64, 512, 4096]),
+       algo=st.sampled_from(["fft", "sparse_fft"]))
+def test_spectral_cuts_explorer_and_compiler_agree(c, h, w, n, k, pad, spectral, out, max_k,
+                                                   sparse_words, algo):
+    """On random layers and buffers: where the compiler refuses a spectral layer the
+    explorer says it does not fit, and where it plans one the explorer's cycles are the
+    plan's (sparse: at the expected steps, up to their per-invocation rounding)."""
+    from dse.lowering import sparse_fft
+
+    layer = layer_of(c, max(h, k), max(w, k), n, k, 1, pad)
+    limits = DatapathLimits(**{**SMALL.as_dict(), "max_gemms": 128, "weight_words": 4096,
+                               "spectral_words": spectral, "out_words": out, "max_k": max_k,
+                               "sparse_steps": sparse_words, "sparse_nnz": sparse_words})
+    g = Geometry.of_layer(layer)
+    lim = _explorer_limits(limits)
+    if algo == "fft":
+        got = split_cycles("fft", g, 8, 4, 4, Dataflow.WS.code, lim)
+        fits, cycles = bool(got["split"].fits), float(got["cycles"])
+    else:
+        got = sparse_fft.layer_cycles(g, 8, 4, 4, 4, 8, 0.25, lim)
+        fits, cycles = bool(got["fits"]), float(got["cycles"])
+    try:
+        plan = plan_conv(layer, algo, "ws", SPECTRAL, limits,
+                         density=0.25 if algo == "sparse_fft" else None)
+    except ValueError:
+        event("refused")
+        assert not fits
+        return
+    event(f"planned, {'banded' if plan.bands else 'whole'}")
+    assert fits
+    need = required_limits([plan])
+    for key in ("spectral_words", "out_words", "max_k", "sparse_steps", "sparse_nnz"):
+        assert need[key] <= getattr(limits, key), key
+    slack = 0 if algo == "fft" else len(plan.invocations)
+    assert abs(cycles - plan.cycles(4, 4)["cycles"]) <= slack
