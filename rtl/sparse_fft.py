@@ -363,7 +363,9 @@ class SparseMAC(wiring.Component):
         m.d.comb += [x.ready.eq(1), seq.x_bin.eq(x.payload.bin)]
         x_re, x_im = [], []                  # read data, indexed bank·ports + port
         for b in range(banks):
-            mem = Memory(shape=self._x_cplx, depth=p.bank_depth, init=[])
+            # at least two words: a bank of one (B = bins, e.g. N = 8 and B = 40) would have
+            # a zero-width address in the Verilog; its row address is one bit (_bits)
+            mem = Memory(shape=self._x_cplx, depth=max(2, p.bank_depth), init=[])
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(seq.x_row), wp.data.eq(x.payload.value),
@@ -373,7 +375,11 @@ class SparseMAC(wiring.Component):
                 m.d.comb += [rp.addr.eq(seq.rd_addr[b][k]), rp.en.eq(seq.rd_en[b][k])]
                 x_re.append(rp.data.re)
                 x_im.append(rp.data.im)
-        x_re, x_im = Array(x_re), Array(x_im)
+        # every value of a lane's select chooses a port (the last repeated up to a power of
+        # two), so the multiplexers' cases are complete (Verilator: CASEINCOMPLETE) with any
+        # bank count, e.g. the explorer's B = 40
+        pad = (1 << _bits(banks * ports)) - banks * ports
+        x_re, x_im = Array(x_re + x_re[-1:] * pad), Array(x_im + x_im[-1:] * pad)
 
         # ---- per lane: kernel bank, pointer, products, accumulators ------------------------------
         w = self.w_stream
