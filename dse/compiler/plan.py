@@ -233,12 +233,10 @@ class ConvPlan:
     def sparse_kernels(self, w: np.ndarray):
         """sparse_fft: the layer's quantised kernel half spectra pruned to ``density``
         (:class:`dse.compiler.sparse_schedule.PrunedKernels`, filters × channels × bins;
-        the spectra's fraction is the whole layer's, as the FFT path's)."""
-        from dse.compiler.sparse_schedule import prune_spectral
-
-        kr, ki, _ = self.fft_weights(np.asarray(w, dtype=np.int64))
-        half = self.fft_n // 2 + 1
-        return prune_spectral(kr[..., :half], ki[..., :half], self.density)
+        the spectra's fraction is the whole layer's, as the FFT path's; remembered per
+        weights, as every invocation of a layer asks for them)."""
+        w = np.ascontiguousarray(w, dtype=np.int64)
+        return _pruned(self.fft_n, self.kernel_bits, self.density, w.shape, w.tobytes())
 
     def sparse_program(self, w: np.ndarray, inv: "Invocation"):
         """sparse_fft: what the sparse unit's memories hold for the invocation's filters and
@@ -596,6 +594,18 @@ class ConvPlan:
             y0, y1 = self.bands[inv.band].rows if inv.band >= 0 else (0, self.out_shape[1])
             out[inv.group * ng + f0:inv.group * ng + f1, y0:y1] = part
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def _pruned(n: int, kernel_bits: int, density: float, shape: tuple, data: bytes):
+    """:meth:`ConvPlan.sparse_kernels` itself, keyed by the weights (``data``: their int64
+    bytes, ``shape``)."""
+    from dse.compiler.sparse_schedule import prune_spectral
+
+    w = np.frombuffer(data, dtype=np.int64).reshape(shape)
+    kr, ki, _ = fft_kernel_spectra(w, n, kernel_bits)
+    half = n // 2 + 1
+    return prune_spectral(kr[..., :half], ki[..., :half], density)
 
 
 def _pair(v):
