@@ -154,8 +154,8 @@ def forced_detail(design, board, precision) -> dict:
                  f"{sum(o['cycles'] for o in out) / (board.clock_mhz * 1e3):.2f}", "", "",
                  f"{t_kr / 1e6:.2f}", f"{t_ar / 1e6:.2f}", f"{t_flex / 1e6:.2f}", ""))
     print(md(("layer", "fwd FFT Mcyc", "sparse MAC Mcyc", "inv FFT Mcyc", "layer ms",
-              "lane util (steps)", "lane util (MAC phase)", "kernels-resident MB", "activations-resident MB", "flexible MB",
-              "mode"), rows))
+              "lane util (steps)", "lane util (MAC phase)", "kernels-resident MB",
+              "activations-resident MB", "flexible MB", "mode"), rows))
     print(f"\nflexible vs kernels resident {100 * (t_flex / t_kr - 1):+.1f} %, vs activations "
           f"resident {100 * (t_flex / t_ar - 1):+.1f} % (paper: -42 %)")
     return {"layers": out, "kr_bytes": t_kr, "ar_bytes": t_ar, "flexible_bytes": t_flex}

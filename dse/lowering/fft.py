@@ -20,8 +20,8 @@ from dse.lowering import datapath as dp
 from dse.lowering.geometry import Geometry, Lowered, cdiv
 from rtl.params import Dataflow
 
-__all__ = ["RULE", "DATAFLOWS", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles", "tile_grid",
-           "lead_cycles", "front_counter"]
+__all__ = ["RULE", "DATAFLOWS", "REAL_PRODUCTS_PER_COMPLEX", "legal", "lower", "cycles",
+           "tile_grid", "lead_cycles", "front_counter"]
 
 #: Real GEMMs per complex GEMM in the FFT path.  Gauss's trick: with X = a + ib and
 #: W = c + id, k1 = c(a+b), k2 = a(d-c), k3 = b(c+d); Re = k1 - k3, Im = k1 + k2, so the
