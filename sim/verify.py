@@ -52,7 +52,8 @@ __all__ = ["DATA_SEED", "VerifySettings", "VerifyCost", "golden_accumulations", 
 DATA_SEED = 2024
 
 #: Peak resident memory of a verification, ``BASE + PER_PE · PEs + PER_BIT · buffer_bits +
-#: PER_ELEMENT · job_words · max(rows, cols)`` bytes (:func:`estimate_cost`).  ``BASE`` is
+#: PER_ELEMENT · job elements`` bytes (:func:`estimate_cost`; a job word counts max(rows,
+#: cols) elements, but the FFT tile buffer's, which hold one activation each).  ``BASE`` is
 #: the command itself (numpy, onnx and Amaranth loaded) beside the Verilator build or the
 #: simulator's own interpreter; ``PER_PE`` the command's elaborated datapath, which it
 #: keeps while the simulator runs (2.5 GB for a 32×64 array with a Winograd unit, its PEs
@@ -383,23 +384,31 @@ def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     return bits
 
 
-def _job_words(plan) -> int:
-    """Words written into and read out of the buffers for one planned layer."""
+def _job_words(plan, edge: int = 0):
+    """Words written into and read out of the buffers for one planned layer; with ``edge``
+    (the array's max(rows, cols)), ``(words, elements)``: a word counts ``edge`` elements,
+    an FFT tile-buffer word one (it holds one activation)."""
     if plan.bands:
-        return sum(_job_words(band.plan) for band in plan.bands)
+        parts = [_job_words(band.plan, edge or 1) for band in plan.bands]
+        words = sum(w for w, _ in parts)
+        return (words, sum(e for _, e in parts)) if edge else words
     hp, wp = plan.padded_hw
-    words = 0
+    words = elements = 0
     for inv in plan.invocations:
         gm, gk, gn = inv.gemm
         regs = inv.registers
         if plan.algorithm == "winograd":
-            words += regs["a_words"]                # tile words: one K-chunk each
+            wide = regs["a_words"]                  # tile words: one K-chunk each
         elif plan.spectral:
-            words += gm * gk * plan.fft_n ** 2
+            wide = 0
+            words += gm * gk * plan.fft_n ** 2      # one activation a word
+            elements += gm * gk * plan.fft_n ** 2
         else:
-            words += hp * wp * regs["fe_c_words"]
-        words += inv.weight_words + 2 * inv.out_words
-    return words
+            wide = hp * wp * regs["fe_c_words"]
+        wide += inv.weight_words + 2 * inv.out_words
+        words += wide
+        elements += wide * (edge or 1)
+    return (words, elements) if edge else words
 
 
 def _fixed_bytes(params) -> float:
@@ -421,12 +430,14 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
                        precision=precision, variant=c.variant, density=c.density)
              for c in cases]
     bits = buffer_bits(limits, params, precision)
-    per_layer = [(c.name, _job_words(p)) for c, p in zip(cases, plans)]
+    edge = max(params.rows, params.cols)
+    jobs = [_job_words(p, edge) for p in plans]
+    per_layer = [(c.name, w) for c, (w, _) in zip(cases, jobs)]
     largest = max(per_layer, key=lambda item: item[1])
-    words = sum(_job_words(p) for p in plans)
+    words = sum(w for w, _ in jobs)
     cycles = sum(p.cycles(params.rows, params.cols)["cycles"] for p in plans)
     memory = int(_fixed_bytes(params) + MEMORY_PER_BUFFER_BIT * bits
-                 + MEMORY_PER_JOB_ELEMENT * words * max(params.rows, params.cols))
+                 + MEMORY_PER_JOB_ELEMENT * sum(e for _, e in jobs))
     seconds = (BUILD_SECONDS + cycles * params.rows * params.cols / PE_CYCLES_PER_S
                + words * SECONDS_PER_WORD)
     return VerifyCost(bits, words, cycles, memory, seconds, largest)
