@@ -438,6 +438,13 @@ class DatapathLimits:
         a, _, c = engine_rectangle(rows, cols, self.max_m, self.max_k, self.max_n)
         return (self.engine_a_words or a, self.weight_words, self.engine_c_words or c)
 
+    def on_array(self, rows: int, cols: int) -> dict:
+        """The limits as a dict with the engine's A and C capacities on a rows×cols array
+        filled in (:meth:`engine_capacity`): what the explorer's cut takes
+        (``dse.lowering.split``)."""
+        a, _, c = self.engine_capacity(rows, cols)
+        return {**self.as_dict(), "engine_a_words": a, "engine_c_words": c}
+
     def __post_init__(self):
         for name, low in _LIMIT_FIELDS:
             _check_int(name, getattr(self, name), low)

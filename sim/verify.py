@@ -384,14 +384,13 @@ def buffer_bits(limits: Mapping[str, int], params, precision: int = 8) -> int:
     return bits
 
 
-def _job_words(plan, edge: int = 0):
-    """Words written into and read out of the buffers for one planned layer; with ``edge``
-    (the array's max(rows, cols)), ``(words, elements)``: a word counts ``edge`` elements,
-    an FFT tile-buffer word one (it holds one activation)."""
+def _job_size(plan, edge: int) -> tuple:
+    """``(words, elements)`` written into and read out of the buffers for one planned layer
+    on an array of ``edge`` = max(rows, cols): a word counts ``edge`` elements, an FFT
+    tile-buffer word one (it holds one activation)."""
     if plan.bands:
-        parts = [_job_words(band.plan, edge or 1) for band in plan.bands]
-        words = sum(w for w, _ in parts)
-        return (words, sum(e for _, e in parts)) if edge else words
+        parts = [_job_size(band.plan, edge) for band in plan.bands]
+        return sum(w for w, _ in parts), sum(e for _, e in parts)
     hp, wp = plan.padded_hw
     words = elements = 0
     for inv in plan.invocations:
@@ -407,8 +406,8 @@ def _job_words(plan, edge: int = 0):
             wide = hp * wp * regs["fe_c_words"]
         wide += inv.weight_words + 2 * inv.out_words
         words += wide
-        elements += wide * (edge or 1)
-    return (words, elements) if edge else words
+        elements += wide * edge
+    return words, elements
 
 
 def _fixed_bytes(params) -> float:
@@ -431,7 +430,7 @@ def estimate_cost(cases, params, precision: int = 8) -> VerifyCost:
              for c in cases]
     bits = buffer_bits(limits, params, precision)
     edge = max(params.rows, params.cols)
-    jobs = [_job_words(p, edge) for p in plans]
+    jobs = [_job_size(p, edge) for p in plans]
     per_layer = [(c.name, w) for c, (w, _) in zip(cases, jobs)]
     largest = max(per_layer, key=lambda item: item[1])
     words = sum(w for w, _ in jobs)

@@ -266,7 +266,7 @@ class ConvPlan:
             for k, v in sparse_lowering.datapath_cycles(
                     g, self.fft_n, self.sparse_lanes, steps,
                     requant_latency=tf.requant_latency(self.requant),
-                    kept=bool(inv.registers.get("ff_keep", 0))).items():
+                    kept=bool(inv.registers["ff_keep"])).items():
                 total[k] = total.get(k, 0) + int(v)
         return total
 
@@ -315,7 +315,7 @@ class ConvPlan:
                 self.sparse_lanes, self.sparse_banks,
                 sparse_lowering.keep(self.density, self.fft_n),
                 requant_latency=tf.requant_latency(self.requant),
-                kept=bool(inv.registers.get("ff_keep", 0)))
+                kept=bool(inv.registers["ff_keep"]))
             return {k: int(round(float(c[k]))) for k in (
                 "cycles", "gemm_cycles", "front_cycles", "back_cycles", "requant_cycles",
                 "smac_cycles")}
@@ -887,10 +887,7 @@ def _limits_dict(limits, rows: int, cols: int):
         return None
     lim = DatapathLimits(**{f.name: int(getattr(limits, f.name, f.default))
                             for f in dataclasses.fields(DatapathLimits)})
-    out = lim.as_dict()
-    a_words, _, c_words = lim.engine_capacity(rows, cols)
-    out.update(engine_a_words=a_words, engine_c_words=c_words)
-    return out
+    return lim.on_array(rows, cols)
 
 
 def _misfit(algo, g, k, lim) -> str:
@@ -948,8 +945,9 @@ def _banded_plan(layer, algo, flow, params, limits, sp, requant, relu, precision
             for i, (index, sub) in enumerate(subs):
                 inv = sub.invocations[at]
                 regs = {**inv.registers, "accumulate": int(i > 0)}
-                if c_chunks > 1 and "ff_keep" in regs:   # the chunks take turns in the
-                    regs["ff_keep"] = 0                   # spectral buffer
+                if algo in ("fft", "sparse_fft"):   # a band's later filter chunks keep its
+                    # spectra, unless its channel chunks take turns in the spectral buffer
+                    regs["ff_keep"] = int(at > 0 and c_chunks == 1)
                 invs.append(dataclasses.replace(inv, registers=regs, band=index,
                                                 final=i == c_chunks - 1))
     first = bands[0].plan

@@ -196,7 +196,7 @@ def test_conv_datapath_spectral_smoke_int8():
 
     cases = spectral_smoke_cases()
     cfg = spectral_smoke_config(cases)
-    lim = {**dict(cfg.limits), **_engine_words(cfg)}
+    lim = cfg.limits_obj().on_array(cfg.params.rows, cfg.params.cols)
     for case in cases[3:]:
         plan = plan_case(case, cfg)
         assert len(plan.bands) >= 2, case.name
@@ -207,15 +207,6 @@ def test_conv_datapath_spectral_smoke_int8():
     assert len(chunks) >= 2, "the 5×5 layer runs in filter chunks too"
     assert len({b.channels for b in plan_case(cases[5], cfg).bands}) >= 2, "channel chunks"
     assert check_batch(cfg, cases, "conv_smoke_spectral_int8", 8) == 0.0
-
-
-def _engine_words(cfg):
-    """The engine's capacities of ``cfg``'s datapath (what the explorer's limits add)."""
-    from rtl.params import DatapathLimits
-
-    a, _, c = DatapathLimits(**dict(cfg.limits)).engine_capacity(cfg.params.rows,
-                                                                 cfg.params.cols)
-    return {"engine_a_words": a, "engine_c_words": c}
 
 
 #: Buffers too small for the layers of :func:`banded_cases`: each runs as row bands (with

@@ -231,11 +231,7 @@ def test_spectral_explorer_formula_is_the_compilers_sum(layer, extra, what, algo
     if "channel" in what or what == "all three":
         assert chunked
     g = Geometry.of_layer(layer)
-    lim = {k: getattr(limits, k) for k in SMALL.as_dict()}
-    lim.update(sparse_steps=4096, sparse_nnz=4096, max_gemms=128, weight_words=4096,
-               **dict(zip(("engine_a_words", "_", "engine_c_words"),
-                          limits.engine_capacity(4, 4))))
-    lim.pop("_")
+    lim = limits.on_array(4, 4)
     if algo == "fft":
         got = float(split_cycles("fft", g, 8, 4, 4, Dataflow.WS.code, lim)["cycles"])
         assert got == plan.cycles(4, 4)["cycles"]
@@ -243,13 +239,6 @@ def test_spectral_explorer_formula_is_the_compilers_sum(layer, extra, what, algo
         got = float(sparse_fft.layer_cycles(g, 8, 4, 4, 4, 8, 0.25, lim)["cycles"])
         # per-invocation rounding of the expected steps aside
         assert abs(got - plan.cycles(4, 4)["cycles"]) <= len(plan.invocations)
-
-
-def _explorer_limits(limits: DatapathLimits) -> dict:
-    """``limits`` as the explorer takes them: every field, the engine's capacities filled."""
-    lim = limits.as_dict()
-    a, _, c = limits.engine_capacity(SPECTRAL.rows, SPECTRAL.cols)
-    return {**lim, "engine_a_words": a, "engine_c_words": c}
 
 
 @settings(max_examples=200, deadline=None)
@@ -270,7 +259,7 @@ def test_spectral_cuts_explorer_and_compiler_agree(c, h, w, n, k, pad, spectral,
                                "spectral_words": spectral, "out_words": out, "max_k": max_k,
                                "sparse_steps": sparse_words, "sparse_nnz": sparse_words})
     g = Geometry.of_layer(layer)
-    lim = _explorer_limits(limits)
+    lim = limits.on_array(SPECTRAL.rows, SPECTRAL.cols)
     if algo == "fft":
         got = split_cycles("fft", g, 8, 4, 4, Dataflow.WS.code, lim)
         fits, cycles = bool(got["split"].fits), float(got["cycles"])
