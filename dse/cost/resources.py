@@ -74,6 +74,7 @@ import numpy as np
 from dse.cost.choices import required_widths
 from dse.cost.energy import WINOGRAD_ADDS
 from rtl.params import ACC_MAX_BITS, REQUANT_MULT_BITS
+from rtl.pool_layout import pool_lanes, pool_supported
 
 __all__ = ["RESOURCE_COEFFS", "DEFAULT_COEFFS", "FITTED_KEYS", "CALIBRATION_PATH",
            "UNIT_RESOURCES_PATH", "FFT_MEASURED", "LUTRAM_MUX_COST", "LUTRAM_TRANSPARENT_COST",
@@ -121,7 +122,7 @@ def requant_f32_resources(hw, shell: bool = True) -> dict:
     :data:`POOL_REQUANT_PER_LANE`, :data:`POOL_LUT_PER_LANE`); zeros for ``shift``."""
     f32 = 1.0 if getattr(hw, "requant", "shift") == "f32" else 0.0
     cols = np.asarray(hw.cols, dtype=np.float64)
-    pool = (np.gcd(np.asarray(hw.rows), np.asarray(hw.cols)) * top_has_pool(hw)
+    pool = (pool_lanes(hw) * top_has_pool(hw)
             if shell else 0 * cols)
     per_pool_lane = {k: sum(unit[hw.family][k] for unit in (
         QADD_PER_LANE, POOL_REQUANT_PER_LANE, POOL_LUT_PER_LANE)) for k in ("dsp", "lut", "ff")}
@@ -690,13 +691,9 @@ def _load_shell_points(path: Path = UNIT_RESOURCES_PATH) -> dict:
 
 
 def top_has_pool(hw):
-    """Whether each int8 point's top has a pool engine (``rtl.pool_layout.pool_supported``):
-    ``rows`` and ``cols`` a power of two apart (at most 256), precision 8."""
-    rows, cols = np.asarray(hw.rows), np.asarray(hw.cols)
-    g = np.gcd(rows, cols)
-    a, b = rows // g, cols // g
-    pow2 = ((a & (a - 1)) == 0) & ((b & (b - 1)) == 0)
-    return pow2 & (np.maximum(rows, cols) <= 256) & (precision_of(hw) == 8)
+    """Whether each point's top has a pool engine (``rtl.pool_layout.pool_supported`` at
+    the point's :func:`precision_of`)."""
+    return pool_supported(hw, precision_of(hw))
 
 
 def shell_features(hw) -> dict:
@@ -717,7 +714,7 @@ def shell_features(hw) -> dict:
     return {"control": np.ones(np.shape(rows), dtype=np.float64),
             "bus_bits": np.asarray(hw.bus_bits, dtype=np.float64),
             "lane_bits": np.asarray(lane_bits, dtype=np.float64),
-            "pool_lanes": (pool * np.gcd(rows, cols)).astype(np.float64)}
+            "pool_lanes": (pool * pool_lanes(hw)).astype(np.float64)}
 
 
 def shell_memories(hw) -> dict:

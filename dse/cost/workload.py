@@ -190,6 +190,8 @@ class AuxTable:
     out_elems: elements written.
     window: elements combined per output (pool kernel area; ``H·W`` for ``gap``; the number
         of inputs for ``add``).
+    channels: channels of the output (the pool engine works on a pixel's channels in groups
+        of its lanes).
     fusable: the layer can run in the back end of its producer conv (pooling of a conv
         that feeds nothing else).
     """
@@ -200,6 +202,7 @@ class AuxTable:
     out_elems: np.ndarray
     window: np.ndarray
     fusable: np.ndarray
+    channels: np.ndarray
 
     def __len__(self) -> int:
         return len(self.names)
@@ -212,7 +215,7 @@ class AuxTable:
         for layer in network.layers:
             for src in layer.inputs:
                 consumers[src] = consumers.get(src, 0) + 1
-        names, ops, ins, outs, win, fus = [], [], [], [], [], []
+        names, ops, ins, outs, win, fus, chans = [], [], [], [], [], [], []
         for layer in network.layers:
             if layer.op not in AUX_OPS:
                 continue
@@ -238,8 +241,10 @@ class AuxTable:
             outs.append(c * h * w)
             win.append(window)
             fus.append(fusable)
+            chans.append(c)
         return cls(names=tuple(names), ops=tuple(ops),
                    in_elems=np.asarray(ins, dtype=np.int64),
                    out_elems=np.asarray(outs, dtype=np.int64),
                    window=np.asarray(win, dtype=np.int64),
-                   fusable=np.asarray(fus, dtype=bool))
+                   fusable=np.asarray(fus, dtype=bool),
+                   channels=np.asarray(chans, dtype=np.int64))

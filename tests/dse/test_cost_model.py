@@ -146,10 +146,19 @@ def test_aux_layers_by_hand():
     pool = Layer("pool", "maxpool", ("x",), (4, 8, 8), (4, 4, 4), kernel=(2, 2),
                  stride=(2, 2))
     aux = AuxTable.from_network(Network("n", (4, 8, 8), [x, pool]))
-    hw = HardwareTable.from_grid(clock_mhz=100, dram_gbps=0.8, cols=[8], bus_bits=[64])
-    cost = evaluate_aux(aux, hw)
-    # reads 256 B, writes 64 B at 8 B/cycle = 40 cycles; lanes: 64 outputs × 4 / 8 = 32
-    assert cost.dram_bytes[0, 0] == 320 and cost.cycles[0, 0] == 40
+    # DRAM: reads 256 B, writes 64 B, at 8 B/cycle = 40 cycles
+    slow = HardwareTable.from_grid(clock_mhz=100, dram_gbps=0.8, rows=[4], cols=[8],
+                                   bus_bits=[64])
+    cost = evaluate_aux(aux, slow)
+    # the pool engine: gcd(4, 8) = 4 lanes, so each of the 16 output pixels is one group of
+    # 4 channels, 4 taps each: 64 cycles, more than the DRAM's 40
+    assert cost.dram_bytes[0, 0] == 320 and cost.cycles[0, 0] == 64
+    # 2 lanes (gcd(2, 8)): two groups a pixel, 128 taps
+    assert evaluate_aux(aux, HardwareTable.from_grid(
+        clock_mhz=100, dram_gbps=0.8, rows=[2], cols=[8], bus_bits=[64])).cycles[0, 0] == 128
+    # DRAM at 0.2 B/cycle: 1,600 cycles, more than the taps
+    assert evaluate_aux(aux, HardwareTable.from_grid(
+        clock_mhz=100, dram_gbps=0.02, rows=[4], cols=[8], bus_bits=[64])).cycles[0, 0] == 1600
 
 
 @pytest.mark.skipif(not torch_available(), reason="torch is not installed")

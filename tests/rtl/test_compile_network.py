@@ -253,6 +253,36 @@ def test_design_takes_the_program_timing(explored):
     assert program_design(net, design, fuse=False).fusion == []
 
 
+@pytest.mark.parametrize("rows, cols", [(4, 4), (4, 16), (8, 4)])
+def test_explorer_pool_cycles_are_the_pool_engines_taps(rows, cols):
+    """The explorer ranks hardware with ``evaluate_aux``'s pool, add and global-pool cycles:
+    with the DRAM out of the way they are the pool engine's taps on its gcd(rows, cols)
+    lanes, which the program's pool tiles take plus POOL_LATENCY each (the ranking model
+    once counted ``cols`` lanes: 3.4× too fast on VGG16's pools at 16×64).  The residual
+    network's 8 channels are two groups a pixel on 4 lanes."""
+    from dse.cost.hardware import HardwareTable
+    from dse.cost.model import evaluate_aux
+    from dse.cost.transforms import POOL_LATENCY
+    from dse.cost.workload import AuxTable
+
+    net = _residual()
+    design = search(net, load_board("zcu102"), algorithms=("im2col", "kn2row"),
+                    dataflows=("ws", "os"), hardware_pins={**PINS, "rows": rows, "cols": cols},
+                    optimizer="grid")
+    lp, names = _compile_network(net, design, None, image=False)
+    params, _ = design_overlay(design)
+    by_index = program_timing(lp, params).by_index()
+    aux = AuxTable.from_network(net)
+    assert aux.names == ("p1", "add", "ap", "g")
+    model = evaluate_aux(aux, HardwareTable.from_params(params, dram_gbps=1e9), fuse=False)
+    names = list(names)
+    for a, name in enumerate(aux.names):
+        tiles = sum(isinstance(inst, PoolTile) for inst, li in zip(lp.program, lp.layer_of)
+                    if li == names.index(name))
+        assert model.cycles[a, 0] == by_index[names.index(name)].compute_cycles \
+            - tiles * POOL_LATENCY, name
+
+
 def test_choices_by_the_programs_cycles():
     """program_choices on tiny (4×4 with a Winograd unit, on the ECP5-85 where an 8×8 one
     does not fit): every conv layer's choice is at least as fast, in the whole network's
