@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rtl.params import winograd_lanes_ok
+from rtl.params import BUS_BITS, winograd_lanes_ok
 
 from .errors import InputError
 from .search import (NEAR_TIE, Found, Problem, SearchSpace, _Mapped, _Progress, board_shares,
@@ -53,14 +53,16 @@ class Space:
     """The larger design space: bounds and unit sizes (integers everywhere).
 
     Buffers are whole multiples of the board's block (:func:`block_kib`) between one block
-    and ``max_buffer_kib``; rows and cols any integer in ``[min_dim, max_dim]``.
+    and ``max_buffer_kib``; rows and cols any integer in ``[min_dim, max_dim]``; the bus
+    every width the overlay top's DMA engines take (``rtl.params.BUS_BITS``: a wider one
+    would leave the design without the program's timing).
     """
 
     min_dim: int = 2
     max_dim: int = 256
     winograd_m: tuple = SearchSpace.winograd_m
     fft_size: tuple = SearchSpace.fft_size
-    bus_bits: tuple = (64, 128, 256, 512, 1024)
+    bus_bits: tuple = BUS_BITS
     max_buffer_kib: int = 4096
 
     def holding(self, pins: dict) -> "Space":

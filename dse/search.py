@@ -285,6 +285,16 @@ def _datapath_resources(point, family: str) -> dict:
     return {k: int(v) for k, v in r.as_dict(0).items()}
 
 
+def _pooled_pow2(hardware) -> np.ndarray:
+    """Points whose top has a pool engine and whose rows and cols are powers of two
+    (:meth:`Problem.fit`)."""
+    from .cost.resources import top_has_pool
+
+    rows, cols = np.asarray(hardware.rows), np.asarray(hardware.cols)
+    pow2 = ((rows & (rows - 1)) == 0) & ((cols & (cols - 1)) == 0)
+    return top_has_pool(hardware) & pow2
+
+
 def _fit_mask(hardware, board):
     """Return ``(mask, usage)``: points whose resource estimate fits the board, and the usage."""
     from .cost.resources import estimate_resources
@@ -553,6 +563,8 @@ class Problem:
     unit_algos: frozenset
     max_k: int
     chunk_points: int = 1024
+    #: :meth:`_pooled_only`'s answer, once known.
+    pooled_fits: bool | None = None
 
     @property
     def other(self) -> str:
@@ -576,17 +588,28 @@ class Problem:
         only arrays whose ``rows`` and ``cols`` are both powers of two fit: on others (18×72
         for VGG16) the program's channel words waste lanes that the model does not see, and
         it ranked an 18×72 point at 9.6 M cycles that the program runs in 15.7 M.  If no
-        such point fits, the others stay (design.json then has the model's cycles)."""
-        from .cost.resources import top_has_pool
-
+        such point fits the board (with the pins; judged once on the grid, not per call, so
+        that an optimiser's batch of other points is not let through), the others stay
+        (design.json then has the model's cycles)."""
         ok, usage = _fit_mask(hardware, self.board)
         if len(self.aux) and self.precision == 8:
-            rows, cols = np.asarray(hardware.rows), np.asarray(hardware.cols)
-            pow2 = ((rows & (rows - 1)) == 0) & ((cols & (cols - 1)) == 0)
-            pooled = ok & top_has_pool(hardware) & pow2
-            if pooled.any():
+            pooled = ok & _pooled_pow2(hardware)
+            if self._pooled_only(pooled):
                 ok = pooled
         return ok, usage
+
+    def _pooled_only(self, pooled) -> bool:
+        """Whether the board holds an overlay with a pool engine and power-of-two sides
+        (:meth:`fit`): on the grid with the pins, once; where the pins leave no grid,
+        whether ``pooled`` has one."""
+        if self.pooled_fits is None:
+            try:
+                grid = hardware_space(self.board, self.precision, self.unit_algos, self.max_k,
+                                      self.hardware_pins)
+            except ValueError:
+                return bool(pooled.any())
+            self.pooled_fits = bool((_fit_mask(grid, self.board)[0] & _pooled_pow2(grid)).any())
+        return self.pooled_fits
 
     def map(self, hardware, bar=None):
         """``(result, alt)``: the points of ``hardware`` mapped for the objective and for

@@ -21,7 +21,7 @@ pixel, so a first layer of 3 channels fills the array's rows instead of 3 of the
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import fields
 from functools import lru_cache
 
 import numpy as np
@@ -85,8 +85,14 @@ def _lower_bands(g: Geometry, rows, cols, dataflow, n, bands, xp) -> Lowered:
                    drain=c, front=gemms * load, back=0 * load, band=band)
 
 
+#: What a scalar call passes: Python and numpy integers (and bools).
+#: Geometry's field names, in order.
+_GEOMETRY_FIELDS = tuple(f.name for f in fields(Geometry))
+_SCALAR_TYPES = (int, np.integer, np.bool_)
+
+
 def _scalars(*values) -> bool:
-    return all(np.ndim(v) == 0 for v in values)
+    return all(isinstance(v, _SCALAR_TYPES) for v in values)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -111,7 +117,8 @@ def lower(g: Geometry, unit, rows, cols, dataflow, n=None, xp=np, banded=True,
     with ``banded=False`` (the algorithm's GEMM, for the explorer's energy and traffic).
     ``unit`` = 1: the layer from host patches (:func:`patched`).  Scalar calls (the
     compiler's, and the split search's many repeats of a band) are remembered."""
-    if xp is np and _scalars(unit, rows, cols, dataflow, n, banded, *astuple(g)) and (
+    if xp is np and _scalars(unit, rows, cols, dataflow, n, banded,
+                             *(getattr(g, f) for f in _GEOMETRY_FIELDS)) and (
             limits is None or _scalars(*limits.values())):
         return _lower_scalar(g, unit, rows, cols, dataflow, n, banded,
                              None if limits is None else tuple(sorted(limits.items())))

@@ -75,6 +75,28 @@ def test_nlp_keeps_the_pins():
     assert design.hardware["winograd_m"] == 0
 
 
+def test_a_pooled_network_maps_only_shapes_its_pool_engine_runs():
+    """A network with pools needs the overlay top's pool engine, and the search keeps the
+    power-of-two arrays that have it (Problem.fit).  The rule is the board's, not one
+    batch's: the nlp optimiser's neighbourhoods of other shapes used to pass whole when
+    none of their points had it, and on VGG16 it once chose 32×48, which the flow then cut
+    down to 32×32 at twice the cycles."""
+    from dse.optimize import nlp_search
+
+    problem = prepare(builtin("resnet18"), ZCU102)
+    found = nlp_search(problem)
+    table = problem.table({name: np.atleast_1d(getattr(found.hardware, name))
+                           for name in FIELDS})
+    fits, _ = problem.fit(table)
+    assert fits.any() and problem.pooled_fits is True
+    rows, cols = table.rows[fits], table.cols[fits]
+    assert ((rows & (rows - 1)) == 0).all() and ((cols & (cols - 1)) == 0).all()
+    # and one batch of shapes without a pool engine fits nothing
+    odd = problem.table({name: np.atleast_1d(v) for name, v in zip(
+        FIELDS, _point(rows=24, cols=48, winograd_m=0, winograd_lanes=1))})
+    assert not problem.fit(odd)[0].any()
+
+
 def test_seeds_fit_the_board():
     problem = prepare(builtin("tiny"), ECP5)
     space = Space()
