@@ -665,6 +665,11 @@ def main(argv=None) -> int:
     results["wall_s"] = round(time.monotonic() - started, 1)
     path = REPO / "build" / "bench" / "pe_dsp_study.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():                   # keep the parts this run did not redo
+        earlier = json.loads(path.read_text())
+        for part in ("pe", "wino", "mac"):
+            if part not in args.parts and earlier.get(part):
+                results[part] = earlier[part]
     path.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwrote {path.relative_to(REPO)} ({results['wall_s']} s)")
     return 0
