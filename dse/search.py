@@ -608,7 +608,16 @@ class Problem:
                                       self.hardware_pins)
             except ValueError:
                 return bool(pooled.any())
-            self.pooled_fits = bool((_fit_mask(grid, self.board)[0] & _pooled_pow2(grid)).any())
+            # the smallest such points first: one of them fits if any does, and the whole
+            # grid's resource estimate takes seconds
+            grid = grid.take(np.flatnonzero(_pooled_pow2(grid)))
+            size = (grid.rows * grid.cols * (1 + grid.winograd_m + grid.fft_size)
+                    + grid.act_buffer_kib + grid.weight_buffer_kib + grid.out_buffer_kib
+                    + grid.bus_bits)
+            order = np.argsort(size, kind="stable")
+            self.pooled_fits = any(
+                bool(_fit_mask(grid.take(part), self.board)[0].any())
+                for part in (order[:64], order[64:]) if len(part))
         return self.pooled_fits
 
     def map(self, hardware, bar=None):
