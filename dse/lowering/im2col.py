@@ -85,9 +85,9 @@ def _lower_bands(g: Geometry, rows, cols, dataflow, n, bands, xp) -> Lowered:
                    drain=c, front=gemms * load, back=0 * load, band=band)
 
 
-#: What a scalar call passes: Python and numpy integers (and bools).
 #: Geometry's field names, in order.
 _GEOMETRY_FIELDS = tuple(f.name for f in fields(Geometry))
+#: What a scalar call passes: Python and numpy integers (and bools).
 _SCALAR_TYPES = (int, np.integer, np.bool_)
 
 
