@@ -63,7 +63,7 @@ class AxiReadArbiter(wiring.Component):
     outstanding:
         Bursts granted and not yet ended (their last beat received), over all masters: the
         depth of the routing FIFO, an integer of at least 1.  The default holds the load
-        engine's 4 and the fetch unit's 2 (at their default parameters), rounded up to a
+        engine's 16 and the fetch unit's 2 (at their default parameters), rounded up to a
         power of two, which costs no more LUT RAM.
 
     Members
@@ -84,7 +84,7 @@ class AxiReadArbiter(wiring.Component):
         For a parameter of the wrong kind or value ("*name* must be …, not …").
     """
 
-    def __init__(self, masters: int = 2, bus_bits: int = 128, outstanding: int = 8):
+    def __init__(self, masters: int = 2, bus_bits: int = 128, outstanding: int = 32):
         with rejecting(self):
             for name, value in (("masters", masters), ("bus_bits", bus_bits),
                                 ("outstanding", outstanding)):

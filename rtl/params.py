@@ -58,8 +58,10 @@ AXI_BOUNDARY = 4096
 #: Most read bursts the load engine has in flight (``rtl.dma.LoadEngine``'s ``outstanding``,
 #: the depth of its burst queue), and most write bursts the store engine has awaiting their
 #: response.  With a DRAM read latency of L cycles a load of bursts of b beats is bound by
-#: ``outstanding`` bursts per L + 3 cycles (``dse.cost.dma.load_tile_cycles``).
-DMA_OUTSTANDING = 4
+#: ``outstanding`` bursts per L + 3 cycles (``dse.cost.dma.load_tile_cycles``).  16, the
+#: most the engines take: at the ZCU102's 39 cycles, 4 kept a channel slice of VGG16's
+#: conv5_1 (a 4-beat burst a pixel) to 16 beats per 42 cycles.
+DMA_OUTSTANDING = 16
 
 #: Width of the datapath's run-time algorithm register (codes: :attr:`Algorithm.code`).
 ALG_BITS = 2

@@ -6,10 +6,10 @@
 //   Addresses past the memory answer SLVERR (reads return 0, writes are dropped).
 // * Reads: READ_PORTS independent AXI4 read ports (the overlay top's data port and its
 //   instruction port), their signals packed side by side, port p in slice p.  Each queues
-//   up to 8 bursts; a burst's first beat is offered `latency` + 1 cycles after the cycle its
+//   up to 32 bursts (more than the overlay's engines keep in flight); a burst's first beat is offered `latency` + 1 cycles after the cycle its
 //   address is taken (at the earliest), then one beat a cycle, bursts back to back (INCR,
 //   full-width beats).  The ports do not slow each other.
-// * Writes: up to 8 burst addresses queued, W beats with byte strobes to the oldest, one B
+// * Writes: up to 32 burst addresses queued, W beats with byte strobes to the oldest, one B
 //   per burst in order.  With latency 0 and no stalls the model never holds the overlay
 //   back: the ideal memory the cycle model assumes.
 // * Random back-pressure: with `stall` = s (0..255), each cycle a 16-bit LFSR decides,
@@ -93,11 +93,11 @@ module axi_dram #(
         in_range = (addr >> SHIFT) < MEM_WORDS;
     endfunction
 
-    // -- reads, per port: up to 8 bursts queued (ARREADY while the queue has room); a
+    // -- reads, per port: up to 32 bursts queued (ARREADY while the queue has room); a
     // burst's first beat is offered `latency` + 1 cycles after its address was taken (the
     // next cycle with no latency, as sim/bench/axi_memory.py's), then one beat a cycle, the
     // next burst's beats straight after the last one's
-    localparam QBITS = 3;
+    localparam QBITS = 5;
     reg [31:0] now;
     always @(posedge clk) begin
         if (rst) now <= 32'd0;
@@ -163,7 +163,7 @@ module axi_dram #(
         end
     endgenerate
 
-    // -- writes: up to 8 bursts' addresses queued (AWREADY while the queue has room); W
+    // -- writes: up to 32 bursts' addresses queued (AWREADY while the queue has room); W
     // beats go to the oldest queued burst; a B response per completed burst, in order
     reg [ADDR_BITS-1:0]  aw_q_addr [0:(1<<QBITS)-1];
     reg [QBITS:0]        aw_head, aw_tail;
