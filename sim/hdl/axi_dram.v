@@ -6,9 +6,10 @@
 //   Addresses past the memory answer SLVERR (reads return 0, writes are dropped).
 // * Reads: READ_PORTS independent AXI4 read ports (the overlay top's data port and its
 //   instruction port), their signals packed side by side, port p in slice p.  Each queues
-//   up to 32 bursts (more than the overlay's engines keep in flight); a burst's first beat is offered `latency` + 1 cycles after the cycle its
-//   address is taken (at the earliest), then one beat a cycle, bursts back to back (INCR,
-//   full-width beats).  The ports do not slow each other.
+//   up to 32 bursts (more than the overlay's engines keep in flight); a burst's first beat
+//   is offered `latency` + 1 cycles after the cycle its address is taken (at the
+//   earliest), then one beat a cycle, bursts back to back (INCR, full-width beats).  The
+//   ports do not slow each other.
 // * Writes: up to 32 burst addresses queued, W beats with byte strobes to the oldest, one B
 //   per burst in order.  With latency 0 and no stalls the model never holds the overlay
 //   back: the ideal memory the cycle model assumes.
